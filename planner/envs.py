@@ -1,0 +1,70 @@
+"""Environment catalog: observation and action dimensions of the MuJoCo locomotion tasks.
+
+The paper's ``-v3`` ids need mujoco-py, which current gymnasium cannot load, so their dimensions
+are listed here (facts.md section 5); other ids are looked up through gymnasium when installed.
+
+>>> lookup_env("Ant-v3").obs_dim
+111
+"""
+
+from dataclasses import dataclass
+
+from planner.errors import PlannerError
+
+
+@dataclass(frozen=True)
+class EnvDims:
+    env_id: str
+    obs_dim: int
+    action_dim: int
+    obs_dtype: str = "float64"
+    action_dtype: str = "float32"
+    note: str = ""
+
+
+_DIMS = {  # name: ({version: obs_dim}, action_dim)
+    "Walker2d": ({"v3": 17, "v4": 17, "v5": 17}, 6),
+    "HalfCheetah": ({"v3": 17, "v4": 17, "v5": 17}, 6),
+    "Hopper": ({"v3": 11, "v4": 11, "v5": 11}, 3),
+    "Ant": ({"v3": 111, "v4": 27, "v5": 105}, 8),
+    "Humanoid": ({"v3": 376, "v4": 376, "v5": 348}, 17),
+}
+_NOTES = {
+    "Ant-v3": "27 + 84 contact forces",
+    "Ant-v4": "111 with use_contact_forces=True",
+    "Ant-v5": "default: contact forces on, cfrc_ext of the root body excluded",
+}
+
+CATALOG = {
+    f"{name}-{version}": EnvDims(f"{name}-{version}", obs, action_dim, note=_NOTES.get(f"{name}-{version}", ""))
+    for name, (versions, action_dim) in _DIMS.items()
+    for version, obs in versions.items()
+}
+
+
+def training_id(env_id: str) -> str:
+    """The id to train on with current gymnasium: ``-v3`` maps to ``-v5`` (same task, needs no mujoco-py)."""
+    return env_id[:-2] + "v5" if env_id.endswith("-v3") and env_id in CATALOG else env_id
+
+
+def lookup_env(env_id: str) -> EnvDims:
+    """Dimensions of ``env_id``: from the catalog, else from gymnasium (if installed)."""
+    if env_id in CATALOG:
+        return CATALOG[env_id]
+    known = ", ".join(sorted(CATALOG))
+    try:
+        import gymnasium
+    except ImportError:
+        raise PlannerError(f"unknown env {env_id!r}: known without gymnasium: {known}") from None
+    try:
+        env = gymnasium.make(env_id)
+    except Exception as exc:  # gymnasium raises several types for unknown or unloadable ids
+        raise PlannerError(f"unknown env {env_id!r} ({type(exc).__name__}: {exc}); known offline: {known}") from None
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if obs_space.shape is None or len(obs_space.shape) != 1 or act_space.shape is None:
+            raise PlannerError(f"env {env_id!r} has a non-vector observation or action space; give --obs-dim/--action-dim")
+        action_dim = act_space.shape[0] if act_space.shape else 1
+        return EnvDims(env_id, obs_space.shape[0], action_dim, str(obs_space.dtype), str(act_space.dtype))
+    finally:
+        env.close()

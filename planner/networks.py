@@ -1,0 +1,100 @@
+"""Parameter counts of the networks a run trains: stable-baselines3 defaults and the paper's examples.
+
+>>> sum(n.params for n in sb3_models("ppo", obs_dim=17, action_dim=6))
+11085
+"""
+
+from dataclasses import dataclass
+
+from planner.errors import PlannerError
+
+DEFAULT_NETS = {"ppo": (64, 64), "sac": (256, 256), "td3": (400, 300)}
+
+
+@dataclass(frozen=True)
+class Linear:
+    n_in: int
+    n_out: int
+    bias: bool = True
+
+    @property
+    def params(self) -> int:
+        return self.n_in * self.n_out + (self.n_out if self.bias else 0)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A named set of layers (plus free parameters such as log_std) and whether an optimizer updates it."""
+
+    name: str
+    layers: tuple = ()
+    extra_params: int = 0
+    trained: bool = True
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers) + self.extra_params
+
+
+def mlp(sizes: "tuple[int, ...] | list[int]", bias: bool = True) -> tuple:
+    """Linear layers joining consecutive sizes: (in, h1, ..., out)."""
+    return tuple(Linear(a, b, bias) for a, b in zip(sizes, sizes[1:]))
+
+
+def parse_net(text: str) -> "tuple[int, ...]":
+    """``"256,256"`` -> (256, 256)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise PlannerError(f"--net expects hidden sizes such as 256,256, got {text!r}") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise PlannerError(f"--net sizes must be positive whole numbers, got {text!r}")
+    return sizes
+
+
+def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] | None" = None) -> "tuple[Network, ...]":
+    """The networks stable-baselines3 builds for ``algo`` with an MlpPolicy (flatten features extractor)."""
+    hidden = tuple(net) if net else DEFAULT_NETS.get(algo, ())
+    if algo == "ppo":  # separate pi and vf MLPs, action head, value head, state-independent log_std
+        last = hidden[-1] if hidden else obs_dim
+        return (
+            Network("policy_net", mlp((obs_dim, *hidden))),
+            Network("value_net", mlp((obs_dim, *hidden))),
+            Network("action_head", mlp((last, action_dim)), extra_params=action_dim),
+            Network("value_head", mlp((last, 1))),
+        )
+    q_in = obs_dim + action_dim
+    if algo == "sac":  # actor latent + mean and log_std heads; two critics and their targets; log(alpha)
+        actor = mlp((obs_dim, *hidden)) + mlp((hidden[-1], action_dim)) * 2
+        return (
+            Network("actor", actor),
+            Network("critics", mlp((q_in, *hidden, 1)) * 2),
+            Network("critic_targets", mlp((q_in, *hidden, 1)) * 2, trained=False),
+            Network("log_ent_coef", extra_params=1),
+        )
+    if algo == "td3":
+        actor = mlp((obs_dim, *hidden, action_dim))
+        return (
+            Network("actor", actor),
+            Network("actor_target", actor, trained=False),
+            Network("critics", mlp((q_in, *hidden, 1)) * 2),
+            Network("critic_targets", mlp((q_in, *hidden, 1)) * 2, trained=False),
+        )
+    raise PlannerError(f"unknown algo {algo!r} (expected ppo, sac or td3)")
+
+
+def miki_teacher() -> "tuple[Network, ...]":
+    """Miki et al. 2022 teacher: all-legs height encoder, privileged encoder, main MLP (with biases)."""
+    return (
+        Network("height_encoder", mlp((208, 80, 60, 96))),
+        Network("privileged_encoder", mlp((50, 64, 32, 24))),
+        Network("main_mlp", mlp((133 + 96 + 24, 256, 160, 128, 16))),
+    )
+
+
+def haarnoja_minitaur() -> "tuple[Network, ...]":
+    """Haarnoja et al. 2018 Minitaur SAC: policy 112-256-256-16 and two Q nets 120-256-256-1, weights only."""
+    return (
+        Network("policy", mlp((112, 256, 256, 16), bias=False)),
+        Network("q_networks", mlp((120, 256, 256, 1), bias=False) * 2),
+    )

@@ -1,0 +1,35 @@
+"""The paper's worked examples, computed with the same footprint code as any other run.
+
+>>> round(miki().buffer_bytes / 1e6, 2)
+27.09
+"""
+
+from planner.footprint import Footprint, footprint, model_components
+from planner.layouts import buffer_fields
+from planner.networks import haarnoja_minitaur, miki_teacher
+from planner.quantization import QuantSpec
+from planner.runspec import RunSpec
+
+FIGURE2_ENVS = ("Walker2d-v3", "HalfCheetah-v3", "Ant-v3", "Humanoid-v3")
+PAPER_DECIMALS = {"ppo": 1, "sac": 2}
+PAPER_BUFFER = {"ppo": 2048, "sac": 1_000_000}
+PAPER_CLAMP = 127.0
+
+
+def miki() -> Footprint:
+    """Miki et al. 2022 teacher (PPO): obs 391, act 16, 8,300 (s, a, r) in float64; weights float64."""
+    spec = RunSpec("ppo", obs_dim=391, action_dim=16, buffer_size=8_300, layout="paper64")
+    return Footprint(model_components(miki_teacher(), "float64", optimizer=False), buffer_fields(spec))
+
+
+def haarnoja(transitions: int = 100_000) -> Footprint:
+    """Haarnoja et al. 2018 Minitaur (SAC): obs 112, act 8, (s, a, r) in float64; weights only, float64."""
+    spec = RunSpec("sac", obs_dim=112, action_dim=8, buffer_size=transitions, layout="paper64")
+    return Footprint(model_components(haarnoja_minitaur(), "float64", optimizer=False), buffer_fields(spec))
+
+
+def figure2_pair(algo: str, obs_dim: int, action_dim: int) -> "tuple[Footprint, Footprint]":
+    """(baseline, quantized) under the ``figure2`` accounting with the paper's settings."""
+    quant = QuantSpec.create(PAPER_DECIMALS[algo], PAPER_CLAMP)
+    base = RunSpec(algo, obs_dim, action_dim, PAPER_BUFFER[algo], layout="figure2", optimizer=False)
+    return footprint(base), footprint(RunSpec(**{**base.__dict__, "quant": quant}))

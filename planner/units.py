@@ -1,0 +1,66 @@
+"""Byte sizes: parsing ``4GB`` / ``3.5 GiB`` / ``512MB`` and printing with an explicit unit.
+
+MB, GB, KB are decimal (10^6, 10^9, 10^3); MiB, GiB, KiB are binary (2^20, 2^30, 2^10).
+
+>>> parse_size("3.5 GiB")
+3758096384
+>>> format_bytes(27_091_200, "MB")
+'27.09 MB'
+"""
+
+import re
+
+from planner.errors import PlannerError
+
+UNITS = {
+    "B": 1,
+    "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(value: "int | float | str") -> int:
+    """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...)."""
+    if isinstance(value, bool):
+        raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), "B"
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
+        number, unit = float(match.group(1)), (match.group(2) or "B").upper()
+        if unit not in UNITS:
+            raise PlannerError(f"unknown size unit {match.group(2)!r} in {value!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
+    return int(round(number * UNITS[unit]))
+
+
+def parse_count(value: "int | float | str") -> int:
+    """A whole count such as ``1e6``, ``1_000_000`` or ``200000``."""
+    try:
+        number = float(str(value).replace("_", ""))
+    except ValueError:
+        raise PlannerError(f"expected a whole number such as 1e6 or 1_000_000, got {value!r}") from None
+    if number != int(number):
+        raise PlannerError(f"expected a whole number, got {value!r}")
+    return int(number)
+
+
+def format_bytes(n: float, unit: str = "MB", digits: int = 2) -> str:
+    """``n`` bytes in ``unit`` (B, KB, MB, GB, KiB, MiB, GiB), with the unit written out."""
+    key = unit.upper()
+    if key not in UNITS:
+        raise PlannerError(f"unknown display unit {unit!r}")
+    if key == "B":
+        return f"{int(n):,} B"
+    return f"{n / UNITS[key]:,.{digits}f} {unit}"
+
+
+def auto_unit(n: float, binary: bool = False) -> str:
+    """The largest unit in which ``n`` bytes is at least 1 (decimal unless ``binary``)."""
+    names = ("GiB", "MiB", "KiB") if binary else ("GB", "MB", "KB")
+    for name in names:
+        if abs(n) >= UNITS[name.upper()]:
+            return name
+    return "B"
