@@ -73,7 +73,7 @@ class QuantSpec:
         if width < need:
             raise PlannerError(
                 f"Eq. 6 gives {width} bits for m={decimals}, b={clamp:g}, but the {levels(decimals, clamp):,} levels "
-                f"need {need}: use rule='exact' or give bits explicitly")
+                f"need {need}: use the exact width rule (--width-rule exact) or give --bits")
         if width > MAX_BITS:
             raise PlannerError(f"m={decimals}, b={clamp:g} needs {width} bits per value; at most {MAX_BITS} are supported")
         return cls(decimals, float(clamp), width, rule)

@@ -1,0 +1,48 @@
+import pytest
+
+from planner.errors import PlannerError
+from planner.quantization import QuantSpec, eq6_bits, exact_bits, levels
+
+
+@pytest.mark.parametrize("m, bits", [(1, 12), (2, 15)])
+def test_eq6_matches_paper_at_b127(m, bits):
+    assert eq6_bits(m, 127) == bits
+    assert exact_bits(m, 127) == bits
+
+
+def test_eq6_overcounts_b100_m1():
+    assert eq6_bits(1, 100) == 12
+    assert exact_bits(1, 100) == 11
+
+
+def test_eq6_undercounts_power_of_two_clamp():
+    assert levels(0, 128) == 257
+    assert eq6_bits(0, 128) == 8
+    assert exact_bits(0, 128) == 9
+
+
+def test_eq6_width_refused_when_it_cannot_hold_the_levels():
+    with pytest.raises(PlannerError, match="need 9"):
+        QuantSpec.create(0, 128)
+    assert QuantSpec.create(0, 128, rule="exact").bits == 9
+
+
+def test_explicit_bits_are_checked():
+    assert QuantSpec.create(2, 127, bits=16).bits == 16
+    with pytest.raises(PlannerError, match="needs >= 15"):
+        QuantSpec.create(2, 127, bits=14)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(decimals=-1), "decimals"),
+    (dict(decimals=1.5), "decimals"),
+    (dict(decimals=1, clamp=0), "clamp"),
+    (dict(decimals=1, clamp=-3), "clamp"),
+    (dict(decimals=1, clamp=float("inf")), "clamp"),
+    (dict(decimals=2, bits=40), "bits"),
+    (dict(decimals=2, bits=0), "bits"),
+    (dict(decimals=9, clamp=1e6), "at most 32"),
+])
+def test_nonsense_specs_are_rejected(kwargs, message):
+    with pytest.raises(PlannerError, match=message):
+        QuantSpec.create(**kwargs)
