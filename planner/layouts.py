@@ -49,7 +49,7 @@ def packed_field(name: str, rows: int, dim: int, bits: int) -> Field:
     """Rows of ``dim`` codes of ``bits`` bits packed into 64-bit words (cython_core's storage)."""
     row_bytes = packed_row_bytes(dim, bits)
     pad = packed_row_padding_bits(dim, bits)
-    return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed ({row_bytes} B/row, {pad} pad bits)", True)
+    return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True)
 
 
 def terminal_capacity(spec: RunSpec) -> int:

@@ -8,9 +8,13 @@ bb    22
 """
 
 
+import re
+
+_NUMBER = re.compile(r"^[~<>+-]?\s*[0-9][0-9,]*(\.[0-9]+)?(e[+-]?[0-9]+)?\s?(%|x|[KMGT]i?B|B|s|us|ms|bits)?$")
+
+
 def _is_number(text: str) -> bool:
-    stripped = text.replace(",", "").replace("%", "").replace("x", "").split(" ")[0].lstrip("+-")
-    return stripped.replace(".", "", 1).isdigit()
+    return bool(_NUMBER.match(text))
 
 
 def render(rows: "list[list[str]]", headers: "list[str]") -> str:
