@@ -1,5 +1,71 @@
-"""Placeholder until the profiles command lands (the helper that owns it replaces this file)."""
+"""``planner profiles {list,show,check,calibrate}``: the device profiles and their budgets."""
+
+import argparse
+import json
+
+from planner.profiles import builtin_names, load_all, load_profile
+from planner.table import render
+from planner.units import auto_unit, format_bytes
 
 
-def register(sub):
-    pass
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profiles", help="list, show, check or calibrate device profiles")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions.add_parser("list", help="the shipped profiles with their budgets").add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one profile in full, with its budget breakdown")
+    show.add_argument("name", help=f"one of {', '.join(builtin_names())}, or a YAML path")
+    show.add_argument("--json", action="store_true")
+    check = actions.add_parser("check", help="check a profile file against the schema")
+    check.add_argument("file")
+    calibrate = actions.add_parser("calibrate", help="measure this machine's runtime and write a profile")
+    calibrate.add_argument("--out", required=True, help="YAML file to write")
+    p.set_defaults(func=run)
+
+
+def _record(profile) -> dict:
+    budget = profile.budget()
+    return {"name": profile.name, "description": profile.description, "class": profile.device_class,
+            "arch": profile.arch, "total_bytes": budget.total, "os_reserve_bytes": budget.os_reserve,
+            "runtime_bytes": budget.runtime, "margin_bytes": budget.margin, "available_bytes": budget.available,
+            "gpu_shares_memory": profile.gpu_shares_memory, "cpu": profile.cpu, "gpu": profile.gpu,
+            "runs_python": profile.runs_python, "runs_torch": profile.runs_torch, "runtime_note": profile.runtime_note,
+            "notes": profile.notes, "source": list(profile.source), "path": profile.path}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        profiles = load_all()
+        if args.json:
+            print(json.dumps([_record(p) for p in profiles], indent=2))
+            return 0
+        rows = [[p.name, p.device_class, format_bytes(p.total_memory, "MB"), format_bytes(p.budget().available, "MB"),
+                 "yes" if p.runs_torch else "no (buffer only)", p.description] for p in profiles]
+        print(render(rows, ["profile", "class", "total", "for training", "torch", "description"]))
+        print("\nMB = 10^6 B. Budget = total - OS reserve - runtime - safety margin: `planner profiles show NAME`.")
+        return 0
+    if args.action == "calibrate":
+        from validation.calibrate import calibrate
+        path = calibrate(args.out)
+        print(f"wrote {path}: check it with `planner profiles check {path}`, use it with `--profile {path}`")
+        return 0
+    profile = load_profile(args.name if args.action == "show" else args.file)
+    if args.action == "show" and args.json:
+        print(json.dumps(_record(profile), indent=2))
+        return 0
+    unit = auto_unit(profile.total_memory)
+    if args.action == "check":
+        print(f"{profile.path}: ok ({profile.name}, {format_bytes(profile.budget().available, unit)} for training)")
+        return 0
+    print(f"{profile.name}: {profile.description}")
+    for label, value in (("class", profile.device_class), ("arch", profile.arch), ("cpu", profile.cpu),
+                         ("gpu", profile.gpu or "none"), ("GPU shares memory", profile.gpu_shares_memory),
+                         ("runs Python / torch", f"{profile.runs_python} / {profile.runs_torch}"),
+                         ("runtime", profile.runtime_note), ("notes", profile.notes), ("file", profile.path)):
+        if value != "":
+            print(f"  {label}: {value}")
+    print()
+    print(render(profile.budget().rows(unit), ["budget", unit]))
+    print("\nsources:")
+    for line in profile.source:
+        print(f"  - {line}")
+    return 0

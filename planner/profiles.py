@@ -1,0 +1,185 @@
+"""Device profiles: YAML files saying what memory a device leaves for training.
+
+A profile states the device's total memory, what the OS keeps, what the training runtime itself
+costs (Python + numpy + torch + simulator, plus the CUDA context where a GPU shares the memory)
+and a safety margin; the budget for models, optimizer state and buffer is what remains.
+
+>>> profile = load_profile("jetson-nano")
+>>> profile.budget().available == profile.total_memory - profile.os_reserve - profile.runtime - profile.margin
+True
+"""
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from planner.errors import PlannerError
+from planner.units import format_bytes, parse_size
+
+CLASSES = ("workstation", "mini-pc", "embedded-gpu", "sbc", "microcontroller")
+ARCHES = ("x86_64", "aarch64", "armv7l", "xtensa", "arm-cortex-m4")
+SIZE_KEYS = ("total_memory", "os_reserve", "runtime", "margin")
+# key: (expected type(s), what the message says, required)
+SCHEMA = {
+    "name": (str, "a text", True),
+    "description": (str, "a text", True),
+    "class": (str, f"one of {', '.join(CLASSES)}", True),
+    "arch": (str, f"one of {', '.join(ARCHES)}", True),
+    "total_memory": ((int, float, str), "a size such as 4GB or 512MiB", True),
+    "gpu_shares_memory": (bool, "true or false", True),
+    "os_reserve": ((int, float, str), "a size such as 1.5GB", True),
+    "runtime": ((int, float, str), "a size such as 1.3GB", True),
+    "margin": ((int, float, str), "a size such as 200MB", True),
+    "cpu": (str, "a text", True),
+    "gpu": ((str, type(None)), "a text or null", False),
+    "runs_python": (bool, "true or false", True),
+    "runs_torch": (bool, "true or false", True),
+    "runtime_note": (str, "a text", False),
+    "notes": (str, "a text", False),
+    "source": (list, "a list of texts", True),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Where a device's memory goes; ``available`` is what training may use."""
+
+    total: int
+    os_reserve: int
+    runtime: int
+    margin: int
+
+    @property
+    def available(self) -> int:
+        return self.total - self.os_reserve - self.runtime - self.margin
+
+    def rows(self, unit: str = "MB") -> "list[list[str]]":
+        return [[name, format_bytes(value, unit)] for name, value in (
+            ("total memory", self.total), ("- OS reserve", self.os_reserve), ("- runtime", self.runtime),
+            ("- safety margin", self.margin), ("= available for training", self.available))]
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    description: str
+    device_class: str
+    arch: str
+    total_memory: int
+    gpu_shares_memory: bool
+    os_reserve: int
+    runtime: int
+    margin: int
+    cpu: str
+    gpu: "str | None"
+    runs_python: bool
+    runs_torch: bool
+    source: "tuple[str, ...]"
+    runtime_note: str = ""
+    notes: str = ""
+    path: str = ""
+
+    def budget(self) -> Budget:
+        return Budget(self.total_memory, self.os_reserve, self.runtime, self.margin)
+
+    @property
+    def buffer_only(self) -> bool:
+        """No Python runtime: the device can hold a buffer, not train networks with torch."""
+        return not self.runs_python
+
+
+def builtin_dir() -> Path:
+    """The folder of the shipped profiles (installed as package ``planner.builtin_profiles``)."""
+    return Path(str(importlib.resources.files("planner.builtin_profiles")))
+
+
+def builtin_names() -> "list[str]":
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped profile by name, or a YAML file by path."""
+    candidate = builtin_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name_or_path:
+        if not path.is_file():
+            raise PlannerError(f"profile file {name_or_path} not found")
+        return path
+    raise PlannerError(f"unknown profile {name_or_path!r}: shipped profiles are {', '.join(builtin_names())} "
+                       "(or give a path to a YAML file)")
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    """Load and check a profile; any problem is one PlannerError naming the file, the key and what was expected."""
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PlannerError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlannerError(f"{path}: cannot read: {exc}") from None
+    return parse_profile(data, str(path))
+
+
+def _fail(path: str, key: str, what: str, value: object) -> PlannerError:
+    return PlannerError(f"{path}: key '{key}': expected {what}, got {value!r}")
+
+
+def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
+    """Check ``data`` (a parsed YAML mapping) against the schema and build the profile."""
+    if not isinstance(data, dict):
+        raise PlannerError(f"{path}: expected a mapping of keys ({', '.join(SCHEMA)}), got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(SCHEMA))
+    if unknown:
+        raise PlannerError(f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(SCHEMA)})")
+    missing = [key for key, (_, _, required) in SCHEMA.items() if required and key not in data]
+    if missing:
+        raise PlannerError(f"{path}: missing key '{missing[0]}' (expected {SCHEMA[missing[0]][1]})")
+    for key, value in data.items():
+        types, what, _ = SCHEMA[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise _fail(path, key, what, value)
+    if data["class"] not in CLASSES:
+        raise _fail(path, "class", SCHEMA["class"][1], data["class"])
+    if data["arch"] not in ARCHES:
+        raise _fail(path, "arch", SCHEMA["arch"][1], data["arch"])
+    if not data["source"] or not all(isinstance(s, str) and s.strip() for s in data["source"]):
+        raise _fail(path, "source", "a non-empty list of texts", data["source"])
+    sizes = {}
+    for key in SIZE_KEYS:
+        try:
+            sizes[key] = parse_size(data[key])
+        except PlannerError:
+            raise _fail(path, key, SCHEMA[key][1], data[key]) from None
+    if sizes["total_memory"] <= 0:
+        raise _fail(path, "total_memory", "a size > 0", data["total_memory"])
+    for key in ("os_reserve", "runtime", "margin"):
+        if sizes[key] < 0:
+            raise _fail(path, key, "a size >= 0", data[key])
+    reserved = sizes["os_reserve"] + sizes["runtime"] + sizes["margin"]
+    if reserved >= sizes["total_memory"]:
+        raise PlannerError(f"{path}: key 'os_reserve': os_reserve + runtime + margin ({format_bytes(reserved)}) "
+                           f"must be smaller than total_memory ({format_bytes(sizes['total_memory'])})")
+    if data["runs_torch"] and not data["runs_python"]:
+        raise _fail(path, "runs_torch", "false when runs_python is false", data["runs_torch"])
+    return DeviceProfile(
+        name=data["name"], description=data["description"], device_class=data["class"], arch=data["arch"],
+        total_memory=sizes["total_memory"], gpu_shares_memory=data["gpu_shares_memory"],
+        os_reserve=sizes["os_reserve"], runtime=sizes["runtime"], margin=sizes["margin"], cpu=data["cpu"],
+        gpu=data.get("gpu"), runs_python=data["runs_python"], runs_torch=data["runs_torch"],
+        source=tuple(data["source"]), runtime_note=data.get("runtime_note", ""), notes=data.get("notes", ""),
+        path=path)
+
+
+def _as_tuple(types: "type | tuple") -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def load_all() -> "list[DeviceProfile]":
+    return [load_profile(name) for name in builtin_names()]

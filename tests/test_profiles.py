@@ -1,0 +1,129 @@
+"""Device profiles: every shipped one loads; malformed ones fail with one clear message."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.errors import PlannerError
+from planner.profiles import builtin_dir, builtin_names, load_all, load_profile
+
+REQUIRED = [
+    "jetson-nano", "jetson-nano-2gb", "jetson-orin-nano-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb",
+    "jetson-xavier-nx", "raspberry-pi-4-2gb", "raspberry-pi-4-8gb", "raspberry-pi-5-8gb", "raspberry-pi-zero-2w",
+    "coral-dev-board", "intel-nuc-16gb", "paper-workstation", "crazyflie-2.1", "esp32-s3-psram",
+]
+
+GOOD = {
+    "name": "my-robot", "description": "test robot", "class": "sbc", "arch": "aarch64",
+    "total_memory": "4GB", "gpu_shares_memory": False, "os_reserve": "500MB", "runtime": "350MB",
+    "margin": "100MB", "cpu": "4x A72", "gpu": None, "runs_python": True, "runs_torch": True,
+    "source": ["measured by hand"],
+}
+
+
+def test_every_shipped_profile_loads_with_a_positive_budget():
+    names = builtin_names()
+    assert set(REQUIRED) <= set(names)
+    for profile in load_all():
+        budget = profile.budget()
+        assert 0 < budget.available < budget.total
+        assert profile.source and profile.name == Path(profile.path).stem
+
+
+def test_sizes_with_units():
+    p = load_profile("jetson-nano")
+    assert p.total_memory == 4 * 2**30
+    assert p.os_reserve == 1_500_000_000
+    assert load_profile("crazyflie-2.1").total_memory == 192 * 1024
+
+
+def test_budget_is_total_minus_reserve_runtime_margin():
+    b = load_profile("jetson-nano").budget()
+    assert b.available == 4 * 2**30 - 1_500_000_000 - 1_400_000_000 - 200_000_000
+
+
+def test_microcontrollers_are_buffer_only():
+    assert load_profile("crazyflie-2.1").buffer_only
+    assert load_profile("esp32-s3-psram").buffer_only
+    assert not load_profile("raspberry-pi-5-8gb").buffer_only
+
+
+def _write(tmp_path, data, raw=None) -> str:
+    path = tmp_path / "robot.yaml"
+    path.write_text(raw if raw is not None else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_users_profile_by_path(tmp_path):
+    profile = load_profile(_write(tmp_path, GOOD))
+    assert profile.budget().available == 4_000_000_000 - 950_000_000
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"total_memory": None}, "key 'total_memory': expected a size"),
+    ({"total_memory": "4 parsecs"}, "key 'total_memory': expected a size"),
+    ({"total_memory": "0GB"}, "key 'total_memory': expected a size > 0"),
+    ({"total_memory": -4}, "key 'total_memory': expected a size > 0"),
+    ({"os_reserve": "-1GB"}, "key 'os_reserve': expected a size"),
+    ({"os_reserve": "5GB"}, "must be smaller than total_memory"),
+    ({"runs_python": "yes"}, "key 'runs_python': expected true or false"),
+    ({"gpu_shares_memory": 1}, "key 'gpu_shares_memory': expected true or false"),
+    ({"class": "toaster"}, "key 'class': expected one of"),
+    ({"arch": "sparc"}, "key 'arch': expected one of"),
+    ({"source": []}, "key 'source': expected a non-empty list"),
+    ({"source": "a text"}, "key 'source': expected a list of texts"),
+    ({"runs_python": False, "runs_torch": True}, "key 'runs_torch'"),
+    ({"total_memory": True}, "key 'total_memory': expected a size"),
+])
+def test_malformed_profiles_name_file_key_and_expectation(tmp_path, change, fragment):
+    path = _write(tmp_path, {**GOOD, **change})
+    with pytest.raises(PlannerError) as err:
+        load_profile(path)
+    message = str(err.value)
+    assert path in message and fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("drop", ["name", "total_memory", "source", "runtime"])
+def test_missing_keys(tmp_path, drop):
+    data = {k: v for k, v in GOOD.items() if k != drop}
+    with pytest.raises(PlannerError, match=f"missing key '{drop}'"):
+        load_profile(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ("", "expected a mapping"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("name: [unclosed\n", "not valid YAML"),
+    ("name: a\n  bad: indent\n: x\n", "not valid YAML"),
+])
+def test_not_a_profile_at_all(tmp_path, raw, fragment):
+    with pytest.raises(PlannerError, match=fragment):
+        load_profile(_write(tmp_path, None, raw=raw))
+
+
+def test_unknown_profile_name_and_missing_file():
+    with pytest.raises(PlannerError, match="unknown profile 'nope'"):
+        load_profile("nope")
+    with pytest.raises(PlannerError, match="not found"):
+        load_profile("./does/not/exist.yaml")
+
+
+def test_profiles_cli(planner_cli, tmp_path):
+    listed = planner_cli("profiles", "list")
+    assert listed.returncode == 0 and all(name in listed.stdout for name in REQUIRED)
+    shown = planner_cli("profiles", "show", "jetson-nano")
+    assert "available for training" in shown.stdout and "sources:" in shown.stdout
+    good = planner_cli("profiles", "check", _write(tmp_path, GOOD))
+    assert good.returncode == 0 and ": ok" in good.stdout
+    bad = planner_cli("profiles", "check", _write(tmp_path, {**GOOD, "margin": "lots"}))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "key 'margin'" in bad.stderr
+
+
+def test_shipped_profiles_are_plain_yaml_with_source_lines():
+    for path in builtin_dir().glob("*.yaml"):
+        text = path.read_text()
+        assert "source:" in text, path
+        assert textwrap.dedent(text) == text
