@@ -49,6 +49,8 @@ def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
 @pytest.mark.parametrize("command", [
     ["estimate", "--algo", "sac", "--env", "Humanoid-v3"],
     ["reproduce", "all"],
+    ["fit", "--profile", "jetson-nano", "--env", "Ant-v3"],
+    ["fit", "--all-profiles", "--env", "Humanoid-v3"],
 ])
 def test_commands_never_import_heavy_libraries(command):
     code = ("import sys; from planner.cli import main; main(%r); "
