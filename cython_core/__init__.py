@@ -1,0 +1,40 @@
+"""k-bit packing core: CodeSpec, the compiled quantize_pack / gather_unpack kernels, PackedRows.
+
+The names below load on first use (PEP 562), so ``import cython_core.layout`` (what the planner
+imports) never loads the compiled extension ``cython_core._kernels`` (built by ``pip install .``).
+
+>>> import numpy as np
+>>> spec = CodeSpec.uniform(4, decimals=2, clamp=127.0)
+>>> storage = np.zeros((10, spec.row_words), dtype=np.uint64)
+>>> quantize_pack(np.array([[0.123, -5.0, 300.0, 1.005]]), storage, np.array([3]), spec)
+1
+>>> out = np.empty((1, 4), dtype=np.float32)
+>>> gather_unpack(storage, np.array([3]), spec, out)
+>>> [round(float(v), 4) for v in out[0]]  # 1.005 is 1.00499... in binary: rounds down
+[0.12, -5.0, 127.0, 1.0]
+"""
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "CodeSpec": "cython_core.spec",
+    "NonFiniteError": "cython_core.errors",
+    "PackedRows": "cython_core.storage",
+    "gather_unpack": "cython_core._kernels",
+    "quantize_pack": "cython_core._kernels",
+    "quantize_pack_counts": "cython_core._kernels",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'cython_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(_HOMES))

@@ -1,0 +1,543 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled k-bit kernels: quantize+pack row by row, gather+unpack straight into float32 rows.
+
+Per row, quantize_pack turns the D values into integer codes in a scratch row (no float temporary)
+and packs them; gather_unpack prefetches the cache lines of the row it will decode 4 rows later,
+extracts codes with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and
+15) and either looks them up in a float32 table of all 2**k values (uniform specs, k <= 16, float32
+out) or dequantizes them in a loop the compiler vectorizes. Both give the same bits.
+
+Bounds checks are off in this module: every index (``rows``, ``indices``) is validated against the
+storage's row count once, before any loop, and every buffer's dtype, shape and contiguity is checked
+against the spec. Arguments arrive through the buffer protocol (no memoryview objects: a call on
+one row costs well under a microsecond).
+
+Rounding is round half to even, as C ``rint`` in the default rounding mode (``numpy.round`` too).
+Where ``rint`` is one instruction (SSE4.1 ``roundsd``, AArch64 ``frintx``) it is called; on baseline
+x86-64 (portable builds) the same IEEE operation is done inline: ``(t + 1.5*2**52) - 1.5*2**52``
+rounds ``t`` to the nearest integer, ties to even, exactly for ``|t| < 2**51`` (CodeSpec guarantees).
+"""
+
+import numpy as np
+
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.math cimport isfinite, isinf
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from cython_core.errors import NonFiniteError
+from cython_core.spec import CodeSpec
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__GNUC__) || defined(__clang__)
+    #define JR_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+    #else
+    #define JR_PREFETCH(p) ((void)0)
+    #endif
+    #if (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) || defined(_M_X64) \\
+        || defined(_M_IX86) || defined(_M_ARM64)
+    #define JR_LITTLE_ENDIAN 1
+    #else
+    #define JR_LITTLE_ENDIAN 0
+    #endif
+    static CYTHON_INLINE uint64_t jr_load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+    static CYTHON_INLINE uint64_t jr_bits(double d) { uint64_t v; memcpy(&v, &d, 8); return v; }
+    /* rint(t) as an integer, round half to even in the default rounding mode; |t| < 2**51. */
+    #if defined(__SSE4_1__) || defined(__aarch64__) || defined(_M_ARM64)
+    static CYTHON_INLINE int64_t jr_round(double t) { return (int64_t)rint(t); }
+    #else
+    static CYTHON_INLINE int64_t jr_round(double t) {
+        double s = t + 6755399441055744.0;  /* 1.5 * 2**52: the sum's ulp is 1, so the add rounds t */
+        int64_t bits; memcpy(&bits, &s, 8);
+        return bits - INT64_C(0x4338000000000000);
+    }
+    #endif
+    """
+    void JR_PREFETCH(const void *p) nogil
+    bint JR_LITTLE_ENDIAN
+    uint64_t jr_load64(const unsigned char *p) nogil
+    uint64_t jr_bits(double d) nogil
+    int64_t jr_round(double t) nogil
+
+cdef enum:
+    PREFETCH_ROWS = 4    # rows ahead whose cache lines are requested while this row decodes
+    TABLE_MAX_BITS = 16  # uniform specs up to this width decode float32 through a table (<= 256 KiB)
+    NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
+
+cdef enum Kind:
+    OTHER, F32, F64, I64, U64
+
+cdef double TWO_31 = 2147483648.0
+
+
+cdef class _Tables:
+    """Contiguous per-dimension tables of one CodeSpec, cached on the spec (specs are immutable)."""
+    cdef object _keep
+    cdef const double* lo
+    cdef const double* hi
+    cdef const double* scale
+    cdef const double* inv
+    cdef const double* base     # offset + 2**31 as float64: decode adds it to (int32)(code - 2**31)
+    cdef const int64_t* offset
+    cdef Py_ssize_t dim, row_words, groups
+    cdef int bits
+    cdef bint uniform, code_nonfinite
+    cdef uint32_t nonfinite_code
+    cdef float* table           # uniform specs, bits <= 16: the float32 value of every code
+
+    def __cinit__(self, spec):
+        cdef const double[::1] lo = spec.lo, hi = spec.hi, scale = spec.scale, inv = spec.inv_scale
+        cdef const int64_t[::1] offset = spec.offset
+        base = spec.offset.astype(np.float64) + TWO_31  # exact: |offset| < 2**51
+        cdef const double[::1] base_v = base
+        self._keep = (spec.lo, spec.hi, spec.scale, spec.inv_scale, spec.offset, base)
+        self.lo, self.hi, self.scale, self.inv = &lo[0], &hi[0], &scale[0], &inv[0]
+        self.base, self.offset = &base_v[0], &offset[0]
+        self.dim, self.row_words, self.bits = spec.dim, spec.row_words, spec.bits
+        self.uniform = all(np.all(a == a[0]) for a in (spec.lo, spec.hi, spec.scale))
+        self.code_nonfinite = spec.nonfinite == "code"
+        self.nonfinite_code = spec.nonfinite_code
+        # Groups of 8 codes span exactly `bits` bytes; a group is read with 8-byte loads that must stay
+        # inside the row: groups g with g*bits + (7*bits)//8 + 8 <= row bytes (little-endian hosts only).
+        room = self.row_words * 8 - 8 - (7 * self.bits) // 8
+        self.groups = min(self.dim // 8, room // self.bits + 1) if (room >= 0 and JR_LITTLE_ENDIAN) else 0
+        self.table = NULL
+        if self.uniform and self.bits <= TABLE_MAX_BITS:
+            self.table = <float*>malloc((<size_t>1 << self.bits) * sizeof(float))
+            if self.table == NULL:
+                raise MemoryError()
+            _fill_table(self)
+
+    def __dealloc__(self):
+        free(self.table)
+
+
+cdef _Tables _tables(spec):
+    if not isinstance(spec, CodeSpec):
+        raise TypeError(f"spec must be a CodeSpec, got {type(spec).__name__}")
+    cdef dict cache = spec.__dict__  # frozen dataclass: the cache bypasses __setattr__, __reduce__ drops it
+    t = cache.get("_kernel_tables")
+    if t is None:
+        t = cache["_kernel_tables"] = _Tables(spec)
+    return <_Tables>t
+
+
+# -- argument buffers ------------------------------------------------------------------------------
+
+cdef Kind _kind(Py_buffer* view) noexcept:
+    """The element type of a native-endian buffer, from its struct format."""
+    cdef const char* f = view.format
+    if f == NULL:  # unsigned bytes
+        return OTHER
+    if f[0] == b'@' or f[0] == b'=' or (f[0] == b'<' and JR_LITTLE_ENDIAN):
+        f += 1
+    if f[0] == 0 or f[1] != 0:
+        return OTHER
+    if f[0] == b'f' and view.itemsize == 4:
+        return F32
+    if f[0] == b'd' and view.itemsize == 8:
+        return F64
+    if (f[0] == b'l' or f[0] == b'q') and view.itemsize == 8:
+        return I64
+    if (f[0] == b'L' or f[0] == b'Q') and view.itemsize == 8:
+        return U64
+    return OTHER
+
+
+cdef bint _try_buffer(obj, Py_buffer* view, int flags):
+    """Get a C-contiguous buffer of ``obj``; False (error cleared) when it has none."""
+    try:
+        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (TypeError, ValueError, BufferError):
+        return False
+    return True
+
+
+cdef int _get_converted(obj, Py_buffer* view, dtype, Kind want) except -1:
+    """A C-contiguous buffer of ``obj`` with element type ``want``, converting (a copy) if needed."""
+    if _try_buffer(obj, view, 0):
+        if _kind(view) == want:
+            return 0
+        PyBuffer_Release(view)
+    PyObject_GetBuffer(np.ascontiguousarray(obj, dtype=dtype), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    return 0
+
+
+cdef int _get_storage(storage, Py_buffer* view, _Tables t, int flags) except -1:
+    if _try_buffer(storage, view, flags):
+        if _kind(view) == U64 and view.ndim == 2 and view.shape[1] == t.row_words:
+            return 0
+        PyBuffer_Release(view)
+    raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {t.row_words}), "
+                     f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
+
+
+cdef int _check_indices(const int64_t* idx, Py_ssize_t n, Py_ssize_t n_rows, str name) except -1:
+    cdef Py_ssize_t i
+    cdef uint64_t limit = <uint64_t>n_rows
+    for i in range(n):
+        if <uint64_t>idx[i] >= limit:  # negative indices wrap to huge values
+            raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {idx[i]}")
+    return 0
+
+
+# -- quantize + pack -------------------------------------------------------------------------------
+
+ctypedef fused real_in:
+    float
+    double
+
+ctypedef fused real_out:
+    float
+    double
+
+
+cdef Py_ssize_t _find_nonfinite(const real_in* x, Py_ssize_t count, Py_ssize_t* first) noexcept nogil:
+    """How many of x[0..count) are NaN or +-inf, and the first one's position.
+    A float64 is non-finite iff its exponent bits are all ones; adding 1 to the exponent field then
+    carries into the sign bit. Integer and/add/or reductions vectorize (SSE2 too)."""
+    cdef Py_ssize_t i, bad = 0
+    cdef uint64_t carry = 0
+    for i in range(count):
+        carry |= (jr_bits(x[i]) & 0x7FF0000000000000ULL) + 0x0010000000000000ULL
+    if not (carry >> 63):
+        return 0
+    for i in range(count):
+        if not isfinite(x[i]):
+            if bad == 0:
+                first[0] = i
+            bad += 1
+    return bad
+
+
+cdef inline uint64_t _code(double v, double lo, double hi, double scale, int64_t offset) noexcept nogil:
+    v = v if v >= lo else lo  # NaN -> lo here; replaced afterwards (code policy) or refused before
+    v = v if v <= hi else hi
+    return <uint64_t>(jr_round(v * scale) - offset)
+
+
+cdef inline double _outside(double v, double lo, double hi) noexcept nogil:
+    return (1.0 if v < lo else 0.0) + (1.0 if v > hi else 0.0)
+
+
+cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t* counts) noexcept nogil:
+    """Codes of one row; counts[0] += saturated, counts[1] += non-finite (stored as the code).
+    Two values per step with a float64 count per lane: the form gcc vectorizes (SSE2 included);
+    an integer count of float compares does not vectorize. Counts stay exact below 2**53."""
+    cdef Py_ssize_t j, dim = t.dim, last = t.dim - 1
+    cdef int64_t nonfinite = 0
+    cdef double sat0 = 0.0, sat1 = 0.0, v, w, lo, hi, scale
+    cdef int64_t offset
+    if t.uniform:
+        lo, hi, scale, offset = t.lo[0], t.hi[0], t.scale[0], t.offset[0]
+        for j in range(0, last, 2):
+            v, w = x[j], x[j + 1]
+            sat0 += _outside(v, lo, hi)
+            sat1 += _outside(w, lo, hi)
+            codes[j] = _code(v, lo, hi, scale, offset)
+            codes[j + 1] = _code(w, lo, hi, scale, offset)
+    else:
+        for j in range(0, last, 2):
+            v, w = x[j], x[j + 1]
+            sat0 += _outside(v, t.lo[j], t.hi[j])
+            sat1 += _outside(w, t.lo[j + 1], t.hi[j + 1])
+            codes[j] = _code(v, t.lo[j], t.hi[j], t.scale[j], t.offset[j])
+            codes[j + 1] = _code(w, t.lo[j + 1], t.hi[j + 1], t.scale[j + 1], t.offset[j + 1])
+    if dim % 2:
+        sat0 += _outside(x[last], t.lo[last], t.hi[last])
+        codes[last] = _code(x[last], t.lo[last], t.hi[last], t.scale[last], t.offset[last])
+    if t.code_nonfinite:
+        for j in range(dim):
+            if not isfinite(x[j]):
+                codes[j] = t.nonfinite_code
+                nonfinite += 1
+                sat0 -= isinf(x[j]) != 0  # +-inf compared above as out of range
+    counts[0] += <Py_ssize_t>(sat0 + sat1)
+    counts[1] += nonfinite
+
+
+cdef void _pack_row(const uint64_t* codes, Py_ssize_t dim, int bits, uint64_t* row) noexcept nogil:
+    """Little-endian bit stream of ``dim`` codes into whole words (padding bits zero)."""
+    cdef Py_ssize_t j, w = 0
+    cdef int used = 0
+    cdef uint64_t acc = 0, c
+    for j in range(dim):
+        c = codes[j]
+        acc |= c << used
+        used += bits
+        if used >= 64:  # the word is full; the code's top `used` bits start the next one
+            row[w] = acc
+            w += 1
+            used -= 64
+            acc = (c >> (bits - used)) if used else 0
+    if used:
+        row[w] = acc
+
+
+cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,
+                        Py_ssize_t* counts, Py_ssize_t* first) noexcept nogil:
+    """Encode n rows; with the "error" policy and non-finite values, write nothing and return their count.
+    Returns -1 when out of memory."""
+    cdef Py_ssize_t i, bad = 0
+    cdef uint64_t* codes
+    if not t.code_nonfinite:
+        bad = _find_nonfinite(x, n * t.dim, first)
+        if bad:
+            return bad
+    codes = <uint64_t*>malloc(t.dim * sizeof(uint64_t))
+    if codes == NULL:
+        return -1
+    for i in range(n):
+        _quantize_row(x + i * t.dim, t, codes, counts)
+        _pack_row(codes, t.dim, t.bits, storage + rows[i] * t.row_words)
+    free(codes)
+    return 0
+
+
+cdef tuple _quantize(x, storage, rows, spec):
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer xb, sb, rb
+    cdef bint have_s = False, have_r = False
+    cdef int64_t one_row
+    cdef const int64_t* rows_p
+    cdef Py_ssize_t n, first = 0, bad = 0
+    cdef Py_ssize_t counts[2]
+    cdef Kind kind
+    cdef bint big
+    if _try_buffer(x, &xb, 0):
+        if _kind(&xb) not in (F32, F64):
+            PyBuffer_Release(&xb)
+            _get_converted(x, &xb, np.float64, F64)
+    else:
+        _get_converted(x, &xb, np.float64, F64)
+    try:
+        if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
+            raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
+                             f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
+        n = 1 if xb.ndim == 1 else xb.shape[0]
+        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        if isinstance(rows, int):
+            if n != 1:
+                raise ValueError(f"rows must hold one index per row of x ({n}), got a single index")
+            one_row = rows
+            rows_p = &one_row
+        else:
+            have_r = _get_converted(rows, &rb, np.int64, I64) == 0
+            if rb.ndim > 1 or (rb.shape[0] if rb.ndim else 1) != n:
+                raise ValueError(f"rows must hold one index per row of x ({n}), got shape "
+                                 f"{tuple(rb.shape[i] for i in range(rb.ndim))}")
+            rows_p = <const int64_t*>rb.buf
+        _check_indices(rows_p, n, sb.shape[0], "rows")
+        counts[0] = counts[1] = 0
+        kind = _kind(&xb)
+        big = n * t.dim >= NOGIL_VALUES
+        if kind == F32 and big:
+            with nogil:
+                bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+        elif kind == F32:
+            bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+        elif big:
+            with nogil:
+                bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+        else:
+            bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+    finally:
+        PyBuffer_Release(&xb)
+        if have_s:
+            PyBuffer_Release(&sb)
+        if have_r:
+            PyBuffer_Release(&rb)
+    if bad < 0:
+        raise MemoryError()
+    if bad:
+        raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    return counts[0], counts[1]
+
+
+def quantize_pack(x, storage, rows, spec) -> int:
+    """Encode ``x`` (n, D) (or (D,)) into rows ``rows`` of ``storage``; return how many values saturated.
+
+    x is float32 or float64 (anything else is converted to float64); ``rows`` is a sequence of n
+    indices (or an int when n == 1). Non-finite values raise NonFiniteError with nothing written,
+    unless the spec's ``nonfinite`` is "code": then they are stored as ``spec.nonfinite_code``.
+    """
+    return _quantize(x, storage, rows, spec)[0]
+
+
+def quantize_pack_counts(x, storage, rows, spec) -> tuple:
+    """Like :func:`quantize_pack`, returning ``(saturated, nonfinite_coded)``."""
+    return _quantize(x, storage, rows, spec)
+
+
+# -- gather + unpack -------------------------------------------------------------------------------
+
+cdef inline void _unpack_groups(const unsigned char* p, int bits, Py_ssize_t groups, uint32_t* codes) noexcept nogil:
+    """Codes of the first 8*groups values: 8 codes span `bits` bytes, each read with one 8-byte load.
+    Inlined with a constant `bits`, every offset and shift below is a constant."""
+    cdef Py_ssize_t g
+    cdef int i
+    cdef uint64_t mask = (<uint64_t>1 << bits) - 1
+    for g in range(groups):
+        for i in range(8):
+            codes[i] = <uint32_t>((jr_load64(p + ((i * bits) >> 3)) >> ((i * bits) & 7)) & mask)
+        p += bits
+        codes += 8
+
+
+cdef inline void _unpack_words(const uint64_t* row, int bits, Py_ssize_t start, Py_ssize_t stop,
+                               uint32_t* codes) noexcept nogil:
+    """Codes start..stop-1 read word by word (the row's tail, and every code on big-endian hosts)."""
+    cdef Py_ssize_t j, pos, w
+    cdef int s
+    cdef uint64_t v, mask = (<uint64_t>1 << bits) - 1
+    for j in range(start, stop):
+        pos = j * bits
+        w = pos >> 6
+        s = pos & 63
+        v = row[w] >> s
+        if s + bits > 64:  # the code straddles two words
+            v |= row[w + 1] << (64 - s)
+        codes[j] = <uint32_t>(v & mask)
+
+
+cdef inline void _unpack_row(const uint64_t* row, _Tables t, uint32_t* codes) noexcept nogil:
+    cdef const unsigned char* p = <const unsigned char*>row
+    if t.bits == 15:  # the paper's widths get constant offsets and shifts
+        _unpack_groups(p, 15, t.groups, codes)
+    elif t.bits == 12:
+        _unpack_groups(p, 12, t.groups, codes)
+    else:
+        _unpack_groups(p, t.bits, t.groups, codes)
+    _unpack_words(row, t.bits, 8 * t.groups, t.dim, codes)
+
+
+cdef inline void _dequantize_row(const uint32_t* codes, _Tables t, real_out* out) noexcept nogil:
+    """value = (code + offset) * inv_scale in float64, computed as (code - 2**31) + (offset + 2**31):
+    both sums are exact, and the int32 conversion vectorizes."""
+    cdef Py_ssize_t j
+    cdef double base, inv
+    if t.uniform:
+        base, inv = t.base[0], t.inv[0]
+        for j in range(t.dim):
+            out[j] = <real_out>((<double>(<int32_t>(codes[j] ^ 0x80000000u)) + base) * inv)
+    else:
+        for j in range(t.dim):
+            out[j] = <real_out>((<double>(<int32_t>(codes[j] ^ 0x80000000u)) + t.base[j]) * t.inv[j])
+
+
+cdef void _fill_table(_Tables t) noexcept:
+    """table[c] = the float32 value of code c, by the very expression _dequantize_row evaluates."""
+    cdef uint32_t c
+    cdef double base = t.base[0], inv = t.inv[0]
+    for c in range(<uint32_t>1 << t.bits):
+        t.table[c] = <float>((<double>(<int32_t>(c ^ 0x80000000u)) + base) * inv)
+
+
+cdef inline void _lookup_groups(const unsigned char* p, int bits, Py_ssize_t groups, const float* table,
+                                float* out) noexcept nogil:
+    """Unpack and look up the first 8*groups values (uniform specs, bits <= 16, float32 out): two 8-byte
+    loads per group of 8 codes (codes 0-3 from byte 0, codes 4-7 from byte 4*bits//8), no scratch row."""
+    cdef Py_ssize_t g
+    cdef int i, half = (4 * bits) >> 3
+    cdef uint64_t a, b, mask = (<uint64_t>1 << bits) - 1
+    for g in range(groups):
+        a = jr_load64(p)
+        b = jr_load64(p + half)
+        for i in range(4):
+            out[i] = table[(a >> (i * bits)) & mask]
+        for i in range(4, 8):
+            out[i] = table[(b >> (i * bits - 8 * half)) & mask]
+        p += bits
+        out += 8
+
+
+cdef inline void _lookup_row(const uint64_t* row, _Tables t, uint32_t* codes, float* out) noexcept nogil:
+    cdef const unsigned char* p = <const unsigned char*>row
+    cdef Py_ssize_t j
+    if t.bits == 15:
+        _lookup_groups(p, 15, t.groups, t.table, out)
+    elif t.bits == 12:
+        _lookup_groups(p, 12, t.groups, t.table, out)
+    else:
+        _lookup_groups(p, t.bits, t.groups, t.table, out)
+    _unpack_words(row, t.bits, 8 * t.groups, t.dim, codes)
+    for j in range(8 * t.groups, t.dim):
+        out[j] = t.table[codes[j]]
+
+
+cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexcept nogil:
+    cdef const char* p = <const char*>row
+    cdef const char* end = <const char*>(row + row_words)
+    while p < end:
+        JR_PREFETCH(p)
+        p += 64
+    JR_PREFETCH(end - 1)
+
+
+cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
+                 real_out* out) noexcept nogil:
+    cdef Py_ssize_t i, row_words = t.row_words
+    cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
+    if codes == NULL:
+        return -1
+    for i in range(min(n, PREFETCH_ROWS)):
+        _prefetch_row(storage + idx[i] * row_words, row_words)
+    for i in range(n):
+        if i + PREFETCH_ROWS < n:
+            _prefetch_row(storage + idx[i + PREFETCH_ROWS] * row_words, row_words)
+        if real_out is float:
+            if t.table != NULL:
+                _lookup_row(storage + idx[i] * row_words, t, codes, out + i * t.dim)
+                continue
+        _unpack_row(storage + idx[i] * row_words, t, codes)
+        _dequantize_row(codes, t, out + i * t.dim)
+    free(codes)
+    return 0
+
+
+def gather_unpack(storage, indices, spec, out) -> None:
+    """Decode rows ``indices`` of ``storage`` into ``out`` (float32 or float64, C-contiguous, (n, D))."""
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer sb, ib, ob
+    cdef bint have_s = False, have_i = False, have_o = False
+    cdef Py_ssize_t n
+    cdef Kind kind = OTHER
+    cdef int status = 0
+    cdef bint big
+    try:
+        have_s = _get_storage(storage, &sb, t, 0) == 0
+        have_i = _get_converted(indices, &ib, np.int64, I64) == 0
+        if ib.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+        n = ib.shape[0]
+        have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
+        if have_o:
+            kind = _kind(&ob)
+        if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != t.dim:
+            raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {t.dim}), "
+                             f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        _check_indices(<const int64_t*>ib.buf, n, sb.shape[0], "indices")
+        big = n * t.dim >= NOGIL_VALUES
+        if kind == F32 and big:
+            with nogil:
+                status = _gather(<const uint64_t*>sb.buf, <const int64_t*>ib.buf, n, t, <float*>ob.buf)
+        elif kind == F32:
+            status = _gather(<const uint64_t*>sb.buf, <const int64_t*>ib.buf, n, t, <float*>ob.buf)
+        elif big:
+            with nogil:
+                status = _gather(<const uint64_t*>sb.buf, <const int64_t*>ib.buf, n, t, <double*>ob.buf)
+        else:
+            status = _gather(<const uint64_t*>sb.buf, <const int64_t*>ib.buf, n, t, <double*>ob.buf)
+    finally:
+        if have_s:
+            PyBuffer_Release(&sb)
+        if have_i:
+            PyBuffer_Release(&ib)
+        if have_o:
+            PyBuffer_Release(&ob)
+    if status < 0:
+        raise MemoryError()

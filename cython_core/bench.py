@@ -1,0 +1,184 @@
+"""Benchmark the packing kernels against numpy, on the same data, in one run.
+
+    python -m cython_core.bench            # 200,000 rows x 348 dims, 256-row batches, k = 15 and 12
+    python -m cython_core.bench --json     # the same, as one JSON object
+
+Every repetition draws fresh random indices, so sampled rows come cold from memory as in training
+(a fixed index set measures the cache). Each repetition times, on the same row indices, in a rotating
+order, each from its own array (so no method warms the rows of another): numpy float32 gathers
+(fancy index ``obs[idx]``, which allocates its result, and ``np.take`` into a preallocated batch on its
+own fresh rows; the faster is the memory-speed reference), ``gather_unpack`` at k = 15 and k = 12, and the
+authors' uint16 decode (1 sign bit, 7 integer bits, hundredths in the low byte) cast to float32 as a
+training batch would be. Figures are medians over the repetitions; ratios compare medians of one run.
+"""
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from cython_core import CodeSpec, PackedRows, gather_unpack, quantize_pack
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> "None":
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def uint16_encode(x: np.ndarray) -> np.ndarray:
+    """The authors' storage: sign bit, 7 integer bits, hundredths in the low byte (clamp on |x|)."""
+    a = np.round(np.clip(np.abs(x.astype(np.float64)), 0.0, 127.0), 2)
+    whole = np.floor(a)
+    hundredths = np.round((a - whole) * 100)
+    return ((x < 0).astype(np.uint16) << 15) | (whole.astype(np.uint16) << 8) | hundredths.astype(np.uint16)
+
+
+def uint16_decode(stored: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The authors' numpy decode of sampled rows, cast to float32 as a training batch would be."""
+    n = stored[indices].astype(np.int64)
+    whole = (n >> 8) & 0x7F
+    hundredths = n & 0xFF
+    sign = -2 * (n >> 15) + 1
+    return (sign * (whole + hundredths / 100)).astype(np.float32)
+
+
+def _median_us(samples: "list[int]") -> float:
+    return float(np.median(samples)) / 1e3
+
+
+def _time_rows(fn: Callable[[int], object], calls: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean time per call of ``fn(i)``, i = 0..calls-1, in us."""
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for i in range(calls):
+            fn(i)
+        runs.append((time.perf_counter_ns() - start) / calls)
+    return float(np.median(runs)) / 1e3
+
+
+def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool = False) -> "dict[str, float]":
+    """Build the data, time every method, return the figures (us) and ratios."""
+    rng = np.random.default_rng(seed)
+    obs = (rng.standard_normal((n_rows, dim), dtype=np.float32) * 20).astype(np.float32)
+    obs[rng.random((n_rows, dim)) < 0.22] = 0.0  # ~22 % exact zeros, as contact forces in Humanoid
+    packed = {}
+    for bits, decimals in ((15, 2), (12, 1)):
+        rows = PackedRows(n_rows, CodeSpec.uniform(dim, decimals=decimals, clamp=127.0))
+        for start in range(0, n_rows, 8192):
+            rows.encode(obs[start:start + 8192], np.arange(start, min(start + 8192, n_rows)))
+        packed[bits] = rows
+    stored16 = np.concatenate([uint16_encode(obs[s:s + 8192]) for s in range(0, n_rows, 8192)])
+    out = np.empty((batch, dim), np.float32)
+    out_reference = np.empty((batch, dim), np.float32)
+    hot = rng.integers(0, n_rows, batch)
+    methods: "dict[str, Callable[[np.ndarray], object]]" = {
+        "float32_fancy": lambda idx: obs[idx],
+        # into a preallocated batch, as gather_unpack writes (mode="clip": "raise" copies through a temporary);
+        # its own fresh rows, since rows gathered once from obs would be hot for a second gather
+        "float32_take": lambda idx: np.take(obs, rng.integers(0, n_rows, batch), axis=0, out=out_reference,
+                                            mode="clip"),
+        "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].spec, out),
+        "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].spec, out),
+        "uint16_decode": lambda idx: uint16_decode(stored16, idx),
+        "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].spec, out),
+    }
+    names = list(methods)
+    samples: "dict[str, list[int]]" = {name: [] for name in names}
+    if alone:  # each method in its own loop: nothing else runs between its calls
+        for name in names:
+            for _ in range(repeats):
+                idx = rng.integers(0, n_rows, batch)
+                start = time.perf_counter_ns()
+                methods[name](idx)
+                samples[name].append(time.perf_counter_ns() - start)
+    for rep in range(0 if alone else repeats):
+        idx = rng.integers(0, n_rows, batch)  # fresh rows every repetition: cold, as in training
+        for name in names[rep % len(names):] + names[:rep % len(names)]:  # rotate the order
+            start = time.perf_counter_ns()
+            methods[name](idx)
+            samples[name].append(time.perf_counter_ns() - start)
+    med = {key: _median_us(values) for key, values in samples.items()}
+    med["float32_gather"] = min(med["float32_fancy"], med["float32_take"])  # the stricter reference
+    spec15 = packed[15].spec
+    row64 = obs[:64].astype(np.float64)
+    calls = 2000
+    quantize_us = _time_rows(lambda i: quantize_pack(row64[i & 63], packed[15].storage, i, spec15), calls, 7)
+    authors_us = _time_rows(lambda i: uint16_encode(row64[i & 63]), 300, 7)
+    return {
+        "rows": n_rows, "dim": dim, "batch": batch, "repeats": repeats, "alone": alone,
+        "float32_gather_us": med["float32_gather"],
+        "float32_fancy_index_us": med["float32_fancy"],
+        "float32_take_into_batch_us": med["float32_take"],
+        "gather_unpack_k15_us": med["k15"],
+        "gather_unpack_k12_us": med["k12"],
+        "gather_unpack_k15_hot_us": med["k15_hot"],
+        "uint16_decode_us": med["uint16_decode"],
+        "quantize_pack_row_us": quantize_us,
+        "uint16_quantize_row_us": authors_us,
+        "gather_unpack_vs_float32_gather": med["k15"] / med["float32_gather"],
+        "gather_unpack_k12_vs_float32_gather": med["k12"] / med["float32_gather"],
+        "gather_unpack_speedup_vs_uint16_decode": med["uint16_decode"] / med["k15"],
+        "storage_mib_k15": packed[15].nbytes / 2**20,
+        "storage_mib_k12": packed[12].nbytes / 2**20,
+        "float32_mib": obs.nbytes / 2**20,
+    }
+
+
+def report(fig: "dict[str, float]") -> str:
+    return "\n".join([
+        f"cython_core.bench: {fig['rows']:,} rows x {fig['dim']} dims, batches of {fig['batch']} fresh random rows, "
+        f"medians of {fig['repeats']} repetitions" + (", each method alone" if fig["alone"] else ", interleaved"),
+        f"  storage: float32 {fig['float32_mib']:.1f} MiB, k=15 {fig['storage_mib_k15']:.1f} MiB, "
+        f"k=12 {fig['storage_mib_k12']:.1f} MiB",
+        f"  numpy float32 gather          {fig['float32_gather_us']:8.1f} us   (memory-speed reference: the faster "
+        f"of obs[idx] {fig['float32_fancy_index_us']:.1f} us and np.take into a batch "
+        f"{fig['float32_take_into_batch_us']:.1f} us)",
+        f"  gather_unpack k=15            {fig['gather_unpack_k15_us']:8.1f} us   "
+        f"{fig['gather_unpack_vs_float32_gather']:.2f}x the float32 gather (target <= 3x, aim 2x)",
+        f"  gather_unpack k=12            {fig['gather_unpack_k12_us']:8.1f} us   "
+        f"{fig['gather_unpack_k12_vs_float32_gather']:.2f}x the float32 gather",
+        f"  gather_unpack k=15, hot rows  {fig['gather_unpack_k15_hot_us']:8.1f} us   (same indices every time)",
+        f"  authors' uint16 decode        {fig['uint16_decode_us']:8.1f} us   "
+        f"gather_unpack k=15 is {fig['gather_unpack_speedup_vs_uint16_decode']:.1f}x faster (target >= 4x)",
+        f"  quantize_pack, one row        {fig['quantize_pack_row_us']:8.2f} us   (target <= 2 us; float64 row)",
+        f"  authors' quantize, one row    {fig['uint16_quantize_row_us']:8.2f} us",
+    ])
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = _Parser(prog="python -m cython_core.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=_positive, default=200_000, help="rows in each buffer (default 200,000)")
+    parser.add_argument("--dim", type=_positive, default=348, help="values per row (default 348, Humanoid-v5)")
+    parser.add_argument("--batch", type=_positive, default=256, help="rows per sampled batch (default 256)")
+    parser.add_argument("--repeats", type=_positive, default=300, help="repetitions, fresh indices each (default 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alone", action="store_true",
+                        help="time each method in its own loop instead of interleaving them in one")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    figures = run(args.rows, args.dim, args.batch, args.repeats, args.seed, args.alone)
+    try:
+        print(json.dumps(figures) if args.json else report(figures))
+    except BrokenPipeError:  # e.g. piped into head
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

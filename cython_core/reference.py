@@ -1,0 +1,110 @@
+"""Pure-numpy reference of the packing kernels: slow, obviously correct, bit for bit the same results.
+
+The bit layout is built with ``numpy.packbits(bitorder="little")`` over each row's bit stream, an
+independent route from the compiled word-at-a-time code, so the tests compare two implementations.
+
+>>> import numpy as np
+>>> from cython_core.spec import CodeSpec
+>>> spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+>>> storage = np.zeros((2, spec.row_words), dtype=np.uint64)
+>>> quantize_pack(np.array([0.25, -3.0, 0.35]), storage, [1], spec)  # -3.0 saturates
+1
+>>> out = np.empty((1, 3), dtype=np.float32)
+>>> gather_unpack(storage, np.array([1]), spec, out)
+>>> out.tolist()  # 0.25 -> 0.2 and 0.35 -> 0.4 (half to even on the binary value)
+[[0.20000000298023224, -1.0, 0.4000000059604645]]
+"""
+
+from typing import Any
+
+import numpy as np
+
+from cython_core.errors import NonFiniteError
+from cython_core.spec import CodeSpec
+
+
+def _as_rows(x: Any, spec: CodeSpec) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != spec.dim:
+        raise ValueError(f"x must have shape (n, {spec.dim}) or ({spec.dim},), got {np.shape(x)}")
+    return arr
+
+
+def encode_codes(x: Any, spec: CodeSpec) -> "tuple[np.ndarray, int]":
+    """Codes (uint64, shape (n, D)) of ``x`` and the number of values that saturated at the clamp."""
+    xd = _as_rows(x, spec).astype(np.float64)
+    finite = np.isfinite(xd)
+    bad = int(finite.size - np.count_nonzero(finite))
+    if bad and spec.nonfinite == "error":
+        row, dim = np.argwhere(~finite)[0]
+        raise NonFiniteError(bad, int(row), int(dim))
+    xd = np.where(finite, xd, spec.lo)
+    saturated = int(np.count_nonzero((xd < spec.lo) | (xd > spec.hi)))
+    codes = np.rint(np.clip(xd, spec.lo, spec.hi) * spec.scale).astype(np.int64) - spec.offset
+    codes[~finite] = spec.nonfinite_code
+    return codes.astype(np.uint64), saturated
+
+
+def decode_codes(codes: np.ndarray, spec: CodeSpec, dtype: Any = np.float32) -> np.ndarray:
+    """Values of ``codes``: ((code + offset) as float64) * (1 / scale), cast to ``dtype``."""
+    values = (codes.astype(np.int64) + spec.offset).astype(np.float64) * spec.inv_scale
+    return values.astype(dtype)
+
+
+def pack_codes(codes: np.ndarray, bits: int, row_words: int) -> np.ndarray:
+    """Rows of codes -> rows of little-endian uint64 words (code j at bits [j*bits, (j+1)*bits))."""
+    n, dim = codes.shape
+    bitplanes = ((codes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    stream = np.zeros((n, row_words * 64), dtype=np.uint8)
+    stream[:, : dim * bits] = bitplanes.reshape(n, dim * bits)
+    packed = np.packbits(stream, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64)
+
+
+def unpack_codes(words: np.ndarray, dim: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: rows of uint64 words -> codes (uint64, shape (n, dim))."""
+    n = words.shape[0]
+    stream = np.unpackbits(np.ascontiguousarray(words).astype("<u8").view(np.uint8), axis=1, bitorder="little")
+    bitplanes = stream[:, : dim * bits].reshape(n, dim, bits).astype(np.uint64)
+    return (bitplanes << np.arange(bits, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+
+
+def _check_storage(storage: np.ndarray, spec: CodeSpec, writable: bool) -> None:
+    if (storage.dtype != np.uint64 or storage.ndim != 2 or storage.shape[1] != spec.row_words
+            or not storage.flags.c_contiguous or (writable and not storage.flags.writeable)):
+        raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {spec.row_words}), "
+                         f"got {storage.dtype} {storage.shape}")
+
+
+def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:
+    bad = (indices < 0) | (indices >= n_rows)
+    if np.any(bad):
+        raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {int(indices[bad][0])}")
+
+
+def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeSpec) -> int:
+    """Encode ``x`` (n, D) into ``storage[rows]``; returns the saturation count (see the compiled twin)."""
+    _check_storage(storage, spec, writable=True)
+    arr = _as_rows(x, spec)
+    idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+    if idx.shape != (arr.shape[0],):
+        raise ValueError(f"rows must hold one index per row of x ({arr.shape[0]}), got shape {idx.shape}")
+    _check_indices(idx, storage.shape[0], "rows")
+    codes, saturated = encode_codes(arr, spec)
+    storage[idx] = pack_codes(codes, spec.bits, spec.row_words)
+    return saturated
+
+
+def gather_unpack(storage: np.ndarray, indices: Any, spec: CodeSpec, out: np.ndarray) -> None:
+    """Decode ``storage[indices]`` into ``out`` (n, D) float32 (or float64)."""
+    _check_storage(storage, spec, writable=False)
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.ndim != 1 or out.shape != (idx.size, spec.dim) or out.dtype not in (np.float32, np.float64):
+        raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({idx.size}, {spec.dim}), "
+                         f"got {out.dtype} {out.shape}")
+    _check_indices(idx, storage.shape[0], "indices")
+    out[...] = decode_codes(unpack_codes(storage[idx], spec.dim, spec.bits), spec, out.dtype)

@@ -1,0 +1,349 @@
+"""The compiled packing kernels against the numpy reference, bit for bit, plus error bounds and policies."""
+
+import importlib.machinery
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cython_core
+from cython_core import CodeSpec, NonFiniteError, PackedRows, gather_unpack, quantize_pack
+from cython_core import reference as ref
+
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "code") -> CodeSpec:
+    """A spec of width ``bits`` over ``dim`` dimensions whose levels fit (per-dimension or uniform)."""
+    rng = np.random.default_rng(seed)
+    size = 1 if uniform else dim
+    scale = np.where(rng.random(size) < 0.5, 10.0 ** rng.integers(0, 4, size), rng.uniform(0.01, 1000.0, size))
+    span = rng.integers(1, max(2, 2**bits - 2), size, endpoint=True)  # codes between lo and hi
+    lo = rng.uniform(-1000.0, 1000.0, size) * rng.choice([0.0, 1e-3, 1.0], size)
+    hi = lo + span / scale
+    lo, hi, scale = (np.broadcast_to(a, dim) for a in (lo, hi, scale))
+    tight = CodeSpec.per_dim(lo, hi, scale).bits
+    code = int(rng.integers(0, 2 ** max(bits, tight)))
+    return CodeSpec.per_dim(lo, hi, scale, bits=max(bits, tight), nonfinite=nonfinite, nonfinite_code=code)
+
+
+def make_values(seed: int, spec: CodeSpec, n: int, nonfinite: bool) -> np.ndarray:
+    """In-range values, exact bounds, exact half steps, out-of-range values and (optionally) NaN/inf."""
+    rng = np.random.default_rng(seed)
+    lo, hi, scale = spec.lo, spec.hi, spec.scale
+    width = hi - lo
+    kinds = rng.integers(0, 6 if nonfinite else 5, (n, spec.dim))
+    x = lo + rng.random((n, spec.dim)) * width  # kind 0: inside the clamp
+    x = np.where(kinds == 1, np.where(rng.random((n, spec.dim)) < 0.5, lo, hi), x)
+    half = (np.floor(x * scale) + 0.5) / scale
+    x = np.where((kinds == 2) & (half >= lo) & (half <= hi), half, x)
+    x = np.where(kinds == 3, lo - rng.exponential(1.0, (n, spec.dim)) * width, x)
+    x = np.where(kinds == 4, hi + rng.exponential(1.0, (n, spec.dim)) * width, x)
+    x = np.where(kinds == 5, rng.choice([np.nan, np.inf, -np.inf], (n, spec.dim)), x)
+    return x
+
+
+specs = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 32), st.integers(1, 400), st.booleans())
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+# -- the compiled extension is what runs ----------------------------------------------------------
+
+def test_public_functions_are_the_compiled_kernels():
+    import cython_core._kernels as kernels  # fails if the extension was not built
+
+    assert kernels.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts"):
+        assert getattr(cython_core, name) is getattr(kernels, name)
+        assert type(getattr(kernels, name)).__name__ == "cython_function_or_method"
+
+
+def test_layout_import_does_not_load_the_extension():
+    """The planner imports cython_core.layout: that must not need (or load) the compiled kernels."""
+    import subprocess
+    import sys
+
+    code = "import sys, cython_core.layout; print('cython_core._kernels' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+# -- bit-for-bit agreement with the reference -----------------------------------------------------
+
+@PROPERTY
+@given(specs, st.integers(1, 6), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite):
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform)
+    x = make_values(seed + 1, spec, n, with_nonfinite).astype(dtype)
+    rng = np.random.default_rng(seed + 2)
+    garbage = rng.integers(0, 2**64, (n + 3, spec.row_words), dtype=np.uint64, endpoint=False)
+    rows = rng.permutation(n + 3)[:n]
+    got, want = garbage.copy(), garbage.copy()
+    counts = cython_core.quantize_pack_counts(x, got, rows, spec)
+    assert counts[0] == ref.quantize_pack(x, want, rows, spec)
+    assert counts[1] == int(np.count_nonzero(~np.isfinite(x)))
+    assert same_bits(got, want)  # whole rows written, padding bits zero, other rows untouched
+    indices = rng.integers(0, n + 3, 2 * n + 1)
+    for out_dtype in (np.float32, np.float64):
+        out, expected = np.empty((indices.size, dim), out_dtype), np.empty((indices.size, dim), out_dtype)
+        gather_unpack(got, indices, spec, out)
+        ref.gather_unpack(got, indices, spec, expected)
+        assert same_bits(out, expected)
+
+
+@PROPERTY
+@given(specs)
+def test_reference_layout_is_little_endian_words(spec_args):
+    """The reference (packbits) and a direct word-by-word formula agree on where each code lives."""
+    seed, bits, dim, _ = spec_args
+    codes = np.random.default_rng(seed).integers(0, 2**bits, (2, dim), dtype=np.uint64)
+    words = ref.pack_codes(codes, bits, -(-dim * bits // 64))
+    for j in range(dim):
+        pos = j * bits
+        word, shift = divmod(pos, 64)
+        value = int(words[0, word]) >> shift
+        if shift + bits > 64:
+            value |= int(words[0, word + 1]) << (64 - shift)
+        assert value & (2**bits - 1) == int(codes[0, j])
+    assert np.array_equal(ref.unpack_codes(words, dim, bits), codes)
+
+
+def test_hand_packed_words():
+    spec = CodeSpec.per_dim(np.zeros(3), np.full(3, 2.0**24 - 1), np.ones(3), bits=24)
+    storage = np.zeros((1, spec.row_words), np.uint64)
+    quantize_pack(np.array([0xABCDEF, 0x123456, 0x789ABC], float), storage, 0, spec)
+    # code 2 straddles: its low 16 bits end word 0, its high 8 bits start word 1
+    assert storage[0].tolist() == [0x9ABC_123456_ABCDEF, 0x78]
+    spec32 = CodeSpec.per_dim(np.zeros(3), np.full(3, 2.0**32 - 1), np.ones(3), bits=32)
+    storage = np.zeros((1, 2), np.uint64)
+    quantize_pack(np.array([2.0**32 - 1, 1.0, 7.0]), storage, 0, spec32)
+    assert storage[0].tolist() == [0x1_FFFFFFFF, 7]
+    out = np.empty((1, 3), np.float64)
+    gather_unpack(storage, np.array([0]), spec32, out)
+    assert out.tolist() == [[2.0**32 - 1, 1.0, 7.0]]
+
+
+# -- what the codes mean --------------------------------------------------------------------------
+
+@PROPERTY
+@given(specs, st.integers(1, 4))
+def test_error_at_most_half_a_step_inside_the_clamp(spec_args, n):
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform)
+    x = make_values(seed + 1, spec, n, nonfinite=False)
+    storage = np.zeros((n, spec.row_words), np.uint64)
+    quantize_pack(x, storage, np.arange(n), spec)
+    clamped = np.clip(x, spec.lo, spec.hi)
+    out64 = np.empty_like(x)
+    gather_unpack(storage, np.arange(n), spec, out64)
+    magnitude = np.maximum(np.abs(spec.lo), np.abs(spec.hi))
+    slack = 8 * np.finfo(np.float64).eps * (magnitude + 1 / spec.scale)  # float64 products, reciprocal
+    assert np.all(np.abs(out64 - clamped) <= 0.5 / spec.scale + slack)
+    out32 = np.empty(x.shape, np.float32)
+    gather_unpack(storage, np.arange(n), spec, out32)
+    assert np.all(out32 == out64.astype(np.float32))  # float32 is the float64 value, rounded once
+
+
+def test_rounds_half_to_even_like_numpy_round():
+    spec = CodeSpec.uniform(200, decimals=1, clamp=127.0)
+    x = np.concatenate([np.arange(-50, 50) + 0.25, np.arange(-50, 50) + 0.75])  # x * 10 is an exact half
+    storage = np.zeros((1, spec.row_words), np.uint64)
+    quantize_pack(x, storage, 0, spec)
+    out = np.empty((1, 200), np.float64)
+    gather_unpack(storage, np.array([0]), spec, out)
+    assert np.array_equal(np.rint(out[0] * 10), np.round(x * 10))  # ties to even: 0.25 -> 0.2, 0.75 -> 0.8
+    assert out[0, 50] == pytest.approx(0.2) and out[0, 150] == pytest.approx(0.8)
+
+
+@PROPERTY
+@given(specs, st.integers(1, 5))
+def test_saturation_is_counted_exactly(spec_args, n):
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform)
+    x = make_values(seed + 1, spec, n, nonfinite=True)
+    finite = np.isfinite(x)
+    expected = int(np.count_nonzero(finite & ((x < spec.lo) | (x > spec.hi))))
+    rows = PackedRows(n, spec)
+    assert rows.encode(x, np.arange(n)) == expected
+    assert rows.encode(x, np.arange(n)) == expected
+    assert rows.saturated == 2 * expected
+    assert rows.nonfinite_coded == 2 * int(np.count_nonzero(~finite))
+
+
+# -- NaN / inf -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtype, bad):
+    spec = CodeSpec.uniform(5, decimals=2, clamp=127.0)
+    x = np.zeros((3, 5), dtype)
+    x[1, 3] = x[2, 0] = bad
+    storage = np.full((4, spec.row_words), 12345, np.uint64)
+    for impl in (cython_core, ref):
+        with pytest.raises(NonFiniteError, match=r"2 non-finite .* x\[1, 3\]") as info:
+            impl.quantize_pack(x, storage, np.array([0, 1, 2]), spec)
+        assert (info.value.count, info.value.row, info.value.dim) == (2, 1, 3)
+        assert isinstance(info.value, ValueError)
+        assert np.all(storage == 12345)
+
+
+def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():
+    spec = CodeSpec.uniform(4, decimals=0, clamp=10.0, nonfinite="code", nonfinite_code=31)
+    storage = np.zeros((1, spec.row_words), np.uint64)
+    saturated, coded = cython_core.quantize_pack_counts(np.array([np.nan, np.inf, -np.inf, 99.0]), storage, 0, spec)
+    assert (saturated, coded) == (1, 3)
+    codes = ref.unpack_codes(storage, 4, spec.bits)
+    assert codes.tolist() == [[31, 31, 31, 20]]
+    assert ref.decode_codes(codes, spec, np.float64).tolist() == [[21.0, 21.0, 21.0, 10.0]]
+
+
+# -- specs -----------------------------------------------------------------------------------------
+
+def test_uniform_spec_widths_match_the_paper():
+    assert CodeSpec.uniform(348, decimals=2).bits == 15
+    assert CodeSpec.uniform(348, decimals=1).bits == 12
+    assert CodeSpec.uniform(17, decimals=1, clamp=100.0).bits == 11
+    assert CodeSpec.uniform(17, decimals=0, clamp=128.0).levels == 257
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lo=[0.0, 1.0], hi=[1.0, 1.0], scale=[1.0, 1.0]), "lo must be < hi"),
+    (dict(lo=[0.0], hi=[1.0], scale=[0.0]), "scale must be > 0"),
+    (dict(lo=[0.0], hi=[1.0], scale=[1.0], bits=0), "bits must be"),
+    (dict(lo=[0.0], hi=[1.0], scale=[1.0], bits=33), "bits must be"),
+    (dict(lo=[0.0], hi=[100.0], scale=[1.0], bits=6), "cannot hold the 101 levels"),
+    (dict(lo=[0.0], hi=[np.nan], scale=[1.0]), "hi must be finite"),
+    (dict(lo=[0.0, 0.0], hi=[1.0], scale=[1.0]), "same length"),
+    (dict(lo=[0.0], hi=[1e20], scale=[1.0]), "2\\*\\*51"),
+    (dict(lo=[0.0], hi=[1.0], scale=[1.0], nonfinite="zero"), "nonfinite must be"),
+    (dict(lo=[0.0], hi=[1.0], scale=[1.0], bits=2, nonfinite="code", nonfinite_code=4), "nonfinite_code"),
+])
+def test_invalid_specs_raise_one_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CodeSpec.per_dim(**kwargs)
+
+
+def test_spec_config_and_pickle_round_trip_and_is_immutable():
+    import pickle
+
+    spec = make_spec(7, 13, 9, uniform=False)
+    assert CodeSpec.from_config(spec.get_config()) == spec
+    uniform = CodeSpec.uniform(348, decimals=1)
+    assert uniform.get_config()["lo"] == -127.0
+    assert CodeSpec.from_config(uniform.get_config()) == uniform
+    out = np.empty((1, 9), np.float32)
+    gather_unpack(np.zeros((1, spec.row_words), np.uint64), np.array([0]), spec, out)  # caches kernel tables
+    clone = pickle.loads(pickle.dumps(spec))
+    assert clone == spec and hash(clone) == hash(spec)
+    with pytest.raises(ValueError):
+        spec.lo[0] = 1.0
+
+
+@pytest.mark.parametrize("dim, decimals", [(348, 2), (348, 1), (17, 1), (376, 2), (1, 0)])
+def test_storage_bytes_match_layout_and_planner(dim, decimals):
+    from cython_core.layout import packed_row_bytes
+    from planner.layouts import packed_field
+
+    spec = CodeSpec.uniform(dim, decimals=decimals)
+    rows = PackedRows(1000, spec)
+    assert rows.nbytes == 1000 * packed_row_bytes(dim, spec.bits) == packed_field("obs", 1000, dim, spec.bits).bytes
+    assert rows.padding_bytes == 1000 * spec.padding_bits / 8
+    assert rows.storage.dtype == np.uint64 and rows.storage.flags.c_contiguous
+    if (dim, decimals) == (348, 2):
+        assert (rows.nbytes, spec.padding_bits) == (656_000, 28)
+
+
+# -- argument checks (both implementations refuse the same way, nothing out of bounds) -----------
+
+@pytest.mark.parametrize("impl", [cython_core, ref], ids=["compiled", "reference"])
+def test_bad_arguments_are_refused(impl):
+    spec = CodeSpec.uniform(6, decimals=1)
+    storage = np.zeros((5, spec.row_words), np.uint64)
+    x = np.zeros((2, 6))
+    with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
+        impl.quantize_pack(x, storage, np.array([0, 5]), spec)
+    with pytest.raises(IndexError, match="got -1"):
+        impl.quantize_pack(x, storage, np.array([-1, 0]), spec)
+    with pytest.raises(ValueError, match="one index per row"):
+        impl.quantize_pack(x, storage, np.array([0]), spec)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 6\)"):
+        impl.quantize_pack(np.zeros((2, 7)), storage, np.array([0, 1]), spec)
+    with pytest.raises(ValueError, match="storage must be a writable C-contiguous uint64"):
+        impl.quantize_pack(x, storage.view(np.int64), np.array([0, 1]), spec)
+    out = np.empty((2, 6), np.float32)
+    with pytest.raises(IndexError, match="indices must be in 0..4, got 5"):
+        impl.gather_unpack(storage, np.array([1, 5]), spec, out)
+    with pytest.raises(ValueError, match="out must be"):
+        impl.gather_unpack(storage, np.array([1, 2, 3]), spec, out)
+    with pytest.raises(ValueError, match="out must be"):
+        impl.gather_unpack(storage, np.array([1, 2]), spec, out.astype(np.int32))
+
+
+def test_single_row_forms_and_empty_batches():
+    spec = CodeSpec.uniform(3, decimals=2)
+    storage = np.zeros((4, spec.row_words), np.uint64)
+    assert quantize_pack(np.array([1.0, 2.0, 300.0], np.float32), storage, 2, spec) == 1
+    assert quantize_pack(np.array([1.0, 2.0, 300.0]), storage, [3], spec) == 1
+    assert quantize_pack(np.zeros((0, 3)), storage, np.zeros(0, np.int64), spec) == 0
+    assert np.array_equal(storage[2], storage[3])
+    gather_unpack(storage, np.zeros(0, np.int64), spec, np.empty((0, 3), np.float32))
+    assert PackedRows(4, spec).decode([]).shape == (0, 3)
+
+
+def test_gather_writes_into_a_torch_tensor_without_copy():
+    import torch
+
+    spec = CodeSpec.uniform(348, decimals=2)
+    rows = PackedRows(50, spec)
+    x = np.random.default_rng(0).normal(0, 30, (50, 348))
+    rows.encode(x, np.arange(50))
+    batch = torch.empty((8, 348), dtype=torch.float32)
+    indices = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+    gather_unpack(rows.storage, indices, spec, batch.numpy())
+    assert np.array_equal(batch.numpy(), rows.decode(indices))
+    assert np.allclose(batch.numpy(), np.round(x[indices], 2), atol=0.005 + 1e-5)
+
+
+@pytest.mark.parametrize("bits, uniform", [(15, True), (12, True), (7, False), (32, False)])
+def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform):
+    """Calls of >= 8192 values take the nogil branch; results stay bit for bit the reference's."""
+    spec = make_spec(bits, bits, 348, uniform)
+    x = make_values(bits + 1, spec, 40, nonfinite=True)
+    for dtype in (np.float32, np.float64):
+        got = np.zeros((64, spec.row_words), np.uint64)
+        want = got.copy()
+        rows = np.random.default_rng(bits).permutation(64)[:40]
+        assert quantize_pack(x.astype(dtype), got, rows, spec) == ref.quantize_pack(x.astype(dtype), want, rows, spec)
+        assert same_bits(got, want)
+        indices = np.random.default_rng(1).integers(0, 64, 300)
+        out, expected = np.empty((300, 348), np.float32), np.empty((300, 348), np.float32)
+        gather_unpack(got, indices, spec, out)
+        ref.gather_unpack(got, indices, spec, expected)
+        assert same_bits(out, expected)
+
+
+def test_non_contiguous_and_other_dtype_inputs_are_converted():
+    spec = CodeSpec.uniform(5, decimals=1, clamp=10.0)
+    wide = np.arange(30, dtype=np.int32).reshape(3, 10) - 12
+    a, b = np.zeros((3, spec.row_words), np.uint64), np.zeros((3, spec.row_words), np.uint64)
+    quantize_pack(wide[:, ::2], a, [2, 0, 1], spec)  # strided int32 view
+    ref.quantize_pack(np.ascontiguousarray(wide[:, ::2], dtype=np.float64), b, [2, 0, 1], spec)
+    assert same_bits(a, b)
+    out = np.empty((3, 5), np.float32)
+    gather_unpack(a, np.array([0, 1, 2, 2])[::-1][1:], spec, out)  # strided index view: [2, 1, 0]
+    assert np.array_equal(out, np.clip(wide[:, ::2], -10, 10)[[0, 2, 1]].astype(np.float32))
+
+
+@pytest.mark.parametrize("module", ["cython_core", "cython_core.spec", "cython_core.reference", "cython_core.storage",
+                                    "cython_core.layout"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
