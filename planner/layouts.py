@@ -52,11 +52,16 @@ def packed_field(name: str, rows: int, dim: int, bits: int) -> Field:
     return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True)
 
 
+def default_terminal_capacity(rows: int, n_envs: int) -> int:
+    """Default side-store rows for episode-end next observations: max(n_envs, ceil(rows / 64))."""
+    return max(n_envs, -(-rows // TERMINAL_FRACTION))
+
+
 def terminal_capacity(spec: RunSpec) -> int:
-    """Side-store rows for episode-end next observations: given, or max(n_envs, ceil(rows / 64))."""
+    """Side-store rows for episode-end next observations: given, or :func:`default_terminal_capacity`."""
     if spec.terminal_capacity is not None:
         return spec.terminal_capacity
-    return max(spec.n_envs, -(-spec.rows // TERMINAL_FRACTION))
+    return default_terminal_capacity(spec.rows, spec.n_envs)
 
 
 def _need_quant(spec: RunSpec) -> None:
@@ -165,4 +170,5 @@ def bytes_per_transition(spec: RunSpec) -> float:
     return sum(field.bytes for field in buffer_fields(spec)) / spec.rows
 
 
-__all__ = ["Field", "LAYOUTS", "QUANTIZED_LAYOUTS", "buffer_fields", "bytes_per_transition", "terminal_capacity"]
+__all__ = ["Field", "LAYOUTS", "QUANTIZED_LAYOUTS", "buffer_fields", "bytes_per_transition", "default_terminal_capacity",
+           "terminal_capacity"]

@@ -1,0 +1,260 @@
+"""QuantizedReplayBuffer against SB3's float64 ReplayBuffer fed the same transitions, memory, pickling, errors."""
+
+import pickle
+
+import memray
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+
+from cython_core import CodeSpec
+from planner.errors import PlannerError
+from planner.footprint import RunSpec, footprint
+from planner.quantization import QuantSpec
+from validation.buffers import QuantizedReplayBuffer
+from validation.replay_buffer import FREE
+
+ACTION_DIM = 3
+
+
+def _spaces(obs_shape):
+    return (spaces.Box(-np.inf, np.inf, obs_shape, np.float64),
+            spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32))
+
+
+def feed(buffers, n_envs, steps, obs_shape, seed=0, p_done=0.05, max_len=9):
+    """VecEnv-like stream: obs_{t+1} = next_obs_t unless the episode ended (done or time limit), then a reset obs.
+    Values ~ N(0, 60): some exceed the clamp of 127."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(0, 60, (n_envs, *obs_shape))
+    length = np.zeros(n_envs, dtype=int)
+    for _ in range(steps):
+        next_obs = rng.normal(0, 60, (n_envs, *obs_shape))
+        action = rng.uniform(-1, 1, (n_envs, ACTION_DIM)).astype(np.float32)
+        reward = rng.normal(size=n_envs).astype(np.float32)
+        length += 1
+        terminated = rng.random(n_envs) < p_done
+        truncated = (length >= max_len) & ~terminated
+        done = terminated | truncated
+        infos = [{"TimeLimit.truncated": bool(t)} for t in truncated]
+        for buf in buffers:
+            buf.add(obs.copy(), next_obs.copy(), action, reward, done, infos)
+        obs = np.where(done.reshape(-1, *([1] * len(obs_shape))), rng.normal(0, 60, obs.shape), next_obs)
+        length[done] = 0
+    return buffers
+
+
+def valid_steps(buf):
+    """Every step index our buffer may sample (a full buffer skips ``pos``)."""
+    if buf.full:
+        return (np.arange(1, buf.buffer_size) + buf.pos) % buf.buffer_size
+    return np.arange(buf.pos)
+
+
+def samples_of(buf, steps, seed, env=None):
+    np.random.seed(seed)  # both buffers draw their env indices first, from the global generator
+    return buf._get_samples(steps, env=env)
+
+
+def assert_within_half_step(decoded, original, spec):
+    expected = np.clip(original, spec.lo[0], spec.hi[0])
+    half_step = 0.5 / spec.scale[0]
+    err = np.abs(decoded.numpy().astype(np.float64) - expected)
+    assert err.max() <= half_step * (1 + 1e-9) + 1e-5 * np.abs(expected).max(), err.max()
+
+
+@pytest.mark.parametrize("n_envs", [1, 4])
+@pytest.mark.parametrize("obs_shape", [(7,), (2, 3)])
+def test_samples_match_float64_reference_across_episode_ends_timeouts_and_wraparound(n_envs, obs_shape):
+    obs_space, act_space = _spaces(obs_shape)
+    size = 40 * n_envs
+    ref = ReplayBuffer(size, obs_space, act_space, "cpu", n_envs=n_envs)
+    ours = QuantizedReplayBuffer(size, obs_space, act_space, "cpu", n_envs=n_envs, decimals=2, clamp=127,
+                                 terminal_capacity=40 * n_envs)
+    feed([ref, ours], n_envs, steps=97, obs_shape=obs_shape)  # wraps around twice
+    assert ours.full and ours.terminal_evictions == 0
+    assert ours.saturated > 0  # N(0, 60) exceeds 127 now and then
+    steps = np.repeat(valid_steps(ours), 4)
+    got, want = samples_of(ours, steps, 1), samples_of(ref, steps, 1)
+    ends = ref.dones[steps, np.random.RandomState(1).randint(0, n_envs, steps.size)]
+    assert 0 < ends.sum() < ends.size  # the batch holds episode ends and ordinary steps
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert got.observations.shape == want.observations.shape and got.observations.dtype.is_floating_point
+    for name in ("actions", "rewards", "dones"):
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+        assert getattr(got, name).shape == getattr(want, name).shape
+        assert np.array_equal(getattr(got, name).numpy(), getattr(want, name).numpy()), name
+
+
+def test_timeouts_are_not_dones_but_keep_their_terminal_next_observation():
+    obs_space, act_space = _spaces((5,))
+    ref = ReplayBuffer(200, obs_space, act_space, "cpu")
+    ours = QuantizedReplayBuffer(200, obs_space, act_space, "cpu", decimals=1, terminal_capacity=200)
+    feed([ref, ours], 1, steps=150, obs_shape=(5,), p_done=0.0, max_len=6)  # only time limits end episodes
+    steps = np.flatnonzero(ref.timeouts[:150, 0])
+    got, want = samples_of(ours, steps, 3), samples_of(ref, steps, 3)
+    assert steps.size == 25 and float(got.dones.sum()) == 0.0
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+
+
+def test_full_buffer_never_samples_the_overwritten_row():
+    obs_space, act_space = _spaces((4,))
+    ours = feed([QuantizedReplayBuffer(30, obs_space, act_space, "cpu")], 1, steps=47, obs_shape=(4,))[0]
+    np.random.seed(0)
+    batch_steps = set()
+    for _ in range(50):
+        batch_steps |= set(((np.random.randint(1, 30, 64) + ours.pos) % 30).tolist())
+    assert ours.pos not in batch_steps and len(batch_steps) == 29
+    assert ours.sample(500).observations.shape == (500, 4)
+
+
+def test_evicted_terminal_falls_back_to_the_following_row_and_is_counted():
+    obs_space, act_space = _spaces((6,))
+    ref = ReplayBuffer(100, obs_space, act_space, "cpu")
+    ours = QuantizedReplayBuffer(100, obs_space, act_space, "cpu", terminal_capacity=2)
+    feed([ref, ours], 1, steps=80, obs_shape=(6,), p_done=0.0, max_len=4)  # 20 episode ends, 2 slots
+    assert ours.terminal_evictions == ours.timeout_evictions == 18
+    assert ours.quantization_stats()["terminal_evictions"] == 18
+    steps = valid_steps(ours)
+    got, want = samples_of(ours, steps, 0), samples_of(ref, steps, 0)
+    evicted = (ref.dones[steps, 0] > 0) & (ours.terminal_slot[steps] == FREE)
+    assert evicted.sum() == 18
+    following = samples_of(ours, steps + 1, 0).observations.numpy()
+    assert np.array_equal(got.next_observations.numpy()[evicted], following[evicted])
+    assert_within_half_step(got.next_observations[~evicted], want.next_observations.numpy()[~evicted], ours.code_spec)
+
+
+@pytest.mark.parametrize("dim, buffer_size, n_envs, decimals, clamp, bits", [
+    (17, 1000, 1, 2, 127.0, None),
+    (348, 200_000, 4, 2, 127.0, None),
+    (11, 4097, 4, 1, 127.0, None),
+    (105, 3000, 2, 3, 10.0, 20),
+    (1, 10, 1, 0, 1.0, 32),
+    (376, 65_537, 3, 1, 100.0, None),
+])
+def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, buffer_size, n_envs, decimals, clamp, bits):
+    obs_space, act_space = _spaces((dim,))
+    buf = QuantizedReplayBuffer(buffer_size, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals,
+                                clamp=clamp, bits=bits)
+    quant = QuantSpec.create(decimals, clamp, bits=buf.code_spec.bits)
+    predicted = footprint(RunSpec("sac", dim, ACTION_DIM, buffer_size, n_envs, layout="packed", quant=quant))
+    assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
+    assert buf.memory_bytes() == predicted.buffer_bytes
+    arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)]
+    arrays += [buf.packed_observations.storage, buf.terminal_observations.storage]
+    assert sum(a.nbytes for a in arrays) == buf.memory_bytes()
+
+
+def test_constructor_allocates_no_float64_observation_array(tmp_path):
+    obs_space, act_space = _spaces((348,))
+    path = tmp_path / "alloc.bin"
+    with memray.Tracker(path):
+        buf = QuantizedReplayBuffer(1_000_000, obs_space, act_space, "cpu")
+    peak = memray.FileReader(path).metadata.peak_memory
+    # SB3 would allocate 2 x 2.78 GB of float64 observations; we allocate the packed rows (about 0.67 GB)
+    assert buf.memory_bytes() <= peak <= buf.memory_bytes() + 2 * 2**20, (peak, buf.memory_bytes())
+
+
+def test_pickle_round_trip_loses_nothing():
+    obs_space, act_space = _spaces((9,))
+    buf = feed([QuantizedReplayBuffer(60, obs_space, act_space, "cpu", n_envs=2, terminal_capacity=3)], 2,
+               steps=45, obs_shape=(9,))[0]
+    copy = pickle.loads(pickle.dumps(buf))
+    for name in ("pos", "full", "terminal_cursor", "terminal_evictions", "saturated", "stored_values", "code_spec"):
+        assert getattr(copy, name) == getattr(buf, name), name
+    for name in ("actions", "rewards", "dones", "timeouts", "terminal_slot", "terminal_owner"):
+        assert np.array_equal(getattr(copy, name), getattr(buf, name)), name
+    assert np.array_equal(copy.packed_observations.storage, buf.packed_observations.storage)
+    assert np.array_equal(copy.terminal_observations.storage, buf.terminal_observations.storage)
+    np.random.seed(5)
+    a = buf.sample(32)
+    np.random.seed(5)
+    b = copy.sample(32)
+    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a[:5], b[:5]))
+
+
+def test_per_dimension_spec_is_used_as_given():
+    obs_space, act_space = _spaces((2,))
+    spec = CodeSpec.per_dim(lo=[-1.0, 0.0], hi=[1.0, 1000.0], scale=[100.0, 1.0])
+    buf = QuantizedReplayBuffer(10, obs_space, act_space, "cpu", spec=spec)
+    buf.add(np.array([[0.123, 2000.4]]), np.array([[-5.0, 12.6]]), np.zeros((1, 3)), np.zeros(1), np.zeros(1), [{}])
+    got = buf._get_samples(np.array([0]))
+    assert got.observations.numpy().tolist() == [[np.float32(0.12), 1000.0]]
+    assert got.next_observations.numpy().tolist() == [[-1.0, 13.0]]
+    assert buf.saturated == 1  # 2000.4 > 1000 (the next observation's -5.0 is counted when it is stored as obs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_steps=0), "n_steps"),
+    (dict(decimals=2, spec=CodeSpec.uniform(4)), "not both"),
+    (dict(decimals=40), "decimals"),
+    (dict(buffer_size=3, n_envs=2), ">= 2"),
+])
+def test_unsupported_options_raise_one_clear_error(kwargs, message):
+    obs_space, act_space = _spaces((4,))
+    args = dict(buffer_size=100, observation_space=obs_space, action_space=act_space, device="cpu")
+    args.update(kwargs)
+    with pytest.raises(PlannerError, match=message):
+        QuantizedReplayBuffer(**args)
+
+
+def test_dict_observation_space_is_refused_with_a_hint():
+    space = spaces.Dict({"a": spaces.Box(-1, 1, (2,))})
+    with pytest.raises(PlannerError, match="FlattenObservation"):
+        QuantizedReplayBuffer(10, space, spaces.Box(-1, 1, (1,)), "cpu")
+
+
+def test_vecnormalize_normalizes_decoded_observations_and_rewards_like_sb3():
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    venv.reset()
+    for _ in range(20):  # running statistics that are not the identity
+        venv.step(np.array([venv.action_space.sample() for _ in range(2)]))
+    obs_space, act_space = venv.observation_space, spaces.Box(-1, 1, (ACTION_DIM,), np.float32)
+    ref = ReplayBuffer(40, obs_space, act_space, "cpu", n_envs=2)
+    ours = QuantizedReplayBuffer(40, obs_space, act_space, "cpu", n_envs=2, decimals=2, terminal_capacity=40)
+    feed([ref, ours], 2, steps=15, obs_shape=(3,), p_done=0.1)
+    steps = valid_steps(ours)
+    raw = samples_of(ours, steps, 4)
+    got, want = samples_of(ours, steps, 4, env=venv), samples_of(ref, steps, 4, env=venv)
+    for name in ("observations", "next_observations"):
+        expected = venv.normalize_obs(getattr(raw, name).numpy())
+        assert np.array_equal(getattr(got, name).numpy(), expected) and getattr(got, name).dtype == th.float32
+    assert np.array_equal(got.rewards.numpy(), want.rewards.numpy()) and not np.array_equal(got.rewards, raw.rewards)
+
+
+@pytest.mark.parametrize("n_envs", [1, 4])
+def test_n_step_returns_match_sb3_nstep_replay_buffer(n_envs):
+    obs_space, act_space = _spaces((5,))
+    ref = NStepReplayBuffer(30 * n_envs, obs_space, act_space, "cpu", n_envs=n_envs, n_steps=3, gamma=0.9)
+    ours = QuantizedReplayBuffer(30 * n_envs, obs_space, act_space, "cpu", n_envs=n_envs, n_steps=3, gamma=0.9,
+                                 terminal_capacity=30 * n_envs)
+    feed([ref, ours], n_envs, steps=71, obs_shape=(5,), p_done=0.1, max_len=7)
+    steps = np.repeat(valid_steps(ours), 3)
+    got, want = samples_of(ours, steps, 2), samples_of(ref, steps, 2)
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert len(np.unique(want.discounts.numpy())) == 3  # windows cut short by episode ends and full windows
+    for name in ("actions", "rewards", "dones", "discounts"):
+        assert getattr(got, name).dtype == getattr(want, name).dtype, name
+        assert np.array_equal(getattr(got, name).numpy(), getattr(want, name).numpy()), name
+
+
+def test_reset_frees_the_terminal_store():
+    obs_space, act_space = _spaces((4,))
+    ref = ReplayBuffer(50, obs_space, act_space, "cpu")
+    ours = QuantizedReplayBuffer(50, obs_space, act_space, "cpu", terminal_capacity=10)
+    feed([ours], 1, steps=40, obs_shape=(4,), p_done=0.0, max_len=4, seed=1)
+    ours.reset()
+    assert ours.size() == 0 and (ours.terminal_owner == FREE).all() and (ours.terminal_slot == FREE).all()
+    evictions = ours.terminal_evictions
+    feed([ref, ours], 1, steps=40, obs_shape=(4,), p_done=0.0, max_len=4, seed=2)
+    assert ours.terminal_evictions == evictions  # 10 episode ends fit the 10 freed slots
+    steps = valid_steps(ours)
+    got, want = samples_of(ours, steps, 0), samples_of(ref, steps, 0)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)

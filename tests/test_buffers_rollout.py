@@ -1,0 +1,76 @@
+"""QuantizedRolloutBuffer against SB3's RolloutBuffer fed the same rollout; memory equals the planner."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+
+from planner.footprint import RunSpec, footprint
+from planner.quantization import QuantSpec
+from validation.buffers import QuantizedRolloutBuffer
+
+ACTION_DIM = 2
+
+
+def _spaces(obs_shape):
+    return spaces.Box(-np.inf, np.inf, obs_shape, np.float64), spaces.Box(-1, 1, (ACTION_DIM,), np.float32)
+
+
+def fill(buffers, n_steps, n_envs, obs_shape, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_steps):
+        data = (rng.normal(0, 60, (n_envs, *obs_shape)), rng.uniform(-1, 1, (n_envs, ACTION_DIM)).astype(np.float32),
+                rng.normal(size=n_envs).astype(np.float32), (rng.random(n_envs) < 0.1).astype(np.float32),
+                th.as_tensor(rng.normal(size=(n_envs, 1)).astype(np.float32)),
+                th.as_tensor(rng.normal(size=n_envs).astype(np.float32)))
+        for buf in buffers:
+            buf.add(*data)
+    last_values, dones = th.as_tensor(rng.normal(size=(n_envs, 1)).astype(np.float32)), rng.random(n_envs) < 0.1
+    for buf in buffers:
+        buf.compute_returns_and_advantage(last_values, dones)
+
+
+@pytest.mark.parametrize("n_envs", [1, 4])
+@pytest.mark.parametrize("obs_shape", [(5,), (3, 2)])
+def test_minibatches_match_sb3_rollout_buffer(n_envs, obs_shape):
+    obs_space, act_space = _spaces(obs_shape)
+    ref = RolloutBuffer(16, obs_space, act_space, "cpu", gae_lambda=0.95, gamma=0.99, n_envs=n_envs)
+    ours = QuantizedRolloutBuffer(16, obs_space, act_space, "cpu", gae_lambda=0.95, gamma=0.99, n_envs=n_envs,
+                                  decimals=1, clamp=127)
+    fill([ref, ours], 16, n_envs, obs_shape)
+    assert np.array_equal(ours.advantages, ref.advantages) and np.array_equal(ours.returns, ref.returns)
+    np.random.seed(7)
+    want = list(ref.get(batch_size=8))
+    np.random.seed(7)
+    got = list(ours.get(batch_size=8))
+    assert len(got) == len(want) == 2 * n_envs
+    spec = ours.code_spec
+    for g, w in zip(got, want):
+        assert g.observations.shape == w.observations.shape and g.observations.dtype == th.float32
+        expected = np.clip(w.observations.numpy(), -127, 127)
+        assert np.abs(g.observations.numpy() - expected).max() <= 0.5 / spec.scale[0] + 1e-4
+        for name in ("actions", "old_values", "old_log_prob", "advantages", "returns"):
+            assert np.array_equal(getattr(g, name).numpy(), getattr(w, name).numpy()), name
+    assert ours.saturated > 0 and 0 < ours.quantization_stats()["saturated_fraction"] < 0.1
+
+
+def test_reset_keeps_packed_storage_and_allocates_no_observation_array():
+    obs_space, act_space = _spaces((348,))
+    buf = QuantizedRolloutBuffer(2048, obs_space, act_space, "cpu", n_envs=2)
+    storage = buf.packed_observations.storage
+    buf.reset()
+    assert buf.packed_observations.storage is storage and buf.observations.nbytes == 0
+    assert buf.obs_shape == (348,)
+
+
+@pytest.mark.parametrize("dim, n_steps, n_envs, decimals, bits", [
+    (17, 2048, 1, 1, None), (348, 2048, 1, 1, None), (11, 512, 8, 2, None), (105, 100, 3, 1, 16), (1, 1, 1, 0, 32)])
+def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, n_steps, n_envs, decimals, bits):
+    obs_space, act_space = _spaces((dim,))
+    buf = QuantizedRolloutBuffer(n_steps, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals, bits=bits)
+    quant = QuantSpec.create(decimals, 127.0, bits=buf.code_spec.bits)
+    predicted = footprint(RunSpec("ppo", dim, ACTION_DIM, n_steps, n_envs, layout="packed", quant=quant))
+    assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
+    arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.packed_observations.storage]
+    assert sum(a.nbytes for a in arrays) == buf.memory_bytes() == predicted.buffer_bytes
