@@ -66,9 +66,11 @@ def test_layout_import_does_not_load_the_extension():
     """The planner imports cython_core.layout: that must not need (or load) the compiled kernels."""
     import subprocess
     import sys
+    import tempfile
 
     code = "import sys, cython_core.layout; print('cython_core._kernels' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
     assert done.stdout.strip() == "False", done.stderr
 
 
