@@ -9,7 +9,7 @@
 - ``figure2``: the accounting behind the paper's Figure 2 ratios (see ``figure2_fields``).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cython_core.layout import packed_row_bytes, packed_row_padding_bits
 from planner.errors import PlannerError
@@ -23,13 +23,19 @@ TERMINAL_FRACTION = 64
 
 @dataclass(frozen=True)
 class Field:
-    """One array of the buffer: ``rows`` rows of ``row_bits`` bits each."""
+    """One array of the buffer: ``rows`` rows of ``row_bits`` bits each.
+
+    ``eager`` fields are committed before the buffer's rows are written (initialised at construction,
+    or a small ring that fills with the first episode ends); the others are committed row by row as
+    the buffer fills (numpy's zeroed pages are committed lazily).
+    """
 
     name: str
     rows: int
     row_bits: int
     storage: str
     observation: bool = False
+    eager: bool = False
 
     @property
     def bytes(self) -> int:
@@ -45,11 +51,12 @@ def dtype_field(name: str, rows: int, values: int, dtype: str, observation: bool
     return Field(name, rows, values * DTYPE_BYTES[dtype] * 8, f"{values} x {dtype}" if values > 1 else dtype, observation)
 
 
-def packed_field(name: str, rows: int, dim: int, bits: int) -> Field:
+def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False) -> Field:
     """Rows of ``dim`` codes of ``bits`` bits packed into 64-bit words (cython_core's storage)."""
     row_bytes = packed_row_bytes(dim, bits)
     pad = packed_row_padding_bits(dim, bits)
-    return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True)
+    return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True,
+                 eager)
 
 
 def default_terminal_capacity(rows: int, n_envs: int) -> int:
@@ -121,9 +128,9 @@ def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
         return (obs, *_rollout_tail(spec, F32))
     capacity = terminal_capacity(spec)
     return (obs,
-            packed_field("terminal_observations", capacity, spec.obs_dim, bits),
-            dtype_field("terminal_slot", rows, 1, "int32"),
-            dtype_field("terminal_owner", capacity, 1, "int64"),
+            packed_field("terminal_observations", capacity, spec.obs_dim, bits, eager=True),
+            replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
+            replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
             *_replay_tail(spec, F32))
 
 

@@ -1,0 +1,199 @@
+"""One validation run in its own process: ``python -m validation.child CONFIG.json OUTDIR``.
+
+Trains with SB3 on a gymnasium MuJoCo env and measures as it goes: psutil RSS/USS on a sampler
+thread (``timeseries.csv``), phase marks, the buffer's committed pages, memray attribution of the
+model/buffer construction, timings and episode returns. ``run.json`` is rewritten at every phase
+mark, so a run killed part-way leaves what it had measured with status "running" (the parent then
+marks it killed).
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from planner.envs import training_id
+from validation.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
+from validation.runconfig import RunConfig
+
+
+class RunLog:
+    """run.json, rewritten atomically at each mark."""
+
+    def __init__(self, out: Path, config: RunConfig, sampler: MemorySampler) -> None:
+        self.path, self.sampler = out / "run.json", sampler
+        self.data = {"config": json.loads(config.to_json()), "pid": os.getpid(), "status": "running",
+                     "marks": [], "measured": {}}
+
+    def mark(self, name: str, **measured) -> None:
+        rss, uss = self.sampler.sample()
+        self.sampler.phase = name
+        self.data["marks"].append({"name": name, "t_s": time.perf_counter() - self.sampler.t0,
+                                   "step": self.sampler.step, "rss_bytes": rss, "uss_bytes": uss})
+        self.data["measured"].update(measured)
+        self.write()
+
+    def write(self) -> None:
+        self.data["measured"]["peak_rss_bytes"] = self.sampler.peak_rss
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def build_model(config: RunConfig, env):
+    """SB3's PPO or SAC with the paper's defaults, SB3's buffer or ours; networks not built yet."""
+    from stable_baselines3 import PPO, SAC
+
+    quantized = config.storage == "quantized"
+    buffer_kwargs = dict(decimals=config.decimals, clamp=config.clamp)
+    common = dict(seed=config.seed, device="cpu", verbose=0, _init_setup_model=False)
+    if config.algo == "sac":
+        from validation.buffers import QuantizedReplayBuffer
+        extra = dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=buffer_kwargs) if quantized else {}
+        starts = config.buffer_size if config.fill else 100
+        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=starts, **extra, **common)
+    from validation.buffers import QuantizedRolloutBuffer
+    extra = dict(rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=buffer_kwargs) if quantized else {}
+    return PPO("MlpPolicy", env, n_steps=config.buffer_size, **extra, **common)
+
+
+def model_and_optimizer_bytes(model) -> "tuple[int, int]":
+    """Bytes of every parameter (policy, targets, entropy coefficient) and of every optimizer's state."""
+    import torch
+
+    params = {id(p): p for p in model.policy.parameters()}
+    if isinstance(getattr(model, "log_ent_coef", None), torch.Tensor):
+        params[id(model.log_ent_coef)] = model.log_ent_coef
+    optimizers = {id(m.optimizer): m.optimizer for m in model.policy.modules()
+                  if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)}
+    if getattr(model, "ent_coef_optimizer", None) is not None:
+        optimizers[id(model.ent_coef_optimizer)] = model.ent_coef_optimizer
+    state = sum(t.numel() * t.element_size() for opt in optimizers.values() for s in opt.state.values()
+                for t in s.values() if isinstance(t, torch.Tensor) and t.dim() > 0)
+    return sum(p.numel() * p.element_size() for p in params.values()), state
+
+
+def small_pages() -> None:
+    """Disable transparent huge pages for this process (Linux), so buffer pages are committed 4 KiB at a
+    time as rows are written, and RSS growth can be compared with rows filled."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        PR_SET_THP_DISABLE = 41
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+
+
+def main(config_path: str, out_dir: str) -> int:
+    small_pages()
+    config = RunConfig.from_json(Path(config_path).read_text())
+    out = Path(out_dir)
+    sampler = MemorySampler(out / "timeseries.csv", config.sample_ms / 1000).start()
+    log = RunLog(out, config, sampler)
+    log.mark("start")
+
+    import torch
+    import gymnasium
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    torch.set_num_threads(1)
+    log.mark("imports")
+    # gymnasium's episode statistics keep a bounded queue, where SB3's Monitor keeps every episode's
+    # return, length and time in growing lists (~100 B per episode: noise in the buffer's RSS growth)
+    env = DummyVecEnv([lambda: gymnasium.wrappers.RecordEpisodeStatistics(gymnasium.make(training_id(config.env_id)))])
+    env.seed(config.seed)
+    log.mark("env_made")
+
+    model = build_model(config, env)
+    if config.memray:
+        import memray
+        trace = out / "construction.memray"
+        trace.unlink(missing_ok=True)
+        with memray.Tracker(trace):
+            model._setup_model()
+        memray_groups = memray_attribution(trace)
+    else:
+        model._setup_model()
+        memray_groups = None
+    buffer = model.replay_buffer if config.algo == "sac" else model.rollout_buffer
+    params, _ = model_and_optimizer_bytes(model)
+    log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params, memray=memray_groups,
+             buffer_resident_built=resident_bytes(buffer_arrays(buffer)))
+
+    if config.steps == 0:  # construction only (the memray pass): nothing to train
+        sampler.stop()
+        log.data["status"] = "complete"
+        log.write()
+        return 0
+
+    full_at = config.buffer_size if (config.algo == "ppo" or config.fill) else None
+    total = config.buffer_size + config.steps if (config.fill and config.algo == "sac") else config.steps
+    returns = open(out / "returns.csv", "w")
+    returns.write("step,episode_return,episode_length\n")
+
+    class Watch(BaseCallback):
+        """Steps for the sampler, phase mark when the buffer is full, returns, a progress bar."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.full_time = None
+            self.collect_s = 0.0
+            self._rollout_t = 0.0
+
+        def _on_step(self) -> bool:
+            sampler.step = self.num_timesteps
+            for info in self.locals.get("infos", ()):
+                if "episode" in info:
+                    returns.write(f"{self.num_timesteps},{info['episode']['r']:.4f},{info['episode']['l']}\n")
+                    returns.flush()
+            if config.algo == "sac" and full_at and self.num_timesteps == max(1, full_at // 10):
+                log.mark("buffer_10pct", buffer_resident_10pct=resident_bytes(buffer_arrays(buffer)))
+            if config.algo == "sac" and full_at and self.num_timesteps == full_at:
+                self._full()
+            if self.num_timesteps % 500 == 0 or self.num_timesteps == total:
+                done = self.num_timesteps / total
+                bar = "#" * int(30 * done)
+                print(f"\r  {config.name:<16} [{bar:<30}] {self.num_timesteps:>8,}/{total:,} steps", end="",
+                      file=sys.stderr, flush=True)
+            return True
+
+        def _on_rollout_start(self) -> None:
+            self._rollout_t = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.collect_s += time.perf_counter() - self._rollout_t
+            if config.algo == "ppo" and self.full_time is None:
+                self._full()
+
+        def _full(self) -> None:
+            self.full_time = time.perf_counter()
+            log.mark("buffer_full", buffer_resident_full=resident_bytes(buffer_arrays(buffer)))
+
+    watch = Watch()
+    start = time.perf_counter()
+    model.learn(total_timesteps=total, callback=watch)
+    end = time.perf_counter()
+    print(file=sys.stderr)
+    returns.close()
+    params, optimizer_state = model_and_optimizer_bytes(model)
+    timing = {"wall_s": end - start}
+    if config.algo == "sac" and config.fill:
+        timing["acting_ms_per_step"] = 1000 * (watch.full_time - start) / config.buffer_size
+        timing["training_ms_per_step"] = 1000 * (end - watch.full_time) / max(config.steps, 1)
+    elif config.algo == "ppo":
+        timing["acting_ms_per_step"] = 1000 * watch.collect_s / total
+        timing["update_ms_per_step"] = 1000 * (end - start - watch.collect_s) / total
+        timing["training_ms_per_step"] = 1000 * (end - start) / total
+    else:
+        timing["training_ms_per_step"] = 1000 * (end - start) / total
+    stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else None
+    log.mark("end", model_bytes=params, optimizer_bytes=optimizer_state, timing=timing, quantization=stats,
+             buffer_resident_end=resident_bytes(buffer_arrays(buffer)), steps_done=int(model.num_timesteps))
+    sampler.stop()
+    log.data["status"] = "complete"
+    log.write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

@@ -1,0 +1,114 @@
+"""Measurements inside a run: a psutil sampler thread, resident pages of arrays, memray attribution."""
+
+import csv
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+BUFFER_FILES = ("stable_baselines3/common/buffers.py", "validation/replay_buffer.py",
+                "validation/rollout_buffer.py", "cython_core/storage.py")
+
+
+class MemorySampler:
+    """Samples this process's RSS and USS every ``period_s`` on a background thread into a CSV, flushed
+    row by row (so a killed run leaves what it measured). ``step`` is read from the training loop."""
+
+    def __init__(self, path: Path, period_s: float = 0.02) -> None:
+        self.process = psutil.Process()
+        self.period_s = period_s
+        self.step = 0
+        self.phase = "start"
+        self.peak_rss = 0
+        self.t0 = time.perf_counter()
+        self._file = open(path, "w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(["t_s", "step", "phase", "rss_bytes", "uss_bytes"])
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
+
+    def start(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def sample(self) -> "tuple[int, int]":
+        """Take one sample now and return (rss, uss)."""
+        info = self.process.memory_full_info()
+        with self._lock:
+            self.peak_rss = max(self.peak_rss, info.rss)
+            self._writer.writerow([f"{time.perf_counter() - self.t0:.4f}", self.step, self.phase, info.rss, info.uss])
+            self._file.flush()
+        return info.rss, info.uss
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self._file.close()
+
+
+def resident_bytes(arrays: "list[np.ndarray]") -> "int | None":
+    """Bytes of ``arrays`` whose pages are resident (committed), from /proc/self/pagemap; None off Linux."""
+    path = "/proc/self/pagemap"
+    if not os.path.exists(path):
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    with open(path, "rb") as pagemap:
+        for array in arrays:
+            start, end = array.ctypes.data, array.ctypes.data + array.nbytes
+            if end <= start:
+                continue
+            first, last = start // page, (end - 1) // page
+            pagemap.seek(first * 8)
+            entries = np.frombuffer(pagemap.read((last - first + 1) * 8), dtype="<u8")
+            present = (entries >> np.uint64(63)) & np.uint64(1)
+            lows = np.maximum(np.arange(first, last + 1) * page, start)
+            highs = np.minimum(np.arange(first + 1, last + 2) * page, end)
+            total += int(((highs - lows) * present.astype(np.int64)).sum())
+    return total
+
+
+def buffer_arrays(buffer: object) -> "list[np.ndarray]":
+    """The numpy arrays a buffer owns (SB3's fields, or the packed storage of ours), each once."""
+    arrays, seen = [], set()
+    for value in vars(buffer).values():
+        array = getattr(value, "storage", value)
+        if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
+            seen.add(array.ctypes.data)
+            arrays.append(array)
+    return arrays
+
+
+def buffer_bytes(buffer: object) -> int:
+    """The buffer's own account: ``memory_bytes()`` where it has one, else the sum of its arrays."""
+    if hasattr(buffer, "memory_bytes"):
+        return int(buffer.memory_bytes())
+    return sum(a.nbytes for a in buffer_arrays(buffer))
+
+
+def memray_attribution(path: Path) -> "dict[str, int]":
+    """Bytes live at memray's high-water mark, by allocation site: buffer constructors, torch (models and
+    optimizer), and the rest."""
+    from memray import FileReader
+
+    groups = {"buffer": 0, "torch": 0, "other": 0}
+    with FileReader(path) as reader:
+        for record in reader.get_high_watermark_allocation_records(merge_threads=True):
+            files = [frame[1].replace("\\", "/") for frame in record.stack_trace()]
+            if any(f.endswith(b) for f in files for b in BUFFER_FILES):
+                groups["buffer"] += record.size
+            elif any("/torch/" in f for f in files):
+                groups["torch"] += record.size
+            else:
+                groups["other"] += record.size
+        groups["peak"] = reader.metadata.peak_memory
+    return groups

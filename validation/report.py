@@ -1,0 +1,111 @@
+"""The validation report: report.json, timeseries.csv, PNG plots, and the terminal table."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from planner.table import render
+from validation.compare import Check
+from validation.predict import Prediction
+
+COLORS = {"baseline": "black", "quantized": "#3b75af"}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically: a reader never sees half a report."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _fmt(value: "float | None", bytes_: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e6:,.3f} MB" if bytes_ else f"{value:,.3f}"
+
+
+def table(checks: "list[Check]") -> str:
+    rows = [[c.run, c.quantity, _fmt(c.predicted), _fmt(c.measured),
+             "-" if c.error is None else f"{100 * c.error:+.2f}%",
+             "exact" if c.tolerance == 0 else f"{100 * c.tolerance:g}%", c.verdict] for c in checks]
+    return render(rows, ["run", "quantity", "predicted", "measured", "error", "tolerance", "verdict"])
+
+
+def read_timeseries(run_dir: Path) -> "list[dict]":
+    path = run_dir / "timeseries.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [row for row in csv.DictReader(handle) if row.get("rss_bytes")]
+
+
+def merge_timeseries(out: Path, names: "list[str]") -> Path:
+    """One CSV for all runs (a ``run`` column first), from each run's own file."""
+    path = out / "timeseries.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "t_s", "step", "phase", "rss_bytes", "uss_bytes"])
+        for name in names:
+            for row in read_timeseries(out / name):
+                writer.writerow([name, row["t_s"], row["step"], row["phase"], row["rss_bytes"], row["uss_bytes"]])
+    return path
+
+
+def plot_memory(out: Path, predictions: "dict[str, Prediction]") -> Path:
+    """Measured RSS over steps beside the predicted curve, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    for name, prediction in predictions.items():
+        series = [r for r in read_timeseries(out / name) if r["phase"] not in ("start", "imports")]
+        if not series:
+            continue
+        color = COLORS[prediction.config.storage]
+        steps = [int(r["step"]) for r in series]
+        ax.plot(steps, [int(r["rss_bytes"]) / 1e6 for r in series], color=color, linewidth=1.2,
+                label=f"{name}: measured RSS (psutil)")
+        grid = sorted(set(steps) | {0, max(steps)})
+        ax.plot(grid, [prediction.rss_at(s) / 1e6 for s in grid], color=color, linestyle="--", linewidth=1.5,
+                label=f"{name}: predicted (runtime + models + optimizer + committed buffer)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("memory (MB = 10^6 B)")
+    ax.set_title("Predicted vs measured memory")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "memory.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_returns(out: Path, names: "list[str]", storages: "dict[str, str]") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+    for name in names:
+        path = out / name / "returns.csv"
+        if not path.exists():
+            continue
+        with open(path) as handle:
+            rows = list(csv.DictReader(handle))
+        if rows:
+            ax.plot([int(r["step"]) for r in rows], [float(r["episode_return"]) for r in rows], ".", markersize=3,
+                    alpha=0.5, color=COLORS[storages[name]], label=f"{name} episodes")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title("Learning curves")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "returns.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
