@@ -9,13 +9,12 @@
 from dataclasses import dataclass, replace
 
 from planner.footprint import Footprint, footprint
+from planner.paper import PAPER_DECIMALS
 from planner.profiles import DeviceProfile
 from planner.quantization import QuantSpec, eq6_bits
-from planner.runspec import RunSpec
+from planner.runspec import DEFAULT_BUFFER, RunSpec
 from planner.units import auto_unit, format_bytes
 
-PAPER_DECIMALS = {"ppo": 1, "sac": 2, "td3": 2}
-DEFAULT_BUFFER = {"ppo": 2048, "sac": 1_000_000, "td3": 1_000_000}
 MAX_SEARCH = 2**48
 
 
@@ -118,11 +117,12 @@ def max_buffer_size(spec: RunSpec, budget: int, buffer_only: bool) -> int:
 def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str, ...]" = ("ppo", "sac"),
         buffer_size: "int | None" = None, n_steps: "int | None" = None, net: "tuple[int, ...] | None" = None,
         decimals: "int | None" = None, clamp: float = 127.0, n_envs: int = 1) -> FitResult:
-    """One row per (algorithm, storage option) against the profile's budget."""
+    """One row per (algorithm, storage option) against the profile's budget; a repeated algorithm counts once."""
     budget = profile.budget().available
     rows = []
-    for algo in algos:
-        size = (n_steps if algo == "ppo" else buffer_size) or DEFAULT_BUFFER[algo]
+    for algo in dict.fromkeys(algos):
+        size = n_steps if algo == "ppo" else buffer_size
+        size = DEFAULT_BUFFER[algo] if size is None else size
         for option in storage_options(algo, decimals, clamp):
             spec = RunSpec(algo, obs_dim, action_dim, size, n_envs=n_envs, layout=option.layout,
                            quant=option.quant, net=net)

@@ -83,5 +83,5 @@ def model_components(networks: "tuple[Network, ...]", param_dtype: str, optimize
 
 def footprint(spec: RunSpec) -> Footprint:
     """The predicted memory of ``spec``: SB3's default networks plus the buffer of ``spec.layout``."""
-    networks = sb3_models(spec.algo, spec.obs_dim, spec.action_dim, spec.net)
+    networks = sb3_models(spec.algo, spec.obs_dim, spec.action_dim, spec.net, spec.trunk)
     return Footprint(model_components(networks, spec.param_dtype, spec.optimizer), buffer_fields(spec))

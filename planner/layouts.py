@@ -95,6 +95,11 @@ def _rollout_tail(spec: RunSpec, action_dtype: str) -> "tuple[Field, ...]":
             *(dtype_field(name, rows, 1, F32) for name in ROLLOUT_SCALARS))
 
 
+def _sb3_replay_action_dtype(spec: RunSpec) -> str:
+    """SB3's ReplayBuffer casts float64 actions to float32 and keeps other dtypes."""
+    return F32 if spec.action_dtype == "float64" else spec.action_dtype
+
+
 def sb3_fields(spec: RunSpec, optimize_memory_usage: bool = False) -> "tuple[Field, ...]":
     rows = spec.rows
     obs = dtype_field("observations", rows, spec.obs_dim, spec.obs_dtype, True)
@@ -102,10 +107,9 @@ def sb3_fields(spec: RunSpec, optimize_memory_usage: bool = False) -> "tuple[Fie
         if optimize_memory_usage:
             raise PlannerError("layout 'sb3-optimize' applies to replay buffers (sac, td3), not to ppo")
         return (obs, *_rollout_tail(spec, spec.action_dtype))
-    action_dtype = F32 if spec.action_dtype == "float64" else spec.action_dtype  # SB3 casts float64 actions
     next_obs = () if optimize_memory_usage else (
         dtype_field("next_observations", rows, spec.obs_dim, spec.obs_dtype, True),)
-    return (obs, *next_obs, *_replay_tail(spec, action_dtype))
+    return (obs, *next_obs, *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
 
 
 def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
@@ -125,13 +129,13 @@ def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
     rows, bits = spec.rows, spec.quant.bits
     obs = packed_field("observations", rows, spec.obs_dim, bits)
     if not spec.is_replay:
-        return (obs, *_rollout_tail(spec, F32))
+        return (obs, *_rollout_tail(spec, spec.action_dtype))
     capacity = terminal_capacity(spec)
     return (obs,
             packed_field("terminal_observations", capacity, spec.obs_dim, bits, eager=True),
             replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
             replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
-            *_replay_tail(spec, F32))
+            *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
 
 
 def figure2_fields(spec: RunSpec) -> "tuple[Field, ...]":
@@ -163,12 +167,16 @@ LAYOUTS = {
     "figure2": figure2_fields,
 }
 QUANTIZED_LAYOUTS = ("just-round", "packed")
+QUANT_OPTIONAL = ("figure2",)  # float64 baseline without a quantization spec, quantized with one
 
 
 def buffer_fields(spec: RunSpec) -> "tuple[Field, ...]":
     """The fields the buffer of ``spec`` allocates under ``spec.layout``."""
     if spec.layout not in LAYOUTS:
         raise PlannerError(f"unknown layout {spec.layout!r} (expected one of {', '.join(LAYOUTS)})")
+    if spec.quant is not None and spec.layout not in QUANTIZED_LAYOUTS + QUANT_OPTIONAL:
+        raise PlannerError(f"layout {spec.layout!r} does not quantize observations: drop --decimals/--bits, or use "
+                           f"one of {', '.join(QUANTIZED_LAYOUTS + QUANT_OPTIONAL)}")
     return LAYOUTS[spec.layout](spec)
 
 

@@ -41,31 +41,56 @@ def mlp(sizes: "tuple[int, ...] | list[int]", bias: bool = True) -> tuple:
     return tuple(Linear(a, b, bias) for a, b in zip(sizes, sizes[1:]))
 
 
-def parse_net(text: str) -> "tuple[int, ...]":
+def shared_trunk(n_in: int, trunk: "tuple[int, ...]", heads: "dict[str, tuple[int, ...]]",
+                 bias: bool = True) -> "tuple[Network, ...]":
+    """A trunk MLP (``n_in`` -> ``trunk`` sizes) computed once, whose output feeds every head MLP.
+
+    The trunk's parameters count once, however many heads read it. SB3 before 1.8 wrote
+    ``net_arch=[64, dict(pi=[64], vf=[64])]`` for one shared 64-unit layer, then separate pi and vf layers:
+
+    >>> [(n.name, n.params) for n in shared_trunk(17, (64,), {"pi": (64,), "vf": (64,)})]
+    [('shared_net', 1152), ('pi', 4160), ('vf', 4160)]
+    """
+    width = trunk[-1] if trunk else n_in
+    return (Network("shared_net", mlp((n_in, *trunk), bias)),
+            *(Network(name, mlp((width, *sizes), bias)) for name, sizes in heads.items()))
+
+
+def parse_net(text: str, option: str = "--net") -> "tuple[int, ...]":
     """``"256,256"`` -> (256, 256)."""
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise PlannerError(f"--net expects hidden sizes such as 256,256, got {text!r}") from None
+        raise PlannerError(f"{option} expects hidden sizes such as 256,256, got {text!r}") from None
     if not sizes or any(size < 1 for size in sizes):
-        raise PlannerError(f"--net sizes must be positive whole numbers, got {text!r}")
+        raise PlannerError(f"{option} sizes must be positive whole numbers, got {text!r}")
     return sizes
 
 
-def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] | None" = None) -> "tuple[Network, ...]":
-    """The networks stable-baselines3 builds for ``algo`` with an MlpPolicy (flatten features extractor)."""
-    hidden = tuple(net) if net else DEFAULT_NETS.get(algo, ())
-    if algo == "ppo":  # separate pi and vf MLPs, action head, value head, state-independent log_std
-        last = hidden[-1] if hidden else obs_dim
+def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] | None" = None,
+               trunk: "tuple[int, ...] | None" = None) -> "tuple[Network, ...]":
+    """The networks stable-baselines3 builds for ``algo`` with an MlpPolicy (flatten features extractor).
+
+    ``net``: hidden sizes of each MLP (default: SB3's). ``trunk`` (PPO only): hidden layers shared by the
+    policy and value nets before their own ``net`` layers, as SB3 < 1.8's ``net_arch=[*trunk, dict(pi=net, vf=net)]``.
+    """
+    hidden = DEFAULT_NETS.get(algo, ()) if net is None else tuple(net)
+    if algo == "ppo":  # [shared trunk], separate pi and vf MLPs, action head, value head, state-independent log_std
+        trunk = tuple(trunk or ())
+        last = (obs_dim, *trunk, *hidden)[-1]
+        shared, *separate = shared_trunk(obs_dim, trunk, {"policy_net": hidden, "value_net": hidden})
         return (
-            Network("policy_net", mlp((obs_dim, *hidden))),
-            Network("value_net", mlp((obs_dim, *hidden))),
+            *((shared,) if trunk else ()),
+            *separate,
             Network("action_head", mlp((last, action_dim)), extra_params=action_dim),
             Network("value_head", mlp((last, 1))),
         )
+    if trunk:
+        raise PlannerError("a shared trunk applies to ppo (policy and value read the same observation); "
+                           f"{algo}'s critics also take the action")
     q_in = obs_dim + action_dim
     if algo == "sac":  # actor latent + mean and log_std heads; two critics and their targets; log(alpha)
-        actor = mlp((obs_dim, *hidden)) + mlp((hidden[-1], action_dim)) * 2
+        actor = mlp((obs_dim, *hidden)) + mlp(((obs_dim, *hidden)[-1], action_dim)) * 2
         return (
             Network("actor", actor),
             Network("critics", mlp((q_in, *hidden, 1)) * 2),

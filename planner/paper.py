@@ -8,11 +8,10 @@ from planner.footprint import Footprint, footprint, model_components
 from planner.layouts import buffer_fields
 from planner.networks import haarnoja_minitaur, miki_teacher
 from planner.quantization import QuantSpec
-from planner.runspec import RunSpec
+from planner.runspec import DEFAULT_BUFFER, RunSpec
 
 FIGURE2_ENVS = ("Walker2d-v3", "HalfCheetah-v3", "Ant-v3", "Humanoid-v3")
-PAPER_DECIMALS = {"ppo": 1, "sac": 2}
-PAPER_BUFFER = {"ppo": 2048, "sac": 1_000_000}
+PAPER_DECIMALS = {"ppo": 1, "sac": 2, "td3": 2}  # PPO m = 1, SAC m = 2 (TD3: as SAC)
 PAPER_CLAMP = 127.0
 
 
@@ -31,5 +30,5 @@ def haarnoja(transitions: int = 100_000) -> Footprint:
 def figure2_pair(algo: str, obs_dim: int, action_dim: int) -> "tuple[Footprint, Footprint]":
     """(baseline, quantized) under the ``figure2`` accounting with the paper's settings."""
     quant = QuantSpec.create(PAPER_DECIMALS[algo], PAPER_CLAMP)
-    base = RunSpec(algo, obs_dim, action_dim, PAPER_BUFFER[algo], layout="figure2", optimizer=False)
+    base = RunSpec(algo, obs_dim, action_dim, DEFAULT_BUFFER[algo], layout="figure2", optimizer=False)
     return footprint(base), footprint(RunSpec(**{**base.__dict__, "quant": quant}))

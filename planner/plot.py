@@ -1,25 +1,22 @@
 """A Figure-2-style chart of a fit: models vs buffer per storage option, the budget as a line."""
 
-import os
-import tempfile
+import importlib.util
+import io
 from pathlib import Path
 
 from planner.errors import PlannerError
 from planner.fit import FitResult
+from planner.output import check_output_path, write_atomic
 
 FIGSIZE = (11, 4.8)
 DPI = 100
 OFF_SCALE = 4  # draw the budget line only if it is within this factor of the tallest bar
 
 
-def check_output_path(path: "str | Path", option: str, suffix: "str | None" = None) -> Path:
-    """Refuse an output path before anything is computed or written."""
-    path = Path(path)
-    if suffix and path.suffix.lower() != suffix:
-        raise PlannerError(f"{option} {path}: expected a {suffix} file name")
-    if not path.parent.is_dir():
-        raise PlannerError(f"{option} {path}: folder {path.parent} does not exist")
-    return path
+def require_matplotlib() -> None:
+    """Refuse --plot up front when matplotlib (the ``plot`` extra) is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlannerError('--plot needs matplotlib, which is not installed: pip install "justround-planner[plot]"')
 
 
 def write_fit_png(result: FitResult, path: "str | Path") -> Path:
@@ -59,13 +56,9 @@ def write_fit_png(result: FitResult, path: "str | Path") -> Path:
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(f"{result.profile.name}: obs {result.obs_dim}, action {result.action_dim}")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, png.getvalue(), "--plot")

@@ -90,6 +90,19 @@ class DeviceProfile:
         return not self.runs_python
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, but a key given twice in one mapping is an error instead of the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
+        for index, (key_node, _) in enumerate(node.value):
+            if keys[index] in keys[:index]:
+                first = node.value[keys.index(keys[index])][0].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{keys[index]}' given twice (first at line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 def builtin_dir() -> Path:
     """The folder of the shipped profiles (installed as package ``planner.builtin_profiles``)."""
     return Path(str(importlib.resources.files("planner.builtin_profiles")))
@@ -105,6 +118,8 @@ def resolve(name_or_path: str) -> Path:
     if candidate.is_file():
         return candidate
     path = Path(name_or_path)
+    if path.is_dir():
+        raise PlannerError(f"profile {name_or_path} is a folder: expected a YAML file or a shipped profile name")
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name_or_path:
         if not path.is_file():
             raise PlannerError(f"profile file {name_or_path} not found")
@@ -117,7 +132,7 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     """Load and check a profile; any problem is one PlannerError naming the file, the key and what was expected."""
     path = resolve(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -25,6 +25,9 @@ def _check(decimals: int, clamp: float) -> None:
         raise PlannerError(f"decimals (m) must be a whole number in 0..{MAX_DECIMALS}, got {decimals!r}")
     if not (isinstance(clamp, (int, float)) and math.isfinite(clamp) and clamp > 0):
         raise PlannerError(f"clamp (b) must be a finite number > 0, got {clamp!r}")
+    if clamp < 10.0**-decimals:
+        raise PlannerError(f"clamp (b) = {clamp:g} is smaller than one quantization step at m={decimals} "
+                           f"(10^-{decimals} = {10.0**-decimals:g}): use b >= {10.0**-decimals:g} or fewer decimals")
 
 
 def levels(decimals: int, clamp: float) -> int:

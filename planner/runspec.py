@@ -6,6 +6,7 @@ from planner.errors import PlannerError
 from planner.quantization import QuantSpec
 
 ALGOS = ("ppo", "sac", "td3")
+DEFAULT_BUFFER = {"ppo": 2048, "sac": 1_000_000, "td3": 1_000_000}  # SB3's n_steps and replay capacity
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "uint8": 1, "uint16": 2, "int32": 4, "int64": 8}
 
 
@@ -28,6 +29,7 @@ class RunSpec:
     layout: str = "sb3"
     quant: "QuantSpec | None" = None
     net: "tuple[int, ...] | None" = None
+    trunk: "tuple[int, ...] | None" = None  # PPO: hidden layers shared by policy and value (see sb3_models)
     param_dtype: str = "float32"
     optimizer: bool = True
     obs_dtype: str = "float64"
@@ -40,7 +42,8 @@ class RunSpec:
         for name in ("obs_dim", "action_dim", "buffer_size", "n_envs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PlannerError(f"{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+                label = "buffer-size (n-steps for ppo)" if name == "buffer_size" and self.algo == "ppo" else name
+                raise PlannerError(f"{label.replace('_', '-')} must be a whole number >= 1, got {value!r}")
         for name in ("param_dtype", "obs_dtype", "action_dtype"):
             if getattr(self, name) not in DTYPE_BYTES:
                 raise PlannerError(f"unknown {name.replace('_', '-')} {getattr(self, name)!r} "

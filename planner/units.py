@@ -8,6 +8,7 @@ MB, GB, KB are decimal (10^6, 10^9, 10^3); MiB, GiB, KiB are binary (2^20, 2^30,
 '27.09 MB'
 """
 
+import math
 import re
 
 from planner.errors import PlannerError
@@ -18,14 +19,16 @@ UNITS = {
     "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
 }
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+MAX_COUNT = 2**53  # the largest whole number a float holds exactly
+MAX_SIZE = 2**64  # bytes: more than any address space
 
 
 def parse_size(value: "int | float | str") -> int:
-    """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...)."""
+    """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...), at most 2^64."""
     if isinstance(value, bool):
         raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
     if isinstance(value, (int, float)):
-        number, unit = float(value), "B"
+        number, unit = (float(value) if abs(value) <= MAX_SIZE else math.inf), "B"
     else:
         match = _SIZE.match(str(value))
         if not match:
@@ -33,15 +36,20 @@ def parse_size(value: "int | float | str") -> int:
         number, unit = float(match.group(1)), (match.group(2) or "B").upper()
         if unit not in UNITS:
             raise PlannerError(f"unknown size unit {match.group(2)!r} in {value!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
-    return int(round(number * UNITS[unit]))
+    size = number * UNITS[unit]
+    if not abs(size) <= MAX_SIZE:  # also catches nan and inf
+        raise PlannerError(f"expected a finite size of at most 2^64 bytes, such as 4GB or 512MiB, got {value!r}")
+    return int(round(size))
 
 
 def parse_count(value: "int | float | str") -> int:
-    """A whole count such as ``1e6``, ``1_000_000`` or ``200000``."""
+    """A whole count such as ``1e6``, ``1_000_000`` or ``200000``, at most 2^53 in size."""
     try:
         number = float(str(value).replace("_", ""))
     except ValueError:
         raise PlannerError(f"expected a whole number such as 1e6 or 1_000_000, got {value!r}") from None
+    if not abs(number) <= MAX_COUNT:  # also catches nan
+        raise PlannerError(f"expected a whole number no larger than 2^53 (about 9e15), got {value!r}")
     if number != int(number):
         raise PlannerError(f"expected a whole number, got {value!r}")
     return int(number)

@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+from planner.cli import main
+
 
 def test_estimate_sb3_humanoid_buffer_bytes(planner_cli):
     r = planner_cli("estimate", "--algo", "sac", "--obs-dim", "348", "--action-dim", "17",
@@ -34,6 +36,19 @@ def test_estimate_table_names_units(planner_cli):
     (["--env", "NoSuchEnv-v9"], "unknown env 'NoSuchEnv-v9'"),
     (["--buffer-size", "lots"], "expected a whole number"),
     (["--net", "256,x"], "--net"),
+    (["--net", ""], "--net expects hidden sizes"),
+    (["--buffer-size", "0"], "buffer-size must be a whole number >= 1, got 0"),
+    (["--buffer-size", "inf"], "no larger than 2^53"),
+    (["--buffer-size", "nan"], "no larger than 2^53"),
+    (["--buffer-size", "1e400"], "no larger than 2^53"),
+    (["--buffer-size", "1e300"], "no larger than 2^53"),
+    (["--env", "Ant-v3", "--obs-dim", "0"], "obs-dim must be a whole number >= 1, got 0"),
+    (["-m", "2"], "layout 'sb3' does not quantize observations"),
+    (["--layout", "paper64", "--bits", "16"], "layout 'paper64' does not quantize observations"),
+    (["--layout", "sb3-optimize", "-m", "1"], "layout 'sb3-optimize' does not quantize observations"),
+    (["--layout", "packed", "-m", "2", "-b", "1e-9"], "smaller than one quantization step at m=2"),
+    (["--trunk", "64"], "shared trunk applies to ppo"),
+    (["--trunk", "64,"], "--trunk expects hidden sizes"),
 ])
 def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
     base = ["estimate", "--algo", "sac"]
@@ -47,6 +62,46 @@ def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
     assert fragment in lines[0]
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--buffer-size", "0"], "n-steps for ppo"),
+    (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--n-envs", "0"], "n-envs must be"),
+])
+def test_zero_is_refused_not_replaced_by_the_default(planner_cli, args, fragment):
+    r = planner_cli("estimate", *args)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr and fragment in lines[0]
+
+
+def test_unknown_env_without_gymnasium_lists_the_known_ids(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now fails, as when it is not installed
+    code = main(["estimate", "--algo", "sac", "--env", "NoSuchEnv-v9"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "unknown env 'NoSuchEnv-v9': known without gymnasium: Ant-v3, Ant-v4" in lines[0]
+    assert "Humanoid-v3" in lines[0] and "Walker2d-v5" in lines[0]
+
+
+def test_estimate_unit_mib(planner_cli):
+    r = planner_cli("estimate", "--algo", "sac", "--obs-dim", "348", "--action-dim", "17", "--unit", "MiB")
+    assert r.returncode == 0, r.stderr
+    table = r.stdout.split("buffer bytes per transition")[0]
+    assert "5,386.35 MiB" in table  # the buffer: 5,648,000,000 B / 2^20
+    assert "2,655.03 MiB" in table  # observations: 348 x 8 B x 1e6 / 2^20
+    assert " MB" not in table and "MiB  % total" in table
+
+
+def test_estimate_ppo_trunk_json(planner_cli):
+    r = planner_cli("estimate", "--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--trunk", "64",
+                    "--net", "64", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["spec"]["trunk"] == [64] and data["spec"]["net"] == [64]
+    assert {c["name"]: c["params"] for c in data["components"]}["shared_net"] == 17 * 64 + 64
+
+
 @pytest.mark.parametrize("command", [
     ["estimate", "--algo", "sac", "--env", "Humanoid-v3"],
     ["reproduce", "all"],
@@ -55,7 +110,7 @@ def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
 ])
 def test_commands_never_import_heavy_libraries(command):
     code = ("import sys; from planner.cli import main; main(%r); "
-            "heavy = [m for m in ('torch', 'stable_baselines3', 'gymnasium', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'stable_baselines3', 'gymnasium', 'pandas', 'scipy', 'matplotlib', 'mujoco', 'memray') if m in sys.modules]; "
             "print('HEAVY', heavy)" % (command,))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=tempfile.gettempdir())  # outside the tree: the installed package runs

@@ -2,14 +2,19 @@
 
 import csv
 import json
+import os
 import struct
+import sys
 from dataclasses import replace
 
 import pytest
+import yaml
 
+from planner.cli import main
 from planner.fit import fit, recommendation
 from planner.footprint import footprint
 from planner.profiles import load_profile
+from planner.runspec import RunSpec
 
 
 def _png_size(path) -> "tuple[int, int]":
@@ -87,6 +92,95 @@ def test_fit_all_profiles(planner_cli):
     assert len(data["profiles"]) >= 15
     nano = next(p for p in data["profiles"] if p["profile"] == "jetson-nano")
     assert nano["best"]["sac"]["storage"] == "packed"
+    assert {p["profile"] for p in data["profiles"] if p["buffer_only"]} == {"crazyflie-2.1", "esp32-s3-psram"}
+
+
+def test_fit_all_profiles_table_marks_buffer_only_rows(planner_cli):
+    r = planner_cli("fit", "--all-profiles", "--env", "Humanoid-v3")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line[:1].isalpha()}
+    assert "(buffer only)" in rows["crazyflie-2.1"] and "(buffer only)" in rows["esp32-s3-psram"]
+    assert "(buffer only)" not in rows["jetson-nano"]
+
+
+def test_fit_overrides_change_the_rows(planner_cli):
+    r = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--json", "--buffer-size", "200_000",
+                    "--n-steps", "1024", "--net", "128,128", "-m", "1", "-b", "10")
+    assert r.returncode == 0, r.stderr
+    rows = {(row["algo"], row["storage"]): row for row in json.loads(r.stdout)["rows"]}
+    assert set(rows) == {("ppo", "sb3"), ("ppo", "just-round"), ("ppo", "packed"), ("ppo", "packed-exact"),
+                         ("sac", "sb3"), ("sac", "sb3-optimize"), ("sac", "just-round"), ("sac", "packed"),
+                         ("sac", "packed-exact")}
+    # m = 1, b = 10: 201 levels -> 8 bits exact; Eq. 6: 1 + 4 + 4 = 9 bits
+    assert rows[("sac", "packed")]["bits"] == 9 and rows[("sac", "packed-exact")]["bits"] == 8
+    for (algo, storage), row in rows.items():
+        assert row["buffer_size"] == (1024 if algo == "ppo" else 200_000)
+        assert row["decimals"] == (None if storage.startswith("sb3") else 1)
+        sb3 = footprint(RunSpec(algo, 111, 8, row["buffer_size"], layout="sb3", net=(128, 128)))
+        assert row["models_bytes"] == sb3.models_bytes + sb3.optimizer_bytes
+    default = footprint(RunSpec("sac", 111, 8, 200_000, layout="sb3"))
+    assert rows[("sac", "sb3")]["models_bytes"] != default.models_bytes + default.optimizer_bytes
+
+
+def test_fit_repeated_algo_counts_once(planner_cli):
+    r = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--algo", "ppo", "--algo", "ppo", "--json")
+    assert r.returncode == 0, r.stderr
+    storages = [row["storage"] for row in json.loads(r.stdout)["rows"]]
+    assert storages == ["sb3", "just-round", "packed", "packed-exact"]
+
+
+def test_fit_profile_by_path(planner_cli, tmp_path):
+    profile = {"name": "my-robot", "description": "test robot", "class": "sbc", "arch": "aarch64",
+               "total_memory": "4GB", "gpu_shares_memory": False, "os_reserve": "500MB", "runtime": "350MB",
+               "margin": "100MB", "cpu": "4x A72", "gpu": None, "runs_python": True, "runs_torch": True,
+               "source": ["measured by hand"]}
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump(profile))
+    r = planner_cli("fit", "--profile", "./robot.yaml", "--env", "Ant-v3", "--json", cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["profile"]["name"] == "my-robot" and data["profile"]["path"] == "robot.yaml"
+    assert data["budget_bytes"] == 4_000_000_000 - 950_000_000
+
+
+def test_fit_outputs_have_normal_permissions(planner_cli, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    r = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--csv", str(tmp_path / "fit.csv"),
+                    "--plot", str(tmp_path / "fit.png"))
+    assert r.returncode == 0, r.stderr
+    for name in ("fit.csv", "fit.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.csv", "fit.png"]
+
+
+def _one_line_error(code: int, out: str, err: str, fragment: str) -> None:
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and fragment in lines[0], err
+
+
+def test_fit_plot_without_matplotlib_is_refused_up_front(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as after a plain `pip install .`
+    code = main(["fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--csv", str(tmp_path / "fit.csv"),
+                 "--plot", str(tmp_path / "fit.png")])
+    out, err = capsys.readouterr()
+    _one_line_error(code, out, err, 'pip install "justround-planner[plot]"')
+    assert "--plot needs matplotlib" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the CSV
+
+
+def test_fit_csv_write_failure_leaves_no_partial_file(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "fit.csv"
+    target.write_text("old\n")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("planner.output.os.replace", fail)
+    code = main(["fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--csv", str(target)])
+    out, err = capsys.readouterr()
+    _one_line_error(code, out, err, f"--csv {target}: cannot write: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.csv"] and target.read_text() == "old\n"
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -97,8 +191,22 @@ def test_fit_all_profiles(planner_cli):
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--plot", "chart.jpg"], "expected a .png"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "-m", "-2"], "decimals"),
     (["--env", "Ant-v3"], "one of the arguments --profile --all-profiles is required"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "0"], "buffer-size must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--n-steps", "0"], "(n-steps for ppo) must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--net", ""], "--net expects hidden sizes"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--obs-dim", "0"], "obs-dim must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "1e300"], "no larger than 2^53"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "inf"], "no larger than 2^53"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "-m", "2", "-b", "1e-9"], "smaller than one quantization step"),
+    (["--all-profiles", "--env", "Ant-v3", "--csv", "fit.csv"], "--csv and --plot take a single --profile"),
+    (["--all-profiles", "--env", "Ant-v3", "--plot", "fit.png"], "--csv and --plot take a single --profile"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--csv", "."], "is a folder, expected a file name"),
+    (["--profile", ".", "--env", "Ant-v3"], "profile . is a folder"),
 ])
-def test_fit_bad_input(planner_cli, args, fragment):
-    r = planner_cli("fit", *args)
+def test_fit_bad_input(planner_cli, args, fragment, tmp_path):
+    r = planner_cli("fit", *args, cwd=str(tmp_path))
     assert r.returncode == 2, r.stdout
-    assert len(r.stderr.strip().splitlines()) == 1 and fragment in r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr and fragment in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written

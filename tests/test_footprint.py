@@ -5,7 +5,7 @@ from planner.envs import lookup_env
 from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.layouts import buffer_fields, terminal_capacity
-from planner.networks import sb3_models
+from planner.networks import sb3_models, shared_trunk
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec
 
@@ -73,6 +73,38 @@ def test_ppo_models_match_sb3_parameter_count():
     assert sum(n.params for n in sb3_models("ppo", 17, 6)) == 11_085
 
 
+def test_shared_trunk_is_counted_once():
+    # SB3 < 1.8 net_arch=[128, dict(pi=[64], vf=[32])] on obs 17, by hand:
+    trunk = 17 * 128 + 128  # 2,304
+    pi = 128 * 64 + 64  # 8,256
+    vf = 128 * 32 + 32  # 4,128
+    nets = shared_trunk(17, (128,), {"pi": (64,), "vf": (32,)})
+    assert [(n.name, n.params) for n in nets] == [("shared_net", trunk), ("pi", pi), ("vf", vf)]
+    assert sum(n.params for n in nets) == 14_688
+    no_bias = shared_trunk(17, (128,), {"pi": (64,), "vf": (32,)}, bias=False)
+    assert sum(n.params for n in no_bias) == 17 * 128 + 128 * 64 + 128 * 32
+
+
+def test_ppo_with_a_shared_trunk():
+    # PPO, obs 17, action 6, trunk [64] then pi/vf [64]: 1,152 + 2 x 4,160 + (64*6 + 6 + 6 log_std) + 65
+    spec = RunSpec("ppo", 17, 6, 2048, layout="sb3", net=(64,), trunk=(64,))
+    fp = footprint(spec)
+    params = {c.name: c.params for c in fp.components if c.group == "model"}
+    assert params == {"shared_net": 1_152, "policy_net": 4_160, "value_net": 4_160, "action_head": 396, "value_head": 65}
+    assert sum(params.values()) == 9_933
+    assert fp.models_bytes == 9_933 * 4 and fp.optimizer_bytes == 2 * 9_933 * 4
+    # a trunk alone (SB3 < 1.8 net_arch=[64, 64], all shared): heads read the trunk's last layer
+    shared_only = sb3_models("ppo", 17, 6, net=(), trunk=(64, 64))
+    assert [n.name for n in shared_only] == ["shared_net", "policy_net", "value_net", "action_head", "value_head"]
+    assert sum(n.params for n in shared_only) == 17 * 64 + 64 + 64 * 64 + 64 + 64 * 6 + 6 + 6 + 65
+    assert sb3_models("ppo", 17, 6, trunk=()) == sb3_models("ppo", 17, 6)
+
+
+def test_shared_trunk_is_refused_for_replay_algorithms():
+    with pytest.raises(PlannerError, match="shared trunk applies to ppo"):
+        footprint(RunSpec("sac", 17, 6, 100, layout="sb3", trunk=(64,)))
+
+
 def test_sac_models_and_adam_state():
     fp = footprint(RunSpec("sac", 17, 6, 1000, layout="sb3"))
     names = {c.name: c for c in fp.components}
@@ -99,6 +131,10 @@ def test_shares_add_up():
     (dict(layout="packed"), "decimals"),
     (dict(algo="ppo", layout="sb3-optimize"), "replay"),
     (dict(param_dtype="float128"), "param-dtype"),
+    (dict(quant=QuantSpec.create(2)), "layout 'sb3' does not quantize observations"),
+    (dict(layout="paper64", quant=QuantSpec.create(2)), "layout 'paper64' does not quantize observations"),
+    (dict(layout="sb3-optimize", quant=QuantSpec.create(2)), "layout 'sb3-optimize' does not quantize observations"),
+    (dict(algo="ppo", buffer_size=0), "n-steps for ppo"),
 ])
 def test_bad_specs_raise_planner_error(kwargs, message):
     base = dict(algo="sac", obs_dim=17, action_dim=6, buffer_size=100, layout="sb3")

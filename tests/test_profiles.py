@@ -77,6 +77,11 @@ def test_a_users_profile_by_path(tmp_path):
     ({"source": "a text"}, "key 'source': expected a list of texts"),
     ({"runs_python": False, "runs_torch": True}, "key 'runs_torch'"),
     ({"total_memory": True}, "key 'total_memory': expected a size"),
+    ({"total_memory": float("nan")}, "key 'total_memory': expected a size"),
+    ({"total_memory": float("inf")}, "key 'total_memory': expected a size"),
+    ({"total_memory": "1e400"}, "key 'total_memory': expected a size"),
+    ({"total_memory": "1e400 GB"}, "key 'total_memory': expected a size"),
+    ({"margin": 10**400}, "key 'margin': expected a size"),
 ])
 def test_malformed_profiles_name_file_key_and_expectation(tmp_path, change, fragment):
     path = _write(tmp_path, {**GOOD, **change})
@@ -104,11 +109,30 @@ def test_not_a_profile_at_all(tmp_path, raw, fragment):
         load_profile(_write(tmp_path, None, raw=raw))
 
 
-def test_unknown_profile_name_and_missing_file():
+@pytest.mark.parametrize("raw", ["total_memory: .nan\n", "total_memory: .inf\n", "total_memory: 1e400\n"])
+def test_non_finite_sizes_in_yaml(tmp_path, raw):
+    good = yaml.safe_dump({k: v for k, v in GOOD.items() if k != "total_memory"})
+    path = _write(tmp_path, None, raw=good + raw)
+    with pytest.raises(PlannerError) as err:
+        load_profile(path)
+    assert f"{path}: key 'total_memory': expected a size" in str(err.value)
+
+
+def test_duplicate_keys_are_refused_naming_file_and_key(tmp_path):
+    path = _write(tmp_path, None, raw=yaml.safe_dump(GOOD) + "margin: 1GB\n")
+    with pytest.raises(PlannerError) as err:
+        load_profile(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "key 'margin' given twice" in message and "\n" not in message
+
+
+def test_unknown_profile_name_missing_file_and_folder(tmp_path):
     with pytest.raises(PlannerError, match="unknown profile 'nope'"):
         load_profile("nope")
     with pytest.raises(PlannerError, match="not found"):
         load_profile("./does/not/exist.yaml")
+    with pytest.raises(PlannerError, match="is a folder: expected a YAML file"):
+        load_profile(str(tmp_path))
 
 
 def test_profiles_cli(planner_cli, tmp_path):
@@ -120,6 +144,21 @@ def test_profiles_cli(planner_cli, tmp_path):
     assert good.returncode == 0 and ": ok" in good.stdout
     bad = planner_cli("profiles", "check", _write(tmp_path, {**GOOD, "margin": "lots"}))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "key 'margin'" in bad.stderr
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    (yaml.safe_dump(GOOD) + "runtime: 1GB\n", "key 'runtime' given twice"),
+    (yaml.safe_dump({k: v for k, v in GOOD.items() if k != "margin"}) + "margin: .nan\n", "key 'margin': expected a size"),
+    (yaml.safe_dump({k: v for k, v in GOOD.items() if k != "margin"}) + "margin: 1e400 GB\n",
+     "key 'margin': expected a size"),
+])
+def test_profiles_check_cli_bad_file_is_one_line(planner_cli, tmp_path, raw, fragment):
+    path = _write(tmp_path, None, raw=raw)
+    r = planner_cli("profiles", "check", path)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert path in lines[0] and fragment in lines[0]
 
 
 def test_shipped_profiles_are_plain_yaml_with_source_lines():

@@ -42,7 +42,14 @@ def test_explicit_bits_are_checked():
     (dict(decimals=2, bits=40), "bits"),
     (dict(decimals=2, bits=0), "bits"),
     (dict(decimals=9, clamp=1e6), "at most 32"),
+    (dict(decimals=2, clamp=1e-9), "smaller than one quantization step"),
+    (dict(decimals=1, clamp=0.09), "smaller than one quantization step"),
 ])
 def test_nonsense_specs_are_rejected(kwargs, message):
     with pytest.raises(PlannerError, match=message):
         QuantSpec.create(**kwargs)
+
+
+def test_clamp_of_exactly_one_step_is_accepted():
+    assert levels(2, 0.01) == 3
+    assert QuantSpec.create(1, 0.1, rule="exact").bits == 2

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from planner.paper import haarnoja, miki
-from planner.reproduce import eq6_differences, evaluate, figure2_rows
+from planner.reproduce import Claim, Result, eq6_differences, evaluate, figure2_rows
 
 
 def _computed(quantity_prefix: str) -> float:
@@ -62,6 +62,36 @@ def test_every_claim_has_a_verdict_and_none_mismatch():
     verdicts = {r.claim.quantity: r.verdict for r in evaluate()}
     assert "MISMATCH" not in verdicts.values()
     assert verdicts["replay buffer at the stated 1e6 transitions"] == "paper slip"
+
+
+def test_share_verdicts_and_notes_exactly():
+    rows = {(r.claim.source, r.claim.quantity): (r.verdict, r.claim.note) for r in evaluate(("miki", "haarnoja"))}
+    assert rows[("Haarnoja et al.", "buffer share of total")] == (
+        "near", "97.65 % with exact model bytes; 97.68 % with the paper's rounded 2.3 MB")
+    assert rows[("Haarnoja et al.", "observations share of buffer")] == (
+        "ok", "112 / 121 = 92.56 %: the paper truncates")
+    assert rows[("Haarnoja et al.", "observations share of total")] == ("ok", "")
+    assert rows[("Miki et al.", "buffer share of total")] == ("ok", "")
+    assert rows[("Miki et al.", "observations share of buffer")] == ("ok", "")
+    assert rows[("Miki et al.", "observations share of total")] == (
+        "near", "the arithmetic gives 91.4 %, which rounds to 91 %; the paper says 92 %")
+
+
+def test_every_near_verdict_says_why():
+    near = [r for r in evaluate() if r.verdict == "near"]
+    assert len(near) == 2
+    assert all(r.claim.note for r in near)
+
+
+def test_verdict_rule_rounds_or_truncates_at_the_stated_digits():
+    def verdict(paper: float, computed: float, digits: int = 1) -> str:
+        return Result(Claim("t", "t", "t", paper, "%", lambda: computed, digits), computed).verdict
+
+    assert verdict(92.5, 92.56) == "ok"  # truncates
+    assert verdict(92.6, 92.56) == "ok"  # rounds
+    assert verdict(97.7, 97.649) == "near"  # neither: 97.6 either way
+    assert verdict(92, 92.9, 0) == "ok" and verdict(92, 91.45, 0) == "near"
+    assert verdict(92.5, 92.4) == "near" and verdict(92.5, 92.3) == "MISMATCH"
 
 
 def test_reproduce_cli_json(planner_cli):

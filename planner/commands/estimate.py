@@ -11,7 +11,7 @@ from planner.layouts import LAYOUTS, QUANTIZED_LAYOUTS
 from planner.networks import parse_net
 from planner.quantization import QuantSpec
 from planner.report import footprint_table
-from planner.runspec import ALGOS, DTYPE_BYTES, RunSpec
+from planner.runspec import ALGOS, DEFAULT_BUFFER, DTYPE_BYTES, RunSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--obs-dtype", default="float64", help="observation dtype of the env (default float64, as MuJoCo)")
     add_quant_options(p)
     p.add_argument("--net", type=str, help="hidden sizes, e.g. 256,256 (default: SB3's for the algo)")
+    p.add_argument("--trunk", type=str, help="ppo: hidden sizes shared by policy and value before --net, e.g. 64 "
+                                             "(SB3 < 1.8 net_arch=[64, dict(pi=..., vf=...)])")
     p.add_argument("--param-dtype", default="float32", choices=tuple(DTYPE_BYTES))
     p.add_argument("--no-optimizer", action="store_true", help="leave Adam's state out")
     p.add_argument("--terminal-capacity", type=count, help="packed replay: rows of the episode-end side store")
@@ -39,7 +41,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     obs_dim, action_dim = args.obs_dim, args.action_dim
     if args.env:
         dims = lookup_env(args.env)
-        obs_dim, action_dim = obs_dim or dims.obs_dim, action_dim or dims.action_dim
+        obs_dim = dims.obs_dim if obs_dim is None else obs_dim
+        action_dim = dims.action_dim if action_dim is None else action_dim
     if obs_dim is None or action_dim is None:
         raise PlannerError("give --env, or both --obs-dim and --action-dim")
     quant = None
@@ -47,9 +50,10 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         quant = QuantSpec.create(args.decimals if args.decimals is not None else 2, args.clamp, args.bits, args.width_rule)
     elif args.layout in QUANTIZED_LAYOUTS:
         raise PlannerError(f"layout {args.layout!r} quantizes observations: give --decimals (e.g. -m 2)")
-    buffer_size = args.buffer_size or (2048 if args.algo == "ppo" else 1_000_000)
+    buffer_size = DEFAULT_BUFFER[args.algo] if args.buffer_size is None else args.buffer_size
     return RunSpec(args.algo, obs_dim, action_dim, buffer_size, n_envs=args.n_envs, layout=args.layout, quant=quant,
-                   net=parse_net(args.net) if args.net else None, param_dtype=args.param_dtype,
+                   net=None if args.net is None else parse_net(args.net),
+                   trunk=None if args.trunk is None else parse_net(args.trunk, "--trunk"), param_dtype=args.param_dtype,
                    optimizer=not args.no_optimizer, obs_dtype=args.obs_dtype,
                    terminal_capacity=args.terminal_capacity)
 
@@ -70,5 +74,6 @@ def spec_dict(spec: RunSpec) -> dict:
             "buffer_size": spec.buffer_size, "n_envs": spec.n_envs, "rows": spec.rows, "layout": spec.layout,
             "quant": None if quant is None else {"decimals": quant.decimals, "clamp": quant.clamp,
                                                  "bits": quant.bits, "rule": quant.rule},
-            "net": list(spec.net) if spec.net else None, "param_dtype": spec.param_dtype,
+            "net": None if spec.net is None else list(spec.net),
+            "trunk": None if spec.trunk is None else list(spec.trunk), "param_dtype": spec.param_dtype,
             "optimizer": spec.optimizer, "obs_dtype": spec.obs_dtype}

@@ -4,16 +4,14 @@ import argparse
 import csv
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from planner.commands.options import count
 from planner.envs import lookup_env
 from planner.errors import PlannerError
 from planner.fit import best_row, fit, recommendation
 from planner.networks import parse_net
-from planner.plot import check_output_path
+from planner.output import check_output_path, write_atomic
+from planner.plot import require_matplotlib, write_fit_png
 from planner.profiles import builtin_names, load_all, load_profile
 from planner.runspec import ALGOS
 from planner.table import render
@@ -44,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _dims(args: argparse.Namespace) -> "tuple[str, int, int]":
     if args.env:
         dims = lookup_env(args.env)
-        return args.env, args.obs_dim or dims.obs_dim, args.action_dim or dims.action_dim
+        return (args.env, dims.obs_dim if args.obs_dim is None else args.obs_dim,
+                dims.action_dim if args.action_dim is None else args.action_dim)
     if args.obs_dim is None or args.action_dim is None:
         raise PlannerError("give --env, or both --obs-dim and --action-dim")
     return "custom", args.obs_dim, args.action_dim
@@ -52,15 +51,18 @@ def _dims(args: argparse.Namespace) -> "tuple[str, int, int]":
 
 def _fit(profile, obs_dim: int, action_dim: int, args: argparse.Namespace):
     return fit(profile, obs_dim, action_dim, tuple(args.algo or ("ppo", "sac")), args.buffer_size, args.n_steps,
-               parse_net(args.net) if args.net else None, args.decimals, args.clamp, args.n_envs)
+               None if args.net is None else parse_net(args.net), args.decimals, args.clamp, args.n_envs)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, target)
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --csv/--plot before anything is computed or written."""
+    if args.all_profiles and (args.csv is not None or args.plot is not None):
+        raise PlannerError("--csv and --plot take a single --profile; with --all-profiles use --json")
+    if args.plot is not None:
+        check_output_path(args.plot, "--plot", ".png")
+        require_matplotlib()
+    if args.csv is not None:
+        check_output_path(args.csv, "--csv")
 
 
 def _csv(rows: "list[dict]") -> str:
@@ -72,23 +74,18 @@ def _csv(rows: "list[dict]") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.decimals is not None and args.decimals < 0:
-        raise PlannerError(f"decimals (m) must be a whole number in 0..9, got {args.decimals}")
+    _check_outputs(args)
     env_id, obs_dim, action_dim = _dims(args)
-    for path, option, suffix in ((args.plot, "--plot", ".png"), (args.csv, "--csv", None)):
-        if path:
-            check_output_path(path, option, suffix)
     if args.all_profiles:
         return _run_all(args, env_id, obs_dim, action_dim)
     profile = load_profile(args.profile)
     result = _fit(profile, obs_dim, action_dim, args)
     rows = [row.as_dict() for row in result.rows]
     budget = profile.budget()
-    if args.csv:
-        _write_atomic(args.csv, _csv(rows))
-    if args.plot:
-        from planner.plot import write_fit_png
+    if args.plot is not None:
         write_fit_png(result, args.plot)
+    if args.csv is not None:
+        write_atomic(args.csv, _csv(rows).encode(), "--csv")
     if args.json:
         print(json.dumps({
             "profile": {"name": profile.name, "description": profile.description, "path": profile.path,
@@ -118,9 +115,12 @@ def _run_all(args: argparse.Namespace, env_id: str, obs_dim: int, action_dim: in
     lines, records = [], []
     for profile in load_all():
         result = _fit(profile, obs_dim, action_dim, args)
-        line = [profile.name, format_bytes(result.budget_bytes, "MB")]
-        record = {"profile": profile.name, "budget_bytes": result.budget_bytes, "best": {}}
-        for algo in dict.fromkeys(row.algo for row in result.rows):
+        algos = list(dict.fromkeys(row.algo for row in result.rows))
+        line = [f"{profile.name}{' (buffer only)' if profile.buffer_only else ''}",
+                format_bytes(result.budget_bytes, "MB")]
+        record = {"profile": profile.name, "buffer_only": profile.buffer_only, "budget_bytes": result.budget_bytes,
+                  "best": {}}
+        for algo in algos:
             rows = [row for row in result.rows if row.algo == algo]
             best = best_row(rows)
             if best is None:
@@ -136,8 +136,8 @@ def _run_all(args: argparse.Namespace, env_id: str, obs_dim: int, action_dim: in
         print(json.dumps({"env": {"id": env_id, "obs_dim": obs_dim, "action_dim": action_dim}, "profiles": records},
                          indent=2))
         return 0
-    algos = list(dict.fromkeys(args.algo or ("ppo", "sac")))
     print(f"{env_id}: obs {obs_dim}, action {action_dim}; the least intrusive storage that fits each device "
           "(MB = 10^6 B)\n")
     print(render(lines, ["profile", "budget", *(f"{a.upper()} best fit" for a in algos)]))
+    print("\n(buffer only): a microcontroller with no Python runtime; its figures are for the buffer alone.")
     return 0

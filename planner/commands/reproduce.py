@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [[r.claim.source, r.claim.quantity, f"{rel[r.claim.relation]}{r.claim.paper:g}", _num(r.computed, r.claim.unit),
                  r.claim.unit, f"{r.deviation:+.3g}", r.verdict, r.claim.note] for r in results]
         print(render(rows, ["source", "quantity", "paper", "computed", "unit", "deviation", "verdict", "note"]))
-        print("\nMB = 10^6 B, GB = 10^9 B. ok: the computed value rounds to the paper's figure (or meets its bound; "
-              "~ figures within 5 %); near: within one unit of the last stated digit.")
+        print("\nMB = 10^6 B, GB = 10^9 B. ok: the computed value rounds or truncates to the paper's figure (or meets "
+              "its bound; ~ figures within 5 %); near: within one unit of the last stated digit (the note says why).")
         if "eq6" in groups:
             diffs = [[str(m), f"{b:g}", str(e), str(x), "undercounts" if e < x else "overcounts"]
                      for m, b, e, x in eq6_differences()]
