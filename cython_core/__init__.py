@@ -31,7 +31,15 @@ __all__ = sorted(_HOMES)
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'cython_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
+    try:
+        module = importlib.import_module(_HOMES[name])
+    except ModuleNotFoundError as err:
+        if err.name != "cython_core._kernels":
+            raise
+        raise ImportError("the compiled packing core cython_core._kernels is not installed: it is built by "
+                          "`pip install .`, which needs a C compiler (e.g. apt-get install gcc); install one "
+                          "and reinstall") from err
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

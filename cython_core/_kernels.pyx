@@ -26,6 +26,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from cython_core.errors import NonFiniteError
+from cython_core.indices import as_indices
 from cython_core.spec import CodeSpec
 
 cdef extern from *:
@@ -164,6 +165,16 @@ cdef int _get_converted(obj, Py_buffer* view, dtype, Kind want) except -1:
             return 0
         PyBuffer_Release(view)
     PyObject_GetBuffer(np.ascontiguousarray(obj, dtype=dtype), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    return 0
+
+
+cdef int _get_indices(obj, Py_buffer* view, str name) except -1:
+    """A C-contiguous int64 buffer of the indices ``obj``; other integers are converted, the rest refused."""
+    if _try_buffer(obj, view, 0):
+        if _kind(view) == I64:
+            return 0
+        PyBuffer_Release(view)
+    PyObject_GetBuffer(as_indices(obj, name), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     return 0
 
 
@@ -326,7 +337,7 @@ cdef tuple _quantize(x, storage, rows, spec):
             one_row = rows
             rows_p = &one_row
         else:
-            have_r = _get_converted(rows, &rb, np.int64, I64) == 0
+            have_r = _get_indices(rows, &rb, "rows") == 0
             if rb.ndim > 1 or (rb.shape[0] if rb.ndim else 1) != n:
                 raise ValueError(f"rows must hold one index per row of x ({n}), got shape "
                                  f"{tuple(rb.shape[i] for i in range(rb.ndim))}")
@@ -510,7 +521,7 @@ def gather_unpack(storage, indices, spec, out) -> None:
     cdef bint big
     try:
         have_s = _get_storage(storage, &sb, t, 0) == 0
-        have_i = _get_converted(indices, &ib, np.int64, I64) == 0
+        have_i = _get_indices(indices, &ib, "indices") == 0
         if ib.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
         n = ib.shape[0]

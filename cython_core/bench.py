@@ -3,11 +3,12 @@
     python -m cython_core.bench            # 200,000 rows x 348 dims, 256-row batches, k = 15 and 12
     python -m cython_core.bench --json     # the same, as one JSON object
 
-Every repetition draws fresh random indices, so sampled rows come cold from memory as in training
-(a fixed index set measures the cache). Each repetition times, on the same row indices, in a rotating
-order, each from its own array (so no method warms the rows of another): numpy float32 gathers
-(fancy index ``obs[idx]``, which allocates its result, and ``np.take`` into a preallocated batch on its
-own fresh rows; the faster is the memory-speed reference), ``gather_unpack`` at k = 15 and k = 12, and the
+Every repetition has fresh random row indices, so sampled rows come cold from memory as in training
+(a fixed index set measures the cache); all index arrays are drawn before any timing, and every method
+gets the same ones. Each repetition times, in a rotating order, each method on its own array (so no
+method warms the rows of another): two numpy float32 gathers, fancy index ``obs[idx]`` (allocates its
+result) and ``np.take`` into a preallocated batch (on its own copy of the observations), the faster of
+which is the memory-speed reference of the ratios; ``gather_unpack`` at k = 15 and k = 12; and the
 authors' uint16 decode (1 sign bit, 7 integer bits, hundredths in the low byte) cast to float32 as a
 training batch would be. Figures are medians over the repetitions; ratios compare medians of one run.
 """
@@ -85,46 +86,43 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
         packed[bits] = rows
     stored16 = np.concatenate([uint16_encode(obs[s:s + 8192]) for s in range(0, n_rows, 8192)])
     out = np.empty((batch, dim), np.float32)
-    out_reference = np.empty((batch, dim), np.float32)
+    obs_take, out_take = obs.copy(), np.empty((batch, dim), np.float32)  # rows just read from obs would be hot
     hot = rng.integers(0, n_rows, batch)
     methods: "dict[str, Callable[[np.ndarray], object]]" = {
         "float32_fancy": lambda idx: obs[idx],
-        # into a preallocated batch, as gather_unpack writes (mode="clip": "raise" copies through a temporary);
-        # its own fresh rows, since rows gathered once from obs would be hot for a second gather
-        "float32_take": lambda idx: np.take(obs, rng.integers(0, n_rows, batch), axis=0, out=out_reference,
-                                            mode="clip"),
+        # into a preallocated batch, as gather_unpack writes (mode="clip": "raise" copies through a temporary)
+        "float32_take": lambda idx: np.take(obs_take, idx, axis=0, out=out_take, mode="clip"),
         "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].spec, out),
         "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].spec, out),
         "uint16_decode": lambda idx: uint16_decode(stored16, idx),
         "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].spec, out),
     }
     names = list(methods)
-    samples: "dict[str, list[int]]" = {name: [] for name in names}
+    draws = rng.integers(0, n_rows, (repeats, batch))  # fresh rows every repetition (cold), drawn before timing
     if alone:  # each method in its own loop: nothing else runs between its calls
-        for name in names:
-            for _ in range(repeats):
-                idx = rng.integers(0, n_rows, batch)
-                start = time.perf_counter_ns()
-                methods[name](idx)
-                samples[name].append(time.perf_counter_ns() - start)
-    for rep in range(0 if alone else repeats):
-        idx = rng.integers(0, n_rows, batch)  # fresh rows every repetition: cold, as in training
-        for name in names[rep % len(names):] + names[:rep % len(names)]:  # rotate the order
-            start = time.perf_counter_ns()
-            methods[name](idx)
-            samples[name].append(time.perf_counter_ns() - start)
+        order = [(rep, name) for name in names for rep in range(repeats)]
+    else:  # one loop, the order rotating from repetition to repetition
+        order = [(rep, name) for rep in range(repeats) for name in names[rep % len(names):] + names[:rep % len(names)]]
+    samples: "dict[str, list[int]]" = {name: [] for name in names}
+    for rep, name in order:
+        idx = draws[rep]
+        start = time.perf_counter_ns()
+        methods[name](idx)
+        samples[name].append(time.perf_counter_ns() - start)
     med = {key: _median_us(values) for key, values in samples.items()}
-    med["float32_gather"] = min(med["float32_fancy"], med["float32_take"])  # the stricter reference
+    faster = min(("float32_fancy", "obs[idx]"), ("float32_take", "np.take"), key=lambda m: med[m[0]])
+    med["float32_gather"] = med[faster[0]]  # the stricter reference
     spec15 = packed[15].spec
-    row64 = obs[:64].astype(np.float64)
+    row64 = list(obs[:64].astype(np.float64))  # the row views made before timing
     calls = 2000
     quantize_us = _time_rows(lambda i: quantize_pack(row64[i & 63], packed[15].storage, i, spec15), calls, 7)
     authors_us = _time_rows(lambda i: uint16_encode(row64[i & 63]), 300, 7)
     return {
         "rows": n_rows, "dim": dim, "batch": batch, "repeats": repeats, "alone": alone,
         "float32_gather_us": med["float32_gather"],
-        "float32_fancy_index_us": med["float32_fancy"],
-        "float32_take_into_batch_us": med["float32_take"],
+        "float32_gather_method": faster[1],
+        "float32_fancy_gather_us": med["float32_fancy"],
+        "float32_take_us": med["float32_take"],
         "gather_unpack_k15_us": med["k15"],
         "gather_unpack_k12_us": med["k12"],
         "gather_unpack_k15_hot_us": med["k15_hot"],
@@ -146,13 +144,13 @@ def report(fig: "dict[str, float]") -> str:
         f"medians of {fig['repeats']} repetitions" + (", each method alone" if fig["alone"] else ", interleaved"),
         f"  storage: float32 {fig['float32_mib']:.1f} MiB, k=15 {fig['storage_mib_k15']:.1f} MiB, "
         f"k=12 {fig['storage_mib_k12']:.1f} MiB",
-        f"  numpy float32 gather          {fig['float32_gather_us']:8.1f} us   (memory-speed reference: the faster "
-        f"of obs[idx] {fig['float32_fancy_index_us']:.1f} us and np.take into a batch "
-        f"{fig['float32_take_into_batch_us']:.1f} us)",
+        f"  float32 fancy-index obs[idx]  {fig['float32_fancy_gather_us']:8.1f} us   (numpy; allocates the batch)",
+        f"  float32 np.take into a batch  {fig['float32_take_us']:8.1f} us   (numpy; preallocated batch)",
         f"  gather_unpack k=15            {fig['gather_unpack_k15_us']:8.1f} us   "
-        f"{fig['gather_unpack_vs_float32_gather']:.2f}x the float32 gather (target <= 3x, aim 2x)",
+        f"{fig['gather_unpack_vs_float32_gather']:.2f}x the faster float32 gather, {fig['float32_gather_method']} "
+        f"(target <= 3x, aim 2x)",
         f"  gather_unpack k=12            {fig['gather_unpack_k12_us']:8.1f} us   "
-        f"{fig['gather_unpack_k12_vs_float32_gather']:.2f}x the float32 gather",
+        f"{fig['gather_unpack_k12_vs_float32_gather']:.2f}x the faster float32 gather, {fig['float32_gather_method']}",
         f"  gather_unpack k=15, hot rows  {fig['gather_unpack_k15_hot_us']:8.1f} us   (same indices every time)",
         f"  authors' uint16 decode        {fig['uint16_decode_us']:8.1f} us   "
         f"gather_unpack k=15 is {fig['gather_unpack_speedup_vs_uint16_decode']:.1f}x faster (target >= 4x)",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cython_core.errors import NonFiniteError
+from cython_core.indices import as_indices
 from cython_core.spec import CodeSpec
 
 
@@ -90,7 +91,7 @@ def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeSpec) -> int
     """Encode ``x`` (n, D) into ``storage[rows]``; returns the saturation count (see the compiled twin)."""
     _check_storage(storage, spec, writable=True)
     arr = _as_rows(x, spec)
-    idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+    idx = np.atleast_1d(as_indices(rows, "rows"))
     if idx.shape != (arr.shape[0],):
         raise ValueError(f"rows must hold one index per row of x ({arr.shape[0]}), got shape {idx.shape}")
     _check_indices(idx, storage.shape[0], "rows")
@@ -102,7 +103,7 @@ def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeSpec) -> int
 def gather_unpack(storage: np.ndarray, indices: Any, spec: CodeSpec, out: np.ndarray) -> None:
     """Decode ``storage[indices]`` into ``out`` (n, D) float32 (or float64)."""
     _check_storage(storage, spec, writable=False)
-    idx = np.asarray(indices, dtype=np.int64)
+    idx = as_indices(indices, "indices")
     if idx.ndim != 1 or out.shape != (idx.size, spec.dim) or out.dtype not in (np.float32, np.float64):
         raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({idx.size}, {spec.dim}), "
                          f"got {out.dtype} {out.shape}")

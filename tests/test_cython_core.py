@@ -1,10 +1,11 @@
 """The compiled packing kernels against the numpy reference, bit for bit, plus error bounds and policies."""
 
 import importlib.machinery
+import threading
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import cython_core
@@ -19,7 +20,7 @@ def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "c
     rng = np.random.default_rng(seed)
     size = 1 if uniform else dim
     scale = np.where(rng.random(size) < 0.5, 10.0 ** rng.integers(0, 4, size), rng.uniform(0.01, 1000.0, size))
-    span = rng.integers(1, max(2, 2**bits - 2), size, endpoint=True)  # codes between lo and hi
+    span = rng.integers(1, max(1, 2**bits - 2), size, endpoint=True)  # codes between lo and hi
     lo = rng.uniform(-1000.0, 1000.0, size) * rng.choice([0.0, 1e-3, 1.0], size)
     hi = lo + span / scale
     lo, hi, scale = (np.broadcast_to(a, dim) for a in (lo, hi, scale))
@@ -45,6 +46,25 @@ def make_values(seed: int, spec: CodeSpec, n: int, nonfinite: bool) -> np.ndarra
 
 
 specs = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 32), st.integers(1, 400), st.booleans())
+policies = st.sampled_from(["error", "code"])
+
+# (seed, bits, dim, uniform) run on every run, whatever hypothesis draws: the corners k = 1 at D = 1 and k = 32 at
+# D = 400; the paper's k = 12 and 15 (the benchmark's unpack and table paths), uniform and per dimension, at D
+# around the 8-code groups, at Humanoid's 348 and at 400; and every k from 1 to 32 once.
+EDGE_SPECS = ([(1, 1, 1, True), (2, 32, 400, True), (3, 32, 400, False)]
+              + [(dim, bits, dim, uniform) for bits in (12, 15) for uniform in (True, False)
+                 for dim in (1, 7, 8, 9, 343, 348, 400)]
+              + [(bits, bits, 12 * bits + 1, bits % 2 == 0) for bits in range(1, 33)])
+
+
+def edge_examples(*rests: tuple):
+    """``@example(spec_args, *rest)`` for every EDGE_SPECS entry and every ``rest`` in ``rests``."""
+    def decorate(test):
+        for spec_args in EDGE_SPECS:
+            for rest in rests:
+                test = example(spec_args, *rest)(test)
+        return test
+    return decorate
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -74,17 +94,37 @@ def test_layout_import_does_not_load_the_extension():
     assert done.stdout.strip() == "False", done.stderr
 
 
+def test_edge_examples_are_the_widths_and_sizes_they_stand_for():
+    """make_spec widens k when the drawn levels do not fit: the fixed examples must not be widened."""
+    for seed, bits, dim, uniform in EDGE_SPECS:
+        spec = make_spec(seed, bits, dim, uniform)
+        assert (spec.bits, spec.dim) == (bits, dim)
+        assert bool(np.all(spec.scale == spec.scale[0]) and np.all(spec.lo == spec.lo[0])) == (uniform or dim == 1)
+
+
 # -- bit-for-bit agreement with the reference -----------------------------------------------------
 
 @PROPERTY
-@given(specs, st.integers(1, 6), st.sampled_from([np.float32, np.float64]), st.booleans())
-def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite):
+@edge_examples((3, np.float32, True, "code"), (2, np.float64, False, "error"), (2, np.float64, True, "error"))
+@given(specs, st.integers(1, 6), st.sampled_from([np.float32, np.float64]), st.booleans(), policies)
+def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite, policy):
     seed, bits, dim, uniform = spec_args
-    spec = make_spec(seed, bits, dim, uniform)
+    spec = make_spec(seed, bits, dim, uniform, policy)
     x = make_values(seed + 1, spec, n, with_nonfinite).astype(dtype)
     rng = np.random.default_rng(seed + 2)
     garbage = rng.integers(0, 2**64, (n + 3, spec.row_words), dtype=np.uint64, endpoint=False)
     rows = rng.permutation(n + 3)[:n]
+    bad = np.argwhere(~np.isfinite(x))
+    if policy == "error" and bad.size:  # refused by both, naming the count and the first position
+        count, (row, col) = len(bad), bad[0]
+        message = rf"^{count} non-finite .* x\[{row}, {col}\]; nothing was written"
+        for quantize in (cython_core.quantize_pack_counts, ref.quantize_pack):
+            untouched = garbage.copy()
+            with pytest.raises(NonFiniteError, match=message) as info:
+                quantize(x, untouched, rows, spec)
+            assert (info.value.count, info.value.row, info.value.dim) == (count, row, col)
+            assert same_bits(untouched, garbage)
+        return
     got, want = garbage.copy(), garbage.copy()
     counts = cython_core.quantize_pack_counts(x, got, rows, spec)
     assert counts[0] == ref.quantize_pack(x, want, rows, spec)
@@ -99,6 +139,7 @@ def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite
 
 
 @PROPERTY
+@edge_examples(())
 @given(specs)
 def test_reference_layout_is_little_endian_words(spec_args):
     """The reference (packbits) and a direct word-by-word formula agree on where each code lives."""
@@ -133,10 +174,11 @@ def test_hand_packed_words():
 # -- what the codes mean --------------------------------------------------------------------------
 
 @PROPERTY
+@edge_examples((3,))
 @given(specs, st.integers(1, 4))
 def test_error_at_most_half_a_step_inside_the_clamp(spec_args, n):
     seed, bits, dim, uniform = spec_args
-    spec = make_spec(seed, bits, dim, uniform)
+    spec = make_spec(seed, bits, dim, uniform, nonfinite="error")
     x = make_values(seed + 1, spec, n, nonfinite=False)
     storage = np.zeros((n, spec.row_words), np.uint64)
     quantize_pack(x, storage, np.arange(n), spec)
@@ -163,13 +205,15 @@ def test_rounds_half_to_even_like_numpy_round():
 
 
 @PROPERTY
-@given(specs, st.integers(1, 5))
-def test_saturation_is_counted_exactly(spec_args, n):
+@edge_examples((3, "code"), (2, "error"))
+@given(specs, st.integers(1, 5), policies)
+def test_saturation_is_counted_exactly(spec_args, n, policy):
     seed, bits, dim, uniform = spec_args
-    spec = make_spec(seed, bits, dim, uniform)
-    x = make_values(seed + 1, spec, n, nonfinite=True)
+    spec = make_spec(seed, bits, dim, uniform, policy)
+    x = make_values(seed + 1, spec, n, nonfinite=policy == "code")  # "error" refuses NaN/inf (tested above)
     finite = np.isfinite(x)
     expected = int(np.count_nonzero(finite & ((x < spec.lo) | (x > spec.hi))))
+    assert ref.encode_codes(x, spec)[1] == expected
     rows = PackedRows(n, spec)
     assert rows.encode(x, np.arange(n)) == expected
     assert rows.encode(x, np.arange(n)) == expected
@@ -275,15 +319,50 @@ def test_bad_arguments_are_refused(impl):
         impl.quantize_pack(x, storage, np.array([0]), spec)
     with pytest.raises(ValueError, match=r"x must have shape \(n, 6\)"):
         impl.quantize_pack(np.zeros((2, 7)), storage, np.array([0, 1]), spec)
-    with pytest.raises(ValueError, match="storage must be a writable C-contiguous uint64"):
-        impl.quantize_pack(x, storage.view(np.int64), np.array([0, 1]), spec)
+    read_only = storage.copy()
+    read_only.flags.writeable = False
+    strided = np.zeros((10, spec.row_words), np.uint64)[::2]  # every other row: the right shape, not contiguous
+    wide = np.zeros((5, spec.row_words + 1), np.uint64)
+    for bad in (storage.view(np.int64), wide, strided, read_only):
+        with pytest.raises(ValueError, match="storage must be a writable C-contiguous uint64"):
+            impl.quantize_pack(x, bad, np.array([0, 1]), spec)
     out = np.empty((2, 6), np.float32)
+    for bad in (wide, strided):
+        with pytest.raises(ValueError, match=r"storage must be .* uint64 array of shape \(n_rows, 2\)"):
+            impl.gather_unpack(bad, np.array([1, 2]), spec, out)
+    assert not strided.base.any() and not wide.any()
+    impl.gather_unpack(read_only, np.array([1, 2]), spec, out)  # reading needs no write access
+    assert np.all(out == -127.0)  # code 0 is lo
     with pytest.raises(IndexError, match="indices must be in 0..4, got 5"):
         impl.gather_unpack(storage, np.array([1, 5]), spec, out)
     with pytest.raises(ValueError, match="out must be"):
         impl.gather_unpack(storage, np.array([1, 2, 3]), spec, out)
     with pytest.raises(ValueError, match="out must be"):
         impl.gather_unpack(storage, np.array([1, 2]), spec, out.astype(np.int32))
+    before = storage.copy()
+    for floats in (np.array([0.0, 1.7]), [0, 1.7]):  # floats would truncate silently: 1.7 -> row 1
+        with pytest.raises(TypeError, match="rows must be integers, got float64"):
+            impl.quantize_pack(x + 1, storage, floats, spec)
+        with pytest.raises(TypeError, match="indices must be integers, got float64"):
+            impl.gather_unpack(storage, floats, spec, out)
+    with pytest.raises(TypeError, match="indices must be integers, got bool"):
+        impl.gather_unpack(storage, np.array([True, False]), spec, out)
+    assert np.array_equal(storage, before)
+    impl.quantize_pack(x, storage, np.array([3, 4], dtype=np.int32), spec)  # any integer dtype is fine
+
+
+def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
+    """The kernel writes ``out`` through its buffer, so a strided, transposed or read-only ``out`` is refused
+    and left as it was. (The numpy reference assigns ``out[...] = ...``: it accepts a strided ``out``.)"""
+    spec = CodeSpec.uniform(6, decimals=1)
+    storage = np.zeros((5, spec.row_words), np.uint64)
+    wide = np.full((2, 12), 7.0, np.float32)
+    read_only = np.full((2, 6), 7.0, np.float32)
+    read_only.flags.writeable = False
+    for out in (wide[:, ::2], np.full((6, 2), 7.0, np.float32).T, read_only):
+        with pytest.raises(ValueError, match=r"out must be a writable C-contiguous float32 array of shape \(2, 6\)"):
+            gather_unpack(storage, np.array([1, 2]), spec, out)
+        assert np.all(out == 7.0)
 
 
 def test_single_row_forms_and_empty_batches():
@@ -327,6 +406,53 @@ def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform)
         gather_unpack(got, indices, spec, out)
         ref.gather_unpack(got, indices, spec, expected)
         assert same_bits(out, expected)
+
+
+def seen_halfway(reset, call, halfway, attempts: int = 50) -> bool:
+    """Whether a second Python thread, polling ``halfway()`` (one numpy read of the first and the last value the
+    call writes), ever catches ``call()`` with its first value written and its last not yet. While a call holds
+    the GIL no other Python code runs, so it never can; a call that releases it is caught unless the OS never
+    schedules the poller during the call, hence a few attempts (the first one succeeds in practice)."""
+    seen, stop = threading.Event(), threading.Event()
+
+    def poll():
+        while not (stop.is_set() or seen.is_set()):
+            if halfway():
+                seen.set()
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        for _ in range(attempts):
+            reset()  # forward fills: never "first written, last not" on their own
+            call()
+            if seen.is_set():
+                return True
+    finally:
+        stop.set()
+        poller.join()
+    return False
+
+
+def test_big_calls_let_other_python_threads_run_meanwhile():
+    spec = CodeSpec.uniform(348, decimals=2)
+    n = 8192  # ~5 ms per quantize_pack call, rows written in order
+    x, rows = np.zeros((n, 348), np.float32), np.arange(n)
+    storage = np.empty((n, spec.row_words), np.uint64)
+    out = np.empty((n, 348), np.float32)
+    blank = np.uint64(2**64 - 1)  # no row of zeros packs to this first word
+
+    def quantize_halfway():
+        first, last = storage[[0, -1], 0]
+        return first != blank and last == blank
+
+    def gather_halfway():
+        first, last = out[[0, -1], [0, -1]]
+        return first == 0.0 and np.isnan(last)
+
+    assert seen_halfway(lambda: storage.fill(blank), lambda: quantize_pack(x, storage, rows, spec), quantize_halfway)
+    assert seen_halfway(lambda: out.fill(np.nan), lambda: gather_unpack(storage, rows, spec, out), gather_halfway)
+    assert not np.isnan(out).any() and np.all(out == 0.0)
 
 
 def test_non_contiguous_and_other_dtype_inputs_are_converted():

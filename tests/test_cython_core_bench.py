@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-from cython_core.bench import uint16_decode, uint16_encode
+from cython_core.bench import report, uint16_decode, uint16_encode
 
 KEYS = ("gather_unpack_vs_float32_gather", "gather_unpack_speedup_vs_uint16_decode", "quantize_pack_row_us")
 
@@ -24,10 +24,16 @@ def test_bench_json_has_the_issue_keys_and_consistent_ratios():
     figures = json.loads(done.stdout)
     for key in KEYS:
         assert math.isfinite(figures[key]) and figures[key] > 0
+    fancy, take = figures["float32_fancy_gather_us"], figures["float32_take_us"]
+    assert figures["float32_gather_us"] == min(fancy, take)  # the ratios' reference: the faster numpy gather
+    assert figures["float32_gather_method"] == ("np.take" if take < fancy else "obs[idx]")
     assert figures["gather_unpack_vs_float32_gather"] == figures["gather_unpack_k15_us"] / figures["float32_gather_us"]
     assert figures["gather_unpack_speedup_vs_uint16_decode"] == (
         figures["uint16_decode_us"] / figures["gather_unpack_k15_us"])
     assert (figures["rows"], figures["dim"], figures["batch"]) == (3000, 348, 256)
+    text = report(figures)  # each reference method under its own name, and the ratio's reference named
+    assert f"fancy-index obs[idx]  {fancy:8.1f} us" in text and f"np.take into a batch  {take:8.1f} us" in text
+    assert f"x the faster float32 gather, {figures['float32_gather_method']} (target" in text
 
 
 def test_bench_refuses_bad_arguments_in_one_line():

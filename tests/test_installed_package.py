@@ -1,10 +1,12 @@
 """The package as a user gets it: built into a wheel, installed non-editable, run outside the source tree."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,11 +25,15 @@ def installed(tmp_path_factory) -> Path:
     return target
 
 
-def _run(target: Path, *args: str) -> subprocess.CompletedProcess:
-    code = "import sys; from planner.cli import main; sys.exit(main(sys.argv[1:]))"
+def _python(target: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -c code args`` importing from ``target`` first, run outside the source tree."""
     env = {**os.environ, "PYTHONPATH": str(target)}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
                           cwd=target.parent, timeout=120)
+
+
+def _run(target: Path, *args: str) -> subprocess.CompletedProcess:
+    return _python(target, "import sys; from planner.cli import main; sys.exit(main(sys.argv[1:]))", *args)
 
 
 def test_installed_wheel_ships_profiles_and_compiled_core(installed):
@@ -45,3 +51,24 @@ def test_installed_package_runs_fit_against_shipped_profiles(installed):
     fit = _run(installed, "fit", "--profile", "jetson-nano", "--env", "Ant-v3")
     assert fit.returncode == 0, fit.stderr
     assert "SAC" in fit.stdout and "max buffer" in fit.stdout
+
+
+ROUND_TRIP = """
+import json, numpy as np
+import cython_core._kernels as kernels
+from cython_core import CodeSpec, PackedRows
+rows = PackedRows(3, CodeSpec.uniform(6, decimals=1, clamp=127.0))
+saturated = rows.encode(np.array([[-300.0, -1.5, 0.0, 0.25, 2.5, 300.0], [0.04, 0.05, 0.06, -0.05, 1e3, 9.0]]), [2, 0])
+print(json.dumps({"file": kernels.__file__, "saturated": saturated, "decoded": rows.decode([2, 0, 1]).tolist()}))
+"""
+
+
+def test_installed_compiled_kernels_import_and_round_trip(installed):
+    done = _python(installed, ROUND_TRIP)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert Path(result["file"]).resolve().is_relative_to(installed.resolve())  # the wheel's extension, not the tree's
+    assert result["saturated"] == 3
+    assert result["decoded"] == np.array([[-127.0, -1.5, 0.0, 0.2, 2.5, 127.0],  # 0.25 -> 0.2: half to even
+                                          [0.0, 0.0, 0.1, 0.0, 127.0, 9.0],  # 0.05 * 10 is a tie: to 0
+                                          [-127.0] * 6], np.float32).tolist()  # row 1 never written: code 0 is lo

@@ -1,0 +1,21 @@
+"""Row indices for the kernels and the reference alike: integers only, as a C-contiguous int64 array.
+
+>>> as_indices([3, 1], "rows").tolist()
+[3, 1]
+>>> as_indices([1.7], "rows")
+Traceback (most recent call last):
+...
+TypeError: rows must be integers, got float64
+"""
+
+from typing import Any
+
+import numpy as np
+
+
+def as_indices(obj: Any, name: str) -> np.ndarray:
+    """``obj`` as int64 indices; floats (which would truncate silently) and bools are refused."""
+    arr = np.asarray(obj)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
