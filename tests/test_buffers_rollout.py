@@ -74,3 +74,15 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, n_step
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.packed_observations.storage]
     assert sum(a.nbytes for a in arrays) == buf.memory_bytes() == predicted.buffer_bytes
+
+
+@pytest.mark.parametrize("act_space, action_dim, action_dtype", [
+    (spaces.Box(-1, 1, (3,), np.float64), 3, "float64"), (spaces.Discrete(5), 1, "int64")])
+def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, action_dtype):
+    """SB3's rollout buffer stores actions in the action space's dtype; the planner counts them so."""
+    obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float64)
+    buf = QuantizedRolloutBuffer(256, obs_space, act_space, "cpu", n_envs=2, decimals=1)
+    spec = RunSpec("ppo", 11, action_dim, 256, 2, layout="packed", quant=QuantSpec.create(1, 127.0),
+                   action_dtype=action_dtype)
+    assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
+    assert buf.actions.dtype == np.dtype(action_dtype)

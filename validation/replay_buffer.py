@@ -3,10 +3,11 @@
 Row ``pos * n_envs + env`` holds the observation of that transition; its next observation is the
 following row (``(pos + 1) % buffer_size``), written by ``add()`` unless the transition ends an episode
 (done or timeout). Episode-end next observations go to a small ring of packed rows (the terminal
-store); when it is full the oldest slot is evicted and that transition's next observation falls back
-to the following row, as SB3's ``optimize_memory_usage`` would (``terminal_evictions`` counts them).
-Only evicted timeouts change a learning target (``timeout_evictions``): a terminated transition's next
-observation is masked by ``done`` in SAC/TD3's target.
+store). When it is full, a terminated transition's entry is given up first (its next observation is
+masked by ``done`` in SAC/TD3's target), a time limit's only to make room for another time limit;
+a transition whose entry is given up falls back to the following row, as SB3's
+``optimize_memory_usage`` would (``terminal_evictions`` counts them, ``timeout_evictions`` the time
+limits among them: only those change a learning target).
 As in SB3's ``optimize_memory_usage``, a full buffer never samples the row at ``pos``.
 """
 
@@ -75,6 +76,7 @@ class QuantizedReplayBuffer(ReplayBuffer):
         capacity = terminal_capacity or default_terminal_capacity(rows, n_envs)
         self.packed_observations = PackedRows(rows, self.code_spec)
         self.terminal_observations = PackedRows(capacity, self.code_spec)
+        self.terminal_observations.storage.fill(0)  # commit the ring's pages now, as the planner counts them
         self.terminal_slot = np.full(rows, FREE, dtype=np.int32)
         self.terminal_owner = np.full(capacity, FREE, dtype=np.int64)
         self.terminal_cursor = 0
@@ -88,25 +90,26 @@ class QuantizedReplayBuffer(ReplayBuffer):
             done: np.ndarray, infos: "list[dict[str, Any]]") -> None:
         n, dim, storage = self.n_envs, self.code_spec.dim, self.packed_observations.storage
         flat_obs, flat_next = flat_rows(obs, n, dim), flat_rows(next_obs, n, dim)
-        first = self.pos * n
+        pos = self.pos
+        first = pos * n
         for row in range(first, first + n):
             self._release(row)
         envs = np.arange(n)
         self.packed_observations.encode(flat_obs, envs + first)
         ends = [bool(d) or bool(info.get("TimeLimit.truncated", False))
                 for d, info in zip(np.asarray(done).reshape(n).tolist(), infos)]
-        following = ((self.pos + 1) % self.buffer_size) * n
+        following = ((pos + 1) % self.buffer_size) * n
         if not any(ends):
             quantize_pack(flat_next, storage, envs + following, self.code_spec)
         else:
             keep = [env for env in range(n) if not ends[env]]
             if keep:
                 quantize_pack(flat_next[keep], storage, np.array(keep, dtype=np.int64) + following, self.code_spec)
-            for env in range(n):
-                if ends[env]:
-                    self._store_terminal(first + env, flat_next[env])
         self.stored_values += (n + sum(ends)) * dim
-        super().add(self._no_obs, self._no_obs, action, reward, done, infos)
+        super().add(self._no_obs, self._no_obs, action, reward, done, infos)  # writes timeouts[pos], moves pos
+        for env in range(n):
+            if ends[env]:
+                self._store_terminal(first + env, flat_next[env])
 
     def reset(self) -> None:
         """Empty the buffer: SB3's reset plus a free terminal store."""
@@ -122,17 +125,42 @@ class QuantizedReplayBuffer(ReplayBuffer):
             self.terminal_owner[slot] = FREE
             self.terminal_slot[row] = FREE
 
+    def _is_timeout(self, row: int) -> bool:
+        return bool(self.timeouts[row // self.n_envs, row % self.n_envs] > 0)
+
     def _store_terminal(self, row: int, next_obs: np.ndarray) -> None:
-        slot = self.terminal_cursor
-        self.terminal_cursor = (slot + 1) % self.terminal_owner.size
+        """Keep ``row``'s episode-end next observation in the ring. A full ring gives up a terminated
+        transition's entry first (SAC/TD3 mask its next observation by ``done``), a time limit's only to
+        another time limit; a terminated transition that finds the ring full of time limits is not kept."""
+        slot = self._slot_to_reuse()
+        if slot is None:
+            if not self._is_timeout(row):
+                self.terminal_evictions += 1  # its next observation falls back to the following row
+                return
+            slot = self.terminal_cursor
         owner = int(self.terminal_owner[slot])
         if owner != FREE:
             self.terminal_slot[owner] = FREE
             self.terminal_evictions += 1
-            self.timeout_evictions += int(self.timeouts[owner // self.n_envs, owner % self.n_envs] > 0)
+            self.timeout_evictions += self._is_timeout(owner)
         self.terminal_observations.encode(next_obs[None, :], np.array([slot], dtype=np.int64))
         self.terminal_owner[slot] = row
         self.terminal_slot[row] = slot
+        self.terminal_cursor = (slot + 1) % self.terminal_owner.size
+
+    def _slot_to_reuse(self) -> "int | None":
+        """The first slot from the cursor on (cyclically) that is free or holds a terminated transition."""
+        owners, cursor = self.terminal_owner, self.terminal_cursor
+        if owners[cursor] == FREE or not self._is_timeout(int(owners[cursor])):
+            return cursor
+        used = owners != FREE
+        timeouts = np.zeros(owners.size, dtype=bool)
+        timeouts[used] = self.timeouts[owners[used] // self.n_envs, owners[used] % self.n_envs] > 0
+        candidates = np.flatnonzero(~timeouts)
+        if candidates.size == 0:
+            return None
+        later = candidates[candidates >= cursor]
+        return int(later[0] if later.size else candidates[0])
 
     def sample(self, batch_size: int, env: "VecNormalize | None" = None) -> ReplayBufferSamples:
         """``batch_size`` transitions; a full buffer skips the row at ``pos`` (its observation was overwritten)."""
