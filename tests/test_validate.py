@@ -1,69 +1,117 @@
 """``planner validate``: real SB3 training in child processes, measured and held against the planner."""
 
+import csv
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import PLANNER
 from planner.profiles import load_profile, parse_profile
+from validation.compare import Check
 from validation.harness import device_differences
+from validation.predict import MMAP_THRESHOLD, Runtime, predict
+from validation.runconfig import RunConfig
 
-PLANNER = Path(sys.executable).parent / "planner"
+REPORT_KEYS = {"status", "started", "machine", "versions", "profile", "runs", "checks", "calibration", "plots"}
 
 
-def test_short_validation_end_to_end(planner_cli, tmp_path):
-    out = tmp_path / "report"
-    r = planner_cli("validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "256", "--buffer-size", "128",
-                    "--out", str(out), timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
+def _validate(planner_cli, out: Path, *args: str) -> "tuple[subprocess.CompletedProcess, dict]":
+    r = planner_cli("validate", *args, "--memray", "--out", str(out), timeout=600)
     report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "complete"
-    assert {"machine", "versions", "calibration", "runs", "checks", "plots"} <= set(report)
-    assert {"ppo-baseline", "ppo-quantized"} == set(report["runs"])
+    assert REPORT_KEYS <= set(report), set(report)
+    assert report["status"] == "complete", report["status"]
+    assert {"platform", "arch", "cpu_count", "total_memory_bytes"} <= set(report["machine"])
+    assert report["versions"]["stable-baselines3"] and report["versions"]["memray"]
+    failed = [c for c in report["checks"] if c["verdict"] == "FAIL"]
+    assert r.returncode == (1 if failed else 0), r.stdout + r.stderr
+    assert "verdict" in r.stdout and "MB" in r.stdout
+    return r, report
+
+
+def _buffer_bytes_agree(report: dict) -> None:
+    """The buffer's memory_bytes(), its committed pages once full and memray's allocations at its arrays
+    are the planner's prediction to the byte; the constructor allocated little else."""
     for name, run in report["runs"].items():
-        assert run["status"] == "complete"
-        assert {m["name"] for m in run["marks"]} >= {"start", "imports", "env_made", "model_built", "buffer_full", "end"}
         predicted = run["prediction"]["footprint"]["buffer_bytes"]
-        assert run["measured"]["buffer_bytes"] == predicted
-        assert run["measured"]["timing"]["training_ms_per_step"] > 0
-    exact = [c for c in report["checks"] if "memory_bytes()" in c["quantity"]]
-    assert len(exact) == 2 and all(c["verdict"] == "pass" for c in exact)
-    header = (out / "timeseries.csv").read_text().splitlines()[0]
-    assert header == "run,t_s,step,phase,rss_bytes,uss_bytes"
-    for plot in ("memory.png", "returns.png"):
-        assert (out / plot).stat().st_size > 10_000
+        measured = run["measured"]
+        assert measured["buffer_bytes"] == predicted, name
+        assert measured["buffer_resident_full"] == predicted, name
+        assert measured["memray"]["buffer_arrays"] == predicted, (name, measured["memray"])
+        assert 0 <= measured["memray"]["buffer"] - predicted <= 64 * 1024, (name, measured["memray"])
+        assert [m["name"] for m in run["marks"]][-1] == "end"
+        assert measured["timing"]["training_ms_per_step"] > 0
+        verdicts = {c["quantity"]: c["verdict"] for c in report["checks"] if c["run"] == name}
+        assert verdicts["buffer bytes: planner vs the buffer's own memory_bytes()"] == "pass"
+        assert verdicts["buffer bytes: planner vs memray, the allocations at the buffer's arrays"] == "pass"
+
+
+def test_ppo_validation_end_to_end(planner_cli, tmp_path):
+    out = tmp_path / "report"
+    r, report = _validate(planner_cli, out, "--env", "Hopper-v5", "--algo", "ppo", "--steps", "4096",
+                          "--buffer-size", "2048")
+    assert set(report["runs"]) == {"ppo-baseline", "ppo-quantized"}
+    _buffer_bytes_agree(report)
+    for run in report["runs"].values():
+        assert {m["name"] for m in run["marks"]} >= {"start", "imports", "env_made", "model_built", "buffer_full",
+                                                      "training_starts", "end"}
+    buffers = {n: run["measured"]["buffer_bytes"] for n, run in report["runs"].items()}
+    assert buffers["ppo-quantized"] < buffers["ppo-baseline"]  # 12-bit packed observations
     assert "buffer memory, baseline / quantized (measured)" in r.stdout
+    with open(out / "timeseries.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["run"] for row in rows} == {"ppo-baseline", "ppo-quantized"}
+    assert all(int(row["rss_bytes"]) > 0 for row in rows)
+    assert [Path(p).name for p in report["plots"]] == ["memory.png", "returns.png"]
+    for plot in report["plots"]:
+        assert Path(plot).stat().st_size > 10_000
+
+
+def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
+    _, report = _validate(planner_cli, tmp_path / "report", "--env", "Hopper-v5", "--algo", "sac", "--steps", "50",
+                          "--buffer-size", "6000", "--fill")
+    _buffer_bytes_agree(report)
+    for name, run in report["runs"].items():
+        marks = [m["name"] for m in run["marks"]]
+        assert marks.index("buffer_10pct") < marks.index("buffer_full") < marks.index("training_starts")
+        assert run["measured"]["steps_done"] == 6000 + 50
+        growth = next(c for c in report["checks"] if c["run"] == name and c["quantity"].startswith("RSS growth"))
+        assert growth["predicted"] > 100_000 and growth["measured"] is not None and growth["verdict"] != "n/a"
 
 
 def test_a_killed_run_leaves_a_report_that_says_so(tmp_path):
     out = tmp_path / "report"
-    parent = subprocess.Popen([str(PLANNER), "validate", "--env", "Walker2d-v5", "--algo", "sac", "--steps", "20000",
-                               "--buffer-size", "20000", "--storage", "baseline", "--out", str(out)],
+    parent = subprocess.Popen([str(PLANNER), "validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "1000000",
+                               "--buffer-size", "256", "--storage", "baseline", "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    run_json = out / "sac-baseline" / "run.json"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if run_json.exists() and "model_built" in run_json.read_text():
-            break
-        time.sleep(0.5)
-    else:
-        parent.kill()
-        pytest.fail("the training child never reached model_built")
-    time.sleep(2)
-    os.kill(json.loads(run_json.read_text())["pid"], signal.SIGKILL)
-    stdout, _ = parent.communicate(timeout=120)
-    assert parent.returncode == 1
+    run_json = out / "ppo-baseline" / "run.json"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # wait until the run has measured its full rollout buffer
+            if run_json.exists() and "buffer_full" in [m["name"] for m in json.loads(run_json.read_text())["marks"]]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the run never reached buffer_full")
+        os.kill(json.loads(run_json.read_text())["pid"], signal.SIGKILL)
+        stdout, stderr = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 1, stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "incomplete: run sac-baseline killed"
-    run = report["runs"]["sac-baseline"]
+    assert report["status"] == "incomplete: run ppo-baseline killed"
+    run = report["runs"]["ppo-baseline"]
     assert run["status"] == "killed" and run["returncode"] == -signal.SIGKILL
-    assert run["measured"]["buffer_bytes"] > 0  # what was measured up to then is kept
-    assert len((out / "sac-baseline" / "timeseries.csv").read_text().splitlines()) > 5
+    marks = [m["name"] for m in run["marks"]]
+    assert "buffer_full" in marks and "end" not in marks  # what was measured up to then is kept
+    assert run["measured"]["buffer_resident_full"] == run["measured"]["buffer_bytes"] > 0
+    assert len((out / "ppo-baseline" / "timeseries.csv").read_text().splitlines()) > 2
+    assert (out / "memory.png").stat().st_size > 0
     assert "killed" in stdout
 
 
@@ -104,3 +152,29 @@ def test_calibrate_writes_a_profile_that_loads(planner_cli, tmp_path):
     assert not list(Path(tmp_path).glob(".*partial*"))
     fit = planner_cli("fit", "--profile", str(out), "--env", "Ant-v3")
     assert fit.returncode == 0, fit.stderr
+
+
+def test_predicted_curve_steps_through_built_acting_and_training():
+    config = RunConfig("Walker2d-v5", "sac", "quantized", steps=100, buffer_size=50_000, decimals=2, fill=True)
+    p = predict(config, Runtime(built_bytes=300_000_000, acting_bytes=305_000_000, training_bytes=320_000_000))
+    fp = p.footprint
+    assert p.phase_at(0) == p.phase_at(50_000) == "built"  # SAC acts at random until learning_starts
+    assert p.phase_at(50_001) == "training" and config.first_update_step == 50_001
+    eager = sum(f.bytes for f in fp.fields if f.eager or f.bytes < MMAP_THRESHOLD)
+    assert p.rss_at(0) == 300_000_000 + fp.models_bytes + eager
+    half = p.rss_at(25_000) - p.rss_at(0)
+    assert half == (fp.buffer_bytes - eager) // 2  # lazily committed pages grow with the rows written
+    assert p.rss_at(50_000, "acting") == 305_000_000 + fp.models_bytes + fp.buffer_bytes
+    assert p.rss_at(50_001) == p.peak_bytes == 320_000_000 + fp.total_bytes
+    ppo = predict(RunConfig("Hopper-v5", "ppo", "baseline", 4096, 2048, 1), Runtime(1, 2, 3))
+    assert [ppo.phase_at(s) for s in (0, 1, 2047, 2048)] == ["built", "acting", "acting", "training"]
+
+
+@pytest.mark.parametrize("predicted, measured, tolerance, allowance, verdict", [
+    (1000, 1000, 0, 0, "pass"), (1000, 1001, 0, 0, "FAIL"),
+    (1000, 1010, 0.01, 0, "pass"), (1000, 1011, 0.01, 0, "FAIL"), (1000, 989, 0.01, 0, "FAIL"),
+    (1000, 1500, 0.01, 500, "pass"), (1000, 1501, 0.01, 500, "FAIL"), (1000, None, 0.01, 0, "n/a"),
+    (0, 4096, 0.01, 8192, "pass"), (0, 4096, 0.01, 0, "FAIL"),
+])
+def test_check_verdicts(predicted, measured, tolerance, allowance, verdict):
+    assert Check("run", "q", predicted, measured, tolerance, allowance=allowance).verdict == verdict

@@ -1,21 +1,24 @@
 """Calibrate the runtime figure: what this machine's training process costs beyond models, optimizer
 and buffer (Python, numpy, torch and its kernels, SB3, gymnasium, MuJoCo, the env, update temporaries).
 
-A short probe run (real SB3 training with a small buffer, in a fresh process) is measured; its peak
-RSS minus the planner's models + optimizer + buffer is the runtime. ``calibrate(path)`` writes it
-into a device profile of this machine that ``planner fit`` and ``planner validate`` accept.
+A short probe run (real SB3 training with a small buffer, in a fresh process) is measured: its peak
+RSS minus the planner's models + optimizer + buffer is the training runtime (what a profile's
+``runtime`` means); its RSS once the model is built and just before the first update, minus models
+and committed buffer, are the built and acting runtimes (``validation.predict``). ``calibrate(path)`` writes the training runtime into a device profile of this machine
+that ``planner fit`` and ``planner validate`` accept.
 """
 
-import os
 import platform
 import tempfile
 from pathlib import Path
 
 import psutil
+import yaml
 
 from planner.errors import PlannerError
-from planner.profiles import load_profile
-from validation.predict import predict
+from planner.output import check_output_path, write_atomic
+from planner.profiles import parse_profile
+from validation.predict import Runtime, predict
 from validation.runconfig import RunConfig
 
 PROBE_STEPS = {"sac": 400, "ppo": 512}
@@ -28,28 +31,29 @@ def probe_config(env_id: str, algo: str, seed: int = 0) -> RunConfig:
     return RunConfig(env_id, algo, "baseline", PROBE_STEPS[algo], PROBE_BUFFER[algo], decimals=2, seed=seed)
 
 
-def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[int, dict]":
-    """(runtime bytes, the probe's run.json): the probe's peak RSS minus its predicted footprint."""
+def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":
+    """(the runtimes, the probe's run.json): the probe's RSS just before its first update and its peak RSS,
+    each minus what the planner predicts for the probe at that point."""
     from validation.harness import run_child
 
     run = run_child(config, run_dir)
     if run["status"] != "complete":
         raise PlannerError(f"calibration run {config.name} on {config.env_id} {run['status']} "
                            f"(exit status {run['returncode']}): see {run_dir}")
-    footprint_bytes = predict(config, 0).peak_bytes
-    return run["measured"]["peak_rss_bytes"] - footprint_bytes, run
+    bare = predict(config, Runtime(0, 0, 0))
+    marks = {m["name"]: m for m in run["marks"]}
+    built, starts = marks["model_built"], marks["training_starts"]
+    return Runtime(built["rss_bytes"] - bare.rss_at(built["step"], "built"),
+                   starts["rss_bytes"] - bare.rss_at(starts["step"], "acting"),
+                   run["measured"]["peak_rss_bytes"] - bare.peak_bytes), run
 
 
 def calibrate(out_path: "str | Path") -> Path:
-    """Measure this machine and write a profile YAML (checked by loading it back)."""
-    out_path = Path(out_path)
-    if out_path.suffix not in (".yaml", ".yml"):
-        raise PlannerError(f"--out {out_path}: expected a .yaml file name")
-    if not out_path.parent.is_dir():
-        raise PlannerError(f"--out {out_path}: folder {out_path.parent} does not exist")
+    """Measure this machine and write a profile YAML (checked against the schema before it is written)."""
+    out_path = check_output_path(out_path, "--out", ".yaml")
     memory = psutil.virtual_memory()
     with tempfile.TemporaryDirectory() as tmp:
-        runtimes = {algo: measure_runtime(probe_config(CALIBRATION_ENV, algo), Path(tmp) / algo)[0]
+        runtimes = {algo: measure_runtime(probe_config(CALIBRATION_ENV, algo), Path(tmp) / algo)[0].training_bytes
                     for algo in ("sac", "ppo")}
     runtime = max(runtimes.values())
     arch = platform.machine()
@@ -75,11 +79,5 @@ def calibrate(out_path: "str | Path") -> Path:
         f"  - \"planner profiles calibrate on {platform.platform()}, Python {platform.python_version()}\"",
         "",
     ])
-    tmp_path = out_path.parent / f".{out_path.stem}.partial.yaml"
-    tmp_path.write_text(text)
-    try:
-        load_profile(str(tmp_path))  # what we write must pass the schema
-        os.replace(tmp_path, out_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return out_path
+    parse_profile(yaml.safe_load(text), str(out_path))  # what we write must pass the schema
+    return write_atomic(out_path, text.encode(), "--out")

@@ -51,8 +51,8 @@ def build_model(config: RunConfig, env):
     if config.algo == "sac":
         from validation.buffers import QuantizedReplayBuffer
         extra = dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=buffer_kwargs) if quantized else {}
-        starts = config.buffer_size if config.fill else 100
-        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=starts, **extra, **common)
+        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=config.learning_starts,
+                   **extra, **common)
     from validation.buffers import QuantizedRolloutBuffer
     extra = dict(rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=buffer_kwargs) if quantized else {}
     return PPO("MlpPolicy", env, n_steps=config.buffer_size, **extra, **common)
@@ -111,11 +111,10 @@ def main(config_path: str, out_dir: str) -> int:
         trace.unlink(missing_ok=True)
         with memray.Tracker(trace):
             model._setup_model()
-        memray_groups = memray_attribution(trace)
     else:
         model._setup_model()
-        memray_groups = None
     buffer = model.replay_buffer if config.algo == "sac" else model.rollout_buffer
+    memray_groups = memray_attribution(trace, buffer_arrays(buffer)) if config.memray else None
     params, _ = model_and_optimizer_bytes(model)
     log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params, memray=memray_groups,
              buffer_resident_built=resident_bytes(buffer_arrays(buffer)))
@@ -164,6 +163,8 @@ def main(config_path: str, out_dir: str) -> int:
             self.collect_s += time.perf_counter() - self._rollout_t
             if config.algo == "ppo" and self.full_time is None:
                 self._full()
+            if self.num_timesteps == config.first_update_step:  # the first gradient update comes next
+                log.mark("training_starts")
 
         def _full(self) -> None:
             self.full_time = time.perf_counter()

@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -119,7 +119,7 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
     try:
         probe = probe_config(job.configs[0].env_id, job.configs[0].algo, job.configs[0].seed)
         runtime, probe_run = measure_runtime(probe, job.out / "calibration")
-        report["calibration"] = {"runtime_bytes": runtime, "probe": probe_run,
+        report["calibration"] = {"runtime_bytes": asdict(runtime), "probe": probe_run,
                                  "profile_runtime_bytes": job.profile.runtime if job.profile else None}
         write_json(job.out / "report.json", report)
         for config in job.configs:
@@ -132,7 +132,7 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
             run_checks = checks(prediction, run)
             all_checks += run_checks
             report["runs"][config.name] = {**run, "prediction": {
-                "runtime_bytes": runtime, "footprint": prediction.footprint.as_dict(),
+                "runtime_bytes": asdict(runtime), "footprint": prediction.footprint.as_dict(),
                 "peak_rss_bytes": prediction.peak_bytes}}
             report["checks"] = [c.as_dict() for c in all_checks]
             if run["status"] != "complete":
@@ -147,8 +147,7 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
         names = list(report["runs"])
         merge_timeseries(job.out, names)
         if predictions:
-            report["plots"] = [str(plot_memory(job.out, predictions)),
-                               str(plot_returns(job.out, names, {n: p.config.storage for n, p in predictions.items()}))]
+            report["plots"] = [str(plot_memory(job.out, predictions)), str(plot_returns(job.out, predictions))]
         write_json(job.out / "report.json", report)
     return report, all_checks
 

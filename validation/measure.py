@@ -95,20 +95,33 @@ def buffer_bytes(buffer: object) -> int:
     return sum(a.nbytes for a in buffer_arrays(buffer))
 
 
-def memray_attribution(path: Path) -> "dict[str, int]":
-    """Bytes live at memray's high-water mark, by allocation site: buffer constructors, torch (models and
-    optimizer), and the rest."""
-    from memray import FileReader
+def _site(record) -> str:
+    """The group a memray record's allocation site belongs to: buffer constructors, torch, or other."""
+    files = [frame[1].replace("\\", "/") for frame in record.stack_trace()]
+    if any(f.endswith(b) for f in files for b in BUFFER_FILES):
+        return "buffer"
+    return "torch" if any("/torch/" in f for f in files) else "other"
 
-    groups = {"buffer": 0, "torch": 0, "other": 0}
+
+def memray_attribution(path: Path, arrays: "list[np.ndarray]") -> "dict[str, int]":
+    """What memray saw allocated, in bytes: at its high-water mark by allocation site (``buffer``: the buffer
+    constructors, ``torch``: models and optimizer, ``other``), ``peak``, and ``buffer_arrays``: the
+    allocations still live at the addresses of the buffer's ``arrays`` (the rest of ``buffer`` is Python
+    objects and per-dimension spec vectors, a fixed few KB per buffer)."""
+    from memray import AllocatorType, FileReader
+
+    releases = {AllocatorType.FREE, AllocatorType.PYMALLOC_FREE, AllocatorType.MUNMAP}
+    wanted = {a.ctypes.data for a in arrays}
+    groups = {"buffer": 0, "buffer_arrays": 0, "torch": 0, "other": 0}
     with FileReader(path) as reader:
         for record in reader.get_high_watermark_allocation_records(merge_threads=True):
-            files = [frame[1].replace("\\", "/") for frame in record.stack_trace()]
-            if any(f.endswith(b) for f in files for b in BUFFER_FILES):
-                groups["buffer"] += record.size
-            elif any("/torch/" in f for f in files):
-                groups["torch"] += record.size
-            else:
-                groups["other"] += record.size
+            groups[_site(record)] += record.size
+        live = {}
+        for record in reader.get_allocation_records():
+            if record.allocator in releases:
+                live.pop(record.address, None)
+            elif record.address in wanted:
+                live[record.address] = record
+        groups["buffer_arrays"] = sum(r.size for r in live.values() if _site(r) == "buffer")
         groups["peak"] = reader.metadata.peak_memory
     return groups

@@ -9,7 +9,8 @@ from planner.table import render
 from validation.compare import Check
 from validation.predict import Prediction
 
-COLORS = {"baseline": "black", "quantized": "#3b75af"}
+COLORS = {"baseline": "black", "quantized": "#1f4e79"}  # predictions; measurements in a lighter shade
+LIGHT = {"baseline": "#a0a0a0", "quantized": "#8fbbe3"}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -28,7 +29,7 @@ def _fmt(value: "float | None", bytes_: bool = True) -> str:
 def table(checks: "list[Check]") -> str:
     rows = [[c.run, c.quantity, _fmt(c.predicted), _fmt(c.measured),
              "-" if c.error is None else f"{100 * c.error:+.2f}%",
-             "exact" if c.tolerance == 0 else f"{100 * c.tolerance:g}%", c.verdict] for c in checks]
+             c.tolerance_text, c.verdict] for c in checks]
     return render(rows, ["run", "quantity", "predicted", "measured", "error", "tolerance", "verdict"])
 
 
@@ -61,19 +62,21 @@ def plot_memory(out: Path, predictions: "dict[str, Prediction]") -> Path:
 
     fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
     for name, prediction in predictions.items():
-        series = [r for r in read_timeseries(out / name) if r["phase"] not in ("start", "imports")]
+        series = [r for r in read_timeseries(out / name) if r["phase"] not in ("start", "imports", "env_made")]
         if not series:
             continue
-        color = COLORS[prediction.config.storage]
+        storage = prediction.config.storage
         steps = [int(r["step"]) for r in series]
-        ax.plot(steps, [int(r["rss_bytes"]) / 1e6 for r in series], color=color, linewidth=1.2,
+        ax.plot(steps, [int(r["rss_bytes"]) / 1e6 for r in series], color=LIGHT[storage], linewidth=1.2,
                 label=f"{name}: measured RSS (psutil)")
-        grid = sorted(set(steps) | {0, max(steps)})
-        ax.plot(grid, [prediction.rss_at(s) / 1e6 for s in grid], color=color, linestyle="--", linewidth=1.5,
-                label=f"{name}: predicted (runtime + models + optimizer + committed buffer)")
+        first = prediction.config.first_update_step
+        grid = sorted(set(steps) | {0, 1, max(steps), first - 1, first})
+        ax.plot(grid, [prediction.rss_at(s) / 1e6 for s in grid], color=COLORS[storage], linestyle="--",
+                linewidth=1.8, zorder=3, label=f"{name}: predicted")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("memory (MB = 10^6 B)")
-    ax.set_title("Predicted vs measured memory")
+    ax.set_title("Predicted vs measured memory\n(predicted: calibrated runtime + models + committed buffer, "
+                 "+ optimizer state from the first update)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -83,22 +86,33 @@ def plot_memory(out: Path, predictions: "dict[str, Prediction]") -> Path:
     return path
 
 
-def plot_returns(out: Path, names: "list[str]", storages: "dict[str, str]") -> Path:
+def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
+    """Episode returns over steps, each run's episodes as dots and their moving average (10 episodes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
-    for name in names:
+    for name, prediction in predictions.items():
         path = out / name / "returns.csv"
         if not path.exists():
             continue
         with open(path) as handle:
             rows = list(csv.DictReader(handle))
-        if rows:
-            ax.plot([int(r["step"]) for r in rows], [float(r["episode_return"]) for r in rows], ".", markersize=3,
-                    alpha=0.5, color=COLORS[storages[name]], label=f"{name} episodes")
+        if not rows:
+            continue
+        color = COLORS[prediction.config.storage]
+        steps = np.array([int(r["step"]) for r in rows])
+        returns = np.array([float(r["episode_return"]) for r in rows])
+        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=LIGHT[prediction.config.storage],
+                label=f"{name} episodes")
+        window = min(10, len(returns))
+        mean = np.convolve(returns, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], mean, color=color, linewidth=1.8, label=f"{name}, mean of {window} episodes")
+    first = next(iter(predictions.values())).config.first_update_step
+    ax.axvline(first, color="grey", linestyle=":", linewidth=1, label="first update")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.set_title("Learning curves")

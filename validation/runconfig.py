@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict, dataclass
 
-from planner.envs import lookup_env
+from planner.envs import lookup_env, training_id
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec
 
@@ -33,13 +33,23 @@ class RunConfig:
     def name(self) -> str:
         return f"{self.algo}-{self.storage}"
 
+    @property
+    def learning_starts(self) -> int:
+        """SAC's learning_starts: the whole buffer with ``fill``, else 100 steps."""
+        return self.buffer_size if self.fill else 100
+
+    @property
+    def first_update_step(self) -> int:
+        """The environment step after which the first gradient update runs."""
+        return self.learning_starts + 1 if self.algo == "sac" else self.buffer_size
+
     def quant(self) -> QuantSpec:
         """The width the buffers use: the exact level count (equal to Eq. 6 at b = 127)."""
         return QuantSpec.create(self.decimals, self.clamp, rule="exact")
 
     def run_spec(self) -> RunSpec:
-        """The planner's view of this run: SB3 as is, or our packed layout."""
-        dims = lookup_env(self.env_id)
+        """The planner's view of this run: SB3 as is, or our packed layout, on the env it trains on."""
+        dims = lookup_env(training_id(self.env_id))
         layout = "sb3" if self.storage == "baseline" else "packed"
         return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, layout=layout,
                        quant=self.quant() if self.storage == "quantized" else None,

@@ -1,13 +1,15 @@
 """``planner validate``: real SB3 training, baseline and quantized, measured against the prediction."""
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from planner.commands.options import count
-from planner.envs import lookup_env
+from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
-from planner.fit import DEFAULT_BUFFER, PAPER_DECIMALS
+from planner.paper import PAPER_DECIMALS
+from planner.runspec import DEFAULT_BUFFER
 
 STORAGES = ("baseline", "quantized")
 
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", choices=STORAGES, action="append", help="run only these (default: both)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fill", action="store_true", help="SAC: fill the buffer by acting before training")
-    p.add_argument("--memray", action="store_true", help="trace the model and buffer construction with memray")
+    p.add_argument("--memray", action=argparse.BooleanOptionalAction, default=True,
+                   help="trace the model and buffer construction with memray, in a process of its own (default: on)")
     p.add_argument("--sample-ms", type=float, default=20.0, help="psutil sampling period (default 20 ms)")
     p.add_argument("--force", action="store_true", help="run even if the prediction exceeds the profile's budget")
     p.add_argument("--out", help="report folder (default runs/validate-ENV-ALGO-TIME)")
@@ -33,7 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lookup_env(args.env)
+    trained = training_id(args.env)
+    if trained != args.env:
+        dims = lookup_env(trained)
+        print(f"{args.env} needs mujoco-py: training on {trained} (obs {dims.obs_dim}, action {dims.action_dim}), "
+              "and the prediction uses its dimensions", file=sys.stderr)
+    if args.steps < 1:
+        raise PlannerError(f"--steps must be at least 1, got {args.steps}")
     decimals = PAPER_DECIMALS[args.algo] if args.decimals is None else args.decimals
+    buffer_size = DEFAULT_BUFFER[args.algo] if args.buffer_size is None else args.buffer_size
     if not 1 <= args.sample_ms <= 1000:
         raise PlannerError(f"--sample-ms must be between 1 and 1000, got {args.sample_ms:g}")
     profile = None
@@ -46,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from validation.harness import Validation, configs, summary, validate
 
     storages = tuple(dict.fromkeys(args.storage or STORAGES))
-    job = Validation(configs(args.env, args.algo, args.steps, args.buffer_size or DEFAULT_BUFFER[args.algo], decimals,
-                             args.clamp, args.seed, args.fill, args.memray, storages, args.sample_ms),
-                     out, profile, args.force)
+    job = Validation(configs(args.env, args.algo, args.steps, buffer_size, decimals, args.clamp, args.seed, args.fill,
+                             args.memray, storages, args.sample_ms), out, profile, args.force)
     for config in job.configs:
-        config.quant()  # a bad m/b is one line before anything runs
+        config.run_spec()  # a bad size, m or b is one line before anything runs
     report, checks = validate(job)
     print(summary(report, checks))
     print(f"report: {out}/report.json")
