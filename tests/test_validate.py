@@ -128,6 +128,10 @@ def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--sample-ms", "0"], "--sample-ms"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "-m", "-1"], "decimals"),
     (["--env", "Hopper-v5", "--algo", "dqn", "--steps", "10"], "invalid choice"),
+    (["--env", "Hopper-v5", "--algo", "sac", "--steps", "0"], "--steps must be at least 1"),
+    (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--buffer-size", "0"], "buffer-size"),
+    (["--env", "Hopper-v5", "--algo", "ppo", "--steps", "10", "--buffer-size", "inf"], "buffer-size"),
+    (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--profile", "no-such-device"], "no-such-device"),
 ])
 def test_validate_bad_input(planner_cli, args, fragment):
     r = planner_cli("validate", *args)
