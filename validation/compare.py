@@ -60,7 +60,7 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
               memray["buffer_arrays"] if memray else None, BUFFER_TOL, "" if memray else "run with --memray"),
         Check(name, "buffer bytes: planner vs memray, everything the buffer constructor allocated", buffer,
               memray["buffer"] if memray else None, BUFFER_TOL,
-              f"{memray['buffer'] - memray['buffer_arrays']:,} B of Python objects and spec vectors beyond the arrays"
+              f"{memray['buffer'] - memray['buffer_arrays']:,} B beyond the arrays (Python objects, spec vectors)"
               if memray else "run with --memray", OBJECTS_ALLOWANCE),
         Check(name, "buffer bytes: planner vs committed pages of its arrays when full (pagemap)", buffer,
               measured.get("buffer_resident_full"), BUFFER_TOL, "" if full else "buffer never full: use --fill"),
