@@ -15,6 +15,7 @@ from pathlib import Path
 
 from planner.envs import training_id
 from validation.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
+from validation.report import write_json
 from validation.runconfig import RunConfig
 
 
@@ -36,9 +37,7 @@ class RunLog:
 
     def write(self) -> None:
         self.data["measured"]["peak_rss_bytes"] = self.sampler.peak_rss
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
 
 def build_model(config: RunConfig, env):

@@ -2,9 +2,9 @@
 
 import csv
 import json
-import os
 from pathlib import Path
 
+from planner.output import write_atomic
 from planner.table import render
 from validation.compare import Check
 from validation.predict import Prediction
@@ -15,9 +15,7 @@ LIGHT = {"baseline": "#a0a0a0", "quantized": "#8fbbe3"}
 
 def write_json(path: Path, data: dict) -> None:
     """Atomically: a reader never sees half a report."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str).encode(), "--out")
 
 
 def _fmt(value: "float | None", bytes_: bool = True) -> str:
@@ -103,14 +101,14 @@ def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
             rows = list(csv.DictReader(handle))
         if not rows:
             continue
-        color = COLORS[prediction.config.storage]
+        storage = prediction.config.storage
         steps = np.array([int(r["step"]) for r in rows])
         returns = np.array([float(r["episode_return"]) for r in rows])
-        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=LIGHT[prediction.config.storage],
-                label=f"{name} episodes")
+        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=LIGHT[storage], label=f"{name} episodes")
         window = min(10, len(returns))
         mean = np.convolve(returns, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], mean, color=color, linewidth=1.8, label=f"{name}, mean of {window} episodes")
+        ax.plot(steps[window - 1:], mean, color=COLORS[storage], linewidth=1.8,
+                label=f"{name}, mean of {window} episodes")
     first = next(iter(predictions.values())).config.first_update_step
     ax.axvline(first, color="grey", linestyle=":", linewidth=1, label="first update")
     ax.set_xlabel("environment steps")
