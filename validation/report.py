@@ -3,25 +3,35 @@
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planner.output import write_atomic
 from planner.table import render
 from validation.compare import Check
 from validation.predict import Prediction
 
-COLORS = {"baseline": "black", "quantized": "#1f4e79"}  # predictions; measurements in a lighter shade
-LIGHT = {"baseline": "#a0a0a0", "quantized": "#8fbbe3"}
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# Per storage: (prediction, measurement in a lighter shade). Unknown storage names get a colour of
+# matplotlib's cycle, as does a run whose storage colour an earlier run in the same figure already took.
+COLORS = {"baseline": "black", "sb3": "black", "quantized": "#1f4e79", "packed": "#1f4e79"}
+LIGHT = {"baseline": "#a0a0a0", "sb3": "#a0a0a0", "quantized": "#8fbbe3", "packed": "#8fbbe3"}
+FAIL_RED = "#c0392b"
+PASS_GREEN = "#1e7b34"
+HIDDEN_PHASES = ("start", "imports", "env_made")  # before the model exists: not on the memory plot
 
 
 def write_json(path: Path, data: dict) -> None:
     """Atomically: a reader never sees half a report."""
-    write_atomic(path, json.dumps(data, indent=2, default=str).encode(), "--out")
+    write_atomic(path, json.dumps(data, indent=2, default=str).encode(), "out")
 
 
-def _fmt(value: "float | None", bytes_: bool = True) -> str:
+def _fmt(value: "float | None") -> str:
+    """Bytes as MB (10^6 B), three decimals; "-" for a missing figure."""
     if value is None:
         return "-"
-    return f"{value / 1e6:,.3f} MB" if bytes_ else f"{value:,.3f}"
+    return f"{value / 1e6:,.3f} MB"
 
 
 def table(checks: "list[Check]") -> str:
@@ -51,36 +61,176 @@ def merge_timeseries(out: Path, names: "list[str]") -> Path:
     return path
 
 
-def plot_memory(out: Path, predictions: "dict[str, Prediction]") -> Path:
-    """Measured RSS over steps beside the predicted curve, one colour per run."""
+def _lighter(color: str, amount: float = 0.55) -> str:
+    """``color`` mixed with white: the measurement's shade of a prediction's colour."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    return to_hex(tuple(c + (1 - c) * amount for c in to_rgb(color)))
+
+
+def run_colors(predictions: "dict[str, Prediction]") -> "dict[str, tuple[str, str]]":
+    """(prediction colour, measurement colour) per run: its storage's pair from COLORS / LIGHT, else (an
+    unknown storage name, or a storage an earlier run already shows) the next colour of matplotlib's cycle
+    and a lighter shade of it."""
+    import itertools
+
     import matplotlib
+    from matplotlib.colors import to_hex, to_rgb
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def distinct(color: str) -> bool:  # not a near-copy of a storage's colour (C0 of "packed"), nor failure red
+        return all(sum((a - b) ** 2 for a, b in zip(to_rgb(color), to_rgb(c))) > 0.1
+                   for c in (*COLORS.values(), FAIL_RED))
 
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    cycle = [entry["color"] for entry in matplotlib.rcParams["axes.prop_cycle"] if "color" in entry]
+    spare = itertools.cycle([c for c in cycle if distinct(c)] or cycle or [f"C{i}" for i in range(10)])
+    taken, out = set(), {}
     for name, prediction in predictions.items():
-        series = [r for r in read_timeseries(out / name) if r["phase"] not in ("start", "imports", "env_made")]
+        storage = prediction.config.storage
+        dark = COLORS.get(storage)
+        if dark is not None and dark not in taken:
+            light = LIGHT.get(storage) or _lighter(dark)
+        else:
+            dark = to_hex(next(spare))
+            light = _lighter(dark)
+        taken.add(dark)
+        out[name] = (dark, light)
+    return out
+
+
+def failed_checks(checks: "list[Check] | tuple") -> "dict[str, list[Check]]":
+    """The checks whose verdict is FAIL, by run, in the order given."""
+    failed: dict[str, list[Check]] = {}
+    for check in checks:
+        if check.verdict == "FAIL":
+            failed.setdefault(check.run, []).append(check)
+    return failed
+
+
+def _failures_label(count: int) -> str:
+    return f"({count} check{'' if count == 1 else 's'} failed)"
+
+
+def _checks_summary(checks: "list[Check]", width: int = 46) -> "tuple[str, bool] | None":
+    """The text of the verdict box and whether it reports failures; None when no checks were given."""
+    import textwrap
+
+    if not checks:
+        return None
+    failed = failed_checks(checks)
+    unjudged = sum(c.verdict == "n/a" for c in checks)
+    na = f"\n({unjudged} n/a: not measured in this run)" if unjudged else ""
+    if not failed:
+        judged = len(checks) - unjudged
+        return (f"all {judged} checks pass{na}" if judged else f"no check judged{na}"), False
+    total = sum(len(v) for v in failed.values())
+    detailed, shown, cap = total <= 6, 0, 12  # many failures: the quantities only, and at most ``cap``
+    lines = [f"{total} of {len(checks)} checks FAILED"]
+    for run, run_failed in failed.items():
+        if shown == cap:
+            break
+        lines.append(f"{run} {_failures_label(len(run_failed))}:")
+        for check in run_failed[:cap - shown]:
+            text = check.quantity
+            if detailed:
+                error = "" if check.error is None else f", {100 * check.error:+.2f}%"
+                text += (f": predicted {_fmt(check.predicted)}, measured {_fmt(check.measured)}"
+                         f"{error} (tolerance {check.tolerance_text})")
+            lines.append(textwrap.fill(text, width, initial_indent=" \u2022 ", subsequent_indent="    "))
+            shown += 1
+    if shown < total:
+        lines.append(f"... and {total - shown} more (see report.json)")
+    return "\n".join(lines) + na, True
+
+
+def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = ()) -> "Figure":
+    """The memory plot as a matplotlib Figure (Agg canvas attached; not saved). Top: the whole process's
+    RSS from 0, measured (psutil, light solid) beside predicted (dark dashed), per run. Bottom: the growth
+    above the built model (RSS minus its value once the model was built, against the prediction minus the
+    prediction at the same point): the buffer filling, then optimizer state and the training runtime from
+    the first update. To the right, off the data: the legend and the checks' verdicts (a red box listing
+    the failed quantities per run, else a green "all N checks pass"; nothing when no checks are given);
+    the legend entry of a run with a failed check is red and says how many failed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    checks = list(checks)
+    failed = failed_checks(checks)
+    colors = run_colors(predictions)
+    fig = Figure(figsize=(12.5, 8.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 2, width_ratios=(3, 1.15))
+    whole = fig.add_subplot(grid[0, 0])
+    growth = fig.add_subplot(grid[1, 0], sharex=whole)
+    key, verdicts = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
+    for side in (key, verdicts):
+        side.set_axis_off()
+    firsts, failed_labels, top = set(), set(), 0
+    for name, prediction in predictions.items():
+        series = [r for r in read_timeseries(out / name) if r["phase"] not in HIDDEN_PHASES]
         if not series:
             continue
-        storage = prediction.config.storage
+        dark, light = colors[name]
         steps = [int(r["step"]) for r in series]
-        ax.plot(steps, [int(r["rss_bytes"]) / 1e6 for r in series], color=LIGHT[storage], linewidth=1.2,
-                label=f"{name}: measured RSS (psutil)")
+        rss = [int(r["rss_bytes"]) for r in series]
+        built = next((r for r in series if r["phase"] == "model_built"), series[0])
+        measured_base = int(built["rss_bytes"])
+        predicted_base = prediction.rss_at(int(built["step"]), "built")
         first = prediction.config.first_update_step
-        grid = sorted(set(steps) | {0, 1, max(steps), first - 1, first})
-        ax.plot(grid, [prediction.rss_at(s) / 1e6 for s in grid], color=COLORS[storage], linestyle="--",
-                linewidth=1.8, zorder=3, label=f"{name}: predicted")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("memory (MB = 10^6 B)")
-    ax.set_title("Predicted vs measured memory\n(predicted: calibrated runtime + models + committed buffer, "
-                 "+ optimizer state from the first update)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+        firsts.add(first)
+        points = sorted(set(steps) | {0, 1, max(steps), first - 1, first})
+        predicted = [prediction.rss_at(s) for s in points]
+        top = max(top, *rss, *predicted)
+        label = f"{name}: measured RSS (psutil)"
+        if name in failed:
+            label += " " + _failures_label(len(failed[name]))
+            failed_labels.add(label)
+        whole.plot(steps, [v / 1e6 for v in rss], color=light, linewidth=2.6, label=label)
+        whole.plot(points, [v / 1e6 for v in predicted], color=dark, linestyle="--", linewidth=1.8, zorder=3,
+                   label=f"{name}: predicted")
+        growth.plot(steps, [(v - measured_base) / 1e6 for v in rss], color=light, linewidth=2.6)
+        growth.plot(points, [(v - predicted_base) / 1e6 for v in predicted], color=dark, linestyle="--",
+                    linewidth=1.8, zorder=3)
+    for i, first in enumerate(sorted(firsts)):
+        for ax in (whole, growth):
+            ax.axvline(first, color="grey", linestyle=":", linewidth=1,
+                       label="first gradient update" if (ax is whole and i == 0) else None)
+    growth.axhline(0, color="0.55", linewidth=0.8)
+    whole.set_ylim(0, 1.1 * top / 1e6 if top else None)  # from 0: a 1 MB difference looks like one
+    whole.set_ylabel("process RSS (MB = 10^6 B)")
+    whole.set_title("Whole process, from 0", fontsize=10, loc="left")
+    whole.tick_params(labelbottom=False)
+    growth.set_ylabel("growth above the built model (MB)")
+    growth.set_xlabel("environment steps")
+    growth.set_title("Growth above the built model: the buffer filling, then optimizer state "
+                     "+ training runtime from the first update", fontsize=10, loc="left")
+    growth.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    for ax in (whole, growth):
+        ax.grid(alpha=0.3)
+    fig.suptitle("Predicted vs measured memory (MB = 10^6 B)\npredicted: calibrated runtime + models + "
+                 "committed buffer, + optimizer state from the first update", fontsize=11)
+    handles, labels = whole.get_legend_handles_labels()
+    if handles:
+        legend = key.legend(handles, labels, loc="upper left", bbox_to_anchor=(0, 1), borderaxespad=0,
+                            fontsize=8.5, title="solid: measured, dashed: predicted", title_fontsize=8.5,
+                            alignment="left")
+        for text in legend.get_texts():
+            if text.get_text() in failed_labels:
+                text.set_color(FAIL_RED)
+    summary = _checks_summary(checks)
+    if summary is not None:
+        text, bad = summary
+        verdicts.text(0, 1, text, transform=verdicts.transAxes, ha="left", va="top", fontsize=8.5,
+                      color=FAIL_RED if bad else PASS_GREEN, fontweight="normal",
+                      bbox={"boxstyle": "round,pad=0.5", "facecolor": "#fdecea" if bad else "#e9f5ec",
+                            "edgecolor": FAIL_RED if bad else PASS_GREEN})
+    return fig
+
+
+def plot_memory(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = ()) -> Path:
+    """``memory_figure`` written to out/memory.png."""
     path = out / "memory.png"
-    fig.savefig(path)
-    plt.close(fig)
+    memory_figure(out, predictions, checks).savefig(path)
     return path
 
 
@@ -92,8 +242,9 @@ def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    colors = run_colors(predictions)
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
-    for name, prediction in predictions.items():
+    for name in predictions:
         path = out / name / "returns.csv"
         if not path.exists():
             continue
@@ -101,13 +252,13 @@ def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
             rows = list(csv.DictReader(handle))
         if not rows:
             continue
-        storage = prediction.config.storage
+        dark, light = colors[name]
         steps = np.array([int(r["step"]) for r in rows])
         returns = np.array([float(r["episode_return"]) for r in rows])
-        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=LIGHT[storage], label=f"{name} episodes")
+        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=light, label=f"{name} episodes")
         window = min(10, len(returns))
         mean = np.convolve(returns, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], mean, color=COLORS[storage], linewidth=1.8,
+        ax.plot(steps[window - 1:], mean, color=dark, linewidth=1.8,
                 label=f"{name}, mean of {window} episodes")
     first = next(iter(predictions.values())).config.first_update_step
     ax.axvline(first, color="grey", linestyle=":", linewidth=1, label="first update")

@@ -1,0 +1,176 @@
+"""The validation memory plot: whole process from 0, growth above the built model, legends off the data,
+failed checks marked. Real predictions over synthetic run folders (no training)."""
+
+import csv
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.colors
+import pytest
+from matplotlib.text import Text
+
+from validation.compare import Check
+from validation.predict import Prediction, Runtime, predict
+from validation.report import (
+    COLORS,
+    LIGHT,
+    _checks_summary,
+    _fmt,
+    memory_figure,
+    plot_memory,
+    run_colors,
+)
+from validation.runconfig import RunConfig
+
+STORAGES = ("sb3", "packed")  # SB3's buffer as is, and ours
+# calibrated figures of a CPU SAC run on Walker2d (imports + env + torch, then forward passes, then updates)
+RUNTIME = Runtime(built_bytes=343_500_000, acting_bytes=348_600_000, training_bytes=359_500_000)
+PEAK_QUANTITY = "whole-process peak RSS: calibrated runtime + planner vs psutil"
+
+
+def _predictions() -> "dict[str, Prediction]":
+    out = {}
+    for storage in STORAGES:
+        config = RunConfig("Walker2d-v5", "sac", storage, steps=2000, buffer_size=5000, decimals=2, fill=True)
+        out[config.name] = predict(config, RUNTIME)
+    return out
+
+
+def _write_run(out: Path, name: str, prediction: Prediction, offset: int, seed: int) -> None:
+    """A run's timeseries.csv as the child writes it: the predicted curve plus an offset and noise."""
+    rng = random.Random(seed)
+    config = prediction.config
+    end = config.buffer_size + config.steps
+    rows = [(0, "start", 30_000_000), (0, "imports", 250_000_000), (0, "env_made", 300_000_000)]
+    rows += [(0, "model_built", prediction.rss_at(0, "built"))] * 5
+    rows += [(s, "acting", prediction.rss_at(s)) for s in range(1, config.buffer_size, 100)]
+    rows += [(config.buffer_size, "buffer_full", prediction.rss_at(config.buffer_size, "built"))]
+    rows += [(s, "training_starts", prediction.rss_at(s)) for s in range(config.first_update_step, end, 50)]
+    rows += [(end, "end", prediction.rss_at(end))]
+    (out / name).mkdir(parents=True)
+    with open(out / name / "timeseries.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t_s", "step", "phase", "rss_bytes", "uss_bytes"])
+        for i, (step, phase, rss) in enumerate(rows):
+            rss = rss + (offset + rng.randint(-50_000, 50_000) if phase not in ("start", "imports", "env_made") else 0)
+            writer.writerow([f"{0.02 * i:.4f}", step, phase, rss, rss - 40_000_000])
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> "tuple[Path, dict[str, Prediction]]":
+    predictions = _predictions()
+    for i, (name, prediction) in enumerate(predictions.items()):
+        _write_run(tmp_path, name, prediction, offset=300_000 * (i + 1), seed=i)
+    return tmp_path, predictions
+
+
+def _passing(predictions: "dict[str, Prediction]") -> "list[Check]":
+    return [Check(name, PEAK_QUANTITY, p.peak_bytes, p.peak_bytes + 200_000, 0.05) for name, p in predictions.items()]
+
+
+def _data_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.axison]
+
+
+def _texts(fig) -> "list[str]":
+    """Every text in the figure, whitespace (line wrapping) collapsed."""
+    return [" ".join(t.get_text().split()) for t in fig.findobj(Text) if t.get_text()]
+
+
+def test_main_axis_starts_at_zero_and_growth_panel_starts_at_the_built_model(runs):
+    out, predictions = runs
+    fig = memory_figure(out, predictions, _passing(predictions))
+    whole, growth = _data_axes(fig)
+    assert whole.get_ylim()[0] == 0
+    assert whole.get_ylim()[1] > RUNTIME.training_bytes / 1e6
+    assert "MB = 10^6 B" in whole.get_ylabel()
+    assert "growth above" in growth.get_ylabel() and "(MB)" in growth.get_ylabel()
+    assert len(whole.lines) >= 2 * len(predictions) and len(growth.lines) >= 2 * len(predictions)
+    # growth curves (measured, predicted per run) start at 0: their reference is the built model
+    curves = [line for line in growth.lines if len(line.get_xdata()) > 2]
+    assert len(curves) == 2 * len(predictions)
+    for line in curves:
+        assert line.get_ydata()[0] == pytest.approx(0)
+    # the predicted growth ends at the buffer plus optimizer state plus the training runtime's extra
+    prediction = next(iter(predictions.values()))
+    expected = (prediction.rss_at(prediction.config.buffer_size + prediction.config.steps)
+                - prediction.rss_at(0, "built")) / 1e6
+    assert curves[1].get_ydata()[-1] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_legends_and_verdicts_sit_off_the_data(runs, failing):
+    out, predictions = runs
+    checks = _passing(predictions)
+    if failing:
+        checks.append(Check(next(iter(predictions)), PEAK_QUANTITY, 400e6, 480e6, 0.05))
+    fig = memory_figure(out, predictions, checks)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    boxes = [t.get_bbox_patch() for t in fig.findobj(Text) if t.get_bbox_patch() is not None]
+    assert legends and boxes
+    for ax in _data_axes(fig):
+        area = ax.get_window_extent(renderer)
+        for artist in legends + boxes:
+            assert not artist.get_window_extent(renderer).overlaps(area), artist
+
+
+def test_failed_check_is_marked(runs):
+    out, predictions = runs
+    failing = next(iter(predictions))
+    quantity = "RSS growth while the buffer fills from 10 % to full: planner vs psutil"
+    checks = _passing(predictions) + [Check(failing, quantity, 1.2e6, 1.5e6, 0.01)]
+    texts = " | ".join(_texts(memory_figure(out, predictions, checks)))
+    assert quantity in texts
+    assert "FAILED" in texts and "checks pass" not in texts
+    assert f"{failing}: measured RSS (psutil) (1 check failed)" in texts
+    other = [name for name in predictions if name != failing]
+    assert all(f"{name}: measured RSS (psutil) (" not in texts for name in other)
+
+
+def test_all_pass_says_so_and_no_checks_say_nothing(runs):
+    out, predictions = runs
+    texts = " | ".join(_texts(memory_figure(out, predictions, _passing(predictions))))
+    assert f"all {len(predictions)} checks pass" in texts and "FAILED" not in texts
+    texts = " | ".join(_texts(memory_figure(out, predictions)))
+    assert "checks pass" not in texts and "FAILED" not in texts
+
+
+def test_plot_memory_writes_the_png(runs):
+    out, predictions = runs
+    path = plot_memory(out, predictions, _passing(predictions))
+    assert path == out / "memory.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    path.unlink()
+    assert plot_memory(out, predictions) == path and path.stat().st_size > 10_000  # without checks, as before
+
+
+def test_colours_for_any_storage_name():
+    def runs(*storages):
+        return {f"run{i}": SimpleNamespace(config=SimpleNamespace(storage=s)) for i, s in enumerate(storages)}
+
+    known = [s for s in COLORS if s in STORAGES] or list(COLORS)[:1]
+    colors = run_colors(runs(known[0], "mystery", known[0], "another"))
+    assert colors["run0"] == (COLORS[known[0]], LIGHT[known[0]])
+    darks = [dark for dark, _ in colors.values()]
+    assert len(set(darks)) == 4  # an unknown name, or a storage shown already, gets a colour of its own
+    for dark, light in colors.values():
+        assert matplotlib.colors.is_color_like(dark) and matplotlib.colors.is_color_like(light)
+
+
+def test_many_failures_list_the_quantities_up_to_a_cap():
+    checks = [Check(f"run{i % 2}", f"quantity {i}", 100e6, 200e6, 0.05) for i in range(14)]
+    text, bad = _checks_summary(checks)
+    assert bad and text.startswith("14 of 14 checks FAILED")
+    assert "quantity 0" in text and "predicted" not in text  # many: the quantities only
+    assert text.count("\u2022") == 12 and "... and 2 more (see report.json)" in text
+    assert _checks_summary([]) is None
+    assert _checks_summary([Check("run0", "q", 1e6, None, 0.01)]) == (
+        "no check judged\n(1 n/a: not measured in this run)", False)
+
+
+def test_fmt_is_megabytes():
+    assert _fmt(None) == "-"
+    assert _fmt(1_234_567) == "1.235 MB"
