@@ -23,6 +23,7 @@ import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from planner.defaults import CLAMP
 from planner.footprint import RunSpec, footprint
 from planner.quantization import QuantSpec
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
@@ -55,7 +56,7 @@ def median_us(times: "list[float]") -> float:
 def bench_replay(rows: int, sample_calls: int) -> None:
     env, stream = humanoid_stream(5_000)
     sb3 = ReplayBuffer(rows, env.observation_space, env.action_space, "cpu")
-    ours = QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2, clamp=127)
+    ours = QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2, clamp=CLAMP)
     add_times: "dict[str, list[float]]" = {"sb3": [], "ours": []}
     for i in range(rows):
         item = stream[i % len(stream)]
@@ -76,10 +77,10 @@ def bench_replay(rows: int, sample_calls: int) -> None:
         print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f}")
     sb3_bytes = sum(getattr(sb3, n).nbytes for n in ("observations", "next_observations", "actions", "rewards",
                                                      "dones", "timeouts"))
-    quant = QuantSpec.create(2, 127)
-    authors = footprint(RunSpec("sac", 348, 17, rows, layout="just-round", quant=quant)).buffer_bytes
+    quant = QuantSpec.create(2, CLAMP)
+    authors = footprint(RunSpec("sac", 348, 17, rows, storage="just-round", quant=quant)).buffer_bytes
     ours_bytes = ours.memory_bytes()
-    million = footprint(RunSpec("sac", 348, 17, 1_000_000, layout="packed", quant=quant)).buffer_bytes
+    million = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="packed", quant=quant)).buffer_bytes
     print(f"\nreplay memory per transition (m=2, b=127, {ours.code_spec.bits} bits): "
           f"SB3 default {sb3_bytes / rows:,.1f} B, authors' uint16 layout {authors / rows:,.1f} B, "
           f"ours {ours_bytes / rows:,.2f} B (measured nbytes)")
@@ -91,10 +92,10 @@ def bench_replay(rows: int, sample_calls: int) -> None:
 
 def make(algo: str, env_id: str, quantized: bool):
     if algo == "sac":
-        kwargs = dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=dict(decimals=2, clamp=127))
+        kwargs = dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=dict(decimals=2, clamp=CLAMP))
         return SAC("MlpPolicy", env_id, buffer_size=100_000, learning_starts=100, seed=0, device="cpu",
                    **(kwargs if quantized else {}))
-    kwargs = dict(rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=dict(decimals=1, clamp=127))
+    kwargs = dict(rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=dict(decimals=1, clamp=CLAMP))
     return PPO("MlpPolicy", env_id, seed=0, device="cpu", **(kwargs if quantized else {}))
 
 

@@ -4,6 +4,7 @@ The names below load on first use (PEP 562), so ``import cython_core.layout`` (w
 imports) never loads the compiled extension ``cython_core._kernels`` (built by ``pip install .``).
 
 >>> import numpy as np
+>>> from cython_core import CodeSpec, gather_unpack, quantize_pack
 >>> spec = CodeSpec.uniform(4, decimals=2, clamp=127.0)
 >>> storage = np.zeros((10, spec.row_words), dtype=np.uint64)
 >>> quantize_pack(np.array([[0.123, -5.0, 300.0, 1.005]]), storage, np.array([3]), spec)

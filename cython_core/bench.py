@@ -24,13 +24,6 @@ import numpy as np
 from cython_core import CodeSpec, PackedRows, gather_unpack, quantize_pack
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> "None":
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _positive(text: str) -> int:
     try:
         value = int(float(text))
@@ -160,7 +153,9 @@ def report(fig: "dict[str, float]") -> str:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    parser = _Parser(prog="python -m cython_core.bench", description=__doc__.split("\n\n")[0])
+    from planner.cli import Parser  # the project's one-line usage errors (this script only; the core never does)
+
+    parser = Parser(prog="python -m cython_core.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=_positive, default=200_000, help="rows in each buffer (default 200,000)")
     parser.add_argument("--dim", type=_positive, default=348, help="values per row (default 348, Humanoid-v5)")
     parser.add_argument("--batch", type=_positive, default=256, help="rows per sampled batch (default 256)")

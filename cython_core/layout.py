@@ -1,4 +1,4 @@
-"""Packed-row geometry, shared by the planner's `packed` layout and the compiled storage.
+"""Packed-row geometry and code widths, shared by the planner's ``packed`` storage and the compiled storage.
 
 Pure Python on purpose: the planner imports this module, never the compiled kernels.
 A row of ``dim`` codes of ``bits`` bits is packed little-endian into whole 64-bit words,
@@ -8,19 +8,35 @@ so that any row can be read at random.
 656
 >>> packed_row_padding_bits(348, 15)
 28
+>>> bits_for_levels(25_401)  # m = 2, b = 127: 2 * 12,700 + 1 levels
+15
 """
 
 WORD_BITS = 64
 WORD_BYTES = 8
+MAX_BITS = 32  # widest code a row holds (codes are decoded through 32-bit lanes)
+MAX_DECIMALS = 15  # 10^15 is the largest power of ten a float64 holds exactly
+
+
+def check_bits(bits: int) -> int:
+    """``bits`` if it is a whole number in 1..MAX_BITS, else ValueError."""
+    if isinstance(bits, bool) or not hasattr(bits, "__index__") or not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be a whole number in 1..{MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def bits_for_levels(levels: int) -> int:
+    """The tight code width for ``levels`` distinct codes: ceil(log2(levels)), at least 1."""
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    return max(1, (int(levels) - 1).bit_length())
 
 
 def packed_row_words(dim: int, bits: int) -> int:
     """64-bit words one packed row of ``dim`` codes of ``bits`` bits occupies."""
     if dim < 1:
         raise ValueError(f"dim must be >= 1, got {dim}")
-    if not 1 <= bits <= 32:
-        raise ValueError(f"bits must be in 1..32, got {bits}")
-    return -(-dim * bits // WORD_BITS)
+    return -(-dim * check_bits(bits) // WORD_BITS)
 
 
 def packed_row_bytes(dim: int, bits: int) -> int:

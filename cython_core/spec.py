@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from cython_core.layout import packed_row_bytes, packed_row_padding_bits, packed_row_words
+from cython_core.layout import (
+    MAX_BITS,
+    MAX_DECIMALS,
+    bits_for_levels,
+    check_bits,
+    packed_row_bytes,
+    packed_row_padding_bits,
+    packed_row_words,
+)
 
 ROUNDINGS = ("half_even",)
 NONFINITE_POLICIES = ("error", "code")
@@ -33,7 +41,8 @@ def _vector(name: str, value: Any, dim: "int | None") -> np.ndarray:
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array (one value per dimension), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got a non-finite value at dimension {int(np.argmin(np.isfinite(arr)))}")
+        raise ValueError(f"{name} must be finite, got a non-finite value at dimension "
+                         f"{int(np.argmin(np.isfinite(arr)))}")
     arr.setflags(write=False)
     return arr
 
@@ -44,7 +53,7 @@ def _first(mask: np.ndarray) -> int:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class CodeSpec:
-    """Per-dimension clamp [lo, hi], scale and code width ``bits`` (1..32); see the module docstring.
+    """Per-dimension clamp [lo, hi], scale and code width ``bits`` (1..MAX_BITS); see the module docstring.
 
     >>> spec = CodeSpec.per_dim(lo=[-1.0, 0.0], hi=[1.0, 10.0], scale=[10.0, 1.0])
     >>> spec.bits, spec.offset.tolist()
@@ -73,20 +82,21 @@ class CodeSpec:
             raise ValueError(f"scale must be > 0 in every dimension; dimension {_first(scale <= 0)} has scale <= 0")
         too_big = (np.abs(lo * scale) >= MAX_SCALED) | (np.abs(hi * scale) >= MAX_SCALED)
         if np.any(too_big):
-            raise ValueError(f"lo*scale and hi*scale must be below 2**51 in magnitude; dimension {_first(too_big)} is not")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 32:
-            raise ValueError(f"bits must be a whole number in 1..32, got {self.bits!r}")
+            raise ValueError("lo*scale and hi*scale must be below 2**51 in magnitude; "
+                             f"dimension {_first(too_big)} is not")
+        check_bits(self.bits)
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if self.nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
         code = self.nonfinite_code
         if isinstance(code, bool) or not isinstance(code, (int, np.integer)) or not 0 <= code < 2**int(self.bits):
-            raise ValueError(f"nonfinite_code must be a whole number in 0..2**bits - 1 = {2**int(self.bits) - 1}, got {code!r}")
+            raise ValueError(f"nonfinite_code must be a whole number in 0..2**bits - 1 = {2**int(self.bits) - 1}, "
+                             f"got {code!r}")
         offset = np.rint(lo * scale).astype(np.int64)
         top = np.rint(hi * scale).astype(np.int64) - offset  # the largest code of each dimension
         if int(top.max()) >= 2**int(self.bits):
-            need = int(top.max()).bit_length()
+            need = bits_for_levels(int(top.max()) + 1)
             raise ValueError(f"bits={self.bits} cannot hold the {int(top.max()) + 1:,} levels of dimension "
                              f"{int(top.argmax())} (needs >= {need} bits)")
         inv_scale = 1.0 / scale
@@ -97,13 +107,14 @@ class CodeSpec:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def uniform(cls, dim: int, decimals: int = 2, clamp: float = 127.0, bits: "int | None" = None,
+    def uniform(cls, dim: int, decimals: int, clamp: float, bits: "int | None" = None,
                 **policy: Any) -> "CodeSpec":
         """round(clamp(x, -clamp, clamp), decimals) in every one of ``dim`` dimensions."""
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a whole number >= 1, got {dim!r}")
-        if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)) or not 0 <= decimals <= 15:
-            raise ValueError(f"decimals must be a whole number in 0..15, got {decimals!r}")
+        if (isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer))
+                or not 0 <= decimals <= MAX_DECIMALS):
+            raise ValueError(f"decimals must be a whole number in 0..{MAX_DECIMALS}, got {decimals!r}")
         clamp = float(clamp)
         return cls.per_dim(np.full(dim, -clamp), np.full(dim, clamp), np.full(dim, 10.0**decimals), bits, **policy)
 
@@ -111,8 +122,7 @@ class CodeSpec:
     def per_dim(cls, lo: Any, hi: Any, scale: Any, bits: "int | None" = None, **policy: Any) -> "CodeSpec":
         """Per-dimension bounds and scales; ``bits=None`` takes the tight width for the most levels."""
         if bits is None:
-            probe = cls(lo, hi, scale, 32)  # validates, computes the level count
-            bits = max(1, (probe.levels - 1).bit_length())
+            bits = bits_for_levels(cls(lo, hi, scale, MAX_BITS).levels)  # validates, counts the levels
         return cls(lo, hi, scale, bits, **policy)
 
     @classmethod

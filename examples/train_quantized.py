@@ -12,9 +12,8 @@ import argparse
 import sys
 import time
 
+from planner.defaults import CLAMP, PAPER_DECIMALS
 from planner.errors import PlannerError
-
-DECIMALS = {"sac": 2, "ppo": 1}
 
 
 def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: float) -> None:
@@ -25,7 +24,7 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     from planner.quantization import QuantSpec
     from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, QuantizeObservation
 
-    quant_kwargs = dict(decimals=DECIMALS[algo], clamp=clamp)
+    quant_kwargs = dict(decimals=PAPER_DECIMALS[algo], clamp=clamp)
     wrapper = dict(wrapper_class=QuantizeObservation, wrapper_kwargs=quant_kwargs) if act_on_quantized else {}
     env = make_vec_env(env_id, n_envs=1, seed=0, **wrapper)
     if len(env.action_space.shape) != 1 or len(env.observation_space.shape) != 1:
@@ -42,9 +41,9 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     model.learn(steps)
     elapsed = time.perf_counter() - start
     buf = model.replay_buffer if algo == "sac" else model.rollout_buffer
-    quant = QuantSpec.create(DECIMALS[algo], clamp, bits=buf.code_spec.bits)
+    quant = QuantSpec.create(PAPER_DECIMALS[algo], clamp, bits=buf.code_spec.bits)
     predicted = footprint(RunSpec(algo, env.observation_space.shape[0], env.action_space.shape[0], capacity,
-                                  layout="packed", quant=quant)).buffer_bytes
+                                  storage="packed", quant=quant)).buffer_bytes
     stats = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                       for k, v in buf.quantization_stats().items())
     verdict = "equal" if predicted == buf.memory_bytes() else "DIFFERENT"
@@ -59,7 +58,7 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--env", nargs="+", default=["Walker2d-v5", "Hopper-v5"],
                         help="gymnasium env ids with 1-D Box observations and actions")
     parser.add_argument("--steps", type=int, default=300, help="environment steps per run (default 300)")
-    parser.add_argument("--clamp", type=float, default=127.0, help="symmetric clamp b (default 127)")
+    parser.add_argument("--clamp", type=float, default=CLAMP, help=f"symmetric clamp b (default {CLAMP:g})")
     parser.add_argument("--act-on-quantized", action="store_true", help="the policy acts on quantized observations")
     args = parser.parse_args(argv)
     if args.steps < 2:

@@ -1,6 +1,7 @@
 """The ``planner`` command: estimate, reproduce, fit, profiles, validate.
 
-Every user error ends as one line on stderr and exit status 2.
+Every user error ends as one line on stderr and exit status 2. Library errors name the parameter
+at fault; here each is said as the flag that set it.
 """
 
 import argparse
@@ -10,29 +11,70 @@ import sys
 from planner.errors import PlannerError
 
 COMMANDS = ("estimate", "reproduce", "fit", "profiles", "validate")
+DISTRIBUTION = "justround-planner"
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what and where) and exit status 2."""
 
     def error(self, message: str) -> "None":
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (running from a source checkout, not installed)"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: looks the installed version up only when asked (the lookup costs start-up time)."""
+
+    def __init__(self, option_strings: "list[str]", dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit(0)
+
+
+def _flags(parser: argparse.ArgumentParser, inherited: "dict[str, str]") -> None:
+    """Record on every parser which flag sets each parameter (its longest option string)."""
+    flags = dict(inherited)
+    for action in parser._actions:
+        if action.option_strings:
+            flags[action.dest] = max(action.option_strings, key=len)
+    parser.set_defaults(_flags=flags)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _flags(sub, flags)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="planner", description="Will this RL training run fit in my robot's memory?")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="planner", description="Will this RL training run fit in my robot's memory, and at which "
+                                                "precision? Sizes: MB = 10^6 B, MiB = 2^20 B.")
+    parser.add_argument("--version", action=VersionAction)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"planner.commands.{name}").register(sub)
+    _flags(parser, {})
     return parser
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except PlannerError as exc:
-        print(f"planner {args.command}: error: {exc}", file=sys.stderr)
+        print(f"planner {args.command}: error: {exc.for_flags(args._flags)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

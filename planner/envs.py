@@ -1,7 +1,9 @@
 """Environment catalog: observation and action dimensions of the MuJoCo locomotion tasks.
 
 The paper's ``-v3`` ids need mujoco-py, which current gymnasium cannot load, so their dimensions
-are listed here (facts.md section 5); other ids are looked up through gymnasium when installed.
+are listed here (gymnasium's MuJoCo documentation); other ids are looked up through gymnasium
+when installed. Ant: v3 has 27 + 84 contact forces; v4 drops the contact forces (111 with
+``use_contact_forces=True``); v5 keeps them but not the root body's ``cfrc_ext``.
 
 >>> lookup_env("Ant-v3").obs_dim
 111
@@ -19,7 +21,10 @@ class EnvDims:
     action_dim: int
     obs_dtype: str = "float64"
     action_dtype: str = "float32"
-    note: str = ""
+
+    def as_dict(self) -> dict:
+        return {"id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype}
 
 
 _DIMS = {  # name: ({version: obs_dim}, action_dim)
@@ -29,14 +34,9 @@ _DIMS = {  # name: ({version: obs_dim}, action_dim)
     "Ant": ({"v3": 111, "v4": 27, "v5": 105}, 8),
     "Humanoid": ({"v3": 376, "v4": 376, "v5": 348}, 17),
 }
-_NOTES = {
-    "Ant-v3": "27 + 84 contact forces",
-    "Ant-v4": "111 with use_contact_forces=True",
-    "Ant-v5": "default: contact forces on, cfrc_ext of the root body excluded",
-}
 
 CATALOG = {
-    f"{name}-{version}": EnvDims(f"{name}-{version}", obs, action_dim, note=_NOTES.get(f"{name}-{version}", ""))
+    f"{name}-{version}": EnvDims(f"{name}-{version}", obs, action_dim)
     for name, (versions, action_dim) in _DIMS.items()
     for version, obs in versions.items()
 }
@@ -55,15 +55,18 @@ def lookup_env(env_id: str) -> EnvDims:
     try:
         import gymnasium
     except ImportError:
-        raise PlannerError(f"unknown env {env_id!r}: known without gymnasium: {known}") from None
+        raise PlannerError(f"env {env_id!r} is unknown: known without gymnasium: {known}", "env") from None
     try:
         env = gymnasium.make(env_id)
     except Exception as exc:  # gymnasium raises several types for unknown or unloadable ids
-        raise PlannerError(f"unknown env {env_id!r} ({type(exc).__name__}: {exc}); known offline: {known}") from None
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise PlannerError(f"env {env_id!r} cannot be made ({type(exc).__name__}: {first_line}); "
+                           f"known offline: {known}", "env") from None
     try:
         obs_space, act_space = env.observation_space, env.action_space
         if obs_space.shape is None or len(obs_space.shape) != 1 or act_space.shape is None:
-            raise PlannerError(f"env {env_id!r} has a non-vector observation or action space; give --obs-dim/--action-dim")
+            raise PlannerError(f"env {env_id!r} has a non-vector observation or action space; give obs_dim and "
+                               "action_dim instead", "env")
         action_dim = act_space.shape[0] if act_space.shape else 1
         return EnvDims(env_id, obs_space.shape[0], action_dim, str(obs_space.dtype), str(act_space.dtype))
     finally:

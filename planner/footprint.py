@@ -1,15 +1,16 @@
 """Footprint = models + optimizer state + buffer, broken down per component and per field (Eq. 1 and 3).
 
->>> fp = footprint(RunSpec("sac", obs_dim=348, action_dim=17, buffer_size=1_000_000, layout="sb3"))
+>>> fp = footprint(RunSpec("sac", obs_dim=348, action_dim=17, buffer_size=1_000_000, storage="sb3"))
 >>> fp.buffer_bytes
 5648000000
 """
 
 from dataclasses import dataclass
 
-from planner.layouts import Field, buffer_fields
+from planner.layouts import Field
 from planner.networks import Network, sb3_models
 from planner.runspec import DTYPE_BYTES, RunSpec
+from planner.storages import buffer_fields
 
 ADAM_MOMENTS = 2
 
@@ -82,6 +83,6 @@ def model_components(networks: "tuple[Network, ...]", param_dtype: str, optimize
 
 
 def footprint(spec: RunSpec) -> Footprint:
-    """The predicted memory of ``spec``: SB3's default networks plus the buffer of ``spec.layout``."""
+    """The predicted memory of ``spec``: SB3's networks plus the buffer ``spec.storage`` allocates."""
     networks = sb3_models(spec.algo, spec.obs_dim, spec.action_dim, spec.net, spec.trunk)
     return Footprint(model_components(networks, spec.param_dtype, spec.optimizer), buffer_fields(spec))

@@ -1,18 +1,21 @@
-"""Named buffer layouts as explicit field lists: what each storage scheme allocates, field by field.
+"""Buffer layouts as explicit field lists: what each storage allocates, field by field.
 
-- ``paper64``: the paper's Section III accounting, (s, a, r) all float64.
-- ``sb3``: stable-baselines3 2.9 as it allocates (facts.md section 4); ``sb3-optimize`` is its
-  ReplayBuffer with ``optimize_memory_usage=True`` (no next_observations).
-- ``just-round``: the authors' published buffers, observations as uint16.
-- ``packed``: our k-bit packed rows (observations stored once; episode-end next observations in a
-  small side store), exactly what ``validation.buffers`` allocates.
-- ``figure2``: the accounting behind the paper's Figure 2 ratios (see ``figure2_fields``).
+One function per storage of :mod:`planner.storages` (which names them, labels them and says which
+buffer class implements them):
+
+- ``paper64_fields``: the paper's Section III accounting, (s, a, r) all float64.
+- ``sb3_fields``: stable-baselines3 2.9 as it allocates; with ``optimize_memory_usage=True`` its
+  ReplayBuffer keeps no next_observations.
+- ``just_round_fields``: the authors' published buffers, observations as uint16.
+- ``packed_fields``: our k-bit packed rows (observations stored once; episode-end next observations
+  in a small side store), exactly what ``validation.buffers`` allocates.
+- ``figure2_fields``: the accounting behind the paper's Figure 2 ratios.
 """
 
 from dataclasses import dataclass, replace
 
 from cython_core.layout import packed_row_bytes, packed_row_padding_bits
-from planner.errors import PlannerError
+from planner.defaults import CLAMP
 from planner.runspec import DTYPE_BYTES, RunSpec
 
 F32 = "float32"
@@ -48,7 +51,8 @@ class Field:
 
 def dtype_field(name: str, rows: int, values: int, dtype: str, observation: bool = False) -> Field:
     """``rows`` x ``values`` elements of ``dtype``."""
-    return Field(name, rows, values * DTYPE_BYTES[dtype] * 8, f"{values} x {dtype}" if values > 1 else dtype, observation)
+    return Field(name, rows, values * DTYPE_BYTES[dtype] * 8, f"{values} x {dtype}" if values > 1 else dtype,
+                 observation)
 
 
 def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False) -> Field:
@@ -69,11 +73,6 @@ def terminal_capacity(spec: RunSpec) -> int:
     if spec.terminal_capacity is not None:
         return spec.terminal_capacity
     return default_terminal_capacity(spec.rows, spec.n_envs)
-
-
-def _need_quant(spec: RunSpec) -> None:
-    if spec.quant is None:
-        raise PlannerError(f"layout {spec.layout!r} stores quantized observations: give --decimals (and --clamp/--bits)")
 
 
 def paper64_fields(spec: RunSpec) -> "tuple[Field, ...]":
@@ -104,18 +103,22 @@ def sb3_fields(spec: RunSpec, optimize_memory_usage: bool = False) -> "tuple[Fie
     rows = spec.rows
     obs = dtype_field("observations", rows, spec.obs_dim, spec.obs_dtype, True)
     if not spec.is_replay:
-        if optimize_memory_usage:
-            raise PlannerError("layout 'sb3-optimize' applies to replay buffers (sac, td3), not to ppo")
         return (obs, *_rollout_tail(spec, spec.action_dtype))
     next_obs = () if optimize_memory_usage else (
         dtype_field("next_observations", rows, spec.obs_dim, spec.obs_dtype, True),)
     return (obs, *next_obs, *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
 
 
+def just_round_limits(spec: RunSpec) -> "str | None":
+    """The authors' uint16 codes hold 7 integer bits and hundredths: m <= 2 and b <= 127."""
+    quant = spec.quant
+    if quant.decimals > 2 or quant.clamp > CLAMP:
+        return (f"(uint16: 7 integer bits, hundredths) holds decimals <= 2 and clamp <= {CLAMP:g}, "
+                f"got m={quant.decimals}, b={quant.clamp:g}")
+    return None
+
+
 def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
-    _need_quant(spec)
-    if spec.quant.decimals > 2 or spec.quant.clamp > 127:
-        raise PlannerError("layout 'just-round' (uint16: 7 integer bits, hundredths) holds m <= 2 and b <= 127 only")
     rows = spec.rows
     obs = dtype_field("observations", rows, spec.obs_dim, "uint16", True)
     if not spec.is_replay:
@@ -125,7 +128,6 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
 
 
 def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
-    _need_quant(spec)
     rows, bits = spec.rows, spec.quant.bits
     obs = packed_field("observations", rows, spec.obs_dim, bits)
     if not spec.is_replay:
@@ -156,34 +158,3 @@ def figure2_fields(spec: RunSpec) -> "tuple[Field, ...]":
     scalars = ("rewards", "dones") if spec.is_replay else tuple(f"scalar_{i}" for i in range(FIGURE2_PPO_SCALARS))
     return (obs, dtype_field("actions", rows, spec.action_dim, F32),
             *(dtype_field(name, rows, 1, F32) for name in scalars))
-
-
-LAYOUTS = {
-    "paper64": paper64_fields,
-    "sb3": sb3_fields,
-    "sb3-optimize": lambda spec: sb3_fields(spec, optimize_memory_usage=True),
-    "just-round": just_round_fields,
-    "packed": packed_fields,
-    "figure2": figure2_fields,
-}
-QUANTIZED_LAYOUTS = ("just-round", "packed")
-QUANT_OPTIONAL = ("figure2",)  # float64 baseline without a quantization spec, quantized with one
-
-
-def buffer_fields(spec: RunSpec) -> "tuple[Field, ...]":
-    """The fields the buffer of ``spec`` allocates under ``spec.layout``."""
-    if spec.layout not in LAYOUTS:
-        raise PlannerError(f"unknown layout {spec.layout!r} (expected one of {', '.join(LAYOUTS)})")
-    if spec.quant is not None and spec.layout not in QUANTIZED_LAYOUTS + QUANT_OPTIONAL:
-        raise PlannerError(f"layout {spec.layout!r} does not quantize observations: drop --decimals/--bits, or use "
-                           f"one of {', '.join(QUANTIZED_LAYOUTS + QUANT_OPTIONAL)}")
-    return LAYOUTS[spec.layout](spec)
-
-
-def bytes_per_transition(spec: RunSpec) -> float:
-    """Buffer bytes divided by the rows it holds."""
-    return sum(field.bytes for field in buffer_fields(spec)) / spec.rows
-
-
-__all__ = ["Field", "LAYOUTS", "QUANTIZED_LAYOUTS", "buffer_fields", "bytes_per_transition", "default_terminal_capacity",
-           "terminal_capacity"]

@@ -6,9 +6,8 @@
 
 from dataclasses import dataclass
 
+from planner.defaults import NETS
 from planner.errors import PlannerError
-
-DEFAULT_NETS = {"ppo": (64, 64), "sac": (256, 256), "td3": (400, 300)}
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,14 @@ def shared_trunk(n_in: int, trunk: "tuple[int, ...]", heads: "dict[str, tuple[in
             *(Network(name, mlp((width, *sizes), bias)) for name, sizes in heads.items()))
 
 
-def parse_net(text: str, option: str = "--net") -> "tuple[int, ...]":
-    """``"256,256"`` -> (256, 256)."""
+def parse_net(text: str, param: str = "net") -> "tuple[int, ...]":
+    """``"256,256"`` -> (256, 256); errors name ``param``."""
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise PlannerError(f"{option} expects hidden sizes such as 256,256, got {text!r}") from None
+        raise PlannerError(f"{param} expects hidden sizes such as 256,256, got {text!r}", param) from None
     if not sizes or any(size < 1 for size in sizes):
-        raise PlannerError(f"{option} sizes must be positive whole numbers, got {text!r}")
+        raise PlannerError(f"{param} sizes must be positive whole numbers, got {text!r}", param)
     return sizes
 
 
@@ -74,7 +73,7 @@ def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] |
     ``net``: hidden sizes of each MLP (default: SB3's). ``trunk`` (PPO only): hidden layers shared by the
     policy and value nets before their own ``net`` layers, as SB3 < 1.8's ``net_arch=[*trunk, dict(pi=net, vf=net)]``.
     """
-    hidden = DEFAULT_NETS.get(algo, ()) if net is None else tuple(net)
+    hidden = NETS.get(algo, ()) if net is None else tuple(net)
     if algo == "ppo":  # [shared trunk], separate pi and vf MLPs, action head, value head, state-independent log_std
         trunk = tuple(trunk or ())
         last = (obs_dim, *trunk, *hidden)[-1]
@@ -86,8 +85,8 @@ def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] |
             Network("value_head", mlp((last, 1))),
         )
     if trunk:
-        raise PlannerError("a shared trunk applies to ppo (policy and value read the same observation); "
-                           f"{algo}'s critics also take the action")
+        raise PlannerError("trunk applies to ppo (policy and value read the same observation); "
+                           f"{algo}'s critics also take the action", "trunk")
     q_in = obs_dim + action_dim
     if algo == "sac":  # actor latent + mean and log_std heads; two critics and their targets; log(alpha)
         actor = mlp((obs_dim, *hidden)) + mlp(((obs_dim, *hidden)[-1], action_dim)) * 2
@@ -105,7 +104,7 @@ def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] |
             Network("critics", mlp((q_in, *hidden, 1)) * 2),
             Network("critic_targets", mlp((q_in, *hidden, 1)) * 2, trained=False),
         )
-    raise PlannerError(f"unknown algo {algo!r} (expected ppo, sac or td3)")
+    raise PlannerError(f"algo must be one of {', '.join(NETS)}, got {algo!r}", "algo")
 
 
 def miki_teacher() -> "tuple[Network, ...]":

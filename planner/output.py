@@ -1,39 +1,54 @@
-"""Output files (--csv, --plot): refused up front when unusable, written whole or not at all."""
+"""Output files (csv, plot, out): refused up front when unusable, written whole or not at all.
+
+Errors name the parameter (``param``) that gave the path; the CLI says which flag that was.
+"""
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from planner.errors import PlannerError
 
 
-def check_output_path(path: "str | Path", option: str, suffix: "str | None" = None) -> Path:
+def check_output_path(path: "str | Path", param: str, suffix: "str | None" = None) -> Path:
     """Refuse an output path before anything is computed or written."""
     path = Path(path)
     if path.is_dir():
-        raise PlannerError(f"{option} {path}: is a folder, expected a file name")
+        raise PlannerError(f"{param} {path}: is a folder, expected a file name", param)
     if suffix and path.suffix.lower() != suffix:
-        raise PlannerError(f"{option} {path}: expected a {suffix} file name")
+        raise PlannerError(f"{param} {path}: expected a {suffix} file name", param)
     if not path.parent.is_dir():
-        raise PlannerError(f"{option} {path}: folder {path.parent} does not exist")
+        raise PlannerError(f"{param} {path}: folder {path.parent} does not exist", param)
     return path
 
 
-def write_atomic(path: "str | Path", data: bytes, option: str) -> Path:
-    """Write ``data`` to a ``.NAME.partial`` sibling (normal permissions), then rename it over ``path``.
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    On any failure the partial file is removed and ``path`` is left as it was.
+
+def write_atomic(path: "str | Path", data: bytes, param: str) -> Path:
+    """Write ``data`` to a fresh temporary file beside ``path``, then rename it over ``path``.
+
+    The temporary name is unique and created exclusively (never an existing file or a symlink), so
+    concurrent writers never tear each other's files; on any failure it is removed and ``path`` is
+    left as it was. The file gets the usual permissions (0666 less the umask).
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = None
     try:
-        with open(partial, "wb") as handle:
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
         os.replace(partial, path)
+        partial = None
     except OSError as exc:
-        raise PlannerError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+        raise PlannerError(f"{param} {path}: cannot write: {exc.strerror or exc}", param) from None
     finally:
-        with contextlib.suppress(OSError):
-            if partial.is_file():
-                partial.unlink()
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
     return path

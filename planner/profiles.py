@@ -10,6 +10,7 @@ True
 """
 
 import importlib.resources
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +22,18 @@ from planner.units import format_bytes, parse_size
 CLASSES = ("workstation", "mini-pc", "embedded-gpu", "sbc", "microcontroller")
 ARCHES = ("x86_64", "aarch64", "armv7l", "xtensa", "arm-cortex-m4")
 SIZE_KEYS = ("total_memory", "os_reserve", "runtime", "margin")
+BARE_NUMBER = re.compile(r"^\s*[0-9.eE+-]+\s*$")
 # key: (expected type(s), what the message says, required)
 SCHEMA = {
     "name": (str, "a text", True),
     "description": (str, "a text", True),
     "class": (str, f"one of {', '.join(CLASSES)}", True),
     "arch": (str, f"one of {', '.join(ARCHES)}", True),
-    "total_memory": ((int, float, str), "a size such as 4GB or 512MiB", True),
+    "total_memory": ((int, float, str), "a size with a unit such as 4GB or 512MiB", True),
     "gpu_shares_memory": (bool, "true or false", True),
-    "os_reserve": ((int, float, str), "a size such as 1.5GB", True),
-    "runtime": ((int, float, str), "a size such as 1.3GB", True),
-    "margin": ((int, float, str), "a size such as 200MB", True),
+    "os_reserve": ((int, float, str), "a size with a unit such as 1.5GB", True),
+    "runtime": ((int, float, str), "a size with a unit such as 1.3GB", True),
+    "margin": ((int, float, str), "a size with a unit such as 200MB", True),
     "cpu": (str, "a text", True),
     "gpu": ((str, type(None)), "a text or null", False),
     "runs_python": (bool, "true or false", True),
@@ -54,6 +56,10 @@ class Budget:
     @property
     def available(self) -> int:
         return self.total - self.os_reserve - self.runtime - self.margin
+
+    def as_dict(self) -> dict:
+        return {"total_bytes": self.total, "os_reserve_bytes": self.os_reserve, "runtime_bytes": self.runtime,
+                "margin_bytes": self.margin, "available_bytes": self.available}
 
     def rows(self, unit: str = "MB") -> "list[list[str]]":
         return [[name, format_bytes(value, unit)] for name, value in (
@@ -89,6 +95,14 @@ class DeviceProfile:
         """No Python runtime: the device can hold a buffer, not train networks with torch."""
         return not self.runs_python
 
+    def as_dict(self) -> dict:
+        """Every key of the profile, with its budget in bytes (what every JSON output says of a profile)."""
+        return {"name": self.name, "description": self.description, "class": self.device_class, "arch": self.arch,
+                **self.budget().as_dict(), "gpu_shares_memory": self.gpu_shares_memory, "cpu": self.cpu,
+                "gpu": self.gpu, "runs_python": self.runs_python, "runs_torch": self.runs_torch,
+                "buffer_only": self.buffer_only, "runtime_note": self.runtime_note, "notes": self.notes,
+                "source": list(self.source), "path": self.path}
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load, but a key given twice in one mapping is an error instead of the last one winning."""
@@ -104,8 +118,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def builtin_dir() -> Path:
-    """The folder of the shipped profiles (installed as package ``planner.builtin_profiles``)."""
-    return Path(str(importlib.resources.files("planner.builtin_profiles")))
+    """The folder of the shipped profiles: package ``planner.builtin_profiles`` when installed, else
+    ``profiles/`` beside ``planner/`` in a source checkout."""
+    try:
+        return Path(str(importlib.resources.files("planner.builtin_profiles")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "profiles"
 
 
 def builtin_names() -> "list[str]":
@@ -168,10 +186,14 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
         raise _fail(path, "source", "a non-empty list of texts", data["source"])
     sizes = {}
     for key in SIZE_KEYS:
+        value = data[key]
         try:
-            sizes[key] = parse_size(data[key])
+            sizes[key] = parse_size(value)
         except PlannerError:
-            raise _fail(path, key, SCHEMA[key][1], data[key]) from None
+            raise _fail(path, key, SCHEMA[key][1], value) from None
+        if sizes[key] and (isinstance(value, (int, float)) or BARE_NUMBER.match(value)):
+            raise _fail(path, key, f"{SCHEMA[key][1]}; a bare number has no unit (write {value}MB, {value}MiB "
+                                   f"or {value}B)", value)
     if sizes["total_memory"] <= 0:
         raise _fail(path, "total_memory", "a size > 0", data["total_memory"])
     for key in ("os_reserve", "runtime", "margin"):

@@ -1,33 +1,37 @@
 """Observation quantization spec: decimals m, symmetric clamp b, and the bit width per value.
 
 The paper's Eq. 6 counts ``1 + ceil(log2 b) + ceil(m log2 10)`` bits; the exact count of levels
-``2*b*10^m + 1`` needs ``ceil(log2(levels))`` bits. They agree at b = 127 (12 bits at m = 1, 15 at
-m = 2); Eq. 6 undercounts when b is a power of two and overcounts elsewhere (b = 100, m = 1).
+``2*b*10^m + 1`` needs ``ceil(log2(levels))`` bits (the width the packed buffers use). They agree
+at b = 127 (12 bits at m = 1, 15 at m = 2); Eq. 6 undercounts when b is a power of two and
+overcounts elsewhere (b = 100, m = 1).
 
->>> QuantSpec.create(decimals=2, clamp=127).bits
+>>> QuantSpec.create(decimals=2).bits
 15
->>> QuantSpec.create(decimals=1, clamp=100, rule="exact").bits
-11
+>>> QuantSpec.create(decimals=1, clamp=100).bits, QuantSpec.create(decimals=1, clamp=100, rule="eq6").bits
+(11, 12)
 """
 
 import math
 from dataclasses import dataclass
 
+from cython_core.layout import MAX_BITS, MAX_DECIMALS, bits_for_levels
+from planner.defaults import CLAMP, WIDTH_RULE
 from planner.errors import PlannerError
 
-MAX_BITS = 32
-MAX_DECIMALS = 9
-RULES = ("eq6", "exact", "explicit")
+WIDTH_RULES = ("eq6", "exact")
 
 
 def _check(decimals: int, clamp: float) -> None:
     if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= MAX_DECIMALS:
-        raise PlannerError(f"decimals (m) must be a whole number in 0..{MAX_DECIMALS}, got {decimals!r}")
-    if not (isinstance(clamp, (int, float)) and math.isfinite(clamp) and clamp > 0):
-        raise PlannerError(f"clamp (b) must be a finite number > 0, got {clamp!r}")
+        raise PlannerError(f"decimals must be a whole number in 0..{MAX_DECIMALS}, got {decimals!r}", "decimals")
+    if isinstance(clamp, bool) or not (isinstance(clamp, (int, float)) and math.isfinite(clamp) and clamp > 0):
+        raise PlannerError(f"clamp must be a finite number > 0, got {clamp!r}", "clamp")
     if clamp < 10.0**-decimals:
-        raise PlannerError(f"clamp (b) = {clamp:g} is smaller than one quantization step at m={decimals} "
-                           f"(10^-{decimals} = {10.0**-decimals:g}): use b >= {10.0**-decimals:g} or fewer decimals")
+        raise PlannerError(f"clamp = {clamp:g} is smaller than one quantization step at m={decimals} "
+                           f"(10^-{decimals} = {10.0**-decimals:g}): use a larger clamp or fewer decimals", "clamp")
+    if clamp * 10.0**decimals > 2.0 ** (MAX_BITS - 1) - 1:  # 2 * b * 10^m + 1 levels need > MAX_BITS bits
+        raise PlannerError(f"clamp = {clamp:g} at m={decimals} needs more than {MAX_BITS} bits per value: "
+                           "use a smaller clamp or fewer decimals", "clamp")
 
 
 def levels(decimals: int, clamp: float) -> int:
@@ -38,7 +42,7 @@ def levels(decimals: int, clamp: float) -> int:
 
 def exact_bits(decimals: int, clamp: float) -> int:
     """Tight width: ceil(log2(levels))."""
-    return max(1, (levels(decimals, clamp) - 1).bit_length())
+    return bits_for_levels(levels(decimals, clamp))
 
 
 def eq6_bits(decimals: int, clamp: float) -> int:
@@ -59,32 +63,28 @@ class QuantSpec:
     rule: str
 
     @classmethod
-    def create(cls, decimals: int, clamp: float = 127.0, bits: "int | None" = None, rule: str = "eq6") -> "QuantSpec":
-        """Resolve the width by ``rule`` ("eq6" or "exact"), or take ``bits`` as given (checked)."""
+    def create(cls, decimals: int, clamp: float = CLAMP, bits: "int | None" = None,
+               rule: str = WIDTH_RULE) -> "QuantSpec":
+        """Resolve the width by ``rule`` ("exact" or the paper's "eq6"), or take ``bits`` as given (checked)."""
         need = exact_bits(decimals, clamp)
         if bits is not None:
             if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
-                raise PlannerError(f"bits must be a whole number in 1..{MAX_BITS}, got {bits!r}")
+                raise PlannerError(f"bits must be a whole number in 1..{MAX_BITS}, got {bits!r}", "bits")
             if bits < need:
-                raise PlannerError(
-                    f"bits={bits} cannot hold the {levels(decimals, clamp):,} levels of m={decimals}, b={clamp:g} "
-                    f"(needs >= {need} bits)")
+                raise PlannerError(f"bits = {bits} cannot hold the {levels(decimals, clamp):,} levels of m={decimals}, "
+                                   f"b={clamp:g} (needs >= {need} bits)", "bits")
             return cls(decimals, float(clamp), bits, "explicit")
-        if rule not in ("eq6", "exact"):
-            raise PlannerError(f"unknown width rule {rule!r} (expected eq6 or exact)")
+        if rule not in WIDTH_RULES:
+            raise PlannerError(f"width_rule must be one of {', '.join(WIDTH_RULES)}, got {rule!r}", "width_rule")
         width = eq6_bits(decimals, clamp) if rule == "eq6" else need
         if width < need:
-            raise PlannerError(
-                f"Eq. 6 gives {width} bits for m={decimals}, b={clamp:g}, but the {levels(decimals, clamp):,} levels "
-                f"need {need}: use the exact width rule (--width-rule exact) or give --bits")
+            raise PlannerError(f"width_rule eq6 gives {width} bits for m={decimals}, b={clamp:g}, but the "
+                               f"{levels(decimals, clamp):,} levels need {need}: use the exact rule or give bits",
+                               "width_rule")
         if width > MAX_BITS:
-            raise PlannerError(f"m={decimals}, b={clamp:g} needs {width} bits per value; at most {MAX_BITS} are supported")
+            raise PlannerError(f"width_rule eq6 gives {width} bits per value for m={decimals}, b={clamp:g}; at most "
+                               f"{MAX_BITS} are supported", "width_rule")
         return cls(decimals, float(clamp), width, rule)
-
-    @property
-    def step(self) -> float:
-        """Quantization step 10^-m."""
-        return 10.0**-self.decimals
 
     def describe(self) -> str:
         return f"m={self.decimals}, b={self.clamp:g}, {self.bits} bits ({self.rule})"

@@ -15,14 +15,15 @@ def footprint_table(spec: RunSpec, fp: Footprint, unit: str = "MB") -> str:
     quant = f", {spec.quant.describe()}" if spec.quant else ""
     title = (f"{spec.algo.upper()}  obs {spec.obs_dim}  act {spec.action_dim}  "
              f"{'buffer' if spec.is_replay else 'n_steps'} {spec.buffer_size:,} x {spec.n_envs} env  "
-             f"layout {spec.layout}{quant}  params {spec.param_dtype}")
-    rows = [[c.group, c.name, f"{c.bytes:,}", format_bytes(c.bytes, unit), _pct(fp.share(c.bytes)), "-", f"{c.params:,} params"]
-            for c in fp.components]
+             f"storage {spec.storage}{quant}  params {spec.param_dtype}")
+    rows = [[c.group, c.name, f"{c.bytes:,}", format_bytes(c.bytes, unit), _pct(fp.share(c.bytes)), "-",
+             f"{c.params:,} params"] for c in fp.components]
     rows += [["buffer", f.name, f"{f.bytes:,}", format_bytes(f.bytes, unit), _pct(fp.share(f.bytes)),
               _pct(fp.share(f.bytes, fp.buffer_bytes)), f"{f.rows:,} rows x {f.storage}"] for f in fp.fields]
     table = render(rows, ["part", "name", "bytes", unit, "% total", "% buffer", "storage"])
     summary = [["models", f"{fp.models_bytes:,}", format_bytes(fp.models_bytes, unit), _pct(fp.share(fp.models_bytes))],
-               ["optimizer", f"{fp.optimizer_bytes:,}", format_bytes(fp.optimizer_bytes, unit), _pct(fp.share(fp.optimizer_bytes))],
+               ["optimizer", f"{fp.optimizer_bytes:,}", format_bytes(fp.optimizer_bytes, unit),
+                _pct(fp.share(fp.optimizer_bytes))],
                ["buffer", f"{fp.buffer_bytes:,}", format_bytes(fp.buffer_bytes, unit), _pct(fp.share(fp.buffer_bytes))],
                ["  observations", f"{fp.observation_bytes:,}", format_bytes(fp.observation_bytes, unit),
                 _pct(fp.share(fp.observation_bytes))],

@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from planner.defaults import CLAMP
 from planner.envs import lookup_env
 from planner.footprint import Footprint
-from planner.paper import FIGURE2_ENVS, PAPER_CLAMP, figure2_pair, haarnoja, miki
+from planner.paper import FIGURE2_ENVS, figure2_pair, haarnoja, miki
 from planner.quantization import eq6_bits, exact_bits
 
 GROUPS = ("eq6", "miki", "haarnoja", "figure2")
@@ -98,12 +99,12 @@ def claims() -> "list[Claim]":
     humanoid = lookup_env("Humanoid-v3")
     sac_humanoid = lambda: figure2_pair("sac", humanoid.obs_dim, humanoid.action_dim)  # noqa: E731
     return [
-        Claim("eq6", "Eq. 6", "bits at m=1, b=127", 12, "bits", lambda: eq6_bits(1, PAPER_CLAMP), 0),
-        Claim("eq6", "Eq. 6", "bits at m=2, b=127", 15, "bits", lambda: eq6_bits(2, PAPER_CLAMP), 0),
+        Claim("eq6", "Eq. 6", "bits at m=1, b=127", 12, "bits", lambda: eq6_bits(1, CLAMP), 0),
+        Claim("eq6", "Eq. 6", "bits at m=2, b=127", 15, "bits", lambda: eq6_bits(2, CLAMP), 0),
         Claim("eq6", "Eq. 6", "exact level count width, m=1, b=127", 12, "bits",
-              lambda: exact_bits(1, PAPER_CLAMP), 0, note="2,541 levels"),
+              lambda: exact_bits(1, CLAMP), 0, note="2,541 levels"),
         Claim("eq6", "Eq. 6", "exact level count width, m=2, b=127", 15, "bits",
-              lambda: exact_bits(2, PAPER_CLAMP), 0, note="25,401 levels"),
+              lambda: exact_bits(2, CLAMP), 0, note="25,401 levels"),
         Claim("miki", "Miki et al.", "rollout buffer (s, a, r), float64", 27, "MB",
               lambda: _mb(miki().buffer_bytes), 0, ">", "over 27 MB: (391 + 16 + 1) x 8 B x 8,300"),
         Claim("miki", "Miki et al.", "models (3 networks), float64", 1.3, "MB", lambda: _mb(miki().models_bytes), 1,
@@ -157,4 +158,5 @@ def figure2_rows() -> "list[tuple]":
 
 def eq6_differences(decimals=(0, 1, 2, 3), clamps=(1, 10, 100, 127, 128, 255, 256, 1000)) -> "list[tuple]":
     """(m, b, Eq. 6 bits, exact bits) for every grid point where the two disagree."""
-    return [(m, b, eq6_bits(m, b), exact_bits(m, b)) for m in decimals for b in clamps if eq6_bits(m, b) != exact_bits(m, b)]
+    return [(m, b, eq6_bits(m, b), exact_bits(m, b)) for m in decimals for b in clamps
+            if eq6_bits(m, b) != exact_bits(m, b)]

@@ -2,31 +2,32 @@
 
 from dataclasses import dataclass
 
+from planner.defaults import NETS, default_buffer_size, is_on_policy
 from planner.errors import PlannerError
 from planner.quantization import QuantSpec
 
-ALGOS = ("ppo", "sac", "td3")
-DEFAULT_BUFFER = {"ppo": 2048, "sac": 1_000_000, "td3": 1_000_000}  # SB3's n_steps and replay capacity
+ALGOS = tuple(NETS)
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "uint8": 1, "uint16": 2, "int32": 4, "int64": 8}
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: algorithm, dimensions, buffer capacity and how the buffer stores its fields.
+    """One training run: algorithm, dimensions, buffer capacity and the storage that holds the buffer.
 
     ``buffer_size`` is the replay capacity in transitions for SAC/TD3 (SB3: rows per env are
-    ``buffer_size // n_envs``) and ``n_steps`` per env for PPO (rows = n_steps * n_envs).
+    ``buffer_size // n_envs``) and ``n_steps`` per env for PPO (rows = n_steps * n_envs); None
+    takes SB3's default. ``storage`` names an entry of :data:`planner.storages.STORAGES`.
 
-    >>> RunSpec("sac", obs_dim=348, action_dim=17, buffer_size=1_000_000).is_replay
-    True
+    >>> RunSpec("sac", obs_dim=348, action_dim=17).buffer_size
+    1000000
     """
 
     algo: str
     obs_dim: int
     action_dim: int
-    buffer_size: int
+    buffer_size: "int | None" = None
     n_envs: int = 1
-    layout: str = "sb3"
+    storage: str = "sb3"
     quant: "QuantSpec | None" = None
     net: "tuple[int, ...] | None" = None
     trunk: "tuple[int, ...] | None" = None  # PPO: hidden layers shared by policy and value (see sb3_models)
@@ -38,22 +39,28 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
-            raise PlannerError(f"unknown algo {self.algo!r} (expected one of {', '.join(ALGOS)})")
+            raise PlannerError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}", "algo")
+        if self.buffer_size is None:
+            object.__setattr__(self, "buffer_size", default_buffer_size(self.algo))
         for name in ("obs_dim", "action_dim", "buffer_size", "n_envs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                label = "buffer-size (n-steps for ppo)" if name == "buffer_size" and self.algo == "ppo" else name
-                raise PlannerError(f"{label.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+                param = self.size_param if name == "buffer_size" else name
+                raise PlannerError(f"{param} must be a whole number >= 1, got {value!r}", param)
         for name in ("param_dtype", "obs_dtype", "action_dtype"):
             if getattr(self, name) not in DTYPE_BYTES:
-                raise PlannerError(f"unknown {name.replace('_', '-')} {getattr(self, name)!r} "
-                                   f"(expected one of {', '.join(DTYPE_BYTES)})")
+                raise PlannerError(f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {getattr(self, name)!r}", name)
         if self.terminal_capacity is not None and self.terminal_capacity < 1:
-            raise PlannerError(f"terminal-capacity must be >= 1, got {self.terminal_capacity!r}")
+            raise PlannerError(f"terminal_capacity must be >= 1, got {self.terminal_capacity!r}", "terminal_capacity")
 
     @property
     def is_replay(self) -> bool:
-        return self.algo in ("sac", "td3")
+        return not is_on_policy(self.algo)
+
+    @property
+    def size_param(self) -> str:
+        """What ``buffer_size`` means for this algorithm: the replay capacity, or n_steps per env."""
+        return "buffer_size" if self.is_replay else "n_steps"
 
     @property
     def rows(self) -> int:
@@ -61,3 +68,29 @@ class RunSpec:
         if self.is_replay:
             return max(self.buffer_size // self.n_envs, 1) * self.n_envs
         return self.buffer_size * self.n_envs
+
+    def as_dict(self) -> dict:
+        quant = self.quant
+        return {"algo": self.algo, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "buffer_size": self.buffer_size, "n_envs": self.n_envs, "rows": self.rows, "storage": self.storage,
+                "quant": None if quant is None else {"decimals": quant.decimals, "clamp": quant.clamp,
+                                                     "bits": quant.bits, "rule": quant.rule},
+                "net": None if self.net is None else list(self.net),
+                "trunk": None if self.trunk is None else list(self.trunk), "param_dtype": self.param_dtype,
+                "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype}
+
+
+def run_size(algo: str, buffer_size: "int | None", n_steps: "int | None") -> int:
+    """The size a run of ``algo`` takes: ``n_steps`` if on-policy, else ``buffer_size``; SB3's default if None."""
+    size = n_steps if is_on_policy(algo) else buffer_size
+    return default_buffer_size(algo) if size is None else size
+
+
+def check_sizes(algos: "tuple[str, ...]", buffer_size: "int | None", n_steps: "int | None") -> None:
+    """Refuse a size no algorithm of ``algos`` takes (a replay capacity for PPO alone, n_steps for SAC alone)."""
+    if buffer_size is not None and all(is_on_policy(a) for a in algos):
+        raise PlannerError(f"buffer_size is the replay capacity of off-policy algorithms; {', '.join(algos)} "
+                           f"{'take' if len(algos) > 1 else 'takes'} n_steps (per env)", "buffer_size")
+    if n_steps is not None and not any(is_on_policy(a) for a in algos):
+        raise PlannerError(f"n_steps is the rollout length of on-policy algorithms; {', '.join(algos)} "
+                           f"{'take' if len(algos) > 1 else 'takes'} buffer_size (the replay capacity)", "n_steps")

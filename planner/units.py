@@ -18,13 +18,15 @@ UNITS = {
     "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
     "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
 }
+DISPLAY_UNITS = ("B", "KB", "MB", "GB", "KiB", "MiB", "GiB")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 MAX_COUNT = 2**53  # the largest whole number a float holds exactly
 MAX_SIZE = 2**64  # bytes: more than any address space
 
 
 def parse_size(value: "int | float | str") -> int:
-    """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...), at most 2^64."""
+    """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...),
+    at most 2^64."""
     if isinstance(value, bool):
         raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
     if isinstance(value, (int, float)):
@@ -72,3 +74,18 @@ def auto_unit(n: float, binary: bool = False) -> str:
         if abs(n) >= UNITS[name.upper()]:
             return name
     return "B"
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes as a size a profile accepts, in MB to the kilobyte:
+    ``size_text(24_563_453_952)`` is '24563.454MB'."""
+    return f"{n / UNITS['MB']:.3f}MB"
+
+
+def unit_note(unit: str) -> str:
+    """What ``unit`` means, said once under a table: ``MB = 10^6 B``, ``MiB = 2^20 B``."""
+    key = unit.upper()
+    if key == "B":
+        return "B = bytes"
+    size = UNITS[key]
+    return f"{unit} = 2^{size.bit_length() - 1} B" if "I" in key else f"{unit} = 10^{len(str(size)) - 1} B"

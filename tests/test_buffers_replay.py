@@ -169,7 +169,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, buffer
     buf = QuantizedReplayBuffer(buffer_size, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals,
                                 clamp=clamp, bits=bits)
     quant = QuantSpec.create(decimals, clamp, bits=buf.code_spec.bits)
-    predicted = footprint(RunSpec("sac", dim, ACTION_DIM, buffer_size, n_envs, layout="packed", quant=quant))
+    predicted = footprint(RunSpec("sac", dim, ACTION_DIM, buffer_size, n_envs, storage="packed", quant=quant))
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     assert buf.memory_bytes() == predicted.buffer_bytes
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)]
@@ -218,7 +218,7 @@ def test_per_dimension_spec_is_used_as_given():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_steps=0), "n_steps"),
-    (dict(decimals=2, spec=CodeSpec.uniform(4)), "not both"),
+    (dict(decimals=2, spec=CodeSpec.uniform(4, decimals=2, clamp=127.0)), "not both"),
     (dict(decimals=40), "decimals"),
     (dict(buffer_size=3, n_envs=2), ">= 2"),
 ])
@@ -295,7 +295,7 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
     """SB3's replay buffer casts float64 actions to float32 and keeps integer ones; so does the planner."""
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float64)
     buf = QuantizedReplayBuffer(1000, obs_space, act_space, "cpu", decimals=2)
-    spec = RunSpec("sac", 11, action_dim, 1000, layout="packed", quant=QuantSpec.create(2, 127.0),
+    spec = RunSpec("sac", 11, action_dim, 1000, storage="packed", quant=QuantSpec.create(2, 127.0),
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype("float32" if action_dtype == "float64" else action_dtype)

@@ -70,7 +70,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, n_step
     obs_space, act_space = _spaces((dim,))
     buf = QuantizedRolloutBuffer(n_steps, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals, bits=bits)
     quant = QuantSpec.create(decimals, 127.0, bits=buf.code_spec.bits)
-    predicted = footprint(RunSpec("ppo", dim, ACTION_DIM, n_steps, n_envs, layout="packed", quant=quant))
+    predicted = footprint(RunSpec("ppo", dim, ACTION_DIM, n_steps, n_envs, storage="packed", quant=quant))
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.packed_observations.storage]
     assert sum(a.nbytes for a in arrays) == buf.memory_bytes() == predicted.buffer_bytes
@@ -82,7 +82,7 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
     """SB3's rollout buffer stores actions in the action space's dtype; the planner counts them so."""
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float64)
     buf = QuantizedRolloutBuffer(256, obs_space, act_space, "cpu", n_envs=2, decimals=1)
-    spec = RunSpec("ppo", 11, action_dim, 256, 2, layout="packed", quant=QuantSpec.create(1, 127.0),
+    spec = RunSpec("ppo", 11, action_dim, 256, 2, storage="packed", quant=QuantSpec.create(1, 127.0),
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype(action_dtype)

@@ -27,7 +27,7 @@ def test_sac_trains_with_the_quantized_replay_buffer(env_id, tmp_path):
     after = _params(model)
     assert th.isfinite(after).all() and not th.equal(before, after)
     obs_dim, act_dim = model.observation_space.shape[0], model.action_space.shape[0]
-    predicted = footprint(RunSpec("sac", obs_dim, act_dim, 5_000, layout="packed", quant=QuantSpec.create(2, 127)))
+    predicted = footprint(RunSpec("sac", obs_dim, act_dim, 5_000, storage="packed", quant=QuantSpec.create(2, 127)))
     assert buf.memory_bytes() == predicted.buffer_bytes
 
     model.save_replay_buffer(tmp_path / "rb.pkl")

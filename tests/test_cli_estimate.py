@@ -12,7 +12,7 @@ from planner.cli import main
 
 def test_estimate_sb3_humanoid_buffer_bytes(planner_cli):
     r = planner_cli("estimate", "--algo", "sac", "--obs-dim", "348", "--action-dim", "17",
-                    "--buffer-size", "1e6", "--layout", "sb3", "--json")
+                    "--buffer-size", "1e6", "--storage", "sb3", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["buffer_bytes"] == 5_648_000_000
 
@@ -22,18 +22,26 @@ def test_estimate_accepts_underscored_counts_and_env(planner_cli):
     assert json.loads(r.stdout)["buffer_bytes"] == 5_648_000_000
 
 
+def test_estimate_takes_the_papers_m_per_algorithm_as_fit_does(planner_cli):
+    r = planner_cli("estimate", "--algo", "ppo", "--env", "Ant-v3", "--storage", "packed", "--bits", "12", "--json")
+    assert r.returncode == 0, r.stderr  # m = 1 for PPO: 12 bits hold its 2,541 levels
+    assert json.loads(r.stdout)["spec"]["quant"] == {"decimals": 1, "clamp": 127.0, "bits": 12, "rule": "explicit"}
+    r = planner_cli("estimate", "--algo", "sac", "--env", "Ant-v3", "--storage", "packed", "--json")
+    assert json.loads(r.stdout)["spec"]["quant"] == {"decimals": 2, "clamp": 127.0, "bits": 15, "rule": "exact"}
+
+
 def test_estimate_table_names_units(planner_cli):
-    r = planner_cli("estimate", "--algo", "ppo", "--env", "Ant-v3", "--layout", "packed", "-m", "1")
+    r = planner_cli("estimate", "--algo", "ppo", "--env", "Ant-v3", "--storage", "packed", "-m", "1")
     assert r.returncode == 0, r.stderr
     assert "MB" in r.stdout and "% buffer" in r.stdout and "12-bit packed" in r.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--layout", "zip"], "unknown layout 'zip'"),
+    (["--storage", "zip"], "invalid choice: 'zip'"),
     (["--obs-dim", "-5", "--action-dim", "3"], "obs-dim must be"),
-    (["--layout", "packed", "--decimals", "-1"], "decimals (m) must be"),
-    (["--layout", "packed", "--decimals", "2", "--bits", "40"], "bits must be"),
-    (["--env", "NoSuchEnv-v9"], "unknown env 'NoSuchEnv-v9'"),
+    (["--storage", "packed", "--decimals", "-1"], "--decimals must be"),
+    (["--storage", "packed", "--decimals", "2", "--bits", "40"], "bits must be"),
+    (["--env", "NoSuchEnv-v9"], "--env 'NoSuchEnv-v9' cannot be made"),
     (["--buffer-size", "lots"], "expected a whole number"),
     (["--net", "256,x"], "--net"),
     (["--net", ""], "--net expects hidden sizes"),
@@ -42,12 +50,12 @@ def test_estimate_table_names_units(planner_cli):
     (["--buffer-size", "nan"], "no larger than 2^53"),
     (["--buffer-size", "1e400"], "no larger than 2^53"),
     (["--buffer-size", "1e300"], "no larger than 2^53"),
-    (["--env", "Ant-v3", "--obs-dim", "0"], "obs-dim must be a whole number >= 1, got 0"),
-    (["-m", "2"], "layout 'sb3' does not quantize observations"),
-    (["--layout", "paper64", "--bits", "16"], "layout 'paper64' does not quantize observations"),
-    (["--layout", "sb3-optimize", "-m", "1"], "layout 'sb3-optimize' does not quantize observations"),
-    (["--layout", "packed", "-m", "2", "-b", "1e-9"], "smaller than one quantization step at m=2"),
-    (["--trunk", "64"], "shared trunk applies to ppo"),
+    (["--env", "Ant-v3", "--obs-dim", "0"], "--env Ant-v3 gives the dimensions: drop --obs-dim"),
+    (["-m", "2"], "storage sb3 does not quantize observations"),
+    (["--storage", "paper64", "--bits", "16"], "storage paper64 does not quantize observations"),
+    (["--storage", "sb3-optimize", "-m", "1"], "storage sb3-optimize does not quantize observations"),
+    (["--storage", "packed", "-m", "2", "-b", "1e-9"], "smaller than one quantization step at m=2"),
+    (["--trunk", "64"], "--trunk applies to ppo"),
     (["--trunk", "64,"], "--trunk expects hidden sizes"),
 ])
 def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
@@ -63,7 +71,11 @@ def test_bad_input_is_one_line_exit_2(planner_cli, args, fragment):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--buffer-size", "0"], "n-steps for ppo"),
+    (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--n-steps", "0"], "--n-steps must be a whole number"),
+    (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--buffer-size", "100"],
+     "--buffer-size is the replay capacity of off-policy algorithms; ppo takes n_steps"),
+    (["--algo", "sac", "--obs-dim", "17", "--action-dim", "6", "--n-steps", "100"],
+     "--n-steps is the rollout length of on-policy algorithms"),
     (["--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--n-envs", "0"], "n-envs must be"),
 ])
 def test_zero_is_refused_not_replaced_by_the_default(planner_cli, args, fragment):
@@ -80,7 +92,7 @@ def test_unknown_env_without_gymnasium_lists_the_known_ids(monkeypatch, capsys):
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert "unknown env 'NoSuchEnv-v9': known without gymnasium: Ant-v3, Ant-v4" in lines[0]
+    assert "--env 'NoSuchEnv-v9' is unknown: known without gymnasium: Ant-v3, Ant-v4" in lines[0]
     assert "Humanoid-v3" in lines[0] and "Walker2d-v5" in lines[0]
 
 
@@ -110,7 +122,8 @@ def test_estimate_ppo_trunk_json(planner_cli):
 ])
 def test_commands_never_import_heavy_libraries(command):
     code = ("import sys; from planner.cli import main; main(%r); "
-            "heavy = [m for m in ('torch', 'stable_baselines3', 'gymnasium', 'pandas', 'scipy', 'matplotlib', 'mujoco', 'memray') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'stable_baselines3', 'gymnasium', 'pandas', 'scipy', 'matplotlib', "
+            "'mujoco', 'memray') if m in sys.modules]; "
             "print('HEAVY', heavy)" % (command,))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=tempfile.gettempdir())  # outside the tree: the installed package runs

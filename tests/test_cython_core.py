@@ -251,8 +251,8 @@ def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():
 # -- specs -----------------------------------------------------------------------------------------
 
 def test_uniform_spec_widths_match_the_paper():
-    assert CodeSpec.uniform(348, decimals=2).bits == 15
-    assert CodeSpec.uniform(348, decimals=1).bits == 12
+    assert CodeSpec.uniform(348, decimals=2, clamp=127.0).bits == 15
+    assert CodeSpec.uniform(348, decimals=1, clamp=127.0).bits == 12
     assert CodeSpec.uniform(17, decimals=1, clamp=100.0).bits == 11
     assert CodeSpec.uniform(17, decimals=0, clamp=128.0).levels == 257
 
@@ -279,7 +279,7 @@ def test_spec_config_and_pickle_round_trip_and_is_immutable():
 
     spec = make_spec(7, 13, 9, uniform=False)
     assert CodeSpec.from_config(spec.get_config()) == spec
-    uniform = CodeSpec.uniform(348, decimals=1)
+    uniform = CodeSpec.uniform(348, decimals=1, clamp=127.0)
     assert uniform.get_config()["lo"] == -127.0
     assert CodeSpec.from_config(uniform.get_config()) == uniform
     out = np.empty((1, 9), np.float32)
@@ -295,7 +295,7 @@ def test_storage_bytes_match_layout_and_planner(dim, decimals):
     from cython_core.layout import packed_row_bytes
     from planner.layouts import packed_field
 
-    spec = CodeSpec.uniform(dim, decimals=decimals)
+    spec = CodeSpec.uniform(dim, decimals=decimals, clamp=127.0)
     rows = PackedRows(1000, spec)
     assert rows.nbytes == 1000 * packed_row_bytes(dim, spec.bits) == packed_field("obs", 1000, dim, spec.bits).bytes
     assert rows.padding_bytes == 1000 * spec.padding_bits / 8
@@ -308,7 +308,7 @@ def test_storage_bytes_match_layout_and_planner(dim, decimals):
 
 @pytest.mark.parametrize("impl", [cython_core, ref], ids=["compiled", "reference"])
 def test_bad_arguments_are_refused(impl):
-    spec = CodeSpec.uniform(6, decimals=1)
+    spec = CodeSpec.uniform(6, decimals=1, clamp=127.0)
     storage = np.zeros((5, spec.row_words), np.uint64)
     x = np.zeros((2, 6))
     with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
@@ -354,7 +354,7 @@ def test_bad_arguments_are_refused(impl):
 def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
     """The kernel writes ``out`` through its buffer, so a strided, transposed or read-only ``out`` is refused
     and left as it was. (The numpy reference assigns ``out[...] = ...``: it accepts a strided ``out``.)"""
-    spec = CodeSpec.uniform(6, decimals=1)
+    spec = CodeSpec.uniform(6, decimals=1, clamp=127.0)
     storage = np.zeros((5, spec.row_words), np.uint64)
     wide = np.full((2, 12), 7.0, np.float32)
     read_only = np.full((2, 6), 7.0, np.float32)
@@ -366,7 +366,7 @@ def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
 
 
 def test_single_row_forms_and_empty_batches():
-    spec = CodeSpec.uniform(3, decimals=2)
+    spec = CodeSpec.uniform(3, decimals=2, clamp=127.0)
     storage = np.zeros((4, spec.row_words), np.uint64)
     assert quantize_pack(np.array([1.0, 2.0, 300.0], np.float32), storage, 2, spec) == 1
     assert quantize_pack(np.array([1.0, 2.0, 300.0]), storage, [3], spec) == 1
@@ -379,7 +379,7 @@ def test_single_row_forms_and_empty_batches():
 def test_gather_writes_into_a_torch_tensor_without_copy():
     import torch
 
-    spec = CodeSpec.uniform(348, decimals=2)
+    spec = CodeSpec.uniform(348, decimals=2, clamp=127.0)
     rows = PackedRows(50, spec)
     x = np.random.default_rng(0).normal(0, 30, (50, 348))
     rows.encode(x, np.arange(50))
@@ -435,7 +435,7 @@ def seen_halfway(reset, call, halfway, attempts: int = 50) -> bool:
 
 
 def test_big_calls_let_other_python_threads_run_meanwhile():
-    spec = CodeSpec.uniform(348, decimals=2)
+    spec = CodeSpec.uniform(348, decimals=2, clamp=127.0)
     n = 8192  # ~5 ms per quantize_pack call, rows written in order
     x, rows = np.zeros((n, 348), np.float32), np.arange(n)
     storage = np.empty((n, spec.row_words), np.uint64)

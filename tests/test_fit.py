@@ -48,14 +48,14 @@ def test_max_buffer_size_is_exact_to_one_transition(profile_name, dims):
 
 def test_headline_case_sac_needs_quantization_on_jetson_nano():
     result = fit(load_profile("jetson-nano"), 111, 8)
-    rows = {(r.algo, r.storage): r for r in result.rows}
+    rows = {(r.algo, r.storage.name): r for r in result.rows}
     assert rows[("ppo", "sb3")].fits
     assert not rows[("sac", "sb3")].fits
-    assert rows[("sac", "packed")].fits and rows[("sac", "packed")].option.quant.bits == 15
-    assert rows[("ppo", "packed")].option.quant.bits == 12
+    assert rows[("sac", "packed")].fits and rows[("sac", "packed")].spec.quant.bits == 15
+    assert rows[("ppo", "packed")].spec.quant.bits == 12
     assert rows[("sac", "packed")].max_buffer_size > rows[("sac", "sb3")].max_buffer_size * 6
     text = recommendation(result)
-    assert "PPO fits as is" in text and "SAC with SB3's storage" in text
+    assert "PPO fits as is" in text and "SAC in SB3 as is, float64 obs needs" in text
 
 
 def test_microcontroller_counts_the_buffer_alone():
@@ -68,13 +68,15 @@ def test_microcontroller_counts_the_buffer_alone():
 def test_fit_cli_table_json_csv_plot(planner_cli, tmp_path):
     table = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3")
     assert table.returncode == 0, table.stderr
-    assert "available for training" in table.stdout and "max buffer" in table.stdout and "SAC" in table.stdout
+    assert "available for training" in table.stdout and "max size" in table.stdout and "SAC" in table.stdout
     out = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--json",
                       "--csv", str(tmp_path / "fit.csv"), "--plot", str(tmp_path / "fit.png"))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["profile"]["name"] == "jetson-nano"
-    assert data["env"] == {"id": "Ant-v3", "obs_dim": 111, "action_dim": 8}
+    assert data["env"] == {"id": "Ant-v3", "obs_dim": 111, "action_dim": 8, "obs_dtype": "float64",
+                           "action_dtype": "float32"}
+    assert data["profile"] == load_profile("jetson-nano").as_dict()
     assert data["budget_bytes"] == load_profile("jetson-nano").budget().available
     for row in data["rows"]:
         assert {"algo", "storage", "buffer_size", "predicted_bytes", "fits", "max_buffer_size"} <= set(row)
@@ -82,7 +84,7 @@ def test_fit_cli_table_json_csv_plot(planner_cli, tmp_path):
         assert len(list(csv.DictReader(handle))) == len(data["rows"])
     png = tmp_path / "fit.png"
     assert png.stat().st_size > 10_000
-    assert _png_size(png) == (1100, 480)
+    assert _png_size(png) == (1200, 560)
 
 
 def test_fit_all_profiles(planner_cli):
@@ -108,17 +110,16 @@ def test_fit_overrides_change_the_rows(planner_cli):
                     "--n-steps", "1024", "--net", "128,128", "-m", "1", "-b", "10")
     assert r.returncode == 0, r.stderr
     rows = {(row["algo"], row["storage"]): row for row in json.loads(r.stdout)["rows"]}
-    assert set(rows) == {("ppo", "sb3"), ("ppo", "just-round"), ("ppo", "packed"), ("ppo", "packed-exact"),
-                         ("sac", "sb3"), ("sac", "sb3-optimize"), ("sac", "just-round"), ("sac", "packed"),
-                         ("sac", "packed-exact")}
-    # m = 1, b = 10: 201 levels -> 8 bits exact; Eq. 6: 1 + 4 + 4 = 9 bits
-    assert rows[("sac", "packed")]["bits"] == 9 and rows[("sac", "packed-exact")]["bits"] == 8
+    assert set(rows) == {("ppo", "sb3"), ("ppo", "just-round"), ("ppo", "packed"),
+                         ("sac", "sb3"), ("sac", "sb3-optimize"), ("sac", "just-round"), ("sac", "packed")}
+    # m = 1, b = 10: 201 levels -> 8 bits, the exact width the packed buffers use (Eq. 6 would say 9)
+    assert rows[("sac", "packed")]["bits"] == 8 and rows[("sac", "packed")]["label"] == "packed 8-bit, m=1, b=10"
     for (algo, storage), row in rows.items():
         assert row["buffer_size"] == (1024 if algo == "ppo" else 200_000)
         assert row["decimals"] == (None if storage.startswith("sb3") else 1)
-        sb3 = footprint(RunSpec(algo, 111, 8, row["buffer_size"], layout="sb3", net=(128, 128)))
+        sb3 = footprint(RunSpec(algo, 111, 8, row["buffer_size"], storage="sb3", net=(128, 128)))
         assert row["models_bytes"] == sb3.models_bytes + sb3.optimizer_bytes
-    default = footprint(RunSpec("sac", 111, 8, 200_000, layout="sb3"))
+    default = footprint(RunSpec("sac", 111, 8, 200_000, storage="sb3"))
     assert rows[("sac", "sb3")]["models_bytes"] != default.models_bytes + default.optimizer_bytes
 
 
@@ -126,7 +127,7 @@ def test_fit_repeated_algo_counts_once(planner_cli):
     r = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--algo", "ppo", "--algo", "ppo", "--json")
     assert r.returncode == 0, r.stderr
     storages = [row["storage"] for row in json.loads(r.stdout)["rows"]]
-    assert storages == ["sb3", "just-round", "packed", "packed-exact"]
+    assert storages == ["sb3", "just-round", "packed"]
 
 
 def test_fit_profile_by_path(planner_cli, tmp_path):
@@ -165,7 +166,7 @@ def test_fit_plot_without_matplotlib_is_refused_up_front(monkeypatch, capsys, tm
                  "--plot", str(tmp_path / "fit.png")])
     out, err = capsys.readouterr()
     _one_line_error(code, out, err, 'pip install "justround-planner[plot]"')
-    assert "--plot needs matplotlib" in err
+    assert "--plot needs matplotlib" in err  # the library names the parameter, the CLI its flag
     assert list(tmp_path.iterdir()) == []  # nothing written, not even the CSV
 
 
@@ -186,15 +187,20 @@ def test_fit_csv_write_failure_leaves_no_partial_file(monkeypatch, capsys, tmp_p
 @pytest.mark.parametrize("args, fragment", [
     (["--profile", "nope", "--env", "Ant-v3"], "unknown profile 'nope'"),
     (["--profile", "jetson-nano"], "give --env"),
-    (["--profile", "jetson-nano", "--env", "Ant-v9"], "unknown env"),
+    (["--profile", "jetson-nano", "--env", "Ant-v9"], "--env 'Ant-v9' cannot be made"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--plot", "/no/such/dir/x.png"], "does not exist"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--plot", "chart.jpg"], "expected a .png"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "-m", "-2"], "decimals"),
     (["--env", "Ant-v3"], "one of the arguments --profile --all-profiles is required"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "0"], "buffer-size must be a whole number >= 1"),
-    (["--profile", "jetson-nano", "--env", "Ant-v3", "--n-steps", "0"], "(n-steps for ppo) must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--n-steps", "0"], "--n-steps must be a whole number >= 1"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--net", ""], "--net expects hidden sizes"),
-    (["--profile", "jetson-nano", "--env", "Ant-v3", "--obs-dim", "0"], "obs-dim must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--obs-dim", "0", "--action-dim", "3"], "--obs-dim must be a whole number >= 1"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--obs-dim", "5"], "--env Ant-v3 gives the dimensions"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--algo", "ppo", "--buffer-size", "5000"],
+     "--buffer-size is the replay capacity of off-policy algorithms; ppo takes n_steps"),
+    (["--profile", "jetson-nano", "--env", "Ant-v3", "--algo", "sac", "--n-steps", "512"],
+     "--n-steps is the rollout length of on-policy algorithms"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "1e300"], "no larger than 2^53"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "--buffer-size", "inf"], "no larger than 2^53"),
     (["--profile", "jetson-nano", "--env", "Ant-v3", "-m", "2", "-b", "1e-9"], "smaller than one quantization step"),
@@ -210,3 +216,54 @@ def test_fit_bad_input(planner_cli, args, fragment, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr and fragment in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def _figure_texts(fig) -> "list[str]":
+    return [text.get_text() for text in fig.findobj(lambda artist: hasattr(artist, "get_text"))]
+
+
+def test_fit_plot_names_env_and_device_uses_the_table_labels_and_marks_the_largest_size():
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from planner.plot import fit_figure, short_count
+
+    result = fit(load_profile("jetson-nano"), 111, 8, env_id="Ant-v3")
+    fig = fit_figure(result)
+    try:
+        assert "Ant-v3" in fig._suptitle.get_text() and "jetson-nano" in fig._suptitle.get_text()
+        texts = _figure_texts(fig)
+        for axes, rows in zip(fig.axes, result.by_algo().values()):
+            assert [t.get_text() for t in axes.get_xticklabels()] == [textwrap.fill(r.label, 20) for r in rows]
+            notes = [a.get_text() for a in axes.texts]
+            for row in rows:
+                assert any(f"fits up to {short_count(row.max_buffer_size)}" in note for note in notes), row.label
+        assert not any("packed-exact" in text or text == "sb3" for text in texts)  # no internal names
+    finally:
+        plt.close(fig)
+
+
+def test_fit_plot_and_rows_of_a_microcontroller_speak_of_the_buffer_only():
+    import matplotlib.pyplot as plt
+
+    from planner.plot import fit_figure
+
+    result = fit(load_profile("esp32-s3-psram"), 11, 3, env_id="Hopper-v5")
+    for row in result.rows:
+        assert "SB3" not in row.label and row.as_dict()["models_bytes"] is None
+    assert "SB3" not in recommendation(result)
+    fig = fit_figure(result)
+    try:
+        assert "buffer only" in fig._suptitle.get_text()
+        legends = [t.get_text() for axes in fig.axes for t in axes.get_legend().get_texts()]
+        assert "buffer only (no Python runtime)" in legends and "models + optimizer" not in legends
+    finally:
+        plt.close(fig)
+
+
+def test_all_profiles_names_buffer_layouts_for_microcontrollers(planner_cli):
+    r = planner_cli("fit", "--all-profiles", "--env", "Hopper-v5")
+    assert r.returncode == 0, r.stderr
+    esp = next(line for line in r.stdout.splitlines() if line.startswith("esp32-s3-psram"))
+    assert "SB3" not in esp and "float64 obs, unpacked" in esp  # PPO's buffer fits as SB3 lays it out

@@ -4,15 +4,16 @@ from cython_core.layout import packed_row_bytes
 from planner.envs import lookup_env
 from planner.errors import PlannerError
 from planner.footprint import footprint
-from planner.layouts import buffer_fields, terminal_capacity
+from planner.layouts import terminal_capacity
 from planner.networks import sb3_models, shared_trunk
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec
+from planner.storages import buffer_fields
 
 
 def test_sb3_replay_humanoid_v5_matches_sb3_measurement():
     """5,648 B per transition measured in SB3 2.9 on Humanoid-v5 (facts.md section 4)."""
-    fp = footprint(RunSpec("sac", obs_dim=348, action_dim=17, buffer_size=1_000_000, layout="sb3"))
+    fp = footprint(RunSpec("sac", obs_dim=348, action_dim=17, buffer_size=1_000_000, storage="sb3"))
     assert fp.buffer_bytes == 5_648_000_000
 
 
@@ -20,37 +21,38 @@ def test_sb3_replay_humanoid_v5_matches_sb3_measurement():
     ("Walker2d-v5", 308), ("HalfCheetah-v5", 308), ("Ant-v5", 1_724), ("Humanoid-v5", 5_648), ("Humanoid-v4", 6_096)])
 def test_sb3_replay_bytes_per_transition(env, per_transition):
     dims = lookup_env(env)
-    fp = footprint(RunSpec("sac", dims.obs_dim, dims.action_dim, 10_000, layout="sb3"))
+    fp = footprint(RunSpec("sac", dims.obs_dim, dims.action_dim, 10_000, storage="sb3"))
     assert fp.buffer_bytes == per_transition * 10_000
 
 
 def test_sb3_optimize_memory_usage_drops_next_observations():
-    spec = RunSpec("sac", 17, 6, 1000, layout="sb3-optimize")
+    spec = RunSpec("sac", 17, 6, 1000, storage="sb3-optimize")
     assert [f.name for f in buffer_fields(spec)] == ["observations", "actions", "rewards", "dones", "timeouts"]
     assert footprint(spec).buffer_bytes == 1000 * (17 * 8 + 6 * 4 + 12)
 
 
 def test_sb3_replay_rows_follow_buffer_size_floor_division_by_n_envs():
-    spec = RunSpec("sac", 17, 6, 1001, n_envs=4, layout="sb3")
+    spec = RunSpec("sac", 17, 6, 1001, n_envs=4, storage="sb3")
     assert spec.rows == 250 * 4
 
 
 def test_sb3_rollout_layout():
-    spec = RunSpec("ppo", 17, 6, 2048, n_envs=2, layout="sb3")
+    spec = RunSpec("ppo", 17, 6, 2048, n_envs=2, storage="sb3")
     names = [f.name for f in buffer_fields(spec)]
-    assert names == ["observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages"]
+    assert names == ["observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs",
+                     "advantages"]
     assert footprint(spec).buffer_bytes == 2048 * 2 * (17 * 8 + 6 * 4 + 6 * 4)
 
 
 def test_just_round_stores_uint16_observations_twice_for_replay():
-    spec = RunSpec("sac", 376, 17, 1_000_000, layout="just-round", quant=QuantSpec.create(2))
+    spec = RunSpec("sac", 376, 17, 1_000_000, storage="just-round", quant=QuantSpec.create(2))
     fields = {f.name: f.bytes for f in buffer_fields(spec)}
     assert fields["observations"] == fields["next_observations"] == 752_000_000
 
 
 def test_packed_layout_counts_packed_rows_and_side_store():
     quant = QuantSpec.create(2)
-    spec = RunSpec("sac", 348, 17, 200_000, layout="packed", quant=quant)
+    spec = RunSpec("sac", 348, 17, 200_000, storage="packed", quant=quant)
     fields = {f.name: f for f in buffer_fields(spec)}
     assert fields["observations"].bytes == 200_000 * packed_row_bytes(348, 15) == 200_000 * 656
     assert terminal_capacity(spec) == 3125
@@ -61,9 +63,9 @@ def test_packed_layout_counts_packed_rows_and_side_store():
 
 def test_packed_humanoid_replay_is_at_least_7_5x_smaller_than_sb3():
     quant = QuantSpec.create(2)
-    sb3 = footprint(RunSpec("sac", 348, 17, 1_000_000, layout="sb3")).buffer_bytes
-    ours = footprint(RunSpec("sac", 348, 17, 1_000_000, layout="packed", quant=quant)).buffer_bytes
-    authors = footprint(RunSpec("sac", 348, 17, 1_000_000, layout="just-round", quant=quant)).buffer_bytes
+    sb3 = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="sb3")).buffer_bytes
+    ours = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="packed", quant=quant)).buffer_bytes
+    authors = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="just-round", quant=quant)).buffer_bytes
     assert sb3 / ours >= 7.5
     assert authors / ours >= 1.9
 
@@ -87,10 +89,11 @@ def test_shared_trunk_is_counted_once():
 
 def test_ppo_with_a_shared_trunk():
     # PPO, obs 17, action 6, trunk [64] then pi/vf [64]: 1,152 + 2 x 4,160 + (64*6 + 6 + 6 log_std) + 65
-    spec = RunSpec("ppo", 17, 6, 2048, layout="sb3", net=(64,), trunk=(64,))
+    spec = RunSpec("ppo", 17, 6, 2048, storage="sb3", net=(64,), trunk=(64,))
     fp = footprint(spec)
     params = {c.name: c.params for c in fp.components if c.group == "model"}
-    assert params == {"shared_net": 1_152, "policy_net": 4_160, "value_net": 4_160, "action_head": 396, "value_head": 65}
+    assert params == {"shared_net": 1_152, "policy_net": 4_160, "value_net": 4_160, "action_head": 396,
+                      "value_head": 65}
     assert sum(params.values()) == 9_933
     assert fp.models_bytes == 9_933 * 4 and fp.optimizer_bytes == 2 * 9_933 * 4
     # a trunk alone (SB3 < 1.8 net_arch=[64, 64], all shared): heads read the trunk's last layer
@@ -101,12 +104,12 @@ def test_ppo_with_a_shared_trunk():
 
 
 def test_shared_trunk_is_refused_for_replay_algorithms():
-    with pytest.raises(PlannerError, match="shared trunk applies to ppo"):
-        footprint(RunSpec("sac", 17, 6, 100, layout="sb3", trunk=(64,)))
+    with pytest.raises(PlannerError, match="trunk applies to ppo"):
+        footprint(RunSpec("sac", 17, 6, 100, storage="sb3", trunk=(64,)))
 
 
 def test_sac_models_and_adam_state():
-    fp = footprint(RunSpec("sac", 17, 6, 1000, layout="sb3"))
+    fp = footprint(RunSpec("sac", 17, 6, 1000, storage="sb3"))
     names = {c.name: c for c in fp.components}
     assert names["actor"].params == 17 * 256 + 256 + 256 * 256 + 256 + 2 * (256 * 6 + 6)
     assert names["critic_targets"].params == names["critics"].params
@@ -116,27 +119,28 @@ def test_sac_models_and_adam_state():
 
 
 def test_shares_add_up():
-    fp = footprint(RunSpec("ppo", 376, 17, 2048, layout="sb3"))
+    fp = footprint(RunSpec("ppo", 376, 17, 2048, storage="sb3"))
     d = fp.as_dict()
     assert sum(f["share_of_buffer"] for f in d["fields"]) == pytest.approx(1.0)
-    assert sum(c["share_of_total"] for c in d["components"]) + sum(f["share_of_total"] for f in d["fields"]) == pytest.approx(1.0)
+    assert (sum(c["share_of_total"] for c in d["components"])
+            + sum(f["share_of_total"] for f in d["fields"])) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(algo="dqn"), "algo"),
-    (dict(obs_dim=-3), "obs-dim"),
-    (dict(action_dim=0), "action-dim"),
-    (dict(buffer_size=0), "buffer-size"),
-    (dict(layout="zip"), "layout"),
-    (dict(layout="packed"), "decimals"),
-    (dict(algo="ppo", layout="sb3-optimize"), "replay"),
-    (dict(param_dtype="float128"), "param-dtype"),
-    (dict(quant=QuantSpec.create(2)), "layout 'sb3' does not quantize observations"),
-    (dict(layout="paper64", quant=QuantSpec.create(2)), "layout 'paper64' does not quantize observations"),
-    (dict(layout="sb3-optimize", quant=QuantSpec.create(2)), "layout 'sb3-optimize' does not quantize observations"),
-    (dict(algo="ppo", buffer_size=0), "n-steps for ppo"),
+    (dict(obs_dim=-3), "obs_dim must be"),
+    (dict(action_dim=0), "action_dim must be"),
+    (dict(buffer_size=0), "buffer_size must be"),
+    (dict(storage="zip"), "storage must be one of"),
+    (dict(storage="packed"), "decimals"),
+    (dict(algo="ppo", storage="sb3-optimize"), "replay"),
+    (dict(param_dtype="float128"), "param_dtype must be one of"),
+    (dict(quant=QuantSpec.create(2)), "storage sb3 does not quantize observations"),
+    (dict(storage="paper64", quant=QuantSpec.create(2)), "storage paper64 does not quantize observations"),
+    (dict(storage="sb3-optimize", quant=QuantSpec.create(2)), "storage sb3-optimize does not quantize observations"),
+    (dict(algo="ppo", buffer_size=0), "n_steps must be"),
 ])
 def test_bad_specs_raise_planner_error(kwargs, message):
-    base = dict(algo="sac", obs_dim=17, action_dim=6, buffer_size=100, layout="sb3")
+    base = dict(algo="sac", obs_dim=17, action_dim=6, buffer_size=100, storage="sb3")
     with pytest.raises(PlannerError, match=message):
         footprint(RunSpec(**{**base, **kwargs}))

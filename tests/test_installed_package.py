@@ -38,7 +38,8 @@ def _run(target: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_installed_wheel_ships_profiles_and_compiled_core(installed):
     assert len(list((installed / "planner" / "builtin_profiles").glob("*.yaml"))) >= 15
-    assert list((installed / "cython_core").glob("_kernels*.so")) or list((installed / "cython_core").glob("_kernels*.pyd"))
+    assert (list((installed / "cython_core").glob("_kernels*.so"))
+            or list((installed / "cython_core").glob("_kernels*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
 
 
@@ -50,7 +51,7 @@ def test_installed_package_runs_fit_against_shipped_profiles(installed):
     assert listed.returncode == 0 and "crazyflie-2.1" in listed.stdout
     fit = _run(installed, "fit", "--profile", "jetson-nano", "--env", "Ant-v3")
     assert fit.returncode == 0, fit.stderr
-    assert "SAC" in fit.stdout and "max buffer" in fit.stdout
+    assert "SAC" in fit.stdout and "max size" in fit.stdout
 
 
 ROUND_TRIP = """

@@ -66,7 +66,11 @@ def test_a_users_profile_by_path(tmp_path):
     ({"total_memory": None}, "key 'total_memory': expected a size"),
     ({"total_memory": "4 parsecs"}, "key 'total_memory': expected a size"),
     ({"total_memory": "0GB"}, "key 'total_memory': expected a size > 0"),
-    ({"total_memory": -4}, "key 'total_memory': expected a size > 0"),
+    ({"total_memory": "-4GB"}, "key 'total_memory': expected a size"),
+    ({"total_memory": 3072}, "key 'total_memory': expected a size with a unit such as 4GB or 512MiB; a bare number "
+                             "has no unit (write 3072MB, 3072MiB or 3072B)"),
+    ({"total_memory": "3072"}, "a bare number has no unit"),
+    ({"runtime": 1.5}, "key 'runtime': expected a size with a unit such as 1.3GB; a bare number has no unit"),
     ({"os_reserve": "-1GB"}, "key 'os_reserve': expected a size"),
     ({"os_reserve": "5GB"}, "must be smaller than total_memory"),
     ({"runs_python": "yes"}, "key 'runs_python': expected true or false"),
@@ -148,7 +152,8 @@ def test_profiles_cli(planner_cli, tmp_path):
 
 @pytest.mark.parametrize("raw, fragment", [
     (yaml.safe_dump(GOOD) + "runtime: 1GB\n", "key 'runtime' given twice"),
-    (yaml.safe_dump({k: v for k, v in GOOD.items() if k != "margin"}) + "margin: .nan\n", "key 'margin': expected a size"),
+    (yaml.safe_dump({k: v for k, v in GOOD.items() if k != "margin"}) + "margin: .nan\n",
+     "key 'margin': expected a size"),
     (yaml.safe_dump({k: v for k, v in GOOD.items() if k != "margin"}) + "margin: 1e400 GB\n",
      "key 'margin': expected a size"),
 ])

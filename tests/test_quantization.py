@@ -23,8 +23,15 @@ def test_eq6_undercounts_power_of_two_clamp():
 
 def test_eq6_width_refused_when_it_cannot_hold_the_levels():
     with pytest.raises(PlannerError, match="need 9"):
-        QuantSpec.create(0, 128)
-    assert QuantSpec.create(0, 128, rule="exact").bits == 9
+        QuantSpec.create(0, 128, rule="eq6")
+    assert QuantSpec.create(0, 128).bits == 9  # the default width: the exact level count
+
+
+def test_the_default_width_is_what_the_packed_buffers_allocate():
+    from cython_core import CodeSpec
+
+    for m, b in ((1, 100), (2, 127), (0, 128), (3, 10)):
+        assert QuantSpec.create(m, b).bits == CodeSpec.uniform(4, decimals=m, clamp=b).bits
 
 
 def test_explicit_bits_are_checked():
@@ -41,7 +48,9 @@ def test_explicit_bits_are_checked():
     (dict(decimals=1, clamp=float("inf")), "clamp"),
     (dict(decimals=2, bits=40), "bits"),
     (dict(decimals=2, bits=0), "bits"),
-    (dict(decimals=9, clamp=1e6), "at most 32"),
+    (dict(decimals=9, clamp=1e6), "needs more than 32 bits"),
+    (dict(decimals=2, clamp=1e308), "needs more than 32 bits"),
+    (dict(decimals=16), "decimals must be a whole number in 0..15"),
     (dict(decimals=2, clamp=1e-9), "smaller than one quantization step"),
     (dict(decimals=1, clamp=0.09), "smaller than one quantization step"),
 ])

@@ -1,7 +1,10 @@
-"""The README's two set-up commands are what CI runs, word for word."""
+"""The README's two set-up commands are what CI runs, word for word; its output blocks are what the commands print."""
 
 import re
+import shlex
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +24,23 @@ def test_ci_runs_both_readme_setup_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     for command in commands:
         assert command in ci, command
+
+
+def marked_outputs() -> "list[tuple[str, str]]":
+    """(command, output) for each README block introduced by ``<!-- output of: planner ... -->``."""
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"<!-- output of: (planner [^>]*?) -->\n```\n(.*?)```", readme, re.S)
+
+
+def test_the_readme_shows_outputs_checked_below():
+    commands = [command for command, _ in marked_outputs()]
+    assert len(commands) >= 4, commands
+    assert "planner fit --profile jetson-nano --env Ant-v3" in commands
+
+
+@pytest.mark.parametrize("command, shown", marked_outputs(), ids=[c for c, _ in marked_outputs()])
+def test_readme_output_blocks_match_what_the_commands_print(planner_cli, command, shown):
+    done = planner_cli(*shlex.split(command)[1:])
+    assert done.returncode in (0, 1), done.stderr
+    printed = "\n".join(line.rstrip() for line in done.stdout.rstrip("\n").splitlines())
+    assert printed == "\n".join(line.rstrip() for line in shown.rstrip("\n").splitlines())

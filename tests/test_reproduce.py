@@ -97,9 +97,15 @@ def test_verdict_rule_rounds_or_truncates_at_the_stated_digits():
 def test_reproduce_cli_json(planner_cli):
     result = planner_cli("reproduce", "all", "--json")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    rows = data["claims"]
     assert {"source", "quantity", "paper", "computed", "unit", "within_tolerance"} <= set(rows[0])
     assert any(r["source"] == "Miki et al." and r["computed"] == pytest.approx(27.0912) for r in rows)
+    # every per-env Figure 2 row the text table shows, with the same numbers
+    assert [(r["algo"], r["env"], r["obs_dim"], r["action_dim"], r["baseline_bytes"], r["quantized_bytes"],
+             pytest.approx(r["reduction"])) for r in data["figure2"]] == [tuple(row) for row in figure2_rows()]
+    assert len(data["figure2"]) == 8
+    assert {"decimals": 1, "clamp": 100, "eq6_bits": 12, "exact_bits": 11} in data["eq6_differences"]
 
 
 @pytest.mark.parametrize("target", ["eq6", "miki", "haarnoja", "figure2"])

@@ -3,14 +3,16 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-
+import yaml
 from conftest import PLANNER
+
 from planner.profiles import load_profile, parse_profile
 from validation.compare import Check
 from validation.harness import device_differences
@@ -53,18 +55,18 @@ def _buffer_bytes_agree(report: dict) -> None:
 def test_ppo_validation_end_to_end(planner_cli, tmp_path):
     out = tmp_path / "report"
     r, report = _validate(planner_cli, out, "--env", "Hopper-v5", "--algo", "ppo", "--steps", "4096",
-                          "--buffer-size", "2048")
-    assert set(report["runs"]) == {"ppo-baseline", "ppo-quantized"}
+                          "--n-steps", "2048")
+    assert set(report["runs"]) == {"ppo-sb3", "ppo-packed"}
     _buffer_bytes_agree(report)
     for run in report["runs"].values():
         assert {m["name"] for m in run["marks"]} >= {"start", "imports", "env_made", "model_built", "buffer_full",
                                                       "training_starts", "end"}
     buffers = {n: run["measured"]["buffer_bytes"] for n, run in report["runs"].items()}
-    assert buffers["ppo-quantized"] < buffers["ppo-baseline"]  # 12-bit packed observations
-    assert "buffer memory, baseline / quantized (measured)" in r.stdout
+    assert buffers["ppo-packed"] < buffers["ppo-sb3"]  # 12-bit packed observations
+    assert "buffer memory, sb3 / packed (measured)" in r.stdout
     with open(out / "timeseries.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["run"] for row in rows} == {"ppo-baseline", "ppo-quantized"}
+    assert {row["run"] for row in rows} == {"ppo-sb3", "ppo-packed"}
     assert all(int(row["rss_bytes"]) > 0 for row in rows)
     assert [Path(p).name for p in report["plots"]] == ["memory.png", "returns.png"]
     for plot in report["plots"]:
@@ -86,9 +88,9 @@ def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
 def test_a_killed_run_leaves_a_report_that_says_so(tmp_path):
     out = tmp_path / "report"
     parent = subprocess.Popen([str(PLANNER), "validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "1000000",
-                               "--buffer-size", "256", "--storage", "baseline", "--out", str(out)],
+                               "--n-steps", "256", "--storage", "sb3", "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    run_json = out / "ppo-baseline" / "run.json"
+    run_json = out / "ppo-sb3" / "run.json"
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:  # wait until the run has measured its full rollout buffer
@@ -104,13 +106,13 @@ def test_a_killed_run_leaves_a_report_that_says_so(tmp_path):
             parent.kill()
     assert parent.returncode == 1, stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "incomplete: run ppo-baseline killed"
-    run = report["runs"]["ppo-baseline"]
+    assert report["status"] == "incomplete: run ppo-sb3 killed"
+    run = report["runs"]["ppo-sb3"]
     assert run["status"] == "killed" and run["returncode"] == -signal.SIGKILL
     marks = [m["name"] for m in run["marks"]]
     assert "buffer_full" in marks and "end" not in marks  # what was measured up to then is kept
     assert run["measured"]["buffer_resident_full"] == run["measured"]["buffer_bytes"] > 0
-    assert len((out / "ppo-baseline" / "timeseries.csv").read_text().splitlines()) > 2
+    assert len((out / "ppo-sb3" / "timeseries.csv").read_text().splitlines()) > 2
     assert (out / "memory.png").stat().st_size > 0
     assert "killed" in stdout
 
@@ -120,17 +122,18 @@ def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):
                     "--profile", "raspberry-pi-zero-2w", "--out", str(tmp_path / "x"))
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
-    assert "largest buffer that fits is" in r.stderr and "--force" in r.stderr
+    assert "the largest --buffer-size that fits is" in r.stderr and "--force to run anyway" in r.stderr
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--env", "Nope-v1", "--algo", "sac", "--steps", "10"], "unknown env"),
+    (["--env", "Nope-v1", "--algo", "sac", "--steps", "10"], "--env 'Nope-v1' cannot be made"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--sample-ms", "0"], "--sample-ms"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "-m", "-1"], "decimals"),
     (["--env", "Hopper-v5", "--algo", "dqn", "--steps", "10"], "invalid choice"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "0"], "--steps must be at least 1"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--buffer-size", "0"], "buffer-size"),
-    (["--env", "Hopper-v5", "--algo", "ppo", "--steps", "10", "--buffer-size", "inf"], "buffer-size"),
+    (["--env", "Hopper-v5", "--algo", "ppo", "--steps", "10", "--n-steps", "inf"], "--n-steps"),
+    (["--env", "Hopper-v5", "--algo", "ppo", "--steps", "10", "--buffer-size", "100"], "ppo takes n_steps"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--profile", "no-such-device"], "no-such-device"),
 ])
 def test_validate_bad_input(planner_cli, args, fragment):
@@ -156,10 +159,26 @@ def test_calibrate_writes_a_profile_that_loads(planner_cli, tmp_path):
     assert not list(Path(tmp_path).glob(".*partial*"))
     fit = planner_cli("fit", "--profile", str(out), "--env", "Ant-v3")
     assert fit.returncode == 0, fit.stderr
+    written = yaml.safe_load(out.read_text())
+    for key in ("total_memory", "os_reserve", "runtime", "margin"):  # sizes with units, as profiles must have
+        assert re.fullmatch(r"[0-9]+\.[0-9]{3}MB", written[key]), (key, written[key])
+
+
+def test_the_progress_bar_stays_short_when_a_rollout_runs_past_the_steps(tmp_path, capfd):
+    # PPO collects whole rollouts: 1 step asked, 2,048 run. The bar is tqdm's, drawn by the parent from the
+    # child's samples (the measured process draws nothing), and does not grow with steps done / steps asked.
+    from validation.runner import run_child
+
+    run = run_child(RunConfig("Hopper-v5", "ppo", "sb3", steps=1, buffer_size=2048, decimals=1), tmp_path)
+    assert run["status"] == "complete" and run["measured"]["steps_done"] == 2048
+    err = capfd.readouterr().err
+    assert "ppo-sb3" in err and "2048step" in err  # past its total, tqdm counts on without a bar
+    assert len(err) < 2000, err[:300]
+
 
 
 def test_predicted_curve_steps_through_built_acting_and_training():
-    config = RunConfig("Walker2d-v5", "sac", "quantized", steps=100, buffer_size=50_000, decimals=2, fill=True)
+    config = RunConfig("Walker2d-v5", "sac", "packed", steps=100, buffer_size=50_000, decimals=2, fill=True)
     p = predict(config, Runtime(built_bytes=300_000_000, acting_bytes=305_000_000, training_bytes=320_000_000))
     fp = p.footprint
     assert p.phase_at(0) == p.phase_at(50_000) == "built"  # SAC acts at random until learning_starts
@@ -170,7 +189,7 @@ def test_predicted_curve_steps_through_built_acting_and_training():
     assert half == (fp.buffer_bytes - eager) // 2  # lazily committed pages grow with the rows written
     assert p.rss_at(50_000, "acting") == 305_000_000 + fp.models_bytes + fp.buffer_bytes
     assert p.rss_at(50_001) == p.peak_bytes == 320_000_000 + fp.total_bytes
-    ppo = predict(RunConfig("Hopper-v5", "ppo", "baseline", 4096, 2048, 1), Runtime(1, 2, 3))
+    ppo = predict(RunConfig("Hopper-v5", "ppo", "sb3", 4096, 2048, 1), Runtime(1, 2, 3))
     assert [ppo.phase_at(s) for s in (0, 1, 2047, 2048)] == ["built", "acting", "acting", "training"]
 
 

@@ -1,7 +1,8 @@
 """Drop-in quantized stable-baselines3 buffers on the k-bit packing core (the planner's ``packed`` layout).
 
-``SAC(..., replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=dict(decimals=2, clamp=127))``
+``SAC(..., replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=dict(decimals=2))``
 ``PPO(..., rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=dict(decimals=1))``
+(the clamp b defaults to the paper's, ``planner.defaults.CLAMP``).
 To act on the same quantized observations, wrap the env with :class:`QuantizeObservation`.
 """
 

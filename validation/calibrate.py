@@ -4,8 +4,8 @@ and buffer (Python, numpy, torch and its kernels, SB3, gymnasium, MuJoCo, the en
 A short probe run (real SB3 training with a small buffer, in a fresh process) is measured: its peak
 RSS minus the planner's models + optimizer + buffer is the training runtime (what a profile's
 ``runtime`` means); its RSS once the model is built and just before the first update, minus models
-and committed buffer, are the built and acting runtimes (``validation.predict``). ``calibrate(path)`` writes the training runtime into a device profile of this machine
-that ``planner fit`` and ``planner validate`` accept.
+and committed buffer, are the built and acting runtimes (``validation.predict``). ``calibrate(path)``
+writes the training runtime into a device profile of this machine that ``planner fit`` and ``planner validate`` accept.
 """
 
 import platform
@@ -18,8 +18,10 @@ import yaml
 from planner.errors import PlannerError
 from planner.output import check_output_path, write_atomic
 from planner.profiles import parse_profile
+from planner.units import size_text
 from validation.predict import Runtime, predict
 from validation.runconfig import RunConfig
+from validation.runner import run_child
 
 PROBE_STEPS = {"sac": 400, "ppo": 512}
 PROBE_BUFFER = {"sac": 1_000, "ppo": 256}
@@ -28,14 +30,12 @@ CALIBRATION_ENV = "Walker2d-v5"
 
 def probe_config(env_id: str, algo: str, seed: int = 0) -> RunConfig:
     """SB3 as is, a small buffer, a few hundred updates: enough to load every kernel training uses."""
-    return RunConfig(env_id, algo, "baseline", PROBE_STEPS[algo], PROBE_BUFFER[algo], decimals=2, seed=seed)
+    return RunConfig(env_id, algo, "sb3", PROBE_STEPS[algo], PROBE_BUFFER[algo], decimals=2, seed=seed)
 
 
 def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":
     """(the runtimes, the probe's run.json): the probe's RSS just before its first update and its peak RSS,
     each minus what the planner predicts for the probe at that point."""
-    from validation.harness import run_child
-
     run = run_child(config, run_dir)
     if run["status"] != "complete":
         raise PlannerError(f"calibration run {config.name} on {config.env_id} {run['status']} "
@@ -50,7 +50,7 @@ def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":
 
 def calibrate(out_path: "str | Path") -> Path:
     """Measure this machine and write a profile YAML (checked against the schema before it is written)."""
-    out_path = check_output_path(out_path, "--out", ".yaml")
+    out_path = check_output_path(out_path, "out", ".yaml")
     memory = psutil.virtual_memory()
     with tempfile.TemporaryDirectory() as tmp:
         runtimes = {algo: measure_runtime(probe_config(CALIBRATION_ENV, algo), Path(tmp) / algo)[0].training_bytes
@@ -58,26 +58,26 @@ def calibrate(out_path: "str | Path") -> Path:
     runtime = max(runtimes.values())
     arch = platform.machine()
     os_reserve = memory.total - memory.available
-    text = "\n".join([
-        f"name: {out_path.stem}",
-        f"description: this machine ({platform.node() or 'unnamed'}), measured by planner profiles calibrate",
-        f"class: {'workstation' if arch == 'x86_64' else 'sbc'}",
-        f"arch: {arch}",
-        f"total_memory: {memory.total}",
-        "gpu_shares_memory: false",
-        f"os_reserve: {os_reserve}",
-        f"runtime: {runtime}",
-        f"runtime_note: peak RSS of short SB3 SAC / PPO probe runs on {CALIBRATION_ENV} minus the planner's models, "
-        f"optimizer and buffer (SAC {runtimes['sac']:,} B, PPO {runtimes['ppo']:,} B; the larger is used)",
-        f"margin: {int(0.05 * memory.total)}",
-        f"cpu: {platform.processor() or arch} ({psutil.cpu_count()} logical cores)",
-        "gpu: null",
-        "runs_python: true",
-        "runs_torch: true",
-        "notes: os_reserve is the memory in use by everything else when calibrated; margin is 5 % of total",
-        "source:",
-        f"  - \"planner profiles calibrate on {platform.platform()}, Python {platform.python_version()}\"",
-        "",
-    ])
+    profile = {
+        "name": out_path.stem,
+        "description": f"this machine ({platform.node() or 'unnamed'}), measured by planner profiles calibrate",
+        "class": "workstation" if arch == "x86_64" else "sbc",
+        "arch": arch,
+        "total_memory": size_text(memory.total),
+        "gpu_shares_memory": False,
+        "os_reserve": size_text(os_reserve),
+        "runtime": size_text(runtime),
+        "runtime_note": f"peak RSS of short SB3 SAC / PPO probe runs on {CALIBRATION_ENV} minus the planner's models, "
+                        f"optimizer and buffer (SAC {size_text(runtimes['sac'])}, PPO {size_text(runtimes['ppo'])}; "
+                        "the larger is used)",
+        "margin": size_text(int(0.05 * memory.total)),
+        "cpu": f"{platform.processor() or arch} ({psutil.cpu_count()} logical cores)",
+        "gpu": None,
+        "runs_python": True,
+        "runs_torch": True,
+        "notes": "os_reserve is the memory in use by everything else when calibrated; margin is 5 % of total",
+        "source": [f"planner profiles calibrate on {platform.platform()}, Python {platform.python_version()}"],
+    }
+    text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     parse_profile(yaml.safe_load(text), str(out_path))  # what we write must pass the schema
-    return write_atomic(out_path, text.encode(), "--out")
+    return write_atomic(out_path, text.encode(), "out")

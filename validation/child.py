@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from planner.defaults import is_on_policy
 from planner.envs import training_id
 from validation.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
 from validation.report import write_json
@@ -41,20 +42,13 @@ class RunLog:
 
 
 def build_model(config: RunConfig, env):
-    """SB3's PPO or SAC with the paper's defaults, SB3's buffer or ours; networks not built yet."""
+    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``; networks not built yet."""
     from stable_baselines3 import PPO, SAC
 
-    quantized = config.storage == "quantized"
-    buffer_kwargs = dict(decimals=config.decimals, clamp=config.clamp)
-    common = dict(seed=config.seed, device="cpu", verbose=0, _init_setup_model=False)
+    common = dict(seed=config.seed, device="cpu", verbose=0, _init_setup_model=False, **config.buffer_arguments())
     if config.algo == "sac":
-        from validation.buffers import QuantizedReplayBuffer
-        extra = dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=buffer_kwargs) if quantized else {}
-        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=config.learning_starts,
-                   **extra, **common)
-    from validation.buffers import QuantizedRolloutBuffer
-    extra = dict(rollout_buffer_class=QuantizedRolloutBuffer, rollout_buffer_kwargs=buffer_kwargs) if quantized else {}
-    return PPO("MlpPolicy", env, n_steps=config.buffer_size, **extra, **common)
+        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=config.learning_starts, **common)
+    return PPO("MlpPolicy", env, n_steps=config.buffer_size, **common)
 
 
 def model_and_optimizer_bytes(model) -> "tuple[int, int]":
@@ -90,8 +84,8 @@ def main(config_path: str, out_dir: str) -> int:
     log = RunLog(out, config, sampler)
     log.mark("start")
 
-    import torch
     import gymnasium
+    import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -112,7 +106,7 @@ def main(config_path: str, out_dir: str) -> int:
             model._setup_model()
     else:
         model._setup_model()
-    buffer = model.replay_buffer if config.algo == "sac" else model.rollout_buffer
+    buffer = model.rollout_buffer if is_on_policy(config.algo) else model.replay_buffer
     memray_groups = memray_attribution(trace, buffer_arrays(buffer)) if config.memray else None
     params, _ = model_and_optimizer_bytes(model)
     log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params, memray=memray_groups,
@@ -125,12 +119,12 @@ def main(config_path: str, out_dir: str) -> int:
         return 0
 
     full_at = config.buffer_size if (config.algo == "ppo" or config.fill) else None
-    total = config.buffer_size + config.steps if (config.fill and config.algo == "sac") else config.steps
+    total = config.total_steps
     returns = open(out / "returns.csv", "w")
     returns.write("step,episode_return,episode_length\n")
 
     class Watch(BaseCallback):
-        """Steps for the sampler, phase mark when the buffer is full, returns, a progress bar."""
+        """Steps for the sampler, phase mark when the buffer is full, returns."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -148,11 +142,6 @@ def main(config_path: str, out_dir: str) -> int:
                 log.mark("buffer_10pct", buffer_resident_10pct=resident_bytes(buffer_arrays(buffer)))
             if config.algo == "sac" and full_at and self.num_timesteps == full_at:
                 self._full()
-            if self.num_timesteps % 500 == 0 or self.num_timesteps == total:
-                done = self.num_timesteps / total
-                bar = "#" * int(30 * done)
-                print(f"\r  {config.name:<16} [{bar:<30}] {self.num_timesteps:>8,}/{total:,} steps", end="",
-                      file=sys.stderr, flush=True)
             return True
 
         def _on_rollout_start(self) -> None:
@@ -173,7 +162,6 @@ def main(config_path: str, out_dir: str) -> int:
     start = time.perf_counter()
     model.learn(total_timesteps=total, callback=watch)
     end = time.perf_counter()
-    print(file=sys.stderr)
     returns.close()
     params, optimizer_state = model_and_optimizer_bytes(model)
     timing = {"wall_s": end - start}

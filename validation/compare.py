@@ -55,7 +55,8 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
     tenth, full = _mark(run, "buffer_10pct"), _mark(run, "buffer_full")
     memray = measured.get("memray")
     out = [
-        Check(name, "buffer bytes: planner vs the buffer's own memory_bytes()", buffer, measured.get("buffer_bytes"), 0),
+        Check(name, "buffer bytes: planner vs the buffer's own memory_bytes()", buffer, measured.get("buffer_bytes"),
+              0),
         Check(name, "buffer bytes: planner vs memray, the allocations at the buffer's arrays", buffer,
               memray["buffer_arrays"] if memray else None, BUFFER_TOL, "" if memray else "run with --memray"),
         Check(name, "buffer bytes: planner vs memray, everything the buffer constructor allocated", buffer,
@@ -77,11 +78,13 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
         at = _mark(run, mark)
         out.append(Check(name, f"RSS {when}: calibrated {phase} runtime + planner vs psutil",
                          prediction.rss_at(at["step"], phase) if at else 0, at["rss_bytes"] if at else None, PEAK_TOL,
-                         f"{phase} runtime calibrated at {prediction.runtime.in_phase(phase) / 1e6:,.1f} MB by a probe run"))
+                         f"{phase} runtime calibrated at {prediction.runtime.in_phase(phase) / 1e6:,.1f} MB "
+                         "by a probe run"))
     end = "optimizer_bytes" in measured
     out.append(Check(name, "models + optimizer state: planner vs torch tensors", fp.models_bytes + fp.optimizer_bytes,
                      measured["model_bytes"] + measured["optimizer_bytes"] if end else None, BUFFER_TOL))
     out.append(Check(name, "whole-process peak RSS: calibrated runtime + planner vs psutil", prediction.peak_bytes,
                      measured.get("peak_rss_bytes") if end else None, PEAK_TOL,
-                     f"training runtime calibrated at {prediction.runtime.training_bytes / 1e6:,.1f} MB by a probe run"))
+                     f"training runtime calibrated at {prediction.runtime.training_bytes / 1e6:,.1f} MB "
+                     "by a probe run"))
     return out

@@ -1,16 +1,10 @@
-"""Run baseline and quantized training, each in a fresh process, and hold the measurements against
-the planner's prediction. The report directory is written as the runs go, so an interrupted
+"""Run training in each storage (SB3 as is, packed), each in a fresh process, and hold the measurements
+against the planner's prediction. The report directory is written as the runs go, so an interrupted
 validation leaves a report that says so."""
 
-import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-import psutil
 
 from planner.errors import PlannerError
 from planner.fit import max_buffer_size
@@ -19,10 +13,10 @@ from planner.profiles import DeviceProfile
 from planner.units import format_bytes
 from validation.calibrate import measure_runtime, probe_config
 from validation.compare import Check, checks
-from validation.predict import MMAP_THRESHOLD, predict
+from validation.predict import predict
 from validation.report import merge_timeseries, plot_memory, plot_returns, table, write_json
 from validation.runconfig import RunConfig
-
+from validation.runner import machine, run_child, versions
 
 
 @dataclass(frozen=True)
@@ -31,24 +25,6 @@ class Validation:
     out: Path
     profile: "DeviceProfile | None" = None
     force: bool = False
-
-
-def machine() -> dict:
-    memory = psutil.virtual_memory()
-    return {"platform": platform.platform(), "arch": platform.machine(), "cpu": platform.processor() or "unknown",
-            "cpu_count": psutil.cpu_count(), "total_memory_bytes": memory.total, "python": platform.python_version()}
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("justround-planner", "numpy", "torch", "stable-baselines3", "gymnasium", "mujoco", "memray", "psutil"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def device_differences(profile: DeviceProfile) -> "list[str]":
@@ -73,33 +49,8 @@ def admit(config: RunConfig, profile: DeviceProfile) -> None:
         largest = max_buffer_size(spec, budget, buffer_only=False)
         raise PlannerError(
             f"{config.name} needs {format_bytes(needed, 'MB')} but {profile.name} leaves "
-            f"{format_bytes(budget, 'MB')} for training; the largest buffer that fits is {largest:,} "
-            "(use --buffer-size, or --force to run anyway)")
-
-
-def run_child(config: RunConfig, run_dir: Path) -> dict:
-    """Train ``config`` in a fresh interpreter; return its run.json, marked killed or failed if it did not finish."""
-    import json
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_path = run_dir / "config.json"
-    config_path.write_text(config.to_json())
-    # a fixed mmap threshold: every large array is a fresh, lazily committed mapping (glibc's dynamic
-    # threshold would otherwise hand the buffer heap pages that torch freed, already resident)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-    child = subprocess.Popen([sys.executable, "-m", "validation.child", str(config_path), str(run_dir)], env=env)
-    try:
-        returncode = child.wait()
-    except KeyboardInterrupt:  # stop the child too; the report then says "killed"
-        child.terminate()
-        child.wait()
-        raise
-    path = run_dir / "run.json"
-    data = json.loads(path.read_text()) if path.exists() else {"marks": [], "measured": {}, "status": "not started"}
-    data["returncode"] = returncode
-    if returncode != 0:
-        data["status"] = "killed" if returncode < 0 else "failed"
-    return data
+            f"{format_bytes(budget, 'MB')} for training; the largest {spec.size_param} that fits is {largest:,} "
+            "(lower it, or force to run anyway)", spec.size_param, "force")
 
 
 def validate(job: Validation) -> "tuple[dict, list[Check]]":
@@ -108,9 +59,7 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
     report = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
               "versions": versions(), "profile": None, "runs": {}, "checks": []}
     if job.profile is not None:
-        report["profile"] = {"name": job.profile.name, "budget_bytes": job.profile.budget().available,
-                             "runtime_bytes": job.profile.runtime,
-                             "differences_from_this_machine": device_differences(job.profile)}
+        report["profile"] = {**job.profile.as_dict(), "differences_from_this_machine": device_differences(job.profile)}
         if not job.force:
             for config in job.configs:
                 admit(config, job.profile)
@@ -147,7 +96,8 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
         names = list(report["runs"])
         merge_timeseries(job.out, names)
         if predictions:
-            report["plots"] = [str(plot_memory(job.out, predictions)), str(plot_returns(job.out, predictions))]
+            report["plots"] = [str(plot_memory(job.out, predictions, all_checks)),
+                               str(plot_returns(job.out, predictions))]
         write_json(job.out / "report.json", report)
     return report, all_checks
 
@@ -160,13 +110,14 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
         figures = ", ".join(f"{k} {v:.3f}" for k, v in timing.items())
         quant = run.get("measured", {}).get("quantization")
         lines.append(f"{name}: {run['status']}; {figures}" + (f"; quantization {quant}" if quant else ""))
-    buffers = {n: r.get("measured", {}).get("buffer_bytes") for n, r in report["runs"].items()}
-    base = next((v for n, v in buffers.items() if n.endswith("baseline") and v), None)
-    quant = next((v for n, v in buffers.items() if n.endswith("quantized") and v), None)
-    if base and quant:
-        lines.append(f"buffer memory, baseline / quantized (measured): {base / quant:.2f}x")
+    buffers = {run["config"]["storage"]: run.get("measured", {}).get("buffer_bytes")
+               for run in report["runs"].values() if "config" in run}
+    for name, measured in buffers.items():
+        if name != "sb3" and measured and buffers.get("sb3"):
+            lines.append(f"buffer memory, sb3 / {name} (measured): {buffers['sb3'] / measured:.2f}x")
     if report.get("profile") and report["profile"]["differences_from_this_machine"]:
-        lines.append("this machine differs from the profile: " + "; ".join(report["profile"]["differences_from_this_machine"]))
+        lines.append("this machine differs from the profile: "
+                     + "; ".join(report["profile"]["differences_from_this_machine"]))
     lines.append(f"status: {report['status']}  (MB = 10^6 B; report in report.json, plots memory.png and returns.png)")
     return "\n".join(lines)
 

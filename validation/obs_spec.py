@@ -16,12 +16,11 @@ import torch as th
 from gymnasium import spaces
 
 from cython_core import CodeSpec, gather_unpack
+from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError
 
-DEFAULT_DECIMALS = 2
 
-
-def observation_spec(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = 127.0,
+def observation_spec(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
                      bits: "int | None" = None, spec: "CodeSpec | None" = None) -> CodeSpec:
     """The spec for a Box space: ``spec`` as given (per-dimension), or round(clamp(x, -clamp, clamp), decimals)."""
     if isinstance(observation_space, spaces.Dict):
@@ -37,7 +36,7 @@ def observation_spec(observation_space: spaces.Space, decimals: "int | None" = N
             raise PlannerError(f"spec must be a CodeSpec of dim {dim} (the observation space's size), got {spec!r}")
         return spec
     try:
-        decimals = DEFAULT_DECIMALS if decimals is None else decimals
+        decimals = BUFFER_DECIMALS if decimals is None else decimals
         return CodeSpec.uniform(dim, decimals=decimals, clamp=clamp, bits=bits)
     except ValueError as err:
         raise PlannerError(f"invalid observation quantization: {err}") from err

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from cython_core import CodeSpec, gather_unpack, quantize_pack
+from planner.defaults import CLAMP
 from validation.obs_spec import flat_rows, observation_spec
 
 
@@ -28,7 +29,7 @@ class QuantizeObservation(gym.ObservationWrapper):
     wrapper_kwargs=dict(decimals=2))`` with ``replay_buffer_kwargs=dict(decimals=2)``.
     """
 
-    def __init__(self, env: gym.Env, decimals: "int | None" = None, clamp: float = 127.0,
+    def __init__(self, env: gym.Env, decimals: "int | None" = None, clamp: float = CLAMP,
                  bits: "int | None" = None, spec: "CodeSpec | None" = None) -> None:
         super().__init__(env)
         self.code_spec = observation_spec(env.observation_space, decimals, clamp, bits, spec)

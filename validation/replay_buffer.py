@@ -22,6 +22,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from cython_core import CodeSpec, PackedRows, quantize_pack
+from planner.defaults import CLAMP
 from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
@@ -46,16 +47,17 @@ class QuantizedReplayBuffer(ReplayBuffer):
 
     >>> import numpy as np
     >>> from gymnasium import spaces
-    >>> rb = QuantizedReplayBuffer(100, spaces.Box(-np.inf, np.inf, (3,)), spaces.Box(-1, 1, (1,)), decimals=2)
+    >>> rb = QuantizedReplayBuffer(100, spaces.Box(-np.inf, np.inf, (3,)), spaces.Box(-1, 1, (1,)), decimals=2,
+    ...                            clamp=100)
     >>> rb.add(np.array([[0.123, 5.0, -300.0]]), np.array([[0.2, 5.0, 1.0]]), np.zeros((1, 1)),
     ...        np.ones(1), np.zeros(1), [{}])
     >>> [round(v, 4) for v in rb.sample(1).observations[0].tolist()], rb.saturated
-    ([0.12, 5.0, -127.0], 1)
+    ([0.12, 5.0, -100.0], 1)
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True, *, decimals: "int | None" = None, clamp: float = 127.0,
+                 handle_timeout_termination: bool = True, *, decimals: "int | None" = None, clamp: float = CLAMP,
                  bits: "int | None" = None, spec: "CodeSpec | None" = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
         self.code_spec = observation_spec(observation_space, decimals, clamp, bits, spec)

@@ -14,6 +14,7 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from cython_core import CodeSpec, PackedRows
+from planner.defaults import CLAMP
 from validation.obs_spec import decode_to_tensor, flat_rows, observation_spec
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
@@ -37,7 +38,7 @@ class QuantizedRolloutBuffer(RolloutBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
-                 decimals: "int | None" = None, clamp: float = 127.0, bits: "int | None" = None,
+                 decimals: "int | None" = None, clamp: float = CLAMP, bits: "int | None" = None,
                  spec: "CodeSpec | None" = None) -> None:
         self.code_spec = observation_spec(observation_space, decimals, clamp, bits, spec)
         self.packed_observations = PackedRows(buffer_size * n_envs, self.code_spec)

@@ -1,18 +1,20 @@
-"""RunConfig: one validation run (baseline or quantized), as passed to the child process in JSON."""
+"""RunConfig: one validation run in one storage, as passed to the child process in JSON."""
 
+import importlib
 import json
 from dataclasses import asdict, dataclass
 
+from planner.defaults import CLAMP, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec
-
-STORAGES = ("baseline", "quantized")
+from planner.storages import storage
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What to train and how to store it; ``buffer_size`` is the replay capacity (SAC) or n_steps (PPO).
+    """What to train and how to store it; ``storage`` names an entry of :data:`planner.storages.STORAGES`
+    that a buffer class implements; ``buffer_size`` is the replay capacity (SAC) or n_steps (PPO).
 
     ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced).
     """
@@ -23,11 +25,15 @@ class RunConfig:
     steps: int
     buffer_size: int
     decimals: int
-    clamp: float = 127.0
+    clamp: float = CLAMP
     seed: int = 0
     fill: bool = False
     memray: bool = False
     sample_ms: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not storage(self.storage).trainable:
+            raise ValueError(f"storage {self.storage} has no buffer class to train with")
 
     @property
     def name(self) -> str:
@@ -39,21 +45,35 @@ class RunConfig:
         return self.buffer_size if self.fill else 100
 
     @property
+    def total_steps(self) -> int:
+        """Environment steps asked of ``learn()``: the fill, then ``steps`` (PPO rounds up to whole rollouts)."""
+        return self.buffer_size + self.steps if (self.fill and not is_on_policy(self.algo)) else self.steps
+
+    @property
     def first_update_step(self) -> int:
         """The environment step after which the first gradient update runs."""
-        return self.learning_starts + 1 if self.algo == "sac" else self.buffer_size
-
-    def quant(self) -> QuantSpec:
-        """The width the buffers use: the exact level count (equal to Eq. 6 at b = 127)."""
-        return QuantSpec.create(self.decimals, self.clamp, rule="exact")
+        return self.buffer_size if is_on_policy(self.algo) else self.learning_starts + 1
 
     def run_spec(self) -> RunSpec:
-        """The planner's view of this run: SB3 as is, or our packed layout, on the env it trains on."""
+        """The planner's view of this run, on the env it trains on."""
         dims = lookup_env(training_id(self.env_id))
-        layout = "sb3" if self.storage == "baseline" else "packed"
-        return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, layout=layout,
-                       quant=self.quant() if self.storage == "quantized" else None,
+        quantized = storage(self.storage).quantized != "never"
+        return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, storage=self.storage,
+                       quant=QuantSpec.create(self.decimals, self.clamp) if quantized else None,
                        obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype)
+
+    def buffer_arguments(self) -> dict:
+        """The keyword arguments that give an SB3 model this run's buffer (class and its kwargs)."""
+        entry, kind = storage(self.storage), "rollout" if is_on_policy(self.algo) else "replay"
+        module, name = entry.buffers[kind].split(":")
+        kwargs = dict(entry.buffer_kwargs)
+        if entry.quantized != "never":
+            kwargs.update(decimals=self.decimals, clamp=self.clamp)
+        arguments = {f"{kind}_buffer_class": getattr(importlib.import_module(module), name)}
+        if "optimize_memory_usage" in kwargs:  # SB3 passes the model's own flag to the buffer
+            arguments["optimize_memory_usage"] = kwargs.pop("optimize_memory_usage")
+        arguments[f"{kind}_buffer_kwargs"] = kwargs
+        return arguments
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -1,57 +1,52 @@
-"""``planner fit``: will PPO / SAC fit this device, with which storage, and how large a buffer?"""
+"""``planner fit``: will this run fit the device, with which storage, and how large a buffer?"""
 
 import argparse
 import csv
 import io
 import json
 
-from planner.commands.options import count
-from planner.envs import lookup_env
+from planner.commands.options import (
+    add_algo_option,
+    add_env_options,
+    add_output_options,
+    add_quant_options,
+    add_size_options,
+    env_from_args,
+)
+from planner.defaults import CLAMP, FIT_ALGOS
+from planner.envs import EnvDims
 from planner.errors import PlannerError
-from planner.fit import best_row, fit, recommendation
+from planner.fit import FitResult, best_row, fit, recommendation
 from planner.networks import parse_net
 from planner.output import check_output_path, write_atomic
 from planner.plot import require_matplotlib, write_fit_png
-from planner.profiles import builtin_names, load_all, load_profile
-from planner.runspec import ALGOS
+from planner.profiles import DeviceProfile, builtin_names, load_all, load_profile
 from planner.table import render
-from planner.units import auto_unit, format_bytes
+from planner.units import auto_unit, format_bytes, unit_note
+
+BUFFER_ONLY_NOTE = "(buffer only): a microcontroller with no Python runtime; its figures are for the buffer alone."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="does a training run fit a device, and at which precision?")
+    p = sub.add_parser("fit", help="does a training run fit a device, and at which precision?",
+                       description="One row per algorithm and storage against a device profile's budget, with the "
+                                   "largest buffer that fits.")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--profile", help=f"shipped profile ({', '.join(builtin_names())}) or a YAML path")
     who.add_argument("--all-profiles", action="store_true", help="one line per shipped profile")
-    p.add_argument("--env", help="environment id, e.g. Ant-v3")
-    p.add_argument("--obs-dim", type=count)
-    p.add_argument("--action-dim", type=count)
-    p.add_argument("--algo", choices=ALGOS, action="append", help="repeat for several (default: ppo and sac)")
-    p.add_argument("--buffer-size", type=count, help="replay capacity for sac/td3 (default 1e6, the paper's)")
-    p.add_argument("--n-steps", type=count, help="PPO rollout length (default 2048, the paper's)")
-    p.add_argument("--n-envs", type=count, default=1)
+    add_env_options(p)
+    add_algo_option(p, several=True)
+    add_size_options(p)
     p.add_argument("--net", help="hidden sizes, e.g. 256,256 (default: SB3's for each algo)")
-    p.add_argument("--decimals", "-m", type=int, help="decimals kept (default: the paper's, 1 for PPO and 2 for SAC)")
-    p.add_argument("--clamp", "-b", type=float, default=127.0)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--csv", metavar="FILE", help="write the rows as CSV")
-    p.add_argument("--plot", metavar="FILE.png", help="write a Figure-2-style bar chart")
+    add_quant_options(p, widths=False)
+    add_output_options(p, files=True)
     p.set_defaults(func=run)
 
 
-def _dims(args: argparse.Namespace) -> "tuple[str, int, int]":
-    if args.env:
-        dims = lookup_env(args.env)
-        return (args.env, dims.obs_dim if args.obs_dim is None else args.obs_dim,
-                dims.action_dim if args.action_dim is None else args.action_dim)
-    if args.obs_dim is None or args.action_dim is None:
-        raise PlannerError("give --env, or both --obs-dim and --action-dim")
-    return "custom", args.obs_dim, args.action_dim
-
-
-def _fit(profile, obs_dim: int, action_dim: int, args: argparse.Namespace):
-    return fit(profile, obs_dim, action_dim, tuple(args.algo or ("ppo", "sac")), args.buffer_size, args.n_steps,
-               None if args.net is None else parse_net(args.net), args.decimals, args.clamp, args.n_envs)
+def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace) -> FitResult:
+    return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or FIT_ALGOS), args.buffer_size, args.n_steps,
+               None if args.net is None else parse_net(args.net), args.decimals,
+               CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -59,10 +54,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.all_profiles and (args.csv is not None or args.plot is not None):
         raise PlannerError("--csv and --plot take a single --profile; with --all-profiles use --json")
     if args.plot is not None:
-        check_output_path(args.plot, "--plot", ".png")
+        check_output_path(args.plot, "plot", ".png")
         require_matplotlib()
     if args.csv is not None:
-        check_output_path(args.csv, "--csv")
+        check_output_path(args.csv, "csv")
 
 
 def _csv(rows: "list[dict]") -> str:
@@ -73,71 +68,68 @@ def _csv(rows: "list[dict]") -> str:
     return out.getvalue()
 
 
+def _assumed(env: EnvDims, args: argparse.Namespace) -> str:
+    return (f"{env.env_id}: obs {env.obs_dim} ({env.obs_dtype}), action {env.action_dim} ({env.action_dtype}), "
+            f"n_envs {args.n_envs}")
+
+
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
-    env_id, obs_dim, action_dim = _dims(args)
+    env = env_from_args(args)
     if args.all_profiles:
-        return _run_all(args, env_id, obs_dim, action_dim)
+        return _run_all(args, env)
     profile = load_profile(args.profile)
-    result = _fit(profile, obs_dim, action_dim, args)
+    result = _fit(profile, env, args)
     rows = [row.as_dict() for row in result.rows]
-    budget = profile.budget()
     if args.plot is not None:
         write_fit_png(result, args.plot)
     if args.csv is not None:
-        write_atomic(args.csv, _csv(rows).encode(), "--csv")
+        write_atomic(args.csv, _csv(rows).encode(), "csv")
     if args.json:
-        print(json.dumps({
-            "profile": {"name": profile.name, "description": profile.description, "path": profile.path,
-                        "total_bytes": budget.total, "os_reserve_bytes": budget.os_reserve,
-                        "runtime_bytes": budget.runtime, "margin_bytes": budget.margin,
-                        "buffer_only": profile.buffer_only},
-            "env": {"id": env_id, "obs_dim": obs_dim, "action_dim": action_dim},
-            "budget_bytes": budget.available, "rows": rows, "recommendation": recommendation(result)}, indent=2))
+        print(json.dumps({"profile": profile.as_dict(), "env": env.as_dict(), "n_envs": args.n_envs,
+                          "budget_bytes": result.budget_bytes, "rows": rows,
+                          "recommendation": recommendation(result)}, indent=2))
         return 0
-    unit = auto_unit(budget.total)
+    budget, unit = profile.budget(), args.unit
     print(f"{profile.name}: {profile.description}")
-    print(render(budget.rows(unit), ["budget", unit]))
-    print(f"\n{env_id}: obs {obs_dim}, action {action_dim}"
-          f"{'  (buffer only: no Python runtime on this device)' if profile.buffer_only else ''}\n")
-    table = [[r["algo"].upper(), r["label"], f"{r['buffer_size']:,}", format_bytes(r["models_bytes"], "MB"),
-              format_bytes(r["buffer_bytes"], "MB"), format_bytes(r["predicted_bytes"], "MB"),
-              "yes" if r["fits"] else "NO", format_bytes(r["headroom_bytes"], "MB"), f"{r['max_buffer_size']:,}"]
+    print(render(budget.rows(auto_unit(budget.total)), ["budget", auto_unit(budget.total)]))
+    print(f"\n{_assumed(env, args)}{'  (buffer only: no Python runtime on this device)' if profile.buffer_only else ''}"
+          "\n")
+    table = [[r["algo"].upper(), r["label"], f"{r['buffer_size']:,}",
+              "-" if r["models_bytes"] is None else format_bytes(r["models_bytes"], unit),
+              format_bytes(r["buffer_bytes"], unit), format_bytes(r["predicted_bytes"], unit),
+              "yes" if r["fits"] else "NO", format_bytes(r["headroom_bytes"], unit), f"{r['max_buffer_size']:,}"]
              for r in rows]
-    print(render(table, ["algo", "storage", "buffer", "models+opt", "buffer MB", "total", "fits", "headroom",
-                         "max buffer"]))
-    print("\n(buffer: replay capacity in transitions for SAC, n_steps for PPO; MB = 10^6 B)")
+    print(render(table, ["algo", "storage", "size", "models+opt", "buffer", "total", "fits", "headroom", "max size"]))
+    print(f"\n(size: replay capacity in transitions for off-policy algorithms, n_steps per env for PPO; "
+          f"max size: the largest that fits; {unit_note(unit)})")
     print(recommendation(result))
     return 0
 
 
-def _run_all(args: argparse.Namespace, env_id: str, obs_dim: int, action_dim: int) -> int:
-    lines, records = [], []
+def _run_all(args: argparse.Namespace, env: EnvDims) -> int:
+    lines, records, algos = [], [], list(dict.fromkeys(args.algo or FIT_ALGOS))
     for profile in load_all():
-        result = _fit(profile, obs_dim, action_dim, args)
-        algos = list(dict.fromkeys(row.algo for row in result.rows))
+        result = _fit(profile, env, args)
         line = [f"{profile.name}{' (buffer only)' if profile.buffer_only else ''}",
-                format_bytes(result.budget_bytes, "MB")]
+                format_bytes(result.budget_bytes, args.unit)]
         record = {"profile": profile.name, "buffer_only": profile.buffer_only, "budget_bytes": result.budget_bytes,
                   "best": {}}
-        for algo in algos:
-            rows = [row for row in result.rows if row.algo == algo]
+        for algo, rows in result.by_algo().items():
             best = best_row(rows)
             if best is None:
                 top = max(rows, key=lambda row: row.max_buffer_size)
-                line.append(f"none (max {top.max_buffer_size:,} with {top.storage})")
+                line.append(f"none (max {top.max_buffer_size:,} in {top.label})")
                 record["best"][algo] = None
             else:
-                line.append(f"{best.storage} ({format_bytes(best.predicted_bytes, 'MB')})")
+                line.append(f"{best.label} ({format_bytes(best.predicted_bytes, args.unit)})")
                 record["best"][algo] = best.as_dict()
         lines.append(line)
         records.append(record)
     if args.json:
-        print(json.dumps({"env": {"id": env_id, "obs_dim": obs_dim, "action_dim": action_dim}, "profiles": records},
-                         indent=2))
+        print(json.dumps({"env": env.as_dict(), "n_envs": args.n_envs, "profiles": records}, indent=2))
         return 0
-    print(f"{env_id}: obs {obs_dim}, action {action_dim}; the least intrusive storage that fits each device "
-          "(MB = 10^6 B)\n")
+    print(f"{_assumed(env, args)}; the least intrusive storage that fits each device ({unit_note(args.unit)})\n")
     print(render(lines, ["profile", "budget", *(f"{a.upper()} best fit" for a in algos)]))
-    print("\n(buffer only): a microcontroller with no Python runtime; its figures are for the buffer alone.")
+    print(f"\n{BUFFER_ONLY_NOTE}")
     return 0

@@ -1,9 +1,17 @@
-"""Argument helpers shared by the subcommands: counts, sizes and the run options."""
+"""Option groups shared by the subcommands, and the one place that turns them into planner inputs.
+
+Each group is declared once: the run's spaces (``--env`` or explicit dimensions), its sizes,
+quantization, and output (``--json/--csv/--plot/--unit``).
+"""
 
 import argparse
 
+from planner.defaults import CLAMP, FIT_ALGOS, N_STEPS, REPLAY_CAPACITY, WIDTH_RULE
+from planner.envs import EnvDims, lookup_env
 from planner.errors import PlannerError
-from planner.units import parse_count
+from planner.quantization import WIDTH_RULES
+from planner.runspec import ALGOS, DTYPE_BYTES
+from planner.units import DISPLAY_UNITS, parse_count
 
 
 def count(text: str) -> int:
@@ -14,9 +22,66 @@ def count(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_quant_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decimals", "-m", type=int, help="decimal places kept (paper: m)")
-    parser.add_argument("--clamp", "-b", type=float, default=127.0, help="symmetric clamp bound b (default 127)")
-    parser.add_argument("--bits", type=int, help="bits per value (default: by --width-rule)")
-    parser.add_argument("--width-rule", choices=("eq6", "exact"), default="eq6",
-                        help="bit width by the paper's Eq. 6 or by the exact level count (default eq6)")
+def add_algo_option(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        parser.add_argument("--algo", choices=ALGOS, action="append",
+                            help=f"algorithm; repeat for several (default: {' and '.join(FIT_ALGOS)})")
+    else:
+        parser.add_argument("--algo", choices=ALGOS, required=True, help="algorithm (stable-baselines3's)")
+
+
+def add_env_options(parser: argparse.ArgumentParser) -> None:
+    """``--env ID``, or ``--obs-dim/--action-dim`` (and ``--obs-dtype``) for a run without an env id."""
+    parser.add_argument("--env", help="environment id: gives the dimensions and dtypes, e.g. Humanoid-v5 "
+                                      "(-v3 MuJoCo ids are known without gymnasium)")
+    parser.add_argument("--obs-dim", type=count, help="observation size, instead of --env")
+    parser.add_argument("--action-dim", type=count, help="action size, instead of --env")
+    parser.add_argument("--obs-dtype", choices=tuple(DTYPE_BYTES),
+                        help="observation dtype, with --obs-dim (default float64, as MuJoCo envs)")
+
+
+def env_from_args(args: argparse.Namespace) -> EnvDims:
+    """The env's dimensions: from ``--env``, or from ``--obs-dim/--action-dim``; never both."""
+    explicit = [flag for flag, value in (("--obs-dim", args.obs_dim), ("--action-dim", args.action_dim),
+                                         ("--obs-dtype", args.obs_dtype)) if value is not None]
+    if args.env:
+        if explicit:
+            raise PlannerError(f"--env {args.env} gives the dimensions: drop {' and '.join(explicit)}, or drop --env")
+        return lookup_env(args.env)
+    if args.obs_dim is None or args.action_dim is None:
+        raise PlannerError("give --env, or both --obs-dim and --action-dim")
+    return EnvDims("custom", args.obs_dim, args.action_dim, args.obs_dtype or "float64")
+
+
+def add_size_options(parser: argparse.ArgumentParser, n_envs: bool = True) -> None:
+    parser.add_argument("--buffer-size", type=count,
+                        help=f"replay capacity in transitions, off-policy algorithms (default {REPLAY_CAPACITY:.0e}, "
+                             "SB3's); 1e6 and 1_000_000 both work")
+    parser.add_argument("--n-steps", type=count,
+                        help=f"rollout length per env, on-policy algorithms (default {N_STEPS}, SB3's)")
+    if n_envs:
+        parser.add_argument("--n-envs", type=count, default=1, help="parallel envs (default 1)")
+
+
+def add_quant_options(parser: argparse.ArgumentParser, widths: bool = True) -> None:
+    parser.add_argument("--decimals", "-m", type=int,
+                        help="decimal places kept (the paper's m; default: the paper's, 1 for PPO and 2 for SAC/TD3)")
+    parser.add_argument("--clamp", "-b", type=float, help=f"symmetric clamp bound b (default {CLAMP:g}, the paper's)")
+    if widths:
+        parser.add_argument("--bits", type=int, help="bits per value (default: by --width-rule)")
+        parser.add_argument("--width-rule", choices=WIDTH_RULES, default=WIDTH_RULE,
+                            help=f"bit width by the exact level count or by the paper's Eq. 6 (default {WIDTH_RULE})")
+
+
+def quant_requested(args: argparse.Namespace) -> bool:
+    """Whether any quantization option was given."""
+    return any(getattr(args, name, None) is not None for name in ("decimals", "clamp", "bits"))
+
+
+def add_output_options(parser: argparse.ArgumentParser, files: bool = False) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--unit", default="MB", choices=DISPLAY_UNITS,
+                        help="unit of the sizes shown (default MB = 10^6 B; MiB = 2^20 B)")
+    if files:
+        parser.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
+        parser.add_argument("--plot", metavar="FILE.png", help="also write a chart (needs matplotlib)")

@@ -9,34 +9,26 @@ from planner.units import auto_unit, format_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profiles", help="list, show, check or calibrate device profiles")
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
-    actions.add_parser("list", help="the shipped profiles with their budgets").add_argument("--json", action="store_true")
+    p = sub.add_parser("profiles", help="list, show, check or calibrate device profiles",
+                       description="Device profiles: what memory a device leaves for training (docs/profiles.md).")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p))
+    listing = actions.add_parser("list", help="the shipped profiles with their budgets")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = actions.add_parser("show", help="one profile in full, with its budget breakdown")
     show.add_argument("name", help=f"one of {', '.join(builtin_names())}, or a YAML path")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
     check = actions.add_parser("check", help="check a profile file against the schema")
-    check.add_argument("file")
+    check.add_argument("file", help="the profile's YAML file")
     calibrate = actions.add_parser("calibrate", help="measure this machine's runtime and write a profile")
-    calibrate.add_argument("--out", required=True, help="YAML file to write")
+    calibrate.add_argument("--out", required=True, help="YAML file to write (sizes with units)")
     p.set_defaults(func=run)
-
-
-def _record(profile) -> dict:
-    budget = profile.budget()
-    return {"name": profile.name, "description": profile.description, "class": profile.device_class,
-            "arch": profile.arch, "total_bytes": budget.total, "os_reserve_bytes": budget.os_reserve,
-            "runtime_bytes": budget.runtime, "margin_bytes": budget.margin, "available_bytes": budget.available,
-            "gpu_shares_memory": profile.gpu_shares_memory, "cpu": profile.cpu, "gpu": profile.gpu,
-            "runs_python": profile.runs_python, "runs_torch": profile.runs_torch, "runtime_note": profile.runtime_note,
-            "notes": profile.notes, "source": list(profile.source), "path": profile.path}
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         profiles = load_all()
         if args.json:
-            print(json.dumps([_record(p) for p in profiles], indent=2))
+            print(json.dumps([p.as_dict() for p in profiles], indent=2))
             return 0
         rows = [[p.name, p.device_class, format_bytes(p.total_memory, "MB"), format_bytes(p.budget().available, "MB"),
                  "yes" if p.runs_torch else "no (buffer only)", p.description] for p in profiles]
@@ -50,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     profile = load_profile(args.name if args.action == "show" else args.file)
     if args.action == "show" and args.json:
-        print(json.dumps(_record(profile), indent=2))
+        print(json.dumps(profile.as_dict(), indent=2))
         return 0
     unit = auto_unit(profile.total_memory)
     if args.action == "check":

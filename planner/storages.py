@@ -1,0 +1,127 @@
+"""The storages: every way a buffer can hold a run's transitions, in one registry.
+
+Each entry names a storage, says how tables and plots label it, which fields it allocates (a
+function of :mod:`planner.layouts`), whether it quantizes observations, and which buffer classes
+implement it for training. ``planner estimate``, ``planner fit``, ``planner validate`` and the
+validation harness all read :data:`STORAGES`; adding a storage is one entry here plus its fields
+function and its buffer classes (docs/storages.md shows one).
+
+>>> [s.name for s in STORAGES.values() if s.in_fit]
+['sb3', 'sb3-optimize', 'just-round', 'packed']
+>>> from planner.quantization import QuantSpec
+>>> storage("packed").label(RunSpec("sac", 17, 6, quant=QuantSpec.create(2)))
+'packed 15-bit, m=2, b=127'
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from planner.errors import PlannerError
+from planner.layouts import (
+    Field,
+    figure2_fields,
+    just_round_fields,
+    just_round_limits,
+    packed_fields,
+    paper64_fields,
+    sb3_fields,
+)
+from planner.runspec import RunSpec
+
+SB3_BUFFERS = {"replay": "stable_baselines3.common.buffers:ReplayBuffer",
+               "rollout": "stable_baselines3.common.buffers:RolloutBuffer"}
+PACKED_BUFFERS = {"replay": "validation.buffers:QuantizedReplayBuffer",
+                  "rollout": "validation.buffers:QuantizedRolloutBuffer"}
+
+
+@dataclass(frozen=True)
+class Storage:
+    """One way to store a buffer.
+
+    :param name: the id used on the command line, in JSON and in run names
+    :param title: the label in tables and plots, formatted with the run's ``obs_dtype``, ``bits``,
+        ``decimals`` and ``clamp``
+    :param buffer_title: the label where only the buffer lives on the device (a microcontroller)
+    :param fields: the fields it allocates for a :class:`~planner.runspec.RunSpec`
+    :param quantized: "never", "always" (needs a quantization spec) or "optional"
+    :param replay_only: holds replay buffers only (off-policy algorithms)
+    :param in_fit: one of the rows ``planner fit`` compares
+    :param buffers: "module:Class" of the SB3 buffer that implements it, per buffer kind ("replay",
+        "rollout"); empty if no class trains with it
+    :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's
+    :param limits: why it cannot hold a run beyond the checks above (a message), or None
+    """
+
+    name: str
+    title: str
+    buffer_title: str
+    fields: Callable[[RunSpec], "tuple[Field, ...]"]
+    quantized: str = "never"
+    replay_only: bool = False
+    in_fit: bool = False
+    buffers: "dict[str, str]" = field(default_factory=dict)
+    buffer_kwargs: "dict[str, object]" = field(default_factory=dict)
+    limits: Callable[[RunSpec], "str | None"] = lambda spec: None
+
+    def _values(self, spec: RunSpec) -> dict:
+        quant = spec.quant
+        return {"obs_dtype": spec.obs_dtype, "bits": quant.bits if quant else None,
+                "decimals": quant.decimals if quant else None, "clamp": quant.clamp if quant else None}
+
+    def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
+        """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
+        return (self.buffer_title if buffer_only else self.title).format(**self._values(spec))
+
+    @property
+    def trainable(self) -> bool:
+        """A buffer class implements it: ``planner validate`` can train with it."""
+        return bool(self.buffers)
+
+    def refusal(self, spec: RunSpec) -> "PlannerError | None":
+        """Why this storage cannot hold ``spec`` (an error naming what is allowed), or None."""
+        if self.replay_only and not spec.is_replay:
+            return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {spec.algo}'s "
+                                "rollout buffer", "storage")
+        if self.quantized == "always" and spec.quant is None:
+            return PlannerError(f"storage {self.name} stores quantized observations: give decimals (and clamp, bits)",
+                                "decimals", "clamp", "bits")
+        if self.quantized == "never" and spec.quant is not None:
+            quantizing = ", ".join(s.name for s in STORAGES.values() if s.quantized != "never")
+            return PlannerError(f"storage {self.name} does not quantize observations: drop decimals, clamp and bits, "
+                                f"or use one of {quantizing}", "decimals", "clamp", "bits")
+        reason = self.limits(spec)
+        return None if reason is None else PlannerError(f"storage {self.name} {reason}", "storage")
+
+
+STORAGES = {s.name: s for s in (
+    Storage("paper64", "the paper's accounting: (s, a, r) in float64", "(s, a, r) in float64", paper64_fields),
+    Storage("sb3", "SB3 as is, {obs_dtype} obs", "{obs_dtype} obs, unpacked", sb3_fields,
+            in_fit=True, buffers=SB3_BUFFERS),
+    Storage("sb3-optimize", "SB3 optimize_memory_usage (timeouts become terminal)",
+            "{obs_dtype} obs stored once", lambda spec: sb3_fields(spec, optimize_memory_usage=True),
+            replay_only=True, in_fit=True,
+            buffers={"replay": SB3_BUFFERS["replay"]},
+            buffer_kwargs={"optimize_memory_usage": True, "handle_timeout_termination": False}),
+    Storage("just-round", "authors' uint16, m={decimals}", "uint16 codes, m={decimals}", just_round_fields,
+            quantized="always", in_fit=True, limits=just_round_limits),
+    Storage("packed", "packed {bits}-bit, m={decimals}, b={clamp:g}", "{bits}-bit packed codes, m={decimals}",
+            packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS),
+    Storage("figure2", "the paper's Figure 2 accounting", "Figure 2 accounting", figure2_fields,
+            quantized="optional"),
+)}
+
+
+def storage(name: str) -> Storage:
+    """The registry entry ``name``; an unknown name is refused with the known ones."""
+    if name not in STORAGES:
+        raise PlannerError(f"storage must be one of {', '.join(STORAGES)}, got {name!r}", "storage")
+    return STORAGES[name]
+
+
+def buffer_fields(spec: RunSpec) -> "tuple[Field, ...]":
+    """The fields the buffer of ``spec`` allocates in ``spec.storage``."""
+    entry = storage(spec.storage)
+    error = entry.refusal(spec)
+    if error is not None:
+        raise error
+    return entry.fields(spec)

@@ -1,0 +1,46 @@
+"""The storage registry: one entry per storage, read by estimate, fit and validate; every trainable entry's
+buffer class allocates exactly the fields the planner predicts, in a real SB3 model."""
+
+import pytest
+
+from planner.cli import build_parser
+from planner.defaults import is_on_policy
+from planner.errors import PlannerError
+from planner.footprint import footprint
+from planner.storages import STORAGES, storage
+from validation.measure import buffer_arrays
+from validation.runconfig import RunConfig
+
+TRAINABLE = [name for name, entry in STORAGES.items() if entry.trainable]
+
+
+def _choices(command: str, flag: str) -> "tuple[str, ...]":
+    parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return tuple(next(a for a in parser._actions if flag in a.option_strings).choices)
+
+
+def test_the_commands_offer_the_registry_entries():
+    assert _choices("estimate", "--storage") == tuple(STORAGES)
+    assert _choices("validate", "--storage") == tuple(TRAINABLE)
+    assert TRAINABLE == ["sb3", "sb3-optimize", "packed"]
+
+
+def test_unknown_storage_names_the_known_ones():
+    with pytest.raises(PlannerError, match="storage must be one of paper64, sb3, sb3-optimize"):
+        storage("zip")
+
+
+CASES = [(name, algo) for name in TRAINABLE for algo in ("sac", "ppo")
+         if not (STORAGES[name].replay_only and is_on_policy(algo))]  # replay-only storages hold no rollout
+
+
+@pytest.mark.parametrize("name, algo", CASES)
+def test_the_buffer_class_allocates_what_the_planner_predicts(name, algo):
+    from stable_baselines3 import PPO, SAC
+
+    config = RunConfig("Hopper-v5", algo, name, steps=0, buffer_size=512, decimals=2)
+    model_class = PPO if is_on_policy(algo) else SAC
+    size = {"n_steps": 512} if is_on_policy(algo) else {"buffer_size": 512}
+    model = model_class("MlpPolicy", "Hopper-v5", device="cpu", **size, **config.buffer_arguments())
+    buffer = model.rollout_buffer if is_on_policy(algo) else model.replay_buffer
+    assert sum(array.nbytes for array in buffer_arrays(buffer)) == footprint(config.run_spec()).buffer_bytes
