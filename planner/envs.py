@@ -11,16 +11,21 @@ when installed. Ant: v3 has 27 + 84 contact forces; v4 drops the contact forces 
 
 from dataclasses import dataclass
 
+from planner.actions import ActionSpace
 from planner.errors import PlannerError
 
 
 @dataclass(frozen=True)
 class EnvDims:
+    """An env's sizes; ``action_space`` where gymnasium gave it (None: Box(action_dim) of action_dtype), to
+    pass on as :class:`planner.runspec.RunSpec`'s ``action_space``."""
+
     env_id: str
     obs_dim: int
     action_dim: int
     obs_dtype: str = "float64"
     action_dtype: str = "float32"
+    action_space: "ActionSpace | None" = None
 
     def as_dict(self) -> dict:
         return {"id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
@@ -67,7 +72,7 @@ def lookup_env(env_id: str) -> EnvDims:
         if obs_space.shape is None or len(obs_space.shape) != 1 or act_space.shape is None:
             raise PlannerError(f"env {env_id!r} has a non-vector observation or action space; give obs_dim and "
                                "action_dim instead", "env")
-        action_dim = act_space.shape[0] if act_space.shape else 1
-        return EnvDims(env_id, obs_space.shape[0], action_dim, str(obs_space.dtype), str(act_space.dtype))
+        space = ActionSpace.of(act_space)
+        return EnvDims(env_id, obs_space.shape[0], space.dim, str(obs_space.dtype), space.dtype, space)
     finally:
         env.close()

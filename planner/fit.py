@@ -8,8 +8,11 @@
 
 from dataclasses import dataclass, replace
 
+from planner.actions import ActionSpace
+from planner.algorithms import ALGORITHMS, algorithm
 from planner.defaults import CLAMP, FIT_ALGOS, default_decimals
 from planner.footprint import Footprint, footprint
+from planner.gpu import DevicePool, device_pool
 from planner.profiles import DeviceProfile
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec, check_sizes, run_size
@@ -30,6 +33,8 @@ class FitRow:
     budget_bytes: int
     max_buffer_size: int
     buffer_only: bool
+    gpu: "DevicePool | None" = None  # a discrete GPU's pool: models, optimizer state, the update
+    gpu_budget_bytes: "int | None" = None
 
     @property
     def label(self) -> str:
@@ -37,16 +42,31 @@ class FitRow:
 
     @property
     def predicted_bytes(self) -> int:
-        """What the device must hold: everything, or the buffer alone where no Python runs."""
-        return self.footprint.buffer_bytes if self.buffer_only else self.footprint.total_bytes
+        """What host memory must hold: everything; the buffer alone where no Python runs or a discrete GPU
+        holds the networks."""
+        return self.footprint.buffer_bytes if (self.buffer_only or self.gpu) else self.footprint.total_bytes
+
+    @property
+    def fits_gpu(self) -> bool:
+        return self.gpu is None or self.gpu.total_bytes <= self.gpu_budget_bytes
+
+    @property
+    def failing_pools(self) -> "list[str]":
+        """The memory pools this row does not fit: "host" and/or "GPU"."""
+        return [pool for pool, ok in (("host", self.predicted_bytes <= self.budget_bytes), ("GPU", self.fits_gpu))
+                if not ok]
 
     @property
     def fits(self) -> bool:
-        return self.predicted_bytes <= self.budget_bytes
+        return not self.failing_pools
 
     @property
     def headroom_bytes(self) -> int:
         return self.budget_bytes - self.predicted_bytes
+
+    @property
+    def gpu_headroom_bytes(self) -> "int | None":
+        return None if self.gpu is None else self.gpu_budget_bytes - self.gpu.total_bytes
 
     def as_dict(self) -> dict:
         quant = self.spec.quant
@@ -56,8 +76,10 @@ class FitRow:
                 "obs_dtype": self.spec.obs_dtype, "predicted_bytes": self.predicted_bytes,
                 "models_bytes": (None if self.buffer_only
                                  else self.footprint.models_bytes + self.footprint.optimizer_bytes),
-                "buffer_bytes": self.footprint.buffer_bytes, "fits": self.fits,
-                "headroom_bytes": self.headroom_bytes, "max_buffer_size": self.max_buffer_size}
+                "buffer_bytes": self.footprint.buffer_bytes, "fits": self.fits, "failing_pools": self.failing_pools,
+                "headroom_bytes": self.headroom_bytes, "max_buffer_size": self.max_buffer_size,
+                "gpu": None if self.gpu is None else {**self.gpu.as_dict(), "budget_bytes": self.gpu_budget_bytes,
+                                                      "headroom_bytes": self.gpu_headroom_bytes}}
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,8 @@ class FitResult:
 def max_buffer_size(spec: RunSpec, budget: int, buffer_only: bool) -> int:
     """The largest buffer_size whose prediction fits ``budget`` (0 if not even one transition fits).
 
-    Exact to one transition: predicted(result) <= budget < predicted(result + 1).
+    ``buffer_only``: the budget holds the buffer alone (a microcontroller, or host RAM beside a discrete
+    GPU). Exact to one transition: predicted(result) <= budget < predicted(result + 1).
     """
     def fits(size: int) -> bool:
         fp = footprint(replace(spec, buffer_size=size))
@@ -105,7 +128,8 @@ def max_buffer_size(spec: RunSpec, budget: int, buffer_only: bool) -> int:
 def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str, ...]" = FIT_ALGOS,
         buffer_size: "int | None" = None, n_steps: "int | None" = None, net: "tuple[int, ...] | None" = None,
         decimals: "int | None" = None, clamp: float = CLAMP, n_envs: int = 1, env_id: str = "custom",
-        obs_dtype: str = "float64", action_dtype: str = "float32") -> FitResult:
+        obs_dtype: str = "float64", action_dtype: str = "float32",
+        action_space: "ActionSpace | None" = None) -> FitResult:
     """One row per (algorithm, storage that can hold it) against the profile's budget.
 
     ``buffer_size`` is the replay capacity of off-policy algorithms and ``n_steps`` the rollout
@@ -114,18 +138,40 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
     """
     algos = tuple(dict.fromkeys(algos))
     check_sizes(algos, buffer_size, n_steps)
-    budget = profile.budget().available
+    budget, gpu_budget = profile.budget().available, profile.gpu_budget()
+    host_buffer_only = profile.buffer_only or gpu_budget is not None
     rows = []
     for algo in algos:
         quant = QuantSpec.create(default_decimals(algo) if decimals is None else decimals, clamp)
-        base = RunSpec(algo, obs_dim, action_dim, run_size(algo, buffer_size, n_steps), n_envs=n_envs, net=net,
-                       obs_dtype=obs_dtype, action_dtype=action_dtype)
+        box = action_space is None
+        base = RunSpec(algo, obs_dim, action_dim if box else None, run_size(algo, buffer_size, n_steps),
+                       n_envs=n_envs, net=net, obs_dtype=obs_dtype, action_dtype=action_dtype if box else None,
+                       action_space=action_space)
         for entry in STORAGES.values():
             spec = replace(base, storage=entry.name, quant=None if entry.quantized == "never" else quant)
             if entry.in_fit and entry.refusal(spec) is None:
-                rows.append(FitRow(algo, entry, spec, footprint(spec), budget,
-                                   max_buffer_size(spec, budget, profile.buffer_only), profile.buffer_only))
+                gpu = None if gpu_budget is None else device_pool(spec)
+                largest = max_buffer_size(spec, budget, host_buffer_only)
+                row = FitRow(algo, entry, spec, footprint(spec), budget, largest, profile.buffer_only, gpu,
+                             None if gpu_budget is None else gpu_budget.available)
+                rows.append(row if row.fits_gpu else replace(row, max_buffer_size=0))  # no size helps the GPU
     return FitResult(profile, env_id, obs_dim, action_dim, tuple(rows))
+
+
+def default_algos(action_space: "ActionSpace | None") -> "tuple[str, ...]":
+    """What ``fit`` compares unless told: the paper's PPO and SAC, each replaced where it cannot act in
+    ``action_space`` by the first algorithm of the same kind (on- or off-policy) that can (DQN for Discrete).
+
+    >>> default_algos(None), default_algos(ActionSpace.discrete(2))
+    (('ppo', 'sac'), ('ppo', 'dqn'))
+    """
+    space = action_space or ActionSpace.box(1)
+    chosen = []
+    for name in FIT_ALGOS:
+        kind = algorithm(name).on_policy
+        fallback = (a.name for a in ALGORITHMS.values() if a.on_policy == kind and a.refusal(space) is None)
+        chosen.append(name if algorithm(name).refusal(space) is None else next(fallback))
+    return tuple(dict.fromkeys(chosen))
 
 
 def best_row(rows: "list[FitRow]") -> "FitRow | None":
@@ -148,8 +194,9 @@ def recommendation(result: FitResult) -> str:
         best, base, packed = best_row(rows), rows[0], rows[-1]
         if best is base:
             how = f"in {base.label}" if buffer_only else "as is"
-            sentences.append(f"{what} fits {how} ({_size(base.predicted_bytes)} of {budget}, "
-                             f"{_size(base.headroom_bytes)} headroom).")
+            gpu = f"; GPU {_size(base.gpu.total_bytes)} of {_size(base.gpu_budget_bytes)}" if base.gpu else ""
+            sentences.append(f"{what} fits {how} ({'host RAM ' if gpu else ''}{_size(base.predicted_bytes)} of "
+                             f"{budget}, {_size(base.headroom_bytes)} headroom{gpu}).")
         elif best is not None:
             sentence = (f"{what} in {base.label} needs {_size(base.predicted_bytes)} and does not fit {budget}; "
                         f"{best.label} fits: {_size(best.predicted_bytes)}, {_size(best.headroom_bytes)} headroom, "
@@ -159,7 +206,12 @@ def recommendation(result: FitResult) -> str:
             sentences.append(sentence + ".")
         else:
             top = max(rows, key=lambda row: row.max_buffer_size)
-            if top.max_buffer_size == 0:
+            if not base.fits_gpu:
+                sentences.append(f"{what} does not fit the GPU at any buffer size: models, optimizer state and "
+                                 f"the update need {_size(base.gpu.total_bytes)} (an estimate for the update) of "
+                                 f"the {_size(base.gpu_budget_bytes)} the GPU leaves"
+                                 f"{' (host RAM too small as well)' if 'host' in base.failing_pools else ''}.")
+            elif top.max_buffer_size == 0:
                 alone = "one transition alone exceeds" if buffer_only else "the networks alone exceed"
                 sentences.append(f"{what} does not fit at any size: {alone} the {budget} budget.")
             else:

@@ -7,17 +7,16 @@
 
 from dataclasses import dataclass
 
+from planner.algorithms import ADAM, Optimizer, algorithm
 from planner.layouts import Field
-from planner.networks import Network, sb3_models
+from planner.networks import Network
 from planner.runspec import DTYPE_BYTES, RunSpec
 from planner.storages import buffer_fields
-
-ADAM_MOMENTS = 2
 
 
 @dataclass(frozen=True)
 class Component:
-    """Model parameters or optimizer state of one network."""
+    """Model parameters, module buffers (group "model", named ``buffers(NET)``) or optimizer state of one network."""
 
     name: str
     group: str  # "model" | "optimizer"
@@ -73,16 +72,23 @@ class Footprint:
         }
 
 
-def model_components(networks: "tuple[Network, ...]", param_dtype: str, optimizer: bool) -> "tuple[Component, ...]":
-    """Parameters of each network, then Adam's two moments for each trained one."""
+def model_components(networks: "tuple[Network, ...]", param_dtype: str, optimizer: bool,
+                     optim: Optimizer = ADAM) -> "tuple[Component, ...]":
+    """Parameters of each network, its module buffers (if any), then ``optim``'s state for each trained one
+    (Adam: two moments; RMSprop: one square average; per-tensor step scalars left out, see
+    :class:`planner.algorithms.Optimizer`)."""
     size = DTYPE_BYTES[param_dtype]
     models = tuple(Component(n.name, "model", n.params, n.params * size) for n in networks)
-    states = tuple(Component(f"adam({n.name})", "optimizer", ADAM_MOMENTS * n.params, ADAM_MOMENTS * n.params * size)
-                   for n in networks if optimizer and n.trained)
-    return models + states
+    buffers = tuple(Component(f"buffers({n.name})", "model", n.buffers, n.buffers * size)
+                    for n in networks if n.buffers)
+    states = tuple(Component(f"{optim.name}({n.name})", "optimizer", optim.tensors * n.params,
+                             optim.tensors * n.params * size) for n in networks if optimizer and n.trained)
+    return models + buffers + states
 
 
 def footprint(spec: RunSpec) -> Footprint:
-    """The predicted memory of ``spec``: SB3's networks plus the buffer ``spec.storage`` allocates."""
-    networks = sb3_models(spec.algo, spec.obs_dim, spec.action_dim, spec.net, spec.trunk)
-    return Footprint(model_components(networks, spec.param_dtype, spec.optimizer), buffer_fields(spec))
+    """The predicted memory of ``spec``: the algorithm's networks plus the buffer ``spec.storage`` allocates."""
+    entry = algorithm(spec.algo)
+    networks = entry.networks(spec.obs_dim, spec.action_space, spec.net, spec.trunk)
+    return Footprint(model_components(networks, spec.param_dtype, spec.optimizer, entry.optimizer),
+                     buffer_fields(spec))

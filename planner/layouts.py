@@ -95,7 +95,9 @@ def _rollout_tail(spec: RunSpec, action_dtype: str) -> "tuple[Field, ...]":
 
 
 def _sb3_replay_action_dtype(spec: RunSpec) -> str:
-    """SB3's ReplayBuffer casts float64 actions to float32 and keeps other dtypes."""
+    """SB3's ReplayBuffer casts float64 actions to float32 and keeps other dtypes (Discrete and MultiDiscrete
+    int64, MultiBinary int8); its RolloutBuffer keeps the space's dtype. ``spec.action_dim`` and
+    ``spec.action_dtype`` are the action space's buffer columns (Discrete: 1) and dtype."""
     return F32 if spec.action_dtype == "float64" else spec.action_dtype
 
 

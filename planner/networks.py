@@ -6,7 +6,7 @@
 
 from dataclasses import dataclass
 
-from planner.defaults import NETS
+from planner.actions import ActionSpace
 from planner.errors import PlannerError
 
 
@@ -20,10 +20,38 @@ class Linear:
     def params(self) -> int:
         return self.n_in * self.n_out + (self.n_out if self.bias else 0)
 
+    buffers = 0
+
+
+@dataclass(frozen=True)
+class BatchRenorm:
+    """sb3-contrib's BatchRenorm1d over ``n`` features: parameters scale and bias, module buffers ``ra_mean``
+    and ``ra_var`` (running statistics: no gradient, no optimizer state). Its ``steps`` counter, an int64
+    scalar (8 bytes), is left out, as the optimizers' step scalars are.
+
+    >>> BatchRenorm(256).params, BatchRenorm(256).buffers
+    (512, 512)
+    """
+
+    n: int
+
+    @property
+    def params(self) -> int:
+        return 2 * self.n
+
+    @property
+    def buffers(self) -> int:
+        return 2 * self.n
+
 
 @dataclass(frozen=True)
 class Network:
-    """A named set of layers (plus free parameters such as log_std) and whether an optimizer updates it."""
+    """A named set of layers (plus free parameters such as log_std) and whether an optimizer keeps state for it.
+
+    ``trained`` is False for target networks (Polyak-averaged copies) and for parameters moved without an
+    optimizer (TRPO's policy: a conjugate-gradient step and line search). ``buffers``: elements of module
+    buffers (BatchRenorm statistics), stored at the parameters' dtype, counted into the model's bytes.
+    """
 
     name: str
     layers: tuple = ()
@@ -33,6 +61,10 @@ class Network:
     @property
     def params(self) -> int:
         return sum(layer.params for layer in self.layers) + self.extra_params
+
+    @property
+    def buffers(self) -> int:
+        return sum(layer.buffers for layer in self.layers)
 
 
 def mlp(sizes: "tuple[int, ...] | list[int]", bias: bool = True) -> tuple:
@@ -66,45 +98,25 @@ def parse_net(text: str, param: str = "net") -> "tuple[int, ...]":
     return sizes
 
 
-def sb3_models(algo: str, obs_dim: int, action_dim: int, net: "tuple[int, ...] | None" = None,
-               trunk: "tuple[int, ...] | None" = None) -> "tuple[Network, ...]":
-    """The networks stable-baselines3 builds for ``algo`` with an MlpPolicy (flatten features extractor).
+def sb3_models(algo: str, obs_dim: int, action_dim: "int | None" = None, net: "tuple[int, ...] | None" = None,
+               trunk: "tuple[int, ...] | None" = None,
+               action_space: "ActionSpace | None" = None) -> "tuple[Network, ...]":
+    """The networks stable-baselines3 / sb3-contrib build for ``algo`` with an MlpPolicy (flatten features
+    extractor), from :data:`planner.algorithms.ALGORITHMS`.
 
-    ``net``: hidden sizes of each MLP (default: SB3's). ``trunk`` (PPO only): hidden layers shared by the
-    policy and value nets before their own ``net`` layers, as SB3 < 1.8's ``net_arch=[*trunk, dict(pi=net, vf=net)]``.
+    ``action_space`` (a :class:`planner.actions.ActionSpace`; default Box(``action_dim``)). ``net``: hidden
+    sizes of each MLP (default: SB3's). ``trunk`` (on-policy only): hidden layers shared by the policy and
+    value nets before their own ``net`` layers, as SB3 < 1.8's ``net_arch=[*trunk, dict(pi=net, vf=net)]``.
+
+    >>> [(n.name, n.params) for n in sb3_models("dqn", 4, action_space=ActionSpace.discrete(2))]
+    [('q_net', 4610), ('q_net_target', 4610)]
     """
-    hidden = NETS.get(algo, ()) if net is None else tuple(net)
-    if algo == "ppo":  # [shared trunk], separate pi and vf MLPs, action head, value head, state-independent log_std
-        trunk = tuple(trunk or ())
-        last = (obs_dim, *trunk, *hidden)[-1]
-        shared, *separate = shared_trunk(obs_dim, trunk, {"policy_net": hidden, "value_net": hidden})
-        return (
-            *((shared,) if trunk else ()),
-            *separate,
-            Network("action_head", mlp((last, action_dim)), extra_params=action_dim),
-            Network("value_head", mlp((last, 1))),
-        )
-    if trunk:
-        raise PlannerError("trunk applies to ppo (policy and value read the same observation); "
-                           f"{algo}'s critics also take the action", "trunk")
-    q_in = obs_dim + action_dim
-    if algo == "sac":  # actor latent + mean and log_std heads; two critics and their targets; log(alpha)
-        actor = mlp((obs_dim, *hidden)) + mlp(((obs_dim, *hidden)[-1], action_dim)) * 2
-        return (
-            Network("actor", actor),
-            Network("critics", mlp((q_in, *hidden, 1)) * 2),
-            Network("critic_targets", mlp((q_in, *hidden, 1)) * 2, trained=False),
-            Network("log_ent_coef", extra_params=1),
-        )
-    if algo == "td3":
-        actor = mlp((obs_dim, *hidden, action_dim))
-        return (
-            Network("actor", actor),
-            Network("actor_target", actor, trained=False),
-            Network("critics", mlp((q_in, *hidden, 1)) * 2),
-            Network("critic_targets", mlp((q_in, *hidden, 1)) * 2, trained=False),
-        )
-    raise PlannerError(f"algo must be one of {', '.join(NETS)}, got {algo!r}", "algo")
+    from planner.algorithms import algorithm
+
+    entry = algorithm(algo)
+    if action_space is None:
+        action_space = ActionSpace.box(action_dim)
+    return entry.networks(obs_dim, action_space, net, trunk)
 
 
 def miki_teacher() -> "tuple[Network, ...]":

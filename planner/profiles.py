@@ -22,6 +22,7 @@ from planner.units import format_bytes, parse_size
 CLASSES = ("workstation", "mini-pc", "embedded-gpu", "sbc", "microcontroller")
 ARCHES = ("x86_64", "aarch64", "armv7l", "xtensa", "arm-cortex-m4")
 SIZE_KEYS = ("total_memory", "os_reserve", "runtime", "margin")
+GPU_KEYS = ("gpu_memory", "gpu_runtime")  # a discrete GPU: its own memory, and what a CUDA process holds there
 BARE_NUMBER = re.compile(r"^\s*[0-9.eE+-]+\s*$")
 # key: (expected type(s), what the message says, required)
 SCHEMA = {
@@ -34,6 +35,9 @@ SCHEMA = {
     "os_reserve": ((int, float, str), "a size with a unit such as 1.5GB", True),
     "runtime": ((int, float, str), "a size with a unit such as 1.3GB", True),
     "margin": ((int, float, str), "a size with a unit such as 200MB", True),
+    "gpu_memory": ((int, float, str), "a size with a unit such as 11GiB (a discrete GPU's own memory)", False),
+    "gpu_runtime": ((int, float, str), "a size with a unit such as 900MB (CUDA context, libraries, workspace)",
+                    False),
     "cpu": (str, "a text", True),
     "gpu": ((str, type(None)), "a text or null", False),
     "runs_python": (bool, "true or false", True),
@@ -61,10 +65,12 @@ class Budget:
         return {"total_bytes": self.total, "os_reserve_bytes": self.os_reserve, "runtime_bytes": self.runtime,
                 "margin_bytes": self.margin, "available_bytes": self.available}
 
-    def rows(self, unit: str = "MB") -> "list[list[str]]":
+    def rows(self, unit: str = "MB", runtime: str = "runtime") -> "list[list[str]]":
+        """The breakdown, one row per term (terms that are 0 and not the total are left out)."""
         return [[name, format_bytes(value, unit)] for name, value in (
-            ("total memory", self.total), ("- OS reserve", self.os_reserve), ("- runtime", self.runtime),
-            ("- safety margin", self.margin), ("= available for training", self.available))]
+            ("total memory", self.total), ("- OS reserve", self.os_reserve), (f"- {runtime}", self.runtime),
+            ("- safety margin", self.margin), ("= available for training", self.available))
+            if value or name.startswith(("total", "="))]
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,18 @@ class DeviceProfile:
     runtime_note: str = ""
     notes: str = ""
     path: str = ""
+    gpu_memory: "int | None" = None
+    gpu_runtime: "int | None" = None
 
     def budget(self) -> Budget:
+        """Host memory: all of it where the GPU shares it; else the buffer's, with models on the GPU."""
         return Budget(self.total_memory, self.os_reserve, self.runtime, self.margin)
+
+    def gpu_budget(self) -> "Budget | None":
+        """A discrete GPU's own memory (models, optimizer state, the update), or None for one pool."""
+        if self.gpu_memory is None:
+            return None
+        return Budget(self.gpu_memory, 0, self.gpu_runtime or 0, 0)
 
     @property
     def buffer_only(self) -> bool:
@@ -100,7 +115,9 @@ class DeviceProfile:
         return {"name": self.name, "description": self.description, "class": self.device_class, "arch": self.arch,
                 **self.budget().as_dict(), "gpu_shares_memory": self.gpu_shares_memory, "cpu": self.cpu,
                 "gpu": self.gpu, "runs_python": self.runs_python, "runs_torch": self.runs_torch,
-                "buffer_only": self.buffer_only, "runtime_note": self.runtime_note, "notes": self.notes,
+                "buffer_only": self.buffer_only,
+                "gpu_pool": None if self.gpu_budget() is None else self.gpu_budget().as_dict(),
+                "runtime_note": self.runtime_note, "notes": self.notes,
                 "source": list(self.source), "path": self.path}
 
 
@@ -185,7 +202,7 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
     if not data["source"] or not all(isinstance(s, str) and s.strip() for s in data["source"]):
         raise _fail(path, "source", "a non-empty list of texts", data["source"])
     sizes = {}
-    for key in SIZE_KEYS:
+    for key in (*SIZE_KEYS, *(key for key in GPU_KEYS if key in data)):
         value = data[key]
         try:
             sizes[key] = parse_size(value)
@@ -205,13 +222,23 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
                            f"must be smaller than total_memory ({format_bytes(sizes['total_memory'])})")
     if data["runs_torch"] and not data["runs_python"]:
         raise _fail(path, "runs_torch", "false when runs_python is false", data["runs_torch"])
+    if ("gpu_memory" in data) != ("gpu_runtime" in data):
+        given, other = ("gpu_memory", "gpu_runtime") if "gpu_memory" in data else ("gpu_runtime", "gpu_memory")
+        raise PlannerError(f"{path}: key '{given}': a discrete GPU's pool needs both gpu_memory and gpu_runtime; "
+                           f"add '{other}'")
+    if "gpu_memory" in data:
+        if data["gpu_shares_memory"]:
+            raise _fail(path, "gpu_memory", "no gpu_memory where gpu_shares_memory is true (one pool: total_memory)",
+                        data["gpu_memory"])
+        if sizes["gpu_runtime"] >= sizes["gpu_memory"]:
+            raise _fail(path, "gpu_runtime", "a size smaller than gpu_memory", data["gpu_runtime"])
     return DeviceProfile(
         name=data["name"], description=data["description"], device_class=data["class"], arch=data["arch"],
         total_memory=sizes["total_memory"], gpu_shares_memory=data["gpu_shares_memory"],
         os_reserve=sizes["os_reserve"], runtime=sizes["runtime"], margin=sizes["margin"], cpu=data["cpu"],
         gpu=data.get("gpu"), runs_python=data["runs_python"], runs_torch=data["runs_torch"],
         source=tuple(data["source"]), runtime_note=data.get("runtime_note", ""), notes=data.get("notes", ""),
-        path=path)
+        path=path, gpu_memory=sizes.get("gpu_memory"), gpu_runtime=sizes.get("gpu_runtime"))
 
 
 def _as_tuple(types: "type | tuple") -> tuple:

@@ -2,44 +2,55 @@
 
 from dataclasses import dataclass
 
-from planner.defaults import NETS, default_buffer_size, is_on_policy
+from planner.actions import ActionSpace
+from planner.algorithms import ALGORITHMS, algorithm
+from planner.defaults import default_buffer_size, is_on_policy
 from planner.errors import PlannerError
 from planner.quantization import QuantSpec
 
-ALGOS = tuple(NETS)
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "uint8": 1, "uint16": 2, "int32": 4, "int64": 8}
+ALGOS = tuple(ALGORITHMS)
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "uint8": 1, "uint16": 2, "int8": 1,
+               "int32": 4, "int64": 8}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One training run: algorithm, dimensions, buffer capacity and the storage that holds the buffer.
 
-    ``buffer_size`` is the replay capacity in transitions for SAC/TD3 (SB3: rows per env are
-    ``buffer_size // n_envs``) and ``n_steps`` per env for PPO (rows = n_steps * n_envs); None
+    ``buffer_size`` is the replay capacity in transitions for off-policy algorithms (SB3: rows per env are
+    ``buffer_size // n_envs``) and ``n_steps`` per env for on-policy ones (rows = n_steps * n_envs); None
     takes SB3's default. ``storage`` names an entry of :data:`planner.storages.STORAGES`.
+
+    Actions: ``action_space`` (:class:`planner.actions.ActionSpace`), or Box(``action_dim``) of
+    ``action_dtype`` (default float32) when None. Either way ``action_dim`` and ``action_dtype`` end up as
+    the space's buffer columns and dtype, what the layouts read.
 
     >>> RunSpec("sac", obs_dim=348, action_dim=17).buffer_size
     1000000
+    >>> spec = RunSpec("dqn", obs_dim=4, action_space=ActionSpace.discrete(2))
+    >>> spec.action_dim, spec.action_dtype, spec.buffer_size
+    (1, 'int64', 1000000)
     """
 
     algo: str
     obs_dim: int
-    action_dim: int
+    action_dim: "int | None" = None
     buffer_size: "int | None" = None
     n_envs: int = 1
     storage: str = "sb3"
     quant: "QuantSpec | None" = None
     net: "tuple[int, ...] | None" = None
-    trunk: "tuple[int, ...] | None" = None  # PPO: hidden layers shared by policy and value (see sb3_models)
+    trunk: "tuple[int, ...] | None" = None  # on-policy: layers shared by policy and value (see sb3_models)
     param_dtype: str = "float32"
     optimizer: bool = True
     obs_dtype: str = "float64"
-    action_dtype: str = "float32"
+    action_dtype: "str | None" = None
     terminal_capacity: "int | None" = None
+    action_space: "ActionSpace | None" = None
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise PlannerError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}", "algo")
+        entry = algorithm(self.algo)
+        self._resolve_actions()
         if self.buffer_size is None:
             object.__setattr__(self, "buffer_size", default_buffer_size(self.algo))
         for name in ("obs_dim", "action_dim", "buffer_size", "n_envs"):
@@ -52,6 +63,28 @@ class RunSpec:
                 raise PlannerError(f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {getattr(self, name)!r}", name)
         if self.terminal_capacity is not None and self.terminal_capacity < 1:
             raise PlannerError(f"terminal_capacity must be >= 1, got {self.terminal_capacity!r}", "terminal_capacity")
+        error = entry.refusal(self.action_space)
+        if error is not None:
+            raise error
+
+    def _resolve_actions(self) -> None:
+        """``action_space`` from ``action_dim``/``action_dtype`` (Box) or the reverse; refuse a disagreement."""
+        space = self.action_space
+        if space is None:
+            dim, dtype = self.action_dim, self.action_dtype or "float32"
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                raise PlannerError(f"action_dim must be a whole number >= 1, got {dim!r}", "action_dim")
+            space = ActionSpace.box(dim, dtype)
+        elif not isinstance(space, ActionSpace):
+            raise PlannerError(f"action_space must be an ActionSpace, got {space!r}", "action_space")
+        else:
+            for name, value in (("action_dim", space.dim), ("action_dtype", space.dtype)):
+                if getattr(self, name) not in (None, value):
+                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with action_space {space} "
+                                       f"({value!r}): give one of them", name, "action_space")
+        object.__setattr__(self, "action_space", space)
+        object.__setattr__(self, "action_dim", space.dim)
+        object.__setattr__(self, "action_dtype", space.dtype)
 
     @property
     def is_replay(self) -> bool:
@@ -77,7 +110,8 @@ class RunSpec:
                                                      "bits": quant.bits, "rule": quant.rule},
                 "net": None if self.net is None else list(self.net),
                 "trunk": None if self.trunk is None else list(self.trunk), "param_dtype": self.param_dtype,
-                "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype}
+                "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype,
+                "action_space": self.action_space.as_dict()}
 
 
 def run_size(algo: str, buffer_size: "int | None", n_steps: "int | None") -> int:

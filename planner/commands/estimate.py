@@ -51,12 +51,15 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     if storage(args.storage).quantized == "always" or quant_requested(args):
         decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
         quant = QuantSpec.create(decimals, CLAMP if args.clamp is None else args.clamp, args.bits, args.width_rule)
-    return RunSpec(args.algo, env.obs_dim, env.action_dim, run_size(args.algo, args.buffer_size, args.n_steps),
+    box = env.action_space is None
+    return RunSpec(args.algo, env.obs_dim, env.action_dim if box else None,
+                   run_size(args.algo, args.buffer_size, args.n_steps),
                    n_envs=args.n_envs, storage=args.storage, quant=quant,
                    net=None if args.net is None else parse_net(args.net),
                    trunk=None if args.trunk is None else parse_net(args.trunk, "trunk"), param_dtype=args.param_dtype,
-                   optimizer=not args.no_optimizer, obs_dtype=env.obs_dtype, action_dtype=env.action_dtype,
-                   terminal_capacity=args.terminal_capacity)
+                   optimizer=not args.no_optimizer, obs_dtype=env.obs_dtype,
+                   action_dtype=env.action_dtype if box else None, terminal_capacity=args.terminal_capacity,
+                   action_space=env.action_space)
 
 
 def run(args: argparse.Namespace) -> int:

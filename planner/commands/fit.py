@@ -13,10 +13,10 @@ from planner.commands.options import (
     add_size_options,
     env_from_args,
 )
-from planner.defaults import CLAMP, FIT_ALGOS
+from planner.defaults import CLAMP
 from planner.envs import EnvDims
 from planner.errors import PlannerError
-from planner.fit import FitResult, best_row, fit, recommendation
+from planner.fit import FitResult, best_row, default_algos, fit, recommendation
 from planner.networks import parse_net
 from planner.output import check_output_path, write_atomic
 from planner.plot import require_matplotlib, write_fit_png
@@ -44,9 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace) -> FitResult:
-    return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or FIT_ALGOS), args.buffer_size, args.n_steps,
-               None if args.net is None else parse_net(args.net), args.decimals,
-               CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype)
+    return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or default_algos(env.action_space)),
+               args.buffer_size, args.n_steps, None if args.net is None else parse_net(args.net), args.decimals,
+               CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype,
+               env.action_space)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -69,8 +70,8 @@ def _csv(rows: "list[dict]") -> str:
 
 
 def _assumed(env: EnvDims, args: argparse.Namespace) -> str:
-    return (f"{env.env_id}: obs {env.obs_dim} ({env.obs_dtype}), action {env.action_dim} ({env.action_dtype}), "
-            f"n_envs {args.n_envs}")
+    actions = env.action_space or f"{env.action_dim} ({env.action_dtype})"
+    return f"{env.env_id}: obs {env.obs_dim} ({env.obs_dtype}), action {actions}, n_envs {args.n_envs}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,17 +91,33 @@ def run(args: argparse.Namespace) -> int:
                           "budget_bytes": result.budget_bytes, "rows": rows,
                           "recommendation": recommendation(result)}, indent=2))
         return 0
-    budget, unit = profile.budget(), args.unit
+    budget, unit, gpu_budget = profile.budget(), args.unit, profile.gpu_budget()
     print(f"{profile.name}: {profile.description}")
-    print(render(budget.rows(auto_unit(budget.total)), ["budget", auto_unit(budget.total)]))
+    print(render(budget.rows(auto_unit(budget.total)), ["host budget" if gpu_budget else "budget",
+                                                         auto_unit(budget.total)]))
+    if gpu_budget:
+        print(render(gpu_budget.rows(auto_unit(gpu_budget.total), "GPU runtime (CUDA context, libraries)"),
+                     ["GPU budget", auto_unit(gpu_budget.total)]))
     print(f"\n{_assumed(env, args)}{'  (buffer only: no Python runtime on this device)' if profile.buffer_only else ''}"
           "\n")
-    table = [[r["algo"].upper(), r["label"], f"{r['buffer_size']:,}",
-              "-" if r["models_bytes"] is None else format_bytes(r["models_bytes"], unit),
-              format_bytes(r["buffer_bytes"], unit), format_bytes(r["predicted_bytes"], unit),
-              "yes" if r["fits"] else "NO", format_bytes(r["headroom_bytes"], unit), f"{r['max_buffer_size']:,}"]
-             for r in rows]
-    print(render(table, ["algo", "storage", "size", "models+opt", "buffer", "total", "fits", "headroom", "max size"]))
+    verdicts = ["yes" if r["fits"] else f"NO ({', '.join(r['failing_pools'])})" for r in rows]
+    if gpu_budget:  # two pools: the buffer in host RAM, models, optimizer and update on the GPU
+        table = [[r["algo"].upper(), r["label"], f"{r['buffer_size']:,}", format_bytes(r["gpu"]["total_bytes"], unit),
+                  format_bytes(r["buffer_bytes"], unit), verdict, format_bytes(r["gpu"]["headroom_bytes"], unit),
+                  format_bytes(r["headroom_bytes"], unit), f"{r['max_buffer_size']:,}"]
+                 for r, verdict in zip(rows, verdicts)]
+        print(render(table, ["algo", "storage", "size", "GPU: models+opt+update", "host: buffer", "fits",
+                             "GPU headroom", "host headroom", "max size"]))
+        print("\n(GPU: parameters and optimizer state as the CUDA allocator holds them, plus an upper estimate of one "
+              "update's batch and activations; the buffer stays in host RAM)")
+    else:
+        table = [[r["algo"].upper(), r["label"], f"{r['buffer_size']:,}",
+                  "-" if r["models_bytes"] is None else format_bytes(r["models_bytes"], unit),
+                  format_bytes(r["buffer_bytes"], unit), format_bytes(r["predicted_bytes"], unit), verdict,
+                  format_bytes(r["headroom_bytes"], unit), f"{r['max_buffer_size']:,}"]
+                 for r, verdict in zip(rows, verdicts)]
+        print(render(table, ["algo", "storage", "size", "models+opt", "buffer", "total", "fits", "headroom",
+                             "max size"]))
     print(f"\n(size: replay capacity in transitions for off-policy algorithms, n_steps per env for PPO; "
           f"max size: the largest that fits; {unit_note(unit)})")
     print(recommendation(result))
@@ -108,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace, env: EnvDims) -> int:
-    lines, records, algos = [], [], list(dict.fromkeys(args.algo or FIT_ALGOS))
+    lines, records, algos = [], [], list(dict.fromkeys(args.algo or default_algos(env.action_space)))
     for profile in load_all():
         result = _fit(profile, env, args)
         line = [f"{profile.name}{' (buffer only)' if profile.buffer_only else ''}",

@@ -6,7 +6,8 @@ quantization, and output (``--json/--csv/--plot/--unit``).
 
 import argparse
 
-from planner.defaults import CLAMP, FIT_ALGOS, N_STEPS, REPLAY_CAPACITY, WIDTH_RULE
+from planner.algorithms import ALGORITHMS
+from planner.defaults import CLAMP, FIT_ALGOS, WIDTH_RULE
 from planner.envs import EnvDims, lookup_env
 from planner.errors import PlannerError
 from planner.quantization import WIDTH_RULES
@@ -27,7 +28,8 @@ def add_algo_option(parser: argparse.ArgumentParser, several: bool = False) -> N
         parser.add_argument("--algo", choices=ALGOS, action="append",
                             help=f"algorithm; repeat for several (default: {' and '.join(FIT_ALGOS)})")
     else:
-        parser.add_argument("--algo", choices=ALGOS, required=True, help="algorithm (stable-baselines3's)")
+        parser.add_argument("--algo", choices=ALGOS, required=True,
+                            help="algorithm (stable-baselines3's or sb3-contrib's)")
 
 
 def add_env_options(parser: argparse.ArgumentParser) -> None:
@@ -53,12 +55,25 @@ def env_from_args(args: argparse.Namespace) -> EnvDims:
     return EnvDims("custom", args.obs_dim, args.action_dim, args.obs_dtype or "float64")
 
 
+def _default_sizes(on_policy: bool) -> str:
+    """SB3's default sizes of the on-policy (n_steps) or off-policy (buffer_size) algorithms, e.g.
+    ``2048 for ppo, trpo; 5 for a2c``."""
+    sizes: "dict[int, list[str]]" = {}
+    for entry in ALGORITHMS.values():
+        if entry.on_policy == on_policy:
+            sizes.setdefault(entry.buffer_size, []).append(entry.name)
+    shown = {size: f"{size:.0e}" if size >= 10**5 else str(size) for size in sizes}
+    if len(sizes) == 1:
+        return next(iter(shown.values()))
+    return "; ".join(f"{shown[size]} for {', '.join(names)}" for size, names in sizes.items())
+
+
 def add_size_options(parser: argparse.ArgumentParser, n_envs: bool = True) -> None:
     parser.add_argument("--buffer-size", type=count,
-                        help=f"replay capacity in transitions, off-policy algorithms (default {REPLAY_CAPACITY:.0e}, "
+                        help=f"replay capacity in transitions, off-policy algorithms (default {_default_sizes(False)}, "
                              "SB3's); 1e6 and 1_000_000 both work")
     parser.add_argument("--n-steps", type=count,
-                        help=f"rollout length per env, on-policy algorithms (default {N_STEPS}, SB3's)")
+                        help=f"rollout length per env, on-policy algorithms (default {_default_sizes(True)}, SB3's)")
     if n_envs:
         parser.add_argument("--n-envs", type=count, default=1, help="parallel envs (default 1)")
 
