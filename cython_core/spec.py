@@ -99,7 +99,12 @@ class CodeSpec:
             need = bits_for_levels(int(top.max()) + 1)
             raise ValueError(f"bits={self.bits} cannot hold the {int(top.max()) + 1:,} levels of dimension "
                              f"{int(top.argmax())} (needs >= {need} bits)")
-        inv_scale = 1.0 / scale
+        with np.errstate(over="ignore", divide="ignore"):
+            inv_scale = 1.0 / scale
+        if not np.all(np.isfinite(inv_scale)):
+            raise ValueError(f"scale must have a finite inverse in every dimension; dimension "
+                             f"{_first(~np.isfinite(inv_scale))} has scale {scale[~np.isfinite(inv_scale)][0]!r} "
+                             "(a denormal: its inverse overflows)")
         for arr in (offset, inv_scale):
             arr.setflags(write=False)
         for name, value in (("lo", lo), ("hi", hi), ("scale", scale), ("bits", int(self.bits)),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cython_core._kernels import gather_unpack, quantize_pack_counts
+from cython_core.indices import as_indices
 from cython_core.spec import CodeSpec
 
 
@@ -52,7 +53,7 @@ class PackedRows:
 
     def decode(self, indices: Any, out: "np.ndarray | None" = None) -> np.ndarray:
         """Dequantized rows ``indices`` as float32 (n, D), written into ``out`` when given."""
-        idx = np.asarray(indices, dtype=np.int64)
+        idx = as_indices(indices, "indices")  # floats and bools refused, as gather_unpack refuses them
         if out is None:
             out = np.empty((idx.size, self.spec.dim), dtype=np.float32)
         gather_unpack(self.storage, idx, self.spec, out)

@@ -20,7 +20,8 @@ from typing import Callable
 
 from planner.actions import KINDS, ActionSpace
 from planner.errors import PlannerError
-from planner.networks import BatchRenorm, Linear, Network, mlp, shared_trunk
+from planner.networks import BatchRenorm, Linear, Network, features_extractor, mlp, shared_trunk
+from planner.observations import ObsSpace
 
 ALL_ACTIONS = tuple(KINDS)
 BOX = ("box",)
@@ -74,6 +75,9 @@ class Algorithm:
     :param targets: keeps Polyak-averaged target copies of its critics (CrossQ: no)
     :param batch_renorm: BatchRenorm before every Linear layer (CrossQ)
     :param entropy_coefficient: learns log(alpha), one parameter with its own Adam (SAC, TQC, CrossQ)
+    :param cnn_net: the default hidden sizes behind CnnPolicy's NatureCNN, where they differ from ``net`` (SB3:
+        none for PPO, A2C, TRPO, DQN, QR-DQN; 256, 256 for TD3 and DDPG)
+    :param multi_input: has CnnPolicy and MultiInputPolicy (CrossQ: MlpPolicy only)
     """
 
     name: str
@@ -93,6 +97,8 @@ class Algorithm:
     targets: bool = True
     batch_renorm: bool = False
     entropy_coefficient: bool = False
+    cnn_net: "tuple[int, ...] | None" = None
+    multi_input: bool = True
 
     @property
     def import_path(self) -> str:
@@ -109,19 +115,56 @@ class Algorithm:
         return PlannerError(f"algo {self.name} takes {takes} actions, got {action_space}; for "
                             f"{KINDS[action_space.kind]} actions use one of {', '.join(others)}", "algo")
 
-    def networks(self, obs_dim: int, action_space: ActionSpace, net: "tuple[int, ...] | None" = None,
+    def obs_refusal(self, space: ObsSpace) -> "PlannerError | None":
+        """Why this algorithm has no policy for ``space`` (CrossQ: MlpPolicy only), or None."""
+        if self.multi_input or space.flat or not (space.kind == "dict" or space.has_images):
+            return None
+        others = ", ".join(a.name for a in ALGORITHMS.values() if a.multi_input)
+        return PlannerError(f"algo {self.name} has an MlpPolicy only (no CnnPolicy / MultiInputPolicy), got "
+                            f"observations {space}; use one of {others}", "algo")
+
+    def networks(self, obs: "int | ObsSpace", action_space: ActionSpace, net: "tuple[int, ...] | None" = None,
                  trunk: "tuple[int, ...] | None" = None) -> "tuple[Network, ...]":
-        """The networks of its MlpPolicy; ``net`` (every MLP's hidden sizes) replaces the defaults."""
-        error = self.refusal(action_space)
-        if error is not None:
-            raise error
+        """The networks of its policy on ``obs`` (a flat observation's size, or the
+        :class:`~planner.observations.ObsSpace` the model sees): MlpPolicy, CnnPolicy on an image,
+        MultiInputPolicy on a Dict; ``net`` (every MLP's hidden sizes) replaces the defaults.
+
+        The features extractor (:func:`planner.networks.features_extractor`) reads the observation and the
+        MLPs read its features. On-policy algorithms share one extractor between policy and value
+        (``share_features_extractor=True``); SAC, TQC, TD3, DDPG give the actor, the critic and every
+        target its own (``share_features_extractor=False``), DQN and QR-DQN the Q net and its target:
+        one network ``OWNER.features_extractor`` each, where the extractor has parameters.
+        """
+        space = ObsSpace.box((obs,), "float64") if isinstance(obs, int) else obs
+        for error in (self.refusal(action_space), self.obs_refusal(space)):
+            if error is not None:
+                raise error
         if trunk and not self.on_policy:
             on_policy = ", ".join(a.name for a in ALGORITHMS.values() if a.on_policy)
             raise PlannerError(f"trunk applies to {on_policy} (a policy and a value net reading the same "
                                f"observation), not to {self.name}", "trunk")
-        pi = self.net if net is None else tuple(net)
-        qf = (self.critic_net or self.net) if net is None else tuple(net)
-        return self.build(self, obs_dim, action_space, pi, qf, tuple(trunk or ()))
+        extractor, layers, features = features_extractor(space)
+        cnn = extractor == "NatureCNN" and self.cnn_net is not None
+        pi = (self.cnn_net if cnn else self.net) if net is None else tuple(net)
+        qf = (self.cnn_net if cnn else (self.critic_net or self.net)) if net is None else tuple(net)
+        networks = self.build(self, features, action_space, pi, qf, tuple(trunk or ()))
+        if not layers:
+            return networks
+        return (*networks, *(Network(f"{owner}.features_extractor", layers, trained=trained)
+                             for owner, trained in self.extractor_owners()))
+
+    def extractor_owners(self) -> "tuple[tuple[str, bool], ...]":
+        """(owner, trained) of each features extractor the policy holds (see :meth:`networks`).
+
+        TRPO's shared extractor is not: it counts as the actor's (SB3's TRPO drops the value loss's gradients on
+        every parameter outside the value path before its optimizer steps)."""
+        if self.on_policy:
+            return (("features_extractor", self.policy_optimized),)
+        if self.build is q_networks:
+            name = "quantile_net" if self.n_quantiles else "q_net"
+            return ((name, True), (f"{name}_target", False))
+        owners = (("actor", True),) + ((("actor_target", False),) if self.build is deterministic_actor_critic else ())
+        return owners + (("critic", True),) + ((("critic_target", False),) if self.targets else ())
 
 
 def actor_critic(algo: Algorithm, obs_dim: int, space: ActionSpace, pi: tuple, vf: tuple,
@@ -194,23 +237,27 @@ def q_networks(algo: Algorithm, obs_dim: int, space: ActionSpace, pi: tuple, qf:
 
 
 ALGORITHMS = {a.name: a for a in (
-    Algorithm("ppo", "stable_baselines3", "PPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 64, actor_critic),
-    Algorithm("a2c", "stable_baselines3", "A2C", True, ALL_ACTIONS, RMSPROP, (64, 64), 5, 0, actor_critic),
+    Algorithm("ppo", "stable_baselines3", "PPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 64, actor_critic,
+              cnn_net=()),
+    Algorithm("a2c", "stable_baselines3", "A2C", True, ALL_ACTIONS, RMSPROP, (64, 64), 5, 0, actor_critic,
+              cnn_net=()),
     Algorithm("sac", "stable_baselines3", "SAC", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
               n_critics=2, entropy_coefficient=True),
     Algorithm("td3", "stable_baselines3", "TD3", False, BOX, ADAM, (400, 300), 1_000_000, 256,
-              deterministic_actor_critic, n_critics=2),
+              deterministic_actor_critic, n_critics=2, cnn_net=(256, 256)),
     Algorithm("ddpg", "stable_baselines3", "DDPG", False, BOX, ADAM, (400, 300), 1_000_000, 256,
-              deterministic_actor_critic, n_critics=1),
-    Algorithm("dqn", "stable_baselines3", "DQN", False, DISCRETE, ADAM, (64, 64), 1_000_000, 32, q_networks),
+              deterministic_actor_critic, n_critics=1, cnn_net=(256, 256)),
+    Algorithm("dqn", "stable_baselines3", "DQN", False, DISCRETE, ADAM, (64, 64), 1_000_000, 32, q_networks,
+              cnn_net=()),
     Algorithm("tqc", "sb3_contrib", "TQC", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
               n_critics=2, n_quantiles=25, entropy_coefficient=True),
     Algorithm("crossq", "sb3_contrib", "CrossQ", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
-              critic_net=(1024, 1024), n_critics=2, targets=False, batch_renorm=True, entropy_coefficient=True),
+              critic_net=(1024, 1024), n_critics=2, targets=False, batch_renorm=True, entropy_coefficient=True,
+              multi_input=False),
     Algorithm("qrdqn", "sb3_contrib", "QRDQN", False, DISCRETE, ADAM, (64, 64), 1_000_000, 32, q_networks,
-              n_quantiles=200),
+              n_quantiles=200, cnn_net=()),
     Algorithm("trpo", "sb3_contrib", "TRPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 128, actor_critic,
-              policy_optimized=False),
+              policy_optimized=False, cnn_net=()),
 )}
 
 

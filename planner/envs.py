@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from planner.actions import ActionSpace
 from planner.errors import PlannerError
+from planner.observations import ObsSpace
 
 
 @dataclass(frozen=True)
 class EnvDims:
-    """An env's sizes; ``action_space`` where gymnasium gave it (None: Box(action_dim) of action_dtype), to
-    pass on as :class:`planner.runspec.RunSpec`'s ``action_space``."""
+    """An env's sizes; ``action_space`` and ``obs_space`` where gymnasium gave them (None: Box(action_dim) of
+    action_dtype, a flat Box(obs_dim) of obs_dtype), to pass on as :class:`planner.runspec.RunSpec`'s
+    ``action_space`` and ``obs_space``. ``obs_dim``: the values one step stores (a Dict: all keys)."""
 
     env_id: str
     obs_dim: int
@@ -26,10 +28,14 @@ class EnvDims:
     obs_dtype: str = "float64"
     action_dtype: str = "float32"
     action_space: "ActionSpace | None" = None
+    obs_space: "ObsSpace | None" = None
 
     def as_dict(self) -> dict:
-        return {"id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-                "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype}
+        out = {"id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+               "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype}
+        if self.obs_space is not None:
+            out["obs_space"] = self.obs_space.as_dict()
+        return out
 
 
 _DIMS = {  # name: ({version: obs_dim}, action_dim)
@@ -53,7 +59,8 @@ def training_id(env_id: str) -> str:
 
 
 def lookup_env(env_id: str) -> EnvDims:
-    """Dimensions of ``env_id``: from the catalog, else from gymnasium (if installed)."""
+    """Dimensions of ``env_id``: from the catalog, else from gymnasium (if installed): any Box observation
+    (vectors, images) or a Dict of Box / Discrete entries, and the action space."""
     if env_id in CATALOG:
         return CATALOG[env_id]
     known = ", ".join(sorted(CATALOG))
@@ -68,11 +75,11 @@ def lookup_env(env_id: str) -> EnvDims:
         raise PlannerError(f"env {env_id!r} cannot be made ({type(exc).__name__}: {first_line}); "
                            f"known offline: {known}", "env") from None
     try:
-        obs_space, act_space = env.observation_space, env.action_space
-        if obs_space.shape is None or len(obs_space.shape) != 1 or act_space.shape is None:
-            raise PlannerError(f"env {env_id!r} has a non-vector observation or action space; give obs_dim and "
-                               "action_dim instead", "env")
-        space = ActionSpace.of(act_space)
-        return EnvDims(env_id, obs_space.shape[0], space.dim, str(obs_space.dtype), space.dtype, space)
+        try:
+            obs = ObsSpace.of(env.observation_space)
+            space = ActionSpace.of(env.action_space)
+        except PlannerError as exc:
+            raise PlannerError(f"env {env_id!r}: {exc}; give obs_dim and action_dim instead", "env") from None
+        return EnvDims(env_id, obs.values, space.dim, obs.dtype_name, space.dtype, space, obs)
     finally:
         env.close()

@@ -13,6 +13,7 @@ from planner.algorithms import ALGORITHMS, algorithm
 from planner.defaults import CLAMP, FIT_ALGOS, default_decimals
 from planner.footprint import Footprint, footprint
 from planner.gpu import DevicePool, device_pool
+from planner.observations import ObsSpace
 from planner.profiles import DeviceProfile
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec, check_sizes, run_size
@@ -129,12 +130,16 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
         buffer_size: "int | None" = None, n_steps: "int | None" = None, net: "tuple[int, ...] | None" = None,
         decimals: "int | None" = None, clamp: float = CLAMP, n_envs: int = 1, env_id: str = "custom",
         obs_dtype: str = "float64", action_dtype: str = "float32",
-        action_space: "ActionSpace | None" = None) -> FitResult:
+        action_space: "ActionSpace | None" = None, obs_space: "ObsSpace | None" = None, frame_stack: int = 1,
+        her: bool = False) -> FitResult:
     """One row per (algorithm, storage that can hold it) against the profile's budget.
 
     ``buffer_size`` is the replay capacity of off-policy algorithms and ``n_steps`` the rollout
     length of on-policy ones (None: SB3's defaults); ``decimals`` None takes the paper's m per
-    algorithm. A repeated algorithm counts once.
+    algorithm. A repeated algorithm counts once. ``obs_space`` (an image, a Dict) replaces the flat
+    Box(``obs_dim``) of ``obs_dtype``; storages that cannot hold it (the quantized ones on anything but float
+    Box observations, sb3-optimize on a Dict) give no row. ``her`` sizes the off-policy algorithms'
+    HerReplayBuffer (on-policy ones keep their rollout), ``frame_stack`` VecFrameStack.
     """
     algos = tuple(dict.fromkeys(algos))
     check_sizes(algos, buffer_size, n_steps)
@@ -144,9 +149,12 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
     for algo in algos:
         quant = QuantSpec.create(default_decimals(algo) if decimals is None else decimals, clamp)
         box = action_space is None
-        base = RunSpec(algo, obs_dim, action_dim if box else None, run_size(algo, buffer_size, n_steps),
-                       n_envs=n_envs, net=net, obs_dtype=obs_dtype, action_dtype=action_dtype if box else None,
-                       action_space=action_space)
+        flat = obs_space is None
+        base = RunSpec(algo, obs_dim if flat else None, action_dim if box else None,
+                       run_size(algo, buffer_size, n_steps), n_envs=n_envs, net=net,
+                       obs_dtype=obs_dtype if flat else None, action_dtype=action_dtype if box else None,
+                       action_space=action_space, obs_space=obs_space, frame_stack=frame_stack,
+                       her=her and not algorithm(algo).on_policy)
         for entry in STORAGES.values():
             spec = replace(base, storage=entry.name, quant=None if entry.quantized == "never" else quant)
             if entry.in_fit and entry.refusal(spec) is None:

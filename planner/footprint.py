@@ -89,6 +89,6 @@ def model_components(networks: "tuple[Network, ...]", param_dtype: str, optimize
 def footprint(spec: RunSpec) -> Footprint:
     """The predicted memory of ``spec``: the algorithm's networks plus the buffer ``spec.storage`` allocates."""
     entry = algorithm(spec.algo)
-    networks = entry.networks(spec.obs_dim, spec.action_space, spec.net, spec.trunk)
+    networks = entry.networks(spec.observation, spec.action_space, spec.net, spec.trunk)
     return Footprint(model_components(networks, spec.param_dtype, spec.optimizer, entry.optimizer),
                      buffer_fields(spec))

@@ -16,7 +16,7 @@
 from dataclasses import dataclass
 
 from planner.algorithms import algorithm
-from planner.networks import BatchRenorm, Network, sb3_models
+from planner.networks import BatchRenorm, Conv2d, Network, sb3_models
 from planner.runspec import DTYPE_BYTES, RunSpec
 
 ALLOCATOR_BLOCK = 512  # bytes: PyTorch's CUDA caching allocator rounds every tensor up to this
@@ -50,6 +50,7 @@ def tensor_sizes(network: Network) -> "list[int]":
     the free parameters."""
     sizes = [size for layer in network.layers
              for size in ((layer.n, layer.n) if isinstance(layer, BatchRenorm)
+                          else (layer.params - layer.n_out, layer.n_out) if isinstance(layer, Conv2d)
                           else (layer.n_in * layer.n_out, layer.n_out if layer.bias else 0))]
     return [size for size in (*sizes, network.extra_params) if size]
 
@@ -61,20 +62,22 @@ def _buffer_blocks(network: Network, itemsize: int) -> int:
 
 
 def _units(network: Network) -> int:
-    return sum(layer.n if isinstance(layer, BatchRenorm) else layer.n_out for layer in network.layers)
+    return sum(layer.n if isinstance(layer, BatchRenorm) else layer.units if isinstance(layer, Conv2d) else layer.n_out
+               for layer in network.layers)
 
 
 def device_pool(spec: RunSpec, batch_size: "int | None" = None) -> DevicePool:
     """The GPU side of ``spec`` trained on a CUDA device (batch size: SB3's default for the algorithm; a
     whole rollout for A2C)."""
     algo = algorithm(spec.algo)
-    networks = sb3_models(spec.algo, spec.obs_dim, spec.action_dim, spec.net, spec.trunk, spec.action_space)
+    networks = sb3_models(spec.algo, spec.observation, spec.action_dim, spec.net, spec.trunk, spec.action_space)
     itemsize = DTYPE_BYTES[spec.param_dtype]
     models = sum(_blocks(size, itemsize) for n in networks for size in tensor_sizes(n))
     models += sum(_buffer_blocks(n, itemsize) for n in networks)
     trained = [n for n in networks if n.trained] if spec.optimizer else []
     optimizer = algo.optimizer.tensors * sum(_blocks(size, itemsize) for n in trained for size in tensor_sizes(n))
     batch = (algo.batch_size or spec.rows) if batch_size is None else batch_size
-    row_values = (2 * spec.obs_dim + spec.action_dim + 3) if spec.is_replay else (spec.obs_dim + spec.action_dim + 4)
+    obs = spec.obs_values
+    row_values = (2 * obs + spec.action_dim + 3) if spec.is_replay else (obs + spec.action_dim + 4)
     units = sum(_units(n) for n in trained)
     return DevicePool(models, optimizer, batch * 4 * (row_values + UPDATE_UNITS_FACTOR * units))

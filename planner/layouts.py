@@ -5,7 +5,9 @@ buffer class implements them):
 
 - ``paper64_fields``: the paper's Section III accounting, (s, a, r) all float64.
 - ``sb3_fields``: stable-baselines3 2.9 as it allocates; with ``optimize_memory_usage=True`` its
-  ReplayBuffer keeps no next_observations.
+  ReplayBuffer keeps no next_observations. Observations in the space's dtype and shape (images uint8, as
+  the model sees them: stacked, channels first); a Dict one array per key (DictReplayBuffer,
+  DictRolloutBuffer, named ``observations[KEY]``); HerReplayBuffer's episode bookkeeping besides.
 - ``just_round_fields``: the authors' published buffers, observations as uint16.
 - ``packed_fields``: our k-bit packed rows (observations stored once; episode-end next observations
   in a small side store), exactly what ``validation.buffers`` allocates.
@@ -77,7 +79,7 @@ def terminal_capacity(spec: RunSpec) -> int:
 
 def paper64_fields(spec: RunSpec) -> "tuple[Field, ...]":
     rows = spec.rows
-    return (dtype_field("observations", rows, spec.obs_dim, "float64", True),
+    return (dtype_field("observations", rows, spec.obs_values, "float64", True),
             dtype_field("actions", rows, spec.action_dim, "float64"),
             dtype_field("rewards", rows, 1, "float64"))
 
@@ -101,19 +103,54 @@ def _sb3_replay_action_dtype(spec: RunSpec) -> str:
     return F32 if spec.action_dtype == "float64" else spec.action_dtype
 
 
-def sb3_fields(spec: RunSpec, optimize_memory_usage: bool = False) -> "tuple[Field, ...]":
+def observation_fields(spec: RunSpec, name: str) -> "tuple[Field, ...]":
+    """SB3's observation arrays: one of the model's observation shape and dtype (a Discrete Dict entry: one
+    int64 index), or one per Dict key, ``name[KEY]``."""
+    return tuple(dtype_field(f"{name}[{key}]" if key else name, spec.rows, values, dtype, True)
+                 for key, values, dtype in spec.observation.buffer_entries())
+
+
+def her_fields(spec: RunSpec) -> "tuple[Field, ...]":
+    """What SB3 2.9's HerReplayBuffer adds to its DictReplayBuffer: per row and env ``ep_start`` and
+    ``ep_length`` (int64) and ``infos``, an object array of 8-byte pointers (the info dicts they point to,
+    empty or copied with ``copy_info_dict``, are Python objects and not counted); per env
+    ``_current_ep_start`` (int64)."""
     rows = spec.rows
-    obs = dtype_field("observations", rows, spec.obs_dim, spec.obs_dtype, True)
+    return (dtype_field("ep_start", rows, 1, "int64"), dtype_field("ep_length", rows, 1, "int64"),
+            Field("infos", rows, 64, "object pointers (info dicts not counted)"),
+            replace(dtype_field("_current_ep_start", spec.n_envs, 1, "int64"), eager=True))
+
+
+def sb3_fields(spec: RunSpec, optimize_memory_usage: bool = False) -> "tuple[Field, ...]":
+    obs = observation_fields(spec, "observations")
     if not spec.is_replay:
-        return (obs, *_rollout_tail(spec, spec.action_dtype))
-    next_obs = () if optimize_memory_usage else (
-        dtype_field("next_observations", rows, spec.obs_dim, spec.obs_dtype, True),)
-    return (obs, *next_obs, *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
+        return (*obs, *_rollout_tail(spec, spec.action_dtype))
+    next_obs = () if optimize_memory_usage else observation_fields(spec, "next_observations")
+    her = her_fields(spec) if spec.her else ()
+    return (*obs, *next_obs, *_replay_tail(spec, _sb3_replay_action_dtype(spec)), *her)
+
+
+def sb3_optimize_limits(spec: RunSpec) -> "str | None":
+    """SB3's DictReplayBuffer (and so HerReplayBuffer) refuses optimize_memory_usage."""
+    if spec.obs_space.kind == "dict":
+        return ("drops next_observations from a plain ReplayBuffer only: SB3's Dict buffers refuse "
+                f"optimize_memory_usage ({spec.obs_space})")
+    return None
+
+
+def quantized_limits(spec: RunSpec) -> "str | None":
+    """The quantized storages (just-round, packed) hold Box observations of floats, not images or Dicts."""
+    if not spec.obs_space.float_box:
+        return (f"quantizes Box observations of floats; {spec.obs_space} is not one (images, Dict and integer "
+                "observations are not supported yet): use sb3")
+    return None
 
 
 def just_round_limits(spec: RunSpec) -> "str | None":
     """The authors' uint16 codes hold 7 integer bits and hundredths: m <= 2 and b <= 127."""
     quant = spec.quant
+    if quant is None:
+        return None
     if quant.decimals > 2 or quant.clamp > CLAMP:
         return (f"(uint16: 7 integer bits, hundredths) holds decimals <= 2 and clamp <= {CLAMP:g}, "
                 f"got m={quant.decimals}, b={quant.clamp:g}")
@@ -122,21 +159,21 @@ def just_round_limits(spec: RunSpec) -> "str | None":
 
 def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
     rows = spec.rows
-    obs = dtype_field("observations", rows, spec.obs_dim, "uint16", True)
+    obs = dtype_field("observations", rows, spec.obs_values, "uint16", True)
     if not spec.is_replay:
         return (obs, *_rollout_tail(spec, F32))
-    return (obs, dtype_field("next_observations", rows, spec.obs_dim, "uint16", True),
+    return (obs, dtype_field("next_observations", rows, spec.obs_values, "uint16", True),
             *_replay_tail(spec, spec.action_dtype))
 
 
 def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
     rows, bits = spec.rows, spec.quant.bits
-    obs = packed_field("observations", rows, spec.obs_dim, bits)
+    obs = packed_field("observations", rows, spec.obs_values, bits)
     if not spec.is_replay:
         return (obs, *_rollout_tail(spec, spec.action_dtype))
     capacity = terminal_capacity(spec)
     return (obs,
-            packed_field("terminal_observations", capacity, spec.obs_dim, bits, eager=True),
+            packed_field("terminal_observations", capacity, spec.obs_values, bits, eager=True),
             replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
             replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
             *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
@@ -153,10 +190,10 @@ def figure2_fields(spec: RunSpec) -> "tuple[Field, ...]":
     """
     rows = spec.rows
     if spec.quant is None:
-        obs = dtype_field("observations", rows, spec.obs_dim, "float64", True)
+        obs = dtype_field("observations", rows, spec.obs_values, "float64", True)
     else:
-        obs = Field("observations", rows, spec.obs_dim * spec.quant.bits,
-                    f"{spec.obs_dim} x {spec.quant.bits} bits (unpadded)", True)
+        obs = Field("observations", rows, spec.obs_values * spec.quant.bits,
+                    f"{spec.obs_values} x {spec.quant.bits} bits (unpadded)", True)
     scalars = ("rewards", "dones") if spec.is_replay else tuple(f"scalar_{i}" for i in range(FIGURE2_PPO_SCALARS))
     return (obs, dtype_field("actions", rows, spec.action_dim, F32),
             *(dtype_field(name, rows, 1, F32) for name in scalars))

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from planner.actions import ActionSpace
 from planner.errors import PlannerError
+from planner.observations import ObsSpace
+
+NATURE_CNN_FEATURES = 512  # CnnPolicy's NatureCNN features_dim
+COMBINED_CNN_FEATURES = 256  # MultiInputPolicy's CombinedExtractor cnn_output_dim
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,34 @@ class Linear:
     @property
     def params(self) -> int:
         return self.n_in * self.n_out + (self.n_out if self.bias else 0)
+
+    buffers = 0
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """torch's Conv2d, no padding: a ``n_out x n_in x kernel x kernel`` weight and ``n_out`` biases; ``out_h`` x
+    ``out_w`` is the output's spatial size (for the activations ``planner.gpu`` estimates).
+
+    >>> Conv2d(4, 32, 8, 4).params
+    8224
+    """
+
+    n_in: int
+    n_out: int
+    kernel: int
+    stride: int = 1
+    out_h: int = 1
+    out_w: int = 1
+
+    @property
+    def params(self) -> int:
+        return self.n_out * self.n_in * self.kernel * self.kernel + self.n_out
+
+    @property
+    def units(self) -> int:
+        """Output values per sample."""
+        return self.n_out * self.out_h * self.out_w
 
     buffers = 0
 
@@ -87,6 +119,48 @@ def shared_trunk(n_in: int, trunk: "tuple[int, ...]", heads: "dict[str, tuple[in
             *(Network(name, mlp((width, *sizes), bias)) for name, sizes in heads.items()))
 
 
+def nature_cnn(space: ObsSpace, features_dim: int = NATURE_CNN_FEATURES) -> tuple:
+    """SB3 2.9's NatureCNN on a channel-first image (C, H, W): conv 32 8x8/4, 64 4x4/2, 64 3x3/1 (no padding),
+    flatten, Linear to ``features_dim``. The smallest image it takes is 36 x 36.
+
+    >>> [layer.params for layer in nature_cnn(ObsSpace.box((3, 36, 36), "uint8"))]
+    [6176, 32832, 36928, 33280]
+    """
+    channels, height, width = space.shape
+    layers, n_in = [], channels
+    for n_out, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        if height < 1 or width < 1:
+            raise PlannerError(f"NatureCNN needs images of at least 36 x 36 pixels, got {space}", "obs_space")
+        layers.append(Conv2d(n_in, n_out, kernel, stride, height, width))
+        n_in = n_out
+    return (*layers, Linear(n_in * height * width, features_dim))
+
+
+def features_extractor(space: ObsSpace) -> "tuple[str, tuple, int]":
+    """SB3's features extractor for ``space`` as the model sees it (after VecFrameStack and VecTransposeImage):
+    (class name, layers, features_dim). An image takes CnnPolicy's NatureCNN (512 features), a Dict
+    MultiInputPolicy's CombinedExtractor (a NatureCNN of 256 features per image key with 1, 3 or 4 channels,
+    the others flattened, Discrete one-hot), anything else MlpPolicy's FlattenExtractor (no parameters).
+
+    >>> name, layers, features = features_extractor(ObsSpace.box((17,)))
+    >>> name, layers, features
+    ('FlattenExtractor', (), 17)
+    """
+    if space.image:
+        return "NatureCNN", nature_cnn(space), NATURE_CNN_FEATURES
+    if space.kind == "dict":
+        layers, features = [], 0
+        for _, entry in space.entries:
+            if entry.image_with_channels():
+                layers.extend(nature_cnn(entry, COMBINED_CNN_FEATURES))
+                features += COMBINED_CNN_FEATURES
+            else:
+                features += entry.flat_dim
+        return "CombinedExtractor", tuple(layers), features
+    return "FlattenExtractor", (), space.flat_dim
+
+
 def parse_net(text: str, param: str = "net") -> "tuple[int, ...]":
     """``"256,256"`` -> (256, 256); errors name ``param``."""
     try:
@@ -98,11 +172,12 @@ def parse_net(text: str, param: str = "net") -> "tuple[int, ...]":
     return sizes
 
 
-def sb3_models(algo: str, obs_dim: int, action_dim: "int | None" = None, net: "tuple[int, ...] | None" = None,
-               trunk: "tuple[int, ...] | None" = None,
+def sb3_models(algo: str, obs_dim: "int | ObsSpace", action_dim: "int | None" = None,
+               net: "tuple[int, ...] | None" = None, trunk: "tuple[int, ...] | None" = None,
                action_space: "ActionSpace | None" = None) -> "tuple[Network, ...]":
     """The networks stable-baselines3 / sb3-contrib build for ``algo`` with an MlpPolicy (flatten features
-    extractor), from :data:`planner.algorithms.ALGORITHMS`.
+    extractor) on ``obs_dim`` values, or on an :class:`planner.observations.ObsSpace` as the model sees it
+    (CnnPolicy on images, MultiInputPolicy on Dicts), from :data:`planner.algorithms.ALGORITHMS`.
 
     ``action_space`` (a :class:`planner.actions.ActionSpace`; default Box(``action_dim``)). ``net``: hidden
     sizes of each MLP (default: SB3's). ``trunk`` (on-policy only): hidden layers shared by the policy and

@@ -6,6 +6,7 @@ from planner.actions import ActionSpace
 from planner.algorithms import ALGORITHMS, algorithm
 from planner.defaults import default_buffer_size, is_on_policy
 from planner.errors import PlannerError
+from planner.observations import ObsSpace
 from planner.quantization import QuantSpec
 
 ALGOS = tuple(ALGORITHMS)
@@ -25,6 +26,19 @@ class RunSpec:
     ``action_dtype`` (default float32) when None. Either way ``action_dim`` and ``action_dtype`` end up as
     the space's buffer columns and dtype, what the layouts read.
 
+    Observations: ``obs_space`` (:class:`planner.observations.ObsSpace`: a Box of any shape and dtype, an
+    image, a Dict), or a flat Box(``obs_dim``) of ``obs_dtype`` (default float64) when None. Either way
+    ``obs_dim`` ends up as the values one env step stores (a Dict: all keys together) and ``obs_dtype`` as the
+    dtype (a Dict's: its entries' dtypes joined by "/" where they differ). ``frame_stack``: SB3's
+    ``VecFrameStack(n)`` around the env; :attr:`observation` is the space the model and its buffer see
+    (stacked, then channels first as SB3's ``VecTransposeImage`` makes images). ``her``: the replay buffer
+    is SB3's ``HerReplayBuffer`` (a goal-conditioned Dict: observation, achieved_goal, desired_goal).
+
+    >>> spec = RunSpec("ppo", obs_space=ObsSpace.box((84, 84, 1), "uint8"), action_space=ActionSpace.discrete(4),
+    ...                frame_stack=4)
+    >>> spec.obs_dim, spec.obs_dtype, spec.observation, spec.obs_values
+    (7056, 'uint8', Box(4, 84, 84; uint8), 28224)
+
     >>> RunSpec("sac", obs_dim=348, action_dim=17).buffer_size
     1000000
     >>> spec = RunSpec("dqn", obs_dim=4, action_space=ActionSpace.discrete(2))
@@ -33,7 +47,7 @@ class RunSpec:
     """
 
     algo: str
-    obs_dim: int
+    obs_dim: "int | None" = None
     action_dim: "int | None" = None
     buffer_size: "int | None" = None
     n_envs: int = 1
@@ -43,29 +57,73 @@ class RunSpec:
     trunk: "tuple[int, ...] | None" = None  # on-policy: layers shared by policy and value (see sb3_models)
     param_dtype: str = "float32"
     optimizer: bool = True
-    obs_dtype: str = "float64"
+    obs_dtype: "str | None" = None
     action_dtype: "str | None" = None
     terminal_capacity: "int | None" = None
     action_space: "ActionSpace | None" = None
+    obs_space: "ObsSpace | None" = None
+    frame_stack: int = 1
+    her: bool = False
 
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
+        self._resolve_observations()
         self._resolve_actions()
         if self.buffer_size is None:
             object.__setattr__(self, "buffer_size", default_buffer_size(self.algo))
-        for name in ("obs_dim", "action_dim", "buffer_size", "n_envs"):
+        for name in ("obs_dim", "action_dim", "buffer_size", "n_envs", "frame_stack"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 param = self.size_param if name == "buffer_size" else name
                 raise PlannerError(f"{param} must be a whole number >= 1, got {value!r}", param)
         for name in ("param_dtype", "obs_dtype", "action_dtype"):
-            if getattr(self, name) not in DTYPE_BYTES:
+            if (name != "obs_dtype" or self.obs_space.kind == "box") and getattr(self, name) not in DTYPE_BYTES:
                 raise PlannerError(f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {getattr(self, name)!r}", name)
         if self.terminal_capacity is not None and self.terminal_capacity < 1:
             raise PlannerError(f"terminal_capacity must be >= 1, got {self.terminal_capacity!r}", "terminal_capacity")
-        error = entry.refusal(self.action_space)
-        if error is not None:
-            raise error
+        for error in (entry.refusal(self.action_space), entry.obs_refusal(self.observation), self._her_refusal()):
+            if error is not None:
+                raise error
+
+    def _her_refusal(self) -> "PlannerError | None":
+        if not self.her:
+            return None
+        if not self.is_replay:
+            return PlannerError(f"her (HerReplayBuffer) is a replay buffer: not for {self.algo}'s rollouts", "her")
+        if not self.obs_space.goal_conditioned:
+            return PlannerError(f"her needs a Dict observation with observation, achieved_goal and desired_goal, got "
+                                f"{self.obs_space}", "her", "obs_space")
+        return None
+
+    def _resolve_observations(self) -> None:
+        """``obs_space`` from ``obs_dim``/``obs_dtype`` (a flat Box) or the reverse; refuse a disagreement."""
+        space = self.obs_space
+        if space is None:
+            dim, dtype = self.obs_dim, self.obs_dtype or "float64"
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                raise PlannerError(f"obs_dim must be a whole number >= 1, got {dim!r}", "obs_dim")
+            space = ObsSpace.box((dim,), dtype)
+        elif not isinstance(space, ObsSpace) or space.kind == "discrete":
+            raise PlannerError(f"obs_space must be a Box or Dict ObsSpace, got {space!r}", "obs_space")
+        else:
+            for name, value in (("obs_dim", space.values), ("obs_dtype", space.dtype_name)):
+                if getattr(self, name) not in (None, value):
+                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with obs_space {space} "
+                                       f"({value!r}): give one of them", name, "obs_space")
+        object.__setattr__(self, "obs_space", space)
+        object.__setattr__(self, "obs_dim", space.values)
+        object.__setattr__(self, "obs_dtype", space.dtype_name)
+
+    @property
+    def observation(self) -> ObsSpace:
+        """The observation space the model and its buffer see: stacked ``frame_stack`` times, images channels
+        first (SB3's ``VecTransposeImage``)."""
+        return self.obs_space.stacked(self.frame_stack).transposed()
+
+    @property
+    def obs_values(self) -> int:
+        """Observation values one buffer row stores (``obs_dim`` times ``frame_stack``)."""
+        return self.observation.values
 
     def _resolve_actions(self) -> None:
         """``action_space`` from ``action_dim``/``action_dtype`` (Box) or the reverse; refuse a disagreement."""
@@ -111,7 +169,8 @@ class RunSpec:
                 "net": None if self.net is None else list(self.net),
                 "trunk": None if self.trunk is None else list(self.trunk), "param_dtype": self.param_dtype,
                 "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype,
-                "action_space": self.action_space.as_dict()}
+                "action_space": self.action_space.as_dict(), "obs_space": self.obs_space.as_dict(),
+                "frame_stack": self.frame_stack, "her": self.her}
 
 
 def run_size(algo: str, buffer_size: "int | None", n_steps: "int | None") -> int:

@@ -24,7 +24,9 @@ from planner.layouts import (
     just_round_limits,
     packed_fields,
     paper64_fields,
+    quantized_limits,
     sb3_fields,
+    sb3_optimize_limits,
 )
 from planner.runspec import RunSpec
 
@@ -82,6 +84,9 @@ class Storage:
         if self.replay_only and not spec.is_replay:
             return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {spec.algo}'s "
                                 "rollout buffer", "storage")
+        reason = quantized_limits(spec) if self.quantized == "always" else None
+        if reason is not None:
+            return PlannerError(f"storage {self.name} {reason}", "storage")
         if self.quantized == "always" and spec.quant is None:
             return PlannerError(f"storage {self.name} stores quantized observations: give decimals (and clamp, bits)",
                                 "decimals", "clamp", "bits")
@@ -99,7 +104,7 @@ STORAGES = {s.name: s for s in (
             in_fit=True, buffers=SB3_BUFFERS),
     Storage("sb3-optimize", "SB3 optimize_memory_usage (timeouts become terminal)",
             "{obs_dtype} obs stored once", lambda spec: sb3_fields(spec, optimize_memory_usage=True),
-            replay_only=True, in_fit=True,
+            replay_only=True, in_fit=True, limits=sb3_optimize_limits,
             buffers={"replay": SB3_BUFFERS["replay"]},
             buffer_kwargs={"optimize_memory_usage": True, "handle_timeout_termination": False}),
     Storage("just-round", "authors' uint16, m={decimals}", "uint16 codes, m={decimals}", just_round_fields,

@@ -55,6 +55,7 @@ def test_estimate_table_names_units(planner_cli):
     (["--storage", "paper64", "--bits", "16"], "storage paper64 does not quantize observations"),
     (["--storage", "sb3-optimize", "-m", "1"], "storage sb3-optimize does not quantize observations"),
     (["--storage", "packed", "-m", "2", "-b", "1e-9"], "smaller than one quantization step at m=2"),
+    (["--storage", "packed", "-m", "2", "-b", "1e308"], "--clamp = 1e+308 at m=2 needs more than 32 bits"),
     (["--trunk", "64"], "--trunk applies to ppo"),
     (["--trunk", "64,"], "--trunk expects hidden sizes"),
 ])

@@ -475,3 +475,15 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_scale_whose_inverse_overflows_is_refused_when_the_spec_is_built():
+    with pytest.raises(ValueError, match="finite inverse.*dimension 1"):
+        CodeSpec.per_dim(lo=[-1.0, -1.0], hi=[1.0, 1.0], scale=[10.0, 1e-310])
+
+
+@pytest.mark.parametrize("indices", [np.array([1.0]), [1.7], True, np.array([True])])
+def test_packed_rows_decode_refuses_float_and_bool_indices_as_gather_unpack_does(indices):
+    rows = PackedRows(4, CodeSpec.uniform(3, decimals=1, clamp=1.0))
+    with pytest.raises(TypeError, match="indices must be integers"):
+        rows.decode(indices)

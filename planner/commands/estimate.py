@@ -6,9 +6,12 @@ import json
 from planner.commands.options import (
     add_algo_option,
     add_env_options,
+    add_hyperparams_options,
     add_output_options,
     add_quant_options,
     add_size_options,
+    add_wrapper_options,
+    apply_hyperparams,
     count,
     env_from_args,
     quant_requested,
@@ -27,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Models, optimizer state and buffer of one training run, field by field.")
     add_algo_option(p)
     add_env_options(p)
+    add_hyperparams_options(p)
     add_size_options(p)
+    add_wrapper_options(p)
     p.add_argument("--storage", "--layout", dest="storage", default="sb3", choices=tuple(STORAGES),
                    help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours")
     add_quant_options(p)
@@ -59,14 +64,19 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
                    trunk=None if args.trunk is None else parse_net(args.trunk, "trunk"), param_dtype=args.param_dtype,
                    optimizer=not args.no_optimizer, obs_dtype=env.obs_dtype,
                    action_dtype=env.action_dtype if box else None, terminal_capacity=args.terminal_capacity,
-                   action_space=env.action_space)
+                   action_space=env.action_space, obs_space=env.obs_space, frame_stack=args.frame_stack,
+                   her=args.her)
 
 
 def run(args: argparse.Namespace) -> int:
+    applied = apply_hyperparams(args, (args.algo,))
     spec = spec_from_args(args)
     fp = footprint(spec)
     if args.json:
-        print(json.dumps({"spec": spec.as_dict(), **fp.as_dict()}, indent=2))
+        print(json.dumps({"spec": spec.as_dict(), **fp.as_dict(),
+                          **({"hyperparams": applied.as_dict()} if applied else {})}, indent=2))
     else:
+        if applied:
+            print(applied.line(args._flags))
         print(footprint_table(spec, fp, args.unit))
     return 0

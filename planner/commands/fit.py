@@ -8,15 +8,19 @@ import json
 from planner.commands.options import (
     add_algo_option,
     add_env_options,
+    add_hyperparams_options,
     add_output_options,
     add_quant_options,
     add_size_options,
+    add_wrapper_options,
+    apply_hyperparams,
     env_from_args,
 )
 from planner.defaults import CLAMP
 from planner.envs import EnvDims
 from planner.errors import PlannerError
 from planner.fit import FitResult, best_row, default_algos, fit, recommendation
+from planner.hyperparams import Applied
 from planner.networks import parse_net
 from planner.output import check_output_path, write_atomic
 from planner.plot import require_matplotlib, write_fit_png
@@ -36,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--all-profiles", action="store_true", help="one line per shipped profile")
     add_env_options(p)
     add_algo_option(p, several=True)
+    add_hyperparams_options(p)
     add_size_options(p)
+    add_wrapper_options(p)
     p.add_argument("--net", help="hidden sizes, e.g. 256,256 (default: SB3's for each algo)")
     add_quant_options(p, widths=False)
     add_output_options(p, files=True)
@@ -47,7 +53,7 @@ def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace) -> FitR
     return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or default_algos(env.action_space)),
                args.buffer_size, args.n_steps, None if args.net is None else parse_net(args.net), args.decimals,
                CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype,
-               env.action_space)
+               env.action_space, env.obs_space, args.frame_stack, args.her)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -70,15 +76,20 @@ def _csv(rows: "list[dict]") -> str:
 
 
 def _assumed(env: EnvDims, args: argparse.Namespace) -> str:
+    observations = env.obs_space or f"{env.obs_dim} ({env.obs_dtype})"
     actions = env.action_space or f"{env.action_dim} ({env.action_dtype})"
-    return f"{env.env_id}: obs {env.obs_dim} ({env.obs_dtype}), action {actions}, n_envs {args.n_envs}"
+    wrappers = (f", frame_stack {args.frame_stack}" if args.frame_stack > 1 else "") + (", HER" if args.her else "")
+    return f"{env.env_id}: obs {observations}, action {actions}, n_envs {args.n_envs}{wrappers}"
 
 
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     env = env_from_args(args)
+    applied = apply_hyperparams(args, tuple(args.algo or default_algos(env.action_space)))
+    if applied and not args.json:
+        print(applied.line(args._flags))
     if args.all_profiles:
-        return _run_all(args, env)
+        return _run_all(args, env, applied)
     profile = load_profile(args.profile)
     result = _fit(profile, env, args)
     rows = [row.as_dict() for row in result.rows]
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"profile": profile.as_dict(), "env": env.as_dict(), "n_envs": args.n_envs,
                           "budget_bytes": result.budget_bytes, "rows": rows,
-                          "recommendation": recommendation(result)}, indent=2))
+                          "recommendation": recommendation(result),
+                          **({"hyperparams": applied.as_dict()} if applied else {})}, indent=2))
         return 0
     budget, unit, gpu_budget = profile.budget(), args.unit, profile.gpu_budget()
     print(f"{profile.name}: {profile.description}")
@@ -124,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_all(args: argparse.Namespace, env: EnvDims) -> int:
+def _run_all(args: argparse.Namespace, env: EnvDims, applied: "Applied | None" = None) -> int:
     lines, records, algos = [], [], list(dict.fromkeys(args.algo or default_algos(env.action_space)))
     for profile in load_all():
         result = _fit(profile, env, args)
@@ -144,7 +156,8 @@ def _run_all(args: argparse.Namespace, env: EnvDims) -> int:
         lines.append(line)
         records.append(record)
     if args.json:
-        print(json.dumps({"env": env.as_dict(), "n_envs": args.n_envs, "profiles": records}, indent=2))
+        print(json.dumps({"env": env.as_dict(), "n_envs": args.n_envs, "profiles": records,
+                          **({"hyperparams": applied.as_dict()} if applied else {})}, indent=2))
         return 0
     print(f"{_assumed(env, args)}; the least intrusive storage that fits each device ({unit_note(args.unit)})\n")
     print(render(lines, ["profile", "budget", *(f"{a.upper()} best fit" for a in algos)]))

@@ -10,6 +10,7 @@ from planner.algorithms import ALGORITHMS
 from planner.defaults import CLAMP, FIT_ALGOS, WIDTH_RULE
 from planner.envs import EnvDims, lookup_env
 from planner.errors import PlannerError
+from planner.hyperparams import Applied, apply, zoo_file
 from planner.quantization import WIDTH_RULES
 from planner.runspec import ALGOS, DTYPE_BYTES
 from planner.units import DISPLAY_UNITS, parse_count
@@ -75,7 +76,14 @@ def add_size_options(parser: argparse.ArgumentParser, n_envs: bool = True) -> No
     parser.add_argument("--n-steps", type=count,
                         help=f"rollout length per env, on-policy algorithms (default {_default_sizes(True)}, SB3's)")
     if n_envs:
-        parser.add_argument("--n-envs", type=count, default=1, help="parallel envs (default 1)")
+        parser.add_argument("--n-envs", type=count, help="parallel envs (default 1, or the --hyperparams entry's)")
+
+
+def add_wrapper_options(parser: argparse.ArgumentParser) -> None:
+    """What wraps the env and the buffer: frame stacking and hindsight relabelling."""
+    parser.add_argument("--frame-stack", type=count, help="frames stacked by VecFrameStack (default 1: none)")
+    parser.add_argument("--her", action="store_true",
+                        help="HerReplayBuffer (off-policy, goal-conditioned Dict envs): adds its episode arrays")
 
 
 def add_quant_options(parser: argparse.ArgumentParser, widths: bool = True) -> None:
@@ -100,3 +108,42 @@ def add_output_options(parser: argparse.ArgumentParser, files: bool = False) -> 
     if files:
         parser.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
         parser.add_argument("--plot", metavar="FILE.png", help="also write a chart (needs matplotlib)")
+
+
+def add_hyperparams_options(parser: argparse.ArgumentParser) -> None:
+    """``--hyperparams FILE.yml`` or ``--zoo``: an rl-zoo3 hyper-parameter file's entry for ``--env``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--hyperparams", metavar="FILE.yml",
+                       help="rl-zoo3 hyper-parameter file: plan its entry for --env (buffer_size, n_steps, n_envs, "
+                            "policy_kwargs net_arch); flags given explicitly win")
+    group.add_argument("--zoo", action="store_true",
+                       help="as --hyperparams, with the installed rl-zoo3's file for --algo (pip install rl_zoo3)")
+
+
+def apply_hyperparams(args: argparse.Namespace, algos: "tuple[str, ...]") -> "Applied | None":
+    """Fill the sizes the flags left unset from ``--hyperparams``/``--zoo`` (explicit flags win); then
+    ``args.n_envs`` is always set. Returns what the file gave, or None without a file."""
+    name = "zoo" if getattr(args, "zoo", False) else ("hyperparams" if getattr(args, "hyperparams", None) else None)
+    applied = None
+    if name is not None:
+        if not args.env:
+            raise PlannerError(f"{name} needs env: rl-zoo3 files hold one entry per env id", name, "env")
+        if len(set(algos)) != 1:
+            raise PlannerError(f"{name}: an rl-zoo3 file holds one algorithm's settings; give one algo", name, "algo")
+        explicit = {"buffer_size": args.buffer_size, "n_steps": args.n_steps, "n_envs": args.n_envs, "net": args.net,
+                    "frame_stack": args.frame_stack}
+        if name == "zoo":
+            path = zoo_file(algos[0])
+            try:
+                applied = apply(path, args.env, algos[0], explicit)
+            except PlannerError as exc:  # say --zoo, not --hyperparams, for rl-zoo3's own file
+                raise PlannerError(str(exc).replace("hyperparams ", "zoo: ", 1), *exc.params) from None
+        else:
+            applied = apply(args.hyperparams, args.env, algos[0], explicit)
+        for key, value in applied.used.items():
+            setattr(args, key, ",".join(map(str, value)) if key == "net" else value)
+    if args.n_envs is None:
+        args.n_envs = 1
+    if args.frame_stack is None:
+        args.frame_stack = 1
+    return applied
