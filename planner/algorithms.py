@@ -3,12 +3,15 @@
 Each entry names the algorithm as rl-zoo3 does, says where its class lives, whether it is on-policy
 (a rollout of n_steps per env) or keeps a replay buffer, which action spaces it takes, its optimizer,
 SB3's default network sizes and buffer size (stable-baselines3 2.9.2 / sb3-contrib 2.9.2), and builds
-the networks its MlpPolicy holds on a flat observation. :data:`planner.runspec.ALGOS`, the CLI's
-``--algo`` choices, :func:`planner.defaults.default_buffer_size` and :func:`planner.footprint.footprint`
-all read :data:`ALGORITHMS`.
+the networks its MlpPolicy (RecurrentPPO, ``ppo_lstm``: MlpLstmPolicy, an actor and a critic LSTM before
+the MLPs) holds on a flat observation. :data:`planner.runspec.ALGOS`, the CLI's ``--algo`` choices,
+:func:`planner.defaults.default_buffer_size` and :func:`planner.footprint.footprint` all read
+:data:`ALGORITHMS`.
 
+>>> list(ALGORITHMS)
+['ppo', 'a2c', 'sac', 'td3', 'ddpg', 'dqn', 'tqc', 'crossq', 'qrdqn', 'trpo', 'ppo_lstm']
 >>> [a.name for a in ALGORITHMS.values() if "discrete" in a.actions]
-['ppo', 'a2c', 'dqn', 'qrdqn', 'trpo']
+['ppo', 'a2c', 'dqn', 'qrdqn', 'trpo', 'ppo_lstm']
 >>> algorithm("a2c").buffer_size, algorithm("a2c").optimizer.name
 (5, 'rmsprop')
 >>> [(n.name, n.params) for n in algorithm("qrdqn").networks(4, ActionSpace.discrete(2))]
@@ -20,7 +23,7 @@ from typing import Callable
 
 from planner.actions import KINDS, ActionSpace
 from planner.errors import PlannerError
-from planner.networks import BatchRenorm, Linear, Network, features_extractor, mlp, shared_trunk
+from planner.networks import LSTM, BatchRenorm, Linear, Network, features_extractor, mlp, shared_trunk
 from planner.observations import ObsSpace
 
 ALL_ACTIONS = tuple(KINDS)
@@ -78,6 +81,10 @@ class Algorithm:
     :param cnn_net: the default hidden sizes behind CnnPolicy's NatureCNN, where they differ from ``net`` (SB3:
         none for PPO, A2C, TRPO, DQN, QR-DQN; 256, 256 for TD3 and DDPG)
     :param multi_input: has CnnPolicy and MultiInputPolicy (CrossQ: MlpPolicy only)
+    :param lstm: hidden units of each LSTM of a recurrent policy (RecurrentPPO: 256, an actor and a critic
+        LSTM between the features extractor and the MLPs; its rollout buffer keeps their hidden and cell
+        states per step); 0: not recurrent
+    :param lstm_layers: stacked layers of each LSTM
     """
 
     name: str
@@ -99,11 +106,19 @@ class Algorithm:
     entropy_coefficient: bool = False
     cnn_net: "tuple[int, ...] | None" = None
     multi_input: bool = True
+    lstm: int = 0
+    lstm_layers: int = 1
 
     @property
     def import_path(self) -> str:
         """``package:Class``."""
         return f"{self.package}:{self.class_name}"
+
+    @property
+    def policies(self) -> "tuple[str, str, str]":
+        """Its policy names for a flat observation, an image and a Dict (RecurrentPPO: ``...LstmPolicy``)."""
+        suffix = "LstmPolicy" if self.lstm else "Policy"
+        return tuple(f"{kind}{suffix}" for kind in ("Mlp", "Cnn", "MultiInput"))
 
     def refusal(self, action_space: ActionSpace) -> "PlannerError | None":
         """Why this algorithm cannot act in ``action_space`` (an error naming the algorithms that can), or None."""
@@ -187,6 +202,22 @@ def actor_critic(algo: Algorithm, obs_dim: int, space: ActionSpace, pi: tuple, v
     )
 
 
+def recurrent_actor_critic(algo: Algorithm, obs_dim: int, space: ActionSpace, pi: tuple, vf: tuple,
+                           trunk: tuple) -> "tuple[Network, ...]":
+    """RecurrentPPO (RecurrentActorCriticPolicy, sb3-contrib's defaults ``shared_lstm=False``,
+    ``enable_critic_lstm=True``): an actor LSTM and a critic LSTM, each reading the features, then
+    :func:`actor_critic`'s MLPs and heads reading the LSTMs' ``algo.lstm`` outputs.
+
+    >>> [(n.name, n.params) for n in algorithm("ppo_lstm").networks(4, ActionSpace.discrete(2))]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('lstm_actor', 268288), ('lstm_critic', 268288), ('policy_net', 20608), ('value_net', 20608),
+     ('action_head', 130), ('value_head', 65)]
+    """
+    lstm = LSTM(obs_dim, algo.lstm, algo.lstm_layers)
+    return (Network("lstm_actor", (lstm,)), Network("lstm_critic", (lstm,)),
+            *actor_critic(algo, algo.lstm, space, pi, vf, trunk))
+
+
 def renorm_mlp(sizes: tuple) -> tuple:
     """CrossQ's MLP: a BatchRenorm over each Linear layer's input, then the layer."""
     return tuple(layer for a, b in zip(sizes, sizes[1:]) for layer in (BatchRenorm(a), Linear(a, b)))
@@ -258,6 +289,8 @@ ALGORITHMS = {a.name: a for a in (
               n_quantiles=200, cnn_net=()),
     Algorithm("trpo", "sb3_contrib", "TRPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 128, actor_critic,
               policy_optimized=False, cnn_net=()),
+    Algorithm("ppo_lstm", "sb3_contrib", "RecurrentPPO", True, ALL_ACTIONS, ADAM, (64, 64), 128, 128,
+              recurrent_actor_critic, cnn_net=(), lstm=256),
 )}
 
 

@@ -9,6 +9,7 @@ when installed. Ant: v3 has 27 + 84 contact forces; v4 drops the contact forces 
 111
 """
 
+import importlib.util
 from dataclasses import dataclass
 
 from planner.actions import ActionSpace
@@ -53,9 +54,35 @@ CATALOG = {
 }
 
 
+# env id prefixes whose envs another package registers: (prefixes, module, pip package)
+PACKAGES = (
+    (("Fetch", "HandManipulate", "HandReach", "AntMaze", "PointMaze", "Adroit", "FrankaKitchen", "Kitchen"),
+     "gymnasium_robotics", "gymnasium-robotics"),
+    (("CarRacing", "BipedalWalker", "LunarLander"), "Box2D", "gymnasium[box2d]"),
+    (("ALE/",), "ale_py", "ale-py"),
+)
+
+
 def training_id(env_id: str) -> str:
     """The id to train on with current gymnasium: ``-v3`` maps to ``-v5`` (same task, needs no mujoco-py)."""
     return env_id[:-2] + "v5" if env_id.endswith("-v3") and env_id in CATALOG else env_id
+
+
+def missing(env_id: str) -> str:
+    """A hint naming the package an env id needs when it is not installed ('' if none is known missing).
+
+    >>> missing("no_such_module_here:Thing-v0")
+    ': module no_such_module_here is not installed (the part of the id before ":" is imported)'
+    """
+    if ":" in env_id:
+        module = env_id.split(":", 1)[0]
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            return f": module {module} is not installed (the part of the id before \":\" is imported)"
+        return ""
+    for prefixes, module, package in PACKAGES:
+        if env_id.startswith(prefixes) and importlib.util.find_spec(module) is None:
+            return f": {env_id.split('-')[0]} comes with {package} (pip install {package}), which is not installed"
+    return ""
 
 
 def lookup_env(env_id: str) -> EnvDims:
@@ -72,7 +99,7 @@ def lookup_env(env_id: str) -> EnvDims:
         env = gymnasium.make(env_id)
     except Exception as exc:  # gymnasium raises several types for unknown or unloadable ids
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise PlannerError(f"env {env_id!r} cannot be made ({type(exc).__name__}: {first_line}); "
+        raise PlannerError(f"env {env_id!r} cannot be made ({type(exc).__name__}: {first_line}){missing(env_id)}; "
                            f"known offline: {known}", "env") from None
     try:
         try:

@@ -19,7 +19,7 @@ class PlannerError(ValueError):
         self.params = params
 
     def for_flags(self, flags: "dict[str, str]") -> str:
-        """The message with each parameter's name, as a word of its own, replaced by the flag that sets it.
+        """The message with each parameter's name (its first occurrence as a word) replaced by its flag.
 
         >>> PlannerError("plot needs matplotlib: pip install 'x[plot]'", "plot").for_flags({"plot": "--plot"})
         "--plot needs matplotlib: pip install 'x[plot]'"
@@ -27,5 +27,5 @@ class PlannerError(ValueError):
         message = str(self)
         for param in self.params:
             if param in flags:
-                message = re.sub(rf"(?<![^\s(]){re.escape(param)}(?![^\s,:;)])", flags[param], message)
+                message = re.sub(rf"(?<![^\s(]){re.escape(param)}(?![^\s,:;)])", flags[param], message, count=1)
         return message

@@ -16,7 +16,7 @@
 from dataclasses import dataclass
 
 from planner.algorithms import algorithm
-from planner.networks import BatchRenorm, Conv2d, Network, sb3_models
+from planner.networks import LSTM, BatchRenorm, Conv2d, Network, sb3_models
 from planner.runspec import DTYPE_BYTES, RunSpec
 
 ALLOCATOR_BLOCK = 512  # bytes: PyTorch's CUDA caching allocator rounds every tensor up to this
@@ -46,10 +46,11 @@ def _blocks(elements: int, itemsize: int) -> int:
 
 
 def tensor_sizes(network: Network) -> "list[int]":
-    """Elements of each parameter tensor: every layer's weight and bias (BatchRenorm: scale and bias), then
-    the free parameters."""
+    """Elements of each parameter tensor: every layer's weight and bias (BatchRenorm: scale and bias; LSTM: four
+    per stacked layer), then the free parameters."""
     sizes = [size for layer in network.layers
-             for size in ((layer.n, layer.n) if isinstance(layer, BatchRenorm)
+             for size in (layer.tensor_sizes if isinstance(layer, LSTM)
+                          else (layer.n, layer.n) if isinstance(layer, BatchRenorm)
                           else (layer.params - layer.n_out, layer.n_out) if isinstance(layer, Conv2d)
                           else (layer.n_in * layer.n_out, layer.n_out if layer.bias else 0))]
     return [size for size in (*sizes, network.extra_params) if size]
@@ -62,8 +63,8 @@ def _buffer_blocks(network: Network, itemsize: int) -> int:
 
 
 def _units(network: Network) -> int:
-    return sum(layer.n if isinstance(layer, BatchRenorm) else layer.units if isinstance(layer, Conv2d) else layer.n_out
-               for layer in network.layers)
+    return sum(layer.n if isinstance(layer, BatchRenorm) else layer.units if isinstance(layer, (Conv2d, LSTM))
+               else layer.n_out for layer in network.layers)
 
 
 def device_pool(spec: RunSpec, batch_size: "int | None" = None) -> DevicePool:

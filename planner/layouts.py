@@ -11,12 +11,16 @@ buffer class implements them):
 - ``just_round_fields``: the authors' published buffers, observations as uint16.
 - ``packed_fields``: our k-bit packed rows (observations stored once; episode-end next observations
   in a small side store), exactly what ``validation.buffers`` allocates.
+
+A recurrent policy's rollout (sb3-contrib's RecurrentPPO: RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
+keeps besides, in every storage, the LSTMs' hidden and cell states at each step (:func:`lstm_state_fields`).
 - ``figure2_fields``: the accounting behind the paper's Figure 2 ratios.
 """
 
 from dataclasses import dataclass, replace
 
 from cython_core.layout import packed_row_bytes, packed_row_padding_bits
+from planner.algorithms import algorithm
 from planner.defaults import CLAMP
 from planner.runspec import DTYPE_BYTES, RunSpec
 
@@ -90,10 +94,27 @@ def _replay_tail(spec: RunSpec, action_dtype: str) -> "tuple[Field, ...]":
             *(dtype_field(name, rows, 1, F32) for name in ("rewards", "dones", "timeouts")))
 
 
+def lstm_state_fields(spec: RunSpec) -> "tuple[Field, ...]":
+    """sb3-contrib 2.9's RecurrentRolloutBuffer (and RecurrentDictRolloutBuffer): ``hidden_states_pi``,
+    ``cell_states_pi``, ``hidden_states_vf`` and ``cell_states_vf``, each float32 of shape (n_steps,
+    n_lstm_layers, n_envs, lstm_hidden_size); none for a policy without an LSTM.
+
+    >>> [(f.name, f.bytes) for f in lstm_state_fields(RunSpec("ppo_lstm", obs_dim=4, action_dim=1, n_envs=2))]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('hidden_states_pi', 262144), ('cell_states_pi', 262144), ('hidden_states_vf', 262144),
+     ('cell_states_vf', 262144)]
+    """
+    entry = algorithm(spec.algo)
+    if not entry.lstm:
+        return ()
+    return tuple(dtype_field(f"{state}_states_{net}", spec.rows, entry.lstm_layers * entry.lstm, F32)
+                 for net in ("pi", "vf") for state in ("hidden", "cell"))
+
+
 def _rollout_tail(spec: RunSpec, action_dtype: str) -> "tuple[Field, ...]":
     rows = spec.rows
     return (dtype_field("actions", rows, spec.action_dim, action_dtype),
-            *(dtype_field(name, rows, 1, F32) for name in ROLLOUT_SCALARS))
+            *(dtype_field(name, rows, 1, F32) for name in ROLLOUT_SCALARS), *lstm_state_fields(spec))
 
 
 def _sb3_replay_action_dtype(spec: RunSpec) -> str:

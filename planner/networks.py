@@ -77,6 +77,46 @@ class BatchRenorm:
 
 
 @dataclass(frozen=True)
+class LSTM:
+    """torch's nn.LSTM: ``layers`` stacked layers of ``hidden`` units reading ``n_in`` features, each with
+    four tensors: weight_ih (4h x in), weight_hh (4h x h), bias_ih and bias_hh (4h each); layers after the
+    first read the one below (in = h). ``n_out`` is what the next layer reads (the top layer's output).
+
+    >>> LSTM(17, 256).params, LSTM(17, 256).tensor_sizes
+    (281600, (17408, 262144, 1024, 1024))
+    >>> LSTM(4, 8, layers=2).params == 4 * 8 * (4 + 8) + 8 * 8 + 4 * 8 * (8 + 8) + 8 * 8
+    True
+    """
+
+    n_in: int
+    hidden: int
+    layers: int = 1
+
+    @property
+    def tensor_sizes(self) -> "tuple[int, ...]":
+        """Elements of each parameter tensor, layer by layer: weight_ih, weight_hh, bias_ih, bias_hh."""
+        h = self.hidden
+        return tuple(size for n_in in (self.n_in, *(h,) * (self.layers - 1))
+                     for size in (4 * h * n_in, 4 * h * h, 4 * h, 4 * h))
+
+    @property
+    def params(self) -> int:
+        return sum(self.tensor_sizes)
+
+    @property
+    def n_out(self) -> int:
+        return self.hidden
+
+    @property
+    def units(self) -> int:
+        """Values per sample and time step a backward pass keeps: per layer the four gates, the cell state and
+        the output (6 h)."""
+        return 6 * self.hidden * self.layers
+
+    buffers = 0
+
+
+@dataclass(frozen=True)
 class Network:
     """A named set of layers (plus free parameters such as log_std) and whether an optimizer keeps state for it.
 

@@ -1,6 +1,7 @@
 """Rendering a footprint for the terminal."""
 
 from planner.footprint import Footprint
+from planner.gpu import DevicePool
 from planner.runspec import RunSpec
 from planner.table import render
 from planner.units import format_bytes
@@ -31,3 +32,16 @@ def footprint_table(spec: RunSpec, fp: Footprint, unit: str = "MB") -> str:
     per_row = fp.buffer_bytes / spec.rows
     return "\n".join([title, "", table, "", render(summary, ["", "bytes", unit, "% total"]), "",
                       f"buffer bytes per transition: {per_row:,.2f} B   (MB = 10^6 B, MiB = 2^20 B)"])
+
+
+def pool_table(pool: DevicePool, fp: Footprint, unit: str = "MB") -> str:
+    """Where a CUDA run keeps what: the GPU pool (beyond the profile's gpu_runtime) and host RAM's buffer."""
+    rows = [["GPU", "models (allocator blocks)", f"{pool.models_bytes:,}", format_bytes(pool.models_bytes, unit)],
+            ["GPU", "optimizer state (allocator blocks)", f"{pool.optimizer_bytes:,}",
+             format_bytes(pool.optimizer_bytes, unit)],
+            ["GPU", "one update: batch, activations, gradients (upper estimate)", f"{pool.update_bytes:,}",
+             format_bytes(pool.update_bytes, unit)],
+            ["GPU", "total, beyond the CUDA context and libraries", f"{pool.total_bytes:,}",
+             format_bytes(pool.total_bytes, unit)],
+            ["host", "buffer (numpy arrays)", f"{fp.buffer_bytes:,}", format_bytes(fp.buffer_bytes, unit)]]
+    return "on a CUDA device (--device cuda):\n" + render(rows, ["pool", "what", "bytes", unit])

@@ -1,6 +1,7 @@
 """RunSpec: everything the analytical model needs to size one training run."""
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from planner.actions import ActionSpace
 from planner.algorithms import ALGORITHMS, algorithm
@@ -67,8 +68,11 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
-        self._resolve_observations()
-        self._resolve_actions()
+        self._resolve_space("obs", lambda dim, dtype: ObsSpace.box((dim,), dtype), "float64",
+                            lambda space: isinstance(space, ObsSpace) and space.kind != "discrete",
+                            "a Box or Dict ObsSpace", lambda space: space.values, lambda space: space.dtype_name)
+        self._resolve_space("action", ActionSpace.box, "float32", lambda space: isinstance(space, ActionSpace),
+                            "an ActionSpace", lambda space: space.dim, lambda space: space.dtype)
         if self.buffer_size is None:
             object.__setattr__(self, "buffer_size", default_buffer_size(self.algo))
         for name in ("obs_dim", "action_dim", "buffer_size", "n_envs", "frame_stack"):
@@ -95,24 +99,25 @@ class RunSpec:
                                 f"{self.obs_space}", "her", "obs_space")
         return None
 
-    def _resolve_observations(self) -> None:
-        """``obs_space`` from ``obs_dim``/``obs_dtype`` (a flat Box) or the reverse; refuse a disagreement."""
-        space = self.obs_space
+    def _resolve_space(self, kind: str, box: "Callable[[int, str], Any]", default_dtype: str,
+                       valid: "Callable[[Any], bool]", what: str, dim_of: "Callable[[Any], int]",
+                       dtype_of: "Callable[[Any], str]") -> None:
+        """``{kind}_space`` from ``{kind}_dim``/``{kind}_dtype`` (a flat Box) or the reverse; refuse a disagreement."""
+        space, dim, dtype = (getattr(self, f"{kind}_{name}") for name in ("space", "dim", "dtype"))
         if space is None:
-            dim, dtype = self.obs_dim, self.obs_dtype or "float64"
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-                raise PlannerError(f"obs_dim must be a whole number >= 1, got {dim!r}", "obs_dim")
-            space = ObsSpace.box((dim,), dtype)
-        elif not isinstance(space, ObsSpace) or space.kind == "discrete":
-            raise PlannerError(f"obs_space must be a Box or Dict ObsSpace, got {space!r}", "obs_space")
+                raise PlannerError(f"{kind}_dim must be a whole number >= 1, got {dim!r}", f"{kind}_dim")
+            space = box(dim, dtype or default_dtype)
+        elif not valid(space):
+            raise PlannerError(f"{kind}_space must be {what}, got {space!r}", f"{kind}_space")
         else:
-            for name, value in (("obs_dim", space.values), ("obs_dtype", space.dtype_name)):
+            for name, value in ((f"{kind}_dim", dim_of(space)), (f"{kind}_dtype", dtype_of(space))):
                 if getattr(self, name) not in (None, value):
-                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with obs_space {space} "
-                                       f"({value!r}): give one of them", name, "obs_space")
-        object.__setattr__(self, "obs_space", space)
-        object.__setattr__(self, "obs_dim", space.values)
-        object.__setattr__(self, "obs_dtype", space.dtype_name)
+                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with {kind}_space {space} "
+                                       f"({value!r}): give one of them", name, f"{kind}_space")
+        object.__setattr__(self, f"{kind}_space", space)
+        object.__setattr__(self, f"{kind}_dim", dim_of(space))
+        object.__setattr__(self, f"{kind}_dtype", dtype_of(space))
 
     @property
     def observation(self) -> ObsSpace:
@@ -124,25 +129,6 @@ class RunSpec:
     def obs_values(self) -> int:
         """Observation values one buffer row stores (``obs_dim`` times ``frame_stack``)."""
         return self.observation.values
-
-    def _resolve_actions(self) -> None:
-        """``action_space`` from ``action_dim``/``action_dtype`` (Box) or the reverse; refuse a disagreement."""
-        space = self.action_space
-        if space is None:
-            dim, dtype = self.action_dim, self.action_dtype or "float32"
-            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-                raise PlannerError(f"action_dim must be a whole number >= 1, got {dim!r}", "action_dim")
-            space = ActionSpace.box(dim, dtype)
-        elif not isinstance(space, ActionSpace):
-            raise PlannerError(f"action_space must be an ActionSpace, got {space!r}", "action_space")
-        else:
-            for name, value in (("action_dim", space.dim), ("action_dtype", space.dtype)):
-                if getattr(self, name) not in (None, value):
-                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with action_space {space} "
-                                       f"({value!r}): give one of them", name, "action_space")
-        object.__setattr__(self, "action_space", space)
-        object.__setattr__(self, "action_dim", space.dim)
-        object.__setattr__(self, "action_dtype", space.dtype)
 
     @property
     def is_replay(self) -> bool:

@@ -1,8 +1,8 @@
 """The algorithm registry against the real models: for every stable-baselines3 / sb3-contrib algorithm, on
 float64 and float32 observations, Box, Discrete, MultiDiscrete and MultiBinary actions and 1 or 4 envs,
-the planner predicts to the byte, after one real update, the parameters of every network (targets and
-entropy coefficients too), the optimizers' state, the module buffers (CrossQ's BatchRenorm statistics)
-and SB3's buffer arrays.
+the planner predicts to the byte, after one real update, the parameters of every network (targets,
+entropy coefficients and RecurrentPPO's LSTMs too), the optimizers' state, the module buffers (CrossQ's
+BatchRenorm statistics) and SB3's buffer arrays (RecurrentPPO's: the LSTM states too).
 
 What is left out, on both sides, is what :class:`planner.algorithms.Optimizer` and
 :class:`planner.networks.BatchRenorm` document: the optimizers' 0-dim ``step`` scalars and BatchRenorm's
@@ -33,6 +33,8 @@ from validation.child import model_and_optimizer_bytes  # noqa: E402
 from validation.measure import buffer_arrays  # noqa: E402
 
 N_STEPS = 64  # rollout per env (A2C: 8)
+ON_POLICY_EXTRA = {"a2c": {}, "ppo": {"batch_size": 32, "n_epochs": 1}, "trpo": {"batch_size": 32},
+                   "ppo_lstm": {"batch_size": 32, "n_epochs": 1}}
 BUFFER_SIZE = 1000  # replay capacity
 TINY_SPACES = {
     "multidiscrete": lambda: spaces.MultiDiscrete([3, 4, 2]),
@@ -77,9 +79,11 @@ CASES = (
     + [(algo, "CartPole-v1", 1) for algo in DISCRETE_ALGOS]  # float32 observations, Discrete(2)
     + [(algo, "tiny-discrete-float64", 1) for algo in ("dqn", "qrdqn")]  # Discrete(3), float64 observations
     + [(algo, f"tiny-{actions}", 1) for algo in ("ppo", "a2c", "trpo") for actions in ("multidiscrete", "multibinary")]
+    + [("ppo_lstm", "tiny-multidiscrete", 1)]  # sb3-contrib 2.9.2's RecurrentPPO cannot train on MultiBinary (int8)
     + [(algo, "tiny-box64", 1) for algo in ("ppo", "sac")]
     + [("ppo", "Hopper-v5", 4), ("a2c", "tiny-multidiscrete", 4), ("trpo", "CartPole-v1", 4),
-       ("sac", "Pendulum-v1", 4), ("crossq", "Hopper-v5", 4), ("dqn", "CartPole-v1", 4), ("qrdqn", "CartPole-v1", 4)]
+       ("sac", "Pendulum-v1", 4), ("crossq", "Hopper-v5", 4), ("dqn", "CartPole-v1", 4), ("qrdqn", "CartPole-v1", 4),
+       ("ppo_lstm", "Hopper-v5", 4), ("ppo_lstm", "CartPole-v1", 4)]
 )
 
 
@@ -91,13 +95,13 @@ def build_and_update(algo: str, env: str, n_envs: int):
     entry = algorithm(algo)
     model_class = getattr(importlib.import_module(entry.package), entry.class_name)
     vec_env = make_vec_env(make_env(env), n_envs=n_envs, seed=0)
+    policy = entry.policies[0]  # MlpPolicy (RecurrentPPO: MlpLstmPolicy)
     if entry.on_policy:
         n_steps = 8 if algo == "a2c" else N_STEPS
-        extra = {"a2c": {}, "ppo": {"batch_size": 32, "n_epochs": 1}, "trpo": {"batch_size": 32}}[algo]
-        model = model_class("MlpPolicy", vec_env, n_steps=n_steps, device="cpu", seed=0, **extra)
+        model = model_class(policy, vec_env, n_steps=n_steps, device="cpu", seed=0, **ON_POLICY_EXTRA[algo])
         model.learn(total_timesteps=n_steps * n_envs)
         return model, model.rollout_buffer, n_steps
-    model = model_class("MlpPolicy", vec_env, buffer_size=BUFFER_SIZE, learning_starts=10, batch_size=8, train_freq=1,
+    model = model_class(policy, vec_env, buffer_size=BUFFER_SIZE, learning_starts=10, batch_size=8, train_freq=1,
                         gradient_steps=3, device="cpu", seed=0)
     model.learn(total_timesteps=12 + n_envs)
     return model, model.replay_buffer, BUFFER_SIZE
@@ -106,6 +110,14 @@ def build_and_update(algo: str, env: str, n_envs: int):
 def measure(algo: str, env: str, n_envs: int) -> dict:
     """The real model's bytes and the planner's prediction for the same run."""
     model, buffer, size = build_and_update(algo, env, n_envs)
+    arrays = buffer_arrays(buffer)
+    # RecurrentRolloutBuffer keeps the last minibatch's sequence bounds, int64 index arrays of at most one entry
+    # per sample, replaced at every minibatch: scratch of the update, not storage the planner sizes
+    scratch = [getattr(buffer, name) for name in ("seq_start_indices", "seq_end_indices")
+               if isinstance(getattr(buffer, name, None), np.ndarray)]
+    batch = ON_POLICY_EXTRA.get(algo, {}).get("batch_size", 0)
+    assert all(a.dtype == np.int64 and a.ndim == 1 and a.size <= batch for a in scratch)
+    arrays = [a for a in arrays if all(a.ctypes.data != s.ctypes.data for s in scratch)]
     obs_space = model.observation_space
     spec = RunSpec(algo, obs_dim=int(np.prod(obs_space.shape)), buffer_size=size, n_envs=n_envs, storage="sb3",
                    obs_dtype=str(obs_space.dtype), action_space=ActionSpace.of(model.action_space))
@@ -119,7 +131,7 @@ def measure(algo: str, env: str, n_envs: int) -> dict:
         "optimizer": (fp.optimizer_bytes, optimizer),
         "module_buffers": (predicted_buffers, sum(b.numel() * b.element_size() for b in module_buffers if b.dim())),
         "scalar_buffers": [b for b in module_buffers if not b.dim()],
-        "buffer": (fp.buffer_bytes, sum(a.nbytes for a in buffer_arrays(buffer))),
+        "buffer": (fp.buffer_bytes, sum(a.nbytes for a in arrays)),
     }
 
 
@@ -147,11 +159,14 @@ def test_planner_equals_the_real_model_to_the_byte(algo, env, n_envs):
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_registry_defaults_are_sb3s(algo):
-    """The default n_steps / buffer_size is the class's; the nets are checked by the parameter counts above."""
+    """The default n_steps / buffer_size and batch_size are the class's; the nets are checked by the parameter
+    counts above."""
     entry = algorithm(algo)
     model_class = getattr(importlib.import_module(entry.package), entry.class_name)
     parameters = inspect.signature(model_class.__init__).parameters
     assert parameters["n_steps" if entry.on_policy else "buffer_size"].default == entry.buffer_size
+    assert parameters["batch_size"].default == entry.batch_size if "batch_size" in parameters else not entry.batch_size
+    assert set(model_class.policy_aliases) == set(entry.policies if entry.multi_input else entry.policies[:1])
     if not entry.on_policy:
         assert parameters["n_steps"].default == 1  # 1-step returns: SB3's plain ReplayBuffer
 
@@ -163,18 +178,44 @@ def test_the_planner_refuses_the_action_spaces_sb3_refuses(algo):
     for actions in ("box", "discrete", "multidiscrete", "multibinary"):
         env = TinyEnv(actions)
         try:
-            model_class("MlpPolicy", env, device="cpu", _init_setup_model=False)
+            model_class(entry.policies[0], env, device="cpu", _init_setup_model=False)
             sb3_accepts = True
         except AssertionError:
             sb3_accepts = False
         assert (entry.refusal(ActionSpace.of(env.action_space)) is None) == sb3_accepts, actions
 
 
+def test_estimate_of_recurrent_ppo_on_hopper_is_the_default_model_to_the_byte(planner_cli):
+    """``planner estimate --algo ppo_lstm --env Hopper-v5``: sb3-contrib's defaults (n_steps 128, an actor and a
+    critic LSTM of 256 units, pi and vf MLPs of 64, 64) against the real RecurrentPPO after one update."""
+    import json
+
+    from sb3_contrib import RecurrentPPO
+
+    r = planner_cli("estimate", "--algo", "ppo_lstm", "--env", "Hopper-v5", "--json")
+    assert r.returncode == 0, r.stderr
+    predicted = json.loads(r.stdout)
+    model = RecurrentPPO("MlpLstmPolicy", "Hopper-v5", n_epochs=1, device="cpu", seed=0)
+    model.learn(total_timesteps=model.n_steps)
+    params, optimizer = model_and_optimizer_bytes(model)
+    names = [c["name"] for c in predicted["components"]]
+    assert names[:2] == ["lstm_actor", "lstm_critic"]
+    assert (predicted["models_bytes"], predicted["optimizer_bytes"]) == (params, optimizer) == (2_369_564, 4_739_128)
+    states = ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
+    real = {name: getattr(model.rollout_buffer, name).nbytes for name in (
+        "observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages",
+        *states)}
+    assert {f["name"]: f["bytes"] for f in predicted["fields"]} == real
+    shapes = [getattr(model.rollout_buffer, name).shape for name in states]
+    assert shapes == [(128, 1, 256)] * 4  # (n_steps x n_envs, layers, hidden): flattened by the update
+    assert predicted["buffer_bytes"] == 540_160
+
+
 def test_sac_with_discrete_actions_is_refused_naming_what_is_allowed():
     with pytest.raises(PlannerError) as error:
         RunSpec("sac", obs_dim=4, action_space=ActionSpace.discrete(3))
     assert str(error.value) == ("algo sac takes Box actions, got Discrete(3); "
-                                "for Discrete actions use one of ppo, a2c, dqn, qrdqn, trpo")
+                                "for Discrete actions use one of ppo, a2c, dqn, qrdqn, trpo, ppo_lstm")
     assert error.value.params == ("algo",)
     assert "\n" not in str(error.value)
 
@@ -184,7 +225,7 @@ def test_estimate_refuses_dqn_with_box_actions_in_one_line(planner_cli):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         "planner estimate: error: --algo dqn takes Discrete actions, got Box(2); "
-        "for Box actions use one of ppo, a2c, sac, td3, ddpg, tqc, crossq, trpo"]
+        "for Box actions use one of ppo, a2c, sac, td3, ddpg, tqc, crossq, trpo, ppo_lstm"]
 
 
 def test_action_space_mismatch_is_refused():

@@ -129,3 +129,13 @@ def test_commands_never_import_heavy_libraries(command):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=tempfile.gettempdir())  # outside the tree: the installed package runs
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("env_id, hint", [
+    ("FetchReach-v4", "FetchReach comes with gymnasium-robotics (pip install gymnasium-robotics)"),
+    ("no_such_module_xyz:Thing-v0", "module no_such_module_xyz is not installed"),
+])
+def test_an_env_from_a_missing_package_names_the_package(planner_cli, env_id, hint):
+    r = planner_cli("estimate", "--algo", "sac", "--env", env_id)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert hint in r.stderr and r.stderr.startswith(f"planner estimate: error: --env '{env_id}' cannot be made")

@@ -46,6 +46,8 @@ CASES = [  # (algo, env, frame_stack, her)
     ("ppo", "ObsDict-v0", 1, False),
     ("a2c", "ObsDict-v0", 1, False),
     ("trpo", "ObsDict-v0", 1, False),
+    ("ppo_lstm", "ObsImage-v0", 1, False),
+    ("ppo_lstm", "ObsDict-v0", 1, False),
     ("sac", "ObsDict-v0", 1, False),
     ("td3", "ObsDict-v0", 1, False),
     ("tqc", "ObsDict-v0", 1, False),
@@ -78,10 +80,12 @@ def build_and_update(algo: str, env_id: str, frame_stack: int, her: bool):
     vec_env = make_vec_env(env_id, n_envs=1, seed=0)
     if frame_stack > 1:
         vec_env = VecFrameStack(vec_env, frame_stack)
-    policy = "MultiInputPolicy" if isinstance(raw.observation_space, gymnasium.spaces.Dict) else "CnnPolicy"
+    _, cnn, multi_input = entry.policies
+    policy = multi_input if isinstance(raw.observation_space, gymnasium.spaces.Dict) else cnn
     kwargs = dict(device="cpu", seed=0, policy_kwargs=dict(normalize_images=True))  # SB3's default
     if entry.on_policy:
-        extra = {"a2c": {}, "ppo": {"batch_size": 8, "n_epochs": 1}, "trpo": {"batch_size": 8}}[algo]
+        extra = {"a2c": {}, "ppo": {"batch_size": 8, "n_epochs": 1}, "trpo": {"batch_size": 8},
+                 "ppo_lstm": {"batch_size": 8, "n_epochs": 1}}[algo]
         model = model_class(policy, vec_env, n_steps=N_STEPS, **extra, **kwargs)
         model.learn(total_timesteps=N_STEPS)
         return raw, model, model.rollout_buffer, N_STEPS
@@ -106,6 +110,9 @@ def test_planner_equals_the_real_model_to_the_byte(algo, env_id, frame_stack, he
     assert fp.optimizer_bytes == optimizer, f"optimizer: planner {fp.optimizer_bytes:,} B, real {optimizer:,} B"
     assert [b for b in model.policy.buffers() if b.dim()] == []  # no module buffers (no BatchRenorm here)
     arrays = all_arrays(buffer)
+    for name in ("seq_start_indices", "seq_end_indices"):  # RecurrentPPO's last minibatch's sequence bounds
+        scratch = arrays.pop(name, None)  # (int64, at most one per sample): update scratch, not buffer storage
+        assert scratch is None or (scratch.dtype == np.int64 and scratch.size <= 8), name
     real = {name: array.nbytes for name, array in arrays.items()}
     predicted = {f.name: f.bytes for f in fp.fields}
     assert predicted == real

@@ -82,3 +82,12 @@ def test_gpu_pool_keys_are_checked(change, fragment):
     data = {key: value for key, value in {**SMALL_GPU, **change}.items() if value is not None}
     with pytest.raises(ValueError, match=fragment):
         parse_profile(data)
+
+
+def test_estimate_on_a_cuda_device_shows_the_gpu_pool(planner_cli):
+    r = planner_cli("estimate", "--algo", "sac", "--env", "Humanoid-v5", "--device", "cuda", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["gpu"] == device_pool(RunSpec("sac", 348, 17)).as_dict()
+    table = planner_cli("estimate", "--algo", "sac", "--env", "Humanoid-v5", "--device", "cuda")
+    assert "on a CUDA device" in table.stdout and "upper estimate" in table.stdout
+    assert "on a CUDA device" not in planner_cli("estimate", "--algo", "sac", "--env", "Humanoid-v5").stdout

@@ -18,9 +18,10 @@ from planner.commands.options import (
 )
 from planner.defaults import CLAMP, default_decimals
 from planner.footprint import footprint
+from planner.gpu import device_pool
 from planner.networks import parse_net
 from planner.quantization import QuantSpec
-from planner.report import footprint_table
+from planner.report import footprint_table, pool_table
 from planner.runspec import DTYPE_BYTES, RunSpec, check_sizes, run_size
 from planner.storages import STORAGES, storage
 
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-optimizer", action="store_true", help="leave Adam's state out (inference only)")
     p.add_argument("--terminal-capacity", type=count,
                    help="packed replay: rows of the episode-end side store (default: rows / 64)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the networks train: cuda adds the GPU pool (models, optimizer state and one update "
+                        "on the GPU; the buffer in host RAM)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -72,11 +76,15 @@ def run(args: argparse.Namespace) -> int:
     applied = apply_hyperparams(args, (args.algo,))
     spec = spec_from_args(args)
     fp = footprint(spec)
+    pool = device_pool(spec) if args.device == "cuda" else None
     if args.json:
         print(json.dumps({"spec": spec.as_dict(), **fp.as_dict(),
+                          **({"gpu": pool.as_dict()} if pool else {}),
                           **({"hyperparams": applied.as_dict()} if applied else {})}, indent=2))
     else:
         if applied:
             print(applied.line(args._flags))
         print(footprint_table(spec, fp, args.unit))
+        if pool:
+            print("\n" + pool_table(pool, fp, args.unit))
     return 0
