@@ -12,8 +12,11 @@ What is left out, on both sides, is what :class:`planner.algorithms.Optimizer` a
 import importlib
 import inspect
 
+import gymnasium  # noqa: E402  (the train extra: a missing one fails, never skips)
 import numpy as np
 import pytest
+import torch  # noqa: E402
+from gymnasium import spaces  # noqa: E402
 
 from planner.actions import ActionSpace
 from planner.algorithms import ALGORITHMS, algorithm
@@ -21,14 +24,6 @@ from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.networks import BatchRenorm
 from planner.runspec import RunSpec
-
-gymnasium = pytest.importorskip("gymnasium")
-torch = pytest.importorskip("torch")
-pytest.importorskip("stable_baselines3")
-pytest.importorskip("sb3_contrib")
-
-from gymnasium import spaces  # noqa: E402
-
 from validation.child import model_and_optimizer_bytes  # noqa: E402
 from validation.measure import buffer_arrays  # noqa: E402
 
@@ -83,7 +78,8 @@ CASES = (
     + [(algo, "tiny-box64", 1) for algo in ("ppo", "sac")]
     + [("ppo", "Hopper-v5", 4), ("a2c", "tiny-multidiscrete", 4), ("trpo", "CartPole-v1", 4),
        ("sac", "Pendulum-v1", 4), ("crossq", "Hopper-v5", 4), ("dqn", "CartPole-v1", 4), ("qrdqn", "CartPole-v1", 4),
-       ("ppo_lstm", "Hopper-v5", 4), ("ppo_lstm", "CartPole-v1", 4)]
+       ("ppo_lstm", "Hopper-v5", 4), ("ppo_lstm", "CartPole-v1", 4), ("td3", "Pendulum-v1", 4),
+       ("ddpg", "Pendulum-v1", 4), ("tqc", "Pendulum-v1", 4)]
 )
 
 
