@@ -299,3 +299,42 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype("float32" if action_dtype == "float64" else action_dtype)
+
+
+def feed_interrupted(buffers, n_envs, chunks, steps, obs_shape, seed=0):
+    """``chunks`` streams one after another, each starting from a fresh observation although the last
+    transition of the one before did not end an episode (a second ``learn()``, a loaded buffer, a dataset)."""
+    for chunk in range(chunks):
+        feed(buffers, n_envs, steps=steps, obs_shape=obs_shape, seed=seed + chunk, p_done=0.1)
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_an_interrupted_stream_keeps_every_next_observation(n_envs):
+    obs_space, act_space = _spaces((6,))
+    ref = ReplayBuffer(200 * n_envs, obs_space, act_space, "cpu", n_envs=n_envs)
+    ours = QuantizedReplayBuffer(200 * n_envs, obs_space, act_space, "cpu", n_envs=n_envs, decimals=2,
+                                 terminal_capacity=200 * n_envs)
+    feed_interrupted([ref, ours], n_envs, chunks=4, steps=23, obs_shape=(6,))
+    assert not ref.dones[22, :].all()  # some chunk ends mid-episode: its next observation is not the next obs
+    steps = valid_steps(ours)
+    got, want = samples_of(ours, np.repeat(steps, 3), 2), samples_of(ref, np.repeat(steps, 3), 2)
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert ours.terminal_evictions == 0
+
+
+def test_sac_learning_twice_samples_the_next_observations_sb3_samples():
+    from stable_baselines3 import SAC
+
+    models = [SAC("MlpPolicy", "Pendulum-v1", buffer_size=500, learning_starts=10_000, seed=3, device="cpu",
+                  **kwargs) for kwargs in ({}, dict(replay_buffer_class=QuantizedReplayBuffer,
+                                                     replay_buffer_kwargs=dict(decimals=2)))]
+    for model in models:
+        model.learn(57)  # stops mid-episode (Pendulum's episodes last 200 steps)
+        model.learn(41)  # resets the env: the first observation is not the last transition's next one
+    ref, ours = models[0].replay_buffer, models[1].replay_buffer
+    steps = valid_steps(ours)
+    assert steps.size == 98 and not ref.dones[56, 0]
+    got, want = samples_of(ours, steps, 4), samples_of(ref, steps, 4)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy().astype(np.float64),
+                            ours.code_spec)

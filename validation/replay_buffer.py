@@ -2,9 +2,12 @@
 
 Row ``pos * n_envs + env`` holds the observation of that transition; its next observation is the
 following row (``(pos + 1) % buffer_size``), written by ``add()`` unless the transition ends an episode
-(done or timeout). Episode-end next observations go to a small ring of packed rows (the terminal
-store). When it is full, a terminated transition's entry is given up first (its next observation is
-masked by ``done`` in SAC/TD3's target), a time limit's only to make room for another time limit;
+(done or timeout). When the next ``add()`` brings a different observation for that row (an interrupted
+stream: a second ``learn()``, a loaded buffer, transitions from a dataset), the replaced codes move to the
+terminal store first, so no next observation is ever replaced silently. Episode-end next
+observations go to a small ring of packed rows (the terminal store). When it is full, a terminated
+transition's entry is given up first (its next observation is masked by ``done`` in SAC/TD3's target),
+a time limit's only to make room for another time limit;
 a transition whose entry is given up falls back to the following row, as SB3's
 ``optimize_memory_usage`` would (``terminal_evictions`` counts them, ``timeout_evictions`` the time
 limits among them: only those change a learning target).
@@ -21,7 +24,7 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from cython_core import CodeSpec, PackedRows, quantize_pack
+from cython_core import CodeSpec, PackedRows, gather_unpack, quantize_pack
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
@@ -87,6 +90,7 @@ class QuantizedReplayBuffer(ReplayBuffer):
         self.timeout_evictions = 0
         self.stored_values = 0
         self._no_obs = np.empty((n_envs, 0), dtype=observation_space.dtype)
+        self._last_next = b""  # the bytes of the last next observations added (a bytes object, not an array)
 
     def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
             done: np.ndarray, infos: "list[dict[str, Any]]") -> None:
@@ -97,6 +101,8 @@ class QuantizedReplayBuffer(ReplayBuffer):
         for row in range(first, first + n):
             self._release(row)
         envs = np.arange(n)
+        if flat_obs.tobytes() != getattr(self, "_last_next", b""):  # a stream passes the same values: nothing replaced
+            self._keep_replaced_next_observations(flat_obs, first)
         self.packed_observations.encode(flat_obs, envs + first)
         ends = [bool(d) or bool(info.get("TimeLimit.truncated", False))
                 for d, info in zip(np.asarray(done).reshape(n).tolist(), infos)]
@@ -108,14 +114,38 @@ class QuantizedReplayBuffer(ReplayBuffer):
             if keep:
                 quantize_pack(flat_next[keep], storage, np.array(keep, dtype=np.int64) + following, self.code_spec)
         self.stored_values += (n + sum(ends)) * dim
+        self._last_next = flat_next.tobytes()
         super().add(self._no_obs, self._no_obs, action, reward, done, infos)  # writes timeouts[pos], moves pos
         for env in range(n):
             if ends[env]:
                 self._store_terminal(first + env, flat_next[env])
 
+    def _keep_replaced_next_observations(self, flat_obs: np.ndarray, first: int) -> None:
+        """Row ``first + env`` holds the previous transition's next observation unless that transition ended
+        an episode. When the stream was interrupted (a new ``learn()`` resets the env, a buffer loaded into a
+        fresh model, transitions added from a dataset), the new observation differs from it: the old codes
+        then move to the terminal store, so that transition keeps its own next observation."""
+        if self.pos == 0 and not self.full:
+            return
+        n, spec, storage = self.n_envs, self.code_spec, self.packed_observations.storage
+        previous = (self.pos - 1) % self.buffer_size
+        continuing = np.flatnonzero((self.dones[previous] == 0) & (self.timeouts[previous] == 0))
+        if not continuing.size:
+            return
+        rows = continuing + first
+        new = np.zeros((continuing.size, spec.row_words), dtype=np.uint64)
+        quantize_pack(flat_obs[continuing], new, np.arange(continuing.size, dtype=np.int64), spec)
+        replaced = np.flatnonzero((new != storage[rows]).any(axis=1))
+        if replaced.size:
+            old = np.empty((replaced.size, spec.dim), dtype=np.float64)
+            gather_unpack(storage, rows[replaced], spec, old)
+            for index, values in zip(replaced.tolist(), old):
+                self._store_terminal(previous * n + int(continuing[index]), values)
+
     def reset(self) -> None:
         """Empty the buffer: SB3's reset plus a free terminal store."""
         super().reset()
+        self._last_next = b""
         self.terminal_slot.fill(FREE)
         self.terminal_owner.fill(FREE)
         self.terminal_cursor = 0
