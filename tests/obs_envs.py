@@ -19,7 +19,11 @@ def _actions(discrete: bool) -> spaces.Space:
     return spaces.Discrete(3) if discrete else spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 
-class _Episodic(gymnasium.Env):
+class Episodic(gymnasium.Env):
+    """Random observations from the space, zero reward, a time limit after ``episode`` steps."""
+
+    episode = EPISODE
+
     def reset(self, seed=None, options=None):
         super().reset(seed=seed)
         self._t = 0
@@ -27,16 +31,16 @@ class _Episodic(gymnasium.Env):
 
     def step(self, action):
         self._t += 1
-        return self.observation_space.sample(), 0.0, False, self._t >= EPISODE, {}
+        return self.observation_space.sample(), 0.0, False, self._t >= self.episode, {}
 
 
-class ImageEnv(_Episodic):
+class ImageEnv(Episodic):
     def __init__(self, discrete: bool = False, size: int = 36) -> None:
         self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = _actions(discrete)
 
 
-class DictEnv(_Episodic):
+class DictEnv(Episodic):
     def __init__(self, discrete: bool = False) -> None:
         self.observation_space = spaces.Dict({
             "camera": spaces.Box(0, 255, (36, 36, 3), np.uint8),

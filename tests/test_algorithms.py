@@ -12,11 +12,11 @@ What is left out, on both sides, is what :class:`planner.algorithms.Optimizer` a
 import importlib
 import inspect
 
-import gymnasium  # noqa: E402  (the train extra: a missing one fails, never skips)
 import numpy as np
 import pytest
 import torch  # noqa: E402
 from gymnasium import spaces  # noqa: E402
+from obs_envs import Episodic  # noqa: E402  (tests/ is on the path: pytest puts it there)
 
 from planner.actions import ActionSpace
 from planner.algorithms import ALGORITHMS, algorithm
@@ -40,22 +40,15 @@ TINY_SPACES = {
 }
 
 
-class TinyEnv(gymnasium.Env):
+class TinyEnv(Episodic):
     """A flat Box observation of 5 values (``obs_dtype``) and any action space; 16-step episodes."""
+
+    episode = 16
 
     def __init__(self, actions: str, obs_dtype: str = "float32") -> None:
         self.observation_space = spaces.Box(-1.0, 1.0, (5,), np.dtype(obs_dtype))
         self.action_space = TINY_SPACES[actions]()
         self._t = 0
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        self._t += 1
-        return self.observation_space.sample(), 0.0, False, self._t >= 16, {}
 
 
 def make_env(env: str):
