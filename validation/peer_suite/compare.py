@@ -118,14 +118,19 @@ def compare(results: "dict[str, dict[str, str]]", entries: "list[Entry]", full: 
 
 
 def summary(result: Comparison, width: int = 160) -> str:
-    """Counts, expected failures by reason, then each unexpected failure and stale entry on one line."""
+    """Counts, expected failures by reason, unexpected failures grouped by their one-line error, stale entries."""
     lines = [f"{len(result.passed)} passed, {sum(map(len, result.expected.values()))} expected failures, "
              f"{len(result.unexpected)} unexpected failures, {len(result.stale)} stale entries, "
              f"{len(result.skipped)} skipped"]
     lines += [f"  expected ({reason}): {len(tests)}" for reason, tests in sorted(result.expected.items())]
     if result.unexpected:
-        lines.append("unexpected failures:")
-        lines += [_clip(f"  {test_id}: {error}", width) for test_id, error in result.unexpected]
+        lines.append("unexpected failures, by error:")
+        by_error: "dict[str, list[str]]" = {}
+        for test_id, error in result.unexpected:
+            by_error.setdefault(error, []).append(test_id)
+        for error, tests in sorted(by_error.items(), key=lambda item: -len(item[1])):
+            lines.append(_clip(f"  {len(tests)} x {error}", width))
+            lines += [f"      {test_id}" for test_id in tests]
     if result.stale:
         lines.append("stale entries (remove them from the list or find out why):")
         lines += [_clip(f"  {pattern}: {why}", width) for pattern, why in result.stale]
