@@ -17,7 +17,7 @@ from pathlib import Path
 
 from planner.errors import PlannerError
 from validation.peer_suite.compare import EXPECTED_FILE, compare, load_expected, summary
-from validation.peer_suite.upstream import SELECTION, installed_version, upstream_tests
+from validation.peer_suite.upstream import DESELECTED, SELECTION, installed_version, upstream_tests
 
 FLAGS = {"expected": "--expected", "only": "--only", "workdir": "--workdir"}
 
@@ -63,7 +63,8 @@ def run_upstream(dist: str, folder: Path, files: "list[str]", keyword: "str | No
         results = Path(tmp) / "results.json"
         cmd = [sys.executable, "-m", "pytest", "-p", "validation.peer_suite.shim", "-p", "no:cacheprovider",
                "--peer-results", str(results), "-q", "--tb=no", "-o", "console_output_style=count",
-               *(["-k", keyword] if keyword else []), *(f"tests/{name}" for name in files)]
+               *(["-k", keyword] if keyword else []), *(f"--deselect={test}" for test in DESELECTED),
+               *(f"tests/{name}" for name in files)]
         print(f"== {dist} {installed_version(dist)}: {' '.join(files)}", flush=True)
         code = subprocess.run(cmd, cwd=folder).returncode
         if code not in (0, 1, 5) or not results.is_file():  # 5: -k selected nothing
