@@ -24,7 +24,6 @@ from planner.layouts import (
     just_round_limits,
     packed_fields,
     paper64_fields,
-    quantized_limits,
     sb3_fields,
     sb3_optimize_limits,
 )
@@ -84,9 +83,6 @@ class Storage:
         if self.replay_only and not spec.is_replay:
             return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {spec.algo}'s "
                                 "rollout buffer", "storage")
-        reason = quantized_limits(spec) if self.quantized == "always" else None
-        if reason is not None:
-            return PlannerError(f"storage {self.name} {reason}", "storage")
         if self.quantized == "always" and spec.quant is None:
             return PlannerError(f"storage {self.name} stores quantized observations: give decimals (and clamp, bits)",
                                 "decimals", "clamp", "bits")
