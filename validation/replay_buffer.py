@@ -30,6 +30,7 @@ from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
 from validation.obs_spec import decode_to_tensor, flat_rows, observation_spec
+from validation.persistence import PersistentBuffer
 
 FREE = -1
 
@@ -39,7 +40,7 @@ def _placeholder_space(observation_space: spaces.Box) -> spaces.Box:
     return spaces.Box(low=0, high=0, shape=(0,), dtype=observation_space.dtype)
 
 
-class QuantizedReplayBuffer(ReplayBuffer):
+class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     """Drop-in replay buffer for SAC/TD3 storing observations as k-bit codes (``decimals``, ``clamp``).
 
     Actions, rewards, dones and timeouts are SB3's own arrays (float32). ``n_steps > 1`` gives n-step

@@ -16,11 +16,12 @@ from stable_baselines3.common.vec_env import VecNormalize
 from cython_core import CodeSpec, PackedRows
 from planner.defaults import CLAMP
 from validation.obs_spec import decode_to_tensor, flat_rows, observation_spec
+from validation.persistence import PersistentBuffer
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
 
 
-class QuantizedRolloutBuffer(RolloutBuffer):
+class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     """Drop-in rollout buffer for PPO/A2C storing observations as k-bit codes (``decimals``, ``clamp``).
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
