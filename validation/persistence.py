@@ -11,11 +11,13 @@ SB3's ``model.load_replay_buffer`` installs whatever buffer the file holds; :fun
 first compares its configuration with the model's own buffer and names every field that differs.
 
 >>> import pickle
+>>> import numpy as np
 >>> from gymnasium import spaces
 >>> from validation.buffers import QuantizedReplayBuffer
 >>> buf = QuantizedReplayBuffer(8, spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (1,)), "cpu", decimals=2)
+>>> buf.add(np.zeros((1, 3)), np.ones((1, 3)), np.array([[0.5]]), np.ones(1), np.zeros(1), [{}])
 >>> data = bytearray(pickle.dumps(buf))
->>> data[data.index(buf.actions.tobytes())] ^= 1  # one flipped bit in the actions' bytes
+>>> data[data.index(buf.actions.tobytes()) + 1] ^= 1  # one flipped bit in the actions' bytes
 >>> pickle.loads(bytes(data))
 Traceback (most recent call last):
 ...
