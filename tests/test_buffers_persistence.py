@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import PPO, SAC, HerReplayBuffer
 from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import BitFlippingEnv
 
 from cython_core import CodeSpec, PackedRows
 from planner.errors import PlannerError
@@ -250,3 +251,28 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
     rows = {"goal": PackedRows(4, CodeSpec.uniform(3, decimals=1, clamp=1.0))}
     assert set(checksums({"packed": rows})) == {"packed.goal.storage", "packed.goal.spec", "packed.goal.saturated",
                                                 "packed.goal.nonfinite_coded"}
+
+
+class _HerBuffer(PersistentBuffer, HerReplayBuffer):
+    """HER's buffer (its own __getstate__ drops the env) with the mixin on top."""
+
+
+def test_her_keeps_its_own_pickling_under_the_mixin(tmp_path):
+    def her_sac():
+        return SAC("MultiInputPolicy", BitFlippingEnv(n_bits=4, continuous=True, max_steps=4), buffer_size=200,
+                   replay_buffer_class=_HerBuffer, replay_buffer_kwargs=dict(n_sampled_goal=2), **SMALL)
+
+    model = her_sac()
+    model.learn(120)
+    model.save_replay_buffer(tmp_path / "her.pkl")
+    fresh = her_sac()
+    load_replay_buffer(fresh, tmp_path / "her.pkl", truncate_last_traj=False)  # passed on to SB3
+    buf, loaded = model.replay_buffer, fresh.replay_buffer
+    assert loaded.env is fresh.env and loaded.pos == buf.pos == 120
+    for key in ("observation", "achieved_goal", "desired_goal"):
+        assert np.array_equal(loaded.observations[key], buf.observations[key]), key
+    assert np.array_equal(loaded.ep_length, buf.ep_length)
+    fresh.learn(20, reset_num_timesteps=False)
+    bad = flip(tmp_path / "her.pkl", [buf.ep_start], tmp_path / "bad.pkl")
+    with pytest.raises(PlannerError, match="the saved _HerBuffer is damaged: ep_start differs from its checksum"):
+        load_replay_buffer(her_sac(), bad)
