@@ -142,6 +142,17 @@ def test_a_flipped_byte_is_one_error_naming_the_array(saved, tmp_path, names):
     assert fresh.replay_buffer is before
 
 
+def test_a_truncated_file_is_one_error(saved, tmp_path):
+    _, path = saved
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    model = sac()
+    before = model.replay_buffer
+    with pytest.raises(PlannerError, match=r"cut\.pkl is not a whole pickle \(pickle data was truncated\)"):
+        load_replay_buffer(model, cut)
+    assert model.replay_buffer is before
+
+
 @pytest.mark.parametrize("other, fields", [
     (dict(decimals=1), {"code_spec.scale", "code_spec.bits"}),
     (dict(clamp=50), {"code_spec.lo", "code_spec.hi", "code_spec.bits"}),

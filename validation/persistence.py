@@ -25,6 +25,7 @@ planner.errors.PlannerError: the saved QuantizedReplayBuffer is damaged: actions
 """
 
 import json
+import pickle
 import zlib
 from typing import Any
 
@@ -173,12 +174,16 @@ def _show(value: Any, other: Any, present: bool) -> str:
 def load_replay_buffer(model: Any, path: Any, truncate_last_traj: bool = True) -> None:
     """``model.load_replay_buffer(path, truncate_last_traj)``, refused (the model's buffer kept) with one
     PlannerError naming every configuration field in which the saved buffer differs from ``model.replay_buffer``
-    (what ``replay_buffer_class`` / ``replay_buffer_kwargs`` built for this model's env)."""
+    (what ``replay_buffer_class`` / ``replay_buffer_kwargs`` built for this model's env), or saying that the
+    file is damaged or cut short."""
     current = getattr(model, "replay_buffer", None)
     if current is None:
         raise PlannerError(f"{type(model).__name__} has no replay buffer to compare with; set up the model first",
                            "model")
-    model.load_replay_buffer(path, truncate_last_traj)
+    try:
+        model.load_replay_buffer(path, truncate_last_traj)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise PlannerError(f"{path} is not a whole pickle ({err}): a truncated or damaged file", "path") from err
     differences = config_differences(buffer_config(model.replay_buffer), buffer_config(current))
     if differences:
         model.replay_buffer = current
