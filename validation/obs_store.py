@@ -201,6 +201,13 @@ class ObservationRows:
                 array.fill(0)
         self.saturated = 0
 
+    @classmethod
+    def holding(cls, codec: ObservationCodec, arrays: "dict[str | None, np.ndarray]", saturated: int) -> "ObservationRows":
+        """Rows around existing arrays (a buffer saved before this layout)."""
+        rows = cls.__new__(cls)
+        rows.codec, rows.arrays, rows.saturated = codec, arrays, saturated
+        return rows
+
     def put(self, rows: np.ndarray, codes: Codes) -> None:
         for key, array in self.arrays.items():
             array[rows] = codes.arrays[key]

@@ -34,6 +34,7 @@ from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
 from validation.obs_store import Codes, ObservationCodec, ObservationRows
+from validation.persistence import PersistentBuffer
 
 FREE = -1
 PLACEHOLDER = spaces.Box(low=0, high=0, shape=(0,), dtype=np.float32)  # the parents allocate 0-byte observations
@@ -71,7 +72,7 @@ class ObservationView:
         return out if dtype is None else out.astype(dtype)
 
 
-class QuantizedReplayBuffer(ReplayBuffer):
+class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     """Drop-in replay buffer for SAC/TD3/DDPG/DQN/TQC storing observations once, as k-bit codes.
 
     Actions, rewards, dones and timeouts are SB3's own arrays (float32). ``n_steps > 1`` gives n-step
@@ -140,9 +141,24 @@ class QuantizedReplayBuffer(ReplayBuffer):
         self.terminal_evictions = 0
         self.timeout_evictions = 0
         self.stored_values = 0
+        self._attach_views()
+
+    def _attach_views(self) -> None:
         self.observations = self.codec.pack({key: ObservationView(self, key, False) for key in self.codec.columns})
         self.next_observations = self.codec.pack({key: ObservationView(self, key, True)
                                                   for key in self.codec.columns})
+
+    def _upgrade_from_version_0(self) -> None:
+        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_spec``."""
+        state = self.__dict__
+        self.codec = ObservationCodec(self.observation_space, spec=state.pop("code_spec"))
+        for old, new in (("packed_observations", "stored_observations"),
+                         ("terminal_observations", "terminal_observations")):
+            rows = state.pop(old)
+            setattr(self, new, ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated))
+        for name in ("_last_next", "_no_obs"):
+            state.pop(name, None)
+        self._attach_views()
 
     @property
     def code_spec(self) -> Any:

@@ -20,11 +20,12 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from planner.defaults import CLAMP
 from validation.obs_store import ObservationCodec, ObservationRows
+from validation.persistence import PersistentBuffer
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
 
 
-class QuantizedRolloutBuffer(RolloutBuffer):
+class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     """Drop-in rollout buffer for PPO/A2C storing observations as k-bit codes (``decimals``, ``clamp``).
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
@@ -55,6 +56,12 @@ class QuantizedRolloutBuffer(RolloutBuffer):
                                n_envs)
         self.observation_space = observation_space
         self.obs_shape = get_obs_shape(observation_space)
+
+    def _upgrade_from_version_0(self) -> None:
+        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_spec``."""
+        self.codec = ObservationCodec(self.observation_space, spec=self.__dict__.pop("code_spec"))
+        rows = self.__dict__.pop("packed_observations")
+        self.stored_observations = ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated)
 
     @property
     def code_spec(self) -> Any:
