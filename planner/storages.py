@@ -27,6 +27,7 @@ from planner.layouts import (
     sb3_fields,
     sb3_optimize_limits,
 )
+from planner.observations import FLOAT_DTYPES
 from planner.runspec import RunSpec
 
 SB3_BUFFERS = {"replay": "stable_baselines3.common.buffers:ReplayBuffer",
@@ -51,6 +52,7 @@ class Storage:
         "rollout"); empty if no class trains with it
     :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's
     :param limits: why it cannot hold a run beyond the checks above (a message), or None
+    :param plain_title: the label when the observations hold no floats to quantize (images, integers)
     """
 
     name: str
@@ -63,6 +65,7 @@ class Storage:
     buffers: "dict[str, str]" = field(default_factory=dict)
     buffer_kwargs: "dict[str, object]" = field(default_factory=dict)
     limits: Callable[[RunSpec], "str | None"] = lambda spec: None
+    plain_title: str = ""
 
     def _values(self, spec: RunSpec) -> dict:
         quant = spec.quant
@@ -71,7 +74,9 @@ class Storage:
 
     def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
         """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
-        return (self.buffer_title if buffer_only else self.title).format(**self._values(spec))
+        plain = self.plain_title and not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries())
+        title = self.plain_title if plain else self.buffer_title if buffer_only else self.title
+        return title.format(**self._values(spec))
 
     @property
     def trainable(self) -> bool:
@@ -106,7 +111,8 @@ STORAGES = {s.name: s for s in (
     Storage("just-round", "authors' uint16, m={decimals}", "uint16 codes, m={decimals}", just_round_fields,
             quantized="always", in_fit=True, limits=just_round_limits),
     Storage("packed", "packed {bits}-bit, m={decimals}, b={clamp:g}", "{bits}-bit packed codes, m={decimals}",
-            packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS),
+            packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS,
+            plain_title="packed: {obs_dtype} obs stored once (no floats to quantize)"),
     Storage("figure2", "the paper's Figure 2 accounting", "Figure 2 accounting", figure2_fields,
             quantized="optional"),
 )}
