@@ -142,7 +142,7 @@ def test_just_round_refuses_images_and_dicts_and_packed_stores_them():
         assert error is not None and "quantizes Box observations of floats" in str(error) and "use packed" in str(error)
         assert STORAGES["packed"].refusal(spec) is None
     fields = {f.name: f for f in STORAGES["packed"].fields(spec)}
-    assert fields["observations[camera]"].storage == "27648 x uint8"  # 36 x 36 x 3, stored once, as it is
+    assert fields["observations[camera]"].storage == "3888 x uint8"  # 36 x 36 x 3, stored once, as it is
     assert fields["observations[state]"].storage.startswith("4 x 15-bit packed")
     assert fields["observations[mode]"].storage == "int64"
 
