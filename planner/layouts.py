@@ -184,25 +184,33 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
             *_replay_tail(spec, spec.action_dtype))
 
 
-def packed_observation_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) -> "tuple[Field, ...]":
-    """``validation.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows, any other
-    entry (images, integers, Discrete) as SB3 stores it; one per Dict key, ``name[KEY]``."""
-    bits = spec.quant.bits
-    return tuple(packed_field(f"{name}[{key}]" if key else name, rows, values, bits, eager)
-                 if dtype in FLOAT_DTYPES else replace(dtype_field(f"{name}[{key}]" if key else name, rows, values,
-                                                                   dtype, True), eager=eager)
-                 for key, values, dtype in spec.observation.buffer_entries())
+def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" = None,
+                       eager: bool = False) -> "tuple[Field, ...]":
+    """``validation.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
+    ``half``, float16 / bfloat16), any other entry (images, integers, Discrete) as SB3 stores it; one per Dict
+    key, ``name[KEY]``."""
+    fields = []
+    for key, values, dtype in spec.observation.buffer_entries():
+        label = f"{name}[{key}]" if key else name
+        if dtype in FLOAT_DTYPES and half is None:
+            fields.append(packed_field(label, rows, values, spec.quant.bits, eager))
+        else:
+            fields.append(replace(dtype_field(label, rows, values, half if dtype in FLOAT_DTYPES else dtype, True),
+                                  eager=eager))
+    return tuple(fields)
 
 
-def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
+def packed_fields(spec: RunSpec, half: "str | None" = None) -> "tuple[Field, ...]":
+    """The quantized buffers (``validation.buffers``): observations stored once, episode-end next observations
+    in a ring of ``terminal_capacity`` rows; floats as k-bit codes, or as ``half`` (float16 / bfloat16)."""
     rows = spec.rows
-    obs = packed_observation_fields(spec, "observations", rows)
+    obs = stored_once_fields(spec, "observations", rows, half)
     if not spec.is_replay:
         return (*obs, *_rollout_tail(spec, spec.action_dtype))
     capacity = terminal_capacity(spec)
     her = her_fields(spec) if spec.her else ()
     return (*obs,
-            *packed_observation_fields(spec, "terminal_observations", capacity, eager=True),
+            *stored_once_fields(spec, "terminal_observations", capacity, half, eager=True),
             replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
             replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
             *_replay_tail(spec, _sb3_replay_action_dtype(spec)), *her)

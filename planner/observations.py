@@ -1,5 +1,6 @@
 """Observation spaces as the planner needs them, without gymnasium: a Box of any shape and dtype (a flat
-vector or an image), a Discrete, MultiDiscrete or MultiBinary, or a Dict of named entries of those; what SB3's wrappers make of them
+vector or an image), a Discrete, MultiDiscrete or MultiBinary, or a Dict of named entries of those; what
+SB3's wrappers make of them
 (``VecFrameStack``, ``VecTransposeImage``), which features extractor its policies put in front
 (FlattenExtractor, NatureCNN, CombinedExtractor) and what its buffers store per row.
 

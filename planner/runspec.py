@@ -69,7 +69,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
         self._resolve_space("obs", lambda dim, dtype: ObsSpace.box((dim,), dtype), "float64",
-                            lambda space: isinstance(space, ObsSpace), "an ObsSpace", lambda space: space.values, lambda space: space.dtype_name)
+                            lambda space: isinstance(space, ObsSpace), "an ObsSpace", lambda space: space.values,
+                            lambda space: space.dtype_name)
         self._resolve_space("action", ActionSpace.box, "float32", lambda space: isinstance(space, ActionSpace),
                             "an ActionSpace", lambda space: space.dim, lambda space: space.dtype)
         if self.buffer_size is None:

@@ -113,6 +113,9 @@ STORAGES = {s.name: s for s in (
     Storage("packed", "packed {bits}-bit, m={decimals}, b={clamp:g}", "{bits}-bit packed codes, m={decimals}",
             packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS,
             plain_title="packed: {obs_dtype} obs stored once (no floats to quantize)"),
+    *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
+              lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
+              buffer_kwargs={"dtype": half}) for half in ("float16", "bfloat16")),
     Storage("figure2", "the paper's Figure 2 accounting", "Figure 2 accounting", figure2_fields,
             quantized="optional"),
 )}

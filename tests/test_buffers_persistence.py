@@ -124,8 +124,8 @@ def test_a_loaded_buffer_is_the_saved_one_and_training_goes_on(saved):
     assert fresh.replay_buffer.pos == (buf.pos + 50) % 500
 
 
-@pytest.mark.parametrize("names", [["stored_observations.arrays.None"], ["terminal_observations.arrays.None"], ["actions"],
-                                   ["rewards", "terminal_slot"]])
+@pytest.mark.parametrize("names", [["stored_observations.arrays.None"], ["terminal_observations.arrays.None"],
+                                   ["actions"], ["rewards", "terminal_slot"]])
 def test_a_flipped_byte_is_one_error_naming_the_array(saved, tmp_path, names):
     model, path = saved
     buf = model.replay_buffer

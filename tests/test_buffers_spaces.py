@@ -241,3 +241,40 @@ def test_writing_into_the_observation_view_is_refused():
     ours = QuantizedReplayBuffer(10, SPACES["box"], ACTIONS, "cpu")
     with pytest.raises(PlannerError, match="write them with add"):
         ours.observations[0] = 1.0
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["box", "dict"])
+def test_half_precision_storage_rounds_as_torch_does_and_equals_the_planner(half, name):
+    """dtype="float16" / "bfloat16": floats stored once in that type (bfloat16 as a float32's high 16 bits,
+    rounded to nearest even: torch's own conversion is the reference); the planner's storage of that name
+    predicts the bytes."""
+    space = SPACES[name]
+    ours = QuantizedReplayBuffer(128, space, ACTIONS, "cpu", n_envs=2, dtype=half, terminal_capacity=64)
+    ref = sb3_replay(space, 128, 2)
+    for transition in stream(space, 2, 30, seed=8, interrupt_every=11):
+        ref.add(*transition)
+        ours.add(*transition)
+    torch_dtype = getattr(th, half)
+    for got_view, want_view in ((ours.observations, ref.observations), (ours.next_observations,
+                                                                          ref.next_observations)):
+        got, want = (got_view, want_view) if name == "dict" else ({"": got_view}, {"": want_view})
+        for key in got:
+            want_values = np.asarray(want[key][:30])
+            if want_values.dtype.kind == "f":
+                rounded = th.from_numpy(want_values.astype(np.float32)).to(torch_dtype).float().numpy()
+                assert np.array_equal(np.asarray(got[key][:30]), rounded), key
+            else:
+                assert np.array_equal(np.asarray(got[key][:30]), want_values), key
+    spec = RunSpec("sac", buffer_size=128, n_envs=2, storage=half, obs_space=ObsSpace.of(space),
+                   action_space=ActionSpace.box(2), terminal_capacity=64)
+    assert ours.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
+    with pytest.raises(PlannerError, match="give no decimals, bits or spec"):
+        QuantizedReplayBuffer(16, space, ACTIONS, "cpu", dtype=half, decimals=2)
+
+
+def test_float16_counts_values_beyond_its_range_as_saturated():
+    ours = QuantizedRolloutBuffer(4, SPACES["box"], ACTIONS, "cpu", dtype="float16")
+    ours.add(np.array([[1.0, 7e4, -1e5, 3.0, 65504.0]]), np.zeros((1, 2)), np.zeros(1), np.zeros(1),
+             th.zeros(1, 1), th.zeros(1))
+    assert ours.saturated == 2 and np.isinf(ours.stored_observations.arrays[None][0, 1:3]).all()

@@ -1,12 +1,13 @@
 """Observation storage of the quantized buffers, for every space SB3 stores: one column per entry.
 
 A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes packed into 64-bit
-words by the Cython core. Anything else (uint8 images, integer Boxes, Discrete, MultiDiscrete, MultiBinary)
-is a :class:`RawColumn`, kept as SB3 keeps it (the space's dtype, ``get_obs_shape``): quantizing it would
-gain nothing, but it is still stored once. :class:`ObservationCodec` holds the columns of one space (one
-column, keyed ``None``, or one per Dict key) and turns a batch of observations into :class:`Codes` (validating
-and encoding everything before a buffer changes any state); :class:`ObservationRows` holds ``n_rows`` rows of
-every column.
+words by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
+alternative a PyTorch user reaches for first, stored once too). Anything else (uint8 images, integer
+Boxes, Discrete, MultiDiscrete, MultiBinary) is a :class:`RawColumn`, kept as SB3 keeps it (the space's
+dtype, ``get_obs_shape``): quantizing it would gain nothing, but it is still stored once.
+:class:`ObservationCodec` holds the columns of one space (one column, keyed ``None``, or one per Dict key)
+and turns a batch of observations into :class:`Codes` (validating and encoding everything before a buffer
+changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every column.
 
 >>> import numpy as np
 >>> from gymnasium import spaces
@@ -32,6 +33,7 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from cython_core import CodeSpec, gather_unpack, quantize_pack_counts
 from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError
+
 
 def _label(key: "str | None") -> str:
     return "observation" if key is None else f"observation[{key!r}]"
@@ -67,6 +69,55 @@ class PackedColumn:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
         out = th.empty((rows.size, self.values), dtype=th.float32)
         gather_unpack(array, rows, self.spec, out.numpy())
+        return out.view(rows.size, *self.shape)
+
+
+HALF_DTYPES = ("float16", "bfloat16")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (the high 16 bits, rounded to nearest even; NaN stays NaN) as uint16.
+
+    >>> to_bfloat16(np.array([1.0, 3.14159, -2.5e38, np.nan], dtype=np.float32)).tolist()
+    [16256, 16457, 65340, 32704]
+    """
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+    return np.where(np.isnan(x), np.uint32(0x7FC0), rounded).astype(np.uint16)
+
+
+def from_bfloat16(bits: np.ndarray, out: np.ndarray) -> None:
+    """bfloat16 bits (uint16) -> float32, written into ``out`` (same shape)."""
+    out.view(np.uint32)[...] = bits.astype(np.uint32) << np.uint32(16)
+
+
+class HalfColumn:
+    """A Box of floats stored as float16, or as bfloat16 (the high 16 bits of a float32, numpy having no
+    bfloat16 type). Finite values beyond float16's range (65504) become inf and are counted as saturated."""
+
+    quantized = True
+
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", dtype: str) -> None:
+        self.key, self.shape, self.half = key, shape, dtype
+        self.values = self.width = int(np.prod(shape))
+        self.dtype = np.dtype(np.float16 if dtype == "float16" else np.uint16)
+        self.spec = None
+
+    def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
+        arr = _rows_of(values, n, self.values, self.key, self.shape)
+        if self.half == "float16":
+            with np.errstate(over="ignore"):
+                saturated = int(np.count_nonzero(np.isfinite(arr) & (np.abs(arr) > FLOAT16_MAX)))
+                return arr.astype(np.float16), saturated
+        return to_bfloat16(arr.astype(np.float32)), 0
+
+    def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
+        out = th.empty((rows.size, self.values), dtype=th.float32)
+        if self.half == "float16":
+            out.numpy()[...] = array[rows]
+        else:
+            from_bfloat16(array[rows], out.numpy())
         return out.view(rows.size, *self.shape)
 
 
@@ -109,7 +160,8 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
     return value.get(key)
 
 
-def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, spec: Any) -> Any:
+def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, spec: Any,
+            dtype: "str | None") -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
@@ -120,6 +172,14 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
                                "spec")
         return RawColumn(key, shape, space.dtype)
     dim = int(np.prod(shape))
+    if dtype is not None:
+        if dtype not in HALF_DTYPES:
+            raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), got {dtype!r}",
+                               "dtype")
+        if spec is not None or decimals is not None or bits is not None:
+            raise PlannerError(f"dtype={dtype!r} stores floats as they round to {dtype}: give no decimals, bits or "
+                               "spec", "dtype")
+        return HalfColumn(key, shape, dtype)
     if spec is not None:
         if decimals is not None or bits is not None:
             raise PlannerError("give either spec= or decimals=/clamp=/bits=, not both", "spec")
@@ -145,23 +205,25 @@ class ObservationCodec:
     :param bits: width of the codes (default: the exact level count); same per-key form
     :param spec: a :class:`CodeSpec` (per-dimension bounds and scales) instead of decimals/clamp/bits;
         a dict of them by key for a Dict space
+    :param dtype: "float16" or "bfloat16": store floats in that type instead of k-bit codes (no decimals,
+        bits or spec then); same per-key form
     """
 
     def __init__(self, observation_space: spaces.Space, decimals: Any = None, clamp: Any = CLAMP, bits: Any = None,
-                 spec: Any = None) -> None:
+                 spec: Any = None, dtype: Any = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
         self.columns = {key: _column(key, sub, *(_per_key(name, value, key, keys) for name, value in
                                                  (("decimals", decimals), ("clamp", clamp), ("bits", bits),
-                                                  ("spec", spec))))
+                                                  ("spec", spec), ("dtype", dtype))))
                         for key, sub in entries}
 
     @property
     def specs(self) -> "dict[str | None, CodeSpec]":
-        """The CodeSpec of each quantized column."""
-        return {key: column.spec for key, column in self.columns.items() if column.quantized}
+        """The CodeSpec of each column of k-bit codes."""
+        return {key: column.spec for key, column in self.columns.items() if column.spec is not None}
 
     @property
     def quantized_values(self) -> int:
@@ -202,7 +264,8 @@ class ObservationRows:
         self.saturated = 0
 
     @classmethod
-    def holding(cls, codec: ObservationCodec, arrays: "dict[str | None, np.ndarray]", saturated: int) -> "ObservationRows":
+    def holding(cls, codec: ObservationCodec, arrays: "dict[str | None, np.ndarray]",
+                saturated: int) -> "ObservationRows":
         """Rows around existing arrays (a buffer saved before this layout)."""
         rows = cls.__new__(cls)
         rows.codec, rows.arrays, rows.saturated = codec, arrays, saturated

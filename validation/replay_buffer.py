@@ -83,7 +83,8 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
     :param decimals: m of the quantized columns (a dict by key for a Dict space); see
-        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits`` and ``spec``
+        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec`` and
+        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes)
     :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
     :param n_steps: n-step returns (1: plain one-step transitions)
     :param gamma: the discount of n-step returns
@@ -101,19 +102,19 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
-                 bits: Any = None, spec: Any = None, terminal_capacity: "int | None" = None,
+                 bits: Any = None, spec: Any = None, dtype: Any = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
-        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, terminal_capacity=terminal_capacity,
-                       n_steps=n_steps, gamma=gamma)
+        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype,
+                       terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
         deferred = self.__dict__.pop("_quantization", {})  # QuantizedHerReplayBuffer's, see there
         unknown = sorted(set(deferred) - set(options))
         if unknown:
             raise PlannerError(f"unknown replay_buffer_kwargs: {', '.join(unknown)} (the quantized buffer takes "
                                f"{', '.join(options)})", *unknown)
         options.update(deferred)
-        decimals, clamp, bits, spec = options["decimals"], options["clamp"], options["bits"], options["spec"]
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
-        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec)
+        self.codec = ObservationCodec(observation_space, *(options[name] for name in
+                                                           ("decimals", "clamp", "bits", "spec", "dtype")))
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}", "n_steps")
         if buffer_size // n_envs < 2:
@@ -364,7 +365,7 @@ class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
     ``SAC("MultiInputPolicy", env, replay_buffer_class=QuantizedHerReplayBuffer,
     replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future", decimals=2))``
 
-    :param quantization: ``decimals``, ``clamp``, ``bits``, ``spec``, ``terminal_capacity`` (as for
+    :param quantization: ``decimals``, ``clamp``, ``bits``, ``spec``, ``dtype``, ``terminal_capacity`` (as for
         :class:`QuantizedReplayBuffer`); the other arguments are HerReplayBuffer's
     """
 

@@ -30,8 +30,8 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
-    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits`` and ``spec`` are
-    :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space).
+    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec`` and
+    ``dtype`` are :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space).
 
     >>> import numpy as np, torch as th
     >>> from gymnasium import spaces
@@ -45,8 +45,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
-                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, spec: Any = None) -> None:
-        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec)
+                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, spec: Any = None,
+                 dtype: Any = None) -> None:
+        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec, dtype)
         self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0
         self._no_obs = np.empty((n_envs, 0), dtype=np.float32)
