@@ -1,4 +1,4 @@
-"""The ``planner`` command: estimate, reproduce, fit, profiles, validate.
+"""The ``planner`` command: estimate, reproduce, fit, profiles, obs, validate.
 
 Every user error ends as one line on stderr and exit status 2. Library errors name the parameter
 at fault; here each is said as the flag that set it.
@@ -10,7 +10,7 @@ import sys
 
 from planner.errors import PlannerError
 
-COMMANDS = ("estimate", "reproduce", "fit", "profiles", "validate")
+COMMANDS = ("estimate", "reproduce", "fit", "profiles", "obs", "validate")
 DISTRIBUTION = "justround-planner"
 
 
