@@ -73,9 +73,13 @@ def _growth_check(prediction: Prediction, run: dict) -> Check:
                   f"({RSS_NOISE // 1024} KiB): too small to judge (the pagemap check counts the buffer's pages)")
     else:
         reason = ""
+    pages = run.get("measured", {})
+    beyond = (f"; the process grew {measured - (pages['buffer_resident_full'] - pages['buffer_resident_10pct']):,} B "
+              "beyond the buffer's own pages (pagemap)") if measured is not None and "buffer_resident_10pct" in pages \
+        and pages.get("buffer_resident_full") is not None else ""
     return Check(prediction.config.name, "RSS growth while the buffer fills from 10 % to full: planner vs psutil",
                  predicted or 0, measured, BUFFER_TOL, "allowance: the RSS noise, plus the buffer's arrays under "
-                 "128 KiB (glibc may serve them from heap pages already resident)",
+                 "128 KiB (glibc may serve them from heap pages already resident)" + beyond,
                  RSS_NOISE + prediction.heap_bytes, reason)
 
 

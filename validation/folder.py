@@ -59,7 +59,8 @@ def check_fresh(out: Path, overwrite: bool, describe=None) -> None:
         raise _in_use(out, pid)
     names = contents(out)
     if names and not overwrite:
-        what = (describe(out) if describe else None) or f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}, e.g. {names[0]!r}"
+        entries = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}, e.g. {names[0]!r}"
+        what = (describe(out) if describe else None) or entries
         raise PlannerError(f"out {out}: not empty ({what}); choose a fresh folder, or overwrite to clear it first",
                            "out", "overwrite")
 
