@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import PLANNER
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from validation.folder import LOCK_NAME, claim, holder
 from validation.report import read_report
+from validation.runner import read_run
 
 RUN = ("validate", "--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--no-memray")
 
@@ -102,3 +105,47 @@ def test_a_missing_train_extra_is_one_line_before_anything_starts(tmp_path, comm
     err = _one_line(r)
     assert f"planner validate trains with the [train] extra, which is not installed ({module} not importable)" in err
     assert not Path(tmp_path / "runs").exists() and os.listdir(tmp_path) == []
+
+
+def test_an_earlier_runs_run_json_is_never_taken_for_this_runs(tmp_path):
+    # the finding: a child killed at start left the folder's earlier run.json, read as this run's
+    (tmp_path / "run.json").write_text(json.dumps({"pid": 1, "status": "complete", "marks": [{"name": "end"}],
+                                                   "measured": {"buffer_bytes": 5}}))
+    child = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    child.wait()
+    run = read_run(tmp_path, child)
+    assert run["status"] == "killed" and run["signal"] == "SIGKILL" and run["marks"] == [] and run["measured"] == {}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(algo=st.sampled_from(["ppo", "sac"]), steps=st.integers(1, 3000), size=st.integers(1, 3000),
+       fill=st.booleans())
+def test_validate_accepts_only_what_trains_as_asked(tmp_path, monkeypatch, capsys, algo, steps, size, fill):
+    """Fuzzed sizes: validate either refuses them (one line, exit 2, nothing created) or hands the harness
+    configurations that SB3 builds and trains as asked: no rollout longer than the steps, no ignored --fill."""
+    import gymnasium
+
+    import validation.harness
+    from planner.cli import main
+    from validation.child import build_model
+
+    jobs = []
+    monkeypatch.setattr(validation.harness, "validate", lambda job: jobs.append(job) or ({"status": "complete"}, []))
+    monkeypatch.setattr(validation.harness, "summary", lambda report, checks: "")
+    out = tmp_path / f"out-{algo}-{steps}-{size}-{fill}"
+    size_flag = "--n-steps" if algo == "ppo" else "--buffer-size"
+    code = main(["validate", "--env", "Hopper-v5", "--algo", algo, "--steps", str(steps), size_flag, str(size),
+                 "--out", str(out), "--storage", "sb3"] + (["--fill"] if fill else []))
+    err = capsys.readouterr().err
+    if not jobs:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not out.exists()
+        assert (algo == "ppo" and (steps < size or fill)) or size < 2
+        return
+    (config,) = jobs[0].configs
+    assert size >= 2 and (algo == "sac" or (steps >= size and not fill))
+    model = build_model(config, gymnasium.make("Hopper-v5"))
+    model._setup_model()  # SB3 accepts it
+    buffer = model.rollout_buffer if algo == "ppo" else model.replay_buffer
+    assert buffer.buffer_size == size
+    assert config.total_steps == (steps + size if (fill and algo == "sac") else steps) >= size * (algo == "ppo")

@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except KeyboardInterrupt:  # before the validation took over the signals: nothing was started
-        print("planner validate: interrupted before anything ran", file=sys.stderr)
+    except KeyboardInterrupt:  # outside the validation (which handles the signals itself): nothing is running
+        print("planner validate: interrupted by SIGINT", file=sys.stderr)
         return 130
 
 
@@ -74,14 +74,15 @@ def _run(args: argparse.Namespace) -> int:
     from validation.report import describe_report
     from validation.runner import Stopped
 
-    check_fresh(out, args.overwrite, describe_report)
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
     storages = tuple(dict.fromkeys(args.storage or DEFAULT_STORAGES))
     job = Validation(configs(args.env, args.algo, args.steps, buffer_size, decimals,
                              CLAMP if args.clamp is None else args.clamp, args.seed, args.fill, args.memray, storages,
                              args.sample_ms), out, profile, args.force, args.overwrite)
-    for config in job.configs:
-        config.run_spec()  # a bad size, m or b is one line before anything runs
+    for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
+        config.run_spec()
+        config.check_trainable()
+    check_fresh(out, args.overwrite, describe_report)
     try:
         report, checks = validate(job)
     except Stopped as stop:  # while plotting, after the final report was written
