@@ -88,7 +88,7 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
     name, fp, measured = prediction.config.name, prediction.footprint, run.get("measured", {})
     buffer, full = fp.buffer_bytes, _mark(run, "buffer_full")
     memray = measured.get("memray")
-    traced = "" if memray else "not traced: run with --memray"
+    traced = "" if memray else measured.get("memray_error") or "not traced: run with --memray"
     steps_done, first = measured.get("steps_done"), prediction.config.first_update_step
     no_update = "" if steps_done is None or steps_done >= first else (
         f"no gradient update ran ({steps_done:,} steps done; the first update comes after step {first:,})")

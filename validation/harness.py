@@ -56,9 +56,6 @@ def admit(config: RunConfig, profile: DeviceProfile) -> None:
             "(lower it, or force to run anyway)", spec.size_param, "force")
 
 
-STATUSES = ("running", "complete", "complete-with-failures", "interrupted", "killed", "failed")
-
-
 def _end_status(run: dict) -> str:
     """The validation's status when ``run`` did not complete: killed by a signal, or failed."""
     return "killed" if run["status"] == "killed" else "failed"
@@ -72,9 +69,11 @@ def _why(name: str, run: dict) -> str:
 
 def validate(job: Validation) -> "tuple[dict, list[Check]]":
     """Run every configuration and return the report with its checks. The report folder (``folder.claim``:
-    fresh, or cleared with ``overwrite``, locked) gets report.json as the runs go; its final status is one of
-    ``STATUSES`` and it is written before the plots, so a plotting failure cannot leave it "running".
-    SIGINT, SIGTERM and SIGHUP kill the training child and end the validation with what it measured."""
+    fresh, or cleared with ``overwrite``, locked) gets report.json as the runs go ("running"); its final status,
+    written before the plots (a plotting failure cannot leave it "running"), is "complete",
+    "complete-with-failures", "failed" (a run or the probe exited with an error), "killed" (a run killed by a
+    signal; SIGTERM or SIGHUP here) or "interrupted" (SIGINT), with a ``reason``. A stop signal kills the
+    training child and ends the validation with what it measured."""
     for config in job.configs:
         config.check_trainable()
     if job.profile is not None and not job.force:
@@ -116,6 +115,8 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
             if run["status"] == "complete" and config.memray:  # traced in a process of its own: memray's
                 traced = run_child(replace(config, steps=0), job.out / config.name / "memray")  # bookkeeping stays
                 run["measured"]["memray"] = traced["measured"].get("memray")  # out of the RSS figures
+                if traced["status"] != "complete":
+                    run["measured"]["memray_error"] = _why(f"{config.name} (memray pass)", traced)
             run_checks = checks(prediction, run)
             all_checks += run_checks
             report["checks"] = [c.as_dict() for c in all_checks]
