@@ -60,7 +60,7 @@ class Stopped(BaseException):
     """A stop signal reached the validation: "interrupted" for SIGINT (Ctrl-C), "killed" for SIGTERM and SIGHUP
     (ended from outside: a scheduler, a shutdown, a closed terminal). ``run`` is what the run stopped part-way
     had measured (its run.json), once ``run_child`` has put it there. A BaseException, as KeyboardInterrupt
-is, so that no ``except Exception`` on the way swallows it."""
+    is, so that no ``except Exception`` on the way swallows it."""
 
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum).name
@@ -153,7 +153,9 @@ def run_child(config: RunConfig, run_dir: Path) -> dict:
     except Stopped as stop:
         _kill(child)
         child.wait()
-        stop.run = {**read_run(run_dir, child), "status": stop.status, "stopped_by": stop.signal}
+        stop.run = read_run(run_dir, child)
+        stop.run.pop("signal", None)  # the SIGKILL was ours
+        stop.run.update(status=stop.status, stopped_by=stop.signal)
         raise
     finally:
         if child.poll() is None:
@@ -161,6 +163,8 @@ def run_child(config: RunConfig, run_dir: Path) -> dict:
             child.wait()
         _children.discard(child)
     return read_run(run_dir, child)
+
+
 def _wait(child: subprocess.Popen, seconds: float) -> "int | None":
     """The child's exit status, or None if it is still running after ``seconds``."""
     try:
