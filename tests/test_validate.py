@@ -76,14 +76,18 @@ def test_ppo_validation_end_to_end(planner_cli, tmp_path):
 
 def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
     _, report = _validate(planner_cli, tmp_path / "report", "--env", "Hopper-v5", "--algo", "sac", "--steps", "50",
-                          "--buffer-size", "6000", "--fill")
+                          "--buffer-size", "12000", "--fill")
     _buffer_bytes_agree(report)
     for name, run in report["runs"].items():
         marks = [m["name"] for m in run["marks"]]
         assert marks.index("buffer_10pct") < marks.index("buffer_full") < marks.index("training_starts")
-        assert run["measured"]["steps_done"] == 6000 + 50
+        assert run["measured"]["steps_done"] == 12000 + 50
         growth = next(c for c in report["checks"] if c["run"] == name and c["quantity"].startswith("RSS growth"))
-        assert growth["predicted"] > 100_000 and growth["measured"] is not None and growth["verdict"] != "n/a"
+        assert growth["measured"] is not None
+        if name == "sac-sb3":  # 1.9 MB of committed pages: judged
+            assert growth["predicted"] > 4 * RSS_NOISE and growth["verdict"] != "n/a" and not growth["reason"]
+        else:  # packed: 0.6 MB in all, under the noise floor: not judged, and says why
+            assert growth["verdict"] == "n/a" and "too small to judge" in growth["reason"]
 
 
 def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):
