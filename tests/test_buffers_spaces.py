@@ -278,3 +278,27 @@ def test_float16_counts_values_beyond_its_range_as_saturated():
     ours.add(np.array([[1.0, 7e4, -1e5, 3.0, 65504.0]]), np.zeros((1, 2)), np.zeros(1), np.zeros(1),
              th.zeros(1, 1), th.zeros(1))
     assert ours.saturated == 2 and np.isinf(ours.stored_observations.arrays[None][0, 1:3]).all()
+
+
+def test_a_rejected_transition_leaves_her_bookkeeping_as_it_was():
+    import gymnasium
+
+    import obs_envs  # noqa: F401  (registers ObsGoal-v0)
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from validation.buffers import QuantizedHerReplayBuffer
+
+    env = make_vec_env("ObsGoal-v0", n_envs=1)
+    space = gymnasium.make("ObsGoal-v0").observation_space
+    buf = QuantizedHerReplayBuffer(16, space, spaces.Box(-1, 1, (3,)), env, "cpu", decimals=2)
+    rng = np.random.default_rng(0)
+    obs = {key: rng.normal(size=(1, *sub.shape)) for key, sub in space.spaces.items()}
+    for step in range(28):  # wraps: the next add overwrites a stored episode, which HER would invalidate
+        done = np.array([step % 4 == 3])
+        buf.add(obs, obs, np.zeros((1, 3)), np.zeros(1), done, [{}])
+    assert buf.ep_length[buf.pos, 0] > 0
+    before = {name: getattr(buf, name).copy() for name in ("ep_start", "ep_length", "_current_ep_start")}
+    bad = {**obs, "observation": np.full((1, 6), np.nan)}
+    with pytest.raises(NonFiniteError):
+        buf.add(bad, obs, np.zeros((1, 3)), np.zeros(1), np.array([True]), [{}])
+    assert buf.pos == 12 and buf.full and all(np.array_equal(getattr(buf, name), value) for name, value in before.items())

@@ -377,6 +377,13 @@ class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
         super().__init__(buffer_size, observation_space, action_space, env, device, n_envs, optimize_memory_usage,
                          handle_timeout_termination, n_sampled_goal, goal_selection_strategy, copy_info_dict)
 
+    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
+            infos: "list[dict[str, Any]]") -> None:
+        """HerReplayBuffer's ``add()``, with the observations validated before its episode bookkeeping changes."""
+        self.codec.encode(obs, self.n_envs)
+        self.codec.encode(next_obs, self.n_envs)
+        super().add(obs, next_obs, action, reward, done, infos)
+
     def _extra_breakdown(self) -> "dict[str, int]":
         """HerReplayBuffer's episode bookkeeping, as the planner's HER fields name it."""
         return {"ep_start": self.ep_start.nbytes, "ep_length": self.ep_length.nbytes, "infos": self.infos.nbytes,
