@@ -8,7 +8,16 @@ which flag set each parameter, says the flag instead:
 ('buffer_size must be a whole number >= 1, got 0', '--buffer-size must be a whole number >= 1, got 0')
 """
 
+import math
 import re
+import reprlib
+
+QUOTED_CHARS = 80  # the most of a value any message shows
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = QUOTED_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+_REPR.maxlevel = 3
 
 
 class PlannerError(ValueError):
@@ -29,3 +38,34 @@ class PlannerError(ValueError):
             if param in flags:
                 message = re.sub(rf"(?<![^\s(]){re.escape(param)}(?![^\s,:;)])", flags[param], message, count=1)
         return message
+
+
+def one_line(text: str) -> str:
+    """``text`` with every newline or other control character written as its escape: one line, always.
+
+    >>> one_line("a\\nb\\tc")
+    'a\\\\nb\\\\tc'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def quote(value: object, limit: int = QUOTED_CHARS) -> str:
+    """``repr(value)`` for a message: one line, at most about ``limit`` characters (the middle of a longer
+    one is left out as ``...``); nested and shared values are shown a few levels and items deep.
+
+    >>> quote("x" * 1000)[:12], len(quote("x" * 1000)) <= 80
+    ("'xxxxxxxxxxx", True)
+    >>> quote(10**5000)
+    'an integer of about 5,001 digits'
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
+        exact = value.bit_length() < 14_000  # str() of an int is refused beyond 4,300 digits
+        digits = len(str(abs(value))) if exact else int(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of {'' if exact else 'about '}{digits:,} digits"
+    text = one_line(_REPR.repr(value))
+    if len(text) > limit:
+        half = (limit - 3) // 2
+        text = f"{text[:half]}...{text[-half:]}"
+    return text
