@@ -64,8 +64,20 @@ def quote(value: object, limit: int = QUOTED_CHARS) -> str:
         exact = value.bit_length() < 14_000  # str() of an int is refused beyond 4,300 digits
         digits = len(str(abs(value))) if exact else int(value.bit_length() * math.log10(2)) + 1
         return f"{'a negative' if value < 0 else 'an'} integer of {'' if exact else 'about '}{digits:,} digits"
-    text = one_line(_REPR.repr(value))
-    if len(text) > limit:
-        half = (limit - 3) // 2
-        text = f"{text[:half]}...{text[-half:]}"
-    return text
+    return _middle_out(one_line(_REPR.repr(value)), limit)
+
+
+def tidy(message: str, limit: int = QUOTED_CHARS) -> str:
+    """A message as one line in which no word (a run without spaces: a path, a value) is longer than
+    about ``limit`` characters: the last guard of what the CLI prints, whatever built the message.
+
+    >>> line = tidy("bad path " + "a" * 200 + "\\nnext")
+    >>> "\\n" in line, len(line) < 100, line.endswith("\\\\nnext")
+    (False, True, True)
+    """
+    return re.sub(rf"\S{{{limit + 1},}}", lambda word: _middle_out(word.group(0), limit), one_line(message))
+
+
+def _middle_out(text: str, limit: int) -> str:
+    half = (limit - 3) // 2
+    return f"{text[:half]}...{text[-half:]}" if len(text) > limit else text
