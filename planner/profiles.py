@@ -147,7 +147,8 @@ def resolve(name_or_path: str) -> Path:
                 raise PlannerError(f"profile file {name_or_path} not found")
             return path
     except OSError as exc:  # a name too long for the file system, a folder without access...
-        raise PlannerError(f"profile {quote(name_or_path)}: cannot be looked up ({exc.strerror or exc})") from None
+        raise PlannerError(f"profile {quote(name_or_path)}: cannot be looked up ({exc.strerror or exc})",
+                           "profile") from None
     raise PlannerError(f"unknown profile {quote(name_or_path)}: shipped profiles are {', '.join(builtin_names())} "
                        "(or give a path to a YAML file)")
 
