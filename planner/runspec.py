@@ -123,7 +123,7 @@ class RunSpec:
             for name, value in ((f"{kind}_dim", dim_of(space)), (f"{kind}_dtype", dtype_of(space))):
                 if getattr(self, name) not in (None, value):
                     raise PlannerError(f"{name} {quote(getattr(self, name))} disagrees with {kind}_space {space} "
-                                       f"({value!r}): give one of them", name, f"{kind}_space")
+                                       f"({quote(value)}): give one of them", name, f"{kind}_space")
         object.__setattr__(self, f"{kind}_space", space)
         object.__setattr__(self, f"{kind}_dim", dim_of(space))
         object.__setattr__(self, f"{kind}_dtype", dtype_of(space))
