@@ -2,15 +2,17 @@
 
 A file over ``MAX_BYTES`` is refused before it is parsed; so is a document nested deeper than ``MAX_DEPTH``,
 an integer of more than ``MAX_INT_DIGITS`` digits, a key given twice in one mapping (checked in linear time)
-and an alias (``*name``), unless the caller takes aliases (rl-zoo3's files share settings through anchors and
-``<<:`` merges): then the document with its aliases expanded may hold at most ``MAX_NODES`` nodes,
-``MAX_DEPTH`` deep, counted in one linear pass, so an alias bomb is refused before anything is built from it.
+and an anchor or alias (``&name``, ``*name``), unless the caller takes them (rl-zoo3's files share settings
+through anchors and ``<<:`` merges): then the document with its aliases expanded may hold at most
+``MAX_NODES`` nodes, ``MAX_DEPTH`` deep, counted in one linear pass, so an alias bomb is refused before
+anything is built from it.
 Every refusal is one :class:`PlannerError` line naming the file and, where there is one, the line.
 
->>> parse_yaml("a: &x [1, 2]\\nb: *x\\n", "demo.yaml")
-Traceback (most recent call last):
-...
-planner.errors.PlannerError: demo.yaml: not valid YAML (line 2: aliases (*name) are not read here; write the value out)
+>>> try:
+...     parse_yaml("a: &x [1, 2]\\nb: *x\\n", "demo.yaml")
+... except PlannerError as error:
+...     print(error)
+demo.yaml: not valid YAML (line 1: anchors (&name) and aliases (*name) are not read here; write the value out)
 >>> parse_yaml("a: &x [1, 2]\\nb: *x\\n", "demo.yaml", aliases=True)
 {'a': [1, 2], 'b': [1, 2]}
 """
@@ -58,8 +60,10 @@ class _BoundedLoader(_Events):
         self._depth = 0
 
     def compose_node(self, parent: "yaml.Node | None", index: object) -> yaml.Node:
-        if not self.aliases and self.check_event(yaml.AliasEvent):
-            raise _refuse("aliases (*name) are not read here; write the value out", self.peek_event().start_mark)
+        event = self.peek_event()
+        if not self.aliases and (isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)):
+            raise _refuse("anchors (&name) and aliases (*name) are not read here; write the value out",
+                          event.start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
