@@ -14,7 +14,19 @@ import reprlib
 
 QUOTED_CHARS = 80  # the most of a value any message shows
 
-_REPR = reprlib.Repr()
+
+class _Quoter(reprlib.Repr):
+    """reprlib's bounded repr; an integer too long to show is named by its digits (str() refuses past 4,300)."""
+
+    def repr_int(self, value: int, level: int) -> str:
+        if value.bit_length() <= 3 * QUOTED_CHARS:
+            return repr(value)
+        exact = value.bit_length() < 14_000
+        digits = len(str(abs(value))) if exact else int(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of {'' if exact else 'about '}{digits:,} digits"
+
+
+_REPR = _Quoter()
 _REPR.maxstring = _REPR.maxother = QUOTED_CHARS
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
 _REPR.maxlevel = 3
@@ -57,13 +69,9 @@ def quote(value: object, limit: int = QUOTED_CHARS) -> str:
 
     >>> quote("x" * 1000)[:12], len(quote("x" * 1000)) <= 80
     ("'xxxxxxxxxxx", True)
-    >>> quote(10**5000)
-    'an integer of about 5,001 digits'
+    >>> quote(10**5000), quote([10**400])
+    ('an integer of about 5,001 digits', '[an integer of 401 digits]')
     """
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
-        exact = value.bit_length() < 14_000  # str() of an int is refused beyond 4,300 digits
-        digits = len(str(abs(value))) if exact else int(value.bit_length() * math.log10(2)) + 1
-        return f"{'a negative' if value < 0 else 'an'} integer of {'' if exact else 'about '}{digits:,} digits"
     return _middle_out(one_line(_REPR.repr(value)), limit)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.algorithms import algorithm
-from planner.errors import QUOTED_CHARS, PlannerError, quote
+from planner.errors import QUOTED_CHARS, PlannerError, one_line, quote
 from planner.units import MAX_COUNT
 from planner.yamlio import read_yaml
 
@@ -122,10 +122,13 @@ def parse_policy_kwargs(text: str, key: str = "policy_kwargs") -> dict:
     if len(text) > 10_000:
         raise PlannerError(f"{key}: {len(text):,} characters; refused", "policy_kwargs")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        value = _literal(ast.parse(text.strip(), mode="eval").body, key)
+    except PlannerError:
+        raise
     except SyntaxError as exc:
-        raise PlannerError(f"{key}: not a Python expression ({exc.msg})", "policy_kwargs") from None
-    value = _literal(tree.body, key)
+        raise PlannerError(f"{key}: not a Python expression ({one_line(exc.msg)})", "policy_kwargs") from None
+    except (RecursionError, ValueError):  # "------1", "a.a.a...b": nested past the parser's stack
+        raise PlannerError(f"{key}: nested too deeply to read", "policy_kwargs") from None
     if not isinstance(value, dict):
         raise PlannerError(f"{key} must be dict(...) or {{...}}, got {type(value).__name__}", "policy_kwargs")
     return value
@@ -133,8 +136,9 @@ def parse_policy_kwargs(text: str, key: str = "policy_kwargs") -> dict:
 
 def _sizes(value: object, what: str) -> "tuple[int, ...]":
     if (not isinstance(value, (list, tuple))
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-        raise PlannerError(f"policy_kwargs {what} must be a list of positive layer sizes, got {quote(value)} "
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_COUNT for v in value)):
+        raise PlannerError(f"policy_kwargs {what} must be a list of positive layer sizes (at most 2^53), "
+                           f"got {quote(value)} "
                            "(SB3 >= 1.8's forms: [64, 64], dict(pi=[...], vf=[...]), dict(pi=[...], qf=[...]))",
                            "policy_kwargs")
     return tuple(value)

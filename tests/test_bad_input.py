@@ -161,6 +161,20 @@ def test_rl_zoo3_merges_still_load_within_the_bounds():
         parse_yaml("e:\n  x: 1\n  x: 2\n", "f", aliases=True)
 
 
+@pytest.mark.parametrize("policy_kwargs, fragment", [
+    ("-" * 5000 + "1", "policy_kwargs: nested too deeply to read"),  # a RecursionError in ast.parse before
+    ("a." * 3000 + "b", "policy_kwargs: nested too deeply to read"),
+    ("dict(net_arch=[" + "9" * 400 + "])", "layer sizes (at most 2^53), got [an integer of 400 digits]"),
+    ("dict(net_arch=[" + "9" * 5000 + "])", "policy_kwargs: "),
+    ("dict(a=" * 300 + "1" + ")" * 300, "not a Python expression (too many nested parentheses)"),
+])
+def test_hostile_policy_kwargs_in_a_hyperparams_file_are_one_line(tmp_path, monkeypatch, policy_kwargs, fragment):
+    monkeypatch.chdir(tmp_path)
+    Path("h.yml").write_text(yaml.safe_dump({"Humanoid-v5": {"buffer_size": 1000, "policy_kwargs": policy_kwargs}}))
+    code, _, err = run_cli(["estimate", "--algo", "sac", "--env", "Humanoid-v5", "--hyperparams", "h.yml"])
+    one_line_exit_2(code, err, "--hyperparams h.yml [Humanoid-v5]", fragment)
+
+
 # -- the CLI: OSError, OverflowError, ValueError, RecursionError reachable from a flag ---------------------
 
 @pytest.mark.parametrize("argv, fragments", [
