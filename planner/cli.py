@@ -4,6 +4,7 @@ Every user error ends as one line on stderr and exit status 2. Library errors na
 at fault; here each is said as the flag that set it. An OSError, OverflowError, RecursionError or
 ValueError that no check caught first is a bug in a check: it still ends as one line and exit status 2,
 asking for a report; other exceptions (AttributeError, TypeError, KeyError...) are bugs and surface as such.
+Ctrl-C is one line and exit status 130.
 """
 
 import argparse
@@ -81,6 +82,9 @@ def main(argv: "list[str] | None" = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print(f"planner {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (OSError, OverflowError, RecursionError, ValueError) as exc:
         print(f"planner {args.command}: error: {tidy(f'{type(exc).__name__}: {exc}')} ({UNCHECKED})", file=sys.stderr)
         return 2

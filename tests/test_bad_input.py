@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_fuzz_cli import GOOD_PROFILE, run_cli
 
 from planner.errors import PlannerError, quote
 from planner.hyperparams import load_file
+from planner.hyperparams import settings as settings_of
 from planner.output import write_atomic
 from planner.profiles import load_profile
 from planner.yamlio import MAX_DEPTH, parse_yaml
@@ -175,6 +178,19 @@ def test_hostile_policy_kwargs_in_a_hyperparams_file_are_one_line(tmp_path, monk
     one_line_exit_2(code, err, "--hyperparams h.yml [Humanoid-v5]", fragment)
 
 
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(st.text(st.sampled_from(list("dict(net_arch=[pi,qf,vf])n_critics{}:'\"0123456789-.e+*/ \\")), max_size=120)
+       | st.sampled_from(["dict(net_arch=[64, 64])", "dict(net_arch=dict(pi=[64], qf=[64]))"]).map(
+           lambda text: text.replace("64", "9" * 5000)))
+def test_any_policy_kwargs_text_is_a_dict_or_one_planner_error(text):
+    try:
+        found = settings_of("sac", {"policy_kwargs": text})
+    except PlannerError as error:
+        assert "\n" not in str(error) and len(str(error)) < 400, str(error)
+    else:
+        assert found.net is None or all(1 <= size <= 2**53 for size in found.net)
+
+
 # -- the CLI: OSError, OverflowError, ValueError, RecursionError reachable from a flag ---------------------
 
 @pytest.mark.parametrize("argv, fragments", [
@@ -220,6 +236,9 @@ def test_the_last_resort_catch_is_one_line_and_lets_programming_errors_through(m
         monkeypatch.setattr(reproduce, "evaluate", lambda groups, error=error: (_ for _ in ()).throw(error))
         code, _, err = run_cli(["reproduce", "eq6"])
         one_line_exit_2(code, err, type(error).__name__, "please report")
+    monkeypatch.setattr(reproduce, "evaluate", lambda groups: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = run_cli(["reproduce", "eq6"])
+    assert (code, err) == (130, "planner reproduce: interrupted\n")
     monkeypatch.setattr(reproduce, "evaluate", lambda groups: None.claims)
     with pytest.raises(AttributeError):
         run_cli(["reproduce", "eq6"])
