@@ -20,6 +20,7 @@ def check_output_path(path: "str | Path", param: str, suffix: "str | None" = Non
     try:
         if path.is_dir():
             raise PlannerError(f"{param} {path}: is a folder, expected a file name", param)
+        _refuse_special(path, param)
         if not path.parent.is_dir():
             raise PlannerError(f"{param} {path}: folder {path.parent} does not exist", param)
         fd, probe = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".probe")
@@ -28,6 +29,14 @@ def check_output_path(path: "str | Path", param: str, suffix: "str | None" = Non
     except OSError as exc:
         raise PlannerError(f"{param} {path}: cannot write there ({exc.strerror or exc})", param) from None
     return path
+
+
+def _refuse_special(path: Path, param: str) -> None:
+    """A device, pipe or socket at ``path`` (or behind a symlink there) is refused: a file renamed over it
+    would replace it (``/dev/null`` as root), and writing into it is not writing a file whole."""
+    if path.exists() and not path.is_file():
+        raise PlannerError(f"{param} {path}: not a regular file (a device, a pipe or a socket); give a file name",
+                           param)
 
 
 def _temp_prefix(path: Path) -> str:
@@ -51,6 +60,7 @@ def write_atomic(path: "str | Path", data: bytes, param: str) -> Path:
     path = Path(path)
     partial = None
     try:
+        _refuse_special(path, param)
         fd, partial = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".partial")
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())

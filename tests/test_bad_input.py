@@ -17,7 +17,7 @@ from test_fuzz_cli import GOOD_PROFILE, run_cli
 from planner.errors import PlannerError, quote
 from planner.hyperparams import load_file
 from planner.hyperparams import settings as settings_of
-from planner.output import write_atomic
+from planner.output import check_output_path, write_atomic
 from planner.profiles import load_profile
 from planner.yamlio import MAX_DEPTH, parse_yaml
 
@@ -40,25 +40,30 @@ def good_profile(**change) -> str:
 # -- bounded YAML -----------------------------------------------------------------------------------------
 
 MEASURE = """
-import json, resource, sys, time
+import json, re, sys, time
+from pathlib import Path
 from planner.errors import PlannerError
 from planner.{module} import {loader}
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def peak_mib():  # VmHWM: this process's peak RSS (unlike ru_maxrss, not inherited from the forking parent)
+    return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+before = peak_mib()
 start = time.perf_counter()
 try:
     {loader}(sys.argv[1])
     message = None
 except PlannerError as error:
     message = str(error)
-print(json.dumps({{"seconds": time.perf_counter() - start, "message": message,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}}))
+print(json.dumps({{"seconds": time.perf_counter() - start, "message": message, "rss_mb": peak_mib(),
+                  "rss_growth_mb": peak_mib() - before}}))
 """
 
 
 def measured(module: str, loader: str, path: Path) -> dict:
-    """Load ``path`` in a fresh process: seconds, peak RSS (MB = 10^6 B... here MiB of ru_maxrss KiB) and the
-    message."""
+    """Load ``path`` in a fresh process: seconds, peak RSS in MiB (2^20 B) and the message."""
     done = subprocess.run([sys.executable, "-c", MEASURE.format(module=module, loader=loader), str(path)],
                           capture_output=True, text=True, timeout=120, cwd=path.parent)
     assert done.returncode == 0, done.stderr
@@ -254,6 +259,22 @@ def test_a_symlink_at_the_output_path_is_replaced_never_followed(tmp_path):
     assert victim.read_text() == "precious" and not (tmp_path / "out.csv").is_symlink()
     assert (tmp_path / "out.csv").read_bytes() == b"a,b\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "out.csv", "victim.txt"]
+
+
+def test_a_device_or_pipe_at_the_output_path_is_refused_not_replaced(tmp_path):
+    """``--csv /dev/null`` run as root would have renamed a regular file over the device."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "null.csv").symlink_to("/dev/null")
+    for name in ("pipe.csv", "null.csv"):
+        with pytest.raises(PlannerError, match=f"csv {tmp_path / name}: not a regular file"):
+            check_output_path(tmp_path / name, "csv")
+        with pytest.raises(PlannerError, match="not a regular file"):
+            write_atomic(tmp_path / name, b"x", "csv")
+    assert (tmp_path / "pipe.csv").is_fifo() and os.path.realpath(tmp_path / "null.csv") == "/dev/null"
+    code, _, err = run_cli(["fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--csv", str(tmp_path / "pipe.csv")])
+    one_line_exit_2(code, err, "--csv", "not a regular file")
 
 
 def test_concurrent_writers_never_tear_a_file(tmp_path):

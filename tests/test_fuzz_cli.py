@@ -6,7 +6,8 @@ The commands run in this process (``planner.cli.main(argv)``), thousands of time
 ``validate`` and ``profiles calibrate`` are not run: they train and measure for minutes (validate's up-front
 checks are tested with validate). Every other command is, and a new command is fuzzed as soon as it exists.
 Argument values hold no NUL character (no command line can) and random texts hold no "/" (so no file is
-written outside the scratch folder); the curated values below hold the paths that matter.
+written outside the scratch folder); the curated values below hold the paths that matter, none of them a
+place a file could be written outside the scratch folder (the tests may run as root).
 """
 
 import argparse
@@ -37,8 +38,9 @@ HOSTILE = [
     "-h", "true", "null", "~", "[1]", "{a: 1}", "*a", "&a", "!!python/object:os.system", "\udcff",
     # paths: relative to the scratch folder, or somewhere nothing can be written
     "x.csv", "x.png", "out.yaml", "sub/x.csv", "sub/x.png", "no/such/dir/x.yaml", ".", "..", "./", "a" * 300 + ".csv",
-    "a" * 300 + ".png", "a" * 300 + ".yaml", "a\nb.csv", "/proc/x.csv", "/sys/x.png", "/proc/1/x.yaml", "/dev/null",
-    "big.yaml", "bomb.yaml", "deep.yaml", "keys.yaml", "good.yaml", "fifo.yaml", "bad.yml", "zoo.yml",
+    "a" * 300 + ".png", "a" * 300 + ".yaml", "a\nb.csv", "/proc/x.csv", "/sys/x.png", "/proc/1/x.yaml",
+    "fifo.csv", "fifo.png", "big.yaml", "bomb.yaml", "deep.yaml", "keys.yaml", "good.yaml", "fifo.yaml", "bad.yml",
+    "zoo.yml",
 ]
 PLAUSIBLE = {
     "env": ["Ant-v3", "Humanoid-v5", "HalfCheetah-v4", "Pendulum-v1", "CartPole-v1", "Hopper-v5", "Nope-v0"],
@@ -154,7 +156,8 @@ def write_hostile_files(folder: Path) -> None:
     (folder / "keys.yaml").write_text("".join(f"key{i}: 1\n" for i in range(30_000)))
     (folder / "bad.yml").write_text("Humanoid-v5: [1, 2\n")
     (folder / "zoo.yml").write_text(ZOO_SAC.read_text())
-    os.mkfifo(folder / "fifo.yaml")
+    for name in ("fifo.yaml", "fifo.csv", "fifo.png"):
+        os.mkfifo(folder / name)
 
 
 @pytest.fixture(scope="module")
