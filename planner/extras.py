@@ -4,7 +4,7 @@ import importlib.util
 
 from planner.errors import PlannerError
 
-# what training (validate, profiles calibrate) imports, in the parent or in its training children
+# what training and stepping envs import (validate, profiles calibrate, obs scan), in the parent or its children
 TRAIN_MODULES = ("torch", "stable_baselines3", "gymnasium", "mujoco", "matplotlib", "tqdm", "memray")
 
 
@@ -29,10 +29,10 @@ def require_train_extra(command: str, modules: "tuple[str, ...]" = TRAIN_MODULES
     >>> require_train_extra("planner validate", ("json", "no_such_module_here"))
     Traceback (most recent call last):
     ...
-    planner.errors.PlannerError: planner validate trains with the [train] extra, which is not installed \
+    planner.errors.PlannerError: planner validate needs the [train] extra, which is not installed \
 (no_such_module_here not importable): pip install torch==2.13.0, then pip install "justround-planner[train]"
     """
     absent = missing(modules)
     if absent:
-        raise PlannerError(f"{command} trains with the [train] extra, which is not installed ({', '.join(absent)} not "
+        raise PlannerError(f"{command} needs the [train] extra, which is not installed ({', '.join(absent)} not "
                            'importable): pip install torch==2.13.0, then pip install "justround-planner[train]"')

@@ -282,7 +282,6 @@ def test_float16_counts_values_beyond_its_range_as_saturated():
 
 def test_a_rejected_transition_leaves_her_bookkeeping_as_it_was():
     import gymnasium
-
     import obs_envs  # noqa: F401  (registers ObsGoal-v0)
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -301,4 +300,5 @@ def test_a_rejected_transition_leaves_her_bookkeeping_as_it_was():
     bad = {**obs, "observation": np.full((1, 6), np.nan)}
     with pytest.raises(NonFiniteError):
         buf.add(bad, obs, np.zeros((1, 3)), np.zeros(1), np.array([True]), [{}])
-    assert buf.pos == 12 and buf.full and all(np.array_equal(getattr(buf, name), value) for name, value in before.items())
+    assert buf.pos == 12 and buf.full
+    assert all(np.array_equal(getattr(buf, name), value) for name, value in before.items())

@@ -3,8 +3,9 @@ negative, NaN, inf, unicode, empty, very long or holding newlines; every run end
 and a failure is one line on stderr with no traceback.
 
 The commands run in this process (``planner.cli.main(argv)``), thousands of times, in a scratch folder.
-``validate`` and ``profiles calibrate`` are not run: they train and measure for minutes (validate's up-front
-checks are tested with validate). Every other command is, and a new command is fuzzed as soon as it exists.
+``validate``, ``profiles calibrate`` and ``obs scan`` are not run: they train, measure or step environments
+for minutes (validate's up-front checks are tested with validate, obs scan's in tests/test_obs_spec.py).
+Every other command is, and a new command is fuzzed as soon as it exists.
 Argument values hold no NUL character (no command line can) and random texts hold no "/" (so no file is
 written outside the scratch folder); the curated values below hold the paths that matter, none of them a
 place a file could be written outside the scratch folder (the tests may run as root).
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from planner.cli import UNCHECKED, build_parser, main
 from planner.profiles import builtin_dir
 
-NOT_RUN = {("validate",), ("profiles", "calibrate")}
+NOT_RUN = {("validate",), ("profiles", "calibrate"), ("obs", "scan")}
 EXAMPLES = 2_200
 ZOO_SAC = Path(__file__).parent / "data" / "rl_zoo3_sac.yml"
 

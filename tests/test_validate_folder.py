@@ -96,6 +96,8 @@ def test_what_a_child_would_refuse_is_refused_before_anything_is_created(planner
     (["validate", "--env", "Hopper-v5", "--algo", "sac", "--steps", "10"], "torch"),
     (["validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "4096"], "stable_baselines3"),
     (["validate", "--env", "Hopper-v5", "--algo", "sac", "--steps", "10"], "gymnasium"),
+    (["profiles", "calibrate", "--out", "me.yaml"], "torch"),
+    (["obs", "scan", "--env", "Hopper-v5", "--out", "hopper.yaml"], "gymnasium"),
 ])
 def test_a_missing_train_extra_is_one_line_before_anything_starts(tmp_path, command, module):
     code = (f"import sys; sys.modules[{module!r}] = None\n"  # as if not installed: import and find_spec fail
@@ -103,7 +105,8 @@ def test_a_missing_train_extra_is_one_line_before_anything_starts(tmp_path, comm
     r = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, cwd=tmp_path,
                        timeout=120)
     err = _one_line(r)
-    assert f"planner validate trains with the [train] extra, which is not installed ({module} not importable)" in err
+    name = " ".join(command[:1 if command[0] == "validate" else 2])
+    assert f"planner {name} needs the [train] extra, which is not installed ({module} not importable)" in err
     assert not Path(tmp_path / "runs").exists() and os.listdir(tmp_path) == []
 
 

@@ -24,7 +24,8 @@ def _flat_box(space: gym.Space, env_id: str) -> int:
     return int(np.prod(space.shape))
 
 
-def rollout(env_id: str, steps: int, seed: int = 0, model: "str | None" = None, algo: "str | None" = None) -> np.ndarray:
+def rollout(env_id: str, steps: int, seed: int = 0, model: "str | None" = None,
+            algo: "str | None" = None) -> np.ndarray:
     """``steps`` observations of ``env_id`` (a -v3 id runs its -v5 twin), acting at random or, given ``model``
     (a saved SB3 model of ``algo``), deterministically with it; episodes restart as they end."""
     env = gym.make(training_id(env_id))

@@ -3,18 +3,17 @@
 import argparse
 import json
 import time
-from pathlib import Path
 
 import yaml
 
 from planner.commands.options import count
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
+from planner.extras import require_train_extra
 from planner.obs_spec import ObservationSpec
 from planner.output import check_output_path, write_atomic
 from planner.table import render
-
-MAX_SPEC_BYTES = 1_000_000
+from planner.yamlio import read_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,36 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_spec(path: str) -> ObservationSpec:
-    """An observation spec file: bounded in size, plain YAML (no aliases), checked field by field."""
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise PlannerError(f"spec {path}: {size:,} B, more than the {MAX_SPEC_BYTES:,} B an observation spec "
-                               "may have", "spec")
-        text = file.read_text()
-    except OSError as exc:
-        raise PlannerError(f"spec {path}: cannot read: {exc.strerror or exc}"[:200], "spec") from None
-    except UnicodeDecodeError:
-        raise PlannerError(f"spec {path}: not UTF-8 text", "spec") from None
-    if "&" in text or "*" in text:
-        raise PlannerError(f"spec {path}: YAML anchors and aliases are not allowed in an observation spec", "spec")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PlannerError(f"spec {path}: not valid YAML: {str(exc).splitlines()[0]}"[:200], "spec") from None
-    return ObservationSpec.from_dict(data, path)
+    """An observation spec file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
+    field by field."""
+    return ObservationSpec.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
 
 
 def scan(args: argparse.Namespace) -> ObservationSpec:
+    require_train_extra("planner obs scan")
     if not 0 <= args.decimals <= 9:
         raise PlannerError(f"--decimals must be 0..9, got {args.decimals}", "decimals")
     out = check_output_path(args.out, "out")
-    try:
-        from planner.obs_spec import calibrate
-        from validation.obs_collect import from_buffer, rollout
-    except ImportError as exc:
-        raise PlannerError(f"obs scan needs the [train] extra (gymnasium, SB3): {exc}", "env") from None
+    from planner.obs_spec import calibrate
+    from validation.obs_collect import from_buffer, rollout
+
     if args.from_buffer:
         observations, how = from_buffer(args.from_buffer), {"buffer": str(args.from_buffer)}
     else:
