@@ -3,7 +3,7 @@
 >>> from planner.profiles import load_profile
 >>> result = fit(load_profile("jetson-nano"), obs_dim=111, action_dim=8, env_id="Ant-v3")
 >>> [row.storage.name for row in result.rows if row.algo == "sac"]
-['sb3', 'sb3-optimize', 'just-round', 'packed']
+['sb3', 'sb3-optimize', 'just-round', 'packed', 'float16', 'bfloat16']
 """
 
 from dataclasses import dataclass, replace

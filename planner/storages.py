@@ -7,7 +7,7 @@ validation harness all read :data:`STORAGES`; adding a storage is one entry here
 function and its buffer classes (docs/storages.md shows one).
 
 >>> [s.name for s in STORAGES.values() if s.in_fit]
-['sb3', 'sb3-optimize', 'just-round', 'packed']
+['sb3', 'sb3-optimize', 'just-round', 'packed', 'float16', 'bfloat16']
 >>> from planner.quantization import QuantSpec
 >>> storage("packed").label(RunSpec("sac", 17, 6, quant=QuantSpec.create(2)))
 'packed 15-bit, m=2, b=127'
