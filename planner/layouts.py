@@ -160,6 +160,13 @@ def sb3_optimize_limits(spec: RunSpec) -> "str | None":
     return None
 
 
+def half_limits(spec: RunSpec, half: str) -> "str | None":
+    """float16 / bfloat16 storage changes float observations only: refused where there are none."""
+    if not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries()):
+        return f"stores float observations as {half}; {spec.observation} has none: use packed (stored once) or sb3"
+    return None
+
+
 def just_round_limits(spec: RunSpec) -> "str | None":
     """The authors' uint16 codes hold Box observations of floats, 7 integer bits and hundredths: m <= 2 and
     b <= 127."""

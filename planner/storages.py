@@ -20,6 +20,7 @@ from planner.errors import PlannerError
 from planner.layouts import (
     Field,
     figure2_fields,
+    half_limits,
     just_round_fields,
     just_round_limits,
     packed_fields,
@@ -115,7 +116,8 @@ STORAGES = {s.name: s for s in (
             plain_title="packed: {obs_dtype} obs stored once (no floats to quantize)"),
     *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
               lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
-              buffer_kwargs={"dtype": half}) for half in ("float16", "bfloat16")),
+              buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))
+      for half in ("float16", "bfloat16")),
     Storage("figure2", "the paper's Figure 2 accounting", "Figure 2 accounting", figure2_fields,
             quantized="optional"),
 )}

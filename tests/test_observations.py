@@ -183,8 +183,8 @@ def test_fit_cli_on_an_image_env_shows_only_the_storages_that_apply():
 
 def test_fit_cli_on_a_goal_env_shows_sb3_and_packed():
     data = _fit_cli("ObsGoal-v0")
-    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [("ppo", "sb3"), ("ppo", "packed"), ("sac", "sb3"),
-                                                                 ("sac", "packed")]
+    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [
+        (algo, name) for algo in ("ppo", "sac") for name in ("sb3", "packed", "float16", "bfloat16")]
     assert data["env"]["obs_dim"] == 12 and data["rows"][0]["obs_dtype"] == "float64"
 
 
