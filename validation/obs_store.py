@@ -22,7 +22,6 @@ changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every colu
 ([[0.30000001192092896, -1.0, 127.0]], [[3]], 1)
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,18 @@ def _rows_of(values: Any, n: int, width: int, key: "str | None", shape: "tuple[i
     return arr.reshape(n, width)
 
 
+_ROW_INDEX: "dict[int, np.ndarray]" = {}
+
+
+def _row_index(n: int) -> np.ndarray:
+    """0..n-1 as int64 (cached: encoding a batch writes rows 0..n-1 of its own codes)."""
+    index = _ROW_INDEX.get(n)
+    if index is None:
+        index = _ROW_INDEX[n] = np.arange(n, dtype=np.int64)
+        index.flags.writeable = False
+    return index
+
+
 class PackedColumn:
     """A Box of floats: rows of ``spec.dim`` k-bit codes in ``spec.row_words`` 64-bit words."""
 
@@ -62,7 +73,7 @@ class PackedColumn:
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
         codes = np.zeros((n, self.width), dtype=np.uint64)
-        saturated, _ = quantize_pack_counts(arr, codes, np.arange(n, dtype=np.int64), self.spec)
+        saturated, _ = quantize_pack_counts(arr, codes, _row_index(n), self.spec)
         return codes, saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
@@ -138,12 +149,13 @@ class RawColumn:
         return th.from_numpy(array[rows]).view(rows.size, *self.shape)
 
 
-@dataclass(frozen=True)
 class Codes:
     """A batch of encoded observations: codes (n, width) per column and the values that saturated."""
 
-    arrays: "dict[str | None, np.ndarray]"
-    saturated: int
+    __slots__ = ("arrays", "saturated")
+
+    def __init__(self, arrays: "dict[str | None, np.ndarray]", saturated: int) -> None:
+        self.arrays, self.saturated = arrays, saturated
 
     def select(self, envs: "np.ndarray | list[int]") -> "Codes":
         return Codes({key: codes[envs] for key, codes in self.arrays.items()}, 0)
@@ -219,26 +231,23 @@ class ObservationCodec:
                                                  (("decimals", decimals), ("clamp", clamp), ("bits", bits),
                                                   ("spec", spec), ("dtype", dtype))))
                         for key, sub in entries}
+        #: values per row that are quantized (the others are stored as they are)
+        self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
     def specs(self) -> "dict[str | None, CodeSpec]":
         """The CodeSpec of each column of k-bit codes."""
         return {key: column.spec for key, column in self.columns.items() if column.spec is not None}
 
-    @property
-    def quantized_values(self) -> int:
-        """Values per row that are quantized (the others are stored as they are)."""
-        return sum(column.values for column in self.columns.values() if column.quantized)
-
     def encode(self, obs: Any, n: int) -> Codes:
         """Validate and encode ``n`` observations (an array, or a dict of arrays for a Dict space)."""
-        if self.is_dict:
-            if not isinstance(obs, dict) or set(obs) != set(self.columns):
-                got = sorted(map(str, obs)) if isinstance(obs, dict) else type(obs).__name__
-                raise PlannerError(f"observation must be a dict with keys {sorted(self.columns)}, got {got}", "obs")
-            parts = {key: column.encode(obs[key], n) for key, column in self.columns.items()}
-        else:
-            parts = {None: self.columns[None].encode(obs, n)}
+        if not self.is_dict:
+            codes, saturated = self.columns[None].encode(obs, n)
+            return Codes({None: codes}, saturated)
+        if not isinstance(obs, dict) or set(obs) != set(self.columns):
+            got = sorted(map(str, obs)) if isinstance(obs, dict) else type(obs).__name__
+            raise PlannerError(f"observation must be a dict with keys {sorted(self.columns)}, got {got}", "obs")
+        parts = {key: column.encode(obs[key], n) for key, column in self.columns.items()}
         return Codes({key: codes for key, (codes, _) in parts.items()}, sum(s for _, s in parts.values()))
 
     def pack(self, tensors: "dict[str | None, Any]") -> Any:
@@ -271,7 +280,7 @@ class ObservationRows:
         rows.codec, rows.arrays, rows.saturated = codec, arrays, saturated
         return rows
 
-    def put(self, rows: np.ndarray, codes: Codes) -> None:
+    def put(self, rows: "np.ndarray | slice", codes: Codes) -> None:
         for key, array in self.arrays.items():
             array[rows] = codes.arrays[key]
         self.saturated += codes.saturated
@@ -279,11 +288,16 @@ class ObservationRows:
     def take(self, rows: np.ndarray) -> Codes:
         return Codes({key: array[rows] for key, array in self.arrays.items()}, 0)
 
-    def same(self, rows: np.ndarray, codes: Codes) -> np.ndarray:
+    def holds(self, rows: slice, codes: Codes) -> bool:
+        """Whether the contiguous ``rows`` hold exactly ``codes`` (one bytes comparison per column)."""
+        return all(array[rows].tobytes() == codes.arrays[key].tobytes() for key, array in self.arrays.items())
+
+    def same(self, rows: "np.ndarray | slice", codes: Codes) -> np.ndarray:
         """Per row, whether it holds exactly ``codes``."""
-        equal = np.ones(len(rows), dtype=bool)
+        equal = None
         for key, array in self.arrays.items():
-            equal &= (array[rows] == codes.arrays[key]).all(axis=1)
+            match = (array[rows] == codes.arrays[key]).all(axis=1)
+            equal = match if equal is None else equal & match
         return equal
 
     def decode(self, rows: np.ndarray) -> "dict[str | None, th.Tensor]":

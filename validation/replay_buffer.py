@@ -172,33 +172,37 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         n = self.n_envs
         # Validate and encode everything first: a rejected transition changes nothing.
         obs_codes, next_codes = self.codec.encode(obs, n), self.codec.encode(next_obs, n)
-        row_action = np.empty_like(self.actions[0])
-        row_action[...] = np.asarray(action).reshape(n, self.action_dim)
-        row_reward, row_done = np.empty_like(self.rewards[0]), np.empty_like(self.dones[0])
-        row_reward[...], row_done[...] = np.array(reward), np.array(done)
-        truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos], dtype=bool)
-        ends = (row_done != 0) | truncated
-        end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated if ends.any() else 0
+        row_action = np.asarray(action).reshape(n, self.action_dim)
+        row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
+        truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
+        any_end = any(truncated) or bool(row_done.any())
+        ends = ((row_done != 0) | np.array(truncated, dtype=bool)) if any_end else None
+        end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated if any_end else 0
 
         pos = self.pos
         first = pos * n
         for row in range(first, first + n):
             self._release(row)
-        self._keep_replaced_next_observations(obs_codes, first)
-        rows = np.arange(first, first + n)
-        self.stored_observations.put(rows, obs_codes)
-        keep = np.flatnonzero(~ends)
+        if pos or self.full:
+            self._keep_replaced_next_observations(obs_codes, first)
+        stored = self.stored_observations
+        stored.put(slice(first, first + n), obs_codes)
         following = ((pos + 1) % self.buffer_size) * n
-        self.stored_observations.put(keep + following, next_codes.select(keep))
-        self.stored_values += (n + int(ends.sum())) * self.codec.quantized_values
+        if any_end:
+            keep = np.flatnonzero(~ends)
+            stored.put(keep + following, next_codes.select(keep))
+        else:
+            stored.put(slice(following, following + n), Codes(next_codes.arrays, 0))  # counted as an observation
+        self.stored_values += (n + (int(ends.sum()) if any_end else 0)) * self.codec.quantized_values
         self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
         if self.handle_timeout_termination:
             self.timeouts[pos] = truncated
         self.pos = (pos + 1) % self.buffer_size
         self.full = self.full or self.pos == 0
-        for env in np.flatnonzero(ends).tolist():
-            self._store_terminal(first + env, next_codes.select([env]))
-        self.terminal_observations.saturated += end_saturated
+        if any_end:
+            for env in np.flatnonzero(ends).tolist():
+                self._store_terminal(first + env, next_codes.select([env]))
+            self.terminal_observations.saturated += end_saturated
 
     def _keep_replaced_next_observations(self, obs_codes: Codes, first: int) -> None:
         """Row ``first + env`` holds the previous transition's next observation unless that transition ended
@@ -206,16 +210,14 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         fresh model, transitions added from a dataset or by ``extend()``), the new observation's codes differ
         from it: the old codes then move to the terminal store, so that transition keeps its own next
         observation."""
-        if self.pos == 0 and not self.full:
-            return
         n = self.n_envs
-        previous = (self.pos - 1) % self.buffer_size
-        continuing = np.flatnonzero((self.dones[previous] == 0) & (self.timeouts[previous] == 0))
-        if not continuing.size:
+        rows = slice(first, first + n)
+        if self.stored_observations.holds(rows, obs_codes):  # the stream goes on: the usual case
             return
-        rows = continuing + first
-        replaced = ~self.stored_observations.same(rows, obs_codes.select(continuing))
-        for env in continuing[replaced].tolist():
+        same = self.stored_observations.same(rows, obs_codes)
+        previous = (self.pos - 1) % self.buffer_size
+        continuing = (self.dones[previous] == 0) & (self.timeouts[previous] == 0)
+        for env in np.flatnonzero(continuing & ~same).tolist():
             self._store_terminal(previous * n + env, self.stored_observations.take(np.array([first + env])))
 
     def reset(self) -> None:
@@ -388,6 +390,16 @@ class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
         """HerReplayBuffer's episode bookkeeping, as the planner's HER fields name it."""
         return {"ep_start": self.ep_start.nbytes, "ep_length": self.ep_length.nbytes, "infos": self.infos.nbytes,
                 "_current_ep_start": self._current_ep_start.nbytes}
+
+
+def _per_env(values: Any, n: int, name: str) -> np.ndarray:
+    """One value per env, as SB3 writes ``reward`` and ``done`` into a row (a single value is broadcast)."""
+    arr = np.asarray(values)
+    if arr.shape == (n,):
+        return arr
+    if arr.size not in (1, n):
+        raise PlannerError(f"{name} has shape {arr.shape}, expected ({n},) (n_envs = {n})", name)
+    return np.broadcast_to(arr.reshape(-1), (n,))
 
 
 def _select(obs: Any, envs: np.ndarray) -> Any:

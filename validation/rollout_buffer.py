@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from planner.defaults import CLAMP
 from validation.obs_store import ObservationCodec, ObservationRows
 from validation.persistence import PersistentBuffer
+from validation.replay_buffer import PLACEHOLDER
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
 
@@ -53,7 +54,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         self._no_obs = np.empty((n_envs, 0), dtype=np.float32)
         # Called by name: DictRolloutBuffer's constructor (next in QuantizedDictRolloutBuffer's MRO) would
         # allocate per key. The parent takes the shapes of the real space; reset() zeroes them.
-        RolloutBuffer.__init__(self, buffer_size, spaces.Box(0, 0, (0,)), action_space, device, gae_lambda, gamma,
+        RolloutBuffer.__init__(self, buffer_size, PLACEHOLDER, action_space, device, gae_lambda, gamma,
                                n_envs)
         self.observation_space = observation_space
         self.obs_shape = get_obs_shape(observation_space)
@@ -75,7 +76,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         """The parent allocates and writes observations with ``obs_shape`` (and reshapes a Discrete one):
         a zero-size Box shape makes its observation array 0 bytes."""
         obs_shape, space = self.obs_shape, self.observation_space
-        self.obs_shape, self.observation_space = (0,), spaces.Box(0, 0, (0,))
+        self.obs_shape, self.observation_space = (0,), PLACEHOLDER
         try:
             yield
         finally:
@@ -92,10 +93,13 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
             value: th.Tensor, log_prob: th.Tensor) -> None:
         n = self.n_envs
         codes = self.codec.encode(obs, n)  # validated first: a rejected observation changes nothing
-        rows = self.pos * n + np.arange(n)
-        with self._zero_size_observations():
+        first = self.pos * n
+        if isinstance(self.observation_space, spaces.Discrete):  # the parent reshapes a Discrete observation
+            with self._zero_size_observations():
+                RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
+        else:
             RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
-        self.stored_observations.put(rows, codes)
+        self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
