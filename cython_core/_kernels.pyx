@@ -331,7 +331,7 @@ cdef tuple _quantize(x, storage, rows, spec):
                              f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
         n = 1 if xb.ndim == 1 else xb.shape[0]
         have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
-        if isinstance(rows, int):
+        if type(rows) is int and 0 <= rows < sb.shape[0]:  # one row in range: no array (a bool is not a row)
             if n != 1:
                 raise ValueError(f"rows must hold one index per row of x ({n}), got a single index")
             one_row = rows

@@ -1,24 +1,28 @@
-"""The ``planner`` command: estimate, reproduce, fit, profiles, validate.
+"""The ``planner`` command: estimate, reproduce, fit, profiles, obs, validate.
 
 Every user error ends as one line on stderr and exit status 2. Library errors name the parameter
-at fault; here each is said as the flag that set it.
+at fault; here each is said as the flag that set it. An OSError, OverflowError, RecursionError or
+ValueError that no check caught first is a bug in a check: it still ends as one line and exit status 2,
+asking for a report; other exceptions (AttributeError, TypeError, KeyError...) are bugs and surface as such.
+Ctrl-C is one line and exit status 130.
 """
 
 import argparse
 import importlib
 import sys
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, tidy
 
-COMMANDS = ("estimate", "reproduce", "fit", "profiles", "validate")
+COMMANDS = ("estimate", "reproduce", "fit", "profiles", "obs", "validate")
 DISTRIBUTION = "justround-planner"
+UNCHECKED = "no input check caught this first: please report the command line"
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what and where) and exit status 2."""
 
     def error(self, message: str) -> "None":
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {tidy(message)}\n")
 
 
 def package_version() -> str:
@@ -74,10 +78,16 @@ def main(argv: "list[str] | None" = None) -> int:
     try:
         return args.func(args)
     except PlannerError as exc:
-        print(f"planner {args.command}: error: {exc.for_flags(args._flags)}", file=sys.stderr)
+        print(f"planner {args.command}: error: {tidy(exc.for_flags(args._flags))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print(f"planner {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, OverflowError, RecursionError, ValueError) as exc:
+        print(f"planner {args.command}: error: {tidy(f'{type(exc).__name__}: {exc}')} ({UNCHECKED})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

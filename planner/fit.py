@@ -3,7 +3,7 @@
 >>> from planner.profiles import load_profile
 >>> result = fit(load_profile("jetson-nano"), obs_dim=111, action_dim=8, env_id="Ant-v3")
 >>> [row.storage.name for row in result.rows if row.algo == "sac"]
-['sb3', 'sb3-optimize', 'just-round', 'packed']
+['sb3', 'sb3-optimize', 'just-round', 'packed', 'float16', 'bfloat16']
 """
 
 from dataclasses import dataclass, replace
@@ -199,7 +199,8 @@ def recommendation(result: FitResult) -> str:
     for algo, rows in result.by_algo().items():
         size_name = f"{'an n_steps' if rows[0].spec.size_param == 'n_steps' else 'a buffer'}"
         what = f"{algo.upper()}'s buffer" if buffer_only else algo.upper()
-        best, base, packed = best_row(rows), rows[0], rows[-1]
+        best, base = best_row(rows), rows[0]
+        packed = max(rows, key=lambda row: row.max_buffer_size)  # the most compact storage
         if best is base:
             how = f"in {base.label}" if buffer_only else "as is"
             gpu = f"; GPU {_size(base.gpu.total_bytes)} of {_size(base.gpu_budget_bytes)}" if base.gpu else ""

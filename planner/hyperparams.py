@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.algorithms import algorithm
-from planner.errors import PlannerError
+from planner.errors import QUOTED_CHARS, PlannerError, one_line, quote
+from planner.units import MAX_COUNT
+from planner.yamlio import read_yaml
 
-MAX_FILE_BYTES = 1_000_000
 SHOWN_IDS = 8  # env ids named when the asked one is missing
 
 # Keys of an entry that size nothing the planner counts (schedules, losses, exploration, run length).
@@ -49,31 +50,9 @@ def _where(path: "str | os.PathLike", env_id: "str | None" = None) -> str:
 
 
 def load_file(path: "str | os.PathLike") -> dict:
-    """The whole file as a mapping of env id to entry; a missing, oversized or malformed file is refused."""
-    import yaml
-
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise PlannerError(f"{_where(path)}: {size:,} bytes; files over {MAX_FILE_BYTES:,} bytes are refused "
-                               "(rl-zoo3's are a few kB)", "hyperparams")
-        with open(path, "rb") as fh:
-            text = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise PlannerError(f"{_where(path)}: no such file", "hyperparams") from None
-    except IsADirectoryError:
-        raise PlannerError(f"{_where(path)}: is a directory, not a YAML file", "hyperparams") from None
-    except OSError as exc:
-        raise PlannerError(f"{_where(path)}: cannot be read ({exc.strerror or exc})", "hyperparams") from None
-    if len(text) > MAX_FILE_BYTES:
-        raise PlannerError(f"{_where(path)}: over {MAX_FILE_BYTES:,} bytes; refused", "hyperparams")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PlannerError(f"{_where(path)}: not valid YAML ({where}{problem})", "hyperparams") from None
+    """The whole file as a mapping of env id to entry (anchors and ``<<:`` merges resolved, within
+    :mod:`planner.yamlio`'s bounds); a missing, oversized or malformed file is refused."""
+    data = read_yaml(path, _where(path), "hyperparams", aliases=True)
     if not isinstance(data, dict) or not data:
         raise PlannerError(f"{_where(path)}: expected rl-zoo3's format, a mapping of env ids to hyper-parameters, "
                            f"got {type(data).__name__}", "hyperparams")
@@ -85,8 +64,9 @@ def load_entry(path: "str | os.PathLike", env_id: str) -> dict:
     data = load_file(path)
     if env_id not in data:
         ids = [str(key) for key in data if key not in ("default", "atari")]
-        shown = ", ".join(ids[:SHOWN_IDS]) + (f", ... ({len(ids)} in all)" if len(ids) > SHOWN_IDS else "")
-        raise PlannerError(f"{_where(path)} has no entry for env {env_id!r}; it has {shown or 'none'}",
+        shown = ", ".join(key if len(key) <= QUOTED_CHARS and key.isprintable() else quote(key)
+                          for key in ids[:SHOWN_IDS]) + (f", ... ({len(ids)} in all)" if len(ids) > SHOWN_IDS else "")
+        raise PlannerError(f"{_where(path)} has no entry for env {quote(env_id)}; it has {shown or 'none'}",
                            "hyperparams", "env")
     entry = data[env_id]
     if entry is None:
@@ -142,10 +122,13 @@ def parse_policy_kwargs(text: str, key: str = "policy_kwargs") -> dict:
     if len(text) > 10_000:
         raise PlannerError(f"{key}: {len(text):,} characters; refused", "policy_kwargs")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        value = _literal(ast.parse(text.strip(), mode="eval").body, key)
+    except PlannerError:
+        raise
     except SyntaxError as exc:
-        raise PlannerError(f"{key}: not a Python expression ({exc.msg})", "policy_kwargs") from None
-    value = _literal(tree.body, key)
+        raise PlannerError(f"{key}: not a Python expression ({one_line(exc.msg)})", "policy_kwargs") from None
+    except (RecursionError, ValueError):  # "------1", "a.a.a...b": nested past the parser's stack
+        raise PlannerError(f"{key}: nested too deeply to read", "policy_kwargs") from None
     if not isinstance(value, dict):
         raise PlannerError(f"{key} must be dict(...) or {{...}}, got {type(value).__name__}", "policy_kwargs")
     return value
@@ -153,8 +136,9 @@ def parse_policy_kwargs(text: str, key: str = "policy_kwargs") -> dict:
 
 def _sizes(value: object, what: str) -> "tuple[int, ...]":
     if (not isinstance(value, (list, tuple))
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-        raise PlannerError(f"policy_kwargs {what} must be a list of positive layer sizes, got {value!r} "
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_COUNT for v in value)):
+        raise PlannerError(f"policy_kwargs {what} must be a list of positive layer sizes (at most 2^53), "
+                           f"got {quote(value)} "
                            "(SB3 >= 1.8's forms: [64, 64], dict(pi=[...], vf=[...]), dict(pi=[...], qf=[...]))",
                            "policy_kwargs")
     return tuple(value)
@@ -170,7 +154,7 @@ def net_from_policy_kwargs(algo: str, kwargs: dict) -> "tuple[int, ...] | None":
     for name, default in (("n_critics", entry.n_critics), ("n_quantiles", entry.n_quantiles)):
         if name in kwargs and kwargs[name] != default:
             has = f"{algo} has {default}" if default else f"{algo} has none"
-            raise PlannerError(f"policy_kwargs {name}={kwargs[name]!r} is not supported yet: the planner sizes "
+            raise PlannerError(f"policy_kwargs {name}={quote(kwargs[name])} is not supported yet: the planner sizes "
                                f"{algo}'s default ({has})", "policy_kwargs")
     arch = kwargs.get("net_arch")
     if arch is None:
@@ -195,11 +179,11 @@ def net_from_policy_kwargs(algo: str, kwargs: dict) -> "tuple[int, ...] | None":
 
 
 def _count(value: object, key: str) -> int:
-    """A whole number >= 1 from YAML (``!!float 1e6`` included)."""
+    """A whole number >= 1 (at most 2^53) from YAML (``!!float 1e6`` included)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PlannerError(f"{key} must be a whole number >= 1, got {value!r}", key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise PlannerError(f"{key} must be a whole number >= 1 (at most 2^53), got {quote(value)}", key)
     return value
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from cython_core.layout import packed_row_bytes, packed_row_padding_bits
 from planner.algorithms import algorithm
 from planner.defaults import CLAMP
+from planner.observations import FLOAT_DTYPES
 from planner.runspec import DTYPE_BYTES, RunSpec
 
 F32 = "float32"
@@ -159,16 +160,19 @@ def sb3_optimize_limits(spec: RunSpec) -> "str | None":
     return None
 
 
-def quantized_limits(spec: RunSpec) -> "str | None":
-    """The quantized storages (just-round, packed) hold Box observations of floats, not images or Dicts."""
-    if not spec.obs_space.float_box:
-        return (f"quantizes Box observations of floats; {spec.obs_space} is not one (images, Dict and integer "
-                "observations are not supported yet): use sb3")
+def half_limits(spec: RunSpec, half: str) -> "str | None":
+    """float16 / bfloat16 storage changes float observations only: refused where there are none."""
+    if not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries()):
+        return f"stores float observations as {half}; {spec.observation} has none: use packed (stored once) or sb3"
     return None
 
 
 def just_round_limits(spec: RunSpec) -> "str | None":
-    """The authors' uint16 codes hold 7 integer bits and hundredths: m <= 2 and b <= 127."""
+    """The authors' uint16 codes hold Box observations of floats, 7 integer bits and hundredths: m <= 2 and
+    b <= 127."""
+    if not spec.obs_space.float_box:
+        return (f"(the authors' buffers) quantizes Box observations of floats; {spec.obs_space} is not one: use "
+                "packed (which stores images, integers and Dict entries that are not floats as they are) or sb3")
     quant = spec.quant
     if quant is None:
         return None
@@ -187,17 +191,36 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
             *_replay_tail(spec, spec.action_dtype))
 
 
-def packed_fields(spec: RunSpec) -> "tuple[Field, ...]":
-    rows, bits = spec.rows, spec.quant.bits
-    obs = packed_field("observations", rows, spec.obs_values, bits)
+def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" = None,
+                       eager: bool = False) -> "tuple[Field, ...]":
+    """``validation.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
+    ``half``, float16 / bfloat16), any other entry (images, integers, Discrete) as SB3 stores it; one per Dict
+    key, ``name[KEY]``."""
+    fields = []
+    for key, values, dtype in spec.observation.buffer_entries():
+        label = f"{name}[{key}]" if key else name
+        if dtype in FLOAT_DTYPES and half is None:
+            fields.append(packed_field(label, rows, values, spec.quant.bits, eager))
+        else:
+            fields.append(replace(dtype_field(label, rows, values, half if dtype in FLOAT_DTYPES else dtype, True),
+                                  eager=eager))
+    return tuple(fields)
+
+
+def packed_fields(spec: RunSpec, half: "str | None" = None) -> "tuple[Field, ...]":
+    """The quantized buffers (``validation.buffers``): observations stored once, episode-end next observations
+    in a ring of ``terminal_capacity`` rows; floats as k-bit codes, or as ``half`` (float16 / bfloat16)."""
+    rows = spec.rows
+    obs = stored_once_fields(spec, "observations", rows, half)
     if not spec.is_replay:
-        return (obs, *_rollout_tail(spec, spec.action_dtype))
+        return (*obs, *_rollout_tail(spec, spec.action_dtype))
     capacity = terminal_capacity(spec)
-    return (obs,
-            packed_field("terminal_observations", capacity, spec.obs_values, bits, eager=True),
+    her = her_fields(spec) if spec.her else ()
+    return (*obs,
+            *stored_once_fields(spec, "terminal_observations", capacity, half, eager=True),
             replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
             replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
-            *_replay_tail(spec, _sb3_replay_action_dtype(spec)))
+            *_replay_tail(spec, _sb3_replay_action_dtype(spec)), *her)
 
 
 def figure2_fields(spec: RunSpec) -> "tuple[Field, ...]":

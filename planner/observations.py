@@ -1,5 +1,6 @@
 """Observation spaces as the planner needs them, without gymnasium: a Box of any shape and dtype (a flat
-vector or an image), or a Dict of named Box / Discrete entries; what SB3's wrappers make of them
+vector or an image), a Discrete, MultiDiscrete or MultiBinary, or a Dict of named entries of those; what
+SB3's wrappers make of them
 (``VecFrameStack``, ``VecTransposeImage``), which features extractor its policies put in front
 (FlattenExtractor, NatureCNN, CombinedExtractor) and what its buffers store per row.
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 from planner.errors import PlannerError
 
-OBS_KINDS = ("box", "discrete", "dict")
+OBS_KINDS = ("box", "discrete", "multidiscrete", "multibinary", "dict")
+ARRAY_KINDS = ("box", "multidiscrete", "multibinary")  # kinds with a shape
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
@@ -29,10 +31,11 @@ GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 class ObsSpace:
     """One observation space.
 
-    :param kind: "box", "discrete" (a Dict entry only) or "dict"
-    :param shape: a Box's shape
-    :param dtype: a Box's or Discrete's dtype as gymnasium gives it (Discrete: int64)
+    :param kind: one of ``OBS_KINDS``
+    :param shape: a Box's, MultiDiscrete's (its number of values) or MultiBinary's shape
+    :param dtype: the dtype as gymnasium gives it (Discrete, MultiDiscrete: int64; MultiBinary: int8)
     :param n: a Discrete's number of values
+    :param nvec: a MultiDiscrete's numbers of values
     :param entries: a Dict's ``(key, ObsSpace)`` pairs, in gymnasium's order (sorted keys for a plain dict)
     :param pixel_bounds: a uint8 Box whose bounds are [0, 255] everywhere: with 3 dims SB3 takes it for an image
         (``is_image_space``); ``ObsSpace.of`` reads the bounds, the constructors assume them
@@ -44,14 +47,15 @@ class ObsSpace:
     n: int = 0
     entries: "tuple[tuple[str, ObsSpace], ...]" = ()
     pixel_bounds: bool = True
+    nvec: "tuple[int, ...]" = ()
 
     def __post_init__(self) -> None:
         if self.kind not in OBS_KINDS:
             raise PlannerError(f"observation space kind must be one of {', '.join(OBS_KINDS)}, got {self.kind!r}",
                                "obs_space")
-        if self.kind == "box" and (not self.shape or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
+        if self.kind in ARRAY_KINDS and (not self.shape or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
                                                          for e in self.shape)):
-            raise PlannerError(f"a Box observation needs a shape of whole numbers >= 1, got {self.shape!r}",
+            raise PlannerError(f"a {self.kind} observation needs a shape of whole numbers >= 1, got {self.shape!r}",
                                "obs_space")
         if self.kind == "discrete" and self.n < 1:
             raise PlannerError(f"a Discrete observation needs n >= 1, got {self.n!r}", "obs_space")
@@ -60,7 +64,7 @@ class ObsSpace:
                 raise PlannerError("a Dict observation needs at least one entry", "obs_space")
             for key, entry in self.entries:
                 if not isinstance(entry, ObsSpace) or entry.kind == "dict":
-                    raise PlannerError(f"Dict entry {key!r} must be a Box or Discrete ObsSpace (no nesting), "
+                    raise PlannerError(f"Dict entry {key!r} must be an ObsSpace other than a Dict (no nesting), "
                                        f"got {entry!r}", "obs_space")
 
     @classmethod
@@ -71,6 +75,14 @@ class ObsSpace:
     @classmethod
     def discrete(cls, n: int, dtype: str = "int64") -> "ObsSpace":
         return cls("discrete", (), dtype, int(n))
+
+    @classmethod
+    def multidiscrete(cls, nvec: "tuple[int, ...]", dtype: str = "int64") -> "ObsSpace":
+        return cls("multidiscrete", (len(nvec),), dtype, nvec=tuple(int(v) for v in nvec))
+
+    @classmethod
+    def multibinary(cls, shape: "tuple[int, ...] | int", dtype: str = "int8") -> "ObsSpace":
+        return cls("multibinary", (shape,) if isinstance(shape, int) else tuple(int(e) for e in shape), dtype)
 
     @classmethod
     def dict(cls, entries: "dict[str, ObsSpace]") -> "ObsSpace":
@@ -87,15 +99,20 @@ class ObsSpace:
             return cls("box", tuple(int(e) for e in space.shape), dtype, pixel_bounds=bounds)
         if kind == "discrete":
             return cls.discrete(int(space.n), str(space.dtype))
+        if kind == "multidiscrete":
+            return cls.multidiscrete(tuple(int(v) for v in space.nvec.ravel()), str(space.dtype))
+        if kind == "multibinary":
+            return cls.multibinary(tuple(int(e) for e in space.shape), str(space.dtype))
         if kind == "dict":
             entries = []
             for key, sub in space.spaces.items():
-                if type(sub).__name__.lower() not in ("box", "discrete"):
-                    raise PlannerError(f"Dict observation entry {key!r} is {sub}: the planner sizes Box and "
-                                       "Discrete entries", "obs_space")
+                if type(sub).__name__.lower() not in OBS_KINDS[:-1]:
+                    raise PlannerError(f"Dict observation entry {key!r} is {sub}: the planner sizes Box, Discrete, "
+                                       "MultiDiscrete and MultiBinary entries", "obs_space")
                 entries.append((str(key), cls.of(sub)))
             return cls("dict", (), "", 0, tuple(entries))
-        raise PlannerError(f"observation space {space} is not a Box or a Dict of Box / Discrete entries", "obs_space")
+        raise PlannerError(f"observation space {space} is not a Box, Discrete, MultiDiscrete, MultiBinary or a Dict "
+                           "of those", "obs_space")
 
     # --- what it holds ---
     @property
@@ -112,9 +129,12 @@ class ObsSpace:
 
     @property
     def flat_dim(self) -> int:
-        """Inputs of a flatten extractor (``get_flattened_obs_dim``): a Discrete is one-hot (n)."""
+        """Inputs of a flatten extractor (``get_flattened_obs_dim``): a Discrete is one-hot (n), a
+        MultiDiscrete one-hot per value (the sum of nvec)."""
         if self.kind == "dict":
             return sum(entry.flat_dim for _, entry in self.entries)
+        if self.kind == "multidiscrete":
+            return sum(self.nvec)
         return self.n if self.kind == "discrete" else self.values
 
     @property
@@ -191,6 +211,10 @@ class ObsSpace:
             return "Dict(" + ", ".join(f"{k}: {e!r}" for k, e in self.entries) + ")"
         if self.kind == "discrete":
             return f"Discrete({self.n})"
+        if self.kind == "multidiscrete":
+            return f"MultiDiscrete({list(self.nvec)})"
+        if self.kind == "multibinary":
+            return f"MultiBinary({', '.join(str(e) for e in self.shape)})"
         return f"Box({', '.join(str(e) for e in self.shape)}; {self.dtype})"
 
     __str__ = __repr__
@@ -200,4 +224,8 @@ class ObsSpace:
             return {"kind": "dict", "entries": {k: e.as_dict() for k, e in self.entries}}
         if self.kind == "discrete":
             return {"kind": "discrete", "n": self.n, "dtype": self.dtype}
+        if self.kind == "multidiscrete":
+            return {"kind": "multidiscrete", "nvec": list(self.nvec), "dtype": self.dtype}
+        if self.kind == "multibinary":
+            return {"kind": "multibinary", "shape": list(self.shape), "dtype": self.dtype}
         return {"kind": "box", "shape": list(self.shape), "dtype": self.dtype, "image": self.image}

@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.units import format_bytes, parse_size
+from planner.yamlio import read_yaml
 
 CLASSES = ("workstation", "mini-pc", "embedded-gpu", "sbc", "microcontroller")
 ARCHES = ("x86_64", "aarch64", "armv7l", "xtensa", "arm-cortex-m4")
@@ -121,19 +120,6 @@ class DeviceProfile:
                 "source": list(self.source), "path": self.path}
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load, but a key given twice in one mapping is an error instead of the last one winning."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
-        for index, (key_node, _) in enumerate(node.value):
-            if keys[index] in keys[:index]:
-                first = node.value[keys.index(keys[index])][0].start_mark.line + 1
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{keys[index]}' given twice (first at line {first})", key_node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
 def builtin_dir() -> Path:
     """The folder of the shipped profiles: package ``planner.builtin_profiles`` when installed, else
     ``profiles/`` beside ``planner/`` in a source checkout."""
@@ -149,36 +135,32 @@ def builtin_names() -> "list[str]":
 
 def resolve(name_or_path: str) -> Path:
     """A shipped profile by name, or a YAML file by path."""
-    candidate = builtin_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    path = Path(name_or_path)
-    if path.is_dir():
-        raise PlannerError(f"profile {name_or_path} is a folder: expected a YAML file or a shipped profile name")
-    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name_or_path:
-        if not path.is_file():
-            raise PlannerError(f"profile file {name_or_path} not found")
-        return path
-    raise PlannerError(f"unknown profile {name_or_path!r}: shipped profiles are {', '.join(builtin_names())} "
+    try:
+        candidate = builtin_dir() / f"{name_or_path}.yaml"
+        if "/" not in name_or_path and candidate.is_file():
+            return candidate
+        path = Path(name_or_path)
+        if path.is_dir():
+            raise PlannerError(f"profile {name_or_path} is a folder: expected a YAML file or a shipped profile name")
+        if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name_or_path:
+            if not path.exists():
+                raise PlannerError(f"profile file {name_or_path} not found")
+            return path
+    except OSError as exc:  # a name too long for the file system, a folder without access...
+        raise PlannerError(f"profile {quote(name_or_path)}: cannot be looked up ({exc.strerror or exc})",
+                           "profile") from None
+    raise PlannerError(f"unknown profile {quote(name_or_path)}: shipped profiles are {', '.join(builtin_names())} "
                        "(or give a path to a YAML file)")
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:
     """Load and check a profile; any problem is one PlannerError naming the file, the key and what was expected."""
     path = resolve(name_or_path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PlannerError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlannerError(f"{path}: cannot read: {exc}") from None
-    return parse_profile(data, str(path))
+    return parse_profile(read_yaml(path, str(path)), str(path))
 
 
 def _fail(path: str, key: str, what: str, value: object) -> PlannerError:
-    return PlannerError(f"{path}: key '{key}': expected {what}, got {value!r}")
+    return PlannerError(f"{path}: key '{key}': expected {what}, got {quote(value)}")
 
 
 def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
@@ -187,7 +169,7 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
         raise PlannerError(f"{path}: expected a mapping of keys ({', '.join(SCHEMA)}), got {type(data).__name__}")
     unknown = sorted(set(map(str, data)) - set(SCHEMA))
     if unknown:
-        raise PlannerError(f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(SCHEMA)})")
+        raise PlannerError(f"{path}: unknown key {quote(unknown[0])} (allowed: {', '.join(SCHEMA)})")
     missing = [key for key, (_, _, required) in SCHEMA.items() if required and key not in data]
     if missing:
         raise PlannerError(f"{path}: missing key '{missing[0]}' (expected {SCHEMA[missing[0]][1]})")

@@ -6,9 +6,10 @@ from typing import Any, Callable
 from planner.actions import ActionSpace
 from planner.algorithms import ALGORITHMS, algorithm
 from planner.defaults import default_buffer_size, is_on_policy
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.observations import ObsSpace
 from planner.quantization import QuantSpec
+from planner.units import MAX_COUNT
 
 ALGOS = tuple(ALGORITHMS)
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "uint8": 1, "uint16": 2, "int8": 1,
@@ -69,8 +70,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
         self._resolve_space("obs", lambda dim, dtype: ObsSpace.box((dim,), dtype), "float64",
-                            lambda space: isinstance(space, ObsSpace) and space.kind != "discrete",
-                            "a Box or Dict ObsSpace", lambda space: space.values, lambda space: space.dtype_name)
+                            lambda space: isinstance(space, ObsSpace), "an ObsSpace", lambda space: space.values,
+                            lambda space: space.dtype_name)
         self._resolve_space("action", ActionSpace.box, "float32", lambda space: isinstance(space, ActionSpace),
                             "an ActionSpace", lambda space: space.dim, lambda space: space.dtype)
         if self.buffer_size is None:
@@ -79,12 +80,20 @@ class RunSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 param = self.size_param if name == "buffer_size" else name
-                raise PlannerError(f"{param} must be a whole number >= 1, got {value!r}", param)
+                raise PlannerError(f"{param} must be a whole number >= 1, got {quote(value)}", param)
         for name in ("param_dtype", "obs_dtype", "action_dtype"):
             if (name != "obs_dtype" or self.obs_space.kind == "box") and getattr(self, name) not in DTYPE_BYTES:
-                raise PlannerError(f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {getattr(self, name)!r}", name)
+                raise PlannerError(f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {quote(getattr(self, name))}",
+                                   name)
+        for name in ("net", "trunk"):
+            sizes = getattr(self, name)
+            if sizes is not None and (not isinstance(sizes, tuple) or not sizes or any(
+                    isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_COUNT
+                    for size in sizes)):
+                raise PlannerError(f"{name} must be hidden sizes, whole numbers in 1..2^53, got {quote(sizes)}", name)
         if self.terminal_capacity is not None and self.terminal_capacity < 1:
-            raise PlannerError(f"terminal_capacity must be >= 1, got {self.terminal_capacity!r}", "terminal_capacity")
+            raise PlannerError(f"terminal_capacity must be >= 1, got {quote(self.terminal_capacity)}",
+                               "terminal_capacity")
         for error in (entry.refusal(self.action_space), entry.obs_refusal(self.observation), self._her_refusal()):
             if error is not None:
                 raise error
@@ -106,15 +115,15 @@ class RunSpec:
         space, dim, dtype = (getattr(self, f"{kind}_{name}") for name in ("space", "dim", "dtype"))
         if space is None:
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-                raise PlannerError(f"{kind}_dim must be a whole number >= 1, got {dim!r}", f"{kind}_dim")
+                raise PlannerError(f"{kind}_dim must be a whole number >= 1, got {quote(dim)}", f"{kind}_dim")
             space = box(dim, dtype or default_dtype)
         elif not valid(space):
-            raise PlannerError(f"{kind}_space must be {what}, got {space!r}", f"{kind}_space")
+            raise PlannerError(f"{kind}_space must be {what}, got {quote(space)}", f"{kind}_space")
         else:
             for name, value in ((f"{kind}_dim", dim_of(space)), (f"{kind}_dtype", dtype_of(space))):
                 if getattr(self, name) not in (None, value):
-                    raise PlannerError(f"{name} {getattr(self, name)!r} disagrees with {kind}_space {space} "
-                                       f"({value!r}): give one of them", name, f"{kind}_space")
+                    raise PlannerError(f"{name} {quote(getattr(self, name))} disagrees with {kind}_space {space} "
+                                       f"({quote(value)}): give one of them", name, f"{kind}_space")
         object.__setattr__(self, f"{kind}_space", space)
         object.__setattr__(self, f"{kind}_dim", dim_of(space))
         object.__setattr__(self, f"{kind}_dtype", dtype_of(space))

@@ -7,7 +7,7 @@ validation harness all read :data:`STORAGES`; adding a storage is one entry here
 function and its buffer classes (docs/storages.md shows one).
 
 >>> [s.name for s in STORAGES.values() if s.in_fit]
-['sb3', 'sb3-optimize', 'just-round', 'packed']
+['sb3', 'sb3-optimize', 'just-round', 'packed', 'float16', 'bfloat16']
 >>> from planner.quantization import QuantSpec
 >>> storage("packed").label(RunSpec("sac", 17, 6, quant=QuantSpec.create(2)))
 'packed 15-bit, m=2, b=127'
@@ -20,14 +20,15 @@ from planner.errors import PlannerError
 from planner.layouts import (
     Field,
     figure2_fields,
+    half_limits,
     just_round_fields,
     just_round_limits,
     packed_fields,
     paper64_fields,
-    quantized_limits,
     sb3_fields,
     sb3_optimize_limits,
 )
+from planner.observations import FLOAT_DTYPES
 from planner.runspec import RunSpec
 
 SB3_BUFFERS = {"replay": "stable_baselines3.common.buffers:ReplayBuffer",
@@ -52,6 +53,7 @@ class Storage:
         "rollout"); empty if no class trains with it
     :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's
     :param limits: why it cannot hold a run beyond the checks above (a message), or None
+    :param plain_title: the label when the observations hold no floats to quantize (images, integers)
     """
 
     name: str
@@ -64,6 +66,7 @@ class Storage:
     buffers: "dict[str, str]" = field(default_factory=dict)
     buffer_kwargs: "dict[str, object]" = field(default_factory=dict)
     limits: Callable[[RunSpec], "str | None"] = lambda spec: None
+    plain_title: str = ""
 
     def _values(self, spec: RunSpec) -> dict:
         quant = spec.quant
@@ -72,7 +75,9 @@ class Storage:
 
     def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
         """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
-        return (self.buffer_title if buffer_only else self.title).format(**self._values(spec))
+        plain = self.plain_title and not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries())
+        title = self.plain_title if plain else self.buffer_title if buffer_only else self.title
+        return title.format(**self._values(spec))
 
     @property
     def trainable(self) -> bool:
@@ -84,9 +89,6 @@ class Storage:
         if self.replay_only and not spec.is_replay:
             return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {spec.algo}'s "
                                 "rollout buffer", "storage")
-        reason = quantized_limits(spec) if self.quantized == "always" else None
-        if reason is not None:
-            return PlannerError(f"storage {self.name} {reason}", "storage")
         if self.quantized == "always" and spec.quant is None:
             return PlannerError(f"storage {self.name} stores quantized observations: give decimals (and clamp, bits)",
                                 "decimals", "clamp", "bits")
@@ -110,7 +112,12 @@ STORAGES = {s.name: s for s in (
     Storage("just-round", "authors' uint16, m={decimals}", "uint16 codes, m={decimals}", just_round_fields,
             quantized="always", in_fit=True, limits=just_round_limits),
     Storage("packed", "packed {bits}-bit, m={decimals}, b={clamp:g}", "{bits}-bit packed codes, m={decimals}",
-            packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS),
+            packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS,
+            plain_title="packed: {obs_dtype} obs stored once (no floats to quantize)"),
+    *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
+              lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
+              buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))
+      for half in ("float16", "bfloat16")),
     Storage("figure2", "the paper's Figure 2 accounting", "Figure 2 accounting", figure2_fields,
             quantized="optional"),
 )}

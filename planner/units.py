@@ -11,7 +11,7 @@ MB, GB, KB are decimal (10^6, 10^9, 10^3); MiB, GiB, KiB are binary (2^20, 2^30,
 import math
 import re
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 
 UNITS = {
     "B": 1,
@@ -28,19 +28,20 @@ def parse_size(value: "int | float | str") -> int:
     """Bytes in ``value``: a number of bytes, or a string with a unit (B, KB, MB, GB, KiB, MiB, GiB...),
     at most 2^64."""
     if isinstance(value, bool):
-        raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
+        raise PlannerError(f"expected a size such as 4GB or 512MiB, got {quote(value)}")
     if isinstance(value, (int, float)):
         number, unit = (float(value) if abs(value) <= MAX_SIZE else math.inf), "B"
     else:
         match = _SIZE.match(str(value))
         if not match:
-            raise PlannerError(f"expected a size such as 4GB or 512MiB, got {value!r}")
+            raise PlannerError(f"expected a size such as 4GB or 512MiB, got {quote(value)}")
         number, unit = float(match.group(1)), (match.group(2) or "B").upper()
         if unit not in UNITS:
-            raise PlannerError(f"unknown size unit {match.group(2)!r} in {value!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
+            raise PlannerError(f"unknown size unit {quote(match.group(2))} in {quote(value)} "
+                               "(use B, KB, MB, GB, KiB, MiB, GiB)")
     size = number * UNITS[unit]
     if not abs(size) <= MAX_SIZE:  # also catches nan and inf
-        raise PlannerError(f"expected a finite size of at most 2^64 bytes, such as 4GB or 512MiB, got {value!r}")
+        raise PlannerError(f"expected a finite size of at most 2^64 bytes, such as 4GB or 512MiB, got {quote(value)}")
     return int(round(size))
 
 
@@ -49,11 +50,11 @@ def parse_count(value: "int | float | str") -> int:
     try:
         number = float(str(value).replace("_", ""))
     except ValueError:
-        raise PlannerError(f"expected a whole number such as 1e6 or 1_000_000, got {value!r}") from None
+        raise PlannerError(f"expected a whole number such as 1e6 or 1_000_000, got {quote(value)}") from None
     if not abs(number) <= MAX_COUNT:  # also catches nan
-        raise PlannerError(f"expected a whole number no larger than 2^53 (about 9e15), got {value!r}")
+        raise PlannerError(f"expected a whole number no larger than 2^53 (about 9e15), got {quote(value)}")
     if number != int(number):
-        raise PlannerError(f"expected a whole number, got {value!r}")
+        raise PlannerError(f"expected a whole number, got {quote(value)}")
     return int(number)
 
 
@@ -61,7 +62,7 @@ def format_bytes(n: float, unit: str = "MB", digits: int = 2) -> str:
     """``n`` bytes in ``unit`` (B, KB, MB, GB, KiB, MiB, GiB), with the unit written out."""
     key = unit.upper()
     if key not in UNITS:
-        raise PlannerError(f"unknown display unit {unit!r}")
+        raise PlannerError(f"unknown display unit {quote(unit)}")
     if key == "B":
         return f"{int(n):,} B"
     return f"{n / UNITS[key]:,.{digits}f} {unit}"

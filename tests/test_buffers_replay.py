@@ -173,7 +173,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, buffer
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     assert buf.memory_bytes() == predicted.buffer_bytes
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)]
-    arrays += [buf.packed_observations.storage, buf.terminal_observations.storage]
+    arrays += [buf.stored_observations.arrays[None], buf.terminal_observations.arrays[None]]
     assert sum(a.nbytes for a in arrays) == buf.memory_bytes()
 
 
@@ -196,8 +196,8 @@ def test_pickle_round_trip_loses_nothing():
         assert getattr(copy, name) == getattr(buf, name), name
     for name in ("actions", "rewards", "dones", "timeouts", "terminal_slot", "terminal_owner"):
         assert np.array_equal(getattr(copy, name), getattr(buf, name)), name
-    assert np.array_equal(copy.packed_observations.storage, buf.packed_observations.storage)
-    assert np.array_equal(copy.terminal_observations.storage, buf.terminal_observations.storage)
+    assert np.array_equal(copy.stored_observations.arrays[None], buf.stored_observations.arrays[None])
+    assert np.array_equal(copy.terminal_observations.arrays[None], buf.terminal_observations.arrays[None])
     np.random.seed(5)
     a = buf.sample(32)
     np.random.seed(5)
@@ -228,12 +228,6 @@ def test_unsupported_options_raise_one_clear_error(kwargs, message):
     args.update(kwargs)
     with pytest.raises(PlannerError, match=message):
         QuantizedReplayBuffer(**args)
-
-
-def test_dict_observation_space_is_refused_with_a_hint():
-    space = spaces.Dict({"a": spaces.Box(-1, 1, (2,))})
-    with pytest.raises(PlannerError, match="FlattenObservation"):
-        QuantizedReplayBuffer(10, space, spaces.Box(-1, 1, (1,)), "cpu")
 
 
 def test_vecnormalize_normalizes_decoded_observations_and_rewards_like_sb3():
@@ -336,5 +330,28 @@ def test_sac_learning_twice_samples_the_next_observations_sb3_samples():
     steps = valid_steps(ours)
     assert steps.size == 98 and not ref.dones[56, 0]
     got, want = samples_of(ours, steps, 4), samples_of(ref, steps, 4)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy().astype(np.float64),
+                            ours.code_spec)
+
+
+def test_learning_after_load_replay_buffer_samples_the_next_observations_sb3_samples(tmp_path):
+    """Each buffer is saved mid-episode and loaded into a fresh model, which learns on (its env starts anew)."""
+    from stable_baselines3 import SAC
+
+    kwargs = ({}, dict(replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs=dict(decimals=2)))
+    buffers = []
+    for index, extra in enumerate(kwargs):
+        model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=500, learning_starts=10_000, seed=3, device="cpu", **extra)
+        model.learn(57)
+        model.save_replay_buffer(tmp_path / f"rb{index}.pkl")
+        fresh = SAC("MlpPolicy", "Pendulum-v1", buffer_size=500, learning_starts=10_000, seed=4, device="cpu", **extra)
+        fresh.load_replay_buffer(tmp_path / f"rb{index}.pkl")
+        fresh.learn(41, reset_num_timesteps=False)
+        buffers.append(fresh.replay_buffer)
+    ref, ours = buffers
+    assert isinstance(ours, QuantizedReplayBuffer) and ours.pos == ref.pos == 98 and not ref.dones[56, 0]
+    steps = valid_steps(ours)
+    got, want = samples_of(ours, steps, 4), samples_of(ref, steps, 4)
+    assert_within_half_step(got.observations, want.observations.numpy().astype(np.float64), ours.code_spec)
     assert_within_half_step(got.next_observations, want.next_observations.numpy().astype(np.float64),
                             ours.code_spec)

@@ -58,9 +58,9 @@ def test_minibatches_match_sb3_rollout_buffer(n_envs, obs_shape):
 def test_reset_keeps_packed_storage_and_allocates_no_observation_array():
     obs_space, act_space = _spaces((348,))
     buf = QuantizedRolloutBuffer(2048, obs_space, act_space, "cpu", n_envs=2)
-    storage = buf.packed_observations.storage
+    storage = buf.stored_observations.arrays[None]
     buf.reset()
-    assert buf.packed_observations.storage is storage and buf.observations.nbytes == 0
+    assert buf.stored_observations.arrays[None] is storage and buf.observations.nbytes == 0
     assert buf.obs_shape == (348,)
 
 
@@ -72,7 +72,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, n_step
     quant = QuantSpec.create(decimals, 127.0, bits=buf.code_spec.bits)
     predicted = footprint(RunSpec("ppo", dim, ACTION_DIM, n_steps, n_envs, storage="packed", quant=quant))
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
-    arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.packed_observations.storage]
+    arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.stored_observations.arrays[None]]
     assert sum(a.nbytes for a in arrays) == buf.memory_bytes() == predicted.buffer_bytes
 
 

@@ -36,7 +36,7 @@ def test_sac_trains_with_the_quantized_replay_buffer(env_id, tmp_path):
     fresh.load_replay_buffer(tmp_path / "rb.pkl")
     loaded = fresh.replay_buffer
     assert loaded.pos == buf.pos and loaded.terminal_evictions == buf.terminal_evictions
-    assert np.array_equal(loaded.packed_observations.storage, buf.packed_observations.storage)
+    assert np.array_equal(loaded.stored_observations.arrays[None], buf.stored_observations.arrays[None])
     assert np.array_equal(loaded.terminal_slot, buf.terminal_slot) and np.array_equal(loaded.actions, buf.actions)
     fresh.learn(50, reset_num_timesteps=False)  # training continues from the loaded buffer
     assert fresh.replay_buffer.size() == 350
@@ -76,3 +76,34 @@ def test_sac_trains_with_n_step_returns_from_the_quantized_buffer():
     model.learn(150)
     batch = model.replay_buffer.sample(64)
     assert batch.discounts is not None and float(batch.discounts.min()) == pytest.approx(0.99**3, rel=1e-6)
+
+
+def test_her_sac_trains_on_a_goal_env_with_the_quantized_buffer_and_memory_equals_the_planner():
+    """HerReplayBuffer's goal relabelling on the quantized store: SAC learns on a goal-conditioned Dict env; the
+    relabelled goals are achieved goals the buffer holds; the buffer's bytes are the planner's prediction."""
+    import obs_envs  # noqa: F401  (registers ObsGoal-v0)
+    from stable_baselines3 import SAC
+
+    from planner.actions import ActionSpace
+    from planner.footprint import RunSpec, footprint
+    from planner.observations import ObsSpace
+    from planner.quantization import QuantSpec
+    from validation.buffers import QuantizedHerReplayBuffer
+
+    model = SAC("MultiInputPolicy", "ObsGoal-v0", buffer_size=400, learning_starts=40, batch_size=32, seed=0,
+                device="cpu", replay_buffer_class=QuantizedHerReplayBuffer,
+                replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future", decimals=2))
+    model.learn(120)
+    buf = model.replay_buffer
+    assert isinstance(buf, QuantizedHerReplayBuffer) and buf.pos == 120 and model.logger.name_to_value
+    samples = buf.sample(64)
+    achieved = buf.next_observations["achieved_goal"][:120].reshape(-1, 3)
+    goals = samples.observations["desired_goal"].numpy()
+    for goal in goals[-8:]:  # HerReplayBuffer puts the relabelled (virtual) transitions last
+        assert np.abs(achieved - goal).max(axis=1).min() == 0.0  # an achieved goal the buffer holds, bit for bit
+    assert np.array_equal(samples.observations["desired_goal"], samples.next_observations["desired_goal"])
+    spec = RunSpec("sac", buffer_size=400, storage="packed", quant=QuantSpec.create(2, 127.0), her=True,
+                   obs_space=ObsSpace.of(model.observation_space), action_space=ActionSpace.box(3))
+    predicted = footprint(spec)
+    assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
+    assert buf.memory_bytes() == predicted.buffer_bytes

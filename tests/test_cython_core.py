@@ -487,3 +487,45 @@ def test_packed_rows_decode_refuses_float_and_bool_indices_as_gather_unpack_does
     rows = PackedRows(4, CodeSpec.uniform(3, decimals=1, clamp=1.0))
     with pytest.raises(TypeError, match="indices must be integers"):
         rows.decode(indices)
+
+
+@pytest.mark.parametrize("rows, error, message", [
+    (True, TypeError, "rows must be integers, got bool"),  # not row 1
+    (np.True_, TypeError, "rows must be integers, got bool"),
+    ([True], TypeError, "rows must be integers, got bool"),
+    (1.0, TypeError, "rows must be integers, got float64"),
+    (-1, IndexError, r"rows must be in 0..3, got -1"),
+    (4, IndexError, r"rows must be in 0..3, got 4"),
+    (2**63, IndexError, "rows must be row numbers, got an integer beyond int64"),
+    (2**70, IndexError, "rows must be row numbers, got an integer beyond int64"),
+    (np.array([2**64 - 1], dtype=np.uint64), IndexError, "rows must be row numbers, got an integer beyond int64"),
+])
+def test_every_row_index_path_takes_the_same_integer_check(rows, error, message):
+    """A single Python int, a numpy scalar, a list or an array, in the compiled kernel, the reference and
+    PackedRows alike: the same refusal, and nothing written."""
+    spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+    for write in (cython_core.quantize_pack, ref.quantize_pack,
+                  lambda x, storage, rows, spec: PackedRows(4, spec).encode(x, rows)):
+        storage = np.zeros((4, spec.row_words), np.uint64)
+        with pytest.raises(error, match=message):
+            write(np.ones(3), storage, rows, spec)
+        assert not storage.any()
+    for read in (cython_core.gather_unpack, ref.gather_unpack):
+        with pytest.raises(error, match=message.replace("rows", "indices")):
+            read(np.zeros((4, spec.row_words), np.uint64), np.atleast_1d(rows), spec, np.empty((1, 3), np.float32))
+
+
+def test_a_single_int_row_in_range_is_written_by_both_implementations():
+    spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+    written = []
+    for impl in (cython_core, ref):
+        storage = np.zeros((4, spec.row_words), np.uint64)
+        impl.quantize_pack(np.ones(3), storage, 3, spec)
+        written.append(storage)
+    assert written[0][3].any() and not written[0][:3].any() and np.array_equal(*written)
+
+
+@pytest.mark.parametrize("scale", [1e-310, 5e-324, 0.0, -1.0, float("nan"), float("inf")])
+def test_scales_that_are_not_finite_positive_with_a_finite_inverse_are_refused(scale):
+    with pytest.raises(ValueError, match="scale"):
+        CodeSpec.per_dim(lo=[-1.0], hi=[1.0], scale=[scale])

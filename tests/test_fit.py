@@ -15,6 +15,7 @@ from planner.fit import fit, recommendation
 from planner.footprint import footprint
 from planner.profiles import load_profile
 from planner.runspec import RunSpec
+from planner.storages import STORAGES
 
 
 def _png_size(path) -> "tuple[int, int]":
@@ -110,13 +111,14 @@ def test_fit_overrides_change_the_rows(planner_cli):
                     "--n-steps", "1024", "--net", "128,128", "-m", "1", "-b", "10")
     assert r.returncode == 0, r.stderr
     rows = {(row["algo"], row["storage"]): row for row in json.loads(r.stdout)["rows"]}
+    halves = {(algo, half) for algo in ("ppo", "sac") for half in ("float16", "bfloat16")}
     assert set(rows) == {("ppo", "sb3"), ("ppo", "just-round"), ("ppo", "packed"),
-                         ("sac", "sb3"), ("sac", "sb3-optimize"), ("sac", "just-round"), ("sac", "packed")}
+                         ("sac", "sb3"), ("sac", "sb3-optimize"), ("sac", "just-round"), ("sac", "packed")} | halves
     # m = 1, b = 10: 201 levels -> 8 bits, the exact width the packed buffers use (Eq. 6 would say 9)
     assert rows[("sac", "packed")]["bits"] == 8 and rows[("sac", "packed")]["label"] == "packed 8-bit, m=1, b=10"
     for (algo, storage), row in rows.items():
         assert row["buffer_size"] == (1024 if algo == "ppo" else 200_000)
-        assert row["decimals"] == (None if storage.startswith("sb3") else 1)
+        assert row["decimals"] == (None if STORAGES[storage].quantized == "never" else 1)
         sb3 = footprint(RunSpec(algo, 111, 8, row["buffer_size"], storage="sb3", net=(128, 128)))
         assert row["models_bytes"] == sb3.models_bytes + sb3.optimizer_bytes
     default = footprint(RunSpec("sac", 111, 8, 200_000, storage="sb3"))
@@ -127,7 +129,7 @@ def test_fit_repeated_algo_counts_once(planner_cli):
     r = planner_cli("fit", "--profile", "jetson-nano", "--env", "Ant-v3", "--algo", "ppo", "--algo", "ppo", "--json")
     assert r.returncode == 0, r.stderr
     storages = [row["storage"] for row in json.loads(r.stdout)["rows"]]
-    assert storages == ["sb3", "just-round", "packed"]
+    assert storages == ["sb3", "just-round", "packed", "float16", "bfloat16"]
 
 
 def test_fit_profile_by_path(planner_cli, tmp_path):

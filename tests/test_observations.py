@@ -131,12 +131,20 @@ def test_runspec_keeps_flat_box_callers_working():
         RunSpec("sac", 5, 6, obs_space=ObsSpace.box((17,)))
 
 
-@pytest.mark.parametrize("name", [s.name for s in STORAGES.values() if s.quantized == "always"])
-def test_quantized_storages_refuse_images_and_dicts(name):
+def test_just_round_refuses_images_and_dicts_and_packed_stores_them():
+    """The authors' uint16 buffers quantize float Boxes only; packed quantizes the float entries and stores the
+    others as SB3 does (validation.obs_store)."""
+    from planner.quantization import QuantSpec
+
     for space in (ObsSpace.box((36, 36, 3), "uint8"), ObsSpace.of(gymnasium.make("ObsDict-v0").observation_space)):
-        spec = RunSpec("sac", obs_space=space, action_dim=2, storage="sb3")
-        error = STORAGES[name].refusal(spec)
-        assert error is not None and "quantizes Box observations of floats" in str(error) and "use sb3" in str(error)
+        spec = RunSpec("sac", obs_space=space, action_dim=2, storage="packed", quant=QuantSpec.create(2, 127.0))
+        error = STORAGES["just-round"].refusal(spec)
+        assert error is not None and "quantizes Box observations of floats" in str(error) and "use packed" in str(error)
+        assert STORAGES["packed"].refusal(spec) is None
+    fields = {f.name: f for f in STORAGES["packed"].fields(spec)}
+    assert fields["observations[camera]"].storage == "3888 x uint8"  # 36 x 36 x 3, stored once, as it is
+    assert fields["observations[state]"].storage.startswith("4 x 15-bit packed")
+    assert fields["observations[mode]"].storage == "int64"
 
 
 def test_refusals():
@@ -164,16 +172,19 @@ def _fit_cli(env_id: str) -> dict:
 def test_fit_cli_on_an_image_env_shows_only_the_storages_that_apply():
     data = _fit_cli("ObsImage-v0")
     assert data["env"]["obs_space"] == {"kind": "box", "shape": [36, 36, 3], "dtype": "uint8", "image": True}
-    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [("ppo", "sb3"), ("sac", "sb3"),
-                                                                 ("sac", "sb3-optimize")]
+    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [("ppo", "sb3"), ("ppo", "packed"), ("sac", "sb3"),
+                                                                 ("sac", "sb3-optimize"), ("sac", "packed")]
     sac = footprint(RunSpec("sac", obs_space=ObsSpace.box((36, 36, 3), "uint8"), action_dim=2))
-    assert data["rows"][1]["buffer_bytes"] == sac.buffer_bytes
-    assert data["rows"][1]["models_bytes"] == sac.models_bytes + sac.optimizer_bytes
+    assert data["rows"][2]["buffer_bytes"] == sac.buffer_bytes
+    assert data["rows"][2]["models_bytes"] == sac.models_bytes + sac.optimizer_bytes
+    # uint8 images are stored once, as they are: packed is SB3's optimize_memory_usage plus the terminal store
+    assert data["rows"][3]["buffer_bytes"] < data["rows"][4]["buffer_bytes"] < sac.buffer_bytes
 
 
-def test_fit_cli_on_a_goal_env_shows_only_sb3():
+def test_fit_cli_on_a_goal_env_shows_sb3_and_packed():
     data = _fit_cli("ObsGoal-v0")
-    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [("ppo", "sb3"), ("sac", "sb3")]
+    assert [(r["algo"], r["storage"]) for r in data["rows"]] == [
+        (algo, name) for algo in ("ppo", "sac") for name in ("sb3", "packed", "float16", "bfloat16")]
     assert data["env"]["obs_dim"] == 12 and data["rows"][0]["obs_dtype"] == "float64"
 
 

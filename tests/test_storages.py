@@ -22,7 +22,7 @@ def _choices(command: str, flag: str) -> "tuple[str, ...]":
 def test_the_commands_offer_the_registry_entries():
     assert _choices("estimate", "--storage") == tuple(STORAGES)
     assert _choices("validate", "--storage") == tuple(TRAINABLE)
-    assert TRAINABLE == ["sb3", "sb3-optimize", "packed"]
+    assert TRAINABLE == ["sb3", "sb3-optimize", "packed", "float16", "bfloat16"]
 
 
 def test_unknown_storage_names_the_known_ones():

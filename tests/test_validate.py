@@ -2,20 +2,19 @@
 
 import csv
 import json
-import os
 import re
-import signal
 import subprocess
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PLANNER
 
+import validation.compare
+import validation.harness
 from planner.profiles import load_profile, parse_profile
-from validation.compare import Check
-from validation.harness import device_differences
+from validation.compare import RSS_NOISE, Check, checks
+from validation.harness import Validation, configs, device_differences, summary, validate
 from validation.predict import MMAP_THRESHOLD, Runtime, predict
 from validation.runconfig import RunConfig
 
@@ -26,11 +25,13 @@ def _validate(planner_cli, out: Path, *args: str) -> "tuple[subprocess.Completed
     r = planner_cli("validate", *args, "--memray", "--out", str(out), timeout=600)
     report = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(report), set(report)
-    assert report["status"] == "complete", report["status"]
     assert {"platform", "arch", "cpu_count", "total_memory_bytes"} <= set(report["machine"])
     assert report["versions"]["stable-baselines3"] and report["versions"]["memray"]
     failed = [c for c in report["checks"] if c["verdict"] == "FAIL"]
+    assert report["status"] == ("complete-with-failures" if failed else "complete"), report["status"]
     assert r.returncode == (1 if failed else 0), r.stdout + r.stderr
+    for check in failed:  # the summary names each failed check
+        assert f"FAILED {check['run']}: {check['quantity']}" in r.stdout
     assert "verdict" in r.stdout and "MB" in r.stdout
     return r, report
 
@@ -75,46 +76,18 @@ def test_ppo_validation_end_to_end(planner_cli, tmp_path):
 
 def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
     _, report = _validate(planner_cli, tmp_path / "report", "--env", "Hopper-v5", "--algo", "sac", "--steps", "50",
-                          "--buffer-size", "6000", "--fill")
+                          "--buffer-size", "12000", "--fill")
     _buffer_bytes_agree(report)
     for name, run in report["runs"].items():
         marks = [m["name"] for m in run["marks"]]
         assert marks.index("buffer_10pct") < marks.index("buffer_full") < marks.index("training_starts")
-        assert run["measured"]["steps_done"] == 6000 + 50
+        assert run["measured"]["steps_done"] == 12000 + 50
         growth = next(c for c in report["checks"] if c["run"] == name and c["quantity"].startswith("RSS growth"))
-        assert growth["predicted"] > 100_000 and growth["measured"] is not None and growth["verdict"] != "n/a"
-
-
-def test_a_killed_run_leaves_a_report_that_says_so(tmp_path):
-    out = tmp_path / "report"
-    parent = subprocess.Popen([str(PLANNER), "validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "1000000",
-                               "--n-steps", "256", "--storage", "sb3", "--out", str(out)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    run_json = out / "ppo-sb3" / "run.json"
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:  # wait until the run has measured its full rollout buffer
-            if run_json.exists() and "buffer_full" in [m["name"] for m in json.loads(run_json.read_text())["marks"]]:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the run never reached buffer_full")
-        os.kill(json.loads(run_json.read_text())["pid"], signal.SIGKILL)
-        stdout, stderr = parent.communicate(timeout=120)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 1, stderr
-    report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "incomplete: run ppo-sb3 killed"
-    run = report["runs"]["ppo-sb3"]
-    assert run["status"] == "killed" and run["returncode"] == -signal.SIGKILL
-    marks = [m["name"] for m in run["marks"]]
-    assert "buffer_full" in marks and "end" not in marks  # what was measured up to then is kept
-    assert run["measured"]["buffer_resident_full"] == run["measured"]["buffer_bytes"] > 0
-    assert len((out / "ppo-sb3" / "timeseries.csv").read_text().splitlines()) > 2
-    assert (out / "memory.png").stat().st_size > 0
-    assert "killed" in stdout
+        assert growth["measured"] is not None
+        if name == "sac-sb3":  # 1.9 MB of committed pages: judged
+            assert growth["predicted"] > 4 * RSS_NOISE and growth["verdict"] != "n/a" and not growth["reason"]
+        else:  # packed: 0.6 MB in all, under the noise floor: not judged, and says why
+            assert growth["verdict"] == "n/a" and "too small to judge" in growth["reason"]
 
 
 def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):
@@ -201,3 +174,58 @@ def test_predicted_curve_steps_through_built_acting_and_training():
 ])
 def test_check_verdicts(predicted, measured, tolerance, allowance, verdict):
     assert Check("run", "q", predicted, measured, tolerance, allowance=allowance).verdict == verdict
+
+
+def test_a_short_run_says_which_checks_do_not_apply_and_a_plot_failure_cannot_leave_it_running(tmp_path, monkeypatch):
+    # SAC's first update comes after step 101: in 50 steps none runs, so nothing is there to compare the
+    # optimizer state, the pre-update RSS or the training peak with. The RSS-once-built check, held to an
+    # exact tolerance here, fails on real figures; the status says so even though the plotting then fails.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(validation.compare, "PEAK_TOL", 0)
+
+    def broken_plot(*args, **kwargs):
+        raise RuntimeError("no room on the canvas")
+
+    monkeypatch.setattr(validation.harness, "plot_memory", broken_plot)
+    out = tmp_path / "report"
+    report, all_checks = validate(Validation(configs("Hopper-v5", "sac", 50, 1000, 2, 127.0, 0, False, False,
+                                                     ("sb3",), 20.0), out))
+    assert report["status"] == "complete-with-failures" and report["reason"] == "1 check failed"
+    assert report["plot_error"] == "RuntimeError: no room on the canvas" and report["plots"] == []
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report, default=str))
+    verdicts = {c.quantity: c for c in all_checks}
+    no_update = "no gradient update ran (50 steps done; the first update comes after step 101)"
+    for quantity in ("models + optimizer state: planner vs torch tensors",
+                     "whole-process peak RSS: calibrated runtime + planner vs psutil",
+                     "RSS just before the first update: calibrated acting runtime + planner vs psutil"):
+        assert verdicts[quantity].verdict == "n/a" and verdicts[quantity].reason == no_update, quantity
+    models = verdicts["models + optimizer state: planner vs torch tensors"]
+    assert models.measured < 0.99 * models.predicted  # no optimizer state yet: this used to FAIL
+    failed = verdicts["RSS once the model is built: calibrated built runtime + planner vs psutil"]
+    assert failed.verdict == "FAIL"
+    text = summary(report, all_checks)
+    assert f"FAILED sac-sb3: {failed.quantity}: predicted" in text
+    assert f"n/a sac-sb3: models + optimizer state: planner vs torch tensors: {no_update}" in text
+    assert text.splitlines()[-2].startswith("status: complete-with-failures (1 check failed)")
+    assert text.splitlines()[-1] == "plotting failed: RuntimeError: no room on the canvas"
+
+
+def test_rss_growth_of_a_small_buffer_is_not_judged_and_says_why():
+    # the finding: Hopper SAC, 5,000 rows, fill, on a loaded machine: +16.9 % on 0.79 MB, failed. The figures
+    # below are that run's (sb3: the process grew 131,680 B beyond the buffer's own pages)
+    config = RunConfig("Hopper-v5", "sac", "sb3", steps=1000, buffer_size=5000, decimals=2, fill=True)
+    prediction = predict(config, Runtime(346_500_000, 351_500_000, 362_100_000))
+    run = {"marks": [{"name": "buffer_10pct", "step": 500, "rss_bytes": 400_000_000},
+                     {"name": "buffer_full", "step": 5000, "rss_bytes": 400_921_600}],
+           "measured": {"buffer_resident_10pct": 88_000, "buffer_resident_full": 877_920}}
+    growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert growth.predicted == 792_000 < 4 * RSS_NOISE and growth.measured == 921_600
+    assert growth.verdict == "n/a" and "under 4x the RSS noise this check allows (256 KiB)" in growth.reason
+    assert "131,680 B beyond the buffer's own pages" in growth.note
+    big = predict(replace(config, buffer_size=50_000), prediction.runtime)  # 7.9 MB: judged, with the noise allowed
+    run["marks"][1].update(step=50_000, rss_bytes=400_000_000 + big.buffer_committed(50_000)
+                           - big.buffer_committed(500) + 200_000)
+    growth = next(c for c in checks(big, run) if c.quantity.startswith("RSS growth"))
+    assert growth.verdict == "pass" and growth.reason == "" and growth.tolerance_text.startswith("1% or ")
+    run["marks"][1]["rss_bytes"] += RSS_NOISE
+    assert next(c for c in checks(big, run) if c.quantity.startswith("RSS growth")).verdict == "FAIL"

@@ -34,18 +34,23 @@ def probe_config(env_id: str, algo: str, seed: int = 0) -> RunConfig:
 
 
 def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":
-    """(the runtimes, the probe's run.json): the probe's RSS just before its first update and its peak RSS,
-    each minus what the planner predicts for the probe at that point."""
+    """(the runtimes, the probe's run.json) of the probe ``config`` run in ``run_dir``."""
     run = run_child(config, run_dir)
     if run["status"] != "complete":
         raise PlannerError(f"calibration run {config.name} on {config.env_id} {run['status']} "
                            f"(exit status {run['returncode']}): see {run_dir}")
+    return runtime_of(config, run), run
+
+
+def runtime_of(config: RunConfig, run: dict) -> Runtime:
+    """The runtimes a complete probe ``run`` of ``config`` measured: its RSS once built, just before its first
+    update and at its peak, each minus what the planner predicts for the probe at that point."""
     bare = predict(config, Runtime(0, 0, 0))
     marks = {m["name"]: m for m in run["marks"]}
     built, starts = marks["model_built"], marks["training_starts"]
     return Runtime(built["rss_bytes"] - bare.rss_at(built["step"], "built"),
                    starts["rss_bytes"] - bare.rss_at(starts["step"], "acting"),
-                   run["measured"]["peak_rss_bytes"] - bare.peak_bytes), run
+                   run["measured"]["peak_rss_bytes"] - bare.peak_bytes)
 
 
 def calibrate(out_path: "str | Path") -> Path:

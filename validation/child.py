@@ -4,11 +4,13 @@ Trains with SB3 on a gymnasium MuJoCo env and measures as it goes: psutil RSS/US
 thread (``timeseries.csv``), phase marks, the buffer's committed pages, memray attribution of the
 model/buffer construction, timings and episode returns. ``run.json`` is rewritten at every phase
 mark, so a run killed part-way leaves what it had measured with status "running" (the parent then
-marks it killed).
+marks it killed). On Linux the child dies with the validation that started it (``die_with_parent``).
 """
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from validation.measure import MemorySampler, buffer_arrays, buffer_bytes, memra
 from validation.report import write_json
 from validation.runconfig import RunConfig
 
+PARENT_ENV = "PLANNER_VALIDATE_PARENT"  # the pid of the validation that started this child
 
 class RunLog:
     """run.json, rewritten atomically at each mark."""
@@ -67,16 +70,27 @@ def model_and_optimizer_bytes(model) -> "tuple[int, int]":
     return sum(p.numel() * p.element_size() for p in params.values()), state
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent exits, in any way (SIGKILL included);
+    exit at once if the parent named in ``PARENT_ENV`` is gone already (it died before the request)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        os._exit(1)
+
+
 def small_pages() -> None:
     """Disable transparent huge pages for this process (Linux), so buffer pages are committed 4 KiB at a
     time as rows are written, and RSS growth can be compared with rows filled."""
     if sys.platform.startswith("linux"):
-        import ctypes
         PR_SET_THP_DISABLE = 41
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
 def main(config_path: str, out_dir: str) -> int:
+    die_with_parent()
     small_pages()
     config = RunConfig.from_json(Path(config_path).read_text())
     out = Path(out_dir)

@@ -1,7 +1,8 @@
 """Run training in each storage (SB3 as is, packed), each in a fresh process, and hold the measurements
-against the planner's prediction. The report directory is written as the runs go, so an interrupted
-validation leaves a report that says so."""
+against the planner's prediction. The report folder is written as the runs go, so a validation that
+stops part-way leaves a report that says why, with what it measured."""
 
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -11,12 +12,13 @@ from planner.fit import max_buffer_size
 from planner.footprint import footprint
 from planner.profiles import DeviceProfile
 from planner.units import format_bytes
-from validation.calibrate import measure_runtime, probe_config
+from validation.calibrate import probe_config, runtime_of
 from validation.compare import Check, checks
+from validation.folder import claim
 from validation.predict import predict
 from validation.report import merge_timeseries, plot_memory, plot_returns, table, write_json
 from validation.runconfig import RunConfig
-from validation.runner import machine, run_child, versions
+from validation.runner import Stopped, machine, run_child, stopping, versions
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Validation:
     out: Path
     profile: "DeviceProfile | None" = None
     force: bool = False
+    overwrite: bool = False  # clear a non-empty ``out`` first (else it is refused)
 
 
 def device_differences(profile: DeviceProfile) -> "list[str]":
@@ -53,63 +56,127 @@ def admit(config: RunConfig, profile: DeviceProfile) -> None:
             "(lower it, or force to run anyway)", spec.size_param, "force")
 
 
+def _end_status(run: dict) -> str:
+    """The validation's status when ``run`` did not complete: killed by a signal, or failed."""
+    return "killed" if run["status"] == "killed" else "failed"
+
+
+def _why(name: str, run: dict) -> str:
+    detail = {"killed": f" by {run.get('signal')}", "failed": f" (exit status {run.get('returncode')}"
+              + (f": {run['error']}" if run.get("error") else "") + ")"}.get(run["status"], "")
+    return f"run {name} {run['status']}{detail}"
+
+
 def validate(job: Validation) -> "tuple[dict, list[Check]]":
-    """Run every configuration, write the report as it goes, and return it with its checks."""
-    job.out.mkdir(parents=True, exist_ok=True)
-    report = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-              "versions": versions(), "profile": None, "runs": {}, "checks": []}
+    """Run every configuration and return the report with its checks. The report folder (``folder.claim``:
+    fresh, or cleared with ``overwrite``, locked) gets report.json as the runs go ("running"); its final status,
+    written before the plots (a plotting failure cannot leave it "running"), is "complete",
+    "complete-with-failures", "failed" (a run or the probe exited with an error), "killed" (a run killed by a
+    signal; SIGTERM or SIGHUP here) or "interrupted" (SIGINT), with a ``reason``. A stop signal kills the
+    training child and ends the validation with what it measured."""
+    for config in job.configs:
+        config.check_trainable()
+    if job.profile is not None and not job.force:
+        for config in job.configs:
+            admit(config, job.profile)
+    with claim(job.out, job.overwrite), stopping():
+        return _validate(job)
+
+
+def _validate(job: Validation) -> "tuple[dict, list[Check]]":
+    report = {"status": "running", "reason": "", "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "machine": machine(), "versions": versions(), "profile": None, "runs": {}, "checks": [], "plots": []}
     if job.profile is not None:
         report["profile"] = {**job.profile.as_dict(), "differences_from_this_machine": device_differences(job.profile)}
-        if not job.force:
-            for config in job.configs:
-                admit(config, job.profile)
     write_json(job.out / "report.json", report)
-    predictions, all_checks = {}, []
+    predictions, all_checks, stopped = {}, [], False
+    report["calibration"] = {"probe": None}
+    into, key = report["calibration"], "probe"  # where a stopped child's run.json goes (key None: merged)
     try:
         probe = probe_config(job.configs[0].env_id, job.configs[0].algo, job.configs[0].seed)
-        runtime, probe_run = measure_runtime(probe, job.out / "calibration")
-        report["calibration"] = {"runtime_bytes": asdict(runtime), "probe": probe_run,
-                                 "profile_runtime_bytes": job.profile.runtime if job.profile else None}
+        probe_run = run_child(probe, job.out / "calibration")
+        report["calibration"]["probe"] = probe_run
+        if probe_run["status"] != "complete":
+            report["status"], report["reason"] = _end_status(probe_run), "calibration " + _why(probe.name, probe_run)
+            return report, all_checks
+        runtime = runtime_of(probe, probe_run)
+        report["calibration"].update(runtime_bytes=asdict(runtime),
+                                     profile_runtime_bytes=job.profile.runtime if job.profile else None)
         write_json(job.out / "report.json", report)
         for config in job.configs:
-            run = run_child(replace(config, memray=False), job.out / config.name)
-            if config.memray:  # traced in a process of its own: memray's bookkeeping stays out of the RSS figures
-                traced = run_child(replace(config, steps=0), job.out / config.name / "memray")
-                run["measured"]["memray"] = traced["measured"].get("memray")
-            prediction = predict(config, runtime)
-            predictions[config.name] = prediction
-            run_checks = checks(prediction, run)
-            all_checks += run_checks
-            report["runs"][config.name] = {**run, "prediction": {
+            prediction = predictions[config.name] = predict(config, runtime)
+            record = report["runs"][config.name] = {"prediction": {
                 "runtime_bytes": asdict(runtime), "footprint": prediction.footprint.as_dict(),
                 "peak_rss_bytes": prediction.peak_bytes}}
+            into, key = record, None
+            run = run_child(replace(config, memray=False), job.out / config.name)
+            record.update(run)
+            into, key = record, "memray_pass"
+            if run["status"] == "complete" and config.memray:  # traced in a process of its own: memray's
+                traced = run_child(replace(config, steps=0), job.out / config.name / "memray")  # bookkeeping stays
+                run["measured"]["memray"] = traced["measured"].get("memray")  # out of the RSS figures
+                if traced["status"] != "complete":
+                    run["measured"]["memray_error"] = _why(f"{config.name} (memray pass)", traced)
+            run_checks = checks(prediction, run)
+            all_checks += run_checks
             report["checks"] = [c.as_dict() for c in all_checks]
             if run["status"] != "complete":
-                report["status"] = f"incomplete: run {config.name} {run['status']}"
-                break
+                report["status"], report["reason"] = _end_status(run), _why(config.name, run)
+                return report, all_checks
             write_json(job.out / "report.json", report)
-        else:
-            report["status"] = "complete"
+        failed = [c for c in all_checks if c.verdict == "FAIL"]
+        report["status"] = "complete-with-failures" if failed else "complete"
+        report["reason"] = f"{len(failed)} check{'' if len(failed) == 1 else 's'} failed" if failed else ""
+        return report, all_checks
+    except Stopped as stop:
+        stopped = True
+        if stop.run is not None:
+            into.update({key: stop.run} if key else stop.run)
+        report["status"], report["reason"], report["signal"] = stop.status, str(stop), stop.signal
+        return report, all_checks
+    except BaseException as exc:
+        report["status"], report["reason"] = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise
     finally:
-        if report["status"] == "running":
-            report["status"] = "killed"
-        names = list(report["runs"])
-        merge_timeseries(job.out, names)
-        if predictions:
-            report["plots"] = [str(plot_memory(job.out, predictions, all_checks)),
-                               str(plot_returns(job.out, predictions))]
-        write_json(job.out / "report.json", report)
-    return report, all_checks
+        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            merge_timeseries(job.out, [name for name in report["runs"] if (job.out / name).is_dir()])
+        finally:
+            write_json(job.out / "report.json", report)  # final before the plots
+        if predictions and not stopped:
+            _plot(job.out, report, predictions, all_checks)
+
+
+def _plot(out: Path, report: dict, predictions: dict, all_checks: "list[Check]") -> None:
+    """The plots, and report.json again naming them; a plot that fails is named in the report, which keeps
+    its status."""
+    try:
+        report["plots"] = [str(plot_memory(out, predictions, all_checks)), str(plot_returns(out, predictions))]
+    except Exception as exc:  # the measurements are in the report already: a plot is not worth losing them
+        report["plot_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    write_json(out / "report.json", report)
 
 
 def summary(report: dict, all_checks: "list[Check]") -> str:
-    """The terminal table, the timings and the measured reduction."""
-    lines = [table(all_checks), ""]
+    """The terminal table, each failed check and each check not judged (with why), the timings, the measured
+    reduction, and the status with its reason."""
+    lines = [table(all_checks), ""] if all_checks else []
+    for check in all_checks:
+        if check.verdict == "FAIL":
+            lines.append(f"FAILED {check.run}: {check.quantity}: predicted {_mb(check.predicted)}, measured "
+                         f"{_mb(check.measured)} ({100 * check.error:+.2f}%, tolerance {check.tolerance_text})"
+                         if check.error is not None else f"FAILED {check.run}: {check.quantity}")
+    for check in all_checks:
+        if check.verdict == "n/a":
+            lines.append(f"n/a {check.run}: {check.quantity}: {check.reason or 'not measured'}")
+    if len(lines) > 2:
+        lines.append("")
     for name, run in report["runs"].items():
         timing = run.get("measured", {}).get("timing", {})
         figures = ", ".join(f"{k} {v:.3f}" for k, v in timing.items())
         quant = run.get("measured", {}).get("quantization")
-        lines.append(f"{name}: {run['status']}; {figures}" + (f"; quantization {quant}" if quant else ""))
+        lines.append(f"{name}: {run.get('status', 'not started')}; {figures}"
+                     + (f"; quantization {quant}" if quant else ""))
     buffers = {run["config"]["storage"]: run.get("measured", {}).get("buffer_bytes")
                for run in report["runs"].values() if "config" in run}
     for name, measured in buffers.items():
@@ -118,11 +185,20 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
     if report.get("profile") and report["profile"]["differences_from_this_machine"]:
         lines.append("this machine differs from the profile: "
                      + "; ".join(report["profile"]["differences_from_this_machine"]))
-    lines.append(f"status: {report['status']}  (MB = 10^6 B; report in report.json, plots memory.png and returns.png)")
+    reason = f" ({report['reason']})" if report.get("reason") else ""
+    plots = " and ".join(Path(p).name for p in report.get("plots", ())) or "none"
+    lines.append(f"status: {report['status']}{reason}  (MB = 10^6 B; report in report.json, plots: {plots})")
+    if report.get("plot_error"):
+        lines.append(f"plotting failed: {report['plot_error']}")
     return "\n".join(lines)
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.3f} MB"
 
 
 def configs(env_id: str, algo: str, steps: int, buffer_size: int, decimals: int, clamp: float, seed: int,
             fill: bool, use_memray: bool, storages: "tuple[str, ...]", sample_ms: float) -> "tuple[RunConfig, ...]":
+    """One configuration per storage, the rest alike."""
     base = RunConfig(env_id, algo, storages[0], steps, buffer_size, decimals, clamp, seed, fill, use_memray, sample_ms)
     return tuple(replace(base, storage=s) for s in storages)

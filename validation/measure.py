@@ -78,13 +78,14 @@ def resident_bytes(arrays: "list[np.ndarray]") -> "int | None":
 
 
 def buffer_arrays(buffer: object) -> "list[np.ndarray]":
-    """The numpy arrays a buffer owns (SB3's fields, or the packed storage of ours), each once."""
+    """The numpy arrays a buffer owns (SB3's fields and Dict fields, or the observation stores of ours), each once."""
     arrays, seen = [], set()
     for value in vars(buffer).values():
-        array = getattr(value, "storage", value)
-        if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
-            seen.add(array.ctypes.data)
-            arrays.append(array)
+        value = getattr(value, "arrays", value)  # validation.obs_store.ObservationRows
+        for array in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
+                seen.add(array.ctypes.data)
+                arrays.append(array)
     return arrays
 
 

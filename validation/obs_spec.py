@@ -1,7 +1,8 @@
-"""The one place that turns buffer / wrapper keyword arguments into the observation ``CodeSpec``.
+"""The ``CodeSpec`` of a Box of floats from buffer / wrapper keyword arguments.
 
-The quantized buffers and the :class:`~validation.obs_wrapper.QuantizeObservation` wrapper both call
-:func:`observation_spec`, so the same keyword arguments give the same codes everywhere.
+The quantized buffers (:class:`~validation.obs_store.ObservationCodec`) and the
+:class:`~validation.obs_wrapper.QuantizeObservation` wrapper read the same keyword arguments the same way,
+so they give the same codes.
 
 >>> import numpy as np
 >>> from gymnasium import spaces
@@ -12,34 +13,22 @@ The quantized buffers and the :class:`~validation.obs_wrapper.QuantizeObservatio
 from typing import Any
 
 import numpy as np
-import torch as th
 from gymnasium import spaces
 
-from cython_core import CodeSpec, gather_unpack
-from planner.defaults import BUFFER_DECIMALS, CLAMP
+from cython_core import CodeSpec
+from planner.defaults import CLAMP
 from planner.errors import PlannerError
+from validation.obs_store import ObservationCodec
 
 
 def observation_spec(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
                      bits: "int | None" = None, spec: "CodeSpec | None" = None) -> CodeSpec:
-    """The spec for a Box space: ``spec`` as given (per-dimension), or round(clamp(x, -clamp, clamp), decimals)."""
-    if isinstance(observation_space, spaces.Dict):
-        raise PlannerError("quantized buffers take Box observation spaces; Dict spaces are not supported "
-                           "(flatten them with gymnasium.wrappers.FlattenObservation)")
-    if not isinstance(observation_space, spaces.Box):
-        raise PlannerError(f"quantized buffers take Box observation spaces, got {type(observation_space).__name__}")
-    dim = int(np.prod(observation_space.shape))
-    if spec is not None:
-        if decimals is not None or bits is not None:
-            raise PlannerError("give either spec= or decimals=/clamp=/bits=, not both")
-        if not isinstance(spec, CodeSpec) or spec.dim != dim:
-            raise PlannerError(f"spec must be a CodeSpec of dim {dim} (the observation space's size), got {spec!r}")
-        return spec
-    try:
-        decimals = BUFFER_DECIMALS if decimals is None else decimals
-        return CodeSpec.uniform(dim, decimals=decimals, clamp=clamp, bits=bits)
-    except ValueError as err:
-        raise PlannerError(f"invalid observation quantization: {err}") from err
+    """The spec for a Box of floats: ``spec`` as given (per-dimension), or round(clamp(x, -clamp, clamp), decimals)."""
+    codec = ObservationCodec(observation_space, decimals, clamp, bits, spec)
+    if codec.is_dict or None not in codec.specs:
+        raise PlannerError(f"quantizing an observation takes a Box of floats, got {observation_space}",
+                           "observation_space")
+    return codec.specs[None]
 
 
 def flat_rows(x: Any, n: int, dim: int) -> np.ndarray:
@@ -48,10 +37,3 @@ def flat_rows(x: Any, n: int, dim: int) -> np.ndarray:
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     return arr.reshape(n, dim)
-
-
-def decode_to_tensor(storage: np.ndarray, rows: np.ndarray, spec: CodeSpec) -> th.Tensor:
-    """Rows of packed ``storage`` decoded straight into a new float32 CPU tensor of shape (n, dim)."""
-    out = th.empty((rows.size, spec.dim), dtype=th.float32)
-    gather_unpack(storage, rows, spec, out.numpy())
-    return out

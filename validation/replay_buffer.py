@@ -1,17 +1,21 @@
-"""QuantizedReplayBuffer: SB3's ReplayBuffer with each observation stored once, as a k-bit packed row.
+"""QuantizedReplayBuffer: SB3's ReplayBuffer with each observation stored once, as k-bit packed codes.
 
-Row ``pos * n_envs + env`` holds the observation of that transition; its next observation is the
-following row (``(pos + 1) % buffer_size``), written by ``add()`` unless the transition ends an episode
-(done or timeout). When the next ``add()`` brings a different observation for that row (an interrupted
-stream: a second ``learn()``, a loaded buffer, transitions from a dataset), the replaced codes move to the
-terminal store first, so no next observation is ever replaced silently. Episode-end next
-observations go to a small ring of packed rows (the terminal store). When it is full, a terminated
+Every observation space SB3 stores is taken: Boxes of floats are quantized; images, integer Boxes, Discrete,
+MultiDiscrete and MultiBinary are stored as SB3 stores them (still once); a Dict space has one column per key
+(:mod:`validation.obs_store`). Row ``pos * n_envs + env`` holds the observation of that transition; its next
+observation is the following row (``(pos + 1) % buffer_size``), written by ``add()`` unless the transition ends
+an episode (done or timeout). When the next ``add()`` brings a different observation for that row (an
+interrupted stream: a second ``learn()``, a loaded buffer, transitions from a dataset), the replaced codes move
+to the terminal store first, so no next observation is ever replaced silently. Episode-end next
+observations go to a small ring of rows (the terminal store). When it is full, a terminated
 transition's entry is given up first (its next observation is masked by ``done`` in SAC/TD3's target),
-a time limit's only to make room for another time limit;
-a transition whose entry is given up falls back to the following row, as SB3's
-``optimize_memory_usage`` would (``terminal_evictions`` counts them, ``timeout_evictions`` the time
-limits among them: only those change a learning target).
+one whose next observation enters a target (a time limit's, an interrupted stream's) only to make room
+for another such; a transition whose entry is given up falls back to the following row, as SB3's
+``optimize_memory_usage`` would (``terminal_evictions`` counts them, ``timeout_evictions`` those among them
+whose next observation entered a target: only those change a learning target).
 As in SB3's ``optimize_memory_usage``, a full buffer never samples the row at ``pos``.
+``add()`` validates and encodes everything before it changes any state: a rejected transition (a NaN
+observation, a wrong shape) leaves the buffer as it was.
 """
 
 from typing import Any
@@ -19,34 +23,71 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from cython_core import CodeSpec, PackedRows, gather_unpack, quantize_pack
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
-from validation.obs_spec import decode_to_tensor, flat_rows, observation_spec
+from validation.obs_store import Codes, ObservationCodec, ObservationRows
+from validation.persistence import PersistentBuffer
 
 FREE = -1
+PLACEHOLDER = spaces.Box(low=0, high=0, shape=(0,), dtype=np.float32)  # the parents allocate 0-byte observations
 
 
-def _placeholder_space(observation_space: spaces.Box) -> spaces.Box:
-    """A zero-size Box: the parent constructor allocates (rows, n_envs, 0) observation arrays, 0 bytes."""
-    return spaces.Box(low=0, high=0, shape=(0,), dtype=observation_space.dtype)
+class ObservationView:
+    """Read access in SB3's layout, decoded on demand: ``buffer.observations[batch_inds, env_inds]`` (what
+    HerReplayBuffer and code written for SB3's arrays read). ``next_observations`` follows each transition's
+    own next observation (the following row, or the terminal store). Writing goes through ``add()`` only."""
+
+    def __init__(self, buffer: "QuantizedReplayBuffer", key: "str | None", following: bool) -> None:
+        self.buffer, self.key, self.following = buffer, key, following
+        column = buffer.codec.columns[key]
+        self.shape = (buffer.buffer_size, buffer.n_envs, *column.shape)
+        self.dtype = np.dtype(np.float32) if column.quantized else column.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        grid = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape[:2])
+        rows = grid[index[:2]]
+        flat = np.asarray(rows).reshape(-1)
+        decoded = self.buffer.decode_rows(flat, self.following)[self.key].numpy()
+        out = decoded.reshape(*np.shape(rows), *self.shape[2:])
+        return out[(slice(None),) * np.ndim(rows) + index[2:]] if len(index) > 2 else out
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise PlannerError("the quantized buffer's observations are codes: write them with add()", "observations")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
-class QuantizedReplayBuffer(ReplayBuffer):
-    """Drop-in replay buffer for SAC/TD3 storing observations as k-bit codes (``decimals``, ``clamp``).
+class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
+    """Drop-in replay buffer for SAC/TD3/DDPG/DQN/TQC storing observations once, as k-bit codes.
 
     Actions, rewards, dones and timeouts are SB3's own arrays (float32). ``n_steps > 1`` gives n-step
     returns with the semantics of SB3's ``NStepReplayBuffer`` (pass ``n_steps`` and ``gamma`` here).
-    ``sample()`` returns float32 observation tensors decoded straight into tensor memory.
-    ``observations`` and ``next_observations`` are the parent's zero-size placeholders; the data is
-    ``packed_observations`` (and ``terminal_observations`` for episode ends).
+    ``sample()`` returns float32 tensors for quantized observations (decoded straight into tensor memory), the
+    space's dtype for the others, a dict of them for a Dict space (``DictReplayBufferSamples``).
+    ``observations`` and ``next_observations`` are :class:`ObservationView` objects (a dict of them for a Dict
+    space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
+
+    :param decimals: m of the quantized columns (a dict by key for a Dict space); see
+        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec`` and
+        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes)
+    :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
+    :param n_steps: n-step returns (1: plain one-step transitions)
+    :param gamma: the discount of n-step returns
 
     >>> import numpy as np
     >>> from gymnasium import spaces
@@ -60,28 +101,40 @@ class QuantizedReplayBuffer(ReplayBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True, *, decimals: "int | None" = None, clamp: float = CLAMP,
-                 bits: "int | None" = None, spec: "CodeSpec | None" = None, terminal_capacity: "int | None" = None,
+                 handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
+                 bits: Any = None, spec: Any = None, dtype: Any = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
-        self.code_spec = observation_spec(observation_space, decimals, clamp, bits, spec)
+        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype,
+                       terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
+        deferred = self.__dict__.pop("_quantization", {})  # QuantizedHerReplayBuffer's, see there
+        unknown = sorted(set(deferred) - set(options))
+        if unknown:
+            raise PlannerError(f"unknown replay_buffer_kwargs: {', '.join(unknown)} (the quantized buffer takes "
+                               f"{', '.join(options)})", *unknown)
+        options.update(deferred)
+        terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
+        self.codec = ObservationCodec(observation_space, *(options[name] for name in
+                                                           ("decimals", "clamp", "bits", "spec", "dtype")))
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}")
+            raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}", "n_steps")
         if buffer_size // n_envs < 2:
-            raise PlannerError(f"buffer_size // n_envs must be >= 2 (next observations live in the following row), "
-                               f"got {buffer_size} // {n_envs}")
+            raise PlannerError(f"buffer_size // n_envs must be >= 2: a transition's next observation is the "
+                               f"following row, so one row per env holds no transition; got {buffer_size} // "
+                               f"{n_envs}", "buffer_size")
         if terminal_capacity is not None and (isinstance(terminal_capacity, bool) or terminal_capacity < 1):
-            raise PlannerError(f"terminal_capacity must be a whole number >= 1, got {terminal_capacity!r}")
+            raise PlannerError(f"terminal_capacity must be a whole number >= 1, got {terminal_capacity!r}",
+                               "terminal_capacity")
         # optimize_memory_usage is implied (observations are stored once); SB3's check that forbids it
-        # together with handle_timeout_termination does not apply, so the parent gets False.
-        super().__init__(buffer_size, _placeholder_space(observation_space), action_space, device, n_envs=n_envs,
-                         optimize_memory_usage=False, handle_timeout_termination=handle_timeout_termination)
+        # together with handle_timeout_termination does not apply, so the parent gets False. Called by name:
+        # DictReplayBuffer's constructor (next in a QuantizedDictReplayBuffer's MRO) would allocate per key.
+        ReplayBuffer.__init__(self, buffer_size, PLACEHOLDER, action_space, device, n_envs=n_envs,
+                              optimize_memory_usage=False, handle_timeout_termination=handle_timeout_termination)
         self.observation_space = observation_space
         self.obs_shape = get_obs_shape(observation_space)
         rows = self.buffer_size * n_envs
         capacity = terminal_capacity or default_terminal_capacity(rows, n_envs)
-        self.packed_observations = PackedRows(rows, self.code_spec)
-        self.terminal_observations = PackedRows(capacity, self.code_spec)
-        self.terminal_observations.storage.fill(0)  # commit the ring's pages now, as the planner counts them
+        self.stored_observations = ObservationRows(self.codec, rows)
+        self.terminal_observations = ObservationRows(self.codec, capacity, eager=True)  # pages committed now
         self.terminal_slot = np.full(rows, FREE, dtype=np.int32)
         self.terminal_owner = np.full(capacity, FREE, dtype=np.int64)
         self.terminal_cursor = 0
@@ -89,63 +142,87 @@ class QuantizedReplayBuffer(ReplayBuffer):
         self.terminal_evictions = 0
         self.timeout_evictions = 0
         self.stored_values = 0
-        self._no_obs = np.empty((n_envs, 0), dtype=observation_space.dtype)
-        self._last_next = b""  # the bytes of the last next observations added (a bytes object, not an array)
+        self._attach_views()
 
-    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
-            done: np.ndarray, infos: "list[dict[str, Any]]") -> None:
-        n, dim, storage = self.n_envs, self.code_spec.dim, self.packed_observations.storage
-        flat_obs, flat_next = flat_rows(obs, n, dim), flat_rows(next_obs, n, dim)
+    def _attach_views(self) -> None:
+        self.observations = self.codec.pack({key: ObservationView(self, key, False) for key in self.codec.columns})
+        self.next_observations = self.codec.pack({key: ObservationView(self, key, True)
+                                                  for key in self.codec.columns})
+
+    def _upgrade_from_version_0(self) -> None:
+        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_spec``."""
+        state = self.__dict__
+        self.codec = ObservationCodec(self.observation_space, spec=state.pop("code_spec"))
+        for old, new in (("packed_observations", "stored_observations"),
+                         ("terminal_observations", "terminal_observations")):
+            rows = state.pop(old)
+            setattr(self, new, ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated))
+        for name in ("_last_next", "_no_obs"):
+            state.pop(name, None)
+        self._attach_views()
+
+    @property
+    def code_spec(self) -> Any:
+        """The CodeSpec of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
+        specs = self.codec.specs
+        return specs if self.codec.is_dict else specs.get(None)
+
+    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
+            infos: "list[dict[str, Any]]") -> None:
+        n = self.n_envs
+        # Validate and encode everything first: a rejected transition changes nothing.
+        obs_codes, next_codes = self.codec.encode(obs, n), self.codec.encode(next_obs, n)
+        row_action = np.asarray(action).reshape(n, self.action_dim)
+        row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
+        truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
+        any_end = any(truncated) or bool(row_done.any())
+        ends = ((row_done != 0) | np.array(truncated, dtype=bool)) if any_end else None
+        end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated if any_end else 0
+
         pos = self.pos
         first = pos * n
         for row in range(first, first + n):
             self._release(row)
-        envs = np.arange(n)
-        if flat_obs.tobytes() != getattr(self, "_last_next", b""):  # a stream passes the same values: nothing replaced
-            self._keep_replaced_next_observations(flat_obs, first)
-        self.packed_observations.encode(flat_obs, envs + first)
-        ends = [bool(d) or bool(info.get("TimeLimit.truncated", False))
-                for d, info in zip(np.asarray(done).reshape(n).tolist(), infos)]
+        if pos or self.full:
+            self._keep_replaced_next_observations(obs_codes, first)
+        stored = self.stored_observations
+        stored.put(slice(first, first + n), obs_codes)
         following = ((pos + 1) % self.buffer_size) * n
-        if not any(ends):
-            quantize_pack(flat_next, storage, envs + following, self.code_spec)
+        if any_end:
+            keep = np.flatnonzero(~ends)
+            stored.put(keep + following, next_codes.select(keep))
         else:
-            keep = [env for env in range(n) if not ends[env]]
-            if keep:
-                quantize_pack(flat_next[keep], storage, np.array(keep, dtype=np.int64) + following, self.code_spec)
-        self.stored_values += (n + sum(ends)) * dim
-        self._last_next = flat_next.tobytes()
-        super().add(self._no_obs, self._no_obs, action, reward, done, infos)  # writes timeouts[pos], moves pos
-        for env in range(n):
-            if ends[env]:
-                self._store_terminal(first + env, flat_next[env])
+            stored.put(slice(following, following + n), Codes(next_codes.arrays, 0))  # counted as an observation
+        self.stored_values += (n + (int(ends.sum()) if any_end else 0)) * self.codec.quantized_values
+        self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
+        if self.handle_timeout_termination:
+            self.timeouts[pos] = truncated
+        self.pos = (pos + 1) % self.buffer_size
+        self.full = self.full or self.pos == 0
+        if any_end:
+            for env in np.flatnonzero(ends).tolist():
+                self._store_terminal(first + env, next_codes.select([env]))
+            self.terminal_observations.saturated += end_saturated
 
-    def _keep_replaced_next_observations(self, flat_obs: np.ndarray, first: int) -> None:
+    def _keep_replaced_next_observations(self, obs_codes: Codes, first: int) -> None:
         """Row ``first + env`` holds the previous transition's next observation unless that transition ended
         an episode. When the stream was interrupted (a new ``learn()`` resets the env, a buffer loaded into a
-        fresh model, transitions added from a dataset), the new observation differs from it: the old codes
-        then move to the terminal store, so that transition keeps its own next observation."""
-        if self.pos == 0 and not self.full:
+        fresh model, transitions added from a dataset or by ``extend()``), the new observation's codes differ
+        from it: the old codes then move to the terminal store, so that transition keeps its own next
+        observation."""
+        n = self.n_envs
+        rows = slice(first, first + n)
+        if self.stored_observations.holds(rows, obs_codes):  # the stream goes on: the usual case
             return
-        n, spec, storage = self.n_envs, self.code_spec, self.packed_observations.storage
+        same = self.stored_observations.same(rows, obs_codes)
         previous = (self.pos - 1) % self.buffer_size
-        continuing = np.flatnonzero((self.dones[previous] == 0) & (self.timeouts[previous] == 0))
-        if not continuing.size:
-            return
-        rows = continuing + first
-        new = np.zeros((continuing.size, spec.row_words), dtype=np.uint64)
-        quantize_pack(flat_obs[continuing], new, np.arange(continuing.size, dtype=np.int64), spec)
-        replaced = np.flatnonzero((new != storage[rows]).any(axis=1))
-        if replaced.size:
-            old = np.empty((replaced.size, spec.dim), dtype=np.float64)
-            gather_unpack(storage, rows[replaced], spec, old)
-            for index, values in zip(replaced.tolist(), old):
-                self._store_terminal(previous * n + int(continuing[index]), values)
+        continuing = (self.dones[previous] == 0) & (self.timeouts[previous] == 0)
+        for env in np.flatnonzero(continuing & ~same).tolist():
+            self._store_terminal(previous * n + env, self.stored_observations.take(np.array([first + env])))
 
     def reset(self) -> None:
         """Empty the buffer: SB3's reset plus a free terminal store."""
         super().reset()
-        self._last_next = b""
         self.terminal_slot.fill(FREE)
         self.terminal_owner.fill(FREE)
         self.terminal_cursor = 0
@@ -157,16 +234,20 @@ class QuantizedReplayBuffer(ReplayBuffer):
             self.terminal_owner[slot] = FREE
             self.terminal_slot[row] = FREE
 
-    def _is_timeout(self, row: int) -> bool:
-        return bool(self.timeouts[row // self.n_envs, row % self.n_envs] > 0)
+    def _in_target(self, row: int) -> bool:
+        """Whether ``row``'s next observation enters a SAC/TD3 target: a time limit's, or (an interrupted stream)
+        a transition that did not end its episode; only a terminated transition's is masked by ``done``."""
+        step, env = divmod(row, self.n_envs)
+        return bool(self.timeouts[step, env] > 0 or self.dones[step, env] == 0)
 
-    def _store_terminal(self, row: int, next_obs: np.ndarray) -> None:
-        """Keep ``row``'s episode-end next observation in the ring. A full ring gives up a terminated
-        transition's entry first (SAC/TD3 mask its next observation by ``done``), a time limit's only to
-        another time limit; a terminated transition that finds the ring full of time limits is not kept."""
+    def _store_terminal(self, row: int, codes: Codes) -> None:
+        """Keep ``row``'s next observation (one row of codes) in the ring. A full ring gives up a terminated
+        transition's entry first (SAC/TD3 mask its next observation by ``done``), one that enters a target (a
+        time limit, an interrupted stream) only to another such; a terminated transition that finds the ring full
+        of those is not kept."""
         slot = self._slot_to_reuse()
         if slot is None:
-            if not self._is_timeout(row):
+            if not self._in_target(row):
                 self.terminal_evictions += 1  # its next observation falls back to the following row
                 return
             slot = self.terminal_cursor
@@ -174,8 +255,8 @@ class QuantizedReplayBuffer(ReplayBuffer):
         if owner != FREE:
             self.terminal_slot[owner] = FREE
             self.terminal_evictions += 1
-            self.timeout_evictions += self._is_timeout(owner)
-        self.terminal_observations.encode(next_obs[None, :], np.array([slot], dtype=np.int64))
+            self.timeout_evictions += self._in_target(owner)
+        self.terminal_observations.put(np.array([slot]), codes)
         self.terminal_owner[slot] = row
         self.terminal_slot[row] = slot
         self.terminal_cursor = (slot + 1) % self.terminal_owner.size
@@ -183,18 +264,19 @@ class QuantizedReplayBuffer(ReplayBuffer):
     def _slot_to_reuse(self) -> "int | None":
         """The first slot from the cursor on (cyclically) that is free or holds a terminated transition."""
         owners, cursor = self.terminal_owner, self.terminal_cursor
-        if owners[cursor] == FREE or not self._is_timeout(int(owners[cursor])):
+        if owners[cursor] == FREE or not self._in_target(int(owners[cursor])):
             return cursor
         used = owners != FREE
-        timeouts = np.zeros(owners.size, dtype=bool)
-        timeouts[used] = self.timeouts[owners[used] // self.n_envs, owners[used] % self.n_envs] > 0
-        candidates = np.flatnonzero(~timeouts)
+        step, env = np.divmod(owners[used], self.n_envs)
+        in_target = np.zeros(owners.size, dtype=bool)
+        in_target[used] = (self.timeouts[step, env] > 0) | (self.dones[step, env] == 0)
+        candidates = np.flatnonzero(~in_target)
         if candidates.size == 0:
             return None
         later = candidates[candidates >= cursor]
         return int(later[0] if later.size else candidates[0])
 
-    def sample(self, batch_size: int, env: "VecNormalize | None" = None) -> ReplayBufferSamples:
+    def sample(self, batch_size: int, env: "VecNormalize | None" = None) -> Any:
         """``batch_size`` transitions; a full buffer skips the row at ``pos`` (its observation was overwritten)."""
         if self.full:
             batch_inds = (np.random.randint(1, self.buffer_size, size=batch_size) + self.pos) % self.buffer_size
@@ -202,7 +284,22 @@ class QuantizedReplayBuffer(ReplayBuffer):
             batch_inds = np.random.randint(0, self.pos, size=batch_size)
         return self._get_samples(batch_inds, env=env)
 
-    def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> ReplayBufferSamples:
+    def decode_rows(self, rows: np.ndarray, following: bool = False) -> "dict[str | None, th.Tensor]":
+        """The observations of transition rows ``step * n_envs + env`` (their next observations if
+        ``following``: the following row, or the terminal store where the transition ended an episode)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not following:
+            return self.stored_observations.decode(rows)
+        step, env = np.divmod(rows, self.n_envs)
+        decoded = self.stored_observations.decode(((step + 1) % self.buffer_size) * self.n_envs + env)
+        slots = self.terminal_slot[rows]
+        ends = np.flatnonzero(slots != FREE)
+        if ends.size:
+            for key, values in self.terminal_observations.decode(slots[ends].astype(np.int64)).items():
+                decoded[key][ends] = values
+        return decoded
+
+    def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         env_inds = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         steps = np.asarray(batch_inds, dtype=np.int64)
         if self.n_steps == 1:
@@ -214,33 +311,27 @@ class QuantizedReplayBuffer(ReplayBuffer):
                                      self.gamma, lambda r: self._normalize_reward(r, env))
             last, dones, rewards = targets.last_steps, targets.dones, targets.returns
             discounts = self.to_torch(targets.discounts)
-        rows = steps * self.n_envs + env_inds
-        last_rows = last * self.n_envs + env_inds
-        obs = self._decode(self.packed_observations, rows)
-        next_obs = self._decode(self.packed_observations, ((last + 1) % self.buffer_size) * self.n_envs + env_inds)
-        slots = self.terminal_slot[last_rows]
-        ends = np.flatnonzero(slots != FREE)
-        if ends.size:
-            next_obs.numpy()[ends] = self._decode(self.terminal_observations, slots[ends]).numpy()
-        return ReplayBufferSamples(self._observations(obs, env), self.to_torch(self.actions[steps, env_inds]),
-                                   self._observations(next_obs, env), self.to_torch(dones), self.to_torch(rewards),
-                                   discounts)
+        obs = self._observations(self.decode_rows(steps * self.n_envs + env_inds), env)
+        next_obs = self._observations(self.decode_rows(last * self.n_envs + env_inds, following=True), env)
+        samples = DictReplayBufferSamples if self.codec.is_dict else ReplayBufferSamples
+        return samples(obs, self.to_torch(self.actions[steps, env_inds]), next_obs, self.to_torch(dones),
+                       self.to_torch(rewards), discounts)
 
-    def _decode(self, store: PackedRows, rows: np.ndarray) -> th.Tensor:
-        return decode_to_tensor(store.storage, rows.astype(np.int64, copy=False), self.code_spec)
-
-    def _observations(self, flat: th.Tensor, env: "VecNormalize | None") -> th.Tensor:
-        """(n, dim) decoded rows -> (n, *obs_shape) on the device, normalized by ``env`` if given."""
-        obs = flat.view(flat.shape[0], *self.obs_shape)
+    def _observations(self, decoded: "dict[str | None, th.Tensor]", env: "VecNormalize | None") -> Any:
+        """Decoded columns as SB3 returns them: on the device, normalized by ``env`` if given."""
         if env is not None:
-            obs = th.from_numpy(self._normalize_obs(obs.numpy(), env).astype(np.float32, copy=False))
-        return obs if self.device.type == "cpu" else obs.to(self.device)
+            normalized = self._normalize_obs(self.codec.pack({k: v.numpy() for k, v in decoded.items()}), env)
+            normalized = normalized if self.codec.is_dict else {None: normalized}
+            decoded = {key: th.from_numpy(np.asarray(value)) for key, value in normalized.items()}
+        if self.device.type != "cpu":
+            decoded = {key: value.to(self.device) for key, value in decoded.items()}
+        return self.codec.pack(decoded)
 
     @property
     def saturated(self) -> int:
         """Stored observation values that saturated at the clamp (each transition's observation counted once,
         episode-end next observations too)."""
-        return self.packed_observations.saturated + self.terminal_observations.saturated
+        return self.stored_observations.saturated + self.terminal_observations.saturated
 
     def quantization_stats(self) -> "dict[str, float]":
         """Counters for logging: saturations, their share of stored values, terminal-store evictions."""
@@ -250,12 +341,69 @@ class QuantizedReplayBuffer(ReplayBuffer):
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
-        return {"observations": self.packed_observations.nbytes,
-                "terminal_observations": self.terminal_observations.nbytes,
+        return {**self.stored_observations.breakdown("observations"),
+                **self.terminal_observations.breakdown("terminal_observations"),
                 "terminal_slot": self.terminal_slot.nbytes, "terminal_owner": self.terminal_owner.nbytes,
                 "actions": self.actions.nbytes, "rewards": self.rewards.nbytes, "dones": self.dones.nbytes,
-                "timeouts": self.timeouts.nbytes}
+                "timeouts": self.timeouts.nbytes, **self._extra_breakdown()}
+
+    def _extra_breakdown(self) -> "dict[str, int]":
+        return {}
 
     def memory_bytes(self) -> int:
         """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte)."""
         return sum(self.memory_breakdown().values())
+
+
+class QuantizedDictReplayBuffer(QuantizedReplayBuffer, DictReplayBuffer):
+    """:class:`QuantizedReplayBuffer` (which takes Dict spaces itself) that is also a ``DictReplayBuffer`` for
+    ``isinstance`` checks; placed before SB3's class so that HER's ``super()`` calls reach the quantized store."""
+
+
+class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
+    """SB3's HerReplayBuffer on the quantized store: its goal relabelling reads ``observations`` and
+    ``next_observations`` through :class:`ObservationView` (decoded, episode ends from the terminal store).
+
+    ``SAC("MultiInputPolicy", env, replay_buffer_class=QuantizedHerReplayBuffer,
+    replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future", decimals=2))``
+
+    :param quantization: ``decimals``, ``clamp``, ``bits``, ``spec``, ``dtype``, ``terminal_capacity`` (as for
+        :class:`QuantizedReplayBuffer`); the other arguments are HerReplayBuffer's
+    """
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Dict, action_space: spaces.Space, env: Any,
+                 device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
+                 handle_timeout_termination: bool = True, n_sampled_goal: int = 4,
+                 goal_selection_strategy: Any = "future", copy_info_dict: bool = False, **quantization: Any) -> None:
+        self._quantization = quantization  # HerReplayBuffer's constructor passes only SB3's arguments on
+        super().__init__(buffer_size, observation_space, action_space, env, device, n_envs, optimize_memory_usage,
+                         handle_timeout_termination, n_sampled_goal, goal_selection_strategy, copy_info_dict)
+
+    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
+            infos: "list[dict[str, Any]]") -> None:
+        """HerReplayBuffer's ``add()``, with the observations validated before its episode bookkeeping changes."""
+        self.codec.encode(obs, self.n_envs)
+        self.codec.encode(next_obs, self.n_envs)
+        super().add(obs, next_obs, action, reward, done, infos)
+
+    def _extra_breakdown(self) -> "dict[str, int]":
+        """HerReplayBuffer's episode bookkeeping, as the planner's HER fields name it."""
+        return {"ep_start": self.ep_start.nbytes, "ep_length": self.ep_length.nbytes, "infos": self.infos.nbytes,
+                "_current_ep_start": self._current_ep_start.nbytes}
+
+
+def _per_env(values: Any, n: int, name: str) -> np.ndarray:
+    """One value per env, as SB3 writes ``reward`` and ``done`` into a row (a single value is broadcast)."""
+    arr = np.asarray(values)
+    if arr.shape == (n,):
+        return arr
+    if arr.size not in (1, n):
+        raise PlannerError(f"{name} has shape {arr.shape}, expected ({n},) (n_envs = {n})", name)
+    return np.broadcast_to(arr.reshape(-1), (n,))
+
+
+def _select(obs: Any, envs: np.ndarray) -> Any:
+    """The rows ``envs`` of a batch of observations (an array, or a dict of arrays)."""
+    if isinstance(obs, dict):
+        return {key: np.asarray(value)[envs] for key, value in obs.items()}
+    return np.asarray(obs)[envs]

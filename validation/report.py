@@ -1,6 +1,7 @@
 """The validation report: report.json, timeseries.csv, PNG plots, and the terminal table."""
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from planner.output import write_atomic
 from planner.table import render
 from validation.compare import Check
+from validation.folder import holder
 from validation.predict import Prediction
 
 if TYPE_CHECKING:
@@ -25,6 +27,26 @@ HIDDEN_PHASES = ("start", "imports", "env_made")  # before the model exists: not
 def write_json(path: Path, data: dict) -> None:
     """Atomically: a reader never sees half a report."""
     write_atomic(path, json.dumps(data, indent=2, default=str).encode(), "out")
+
+
+def read_report(out: Path) -> dict:
+    """``out``/report.json as a reader should take it: a report still "running" whose validation no longer
+    holds the folder (killed with SIGKILL, or crashed before its final write) says "killed", and why."""
+    report = json.loads((out / "report.json").read_text())
+    if report.get("status") == "running" and holder(out) is None:
+        report["status"] = "killed"
+        report["reason"] = (f"the validation (pid {report.get('pid', '?')}) ended without writing its final report "
+                            "(SIGKILL, or a crash); what it measured up to then is here")
+    return report
+
+
+def describe_report(out: Path) -> "str | None":
+    """What an earlier validation left in ``out``, in a few words (None if it left no readable report)."""
+    try:
+        report = read_report(out)
+    except (OSError, ValueError):
+        return None
+    return f"a validation report, status {report.get('status')}, started {report.get('started')}"
 
 
 def _fmt(value: "float | None") -> str:
@@ -51,14 +73,13 @@ def read_timeseries(run_dir: Path) -> "list[dict]":
 
 def merge_timeseries(out: Path, names: "list[str]") -> Path:
     """One CSV for all runs (a ``run`` column first), from each run's own file."""
-    path = out / "timeseries.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", "t_s", "step", "phase", "rss_bytes", "uss_bytes"])
-        for name in names:
-            for row in read_timeseries(out / name):
-                writer.writerow([name, row["t_s"], row["step"], row["phase"], row["rss_bytes"], row["uss_bytes"]])
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["run", "t_s", "step", "phase", "rss_bytes", "uss_bytes"])
+    for name in names:
+        for row in read_timeseries(out / name):
+            writer.writerow([name, row["t_s"], row["step"], row["phase"], row["rss_bytes"], row["uss_bytes"]])
+    return write_atomic(out / "timeseries.csv", text.getvalue().encode(), "out")
 
 
 def _lighter(color: str, amount: float = 0.55) -> str:

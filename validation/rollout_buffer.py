@@ -1,30 +1,38 @@
-"""QuantizedRolloutBuffer: SB3's RolloutBuffer with observations stored as k-bit packed rows.
+"""QuantizedRolloutBuffer: SB3's RolloutBuffer with observations stored as k-bit packed codes.
 
 Everything but the observations is SB3's own code and arrays: GAE (``compute_returns_and_advantage``),
-``get()`` minibatching, the float32 scalars. Row ``step * n_envs + env`` holds one observation.
+``get()`` minibatching, the float32 scalars. Row ``step * n_envs + env`` holds one observation. Every
+observation space SB3 stores is taken (:mod:`validation.obs_store`): Boxes of floats are quantized, the others
+stored as SB3 stores them, a Dict space per key (minibatches are then ``DictRolloutBufferSamples``).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.type_aliases import RolloutBufferSamples
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.preprocessing import get_obs_shape
+from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from cython_core import CodeSpec, PackedRows
 from planner.defaults import CLAMP
-from validation.obs_spec import decode_to_tensor, flat_rows, observation_spec
+from validation.obs_store import ObservationCodec, ObservationRows
+from validation.persistence import PersistentBuffer
+from validation.replay_buffer import PLACEHOLDER
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
 
 
-class QuantizedRolloutBuffer(RolloutBuffer):
+class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     """Drop-in rollout buffer for PPO/A2C storing observations as k-bit codes (``decimals``, ``clamp``).
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
-    the data is ``packed_observations``. Minibatches hold float32 observations decoded into tensor memory.
+    the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
+    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec`` and
+    ``dtype`` are :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space).
 
     >>> import numpy as np, torch as th
     >>> from gymnasium import spaces
@@ -38,42 +46,78 @@ class QuantizedRolloutBuffer(RolloutBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
-                 decimals: "int | None" = None, clamp: float = CLAMP, bits: "int | None" = None,
-                 spec: "CodeSpec | None" = None) -> None:
-        self.code_spec = observation_spec(observation_space, decimals, clamp, bits, spec)
-        self.packed_observations = PackedRows(buffer_size * n_envs, self.code_spec)
+                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, spec: Any = None,
+                 dtype: Any = None) -> None:
+        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec, dtype)
+        self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0
-        self._no_obs = np.empty((n_envs, 0), dtype=observation_space.dtype)
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+        self._no_obs = np.empty((n_envs, 0), dtype=np.float32)
+        # Called by name: DictRolloutBuffer's constructor (next in QuantizedDictRolloutBuffer's MRO) would
+        # allocate per key. The parent takes the shapes of the real space; reset() zeroes them.
+        RolloutBuffer.__init__(self, buffer_size, PLACEHOLDER, action_space, device, gae_lambda, gamma,
+                               n_envs)
+        self.observation_space = observation_space
+        self.obs_shape = get_obs_shape(observation_space)
+
+    def _upgrade_from_version_0(self) -> None:
+        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_spec``."""
+        self.codec = ObservationCodec(self.observation_space, spec=self.__dict__.pop("code_spec"))
+        rows = self.__dict__.pop("packed_observations")
+        self.stored_observations = ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated)
+
+    @property
+    def code_spec(self) -> Any:
+        """The CodeSpec of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
+        specs = self.codec.specs
+        return specs if self.codec.is_dict else specs.get(None)
+
+    @contextmanager
+    def _zero_size_observations(self) -> Iterator[None]:
+        """The parent allocates and writes observations with ``obs_shape`` (and reshapes a Discrete one):
+        a zero-size Box shape makes its observation array 0 bytes."""
+        obs_shape, space = self.obs_shape, self.observation_space
+        self.obs_shape, self.observation_space = (0,), PLACEHOLDER
+        try:
+            yield
+        finally:
+            self.obs_shape, self.observation_space = obs_shape, space
+
+    # RolloutBuffer's methods are called by name: in a QuantizedDictRolloutBuffer, DictRolloutBuffer's come next.
+    get = RolloutBuffer.get
 
     def reset(self) -> None:
-        # The parent allocates every field from obs_shape; a zero-size shape makes its observation array 0 bytes.
-        obs_shape, self.obs_shape = self.obs_shape, (0,)
-        try:
-            super().reset()
-        finally:
-            self.obs_shape = obs_shape
+        with self._zero_size_observations():
+            RolloutBuffer.reset(self)
 
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, episode_start: np.ndarray,
+    def add(self, obs: Any, action: np.ndarray, reward: np.ndarray, episode_start: np.ndarray,
             value: th.Tensor, log_prob: th.Tensor) -> None:
-        n, dim = self.n_envs, self.code_spec.dim
-        rows = self.pos if n == 1 else self.pos * n + np.arange(n)
-        self.packed_observations.encode(flat_rows(obs, n, dim), rows)
-        self.stored_values += n * dim
-        super().add(self._no_obs, action, reward, episode_start, value, log_prob)
+        n = self.n_envs
+        codes = self.codec.encode(obs, n)  # validated first: a rejected observation changes nothing
+        first = self.pos * n
+        if isinstance(self.observation_space, spaces.Discrete):  # the parent reshapes a Discrete observation
+            with self._zero_size_observations():
+                RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
+        else:
+            RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
+        self.stored_observations.put(slice(first, first + n), codes)
+        self.stored_values += n * self.codec.quantized_values
 
-    def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> RolloutBufferSamples:
-        samples = super()._get_samples(batch_inds, env)
+    def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
+        samples = RolloutBuffer._get_samples(self, batch_inds, env)
         inds = np.asarray(batch_inds, dtype=np.int64)
         # get() flattens (step, env) env-major: flat index = env * buffer_size + step.
         rows = inds if self.n_envs == 1 else (inds % self.buffer_size) * self.n_envs + inds // self.buffer_size
-        obs = decode_to_tensor(self.packed_observations.storage, rows, self.code_spec).view(rows.size, *self.obs_shape)
-        return samples._replace(observations=obs if self.device.type == "cpu" else obs.to(self.device))
+        obs = self.stored_observations.decode(rows)
+        if self.device.type != "cpu":
+            obs = {key: value.to(self.device) for key, value in obs.items()}
+        if self.codec.is_dict:
+            return DictRolloutBufferSamples(obs, *samples[1:])
+        return samples._replace(observations=obs[None])
 
     @property
     def saturated(self) -> int:
         """Stored observation values that saturated at the clamp, over all rollouts."""
-        return self.packed_observations.saturated
+        return self.stored_observations.saturated
 
     def quantization_stats(self) -> "dict[str, Any]":
         """Counters for logging: saturations and their share of stored values."""
@@ -81,9 +125,14 @@ class QuantizedRolloutBuffer(RolloutBuffer):
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
-        return {"observations": self.packed_observations.nbytes,
+        return {**self.stored_observations.breakdown("observations"),
                 **{name: int(getattr(self, name).nbytes) for name in ROLLOUT_FIELDS}}
 
     def memory_bytes(self) -> int:
         """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte)."""
         return sum(self.memory_breakdown().values())
+
+
+class QuantizedDictRolloutBuffer(QuantizedRolloutBuffer, DictRolloutBuffer):
+    """:class:`QuantizedRolloutBuffer` (which takes Dict spaces itself) that is also a ``DictRolloutBuffer``
+    for ``isinstance`` checks."""

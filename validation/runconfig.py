@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from planner.defaults import CLAMP, is_on_policy
 from planner.envs import lookup_env, training_id
+from planner.errors import PlannerError
 from planner.quantization import QuantSpec
 from planner.runspec import RunSpec
 from planner.storages import storage
@@ -53,6 +54,21 @@ class RunConfig:
     def first_update_step(self) -> int:
         """The environment step after which the first gradient update runs."""
         return self.buffer_size if is_on_policy(self.algo) else self.learning_starts + 1
+
+    def check_trainable(self) -> None:
+        """Refuse what the child would refuse or silently change: fewer than 2 rows (SB3 needs 2 per env),
+        PPO steps below n_steps (it trains whole rollouts), ``fill`` with PPO (its rollout fills anyway)."""
+        size = "n_steps" if is_on_policy(self.algo) else "buffer_size"
+        if self.buffer_size < 2:
+            raise PlannerError(f"{size} {self.buffer_size} is below 2: SB3's {self.algo} buffer needs at least 2 rows "
+                               "per env (1 env here)", size)
+        if is_on_policy(self.algo) and self.steps < self.buffer_size:
+            raise PlannerError(f"steps {self.steps:,} is below n_steps {self.buffer_size:,}: {self.algo} trains whole "
+                               f"rollouts, so it would train {self.buffer_size:,} steps; ask for at least that many "
+                               "steps, or a shorter rollout", "steps", "n_steps")
+        if is_on_policy(self.algo) and self.fill:
+            raise PlannerError(f"fill fills an off-policy replay buffer before training; {self.algo} fills its rollout "
+                               "buffer every n_steps anyway", "fill")
 
     def run_spec(self) -> RunSpec:
         """The planner's view of this run, on the env it trains on."""

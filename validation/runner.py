@@ -3,9 +3,11 @@
 Used by the harness (baseline and quantized runs) and by calibration (the probe runs).
 """
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +15,12 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
+from validation.child import PARENT_ENV
 from validation.predict import MMAP_THRESHOLD
 from validation.runconfig import RunConfig
 
 POLL_S = 0.5  # how often the progress bar reads the child's step
+STDERR_NAME = "stderr.log"
 
 
 def machine() -> dict:
@@ -52,34 +56,113 @@ def latest_step(run_dir: Path) -> int:
     return 0
 
 
+class Stopped(BaseException):
+    """A stop signal reached the validation: "interrupted" for SIGINT (Ctrl-C), "killed" for SIGTERM and SIGHUP
+    (ended from outside: a scheduler, a shutdown, a closed terminal). ``run`` is what the run stopped part-way
+    had measured (its run.json), once ``run_child`` has put it there. A BaseException, as KeyboardInterrupt
+    is, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signal}")
+        self.signum, self.run = signum, None
+
+    @property
+    def status(self) -> str:
+        return "interrupted" if self.signum == signal.SIGINT else "killed"
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_children: "set[subprocess.Popen]" = set()
+
+
+def _kill(child: subprocess.Popen) -> None:
+    """SIGKILL the child's process group (the child and anything it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def stopping():
+    """Inside: SIGINT, SIGTERM and SIGHUP kill every training child's process group at once and raise
+    ``Stopped`` in the main thread (the first one only: later ones while the report is written are ignored)."""
+    fired = []
+
+    def handler(signum, frame) -> None:
+        for child in list(_children):
+            _kill(child)
+        if not fired:
+            fired.append(signum)
+            raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def read_run(run_dir: Path, child: subprocess.Popen) -> dict:
+    """The run.json ``child`` wrote (never an earlier run's: the pid must be the child's), with its exit
+    status; "killed" (and the signal) if a signal ended it, "failed" (and its last stderr line) if it exited
+    non-zero, "not started" if it wrote nothing."""
+    try:
+        data = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("pid") != child.pid:
+        data = {"marks": [], "measured": {}, "status": "not started"}
+    data["returncode"] = child.returncode
+    if child.returncode and child.returncode < 0:
+        data["status"], data["signal"] = "killed", signal.Signals(-child.returncode).name
+    elif child.returncode:
+        data["status"] = "failed"
+        try:
+            lines = (run_dir / STDERR_NAME).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        data["error"] = lines[-1][:300] if lines else ""
+    return data
+
+
 def run_child(config: RunConfig, run_dir: Path) -> dict:
     """Train ``config`` in a fresh interpreter; return its run.json, marked killed or failed if it did not finish.
 
-    A progress bar (tqdm, on stderr) follows the child's steps from this process, reading the child's
-    sample file, so that drawing it costs the measured process nothing."""
+    The child runs in a process group of its own and dies with this process (``validation.child``); its
+    stderr goes to ``stderr.log`` in ``run_dir``. A progress bar (tqdm, on stderr) follows the child's steps
+    from this process, reading the child's sample file, so that drawing it costs the measured process nothing.
+    On ``Stopped`` the child's group is killed and what it measured is put on the exception."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").unlink(missing_ok=True)
     config_path = run_dir / "config.json"
     config_path.write_text(config.to_json())
     # a fixed mmap threshold: every large array is a fresh, lazily committed mapping (glibc's dynamic
     # threshold would otherwise hand the buffer heap pages that torch freed, already resident)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-    child = subprocess.Popen([sys.executable, "-m", "validation.child", str(config_path), str(run_dir)], env=env)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), PARENT_ENV: str(os.getpid())}
+    with open(run_dir / STDERR_NAME, "wb") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "validation.child", str(config_path), str(run_dir)], env=env,
+                                 stderr=stderr, start_new_session=True)
+    _children.add(child)
     try:
         with tqdm(total=config.total_steps, desc=f"  {config.name}", unit="step", file=sys.stderr, mininterval=1.0,
                   dynamic_ncols=True) as bar:
-            while (returncode := _wait(child, POLL_S)) is None:
+            while _wait(child, POLL_S) is None:
                 bar.update(max(0, latest_step(run_dir) - bar.n))
             bar.update(max(0, latest_step(run_dir) - bar.n))
-    except KeyboardInterrupt:  # stop the child too; the report then says "killed"
-        child.terminate()
+    except Stopped as stop:
+        _kill(child)
         child.wait()
+        stop.run = read_run(run_dir, child)
+        stop.run.pop("signal", None)  # the SIGKILL was ours
+        stop.run.update(status=stop.status, stopped_by=stop.signal)
         raise
-    path = run_dir / "run.json"
-    data = json.loads(path.read_text()) if path.exists() else {"marks": [], "measured": {}, "status": "not started"}
-    data["returncode"] = returncode
-    if returncode != 0:
-        data["status"] = "killed" if returncode < 0 else "failed"
-    return data
+    finally:
+        if child.poll() is None:
+            _kill(child)
+            child.wait()
+        _children.discard(child)
+    return read_run(run_dir, child)
 
 
 def _wait(child: subprocess.Popen, seconds: float) -> "int | None":

@@ -3,6 +3,7 @@
 import argparse
 import json
 
+from planner.extras import require_train_extra
 from planner.profiles import builtin_names, load_all, load_profile
 from planner.table import render
 from planner.units import auto_unit, format_bytes
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print("\nMB = 10^6 B. Budget = total - OS reserve - runtime - safety margin: `planner profiles show NAME`.")
         return 0
     if args.action == "calibrate":
+        require_train_extra("planner profiles calibrate")
         from validation.calibrate import calibrate
         path = calibrate(args.out)
         print(f"wrote {path}: check it with `planner profiles check {path}`, use it with `--profile {path}`")

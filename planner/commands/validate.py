@@ -1,6 +1,7 @@
 """``planner validate``: real SB3 training in each storage, measured against the prediction."""
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from planner.commands.options import add_quant_options, add_size_options, count
 from planner.defaults import CLAMP, default_decimals
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
+from planner.extras import require_train_extra
 from planner.runspec import check_sizes, run_size
 from planner.storages import STORAGES
 
@@ -34,11 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace the model and buffer construction with memray, in a process of its own (default: on)")
     p.add_argument("--sample-ms", type=float, default=20.0, help="psutil sampling period in ms (default 20)")
     p.add_argument("--force", action="store_true", help="run even if the prediction exceeds the profile's budget")
-    p.add_argument("--out", help="report folder (default runs/validate-ENV-ALGO-TIME)")
+    p.add_argument("--out", help="report folder, which must be new or empty (default runs/validate-ENV-ALGO-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out first (never one that another "
+                                                            "validation is writing into)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # outside the validation (which handles the signals itself): nothing is running
+        print("planner validate: interrupted by SIGINT", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     lookup_env(args.env)
     trained = training_id(args.env)
     if trained != args.env:
@@ -51,24 +63,36 @@ def run(args: argparse.Namespace) -> int:
     buffer_size = run_size(args.algo, args.buffer_size, args.n_steps)
     if not 1 <= args.sample_ms <= 1000:
         raise PlannerError(f"--sample-ms must be between 1 and 1000, got {args.sample_ms:g}")
+    require_train_extra("planner validate")
     profile = None
     if args.profile:
         from planner.profiles import load_profile
         profile = load_profile(args.profile)
     out = Path(args.out or f"runs/validate-{args.env}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and not out.is_dir():
-        raise PlannerError(f"--out {out}: exists and is not a folder")
+    from validation.folder import check_fresh
     from validation.harness import Validation, configs, summary, validate
+    from validation.report import describe_report
+    from validation.runner import Stopped
 
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
     storages = tuple(dict.fromkeys(args.storage or DEFAULT_STORAGES))
     job = Validation(configs(args.env, args.algo, args.steps, buffer_size, decimals,
                              CLAMP if args.clamp is None else args.clamp, args.seed, args.fill, args.memray, storages,
-                             args.sample_ms), out, profile, args.force)
-    for config in job.configs:
-        config.run_spec()  # a bad size, m or b is one line before anything runs
-    report, checks = validate(job)
+                             args.sample_ms), out, profile, args.force, args.overwrite)
+    for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
+        config.run_spec()
+        config.check_trainable()
+    check_fresh(out, args.overwrite, describe_report)
+    try:
+        report, checks = validate(job)
+    except Stopped as stop:  # while plotting, after the final report was written
+        print(f"planner validate: {stop.status} by {stop.signal} while plotting; the report in {out}/report.json "
+              "is final", file=sys.stderr)
+        return 128 + stop.signum
+    if report["status"] in ("interrupted", "killed") and "signal" in report:  # a stop signal: one line
+        print(f"planner validate: {report['status']} by {report['signal']}; what was measured is in "
+              f"{out}/report.json", file=sys.stderr)
+        return 128 + signal.Signals[report["signal"]].value
     print(summary(report, checks))
     print(f"report: {out}/report.json")
-    failed = report["status"] != "complete" or any(c.verdict == "FAIL" for c in checks)
-    return 1 if failed else 0
+    return 0 if report["status"] == "complete" else 1

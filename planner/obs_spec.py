@@ -1,0 +1,188 @@
+"""Observation specs: per dimension, the code range the data needs on the paper's own grid 10^-m.
+
+The paper keeps round(clamp(x, -b, b) * 10^m) for every value: 15 bits at m = 2, b = 127, whatever the data.
+:func:`calibrate` reads observations and, per dimension, finds the range of those same codes that minimises
+the expected bits per value: the width of the range plus, for the values outside it (kept exactly in an
+exception store, never clamped), the cost of an exception entry times their rate. A constant dimension
+costs 0 bits. It also records the fraction of exact zeros and the empirical entropy of the codes (the bound
+no per-value code beats). An :class:`ObservationSpec` is saved as versioned YAML (``planner obs scan``) and
+read back without gymnasium (``planner obs show``).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = np.stack([rng.normal(0, 1, 5000), np.full(5000, 0.5), rng.normal(0, 1, 5000)], axis=1)
+>>> x[::1000, 2] = 120.0  # rare outliers
+>>> spec = calibrate(x, decimals=2)
+>>> [(d.lo, d.hi, d.bits) for d in spec.dims][1], spec.dims[1].bits, spec.dims[2].outside > 0
+((50, 50, 0), 0, True)
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from planner.defaults import CLAMP
+from planner.errors import PlannerError
+
+SPEC_VERSION = 1
+# An exception entry: row (int64), dimension (uint16) and code (int32), padded to 16 bytes.
+EXCEPTION_BITS = 128
+# Coverage quantiles tried per tail; 0 keeps the full observed range (no exceptions).
+TAIL_QUANTILES = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+RULE = ("per dimension, the code range [lo, hi] among the coverage quantiles (q, 1 - q), q in "
+        f"{', '.join(f'{q:g}' for q in TAIL_QUANTILES)}, with the fewest expected bits per value: "
+        f"ceil(log2(hi - lo + 1)) + {EXCEPTION_BITS} x (share of values outside)")
+
+
+def width(lo: int, hi: int) -> int:
+    """Bits for the codes lo..hi: 0 for a single value.
+
+    >>> width(0, 0), width(-100, 100), width(-12700, 12700)
+    (0, 8, 15)
+    """
+    return int(hi - lo).bit_length()
+
+
+def entropy_bits(codes: np.ndarray) -> float:
+    """Empirical entropy of a column of codes, in bits per value."""
+    _, counts = np.unique(codes, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+@dataclass(frozen=True)
+class DimSpec:
+    """One dimension: codes lo..hi in ``bits`` bits; ``outside``: share of the scanned values outside (they go to
+    the exception store); ``zeros``: share of exact zeros; ``entropy``: bits per value of the scanned codes."""
+
+    lo: int
+    hi: int
+    bits: int
+    outside: float
+    zeros: float
+    entropy: float
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """Per-dimension code ranges of one observation space, with where they came from."""
+
+    decimals: int
+    clamp: float
+    dims: "tuple[DimSpec, ...]"
+    source: "dict[str, object]" = field(default_factory=dict)
+    rule: str = RULE
+    version: int = SPEC_VERSION
+
+    @property
+    def dim(self) -> int:
+        return len(self.dims)
+
+    @property
+    def row_bits(self) -> int:
+        return sum(d.bits for d in self.dims)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one packed row: the widths' sum in whole 64-bit words."""
+        return -(-self.row_bits // 64) * 8
+
+    @property
+    def uniform_bits(self) -> int:
+        """The paper's width for every value: the codes -b 10^m .. b 10^m."""
+        levels = round(self.clamp * 10**self.decimals)
+        return width(-levels, levels)
+
+    def summary(self) -> "dict[str, float]":
+        """Mean bits per value, bytes per row (and the uniform packing's), expected exceptions per row and
+        the share of values outside, mean entropy bits per value."""
+        n = max(self.dim, 1)
+        uniform_row = -(-self.dim * self.uniform_bits // 64) * 8
+        exceptions = sum(d.outside for d in self.dims)
+        return {"dims": self.dim, "mean_bits": self.row_bits / n, "row_bytes": self.row_bytes,
+                "exceptions_per_row": exceptions, "exception_bytes_per_row": exceptions * EXCEPTION_BITS / 8,
+                "outside_share": exceptions / n, "entropy_bits": sum(d.entropy for d in self.dims) / n,
+                "uniform_bits": self.uniform_bits, "uniform_row_bytes": uniform_row}
+
+    def as_dict(self) -> dict:
+        return {"version": self.version, "decimals": self.decimals, "clamp": self.clamp, "source": self.source,
+                "rule": self.rule, "dims": [asdict(d) for d in self.dims]}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "<spec>") -> "ObservationSpec":
+        """Read :meth:`as_dict`'s form back; anything else is one error naming the key at fault."""
+        if not isinstance(data, dict):
+            raise PlannerError(f"{where}: an observation spec is a mapping, got {type(data).__name__}", "spec")
+        version = data.get("version")
+        if version != SPEC_VERSION:
+            raise PlannerError(f"{where}: version must be {SPEC_VERSION} (what this release writes), got "
+                               f"{version!r}", "spec")
+        unknown = sorted(map(str, set(data) - {"version", "decimals", "clamp", "source", "rule", "dims"}))
+        if unknown:
+            raise PlannerError(f"{where}: unknown keys {', '.join(unknown)[:80]}", "spec")
+        decimals, clamp, dims = data.get("decimals"), data.get("clamp"), data.get("dims")
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 9:
+            raise PlannerError(f"{where}: decimals must be a whole number 0..9, got {decimals!r}"[:160], "spec")
+        if isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not 0 < clamp < 1e6:
+            raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {clamp!r}"[:160], "spec")
+        if not isinstance(dims, list) or not dims:
+            raise PlannerError(f"{where}: dims must be a non-empty list", "spec")
+        out = []
+        for index, entry in enumerate(dims):
+            keys = {f.name for f in DimSpec.__dataclass_fields__.values()}
+            if not isinstance(entry, dict) or set(entry) != keys:
+                raise PlannerError(f"{where}: dims[{index}] must have exactly the keys {', '.join(sorted(keys))}",
+                                   "spec")
+            lo, hi, bits = entry["lo"], entry["hi"], entry["bits"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi, bits)) or lo > hi \
+                    or bits != width(lo, hi) or bits > 32:
+                raise PlannerError(f"{where}: dims[{index}]: lo <= hi whole numbers with bits = "
+                                   f"ceil(log2(hi - lo + 1)) <= 32, got lo={lo!r}, hi={hi!r}, bits={bits!r}"[:200],
+                                   "spec")
+            shares = [entry[k] for k in ("outside", "zeros")]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in shares):
+                raise PlannerError(f"{where}: dims[{index}]: outside and zeros are shares in [0, 1]", "spec")
+            if not isinstance(entry["entropy"], (int, float)) or not 0 <= entry["entropy"] <= 64:
+                raise PlannerError(f"{where}: dims[{index}]: entropy must be bits in [0, 64]", "spec")
+            out.append(DimSpec(lo, hi, bits, float(entry["outside"]), float(entry["zeros"]),
+                               float(entry["entropy"])))
+        source = data.get("source") if isinstance(data.get("source"), dict) else {}
+        return cls(decimals, float(clamp), tuple(out), source, str(data.get("rule", RULE)))
+
+
+def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.ndarray:
+    """The paper's codes: round(clamp(x, -b, b) * 10^m), as int64 (N, dim)."""
+    x = np.asarray(observations, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise PlannerError(f"observations must be a non-empty (N, dim) array, got shape {x.shape}", "observations")
+    if not np.isfinite(x).all():
+        raise PlannerError(f"observations hold {int((~np.isfinite(x)).sum())} NaN/inf values", "observations")
+    return np.rint(np.clip(x, -clamp, clamp) * 10.0**decimals).astype(np.int64)
+
+
+def _best_range(column: np.ndarray) -> "tuple[int, int, float]":
+    """(lo, hi, share outside) of the candidate range with the fewest expected bits per value."""
+    ordered = np.sort(column)
+    n = ordered.size
+    best = None
+    for q in TAIL_QUANTILES:
+        cut = int(math.floor(q * n))
+        lo, hi = int(ordered[cut]), int(ordered[n - 1 - cut])
+        outside = (np.searchsorted(ordered, lo, "left") + n - np.searchsorted(ordered, hi, "right")) / n
+        cost = width(lo, hi) + EXCEPTION_BITS * outside
+        if best is None or cost < best[0]:
+            best = (cost, lo, hi, outside)
+    return best[1], best[2], float(best[3])
+
+
+def calibrate(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
+              source: "dict[str, object] | None" = None) -> ObservationSpec:
+    """The :class:`ObservationSpec` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""
+    all_codes = codes(observations, decimals, clamp)
+    dims = []
+    for column in all_codes.T:
+        lo, hi, outside = _best_range(column)
+        dims.append(DimSpec(lo, hi, width(lo, hi), outside, float(np.mean(column == 0)), entropy_bits(column)))
+    return ObservationSpec(decimals, float(clamp), tuple(dims),
+                           {"observations": int(all_codes.shape[0]), **(source or {})})

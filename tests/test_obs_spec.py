@@ -1,0 +1,99 @@
+"""Observation specs: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import yaml
+
+from planner.errors import PlannerError
+from planner.obs_spec import EXCEPTION_BITS, TAIL_QUANTILES, ObservationSpec, calibrate, codes, entropy_bits, width
+
+
+def test_codes_are_the_papers_and_constant_dimensions_cost_nothing():
+    x = np.array([[0.123, 5.0, 300.0], [0.126, 5.0, -300.0]])
+    assert codes(x, 2).tolist() == [[12, 500, 12700], [13, 500, -12700]]
+    spec = calibrate(x, 2)
+    assert [d.bits for d in spec.dims] == [1, 0, 15] and spec.uniform_bits == 15
+    assert spec.row_bytes == 8 and spec.summary()["uniform_row_bytes"] == 8
+
+
+def test_entropy_of_eight_equally_likely_codes_is_three_bits():
+    assert entropy_bits(np.repeat(np.arange(8), 10)) == pytest.approx(3.0)
+    assert entropy_bits(np.zeros(5, dtype=np.int64)) == 0.0
+
+
+def test_the_chosen_range_has_the_fewest_expected_bits_among_the_candidates():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (20_000, 2))
+    x[rng.random(20_000) < 0.002, 0] = 100.0  # rare outliers in dimension 0
+    spec = calibrate(x, 2)
+    column = codes(x, 2)[:, 0]
+    ordered = np.sort(column)
+    costs = []
+    for q in TAIL_QUANTILES:
+        cut = int(q * ordered.size)
+        lo, hi = ordered[cut], ordered[ordered.size - 1 - cut]
+        outside = np.mean((column < lo) | (column > hi))
+        costs.append(width(lo, hi) + EXCEPTION_BITS * outside)
+    chosen = spec.dims[0]
+    assert chosen.bits + EXCEPTION_BITS * chosen.outside == pytest.approx(min(costs))
+    assert chosen.hi < 10_000 and 0 < chosen.outside < 0.01  # the outliers became exceptions, not width
+    assert spec.dims[1].outside == 0.0 or spec.dims[1].bits < 11
+
+
+def test_a_spec_file_round_trips_and_bad_fields_are_one_error():
+    spec = calibrate(np.random.default_rng(0).normal(0, 3, (500, 4)), 1, source={"env": "test"})
+    again = ObservationSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.as_dict())))
+    assert again == spec
+    data = spec.as_dict()
+    for broken, message in ((dict(data, version=2), "version must be 1"),
+                            (dict(data, dims=[dict(data["dims"][0], bits=3)]), r"dims\[0\]"),
+                            (dict(data, decimals=-1), "decimals must be"),
+                            (dict(data, extra=1), "unknown keys extra")):
+        with pytest.raises(PlannerError, match=message):
+            ObservationSpec.from_dict(broken, "f.yaml")
+
+
+def test_obs_scan_and_show(planner_cli, tmp_path):
+    out = tmp_path / "hopper.yaml"
+    scanned = planner_cli("obs", "scan", "--env", "Hopper-v5", "--steps", "300", "--out", str(out))
+    assert scanned.returncode == 0, scanned.stderr
+    shown = planner_cli("obs", "show", str(out), "--json")
+    data = json.loads(shown.stdout)
+    assert data["source"]["env"] == "Hopper-v5" and data["source"]["observations"] == 300
+    assert len(data["dims"]) == 11
+    summary = data["summary"]
+    assert summary["row_bytes"] == -(-sum(d["bits"] for d in data["dims"]) // 64) * 8
+    assert summary["mean_bits"] < summary["uniform_bits"] == 15
+    table = planner_cli("obs", "show", str(out))
+    assert table.returncode == 0 and "entropy bits" in table.stdout and "MB" not in table.stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &x [1]\nb: *x\n", "anchor"),
+    ("version: 1\ndims: [\n", "not valid YAML"),
+    ("- 1\n", "is a mapping"),
+])
+def test_a_bad_spec_file_is_one_line_and_exit_2(planner_cli, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = planner_cli("obs", "show", str(path))
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scan_from_a_saved_replay_buffer_reads_its_observations(tmp_path):
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    from validation.obs_collect import from_buffer
+
+    buf = ReplayBuffer(10, spaces.Box(-np.inf, np.inf, (3,)), spaces.Box(-1, 1, (1,)), "cpu", n_envs=2)
+    rng = np.random.default_rng(0)
+    added = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(4)]
+    for obs in added:
+        buf.add(obs, obs, np.zeros((2, 1)), np.zeros(2), np.zeros(2), [{}, {}])
+    path = tmp_path / "rb.pkl"
+    path.write_bytes(pickle.dumps(buf))
+    assert np.array_equal(from_buffer(path), np.concatenate(added).astype(np.float64))
