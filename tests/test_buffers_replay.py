@@ -220,7 +220,7 @@ def test_per_dimension_spec_is_used_as_given():
     (dict(n_steps=0), "n_steps"),
     (dict(decimals=2, spec=CodeSpec.uniform(4, decimals=2, clamp=127.0)), "not both"),
     (dict(decimals=40), "decimals"),
-    (dict(buffer_size=3, n_envs=2), ">= 2"),
+    (dict(buffer_size=3, n_envs=2, terminal_capacity=1), "terminal_capacity must be >= n_envs"),
 ])
 def test_unsupported_options_raise_one_clear_error(kwargs, message):
     obs_space, act_space = _spaces((4,))

@@ -302,3 +302,25 @@ def test_a_rejected_transition_leaves_her_bookkeeping_as_it_was():
         buf.add(bad, obs, np.zeros((1, 3)), np.zeros(1), np.array([True]), [{}])
     assert buf.pos == 12 and buf.full
     assert all(np.array_equal(getattr(buf, name), value) for name, value in before.items())
+
+
+@pytest.mark.parametrize("name", ["box", "dict"])
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_one_row_per_env_keeps_every_next_observation_aside(name, n_envs):
+    """buffer_size // n_envs == 1 (SB3 takes it): the following row is the transition's own, so every next
+    observation goes to the terminal store; each add() matches SB3's buffer of the same size."""
+    space = SPACES[name]
+    ref, ours = sb3_replay(space, n_envs, n_envs), QuantizedReplayBuffer(n_envs, space, ACTIONS, "cpu",
+                                                                           n_envs=n_envs, decimals=DECIMALS)
+    assert ours.buffer_size == 1
+    assert ours.memory_bytes() == footprint(_run_spec(space, "sac", n_envs, n_envs)).buffer_bytes
+    for transition in stream(space, n_envs, 12, seed=9, interrupt_every=5):
+        ref.add(*transition)
+        ours.add(*transition)
+        assert_every_transition_matches(ours, ref, space, 1)
+        np.random.seed(0)
+        want = ref.sample(4)
+        np.random.seed(0)
+        got = ours.sample(4)
+        assert_same_observations(got.next_observations, want.next_observations, space)
+    assert ours.terminal_evictions == 0

@@ -117,12 +117,12 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                                                            ("decimals", "clamp", "bits", "spec", "dtype")))
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}", "n_steps")
-        if buffer_size // n_envs < 2:
-            raise PlannerError(f"buffer_size // n_envs must be >= 2: a transition's next observation is the "
-                               f"following row, so one row per env holds no transition; got {buffer_size} // "
-                               f"{n_envs}", "buffer_size")
         if terminal_capacity is not None and (isinstance(terminal_capacity, bool) or terminal_capacity < 1):
             raise PlannerError(f"terminal_capacity must be a whole number >= 1, got {terminal_capacity!r}",
+                               "terminal_capacity")
+        if buffer_size // n_envs < 2 and terminal_capacity is not None and terminal_capacity < n_envs:
+            raise PlannerError(f"with one row per env every next observation lives in the terminal store: "
+                               f"terminal_capacity must be >= n_envs ({n_envs}), got {terminal_capacity}",
                                "terminal_capacity")
         # optimize_memory_usage is implied (observations are stored once); SB3's check that forbids it
         # together with handle_timeout_termination does not apply, so the parent gets False. Called by name:
@@ -175,15 +175,16 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         row_action = np.asarray(action).reshape(n, self.action_dim)
         row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
         truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
-        any_end = any(truncated) or bool(row_done.any())
-        ends = ((row_done != 0) | np.array(truncated, dtype=bool)) if any_end else None
+        any_end = any(truncated) or bool(row_done.any()) or self.buffer_size == 1
+        # One row per env: the following row is the transition's own, so every next observation is kept aside.
+        ends = ((row_done != 0) | np.array(truncated, dtype=bool) | (self.buffer_size == 1)) if any_end else None
         end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated if any_end else 0
 
         pos = self.pos
         first = pos * n
         for row in range(first, first + n):
             self._release(row)
-        if pos or self.full:
+        if (pos or self.full) and self.buffer_size > 1:
             self._keep_replaced_next_observations(obs_codes, first)
         stored = self.stored_observations
         stored.put(slice(first, first + n), obs_codes)
@@ -278,7 +279,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
     def sample(self, batch_size: int, env: "VecNormalize | None" = None) -> Any:
         """``batch_size`` transitions; a full buffer skips the row at ``pos`` (its observation was overwritten)."""
-        if self.full:
+        if self.full and self.buffer_size == 1:  # its one row per env keeps its next observations aside
+            batch_inds = np.zeros(batch_size, dtype=np.int64)
+        elif self.full:
             batch_inds = (np.random.randint(1, self.buffer_size, size=batch_size) + self.pos) % self.buffer_size
         else:
             batch_inds = np.random.randint(0, self.pos, size=batch_size)
@@ -357,7 +360,12 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
 class QuantizedDictReplayBuffer(QuantizedReplayBuffer, DictReplayBuffer):
     """:class:`QuantizedReplayBuffer` (which takes Dict spaces itself) that is also a ``DictReplayBuffer`` for
-    ``isinstance`` checks; placed before SB3's class so that HER's ``super()`` calls reach the quantized store."""
+    ``isinstance`` checks; placed before SB3's class so that HER's ``super()`` calls reach the quantized store.
+    As SB3's, it takes Dict observation spaces only."""
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Space, *args: Any, **kwargs: Any) -> None:
+        assert isinstance(observation_space, spaces.Dict), "DictReplayBuffer must be used with Dict obs space only"
+        super().__init__(buffer_size, observation_space, *args, **kwargs)
 
 
 class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):

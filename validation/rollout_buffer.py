@@ -135,4 +135,8 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
 class QuantizedDictRolloutBuffer(QuantizedRolloutBuffer, DictRolloutBuffer):
     """:class:`QuantizedRolloutBuffer` (which takes Dict spaces itself) that is also a ``DictRolloutBuffer``
-    for ``isinstance`` checks."""
+    for ``isinstance`` checks. As SB3's, it takes Dict observation spaces only."""
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Space, *args: Any, **kwargs: Any) -> None:
+        assert isinstance(observation_space, spaces.Dict), "DictRolloutBuffer must be used with Dict obs space only"
+        super().__init__(buffer_size, observation_space, *args, **kwargs)
