@@ -66,6 +66,7 @@ class PackedColumn:
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", spec: CodeSpec) -> None:
         self.key, self.shape, self.spec = key, shape, spec
         self.values, self.width, self.dtype = spec.dim, spec.row_words, np.dtype(np.uint64)
+        self.sample_dtype = np.dtype(np.float32)
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the spec codes them."""
@@ -113,6 +114,7 @@ class HalfColumn:
         self.key, self.shape, self.half = key, shape, dtype
         self.values = self.width = int(np.prod(shape))
         self.dtype = np.dtype(np.float16 if dtype == "float16" else np.uint16)
+        self.sample_dtype = np.dtype(np.float32)
         self.spec = None
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
@@ -140,6 +142,7 @@ class RawColumn:
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", dtype: np.dtype) -> None:
         self.key, self.shape, self.dtype = key, shape, np.dtype(dtype)
         self.values = self.width = int(np.prod(shape))
+        self.sample_dtype = self.dtype
         self.spec = None
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":

@@ -49,7 +49,7 @@ class ObservationView:
         self.buffer, self.key, self.following = buffer, key, following
         column = buffer.codec.columns[key]
         self.shape = (buffer.buffer_size, buffer.n_envs, *column.shape)
-        self.dtype = np.dtype(np.float32) if column.quantized else column.dtype
+        self.dtype = column.sample_dtype
         self.ndim = len(self.shape)
 
     def __len__(self) -> int:

@@ -15,7 +15,6 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
-from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from planner.defaults import CLAMP
@@ -64,6 +63,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         self.codec = ObservationCodec(self.observation_space, spec=self.__dict__.pop("code_spec"))
         rows = self.__dict__.pop("packed_observations")
         self.stored_observations = ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated)
+        self._sink = np.zeros((self.buffer_size, self.n_envs, 0), dtype=np.float32)
 
     @property
     def code_spec(self) -> Any:
@@ -82,37 +82,45 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         finally:
             self.obs_shape, self.observation_space = obs_shape, space
 
-    # RolloutBuffer's methods are called by name: in a QuantizedDictRolloutBuffer, DictRolloutBuffer's come next.
-    get = RolloutBuffer.get
+    # SB3's methods are called by name: in a QuantizedDictRolloutBuffer, DictRolloutBuffer's come next in the
+    # MRO, and a Dict space takes DictRolloutBuffer's get() whatever the class.
+    def get(self, batch_size: "int | None" = None) -> Iterator[Any]:
+        return (DictRolloutBuffer.get if self.codec.is_dict else RolloutBuffer.get)(self, batch_size)
 
     def reset(self) -> None:
         with self._zero_size_observations():
             RolloutBuffer.reset(self)
+        self._sink = self.observations  # what the parent's add() writes its zero-size observations into
+        # 0-byte stand-ins in SB3's shape and sampled dtype (a dict of them for a Dict space), which get() flattens
+        self.observations = self.codec.pack({key: np.zeros((self.buffer_size, self.n_envs, 0), column.sample_dtype)
+                                             for key, column in self.codec.columns.items()})
 
     def add(self, obs: Any, action: np.ndarray, reward: np.ndarray, episode_start: np.ndarray,
             value: th.Tensor, log_prob: th.Tensor) -> None:
         n = self.n_envs
         codes = self.codec.encode(obs, n)  # validated first: a rejected observation changes nothing
         first = self.pos * n
-        if isinstance(self.observation_space, spaces.Discrete):  # the parent reshapes a Discrete observation
-            with self._zero_size_observations():
+        placeholders, self.observations = self.observations, self._sink
+        try:
+            if isinstance(self.observation_space, spaces.Discrete):  # the parent reshapes a Discrete observation
+                with self._zero_size_observations():
+                    RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
+            else:
                 RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
-        else:
-            RolloutBuffer.add(self, self._no_obs, action, reward, episode_start, value, log_prob)
+        finally:
+            self.observations = placeholders
         self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
-        samples = RolloutBuffer._get_samples(self, batch_inds, env)
+        samples = (DictRolloutBuffer if self.codec.is_dict else RolloutBuffer)._get_samples(self, batch_inds, env)
         inds = np.asarray(batch_inds, dtype=np.int64)
         # get() flattens (step, env) env-major: flat index = env * buffer_size + step.
         rows = inds if self.n_envs == 1 else (inds % self.buffer_size) * self.n_envs + inds // self.buffer_size
         obs = self.stored_observations.decode(rows)
         if self.device.type != "cpu":
             obs = {key: value.to(self.device) for key, value in obs.items()}
-        if self.codec.is_dict:
-            return DictRolloutBufferSamples(obs, *samples[1:])
-        return samples._replace(observations=obs[None])
+        return samples._replace(observations=self.codec.pack(obs))
 
     @property
     def saturated(self) -> int:
