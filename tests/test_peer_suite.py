@@ -16,7 +16,7 @@ from planner.errors import PlannerError
 from validation.peer_suite.compare import EXPECTED_FILE, compare, load_expected, parse_expected
 from validation.peer_suite.upstream import SELECTION
 
-REASONS = {"rounding", "float32", "placeholder"}
+REASONS = {"rounding", "float32", "placeholder", "stored-once"}  # docs/buffers.md, "Differences from SB3"
 
 UPSTREAM_TESTS = '''
 import numpy as np
