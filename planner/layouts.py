@@ -162,7 +162,7 @@ def sb3_optimize_limits(spec: RunSpec) -> "str | None":
 
 def half_limits(spec: RunSpec, half: str) -> "str | None":
     """float16 / bfloat16 storage changes float observations only: refused where there are none."""
-    if not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries()):
+    if not spec.observation.has_floats:
         return f"stores float observations as {half}; {spec.observation} has none: use packed (stored once) or sb3"
     return None
 

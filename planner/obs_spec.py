@@ -128,9 +128,8 @@ class ObservationSpec:
             raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {clamp!r}"[:160], "spec")
         if not isinstance(dims, list) or not dims:
             raise PlannerError(f"{where}: dims must be a non-empty list", "spec")
-        out = []
+        out, keys = [], set(DimSpec.__dataclass_fields__)
         for index, entry in enumerate(dims):
-            keys = {f.name for f in DimSpec.__dataclass_fields__.values()}
             if not isinstance(entry, dict) or set(entry) != keys:
                 raise PlannerError(f"{where}: dims[{index}] must have exactly the keys {', '.join(sorted(keys))}",
                                    "spec")

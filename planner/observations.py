@@ -155,6 +155,11 @@ class ObsSpace:
         return self.kind == "box" and self.dtype in FLOAT_DTYPES
 
     @property
+    def has_floats(self) -> bool:
+        """Whether a buffer row holds floats (a Box of floats, or a Dict with one): what quantizing can change."""
+        return any(dtype in FLOAT_DTYPES for _, _, dtype in self.buffer_entries())
+
+    @property
     def image(self) -> bool:
         """SB3's ``is_image_space(check_channels=False)``: a 3-dim uint8 Box with bounds [0, 255]."""
         return self.kind == "box" and len(self.shape) == 3 and self.dtype == "uint8" and self.pixel_bounds

@@ -28,7 +28,6 @@ from planner.layouts import (
     sb3_fields,
     sb3_optimize_limits,
 )
-from planner.observations import FLOAT_DTYPES
 from planner.runspec import RunSpec
 
 SB3_BUFFERS = {"replay": "stable_baselines3.common.buffers:ReplayBuffer",
@@ -75,7 +74,7 @@ class Storage:
 
     def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
         """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
-        plain = self.plain_title and not any(dtype in FLOAT_DTYPES for _, _, dtype in spec.observation.buffer_entries())
+        plain = self.plain_title and not spec.observation.has_floats
         title = self.plain_title if plain else self.buffer_title if buffer_only else self.title
         return title.format(**self._values(spec))
 

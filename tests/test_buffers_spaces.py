@@ -77,6 +77,15 @@ def sb3_replay(space, size, n_envs):
     return cls(size, space, ACTIONS, "cpu", n_envs=n_envs)
 
 
+def sample_both(ref, ours, batch_size, seed):
+    """The same draw from SB3's buffer and ours (both sample with numpy's global generator)."""
+    samples = []
+    for buf in (ref, ours):
+        np.random.seed(seed)
+        samples.append(buf.sample(batch_size))
+    return samples
+
+
 def assert_same_observations(got, want, space):
     """Floats within half a step of the clamped value, everything else exactly, in SB3's shapes."""
     if isinstance(space, spaces.Dict):
@@ -114,10 +123,7 @@ def test_replay_matches_sb3_on_every_space(name, n_envs):
         ref.add(*transition)
         ours.add(*transition)
     assert_every_transition_matches(ours, ref, space, 50)
-    np.random.seed(3)
-    want = ref.sample(32)
-    np.random.seed(3)
-    got = ours.sample(32)
+    want, got = sample_both(ref, ours, 32, seed=3)
     assert type(got).__name__ == type(want).__name__
     assert_same_observations(got.observations, want.observations, space)
     assert_same_observations(got.next_observations, want.next_observations, space)
@@ -318,9 +324,6 @@ def test_one_row_per_env_keeps_every_next_observation_aside(name, n_envs):
         ref.add(*transition)
         ours.add(*transition)
         assert_every_transition_matches(ours, ref, space, 1)
-        np.random.seed(0)
-        want = ref.sample(4)
-        np.random.seed(0)
-        got = ours.sample(4)
+        want, got = sample_both(ref, ours, 4, seed=0)
         assert_same_observations(got.next_observations, want.next_observations, space)
     assert ours.terminal_evictions == 0

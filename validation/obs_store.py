@@ -242,6 +242,11 @@ class ObservationCodec:
         """The CodeSpec of each column of k-bit codes."""
         return {key: column.spec for key, column in self.columns.items() if column.spec is not None}
 
+    @property
+    def code_spec(self) -> Any:
+        """The CodeSpec of a Box of floats; for a Dict space, a dict of them by key; None if none."""
+        return self.specs if self.is_dict else self.specs.get(None)
+
     def encode(self, obs: Any, n: int) -> Codes:
         """Validate and encode ``n`` observations (an array, or a dict of arrays for a Dict space)."""
         if not self.is_dict:

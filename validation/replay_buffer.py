@@ -164,8 +164,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     @property
     def code_spec(self) -> Any:
         """The CodeSpec of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
-        specs = self.codec.specs
-        return specs if self.codec.is_dict else specs.get(None)
+        return self.codec.code_spec
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: "list[dict[str, Any]]") -> None:

@@ -68,8 +68,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     @property
     def code_spec(self) -> Any:
         """The CodeSpec of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
-        specs = self.codec.specs
-        return specs if self.codec.is_dict else specs.get(None)
+        return self.codec.code_spec
 
     @contextmanager
     def _zero_size_observations(self) -> Iterator[None]:
