@@ -4,8 +4,9 @@
 
 Trains SB3's SAC as it is (default hyper-parameters, its own float32 replay buffer holding every step) with
 ``learning_starts`` random steps first (5,000 by default, as the calibrated measurement scans them), one
-torch thread, and saves what the replay buffer holds, in the order it was stored (observations, next observations,
-dones and time limits: the stream a buffer was fed), with the run's settings. ``benchmarks/calibrated_bits.py`` reads the file.
+torch thread, and saves what the replay buffer holds, in the order it was stored (observations, next
+observations, dones and time limits: the stream a buffer was fed), with the run's settings.
+``benchmarks/calibrated_bits.py`` reads the file.
 """
 
 import argparse
