@@ -187,6 +187,13 @@ class RawColumn(ArrayColumn):
         return th.from_numpy(array[rows]).view(rows.size, *self.shape)
 
 
+def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
+    """Row indices (int64) of an index array or a slice of ``n_rows`` rows."""
+    if isinstance(rows, slice):
+        return np.arange(*rows.indices(n_rows), dtype=np.int64)
+    return np.asarray(rows, dtype=np.int64)
+
+
 class MixedCodes:
     """A batch of mixed-width rows: ``words`` (n, row_words) and the exception ``entries`` of its rows
     (``entries["row"]`` is the position in the batch)."""
@@ -254,7 +261,7 @@ class CalibratedColumn:
         return rows
 
     def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
-        index = np.arange(store.n_rows, dtype=np.int64)[rows]
+        index = _indices(rows, store.n_rows)
         store.storage[index] = codes.words
         entries = codes.entries.copy()
         entries["row"] = index[entries["row"]]
@@ -266,11 +273,12 @@ class CalibratedColumn:
     def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
         if store.storage[rows].tobytes() != codes.words.tobytes():
             return False
-        index = np.arange(store.n_rows, dtype=np.int64)[rows]
-        return store.store.take(index).tobytes() == codes.entries.tobytes()
+        if not codes.entries.size and (store.store.at[rows] < 0).all():  # the usual case: no exceptions
+            return True
+        return store.store.take(_indices(rows, store.n_rows)).tobytes() == codes.entries.tobytes()
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
-        return self.take(store, np.arange(store.n_rows, dtype=np.int64)[rows]).same_rows(codes)
+        return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
 
     def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)
