@@ -80,9 +80,19 @@ def test_public_names_are_the_compiled_kernels():
     assert [EXCEPTION_DTYPE.fields[k][1] for k in ("row", "dim", "code")] == [0, 8, 12]
 
 
+@pytest.fixture(params=[True, False], ids=["simd", "scalar"])
+def simd(request):
+    """Run with the AVX2 decode path (where the CPU has it) and with the portable one."""
+    import cython_core._mixed as kernels
+
+    before = kernels._simd()
+    yield kernels._simd(request.param)
+    kernels._simd(before)
+
+
 @pytest.mark.parametrize("seed, dim, max_bits", SPECS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype):
+def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype, simd):
     spec = random_spec(seed, dim, max_bits=max_bits)
     if max_bits == 0:
         assert spec.row_words == 0
@@ -132,7 +142,7 @@ def test_hand_packed_row_straddles_words():
 
 @pytest.mark.parametrize("decimals, clamp", [(2, 127.0), (1, 127.0), (0, 5.0), (3, 10.0), (2, 0.5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype):
+def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype, simd):
     dim, n = 348, 300
     spec = random_spec(decimals, dim, decimals, clamp, max_bits=12)
     rng = np.random.default_rng(decimals)
