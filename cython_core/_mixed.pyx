@@ -119,7 +119,8 @@ def _simd(enabled=None) -> bool:
     return _avx2
 
 cdef enum:
-    PREFETCH_ROWS = 4    # rows ahead whose cache lines (and ``at`` entry) are requested while this row decodes
+    PREFETCH_ROWS = 4    # rows ahead whose cache lines (and first exception entry) are requested meanwhile
+    PREFETCH_AT = 8      # rows ahead whose ``at`` entry is requested (read PREFETCH_ROWS ahead)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
     SMALL_DISTINCT = 32  # rows checked for duplicates pairwise up to this many, by numpy beyond
 
@@ -611,12 +612,18 @@ cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Mix
     cdef uint32_t* codes = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
     if codes == NULL:
         return -1
+    for i in range(min(n, PREFETCH_AT)):
+        JR_PREFETCH(at + idx[i])
     for i in range(min(n, PREFETCH_ROWS)):
         _prefetch_row(storage + idx[i] * row_words, row_words)
     for i in range(n):
+        if i + PREFETCH_AT < n:
+            JR_PREFETCH(at + idx[i + PREFETCH_AT])
         if i + PREFETCH_ROWS < n:
             _prefetch_row(storage + idx[i + PREFETCH_ROWS] * row_words, row_words)
-            JR_PREFETCH(at + idx[i + PREFETCH_ROWS])
+            k = at[idx[i + PREFETCH_ROWS]]
+            if 0 <= k < n_table:
+                JR_PREFETCH(table + k)
         r = idx[i]
         o = out + i * dim
         _unpack_row(storage + r * row_words, t, codes, o)
@@ -707,3 +714,94 @@ def mixed_codes(storage, indices, spec, at, table):
     out = np.empty((len(np.atleast_1d(indices)), t.dim), dtype=np.int64)
     _decode(storage, indices, t, at, table, out, True)
     return out
+
+
+# -- the exception store's bookkeeping (ExceptionStore.put calls these) ------------------------------
+
+_I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
+
+cdef int _get_raw(obj, Py_buffer* view, int flags, dtype, str name) except -1:
+    """A buffer of ``obj``, a C-contiguous 1-D numpy array of ``dtype``."""
+    if not (isinstance(obj, np.ndarray) and obj.ndim == 1 and obj.dtype == dtype and obj.flags.c_contiguous):
+        raise ValueError(f"{name} must be a C-contiguous 1-D {dtype} array, got "
+                         f"{getattr(obj, 'dtype', type(obj).__name__)} {getattr(obj, 'shape', '')}")
+    PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS)
+    return 0
+
+
+def _store_drop(at, table, Py_ssize_t used, rows) -> int:
+    """Mark dead (row = -1) the entries of storage ``rows`` (int64) and set their ``at`` to -1; return how many
+    entries died. ``at`` int32, ``table`` EXCEPTION_DTYPE, ``used`` the table's append pointer."""
+    cdef Py_buffer ab, tb, rb
+    cdef Py_ssize_t i, killed = 0, n_rows, n
+    cdef int64_t r, k
+    cdef int32_t* at_p
+    cdef Entry* tab
+    cdef const int64_t* rows_p
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(table, &tb, PyBUF_WRITABLE, EXCEPTION_DTYPE, "table")
+        try:
+            _get_raw(rows, &rb, 0, _I64, "rows")
+            at_p, tab, rows_p = <int32_t*>ab.buf, <Entry*>tb.buf, <const int64_t*>rb.buf
+            n_rows, n = ab.shape[0], rb.shape[0]
+            used = min(used, tb.shape[0])
+            try:
+                _check_indices(rows_p, n, n_rows, "rows")
+                for i in range(n):
+                    r = rows_p[i]
+                    k = at_p[r]
+                    if k < 0:
+                        continue
+                    while k < used and tab[k].row == r:
+                        tab[k].row = -1
+                        killed += 1
+                        k += 1
+                    at_p[r] = -1
+            finally:
+                PyBuffer_Release(&rb)
+        finally:
+            PyBuffer_Release(&tb)
+    finally:
+        PyBuffer_Release(&ab)
+    return killed
+
+
+def _store_append(at, table, Py_ssize_t used, entries, per_dim) -> None:
+    """Copy ``entries`` (grouped by row) to ``table[used:]``, point ``at`` of each row at its first entry and
+    count them in ``per_dim``; the caller made room and dropped the rows' old entries."""
+    cdef Py_buffer ab, tb, eb, pb
+    cdef Py_ssize_t k, m, n_rows, dim
+    cdef int32_t* at_p
+    cdef Entry* tab
+    cdef const Entry* ent
+    cdef int64_t* counts
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(table, &tb, PyBUF_WRITABLE, EXCEPTION_DTYPE, "table")
+        try:
+            _get_raw(entries, &eb, 0, EXCEPTION_DTYPE, "entries")
+            try:
+                _get_raw(per_dim, &pb, PyBUF_WRITABLE, _I64, "per_dim")
+                at_p, tab, ent, counts = <int32_t*>ab.buf, <Entry*>tb.buf, <const Entry*>eb.buf, <int64_t*>pb.buf
+                n_rows, m, dim = ab.shape[0], eb.shape[0], pb.shape[0]
+                try:
+                    if used < 0 or used + m > tb.shape[0]:
+                        raise ValueError(f"table has no room for {m} entries at {used}")
+                    for k in range(m):
+                        if <uint64_t>ent[k].row >= <uint64_t>n_rows or ent[k].dim >= dim:
+                            raise ValueError(f"entries[{k}] = ({ent[k].row}, {ent[k].dim}, ...) is not a storage row "
+                                             f"in 0..{n_rows - 1} and a dim in 0..{dim - 1}")
+                    memcpy(tab + used, ent, m * sizeof(Entry))
+                    for k in range(m):
+                        if k == 0 or ent[k].row != ent[k - 1].row:
+                            at_p[ent[k].row] = <int32_t>(used + k)
+                        counts[ent[k].dim] += 1
+                finally:
+                    PyBuffer_Release(&pb)
+            finally:
+                PyBuffer_Release(&eb)
+        finally:
+            PyBuffer_Release(&tb)
+    finally:
+        PyBuffer_Release(&ab)
