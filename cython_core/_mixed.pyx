@@ -805,3 +805,64 @@ def _store_append(at, table, Py_ssize_t used, entries, per_dim) -> None:
             PyBuffer_Release(&tb)
     finally:
         PyBuffer_Release(&ab)
+
+
+def _store_check(at, rows, entries, Py_ssize_t dim) -> None:
+    """Refuse (ValueError / IndexError, nothing changed) ``rows`` (int64) that repeat or lie outside ``at``, and
+    ``entries`` whose row is not among ``rows``, whose rows are not grouped, or whose dim is not below ``dim``.
+    Marks the rows in ``at`` meanwhile (-2: being written, -3: its entries seen) and restores it."""
+    cdef Py_buffer ab, rb, eb
+    cdef Py_ssize_t i, k, n, m, n_rows
+    cdef int32_t* at_p
+    cdef const int64_t* rows_p
+    cdef const Entry* ent
+    cdef int32_t* saved
+    cdef int64_t r
+    message = None
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(rows, &rb, 0, _I64, "rows")
+        try:
+            _get_raw(entries, &eb, 0, EXCEPTION_DTYPE, "entries")
+            at_p, rows_p, ent = <int32_t*>ab.buf, <const int64_t*>rb.buf, <const Entry*>eb.buf
+            n_rows, n, m = ab.shape[0], rb.shape[0], eb.shape[0]
+            saved = NULL
+            try:
+                _check_indices(rows_p, n, n_rows, "rows")
+                saved = <int32_t*>malloc((n + 1) * sizeof(int32_t))
+                if saved == NULL:
+                    n = 0
+                    raise MemoryError()
+                for i in range(n):
+                    saved[i] = at_p[rows_p[i]]
+                    if saved[i] == -2:
+                        message = "rows must be distinct"
+                        n = i  # restore only the rows marked so far
+                        break
+                    at_p[rows_p[i]] = -2
+                for k in range(m if message is None else 0):
+                    r = ent[k].row
+                    if <uint64_t>r >= <uint64_t>n_rows or ent[k].dim >= dim:
+                        message = (f"entries[{k}] must have a row in 0..{n_rows - 1} and a dim in 0..{dim - 1}, "
+                                   f"got row {r}, dim {ent[k].dim}")
+                        break
+                    if k == 0 or r != ent[k - 1].row:
+                        if at_p[r] == -3:
+                            message = "entries must be grouped by row (each row's entries consecutive)"
+                            break
+                        if at_p[r] != -2:
+                            message = f"entries must belong to rows being written; row {r} is not"
+                            break
+                        at_p[r] = -3
+            finally:
+                if saved != NULL:
+                    for i in range(n):
+                        at_p[rows_p[i]] = saved[i]
+                free(saved)
+                PyBuffer_Release(&eb)
+        finally:
+            PyBuffer_Release(&rb)
+    finally:
+        PyBuffer_Release(&ab)
+    if message is not None:
+        raise ValueError(message)
