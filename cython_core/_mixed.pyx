@@ -71,23 +71,28 @@ cdef extern from *:
        code_j = (8 bytes at p + byte[j]) >> shift[j] & mask[j]: the decode of a row's first dimensions.
        The codes are extracted first (scalar integer work), then converted in a loop the compiler vectorizes
        (the int32 conversion and the add are exact; the multiply and the cast round to nearest). */
+    #if defined(_MSC_VER)
+    #define JR_RESTRICT __restrict
+    #else
+    #define JR_RESTRICT __restrict__
+    #endif
     #define JR_DECODE_BODY \
         Py_ssize_t j; \
-        for (j = 0; j < n; j++) codes[j] = ((uint32_t)(jr_load64(p + byte[j]) >> shift[j]) & mask[j]) ^ 0x80000000u; \
+        for (j = 0; j < n; j++) \
+            codes[j] = ((uint32_t)(jr_load64(p + byte[j]) >> shift[j]) & mask[j]) ^ 0x80000000u; \
         if (out32) { for (j = 0; j < n; j++) out32[j] = (float)(((double)(int32_t)codes[j] + base[j]) * inv); } \
         else { for (j = 0; j < n; j++) out64[j] = ((double)(int32_t)codes[j] + base[j]) * inv; }
-    static void jr_decode(const unsigned char *p, const int32_t *restrict byte, const uint32_t *restrict shift,
-                          const uint32_t *restrict mask, const double *restrict base, double inv, Py_ssize_t n,
-                          uint32_t *restrict codes, float *restrict out32, double *restrict out64) {
+    #define JR_DECODE_ARGS const unsigned char *p, const int32_t *JR_RESTRICT byte, \
+        const uint32_t *JR_RESTRICT shift, const uint32_t *JR_RESTRICT mask, const double *JR_RESTRICT base, \
+        double inv, Py_ssize_t n, uint32_t *JR_RESTRICT codes, float *JR_RESTRICT out32, double *JR_RESTRICT out64
+    static void jr_decode(JR_DECODE_ARGS) {
         JR_DECODE_BODY
     }
     /* The same compiled for AVX2 (4 conversions at once), chosen at run time on x86-64 CPUs that have it: the
        build stays portable. */
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     __attribute__((target("avx2")))
-    static void jr_decode_avx2(const unsigned char *p, const int32_t *restrict byte, const uint32_t *restrict shift,
-                               const uint32_t *restrict mask, const double *restrict base, double inv, Py_ssize_t n,
-                               uint32_t *restrict codes, float *restrict out32, double *restrict out64) {
+    static void jr_decode_avx2(JR_DECODE_ARGS) {
         JR_DECODE_BODY
     }
     static int jr_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }

@@ -112,16 +112,15 @@ class ExceptionStore:
         for ``rows`` and ``entries`` exactly as ``mixed_pack`` took and returned them."""
         kernels = _kernels()
         if not trusted:
-            rows = np.asarray(rows)
+            rows, entries = np.ascontiguousarray(rows), np.ascontiguousarray(entries)
             if rows.dtype != np.int64 or rows.ndim != 1:
                 raise ValueError(f"rows must be a 1-D int64 array, got {rows.dtype} {rows.shape}")
-            if not isinstance(entries, np.ndarray) or entries.dtype != EXCEPTION_DTYPE or entries.ndim != 1:
-                raise ValueError(f"entries must be a 1-D EXCEPTION_DTYPE array, got "
-                                 f"{getattr(entries, 'dtype', type(entries).__name__)}")
+            if entries.dtype != EXCEPTION_DTYPE or entries.ndim != 1:
+                raise ValueError(f"entries must be a 1-D EXCEPTION_DTYPE array, got {entries.dtype} {entries.shape}")
             if self.live + len(entries) > MAX_ENTRIES:
                 raise ValueError(f"entries would make {self.live + len(entries):,} live exceptions, beyond "
                                  f"{MAX_ENTRIES:,}")
-            kernels._store_check(self.at, np.ascontiguousarray(rows), np.ascontiguousarray(entries), self.dim)
+            kernels._store_check(self.at, rows, entries, self.dim)
         if self.live:
             self.live -= kernels._store_drop(self.at, self.table, self.used, rows)
         m = len(entries)
