@@ -162,6 +162,13 @@ def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype, s
         assert same_bits(rows.decode(idx, out=np.empty((500, dim), out_dtype)), want)
 
 
+def test_rows_count_their_bytes_and_reserve_exception_room():
+    spec = random_spec(2, 30, max_bits=9)
+    rows = MixedRows(100, spec, exception_capacity=64)
+    assert rows.store.capacity == 64 and rows.n_rows == 100
+    assert rows.nbytes == 100 * spec.row_bytes + 100 * 4 + 64 * 16
+
+
 def test_a_uniform_mixed_spec_never_needs_exceptions():
     spec = MixedSpec.uniform(10, decimals=2, clamp=127.0)
     assert spec.bits.tolist() == [15] * 10 and spec.lo[0] == -12700 and spec.row_words == 3
@@ -415,7 +422,8 @@ def test_compiled_unpack_refuses_a_table_that_does_not_fit_at():
                      np.array([(1, 2, 5)], EXCEPTION_DTYPE), out)
 
 
-def test_big_calls_release_the_gil_and_still_match_the_reference():
+def test_big_calls_take_the_gil_free_path_and_still_match_the_reference():
+    """100 x 348 values: past the size from which the kernels run without the GIL."""
     spec = random_spec(11, 348, max_bits=15)
     x = random_values(11, spec, 100)
     rows = np.arange(100)[::-1].copy()
