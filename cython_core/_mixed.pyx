@@ -28,45 +28,20 @@ the storage's rows before any loop, every buffer's dtype, shape and contiguity a
 
 import numpy as np
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.math cimport isfinite
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
+from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
+
 from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
-from cython_core.indices import as_indices
 from cython_core.mixed import MixedSpec
 
 cdef extern from *:
     """
-    #include <math.h>
     #include <stdint.h>
-    #include <string.h>
-    #if defined(__GNUC__) || defined(__clang__)
-    #define JR_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
-    #else
-    #define JR_PREFETCH(p) ((void)0)
-    #endif
-    #if (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) || defined(_M_X64) \\
-        || defined(_M_IX86) || defined(_M_ARM64)
-    #define JR_LITTLE_ENDIAN 1
-    #else
-    #define JR_LITTLE_ENDIAN 0
-    #endif
-    static CYTHON_INLINE uint64_t jr_load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-    static CYTHON_INLINE uint64_t jr_bits(double d) { uint64_t v; memcpy(&v, &d, 8); return v; }
-    /* rint(t) as an integer, round half to even in the default rounding mode; |t| < 2**51. */
-    #if defined(__SSE4_1__) || defined(__aarch64__) || defined(_M_ARM64)
-    static CYTHON_INLINE int64_t jr_round(double t) { return (int64_t)rint(t); }
-    #else
-    static CYTHON_INLINE int64_t jr_round(double t) {
-        double s = t + 6755399441055744.0;  /* 1.5 * 2**52: the sum's ulp is 1, so the add rounds t */
-        int64_t bits; memcpy(&bits, &s, 8);
-        return bits - INT64_C(0x4338000000000000);
-    }
-    #endif
     /* out[j] = (float or double)(((double)(int32)(code_j ^ 2**31) + base[j]) * inv), j < n, with
        code_j = (8 bytes at p + byte[j]) >> shift[j] & mask[j]: the decode of a row's first dimensions.
        The codes are extracted first (scalar integer work), then converted in a loop the compiler vectorizes
@@ -101,11 +76,6 @@ cdef extern from *:
     static int jr_has_avx2(void) { return 0; }
     #endif
     """
-    void JR_PREFETCH(const void *p) nogil
-    bint JR_LITTLE_ENDIAN
-    uint64_t jr_load64(const unsigned char *p) nogil
-    uint64_t jr_bits(double d) nogil
-    int64_t jr_round(double t) nogil
     void jr_decode(const unsigned char *p, const int32_t *byte, const uint32_t *shift, const uint32_t *mask,
                    const double *base, double inv, Py_ssize_t n, uint32_t *codes, float *out32, double *out64) nogil
     void jr_decode_avx2(const unsigned char *p, const int32_t *byte, const uint32_t *shift, const uint32_t *mask,
@@ -128,9 +98,6 @@ cdef enum:
     PREFETCH_AT = 8      # rows ahead whose ``at`` entry is requested (read PREFETCH_ROWS ahead)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
     SMALL_DISTINCT = 32  # rows checked for duplicates pairwise up to this many, by numpy beyond
-
-cdef enum Kind:
-    OTHER, F32, F64, I64, U64
 
 
 cdef struct Entry:  # EXCEPTION_DTYPE, field for field (16 bytes, the padding zeroed)
@@ -193,74 +160,10 @@ cdef class _MixedTables:
 
 
 cdef _MixedTables _tables(spec):
-    if not isinstance(spec, MixedSpec):
-        raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
-    cdef dict cache = spec.__dict__  # frozen dataclass: the cache bypasses __setattr__, __reduce__ drops it
-    t = cache.get("_kernel_tables")
-    if t is None:
-        t = cache["_kernel_tables"] = _MixedTables(spec)
-    return <_MixedTables>t
+    return <_MixedTables>_spec_tables(spec, MixedSpec, _MixedTables)
 
 
-# -- argument buffers (the same rules as cython_core._kernels) ------------------------------------
-
-cdef Kind _kind(Py_buffer* view) noexcept:
-    """The element type of a native-endian buffer, from its struct format."""
-    cdef const char* f = view.format
-    if f == NULL:
-        return OTHER
-    if f[0] == b'@' or f[0] == b'=' or (f[0] == b'<' and JR_LITTLE_ENDIAN):
-        f += 1
-    if f[0] == 0 or f[1] != 0:
-        return OTHER
-    if f[0] == b'f' and view.itemsize == 4:
-        return F32
-    if f[0] == b'd' and view.itemsize == 8:
-        return F64
-    if (f[0] == b'l' or f[0] == b'q') and view.itemsize == 8:
-        return I64
-    if (f[0] == b'L' or f[0] == b'Q') and view.itemsize == 8:
-        return U64
-    return OTHER
-
-
-cdef bint _try_buffer(obj, Py_buffer* view, int flags):
-    """Get a C-contiguous buffer of ``obj``; False (error cleared) when it has none."""
-    try:
-        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (TypeError, ValueError, BufferError):
-        return False
-    return True
-
-
-cdef int _get_values(obj, Py_buffer* view, Kind* kinds, dtype, Kind want) except -1:
-    """A C-contiguous buffer of ``obj`` whose element type is one of ``kinds`` (two), else converted to ``want``."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == kinds[0] or _kind(view) == kinds[1]:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(np.ascontiguousarray(obj, dtype=dtype), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_indices(obj, Py_buffer* view, str name) except -1:
-    """A C-contiguous int64 buffer of the indices ``obj``; other integers are converted, the rest refused."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == I64:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(as_indices(obj, name), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_storage(storage, Py_buffer* view, _MixedTables t, int flags) except -1:
-    if _try_buffer(storage, view, flags):
-        if _kind(view) == U64 and view.ndim == 2 and view.shape[1] == t.row_words:
-            return 0
-        PyBuffer_Release(view)
-    raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {t.row_words}), "
-                     f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
-
+# -- argument buffers (the rules of cython_core._support) -------------------------------------------
 
 cdef int _get_store(at, table, Py_ssize_t n_rows, Py_buffer* ab, Py_buffer* tb) except -1:
     """Buffers of the exception store's ``at`` (int32 (n_rows,)) and ``table`` (EXCEPTION_DTYPE, 1-D)."""
@@ -281,15 +184,6 @@ cdef int _get_store(at, table, Py_ssize_t n_rows, Py_buffer* ab, Py_buffer* tb) 
     return 0
 
 
-cdef int _check_indices(const int64_t* idx, Py_ssize_t n, Py_ssize_t n_rows, str name) except -1:
-    cdef Py_ssize_t i
-    cdef uint64_t limit = <uint64_t>n_rows
-    for i in range(n):
-        if <uint64_t>idx[i] >= limit:  # negative indices wrap to huge values
-            raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {idx[i]}")
-    return 0
-
-
 cdef int _check_distinct(const int64_t* idx, Py_ssize_t n, rows_obj) except -1:
     """Rows written in one call must differ: each row's exceptions are one run of entries."""
     cdef Py_ssize_t i, k
@@ -307,30 +201,10 @@ cdef int _check_distinct(const int64_t* idx, Py_ssize_t n, rows_obj) except -1:
 
 # -- pack ------------------------------------------------------------------------------------------
 
-ctypedef fused real_in:
-    float
-    double
-
 ctypedef fused out_t:
     float
     double
     int64_t
-
-
-cdef Py_ssize_t _find_nonfinite(const real_in* x, Py_ssize_t count, Py_ssize_t* first) noexcept nogil:
-    """How many of x[0..count) are NaN or +-inf, and the first one's position (an exponent carry test first)."""
-    cdef Py_ssize_t i, bad = 0
-    cdef uint64_t carry = 0
-    for i in range(count):
-        carry |= (jr_bits(x[i]) & 0x7FF0000000000000ULL) + 0x0010000000000000ULL
-    if not (carry >> 63):
-        return 0
-    for i in range(count):
-        if not isfinite(x[i]):
-            if bad == 0:
-                first[0] = i
-            bad += 1
-    return bad
 
 
 cdef inline int _push(Entries* ex, int64_t row, Py_ssize_t dim, int64_t code) noexcept nogil:
@@ -372,10 +246,6 @@ cdef int _pack_row(const int64_t* codes, int64_t row_id, _MixedTables t, uint64_
     if used:
         row[w] = acc
     return 0
-
-
-cdef inline double _outside(double v, double lo, double hi) noexcept nogil:
-    return (1.0 if v < lo else 0.0) + (1.0 if v > hi else 0.0)
 
 
 cdef void _quantize_row(const real_in* x, _MixedTables t, int64_t* codes, Py_ssize_t* saturated) noexcept nogil:
@@ -448,12 +318,6 @@ cdef object _entries_array(Entries* ex):
     return arr
 
 
-cdef Kind _REALS[2]
-_REALS[0], _REALS[1] = F32, F64
-cdef Kind _INTS[2]
-_INTS[0], _INTS[1] = I64, I64
-
-
 cdef int _get_rows(rows, Py_ssize_t n, Py_ssize_t n_rows, Py_buffer* rb) except -1:
     _get_indices(rows, rb, "rows")
     try:
@@ -490,10 +354,10 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
     cdef Entries ex
     cdef Kind kind
     ex.data, ex.n, ex.cap = NULL, 0, 0
-    _get_values(x, &xb, _REALS, np.float64, F64)
+    _get_values(x, &xb, F32, F64, F64)
     try:
         n = _rows_of(&xb, t, "x")
-        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
         have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
         kind = _kind(&xb)
         if n * t.dim >= NOGIL_VALUES:
@@ -529,14 +393,14 @@ def mixed_pack_codes(codes, storage, rows, spec):
     ex.data, ex.n, ex.cap = NULL, 0, 0
     if np.asarray(codes).dtype.kind not in "iu":
         raise ValueError(f"codes must be integers, got {np.asarray(codes).dtype}")
-    _get_values(codes, &cb, _INTS, np.int64, I64)
+    _get_values(codes, &cb, I64, I64, I64)
     try:
         n = _rows_of(&cb, t, "codes")
         bad = _first_out_of_grid(<const int64_t*>cb.buf, n * t.dim, t.top)
         if bad >= 0:
             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}; codes[{bad // t.dim}, "
                              f"{bad % t.dim}] = {(<const int64_t*>cb.buf)[bad]} is not")
-        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
         have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
@@ -595,16 +459,6 @@ cdef inline void _unpack_row(const uint64_t* row, _MixedTables t, uint32_t* code
             out[j] = <int64_t>c + t.f[j].lo
         else:
             out[j] = <out_t>((<double>(<int32_t>(c ^ 0x80000000u)) + t.base[j]) * inv)
-
-
-cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexcept nogil:
-    cdef const char* p = <const char*>row
-    cdef const char* end = <const char*>(row + row_words)
-    while p < end:
-        JR_PREFETCH(p)
-        p += 64
-    if row_words:
-        JR_PREFETCH(end - 1)
 
 
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _MixedTables t, const int32_t* at,
@@ -667,7 +521,7 @@ cdef int _decode(storage, indices, _MixedTables t, at, table, out, bint codes) e
     cdef Kind kind = OTHER
     cdef int status = 0
     try:
-        have_s = _get_storage(storage, &sb, t, 0) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, 0) == 0
         have_i = _get_indices(indices, &ib, "indices") == 0
         if ib.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
