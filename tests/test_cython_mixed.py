@@ -80,6 +80,19 @@ def test_public_names_are_the_compiled_kernels():
     assert [EXCEPTION_DTYPE.fields[k][1] for k in ("row", "dim", "code")] == [0, 8, 12]
 
 
+def test_spec_and_store_modules_load_without_the_extension():
+    """MixedSpec (what a planner would read) and ExceptionStore import without loading cython_core._mixed."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("import sys, cython_core.mixed, cython_core.exceptions; "
+            "cython_core.mixed.MixedSpec([0], [3], 2, 127.0); print('cython_core._mixed' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
+    assert done.stdout.strip() == "False", done.stderr
+
+
 @pytest.fixture(params=[True, False], ids=["simd", "scalar"])
 def simd(request):
     """Run with the AVX2 decode path (where the CPU has it) and with the portable one."""
