@@ -232,8 +232,7 @@ class CalibratedColumn:
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_spec: Any) -> None:
         self.key, self.shape, self.obs_spec = key, shape, obs_spec
-        self.spec = MixedSpec(np.array([d.lo for d in obs_spec.dims], dtype=np.int64),
-                              np.array([d.bits for d in obs_spec.dims]), obs_spec.decimals, obs_spec.clamp)
+        self.spec = MixedSpec.from_observation_spec(obs_spec)
         self.values, self.width, self.dtype = self.spec.dim, self.spec.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
         self.outside = np.zeros(self.values, dtype=np.int64)
@@ -265,7 +264,7 @@ class CalibratedColumn:
         store.storage[index] = codes.words
         entries = codes.entries.copy()
         entries["row"] = index[entries["row"]]
-        store.store.put(index, entries)
+        store.store.put(index, entries, trusted=True)  # encoded by mixed_pack: grouped by distinct rows
 
     def take(self, store: MixedRows, rows: np.ndarray) -> MixedCodes:
         return MixedCodes(store.storage[rows], store.store.take(np.asarray(rows, dtype=np.int64)))
