@@ -39,14 +39,20 @@ def load_stream(env_id: str, runs: "Path | None") -> "tuple[dict, str]":
     path = runs / f"{env_id}.npz" if runs else None
     if path is not None and path.exists():
         data = np.load(path)
-        return ({k: data[k] for k in ("observations", "next_observations", "dones", "timeouts")},
-                f"SAC run, {int(data['steps']):,} steps (seed {int(data['seed'])})")
+        source = f"SAC run, {int(data['steps']):,} steps (seed {int(data['seed'])})"
+        if "next_observations" in data:
+            return {k: data[k] for k in ("observations", "next_observations", "dones", "timeouts")}, source
+        x = data["observations"]  # recorded without the rest: one stream, each next observation the following row
+        return _one_stream(x), source + ", observations only"
     from validation.obs_collect import rollout
 
-    x = rollout(env_id, RANDOM_STEPS + 1, seed=0)
-    n = RANDOM_STEPS
-    return ({"observations": x[:n], "next_observations": x[1:], "dones": np.zeros(n), "timeouts": np.zeros(n)},
-            f"random actions, {n:,} steps (seed 0)")
+    return _one_stream(rollout(env_id, RANDOM_STEPS + 1, seed=0)), f"random actions, {RANDOM_STEPS:,} steps (seed 0)"
+
+
+def _one_stream(x: np.ndarray) -> dict:
+    """Observations as one stream without episode ends: the next observation of row t is row t + 1."""
+    n = len(x) - 1
+    return {"observations": x[:n], "next_observations": x[1:], "dones": np.zeros(n), "timeouts": np.zeros(n)}
 
 
 def feed(buf, stream: dict) -> float:

@@ -53,6 +53,12 @@ def _rows_of(values: Any, n: int, width: int, key: "str | None", shape: "tuple[i
     return arr.reshape(n, width)
 
 
+def _float_rows(values: Any, n: int, column: Any) -> np.ndarray:
+    """``n`` rows of a float column's values, float32 or float64 as given (anything else as float64)."""
+    arr = _rows_of(values, n, column.values, column.key, column.shape)
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+
+
 _ROW_INDEX: "dict[int, np.ndarray]" = {}
 
 
@@ -105,11 +111,8 @@ class PackedColumn(ArrayColumn):
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the spec codes them."""
-        arr = _rows_of(values, n, self.values, self.key, self.shape)
-        if arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float64)
         codes = np.zeros((n, self.width), dtype=np.uint64)
-        saturated, _ = quantize_pack_counts(arr, codes, _row_index(n), self.spec)
+        saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.spec)
         return codes, saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
@@ -240,11 +243,8 @@ class CalibratedColumn:
         self.outside_total = self.encoded_total = 0  # over the buffer's life, recalibrations or not
 
     def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
-        arr = _rows_of(values, n, self.values, self.key, self.shape)
-        if arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float64)
         words = np.zeros((n, self.width), dtype=np.uint64)
-        saturated, entries = mixed_pack(arr, words, _row_index(n), self.spec)
+        saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.spec)
         if entries.size:
             self.outside += np.bincount(entries["dim"], minlength=self.values)
             self.outside_total += int(entries.size)
