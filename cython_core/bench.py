@@ -187,10 +187,13 @@ def humanoid_like_codes(spec: MixedSpec, n: int, rng: np.random.Generator) -> np
     return np.where(outside, np.where(below, spec.lo - far, spec.hi + far), codes)
 
 
-def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int) -> "dict[str, float]":
-    """Time mixed_unpack and np.take of the same rows as float32, interleaved, fresh rows every repetition."""
+def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
+              spec: "MixedSpec | None" = None) -> "dict[str, float]":
+    """Time mixed_unpack and np.take of the same rows as float32, interleaved, fresh rows every repetition;
+    ``spec`` (e.g. a real scan's widths) replaces the Humanoid-like one of ``dim`` dims."""
     rng = np.random.default_rng(seed + 1)
-    spec = humanoid_like_spec(dim, seed)
+    spec = humanoid_like_spec(dim, seed) if spec is None else spec
+    dim = spec.dim
     rows = MixedRows(n_rows, spec)
     obs = np.empty((n_rows, dim), np.float32)
     for start in range(0, n_rows, 8192):
@@ -251,10 +254,17 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alone", action="store_true",
                         help="time each method in its own loop instead of interleaving them in one")
+    parser.add_argument("--obs-spec", help="mixed widths from this observation spec (planner obs scan) instead of "
+                                           "the Humanoid-like ones; values drawn in its ranges, 0.1 %% outside")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
+    mixed_spec = None
+    if args.obs_spec:
+        from planner.obs_spec import load_spec
+
+        mixed_spec = MixedSpec.from_observation_spec(load_spec(args.obs_spec))
     figures = run(args.rows, args.dim, args.batch, args.repeats, args.seed, args.alone)
-    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed))
+    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed, mixed_spec))
     try:
         print(json.dumps(figures) if args.json else report(figures) + "\n" + mixed_report(figures))
     except BrokenPipeError:  # e.g. piped into head
