@@ -203,6 +203,33 @@ def _best_range(column: np.ndarray) -> "tuple[int, int, float]":
     return best[1], best[2], float(best[3])
 
 
+WIDEN_SHARES = (0.0, 0.5, 0.9, 0.99, 1.0)  # shares of the codes outside, nearest first, a widened range may take in
+
+
+def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[int, int]":
+    """The scan's rule for a dimension that drifted: among the ranges that contain [lo, hi] and take in the
+    nearest shares :data:`WIDEN_SHARES` of the ``outside`` codes below and above, the one with the fewest
+    expected bits per value over ``values`` values (width plus EXCEPTION_BITS x share left outside).
+
+    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=1000)  # take the near ones, not 5000
+    (0, 19)
+    """
+    below = np.sort(outside[outside < lo])[::-1]  # nearest first
+    above = np.sort(outside[outside > hi])
+    best = None
+    for share_below in WIDEN_SHARES:
+        taken_below = math.ceil(share_below * below.size)
+        new_lo = int(below[taken_below - 1]) if taken_below else lo
+        for share_above in WIDEN_SHARES:
+            taken_above = math.ceil(share_above * above.size)
+            new_hi = int(above[taken_above - 1]) if taken_above else hi
+            left = below.size - taken_below + above.size - taken_above
+            cost = width(new_lo, new_hi) + EXCEPTION_BITS * left / max(values, 1)
+            if best is None or cost < best[0]:
+                best = (cost, new_lo, new_hi)
+    return best[1], best[2]
+
+
 def calibrate(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
               source: "dict[str, object] | None" = None) -> ObservationSpec:
     """The :class:`ObservationSpec` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""

@@ -25,18 +25,26 @@ changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every colu
 import logging
 import warnings
 from os import PathLike
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
-from cython_core import CodeSpec, MixedRows, MixedSpec, gather_unpack, mixed_pack, quantize_pack_counts
+from cython_core import (
+    CodeSpec,
+    MixedRows,
+    MixedSpec,
+    gather_unpack,
+    mixed_pack,
+    mixed_unpack,
+    quantize_pack_counts,
+)
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
 from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError
-from planner.obs_spec import ObservationSpec, load_spec
+from planner.obs_spec import ObservationSpec, load_spec, widen_range
 
 LOG = logging.getLogger(__name__)
 
@@ -281,7 +289,7 @@ class CalibratedColumn:
 
     def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)
-        store.decode(rows, out.numpy())
+        mixed_unpack(store.storage, rows, store.spec, store.store.at, store.store.table, out.numpy())
         return out.view(rows.size, *self.shape)
 
     def breakdown(self, label: str, store: MixedRows) -> "dict[str, int]":
@@ -501,12 +509,13 @@ class Drift:
         self.codec, self.threshold = codec, threshold
         self.events: "list[dict]" = []
 
-    def check(self, stores: "list[ObservationRows]") -> None:
-        """Recalibrate where the policy says so (a cheap test on most calls)."""
+    def check(self, stores: "list[ObservationRows]", rows: "Callable[[], list[int]]") -> None:
+        """Recalibrate where the policy says so (a cheap test on most calls); ``rows()``: the rows written in
+        each store."""
         if self.threshold is None or all(column.encoded < RECALIBRATE_ROWS
                                          for column in _calibrated_columns(self.codec).values()):
             return
-        for event in recalibrate(self.codec, stores, self.threshold):
+        for event in recalibrate(self.codec, stores, self.threshold, rows()):
             LOG.info("recalibrated %s after %d rows: dims %s widened (bits %s -> %s), %d B -> %d B per row, "
                      "%d -> %d exception entries", _label(event["column"]), event["rows_encoded"], event["dims"],
                      event["bits_before"], event["bits_after"], event["row_bytes_before"], event["row_bytes_after"],
@@ -542,12 +551,14 @@ class Drift:
         return sum(breakdown.values())
 
 
-def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", threshold: float) -> "list[dict]":
+def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", threshold: float,
+                rows: "list[int]") -> "list[dict]":
     """Widen the drifted dimensions of ``codec``'s calibrated columns and re-pack ``stores``.
 
     A dimension drifted when more than ``threshold`` of the rows encoded since the last calibration (at least
-    :data:`RECALIBRATE_ROWS`) held a value outside its range. Its range grows to cover the codes the stores hold
-    in exceptions; every store is re-packed (every value kept, bit for bit) and its exception store keeps only
+    :data:`RECALIBRATE_ROWS`) held a value outside its range. Its range grows by the scan's rule applied to what
+    the stores hold (:func:`planner.obs_spec.widen_range` over their exception codes, ``rows`` rows written in
+    each store); every store is re-packed (every value kept, bit for bit) and its exception store keeps only
     what is still outside; the drift counters restart. Returns one record per re-packed column.
     """
     events = []
@@ -559,20 +570,17 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", thresh
         outside, column.outside = column.outside, np.zeros_like(column.outside)
         if drifted.size == 0:
             continue
-        lo = np.full(column.values, np.iinfo(np.int64).max)
-        hi = np.full(column.values, np.iinfo(np.int64).min)
-        live_before = 0
-        for store in stores:
-            rows = store.arrays[key]
-            entries = rows.store.take(np.arange(rows.n_rows, dtype=np.int64))
-            live_before += entries.size
-            chosen = entries[np.isin(entries["dim"], drifted)]
-            np.minimum.at(lo, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
-            np.maximum.at(hi, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
-        empty = lo > hi  # no live exception in that dimension: widen() leaves it as it is
-        lo[empty], hi[empty] = 1, 0
+        entries = np.concatenate([store.arrays[key].store.take(np.arange(store.arrays[key].n_rows,
+                                                                         dtype=np.int64)) for store in stores])
+        live_before = int(entries.size)
+        lo, hi = column.spec.lo.copy(), column.spec.hi.copy()
+        for dim in drifted.tolist():
+            lo[dim], hi[dim] = widen_range(int(lo[dim]), int(hi[dim]),
+                                           entries["code"][entries["dim"] == dim].astype(np.int64), sum(rows))
         old = column.spec
         new = old.widen(lo, hi)
+        if new == old:  # the rule keeps what fell outside as exceptions: nothing to re-pack
+            continue
         for store in stores:
             store.arrays[key].repack(new)
         column.spec, column.width = new, new.row_words

@@ -209,7 +209,12 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             for env in np.flatnonzero(ends).tolist():
                 self._store_terminal(first + env, next_codes.select([env]))
             self.terminal_observations.saturated += end_saturated
-        self.drift.check([self.stored_observations, self.terminal_observations])
+        self.drift.check([self.stored_observations, self.terminal_observations], self._rows_written)
+
+    def _rows_written(self) -> "list[int]":
+        """Rows holding data: in the main store and in the terminal store."""
+        return [(self.buffer_size if self.full else self.pos) * self.n_envs,
+                int(np.count_nonzero(self.terminal_owner != FREE))]
 
     def _keep_replaced_next_observations(self, obs_codes: Codes, first: int) -> None:
         """Row ``first + env`` holds the previous transition's next observation unless that transition ended
