@@ -211,7 +211,7 @@ def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[in
     nearest shares :data:`WIDEN_SHARES` of the ``outside`` codes below and above, the one with the fewest
     expected bits per value over ``values`` values (width plus EXCEPTION_BITS x share left outside).
 
-    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=1000)  # take the near ones, not 5000
+    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=100)  # take the near ones, not 5000
     (0, 19)
     """
     below = np.sort(outside[outside < lo])[::-1]  # nearest first
