@@ -211,8 +211,8 @@ def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[in
     nearest shares :data:`WIDEN_SHARES` of the ``outside`` codes below and above, the one with the fewest
     expected bits per value over ``values`` values (width plus EXCEPTION_BITS x share left outside).
 
-    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=100)  # take the near ones, not 5000
-    (0, 19)
+    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=100)  # 5 bits hold 0..31: all but 5000
+    (0, 18)
     """
     below = np.sort(outside[outside < lo])[::-1]  # nearest first
     above = np.sort(outside[outside > hi])
@@ -223,8 +223,10 @@ def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[in
         for share_above in WIDEN_SHARES:
             taken_above = math.ceil(share_above * above.size)
             new_hi = int(above[taken_above - 1]) if taken_above else hi
-            left = below.size - taken_below + above.size - taken_above
-            cost = width(new_lo, new_hi) + EXCEPTION_BITS * left / max(values, 1)
+            bits = width(new_lo, new_hi)
+            top = new_lo + (1 << bits) - 1  # what the width holds
+            left = below.size - taken_below + int(np.count_nonzero(above > top))
+            cost = bits + EXCEPTION_BITS * left / max(values, 1)
             if best is None or cost < best[0]:
                 best = (cost, new_lo, new_hi)
     return best[1], best[2]
