@@ -52,9 +52,15 @@ def run(args: argparse.Namespace) -> int:
         raise PlannerError(f"workers must be at least 1, got {args.workers}", "workers")
     require_train_extra("planner study")
     _require_study_extra(STUDY_MODULES if args.ray or args.address else ("scipy",))
+    from validation.runner import Stopped
     from validation.study.driver import run_study
 
-    summary = run_study(args.spec, Path(args.out), args.ray, args.address, args.workers)
+    try:
+        summary = run_study(args.spec, Path(args.out), args.ray, args.address, args.workers)
+    except Stopped as stop:
+        print(f"planner study: {stop.status} by {stop.signal}; the finished trials are kept in {args.out}: rerun "
+              "the same command to resume", file=sys.stderr)
+        return 128 + stop.signum
     print(summary["markdown"], end="")
     print(f"summary: {args.out}/summary.md", file=sys.stderr)
     return 0 if summary["done"] == summary["trials"] else 1

@@ -22,7 +22,8 @@ def check_folder(out: Path) -> None:
 def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | None" = None,
               workers: "int | None" = None) -> dict:
     """Run every trial of the spec whose file does not end with a done record; then summarize. Returns the
-    summary (see :func:`validation.study.summary.summarize`)."""
+    summary (see :func:`validation.study.summary.summarize`). A stop signal raises
+    :class:`validation.runner.Stopped` once the running trials are killed (their files are restarted on a rerun)."""
     spec = read_spec(spec_path)
     grid = trials(spec)
     check_folder(out)
@@ -32,11 +33,13 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
     progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
                   + (f" on Ray{' at ' + address if address else ''}" if use_ray or address else " locally"))
     if pending:
-        if use_ray or address:
-            from validation.study.backends import run_ray
-            run_ray(pending, out, workers if workers or address else os.cpu_count(), address, progress)
-        else:
-            from validation.study.backends import run_local
-            run_local(pending, out, workers or os.cpu_count() or 1, progress)
+        from validation.runner import stopping
+        from validation.study.backends import run_local, run_ray
+
+        with stopping():  # SIGINT, SIGTERM, SIGHUP: Stopped, after the backend has ended its trials
+            if use_ray or address:
+                run_ray(pending, out, workers if workers or address else os.cpu_count(), address, progress)
+            else:
+                run_local(pending, out, workers or os.cpu_count() or 1, progress)
     from validation.study.summary import summarize
     return summarize(out)
