@@ -41,6 +41,9 @@ def test_installed_wheel_ships_profiles_and_compiled_core(installed):
     assert (list((installed / "cython_core").glob("_kernels*.so"))
             or list((installed / "cython_core").glob("_kernels*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
+    assert {p.name for p in (installed / "validation" / "studies").glob("*.yaml")} == {"paper.yaml", "small.yaml",
+                                                                                      "smoke.yaml"}
+    assert (installed / "validation" / "study" / "trial.py").is_file()
 
 
 def test_installed_package_runs_fit_against_shipped_profiles(installed):
