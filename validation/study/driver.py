@@ -28,7 +28,7 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
     grid = trials(spec)
     check_folder(out)
     write_study(out, spec_path, [t.id for t in grid])
-    pending = [t for t in grid if not is_done(trial_path(out, t.id))]
+    pending = [t for t in grid if not is_done(trial_path(out, t.id), t.record())]
     progress = Progress(len(grid), len(grid) - len(pending))
     progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
                   + (f" on Ray{' at ' + address if address else ''}" if use_ray or address else " locally"))

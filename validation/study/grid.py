@@ -37,6 +37,10 @@ class Trial:
     def cell(self) -> "tuple[str, str]":
         return self.env, self.algo
 
+    def record(self) -> dict:
+        """The trial as its start record holds it."""
+        return {**asdict(self), "id": self.id}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

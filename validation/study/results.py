@@ -43,9 +43,12 @@ def end_of(path: Path) -> "dict | None":
     return found[-1] if found and found[-1].get("kind") == "end" else None
 
 
-def is_done(path: Path) -> bool:
-    end = end_of(path)
-    return end is not None and end.get("status") == "done"
+def is_done(path: Path, config: dict) -> bool:
+    """The file ends with a done record and starts with the trial ``config`` (a spec that changed a trial's m or
+    buffer under the same id runs it again)."""
+    found = records(path)
+    return bool(found) and found[-1].get("kind") == "end" and found[-1].get("status") == "done" \
+        and found[0].get("config") == config
 
 
 def failure(error: str) -> dict:

@@ -64,7 +64,7 @@ def evaluate(model, env, trial: Trial) -> "list[float]":
 def run_trial(trial: Trial, emit) -> dict:
     """Train ``trial``, calling ``emit(record)`` with each record; returns the end record. An exception in the
     run is its failed end record."""
-    emit({"kind": "start", "trial": trial.id, "config": {**trial.__dict__, "id": trial.id}, "pid": os.getpid(),
+    emit({"kind": "start", "trial": trial.id, "config": trial.record(), "pid": os.getpid(),
           "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     try:
         end = _train(trial, emit)
