@@ -218,3 +218,11 @@ def test_shipped_specs_hold_the_issues_grids():
     assert {t.storage for t in smoke} == {"baseline", "float16", "packed", "calibrated", "equal-memory"}
     assert {t.seed for t in smoke} == {0, 1} and max(t.steps for t in smoke) < 1000
 
+
+
+def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _refused(["study", "smoke", "--out", str(out)], "holds files but no study", capsys)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
