@@ -1,4 +1,4 @@
-"""Build the Cython packing core (cython_core._kernels); everything else is in pyproject.toml.
+"""Build the Cython packing core (cython_core._kernels, cython_core._mixed); everything else is in pyproject.toml.
 
 The extension is optional: without a C compiler ``pip install .`` still installs the planner
 (estimate, reproduce, fit, profiles need no compiled code) and warns; importing the kernels then says
@@ -28,6 +28,7 @@ else:
 
 extensions = [
     Extension("cython_core._kernels", ["cython_core/_kernels.pyx"], extra_compile_args=compile_args),
+    Extension("cython_core._mixed", ["cython_core/_mixed.pyx"], extra_compile_args=compile_args),
 ]
 
 

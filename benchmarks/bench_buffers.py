@@ -5,7 +5,9 @@
 
 1. Humanoid-v5 dims (348 obs, 17 actions), real random-policy observations, ``--rows`` filled rows:
    ``add()`` per transition, ``sample(256)`` with fresh indices each call (calls interleaved), and replay
-   memory per transition (measured ``nbytes``) against SB3's default and the authors' uint16 layout.
+   memory per transition (measured ``nbytes``) against SB3's default and the authors' uint16 layout; for
+   SB3's buffer, the uniform packed one (m = 2) and the calibrated one (``obs_spec`` scanned from the first
+   5,000 observations of the same random policy: mixed widths, zero-bit dimensions, exceptions).
 2. Full training ms/step, baseline versus quantized buffer (SAC m=2, PPO m=1, b=127) on Walker2d-v5 and
    Humanoid-v5: both models are built, warmed up, then trained in alternating chunks; ms/step is the
    median over chunks (order alternates: ABBA); "ratio" is quantized/baseline of those medians, "pair" the
@@ -25,6 +27,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from planner.defaults import CLAMP
 from planner.footprint import RunSpec, footprint
+from planner.obs_spec import calibrate
 from planner.quantization import QuantSpec
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 
@@ -55,26 +58,33 @@ def median_us(times: "list[float]") -> float:
 
 def bench_replay(rows: int, sample_calls: int) -> None:
     env, stream = humanoid_stream(5_000)
-    sb3 = ReplayBuffer(rows, env.observation_space, env.action_space, "cpu")
-    ours = QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2, clamp=CLAMP)
-    add_times: "dict[str, list[float]]" = {"sb3": [], "ours": []}
+    obs_spec = calibrate(np.concatenate([item[0] for item in stream]), 2, CLAMP)
+    buffers = {"sb3": ReplayBuffer(rows, env.observation_space, env.action_space, "cpu"),
+               "ours": QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2,
+                                             clamp=CLAMP),
+               "calibrated": QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu",
+                                                   obs_spec=obs_spec)}
+    sb3, ours, calibrated = buffers.values()
+    add_times: "dict[str, list[float]]" = {name: [] for name in buffers}
     for i in range(rows):
         item = stream[i % len(stream)]
-        for name, buf in (("sb3", sb3), ("ours", ours)):
+        for name, buf in buffers.items():
             t = time.perf_counter()
             buf.add(*item)
             add_times[name].append(time.perf_counter() - t)
-    sample_times: "dict[str, list[float]]" = {"sb3": [], "ours": []}
-    for _ in range(sample_calls):
-        for name, buf in (("sb3", sb3), ("ours", ours)):
+    sample_times: "dict[str, list[float]]" = {name: [] for name in buffers}
+    order = list(buffers.items())
+    for call in range(sample_calls):
+        for name, buf in order[call % 3:] + order[:call % 3]:  # rotating order: no buffer always goes first
             t = time.perf_counter()
             buf.sample(BATCH)
             sample_times[name].append(time.perf_counter() - t)
     print(f"## Replay buffer, {ENV} dims (348 obs, 17 actions), {rows:,} rows filled by add(), real observations")
-    print(f"{'operation':<28} {'SB3 us':>9} {'ours us':>9} {'ours/SB3':>9}")
+    print(f"{'operation':<28} {'SB3 us':>9} {'ours us':>9} {'ours/SB3':>9} {'calibrated us':>14} "
+          f"{'calibrated/ours':>16}")
     for label, times in (("add() per transition", add_times), (f"sample({BATCH})", sample_times)):
-        a, b = median_us(times["sb3"]), median_us(times["ours"])
-        print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f}")
+        a, b, c = (median_us(times[name]) for name in buffers)
+        print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f} {c:>14.1f} {c / b:>16.2f}")
     sb3_bytes = sum(getattr(sb3, n).nbytes for n in ("observations", "next_observations", "actions", "rewards",
                                                      "dones", "timeouts"))
     quant = QuantSpec.create(2, CLAMP)
@@ -88,6 +98,10 @@ def bench_replay(rows: int, sample_calls: int) -> None:
           f"ours at 1M transitions: {million / 1e6:,.1f} MB (planner, packed layout)"
           f"; terminal evictions {ours.terminal_evictions} (of timeouts: {ours.timeout_evictions}), "
           f"saturated values {ours.saturated}")
+    stats = calibrated.quantization_stats()["observation"]
+    print(f"calibrated ({obs_spec.mean_bits:.2f} bits mean, {sum(d.bits == 0 for d in obs_spec.dims)} zero-bit dims): "
+          f"{calibrated.memory_bytes() / rows:,.2f} B per transition (measured nbytes), "
+          f"{100 * stats['outside_share']:.3f} % of values in the exception store")
 
 
 def make(algo: str, env_id: str, quantized: bool):
@@ -125,15 +139,14 @@ def bench_training(chunks: int, sac_chunk: int, ppo_chunk: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures to report")
+    parser.add_argument("--replay-only", action="store_true", help="part 1 only (no training)")
     args = parser.parse_args()
     th.set_num_threads(1)
     np.random.seed(0)
-    if args.quick:
-        bench_replay(rows=20_000, sample_calls=200)
-        bench_training(chunks=2, sac_chunk=50, ppo_chunk=2048)
-    else:
-        bench_replay(rows=200_000, sample_calls=2_000)
-        bench_training(chunks=12, sac_chunk=100, ppo_chunk=2048)
+    bench_replay(rows=20_000, sample_calls=200) if args.quick else bench_replay(rows=200_000, sample_calls=2_000)
+    if not args.replay_only:
+        bench_training(chunks=2, sac_chunk=50, ppo_chunk=2048) if args.quick else \
+            bench_training(chunks=12, sac_chunk=100, ppo_chunk=2048)
 
 
 if __name__ == "__main__":

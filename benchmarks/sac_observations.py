@@ -4,8 +4,9 @@
 
 Trains SB3's SAC as it is (default hyper-parameters, its own float32 replay buffer holding every step) with
 ``learning_starts`` random steps first (5,000 by default, as the calibrated measurement scans them), one
-torch thread, and saves the observations the replay buffer holds, in the order they were stored, with the
-run's settings. ``benchmarks/calibrated_bits.py`` reads the file.
+torch thread, and saves what the replay buffer holds, in the order it was stored (observations, next
+observations, dones and time limits: the stream a buffer was fed), with the run's settings.
+``benchmarks/calibrated_bits.py`` reads the file.
 """
 
 import argparse
@@ -36,7 +37,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     buffer = model.replay_buffer
     stored = buffer.buffer_size if buffer.full else buffer.pos
-    np.savez_compressed(args.out, observations=buffer.observations[:stored, 0], env=args.env, steps=args.steps,
+    np.savez_compressed(args.out, observations=buffer.observations[:stored, 0],
+                        next_observations=buffer.next_observations[:stored, 0], dones=buffer.dones[:stored, 0],
+                        timeouts=buffer.timeouts[:stored, 0], env=args.env, steps=args.steps,
                         learning_starts=args.learning_starts, seed=args.seed, seconds=seconds)
     print(f"{args.env}: {stored} observations in {seconds:.0f} s -> {args.out}")
 

@@ -1,7 +1,9 @@
-"""k-bit packing core: CodeSpec, the compiled quantize_pack / gather_unpack kernels, PackedRows.
+"""k-bit packing core: CodeSpec, the compiled quantize_pack / gather_unpack kernels, PackedRows; and mixed-width
+rows (MixedSpec, MixedRows, ExceptionStore, the compiled mixed_* kernels).
 
 The names below load on first use (PEP 562), so ``import cython_core.layout`` (what the planner
-imports) never loads the compiled extension ``cython_core._kernels`` (built by ``pip install .``).
+imports) never loads the compiled extensions ``cython_core._kernels`` and ``cython_core._mixed`` (built by
+``pip install .``).
 
 >>> import numpy as np
 >>> from cython_core import CodeSpec, gather_unpack, quantize_pack
@@ -20,12 +22,21 @@ from typing import Any
 
 _HOMES = {
     "CodeSpec": "cython_core.spec",
+    "EXCEPTION_DTYPE": "cython_core.exceptions",
+    "ExceptionStore": "cython_core.exceptions",
+    "MixedRows": "cython_core.mixed",
+    "MixedSpec": "cython_core.mixed",
     "NonFiniteError": "cython_core.errors",
     "PackedRows": "cython_core.storage",
     "gather_unpack": "cython_core._kernels",
+    "mixed_codes": "cython_core._mixed",
+    "mixed_pack": "cython_core._mixed",
+    "mixed_pack_codes": "cython_core._mixed",
+    "mixed_unpack": "cython_core._mixed",
     "quantize_pack": "cython_core._kernels",
     "quantize_pack_counts": "cython_core._kernels",
 }
+_COMPILED = ("cython_core._kernels", "cython_core._mixed")
 __all__ = sorted(_HOMES)
 
 
@@ -35,9 +46,9 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(_HOMES[name])
     except ModuleNotFoundError as err:
-        if err.name != "cython_core._kernels":
+        if err.name not in _COMPILED:
             raise
-        raise ImportError("the compiled packing core cython_core._kernels is not installed: it is built by "
+        raise ImportError(f"the compiled packing core {err.name} is not installed: it is built by "
                           "`pip install .`, which needs a C compiler (e.g. apt-get install gcc); install one "
                           "and reinstall") from err
     value = getattr(module, name)

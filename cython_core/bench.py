@@ -11,6 +11,10 @@ result) and ``np.take`` into a preallocated batch (on its own copy of the observ
 which is the memory-speed reference of the ratios; ``gather_unpack`` at k = 15 and k = 12; and the
 authors' uint16 decode (1 sign bit, 7 integer bits, hundredths in the low byte) cast to float32 as a
 training batch would be. Figures are medians over the repetitions; ratios compare medians of one run.
+
+The mixed-width section (:func:`run_mixed`) times ``mixed_unpack`` on a Humanoid-like calibrated spec
+(mean 6.5 bits per value, 40 of 348 dimensions 0 bits, widths 0..15, 0.1 % of values exceptions) against
+``np.take`` of the same rows' float32 values into a batch, the same way, and ``MixedRows.encode`` of one row.
 """
 
 import argparse
@@ -21,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from cython_core import CodeSpec, PackedRows, gather_unpack, quantize_pack
+from cython_core import CodeSpec, MixedRows, MixedSpec, PackedRows, gather_unpack, mixed_unpack, quantize_pack
 
 
 def _positive(text: str) -> int:
@@ -152,6 +156,90 @@ def report(fig: "dict[str, float]") -> str:
     ])
 
 
+MIXED_MEAN_BITS = 6.5  # Humanoid-v5 at m = 2, as a scan calibrates it
+MIXED_ZERO_SHARE = 40 / 348  # constant dimensions (0 bits)
+MIXED_MAX_BITS = 15
+MIXED_EXCEPTION_SHARE = 1e-3
+
+
+def humanoid_like_spec(dim: int, seed: int) -> MixedSpec:
+    """Widths 0..15 with ~40/348 of them 0 and a mean of 6.5 bits, each range centred on code 0."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(1, MIXED_MAX_BITS, dim)
+    bits[rng.permutation(dim)[: round(MIXED_ZERO_SHARE * dim)]] = 0
+    target = round(MIXED_MEAN_BITS * dim)
+    while bits.sum() != target:  # nudge random non-zero widths until the mean is 6.5 bits
+        j = rng.integers(0, dim)
+        step = 1 if bits.sum() < target else -1
+        if bits[j] and 1 <= bits[j] + step <= MIXED_MAX_BITS:
+            bits[j] += step
+    return MixedSpec(-((1 << bits) // 2), bits, decimals=2, clamp=127.0)
+
+
+def humanoid_like_codes(spec: MixedSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Paper codes inside each dimension's range, with a share MIXED_EXCEPTION_SHARE of all values just
+    outside it (on the dimensions where the grid leaves room)."""
+    codes = np.clip(spec.lo + (rng.random((n, spec.dim)) * (1 << spec.bits)).astype(np.int64), -spec.top, spec.top)
+    room = (spec.lo - 51 >= -spec.top) & (spec.hi + 51 <= spec.top)
+    outside = (rng.random((n, spec.dim)) < MIXED_EXCEPTION_SHARE * spec.dim / max(1, room.sum())) & room
+    below = rng.random((n, spec.dim)) < 0.5
+    far = rng.integers(1, 51, (n, spec.dim))
+    return np.where(outside, np.where(below, spec.lo - far, spec.hi + far), codes)
+
+
+def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int) -> "dict[str, float]":
+    """Time mixed_unpack and np.take of the same rows as float32, interleaved, fresh rows every repetition."""
+    rng = np.random.default_rng(seed + 1)
+    spec = humanoid_like_spec(dim, seed)
+    rows = MixedRows(n_rows, spec)
+    obs = np.empty((n_rows, dim), np.float32)
+    for start in range(0, n_rows, 8192):
+        stop = min(start + 8192, n_rows)
+        obs[start:stop] = humanoid_like_codes(spec, stop - start, rng) * spec.inv_scale
+        rows.encode(obs[start:stop], np.arange(start, stop))
+    out, out_take = np.empty((batch, dim), np.float32), np.empty((batch, dim), np.float32)
+    at, table = rows.store.at, rows.store.table
+    methods: "dict[str, Callable[[np.ndarray], object]]" = {
+        "take": lambda idx: np.take(obs, idx, axis=0, out=out_take, mode="clip"),
+        "mixed": lambda idx: mixed_unpack(rows.storage, idx, spec, at, table, out),
+    }
+    names = list(methods)
+    draws = rng.integers(0, n_rows, (repeats, batch))
+    samples: "dict[str, list[int]]" = {name: [] for name in names}
+    for rep in range(repeats):
+        for name in names[rep % 2:] + names[:rep % 2]:
+            start = time.perf_counter_ns()
+            methods[name](draws[rep])
+            samples[name].append(time.perf_counter_ns() - start)
+    assert np.array_equal(out, obs[draws[-1]])  # the timed decode is the float32 data, bit for bit
+    med = {key: _median_us(values) for key, values in samples.items()}
+    row64 = list(obs[:64].astype(np.float64))
+    encode_us = _time_rows(lambda i: rows.encode(row64[i & 63], i & 63), 2000, 7)
+    return {
+        "mixed_rows": n_rows, "mixed_dim": dim,
+        "mixed_mean_bits": spec.row_bits / dim, "mixed_zero_bit_dims": int((spec.bits == 0).sum()),
+        "mixed_row_bytes": spec.row_bytes, "mixed_exception_share": rows.store.live / (n_rows * dim),
+        "mixed_float32_take_us": med["take"], "mixed_unpack_us": med["mixed"],
+        "mixed_unpack_vs_float32_take": med["mixed"] / med["take"],
+        "mixed_encode_row_us": encode_us,
+        "mixed_storage_mib": rows.nbytes / 2**20, "mixed_float32_mib": obs.nbytes / 2**20,
+    }
+
+
+def mixed_report(fig: "dict[str, float]") -> str:
+    return "\n".join([
+        f"mixed widths: {fig['mixed_rows']:,} rows x {fig['mixed_dim']} dims, mean {fig['mixed_mean_bits']:.2f} bits, "
+        f"{fig['mixed_zero_bit_dims']} dims of 0 bits, {fig['mixed_row_bytes']} B rows, "
+        f"{100 * fig['mixed_exception_share']:.3f} % of values exceptions",
+        f"  storage: float32 {fig['mixed_float32_mib']:.1f} MiB, mixed (rows + exceptions) "
+        f"{fig['mixed_storage_mib']:.1f} MiB",
+        f"  float32 np.take into a batch  {fig['mixed_float32_take_us']:8.1f} us   (numpy; the same rows)",
+        f"  mixed_unpack                  {fig['mixed_unpack_us']:8.1f} us   "
+        f"{fig['mixed_unpack_vs_float32_take']:.2f}x the float32 np.take (target <= 1x)",
+        f"  MixedRows.encode, one row     {fig['mixed_encode_row_us']:8.2f} us   (float64 row; pack + exception store)",
+    ])
+
+
 def main(argv: "list[str] | None" = None) -> int:
     from planner.cli import Parser  # the project's one-line usage errors (this script only; the core never does)
 
@@ -166,8 +254,9 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     figures = run(args.rows, args.dim, args.batch, args.repeats, args.seed, args.alone)
+    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed))
     try:
-        print(json.dumps(figures) if args.json else report(figures))
+        print(json.dumps(figures) if args.json else report(figures) + "\n" + mixed_report(figures))
     except BrokenPipeError:  # e.g. piped into head
         pass
     return 0

@@ -47,3 +47,10 @@ def packed_row_bytes(dim: int, bits: int) -> int:
 def packed_row_padding_bits(dim: int, bits: int) -> int:
     """Unused bits at the end of each packed row."""
     return packed_row_words(dim, bits) * WORD_BITS - dim * bits
+
+
+# The exception store of mixed-width rows (cython_core.exceptions): an entry is the row (int64), the dimension
+# (uint16) and the exact code (int32), 16 bytes aligned; each row keeps the index of its first entry (int32,
+# -1: none), so a row without exceptions costs one read.
+EXCEPTION_ENTRY_BYTES = 16
+EXCEPTION_INDEX_BYTES = 4

@@ -19,7 +19,7 @@ keeps besides, in every storage, the LSTMs' hidden and cell states at each step 
 
 from dataclasses import dataclass, replace
 
-from cython_core.layout import packed_row_bytes, packed_row_padding_bits
+from cython_core.layout import EXCEPTION_ENTRY_BYTES, EXCEPTION_INDEX_BYTES, packed_row_bytes, packed_row_padding_bits
 from planner.algorithms import algorithm
 from planner.defaults import CLAMP
 from planner.observations import FLOAT_DTYPES
@@ -68,6 +68,35 @@ def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False)
     pad = packed_row_padding_bits(dim, bits)
     return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True,
                  eager)
+
+
+def calibrated_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) -> "tuple[Field, ...]":
+    """Mixed-width rows on the observation spec's widths (cython_core.mixed), each row's first exception index, and
+    the exception store allocated for the spec's expected rate (it grows when the data exceeds it)."""
+    obs_spec = spec.obs_spec
+    entries = obs_spec.exception_capacity(rows)
+    return (Field(name, rows, obs_spec.row_bytes * 8, f"{obs_spec.dim} dims in calibrated widths, mean "
+                  f"{obs_spec.mean_bits:.2f} bits, {obs_spec.row_bytes} B/row", True, eager),
+            Field(f"{name}.exception_index", rows, EXCEPTION_INDEX_BYTES * 8, "int32 (first exception, -1: none)",
+                  True, True),
+            Field(f"{name}.exceptions", entries, EXCEPTION_ENTRY_BYTES * 8, f"exception entries (row, dim, code): the "
+                  f"spec's {obs_spec.exceptions_per_row:.4f} per row (grows if exceeded)", True, eager))
+
+
+def calibrated_limits(spec: RunSpec) -> "str | None":
+    """The calibrated storage packs one flat Box of floats on an observation spec that has its size."""
+    if spec.obs_spec is None:
+        return "needs an observation spec (planner obs scan) for its per-dimension widths"
+    if spec.observation.kind != "box" or spec.obs_dtype not in FLOAT_DTYPES:
+        return f"packs a Box of floats on an observation spec, not {spec.observation}"
+    if spec.obs_spec.dim != spec.obs_values:
+        env = spec.obs_spec.source.get("env")
+        return (f"needs an observation spec of {spec.obs_values} dims (the run's observations), got one of "
+                f"{spec.obs_spec.dim}{f' scanned on {env}' if env else ''}")
+    if spec.quant.decimals != spec.obs_spec.decimals or spec.quant.clamp != spec.obs_spec.clamp:
+        return (f"keeps the observation spec's m = {spec.obs_spec.decimals}, b = {spec.obs_spec.clamp:g}, not "
+                f"m = {spec.quant.decimals}, b = {spec.quant.clamp:g}")
+    return None
 
 
 def default_terminal_capacity(rows: int, n_envs: int) -> int:
@@ -192,10 +221,12 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
 
 
 def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" = None,
-                       eager: bool = False) -> "tuple[Field, ...]":
+                       eager: bool = False, calibrated: bool = False) -> "tuple[Field, ...]":
     """``validation.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
-    ``half``, float16 / bfloat16), any other entry (images, integers, Discrete) as SB3 stores it; one per Dict
-    key, ``name[KEY]``."""
+    ``half``, float16 / bfloat16; or ``calibrated`` on ``spec.obs_spec``'s widths), any other entry (images,
+    integers, Discrete) as SB3 stores it; one per Dict key, ``name[KEY]``."""
+    if calibrated:
+        return calibrated_fields(spec, name, rows, eager)
     fields = []
     for key, values, dtype in spec.observation.buffer_entries():
         label = f"{name}[{key}]" if key else name
@@ -207,17 +238,18 @@ def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" =
     return tuple(fields)
 
 
-def packed_fields(spec: RunSpec, half: "str | None" = None) -> "tuple[Field, ...]":
+def packed_fields(spec: RunSpec, half: "str | None" = None, calibrated: bool = False) -> "tuple[Field, ...]":
     """The quantized buffers (``validation.buffers``): observations stored once, episode-end next observations
-    in a ring of ``terminal_capacity`` rows; floats as k-bit codes, or as ``half`` (float16 / bfloat16)."""
+    in a ring of ``terminal_capacity`` rows; floats as k-bit codes, as ``half`` (float16 / bfloat16), or
+    ``calibrated`` (mixed widths with an exception store)."""
     rows = spec.rows
-    obs = stored_once_fields(spec, "observations", rows, half)
+    obs = stored_once_fields(spec, "observations", rows, half, calibrated=calibrated)
     if not spec.is_replay:
         return (*obs, *_rollout_tail(spec, spec.action_dtype))
     capacity = terminal_capacity(spec)
     her = her_fields(spec) if spec.her else ()
     return (*obs,
-            *stored_once_fields(spec, "terminal_observations", capacity, half, eager=True),
+            *stored_once_fields(spec, "terminal_observations", capacity, half, eager=True, calibrated=calibrated),
             replace(dtype_field("terminal_slot", rows, 1, "int32"), eager=True),
             replace(dtype_field("terminal_owner", capacity, 1, "int64"), eager=True),
             *_replay_tail(spec, _sb3_replay_action_dtype(spec)), *her)

@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from cython_core.layout import EXCEPTION_ENTRY_BYTES, EXCEPTION_INDEX_BYTES
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
+from planner.yamlio import read_yaml
 
 SPEC_VERSION = 1
-# An exception entry: row (int64), dimension (uint16) and code (int32), padded to 16 bytes.
-EXCEPTION_BITS = 128
+EXCEPTION_BITS = EXCEPTION_ENTRY_BYTES * 8  # an entry: row, dimension and code (cython_core.layout)
 # Coverage quantiles tried per tail; 0 keeps the full observed range (no exceptions).
 TAIL_QUANTILES = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 RULE = ("per dimension, the code range [lo, hi] among the coverage quantiles (q, 1 - q), q in "
@@ -84,6 +85,10 @@ class ObservationSpec:
         return sum(d.bits for d in self.dims)
 
     @property
+    def mean_bits(self) -> float:
+        return self.row_bits / max(self.dim, 1)
+
+    @property
     def row_bytes(self) -> int:
         """Bytes of one packed row: the widths' sum in whole 64-bit words."""
         return -(-self.row_bits // 64) * 8
@@ -94,13 +99,30 @@ class ObservationSpec:
         levels = round(self.clamp * 10**self.decimals)
         return width(-levels, levels)
 
+    @property
+    def exceptions_per_row(self) -> float:
+        """Expected exception entries per row: the scanned share of values outside, summed over dimensions."""
+        return sum(d.outside for d in self.dims)
+
+    def exception_capacity(self, rows: int) -> int:
+        """Entries a store of ``rows`` rows allocates up front: the expected count at the scanned rate."""
+        return math.ceil(rows * self.exceptions_per_row)
+
+    def check_fits(self, values: int, where: str = "observations") -> None:
+        """Refuse a spec scanned from observations of another size than ``values``."""
+        env = self.source.get("env")
+        if self.dim != values:
+            raise PlannerError(f"the observation spec has {self.dim} dims{f' (scanned on {env})' if env else ''}, "
+                               f"the {where} {values}", "obs_spec")
+
     def summary(self) -> "dict[str, float]":
         """Mean bits per value, bytes per row (and the uniform packing's), expected exceptions per row and
         the share of values outside, mean entropy bits per value."""
         n = max(self.dim, 1)
         uniform_row = -(-self.dim * self.uniform_bits // 64) * 8
-        exceptions = sum(d.outside for d in self.dims)
-        return {"dims": self.dim, "mean_bits": self.row_bits / n, "row_bytes": self.row_bytes,
+        exceptions = self.exceptions_per_row
+        return {"dims": self.dim, "mean_bits": self.mean_bits, "row_bytes": self.row_bytes,
+                "index_bytes_per_row": EXCEPTION_INDEX_BYTES,
                 "exceptions_per_row": exceptions, "exception_bytes_per_row": exceptions * EXCEPTION_BITS / 8,
                 "outside_share": exceptions / n, "entropy_bits": sum(d.entropy for d in self.dims) / n,
                 "uniform_bits": self.uniform_bits, "uniform_row_bytes": uniform_row}
@@ -148,6 +170,12 @@ class ObservationSpec:
                                float(entry["entropy"])))
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
         return cls(decimals, float(clamp), tuple(out), source, str(data.get("rule", RULE)))
+
+
+def load_spec(path: str) -> ObservationSpec:
+    """An observation spec file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
+    field by field."""
+    return ObservationSpec.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
 
 
 def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.ndarray:

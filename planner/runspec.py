@@ -35,6 +35,8 @@ class RunSpec:
     ``VecFrameStack(n)`` around the env; :attr:`observation` is the space the model and its buffer see
     (stacked, then channels first as SB3's ``VecTransposeImage`` makes images). ``her``: the replay buffer
     is SB3's ``HerReplayBuffer`` (a goal-conditioned Dict: observation, achieved_goal, desired_goal).
+``obs_spec``: an :class:`planner.obs_spec.ObservationSpec`, the per-dimension widths the ``calibrated`` storage
+packs (the other storages ignore it).
 
     >>> spec = RunSpec("ppo", obs_space=ObsSpace.box((84, 84, 1), "uint8"), action_space=ActionSpace.discrete(4),
     ...                frame_stack=4)
@@ -66,6 +68,7 @@ class RunSpec:
     obs_space: "ObsSpace | None" = None
     frame_stack: int = 1
     her: bool = False
+    obs_spec: "Any | None" = None  # planner.obs_spec.ObservationSpec: the calibrated storage's widths
 
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
@@ -165,7 +168,9 @@ class RunSpec:
                 "trunk": None if self.trunk is None else list(self.trunk), "param_dtype": self.param_dtype,
                 "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype,
                 "action_space": self.action_space.as_dict(), "obs_space": self.obs_space.as_dict(),
-                "frame_stack": self.frame_stack, "her": self.her}
+                "frame_stack": self.frame_stack, "her": self.her,
+                **({"obs_spec": {"source": self.obs_spec.source, **self.obs_spec.summary()}}
+                   if self.obs_spec is not None and self.storage == "calibrated" else {})}
 
 
 def run_size(algo: str, buffer_size: "int | None", n_steps: "int | None") -> int:

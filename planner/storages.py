@@ -7,7 +7,7 @@ validation harness all read :data:`STORAGES`; adding a storage is one entry here
 function and its buffer classes (docs/storages.md shows one).
 
 >>> [s.name for s in STORAGES.values() if s.in_fit]
-['sb3', 'sb3-optimize', 'just-round', 'packed', 'float16', 'bfloat16']
+['sb3', 'sb3-optimize', 'just-round', 'packed', 'calibrated', 'float16', 'bfloat16']
 >>> from planner.quantization import QuantSpec
 >>> storage("packed").label(RunSpec("sac", 17, 6, quant=QuantSpec.create(2)))
 'packed 15-bit, m=2, b=127'
@@ -19,6 +19,7 @@ from typing import Callable
 from planner.errors import PlannerError
 from planner.layouts import (
     Field,
+    calibrated_limits,
     figure2_fields,
     half_limits,
     just_round_fields,
@@ -70,7 +71,8 @@ class Storage:
     def _values(self, spec: RunSpec) -> dict:
         quant = spec.quant
         return {"obs_dtype": spec.obs_dtype, "bits": quant.bits if quant else None,
-                "decimals": quant.decimals if quant else None, "clamp": quant.clamp if quant else None}
+                "decimals": quant.decimals if quant else None, "clamp": quant.clamp if quant else None,
+                "mean_bits": spec.obs_spec.mean_bits if spec.obs_spec else None}
 
     def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
         """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
@@ -113,6 +115,10 @@ STORAGES = {s.name: s for s in (
     Storage("packed", "packed {bits}-bit, m={decimals}, b={clamp:g}", "{bits}-bit packed codes, m={decimals}",
             packed_fields, quantized="always", in_fit=True, buffers=PACKED_BUFFERS,
             plain_title="packed: {obs_dtype} obs stored once (no floats to quantize)"),
+    Storage("calibrated", "calibrated {mean_bits:.1f} bits mean, m={decimals} (+ exceptions)",
+            "calibrated widths ({mean_bits:.1f} bits mean), m={decimals}",
+            lambda spec: packed_fields(spec, calibrated=True), quantized="always", in_fit=True,
+            limits=calibrated_limits),  # the buffers take obs_spec=; validate does not train it yet
     *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
               lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
               buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))

@@ -22,6 +22,9 @@ changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every colu
 ([[0.30000001192092896, -1.0, 127.0]], [[3]], 1)
 """
 
+import logging
+import warnings
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -29,9 +32,13 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
-from cython_core import CodeSpec, gather_unpack, quantize_pack_counts
+from cython_core import CodeSpec, MixedRows, MixedSpec, gather_unpack, mixed_pack, quantize_pack_counts
+from cython_core.layout import EXCEPTION_ENTRY_BYTES
 from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError
+from planner.obs_spec import ObservationSpec, load_spec
+
+LOG = logging.getLogger(__name__)
 
 
 def _label(key: "str | None") -> str:
@@ -58,7 +65,35 @@ def _row_index(n: int) -> np.ndarray:
     return index
 
 
-class PackedColumn:
+class ArrayColumn:
+    """A column whose rows are one numpy array of ``width`` values of ``dtype`` (the codes a batch encodes to)."""
+
+    width: int
+    dtype: np.dtype
+
+    def allocate(self, n_rows: int, eager: bool) -> np.ndarray:
+        array = np.zeros((n_rows, self.width), dtype=self.dtype)
+        if eager:
+            array.fill(0)  # commits the pages now
+        return array
+
+    def put(self, store: np.ndarray, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
+        store[rows] = codes
+
+    def take(self, store: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return store[rows]
+
+    def holds(self, store: np.ndarray, rows: slice, codes: np.ndarray) -> bool:
+        return store[rows].tobytes() == codes.tobytes()
+
+    def same(self, store: np.ndarray, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
+        return (store[rows] == codes).all(axis=1)
+
+    def breakdown(self, label: str, store: np.ndarray) -> "dict[str, int]":
+        return {label: int(store.nbytes)}
+
+
+class PackedColumn(ArrayColumn):
     """A Box of floats: rows of ``spec.dim`` k-bit codes in ``spec.row_words`` 64-bit words."""
 
     quantized = True
@@ -104,7 +139,7 @@ def from_bfloat16(bits: np.ndarray, out: np.ndarray) -> None:
     out.view(np.uint32)[...] = bits.astype(np.uint32) << np.uint32(16)
 
 
-class HalfColumn:
+class HalfColumn(ArrayColumn):
     """A Box of floats stored as float16, or as bfloat16 (the high 16 bits of a float32, numpy having no
     bfloat16 type). Finite values beyond float16's range (65504) become inf and are counted as saturated."""
 
@@ -134,7 +169,7 @@ class HalfColumn:
         return out.view(rows.size, *self.shape)
 
 
-class RawColumn:
+class RawColumn(ArrayColumn):
     """An entry stored as SB3 stores it: ``get_obs_shape`` values of the space's dtype per row."""
 
     quantized = False
@@ -150,6 +185,102 @@ class RawColumn:
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         return th.from_numpy(array[rows]).view(rows.size, *self.shape)
+
+
+class MixedCodes:
+    """A batch of mixed-width rows: ``words`` (n, row_words) and the exception ``entries`` of its rows
+    (``entries["row"]`` is the position in the batch)."""
+
+    __slots__ = ("words", "entries")
+
+    def __init__(self, words: np.ndarray, entries: np.ndarray) -> None:
+        self.words, self.entries = words, entries
+
+    def __getitem__(self, envs: Any) -> "MixedCodes":
+        """Rows ``envs`` of the batch, renumbered 0..len(envs)-1."""
+        envs = np.atleast_1d(np.asarray(envs, dtype=np.int64))
+        parts = []
+        for position, env in enumerate(envs.tolist()):
+            part = self.entries[self.entries["row"] == env]
+            part["row"] = position
+            parts.append(part)
+        return MixedCodes(self.words[envs], np.concatenate(parts) if parts else self.entries[:0])
+
+    def same_rows(self, other: "MixedCodes") -> np.ndarray:
+        """Per row, whether both batches hold the same words and the same exceptions."""
+        equal = (self.words == other.words).all(axis=1)
+        if self.entries.size or other.entries.size:
+            for row in np.union1d(self.entries["row"], other.entries["row"]).tolist():
+                equal[row] &= self[[row]].entries.tobytes() == other[[row]].entries.tobytes()
+        return equal
+
+
+class CalibratedColumn:
+    """A Box of floats on an observation spec's widths (:class:`cython_core.MixedRows`): every value the uniform
+    packing at the spec's m and b keeps, in each dimension's own width, the values outside a dimension's range in
+    the rows' exception store, exact. Counts, per dimension, the values that fell outside since the last
+    calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
+
+    quantized = True
+
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_spec: Any) -> None:
+        self.key, self.shape, self.obs_spec = key, shape, obs_spec
+        self.spec = MixedSpec(np.array([d.lo for d in obs_spec.dims], dtype=np.int64),
+                              np.array([d.bits for d in obs_spec.dims]), obs_spec.decimals, obs_spec.clamp)
+        self.values, self.width, self.dtype = self.spec.dim, self.spec.row_words, np.dtype(np.uint64)
+        self.sample_dtype = np.dtype(np.float32)
+        self.outside = np.zeros(self.values, dtype=np.int64)
+        self.encoded = 0
+        self.outside_total = self.encoded_total = 0  # over the buffer's life, recalibrations or not
+
+    def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
+        arr = _rows_of(values, n, self.values, self.key, self.shape)
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
+        words = np.zeros((n, self.width), dtype=np.uint64)
+        saturated, entries = mixed_pack(arr, words, _row_index(n), self.spec)
+        if entries.size:
+            self.outside += np.bincount(entries["dim"], minlength=self.values)
+            self.outside_total += int(entries.size)
+        self.encoded += n
+        self.encoded_total += n
+        return MixedCodes(words, entries), saturated
+
+    def allocate(self, n_rows: int, eager: bool) -> MixedRows:
+        rows = MixedRows(n_rows, self.spec, self.obs_spec.exception_capacity(n_rows))
+        if eager:
+            rows.storage.fill(0)
+            rows.exceptions.table.fill(0)
+        return rows
+
+    def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
+        index = np.arange(store.n_rows, dtype=np.int64)[rows]
+        store.storage[index] = codes.words
+        entries = codes.entries.copy()
+        entries["row"] = index[entries["row"]]
+        store.exceptions.put(index, entries)
+
+    def take(self, store: MixedRows, rows: np.ndarray) -> MixedCodes:
+        return MixedCodes(store.storage[rows], store.exceptions.take(np.asarray(rows, dtype=np.int64)))
+
+    def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
+        if store.storage[rows].tobytes() != codes.words.tobytes():
+            return False
+        index = np.arange(store.n_rows, dtype=np.int64)[rows]
+        return store.exceptions.take(index).tobytes() == codes.entries.tobytes()
+
+    def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
+        return self.take(store, np.arange(store.n_rows, dtype=np.int64)[rows]).same_rows(codes)
+
+    def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
+        out = th.empty((rows.size, self.values), dtype=th.float32)
+        store.decode(rows, out.numpy())
+        return out.view(rows.size, *self.shape)
+
+    def breakdown(self, label: str, store: MixedRows) -> "dict[str, int]":
+        """The planner's calibrated fields: rows, each row's first exception index, the exception entries."""
+        return {label: int(store.storage.nbytes), f"{label}.exception_index": int(store.exceptions.at.nbytes),
+                f"{label}.exceptions": int(store.exceptions.table.nbytes)}
 
 
 class Codes:
@@ -176,7 +307,7 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
 
 
 def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, spec: Any,
-            dtype: "str | None") -> Any:
+            dtype: "str | None", obs_spec: Any = None) -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
@@ -187,6 +318,8 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
                                "spec")
         return RawColumn(key, shape, space.dtype)
     dim = int(np.prod(shape))
+    if obs_spec is not None:
+        return _calibrated(key, shape, dim, obs_spec, (decimals, bits, spec, dtype))
     if dtype is not None:
         if dtype not in HALF_DTYPES:
             raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), got {dtype!r}",
@@ -210,6 +343,22 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
         raise PlannerError(f"invalid quantization of {_label(key)}: {err}", "decimals") from err
 
 
+def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int, obs_spec: Any,
+                others: tuple) -> CalibratedColumn:
+    """The calibrated column of a Box of floats: ``obs_spec`` an :class:`~planner.obs_spec.ObservationSpec` or the
+    path of one (``planner obs scan``), of the Box's size."""
+    if any(value is not None for value in others):
+        raise PlannerError("obs_spec gives the precision (its m, b and widths): give no decimals, bits, spec or "
+                           "dtype with it", "obs_spec")
+    if isinstance(obs_spec, (str, PathLike)):
+        obs_spec = load_spec(str(obs_spec))
+    if not isinstance(obs_spec, ObservationSpec):
+        raise PlannerError(f"obs_spec must be an ObservationSpec or the path of one, got {type(obs_spec).__name__}",
+                           "obs_spec")
+    obs_spec.check_fits(dim, f"{_label(key)} {shape}")
+    return CalibratedColumn(key, shape, obs_spec)
+
+
 class ObservationCodec:
     """The columns of an observation space and the encoding of a batch of its observations.
 
@@ -222,17 +371,20 @@ class ObservationCodec:
         a dict of them by key for a Dict space
     :param dtype: "float16" or "bfloat16": store floats in that type instead of k-bit codes (no decimals,
         bits or spec then); same per-key form
+    :param obs_spec: an observation spec (``planner obs scan``; the object or its path): each dimension in the
+        width its data needs, values outside in an exception store (no decimals, bits, spec or dtype then; its m
+        and b are the spec's); same per-key form
     """
 
     def __init__(self, observation_space: spaces.Space, decimals: Any = None, clamp: Any = CLAMP, bits: Any = None,
-                 spec: Any = None, dtype: Any = None) -> None:
+                 spec: Any = None, dtype: Any = None, obs_spec: Any = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
         self.columns = {key: _column(key, sub, *(_per_key(name, value, key, keys) for name, value in
                                                  (("decimals", decimals), ("clamp", clamp), ("bits", bits),
-                                                  ("spec", spec), ("dtype", dtype))))
+                                                  ("spec", spec), ("dtype", dtype), ("obs_spec", obs_spec))))
                         for key, sub in entries}
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
@@ -273,11 +425,7 @@ class ObservationRows:
 
     def __init__(self, codec: ObservationCodec, n_rows: int, eager: bool = False) -> None:
         self.codec = codec
-        self.arrays = {key: np.zeros((n_rows, column.width), dtype=column.dtype)
-                       for key, column in codec.columns.items()}
-        if eager:
-            for array in self.arrays.values():
-                array.fill(0)
+        self.arrays = {key: column.allocate(n_rows, eager) for key, column in codec.columns.items()}
         self.saturated = 0
 
     @classmethod
@@ -289,22 +437,23 @@ class ObservationRows:
         return rows
 
     def put(self, rows: "np.ndarray | slice", codes: Codes) -> None:
-        for key, array in self.arrays.items():
-            array[rows] = codes.arrays[key]
+        for key, column in self.codec.columns.items():
+            column.put(self.arrays[key], rows, codes.arrays[key])
         self.saturated += codes.saturated
 
     def take(self, rows: np.ndarray) -> Codes:
-        return Codes({key: array[rows] for key, array in self.arrays.items()}, 0)
+        return Codes({key: column.take(self.arrays[key], rows) for key, column in self.codec.columns.items()}, 0)
 
     def holds(self, rows: slice, codes: Codes) -> bool:
         """Whether the contiguous ``rows`` hold exactly ``codes`` (one bytes comparison per column)."""
-        return all(array[rows].tobytes() == codes.arrays[key].tobytes() for key, array in self.arrays.items())
+        return all(column.holds(self.arrays[key], rows, codes.arrays[key])
+                   for key, column in self.codec.columns.items())
 
     def same(self, rows: "np.ndarray | slice", codes: Codes) -> np.ndarray:
         """Per row, whether it holds exactly ``codes``."""
         equal = None
-        for key, array in self.arrays.items():
-            match = (array[rows] == codes.arrays[key]).all(axis=1)
+        for key, column in self.codec.columns.items():
+            match = column.same(self.arrays[key], rows, codes.arrays[key])
             equal = match if equal is None else equal & match
         return equal
 
@@ -314,4 +463,114 @@ class ObservationRows:
 
     def breakdown(self, name: str) -> "dict[str, int]":
         """Bytes per array, named ``name`` or ``name[KEY]`` as the planner's layouts name them."""
-        return {name if key is None else f"{name}[{key}]": int(array.nbytes) for key, array in self.arrays.items()}
+        out: "dict[str, int]" = {}
+        for key, column in self.codec.columns.items():
+            out.update(column.breakdown(name if key is None else f"{name}[{key}]", self.arrays[key]))
+        return out
+
+
+RECALIBRATE_ROWS = 1_000  # rows encoded between drift checks, and the fewest a verdict rests on
+
+
+def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, CalibratedColumn]":
+    return {key: column for key, column in codec.columns.items() if isinstance(column, CalibratedColumn)}
+
+
+class Drift:
+    """The drift of a buffer's calibrated columns: counts, the ``recalibrate`` policy and its log.
+
+    :param codec: the buffer's columns
+    :param threshold: the share of rows above which a dimension's values outside its range make
+        :func:`recalibrate` widen it (None: never; the exception store grows instead)
+    """
+
+    def __init__(self, codec: ObservationCodec, threshold: "float | None") -> None:
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+                raise PlannerError(f"recalibrate must be a share in (0, 1) (or None), got {threshold!r}",
+                                   "recalibrate")
+            if not _calibrated_columns(codec):
+                raise PlannerError("recalibrate applies to calibrated columns: give obs_spec", "recalibrate")
+        self.codec, self.threshold = codec, threshold
+        self.events: "list[dict]" = []
+
+    def check(self, stores: "list[ObservationRows]") -> None:
+        """Recalibrate where the policy says so (a cheap test on most calls)."""
+        if self.threshold is None or all(column.encoded < RECALIBRATE_ROWS
+                                         for column in _calibrated_columns(self.codec).values()):
+            return
+        for event in recalibrate(self.codec, stores, self.threshold):
+            LOG.info("recalibrated %s after %d rows: dims %s widened (bits %s -> %s), %d B -> %d B per row, "
+                     "%d -> %d exception entries", _label(event["column"]), event["rows_encoded"], event["dims"],
+                     event["bits_before"], event["bits_after"], event["row_bytes_before"], event["row_bytes_after"],
+                     event["exceptions_before"], event["exceptions_after"])
+            self.events.append(event)
+
+    def stats(self, stores: "list[ObservationRows]") -> "dict[str, dict]":
+        """Per calibrated column: exception entries live and allocated, the share of values that fell outside over
+        the buffer's life, bits per value of the rows with and without the exception entries, recalibrations."""
+        out = {}
+        for key, column in _calibrated_columns(self.codec).items():
+            rows = [store.arrays[key] for store in stores]
+            values = max(column.encoded_total, 1) * column.values
+            live = sum(int(r.exceptions.live) for r in rows)
+            out[_label(key)] = {
+                "exceptions_live": live, "exception_capacity": sum(int(r.exceptions.table.size) for r in rows),
+                "outside_share": column.outside_total / values, "row_bits": int(column.spec.row_bits),
+                "bits_per_value": column.spec.row_bits / column.values,
+                "bits_per_value_with_exceptions": (column.spec.row_bits + 8 * EXCEPTION_ENTRY_BYTES
+                                                   * column.outside_total / max(column.encoded_total, 1))
+                / column.values,
+                "recalibrations": sum(event["column"] == key for event in self.events)}
+        return out
+
+    def memory_bytes(self, breakdown: "dict[str, int]") -> int:
+        """The sum of ``breakdown``; after a recalibration, with a warning that the planner's prediction is stale."""
+        if self.events:
+            last = self.events[-1]
+            warnings.warn(f"the planner's prediction of this buffer is stale: recalibrated {len(self.events)} "
+                          f"time(s), last widening {_label(last['column'])} dims {last['dims'][:8]} "
+                          f"({last['row_bytes_before']} -> {last['row_bytes_after']} B per row); these are the "
+                          "bytes allocated now", stacklevel=3)
+        return sum(breakdown.values())
+
+
+def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", threshold: float) -> "list[dict]":
+    """Widen the drifted dimensions of ``codec``'s calibrated columns and re-pack ``stores``.
+
+    A dimension drifted when more than ``threshold`` of the rows encoded since the last calibration (at least
+    :data:`RECALIBRATE_ROWS`) held a value outside its range. Its range grows to cover the codes the stores hold
+    in exceptions; every store is re-packed (every value kept, bit for bit) and its exception store keeps only
+    what is still outside; the drift counters restart. Returns one record per re-packed column.
+    """
+    events = []
+    for key, column in codec.columns.items():
+        if not isinstance(column, CalibratedColumn) or column.encoded < RECALIBRATE_ROWS:
+            continue
+        drifted = np.flatnonzero(column.outside > threshold * column.encoded)
+        encoded, column.encoded = column.encoded, 0
+        outside, column.outside = column.outside, np.zeros_like(column.outside)
+        if drifted.size == 0:
+            continue
+        lo = np.full(column.values, np.iinfo(np.int64).max)
+        hi = np.full(column.values, np.iinfo(np.int64).min)
+        live_before = 0
+        for store in stores:
+            rows = store.arrays[key]
+            entries = rows.exceptions.take(np.arange(rows.n_rows, dtype=np.int64))
+            live_before += entries.size
+            chosen = entries[np.isin(entries["dim"], drifted)]
+            np.minimum.at(lo, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
+            np.maximum.at(hi, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
+        old = column.spec
+        new = old.widen(lo, hi)
+        for store in stores:
+            store.arrays[key].repack(new)
+        column.spec, column.width = new, new.row_words
+        events.append({"column": key, "rows_encoded": encoded, "dims": drifted.tolist(),
+                       "outside_share": (outside[drifted] / encoded).round(6).tolist(),
+                       "bits_before": old.bits[drifted].tolist(), "bits_after": new.bits[drifted].tolist(),
+                       "row_bytes_before": old.row_bytes, "row_bytes_after": new.row_bytes,
+                       "exceptions_before": live_before,
+                       "exceptions_after": sum(int(store.arrays[key].exceptions.live) for store in stores)})
+    return events

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from cython_core import CodeSpec, PackedRows
+from cython_core import CodeSpec, ExceptionStore, MixedRows, MixedSpec, PackedRows
 from planner.errors import PlannerError
-from validation.obs_store import ObservationCodec, ObservationRows
+from validation.obs_store import Drift, ObservationCodec, ObservationRows
 
 FORMAT_VERSION = 1
 RECORD = "_saved_format"  # the state key of the record; never an attribute of a live buffer
@@ -63,6 +63,8 @@ class PersistentBuffer:
             parent(state)
         if record is None:
             self._upgrade_from_version_0()
+        if "drift" not in self.__dict__:  # saved before calibrated columns: nothing to count
+            self.drift = Drift(self.codec, None)
 
     def _upgrade_from_version_0(self) -> None:
         """Bring the attributes of a version-0 pickle to today's layout (a class that changed them says how)."""
@@ -102,12 +104,12 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]") -> None:
         out[name] = zlib.crc32(value)
     elif isinstance(value, SCALARS):
         out[name] = zlib.crc32(repr(value).encode())
-    elif isinstance(value, (CodeSpec, spaces.Space)):
+    elif isinstance(value, (CodeSpec, MixedSpec, spaces.Space)):
         out[name] = zlib.crc32(json.dumps(_describe(value), sort_keys=True).encode())
     elif isinstance(value, dict):
         for key, item in value.items():
             _checksum(f"{name}.{key}", item, out)
-    elif isinstance(value, (PackedRows, ObservationRows)):
+    elif isinstance(value, (PackedRows, ObservationRows, MixedRows, ExceptionStore)):
         for key, item in vars(value).items():
             _checksum(f"{name}.{key}", item, out)
     elif isinstance(value, ObservationCodec):
@@ -135,7 +137,7 @@ def _describe(value: Any) -> Any:
     """A JSON-able description of a space, a code spec or a dict of them (bounds given once when uniform)."""
     if isinstance(value, dict):
         return {str(key): _describe(item) for key, item in value.items()}
-    if isinstance(value, CodeSpec):
+    if isinstance(value, (CodeSpec, MixedSpec)):
         return value.get_config()
     if isinstance(value, spaces.Dict):
         return {"type": "Dict", "spaces": _describe(dict(value.spaces))}

@@ -33,7 +33,7 @@ from planner.defaults import CLAMP
 from planner.errors import PlannerError
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
-from validation.obs_store import Codes, ObservationCodec, ObservationRows
+from validation.obs_store import Codes, Drift, ObservationCodec, ObservationRows
 from validation.persistence import PersistentBuffer
 
 FREE = -1
@@ -83,8 +83,11 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
     :param decimals: m of the quantized columns (a dict by key for a Dict space); see
-        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec`` and
-        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes)
+        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec``,
+        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_spec`` (calibrated widths)
+    :param recalibrate: with ``obs_spec``: the share of rows (since the last calibration, checked every 1,000
+        rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
+        (:func:`~validation.obs_store.recalibrate`); None: never (the exception store grows instead)
     :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
     :param n_steps: n-step returns (1: plain one-step transitions)
     :param gamma: the discount of n-step returns
@@ -102,10 +105,11 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
-                 bits: Any = None, spec: Any = None, dtype: Any = None, terminal_capacity: "int | None" = None,
+                 bits: Any = None, spec: Any = None, dtype: Any = None, obs_spec: Any = None,
+                 recalibrate: "float | None" = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
-        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype,
-                       terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
+        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype, obs_spec=obs_spec,
+                       recalibrate=recalibrate, terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
         deferred = self.__dict__.pop("_quantization", {})  # QuantizedHerReplayBuffer's, see there
         unknown = sorted(set(deferred) - set(options))
         if unknown:
@@ -114,7 +118,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         options.update(deferred)
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
         self.codec = ObservationCodec(observation_space, *(options[name] for name in
-                                                           ("decimals", "clamp", "bits", "spec", "dtype")))
+                                                           ("decimals", "clamp", "bits", "spec", "dtype",
+                                                            "obs_spec")))
+        self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}", "n_steps")
         if terminal_capacity is not None and (isinstance(terminal_capacity, bool) or terminal_capacity < 1):
@@ -203,6 +209,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             for env in np.flatnonzero(ends).tolist():
                 self._store_terminal(first + env, next_codes.select([env]))
             self.terminal_observations.saturated += end_saturated
+        self.drift.check([self.stored_observations, self.terminal_observations])
 
     def _keep_replaced_next_observations(self, obs_codes: Codes, first: int) -> None:
         """Row ``first + env`` holds the previous transition's next observation unless that transition ended
@@ -339,7 +346,8 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         """Counters for logging: saturations, their share of stored values, terminal-store evictions."""
         return {"saturated": self.saturated, "saturated_fraction": self.saturated / max(self.stored_values, 1),
                 "terminal_evictions": self.terminal_evictions, "timeout_evictions": self.timeout_evictions,
-                "terminal_capacity": int(self.terminal_owner.size)}
+                "terminal_capacity": int(self.terminal_owner.size),
+                **self.drift.stats([self.stored_observations, self.terminal_observations])}
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
@@ -353,8 +361,10 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         return {}
 
     def memory_bytes(self) -> int:
-        """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte)."""
-        return sum(self.memory_breakdown().values())
+        """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte; ``calibrated``: with
+        the exception store as allocated, which grows past the prediction when the data exceeds the spec's rate;
+        after a recalibration the prediction is stale, and this warns so)."""
+        return self.drift.memory_bytes(self.memory_breakdown())
 
 
 class QuantizedDictReplayBuffer(QuantizedReplayBuffer, DictReplayBuffer):

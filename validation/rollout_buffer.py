@@ -18,7 +18,7 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
 from planner.defaults import CLAMP
-from validation.obs_store import ObservationCodec, ObservationRows
+from validation.obs_store import Drift, ObservationCodec, ObservationRows
 from validation.persistence import PersistentBuffer
 from validation.replay_buffer import PLACEHOLDER
 
@@ -30,8 +30,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
-    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec`` and
-    ``dtype`` are :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space).
+    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec``,
+    ``dtype`` and ``obs_spec`` are :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space);
+    ``recalibrate`` is the replay buffer's.
 
     >>> import numpy as np, torch as th
     >>> from gymnasium import spaces
@@ -46,8 +47,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
                  decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, spec: Any = None,
-                 dtype: Any = None) -> None:
-        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec, dtype)
+                 dtype: Any = None, obs_spec: Any = None, recalibrate: "float | None" = None) -> None:
+        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec, dtype, obs_spec)
+        self.drift = Drift(self.codec, recalibrate)
         self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0
         self._no_obs = np.empty((n_envs, 0), dtype=np.float32)
@@ -110,6 +112,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
             self.observations = placeholders
         self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
+        self.drift.check([self.stored_observations])
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         samples = (DictRolloutBuffer if self.codec.is_dict else RolloutBuffer)._get_samples(self, batch_inds, env)
@@ -128,7 +131,8 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     def quantization_stats(self) -> "dict[str, Any]":
         """Counters for logging: saturations and their share of stored values."""
-        return {"saturated": self.saturated, "saturated_fraction": self.saturated / max(self.stored_values, 1)}
+        return {"saturated": self.saturated, "saturated_fraction": self.saturated / max(self.stored_values, 1),
+                **self.drift.stats([self.stored_observations])}
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
@@ -136,8 +140,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
                 **{name: int(getattr(self, name).nbytes) for name in ROLLOUT_FIELDS}}
 
     def memory_bytes(self) -> int:
-        """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte)."""
-        return sum(self.memory_breakdown().values())
+        """Total bytes allocated (what the planner predicts, to the byte; see the replay buffer's for
+        ``calibrated``)."""
+        return self.drift.memory_bytes(self.memory_breakdown())
 
 
 class QuantizedDictRolloutBuffer(QuantizedRolloutBuffer, DictRolloutBuffer):

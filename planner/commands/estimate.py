@@ -7,6 +7,7 @@ from planner.commands.options import (
     add_algo_option,
     add_env_options,
     add_hyperparams_options,
+    add_obs_spec_options,
     add_output_options,
     add_quant_options,
     add_size_options,
@@ -14,9 +15,11 @@ from planner.commands.options import (
     apply_hyperparams,
     count,
     env_from_args,
+    obs_specs_from_args,
     quant_requested,
 )
 from planner.defaults import CLAMP, default_decimals
+from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.gpu import device_pool
 from planner.networks import parse_net
@@ -35,8 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_size_options(p)
     add_wrapper_options(p)
     p.add_argument("--storage", "--layout", dest="storage", default="sb3", choices=tuple(STORAGES),
-                   help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours")
+                   help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours "
+                        "(with --obs-spec or --calibrate: calibrated)")
     add_quant_options(p)
+    add_obs_spec_options(p)
     p.add_argument("--net", type=str, help="hidden sizes, e.g. 256,256 (default: SB3's for the algo)")
     p.add_argument("--trunk", type=str, help="ppo: hidden sizes shared by policy and value before --net, e.g. 64 "
                                              "(SB3 < 1.8 net_arch=[64, dict(pi=..., vf=...)])")
@@ -56,10 +61,19 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """A RunSpec from estimate's arguments (env or explicit dims)."""
     env = env_from_args(args)
     check_sizes((args.algo,), args.buffer_size, args.n_steps)
+    decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
+    obs_specs = obs_specs_from_args(args, env, (decimals,))
+    if obs_specs:
+        if args.storage not in ("packed", "calibrated"):
+            raise PlannerError(f"--obs-spec and --calibrate size the packed layout on calibrated widths, not "
+                               f"--layout {args.storage}", "obs_spec", "storage")
+        args.storage = "calibrated"
+        if args.decimals is None:
+            decimals = obs_specs[0].decimals
     quant = None
     if storage(args.storage).quantized == "always" or quant_requested(args):
-        decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
-        quant = QuantSpec.create(decimals, CLAMP if args.clamp is None else args.clamp, args.bits, args.width_rule)
+        clamp = obs_specs[0].clamp if obs_specs and args.clamp is None else CLAMP if args.clamp is None else args.clamp
+        quant = QuantSpec.create(decimals, clamp, args.bits, args.width_rule)
     box = env.action_space is None
     return RunSpec(args.algo, env.obs_dim, env.action_dim if box else None,
                    run_size(args.algo, args.buffer_size, args.n_steps),
@@ -69,7 +83,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
                    optimizer=not args.no_optimizer, obs_dtype=env.obs_dtype,
                    action_dtype=env.action_dtype if box else None, terminal_capacity=args.terminal_capacity,
                    action_space=env.action_space, obs_space=env.obs_space, frame_stack=args.frame_stack,
-                   her=args.her)
+                   her=args.her, obs_spec=obs_specs[0] if obs_specs else None)
 
 
 def run(args: argparse.Namespace) -> int:

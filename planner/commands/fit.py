@@ -9,14 +9,16 @@ from planner.commands.options import (
     add_algo_option,
     add_env_options,
     add_hyperparams_options,
+    add_obs_spec_options,
     add_output_options,
     add_quant_options,
     add_size_options,
     add_wrapper_options,
     apply_hyperparams,
     env_from_args,
+    obs_specs_from_args,
 )
-from planner.defaults import CLAMP
+from planner.defaults import CLAMP, default_decimals
 from planner.envs import EnvDims
 from planner.errors import PlannerError
 from planner.fit import FitResult, best_row, default_algos, fit, recommendation
@@ -45,15 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_wrapper_options(p)
     p.add_argument("--net", help="hidden sizes, e.g. 256,256 (default: SB3's for each algo)")
     add_quant_options(p, widths=False)
+    add_obs_spec_options(p)
     add_output_options(p, files=True)
     p.set_defaults(func=run)
 
 
-def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace) -> FitResult:
+def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace, obs_specs: tuple = ()) -> FitResult:
     return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or default_algos(env.action_space)),
                args.buffer_size, args.n_steps, None if args.net is None else parse_net(args.net), args.decimals,
                CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype,
-               env.action_space, env.obs_space, args.frame_stack, args.her)
+               env.action_space, env.obs_space, args.frame_stack, args.her, obs_specs)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -85,13 +88,16 @@ def _assumed(env: EnvDims, args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     env = env_from_args(args)
-    applied = apply_hyperparams(args, tuple(args.algo or default_algos(env.action_space)))
+    algos = tuple(args.algo or default_algos(env.action_space))
+    applied = apply_hyperparams(args, algos)
+    obs_specs = obs_specs_from_args(args, env, tuple(default_decimals(a) if args.decimals is None else args.decimals
+                                                     for a in algos))
     if applied and not args.json:
         print(applied.line(args._flags))
     if args.all_profiles:
-        return _run_all(args, env, applied)
+        return _run_all(args, env, applied, obs_specs)
     profile = load_profile(args.profile)
-    result = _fit(profile, env, args)
+    result = _fit(profile, env, args, obs_specs)
     rows = [row.as_dict() for row in result.rows]
     if args.plot is not None:
         write_fit_png(result, args.plot)
@@ -132,14 +138,20 @@ def run(args: argparse.Namespace) -> int:
                              "max size"]))
     print(f"\n(size: replay capacity in transitions for off-policy algorithms, n_steps per env for PPO; "
           f"max size: the largest that fits; {unit_note(unit)})")
+    for spec in obs_specs:
+        source = ", ".join(f"{k} {v}" for k, v in spec.source.items() if k in ("env", "policy", "buffer",
+                                                                                 "observations"))
+        print(f"(calibrated, m = {spec.decimals}: widths from the observation spec ({source}); its exception store "
+              f"is sized at the spec's expected {spec.exceptions_per_row:.4f} entries per row and grows if the "
+              "data exceeds it)")
     print(recommendation(result))
     return 0
 
 
-def _run_all(args: argparse.Namespace, env: EnvDims, applied: "Applied | None" = None) -> int:
+def _run_all(args: argparse.Namespace, env: EnvDims, applied: "Applied | None" = None, obs_specs: tuple = ()) -> int:
     lines, records, algos = [], [], list(dict.fromkeys(args.algo or default_algos(env.action_space)))
     for profile in load_all():
-        result = _fit(profile, env, args)
+        result = _fit(profile, env, args, obs_specs)
         line = [f"{profile.name}{' (buffer only)' if profile.buffer_only else ''}",
                 format_bytes(result.budget_bytes, args.unit)]
         record = {"profile": profile.name, "buffer_only": profile.buffer_only, "budget_bytes": result.budget_bytes,

@@ -7,13 +7,12 @@ import time
 import yaml
 
 from planner.commands.options import count
-from planner.defaults import CLAMP
+from planner.defaults import CLAMP, SCAN_STEPS
 from planner.errors import PlannerError
 from planner.extras import require_train_extra
-from planner.obs_spec import ObservationSpec
+from planner.obs_spec import ObservationSpec, load_spec
 from planner.output import check_output_path, write_atomic
 from planner.table import render
-from planner.yamlio import read_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p))
     scan = actions.add_parser("scan", help="collect observations and write an observation spec (needs [train])")
     scan.add_argument("--env", required=True, help="a gymnasium env id with a Box of floats (v3 ids run on v5)")
-    scan.add_argument("--steps", type=count, default=10_000, help="observations to collect (default 10,000)")
+    scan.add_argument("--steps", type=count, default=SCAN_STEPS,
+                      help=f"observations to collect (default {SCAN_STEPS:,})")
     scan.add_argument("--decimals", "-m", type=count, default=2, help="m: the grid is 10^-m (default 2)")
     scan.add_argument("--policy", default="random", help="random (default) or a saved SB3 model (.zip) acting")
     scan.add_argument("--algo", help="the algorithm of --policy MODEL.zip (ppo, sac, td3, ...)")
@@ -34,12 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("spec", help="an observation spec YAML (from `planner obs scan`)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
-
-
-def load_spec(path: str) -> ObservationSpec:
-    """An observation spec file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
-    field by field."""
-    return ObservationSpec.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
 
 
 def scan(args: argparse.Namespace) -> ObservationSpec:

@@ -7,9 +7,10 @@ quantization, and output (``--json/--csv/--plot/--unit``).
 import argparse
 
 from planner.algorithms import ALGORITHMS
-from planner.defaults import CLAMP, FIT_ALGOS, WIDTH_RULE
+from planner.defaults import CLAMP, FIT_ALGOS, SCAN_STEPS, WIDTH_RULE
 from planner.envs import EnvDims, lookup_env
 from planner.errors import PlannerError
+from planner.extras import require_train_extra
 from planner.hyperparams import Applied, apply, zoo_file
 from planner.quantization import WIDTH_RULES
 from planner.runspec import ALGOS, DTYPE_BYTES
@@ -99,6 +100,37 @@ def add_quant_options(parser: argparse.ArgumentParser, widths: bool = True) -> N
 def quant_requested(args: argparse.Namespace) -> bool:
     """Whether any quantization option was given."""
     return any(getattr(args, name, None) is not None for name in ("decimals", "clamp", "bits"))
+
+
+def add_obs_spec_options(parser: argparse.ArgumentParser) -> None:
+    """``--obs-spec SPEC.yaml`` or ``--calibrate``: the per-dimension widths of the calibrated storage."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--obs-spec", metavar="SPEC.yaml",
+                       help="an observation spec (planner obs scan): size the calibrated storage on its widths")
+    group.add_argument("--calibrate", action="store_true",
+                       help=f"scan --env now ({SCAN_STEPS:,} random steps, seed 0; needs the [train] extra) for the "
+                            "calibrated storage's widths")
+
+
+def obs_specs_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int, ...]") -> tuple:
+    """The observation specs ``--obs-spec`` reads (one) or ``--calibrate`` scans (one per m of ``decimals``),
+    checked against the env's observation size; () without either flag."""
+    from planner.obs_spec import calibrate, load_spec
+
+    if args.obs_spec:
+        spec = load_spec(args.obs_spec)
+        spec.check_fits(env.obs_dim, f"observations of {env.env_id}")
+        return (spec,)
+    if not args.calibrate:
+        return ()
+    if not args.env:
+        raise PlannerError("--calibrate scans --env: give an env id (or a spec with --obs-spec)", "calibrate", "env")
+    require_train_extra("--calibrate")
+    from validation.obs_collect import rollout
+
+    observations = rollout(args.env, SCAN_STEPS, 0)
+    source = {"env": args.env, "policy": "random", "seed": 0}
+    return tuple(calibrate(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
 
 
 def add_output_options(parser: argparse.ArgumentParser, files: bool = False) -> None:
