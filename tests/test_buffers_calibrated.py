@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import yaml
 from gymnasium import spaces
+from test_buffers_spaces import ACTIONS, stream
 
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
 from planner.obs_spec import calibrate
 from planner.quantization import QuantSpec
-from tests.test_buffers_spaces import ACTIONS, stream
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.obs_collect import rollout
 
@@ -102,7 +102,7 @@ def test_the_exception_store_grows_past_the_prediction_and_says_so(walker):
     assert stats["exception_capacity"] > spec.exception_capacity(3_000)
     assert buf.memory_bytes() > predicted
     assert buf.memory_breakdown()["observations.exceptions"] == 16 * buf.stored_observations.arrays[None] \
-        .exceptions.table.size
+        .store.table.size
     assert stats["bits_per_value_with_exceptions"] > stats["bits_per_value"]
 
 
@@ -172,7 +172,7 @@ def test_a_saved_calibrated_buffer_loads_with_every_value_and_notices_damage(wal
     loaded = pickle.loads(data)
     for got, want in zip(decoded(loaded), decoded(buf)):
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
-    table = buf.stored_observations.arrays[None].exceptions.table
+    table = buf.stored_observations.arrays[None].store.table
     live = table[table["row"] >= 0]
     damaged = bytearray(data)
     at = damaged.index(live.tobytes()[:48])

@@ -250,7 +250,7 @@ class CalibratedColumn:
         rows = MixedRows(n_rows, self.spec, self.obs_spec.exception_capacity(n_rows))
         if eager:
             rows.storage.fill(0)
-            rows.exceptions.table.fill(0)
+            rows.store.table.fill(0)
         return rows
 
     def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
@@ -258,16 +258,16 @@ class CalibratedColumn:
         store.storage[index] = codes.words
         entries = codes.entries.copy()
         entries["row"] = index[entries["row"]]
-        store.exceptions.put(index, entries)
+        store.store.put(index, entries)
 
     def take(self, store: MixedRows, rows: np.ndarray) -> MixedCodes:
-        return MixedCodes(store.storage[rows], store.exceptions.take(np.asarray(rows, dtype=np.int64)))
+        return MixedCodes(store.storage[rows], store.store.take(np.asarray(rows, dtype=np.int64)))
 
     def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
         if store.storage[rows].tobytes() != codes.words.tobytes():
             return False
         index = np.arange(store.n_rows, dtype=np.int64)[rows]
-        return store.exceptions.take(index).tobytes() == codes.entries.tobytes()
+        return store.store.take(index).tobytes() == codes.entries.tobytes()
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
         return self.take(store, np.arange(store.n_rows, dtype=np.int64)[rows]).same_rows(codes)
@@ -279,8 +279,8 @@ class CalibratedColumn:
 
     def breakdown(self, label: str, store: MixedRows) -> "dict[str, int]":
         """The planner's calibrated fields: rows, each row's first exception index, the exception entries."""
-        return {label: int(store.storage.nbytes), f"{label}.exception_index": int(store.exceptions.at.nbytes),
-                f"{label}.exceptions": int(store.exceptions.table.nbytes)}
+        return {label: int(store.storage.nbytes), f"{label}.exception_index": int(store.store.at.nbytes),
+                f"{label}.exceptions": int(store.store.table.nbytes)}
 
 
 class Codes:
@@ -513,9 +513,9 @@ class Drift:
         for key, column in _calibrated_columns(self.codec).items():
             rows = [store.arrays[key] for store in stores]
             values = max(column.encoded_total, 1) * column.values
-            live = sum(int(r.exceptions.live) for r in rows)
+            live = sum(int(r.store.live) for r in rows)
             out[_label(key)] = {
-                "exceptions_live": live, "exception_capacity": sum(int(r.exceptions.table.size) for r in rows),
+                "exceptions_live": live, "exception_capacity": sum(int(r.store.table.size) for r in rows),
                 "outside_share": column.outside_total / values, "row_bits": int(column.spec.row_bits),
                 "bits_per_value": column.spec.row_bits / column.values,
                 "bits_per_value_with_exceptions": (column.spec.row_bits + 8 * EXCEPTION_ENTRY_BYTES
@@ -557,11 +557,13 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", thresh
         live_before = 0
         for store in stores:
             rows = store.arrays[key]
-            entries = rows.exceptions.take(np.arange(rows.n_rows, dtype=np.int64))
+            entries = rows.store.take(np.arange(rows.n_rows, dtype=np.int64))
             live_before += entries.size
             chosen = entries[np.isin(entries["dim"], drifted)]
             np.minimum.at(lo, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
             np.maximum.at(hi, chosen["dim"].astype(np.int64), chosen["code"].astype(np.int64))
+        empty = lo > hi  # no live exception in that dimension: widen() leaves it as it is
+        lo[empty], hi[empty] = 1, 0
         old = column.spec
         new = old.widen(lo, hi)
         for store in stores:
@@ -572,5 +574,5 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", thresh
                        "bits_before": old.bits[drifted].tolist(), "bits_after": new.bits[drifted].tolist(),
                        "row_bytes_before": old.row_bytes, "row_bytes_after": new.row_bytes,
                        "exceptions_before": live_before,
-                       "exceptions_after": sum(int(store.arrays[key].exceptions.live) for store in stores)})
+                       "exceptions_after": sum(int(store.arrays[key].store.live) for store in stores)})
     return events
