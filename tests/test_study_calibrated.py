@@ -1,8 +1,8 @@
 """``planner study``'s calibrated storage: the quantized buffers with ``obs_spec=`` an ObservationSpec calibrated
 on each trial's warm-up steps.
 
-FOR THE LEAD, AFTER MERGING issue 14: this test needs the buffers' ``obs_spec`` keyword (issue 14). It is not
-skipped when the keyword is missing: it fails (the trials end "failed" with the TypeError), on purpose."""
+Needs the buffers' ``obs_spec`` keyword (issue 14, on main since ebeb3ec). It is not skipped where the keyword
+is missing: it fails (the trials end "failed" with the TypeError), on purpose."""
 
 import json
 import subprocess
