@@ -29,7 +29,11 @@ class Trial:
 
     @property
     def id(self) -> str:
-        """Deterministic from (env, algo, storage, seed, steps), safe as a file name."""
+        """Deterministic from (env, algo, storage, seed, steps), safe as a file name.
+
+        >>> Trial("my_envs:Arm-v0", "sac", "packed", 3, 50_000, 2, 10**6, 10**6, 100, 5000, 5, False).id
+        'my_envs-Arm-v0_sac_packed_seed3_50000steps'
+        """
         raw = f"{self.env}_{self.algo}_{self.storage}_seed{self.seed}_{self.steps}steps"
         return re.sub(r"[^A-Za-z0-9._-]", "-", raw)
 

@@ -31,7 +31,11 @@ def run_config(trial) -> RunConfig:
 
 def shrunk_rows(env: str, algo: str, rows: int, decimals: int) -> int:
     """The rows of SB3's buffer that fit the bytes of the packed buffer of ``rows`` rows (the planner's
-    prediction, exact to one row)."""
+    prediction, exact to one row).
+
+    >>> shrunk_rows("Hopper-v5", "sac", 1_000_000, 2), shrunk_rows("Humanoid-v5", "sac", 1_000_000, 2)
+    (262500, 132856)
+    """
     packed = RunConfig(env, algo, "packed", rows, rows, decimals).run_spec()
     plain = replace(packed, storage="sb3", quant=None)
     return max(2, max_buffer_size(plain, footprint(packed).buffer_bytes, buffer_only=True))
