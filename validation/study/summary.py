@@ -132,7 +132,7 @@ def _plots(out: Path, cells: "list[dict]") -> "list[str]":
                     continue
                 curve = stats["curve"]
                 mean, std = curve["mean"], curve["std"]
-                label = f"{storage} ({stats['seeds']} seeds, {stats['buffer_bytes'] / MB:.2f} MB buffer)"
+                label = f"{storage} ({stats['seeds']} seeds, {stats['buffer_bytes'] / MB:.3g} MB buffer)"
                 ax.plot(curve["steps"], mean, color=COLOURS[storage], label=label)
                 ax.fill_between(curve["steps"], [m - s for m, s in zip(mean, std)],
                                 [m + s for m, s in zip(mean, std)], color=COLOURS[storage], alpha=0.2)
