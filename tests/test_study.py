@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -226,3 +227,31 @@ def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, capsys
     (out / "notes.txt").write_text("mine")
     _refused(["study", "smoke", "--out", str(out)], "holds files but no study", capsys)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_sigterm_ends_the_running_trials_in_one_line(tmp_path):
+    spec = tmp_path / "one.yaml"
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 2, steps: 20000}\n")
+    out = tmp_path / "out"
+    run = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(out), "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    first = out / "trials" / "Hopper-v5_sac_baseline_seed0_20000steps.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == (f"planner study: killed by SIGTERM; the finished trials are kept in {out}: "
+                                            "rerun the same command to resume")
+    pid = records(first)[0]["pid"]
+    time.sleep(0.5)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert records(first)[-1]["kind"] != "end"  # cut short: a rerun starts it over
+
+
+def test_ray_without_the_study_extra_is_refused_up_front(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when the [study] extra is not installed
+    _refused(["study", "smoke", "--out", str(tmp_path / "out"), "--ray"], 'pip install "justround-planner[study]"',
+             capsys)
+    assert not (tmp_path / "out").exists()

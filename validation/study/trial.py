@@ -23,6 +23,7 @@ from validation.study.results import TrialFile, failure, trial_path
 from validation.study.storages import buffer_arguments, run_config
 
 EVAL_SEED = 1_000_000  # evaluation episodes are seeded from trial seed + this (+ the episode's index)
+EVAL_STEPS = 10_000  # the longest evaluation episode of an env registered without a time limit
 
 
 def peak_rss_bytes() -> int:
@@ -47,16 +48,18 @@ def calibrated_spec(trial: Trial):
 
 
 def evaluate(model, env, trial: Trial) -> "list[float]":
-    """Returns of ``eval_episodes`` deterministic episodes, episode i reset with seed trial seed + EVAL_SEED + i."""
+    """Returns of ``eval_episodes`` deterministic episodes, episode i reset with seed trial seed + EVAL_SEED + i
+    (cut at EVAL_STEPS where the env has no time limit of its own)."""
     returns = []
+    limit = (env.spec.max_episode_steps if env.spec else None) or EVAL_STEPS
     for episode in range(trial.eval_episodes):
         obs, _ = env.reset(seed=trial.seed + EVAL_SEED + episode)
-        total, done = 0.0, False
-        while not done:
+        total, done, steps = 0.0, False, 0
+        while not done and steps < limit:
             action, _ = model.predict(obs, deterministic=True)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
-            done = terminated or truncated
+            done, steps = terminated or truncated, steps + 1
         returns.append(total)
     return returns
 
