@@ -154,6 +154,7 @@ BAD = [
     (["study", "--summarize", "{out}", "--ray"], "--summarize takes only the study's folder"),
     (["study", "--summarize", "{out}"], "is not a folder"),
     (["study", "smoke", "--out", "{out}", "--workers", "0"], "--workers must be at least 1"),
+    (["study", "smoke", "--out", "{out}", "--address", "auto"], "cannot join the Ray cluster at --address auto"),
 ]
 BAD_SPECS = [
     ("groups: []\n", "groups must be a non-empty list"),

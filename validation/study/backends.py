@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from planner.errors import PlannerError
 from validation.child import PARENT_ENV
 from validation.study.grid import Trial
 from validation.study.progress import Progress
@@ -77,20 +78,31 @@ def _ray_trial(trial_json: str, queue) -> dict:
     return run_trial(trial, lambda record: queue.put((trial.id, record)))
 
 
-def run_ray(trials: "list[Trial]", out: Path, workers: "int | None", address: "str | None",
-            progress: Progress) -> None:
-    """The trials as Ray tasks (``max_calls=1``: each in a fresh worker process), at most ``workers`` at once
-    (default: the cluster's CPUs); the records each task sends are written here as they come."""
+def connect_ray(workers: "int | None", address: "str | None") -> int:
+    """Start a local Ray of ``workers`` CPUs, or join the cluster at ``address``; returns how many trials to keep
+    in flight (``workers``, or the cluster's CPUs). A cluster that cannot be reached is one error naming it."""
+    import ray
+
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as exc:
+        raise PlannerError(f"cannot join the Ray cluster at address {address}: {exc}".splitlines()[0][:300],
+                           "address") from None
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def run_ray(trials: "list[Trial]", out: Path, limit: int, progress: Progress) -> None:
+    """The trials as Ray tasks (``max_calls=1``: each in a fresh worker process), at most ``limit`` at once, on the
+    Ray that :func:`connect_ray` started or joined (shut down or left at the end); the records each task sends
+    are written here as they come."""
     import ray
     from ray.util.queue import Queue
 
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     files: "dict[str, TrialFile]" = {}
     try:
-        limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         queue, pending, running = Queue(), list(trials), {}
         tasks = {gpus: ray.remote(num_cpus=1, num_gpus=gpus, max_calls=1)(_ray_trial) for gpus in (0, 1)}
 

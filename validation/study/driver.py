@@ -27,18 +27,22 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
     spec = read_spec(spec_path)
     grid = trials(spec)
     check_folder(out)
-    write_study(out, spec_path, [t.id for t in grid])
     pending = [t for t in grid if not is_done(trial_path(out, t.id), t.record())]
+    on_ray = use_ray or bool(address)
+    if pending and on_ray:  # before anything is written: a cluster that cannot be reached leaves no folder
+        from validation.study.backends import connect_ray
+        limit = connect_ray(workers if workers or address else os.cpu_count(), address)
+    write_study(out, spec_path, [t.id for t in grid])
     progress = Progress(len(grid), len(grid) - len(pending))
     progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
-                  + (f" on Ray{' at ' + address if address else ''}" if use_ray or address else " locally"))
+                  + (f" on Ray{' at ' + address if address else ''}" if on_ray else " locally"))
     if pending:
         from validation.runner import stopping
         from validation.study.backends import run_local, run_ray
 
         with stopping():  # SIGINT, SIGTERM, SIGHUP: Stopped, after the backend has ended its trials
-            if use_ray or address:
-                run_ray(pending, out, workers if workers or address else os.cpu_count(), address, progress)
+            if on_ray:
+                run_ray(pending, out, limit, progress)
             else:
                 run_local(pending, out, workers or os.cpu_count() or 1, progress)
     from validation.study.summary import summarize
