@@ -111,8 +111,8 @@ def _train(trial: Trial, emit) -> dict:
             self.final_return = None
 
         def _on_training_start(self) -> None:
-            self.start = time.perf_counter()
             self.record()
+            self.eval_s, self.start = 0.0, time.perf_counter()  # the clocks start after the step-0 evaluation
 
         def _on_rollout_start(self) -> None:
             self.rollout_t = time.perf_counter()
@@ -128,7 +128,7 @@ def _train(trial: Trial, emit) -> dict:
         def timing(self) -> dict:
             steps = max(self.num_timesteps, 1)
             wall = time.perf_counter() - self.start - self.eval_s
-            acting = self.acting_s - self.eval_s  # evaluations run inside a rollout
+            acting = self.acting_s - self.eval_s  # evaluations after step 0 run inside a rollout
             return {"acting_ms_per_step": 1000 * acting / steps, "update_ms_per_step": 1000 * (wall - acting) / steps,
                     "ms_per_step": 1000 * wall / steps, "train_s": wall}
 
