@@ -20,57 +20,20 @@ rounds ``t`` to the nearest integer, ties to even, exactly for ``|t| < 2**51`` (
 
 import numpy as np
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
 from libc.math cimport isfinite, isinf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from cython_core.errors import NonFiniteError
-from cython_core.indices import as_indices
-from cython_core.spec import CodeSpec
+from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
-cdef extern from *:
-    """
-    #include <math.h>
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__GNUC__) || defined(__clang__)
-    #define JR_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
-    #else
-    #define JR_PREFETCH(p) ((void)0)
-    #endif
-    #if (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) || defined(_M_X64) \\
-        || defined(_M_IX86) || defined(_M_ARM64)
-    #define JR_LITTLE_ENDIAN 1
-    #else
-    #define JR_LITTLE_ENDIAN 0
-    #endif
-    static CYTHON_INLINE uint64_t jr_load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-    static CYTHON_INLINE uint64_t jr_bits(double d) { uint64_t v; memcpy(&v, &d, 8); return v; }
-    /* rint(t) as an integer, round half to even in the default rounding mode; |t| < 2**51. */
-    #if defined(__SSE4_1__) || defined(__aarch64__) || defined(_M_ARM64)
-    static CYTHON_INLINE int64_t jr_round(double t) { return (int64_t)rint(t); }
-    #else
-    static CYTHON_INLINE int64_t jr_round(double t) {
-        double s = t + 6755399441055744.0;  /* 1.5 * 2**52: the sum's ulp is 1, so the add rounds t */
-        int64_t bits; memcpy(&bits, &s, 8);
-        return bits - INT64_C(0x4338000000000000);
-    }
-    #endif
-    """
-    void JR_PREFETCH(const void *p) nogil
-    bint JR_LITTLE_ENDIAN
-    uint64_t jr_load64(const unsigned char *p) nogil
-    uint64_t jr_bits(double d) nogil
-    int64_t jr_round(double t) nogil
+from cython_core.errors import NonFiniteError
+from cython_core.spec import CodeSpec
 
 cdef enum:
     PREFETCH_ROWS = 4    # rows ahead whose cache lines are requested while this row decodes
     TABLE_MAX_BITS = 16  # uniform specs up to this width decode float32 through a table (<= 256 KiB)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
-
-cdef enum Kind:
-    OTHER, F32, F64, I64, U64
 
 cdef double TWO_31 = 2147483648.0
 
@@ -118,121 +81,20 @@ cdef class _Tables:
 
 
 cdef _Tables _tables(spec):
-    if not isinstance(spec, CodeSpec):
-        raise TypeError(f"spec must be a CodeSpec, got {type(spec).__name__}")
-    cdef dict cache = spec.__dict__  # frozen dataclass: the cache bypasses __setattr__, __reduce__ drops it
-    t = cache.get("_kernel_tables")
-    if t is None:
-        t = cache["_kernel_tables"] = _Tables(spec)
-    return <_Tables>t
-
-
-# -- argument buffers ------------------------------------------------------------------------------
-
-cdef Kind _kind(Py_buffer* view) noexcept:
-    """The element type of a native-endian buffer, from its struct format."""
-    cdef const char* f = view.format
-    if f == NULL:  # unsigned bytes
-        return OTHER
-    if f[0] == b'@' or f[0] == b'=' or (f[0] == b'<' and JR_LITTLE_ENDIAN):
-        f += 1
-    if f[0] == 0 or f[1] != 0:
-        return OTHER
-    if f[0] == b'f' and view.itemsize == 4:
-        return F32
-    if f[0] == b'd' and view.itemsize == 8:
-        return F64
-    if (f[0] == b'l' or f[0] == b'q') and view.itemsize == 8:
-        return I64
-    if (f[0] == b'L' or f[0] == b'Q') and view.itemsize == 8:
-        return U64
-    return OTHER
-
-
-cdef bint _try_buffer(obj, Py_buffer* view, int flags):
-    """Get a C-contiguous buffer of ``obj``; False (error cleared) when it has none."""
-    try:
-        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (TypeError, ValueError, BufferError):
-        return False
-    return True
-
-
-cdef int _get_converted(obj, Py_buffer* view, dtype, Kind want) except -1:
-    """A C-contiguous buffer of ``obj`` with element type ``want``, converting (a copy) if needed."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == want:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(np.ascontiguousarray(obj, dtype=dtype), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_indices(obj, Py_buffer* view, str name) except -1:
-    """A C-contiguous int64 buffer of the indices ``obj``; other integers are converted, the rest refused."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == I64:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(as_indices(obj, name), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_storage(storage, Py_buffer* view, _Tables t, int flags) except -1:
-    if _try_buffer(storage, view, flags):
-        if _kind(view) == U64 and view.ndim == 2 and view.shape[1] == t.row_words:
-            return 0
-        PyBuffer_Release(view)
-    raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {t.row_words}), "
-                     f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
-
-
-cdef int _check_indices(const int64_t* idx, Py_ssize_t n, Py_ssize_t n_rows, str name) except -1:
-    cdef Py_ssize_t i
-    cdef uint64_t limit = <uint64_t>n_rows
-    for i in range(n):
-        if <uint64_t>idx[i] >= limit:  # negative indices wrap to huge values
-            raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {idx[i]}")
-    return 0
+    return <_Tables>_spec_tables(spec, CodeSpec, _Tables)
 
 
 # -- quantize + pack -------------------------------------------------------------------------------
-
-ctypedef fused real_in:
-    float
-    double
 
 ctypedef fused real_out:
     float
     double
 
 
-cdef Py_ssize_t _find_nonfinite(const real_in* x, Py_ssize_t count, Py_ssize_t* first) noexcept nogil:
-    """How many of x[0..count) are NaN or +-inf, and the first one's position.
-    A float64 is non-finite iff its exponent bits are all ones; adding 1 to the exponent field then
-    carries into the sign bit. Integer and/add/or reductions vectorize (SSE2 too)."""
-    cdef Py_ssize_t i, bad = 0
-    cdef uint64_t carry = 0
-    for i in range(count):
-        carry |= (jr_bits(x[i]) & 0x7FF0000000000000ULL) + 0x0010000000000000ULL
-    if not (carry >> 63):
-        return 0
-    for i in range(count):
-        if not isfinite(x[i]):
-            if bad == 0:
-                first[0] = i
-            bad += 1
-    return bad
-
-
 cdef inline uint64_t _code(double v, double lo, double hi, double scale, int64_t offset) noexcept nogil:
     v = v if v >= lo else lo  # NaN -> lo here; replaced afterwards (code policy) or refused before
     v = v if v <= hi else hi
     return <uint64_t>(jr_round(v * scale) - offset)
-
-
-cdef inline double _outside(double v, double lo, double hi) noexcept nogil:
-    return (1.0 if v < lo else 0.0) + (1.0 if v > hi else 0.0)
 
 
 cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t* counts) noexcept nogil:
@@ -319,18 +181,13 @@ cdef tuple _quantize(x, storage, rows, spec):
     cdef Py_ssize_t counts[2]
     cdef Kind kind
     cdef bint big
-    if _try_buffer(x, &xb, 0):
-        if _kind(&xb) not in (F32, F64):
-            PyBuffer_Release(&xb)
-            _get_converted(x, &xb, np.float64, F64)
-    else:
-        _get_converted(x, &xb, np.float64, F64)
+    _get_values(x, &xb, F32, F64, F64)
     try:
         if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
                              f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
         n = 1 if xb.ndim == 1 else xb.shape[0]
-        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
         if type(rows) is int and 0 <= rows < sb.shape[0]:  # one row in range: no array (a bool is not a row)
             if n != 1:
                 raise ValueError(f"rows must hold one index per row of x ({n}), got a single index")
@@ -480,15 +337,6 @@ cdef inline void _lookup_row(const uint64_t* row, _Tables t, uint32_t* codes, fl
         out[j] = t.table[codes[j]]
 
 
-cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexcept nogil:
-    cdef const char* p = <const char*>row
-    cdef const char* end = <const char*>(row + row_words)
-    while p < end:
-        JR_PREFETCH(p)
-        p += 64
-    JR_PREFETCH(end - 1)
-
-
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
                  real_out* out) noexcept nogil:
     cdef Py_ssize_t i, row_words = t.row_words
@@ -520,7 +368,7 @@ def gather_unpack(storage, indices, spec, out) -> None:
     cdef int status = 0
     cdef bint big
     try:
-        have_s = _get_storage(storage, &sb, t, 0) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, 0) == 0
         have_i = _get_indices(indices, &ib, "indices") == 0
         if ib.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")

@@ -4,9 +4,11 @@
 mixed_pack quantizes each row to paper codes c = rint(clip(x, -b, b) * 10^m) in a scratch row, then packs
 c - lo[j] into bits[j] bits where it fits and emits an exception entry (row, j, c) where it does not (the
 slot then holds 0). mixed_unpack reads each code of the first dimensions with one unaligned 8-byte load at
-byte offset_j / 8, shifted by offset_j % 8 (a code of <= 32 bits plus 7 bits of shift fits in 64); the last
-dimensions of a row, whose 8 bytes would run past the row, are read word by word. A row's exceptions are
-then patched in from the store's table, walking from ``at[row]`` while the entry's row is that row.
+byte offset_j / 8, shifted by offset_j % 8 (a code of <= 32 bits plus 7 bits of shift fits in 64), into a
+scratch row, then converts the row in a loop the compiler vectorizes (built twice: portable, and for AVX2,
+chosen at run time); the last dimensions of a row, whose 8 bytes would run past the row, are read word by
+word. A row's exceptions are then patched in from the store's table, walking from ``at[row]`` while the
+entry's row is that row.
 
 Values decode as ((double)(c - lo) + lo) * (1 / 10^m): the sum is exact, so this is (double)c * inv_scale,
 the very value the uniform kernels give. Inputs are checked as in cython_core._kernels: every index against
@@ -26,59 +28,76 @@ the storage's rows before any loop, every buffer's dtype, shape and contiguity a
 
 import numpy as np
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.math cimport isfinite
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint64_t
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
+from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
+
 from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
-from cython_core.indices import as_indices
 from cython_core.mixed import MixedSpec
 
 cdef extern from *:
     """
-    #include <math.h>
     #include <stdint.h>
-    #include <string.h>
-    #if defined(__GNUC__) || defined(__clang__)
-    #define JR_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+    /* out[j] = (float or double)(((double)(int32)(code_j ^ 2**31) + base[j]) * inv), j < n, with
+       code_j = (8 bytes at p + byte[j]) >> shift[j] & mask[j]: the decode of a row's first dimensions.
+       The codes are extracted first (scalar integer work), then converted in a loop the compiler vectorizes
+       (the int32 conversion and the add are exact; the multiply and the cast round to nearest). */
+    #if defined(_MSC_VER)
+    #define JR_RESTRICT __restrict
     #else
-    #define JR_PREFETCH(p) ((void)0)
+    #define JR_RESTRICT __restrict__
     #endif
-    #if (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) || defined(_M_X64) \\
-        || defined(_M_IX86) || defined(_M_ARM64)
-    #define JR_LITTLE_ENDIAN 1
-    #else
-    #define JR_LITTLE_ENDIAN 0
-    #endif
-    static CYTHON_INLINE uint64_t jr_load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-    static CYTHON_INLINE uint64_t jr_bits(double d) { uint64_t v; memcpy(&v, &d, 8); return v; }
-    /* rint(t) as an integer, round half to even in the default rounding mode; |t| < 2**51. */
-    #if defined(__SSE4_1__) || defined(__aarch64__) || defined(_M_ARM64)
-    static CYTHON_INLINE int64_t jr_round(double t) { return (int64_t)rint(t); }
-    #else
-    static CYTHON_INLINE int64_t jr_round(double t) {
-        double s = t + 6755399441055744.0;  /* 1.5 * 2**52: the sum's ulp is 1, so the add rounds t */
-        int64_t bits; memcpy(&bits, &s, 8);
-        return bits - INT64_C(0x4338000000000000);
+    #define JR_DECODE_BODY \
+        Py_ssize_t j; \
+        for (j = 0; j < n; j++) \
+            codes[j] = ((uint32_t)(jr_load64(p + byte[j]) >> shift[j]) & mask[j]) ^ 0x80000000u; \
+        if (out32) { for (j = 0; j < n; j++) out32[j] = (float)(((double)(int32_t)codes[j] + base[j]) * inv); } \
+        else { for (j = 0; j < n; j++) out64[j] = ((double)(int32_t)codes[j] + base[j]) * inv; }
+    #define JR_DECODE_ARGS const unsigned char *p, const int32_t *JR_RESTRICT byte, \
+        const uint32_t *JR_RESTRICT shift, const uint32_t *JR_RESTRICT mask, const double *JR_RESTRICT base, \
+        double inv, Py_ssize_t n, uint32_t *JR_RESTRICT codes, float *JR_RESTRICT out32, double *JR_RESTRICT out64
+    static void jr_decode(JR_DECODE_ARGS) {
+        JR_DECODE_BODY
     }
+    /* The same compiled for AVX2 (4 conversions at once), chosen at run time on x86-64 CPUs that have it: the
+       build stays portable. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    __attribute__((target("avx2")))
+    static void jr_decode_avx2(JR_DECODE_ARGS) {
+        JR_DECODE_BODY
+    }
+    static int jr_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    #else
+    #define jr_decode_avx2 jr_decode
+    static int jr_has_avx2(void) { return 0; }
     #endif
     """
-    void JR_PREFETCH(const void *p) nogil
-    bint JR_LITTLE_ENDIAN
-    uint64_t jr_load64(const unsigned char *p) nogil
-    uint64_t jr_bits(double d) nogil
-    int64_t jr_round(double t) nogil
+    void jr_decode(const unsigned char *p, const int32_t *byte, const uint32_t *shift, const uint32_t *mask,
+                   const double *base, double inv, Py_ssize_t n, uint32_t *codes, float *out32, double *out64) nogil
+    void jr_decode_avx2(const unsigned char *p, const int32_t *byte, const uint32_t *shift, const uint32_t *mask,
+                        const double *base, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
+                        double *out64) nogil
+    int jr_has_avx2()
+
+cdef bint _avx2 = jr_has_avx2() != 0
+
+
+def _simd(enabled=None) -> bool:
+    """Whether the AVX2 decode path runs; ``enabled`` (tests) turns it off, or back on where the CPU has it."""
+    global _avx2
+    if enabled is not None:
+        _avx2 = bool(enabled) and jr_has_avx2() != 0
+    return _avx2
 
 cdef enum:
-    PREFETCH_ROWS = 4    # rows ahead whose cache lines (and ``at`` entry) are requested while this row decodes
+    PREFETCH_ROWS = 4    # rows ahead whose cache lines (and first exception entry) are requested meanwhile
+    PREFETCH_AT = 8      # rows ahead whose ``at`` entry is requested (read PREFETCH_ROWS ahead)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
     SMALL_DISTINCT = 32  # rows checked for duplicates pairwise up to this many, by numpy beyond
-
-cdef enum Kind:
-    OTHER, F32, F64, I64, U64
 
 
 cdef struct Entry:  # EXCEPTION_DTYPE, field for field (16 bytes, the padding zeroed)
@@ -93,19 +112,21 @@ cdef struct Entries:  # a growing array of entries (malloc'd; NULL until the fir
     Py_ssize_t n, cap
 
 
-cdef struct Field:  # where dimension j sits in a row
+cdef struct Field:  # dimension j, for packing and for reading the row's last dimensions
     uint64_t mask   # 2**bits - 1
-    double lo       # lo[j] as float64 (exact: |lo| <= 2**40)
-    int64_t lo_i
+    int64_t lo
     int64_t offset  # bit offset in the row
-    int32_t byte    # offset // 8: the unaligned load's byte
-    int32_t shift   # offset % 8
     int32_t bits
 
 
 cdef class _MixedTables:
-    """Per-dimension fields of one MixedSpec, cached on the spec (specs are immutable)."""
+    """Per-dimension tables of one MixedSpec, cached on the spec (specs are immutable). The unpack loop reads
+    plain arrays: the byte and shift of each code's unaligned load, its mask, and lo + 2**31 as float64."""
     cdef Field* f
+    cdef int32_t* byte    # offset // 8
+    cdef uint32_t* shift  # offset % 8
+    cdef uint32_t* mask   # 2**bits - 1 (bits <= 32)
+    cdef double* base     # lo + 2**31 (exact: |lo| <= 2**40); decode adds it to (int32)(code - 2**31)
     cdef Py_ssize_t dim, row_words, fast
     cdef double scale, inv, clamp
     cdef int64_t top
@@ -115,91 +136,34 @@ cdef class _MixedTables:
         self.dim, self.row_words = spec.dim, spec.row_words
         self.scale, self.inv, self.clamp, self.top = spec.scale, spec.inv_scale, spec.clamp, spec.top
         self.f = <Field*>malloc(self.dim * sizeof(Field))
-        if self.f == NULL:
+        self.byte = <int32_t*>malloc(self.dim * sizeof(int32_t))
+        self.shift = <uint32_t*>malloc(self.dim * sizeof(uint32_t))
+        self.mask = <uint32_t*>malloc(self.dim * sizeof(uint32_t))
+        self.base = <double*>malloc(self.dim * sizeof(double))
+        if self.f == NULL or self.byte == NULL or self.shift == NULL or self.mask == NULL or self.base == NULL:
             raise MemoryError()
         row_bytes = self.row_words * 8
         self.fast = 0
         for j in range(self.dim):
             b, off, lo = int(spec.bits[j]), int(spec.offsets[j]), int(spec.lo[j])
-            self.f[j].mask = (1 << b) - 1
-            self.f[j].lo, self.f[j].lo_i = lo, lo
-            self.f[j].offset, self.f[j].byte, self.f[j].shift, self.f[j].bits = off, off >> 3, off & 7, b
+            self.f[j].mask, self.f[j].lo, self.f[j].offset, self.f[j].bits = (1 << b) - 1, lo, off, b
+            self.byte[j], self.shift[j], self.mask[j], self.base[j] = off >> 3, off & 7, (1 << b) - 1, lo + 2.0**31
             if JR_LITTLE_ENDIAN and (off >> 3) + 8 <= row_bytes:  # offsets grow: these dims are a prefix
                 self.fast = j + 1
 
     def __dealloc__(self):
         free(self.f)
+        free(self.byte)
+        free(self.shift)
+        free(self.mask)
+        free(self.base)
 
 
 cdef _MixedTables _tables(spec):
-    if not isinstance(spec, MixedSpec):
-        raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
-    cdef dict cache = spec.__dict__  # frozen dataclass: the cache bypasses __setattr__, __reduce__ drops it
-    t = cache.get("_kernel_tables")
-    if t is None:
-        t = cache["_kernel_tables"] = _MixedTables(spec)
-    return <_MixedTables>t
+    return <_MixedTables>_spec_tables(spec, MixedSpec, _MixedTables)
 
 
-# -- argument buffers (the same rules as cython_core._kernels) ------------------------------------
-
-cdef Kind _kind(Py_buffer* view) noexcept:
-    """The element type of a native-endian buffer, from its struct format."""
-    cdef const char* f = view.format
-    if f == NULL:
-        return OTHER
-    if f[0] == b'@' or f[0] == b'=' or (f[0] == b'<' and JR_LITTLE_ENDIAN):
-        f += 1
-    if f[0] == 0 or f[1] != 0:
-        return OTHER
-    if f[0] == b'f' and view.itemsize == 4:
-        return F32
-    if f[0] == b'd' and view.itemsize == 8:
-        return F64
-    if (f[0] == b'l' or f[0] == b'q') and view.itemsize == 8:
-        return I64
-    if (f[0] == b'L' or f[0] == b'Q') and view.itemsize == 8:
-        return U64
-    return OTHER
-
-
-cdef bint _try_buffer(obj, Py_buffer* view, int flags):
-    """Get a C-contiguous buffer of ``obj``; False (error cleared) when it has none."""
-    try:
-        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (TypeError, ValueError, BufferError):
-        return False
-    return True
-
-
-cdef int _get_values(obj, Py_buffer* view, Kind* kinds, dtype, Kind want) except -1:
-    """A C-contiguous buffer of ``obj`` whose element type is one of ``kinds`` (two), else converted to ``want``."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == kinds[0] or _kind(view) == kinds[1]:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(np.ascontiguousarray(obj, dtype=dtype), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_indices(obj, Py_buffer* view, str name) except -1:
-    """A C-contiguous int64 buffer of the indices ``obj``; other integers are converted, the rest refused."""
-    if _try_buffer(obj, view, 0):
-        if _kind(view) == I64:
-            return 0
-        PyBuffer_Release(view)
-    PyObject_GetBuffer(as_indices(obj, name), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return 0
-
-
-cdef int _get_storage(storage, Py_buffer* view, _MixedTables t, int flags) except -1:
-    if _try_buffer(storage, view, flags):
-        if _kind(view) == U64 and view.ndim == 2 and view.shape[1] == t.row_words:
-            return 0
-        PyBuffer_Release(view)
-    raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {t.row_words}), "
-                     f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
-
+# -- argument buffers (the rules of cython_core._support) -------------------------------------------
 
 cdef int _get_store(at, table, Py_ssize_t n_rows, Py_buffer* ab, Py_buffer* tb) except -1:
     """Buffers of the exception store's ``at`` (int32 (n_rows,)) and ``table`` (EXCEPTION_DTYPE, 1-D)."""
@@ -220,15 +184,6 @@ cdef int _get_store(at, table, Py_ssize_t n_rows, Py_buffer* ab, Py_buffer* tb) 
     return 0
 
 
-cdef int _check_indices(const int64_t* idx, Py_ssize_t n, Py_ssize_t n_rows, str name) except -1:
-    cdef Py_ssize_t i
-    cdef uint64_t limit = <uint64_t>n_rows
-    for i in range(n):
-        if <uint64_t>idx[i] >= limit:  # negative indices wrap to huge values
-            raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {idx[i]}")
-    return 0
-
-
 cdef int _check_distinct(const int64_t* idx, Py_ssize_t n, rows_obj) except -1:
     """Rows written in one call must differ: each row's exceptions are one run of entries."""
     cdef Py_ssize_t i, k
@@ -246,30 +201,10 @@ cdef int _check_distinct(const int64_t* idx, Py_ssize_t n, rows_obj) except -1:
 
 # -- pack ------------------------------------------------------------------------------------------
 
-ctypedef fused real_in:
-    float
-    double
-
 ctypedef fused out_t:
     float
     double
     int64_t
-
-
-cdef Py_ssize_t _find_nonfinite(const real_in* x, Py_ssize_t count, Py_ssize_t* first) noexcept nogil:
-    """How many of x[0..count) are NaN or +-inf, and the first one's position (an exponent carry test first)."""
-    cdef Py_ssize_t i, bad = 0
-    cdef uint64_t carry = 0
-    for i in range(count):
-        carry |= (jr_bits(x[i]) & 0x7FF0000000000000ULL) + 0x0010000000000000ULL
-    if not (carry >> 63):
-        return 0
-    for i in range(count):
-        if not isfinite(x[i]):
-            if bad == 0:
-                first[0] = i
-            bad += 1
-    return bad
 
 
 cdef inline int _push(Entries* ex, int64_t row, Py_ssize_t dim, int64_t code) noexcept nogil:
@@ -295,7 +230,7 @@ cdef int _pack_row(const int64_t* codes, int64_t row_id, _MixedTables t, uint64_
     cdef int used = 0, b
     cdef uint64_t acc = 0, s
     for j in range(t.dim):
-        s = <uint64_t>(codes[j] - t.f[j].lo_i)
+        s = <uint64_t>(codes[j] - t.f[j].lo)
         if s > t.f[j].mask:
             if _push(ex, row_id, j, codes[j]) < 0:
                 return -1
@@ -311,10 +246,6 @@ cdef int _pack_row(const int64_t* codes, int64_t row_id, _MixedTables t, uint64_
     if used:
         row[w] = acc
     return 0
-
-
-cdef inline double _outside(double v, double lo, double hi) noexcept nogil:
-    return (1.0 if v < lo else 0.0) + (1.0 if v > hi else 0.0)
 
 
 cdef void _quantize_row(const real_in* x, _MixedTables t, int64_t* codes, Py_ssize_t* saturated) noexcept nogil:
@@ -387,12 +318,6 @@ cdef object _entries_array(Entries* ex):
     return arr
 
 
-cdef Kind _REALS[2]
-_REALS[0], _REALS[1] = F32, F64
-cdef Kind _INTS[2]
-_INTS[0], _INTS[1] = I64, I64
-
-
 cdef int _get_rows(rows, Py_ssize_t n, Py_ssize_t n_rows, Py_buffer* rb) except -1:
     _get_indices(rows, rb, "rows")
     try:
@@ -429,10 +354,10 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
     cdef Entries ex
     cdef Kind kind
     ex.data, ex.n, ex.cap = NULL, 0, 0
-    _get_values(x, &xb, _REALS, np.float64, F64)
+    _get_values(x, &xb, F32, F64, F64)
     try:
         n = _rows_of(&xb, t, "x")
-        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
         have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
         kind = _kind(&xb)
         if n * t.dim >= NOGIL_VALUES:
@@ -468,14 +393,14 @@ def mixed_pack_codes(codes, storage, rows, spec):
     ex.data, ex.n, ex.cap = NULL, 0, 0
     if np.asarray(codes).dtype.kind not in "iu":
         raise ValueError(f"codes must be integers, got {np.asarray(codes).dtype}")
-    _get_values(codes, &cb, _INTS, np.int64, I64)
+    _get_values(codes, &cb, I64, I64, I64)
     try:
         n = _rows_of(&cb, t, "codes")
         bad = _first_out_of_grid(<const int64_t*>cb.buf, n * t.dim, t.top)
         if bad >= 0:
             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}; codes[{bad // t.dim}, "
                              f"{bad % t.dim}] = {(<const int64_t*>cb.buf)[bad]} is not")
-        have_s = _get_storage(storage, &sb, t, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
         have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
@@ -506,64 +431,77 @@ cdef inline uint64_t _read_words(const uint64_t* row, int64_t offset, int bits) 
     return v
 
 
-cdef inline void _unpack_row(const uint64_t* row, _MixedTables t, out_t* out) noexcept nogil:
+cdef inline void _unpack_row(const uint64_t* row, _MixedTables t, uint32_t* codes, out_t* out) noexcept nogil:
+    """Decode one row: the first dimensions with one unaligned 8-byte load per code (AVX2 where the CPU has
+    it), the last ones (whose 8 bytes would run past the row) word by word; int64 out: the codes."""
     cdef const unsigned char* p = <const unsigned char*>row
-    cdef const Field* f = t.f
-    cdef Py_ssize_t j
-    cdef uint64_t c
+    cdef Py_ssize_t j, start = t.fast
+    cdef uint32_t c
     cdef double inv = t.inv
-    for j in range(t.fast):
-        c = (jr_load64(p + f[j].byte) >> f[j].shift) & f[j].mask
-        if out_t is int64_t:
-            out[j] = <int64_t>c + f[j].lo_i
+    if out_t is float:
+        if _avx2:
+            jr_decode_avx2(p, t.byte, t.shift, t.mask, t.base, inv, t.fast, codes, out, NULL)
         else:
-            out[j] = <out_t>((<double><int64_t>c + f[j].lo) * inv)
-    for j in range(t.fast, t.dim):
-        c = (_read_words(row, f[j].offset, f[j].bits) & f[j].mask) if f[j].bits else 0
-        if out_t is int64_t:
-            out[j] = <int64_t>c + f[j].lo_i
+            jr_decode(p, t.byte, t.shift, t.mask, t.base, inv, t.fast, codes, out, NULL)
+    elif out_t is double:
+        if _avx2:
+            jr_decode_avx2(p, t.byte, t.shift, t.mask, t.base, inv, t.fast, codes, NULL, out)
         else:
-            out[j] = <out_t>((<double><int64_t>c + f[j].lo) * inv)
-
-
-cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexcept nogil:
-    cdef const char* p = <const char*>row
-    cdef const char* end = <const char*>(row + row_words)
-    while p < end:
-        JR_PREFETCH(p)
-        p += 64
-    if row_words:
-        JR_PREFETCH(end - 1)
+            jr_decode(p, t.byte, t.shift, t.mask, t.base, inv, t.fast, codes, NULL, out)
+    else:
+        start = 0
+    for j in range(start, t.dim):
+        if j < t.fast:
+            c = <uint32_t>(jr_load64(p + t.byte[j]) >> t.shift[j]) & t.mask[j]
+        else:
+            c = (<uint32_t>_read_words(row, t.f[j].offset, t.f[j].bits) & t.mask[j]) if t.f[j].bits else 0
+        if out_t is int64_t:
+            out[j] = <int64_t>c + t.f[j].lo
+        else:
+            out[j] = <out_t>((<double>(<int32_t>(c ^ 0x80000000u)) + t.base[j]) * inv)
 
 
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _MixedTables t, const int32_t* at,
                  const Entry* table, Py_ssize_t n_table, out_t* out) noexcept nogil:
-    """Decode n rows and patch their exceptions; -2: an entry's dim is out of range, -3: at points past table."""
+    """Decode n rows and patch their exceptions; -1: out of memory, -2: an entry's dim is out of range,
+    -3: at points past table."""
     cdef Py_ssize_t i, row_words = t.row_words, dim = t.dim
     cdef int64_t r, k
     cdef out_t* o
+    cdef uint32_t* codes = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
+    if codes == NULL:
+        return -1
+    for i in range(min(n, PREFETCH_AT)):
+        JR_PREFETCH(at + idx[i])
     for i in range(min(n, PREFETCH_ROWS)):
         _prefetch_row(storage + idx[i] * row_words, row_words)
     for i in range(n):
+        if i + PREFETCH_AT < n:
+            JR_PREFETCH(at + idx[i + PREFETCH_AT])
         if i + PREFETCH_ROWS < n:
             _prefetch_row(storage + idx[i + PREFETCH_ROWS] * row_words, row_words)
-            JR_PREFETCH(at + idx[i + PREFETCH_ROWS])
+            k = at[idx[i + PREFETCH_ROWS]]
+            if 0 <= k < n_table:
+                JR_PREFETCH(table + k)
         r = idx[i]
         o = out + i * dim
-        _unpack_row(storage + r * row_words, t, o)
+        _unpack_row(storage + r * row_words, t, codes, o)
         k = at[r]
         if k < 0:
             continue
         if k >= n_table:
+            free(codes)
             return -3
         while k < n_table and table[k].row == r:
             if table[k].dim >= dim:
+                free(codes)
                 return -2
             if out_t is int64_t:
                 o[table[k].dim] = table[k].code
             else:
                 o[table[k].dim] = <out_t>(<double>table[k].code * t.inv)
             k += 1
+    free(codes)
     return 0
 
 
@@ -583,7 +521,7 @@ cdef int _decode(storage, indices, _MixedTables t, at, table, out, bint codes) e
     cdef Kind kind = OTHER
     cdef int status = 0
     try:
-        have_s = _get_storage(storage, &sb, t, 0) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, 0) == 0
         have_i = _get_indices(indices, &ib, "indices") == 0
         if ib.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
@@ -614,6 +552,8 @@ cdef int _decode(storage, indices, _MixedTables t, at, table, out, bint codes) e
         if have_store:
             PyBuffer_Release(&ab)
             PyBuffer_Release(&tb)
+    if status == -1:
+        raise MemoryError()
     if status == -2:
         raise ValueError(f"table holds an entry whose dim is not in 0..{t.dim - 1}")
     if status == -3:
@@ -633,3 +573,155 @@ def mixed_codes(storage, indices, spec, at, table):
     out = np.empty((len(np.atleast_1d(indices)), t.dim), dtype=np.int64)
     _decode(storage, indices, t, at, table, out, True)
     return out
+
+
+# -- the exception store's bookkeeping (ExceptionStore.put calls these) ------------------------------
+
+_I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
+
+cdef int _get_raw(obj, Py_buffer* view, int flags, dtype, str name) except -1:
+    """A buffer of ``obj``, a C-contiguous 1-D numpy array of ``dtype``."""
+    if not (isinstance(obj, np.ndarray) and obj.ndim == 1 and obj.dtype == dtype and obj.flags.c_contiguous):
+        raise ValueError(f"{name} must be a C-contiguous 1-D {dtype} array, got "
+                         f"{getattr(obj, 'dtype', type(obj).__name__)} {getattr(obj, 'shape', '')}")
+    PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS)
+    return 0
+
+
+def _store_drop(at, table, Py_ssize_t used, rows) -> int:
+    """Mark dead (row = -1) the entries of storage ``rows`` (int64) and set their ``at`` to -1; return how many
+    entries died. ``at`` int32, ``table`` EXCEPTION_DTYPE, ``used`` the table's append pointer."""
+    cdef Py_buffer ab, tb, rb
+    cdef Py_ssize_t i, killed = 0, n_rows, n
+    cdef int64_t r, k
+    cdef int32_t* at_p
+    cdef Entry* tab
+    cdef const int64_t* rows_p
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(table, &tb, PyBUF_WRITABLE, EXCEPTION_DTYPE, "table")
+        try:
+            _get_raw(rows, &rb, 0, _I64, "rows")
+            at_p, tab, rows_p = <int32_t*>ab.buf, <Entry*>tb.buf, <const int64_t*>rb.buf
+            n_rows, n = ab.shape[0], rb.shape[0]
+            used = min(used, tb.shape[0])
+            try:
+                _check_indices(rows_p, n, n_rows, "rows")
+                for i in range(n):
+                    r = rows_p[i]
+                    k = at_p[r]
+                    if k < 0:
+                        continue
+                    while k < used and tab[k].row == r:
+                        tab[k].row = -1
+                        killed += 1
+                        k += 1
+                    at_p[r] = -1
+            finally:
+                PyBuffer_Release(&rb)
+        finally:
+            PyBuffer_Release(&tb)
+    finally:
+        PyBuffer_Release(&ab)
+    return killed
+
+
+def _store_append(at, table, Py_ssize_t used, entries, per_dim) -> None:
+    """Copy ``entries`` (grouped by row) to ``table[used:]``, point ``at`` of each row at its first entry and
+    count them in ``per_dim``; the caller made room and dropped the rows' old entries."""
+    cdef Py_buffer ab, tb, eb, pb
+    cdef Py_ssize_t k, m, n_rows, dim
+    cdef int32_t* at_p
+    cdef Entry* tab
+    cdef const Entry* ent
+    cdef int64_t* counts
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(table, &tb, PyBUF_WRITABLE, EXCEPTION_DTYPE, "table")
+        try:
+            _get_raw(entries, &eb, 0, EXCEPTION_DTYPE, "entries")
+            try:
+                _get_raw(per_dim, &pb, PyBUF_WRITABLE, _I64, "per_dim")
+                at_p, tab, ent, counts = <int32_t*>ab.buf, <Entry*>tb.buf, <const Entry*>eb.buf, <int64_t*>pb.buf
+                n_rows, m, dim = ab.shape[0], eb.shape[0], pb.shape[0]
+                try:
+                    if used < 0 or used + m > tb.shape[0]:
+                        raise ValueError(f"table has no room for {m} entries at {used}")
+                    for k in range(m):
+                        if <uint64_t>ent[k].row >= <uint64_t>n_rows or ent[k].dim >= dim:
+                            raise ValueError(f"entries[{k}] = ({ent[k].row}, {ent[k].dim}, ...) is not a storage row "
+                                             f"in 0..{n_rows - 1} and a dim in 0..{dim - 1}")
+                    memcpy(tab + used, ent, m * sizeof(Entry))
+                    for k in range(m):
+                        if k == 0 or ent[k].row != ent[k - 1].row:
+                            at_p[ent[k].row] = <int32_t>(used + k)
+                        counts[ent[k].dim] += 1
+                finally:
+                    PyBuffer_Release(&pb)
+            finally:
+                PyBuffer_Release(&eb)
+        finally:
+            PyBuffer_Release(&tb)
+    finally:
+        PyBuffer_Release(&ab)
+
+
+def _store_check(at, rows, entries, Py_ssize_t dim) -> None:
+    """Refuse (ValueError / IndexError, nothing changed) ``rows`` (int64) that repeat or lie outside ``at``, and
+    ``entries`` whose row is not among ``rows``, whose rows are not grouped, or whose dim is not below ``dim``.
+    Marks the rows in ``at`` meanwhile (-2: being written, -3: its entries seen) and restores it."""
+    cdef Py_buffer ab, rb, eb
+    cdef Py_ssize_t i, k, n, m, n_rows
+    cdef int32_t* at_p
+    cdef const int64_t* rows_p
+    cdef const Entry* ent
+    cdef int32_t* saved
+    cdef int64_t r
+    message = None
+    _get_raw(at, &ab, PyBUF_WRITABLE, _I32, "at")
+    try:
+        _get_raw(rows, &rb, 0, _I64, "rows")
+        try:
+            _get_raw(entries, &eb, 0, EXCEPTION_DTYPE, "entries")
+            at_p, rows_p, ent = <int32_t*>ab.buf, <const int64_t*>rb.buf, <const Entry*>eb.buf
+            n_rows, n, m = ab.shape[0], rb.shape[0], eb.shape[0]
+            saved = NULL
+            try:
+                _check_indices(rows_p, n, n_rows, "rows")
+                saved = <int32_t*>malloc((n + 1) * sizeof(int32_t))
+                if saved == NULL:
+                    n = 0
+                    raise MemoryError()
+                for i in range(n):
+                    saved[i] = at_p[rows_p[i]]
+                    if saved[i] == -2:
+                        message = "rows must be distinct"
+                        n = i  # restore only the rows marked so far
+                        break
+                    at_p[rows_p[i]] = -2
+                for k in range(m if message is None else 0):
+                    r = ent[k].row
+                    if <uint64_t>r >= <uint64_t>n_rows or ent[k].dim >= dim:
+                        message = (f"entries[{k}] must have a row in 0..{n_rows - 1} and a dim in 0..{dim - 1}, "
+                                   f"got row {r}, dim {ent[k].dim}")
+                        break
+                    if k == 0 or r != ent[k - 1].row:
+                        if at_p[r] == -3:
+                            message = "entries must be grouped by row (each row's entries consecutive)"
+                            break
+                        if at_p[r] != -2:
+                            message = f"entries must belong to rows being written; row {r} is not"
+                            break
+                        at_p[r] = -3
+            finally:
+                if saved != NULL:
+                    for i in range(n):
+                        at_p[rows_p[i]] = saved[i]
+                free(saved)
+                PyBuffer_Release(&eb)
+        finally:
+            PyBuffer_Release(&rb)
+    finally:
+        PyBuffer_Release(&ab)
+    if message is not None:
+        raise ValueError(message)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cython_core.exceptions import ExceptionStore
+from cython_core.exceptions import ExceptionStore, _kernels
 from cython_core.indices import as_indices
 from cython_core.layout import MAX_BITS, WORD_BITS, WORD_BYTES
 
@@ -205,35 +205,29 @@ class MixedRows:
     def encode(self, x: Any, rows: Any) -> int:
         """Quantize ``x`` (n, D) into ``rows`` (distinct), replacing their exceptions; returns (and accumulates)
         the saturation count."""
-        from cython_core._mixed import mixed_pack
-
         idx = np.atleast_1d(as_indices(rows, "rows"))
-        saturated, entries = mixed_pack(x, self.storage, idx, self.spec)
-        self.store.put(idx, entries)
+        saturated, entries = _kernels().mixed_pack(x, self.storage, idx, self.spec)
+        self.store.put(idx, entries, trusted=True)
         self.saturated += saturated
         return saturated
 
     def decode(self, indices: Any, out: "np.ndarray | None" = None) -> np.ndarray:
         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64) when given."""
-        from cython_core._mixed import mixed_unpack
-
         idx = as_indices(indices, "indices")
         if out is None:
             out = np.empty((idx.size, self.spec.dim), dtype=np.float32)
-        mixed_unpack(self.storage, idx, self.spec, self.store.at, self.store.table, out)
+        _kernels().mixed_unpack(self.storage, idx, self.spec, self.store.at, self.store.table, out)
         return out
 
     def codes(self, indices: Any) -> np.ndarray:
         """The paper codes (int64 (n, D)) of rows ``indices``."""
-        from cython_core._mixed import mixed_codes
-
-        return mixed_codes(self.storage, as_indices(indices, "indices"), self.spec, self.store.at, self.store.table)
+        idx = as_indices(indices, "indices")
+        return _kernels().mixed_codes(self.storage, idx, self.spec, self.store.at, self.store.table)
 
     def repack(self, spec: MixedSpec) -> None:
         """Re-pack every row under ``spec`` (same dim, decimals and clamp), keeping every code: codes the new
         ranges hold move into the rows, the others stay exceptions. The store's counters restart."""
-        from cython_core._mixed import mixed_codes, mixed_pack_codes
-
+        kernels = _kernels()
         if not isinstance(spec, MixedSpec):
             raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
         old = self.spec
@@ -244,8 +238,8 @@ class MixedRows:
         store = ExceptionStore(self.n_rows, spec.dim, self.store.live)
         for start in range(0, self.n_rows, REPACK_ROWS):
             rows = np.arange(start, min(start + REPACK_ROWS, self.n_rows), dtype=np.int64)
-            codes = mixed_codes(self.storage, rows, old, self.store.at, self.store.table)
-            store.put(rows, mixed_pack_codes(codes, storage, rows, spec))
+            codes = kernels.mixed_codes(self.storage, rows, old, self.store.at, self.store.table)
+            store.put(rows, kernels.mixed_pack_codes(codes, storage, rows, spec), trusted=True)
         store.per_dim[:] = 0
         store.rows_put = 0
         self.spec, self.storage, self.store = spec, storage, store

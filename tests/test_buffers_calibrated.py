@@ -181,18 +181,22 @@ def test_a_saved_calibrated_buffer_loads_with_every_value_and_notices_damage(wal
         pickle.loads(bytes(damaged))
 
 
-def test_calibrated_replay_trains_sac_and_matches_the_stream_of_a_dict_free_env():
-    """A real SAC run on Pendulum-v1 with the calibrated buffer (spec scanned from the env)."""
+def test_sac_trains_on_a_calibrated_buffer():
+    """A real SAC run on Pendulum-v1 with the calibrated buffer (spec scanned from another seed's rollout)."""
+    import torch as th
     from stable_baselines3 import SAC
 
     spec = calibrate(rollout("Pendulum-v1", 500, seed=1), 2)
-    model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=2_000, learning_starts=100, seed=0,
+    model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=2_000, learning_starts=1_200, seed=0, batch_size=64,
                 replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs={"obs_spec": spec, "recalibrate": 0.02})
-    model.learn(400)
+    before = [p.detach().clone() for p in model.actor.parameters()]
+    model.learn(1_250)  # 50 gradient steps on decoded samples
+    assert any(not th.equal(a, b) for a, b in zip(before, model.actor.parameters()))
     buf = model.replay_buffer
-    assert buf.pos == 400 and np.isfinite(np.asarray(buf.observations[:400])).all()
-    stats = buf.quantization_stats()["observation"]
-    assert stats["bits_per_value"] <= 15 and stats["exceptions_live"] >= 0
+    stored = np.asarray(buf.observations[:1_250])[:, 0]
+    assert buf.pos == 1_250 and np.abs(stored[:, :2]).max() <= 1 and np.abs(stored[:, 2]).max() <= 8
+    assert np.array_equal(np.rint(stored.astype(np.float64) * 100) / 100, stored.astype(np.float64).round(2))
+    assert buf.quantization_stats()["observation"]["bits_per_value"] < 15
 
 
 def test_stream_with_episode_ends_and_interruptions_matches_the_uniform_buffer():

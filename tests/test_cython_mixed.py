@@ -80,9 +80,32 @@ def test_public_names_are_the_compiled_kernels():
     assert [EXCEPTION_DTYPE.fields[k][1] for k in ("row", "dim", "code")] == [0, 8, 12]
 
 
+def test_spec_and_store_modules_load_without_the_extension():
+    """MixedSpec (what a planner would read) and ExceptionStore import without loading cython_core._mixed."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("import sys, cython_core.mixed, cython_core.exceptions; "
+            "cython_core.mixed.MixedSpec([0], [3], 2, 127.0); print('cython_core._mixed' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
+    assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.fixture(params=[True, False], ids=["simd", "scalar"])
+def simd(request):
+    """Run with the AVX2 decode path (where the CPU has it) and with the portable one."""
+    import cython_core._mixed as kernels
+
+    before = kernels._simd()
+    yield kernels._simd(request.param)
+    kernels._simd(before)
+
+
 @pytest.mark.parametrize("seed, dim, max_bits", SPECS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype):
+def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype, simd):
     spec = random_spec(seed, dim, max_bits=max_bits)
     if max_bits == 0:
         assert spec.row_words == 0
@@ -132,7 +155,7 @@ def test_hand_packed_row_straddles_words():
 
 @pytest.mark.parametrize("decimals, clamp", [(2, 127.0), (1, 127.0), (0, 5.0), (3, 10.0), (2, 0.5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype):
+def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype, simd):
     dim, n = 348, 300
     spec = random_spec(decimals, dim, decimals, clamp, max_bits=12)
     rng = np.random.default_rng(decimals)
@@ -150,6 +173,13 @@ def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype):
         want = np.empty((500, dim), out_dtype)
         gather_unpack(storage, idx, uniform, want)
         assert same_bits(rows.decode(idx, out=np.empty((500, dim), out_dtype)), want)
+
+
+def test_rows_count_their_bytes_and_reserve_exception_room():
+    spec = random_spec(2, 30, max_bits=9)
+    rows = MixedRows(100, spec, exception_capacity=64)
+    assert rows.store.capacity == 64 and rows.n_rows == 100
+    assert rows.nbytes == 100 * spec.row_bytes + 100 * 4 + 64 * 16
 
 
 def test_a_uniform_mixed_spec_never_needs_exceptions():
@@ -226,6 +256,12 @@ def test_store_refuses_entries_it_cannot_keep_consistent():
     with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
         store.put(np.array([5]), np.array([(5, 0, 0)], dtype=EXCEPTION_DTYPE))
     assert store.live == 0 and store.rows_put == 0 and np.all(store.at == -1)
+    store.put(np.array([3, 1]), np.array([(3, 0, 9), (1, 1, 8)], dtype=EXCEPTION_DTYPE))
+    at, kept = store.at.copy(), store.take(np.arange(5))
+    for rows, entries in ((np.array([1, 2]), e), (np.array([3, 4, 3]), e[:0]), (np.array([3]), e[:1])):
+        with pytest.raises(ValueError):  # refused with nothing changed: the rows keep their entries
+            store.put(rows, entries)
+        assert np.array_equal(store.at, at) and same_bits(store.take(np.arange(5)), kept)
     for kwargs, name in (({"n_rows": -1, "dim": 3}, "n_rows"), ({"n_rows": 1, "dim": 0}, "dim"),
                          ({"n_rows": 1, "dim": 3, "capacity": 1.5}, "capacity")):
         with pytest.raises(ValueError, match=name):
@@ -236,9 +272,11 @@ def test_the_no_exception_put_is_cheap():
     store = ExceptionStore(200_000, 348, capacity=1024)
     store.put(np.array([5]), np.array([(5, 1, 1)], dtype=EXCEPTION_DTYPE))
     rows, empty = np.arange(16, dtype=np.int64) + 100, np.zeros(0, EXCEPTION_DTYPE)
-    best = min(_timed(lambda: store.put(rows, empty)) for _ in range(200))
-    assert best < 20e-6, best  # a few us; generous for a shared machine
-    assert store.rows_put == 1 + 200 * 16 and store.live == 1
+    one = np.array([(107, 3, 7)], dtype=EXCEPTION_DTYPE)
+    for entries in (empty, one):
+        best = min(_timed(lambda: store.put(rows, entries)) for _ in range(200))
+        assert best < 10e-6, best  # ~1-2 us checked, ~0.5-1.3 us trusted; generous for a shared machine
+    assert store.rows_put == 1 + 400 * 16 and store.live == 2
 
 
 def _timed(fn) -> float:
@@ -397,7 +435,8 @@ def test_compiled_unpack_refuses_a_table_that_does_not_fit_at():
                      np.array([(1, 2, 5)], EXCEPTION_DTYPE), out)
 
 
-def test_big_calls_release_the_gil_and_still_match_the_reference():
+def test_big_calls_take_the_gil_free_path_and_still_match_the_reference():
+    """100 x 348 values: past the size from which the kernels run without the GIL."""
     spec = random_spec(11, 348, max_bits=15)
     x = random_values(11, spec, 100)
     rows = np.arange(100)[::-1].copy()

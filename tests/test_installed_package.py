@@ -38,8 +38,9 @@ def _run(target: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_installed_wheel_ships_profiles_and_compiled_core(installed):
     assert len(list((installed / "planner" / "builtin_profiles").glob("*.yaml"))) >= 15
-    assert (list((installed / "cython_core").glob("_kernels*.so"))
-            or list((installed / "cython_core").glob("_kernels*.pyd")))
+    for extension in ("_kernels", "_mixed"):
+        assert (list((installed / "cython_core").glob(f"{extension}*.so"))
+                or list((installed / "cython_core").glob(f"{extension}*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
     assert {p.name for p in (installed / "validation" / "studies").glob("*.yaml")} == {"paper.yaml", "small.yaml",
                                                                                       "smoke.yaml"}

@@ -187,6 +187,13 @@ class RawColumn(ArrayColumn):
         return th.from_numpy(array[rows]).view(rows.size, *self.shape)
 
 
+def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
+    """Row indices (int64) of an index array or a slice of ``n_rows`` rows."""
+    if isinstance(rows, slice):
+        return np.arange(*rows.indices(n_rows), dtype=np.int64)
+    return np.asarray(rows, dtype=np.int64)
+
+
 class MixedCodes:
     """A batch of mixed-width rows: ``words`` (n, row_words) and the exception ``entries`` of its rows
     (``entries["row"]`` is the position in the batch)."""
@@ -225,8 +232,7 @@ class CalibratedColumn:
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_spec: Any) -> None:
         self.key, self.shape, self.obs_spec = key, shape, obs_spec
-        self.spec = MixedSpec(np.array([d.lo for d in obs_spec.dims], dtype=np.int64),
-                              np.array([d.bits for d in obs_spec.dims]), obs_spec.decimals, obs_spec.clamp)
+        self.spec = MixedSpec.from_observation_spec(obs_spec)
         self.values, self.width, self.dtype = self.spec.dim, self.spec.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
         self.outside = np.zeros(self.values, dtype=np.int64)
@@ -254,11 +260,11 @@ class CalibratedColumn:
         return rows
 
     def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
-        index = np.arange(store.n_rows, dtype=np.int64)[rows]
+        index = _indices(rows, store.n_rows)
         store.storage[index] = codes.words
         entries = codes.entries.copy()
         entries["row"] = index[entries["row"]]
-        store.store.put(index, entries)
+        store.store.put(index, entries, trusted=True)  # encoded by mixed_pack: grouped by distinct rows
 
     def take(self, store: MixedRows, rows: np.ndarray) -> MixedCodes:
         return MixedCodes(store.storage[rows], store.store.take(np.asarray(rows, dtype=np.int64)))
@@ -266,11 +272,12 @@ class CalibratedColumn:
     def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
         if store.storage[rows].tobytes() != codes.words.tobytes():
             return False
-        index = np.arange(store.n_rows, dtype=np.int64)[rows]
-        return store.store.take(index).tobytes() == codes.entries.tobytes()
+        if not codes.entries.size and (store.store.at[rows] < 0).all():  # the usual case: no exceptions
+            return True
+        return store.store.take(_indices(rows, store.n_rows)).tobytes() == codes.entries.tobytes()
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
-        return self.take(store, np.arange(store.n_rows, dtype=np.int64)[rows]).same_rows(codes)
+        return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
 
     def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)

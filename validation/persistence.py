@@ -63,7 +63,7 @@ class PersistentBuffer:
             parent(state)
         if record is None:
             self._upgrade_from_version_0()
-        if "drift" not in self.__dict__:  # saved before calibrated columns: nothing to count
+        if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
             self.drift = Drift(self.codec, None)
 
     def _upgrade_from_version_0(self) -> None:
