@@ -1,4 +1,4 @@
-"""The ``planner`` command: estimate, reproduce, fit, profiles, obs, validate.
+"""The ``planner`` command: estimate, reproduce, fit, profiles, obs, validate, study.
 
 Every user error ends as one line on stderr and exit status 2. Library errors name the parameter
 at fault; here each is said as the flag that set it. An OSError, OverflowError, RecursionError or
@@ -13,7 +13,7 @@ import sys
 
 from planner.errors import PlannerError, tidy
 
-COMMANDS = ("estimate", "reproduce", "fit", "profiles", "obs", "validate")
+COMMANDS = ("estimate", "reproduce", "fit", "profiles", "obs", "validate", "study")
 DISTRIBUTION = "justround-planner"
 UNCHECKED = "no input check caught this first: please report the command line"
 

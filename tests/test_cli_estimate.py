@@ -124,7 +124,7 @@ def test_estimate_ppo_trunk_json(planner_cli):
 def test_commands_never_import_heavy_libraries(command):
     code = ("import sys; from planner.cli import main; main(%r); "
             "heavy = [m for m in ('torch', 'stable_baselines3', 'gymnasium', 'pandas', 'scipy', 'matplotlib', "
-            "'mujoco', 'memray') if m in sys.modules]; "
+            "'mujoco', 'memray', 'ray') if m in sys.modules]; "
             "print('HEAVY', heavy)" % (command,))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=tempfile.gettempdir())  # outside the tree: the installed package runs

@@ -6,7 +6,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("planner", "planner.commands", "validation", "validation.peer_suite", "cython_core")
+PACKAGES = ("planner", "planner.commands", "validation", "validation.peer_suite", "validation.study", "cython_core")
 
 
 def all_modules() -> "list[str]":

@@ -3,8 +3,9 @@ negative, NaN, inf, unicode, empty, very long or holding newlines; every run end
 and a failure is one line on stderr with no traceback.
 
 The commands run in this process (``planner.cli.main(argv)``), thousands of times, in a scratch folder.
-``validate``, ``profiles calibrate`` and ``obs scan`` are not run: they train, measure or step environments
-for minutes (validate's up-front checks are tested with validate, obs scan's in tests/test_obs_spec.py).
+``validate``, ``profiles calibrate``, ``obs scan`` and ``study`` are not run: they train, measure or step environments
+for minutes (validate's up-front checks are tested with validate, obs scan's in tests/test_obs_spec.py, study's
+in tests/test_study.py).
 Every other command is, and a new command is fuzzed as soon as it exists.
 Argument values hold no NUL character (no command line can) and random texts hold no "/" (so no file is
 written outside the scratch folder); the curated values below hold the paths that matter, none of them a
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from planner.cli import UNCHECKED, build_parser, main
 from planner.profiles import builtin_dir
 
-NOT_RUN = {("validate",), ("profiles", "calibrate"), ("obs", "scan")}
+NOT_RUN = {("validate",), ("profiles", "calibrate"), ("obs", "scan"), ("study",)}
 EXAMPLES = 2_200
 ZOO_SAC = Path(__file__).parent / "data" / "rl_zoo3_sac.yml"
 

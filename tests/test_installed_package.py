@@ -42,6 +42,9 @@ def test_installed_wheel_ships_profiles_and_compiled_core(installed):
         assert (list((installed / "cython_core").glob(f"{extension}*.so"))
                 or list((installed / "cython_core").glob(f"{extension}*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
+    assert {p.name for p in (installed / "validation" / "studies").glob("*.yaml")} == {"paper.yaml", "small.yaml",
+                                                                                      "smoke.yaml"}
+    assert (installed / "validation" / "study" / "trial.py").is_file()
 
 
 def test_installed_package_runs_fit_against_shipped_profiles(installed):

@@ -44,14 +44,18 @@ class RunLog:
         write_json(self.path, self.data)
 
 
-def build_model(config: RunConfig, env):
-    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``; networks not built yet."""
+def build_model(config: RunConfig, env, device: str = "cpu", **overrides):
+    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``; networks not built yet.
+    ``overrides``: keyword arguments of the model that replace these (``planner study``: the buffer's kwargs,
+    SAC's learning_starts)."""
     from stable_baselines3 import PPO, SAC
 
-    common = dict(seed=config.seed, device="cpu", verbose=0, _init_setup_model=False, **config.buffer_arguments())
+    kwargs = dict(seed=config.seed, device=device, verbose=0, _init_setup_model=False, **config.buffer_arguments())
     if config.algo == "sac":
-        return SAC("MlpPolicy", env, buffer_size=config.buffer_size, learning_starts=config.learning_starts, **common)
-    return PPO("MlpPolicy", env, n_steps=config.buffer_size, **common)
+        kwargs.update(buffer_size=config.buffer_size, learning_starts=config.learning_starts)
+    else:
+        kwargs.update(n_steps=config.buffer_size)
+    return (SAC if config.algo == "sac" else PPO)("MlpPolicy", env, **{**kwargs, **overrides})
 
 
 def model_and_optimizer_bytes(model) -> "tuple[int, int]":

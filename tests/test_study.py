@@ -1,0 +1,258 @@
+"""``planner study``: the smoke study through both backends (the same files, keys and, seeded alike, the same
+returns), a study killed part-way and resumed without rerunning what finished, a failing trial recorded while
+the others finish, the summary's files, and bad specs and flags refused in one line.
+
+The storage ``calibrated`` is left out here (tests/test_study_calibrated.py runs it)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PLANNER
+
+from planner.cli import main
+from validation.study.results import records
+from validation.study.spec import SHIPPED
+
+TESTS = Path(__file__).parent
+
+
+def smoke_without_calibrated(folder: Path) -> Path:
+    """The shipped smoke study, every storage but calibrated."""
+    data = yaml.safe_load((SHIPPED / "smoke.yaml").read_text())
+    for group in data["groups"]:
+        group["storages"] = [s for s in group["storages"] if s != "calibrated"]
+    path = folder / "smoke.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def study(*args: str, env: "dict | None" = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PLANNER), "study", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=tempfile.gettempdir())  # the installed package runs
+
+
+def ends(out: Path) -> "dict[str, dict]":
+    return {p.stem: records(p)[-1] for p in sorted((out / "trials").glob("*.jsonl"))}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke study run locally, killed (SIGKILL) once its first trial is done, then rerun to the end; and
+    the same study on Ray. Returns (spec, local folder, ray folder, the done files before the kill with their
+    mtimes, the rerun's stderr)."""
+    folder = tmp_path_factory.mktemp("study")
+    spec, local, on_ray = smoke_without_calibrated(folder), folder / "local", folder / "ray"
+    first = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(local), "--workers", "2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        done = {k for k, e in ends(local).items() if e.get("status") == "done"} if (local / "trials").is_dir() else ()
+        if done:
+            break
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in (local / "trials").glob("*.jsonl")
+              if records(p) and records(p)[-1].get("status") == "done"}
+    assert before, "no trial finished before the kill"
+    rerun = study(str(spec), "--out", str(local), "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    ray_run = study(str(spec), "--out", str(on_ray), "--ray", "--workers", "2")
+    assert ray_run.returncode == 0, ray_run.stderr[-2000:]
+    return spec, local, on_ray, before, rerun.stderr
+
+
+def test_a_killed_study_resumes_without_rerunning_finished_trials(smoke):
+    _, local, _, before, stderr = smoke
+    after = {p.name: p.stat().st_mtime_ns for p in (local / "trials").glob("*.jsonl")}
+    assert {name: after[name] for name in before} == before  # not rewritten
+    assert len(after) == 16 and all(e["status"] == "done" for e in ends(local).values())
+    assert f"16 trials, {16 - len(before)} to run" in stderr
+    for path in (local / "trials").glob("*.jsonl"):  # a trial cut short by the kill started over: one start
+        assert [r["kind"] for r in records(path)].count("start") == 1
+
+
+def test_both_backends_write_the_same_files_keys_and_returns(smoke):
+    _, local, on_ray, _, _ = smoke
+    names = sorted(p.name for p in (local / "trials").glob("*.jsonl"))
+    assert names == sorted(p.name for p in (on_ray / "trials").glob("*.jsonl")) and len(names) == 16
+    for name in names:
+        mine, theirs = records(local / "trials" / name), records(on_ray / "trials" / name)
+        assert [(r["kind"], sorted(r)) for r in mine] == [(r["kind"], sorted(r)) for r in theirs]
+        assert [r.get("returns") for r in mine] == [r.get("returns") for r in theirs]  # seeded alike
+        evals = [r for r in mine if r["kind"] == "eval"]
+        end = mine[-1]  # PPO trains whole rollouts: equal-memory's shorter one ends past step 256
+        assert [r["step"] for r in evals] == [0, 64, 128, 192, 256] + ([end["steps"]] if end["steps"] > 256 else [])
+        assert all(len(r["returns"]) == 2 for r in evals)
+        assert end["status"] == "done" and 256 <= end["steps"] < 256 + 64 and end["buffer_bytes"] > 0
+        assert end["ms_per_step"] == pytest.approx(end["acting_ms_per_step"] + end["update_ms_per_step"])
+        assert end["peak_rss_bytes"] > 50e6
+
+
+def test_storages_hold_the_buffers_they_name(smoke):
+    _, local, _, _, _ = smoke
+    config = {name: records(p)[0]["config"] for name, p in
+              ((p.stem, p) for p in (local / "trials").glob("*.jsonl"))}
+    end = ends(local)
+    for algo in ("ppo", "sac"):
+        base = end[f"Hopper-v5_{algo}_baseline_seed0_256steps"]
+        packed = end[f"Hopper-v5_{algo}_packed_seed0_256steps"]
+        equal = f"Hopper-v5_{algo}_equal-memory_seed0_256steps"
+        assert base["saturation"] is None and packed["saturation"] is not None
+        assert packed["buffer_bytes"] < base["buffer_bytes"] / 1.8
+        assert config[equal]["rows"] < config[equal]["nominal_rows"]  # shrunk to the packed buffer's bytes
+        assert end[equal]["buffer_bytes"] <= packed["buffer_bytes"] * 1.1
+
+
+def test_summary_files_and_keys(smoke):
+    _, local, _, _, _ = smoke
+    summary = json.loads((local / "summary.json").read_text())
+    assert summary["done"] == summary["trials"] == 16 and summary["failed"] == []
+    assert {(c["env"], c["algo"]) for c in summary["cells"]} == {("Hopper-v5", "ppo"), ("Hopper-v5", "sac")}
+    for cell in summary["cells"]:
+        assert list(cell["storages"]) == ["baseline", "float16", "packed", "equal-memory"]
+        for name, stats in cell["storages"].items():
+            assert stats["seeds"] == 2 and stats["curve"]["steps"][:5] == [0, 64, 128, 192, 256]
+            if name != "baseline":
+                assert {"within_one_std", "welch_p", "ms_ratio", "memory_ratio", "verdict"} <= set(stats)
+                assert stats["verdict"] in ("within 1 std of baseline", "outside 1 std of baseline")
+    for png in ("figure4_returns.png", "figure3_equal_memory.png"):
+        assert (local / png).read_bytes()[:4] == b"\x89PNG"
+    text = (local / "summary.md").read_text()
+    assert "Welch p" in text and "ratio to baseline" in text and "MB = 10^6" in text
+    again = study("--summarize", str(local))
+    assert again.returncode == 0 and again.stdout == text
+
+
+def test_a_failing_trial_is_recorded_and_the_study_finishes(tmp_path):
+    spec = tmp_path / "fail.yaml"
+    spec.write_text("eval_every: 32\neval_episodes: 1\ngroups:\n  - envs: [study_envs:Exploding-v0, Hopper-v5]\n"
+                    "    algos: [ppo]\n    storages: [baseline]\n    seeds: 1\n    steps: 64\n    n_steps: 32\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    r = study(str(spec), "--out", str(tmp_path / "out"), env=env)
+    assert r.returncode == 1, r.stderr[-2000:]
+    end = ends(tmp_path / "out")
+    assert end["study_envs-Exploding-v0_ppo_baseline_seed0_64steps"]["status"] == "failed"
+    assert "the env exploded at step 40" in end["study_envs-Exploding-v0_ppo_baseline_seed0_64steps"]["error"]
+    assert end["Hopper-v5_ppo_baseline_seed0_64steps"]["status"] == "done"
+    assert "1 failed" in r.stderr and "the env exploded" in (tmp_path / "out" / "summary.md").read_text()
+
+
+BAD = [
+    (["study"], "give a study's SPEC (with --out), or --summarize DIR alone"),
+    (["study", "smoke"], "--out is required"),
+    (["study", "no-such.yaml", "--out", "{out}"], "study no-such.yaml: no such file"),
+    (["study", "smoke", "--out", "{out}", "--summarize", "{out}"], "give a study's SPEC"),
+    (["study", "--summarize", "{out}", "--ray"], "--summarize takes only the study's folder"),
+    (["study", "--summarize", "{out}"], "is not a folder"),
+    (["study", "smoke", "--out", "{out}", "--workers", "0"], "--workers must be at least 1"),
+    (["study", "smoke", "--out", "{out}", "--address", "auto"], "cannot join the Ray cluster at --address auto"),
+]
+BAD_SPECS = [
+    ("groups: []\n", "groups must be a non-empty list"),
+    ("[1, 2]\n", "a study is a mapping"),
+    ("colour: red\ngroups: []\n", "unknown key 'colour'"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1}\n", "groups[0].steps is missing"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: zip, seeds: 1, steps: 9}\n",
+     "groups[0].storages: 'zip' is not one of baseline"),
+    ("groups:\n  - {envs: Hopper-v5, algos: dqn, storages: baseline, seeds: 1, steps: 9}\n", "'dqn' is not one of"),
+    ("groups:\n  - {envs: Nope-v0, algos: ppo, storages: baseline, seeds: 1, steps: 9}\n", "groups[0].envs: env"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 0, steps: 9}\n", "groups[0].seeds must"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: [1, 1], steps: 9}\n", "a seed twice"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 0}\n", "groups[0].steps must"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 100}\n",
+     "steps 100 is below n_steps 2,048"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 9, buffer_size: 9}\n",
+     "buffer_size is SAC's replay capacity"),
+    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9, gpu: 1}\n",
+     "groups[0].gpu must be true or false"),
+    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9}\n"
+     "  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9}\n", "is also in groups[0]"),
+    ("groups: &a [1]\n", "anchors (&name) and aliases"),
+]
+
+
+def _refused(argv: "list[str]", fragment: str, capsys) -> None:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", (argv, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and fragment in lines[0], (argv, err)
+
+
+@pytest.mark.parametrize("argv, fragment", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_flags_are_one_line_and_write_nothing(argv, fragment, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [a.replace("{out}", str(out)) for a in argv]
+    if fragment == "is not a folder":
+        out.write_text("")
+    _refused(argv, fragment, capsys)
+    assert not out.exists() or out.is_file()
+
+
+@pytest.mark.parametrize("text, fragment", BAD_SPECS, ids=[f for _, f in BAD_SPECS])
+def test_bad_specs_are_one_line_naming_the_field_and_write_nothing(text, fragment, tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    _refused(["study", str(spec), "--out", str(tmp_path / "out")], fragment, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_specs_hold_the_issues_grids():
+    from validation.study.grid import trials
+    from validation.study.spec import read_spec
+
+    paper, small, smoke = (trials(read_spec(name)) for name in ("paper", "small", "smoke"))
+    assert len(paper) == 160 and {t.env for t in paper} == {"Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"}
+    assert {(t.algo, t.decimals) for t in paper} == {("ppo", 1), ("sac", 2)} and {t.steps for t in paper} == {10**6}
+    ppo = [t for t in small if t.algo == "ppo"]
+    sac = [t for t in small if t.algo == "sac"]
+    assert len(ppo) == 2 * 4 * 3 and {t.steps for t in ppo} == {200_000}
+    assert len(sac) == 4 * 2 and {t.steps for t in sac} == {50_000} and {t.env for t in sac} == {"Hopper-v5"}
+    assert {t.storage for t in smoke} == {"baseline", "float16", "packed", "calibrated", "equal-memory"}
+    assert {t.seed for t in smoke} == {0, 1} and max(t.steps for t in smoke) < 1000
+
+
+
+def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _refused(["study", "smoke", "--out", str(out)], "holds files but no study", capsys)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_sigterm_ends_the_running_trials_in_one_line(tmp_path):
+    spec = tmp_path / "one.yaml"
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 2, steps: 20000}\n")
+    out = tmp_path / "out"
+    run = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(out), "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    first = out / "trials" / "Hopper-v5_sac_baseline_seed0_20000steps.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == (f"planner study: killed by SIGTERM; the finished trials are kept in {out}: "
+                                            "rerun the same command to resume")
+    pid = records(first)[0]["pid"]
+    time.sleep(0.5)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert records(first)[-1]["kind"] != "end"  # cut short: a rerun starts it over
+
+
+def test_ray_without_the_study_extra_is_refused_up_front(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when the [study] extra is not installed
+    _refused(["study", "smoke", "--out", str(tmp_path / "out"), "--ray"], 'pip install "justround-planner[study]"',
+             capsys)
+    assert not (tmp_path / "out").exists()

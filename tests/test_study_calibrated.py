@@ -1,0 +1,34 @@
+"""``planner study``'s calibrated storage: the quantized buffers with ``obs_spec=`` an ObservationSpec calibrated
+on each trial's warm-up steps.
+
+Needs the buffers' ``obs_spec`` keyword (issue 14, on main since ebeb3ec). It is not skipped where the keyword
+is missing: it fails (the trials end "failed" with the TypeError), on purpose."""
+
+import json
+import subprocess
+import tempfile
+
+import yaml
+from conftest import PLANNER
+
+from validation.study.results import records
+from validation.study.spec import SHIPPED
+
+
+def test_calibrated_trials_train_with_a_spec_from_their_warmup(tmp_path):
+    data = yaml.safe_load((SHIPPED / "smoke.yaml").read_text())
+    for group in data["groups"]:
+        group.update(storages=["baseline", "calibrated"], seeds=1)
+    spec = tmp_path / "calibrated.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    r = subprocess.run([str(PLANNER), "study", str(spec), "--out", str(tmp_path / "out"), "--workers", "2"],
+                       capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
+    ends = {p.stem: records(p)[-1] for p in (tmp_path / "out" / "trials").glob("*.jsonl")}
+    assert r.returncode == 0, (r.stderr[-2000:], ends)
+    for algo in ("ppo", "sac"):
+        calibrated = ends[f"Hopper-v5_{algo}_calibrated_seed0_256steps"]
+        baseline = ends[f"Hopper-v5_{algo}_baseline_seed0_256steps"]
+        assert calibrated["status"] == "done" and calibrated["saturation"] is not None
+        assert 0 < calibrated["buffer_bytes"] < baseline["buffer_bytes"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert all("calibrated" in cell["storages"] for cell in summary["cells"])

@@ -1,0 +1,54 @@
+"""What each study storage trains with: the planner's storage behind it, the buffer's rows and kwargs.
+
+========== ========================================================================================
+baseline     SB3's buffers as they are
+float16      the quantized buffers holding float16 observations
+packed       the quantized buffers, uniform codes at the study's m (the paper's layout)
+calibrated   the quantized buffers with a per-dimension :class:`planner.obs_spec.ObservationSpec`,
+             calibrated on the run's own warm-up steps (random actions, the trial's seed)
+equal-memory SB3's buffers, their rows shrunk to the bytes the packed buffer takes (the paper's Figure 3)
+========== ========================================================================================
+
+Nothing here imports torch: the sizes come from the planner's footprint.
+"""
+
+from dataclasses import replace
+
+from planner.defaults import CLAMP
+from planner.fit import max_buffer_size
+from planner.footprint import footprint
+from validation.runconfig import RunConfig
+
+PLANNER_STORAGE = {"baseline": "sb3", "float16": "float16", "packed": "packed", "calibrated": "packed",
+                   "equal-memory": "sb3"}
+
+
+def run_config(trial) -> RunConfig:
+    """The validation harness's view of ``trial`` (a :class:`validation.study.grid.Trial`)."""
+    return RunConfig(trial.env, trial.algo, PLANNER_STORAGE[trial.storage], trial.steps, trial.rows, trial.decimals,
+                     CLAMP, trial.seed)
+
+
+def shrunk_rows(env: str, algo: str, rows: int, decimals: int) -> int:
+    """The rows of SB3's buffer that fit the bytes of the packed buffer of ``rows`` rows (the planner's
+    prediction, exact to one row).
+
+    >>> shrunk_rows("Hopper-v5", "sac", 1_000_000, 2), shrunk_rows("Humanoid-v5", "sac", 1_000_000, 2)
+    (262500, 132856)
+    """
+    packed = RunConfig(env, algo, "packed", rows, rows, decimals).run_spec()
+    plain = replace(packed, storage="sb3", quant=None)
+    return max(2, max_buffer_size(plain, footprint(packed).buffer_bytes, buffer_only=True))
+
+
+def buffer_arguments(trial, obs_spec=None) -> dict:
+    """The SB3 model's keyword arguments that give ``trial`` its buffer (class and kwargs): the one place that
+    says what each storage trains with. ``calibrated`` needs ``obs_spec``."""
+    arguments = run_config(trial).buffer_arguments()
+    if trial.storage == "calibrated":
+        if obs_spec is None:
+            raise ValueError("the calibrated storage needs the observation spec of the warm-up steps")
+        kind = next(key for key in arguments if key.endswith("_buffer_kwargs"))
+        kwargs = {k: v for k, v in arguments[kind].items() if k not in ("decimals", "clamp")}  # the spec has m, b
+        arguments[kind] = {**kwargs, "obs_spec": obs_spec}
+    return arguments

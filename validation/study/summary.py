@@ -1,0 +1,184 @@
+"""A study's summary, from its trial files: summary.json, summary.md and the plots.
+
+Per cell (env x algorithm) and storage: the final evaluation return over seeds (mean, sample std), whether
+it lies within one std of the baseline's mean, Welch's t-test p-value against the baseline (scipy), the
+seeds, ms per step (acting, updating, total) and its ratio to the baseline (Table I of the paper), the
+measured buffer bytes and the baseline's bytes over them. Plots: returns against steps, mean and a one-std
+band (Figure 4), and the equal-memory comparison (Figure 3). Verdicts are written as measured.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from planner.errors import PlannerError
+from validation.study.results import records, study_trials, trial_path
+
+FIGURE4 = "figure4_returns.png"
+FIGURE3 = "figure3_equal_memory.png"
+ORDER = ("baseline", "float16", "packed", "calibrated", "equal-memory")
+COLOURS = {"baseline": "black", "float16": "tab:blue", "packed": "tab:orange", "calibrated": "tab:green",
+           "equal-memory": "tab:red"}
+MB = 1e6
+
+
+def _trial(out: Path, trial_id: str) -> dict:
+    found = records(trial_path(out, trial_id))
+    start = next((r for r in found if r.get("kind") == "start"), None)
+    end = found[-1] if found and found[-1].get("kind") == "end" else None
+    return {"id": trial_id, "config": start["config"] if start else None, "end": end,
+            "evals": [r for r in found if r.get("kind") == "eval"]}
+
+
+def _mean_std(values: "list[float]") -> "tuple[float, float]":
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def _curve(trials: "list[dict]") -> dict:
+    """Mean and std of the evaluation return at the steps every seed evaluated."""
+    steps = sorted(set.intersection(*({e["step"] for e in t["evals"]} for t in trials)))
+    by_step = [[next(e["return_mean"] for e in t["evals"] if e["step"] == s) for t in trials] for s in steps]
+    stats = [_mean_std(v) for v in by_step]
+    return {"steps": steps, "mean": [m for m, _ in stats], "std": [s for _, s in stats]}
+
+
+def _welch(a: "list[float]", b: "list[float]") -> "float | None":
+    """Welch's t-test p-value (None with fewer than 2 seeds on a side, or no variance on either)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    return None if math.isnan(p) else p
+
+
+def _storage_stats(trials: "list[dict]") -> dict:
+    ends = [t["end"] for t in trials]
+    finals = [e["final_return"] for e in ends]
+    mean, std = _mean_std(finals)
+    return {"seeds": len(trials), "final_returns": finals, "final_return_mean": mean, "final_return_std": std,
+            **{key: _mean_std([e[key] for e in ends])[0] for key in
+               ("acting_ms_per_step", "update_ms_per_step", "ms_per_step", "buffer_bytes", "peak_rss_bytes")},
+            "buffer_rows": ends[0]["buffer_rows"], "curve": _curve(trials)}
+
+
+def _judge(stats: dict, base: "dict | None") -> None:
+    """Add the comparison with the baseline to ``stats`` (in place)."""
+    if base is None:
+        stats.update(verdict="no baseline", within_one_std=None, welch_p=None, ms_ratio=None, memory_ratio=None)
+        return
+    within = abs(stats["final_return_mean"] - base["final_return_mean"]) <= base["final_return_std"]
+    stats.update(within_one_std=within, welch_p=_welch(stats["final_returns"], base["final_returns"]),
+                 ms_ratio=stats["ms_per_step"] / base["ms_per_step"],
+                 memory_ratio=base["buffer_bytes"] / stats["buffer_bytes"],
+                 verdict="within 1 std of baseline" if within else "outside 1 std of baseline")
+
+
+def summarize(out: Path) -> dict:
+    """Read every trial of the study in ``out``; write summary.json, summary.md and the plots; return the
+    summary (``markdown`` holds summary.md's text)."""
+    if not out.is_dir():
+        raise PlannerError(f"{out} is not a folder (give a study's --out folder)", "summarize")
+    ids = study_trials(out)
+    if not ids:
+        raise PlannerError(f"{out} holds no study (no study.json, no trials/*.jsonl)", "summarize")
+    trials = [_trial(out, i) for i in ids]
+    done = [t for t in trials if t["end"] and t["end"].get("status") == "done" and t["config"]]
+    failed = [{"id": t["id"], "error": t["end"].get("error", "")} for t in trials
+              if t["end"] and t["end"].get("status") == "failed"]
+    unfinished = [t["id"] for t in trials if not t["end"]]
+    cells: "dict[tuple[str, str], dict[str, list[dict]]]" = {}
+    for t in done:
+        config = t["config"]
+        cells.setdefault((config["env"], config["algo"]), {}).setdefault(config["storage"], []).append(t)
+    summary = {"folder": str(out), "units": "MB = 10^6 bytes", "trials": len(trials), "done": len(done),
+               "failed": failed, "unfinished": unfinished, "cells": []}
+    for (env, algo), by_storage in cells.items():
+        storages = {name: _storage_stats(by_storage[name]) for name in ORDER if name in by_storage}
+        base = storages.get("baseline")
+        for name, stats in storages.items():
+            if name != "baseline":
+                _judge(stats, base)
+        summary["cells"].append({"env": env, "algo": algo, "storages": storages})
+    summary["plots"] = _plots(out, summary["cells"])
+    summary["markdown"] = markdown(summary)
+    (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "markdown"}, indent=1))
+    (out / "summary.md").write_text(summary["markdown"])
+    return summary
+
+
+def _plots(out: Path, cells: "list[dict]") -> "list[str]":
+    if not cells:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, wanted, title in ((FIGURE4, ORDER, "evaluation return, mean and 1 std over seeds"),
+                                (FIGURE3, ("baseline", "packed", "equal-memory"), "at equal memory")):
+        chosen = [c for c in cells if name == FIGURE4 or "equal-memory" in c["storages"]]
+        if not chosen:
+            continue
+        fig, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 3.8), squeeze=False)
+        for ax, cell in zip(axes[0], chosen):
+            for storage in wanted:
+                stats = cell["storages"].get(storage)
+                if stats is None:
+                    continue
+                curve = stats["curve"]
+                mean, std = curve["mean"], curve["std"]
+                label = f"{storage} ({stats['seeds']} seeds, {stats['buffer_bytes'] / MB:.3g} MB buffer)"
+                ax.plot(curve["steps"], mean, color=COLOURS[storage], label=label)
+                ax.fill_between(curve["steps"], [m - s for m, s in zip(mean, std)],
+                                [m + s for m, s in zip(mean, std)], color=COLOURS[storage], alpha=0.2)
+            ax.set_title(f"{cell['env']} {cell['algo'].upper()}")
+            ax.set_xlabel("environment steps")
+            ax.set_ylabel("evaluation return")
+            ax.legend(fontsize=7)
+        fig.suptitle(title + " (MB = 10^6 B)")
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
+def _number(value: "float | None", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary: dict) -> str:
+    """summary.md: the verdicts, the step times (Table I), the plots, and what did not finish."""
+    lines = [f"# Study {summary['folder']}", "",
+             f"{summary['done']} of {summary['trials']} trials done, {len(summary['failed'])} failed, "
+             f"{len(summary['unfinished'])} unfinished. Sizes in MB = 10^6 bytes.", "",
+             "## Final return against the baseline", "",
+             "| env | algo | storage | seeds | final return (mean ± std) | verdict | Welch p | buffer MB | "
+             "baseline / buffer |", "|---|---|---|---|---|---|---|---|---|"]
+    for cell in summary["cells"]:
+        for name, s in cell["storages"].items():
+            lines.append(f"| {cell['env']} | {cell['algo']} | {name} | {s['seeds']} | "
+                         f"{s['final_return_mean']:.1f} ± {s['final_return_std']:.1f} | "
+                         f"{s.get('verdict', 'baseline')} | "
+                         f"{_number(s.get('welch_p'), 3)} | {s['buffer_bytes'] / MB:.3f} | "
+                         f"{'1.00' if name == 'baseline' else _number(s.get('memory_ratio'))}x |")
+    lines += ["", "## Step time (Table I)", "",
+              "| env | algo | storage | acting ms/step | update ms/step | ms/step | ratio to baseline |",
+              "|---|---|---|---|---|---|---|"]
+    for cell in summary["cells"]:
+        for name, s in cell["storages"].items():
+            ratio = 1.0 if name == "baseline" else s.get("ms_ratio")
+            lines.append(f"| {cell['env']} | {cell['algo']} | {name} | {s['acting_ms_per_step']:.3f} | "
+                         f"{s['update_ms_per_step']:.3f} | {s['ms_per_step']:.3f} | {_number(ratio)} |")
+    if summary["plots"]:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in summary["plots"]]
+    if summary["failed"]:
+        lines += ["", "## Failed trials", ""] + [f"- {f['id']}: {f['error']}" for f in summary["failed"]]
+    if summary["unfinished"]:
+        lines += ["", "## Unfinished trials", ""] + [f"- {i}" for i in summary["unfinished"]]
+    return "\n".join(lines) + "\n"
