@@ -2,7 +2,9 @@
 
 A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes packed into 64-bit
 words by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
-alternative a PyTorch user reaches for first, stored once too). Anything else (uint8 images, integer
+alternative a PyTorch user reaches for first, stored once too); or, with ``obs_spec``, a :class:`CalibratedColumn`
+(each dimension in the width an observation spec gives it, the values outside in an exception store, exact;
+:class:`Drift` counts them and may recalibrate). Anything else (uint8 images, integer
 Boxes, Discrete, MultiDiscrete, MultiBinary) is a :class:`RawColumn`, kept as SB3 keeps it (the space's
 dtype, ``get_obs_shape``): quantizing it would gain nothing, but it is still stored once.
 :class:`ObservationCodec` holds the columns of one space (one column, keyed ``None``, or one per Dict key)
