@@ -93,9 +93,9 @@ def test_spec_and_store_modules_load_without_the_extension():
     assert done.stdout.strip() == "False", done.stderr
 
 
-@pytest.fixture(params=[True, False], ids=["simd", "scalar"])
+@pytest.fixture(params=[True, "avx2", False], ids=["best", "avx2", "scalar"])
 def simd(request):
-    """Run with the AVX2 decode path (where the CPU has it) and with the portable one."""
+    """Run with the best decode path the CPU has (AVX-512 VBMI, AVX2), with AVX2 and with the portable one."""
     import cython_core._mixed as kernels
 
     before = kernels._simd()
@@ -137,6 +137,101 @@ def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype, simd):
     written = np.argsort(rows)  # storage row -> position in x
     back = mixed_codes(got_storage, np.sort(rows), spec, store.at, store.table)
     assert np.array_equal(back, codes[written])  # every code comes back, in the row or as an exception
+
+
+def cpu_flags() -> "set[str] | None":
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return None
+
+
+def test_the_best_decode_path_is_the_widest_the_cpu_has():
+    import cython_core._mixed as kernels
+
+    before = kernels._simd()
+    try:
+        best = kernels._simd(True)
+        flags = cpu_flags()
+        if flags is not None:
+            vbmi = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vbmi"} <= flags
+            assert best == ("avx512vbmi" if vbmi else "avx2" if "avx2" in flags else "scalar")
+        assert kernels._simd(False) == "scalar" and kernels._simd("avx2") in ("avx2", "scalar")
+        with pytest.raises(ValueError, match="enabled must be"):
+            kernels._simd("sse")
+    finally:
+        kernels._simd(before)
+
+
+# (seed, dim, max_bits): every group vectorizable (<= 25 bits), groups with 26..32-bit dims left to the scalar
+# decode, a partial last group, narrow rows, all-0-bit rows
+PATH_SPECS = [(20, 348, 25), (21, 348, 32), (22, 37, 25), (23, 17, 7), (24, 5, 0), (25, 200, 32), (26, 64, 1),
+              (27, 130, 26), (28, 1, 25), (29, 16, 25)]
+
+
+@pytest.mark.parametrize("seed, dim, max_bits", PATH_SPECS)
+def test_every_decode_path_gives_the_same_bits_on_any_row(seed, dim, max_bits):
+    """Random row words (every code value, at every bit offset) and random exceptions: each path the CPU has,
+    float32 and float64, against the scalar path and the numpy reference."""
+    import cython_core._mixed as kernels
+
+    spec = random_spec(seed, dim, max_bits=max_bits)
+    rng = np.random.default_rng(seed)
+    n_rows = 50
+    storage = rng.integers(0, 2**64, (n_rows, spec.row_words), dtype=np.uint64)
+    rows = rng.permutation(n_rows)[:10]
+    entries = np.zeros(20, EXCEPTION_DTYPE)
+    entries["row"], entries["dim"] = np.repeat(rows, 2), rng.integers(0, dim, 20)
+    entries["code"] = rng.integers(-spec.top, spec.top + 1, 20)
+    store = store_of(n_rows, spec, rows, entries)
+    indices = rng.integers(0, n_rows, 80)
+    before = kernels._simd()
+    try:
+        for out_dtype in (np.float32, np.float64):
+            want = np.empty((80, dim), out_dtype)
+            ref.mixed_unpack(storage, indices, spec, store.at, store.table, want)
+            for path in ("scalar", "avx2", "avx512vbmi"):
+                kernels._simd(path)
+                got = np.full((80, dim), np.nan, out_dtype)
+                mixed_unpack(storage, indices, spec, store.at, store.table, got)
+                assert same_bits(got, want), kernels._simd()
+    finally:
+        kernels._simd(before)
+
+
+def test_decode_reads_nothing_past_the_storage():
+    """Storage ending at a page followed by an inaccessible one: every path decodes its last rows (a read past
+    them would crash the process)."""
+    import ctypes
+    import mmap
+
+    import cython_core._mixed as kernels
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    area = mmap.mmap(-1, 2 * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert libc.mprotect(ctypes.c_void_p(base + page), ctypes.c_size_t(page), 0) == 0  # PROT_NONE
+    before = kernels._simd()
+    try:
+        for seed, dim, max_bits in [(30, 348, 25), (31, 9, 3), (32, 40, 25), (33, 21, 16)]:
+            spec = random_spec(seed, dim, max_bits=max_bits)
+            n_rows = 3
+            storage = np.frombuffer(area, np.uint64, n_rows * spec.row_words, page - n_rows * spec.row_bytes)
+            storage = storage.reshape(n_rows, spec.row_words)
+            storage[:] = np.random.default_rng(seed).integers(0, 2**64, storage.shape, dtype=np.uint64)
+            store = ExceptionStore(n_rows, dim)
+            want = np.empty((2, dim), np.float32)
+            ref.mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.table, want)
+            for path in ("scalar", "avx2", "avx512vbmi"):
+                kernels._simd(path)
+                got = np.empty((2, dim), np.float32)
+                mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.table, got)
+                assert same_bits(got, want)
+            del storage
+    finally:
+        kernels._simd(before)
 
 
 def test_hand_packed_row_straddles_words():
