@@ -211,3 +211,22 @@ def test_stream_with_episode_ends_and_interruptions_matches_the_uniform_buffer()
     for got, want in zip(decoded(calibrated), decoded(uniform_small)):
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
     assert calibrated.terminal_evictions == uniform_small.terminal_evictions
+
+
+def test_exception_entries_compare_by_field_not_by_padding_bytes(walker):
+    """Entries carry 2 padding bytes (dim is 16 bits, code 32-bit aligned) that no kernel initialises: a row
+    holding the same exceptions must compare equal whatever those bytes hold."""
+    from validation.obs_store import Codes, MixedCodes
+
+    observations, spec = walker
+    buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_spec=spec)
+    column = buf.codec.columns[None]
+    codes, _ = column.encode(with_outliers(observations[:3], share=0.3), 3)
+    assert codes.entries.size
+    noisy = codes.entries.copy()
+    noisy.view(np.uint8).reshape(-1, 16)[:, 10:12] = 0xAB  # the padding bytes
+    assert noisy.tobytes() != codes.entries.tobytes()
+    rows = buf.stored_observations
+    rows.put(slice(0, 3), buf.codec.encode(with_outliers(observations[:3], share=0.3), 3))
+    assert rows.holds(slice(0, 3), Codes({None: MixedCodes(codes.words, noisy)}, 0))
+    assert column.same(rows.arrays[None], slice(0, 3), MixedCodes(codes.words, noisy)).all()

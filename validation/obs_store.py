@@ -207,6 +207,11 @@ def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+def _same_entries(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two runs of exception entries are equal field by field (their padding bytes are not data)."""
+    return a.size == b.size and all(np.array_equal(a[name], b[name]) for name in ("row", "dim", "code"))
+
+
 class MixedCodes:
     """A batch of mixed-width rows: ``words`` (n, row_words) and the exception ``entries`` of its rows
     (``entries["row"]`` is the position in the batch)."""
@@ -231,7 +236,7 @@ class MixedCodes:
         equal = (self.words == other.words).all(axis=1)
         if self.entries.size or other.entries.size:
             for row in np.union1d(self.entries["row"], other.entries["row"]).tolist():
-                equal[row] &= self[[row]].entries.tobytes() == other[[row]].entries.tobytes()
+                equal[row] &= _same_entries(self[[row]].entries, other[[row]].entries)
         return equal
 
 
@@ -284,7 +289,7 @@ class CalibratedColumn:
             return False
         if not codes.entries.size and (store.store.at[rows] < 0).all():  # the usual case: no exceptions
             return True
-        return store.store.take(_indices(rows, store.n_rows)).tobytes() == codes.entries.tobytes()
+        return _same_entries(store.store.take(_indices(rows, store.n_rows)), codes.entries)
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
         return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
