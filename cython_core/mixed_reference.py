@@ -25,6 +25,7 @@ from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
 from cython_core.indices import as_indices
 from cython_core.mixed import MixedSpec
+from cython_core.reference import _check_indices, _check_storage
 
 
 def _spec(spec: Any) -> MixedSpec:
@@ -40,20 +41,6 @@ def _as_rows(x: Any, spec: MixedSpec, name: str) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != spec.dim:
         raise ValueError(f"{name} must have shape (n, {spec.dim}) or ({spec.dim},), got {np.shape(x)}")
     return arr
-
-
-def _check_storage(storage: np.ndarray, spec: MixedSpec, writable: bool) -> None:
-    if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 2
-            or storage.shape[1] != spec.row_words or not storage.flags.c_contiguous
-            or (writable and not storage.flags.writeable)):
-        raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {spec.row_words}), "
-                         f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
-
-
-def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:
-    bad = (indices < 0) | (indices >= n_rows)
-    if np.any(bad):
-        raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {int(indices[bad][0])}")
 
 
 def _rows(rows: Any, n: int, n_rows: int) -> np.ndarray:

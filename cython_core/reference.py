@@ -74,11 +74,13 @@ def unpack_codes(words: np.ndarray, dim: int, bits: int) -> np.ndarray:
     return (bitplanes << np.arange(bits, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
 
 
-def _check_storage(storage: np.ndarray, spec: CodeSpec, writable: bool) -> None:
-    if (storage.dtype != np.uint64 or storage.ndim != 2 or storage.shape[1] != spec.row_words
-            or not storage.flags.c_contiguous or (writable and not storage.flags.writeable)):
+def _check_storage(storage: np.ndarray, spec: Any, writable: bool) -> None:
+    """``storage`` holds rows of ``spec.row_words`` words (a CodeSpec's or a MixedSpec's)."""
+    if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 2
+            or storage.shape[1] != spec.row_words or not storage.flags.c_contiguous
+            or (writable and not storage.flags.writeable)):
         raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {spec.row_words}), "
-                         f"got {storage.dtype} {storage.shape}")
+                         f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
 
 
 def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:

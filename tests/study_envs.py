@@ -4,24 +4,20 @@ folder on PYTHONPATH): a Box(3) observation, Box(1) actions, a RuntimeError at i
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from obs_envs import Episodic  # tests/ is on the path (the trials get it through PYTHONPATH)
 
 EXPLODES_AT = 40
 
 
-class Exploding(gymnasium.Env):
+class Exploding(Episodic):
     observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
     action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self.observation_space.sample(), {}
+    episode = 1000
 
     def step(self, action):
-        self._t += 1
-        if self._t >= EXPLODES_AT:
-            raise RuntimeError(f"the env exploded at step {self._t}")
-        return self.observation_space.sample(), 1.0, False, False, {}
+        if self._t + 1 >= EXPLODES_AT:
+            raise RuntimeError(f"the env exploded at step {self._t + 1}")
+        return super().step(action)
 
 
 gymnasium.register("Exploding-v0", entry_point=Exploding, max_episode_steps=1000)
