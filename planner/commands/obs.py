@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print()
     source = ", ".join(f"{k} {v}" for k, v in spec.source.items())
     print(f"{spec.dim} dims at m = {spec.decimals} (grid 10^-{spec.decimals}, clamp {spec.clamp:g}); {source}")
-    print(f"mean {summary['mean_bits']:.2f} bits per value ({summary['row_bytes']} B per packed row) against the "
+    print(f"mean {summary['mean_bits']:.2f} bits per value ({summary['row_bytes']} B per packed row, plus "
+          f"{summary['index_bytes_per_row']} B for its exception index) against the "
           f"uniform {summary['uniform_bits']} bits ({summary['uniform_row_bytes']} B); expected exceptions "
           f"{summary['exceptions_per_row']:.4f} per row ({summary['exception_bytes_per_row']:.2f} B); entropy "
           f"{summary['entropy_bits']:.2f} bits per value (the bound for any per-value code)")
