@@ -5,6 +5,7 @@ Both write the same files: a local trial writes its own; a Ray trial sends its r
 through a Ray queue (the workers may be other machines), and this process writes them.
 """
 
+import logging
 import os
 import signal
 import subprocess
@@ -85,10 +86,10 @@ def connect_ray(workers: "int | None", address: "str | None") -> int:
 
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)  # no INFO line on stderr
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    except ConnectionError as exc:
+    except (ConnectionError, ValueError) as exc:  # unreachable, or an address Ray cannot parse
         raise PlannerError(f"cannot join the Ray cluster at address {address}: {exc}".splitlines()[0][:300],
                            "address") from None
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
