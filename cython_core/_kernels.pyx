@@ -135,20 +135,11 @@ cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t
 
 cdef void _pack_row(const uint64_t* codes, Py_ssize_t dim, int bits, uint64_t* row) noexcept nogil:
     """Little-endian bit stream of ``dim`` codes into whole words (padding bits zero)."""
-    cdef Py_ssize_t j, w = 0
-    cdef int used = 0
-    cdef uint64_t acc = 0, c
+    cdef Py_ssize_t j
+    cdef BitWriter b = BitWriter(row, 0, 0, 0)
     for j in range(dim):
-        c = codes[j]
-        acc |= c << used
-        used += bits
-        if used >= 64:  # the word is full; the code's top `used` bits start the next one
-            row[w] = acc
-            w += 1
-            used -= 64
-            acc = (c >> (bits - used)) if used else 0
-    if used:
-        row[w] = acc
+        _put_bits(&b, codes[j], bits)
+    _end_bits(&b)
 
 
 cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,

@@ -339,25 +339,17 @@ cdef inline int _push(Entries* ex, int64_t row, Py_ssize_t dim, int64_t code) no
 cdef int _pack_row(const int64_t* codes, int64_t row_id, _MixedTables t, uint64_t* row,
                    Entries* ex) noexcept nogil:
     """Little-endian bit stream of codes - lo into whole words (padding zero); codes out of range -> entries."""
-    cdef Py_ssize_t j, w = 0
-    cdef int used = 0, b
-    cdef uint64_t acc = 0, s
+    cdef Py_ssize_t j
+    cdef uint64_t s
+    cdef BitWriter b = BitWriter(row, 0, 0, 0)
     for j in range(t.dim):
         s = <uint64_t>(codes[j] - t.f[j].lo)
         if s > t.f[j].mask:
             if _push(ex, row_id, j, codes[j]) < 0:
                 return -1
             s = 0
-        b = t.f[j].bits
-        acc |= s << used
-        used += b
-        if used >= 64:  # the word is full; the code's top `used` bits start the next one
-            row[w] = acc
-            w += 1
-            used -= 64
-            acc = (s >> (b - used)) if used else 0
-    if used:
-        row[w] = acc
+        _put_bits(&b, s, t.f[j].bits)
+    _end_bits(&b)
     return 0
 
 
@@ -452,6 +444,26 @@ cdef Py_ssize_t _rows_of(Py_buffer* xb, _MixedTables t, str name) except -1:
     return 1 if xb.ndim == 1 else xb.shape[0]
 
 
+cdef struct Dest:  # where packed rows go: the storage and the rows' indices, with the buffers held
+    Py_buffer storage, rows
+    bint have_storage, have_rows
+
+
+cdef int _open_dest(Dest* d, storage, rows, Py_ssize_t n, _MixedTables t) except -1:
+    """Hold ``storage`` (writable) and ``rows`` (n distinct indices into it); _close_dest releases what is held."""
+    d.have_storage = _get_storage(storage, &d.storage, t.row_words, PyBUF_WRITABLE) == 0
+    d.have_rows = _get_rows(rows, n, d.storage.shape[0], &d.rows) == 0
+    return 0
+
+
+cdef void _close_dest(Dest* d, Entries* ex):
+    free(ex.data)
+    if d.have_storage:
+        PyBuffer_Release(&d.storage)
+    if d.have_rows:
+        PyBuffer_Release(&d.rows)
+
+
 def mixed_pack(x, storage, rows, spec) -> tuple:
     """Encode ``x`` (n, D) (or (D,)) into rows ``rows`` (n distinct indices) of ``storage``; return
     ``(saturated, entries)``: how many values were clamped at +-b, and the EXCEPTION_DTYPE entries
@@ -461,24 +473,22 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
     with nothing written.
     """
     cdef _MixedTables t = _tables(spec)
-    cdef Py_buffer xb, sb, rb
-    cdef bint have_s = False, have_r = False
+    cdef Py_buffer xb
+    cdef Dest d = Dest(have_storage=False, have_rows=False)
     cdef Py_ssize_t n, first = 0, bad = 0, saturated = 0
-    cdef Entries ex
+    cdef Entries ex = Entries(NULL, 0, 0)
     cdef Kind kind
-    ex.data, ex.n, ex.cap = NULL, 0, 0
     _get_values(x, &xb, F32, F64, F64)
     try:
         n = _rows_of(&xb, t, "x")
-        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
-        have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
+        _open_dest(&d, storage, rows, n, t)
         kind = _kind(&xb)
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
-                bad = _encode_any(kind, xb.buf, n, <const int64_t*>rb.buf, <uint64_t*>sb.buf, t,
+                bad = _encode_any(kind, xb.buf, n, <const int64_t*>d.rows.buf, <uint64_t*>d.storage.buf, t,
                                   &saturated, &first, &ex)
         else:
-            bad = _encode_any(kind, xb.buf, n, <const int64_t*>rb.buf, <uint64_t*>sb.buf, t,
+            bad = _encode_any(kind, xb.buf, n, <const int64_t*>d.rows.buf, <uint64_t*>d.storage.buf, t,
                               &saturated, &first, &ex)
         if bad < 0:
             raise MemoryError()
@@ -486,24 +496,19 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
             raise NonFiniteError(bad, first // t.dim, first % t.dim)
         return saturated, _entries_array(&ex)
     finally:
-        free(ex.data)
         PyBuffer_Release(&xb)
-        if have_s:
-            PyBuffer_Release(&sb)
-        if have_r:
-            PyBuffer_Release(&rb)
+        _close_dest(&d, &ex)
 
 
 def mixed_pack_codes(codes, storage, rows, spec):
     """Pack paper codes ``codes`` (int64 (n, D) or (D,), each in -rint(b 10^m)..rint(b 10^m)) into rows
     ``rows`` of ``storage``; return the EXCEPTION_DTYPE entries of the codes out of their rows' ranges."""
     cdef _MixedTables t = _tables(spec)
-    cdef Py_buffer cb, sb, rb
-    cdef bint have_s = False, have_r = False
+    cdef Py_buffer cb
+    cdef Dest d = Dest(have_storage=False, have_rows=False)
     cdef Py_ssize_t n, bad
     cdef int status = 0
-    cdef Entries ex
-    ex.data, ex.n, ex.cap = NULL, 0, 0
+    cdef Entries ex = Entries(NULL, 0, 0)
     if np.asarray(codes).dtype.kind not in "iu":
         raise ValueError(f"codes must be integers, got {np.asarray(codes).dtype}")
     _get_values(codes, &cb, I64, I64, I64)
@@ -513,23 +518,20 @@ def mixed_pack_codes(codes, storage, rows, spec):
         if bad >= 0:
             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}; codes[{bad // t.dim}, "
                              f"{bad % t.dim}] = {(<const int64_t*>cb.buf)[bad]} is not")
-        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
-        have_r = _get_rows(rows, n, sb.shape[0], &rb) == 0
+        _open_dest(&d, storage, rows, n, t)
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
-                status = _pack_codes(<const int64_t*>cb.buf, n, <const int64_t*>rb.buf, <uint64_t*>sb.buf, t, &ex)
+                status = _pack_codes(<const int64_t*>cb.buf, n, <const int64_t*>d.rows.buf,
+                                     <uint64_t*>d.storage.buf, t, &ex)
         else:
-            status = _pack_codes(<const int64_t*>cb.buf, n, <const int64_t*>rb.buf, <uint64_t*>sb.buf, t, &ex)
+            status = _pack_codes(<const int64_t*>cb.buf, n, <const int64_t*>d.rows.buf, <uint64_t*>d.storage.buf,
+                                 t, &ex)
         if status < 0:
             raise MemoryError()
         return _entries_array(&ex)
     finally:
-        free(ex.data)
         PyBuffer_Release(&cb)
-        if have_s:
-            PyBuffer_Release(&sb)
-        if have_r:
-            PyBuffer_Release(&rb)
+        _close_dest(&d, &ex)
 
 
 # -- gather + unpack -------------------------------------------------------------------------------

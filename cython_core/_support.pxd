@@ -167,3 +167,27 @@ cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexce
         p += 64
     if row_words:
         JR_PREFETCH(end - 1)
+
+
+cdef struct BitWriter:  # a little-endian bit stream filling a row's words (start: row, 0, 0, 0)
+    uint64_t* row
+    Py_ssize_t w
+    int used
+    uint64_t acc
+
+
+cdef inline void _put_bits(BitWriter* b, uint64_t c, int bits) noexcept nogil:
+    """Append the ``bits`` (0..63) low bits of ``c``, whose higher bits are zero."""
+    b.acc |= c << b.used
+    b.used += bits
+    if b.used >= 64:  # the word is full; the code's top `used` bits start the next one
+        b.row[b.w] = b.acc
+        b.w += 1
+        b.used -= 64
+        b.acc = (c >> (bits - b.used)) if b.used else 0
+
+
+cdef inline void _end_bits(BitWriter* b) noexcept nogil:
+    """Write the last, partly filled word (its padding bits zero)."""
+    if b.used:
+        b.row[b.w] = b.acc

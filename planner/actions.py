@@ -10,7 +10,7 @@ policy head's outputs and the dtype.
 
 from dataclasses import dataclass
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 
 KINDS = {"box": "Box", "discrete": "Discrete", "multidiscrete": "MultiDiscrete", "multibinary": "MultiBinary"}
 
@@ -36,13 +36,13 @@ class ActionSpace:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise PlannerError(f"action space kind must be one of {', '.join(KINDS)}, got {self.kind!r}",
+            raise PlannerError(f"action space kind must be one of {', '.join(KINDS)}, got {quote(self.kind)}",
                                "action_space")
         for name in ("dim", "n"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlannerError(f"{KINDS[self.kind]} action space {name} must be a whole number >= 1, "
-                                   f"got {value!r}", "action_space")
+                                   f"got {quote(value)}", "action_space")
         if self.kind == "discrete" and self.dim != 1:
             raise PlannerError(f"a Discrete action is one column, got dim={self.dim}", "action_space")
 
@@ -58,7 +58,7 @@ class ActionSpace:
     def multidiscrete(cls, nvec: "tuple[int, ...] | list[int]", dtype: str = "int64") -> "ActionSpace":
         nvec = [int(v) for v in nvec]
         if not nvec or min(nvec) < 1:
-            raise PlannerError(f"MultiDiscrete needs choices >= 1 per action, got {nvec!r}", "action_space")
+            raise PlannerError(f"MultiDiscrete needs choices >= 1 per action, got {quote(nvec)}", "action_space")
         return cls("multidiscrete", len(nvec), sum(nvec), dtype)
 
     @classmethod

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from planner.actions import KINDS, ActionSpace
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.networks import LSTM, BatchRenorm, Linear, Network, features_extractor, mlp, shared_trunk
 from planner.observations import ObsSpace
 
@@ -297,5 +297,5 @@ ALGORITHMS = {a.name: a for a in (
 def algorithm(name: str) -> Algorithm:
     """The registry entry ``name``; an unknown name is refused with the known ones."""
     if name not in ALGORITHMS:
-        raise PlannerError(f"algo must be one of {', '.join(ALGORITHMS)}, got {name!r}", "algo")
+        raise PlannerError(f"algo must be one of {', '.join(ALGORITHMS)}, got {quote(name)}", "algo")
     return ALGORITHMS[name]

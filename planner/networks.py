@@ -7,7 +7,7 @@
 from dataclasses import dataclass
 
 from planner.actions import ActionSpace
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.observations import ObsSpace
 
 NATURE_CNN_FEATURES = 512  # CnnPolicy's NatureCNN features_dim
@@ -206,9 +206,9 @@ def parse_net(text: str, param: str = "net") -> "tuple[int, ...]":
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise PlannerError(f"{param} expects hidden sizes such as 256,256, got {text!r}", param) from None
+        raise PlannerError(f"{param} expects hidden sizes such as 256,256, got {quote(text)}", param) from None
     if not sizes or any(size < 1 for size in sizes):
-        raise PlannerError(f"{param} sizes must be positive whole numbers, got {text!r}", param)
+        raise PlannerError(f"{param} sizes must be positive whole numbers, got {quote(text)}", param)
     return sizes
 
 

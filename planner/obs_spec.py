@@ -24,7 +24,7 @@ import numpy as np
 
 from cython_core.layout import EXCEPTION_ENTRY_BYTES, EXCEPTION_INDEX_BYTES
 from planner.defaults import CLAMP
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.yamlio import read_yaml
 
 SPEC_VERSION = 1
@@ -145,9 +145,9 @@ class ObservationSpec:
             raise PlannerError(f"{where}: unknown keys {', '.join(unknown)[:80]}", "spec")
         decimals, clamp, dims = data.get("decimals"), data.get("clamp"), data.get("dims")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 9:
-            raise PlannerError(f"{where}: decimals must be a whole number 0..9, got {decimals!r}"[:160], "spec")
+            raise PlannerError(f"{where}: decimals must be a whole number 0..9, got {quote(decimals)}"[:160], "spec")
         if isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not 0 < clamp < 1e6:
-            raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {clamp!r}"[:160], "spec")
+            raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {quote(clamp)}"[:160], "spec")
         if not isinstance(dims, list) or not dims:
             raise PlannerError(f"{where}: dims must be a non-empty list", "spec")
         out, keys = [], set(DimSpec.__dataclass_fields__)

@@ -19,7 +19,7 @@ SB3's wrappers make of them
 
 from dataclasses import dataclass
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 
 OBS_KINDS = ("box", "discrete", "multidiscrete", "multibinary", "dict")
 ARRAY_KINDS = ("box", "multidiscrete", "multibinary")  # kinds with a shape
@@ -51,21 +51,21 @@ class ObsSpace:
 
     def __post_init__(self) -> None:
         if self.kind not in OBS_KINDS:
-            raise PlannerError(f"observation space kind must be one of {', '.join(OBS_KINDS)}, got {self.kind!r}",
+            raise PlannerError(f"observation space kind must be one of {', '.join(OBS_KINDS)}, got {quote(self.kind)}",
                                "obs_space")
         if self.kind in ARRAY_KINDS and (not self.shape or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
                                                          for e in self.shape)):
-            raise PlannerError(f"a {self.kind} observation needs a shape of whole numbers >= 1, got {self.shape!r}",
-                               "obs_space")
+            raise PlannerError(f"a {self.kind} observation needs a shape of whole numbers >= 1, "
+                               f"got {quote(self.shape)}", "obs_space")
         if self.kind == "discrete" and self.n < 1:
-            raise PlannerError(f"a Discrete observation needs n >= 1, got {self.n!r}", "obs_space")
+            raise PlannerError(f"a Discrete observation needs n >= 1, got {quote(self.n)}", "obs_space")
         if self.kind == "dict":
             if not self.entries:
                 raise PlannerError("a Dict observation needs at least one entry", "obs_space")
             for key, entry in self.entries:
                 if not isinstance(entry, ObsSpace) or entry.kind == "dict":
                     raise PlannerError(f"Dict entry {key!r} must be an ObsSpace other than a Dict (no nesting), "
-                                       f"got {entry!r}", "obs_space")
+                                       f"got {quote(entry)}", "obs_space")
 
     @classmethod
     def box(cls, shape: "tuple[int, ...] | int", dtype: str = "float32") -> "ObsSpace":

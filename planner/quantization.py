@@ -16,16 +16,16 @@ from dataclasses import dataclass
 
 from cython_core.layout import MAX_BITS, MAX_DECIMALS, bits_for_levels
 from planner.defaults import CLAMP, WIDTH_RULE
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 
 WIDTH_RULES = ("eq6", "exact")
 
 
 def _check(decimals: int, clamp: float) -> None:
     if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= MAX_DECIMALS:
-        raise PlannerError(f"decimals must be a whole number in 0..{MAX_DECIMALS}, got {decimals!r}", "decimals")
+        raise PlannerError(f"decimals must be a whole number in 0..{MAX_DECIMALS}, got {quote(decimals)}", "decimals")
     if isinstance(clamp, bool) or not (isinstance(clamp, (int, float)) and math.isfinite(clamp) and clamp > 0):
-        raise PlannerError(f"clamp must be a finite number > 0, got {clamp!r}", "clamp")
+        raise PlannerError(f"clamp must be a finite number > 0, got {quote(clamp)}", "clamp")
     if clamp < 10.0**-decimals:
         raise PlannerError(f"clamp = {clamp:g} is smaller than one quantization step at m={decimals} "
                            f"(10^-{decimals} = {10.0**-decimals:g}): use a larger clamp or fewer decimals", "clamp")
@@ -69,13 +69,13 @@ class QuantSpec:
         need = exact_bits(decimals, clamp)
         if bits is not None:
             if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
-                raise PlannerError(f"bits must be a whole number in 1..{MAX_BITS}, got {bits!r}", "bits")
+                raise PlannerError(f"bits must be a whole number in 1..{MAX_BITS}, got {quote(bits)}", "bits")
             if bits < need:
                 raise PlannerError(f"bits = {bits} cannot hold the {levels(decimals, clamp):,} levels of m={decimals}, "
                                    f"b={clamp:g} (needs >= {need} bits)", "bits")
             return cls(decimals, float(clamp), bits, "explicit")
         if rule not in WIDTH_RULES:
-            raise PlannerError(f"width_rule must be one of {', '.join(WIDTH_RULES)}, got {rule!r}", "width_rule")
+            raise PlannerError(f"width_rule must be one of {', '.join(WIDTH_RULES)}, got {quote(rule)}", "width_rule")
         width = eq6_bits(decimals, clamp) if rule == "eq6" else need
         if width < need:
             raise PlannerError(f"width_rule eq6 gives {width} bits for m={decimals}, b={clamp:g}, but the "

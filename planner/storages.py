@@ -16,7 +16,7 @@ function and its buffer classes (docs/storages.md shows one).
 from dataclasses import dataclass, field
 from typing import Callable
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.layouts import (
     Field,
     calibrated_limits,
@@ -131,7 +131,7 @@ STORAGES = {s.name: s for s in (
 def storage(name: str) -> Storage:
     """The registry entry ``name``; an unknown name is refused with the known ones."""
     if name not in STORAGES:
-        raise PlannerError(f"storage must be one of {', '.join(STORAGES)}, got {name!r}", "storage")
+        raise PlannerError(f"storage must be one of {', '.join(STORAGES)}, got {quote(name)}", "storage")
     return STORAGES[name]
 
 

@@ -233,7 +233,7 @@ def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, capsys
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def test_sigterm_ends_the_running_trials_in_one_line(tmp_path):
+def test_sigterm_ends_the_running_trials_in_one_line_and_a_second_study_is_refused(tmp_path):
     spec = tmp_path / "one.yaml"
     spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 2, steps: 20000}\n")
     out = tmp_path / "out"
@@ -243,6 +243,11 @@ def test_sigterm_ends_the_running_trials_in_one_line(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
         time.sleep(0.2)
+    second = study(str(spec), "--out", str(out), "--workers", "1")  # the folder is the first study's
+    assert second.returncode == 2 and second.stderr.strip() == (
+        f"planner study: error: {out} is being written by another planner study (pid {run.pid}): wait for it to "
+        "end, or give another --out"), second.stderr
+    assert sum(r["kind"] == "start" for r in records(first)) == 1  # the second one restarted nothing
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM

@@ -45,7 +45,7 @@ from cython_core import (
 )
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
 from planner.defaults import BUFFER_DECIMALS, CLAMP
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.obs_spec import ObservationSpec, load_spec, widen_range
 
 LOG = logging.getLogger(__name__)
@@ -344,8 +344,8 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
         return _calibrated(key, shape, dim, obs_spec, (decimals, bits, spec, dtype))
     if dtype is not None:
         if dtype not in HALF_DTYPES:
-            raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), got {dtype!r}",
-                               "dtype")
+            raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), "
+                               f"got {quote(dtype)}", "dtype")
         if spec is not None or decimals is not None or bits is not None:
             raise PlannerError(f"dtype={dtype!r} stores floats as they round to {dtype}: give no decimals, bits or "
                                "spec", "dtype")
@@ -355,7 +355,7 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
             raise PlannerError("give either spec= or decimals=/clamp=/bits=, not both", "spec")
         if not isinstance(spec, CodeSpec) or spec.dim != dim:
             raise PlannerError(f"spec for {_label(key)} must be a CodeSpec of dim {dim} (the space's size), "
-                               f"got {spec!r}", "spec")
+                               f"got {quote(spec)}", "spec")
         return PackedColumn(key, shape, spec)
     try:
         return PackedColumn(key, shape, CodeSpec.uniform(dim, decimals=BUFFER_DECIMALS if decimals is None
@@ -509,7 +509,7 @@ class Drift:
     def __init__(self, codec: ObservationCodec, threshold: "float | None") -> None:
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-                raise PlannerError(f"recalibrate must be a share in (0, 1) (or None), got {threshold!r}",
+                raise PlannerError(f"recalibrate must be a share in (0, 1) (or None), got {quote(threshold)}",
                                    "recalibrate")
             if not _calibrated_columns(codec):
                 raise PlannerError("recalibrate applies to calibrated columns: give obs_spec", "recalibrate")

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from planner.defaults import CLAMP
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
 from validation.nstep import n_step_targets
 from validation.obs_store import Codes, Drift, ObservationCodec, ObservationRows
@@ -122,9 +122,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                                                             "obs_spec")))
         self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise PlannerError(f"n_steps must be a whole number >= 1, got {n_steps!r}", "n_steps")
+            raise PlannerError(f"n_steps must be a whole number >= 1, got {quote(n_steps)}", "n_steps")
         if terminal_capacity is not None and (isinstance(terminal_capacity, bool) or terminal_capacity < 1):
-            raise PlannerError(f"terminal_capacity must be a whole number >= 1, got {terminal_capacity!r}",
+            raise PlannerError(f"terminal_capacity must be a whole number >= 1, got {quote(terminal_capacity)}",
                                "terminal_capacity")
         if buffer_size // n_envs < 2 and terminal_capacity is not None and terminal_capacity < n_envs:
             raise PlannerError(f"with one row per env every next observation lives in the terminal store: "

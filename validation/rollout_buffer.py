@@ -112,8 +112,11 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
             self.observations = placeholders
         self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
-        self.drift.check([self.stored_observations], lambda: [(self.buffer_size if self.full else self.pos)
-                                                              * self.n_envs])
+        self.drift.check([self.stored_observations], self._rows_written)
+
+    def _rows_written(self) -> "list[int]":
+        """Rows holding data in the one observation store."""
+        return [(self.buffer_size if self.full else self.pos) * self.n_envs]
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         samples = (DictRolloutBuffer if self.codec.is_dict else RolloutBuffer)._get_samples(self, batch_inds, env)

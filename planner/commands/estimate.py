@@ -72,7 +72,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             decimals = obs_specs[0].decimals
     quant = None
     if storage(args.storage).quantized == "always" or quant_requested(args):
-        clamp = obs_specs[0].clamp if obs_specs and args.clamp is None else CLAMP if args.clamp is None else args.clamp
+        clamp = args.clamp
+        if clamp is None:
+            clamp = obs_specs[0].clamp if obs_specs else CLAMP
         quant = QuantSpec.create(decimals, clamp, args.bits, args.width_rule)
     box = env.action_space is None
     return RunSpec(args.algo, env.obs_dim, env.action_dim if box else None,

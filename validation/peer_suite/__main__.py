@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, quote
 from validation.peer_suite.compare import EXPECTED_FILE, compare, load_expected, summary
 from validation.peer_suite.upstream import DESELECTED, SELECTION, installed_version, upstream_tests
 
@@ -48,7 +48,7 @@ def selected_files(only: "list[str] | None") -> "dict[str, list[str]]":
         dist, _, rest = item.partition("/")
         folder, _, name = rest.partition("/")
         if dist not in SELECTION or folder != "tests" or not name.endswith(".py"):
-            raise PlannerError(f"only takes DIST/tests/FILE.py with DIST one of {sorted(SELECTION)}, got {item!r}",
+            raise PlannerError(f"only takes DIST/tests/FILE.py with DIST one of {sorted(SELECTION)}, got {quote(item)}",
                                "only")
         chosen.setdefault(dist, []).append(name)
     return chosen

@@ -6,7 +6,7 @@ from pathlib import Path
 from planner.errors import PlannerError
 from validation.study.grid import trials
 from validation.study.progress import Progress
-from validation.study.results import STUDY, TRIALS, is_done, trial_path, write_study
+from validation.study.results import LOCK, STUDY, TRIALS, holding, is_done, trial_path, write_study
 from validation.study.spec import read_spec
 
 
@@ -14,7 +14,8 @@ def check_folder(out: Path) -> None:
     """``out`` is new, empty, or a study's folder (a rerun resumes it); anything else is refused."""
     if out.exists() and not out.is_dir():
         raise PlannerError(f"{out} is not a folder", "out")
-    if out.is_dir() and any(out.iterdir()) and not ((out / STUDY).is_file() or (out / TRIALS).is_dir()):
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not ((out / STUDY).is_file()
+                                                                          or (out / TRIALS).is_dir()):
         raise PlannerError(f"{out} holds files but no study (no {STUDY}): give a new or empty folder, or a "
                            "study's folder to resume", "out")
 
@@ -27,23 +28,26 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
     spec = read_spec(spec_path)
     grid = trials(spec)
     check_folder(out)
-    pending = [t for t in grid if not is_done(trial_path(out, t.id), t.record())]
     on_ray = use_ray or bool(address)
-    if pending and on_ray:  # before anything is written: a cluster that cannot be reached leaves no folder
+    limit = None
+    if on_ray and any(not is_done(trial_path(out, t.id), t.record()) for t in grid):
+        # before anything is written: a cluster that cannot be reached leaves no folder
         from validation.study.backends import connect_ray
         limit = connect_ray(workers if workers or address else os.cpu_count(), address)
-    write_study(out, spec_path, [t.id for t in grid])
-    progress = Progress(len(grid), len(grid) - len(pending))
-    progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
-                  + (f" on Ray{' at ' + address if address else ''}" if on_ray else " locally"))
-    if pending:
-        from validation.runner import stopping
-        from validation.study.backends import run_local, run_ray
+    with holding(out):
+        pending = [t for t in grid if not is_done(trial_path(out, t.id), t.record())]
+        write_study(out, spec_path, [t.id for t in grid])
+        progress = Progress(len(grid), len(grid) - len(pending))
+        progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
+                      + (f" on Ray{' at ' + address if address else ''}" if on_ray else " locally"))
+        if pending:
+            from validation.runner import stopping
+            from validation.study.backends import run_local, run_ray
 
-        with stopping():  # SIGINT, SIGTERM, SIGHUP: Stopped, after the backend has ended its trials
-            if on_ray:
-                run_ray(pending, out, limit, progress)
-            else:
-                run_local(pending, out, workers or os.cpu_count() or 1, progress)
+            with stopping():  # SIGINT, SIGTERM, SIGHUP: Stopped, after the backend has ended its trials
+                if on_ray:
+                    run_ray(pending, out, limit, progress)
+                else:
+                    run_local(pending, out, workers or os.cpu_count() or 1, progress)
     from validation.study.summary import summarize
     return summarize(out)
