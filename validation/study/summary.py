@@ -168,7 +168,9 @@ def markdown(summary: dict) -> str:
                          f"{_number(s.get('welch_p'), 3)} | {s['buffer_bytes'] / MB:.3f} | "
                          f"{'1.00' if name == 'baseline' else _number(s.get('memory_ratio'))}x |")
     lines += ["", "## Step time (Table I)", "",
-              "| env | algo | storage | acting ms/step | update ms/step | ms/step | ratio to baseline |",
+              "Each trial's own times: trials that ran at different times on a shared machine carry its load "
+              "into these ratios (benchmarks/bench_buffers.py times the storages side by side, in ABBA chunks).",
+              "", "| env | algo | storage | acting ms/step | update ms/step | ms/step | ratio to baseline |",
               "|---|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         for name, s in cell["storages"].items():
