@@ -31,7 +31,6 @@ ENVS = ("Walker2d-v5", "HalfCheetah-v5", "Hopper-v5", "Ant-v5", "Humanoid-v5")
 SCAN = 5_000
 RANDOM_STEPS = 10_000
 DECIMALS = 2
-RECALIBRATE = 0.01  # widen a dimension whose values fall outside in more than 1 % of the rows
 
 
 def load_stream(env_id: str, runs: "Path | None") -> "tuple[dict, str]":
@@ -88,6 +87,7 @@ def measure(env_id: str, runs: "Path | None") -> dict:
 
     from planner.obs_spec import calibrate, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
+    from validation.obs_store import RECALIBRATE_SHARE
 
     stream, source = load_stream(env_id, runs)
     x = stream["observations"]
@@ -101,7 +101,7 @@ def measure(env_id: str, runs: "Path | None") -> dict:
     uniform = QuantizedReplayBuffer(rows, space, action, "cpu", decimals=DECIMALS)
     feed(uniform, stream)
     want = [np.asarray(view[:rows]).view(np.uint32) for view in (uniform.observations, uniform.next_observations)]
-    for label, recalibrate in (("calibrated", None), ("recalibrated", RECALIBRATE)):
+    for label, recalibrate in (("calibrated", None), ("recalibrated", RECALIBRATE_SHARE)):
         buf = QuantizedReplayBuffer(rows, space, action, "cpu", obs_spec=spec, recalibrate=recalibrate)
         seconds = feed(buf, stream)
         stats = buf.quantization_stats()["observation"]

@@ -2,7 +2,7 @@
 returns), a study killed part-way and resumed without rerunning what finished, a failing trial recorded while
 the others finish, the summary's files, and bad specs and flags refused in one line.
 
-The storage ``calibrated`` is left out here (tests/test_study_calibrated.py runs it)."""
+The calibrated storages are left out here (tests/test_study_calibrated.py runs them)."""
 
 import json
 import os
@@ -20,15 +20,16 @@ from conftest import PLANNER
 from planner.cli import main
 from validation.study.results import records
 from validation.study.spec import SHIPPED
+from validation.study.storages import CALIBRATED, STORAGES
 
 TESTS = Path(__file__).parent
 
 
 def smoke_without_calibrated(folder: Path) -> Path:
-    """The shipped smoke study, every storage but calibrated."""
+    """The shipped smoke study, every storage but the calibrated ones."""
     data = yaml.safe_load((SHIPPED / "smoke.yaml").read_text())
     for group in data["groups"]:
-        group["storages"] = [s for s in group["storages"] if s != "calibrated"]
+        group["storages"] = [s for s in group["storages"] if s not in CALIBRATED]
     path = folder / "smoke.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -218,9 +219,9 @@ def test_shipped_specs_hold_the_issues_grids():
     assert {(t.algo, t.decimals) for t in paper} == {("ppo", 1), ("sac", 2)} and {t.steps for t in paper} == {10**6}
     ppo = [t for t in small if t.algo == "ppo"]
     sac = [t for t in small if t.algo == "sac"]
-    assert len(ppo) == 2 * 4 * 3 and {t.steps for t in ppo} == {200_000}
+    assert len(ppo) == 2 * 5 * 3 and {t.steps for t in ppo} == {200_000}
     assert len(sac) == 4 * 2 and {t.steps for t in sac} == {50_000} and {t.env for t in sac} == {"Hopper-v5"}
-    assert {t.storage for t in smoke} == {"baseline", "float16", "packed", "calibrated", "equal-memory"}
+    assert {t.storage for t in smoke} == set(STORAGES)
     assert {t.seed for t in smoke} == {0, 1} and max(t.steps for t in smoke) < 1000
 
 

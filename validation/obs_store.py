@@ -492,6 +492,7 @@ class ObservationRows:
 
 
 RECALIBRATE_ROWS = 1_000  # rows encoded between drift checks, and the fewest a verdict rests on
+RECALIBRATE_SHARE = 0.01  # the share of rows outside a dimension's range that the study and benchmarks widen at
 
 
 def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, CalibratedColumn]":
@@ -531,7 +532,8 @@ class Drift:
 
     def stats(self, stores: "list[ObservationRows]") -> "dict[str, dict]":
         """Per calibrated column: exception entries live and allocated, the share of values that fell outside over
-        the buffer's life, bits per value of the rows with and without the exception entries, recalibrations."""
+        the buffer's life, bits per value of the rows with and without the exception entries, the recalibrate
+        policy and the recalibrations it made."""
         out = {}
         for key, column in _calibrated_columns(self.codec).items():
             rows = [store.arrays[key] for store in stores]
@@ -544,7 +546,7 @@ class Drift:
                 "bits_per_value_with_exceptions": (column.spec.row_bits + 8 * EXCEPTION_ENTRY_BYTES
                                                    * column.outside_total / max(column.encoded_total, 1))
                 / column.values,
-                "recalibrations": sum(event["column"] == key for event in self.events)}
+                "recalibrate": self.threshold, "recalibrations": sum(event["column"] == key for event in self.events)}
         return out
 
     def memory_bytes(self, breakdown: "dict[str, int]") -> int:

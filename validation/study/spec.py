@@ -27,9 +27,9 @@ from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError, quote
 from planner.units import MAX_COUNT
 from planner.yamlio import read_yaml
+from validation.study.storages import STORAGES
 
 SHIPPED = Path(__file__).resolve().parents[1] / "studies"  # paper.yaml, small.yaml, smoke.yaml
-STORAGES = ("baseline", "float16", "packed", "calibrated", "equal-memory")
 ALGOS = ("ppo", "sac")
 SHARED = ("eval_every", "eval_episodes", "gpu")  # top level, or per group
 GROUP_KEYS = ("envs", "algos", "storages", "seeds", "steps", "decimals", "n_steps", "buffer_size", "learning_starts",

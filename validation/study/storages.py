@@ -6,6 +6,8 @@ float16      the quantized buffers holding float16 observations
 packed       the quantized buffers, uniform codes at the study's m (the paper's layout)
 calibrated   the quantized buffers with a per-dimension :class:`planner.obs_spec.ObservationSpec`,
              calibrated on the run's own warm-up steps (random actions, the trial's seed)
+recalibrated calibrated, and a dimension whose values fall outside its range in more than
+             :data:`validation.obs_store.RECALIBRATE_SHARE` of the rows is widened as training goes
 equal-memory SB3's buffers, their rows shrunk to the bytes the packed buffer takes (the paper's Figure 3)
 ========== ========================================================================================
 
@@ -20,7 +22,9 @@ from planner.footprint import footprint
 from validation.runconfig import RunConfig
 
 PLANNER_STORAGE = {"baseline": "sb3", "float16": "float16", "packed": "packed", "calibrated": "packed",
-                   "equal-memory": "sb3"}
+                   "recalibrated": "packed", "equal-memory": "sb3"}  # each study storage's planner storage
+STORAGES = tuple(PLANNER_STORAGE)
+CALIBRATED = ("calibrated", "recalibrated")  # the storages that scan the warm-up for an observation spec
 
 
 def run_config(trial) -> RunConfig:
@@ -43,12 +47,15 @@ def shrunk_rows(env: str, algo: str, rows: int, decimals: int) -> int:
 
 def buffer_arguments(trial, obs_spec=None) -> dict:
     """The SB3 model's keyword arguments that give ``trial`` its buffer (class and kwargs): the one place that
-    says what each storage trains with. ``calibrated`` needs ``obs_spec``."""
+    says what each storage trains with. The :data:`CALIBRATED` storages need ``obs_spec``."""
     arguments = run_config(trial).buffer_arguments()
-    if trial.storage == "calibrated":
+    if trial.storage in CALIBRATED:
+        from validation.obs_store import RECALIBRATE_SHARE
+
         if obs_spec is None:
-            raise ValueError("the calibrated storage needs the observation spec of the warm-up steps")
+            raise ValueError(f"the {trial.storage} storage needs the observation spec of the warm-up steps")
         kind = next(key for key in arguments if key.endswith("_buffer_kwargs"))
         kwargs = {k: v for k, v in arguments[kind].items() if k not in ("decimals", "clamp")}  # the spec has m, b
-        arguments[kind] = {**kwargs, "obs_spec": obs_spec}
+        arguments[kind] = {**kwargs, "obs_spec": obs_spec,
+                           "recalibrate": RECALIBRATE_SHARE if trial.storage == "recalibrated" else None}
     return arguments

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from planner.errors import PlannerError
 from validation.study.results import records, study_trials, trial_path
+from validation.study.storages import STORAGES
 
 FIGURE4 = "figure4_returns.png"
 FIGURE3 = "figure3_equal_memory.png"
-ORDER = ("baseline", "float16", "packed", "calibrated", "equal-memory")
 COLOURS = {"baseline": "black", "float16": "tab:blue", "packed": "tab:orange", "calibrated": "tab:green",
-           "equal-memory": "tab:red"}
+           "recalibrated": "tab:olive", "equal-memory": "tab:red"}
 MB = 1e6
 
 
@@ -97,7 +97,7 @@ def summarize(out: Path) -> dict:
     summary = {"folder": str(out), "units": "MB = 10^6 bytes", "trials": len(trials), "done": len(done),
                "failed": failed, "unfinished": unfinished, "cells": []}
     for (env, algo), by_storage in cells.items():
-        storages = {name: _storage_stats(by_storage[name]) for name in ORDER if name in by_storage}
+        storages = {name: _storage_stats(by_storage[name]) for name in STORAGES if name in by_storage}
         base = storages.get("baseline")
         for name, stats in storages.items():
             if name != "baseline":
@@ -119,7 +119,7 @@ def _plots(out: Path, cells: "list[dict]") -> "list[str]":
     import matplotlib.pyplot as plt
 
     written = []
-    for name, wanted, title in ((FIGURE4, ORDER, "evaluation return, mean and 1 std over seeds"),
+    for name, wanted, title in ((FIGURE4, STORAGES, "evaluation return, mean and 1 std over seeds"),
                                 (FIGURE3, ("baseline", "packed", "equal-memory"), "at equal memory")):
         chosen = [c for c in cells if name == FIGURE4 or "equal-memory" in c["storages"]]
         if not chosen:

@@ -20,7 +20,7 @@ from planner.envs import training_id
 from validation.measure import buffer_bytes
 from validation.study.grid import Trial
 from validation.study.results import TrialFile, failure, trial_path
-from validation.study.storages import buffer_arguments, run_config
+from validation.study.storages import CALIBRATED, buffer_arguments, run_config
 
 EVAL_SEED = 1_000_000  # evaluation episodes are seeded from trial seed + this (+ the episode's index)
 EVAL_STEPS = 10_000  # the longest evaluation episode of an env registered without a time limit
@@ -88,7 +88,7 @@ def _train(trial: Trial, emit) -> dict:
 
     torch.set_num_threads(1)
     config = run_config(trial)
-    obs_spec = calibrated_spec(trial) if trial.storage == "calibrated" else None
+    obs_spec = calibrated_spec(trial) if trial.storage in CALIBRATED else None
     env = DummyVecEnv([lambda: gymnasium.make(training_id(trial.env))])
     env.seed(trial.seed)
     eval_env = gymnasium.make(training_id(trial.env))
@@ -150,13 +150,19 @@ def _train(trial: Trial, emit) -> dict:
         recorder.record()
     return {"kind": "end", "status": "done", "steps": int(model.num_timesteps), "final_return": recorder.final_return,
             "buffer_bytes": buffer_bytes(buffer), "buffer_rows": trial.rows, "saturation": saturation(buffer),
-            "peak_rss_bytes": peak_rss_bytes(), **timing}
+            "calibration": calibration(buffer), "peak_rss_bytes": peak_rss_bytes(), **timing}
 
 
 def saturation(buffer) -> "float | None":
     """The share of stored observation values that saturated at the clamp (None: SB3's float buffers)."""
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else None
     return None if stats is None else float(stats["saturated_fraction"])
+
+
+def calibration(buffer) -> "dict | None":
+    """Per calibrated column, its exception store, bits per value and recalibrations (None: no such column)."""
+    stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else {}
+    return {key: value for key, value in stats.items() if isinstance(value, dict)} or None
 
 
 def main(trial_json: str, out: str) -> int:
