@@ -20,3 +20,16 @@ def run_planner(*args: str, timeout: float = 120, cwd: "str | None" = None) -> s
 @pytest.fixture
 def planner_cli():
     return run_planner
+
+
+@pytest.fixture
+def source_checkout(tmp_path) -> Path:
+    """A folder that looks like a source checkout without the compiled core: packages ``cython_core``,
+    ``validation`` and ``planner`` that fail on import. A child process started there must import the installed
+    packages, not these."""
+    folder = tmp_path / "checkout"
+    for name in ("cython_core", "validation", "planner"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(
+            f"raise ImportError('{name} was imported from the current folder, not the installed package')\n")
+    return folder

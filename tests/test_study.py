@@ -35,9 +35,10 @@ def smoke_without_calibrated(folder: Path) -> Path:
     return path
 
 
-def study(*args: str, env: "dict | None" = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def study(*args: str, env: "dict | None" = None, timeout: float = 600, cwd: "Path | None" = None
+          ) -> subprocess.CompletedProcess:
     return subprocess.run([str(PLANNER), "study", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=tempfile.gettempdir())  # the installed package runs
+                          env=env, cwd=cwd or tempfile.gettempdir())  # the installed package runs
 
 
 def ends(out: Path) -> "dict[str, dict]":
@@ -246,8 +247,8 @@ def test_sigterm_ends_the_running_trials_in_one_line_and_a_second_study_is_refus
         time.sleep(0.2)
     second = study(str(spec), "--out", str(out), "--workers", "1")  # the folder is the first study's
     assert second.returncode == 2 and second.stderr.strip() == (
-        f"planner study: error: {out} is being written by another planner study (pid {run.pid}): wait for it to "
-        "end, or give another --out"), second.stderr
+        f"planner study: error: --out {out}: another study (pid {run.pid}) is writing into it; wait for it to end "
+        "or choose another folder"), second.stderr
     assert sum(r["kind"] == "start" for r in records(first)) == 1  # the second one restarted nothing
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=60)
@@ -265,3 +266,34 @@ def test_ray_without_the_study_extra_is_refused_up_front(monkeypatch, tmp_path, 
     _refused(["study", "smoke", "--out", str(tmp_path / "out"), "--ray"], 'pip install "justround-planner[study]"',
              capsys)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("backend", [[], ["--ray"]], ids=["local", "ray"])
+def test_a_study_started_in_a_source_checkout_trains_with_the_installed_package(source_checkout, backend):
+    # the finding: run from the repository's root, trials imported the source tree's cython_core (no compiled
+    # modules; Ray puts the driver's folder first on its workers' sys.path) and every quantized trial failed
+    spec = source_checkout / "one.yaml"
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: packed, seeds: 1, steps: 128, "
+                    "n_steps: 64}\n")
+    r = study(str(spec), "--out", "out", "--workers", "1", *backend, cwd=source_checkout)
+    assert r.returncode == 0, (r.stderr[-2000:], ends(source_checkout / "out"))
+    assert ends(source_checkout / "out")["Hopper-v5_ppo_packed_seed0_128steps"]["status"] == "done"
+
+
+def test_sigterm_ends_a_study_on_ray_in_one_line(tmp_path):
+    # the finding: the stop signal's exception, raised inside ray.wait, came back as a SystemError traceback
+    spec = tmp_path / "one.yaml"
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 20000}\n")
+    out = tmp_path / "out"
+    run = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(out), "--ray", "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    first = out / "trials" / "Hopper-v5_sac_baseline_seed0_20000steps.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"planner study: killed by SIGTERM; the finished trials are kept in {out}: rerun the same command to resume")
+    assert records(first)[-1]["kind"] != "end" and not (out / "study.lock").exists()

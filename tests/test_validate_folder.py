@@ -152,3 +152,13 @@ def test_validate_accepts_only_what_trains_as_asked(tmp_path, monkeypatch, capsy
     buffer = model.rollout_buffer if algo == "ppo" else model.replay_buffer
     assert buffer.buffer_size == size
     assert config.total_steps == (steps + size if (fill and algo == "sac") else steps) >= size * (algo == "ppo")
+
+
+def test_a_run_started_in_a_source_checkout_imports_the_installed_package(source_checkout):
+    # the finding: run from the repository's root, the training child imported the source tree's cython_core,
+    # which has no compiled modules, and every packed run failed
+    out = source_checkout / "report"
+    r = subprocess.run([str(PLANNER), *RUN, "--storage", "packed", "--out", str(out)], capture_output=True,
+                       text=True, cwd=source_checkout, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_report(out)["status"] == "complete"

@@ -22,6 +22,20 @@ from validation.report import write_json
 from validation.runconfig import RunConfig
 
 PARENT_ENV = "PLANNER_VALIDATE_PARENT"  # the pid of the validation that started this child
+_RUN_MODULE = ("import runpy, sys\n"
+               "if sys.path and sys.path[0] == '':\n"
+               "    sys.path.append(sys.path.pop(0))\n"
+               "runpy.run_module({!r}, run_name='__main__', alter_sys=True)")
+
+
+def module_command(module: str, *args: str) -> "list[str]":
+    """The command that runs ``python -m module args`` with the installed packages ahead of the current folder.
+
+    ``-m`` puts the current folder first on sys.path: started from a source checkout, whose ``cython_core`` has
+    no compiled modules, the child would import that copy instead of the installed package. Here the folder
+    moves to the end, where an env's module kept there is still found.
+    """
+    return [sys.executable, "-c", _RUN_MODULE.format(module), *args]
 
 class RunLog:
     """run.json, rewritten atomically at each mark."""

@@ -4,6 +4,7 @@ The validation holds an ``flock`` on ``validate.lock`` (which names its pid) fro
 until its report is final. The kernel drops the lock when the process ends in any way, SIGKILL included,
 so a report still saying "running" in a folder whose lock nobody holds was left by a validation that died
 (``validation.report.read_report`` says "killed"). The lock file is removed when the validation ends.
+A study's folder is held the same way (:func:`hold`, ``study.lock``).
 """
 
 import contextlib
@@ -25,10 +26,11 @@ def contents(out: Path) -> "list[str]":
         return []
 
 
-def holder(out: Path) -> "int | None":
-    """The pid of the live validation writing into ``out`` (0 if its pid is unreadable), or None if none is."""
+def holder(out: Path, lock_name: str = LOCK_NAME) -> "int | None":
+    """The pid of the live process holding ``out``'s lock file ``lock_name`` (0 if its pid is unreadable), or
+    None if none is."""
     try:
-        fd = os.open(out / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(out / lock_name, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -43,9 +45,9 @@ def holder(out: Path) -> "int | None":
         os.close(fd)
 
 
-def _in_use(out: Path, pid: "int | None") -> PlannerError:
+def _in_use(out: Path, pid: "int | None", what: str = "validation") -> PlannerError:
     who = f"pid {pid}" if pid else "another process"
-    return PlannerError(f"out {out}: another validation ({who}) is writing into it; wait for it to end "
+    return PlannerError(f"out {out}: another {what} ({who}) is writing into it; wait for it to end "
                         "or choose another folder", "out")
 
 
@@ -75,20 +77,19 @@ def _clear(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def claim(out: Path, overwrite: bool):
-    """Hold ``out`` for one validation: create it, lock it (refusing one another validation holds), clear it
-    if ``overwrite`` (else refuse it non-empty), and on leaving remove the lock file and release the lock."""
-    check_fresh(out, overwrite)
+def hold(out: Path, lock_name: str = LOCK_NAME, what: str = "validation"):
+    """Create ``out`` and hold its lock file ``lock_name`` (naming this pid) while the block runs, refusing a
+    folder that another live ``what`` holds; on leaving, remove the lock file and release the lock."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        path = out / LOCK_NAME
+        path = out / lock_name
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise _in_use(out, holder(out)) from None
+                raise _in_use(out, holder(out, lock_name), what) from None
             try:  # the holder before us may have removed the file between our open and our lock: retry
                 if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                     break
@@ -98,8 +99,21 @@ def claim(out: Path, overwrite: bool):
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
     except OSError as exc:
-        raise PlannerError(f"out {out}: cannot create the report folder: {exc.strerror or exc}", "out") from None
+        raise PlannerError(f"out {out}: cannot create the {what}'s folder: {exc.strerror or exc}", "out") from None
     try:
+        yield out
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claim(out: Path, overwrite: bool):
+    """Hold ``out`` for one validation: create it, lock it (refusing one another validation holds), clear it
+    if ``overwrite`` (else refuse it non-empty), and on leaving remove the lock file and release the lock."""
+    check_fresh(out, overwrite)
+    with hold(out):
         if overwrite:
             try:
                 _clear(out)
@@ -109,7 +123,3 @@ def claim(out: Path, overwrite: bool):
             raise PlannerError(f"out {out}: not empty; choose a fresh folder, or overwrite to clear it first",
                                "out", "overwrite")
         yield out
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)

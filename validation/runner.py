@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from validation.child import PARENT_ENV
+from validation.child import PARENT_ENV, module_command
 from validation.predict import MMAP_THRESHOLD
 from validation.runconfig import RunConfig
 
@@ -141,7 +141,7 @@ def run_child(config: RunConfig, run_dir: Path) -> dict:
     # threshold would otherwise hand the buffer heap pages that torch freed, already resident)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), PARENT_ENV: str(os.getpid())}
     with open(run_dir / STDERR_NAME, "wb") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "validation.child", str(config_path), str(run_dir)], env=env,
+        child = subprocess.Popen(module_command("validation.child", str(config_path), str(run_dir)), env=env,
                                  stderr=stderr, start_new_session=True)
     _children.add(child)
     try:

@@ -9,12 +9,12 @@ import logging
 import os
 import signal
 import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 from planner.errors import PlannerError
-from validation.child import PARENT_ENV
+from validation.child import PARENT_ENV, module_command
 from validation.study.grid import Trial
 from validation.study.progress import Progress
 from validation.study.results import LOGS, TrialFile, end_of, failure, trial_path
@@ -42,8 +42,8 @@ def run_local(trials: "list[Trial]", out: Path, workers: int, progress: Progress
                 trial = queue.pop(0)
                 log = out / LOGS / f"{trial.id}.stderr.log"
                 with open(log, "wb") as stderr:
-                    child = subprocess.Popen([sys.executable, "-m", "validation.study.trial", trial.to_json(),
-                                              str(out)], env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                    child = subprocess.Popen(module_command("validation.study.trial", trial.to_json(), str(out)),
+                                             env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                                              start_new_session=True)
                 running[child] = trial
                 progress.started(trial.id)
@@ -84,11 +84,16 @@ def connect_ray(workers: "int | None", address: "str | None") -> int:
     in flight (``workers``, or the cluster's CPUs). A cluster that cannot be reached is one error naming it."""
     import ray
 
+    # The workers start in an empty folder of their own: Ray otherwise puts this process's folder first on their
+    # sys.path, and a source checkout there (whose cython_core has no compiled modules) would shadow the
+    # installed package. No INFO lines on stderr.
+    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     try:
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)  # no INFO line on stderr
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        with tempfile.TemporaryDirectory(prefix="planner-study-") as empty:
+            if address:
+                ray.init(address=address, runtime_env={"working_dir": empty}, **quiet)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, runtime_env={"working_dir": empty}, **quiet)
     except (ConnectionError, ValueError) as exc:  # unreachable, or an address Ray cannot parse
         raise PlannerError(f"cannot join the Ray cluster at address {address}: {exc}".splitlines()[0][:300],
                            "address") from None
@@ -127,13 +132,30 @@ def run_ray(trials: "list[Trial]", out: Path, limit: int, progress: Progress) ->
                 try:
                     end = ray.get(ref)
                 except Exception as exc:  # the worker died, or Ray could not run the task
+                    if _stopped(exc):
+                        raise
                     end = failure(f"the Ray task ended without a result: {type(exc).__name__}: {exc}")
                     if trial.id not in files:
                         files[trial.id] = TrialFile(trial_path(out, trial.id))
                     files[trial.id].write(end)
                 files.pop(trial.id).close()
                 progress.ended(trial.id, end)
+    except SystemError as exc:
+        stop = _stopped(exc)
+        if stop is None:
+            raise
+        raise stop from None
     finally:
         for handle in files.values():
             handle.close()
         ray.shutdown()
+
+
+def _stopped(exc: "BaseException | None") -> "BaseException | None":
+    """The :class:`validation.runner.Stopped` behind ``exc``: a stop signal's handler raises it inside Ray's
+    compiled code, which hands it back wrapped (a SystemError caused by it)."""
+    from validation.runner import Stopped
+
+    while exc is not None and not isinstance(exc, Stopped):
+        exc = exc.__cause__ or exc.__context__
+    return exc

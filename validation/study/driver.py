@@ -4,9 +4,10 @@ import os
 from pathlib import Path
 
 from planner.errors import PlannerError
+from validation.folder import hold
 from validation.study.grid import trials
 from validation.study.progress import Progress
-from validation.study.results import LOCK, STUDY, TRIALS, holding, is_done, trial_path, write_study
+from validation.study.results import LOCK, STUDY, TRIALS, is_done, trial_path, write_study
 from validation.study.spec import read_spec
 
 
@@ -34,7 +35,7 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
         # before anything is written: a cluster that cannot be reached leaves no folder
         from validation.study.backends import connect_ray
         limit = connect_ray(workers if workers or address else os.cpu_count(), address)
-    with holding(out):
+    with hold(out, LOCK, "study"):
         pending = [t for t in grid if not is_done(trial_path(out, t.id), t.record())]
         write_study(out, spec_path, [t.id for t in grid])
         progress = Progress(len(grid), len(grid) - len(pending))

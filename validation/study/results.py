@@ -1,21 +1,20 @@
 """A study folder: ``study.json`` (the spec and its trials), ``trials/<trial-id>.jsonl`` (one JSON record per
 line, written as the trial goes: "start", an "eval" every K steps, then "end" with status done or failed),
-``logs/`` (the stderr of local trials), the summary, and ``.lock`` (held by the study writing the folder).
+``logs/`` (the stderr of local trials), the summary, and ``study.lock`` while a study writes the folder.
 
 A trial whose file ends with a done record is finished; any other file (cut short, or failed) is run again.
 """
 
-import contextlib
 import json
 import os
 from pathlib import Path
 
-from planner.errors import PlannerError, one_line
+from planner.errors import one_line
 
 TRIALS = "trials"
 LOGS = "logs"
 STUDY = "study.json"
-LOCK = ".lock"
+LOCK = "study.lock"  # held by the study writing the folder (validation.folder.hold)
 
 
 def trial_path(out: Path, trial_id: str) -> Path:
@@ -91,27 +90,3 @@ def study_trials(out: Path) -> "list[str]":
     except (OSError, ValueError, KeyError, TypeError):
         return sorted(p.stem for p in (out / TRIALS).glob("*.jsonl"))
 
-
-@contextlib.contextmanager
-def holding(out: Path):
-    """Create ``out`` and hold its lock while the block runs: a second study given the same folder is refused
-    (an advisory ``flock``, released by the system when the holder dies; no lock where there is no fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a+") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip()[:20] or "unknown"
-                raise PlannerError(f"{out} is being written by another planner study (pid {holder}): wait for it "
-                                   "to end, or give another out", "out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
