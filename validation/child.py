@@ -37,6 +37,7 @@ def module_command(module: str, *args: str) -> "list[str]":
     """
     return [sys.executable, "-c", _RUN_MODULE.format(module), *args]
 
+
 class RunLog:
     """run.json, rewritten atomically at each mark."""
 

@@ -156,6 +156,8 @@ def _stopped(exc: "BaseException | None") -> "BaseException | None":
     compiled code, which hands it back wrapped (a SystemError caused by it)."""
     from validation.runner import Stopped
 
-    while exc is not None and not isinstance(exc, Stopped):
+    seen = set()
+    while exc is not None and not isinstance(exc, Stopped) and id(exc) not in seen:
+        seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return exc
+    return exc if isinstance(exc, Stopped) else None
