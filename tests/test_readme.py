@@ -2,11 +2,13 @@
 
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_STUDY = ROOT / "docs" / "measurements" / "study-small"
 
 
 def setup_commands() -> "list[str]":
@@ -44,3 +46,16 @@ def test_readme_output_blocks_match_what_the_commands_print(planner_cli, command
     assert done.returncode in (0, 1), done.stderr
     printed = "\n".join(line.rstrip() for line in done.stdout.rstrip("\n").splitlines())
     assert printed == "\n".join(line.rstrip() for line in shown.rstrip("\n").splitlines())
+
+
+def test_the_readme_shows_the_small_study_as_its_committed_trials_summarize(tmp_path):
+    """The README's small.yaml tables are what ``planner study --summarize`` makes of the trials committed in
+    docs/measurements/study-small, every trial finished: no row is written by hand."""
+    from validation.study.summary import summarize
+
+    summary = summarize(shutil.copytree(SMALL_STUDY, tmp_path / "small"))
+    assert summary["done"] == summary["trials"] and not summary["failed"] and not summary["unfinished"]
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in summary["markdown"].splitlines() if line.startswith("| ")]
+    assert len(rows) > 2 * 4
+    assert [row for row in rows if row not in readme] == []
