@@ -43,7 +43,7 @@ def load_stream(env_id: str, runs: "Path | None") -> "tuple[dict, str]":
             return {k: data[k] for k in ("observations", "next_observations", "dones", "timeouts")}, source
         x = data["observations"]  # recorded without the rest: one stream, each next observation the following row
         return _one_stream(x), source + ", observations only"
-    from validation.obs_collect import rollout
+    from validation.scan import rollout
 
     return _one_stream(rollout(env_id, RANDOM_STEPS + 1, seed=0)), f"random actions, {RANDOM_STEPS:,} steps (seed 0)"
 
@@ -87,7 +87,7 @@ def measure(env_id: str, runs: "Path | None") -> dict:
 
     from planner.obs_spec import calibrate, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
-    from validation.obs_store import RECALIBRATE_SHARE
+    from validation.buffers.obs_store import RECALIBRATE_SHARE
 
     stream, source = load_stream(env_id, runs)
     x = stream["observations"]

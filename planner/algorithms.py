@@ -35,7 +35,7 @@ DISCRETE = ("discrete",)
 class Optimizer:
     """A torch optimizer and the state tensors it keeps per parameter, each of the parameter's shape.
 
-    Only these count, as :func:`validation.child.model_and_optimizer_bytes` counts the state tensors with
+    Only these count, as :func:`validation.harness.child.model_and_optimizer_bytes` counts the state tensors with
     dim > 0. torch also keeps a ``step`` per parameter tensor, a 0-dim scalar left out here: float32 (4 bytes),
     float64 (8 bytes) where torch's default dtype is float64, so at most 8 bytes per parameter tensor
     (a Linear layer with bias holds two tensors: a few hundred bytes for a whole SB3 model).

@@ -222,7 +222,7 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
 
 def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" = None,
                        eager: bool = False, calibrated: bool = False) -> "tuple[Field, ...]":
-    """``validation.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
+    """``validation.buffers.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
     ``half``, float16 / bfloat16; or ``calibrated`` on ``spec.obs_spec``'s widths), any other entry (images,
     integers, Discrete) as SB3 stores it; one per Dict key, ``name[KEY]``."""
     if calibrated:

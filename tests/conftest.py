@@ -1,5 +1,6 @@
-"""Shared test helpers: run the installed ``planner`` command in a fresh process."""
+"""Shared test helpers: run the installed ``planner`` command in a fresh process; load a benchmark script."""
 
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -8,6 +9,15 @@ from pathlib import Path
 import pytest
 
 PLANNER = Path(sys.executable).parent / "planner"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def benchmark_module(name: str):
+    """The script ``benchmarks/<name>.py`` loaded as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_planner(*args: str, timeout: float = 120, cwd: "str | None" = None) -> subprocess.CompletedProcess:

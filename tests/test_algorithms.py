@@ -24,8 +24,8 @@ from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.networks import BatchRenorm
 from planner.runspec import RunSpec
-from validation.child import model_and_optimizer_bytes  # noqa: E402
-from validation.measure import buffer_arrays  # noqa: E402
+from validation.harness.child import model_and_optimizer_bytes  # noqa: E402
+from validation.harness.measure import buffer_arrays  # noqa: E402
 
 N_STEPS = 64  # rollout per env (A2C: 8)
 ON_POLICY_EXTRA = {"a2c": {}, "ppo": {"batch_size": 32, "n_epochs": 1}, "trpo": {"batch_size": 32},

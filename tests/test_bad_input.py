@@ -226,8 +226,8 @@ def test_calibrate_refuses_an_unwritable_out_before_measuring_anything(planner_c
 
 def test_calibrate_writes_a_file_stem_yaml_would_misread_as_a_quoted_name(tmp_path, monkeypatch):
     """``--out '[x.yaml'``: the profile's name is the stem "[x", which plain YAML would read as an open list."""
-    import validation.calibrate as calibrate
-    from validation.predict import Runtime
+    import validation.harness.calibrate as calibrate
+    from validation.harness.predict import Runtime
 
     monkeypatch.setattr(calibrate, "measure_runtime", lambda config, run_dir: (Runtime(0, 0, 300_000_000), {}))
     written = calibrate.calibrate(tmp_path / "[x.yaml")

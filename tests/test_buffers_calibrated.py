@@ -15,7 +15,7 @@ from planner.footprint import RunSpec, footprint
 from planner.obs_spec import calibrate
 from planner.quantization import QuantSpec
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
-from validation.obs_collect import rollout
+from validation.scan import rollout
 
 ENV = "Walker2d-v5"
 
@@ -113,7 +113,7 @@ def test_recalibration_widens_the_drifted_dimensions_and_keeps_every_value(walke
     uniform = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", decimals=2)
     keep = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_spec=spec)
     recal = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_spec=spec, recalibrate=0.05)
-    with caplog.at_level("INFO", logger="validation.obs_store"):
+    with caplog.at_level("INFO", logger="validation.buffers.obs_store"):
         for buf in (uniform, keep, recal):
             feed(buf, x)
     assert recal.drift.events and 8 in recal.drift.events[0]["dims"]
@@ -216,7 +216,7 @@ def test_stream_with_episode_ends_and_interruptions_matches_the_uniform_buffer()
 def test_exception_entries_compare_by_field_not_by_padding_bytes(walker):
     """Entries carry 2 padding bytes (dim is 16 bits, code 32-bit aligned) that no kernel initialises: a row
     holding the same exceptions must compare equal whatever those bytes hold."""
-    from validation.obs_store import Codes, MixedCodes
+    from validation.buffers.obs_store import Codes, MixedCodes
 
     observations, spec = walker
     buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_spec=spec)

@@ -15,8 +15,8 @@ from stable_baselines3.common.envs import BitFlippingEnv
 from cython_core import CodeSpec, PackedRows
 from planner.errors import PlannerError
 from validation.buffers import QuantizedDictReplayBuffer, QuantizedReplayBuffer, QuantizedRolloutBuffer
-from validation.obs_store import ObservationRows
-from validation.persistence import FORMAT_VERSION, RECORD, PersistentBuffer, checksums, load_replay_buffer
+from validation.buffers.obs_store import ObservationRows
+from validation.buffers.persistence import FORMAT_VERSION, RECORD, PersistentBuffer, checksums, load_replay_buffer
 
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 ENV = "Hopper-v5"
@@ -80,7 +80,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     record = state[RECORD]
     assert record["version"] == FORMAT_VERSION == 1
     config = record["config"]
-    assert config["class"] == "validation.replay_buffer.QuantizedReplayBuffer"
+    assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
                                            "high": np.inf}
     assert config["action_space"]["shape"] == [3] and config["code_spec"] == buf.code_spec.get_config()

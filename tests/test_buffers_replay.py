@@ -14,7 +14,7 @@ from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
 from planner.quantization import QuantSpec
 from validation.buffers import QuantizedReplayBuffer
-from validation.replay_buffer import FREE
+from validation.buffers.replay import FREE
 
 ACTION_DIM = 3
 

@@ -1,4 +1,4 @@
-"""`python -m cython_core.bench` runs, prints what it measured, and refuses bad arguments in one line."""
+"""`python benchmarks/kernels.py` runs, prints what it measured, and refuses bad arguments in one line."""
 
 import json
 import math
@@ -7,14 +7,16 @@ import sys
 import tempfile
 
 import numpy as np
+from conftest import BENCHMARKS, benchmark_module
 
-from cython_core.bench import report, uint16_decode, uint16_encode
+kernels = benchmark_module("kernels")
+report, uint16_decode, uint16_encode = kernels.report, kernels.uint16_decode, kernels.uint16_encode
 
 KEYS = ("gather_unpack_vs_float32_gather", "gather_unpack_speedup_vs_uint16_decode", "quantize_pack_row_us")
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cython_core.bench", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(BENCHMARKS / "kernels.py"), *args], capture_output=True, text=True,
                           timeout=120, cwd=tempfile.gettempdir())  # outside the tree: the installed package runs
 
 

@@ -563,7 +563,10 @@ def test_new_modules_are_collected_for_doctests():
 
 
 def test_bench_mixed_section_runs_and_reports_its_ratio():
-    from cython_core.bench import mixed_report, run_mixed
+    from conftest import benchmark_module
+
+    kernels = benchmark_module("kernels")
+    mixed_report, run_mixed = kernels.mixed_report, kernels.run_mixed
 
     fig = run_mixed(n_rows=3000, dim=348, batch=256, repeats=5, seed=0)
     assert fig["mixed_unpack_vs_float32_take"] == fig["mixed_unpack_us"] / fig["mixed_float32_take_us"]

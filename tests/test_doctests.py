@@ -20,7 +20,7 @@ def all_modules() -> "list[str]":
 
 def test_every_module_is_collected():
     modules = all_modules()
-    assert {"planner.storages", "planner.defaults", "planner.fit", "planner.profiles", "validation.replay_buffer",
+    assert {"planner.storages", "planner.defaults", "planner.fit", "planner.profiles", "validation.buffers.replay",
             "cython_core.spec", "cython_core._kernels"} <= set(modules)
 
 

@@ -87,7 +87,7 @@ def test_scan_from_a_saved_replay_buffer_reads_its_observations(tmp_path):
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer
 
-    from validation.obs_collect import from_buffer
+    from validation.scan import from_buffer
 
     buf = ReplayBuffer(10, spaces.Box(-np.inf, np.inf, (3,)), spaces.Box(-1, 1, (1,)), "cpu", n_envs=2)
     rng = np.random.default_rng(0)

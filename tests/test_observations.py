@@ -28,7 +28,7 @@ from planner.storages import STORAGES
 sys.path.insert(0, str(Path(__file__).parent))
 import obs_envs  # noqa: E402, F401  (registers the envs)
 
-from validation.child import model_and_optimizer_bytes  # noqa: E402
+from validation.harness.child import model_and_optimizer_bytes  # noqa: E402
 
 TESTS = Path(__file__).parent
 N_STEPS = 16
@@ -133,7 +133,7 @@ def test_runspec_keeps_flat_box_callers_working():
 
 def test_just_round_refuses_images_and_dicts_and_packed_stores_them():
     """The authors' uint16 buffers quantize float Boxes only; packed quantizes the float entries and stores the
-    others as SB3 does (validation.obs_store)."""
+    others as SB3 does (validation.buffers.obs_store)."""
     from planner.quantization import QuantSpec
 
     for space in (ObsSpace.box((36, 36, 3), "uint8"), ObsSpace.of(gymnasium.make("ObsDict-v0").observation_space)):

@@ -26,7 +26,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 
 def test_swapped_in():
-    assert ReplayBuffer.__module__ == "validation.replay_buffer"
+    assert ReplayBuffer.__module__ == "validation.buffers.replay"
     assert type(SAC("MlpPolicy", "Pendulum-v1", buffer_size=100).replay_buffer).__name__ == "QuantizedReplayBuffer"
     assert type(PPO("MlpPolicy", "Pendulum-v1", n_steps=8, batch_size=8).rollout_buffer).__name__ == (
         "QuantizedRolloutBuffer")
@@ -109,7 +109,7 @@ def test_peer_suite_on_a_small_upstream_folder(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
-    assert "buffers swapped in: ReplayBuffer -> validation.replay_buffer.QuantizedReplayBuffer" in out
+    assert "buffers swapped in: ReplayBuffer -> validation.buffers.replay.QuantizedReplayBuffer" in out
     assert "2 passed, 1 expected failures, 1 unexpected failures, 1 stale entries, 0 skipped" in out
     assert "  expected (rounding): 1" in out
     assert "  1 x IndexError: nothing here\n      stable-baselines3/tests/test_small.py::test_not_listed\n" in out

@@ -10,9 +10,9 @@ import matplotlib.colors
 import pytest
 from matplotlib.text import Text
 
-from validation.compare import Check
-from validation.predict import Prediction, Runtime, predict
-from validation.report import (
+from validation.harness.compare import Check
+from validation.harness.predict import Prediction, Runtime, predict
+from validation.harness.report import (
     COLORS,
     LIGHT,
     _checks_summary,
@@ -21,7 +21,7 @@ from validation.report import (
     plot_memory,
     run_colors,
 )
-from validation.runconfig import RunConfig
+from validation.harness.runconfig import RunConfig
 
 STORAGES = ("sb3", "packed")  # SB3's buffer as is, and ours
 # calibrated figures of a CPU SAC run on Walker2d (imports + env + torch, then forward passes, then updates)

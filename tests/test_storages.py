@@ -8,8 +8,8 @@ from planner.defaults import is_on_policy
 from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.storages import STORAGES, storage
-from validation.measure import buffer_arrays
-from validation.runconfig import RunConfig
+from validation.harness.measure import buffer_arrays
+from validation.harness.runconfig import RunConfig
 
 TRAINABLE = [name for name, entry in STORAGES.items() if entry.trainable]
 

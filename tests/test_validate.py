@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import validation.compare
-import validation.harness
+import validation.harness.compare
+import validation.harness.validate
 from planner.profiles import load_profile, parse_profile
-from validation.compare import RSS_NOISE, Check, checks
-from validation.harness import Validation, configs, device_differences, summary, validate
-from validation.predict import MMAP_THRESHOLD, Runtime, predict
-from validation.runconfig import RunConfig
+from validation.harness.compare import RSS_NOISE, Check, checks
+from validation.harness.predict import MMAP_THRESHOLD, Runtime, predict
+from validation.harness.runconfig import RunConfig
+from validation.harness.validate import Validation, configs, device_differences, summary, validate
 
 REPORT_KEYS = {"status", "started", "machine", "versions", "profile", "runs", "checks", "calibration", "plots"}
 
@@ -140,7 +140,7 @@ def test_calibrate_writes_a_profile_that_loads(planner_cli, tmp_path):
 def test_the_progress_bar_stays_short_when_a_rollout_runs_past_the_steps(tmp_path, capfd):
     # PPO collects whole rollouts: 1 step asked, 2,048 run. The bar is tqdm's, drawn by the parent from the
     # child's samples (the measured process draws nothing), and does not grow with steps done / steps asked.
-    from validation.runner import run_child
+    from validation.harness.runner import run_child
 
     run = run_child(RunConfig("Hopper-v5", "ppo", "sb3", steps=1, buffer_size=2048, decimals=1), tmp_path)
     assert run["status"] == "complete" and run["measured"]["steps_done"] == 2048
@@ -181,12 +181,12 @@ def test_a_short_run_says_which_checks_do_not_apply_and_a_plot_failure_cannot_le
     # optimizer state, the pre-update RSS or the training peak with. The RSS-once-built check, held to an
     # exact tolerance here, fails on real figures; the status says so even though the plotting then fails.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(validation.compare, "PEAK_TOL", 0)
+    monkeypatch.setattr(validation.harness.compare, "PEAK_TOL", 0)
 
     def broken_plot(*args, **kwargs):
         raise RuntimeError("no room on the canvas")
 
-    monkeypatch.setattr(validation.harness, "plot_memory", broken_plot)
+    monkeypatch.setattr(validation.harness.validate, "plot_memory", broken_plot)
     out = tmp_path / "report"
     report, all_checks = validate(Validation(configs("Hopper-v5", "sac", 50, 1000, 2, 127.0, 0, False, False,
                                                      ("sb3",), 20.0), out))

@@ -12,9 +12,9 @@ from conftest import PLANNER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from validation.folder import LOCK_NAME, claim, holder
-from validation.report import read_report
-from validation.runner import read_run
+from validation.harness.folder import LOCK_NAME, claim, holder
+from validation.harness.report import read_report
+from validation.harness.runner import read_run
 
 RUN = ("validate", "--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--no-memray")
 
@@ -128,13 +128,14 @@ def test_validate_accepts_only_what_trains_as_asked(tmp_path, monkeypatch, capsy
     configurations that SB3 builds and trains as asked: no rollout longer than the steps, no ignored --fill."""
     import gymnasium
 
-    import validation.harness
+    import validation.harness.validate
     from planner.cli import main
-    from validation.child import build_model
+    from validation.harness.child import build_model
 
     jobs = []
-    monkeypatch.setattr(validation.harness, "validate", lambda job: jobs.append(job) or ({"status": "complete"}, []))
-    monkeypatch.setattr(validation.harness, "summary", lambda report, checks: "")
+    monkeypatch.setattr(validation.harness.validate, "validate",
+                        lambda job: jobs.append(job) or ({"status": "complete"}, []))
+    monkeypatch.setattr(validation.harness.validate, "summary", lambda report, checks: "")
     out = tmp_path / f"out-{algo}-{steps}-{size}-{fill}"
     size_flag = "--n-steps" if algo == "ppo" else "--buffer-size"
     code = main(["validate", "--env", "Hopper-v5", "--algo", algo, "--steps", str(steps), size_flag, str(size),

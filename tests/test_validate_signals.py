@@ -13,8 +13,8 @@ import psutil
 import pytest
 from conftest import PLANNER
 
-from validation.folder import LOCK_NAME
-from validation.report import read_report
+from validation.harness.folder import LOCK_NAME
+from validation.harness.report import read_report
 
 # PPO with a 64-step rollout: the probe and the run reach their marks in seconds, and never finish
 COMMAND = ("validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "1000000", "--n-steps", "64",

@@ -42,7 +42,7 @@ def scan(args: argparse.Namespace) -> ObservationSpec:
         raise PlannerError(f"--decimals must be 0..9, got {args.decimals}", "decimals")
     out = check_output_path(args.out, "out")
     from planner.obs_spec import calibrate
-    from validation.obs_collect import from_buffer, rollout
+    from validation.scan import from_buffer, rollout
 
     if args.from_buffer:
         observations, how = from_buffer(args.from_buffer), {"buffer": str(args.from_buffer)}

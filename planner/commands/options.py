@@ -126,7 +126,7 @@ def obs_specs_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple
     if not args.env:
         raise PlannerError("--calibrate scans --env: give an env id (or a spec with --obs-spec)", "calibrate", "env")
     require_train_extra("--calibrate")
-    from validation.obs_collect import rollout
+    from validation.scan import rollout
 
     observations = rollout(args.env, SCAN_STEPS, 0)
     source = {"env": args.env, "policy": "random", "seed": 0}

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "calibrate":
         require_train_extra("planner profiles calibrate")
-        from validation.calibrate import calibrate
+        from validation.harness.calibrate import calibrate
         path = calibrate(args.out)
         print(f"wrote {path}: check it with `planner profiles check {path}`, use it with `--profile {path}`")
         return 0

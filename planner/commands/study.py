@@ -13,8 +13,8 @@ STUDY_MODULES = ("ray", "scipy")  # the [study] extra
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="train a grid of envs x algorithms x storages x seeds and compare the returns",
-                       description="Runs a study (a YAML grid: validation/studies/{smoke,small,paper}.yaml, or their "
-                                   "names) as real SB3 training runs, locally or on Ray, into --out, and writes the "
+                       description="Runs a study (a YAML grid: validation/study/specs/{smoke,small,paper}.yaml, or "
+                                   "their names) as real SB3 training runs, locally or on Ray, into --out, and writes the "
                                    "summary: returns against the baseline (Welch's t-test), step times, plots "
                                    "(docs/study.md). A rerun with the same --out skips the finished trials.")
     p.add_argument("spec", nargs="?", help="the study's YAML file, or a shipped study's name (smoke, small, paper)")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlannerError(f"workers must be at least 1, got {args.workers}", "workers")
     require_train_extra("planner study")
     _require_study_extra(STUDY_MODULES if args.ray or args.address else ("scipy",))
-    from validation.runner import Stopped
+    from validation.harness.runner import Stopped
     from validation.study.driver import run_study
 
     try:

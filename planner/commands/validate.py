@@ -69,10 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         from planner.profiles import load_profile
         profile = load_profile(args.profile)
     out = Path(args.out or f"runs/validate-{args.env}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from validation.folder import check_fresh
-    from validation.harness import Validation, configs, summary, validate
-    from validation.report import describe_report
-    from validation.runner import Stopped
+    from validation.harness.folder import check_fresh
+    from validation.harness.report import describe_report
+    from validation.harness.runner import Stopped
+    from validation.harness.validate import Validation, configs, summary, validate
 
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
     storages = tuple(dict.fromkeys(args.storage or DEFAULT_STORAGES))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from planner.errors import PlannerError
-from validation.child import PARENT_ENV, module_command
+from validation.harness.child import PARENT_ENV, module_command
 from validation.study.grid import Trial
 from validation.study.progress import Progress
 from validation.study.results import LOGS, TrialFile, end_of, failure, trial_path
@@ -152,9 +152,9 @@ def run_ray(trials: "list[Trial]", out: Path, limit: int, progress: Progress) ->
 
 
 def _stopped(exc: "BaseException | None") -> "BaseException | None":
-    """The :class:`validation.runner.Stopped` behind ``exc``: a stop signal's handler raises it inside Ray's
+    """The :class:`validation.harness.runner.Stopped` behind ``exc``: a stop signal's handler raises it inside Ray's
     compiled code, which hands it back wrapped (a SystemError caused by it)."""
-    from validation.runner import Stopped
+    from validation.harness.runner import Stopped
 
     seen = set()
     while exc is not None and not isinstance(exc, Stopped) and id(exc) not in seen:

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from planner.errors import PlannerError
-from validation.folder import hold
+from validation.harness.folder import hold
 from validation.study.grid import trials
 from validation.study.progress import Progress
 from validation.study.results import LOCK, STUDY, TRIALS, is_done, trial_path, write_study
@@ -25,7 +25,8 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
               workers: "int | None" = None) -> dict:
     """Run every trial of the spec whose file does not end with a done record; then summarize. Returns the
     summary (see :func:`validation.study.summary.summarize`). A stop signal raises
-    :class:`validation.runner.Stopped` once the running trials are killed (their files are restarted on a rerun)."""
+    :class:`validation.harness.runner.Stopped` once the running trials are killed (their files are restarted on a
+    rerun)."""
     spec = read_spec(spec_path)
     grid = trials(spec)
     check_folder(out)
@@ -42,7 +43,7 @@ def run_study(spec_path: str, out: Path, use_ray: bool = False, address: "str | 
         progress.line(f"study {spec.name}: {len(grid)} trials, {len(pending)} to run"
                       + (f" on Ray{' at ' + address if address else ''}" if on_ray else " locally"))
         if pending:
-            from validation.runner import stopping
+            from validation.harness.runner import stopping
             from validation.study.backends import run_local, run_ray
 
             with stopping():  # SIGINT, SIGTERM, SIGHUP: Stopped, after the backend has ended its trials

@@ -14,7 +14,7 @@ from planner.errors import one_line
 TRIALS = "trials"
 LOGS = "logs"
 STUDY = "study.json"
-LOCK = "study.lock"  # held by the study writing the folder (validation.folder.hold)
+LOCK = "study.lock"  # held by the study writing the folder (validation.harness.folder.hold)
 
 
 def trial_path(out: Path, trial_id: str) -> Path:

@@ -7,7 +7,7 @@ packed       the quantized buffers, uniform codes at the study's m (the paper's 
 calibrated   the quantized buffers with a per-dimension :class:`planner.obs_spec.ObservationSpec`,
              calibrated on the run's own warm-up steps (random actions, the trial's seed)
 recalibrated calibrated, and a dimension whose values fall outside its range in more than
-             :data:`validation.obs_store.RECALIBRATE_SHARE` of the rows is widened as training goes
+             :data:`validation.buffers.obs_store.RECALIBRATE_SHARE` of the rows is widened as training goes
 equal-memory SB3's buffers, their rows shrunk to the bytes the packed buffer takes (the paper's Figure 3)
 ========== ========================================================================================
 
@@ -19,7 +19,7 @@ from dataclasses import replace
 from planner.defaults import CLAMP
 from planner.fit import max_buffer_size
 from planner.footprint import footprint
-from validation.runconfig import RunConfig
+from validation.harness.runconfig import RunConfig
 
 PLANNER_STORAGE = {"baseline": "sb3", "float16": "float16", "packed": "packed", "calibrated": "packed",
                    "recalibrated": "packed", "equal-memory": "sb3"}  # each study storage's planner storage
@@ -50,7 +50,7 @@ def buffer_arguments(trial, obs_spec=None) -> dict:
     says what each storage trains with. The :data:`CALIBRATED` storages need ``obs_spec``."""
     arguments = run_config(trial).buffer_arguments()
     if trial.storage in CALIBRATED:
-        from validation.obs_store import RECALIBRATE_SHARE
+        from validation.buffers.obs_store import RECALIBRATE_SHARE
 
         if obs_spec is None:
             raise ValueError(f"the {trial.storage} storage needs the observation spec of the warm-up steps")

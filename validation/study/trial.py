@@ -17,7 +17,7 @@ import psutil
 
 from planner.defaults import is_on_policy
 from planner.envs import training_id
-from validation.measure import buffer_bytes
+from validation.harness.measure import buffer_bytes
 from validation.study.grid import Trial
 from validation.study.results import TrialFile, failure, trial_path
 from validation.study.storages import CALIBRATED, buffer_arguments, run_config
@@ -40,7 +40,7 @@ def warmup_steps(trial: Trial) -> int:
 def calibrated_spec(trial: Trial):
     """The observation spec of the trial's warm-up: random actions in its env, its seed."""
     from planner.obs_spec import calibrate
-    from validation.obs_collect import rollout
+    from validation.scan import rollout
 
     observations = rollout(trial.env, warmup_steps(trial), trial.seed)
     return calibrate(observations, trial.decimals, source={"env": trial.env, "policy": "random",
@@ -84,7 +84,7 @@ def _train(trial: Trial, emit) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from validation.child import build_model
+    from validation.harness.child import build_model
 
     torch.set_num_threads(1)
     config = run_config(trial)
@@ -167,7 +167,7 @@ def calibration(buffer) -> "dict | None":
 
 def main(trial_json: str, out: str) -> int:
     """A local trial in its own process: dies with the study that started it; records go to its file."""
-    from validation.child import die_with_parent
+    from validation.harness.child import die_with_parent
 
     die_with_parent()
     trial = Trial.from_json(trial_json)

@@ -1,7 +1,7 @@
 """The ``CodeSpec`` of a Box of floats from buffer / wrapper keyword arguments.
 
-The quantized buffers (:class:`~validation.obs_store.ObservationCodec`) and the
-:class:`~validation.obs_wrapper.QuantizeObservation` wrapper read the same keyword arguments the same way,
+The quantized buffers (:class:`~validation.buffers.obs_store.ObservationCodec`) and the
+:class:`~validation.buffers.wrapper.QuantizeObservation` wrapper read the same keyword arguments the same way,
 so they give the same codes.
 
 >>> import numpy as np
@@ -18,7 +18,7 @@ from gymnasium import spaces
 from cython_core import CodeSpec
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
-from validation.obs_store import ObservationCodec
+from validation.buffers.obs_store import ObservationCodec
 
 
 def observation_spec(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,

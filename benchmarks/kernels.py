@@ -1,7 +1,7 @@
 """Benchmark the packing kernels against numpy, on the same data, in one run.
 
-    python -m cython_core.bench            # 200,000 rows x 348 dims, 256-row batches, k = 15 and 12
-    python -m cython_core.bench --json     # the same, as one JSON object
+    python benchmarks/kernels.py            # 200,000 rows x 348 dims, 256-row batches, k = 15 and 12
+    python benchmarks/kernels.py --json     # the same, as one JSON object
 
 Every repetition has fresh random row indices, so sampled rows come cold from memory as in training
 (a fixed index set measures the cache); all index arrays are drawn before any timing, and every method
@@ -137,7 +137,7 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
 
 def report(fig: "dict[str, float]") -> str:
     return "\n".join([
-        f"cython_core.bench: {fig['rows']:,} rows x {fig['dim']} dims, batches of {fig['batch']} fresh random rows, "
+        f"benchmarks/kernels.py: {fig['rows']:,} rows x {fig['dim']} dims, batches of {fig['batch']} fresh rows, "
         f"medians of {fig['repeats']} repetitions" + (", each method alone" if fig["alone"] else ", interleaved"),
         f"  storage: float32 {fig['float32_mib']:.1f} MiB, k=15 {fig['storage_mib_k15']:.1f} MiB, "
         f"k=12 {fig['storage_mib_k12']:.1f} MiB",
@@ -246,7 +246,7 @@ def mixed_report(fig: "dict[str, float]") -> str:
 def main(argv: "list[str] | None" = None) -> int:
     from planner.cli import Parser  # the project's one-line usage errors (this script only; the core never does)
 
-    parser = Parser(prog="python -m cython_core.bench", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python benchmarks/kernels.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=_positive, default=200_000, help="rows in each buffer (default 200,000)")
     parser.add_argument("--dim", type=_positive, default=348, help="values per row (default 348, Humanoid-v5)")
     parser.add_argument("--batch", type=_positive, default=256, help="rows per sampled batch (default 256)")

@@ -2,7 +2,7 @@
 
 Every observation space SB3 stores is taken: Boxes of floats are quantized; images, integer Boxes, Discrete,
 MultiDiscrete and MultiBinary are stored as SB3 stores them (still once); a Dict space has one column per key
-(:mod:`validation.obs_store`). Row ``pos * n_envs + env`` holds the observation of that transition; its next
+(:mod:`validation.buffers.obs_store`). Row ``pos * n_envs + env`` holds the observation of that transition; its next
 observation is the following row (``(pos + 1) % buffer_size``), written by ``add()`` unless the transition ends
 an episode (done or timeout). When the next ``add()`` brings a different observation for that row (an
 interrupted stream: a second ``learn()``, a loaded buffer, transitions from a dataset), the replaced codes move
@@ -32,9 +32,9 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
-from validation.nstep import n_step_targets
-from validation.obs_store import Codes, Drift, ObservationCodec, ObservationRows
-from validation.persistence import PersistentBuffer
+from validation.buffers.nstep import n_step_targets
+from validation.buffers.obs_store import Codes, Drift, ObservationCodec, ObservationRows
+from validation.buffers.persistence import PersistentBuffer
 
 FREE = -1
 PLACEHOLDER = spaces.Box(low=0, high=0, shape=(0,), dtype=np.float32)  # the parents allocate 0-byte observations
@@ -83,11 +83,11 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
     :param decimals: m of the quantized columns (a dict by key for a Dict space); see
-        :class:`~validation.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec``,
+        :class:`~validation.buffers.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec``,
         ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_spec`` (calibrated widths)
     :param recalibrate: with ``obs_spec``: the share of rows (since the last calibration, checked every 1,000
         rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
-        (:func:`~validation.obs_store.recalibrate`); None: never (the exception store grows instead)
+        (:func:`~validation.buffers.obs_store.recalibrate`); None: never (the exception store grows instead)
     :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
     :param n_steps: n-step returns (1: plain one-step transitions)
     :param gamma: the discount of n-step returns

@@ -1,4 +1,4 @@
-"""One validation run in its own process: ``python -m validation.child CONFIG.json OUTDIR``.
+"""One validation run in its own process: ``python -m validation.harness.child CONFIG.json OUTDIR``.
 
 Trains with SB3 on a gymnasium MuJoCo env and measures as it goes: psutil RSS/USS on a sampler
 thread (``timeseries.csv``), phase marks, the buffer's committed pages, memray attribution of the
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from planner.defaults import is_on_policy
 from planner.envs import training_id
-from validation.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
-from validation.report import write_json
-from validation.runconfig import RunConfig
+from validation.harness.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
+from validation.harness.report import write_json
+from validation.harness.runconfig import RunConfig
 
 PARENT_ENV = "PLANNER_VALIDATE_PARENT"  # the pid of the validation that started this child
 _RUN_MODULE = ("import runpy, sys\n"

@@ -1,4 +1,4 @@
-"""One training run in a fresh interpreter (``validation.child``), and what describes the machine it ran on.
+"""One training run in a fresh interpreter (``validation.harness.child``), and what describes the machine it ran on.
 
 Used by the harness (baseline and quantized runs) and by calibration (the probe runs).
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from validation.child import PARENT_ENV, module_command
-from validation.predict import MMAP_THRESHOLD
-from validation.runconfig import RunConfig
+from validation.harness.child import PARENT_ENV, module_command
+from validation.harness.predict import MMAP_THRESHOLD
+from validation.harness.runconfig import RunConfig
 
 POLL_S = 0.5  # how often the progress bar reads the child's step
 STDERR_NAME = "stderr.log"
@@ -129,7 +129,7 @@ def read_run(run_dir: Path, child: subprocess.Popen) -> dict:
 def run_child(config: RunConfig, run_dir: Path) -> dict:
     """Train ``config`` in a fresh interpreter; return its run.json, marked killed or failed if it did not finish.
 
-    The child runs in a process group of its own and dies with this process (``validation.child``); its
+    The child runs in a process group of its own and dies with this process (``validation.harness.child``); its
     stderr goes to ``stderr.log`` in ``run_dir``. A progress bar (tqdm, on stderr) follows the child's steps
     from this process, reading the child's sample file, so that drawing it costs the measured process nothing.
     On ``Stopped`` the child's group is killed and what it measured is put on the exception."""
@@ -141,7 +141,7 @@ def run_child(config: RunConfig, run_dir: Path) -> dict:
     # threshold would otherwise hand the buffer heap pages that torch freed, already resident)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), PARENT_ENV: str(os.getpid())}
     with open(run_dir / STDERR_NAME, "wb") as stderr:
-        child = subprocess.Popen(module_command("validation.child", str(config_path), str(run_dir)), env=env,
+        child = subprocess.Popen(module_command("validation.harness.child", str(config_path), str(run_dir)), env=env,
                                  stderr=stderr, start_new_session=True)
     _children.add(child)
     try:

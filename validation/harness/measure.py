@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-BUFFER_FILES = ("stable_baselines3/common/buffers.py", "validation/replay_buffer.py",
-                "validation/rollout_buffer.py", "cython_core/storage.py")
+BUFFER_FILES = ("stable_baselines3/common/buffers.py", "validation/buffers/replay.py",
+                "validation/buffers/rollout.py", "cython_core/storage.py")
 
 
 class MemorySampler:
@@ -81,7 +81,7 @@ def buffer_arrays(buffer: object) -> "list[np.ndarray]":
     """The numpy arrays a buffer owns (SB3's fields and Dict fields, or the observation stores of ours), each once."""
     arrays, seen = [], set()
     for value in vars(buffer).values():
-        value = getattr(value, "arrays", value)  # validation.obs_store.ObservationRows
+        value = getattr(value, "arrays", value)  # validation.buffers.obs_store.ObservationRows
         for array in value.values() if isinstance(value, dict) else (value,):
             if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
                 seen.add(array.ctypes.data)

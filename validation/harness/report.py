@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from planner.output import write_atomic
 from planner.table import render
-from validation.compare import Check
-from validation.folder import holder
-from validation.predict import Prediction
+from validation.harness.compare import Check
+from validation.harness.folder import holder
+from validation.harness.predict import Prediction
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

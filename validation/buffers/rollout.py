@@ -2,7 +2,7 @@
 
 Everything but the observations is SB3's own code and arrays: GAE (``compute_returns_and_advantage``),
 ``get()`` minibatching, the float32 scalars. Row ``step * n_envs + env`` holds one observation. Every
-observation space SB3 stores is taken (:mod:`validation.obs_store`): Boxes of floats are quantized, the others
+observation space SB3 stores is taken (:mod:`validation.buffers.obs_store`): Boxes of floats are quantized, the others
 stored as SB3 stores them, a Dict space per key (minibatches are then ``DictRolloutBufferSamples``).
 """
 
@@ -18,9 +18,9 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
 from planner.defaults import CLAMP
-from validation.obs_store import Drift, ObservationCodec, ObservationRows
-from validation.persistence import PersistentBuffer
-from validation.replay_buffer import PLACEHOLDER
+from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
+from validation.buffers.persistence import PersistentBuffer
+from validation.buffers.replay import PLACEHOLDER
 
 ROLLOUT_FIELDS = ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
 
@@ -31,7 +31,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
     into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec``,
-    ``dtype`` and ``obs_spec`` are :class:`~validation.obs_store.ObservationCodec`'s (per key for a Dict space);
+    ``dtype`` and ``obs_spec`` are :class:`~validation.buffers.obs_store.ObservationCodec`'s (per key for a Dict space);
     ``recalibrate`` is the replay buffer's.
 
     >>> import numpy as np, torch as th

@@ -34,7 +34,7 @@ from gymnasium import spaces
 
 from cython_core import CodeSpec, ExceptionStore, MixedRows, MixedSpec, PackedRows
 from planner.errors import PlannerError
-from validation.obs_store import Drift, ObservationCodec, ObservationRows
+from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
 
 FORMAT_VERSION = 1
 RECORD = "_saved_format"  # the state key of the record; never an attribute of a live buffer

@@ -3,7 +3,7 @@
 The validation holds an ``flock`` on ``validate.lock`` (which names its pid) from before it writes anything
 until its report is final. The kernel drops the lock when the process ends in any way, SIGKILL included,
 so a report still saying "running" in a folder whose lock nobody holds was left by a validation that died
-(``validation.report.read_report`` says "killed"). The lock file is removed when the validation ends.
+(``validation.harness.report.read_report`` says "killed"). The lock file is removed when the validation ends.
 A study's folder is held the same way (:func:`hold`, ``study.lock``).
 """
 

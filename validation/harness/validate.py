@@ -12,13 +12,13 @@ from planner.fit import max_buffer_size
 from planner.footprint import footprint
 from planner.profiles import DeviceProfile
 from planner.units import format_bytes
-from validation.calibrate import probe_config, runtime_of
-from validation.compare import Check, checks
-from validation.folder import claim
-from validation.predict import predict
-from validation.report import merge_timeseries, plot_memory, plot_returns, table, write_json
-from validation.runconfig import RunConfig
-from validation.runner import Stopped, machine, run_child, stopping, versions
+from validation.harness.calibrate import probe_config, runtime_of
+from validation.harness.compare import Check, checks
+from validation.harness.folder import claim
+from validation.harness.predict import predict
+from validation.harness.report import merge_timeseries, plot_memory, plot_returns, table, write_json
+from validation.harness.runconfig import RunConfig
+from validation.harness.runner import Stopped, machine, run_child, stopping, versions
 
 
 @dataclass(frozen=True)

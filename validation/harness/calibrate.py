@@ -4,7 +4,7 @@ and buffer (Python, numpy, torch and its kernels, SB3, gymnasium, MuJoCo, the en
 A short probe run (real SB3 training with a small buffer, in a fresh process) is measured: its peak
 RSS minus the planner's models + optimizer + buffer is the training runtime (what a profile's
 ``runtime`` means); its RSS once the model is built and just before the first update, minus models
-and committed buffer, are the built and acting runtimes (``validation.predict``). ``calibrate(path)``
+and committed buffer, are the built and acting runtimes (``validation.harness.predict``). ``calibrate(path)``
 writes the training runtime into a device profile of this machine that ``planner fit`` and ``planner validate`` accept.
 """
 
@@ -19,9 +19,9 @@ from planner.errors import PlannerError
 from planner.output import check_output_path, write_atomic
 from planner.profiles import parse_profile
 from planner.units import size_text
-from validation.predict import Runtime, predict
-from validation.runconfig import RunConfig
-from validation.runner import run_child
+from validation.harness.predict import Runtime, predict
+from validation.harness.runconfig import RunConfig
+from validation.harness.runner import run_child
 
 PROBE_STEPS = {"sac": 400, "ppo": 512}
 PROBE_BUFFER = {"sac": 1_000, "ppo": 256}

@@ -8,14 +8,14 @@ numpy commits pages lazily, so a replay buffer grows with the rows written (min(
 a rollout buffer is full after its first n_steps. That holds for arrays glibc maps afresh: the
 harness pins glibc's mmap threshold at ``MMAP_THRESHOLD`` (128 KiB), and smaller arrays come from the
 heap, whose pages are usually resident already, so they are counted as committed from the start.
-All three are calibrated (``validation.calibrate``) by a short probe run: its RSS when the model is
+All three are calibrated (``validation.harness.calibrate``) by a short probe run: its RSS when the model is
 built, just before the first update and at its peak, each minus the planner's figures for the probe.
 """
 
 from dataclasses import dataclass
 
 from planner.footprint import Footprint, footprint
-from validation.runconfig import RunConfig
+from validation.harness.runconfig import RunConfig
 
 MMAP_THRESHOLD = 128 * 1024
 

@@ -4,7 +4,7 @@ small to rise above the noise its measurement allows)."""
 
 from dataclasses import asdict, dataclass
 
-from validation.predict import Prediction
+from validation.harness.predict import Prediction
 
 BUFFER_TOL = 0.01
 PEAK_TOL = 0.05

@@ -19,7 +19,7 @@ import numpy as np
 
 from cython_core import CodeSpec, gather_unpack, quantize_pack
 from planner.defaults import CLAMP
-from validation.obs_spec import flat_rows, observation_spec
+from validation.buffers.code_layout import flat_rows, observation_spec
 
 
 class QuantizeObservation(gym.ObservationWrapper):

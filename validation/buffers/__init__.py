@@ -8,11 +8,11 @@
 To act on the same quantized observations, wrap the env with :class:`QuantizeObservation`.
 """
 
-from validation.obs_spec import observation_spec
-from validation.obs_store import ObservationCodec
-from validation.obs_wrapper import QuantizeObservation
-from validation.replay_buffer import QuantizedDictReplayBuffer, QuantizedHerReplayBuffer, QuantizedReplayBuffer
-from validation.rollout_buffer import QuantizedDictRolloutBuffer, QuantizedRolloutBuffer
+from validation.buffers.code_layout import observation_spec
+from validation.buffers.obs_store import ObservationCodec
+from validation.buffers.replay import QuantizedDictReplayBuffer, QuantizedHerReplayBuffer, QuantizedReplayBuffer
+from validation.buffers.rollout import QuantizedDictRolloutBuffer, QuantizedRolloutBuffer
+from validation.buffers.wrapper import QuantizeObservation
 
 __all__ = ["ObservationCodec", "QuantizeObservation", "QuantizedDictReplayBuffer", "QuantizedDictRolloutBuffer",
            "QuantizedHerReplayBuffer", "QuantizedReplayBuffer", "QuantizedRolloutBuffer", "observation_spec"]
