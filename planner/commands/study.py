@@ -14,8 +14,8 @@ STUDY_MODULES = ("ray", "scipy")  # the [study] extra
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="train a grid of envs x algorithms x storages x seeds and compare the returns",
                        description="Runs a study (a YAML grid: validation/study/specs/{smoke,small,paper}.yaml, or "
-                                   "their names) as real SB3 training runs, locally or on Ray, into --out, and writes the "
-                                   "summary: returns against the baseline (Welch's t-test), step times, plots "
+                                   "their names) as real SB3 training runs, locally or on Ray, into --out, and writes "
+                                   "the summary: returns against the baseline (Welch's t-test), step times, plots "
                                    "(docs/study.md). A rerun with the same --out skips the finished trials.")
     p.add_argument("spec", nargs="?", help="the study's YAML file, or a shipped study's name (smoke, small, paper)")
     p.add_argument("--out", help="results folder (new, empty, or the study's own to resume it)")
