@@ -6,7 +6,7 @@
 1. Humanoid-v5 dims (348 obs, 17 actions), real random-policy observations, ``--rows`` filled rows:
    ``add()`` per transition, ``sample(256)`` with fresh indices each call (calls interleaved), and replay
    memory per transition (measured ``nbytes``) against SB3's default and the authors' uint16 layout; for
-   SB3's buffer, the uniform packed one (m = 2) and the calibrated one (``obs_spec`` scanned from the first
+   SB3's buffer, the uniform packed one (m = 2) and the calibrated one (``obs_ranges`` scanned from the first
    5,000 observations of the same random policy: mixed widths, zero-bit dimensions, exceptions).
 2. Full training ms/step, baseline versus quantized buffer (SAC m=2, PPO m=1, b=127) on Walker2d-v5 and
    Humanoid-v5: both models are built, warmed up, then trained in alternating chunks; ms/step is the
@@ -27,8 +27,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from planner.defaults import CLAMP
 from planner.footprint import RunSpec, footprint
-from planner.obs_spec import calibrate
-from planner.quantization import QuantSpec
+from planner.obs_ranges import calibrate
+from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 
 ENV = "Humanoid-v5"
@@ -58,12 +58,12 @@ def median_us(times: "list[float]") -> float:
 
 def bench_replay(rows: int, sample_calls: int) -> None:
     env, stream = humanoid_stream(5_000)
-    obs_spec = calibrate(np.concatenate([item[0] for item in stream]), 2, CLAMP)
+    obs_ranges = calibrate(np.concatenate([item[0] for item in stream]), 2, CLAMP)
     buffers = {"sb3": ReplayBuffer(rows, env.observation_space, env.action_space, "cpu"),
                "ours": QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2,
                                              clamp=CLAMP),
                "calibrated": QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu",
-                                                   obs_spec=obs_spec)}
+                                                   obs_ranges=obs_ranges)}
     sb3, ours, calibrated = buffers.values()
     add_times: "dict[str, list[float]]" = {name: [] for name in buffers}
     for i in range(rows):
@@ -87,11 +87,11 @@ def bench_replay(rows: int, sample_calls: int) -> None:
         print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f} {c:>14.1f} {c / b:>16.2f}")
     sb3_bytes = sum(getattr(sb3, n).nbytes for n in ("observations", "next_observations", "actions", "rewards",
                                                      "dones", "timeouts"))
-    quant = QuantSpec.create(2, CLAMP)
+    quant = Quantization.create(2, CLAMP)
     authors = footprint(RunSpec("sac", 348, 17, rows, storage="just-round", quant=quant)).buffer_bytes
     ours_bytes = ours.memory_bytes()
     million = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="packed", quant=quant)).buffer_bytes
-    print(f"\nreplay memory per transition (m=2, b=127, {ours.code_spec.bits} bits): "
+    print(f"\nreplay memory per transition (m=2, b=127, {ours.code_layout.bits} bits): "
           f"SB3 default {sb3_bytes / rows:,.1f} B, authors' uint16 layout {authors / rows:,.1f} B, "
           f"ours {ours_bytes / rows:,.2f} B (measured nbytes)")
     print(f"SB3 / ours = {sb3_bytes / ours_bytes:.2f}x, authors' uint16 / ours = {authors / ours_bytes:.2f}x; "
@@ -99,7 +99,8 @@ def bench_replay(rows: int, sample_calls: int) -> None:
           f"; terminal evictions {ours.terminal_evictions} (of timeouts: {ours.timeout_evictions}), "
           f"saturated values {ours.saturated}")
     stats = calibrated.quantization_stats()["observation"]
-    print(f"calibrated ({obs_spec.mean_bits:.2f} bits mean, {sum(d.bits == 0 for d in obs_spec.dims)} zero-bit dims): "
+    zero_dims = sum(d.bits == 0 for d in obs_ranges.dims)
+    print(f"calibrated ({obs_ranges.mean_bits:.2f} bits mean, {zero_dims} zero-bit dims): "
           f"{calibrated.memory_bytes() / rows:,.2f} B per transition (measured nbytes), "
           f"{100 * stats['outside_share']:.3f} % of values in the exception store")
 

@@ -6,10 +6,10 @@ with and without recalibration.
     python benchmarks/calibrated_bits.py --runs runs [--json]
 
 Per env, the stream is the SAC run recorded in ``RUNS/<env>.npz`` when there is one (SB3's SAC, 5,000 random
-steps first), else 10,000 random-action steps (seed 0, one stream without episode ends). The observation spec is
-scanned (``planner.obs_spec.calibrate``, m = 2) from the stream's first 5,000 observations, as a user would scan
+steps first), else 10,000 random-action steps (seed 0, one stream without episode ends). The observation ranges are
+scanned (``planner.obs_ranges.calibrate``, m = 2) from the stream's first 5,000 observations, as a user would scan
 SAC's ``learning_starts``; then the whole stream is fed, transition by transition, to a real
-``QuantizedReplayBuffer(obs_spec=spec)`` holding every transition, and to the uniform m = 2 buffer, whose every
+``QuantizedReplayBuffer(obs_ranges=spec)`` holding every transition, and to the uniform m = 2 buffer, whose every
 decoded value must be the same, bit for bit.
 
 Columns: the observation bits a transition stores per observation value (``observation bytes per transition x 8
@@ -74,10 +74,10 @@ def observation_bits(breakdown: "dict[str, int]", live_entries: int, rows: int, 
 
 def planner_bits(storage: str, dim: int, rows: int) -> float:
     from planner.footprint import footprint
-    from planner.quantization import QuantSpec
+    from planner.quantization import Quantization
     from planner.runspec import RunSpec
 
-    quant = QuantSpec.create(DECIMALS) if storage in ("packed", "just-round") else None
+    quant = Quantization.create(DECIMALS) if storage in ("packed", "just-round") else None
     spec = RunSpec("sac", dim, 1, buffer_size=rows, storage=storage, quant=quant)
     return footprint(spec).observation_bytes * 8 / (rows * dim)
 
@@ -85,7 +85,7 @@ def planner_bits(storage: str, dim: int, rows: int) -> float:
 def measure(env_id: str, runs: "Path | None") -> dict:
     from gymnasium import spaces
 
-    from planner.obs_spec import calibrate, codes, entropy_bits
+    from planner.obs_ranges import calibrate, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
     from validation.buffers.obs_store import RECALIBRATE_SHARE
 
@@ -102,7 +102,7 @@ def measure(env_id: str, runs: "Path | None") -> dict:
     feed(uniform, stream)
     want = [np.asarray(view[:rows]).view(np.uint32) for view in (uniform.observations, uniform.next_observations)]
     for label, recalibrate in (("calibrated", None), ("recalibrated", RECALIBRATE_SHARE)):
-        buf = QuantizedReplayBuffer(rows, space, action, "cpu", obs_spec=spec, recalibrate=recalibrate)
+        buf = QuantizedReplayBuffer(rows, space, action, "cpu", obs_ranges=spec, recalibrate=recalibrate)
         seconds = feed(buf, stream)
         stats = buf.quantization_stats()["observation"]
         got = [np.asarray(view[:rows]).view(np.uint32) for view in (buf.observations, buf.next_observations)]

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from cython_core import CodeSpec, MixedRows, MixedSpec, PackedRows, gather_unpack, mixed_unpack, quantize_pack
+from cython_core import CodeLayout, MixedLayout, MixedRows, PackedRows, gather_unpack, mixed_unpack, quantize_pack
 
 
 def _positive(text: str) -> int:
@@ -77,7 +77,7 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
     obs[rng.random((n_rows, dim)) < 0.22] = 0.0  # ~22 % exact zeros, as contact forces in Humanoid
     packed = {}
     for bits, decimals in ((15, 2), (12, 1)):
-        rows = PackedRows(n_rows, CodeSpec.uniform(dim, decimals=decimals, clamp=127.0))
+        rows = PackedRows(n_rows, CodeLayout.uniform(dim, decimals=decimals, clamp=127.0))
         for start in range(0, n_rows, 8192):
             rows.encode(obs[start:start + 8192], np.arange(start, min(start + 8192, n_rows)))
         packed[bits] = rows
@@ -162,7 +162,7 @@ MIXED_MAX_BITS = 15
 MIXED_EXCEPTION_SHARE = 1e-3
 
 
-def humanoid_like_spec(dim: int, seed: int) -> MixedSpec:
+def humanoid_like_spec(dim: int, seed: int) -> MixedLayout:
     """Widths 0..15 with ~40/348 of them 0 and a mean of 6.5 bits, each range centred on code 0."""
     rng = np.random.default_rng(seed)
     bits = rng.integers(1, MIXED_MAX_BITS, dim)
@@ -173,10 +173,10 @@ def humanoid_like_spec(dim: int, seed: int) -> MixedSpec:
         step = 1 if bits.sum() < target else -1
         if bits[j] and 1 <= bits[j] + step <= MIXED_MAX_BITS:
             bits[j] += step
-    return MixedSpec(-((1 << bits) // 2), bits, decimals=2, clamp=127.0)
+    return MixedLayout(-((1 << bits) // 2), bits, decimals=2, clamp=127.0)
 
 
-def humanoid_like_codes(spec: MixedSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+def humanoid_like_codes(spec: MixedLayout, n: int, rng: np.random.Generator) -> np.ndarray:
     """Paper codes inside each dimension's range, with a share MIXED_EXCEPTION_SHARE of all values just
     outside it (on the dimensions where the grid leaves room)."""
     codes = np.clip(spec.lo + (rng.random((n, spec.dim)) * (1 << spec.bits)).astype(np.int64), -spec.top, spec.top)
@@ -188,7 +188,7 @@ def humanoid_like_codes(spec: MixedSpec, n: int, rng: np.random.Generator) -> np
 
 
 def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
-              spec: "MixedSpec | None" = None) -> "dict[str, float]":
+              spec: "MixedLayout | None" = None) -> "dict[str, float]":
     """Time mixed_unpack and np.take of the same rows as float32, interleaved, fresh rows every repetition;
     ``spec`` (e.g. a real scan's widths) replaces the Humanoid-like one of ``dim`` dims."""
     rng = np.random.default_rng(seed + 1)
@@ -254,17 +254,17 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alone", action="store_true",
                         help="time each method in its own loop instead of interleaving them in one")
-    parser.add_argument("--obs-spec", help="mixed widths from this observation spec (planner obs scan) instead of "
+    parser.add_argument("--obs-ranges", help="mixed widths from these observation ranges (planner obs scan) instead of "
                                            "the Humanoid-like ones; values drawn in its ranges, 0.1 %% outside")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    mixed_spec = None
-    if args.obs_spec:
-        from planner.obs_spec import load_spec
+    mixed_layout = None
+    if args.obs_ranges:
+        from planner.obs_ranges import load_ranges
 
-        mixed_spec = MixedSpec.from_observation_spec(load_spec(args.obs_spec))
+        mixed_layout = MixedLayout.from_ranges(load_ranges(args.obs_ranges))
     figures = run(args.rows, args.dim, args.batch, args.repeats, args.seed, args.alone)
-    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed, mixed_spec))
+    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed, mixed_layout))
     try:
         print(json.dumps(figures) if args.json else report(figures) + "\n" + mixed_report(figures))
     except BrokenPipeError:  # e.g. piped into head

@@ -1,13 +1,13 @@
-"""k-bit packing core: CodeSpec, the compiled quantize_pack / gather_unpack kernels, PackedRows; and mixed-width
-rows (MixedSpec, MixedRows, ExceptionStore, the compiled mixed_* kernels).
+"""k-bit packing core: CodeLayout, the compiled quantize_pack / gather_unpack kernels, PackedRows; and mixed-width
+rows (MixedLayout, MixedRows, ExceptionStore, the compiled mixed_* kernels).
 
 The names below load on first use (PEP 562), so ``import cython_core.layout`` (what the planner
 imports) never loads the compiled extensions ``cython_core._kernels`` and ``cython_core._mixed`` (built by
 ``pip install .``).
 
 >>> import numpy as np
->>> from cython_core import CodeSpec, gather_unpack, quantize_pack
->>> spec = CodeSpec.uniform(4, decimals=2, clamp=127.0)
+>>> from cython_core import CodeLayout, gather_unpack, quantize_pack
+>>> spec = CodeLayout.uniform(4, decimals=2, clamp=127.0)
 >>> storage = np.zeros((10, spec.row_words), dtype=np.uint64)
 >>> quantize_pack(np.array([[0.123, -5.0, 300.0, 1.005]]), storage, np.array([3]), spec)
 1
@@ -21,11 +21,11 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "CodeSpec": "cython_core.spec",
+    "CodeLayout": "cython_core.uniform",
     "EXCEPTION_DTYPE": "cython_core.exceptions",
     "ExceptionStore": "cython_core.exceptions",
     "MixedRows": "cython_core.mixed",
-    "MixedSpec": "cython_core.mixed",
+    "MixedLayout": "cython_core.mixed",
     "NonFiniteError": "cython_core.errors",
     "PackedRows": "cython_core.storage",
     "gather_unpack": "cython_core._kernels",

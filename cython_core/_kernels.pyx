@@ -15,7 +15,7 @@ one row costs well under a microsecond).
 Rounding is round half to even, as C ``rint`` in the default rounding mode (``numpy.round`` too).
 Where ``rint`` is one instruction (SSE4.1 ``roundsd``, AArch64 ``frintx``) it is called; on baseline
 x86-64 (portable builds) the same IEEE operation is done inline: ``(t + 1.5*2**52) - 1.5*2**52``
-rounds ``t`` to the nearest integer, ties to even, exactly for ``|t| < 2**51`` (CodeSpec guarantees).
+rounds ``t`` to the nearest integer, ties to even, exactly for ``|t| < 2**51`` (CodeLayout guarantees).
 """
 
 import numpy as np
@@ -28,7 +28,7 @@ from libc.stdlib cimport free, malloc
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
 from cython_core.errors import NonFiniteError
-from cython_core.spec import CodeSpec
+from cython_core.uniform import CodeLayout
 
 cdef enum:
     PREFETCH_ROWS = 4    # rows ahead whose cache lines are requested while this row decodes
@@ -39,7 +39,7 @@ cdef double TWO_31 = 2147483648.0
 
 
 cdef class _Tables:
-    """Contiguous per-dimension tables of one CodeSpec, cached on the spec (specs are immutable)."""
+    """Contiguous per-dimension tables of one CodeLayout, cached on the spec (specs are immutable)."""
     cdef object _keep
     cdef const double* lo
     cdef const double* hi
@@ -81,7 +81,7 @@ cdef class _Tables:
 
 
 cdef _Tables _tables(spec):
-    return <_Tables>_spec_tables(spec, CodeSpec, _Tables)
+    return <_Tables>_spec_tables(spec, CodeLayout, _Tables)
 
 
 # -- quantize + pack -------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ the very value the uniform kernels give. Inputs are checked as in cython_core._k
 the storage's rows before any loop, every buffer's dtype, shape and contiguity against the spec.
 
 >>> import numpy as np
->>> from cython_core.mixed import MixedSpec
->>> spec = MixedSpec(lo=[-8, 0], bits=[4, 0], decimals=1, clamp=10.0)
+>>> from cython_core.mixed import MixedLayout
+>>> spec = MixedLayout(lo=[-8, 0], bits=[4, 0], decimals=1, clamp=10.0)
 >>> storage = np.zeros((3, spec.row_words), dtype=np.uint64)
 >>> saturated, entries = mixed_pack(np.array([[0.3, 0.0], [-12.0, 0.1]]), storage, np.array([2, 0]), spec)
 >>> saturated, entries.tolist(), storage[:, 0].tolist()  # row 0: -12.0 -> -100 (clamped) and 1 go to entries
@@ -38,7 +38,7 @@ from cython_core._support cimport *  # the shared C helpers and argument-buffer 
 
 from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
-from cython_core.mixed import MixedSpec
+from cython_core.mixed import MixedLayout
 
 cdef extern from *:
     """
@@ -197,7 +197,7 @@ cdef struct Field:  # dimension j, for packing and for reading the row's last di
 
 
 cdef class _MixedTables:
-    """Per-dimension tables of one MixedSpec, cached on the spec (specs are immutable). The unpack loop reads
+    """Per-dimension tables of one MixedLayout, cached on the spec (specs are immutable). The unpack loop reads
     plain arrays: the byte and shift of each code's unaligned load, its mask, and lo + 2**31 as float64."""
     cdef Field* f
     cdef int32_t* byte    # offset // 8
@@ -273,7 +273,7 @@ cdef class _MixedTables:
 
 
 cdef _MixedTables _tables(spec):
-    return <_MixedTables>_spec_tables(spec, MixedSpec, _MixedTables)
+    return <_MixedTables>_spec_tables(spec, MixedLayout, _MixedTables)
 
 
 # -- argument buffers (the rules of cython_core._support) -------------------------------------------
@@ -354,7 +354,7 @@ cdef int _pack_row(const int64_t* codes, int64_t row_id, _MixedTables t, uint64_
 
 
 cdef void _quantize_row(const real_in* x, _MixedTables t, int64_t* codes, Py_ssize_t* saturated) noexcept nogil:
-    """Paper codes of one row (as cython_core._kernels computes them for CodeSpec.uniform)."""
+    """Paper codes of one row (as cython_core._kernels computes them for CodeLayout.uniform)."""
     cdef Py_ssize_t j
     cdef double sat = 0.0, v, hi = t.clamp, lo = -t.clamp, scale = t.scale
     for j in range(t.dim):

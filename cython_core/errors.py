@@ -8,4 +8,4 @@ class NonFiniteError(ValueError):
         self.count, self.row, self.dim = count, row, dim
         super().__init__(
             f"{count} non-finite value(s) (NaN/inf) in x, the first at x[{row}, {dim}]; nothing was written "
-            "(build the CodeSpec with nonfinite='code' to store them as a fixed code)")
+            "(build the CodeLayout with nonfinite='code' to store them as a fixed code)")

@@ -1,14 +1,14 @@
-"""Mixed-width rows on the paper's grid: MixedSpec (per-dimension code ranges) and MixedRows (storage + exceptions).
+"""Mixed-width rows on the paper's grid: MixedLayout (per-dimension code ranges) and MixedRows (storage + exceptions).
 
 The paper's code of a value is c = rint(clip(x, -b, b) * 10^m) (b = ``clamp``, m = ``decimals``, half to even).
 Dimension j keeps in its row the codes lo[j] .. lo[j] + 2**bits[j] - 1, as c - lo[j] in bits[j] bits (a 0-bit
 dimension keeps only lo[j]); any other code goes, exact, to the row's entries in an
 :class:`~cython_core.exceptions.ExceptionStore`. Code j sits at bits [offset_j, offset_j + bits_j) of the row's
 little-endian bit stream, rows padded to whole 64-bit words. Decoding gives (double)c * (1 / 10^m), cast to
-the out dtype: the same bits as the uniform kernels (``CodeSpec.uniform``) give for the same input.
+the out dtype: the same bits as the uniform kernels (``CodeLayout.uniform``) give for the same input.
 
 >>> import numpy as np
->>> spec = MixedSpec(lo=[-100, 50, 0], bits=[8, 0, 15], decimals=2, clamp=127.0)
+>>> spec = MixedLayout(lo=[-100, 50, 0], bits=[8, 0, 15], decimals=2, clamp=127.0)
 >>> spec.row_bits, spec.row_words, spec.offsets.tolist()
 (23, 1, [0, 8, 8])
 >>> rows = MixedRows(4, spec)
@@ -58,7 +58,7 @@ def _int_vector(name: str, value: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MixedSpec:
+class MixedLayout:
     """Per dimension j the in-row codes lo[j] .. lo[j] + 2**bits[j] - 1 (bits 0..32) on the grid 10^-decimals,
     clamp ``clamp``; see the module docstring."""
 
@@ -100,19 +100,19 @@ class MixedSpec:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def uniform(cls, dim: int, decimals: int, clamp: float) -> "MixedSpec":
+    def uniform(cls, dim: int, decimals: int, clamp: float) -> "MixedLayout":
         """Every dimension holds all the paper's codes -rint(b 10^m) .. rint(b 10^m) (no exceptions ever)."""
         _whole("dim", dim, 1, 2**16 - 1)
         top = int(np.rint(float(clamp) * 10.0 ** _whole("decimals", decimals, 0, MAX_MIXED_DECIMALS)))
         return cls(np.full(dim, -top), np.full(dim, (2 * top).bit_length()), decimals, clamp)
 
     @classmethod
-    def from_observation_spec(cls, obs_spec: Any) -> "MixedSpec":
-        """The spec of a scan (``planner.obs_spec.ObservationSpec``: ``dims`` with ``lo`` and ``bits``)."""
-        return cls([d.lo for d in obs_spec.dims], [d.bits for d in obs_spec.dims], obs_spec.decimals,
-                   obs_spec.clamp)
+    def from_ranges(cls, obs_ranges: Any) -> "MixedLayout":
+        """The spec of a scan (``planner.obs_ranges.ObservationRanges``: ``dims`` with ``lo`` and ``bits``)."""
+        return cls([d.lo for d in obs_ranges.dims], [d.bits for d in obs_ranges.dims], obs_ranges.decimals,
+                   obs_ranges.clamp)
 
-    def widen(self, codes_lo: Any, codes_hi: Any) -> "MixedSpec":
+    def widen(self, codes_lo: Any, codes_hi: Any) -> "MixedLayout":
         """A spec whose dimension j holds at least [codes_lo[j], codes_hi[j]] besides its own range
         (bits = (hi - lo).bit_length()); dimensions with codes_lo > codes_hi (no data) are kept."""
         new_lo, new_hi = _int_vector("codes_lo", codes_lo), _int_vector("codes_hi", codes_hi)
@@ -123,10 +123,10 @@ class MixedSpec:
         lo = np.where(data, np.minimum(self.lo, new_lo), self.lo)
         hi = np.where(data, np.maximum(self.hi, new_hi), self.hi)
         bits = np.array([int(span).bit_length() for span in (hi - lo)], dtype=np.int64)
-        return MixedSpec(lo, bits, self.decimals, self.clamp)
+        return MixedLayout(lo, bits, self.decimals, self.clamp)
 
     @classmethod
-    def from_config(cls, cfg: "dict[str, Any]") -> "MixedSpec":
+    def from_config(cls, cfg: "dict[str, Any]") -> "MixedLayout":
         """Inverse of :meth:`get_config`."""
         return cls(**cfg)
 
@@ -162,18 +162,18 @@ class MixedSpec:
         return self.row_words * WORD_BYTES
 
     def __repr__(self) -> str:
-        return (f"MixedSpec(dim={self.dim}, row_bits={self.row_bits}, decimals={self.decimals}, "
+        return (f"MixedLayout(dim={self.dim}, row_bits={self.row_bits}, decimals={self.decimals}, "
                 f"clamp={self.clamp!r})")
 
     def __reduce__(self) -> tuple:
         # Rebuild through the constructor: validated, read-only arrays, no cached kernel tables.
-        return (MixedSpec, (self.lo, self.bits, self.decimals, self.clamp))
+        return (MixedLayout, (self.lo, self.bits, self.decimals, self.clamp))
 
     def _key(self) -> tuple:
         return (self.decimals, self.clamp, self.lo.tobytes(), self.bits.tobytes())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, MixedSpec) and self._key() == other._key()
+        return isinstance(other, MixedLayout) and self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -183,11 +183,11 @@ class MixedRows:
     """``n_rows`` mixed-width rows (``storage``: uint64 (n_rows, spec.row_words)) and their exceptions
     (``store``); ``saturated`` counts the values clamped at +-b over every :meth:`encode`."""
 
-    def __init__(self, n_rows: int, spec: MixedSpec, exception_capacity: int = 0) -> None:
+    def __init__(self, n_rows: int, spec: MixedLayout, exception_capacity: int = 0) -> None:
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
             raise ValueError(f"n_rows must be a whole number >= 0, got {n_rows!r}")
-        if not isinstance(spec, MixedSpec):
-            raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
+        if not isinstance(spec, MixedLayout):
+            raise TypeError(f"spec must be a MixedLayout, got {type(spec).__name__}")
         self.spec = spec
         self.storage = np.zeros((int(n_rows), spec.row_words), dtype=np.uint64)
         self.store = ExceptionStore(int(n_rows), spec.dim, exception_capacity)
@@ -224,12 +224,12 @@ class MixedRows:
         idx = as_indices(indices, "indices")
         return _kernels().mixed_codes(self.storage, idx, self.spec, self.store.at, self.store.table)
 
-    def repack(self, spec: MixedSpec) -> None:
+    def repack(self, spec: MixedLayout) -> None:
         """Re-pack every row under ``spec`` (same dim, decimals and clamp), keeping every code: codes the new
         ranges hold move into the rows, the others stay exceptions. The store's counters restart."""
         kernels = _kernels()
-        if not isinstance(spec, MixedSpec):
-            raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
+        if not isinstance(spec, MixedLayout):
+            raise TypeError(f"spec must be a MixedLayout, got {type(spec).__name__}")
         old = self.spec
         if (spec.dim, spec.decimals, spec.clamp) != (old.dim, old.decimals, old.clamp):
             raise ValueError(f"spec must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r}), "

@@ -5,8 +5,8 @@ into words by ``numpy.packbits(bitorder="little")``, and read back by ``numpy.un
 route from the compiled loads and shifts. Exceptions are patched by walking each row's run in the table.
 
 >>> import numpy as np
->>> from cython_core.mixed import MixedSpec
->>> spec = MixedSpec(lo=[-8, 0], bits=[4, 0], decimals=1, clamp=10.0)
+>>> from cython_core.mixed import MixedLayout
+>>> spec = MixedLayout(lo=[-8, 0], bits=[4, 0], decimals=1, clamp=10.0)
 >>> storage = np.zeros((3, 1), dtype=np.uint64)
 >>> saturated, entries = mixed_pack(np.array([[0.3, 0.0], [-12.0, 0.1]]), storage, [2, 0], spec)
 >>> saturated, entries.tolist(), storage[:, 0].tolist()
@@ -24,17 +24,17 @@ import numpy as np
 from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
 from cython_core.indices import as_indices
-from cython_core.mixed import MixedSpec
+from cython_core.mixed import MixedLayout
 from cython_core.reference import _check_indices, _check_storage
 
 
-def _spec(spec: Any) -> MixedSpec:
-    if not isinstance(spec, MixedSpec):
-        raise TypeError(f"spec must be a MixedSpec, got {type(spec).__name__}")
+def _spec(spec: Any) -> MixedLayout:
+    if not isinstance(spec, MixedLayout):
+        raise TypeError(f"spec must be a MixedLayout, got {type(spec).__name__}")
     return spec
 
 
-def _as_rows(x: Any, spec: MixedSpec, name: str) -> np.ndarray:
+def _as_rows(x: Any, spec: MixedLayout, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -54,7 +54,7 @@ def _rows(rows: Any, n: int, n_rows: int) -> np.ndarray:
     return idx
 
 
-def paper_codes(x: Any, spec: MixedSpec) -> "tuple[np.ndarray, int]":
+def paper_codes(x: Any, spec: MixedLayout) -> "tuple[np.ndarray, int]":
     """rint(clip(x, -b, b) * 10^m) as int64 (n, D), and how many values lay beyond +-b."""
     arr = _as_rows(x, spec, "x")
     xd = arr.astype(np.float64)
@@ -66,14 +66,14 @@ def paper_codes(x: Any, spec: MixedSpec) -> "tuple[np.ndarray, int]":
     return np.rint(np.clip(xd, -spec.clamp, spec.clamp) * spec.scale).astype(np.int64), saturated
 
 
-def _stream_layout(spec: MixedSpec) -> "tuple[np.ndarray, np.ndarray]":
+def _stream_layout(spec: MixedLayout) -> "tuple[np.ndarray, np.ndarray]":
     """For each bit of a row's stream: its dimension and its place in that dimension's code."""
     dims = np.repeat(np.arange(spec.dim), spec.bits)
     places = np.concatenate([np.arange(b, dtype=np.uint64) for b in spec.bits] + [np.zeros(0, np.uint64)])
     return dims, places
 
 
-def pack_rows(codes: np.ndarray, spec: MixedSpec) -> "tuple[np.ndarray, np.ndarray]":
+def pack_rows(codes: np.ndarray, spec: MixedLayout) -> "tuple[np.ndarray, np.ndarray]":
     """(words (n, row_words) uint64, inside (n, D) bool) of paper ``codes``: codes outside their rows' ranges
     store 0."""
     inside = (codes >= spec.lo) & (codes <= spec.hi)
@@ -85,7 +85,7 @@ def pack_rows(codes: np.ndarray, spec: MixedSpec) -> "tuple[np.ndarray, np.ndarr
     return words.reshape(codes.shape[0], spec.row_words), inside
 
 
-def unpack_rows(words: np.ndarray, spec: MixedSpec) -> np.ndarray:
+def unpack_rows(words: np.ndarray, spec: MixedLayout) -> np.ndarray:
     """Paper codes (int64 (n, D)) held in the rows ``words``, exceptions not patched (their slots read lo)."""
     n = words.shape[0]
     stream = np.unpackbits(np.ascontiguousarray(words).astype("<u8").view(np.uint8).reshape(n, spec.row_bytes), axis=1,
@@ -106,7 +106,7 @@ def _entries(codes: np.ndarray, inside: np.ndarray, rows: np.ndarray) -> np.ndar
     return entries
 
 
-def mixed_pack(x: Any, storage: np.ndarray, rows: Any, spec: MixedSpec) -> "tuple[int, np.ndarray]":
+def mixed_pack(x: Any, storage: np.ndarray, rows: Any, spec: MixedLayout) -> "tuple[int, np.ndarray]":
     """Encode ``x`` into ``storage[rows]``; (saturated, entries) as the compiled twin returns them."""
     spec = _spec(spec)
     arr = _as_rows(x, spec, "x")
@@ -118,7 +118,7 @@ def mixed_pack(x: Any, storage: np.ndarray, rows: Any, spec: MixedSpec) -> "tupl
     return saturated, _entries(codes, inside, idx)
 
 
-def mixed_pack_codes(codes: Any, storage: np.ndarray, rows: Any, spec: MixedSpec) -> np.ndarray:
+def mixed_pack_codes(codes: Any, storage: np.ndarray, rows: Any, spec: MixedLayout) -> np.ndarray:
     """Pack paper codes into ``storage[rows]``; the entries, as the compiled twin returns them."""
     spec = _spec(spec)
     arr = _as_rows(codes, spec, "codes")
@@ -145,7 +145,7 @@ def _check_store(at: Any, table: Any, n_rows: int) -> None:
                          f"{getattr(table, 'dtype', type(table).__name__)} {getattr(table, 'shape', '')}")
 
 
-def mixed_codes(storage: np.ndarray, indices: Any, spec: MixedSpec, at: np.ndarray, table: np.ndarray) -> np.ndarray:
+def mixed_codes(storage: np.ndarray, indices: Any, spec: MixedLayout, at: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Paper codes (int64 (n, D)) of ``storage[indices]`` with each row's run of ``table`` entries patched in."""
     spec = _spec(spec)
     _check_storage(storage, spec, writable=False)
@@ -163,7 +163,7 @@ def mixed_codes(storage: np.ndarray, indices: Any, spec: MixedSpec, at: np.ndarr
     return codes
 
 
-def mixed_unpack(storage: np.ndarray, indices: Any, spec: MixedSpec, at: np.ndarray, table: np.ndarray,
+def mixed_unpack(storage: np.ndarray, indices: Any, spec: MixedLayout, at: np.ndarray, table: np.ndarray,
                  out: np.ndarray) -> None:
     """Decode ``storage[indices]`` into ``out`` (float32 or float64): (double)code * inv_scale, then cast."""
     spec = _spec(spec)

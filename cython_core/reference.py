@@ -4,8 +4,8 @@ The bit layout is built with ``numpy.packbits(bitorder="little")`` over each row
 independent route from the compiled word-at-a-time code, so the tests compare two implementations.
 
 >>> import numpy as np
->>> from cython_core.spec import CodeSpec
->>> spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+>>> from cython_core.uniform import CodeLayout
+>>> spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
 >>> storage = np.zeros((2, spec.row_words), dtype=np.uint64)
 >>> quantize_pack(np.array([0.25, -3.0, 0.35]), storage, [1], spec)  # -3.0 saturates
 1
@@ -21,10 +21,10 @@ import numpy as np
 
 from cython_core.errors import NonFiniteError
 from cython_core.indices import as_indices
-from cython_core.spec import CodeSpec
+from cython_core.uniform import CodeLayout
 
 
-def _as_rows(x: Any, spec: CodeSpec) -> np.ndarray:
+def _as_rows(x: Any, spec: CodeLayout) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
@@ -35,7 +35,7 @@ def _as_rows(x: Any, spec: CodeSpec) -> np.ndarray:
     return arr
 
 
-def encode_codes(x: Any, spec: CodeSpec) -> "tuple[np.ndarray, int]":
+def encode_codes(x: Any, spec: CodeLayout) -> "tuple[np.ndarray, int]":
     """Codes (uint64, shape (n, D)) of ``x`` and the number of values that saturated at the clamp."""
     xd = _as_rows(x, spec).astype(np.float64)
     finite = np.isfinite(xd)
@@ -50,7 +50,7 @@ def encode_codes(x: Any, spec: CodeSpec) -> "tuple[np.ndarray, int]":
     return codes.astype(np.uint64), saturated
 
 
-def decode_codes(codes: np.ndarray, spec: CodeSpec, dtype: Any = np.float32) -> np.ndarray:
+def decode_codes(codes: np.ndarray, spec: CodeLayout, dtype: Any = np.float32) -> np.ndarray:
     """Values of ``codes``: ((code + offset) as float64) * (1 / scale), cast to ``dtype``."""
     values = (codes.astype(np.int64) + spec.offset).astype(np.float64) * spec.inv_scale
     return values.astype(dtype)
@@ -75,7 +75,7 @@ def unpack_codes(words: np.ndarray, dim: int, bits: int) -> np.ndarray:
 
 
 def _check_storage(storage: np.ndarray, spec: Any, writable: bool) -> None:
-    """``storage`` holds rows of ``spec.row_words`` words (a CodeSpec's or a MixedSpec's)."""
+    """``storage`` holds rows of ``spec.row_words`` words (a CodeLayout's or a MixedLayout's)."""
     if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 2
             or storage.shape[1] != spec.row_words or not storage.flags.c_contiguous
             or (writable and not storage.flags.writeable)):
@@ -89,7 +89,7 @@ def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:
         raise IndexError(f"{name} must be in 0..{n_rows - 1}, got {int(indices[bad][0])}")
 
 
-def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeSpec) -> int:
+def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeLayout) -> int:
     """Encode ``x`` (n, D) into ``storage[rows]``; returns the saturation count (see the compiled twin)."""
     _check_storage(storage, spec, writable=True)
     arr = _as_rows(x, spec)
@@ -102,7 +102,7 @@ def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeSpec) -> int
     return saturated
 
 
-def gather_unpack(storage: np.ndarray, indices: Any, spec: CodeSpec, out: np.ndarray) -> None:
+def gather_unpack(storage: np.ndarray, indices: Any, spec: CodeLayout, out: np.ndarray) -> None:
     """Decode ``storage[indices]`` into ``out`` (n, D) float32 (or float64)."""
     _check_storage(storage, spec, writable=False)
     idx = as_indices(indices, "indices")

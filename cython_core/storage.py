@@ -1,7 +1,7 @@
 """PackedRows: a block of k-bit packed rows that owns its storage and counts saturations.
 
 >>> import numpy as np
->>> rows = PackedRows(1000, CodeSpec.uniform(348, decimals=2, clamp=127.0))
+>>> rows = PackedRows(1000, CodeLayout.uniform(348, decimals=2, clamp=127.0))
 >>> rows.nbytes, rows.padding_bytes  # 656 B per row, 28 padding bits per row
 (656000, 3500.0)
 >>> rows.encode(np.full((2, 348), 200.0), [0, 1])  # every value saturates at +127
@@ -16,13 +16,13 @@ import numpy as np
 
 from cython_core._kernels import gather_unpack, quantize_pack_counts
 from cython_core.indices import as_indices
-from cython_core.spec import CodeSpec
+from cython_core.uniform import CodeLayout
 
 
 class PackedRows:
     """``n_rows`` rows of ``spec.dim`` codes of ``spec.bits`` bits, ``spec.row_words`` uint64 words each."""
 
-    def __init__(self, n_rows: int, spec: CodeSpec) -> None:
+    def __init__(self, n_rows: int, spec: CodeLayout) -> None:
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
             raise ValueError(f"n_rows must be a whole number >= 0, got {n_rows!r}")
         self.spec = spec

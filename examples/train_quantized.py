@@ -21,7 +21,7 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     from stable_baselines3.common.env_util import make_vec_env
 
     from planner.footprint import RunSpec, footprint
-    from planner.quantization import QuantSpec
+    from planner.quantization import Quantization
     from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, QuantizeObservation
 
     quant_kwargs = dict(decimals=PAPER_DECIMALS[algo], clamp=clamp)
@@ -41,7 +41,7 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     model.learn(steps)
     elapsed = time.perf_counter() - start
     buf = model.replay_buffer if algo == "sac" else model.rollout_buffer
-    quant = QuantSpec.create(PAPER_DECIMALS[algo], clamp, bits=buf.code_spec.bits)
+    quant = Quantization.create(PAPER_DECIMALS[algo], clamp, bits=buf.code_layout.bits)
     predicted = footprint(RunSpec(algo, env.observation_space.shape[0], env.action_space.shape[0], capacity,
                                   storage="packed", quant=quant)).buffer_bytes
     stats = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

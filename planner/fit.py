@@ -16,7 +16,7 @@ from planner.footprint import Footprint, footprint
 from planner.gpu import DevicePool, device_pool
 from planner.observations import ObsSpace
 from planner.profiles import DeviceProfile
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec, check_sizes, run_size
 from planner.storages import STORAGES, Storage
 from planner.units import auto_unit, format_bytes
@@ -75,7 +75,7 @@ class FitRow:
         return {"algo": self.algo, "storage": self.storage.name, "label": self.label,
                 "bits": quant.bits if quant and not calibrated else None,
                 "decimals": quant.decimals if quant else None,
-                **({"mean_bits": self.spec.obs_spec.mean_bits} if calibrated else {}),
+                **({"mean_bits": self.spec.obs_ranges.mean_bits} if calibrated else {}),
                 "size_param": self.spec.size_param, "buffer_size": self.spec.buffer_size, "n_envs": self.spec.n_envs,
                 "obs_dtype": self.spec.obs_dtype, "predicted_bytes": self.predicted_bytes,
                 "models_bytes": (None if self.buffer_only
@@ -134,7 +134,7 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
         decimals: "int | None" = None, clamp: float = CLAMP, n_envs: int = 1, env_id: str = "custom",
         obs_dtype: str = "float64", action_dtype: str = "float32",
         action_space: "ActionSpace | None" = None, obs_space: "ObsSpace | None" = None, frame_stack: int = 1,
-        her: bool = False, obs_specs: "tuple[Any, ...]" = ()) -> FitResult:
+        her: bool = False, scans: "tuple[Any, ...]" = ()) -> FitResult:
     """One row per (algorithm, storage that can hold it) against the profile's budget.
 
     ``buffer_size`` is the replay capacity of off-policy algorithms and ``n_steps`` the rollout
@@ -142,8 +142,8 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
     algorithm. A repeated algorithm counts once. ``obs_space`` (an image, a Dict) replaces the flat
     Box(``obs_dim``) of ``obs_dtype``; storages that cannot hold it (the quantized ones on anything but float
     Box observations, sb3-optimize on a Dict) give no row. ``her`` sizes the off-policy algorithms'
-    HerReplayBuffer (on-policy ones keep their rollout), ``frame_stack`` VecFrameStack. ``obs_specs``
-    (:class:`planner.obs_spec.ObservationSpec`) add the calibrated row: per algorithm the spec at its m, or the
+    HerReplayBuffer (on-policy ones keep their rollout), ``frame_stack`` VecFrameStack. ``scans``
+    (:class:`planner.obs_ranges.ObservationRanges`) add the calibrated row: per algorithm the spec at its m, or the
     only one given (at the spec's own m).
     """
     algos = tuple(dict.fromkeys(algos))
@@ -152,7 +152,7 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
     host_buffer_only = profile.buffer_only or gpu_budget is not None
     rows = []
     for algo in algos:
-        quant = QuantSpec.create(default_decimals(algo) if decimals is None else decimals, clamp)
+        quant = Quantization.create(default_decimals(algo) if decimals is None else decimals, clamp)
         box = action_space is None
         flat = obs_space is None
         base = RunSpec(algo, obs_dim if flat else None, action_dim if box else None,
@@ -160,11 +160,12 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
                        obs_dtype=obs_dtype if flat else None, action_dtype=action_dtype if box else None,
                        action_space=action_space, obs_space=obs_space, frame_stack=frame_stack,
                        her=her and not algorithm(algo).on_policy)
-        obs_spec = _spec_for(obs_specs, quant.decimals)
+        obs_ranges = _ranges_for(scans, quant.decimals)
         for entry in STORAGES.values():
             spec = replace(base, storage=entry.name, quant=None if entry.quantized == "never" else quant)
-            if entry.name == "calibrated" and obs_spec is not None:
-                spec = replace(spec, obs_spec=obs_spec, quant=QuantSpec.create(obs_spec.decimals, obs_spec.clamp))
+            if entry.name == "calibrated" and obs_ranges is not None:
+                quant = Quantization.create(obs_ranges.decimals, obs_ranges.clamp)
+                spec = replace(spec, obs_ranges=obs_ranges, quant=quant)
             if entry.in_fit and entry.refusal(spec) is None:
                 gpu = None if gpu_budget is None else device_pool(spec)
                 largest = max_buffer_size(spec, budget, host_buffer_only)
@@ -174,10 +175,10 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
     return FitResult(profile, env_id, obs_dim, action_dim, tuple(rows))
 
 
-def _spec_for(obs_specs: "tuple[Any, ...]", decimals: int) -> Any:
-    """The observation spec at m = ``decimals``; else the only one given; else None."""
-    at_m = [spec for spec in obs_specs if spec.decimals == decimals]
-    return at_m[0] if at_m else obs_specs[0] if len(obs_specs) == 1 else None
+def _ranges_for(scans: "tuple[Any, ...]", decimals: int) -> Any:
+    """The observation ranges at m = ``decimals``; else the only one given; else None."""
+    at_m = [spec for spec in scans if spec.decimals == decimals]
+    return at_m[0] if at_m else scans[0] if len(scans) == 1 else None
 
 
 def default_algos(action_space: "ActionSpace | None") -> "tuple[str, ...]":

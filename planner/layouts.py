@@ -71,30 +71,30 @@ def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False)
 
 
 def calibrated_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) -> "tuple[Field, ...]":
-    """Mixed-width rows on the observation spec's widths (cython_core.mixed), each row's first exception index, and
+    """Mixed-width rows on the observation ranges' widths (cython_core.mixed), each row's first exception index, and
     the exception store allocated for the spec's expected rate (it grows when the data exceeds it)."""
-    obs_spec = spec.obs_spec
-    entries = obs_spec.exception_capacity(rows)
-    return (Field(name, rows, obs_spec.row_bytes * 8, f"{obs_spec.dim} dims in calibrated widths, mean "
-                  f"{obs_spec.mean_bits:.2f} bits, {obs_spec.row_bytes} B/row", True, eager),
+    obs_ranges = spec.obs_ranges
+    entries = obs_ranges.exception_capacity(rows)
+    return (Field(name, rows, obs_ranges.row_bytes * 8, f"{obs_ranges.dim} dims in calibrated widths, mean "
+                  f"{obs_ranges.mean_bits:.2f} bits, {obs_ranges.row_bytes} B/row", True, eager),
             Field(f"{name}.exception_index", rows, EXCEPTION_INDEX_BYTES * 8, "int32 (first exception, -1: none)",
                   True, True),
             Field(f"{name}.exceptions", entries, EXCEPTION_ENTRY_BYTES * 8, f"exception entries (row, dim, code): the "
-                  f"spec's {obs_spec.exceptions_per_row:.4f} per row (grows if exceeded)", True, eager))
+                  f"spec's {obs_ranges.exceptions_per_row:.4f} per row (grows if exceeded)", True, eager))
 
 
 def calibrated_limits(spec: RunSpec) -> "str | None":
-    """The calibrated storage packs one flat Box of floats on an observation spec that has its size."""
-    if spec.obs_spec is None:
-        return "needs an observation spec (planner obs scan) for its per-dimension widths"
+    """The calibrated storage packs one flat Box of floats on observation ranges that have its size."""
+    if spec.obs_ranges is None:
+        return "needs observation ranges (planner obs scan) for its per-dimension widths"
     if spec.observation.kind != "box" or spec.obs_dtype not in FLOAT_DTYPES:
-        return f"packs a Box of floats on an observation spec, not {spec.observation}"
-    if spec.obs_spec.dim != spec.obs_values:
-        env = spec.obs_spec.source.get("env")
-        return (f"needs an observation spec of {spec.obs_values} dims (the run's observations), got one of "
-                f"{spec.obs_spec.dim}{f' scanned on {env}' if env else ''}")
-    if spec.quant.decimals != spec.obs_spec.decimals or spec.quant.clamp != spec.obs_spec.clamp:
-        return (f"keeps the observation spec's m = {spec.obs_spec.decimals}, b = {spec.obs_spec.clamp:g}, not "
+        return f"packs a Box of floats on observation ranges, not {spec.observation}"
+    if spec.obs_ranges.dim != spec.obs_values:
+        env = spec.obs_ranges.source.get("env")
+        return (f"needs observation ranges of {spec.obs_values} dims (the run's observations), got one of "
+                f"{spec.obs_ranges.dim}{f' scanned on {env}' if env else ''}")
+    if spec.quant.decimals != spec.obs_ranges.decimals or spec.quant.clamp != spec.obs_ranges.clamp:
+        return (f"keeps the observation ranges' m = {spec.obs_ranges.decimals}, b = {spec.obs_ranges.clamp:g}, not "
                 f"m = {spec.quant.decimals}, b = {spec.quant.clamp:g}")
     return None
 
@@ -223,7 +223,7 @@ def just_round_fields(spec: RunSpec) -> "tuple[Field, ...]":
 def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" = None,
                        eager: bool = False, calibrated: bool = False) -> "tuple[Field, ...]":
     """``validation.buffers.obs_store``'s columns: a Box of floats (or such a Dict entry) as k-bit packed rows (or as
-    ``half``, float16 / bfloat16; or ``calibrated`` on ``spec.obs_spec``'s widths), any other entry (images,
+    ``half``, float16 / bfloat16; or ``calibrated`` on ``spec.obs_ranges``'s widths), any other entry (images,
     integers, Discrete) as SB3 stores it; one per Dict key, ``name[KEY]``."""
     if calibrated:
         return calibrated_fields(spec, name, rows, eager)

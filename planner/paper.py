@@ -9,7 +9,7 @@ from dataclasses import replace
 from planner.defaults import CLAMP, PAPER_DECIMALS
 from planner.footprint import Footprint, footprint, model_components
 from planner.networks import haarnoja_minitaur, miki_teacher
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec
 from planner.storages import buffer_fields
 
@@ -30,6 +30,6 @@ def haarnoja(transitions: int = 100_000) -> Footprint:
 
 def figure2_pair(algo: str, obs_dim: int, action_dim: int) -> "tuple[Footprint, Footprint]":
     """(baseline, quantized) under the ``figure2`` accounting with the paper's settings."""
-    quant = QuantSpec.create(PAPER_DECIMALS[algo], CLAMP, rule="eq6")
+    quant = Quantization.create(PAPER_DECIMALS[algo], CLAMP, rule="eq6")
     base = RunSpec(algo, obs_dim, action_dim, storage="figure2", optimizer=False)
     return footprint(base), footprint(replace(base, quant=quant))

@@ -1,13 +1,13 @@
-"""Observation quantization spec: decimals m, symmetric clamp b, and the bit width per value.
+"""Observation quantization: decimals m, symmetric clamp b, and the bit width per value.
 
 The paper's Eq. 6 counts ``1 + ceil(log2 b) + ceil(m log2 10)`` bits; the exact count of levels
 ``2*b*10^m + 1`` needs ``ceil(log2(levels))`` bits (the width the packed buffers use). They agree
 at b = 127 (12 bits at m = 1, 15 at m = 2); Eq. 6 undercounts when b is a power of two and
 overcounts elsewhere (b = 100, m = 1).
 
->>> QuantSpec.create(decimals=2).bits
+>>> Quantization.create(decimals=2).bits
 15
->>> QuantSpec.create(decimals=1, clamp=100).bits, QuantSpec.create(decimals=1, clamp=100, rule="eq6").bits
+>>> Quantization.create(decimals=1, clamp=100).bits, Quantization.create(decimals=1, clamp=100, rule="eq6").bits
 (11, 12)
 """
 
@@ -54,7 +54,7 @@ def eq6_bits(decimals: int, clamp: float) -> int:
 
 
 @dataclass(frozen=True)
-class QuantSpec:
+class Quantization:
     """round(clamp(s, -clamp, clamp), decimals), stored in ``bits`` bits per value."""
 
     decimals: int
@@ -64,7 +64,7 @@ class QuantSpec:
 
     @classmethod
     def create(cls, decimals: int, clamp: float = CLAMP, bits: "int | None" = None,
-               rule: str = WIDTH_RULE) -> "QuantSpec":
+               rule: str = WIDTH_RULE) -> "Quantization":
         """Resolve the width by ``rule`` ("exact" or the paper's "eq6"), or take ``bits`` as given (checked)."""
         need = exact_bits(decimals, clamp)
         if bits is not None:

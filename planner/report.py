@@ -15,8 +15,8 @@ def footprint_table(spec: RunSpec, fp: Footprint, unit: str = "MB") -> str:
     """Components and buffer fields with bytes, size in ``unit`` and shares of the total and of the buffer."""
     quant = f", {spec.quant.describe()}" if spec.quant else ""
     if spec.storage == "calibrated":
-        quant = (f", m={spec.obs_spec.decimals}, b={spec.obs_spec.clamp:g}, calibrated widths "
-                 f"({spec.obs_spec.mean_bits:.2f} bits mean)")
+        quant = (f", m={spec.obs_ranges.decimals}, b={spec.obs_ranges.clamp:g}, calibrated widths "
+                 f"({spec.obs_ranges.mean_bits:.2f} bits mean)")
     title = (f"{spec.algo.upper()}  obs {spec.obs_dim}  act {spec.action_dim}  "
              f"{'buffer' if spec.is_replay else 'n_steps'} {spec.buffer_size:,} x {spec.n_envs} env  "
              f"storage {spec.storage}{quant}  params {spec.param_dtype}")

@@ -8,7 +8,7 @@ from planner.algorithms import ALGORITHMS, algorithm
 from planner.defaults import default_buffer_size, is_on_policy
 from planner.errors import PlannerError, quote
 from planner.observations import ObsSpace
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.units import MAX_COUNT
 
 ALGOS = tuple(ALGORITHMS)
@@ -35,7 +35,7 @@ class RunSpec:
     ``VecFrameStack(n)`` around the env; :attr:`observation` is the space the model and its buffer see
     (stacked, then channels first as SB3's ``VecTransposeImage`` makes images). ``her``: the replay buffer
     is SB3's ``HerReplayBuffer`` (a goal-conditioned Dict: observation, achieved_goal, desired_goal).
-``obs_spec``: an :class:`planner.obs_spec.ObservationSpec`, the per-dimension widths the ``calibrated`` storage
+``obs_ranges``: an :class:`planner.obs_ranges.ObservationRanges`, the per-dimension widths the ``calibrated`` storage
 packs (the other storages ignore it).
 
     >>> spec = RunSpec("ppo", obs_space=ObsSpace.box((84, 84, 1), "uint8"), action_space=ActionSpace.discrete(4),
@@ -56,7 +56,7 @@ packs (the other storages ignore it).
     buffer_size: "int | None" = None
     n_envs: int = 1
     storage: str = "sb3"
-    quant: "QuantSpec | None" = None
+    quant: "Quantization | None" = None
     net: "tuple[int, ...] | None" = None
     trunk: "tuple[int, ...] | None" = None  # on-policy: layers shared by policy and value (see sb3_models)
     param_dtype: str = "float32"
@@ -68,7 +68,7 @@ packs (the other storages ignore it).
     obs_space: "ObsSpace | None" = None
     frame_stack: int = 1
     her: bool = False
-    obs_spec: "Any | None" = None  # planner.obs_spec.ObservationSpec: the calibrated storage's widths
+    obs_ranges: "Any | None" = None  # planner.obs_ranges.ObservationRanges: the calibrated storage's widths
 
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
@@ -169,8 +169,8 @@ packs (the other storages ignore it).
                 "optimizer": self.optimizer, "obs_dtype": self.obs_dtype, "action_dtype": self.action_dtype,
                 "action_space": self.action_space.as_dict(), "obs_space": self.obs_space.as_dict(),
                 "frame_stack": self.frame_stack, "her": self.her,
-                **({"obs_spec": {"source": self.obs_spec.source, **self.obs_spec.summary()}}
-                   if self.obs_spec is not None and self.storage == "calibrated" else {})}
+                **({"obs_ranges": {"source": self.obs_ranges.source, **self.obs_ranges.summary()}}
+                   if self.obs_ranges is not None and self.storage == "calibrated" else {})}
 
 
 def run_size(algo: str, buffer_size: "int | None", n_steps: "int | None") -> int:

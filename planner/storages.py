@@ -8,8 +8,8 @@ function and its buffer classes (docs/storages.md shows one).
 
 >>> [s.name for s in STORAGES.values() if s.in_fit]
 ['sb3', 'sb3-optimize', 'just-round', 'packed', 'calibrated', 'float16', 'bfloat16']
->>> from planner.quantization import QuantSpec
->>> storage("packed").label(RunSpec("sac", 17, 6, quant=QuantSpec.create(2)))
+>>> from planner.quantization import Quantization
+>>> storage("packed").label(RunSpec("sac", 17, 6, quant=Quantization.create(2)))
 'packed 15-bit, m=2, b=127'
 """
 
@@ -46,7 +46,7 @@ class Storage:
         ``decimals`` and ``clamp``
     :param buffer_title: the label where only the buffer lives on the device (a microcontroller)
     :param fields: the fields it allocates for a :class:`~planner.runspec.RunSpec`
-    :param quantized: "never", "always" (needs a quantization spec) or "optional"
+    :param quantized: "never", "always" (needs a quantization) or "optional"
     :param replay_only: holds replay buffers only (off-policy algorithms)
     :param in_fit: one of the rows ``planner fit`` compares
     :param buffers: "module:Class" of the SB3 buffer that implements it, per buffer kind ("replay",
@@ -72,7 +72,7 @@ class Storage:
         quant = spec.quant
         return {"obs_dtype": spec.obs_dtype, "bits": quant.bits if quant else None,
                 "decimals": quant.decimals if quant else None, "clamp": quant.clamp if quant else None,
-                "mean_bits": spec.obs_spec.mean_bits if spec.obs_spec else None}
+                "mean_bits": spec.obs_ranges.mean_bits if spec.obs_ranges else None}
 
     def label(self, spec: RunSpec, buffer_only: bool = False) -> str:
         """What tables and plots call this storage for ``spec`` (on a buffer-only device: the buffer's layout)."""
@@ -118,7 +118,7 @@ STORAGES = {s.name: s for s in (
     Storage("calibrated", "calibrated {mean_bits:.1f} bits mean, m={decimals} (+ exceptions)",
             "calibrated widths ({mean_bits:.1f} bits mean), m={decimals}",
             lambda spec: packed_fields(spec, calibrated=True), quantized="always", in_fit=True,
-            limits=calibrated_limits),  # the buffers take obs_spec=; validate does not train it yet
+            limits=calibrated_limits),  # the buffers take obs_ranges=; validate does not train it yet
     *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
               lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
               buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))

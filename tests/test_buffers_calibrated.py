@@ -1,4 +1,4 @@
-"""Calibrated buffers (``obs_spec=``): every value bit for bit what the uniform packing at the spec's m keeps,
+"""Calibrated buffers (``obs_ranges=``): every value bit for bit what the uniform packing at the spec's m keeps,
 memory equal to the planner's ``calibrated`` prediction, the exception store's growth, drift recalibration."""
 
 import pickle
@@ -12,8 +12,8 @@ from test_buffers_spaces import ACTIONS, stream
 
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
-from planner.obs_spec import calibrate
-from planner.quantization import QuantSpec
+from planner.obs_ranges import calibrate
+from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.scan import rollout
 
@@ -58,7 +58,7 @@ def test_every_value_a_calibrated_buffer_returns_is_the_uniform_buffers_bit_for_
     observations, spec = walker
     x = with_outliers(observations)
     uniform = QuantizedReplayBuffer(2_000, space_of(17), ACTIONS, "cpu", decimals=2)
-    calibrated = QuantizedReplayBuffer(2_000, space_of(17), ACTIONS, "cpu", obs_spec=spec)
+    calibrated = QuantizedReplayBuffer(2_000, space_of(17), ACTIONS, "cpu", obs_ranges=spec)
     for buf in (uniform, calibrated):
         feed(buf, x)  # 2,999 transitions into 2,000 rows: the ring wraps
     stats = calibrated.quantization_stats()["observation"]
@@ -77,24 +77,24 @@ def test_every_value_a_calibrated_buffer_returns_is_the_uniform_buffers_bit_for_
 
 def _run_spec(spec, algo, size, n_envs=1):
     return RunSpec(algo, spec.dim, 2, buffer_size=size, n_envs=n_envs, storage="calibrated",
-                   quant=QuantSpec.create(spec.decimals, spec.clamp), obs_spec=spec)
+                   quant=Quantization.create(spec.decimals, spec.clamp), obs_ranges=spec)
 
 
 @pytest.mark.parametrize("n_envs", [1, 3])
 def test_memory_equals_the_planners_calibrated_prediction(walker, n_envs):
     _, spec = walker
-    replay = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", n_envs=n_envs, obs_spec=spec)
+    replay = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", n_envs=n_envs, obs_ranges=spec)
     predicted = footprint(_run_spec(spec, "sac", 3_000, n_envs))
     assert replay.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     assert replay.memory_bytes() == predicted.buffer_bytes
-    rollout_buf = QuantizedRolloutBuffer(512, space_of(17), ACTIONS, "cpu", n_envs=n_envs, obs_spec=spec)
+    rollout_buf = QuantizedRolloutBuffer(512, space_of(17), ACTIONS, "cpu", n_envs=n_envs, obs_ranges=spec)
     predicted = footprint(_run_spec(spec, "ppo", 512, n_envs))
     assert rollout_buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
 
 
 def test_the_exception_store_grows_past_the_prediction_and_says_so(walker):
     observations, spec = walker
-    buf = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_spec=spec)
+    buf = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_ranges=spec)
     predicted = footprint(_run_spec(spec, "sac", 3_000)).buffer_bytes
     feed(buf, with_outliers(observations, share=0.05))  # 25x the scanned rate
     stats = buf.quantization_stats()["observation"]
@@ -111,8 +111,8 @@ def test_recalibration_widens_the_drifted_dimensions_and_keeps_every_value(walke
     x = observations.copy()
     x[1_500:, 8] += 40.0  # dimension 8 drifts far outside its calibrated range
     uniform = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", decimals=2)
-    keep = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_spec=spec)
-    recal = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_spec=spec, recalibrate=0.05)
+    keep = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_ranges=spec)
+    recal = QuantizedReplayBuffer(3_000, space_of(17), ACTIONS, "cpu", obs_ranges=spec, recalibrate=0.05)
     with caplog.at_level("INFO", logger="validation.buffers.obs_store"):
         for buf in (uniform, keep, recal):
             feed(buf, x)
@@ -138,7 +138,7 @@ def test_a_rollout_buffer_on_a_spec_gives_the_uniform_minibatches(walker):
     import torch as th
 
     bufs = [QuantizedRolloutBuffer(512, space_of(17), ACTIONS, "cpu", **kwargs)
-            for kwargs in ({"decimals": 2}, {"obs_spec": spec})]
+            for kwargs in ({"decimals": 2}, {"obs_ranges": spec})]
     for buf in bufs:
         for row in x:
             buf.add(row[None], np.zeros((1, 2)), np.ones(1), np.zeros(1), th.zeros(1), th.zeros(1))
@@ -154,19 +154,19 @@ def test_a_spec_path_is_read_and_a_mismatched_spec_is_one_error(walker, tmp_path
     _, spec = walker
     path = tmp_path / "walker.yaml"
     path.write_text(yaml.safe_dump(spec.as_dict()))
-    buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_spec=str(path))
-    assert buf.codec.columns[None].obs_spec == spec
-    with pytest.raises(PlannerError, match=r"observation spec has 17 dims \(scanned on Walker2d-v5\)"):
-        QuantizedReplayBuffer(10, space_of(11), ACTIONS, "cpu", obs_spec=spec)
+    buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_ranges=str(path))
+    assert buf.codec.columns[None].obs_ranges == spec
+    with pytest.raises(PlannerError, match=r"observation ranges have 17 dims \(scanned on Walker2d-v5\)"):
+        QuantizedReplayBuffer(10, space_of(11), ACTIONS, "cpu", obs_ranges=spec)
     with pytest.raises(PlannerError, match="give no decimals"):
-        QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_spec=spec, decimals=2)
+        QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_ranges=spec, decimals=2)
     with pytest.raises(PlannerError, match="recalibrate applies to calibrated columns"):
         QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", decimals=2, recalibrate=0.01)
 
 
 def test_a_saved_calibrated_buffer_loads_with_every_value_and_notices_damage(walker):
     observations, spec = walker
-    buf = QuantizedReplayBuffer(1_000, space_of(17), ACTIONS, "cpu", obs_spec=spec)
+    buf = QuantizedReplayBuffer(1_000, space_of(17), ACTIONS, "cpu", obs_ranges=spec)
     feed(buf, with_outliers(observations[:800]))
     data = pickle.dumps(buf)
     loaded = pickle.loads(data)
@@ -188,7 +188,8 @@ def test_sac_trains_on_a_calibrated_buffer():
 
     spec = calibrate(rollout("Pendulum-v1", 500, seed=1), 2)
     model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=2_000, learning_starts=1_200, seed=0, batch_size=64,
-                replay_buffer_class=QuantizedReplayBuffer, replay_buffer_kwargs={"obs_spec": spec, "recalibrate": 0.02})
+                replay_buffer_class=QuantizedReplayBuffer,
+                replay_buffer_kwargs={"obs_ranges": spec, "recalibrate": 0.02})
     before = [p.detach().clone() for p in model.actor.parameters()]
     model.learn(1_250)  # 50 gradient steps on decoded samples
     assert any(not th.equal(a, b) for a, b in zip(before, model.actor.parameters()))
@@ -203,7 +204,7 @@ def test_stream_with_episode_ends_and_interruptions_matches_the_uniform_buffer()
     """The shared space-test stream (episode ends, time limits, interrupted streams, 3 envs) on a spec."""
     space = space_of(5)
     spec = calibrate(np.random.default_rng(0).normal(0, 20, (2_000, 5)), 2)
-    calibrated = QuantizedReplayBuffer(40, space, ACTIONS, "cpu", n_envs=3, obs_spec=spec, terminal_capacity=5)
+    calibrated = QuantizedReplayBuffer(40, space, ACTIONS, "cpu", n_envs=3, obs_ranges=spec, terminal_capacity=5)
     uniform_small = QuantizedReplayBuffer(40, space, ACTIONS, "cpu", n_envs=3, decimals=2, terminal_capacity=5)
     for transition in stream(space, 3, 60, seed=4, interrupt_every=17):
         for buf in (uniform_small, calibrated):
@@ -219,7 +220,7 @@ def test_exception_entries_compare_by_field_not_by_padding_bytes(walker):
     from validation.buffers.obs_store import Codes, MixedCodes
 
     observations, spec = walker
-    buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_spec=spec)
+    buf = QuantizedReplayBuffer(10, space_of(17), ACTIONS, "cpu", obs_ranges=spec)
     column = buf.codec.columns[None]
     codes, _ = column.encode(with_outliers(observations[:3], share=0.3), 3)
     assert codes.entries.size

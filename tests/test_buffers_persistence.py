@@ -12,7 +12,7 @@ from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import BitFlippingEnv
 
-from cython_core import CodeSpec, PackedRows
+from cython_core import CodeLayout, PackedRows
 from planner.errors import PlannerError
 from validation.buffers import QuantizedDictReplayBuffer, QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.buffers.obs_store import ObservationRows
@@ -78,12 +78,12 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     buf = model.replay_buffer
     state = raw_state(path)
     record = state[RECORD]
-    assert record["version"] == FORMAT_VERSION == 1
+    assert record["version"] == FORMAT_VERSION == 2
     config = record["config"]
     assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
                                            "high": np.inf}
-    assert config["action_space"]["shape"] == [3] and config["code_spec"] == buf.code_spec.get_config()
+    assert config["action_space"]["shape"] == [3] and config["code_layout"] == buf.code_layout.get_config()
     assert {k: config[k] for k in ("buffer_size", "n_envs", "n_steps", "gamma", "handle_timeout_termination",
                                    "terminal_capacity")} == dict(buffer_size=500, n_envs=1, n_steps=1, gamma=0.99,
                                                                  handle_timeout_termination=True, terminal_capacity=8)
@@ -112,7 +112,7 @@ def test_a_loaded_buffer_is_the_saved_one_and_training_goes_on(saved):
             assert np.array_equal(getattr(loaded, name), value), name
         elif isinstance(value, ObservationRows):
             assert all(np.array_equal(getattr(loaded, name).arrays[k], a) for k, a in value.arrays.items()), name
-        elif isinstance(value, (int, float, bytes, CodeSpec)):
+        elif isinstance(value, (int, float, bytes, CodeLayout)):
             assert getattr(loaded, name) == value, name
     assert buf.full and (buf.terminal_slot >= 0).any()  # wrapped, with episode ends in the terminal store
     np.random.seed(3)
@@ -156,12 +156,12 @@ def test_a_truncated_file_is_one_error(saved, tmp_path):
 
 
 @pytest.mark.parametrize("other, fields", [
-    (dict(decimals=1), {"code_spec.scale", "code_spec.bits"}),
-    (dict(clamp=50), {"code_spec.lo", "code_spec.hi", "code_spec.bits"}),
+    (dict(decimals=1), {"code_layout.scale", "code_layout.bits"}),
+    (dict(clamp=50), {"code_layout.lo", "code_layout.hi", "code_layout.bits"}),
     (dict(buffer_size=450), {"buffer_size"}),  # the default terminal capacity stays 8
     (dict(terminal_capacity=20), {"terminal_capacity"}),
     (dict(n_steps=3, gamma=0.9), {"n_steps", "gamma"}),
-    (dict(env="Walker2d-v5"), {"observation_space.shape", "action_space.shape", "code_spec.dim"}),
+    (dict(env="Walker2d-v5"), {"observation_space.shape", "action_space.shape", "code_layout.dim"}),
     (dict(env="n_envs=2"), {"n_envs", "terminal_capacity"}),  # 1000 rows: 16 slots
 ])
 def test_another_configuration_is_one_error_naming_what_differs(saved, other, fields):
@@ -182,7 +182,7 @@ def test_the_error_says_what_each_side_has(saved):
         load_replay_buffer(sac(env="Walker2d-v5", decimals=1, buffer_size=300), path)
     message = str(err.value)
     for part in ("observation_space.shape: saved [11], this model [17]", "buffer_size: saved 500, this model 300",
-                 "code_spec.scale: saved 100.0, this model 10.0", "code_spec.bits: saved 15, this model 12"):
+                 "code_layout.scale: saved 100.0, this model 10.0", "code_layout.bits: saved 15, this model 12"):
         assert part in message, message
 
 
@@ -207,7 +207,7 @@ def test_a_version_0_file_loads_and_trains_on():
     obs = buf._get_samples(np.arange(64)).observations.numpy()
     assert np.abs(obs[:, 0] ** 2 + obs[:, 1] ** 2 - 1).max() < 0.02  # (cos, sin, speed), 2 decimals
     model.learn(20, reset_num_timesteps=False)
-    with pytest.raises(PlannerError, match="code_spec.scale: saved 100.0, this model 10.0"):
+    with pytest.raises(PlannerError, match="code_layout.scale: saved 100.0, this model 10.0"):
         load_replay_buffer(SAC("MlpPolicy", "Pendulum-v1", buffer_size=64, replay_buffer_class=QuantizedReplayBuffer,
                                replay_buffer_kwargs=dict(decimals=1), **SMALL), path)
 
@@ -261,7 +261,7 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
     data[data.index(buf.observations["state"].tobytes()) + 4] ^= 1
     with pytest.raises(PlannerError, match="damaged: observations.state differs from its checksum"):
         pickle.loads(bytes(data))
-    rows = {"goal": PackedRows(4, CodeSpec.uniform(3, decimals=1, clamp=1.0))}
+    rows = {"goal": PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))}
     assert set(checksums({"packed": rows})) == {"packed.goal.storage", "packed.goal.spec", "packed.goal.saturated",
                                                 "packed.goal.nonfinite_coded"}
 
@@ -301,4 +301,4 @@ def test_the_quantized_dict_buffer_names_the_damaged_entry():
     with pytest.raises(PlannerError, match="damaged: stored_observations.arrays.cell differs from its checksum"):
         pickle.loads(bytes(data))
     copy = pickle.loads(pickle.dumps(buf))
-    assert copy.observations["cell"][0].tolist() == [[3]] and copy.code_spec["goal"] == buf.code_spec["goal"]
+    assert copy.observations["cell"][0].tolist() == [[3]] and copy.code_layout["goal"] == buf.code_layout["goal"]

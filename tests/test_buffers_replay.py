@@ -9,10 +9,10 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
-from cython_core import CodeSpec
+from cython_core import CodeLayout
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer
 from validation.buffers.replay import FREE
 
@@ -81,8 +81,8 @@ def test_samples_match_float64_reference_across_episode_ends_timeouts_and_wrapar
     got, want = samples_of(ours, steps, 1), samples_of(ref, steps, 1)
     ends = ref.dones[steps, np.random.RandomState(1).randint(0, n_envs, steps.size)]
     assert 0 < ends.sum() < ends.size  # the batch holds episode ends and ordinary steps
-    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_layout)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
     assert got.observations.shape == want.observations.shape and got.observations.dtype.is_floating_point
     for name in ("actions", "rewards", "dones"):
         assert getattr(got, name).dtype == getattr(want, name).dtype
@@ -98,7 +98,7 @@ def test_timeouts_are_not_dones_but_keep_their_terminal_next_observation():
     steps = np.flatnonzero(ref.timeouts[:150, 0])
     got, want = samples_of(ours, steps, 3), samples_of(ref, steps, 3)
     assert steps.size == 25 and float(got.dones.sum()) == 0.0
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
 
 
 def test_full_buffer_never_samples_the_overwritten_row():
@@ -137,7 +137,7 @@ def test_default_terminal_store_keeps_time_limits_over_terminations():
     assert (ours.terminal_slot[timeouts] != FREE).all()
     steps = timeouts[timeouts != ours.pos]
     got, want = samples_of(ours, steps, 2), samples_of(ref, steps, 2)
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
 
 
 def test_evicted_terminal_falls_back_to_the_following_row_and_is_counted():
@@ -153,7 +153,7 @@ def test_evicted_terminal_falls_back_to_the_following_row_and_is_counted():
     assert evicted.sum() == 18
     following = samples_of(ours, steps + 1, 0).observations.numpy()
     assert np.array_equal(got.next_observations.numpy()[evicted], following[evicted])
-    assert_within_half_step(got.next_observations[~evicted], want.next_observations.numpy()[~evicted], ours.code_spec)
+    assert_within_half_step(got.next_observations[~evicted], want.next_observations.numpy()[~evicted], ours.code_layout)
 
 
 @pytest.mark.parametrize("dim, buffer_size, n_envs, decimals, clamp, bits", [
@@ -168,7 +168,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, buffer
     obs_space, act_space = _spaces((dim,))
     buf = QuantizedReplayBuffer(buffer_size, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals,
                                 clamp=clamp, bits=bits)
-    quant = QuantSpec.create(decimals, clamp, bits=buf.code_spec.bits)
+    quant = Quantization.create(decimals, clamp, bits=buf.code_layout.bits)
     predicted = footprint(RunSpec("sac", dim, ACTION_DIM, buffer_size, n_envs, storage="packed", quant=quant))
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     assert buf.memory_bytes() == predicted.buffer_bytes
@@ -192,7 +192,7 @@ def test_pickle_round_trip_loses_nothing():
     buf = feed([QuantizedReplayBuffer(60, obs_space, act_space, "cpu", n_envs=2, terminal_capacity=3)], 2,
                steps=45, obs_shape=(9,))[0]
     copy = pickle.loads(pickle.dumps(buf))
-    for name in ("pos", "full", "terminal_cursor", "terminal_evictions", "saturated", "stored_values", "code_spec"):
+    for name in ("pos", "full", "terminal_cursor", "terminal_evictions", "saturated", "stored_values", "code_layout"):
         assert getattr(copy, name) == getattr(buf, name), name
     for name in ("actions", "rewards", "dones", "timeouts", "terminal_slot", "terminal_owner"):
         assert np.array_equal(getattr(copy, name), getattr(buf, name)), name
@@ -207,7 +207,7 @@ def test_pickle_round_trip_loses_nothing():
 
 def test_per_dimension_spec_is_used_as_given():
     obs_space, act_space = _spaces((2,))
-    spec = CodeSpec.per_dim(lo=[-1.0, 0.0], hi=[1.0, 1000.0], scale=[100.0, 1.0])
+    spec = CodeLayout.per_dim(lo=[-1.0, 0.0], hi=[1.0, 1000.0], scale=[100.0, 1.0])
     buf = QuantizedReplayBuffer(10, obs_space, act_space, "cpu", spec=spec)
     buf.add(np.array([[0.123, 2000.4]]), np.array([[-5.0, 12.6]]), np.zeros((1, 3)), np.zeros(1), np.zeros(1), [{}])
     got = buf._get_samples(np.array([0]))
@@ -218,7 +218,7 @@ def test_per_dimension_spec_is_used_as_given():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_steps=0), "n_steps"),
-    (dict(decimals=2, spec=CodeSpec.uniform(4, decimals=2, clamp=127.0)), "not both"),
+    (dict(decimals=2, spec=CodeLayout.uniform(4, decimals=2, clamp=127.0)), "not both"),
     (dict(decimals=40), "decimals"),
     (dict(buffer_size=3, n_envs=2, terminal_capacity=1), "terminal_capacity must be >= n_envs"),
 ])
@@ -260,8 +260,8 @@ def test_n_step_returns_match_sb3_nstep_replay_buffer(n_envs):
     feed([ref, ours], n_envs, steps=71, obs_shape=(5,), p_done=0.1, max_len=7)
     steps = np.repeat(valid_steps(ours), 3)
     got, want = samples_of(ours, steps, 2), samples_of(ref, steps, 2)
-    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_layout)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
     assert len(np.unique(want.discounts.numpy())) == 3  # windows cut short by episode ends and full windows
     for name in ("actions", "rewards", "dones", "discounts"):
         assert getattr(got, name).dtype == getattr(want, name).dtype, name
@@ -280,7 +280,7 @@ def test_reset_frees_the_terminal_store():
     assert ours.terminal_evictions == evictions  # 10 episode ends fit the 10 freed slots
     steps = valid_steps(ours)
     got, want = samples_of(ours, steps, 0), samples_of(ref, steps, 0)
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
 
 
 @pytest.mark.parametrize("act_space, action_dim, action_dtype", [
@@ -289,7 +289,7 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
     """SB3's replay buffer casts float64 actions to float32 and keeps integer ones; so does the planner."""
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float64)
     buf = QuantizedReplayBuffer(1000, obs_space, act_space, "cpu", decimals=2)
-    spec = RunSpec("sac", 11, action_dim, 1000, storage="packed", quant=QuantSpec.create(2, 127.0),
+    spec = RunSpec("sac", 11, action_dim, 1000, storage="packed", quant=Quantization.create(2, 127.0),
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype("float32" if action_dtype == "float64" else action_dtype)
@@ -312,8 +312,8 @@ def test_an_interrupted_stream_keeps_every_next_observation(n_envs):
     assert not ref.dones[22, :].all()  # some chunk ends mid-episode: its next observation is not the next obs
     steps = valid_steps(ours)
     got, want = samples_of(ours, np.repeat(steps, 3), 2), samples_of(ref, np.repeat(steps, 3), 2)
-    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_spec)
-    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_spec)
+    assert_within_half_step(got.observations, want.observations.numpy(), ours.code_layout)
+    assert_within_half_step(got.next_observations, want.next_observations.numpy(), ours.code_layout)
     assert ours.terminal_evictions == 0
 
 
@@ -331,7 +331,7 @@ def test_sac_learning_twice_samples_the_next_observations_sb3_samples():
     assert steps.size == 98 and not ref.dones[56, 0]
     got, want = samples_of(ours, steps, 4), samples_of(ref, steps, 4)
     assert_within_half_step(got.next_observations, want.next_observations.numpy().astype(np.float64),
-                            ours.code_spec)
+                            ours.code_layout)
 
 
 def test_learning_after_load_replay_buffer_samples_the_next_observations_sb3_samples(tmp_path):
@@ -352,6 +352,6 @@ def test_learning_after_load_replay_buffer_samples_the_next_observations_sb3_sam
     assert isinstance(ours, QuantizedReplayBuffer) and ours.pos == ref.pos == 98 and not ref.dones[56, 0]
     steps = valid_steps(ours)
     got, want = samples_of(ours, steps, 4), samples_of(ref, steps, 4)
-    assert_within_half_step(got.observations, want.observations.numpy().astype(np.float64), ours.code_spec)
+    assert_within_half_step(got.observations, want.observations.numpy().astype(np.float64), ours.code_layout)
     assert_within_half_step(got.next_observations, want.next_observations.numpy().astype(np.float64),
-                            ours.code_spec)
+                            ours.code_layout)

@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
 from planner.footprint import RunSpec, footprint
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from validation.buffers import QuantizedRolloutBuffer
 
 ACTION_DIM = 2
@@ -45,7 +45,7 @@ def test_minibatches_match_sb3_rollout_buffer(n_envs, obs_shape):
     np.random.seed(7)
     got = list(ours.get(batch_size=8))
     assert len(got) == len(want) == 2 * n_envs
-    spec = ours.code_spec
+    spec = ours.code_layout
     for g, w in zip(got, want):
         assert g.observations.shape == w.observations.shape and g.observations.dtype == th.float32
         expected = np.clip(w.observations.numpy(), -127, 127)
@@ -69,7 +69,7 @@ def test_reset_keeps_packed_storage_and_allocates_no_observation_array():
 def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, n_steps, n_envs, decimals, bits):
     obs_space, act_space = _spaces((dim,))
     buf = QuantizedRolloutBuffer(n_steps, obs_space, act_space, "cpu", n_envs=n_envs, decimals=decimals, bits=bits)
-    quant = QuantSpec.create(decimals, 127.0, bits=buf.code_spec.bits)
+    quant = Quantization.create(decimals, 127.0, bits=buf.code_layout.bits)
     predicted = footprint(RunSpec("ppo", dim, ACTION_DIM, n_steps, n_envs, storage="packed", quant=quant))
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)] + [buf.stored_observations.arrays[None]]
@@ -82,7 +82,7 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
     """SB3's rollout buffer stores actions in the action space's dtype; the planner counts them so."""
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float64)
     buf = QuantizedRolloutBuffer(256, obs_space, act_space, "cpu", n_envs=2, decimals=1)
-    spec = RunSpec("ppo", 11, action_dim, 256, 2, storage="packed", quant=QuantSpec.create(1, 127.0),
+    spec = RunSpec("ppo", 11, action_dim, 256, 2, storage="packed", quant=Quantization.create(1, 127.0),
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype(action_dtype)

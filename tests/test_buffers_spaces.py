@@ -13,7 +13,7 @@ from planner.actions import ActionSpace
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
 from planner.observations import ObsSpace
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from validation.buffers import QuantizedDictReplayBuffer, QuantizedReplayBuffer, QuantizedRolloutBuffer
 
 DECIMALS = 2
@@ -158,7 +158,7 @@ def test_rollout_minibatches_match_sb3_on_every_space(name):
 
 
 def _run_spec(space, algo, size, n_envs, her=False):
-    return RunSpec(algo, buffer_size=size, n_envs=n_envs, storage="packed", quant=QuantSpec.create(DECIMALS, 127.0),
+    return RunSpec(algo, buffer_size=size, n_envs=n_envs, storage="packed", quant=Quantization.create(DECIMALS, 127.0),
                    obs_space=ObsSpace.of(space), action_space=ActionSpace.box(2), her=her)
 
 
@@ -177,7 +177,7 @@ def test_memory_equals_the_planners_packed_prediction_on_every_space(name):
 def test_dict_entries_take_their_own_quantization():
     space = spaces.Dict({"a": spaces.Box(-np.inf, np.inf, (3,)), "b": spaces.Box(-np.inf, np.inf, (2,))})
     buf = QuantizedDictReplayBuffer(10, space, ACTIONS, "cpu", decimals={"a": 0, "b": 3}, clamp={"b": 2.0})
-    assert buf.code_spec["a"].bits == 8 and buf.code_spec["b"].bits == 12  # 255 and 4001 levels
+    assert buf.code_layout["a"].bits == 8 and buf.code_layout["b"].bits == 12  # 255 and 4001 levels
     with pytest.raises(PlannerError, match="keys the observation space lacks: c"):
         QuantizedReplayBuffer(10, space, ACTIONS, "cpu", decimals={"c": 1})
 

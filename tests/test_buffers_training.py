@@ -8,7 +8,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from planner.footprint import RunSpec, footprint
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, QuantizeObservation
 
 
@@ -27,7 +27,7 @@ def test_sac_trains_with_the_quantized_replay_buffer(env_id, tmp_path):
     after = _params(model)
     assert th.isfinite(after).all() and not th.equal(before, after)
     obs_dim, act_dim = model.observation_space.shape[0], model.action_space.shape[0]
-    predicted = footprint(RunSpec("sac", obs_dim, act_dim, 5_000, storage="packed", quant=QuantSpec.create(2, 127)))
+    predicted = footprint(RunSpec("sac", obs_dim, act_dim, 5_000, storage="packed", quant=Quantization.create(2, 127)))
     assert buf.memory_bytes() == predicted.buffer_bytes
 
     model.save_replay_buffer(tmp_path / "rb.pkl")
@@ -49,7 +49,7 @@ def test_ppo_trains_with_the_quantized_rollout_buffer(env_id):
     before = _params(model)
     model.learn(512)
     buf = model.rollout_buffer
-    assert isinstance(buf, QuantizedRolloutBuffer) and buf.stored_values == 512 * buf.code_spec.dim
+    assert isinstance(buf, QuantizedRolloutBuffer) and buf.stored_values == 512 * buf.code_layout.dim
     after = _params(model)
     assert th.isfinite(after).all() and not th.equal(before, after)
 
@@ -87,7 +87,7 @@ def test_her_sac_trains_on_a_goal_env_with_the_quantized_buffer_and_memory_equal
     from planner.actions import ActionSpace
     from planner.footprint import RunSpec, footprint
     from planner.observations import ObsSpace
-    from planner.quantization import QuantSpec
+    from planner.quantization import Quantization
     from validation.buffers import QuantizedHerReplayBuffer
 
     model = SAC("MultiInputPolicy", "ObsGoal-v0", buffer_size=400, learning_starts=40, batch_size=32, seed=0,
@@ -102,7 +102,7 @@ def test_her_sac_trains_on_a_goal_env_with_the_quantized_buffer_and_memory_equal
     for goal in goals[-8:]:  # HerReplayBuffer puts the relabelled (virtual) transitions last
         assert np.abs(achieved - goal).max(axis=1).min() == 0.0  # an achieved goal the buffer holds, bit for bit
     assert np.array_equal(samples.observations["desired_goal"], samples.next_observations["desired_goal"])
-    spec = RunSpec("sac", buffer_size=400, storage="packed", quant=QuantSpec.create(2, 127.0), her=True,
+    spec = RunSpec("sac", buffer_size=400, storage="packed", quant=Quantization.create(2, 127.0), her=True,
                    obs_space=ObsSpace.of(model.observation_space), action_space=ActionSpace.box(3))
     predicted = footprint(spec)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}

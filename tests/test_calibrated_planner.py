@@ -1,4 +1,4 @@
-"""The calibrated storage in the planner: ``estimate``/``fit`` with ``--obs-spec`` (or ``--calibrate``)."""
+"""The calibrated storage in the planner: ``estimate``/``fit`` with ``--obs-ranges`` (or ``--calibrate``)."""
 
 import json
 import math
@@ -9,9 +9,9 @@ import yaml
 
 from planner.fit import fit
 from planner.footprint import footprint
-from planner.obs_spec import calibrate
+from planner.obs_ranges import calibrate
 from planner.profiles import load_profile
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec
 
 
@@ -29,18 +29,18 @@ def _write(spec, path) -> str:
 
 
 def test_the_calibrated_fields_are_the_spec_rows_their_index_and_the_expected_exceptions():
-    obs_spec = _spec(17)
-    spec = RunSpec("sac", 17, 6, buffer_size=10_000, storage="calibrated", quant=QuantSpec.create(2),
-                   obs_spec=obs_spec)
+    obs_ranges = _spec(17)
+    spec = RunSpec("sac", 17, 6, buffer_size=10_000, storage="calibrated", quant=Quantization.create(2),
+                   obs_ranges=obs_ranges)
     fields = {f.name: f for f in footprint(spec).fields}
-    assert obs_spec.dims[0].bits == 0 and obs_spec.exceptions_per_row > 0
-    assert fields["observations"].bytes == 10_000 * obs_spec.row_bytes
-    assert obs_spec.row_bytes == -(-sum(d.bits for d in obs_spec.dims) // 64) * 8
+    assert obs_ranges.dims[0].bits == 0 and obs_ranges.exceptions_per_row > 0
+    assert fields["observations"].bytes == 10_000 * obs_ranges.row_bytes
+    assert obs_ranges.row_bytes == -(-sum(d.bits for d in obs_ranges.dims) // 64) * 8
     assert fields["observations.exception_index"].bytes == 10_000 * 4
-    assert fields["observations.exceptions"].bytes == 16 * math.ceil(10_000 * obs_spec.exceptions_per_row)
+    assert fields["observations.exceptions"].bytes == 16 * math.ceil(10_000 * obs_ranges.exceptions_per_row)
     capacity = fields["terminal_observations"].rows
-    assert fields["terminal_observations.exceptions"].rows == math.ceil(capacity * obs_spec.exceptions_per_row)
-    packed = footprint(RunSpec("sac", 17, 6, buffer_size=10_000, storage="packed", quant=QuantSpec.create(2)))
+    assert fields["terminal_observations.exceptions"].rows == math.ceil(capacity * obs_ranges.exceptions_per_row)
+    packed = footprint(RunSpec("sac", 17, 6, buffer_size=10_000, storage="packed", quant=Quantization.create(2)))
     assert footprint(spec).observation_bytes < packed.observation_bytes
 
 
@@ -48,39 +48,39 @@ def test_fit_shows_a_calibrated_row_only_with_a_spec_and_at_the_spec_m():
     profile = load_profile("jetson-nano")
     plain = fit(profile, 17, 6, env_id="Walker2d-v5")
     assert "calibrated" not in {row.storage.name for row in plain.rows}
-    result = fit(profile, 17, 6, env_id="Walker2d-v5", obs_specs=(_spec(17),))
+    result = fit(profile, 17, 6, env_id="Walker2d-v5", scans=(_spec(17),))
     rows = {(row.algo, row.storage.name): row for row in result.rows}
     calibrated = rows["sac", "calibrated"]
     assert calibrated.spec.quant.decimals == 2 and "m=2" in calibrated.label
     assert calibrated.max_buffer_size > rows["sac", "packed"].max_buffer_size
     assert rows["ppo", "calibrated"].spec.quant.decimals == 2  # the only spec given: its own m, said in the label
-    both = fit(profile, 17, 6, obs_specs=(_spec(17, 1), _spec(17, 2)))
-    assert {row.algo: row.spec.obs_spec.decimals for row in both.rows if row.storage.name == "calibrated"} == \
+    both = fit(profile, 17, 6, scans=(_spec(17, 1), _spec(17, 2)))
+    assert {row.algo: row.spec.obs_ranges.decimals for row in both.rows if row.storage.name == "calibrated"} == \
         {"ppo": 1, "sac": 2}
 
 
 def test_estimate_and_fit_read_a_spec_file(planner_cli, tmp_path):
     path = _write(_spec(17, env="Walker2d-v5"), tmp_path / "w.yaml")
-    result = planner_cli("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--layout", "packed", "--obs-spec",
+    result = planner_cli("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--layout", "packed", "--obs-ranges",
                          path, "--buffer-size", "1000", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["spec"]["storage"] == "calibrated" and data["spec"]["obs_spec"]["source"]["env"] == "Walker2d-v5"
+    assert data["spec"]["storage"] == "calibrated" and data["spec"]["obs_ranges"]["source"]["env"] == "Walker2d-v5"
     names = [f["name"] for f in data["fields"]]
     assert {"observations", "observations.exception_index", "observations.exceptions"} <= set(names)
-    table = planner_cli("fit", "--profile", "raspberry-pi-4-2gb", "--env", "Walker2d-v5", "--obs-spec", path)
+    table = planner_cli("fit", "--profile", "raspberry-pi-4-2gb", "--env", "Walker2d-v5", "--obs-ranges", path)
     assert table.returncode == 0, table.stderr
     assert "calibrated" in table.stdout and "exception store is sized at the spec's expected" in table.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (("estimate", "--algo", "sac", "--env", "Hopper-v5", "--layout", "packed"), "the observation spec has 17 dims"),
+    (("estimate", "--algo", "sac", "--env", "Hopper-v5", "--layout", "packed"), "the observation ranges have 17 dims"),
     (("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--layout", "sb3"), "not --layout sb3"),
-    (("fit", "--profile", "jetson-nano", "--env", "Humanoid-v5"), "the observation spec has 17 dims"),
+    (("fit", "--profile", "jetson-nano", "--env", "Humanoid-v5"), "the observation ranges have 17 dims"),
 ])
 def test_a_mismatched_spec_is_one_line_and_exit_2(planner_cli, tmp_path, args, message):
     path = _write(_spec(17, env="Walker2d-v5"), tmp_path / "w.yaml")
-    result = planner_cli(*args, "--obs-spec", path)
+    result = planner_cli(*args, "--obs-ranges", path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -88,7 +88,7 @@ def test_a_mismatched_spec_is_one_line_and_exit_2(planner_cli, tmp_path, args, m
 def test_a_malformed_spec_or_calibrate_without_an_env_is_one_line(planner_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ndecimals: 2\nclamp: 127\ndims: []\n")
-    result = planner_cli("fit", "--profile", "jetson-nano", "--env", "Walker2d-v5", "--obs-spec", str(bad))
+    result = planner_cli("fit", "--profile", "jetson-nano", "--env", "Walker2d-v5", "--obs-ranges", str(bad))
     assert result.returncode == 2 and "dims must be a non-empty list" in result.stderr
     result = planner_cli("fit", "--profile", "jetson-nano", "--obs-dim", "17", "--action-dim", "6", "--calibrate")
     assert result.returncode == 2 and "--calibrate scans --env" in result.stderr

@@ -13,7 +13,7 @@ from planner.errors import PlannerError
 from planner.fit import fit
 from planner.output import check_output_path
 from planner.profiles import load_profile
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,8 +72,8 @@ def test_a_fresh_checkout_runs_without_installing(tmp_path):
 @pytest.mark.parametrize("call, param", [
     (lambda: RunSpec("sac", 17, 6, buffer_size=0), "buffer_size"),
     (lambda: RunSpec("ppo", 17, 6, buffer_size=0), "n_steps"),
-    (lambda: QuantSpec.create(2, clamp=-1.0), "clamp"),
-    (lambda: QuantSpec.create(2, bits=3), "bits"),
+    (lambda: Quantization.create(2, clamp=-1.0), "clamp"),
+    (lambda: Quantization.create(2, bits=3), "bits"),
     (lambda: check_output_path("/no/such/folder/x.csv", "csv"), "csv"),
     (lambda: fit(load_profile("jetson-nano"), 17, 6, algos=("ppo",), buffer_size=10), "buffer_size"),
 ])

@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import cython_core
-from cython_core import CodeSpec, NonFiniteError, PackedRows, gather_unpack, quantize_pack
+from cython_core import CodeLayout, NonFiniteError, PackedRows, gather_unpack, quantize_pack
 from cython_core import reference as ref
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "code") -> CodeSpec:
+def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "code") -> CodeLayout:
     """A spec of width ``bits`` over ``dim`` dimensions whose levels fit (per-dimension or uniform)."""
     rng = np.random.default_rng(seed)
     size = 1 if uniform else dim
@@ -24,12 +24,12 @@ def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "c
     lo = rng.uniform(-1000.0, 1000.0, size) * rng.choice([0.0, 1e-3, 1.0], size)
     hi = lo + span / scale
     lo, hi, scale = (np.broadcast_to(a, dim) for a in (lo, hi, scale))
-    tight = CodeSpec.per_dim(lo, hi, scale).bits
+    tight = CodeLayout.per_dim(lo, hi, scale).bits
     code = int(rng.integers(0, 2 ** max(bits, tight)))
-    return CodeSpec.per_dim(lo, hi, scale, bits=max(bits, tight), nonfinite=nonfinite, nonfinite_code=code)
+    return CodeLayout.per_dim(lo, hi, scale, bits=max(bits, tight), nonfinite=nonfinite, nonfinite_code=code)
 
 
-def make_values(seed: int, spec: CodeSpec, n: int, nonfinite: bool) -> np.ndarray:
+def make_values(seed: int, spec: CodeLayout, n: int, nonfinite: bool) -> np.ndarray:
     """In-range values, exact bounds, exact half steps, out-of-range values and (optionally) NaN/inf."""
     rng = np.random.default_rng(seed)
     lo, hi, scale = spec.lo, spec.hi, spec.scale
@@ -157,12 +157,12 @@ def test_reference_layout_is_little_endian_words(spec_args):
 
 
 def test_hand_packed_words():
-    spec = CodeSpec.per_dim(np.zeros(3), np.full(3, 2.0**24 - 1), np.ones(3), bits=24)
+    spec = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**24 - 1), np.ones(3), bits=24)
     storage = np.zeros((1, spec.row_words), np.uint64)
     quantize_pack(np.array([0xABCDEF, 0x123456, 0x789ABC], float), storage, 0, spec)
     # code 2 straddles: its low 16 bits end word 0, its high 8 bits start word 1
     assert storage[0].tolist() == [0x9ABC_123456_ABCDEF, 0x78]
-    spec32 = CodeSpec.per_dim(np.zeros(3), np.full(3, 2.0**32 - 1), np.ones(3), bits=32)
+    spec32 = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**32 - 1), np.ones(3), bits=32)
     storage = np.zeros((1, 2), np.uint64)
     quantize_pack(np.array([2.0**32 - 1, 1.0, 7.0]), storage, 0, spec32)
     assert storage[0].tolist() == [0x1_FFFFFFFF, 7]
@@ -194,7 +194,7 @@ def test_error_at_most_half_a_step_inside_the_clamp(spec_args, n):
 
 
 def test_rounds_half_to_even_like_numpy_round():
-    spec = CodeSpec.uniform(200, decimals=1, clamp=127.0)
+    spec = CodeLayout.uniform(200, decimals=1, clamp=127.0)
     x = np.concatenate([np.arange(-50, 50) + 0.25, np.arange(-50, 50) + 0.75])  # x * 10 is an exact half
     storage = np.zeros((1, spec.row_words), np.uint64)
     quantize_pack(x, storage, 0, spec)
@@ -226,7 +226,7 @@ def test_saturation_is_counted_exactly(spec_args, n, policy):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtype, bad):
-    spec = CodeSpec.uniform(5, decimals=2, clamp=127.0)
+    spec = CodeLayout.uniform(5, decimals=2, clamp=127.0)
     x = np.zeros((3, 5), dtype)
     x[1, 3] = x[2, 0] = bad
     storage = np.full((4, spec.row_words), 12345, np.uint64)
@@ -239,7 +239,7 @@ def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtyp
 
 
 def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():
-    spec = CodeSpec.uniform(4, decimals=0, clamp=10.0, nonfinite="code", nonfinite_code=31)
+    spec = CodeLayout.uniform(4, decimals=0, clamp=10.0, nonfinite="code", nonfinite_code=31)
     storage = np.zeros((1, spec.row_words), np.uint64)
     saturated, coded = cython_core.quantize_pack_counts(np.array([np.nan, np.inf, -np.inf, 99.0]), storage, 0, spec)
     assert (saturated, coded) == (1, 3)
@@ -251,10 +251,10 @@ def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():
 # -- specs -----------------------------------------------------------------------------------------
 
 def test_uniform_spec_widths_match_the_paper():
-    assert CodeSpec.uniform(348, decimals=2, clamp=127.0).bits == 15
-    assert CodeSpec.uniform(348, decimals=1, clamp=127.0).bits == 12
-    assert CodeSpec.uniform(17, decimals=1, clamp=100.0).bits == 11
-    assert CodeSpec.uniform(17, decimals=0, clamp=128.0).levels == 257
+    assert CodeLayout.uniform(348, decimals=2, clamp=127.0).bits == 15
+    assert CodeLayout.uniform(348, decimals=1, clamp=127.0).bits == 12
+    assert CodeLayout.uniform(17, decimals=1, clamp=100.0).bits == 11
+    assert CodeLayout.uniform(17, decimals=0, clamp=128.0).levels == 257
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -271,17 +271,17 @@ def test_uniform_spec_widths_match_the_paper():
 ])
 def test_invalid_specs_raise_one_clear_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        CodeSpec.per_dim(**kwargs)
+        CodeLayout.per_dim(**kwargs)
 
 
 def test_spec_config_and_pickle_round_trip_and_is_immutable():
     import pickle
 
     spec = make_spec(7, 13, 9, uniform=False)
-    assert CodeSpec.from_config(spec.get_config()) == spec
-    uniform = CodeSpec.uniform(348, decimals=1, clamp=127.0)
+    assert CodeLayout.from_config(spec.get_config()) == spec
+    uniform = CodeLayout.uniform(348, decimals=1, clamp=127.0)
     assert uniform.get_config()["lo"] == -127.0
-    assert CodeSpec.from_config(uniform.get_config()) == uniform
+    assert CodeLayout.from_config(uniform.get_config()) == uniform
     out = np.empty((1, 9), np.float32)
     gather_unpack(np.zeros((1, spec.row_words), np.uint64), np.array([0]), spec, out)  # caches kernel tables
     clone = pickle.loads(pickle.dumps(spec))
@@ -295,7 +295,7 @@ def test_storage_bytes_match_layout_and_planner(dim, decimals):
     from cython_core.layout import packed_row_bytes
     from planner.layouts import packed_field
 
-    spec = CodeSpec.uniform(dim, decimals=decimals, clamp=127.0)
+    spec = CodeLayout.uniform(dim, decimals=decimals, clamp=127.0)
     rows = PackedRows(1000, spec)
     assert rows.nbytes == 1000 * packed_row_bytes(dim, spec.bits) == packed_field("obs", 1000, dim, spec.bits).bytes
     assert rows.padding_bytes == 1000 * spec.padding_bits / 8
@@ -308,7 +308,7 @@ def test_storage_bytes_match_layout_and_planner(dim, decimals):
 
 @pytest.mark.parametrize("impl", [cython_core, ref], ids=["compiled", "reference"])
 def test_bad_arguments_are_refused(impl):
-    spec = CodeSpec.uniform(6, decimals=1, clamp=127.0)
+    spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)
     storage = np.zeros((5, spec.row_words), np.uint64)
     x = np.zeros((2, 6))
     with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
@@ -354,7 +354,7 @@ def test_bad_arguments_are_refused(impl):
 def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
     """The kernel writes ``out`` through its buffer, so a strided, transposed or read-only ``out`` is refused
     and left as it was. (The numpy reference assigns ``out[...] = ...``: it accepts a strided ``out``.)"""
-    spec = CodeSpec.uniform(6, decimals=1, clamp=127.0)
+    spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)
     storage = np.zeros((5, spec.row_words), np.uint64)
     wide = np.full((2, 12), 7.0, np.float32)
     read_only = np.full((2, 6), 7.0, np.float32)
@@ -366,7 +366,7 @@ def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
 
 
 def test_single_row_forms_and_empty_batches():
-    spec = CodeSpec.uniform(3, decimals=2, clamp=127.0)
+    spec = CodeLayout.uniform(3, decimals=2, clamp=127.0)
     storage = np.zeros((4, spec.row_words), np.uint64)
     assert quantize_pack(np.array([1.0, 2.0, 300.0], np.float32), storage, 2, spec) == 1
     assert quantize_pack(np.array([1.0, 2.0, 300.0]), storage, [3], spec) == 1
@@ -379,7 +379,7 @@ def test_single_row_forms_and_empty_batches():
 def test_gather_writes_into_a_torch_tensor_without_copy():
     import torch
 
-    spec = CodeSpec.uniform(348, decimals=2, clamp=127.0)
+    spec = CodeLayout.uniform(348, decimals=2, clamp=127.0)
     rows = PackedRows(50, spec)
     x = np.random.default_rng(0).normal(0, 30, (50, 348))
     rows.encode(x, np.arange(50))
@@ -435,7 +435,7 @@ def seen_halfway(reset, call, halfway, attempts: int = 50) -> bool:
 
 
 def test_big_calls_let_other_python_threads_run_meanwhile():
-    spec = CodeSpec.uniform(348, decimals=2, clamp=127.0)
+    spec = CodeLayout.uniform(348, decimals=2, clamp=127.0)
     n = 8192  # ~5 ms per quantize_pack call, rows written in order
     x, rows = np.zeros((n, 348), np.float32), np.arange(n)
     storage = np.empty((n, spec.row_words), np.uint64)
@@ -456,7 +456,7 @@ def test_big_calls_let_other_python_threads_run_meanwhile():
 
 
 def test_non_contiguous_and_other_dtype_inputs_are_converted():
-    spec = CodeSpec.uniform(5, decimals=1, clamp=10.0)
+    spec = CodeLayout.uniform(5, decimals=1, clamp=10.0)
     wide = np.arange(30, dtype=np.int32).reshape(3, 10) - 12
     a, b = np.zeros((3, spec.row_words), np.uint64), np.zeros((3, spec.row_words), np.uint64)
     quantize_pack(wide[:, ::2], a, [2, 0, 1], spec)  # strided int32 view
@@ -467,8 +467,8 @@ def test_non_contiguous_and_other_dtype_inputs_are_converted():
     assert np.array_equal(out, np.clip(wide[:, ::2], -10, 10)[[0, 2, 1]].astype(np.float32))
 
 
-@pytest.mark.parametrize("module", ["cython_core", "cython_core.spec", "cython_core.reference", "cython_core.storage",
-                                    "cython_core.layout"])
+@pytest.mark.parametrize("module", ["cython_core", "cython_core.uniform", "cython_core.reference",
+                                    "cython_core.storage", "cython_core.layout"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -479,12 +479,12 @@ def test_docstring_examples_run(module):
 
 def test_a_scale_whose_inverse_overflows_is_refused_when_the_spec_is_built():
     with pytest.raises(ValueError, match="finite inverse.*dimension 1"):
-        CodeSpec.per_dim(lo=[-1.0, -1.0], hi=[1.0, 1.0], scale=[10.0, 1e-310])
+        CodeLayout.per_dim(lo=[-1.0, -1.0], hi=[1.0, 1.0], scale=[10.0, 1e-310])
 
 
 @pytest.mark.parametrize("indices", [np.array([1.0]), [1.7], True, np.array([True])])
 def test_packed_rows_decode_refuses_float_and_bool_indices_as_gather_unpack_does(indices):
-    rows = PackedRows(4, CodeSpec.uniform(3, decimals=1, clamp=1.0))
+    rows = PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))
     with pytest.raises(TypeError, match="indices must be integers"):
         rows.decode(indices)
 
@@ -503,7 +503,7 @@ def test_packed_rows_decode_refuses_float_and_bool_indices_as_gather_unpack_does
 def test_every_row_index_path_takes_the_same_integer_check(rows, error, message):
     """A single Python int, a numpy scalar, a list or an array, in the compiled kernel, the reference and
     PackedRows alike: the same refusal, and nothing written."""
-    spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+    spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
     for write in (cython_core.quantize_pack, ref.quantize_pack,
                   lambda x, storage, rows, spec: PackedRows(4, spec).encode(x, rows)):
         storage = np.zeros((4, spec.row_words), np.uint64)
@@ -516,7 +516,7 @@ def test_every_row_index_path_takes_the_same_integer_check(rows, error, message)
 
 
 def test_a_single_int_row_in_range_is_written_by_both_implementations():
-    spec = CodeSpec.uniform(3, decimals=1, clamp=1.0)
+    spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
     written = []
     for impl in (cython_core, ref):
         storage = np.zeros((4, spec.row_words), np.uint64)
@@ -528,4 +528,4 @@ def test_a_single_int_row_in_range_is_written_by_both_implementations():
 @pytest.mark.parametrize("scale", [1e-310, 5e-324, 0.0, -1.0, float("nan"), float("inf")])
 def test_scales_that_are_not_finite_positive_with_a_finite_inverse_are_refused(scale):
     with pytest.raises(ValueError, match="scale"):
-        CodeSpec.per_dim(lo=[-1.0], hi=[1.0], scale=[scale])
+        CodeLayout.per_dim(lo=[-1.0], hi=[1.0], scale=[scale])

@@ -10,10 +10,10 @@ import pytest
 import cython_core
 from cython_core import (
     EXCEPTION_DTYPE,
-    CodeSpec,
+    CodeLayout,
     ExceptionStore,
+    MixedLayout,
     MixedRows,
-    MixedSpec,
     NonFiniteError,
     gather_unpack,
     mixed_codes,
@@ -27,7 +27,7 @@ from cython_core import mixed_reference as ref
 MIXED_NAMES = ("mixed_pack", "mixed_pack_codes", "mixed_unpack", "mixed_codes")
 
 
-def random_spec(seed: int, dim: int, decimals: int = 2, clamp: float = 127.0, max_bits: int = 32) -> MixedSpec:
+def random_spec(seed: int, dim: int, decimals: int = 2, clamp: float = 127.0, max_bits: int = 32) -> MixedLayout:
     """Widths 0..max_bits (some 0, some max_bits, the rest random), ranges anywhere on and off the grid."""
     rng = np.random.default_rng(seed)
     top = int(np.rint(clamp * 10.0**decimals))
@@ -35,10 +35,10 @@ def random_spec(seed: int, dim: int, decimals: int = 2, clamp: float = 127.0, ma
     bits[rng.random(dim) < 0.15] = 0
     bits[rng.random(dim) < 0.1] = max_bits
     lo = rng.integers(-top - 50, top + 1, dim) - np.where(rng.random(dim) < 0.5, 0, (1 << bits) // 2)
-    return MixedSpec(lo, bits, decimals, clamp)
+    return MixedLayout(lo, bits, decimals, clamp)
 
 
-def random_values(seed: int, spec: MixedSpec, n: int) -> np.ndarray:
+def random_values(seed: int, spec: MixedLayout, n: int) -> np.ndarray:
     """Values inside the rows' ranges, anywhere inside the clamp, beyond the clamp, and on exact half steps."""
     rng = np.random.default_rng(seed)
     hi = np.minimum(spec.hi, spec.top)
@@ -58,7 +58,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def store_of(n_rows: int, spec: MixedSpec, rows: np.ndarray, entries: np.ndarray) -> ExceptionStore:
+def store_of(n_rows: int, spec: MixedLayout, rows: np.ndarray, entries: np.ndarray) -> ExceptionStore:
     store = ExceptionStore(n_rows, spec.dim)
     store.put(rows, entries)
     return store
@@ -81,13 +81,13 @@ def test_public_names_are_the_compiled_kernels():
 
 
 def test_spec_and_store_modules_load_without_the_extension():
-    """MixedSpec (what a planner would read) and ExceptionStore import without loading cython_core._mixed."""
+    """MixedLayout (what a planner would read) and ExceptionStore import without loading cython_core._mixed."""
     import subprocess
     import sys
     import tempfile
 
     code = ("import sys, cython_core.mixed, cython_core.exceptions; "
-            "cython_core.mixed.MixedSpec([0], [3], 2, 127.0); print('cython_core._mixed' in sys.modules)")
+            "cython_core.mixed.MixedLayout([0], [3], 2, 127.0); print('cython_core._mixed' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=tempfile.gettempdir())
     assert done.stdout.strip() == "False", done.stderr
@@ -236,7 +236,7 @@ def test_decode_reads_nothing_past_the_storage():
 
 def test_hand_packed_row_straddles_words():
     """Widths 30, 0, 32, 5: the 32-bit code starts at bit 30 and straddles words 0 and 1."""
-    spec = MixedSpec([0, 7, -5, 0], [30, 0, 32, 5], decimals=0, clamp=1000.0)
+    spec = MixedLayout([0, 7, -5, 0], [30, 0, 32, 5], decimals=0, clamp=1000.0)
     assert (spec.row_bits, spec.row_words, spec.offsets.tolist()) == (67, 2, [0, 30, 30, 62])
     storage = np.zeros((1, 2), np.uint64)
     entries = mixed_pack_codes(np.array([[3, 7, 1000, 31]]), storage, [0], spec)
@@ -259,7 +259,7 @@ def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype, s
     x = x.astype(dtype)
     rows = MixedRows(n, spec)
     rows.encode(x, np.arange(n))
-    uniform = CodeSpec.uniform(dim, decimals=decimals, clamp=clamp)
+    uniform = CodeLayout.uniform(dim, decimals=decimals, clamp=clamp)
     storage = np.zeros((n, uniform.row_words), np.uint64)
     saturated = quantize_pack(x, storage, np.arange(n), uniform)
     assert rows.saturated == saturated > 0 and rows.store.live > 0
@@ -278,7 +278,7 @@ def test_rows_count_their_bytes_and_reserve_exception_room():
 
 
 def test_a_uniform_mixed_spec_never_needs_exceptions():
-    spec = MixedSpec.uniform(10, decimals=2, clamp=127.0)
+    spec = MixedLayout.uniform(10, decimals=2, clamp=127.0)
     assert spec.bits.tolist() == [15] * 10 and spec.lo[0] == -12700 and spec.row_words == 3
     rows = MixedRows(5, spec)
     rows.encode(random_values(0, spec, 5), np.arange(5))
@@ -407,7 +407,7 @@ def test_repack_keeps_every_code(seed):
 
 
 def test_widen_covers_the_new_codes_and_keeps_dimensions_without_data():
-    spec = MixedSpec([0, -10, 5], [3, 0, 2], decimals=1, clamp=100.0)
+    spec = MixedLayout([0, -10, 5], [3, 0, 2], decimals=1, clamp=100.0)
     wide = spec.widen([-4, 1, 9], [2, 0, 100])  # dim 1: lo > hi, no data
     assert wide.lo.tolist() == [-4, -10, 5] and wide.hi.tolist() >= [7, -10, 100]
     assert wide.bits.tolist() == [(7 + 4).bit_length(), 0, (100 - 5).bit_length()]
@@ -418,11 +418,11 @@ def test_widen_covers_the_new_codes_and_keeps_dimensions_without_data():
 
 def test_spec_config_pickle_equality_and_derived_sizes():
     spec = random_spec(3, 50)
-    assert MixedSpec.from_config(spec.get_config()) == spec and hash(MixedSpec.from_config(spec.get_config())) == \
+    assert MixedLayout.from_config(spec.get_config()) == spec and hash(MixedLayout.from_config(spec.get_config())) == \
         hash(spec)
     again = pickle.loads(pickle.dumps(spec))
     assert again == spec and "_kernel_tables" not in again.__dict__
-    assert spec != MixedSpec(spec.lo, spec.bits, 3, spec.clamp)
+    assert spec != MixedLayout(spec.lo, spec.bits, 3, spec.clamp)
     assert spec.row_bits == int(spec.bits.sum()) and spec.row_words == -(-spec.row_bits // 64)
     assert spec.row_bytes == 8 * spec.row_words and spec.offsets.tolist() == np.cumsum([0, *spec.bits[:-1]]).tolist()
     assert spec.scale == 100.0 and spec.inv_scale == 1.0 / 100.0
@@ -431,13 +431,13 @@ def test_spec_config_pickle_equality_and_derived_sizes():
 
 
 def test_spec_from_a_scan_matches_its_row_bytes():
-    from planner.obs_spec import calibrate
+    from planner.obs_ranges import calibrate
 
     rng = np.random.default_rng(0)
     x = np.stack([rng.normal(0, 1, 3000), np.full(3000, 0.5), rng.normal(0, 3, 3000)], axis=1)
     x[::500, 2] = 120.0
     scan = calibrate(x, decimals=2)
-    spec = MixedSpec.from_observation_spec(scan)
+    spec = MixedLayout.from_ranges(scan)
     assert spec.row_bytes == scan.row_bytes and spec.bits.tolist() == [d.bits for d in scan.dims]
     rows = MixedRows(3000, spec)
     rows.encode(x, np.arange(3000))
@@ -464,14 +464,14 @@ def test_spec_from_a_scan_matches_its_row_bytes():
 def test_invalid_specs_raise_one_clear_value_error(kwargs, message):
     args = {"lo": [0], "bits": [3], "decimals": 2, "clamp": 127.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        MixedSpec(**args)
+        MixedLayout(**args)
 
 
 # -- argument checks (both implementations refuse the same way, nothing written) --------------------
 
 @pytest.mark.parametrize("impl", [cython_core, ref], ids=["compiled", "reference"])
 def test_bad_arguments_are_refused(impl):
-    spec = MixedSpec([0, -5, 3], [4, 0, 9], decimals=1, clamp=127.0)
+    spec = MixedLayout([0, -5, 3], [4, 0, 9], decimals=1, clamp=127.0)
     storage = np.zeros((5, 1), np.uint64)
     x = np.zeros((2, 3))
     with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
@@ -486,8 +486,8 @@ def test_bad_arguments_are_refused(impl):
         impl.mixed_pack(np.zeros((2, 4)), storage, np.array([0, 1]), spec)
     with pytest.raises(TypeError, match="rows must be integers"):
         impl.mixed_pack(x, storage, np.array([0.0, 1.0]), spec)
-    with pytest.raises(TypeError, match="spec must be a MixedSpec"):
-        impl.mixed_pack(x, storage, np.array([0, 1]), CodeSpec.uniform(3, 1, 127.0))
+    with pytest.raises(TypeError, match="spec must be a MixedLayout"):
+        impl.mixed_pack(x, storage, np.array([0, 1]), CodeLayout.uniform(3, 1, 127.0))
     read_only = storage.copy()
     read_only.flags.writeable = False
     for bad in (storage.view(np.int64), np.zeros((5, 2), np.uint64), np.zeros((10, 1), np.uint64)[::2], read_only):
@@ -520,7 +520,7 @@ def test_bad_arguments_are_refused(impl):
 
 
 def test_compiled_unpack_refuses_a_table_that_does_not_fit_at():
-    spec = MixedSpec([0, 0], [4, 4], decimals=0, clamp=100.0)
+    spec = MixedLayout([0, 0], [4, 4], decimals=0, clamp=100.0)
     storage = np.zeros((3, 1), np.uint64)
     out = np.empty((1, 2), np.float32)
     with pytest.raises(ValueError, match="at points past the end of table"):

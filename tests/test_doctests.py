@@ -6,7 +6,8 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("planner", "planner.commands", "validation", "validation.peer_suite", "validation.study", "cython_core")
+PACKAGES = ("planner", "planner.commands", "validation", "validation.buffers", "validation.harness",
+            "validation.peer_suite", "validation.study", "cython_core")
 
 
 def all_modules() -> "list[str]":
@@ -21,7 +22,7 @@ def all_modules() -> "list[str]":
 def test_every_module_is_collected():
     modules = all_modules()
     assert {"planner.storages", "planner.defaults", "planner.fit", "planner.profiles", "validation.buffers.replay",
-            "cython_core.spec", "cython_core._kernels"} <= set(modules)
+            "cython_core.uniform", "cython_core._kernels"} <= set(modules)
 
 
 @pytest.mark.parametrize("name", all_modules())

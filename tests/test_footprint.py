@@ -6,7 +6,7 @@ from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.layouts import terminal_capacity
 from planner.networks import sb3_models, shared_trunk
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec
 from planner.storages import buffer_fields
 
@@ -45,13 +45,13 @@ def test_sb3_rollout_layout():
 
 
 def test_just_round_stores_uint16_observations_twice_for_replay():
-    spec = RunSpec("sac", 376, 17, 1_000_000, storage="just-round", quant=QuantSpec.create(2))
+    spec = RunSpec("sac", 376, 17, 1_000_000, storage="just-round", quant=Quantization.create(2))
     fields = {f.name: f.bytes for f in buffer_fields(spec)}
     assert fields["observations"] == fields["next_observations"] == 752_000_000
 
 
 def test_packed_layout_counts_packed_rows_and_side_store():
-    quant = QuantSpec.create(2)
+    quant = Quantization.create(2)
     spec = RunSpec("sac", 348, 17, 200_000, storage="packed", quant=quant)
     fields = {f.name: f for f in buffer_fields(spec)}
     assert fields["observations"].bytes == 200_000 * packed_row_bytes(348, 15) == 200_000 * 656
@@ -62,7 +62,7 @@ def test_packed_layout_counts_packed_rows_and_side_store():
 
 
 def test_packed_humanoid_replay_is_at_least_7_5x_smaller_than_sb3():
-    quant = QuantSpec.create(2)
+    quant = Quantization.create(2)
     sb3 = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="sb3")).buffer_bytes
     ours = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="packed", quant=quant)).buffer_bytes
     authors = footprint(RunSpec("sac", 348, 17, 1_000_000, storage="just-round", quant=quant)).buffer_bytes
@@ -135,9 +135,9 @@ def test_shares_add_up():
     (dict(storage="packed"), "decimals"),
     (dict(algo="ppo", storage="sb3-optimize"), "replay"),
     (dict(param_dtype="float128"), "param_dtype must be one of"),
-    (dict(quant=QuantSpec.create(2)), "storage sb3 does not quantize observations"),
-    (dict(storage="paper64", quant=QuantSpec.create(2)), "storage paper64 does not quantize observations"),
-    (dict(storage="sb3-optimize", quant=QuantSpec.create(2)), "storage sb3-optimize does not quantize observations"),
+    (dict(quant=Quantization.create(2)), "storage sb3 does not quantize observations"),
+    (dict(storage="paper64", quant=Quantization.create(2)), "storage paper64 does not quantize observations"),
+    (dict(storage="sb3-optimize", quant=Quantization.create(2)), "storage sb3-optimize does not quantize observations"),
     (dict(algo="ppo", buffer_size=0), "n_steps must be"),
 ])
 def test_bad_specs_raise_planner_error(kwargs, message):

@@ -4,7 +4,7 @@ and a failure is one line on stderr with no traceback.
 
 The commands run in this process (``planner.cli.main(argv)``), thousands of times, in a scratch folder.
 ``validate``, ``profiles calibrate``, ``obs scan`` and ``study`` are not run: they train, measure or step environments
-for minutes (validate's up-front checks are tested with validate, obs scan's in tests/test_obs_spec.py, study's
+for minutes (validate's up-front checks are tested with validate, obs scan's in tests/test_obs_ranges.py, study's
 in tests/test_study.py).
 Every other command is, and a new command is fuzzed as soon as it exists.
 Argument values hold no NUL character (no command line can) and random texts hold no "/" (so no file is

@@ -61,8 +61,8 @@ def test_installed_package_runs_fit_against_shipped_profiles(installed):
 ROUND_TRIP = """
 import json, numpy as np
 import cython_core._kernels as kernels
-from cython_core import CodeSpec, PackedRows
-rows = PackedRows(3, CodeSpec.uniform(6, decimals=1, clamp=127.0))
+from cython_core import CodeLayout, PackedRows
+rows = PackedRows(3, CodeLayout.uniform(6, decimals=1, clamp=127.0))
 saturated = rows.encode(np.array([[-300.0, -1.5, 0.0, 0.25, 2.5, 300.0], [0.04, 0.05, 0.06, -0.05, 1e3, 9.0]]), [2, 0])
 print(json.dumps({"file": kernels.__file__, "saturated": saturated, "decoded": rows.decode([2, 0, 1]).tolist()}))
 """

@@ -134,10 +134,10 @@ def test_runspec_keeps_flat_box_callers_working():
 def test_just_round_refuses_images_and_dicts_and_packed_stores_them():
     """The authors' uint16 buffers quantize float Boxes only; packed quantizes the float entries and stores the
     others as SB3 does (validation.buffers.obs_store)."""
-    from planner.quantization import QuantSpec
+    from planner.quantization import Quantization
 
     for space in (ObsSpace.box((36, 36, 3), "uint8"), ObsSpace.of(gymnasium.make("ObsDict-v0").observation_space)):
-        spec = RunSpec("sac", obs_space=space, action_dim=2, storage="packed", quant=QuantSpec.create(2, 127.0))
+        spec = RunSpec("sac", obs_space=space, action_dim=2, storage="packed", quant=Quantization.create(2, 127.0))
         error = STORAGES["just-round"].refusal(spec)
         assert error is not None and "quantizes Box observations of floats" in str(error) and "use packed" in str(error)
         assert STORAGES["packed"].refusal(spec) is None

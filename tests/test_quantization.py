@@ -1,7 +1,7 @@
 import pytest
 
 from planner.errors import PlannerError
-from planner.quantization import QuantSpec, eq6_bits, exact_bits, levels
+from planner.quantization import Quantization, eq6_bits, exact_bits, levels
 
 
 @pytest.mark.parametrize("m, bits", [(1, 12), (2, 15)])
@@ -23,21 +23,21 @@ def test_eq6_undercounts_power_of_two_clamp():
 
 def test_eq6_width_refused_when_it_cannot_hold_the_levels():
     with pytest.raises(PlannerError, match="need 9"):
-        QuantSpec.create(0, 128, rule="eq6")
-    assert QuantSpec.create(0, 128).bits == 9  # the default width: the exact level count
+        Quantization.create(0, 128, rule="eq6")
+    assert Quantization.create(0, 128).bits == 9  # the default width: the exact level count
 
 
 def test_the_default_width_is_what_the_packed_buffers_allocate():
-    from cython_core import CodeSpec
+    from cython_core import CodeLayout
 
     for m, b in ((1, 100), (2, 127), (0, 128), (3, 10)):
-        assert QuantSpec.create(m, b).bits == CodeSpec.uniform(4, decimals=m, clamp=b).bits
+        assert Quantization.create(m, b).bits == CodeLayout.uniform(4, decimals=m, clamp=b).bits
 
 
 def test_explicit_bits_are_checked():
-    assert QuantSpec.create(2, 127, bits=16).bits == 16
+    assert Quantization.create(2, 127, bits=16).bits == 16
     with pytest.raises(PlannerError, match="needs >= 15"):
-        QuantSpec.create(2, 127, bits=14)
+        Quantization.create(2, 127, bits=14)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -56,9 +56,9 @@ def test_explicit_bits_are_checked():
 ])
 def test_nonsense_specs_are_rejected(kwargs, message):
     with pytest.raises(PlannerError, match=message):
-        QuantSpec.create(**kwargs)
+        Quantization.create(**kwargs)
 
 
 def test_clamp_of_exactly_one_step_is_accepted():
     assert levels(2, 0.01) == 3
-    assert QuantSpec.create(1, 0.1, rule="exact").bits == 2
+    assert Quantization.create(1, 0.1, rule="exact").bits == 2

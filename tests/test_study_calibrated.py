@@ -1,7 +1,7 @@
-"""``planner study``'s calibrated storages: the quantized buffers with ``obs_spec=`` an ObservationSpec calibrated
+"""``planner study``'s calibrated storages: the quantized buffers with ``obs_ranges=`` an ObservationRanges calibrated
 on each trial's warm-up steps, without and with the recalibrate policy.
 
-Needs the buffers' ``obs_spec`` keyword (issue 14, on main since ebeb3ec). It is not skipped where the keyword
+Needs the buffers' ``obs_ranges`` keyword (issue 14, on main since ebeb3ec). It is not skipped where the keyword
 is missing: it fails (the trials end "failed" with the TypeError), on purpose."""
 
 import json

@@ -1,4 +1,4 @@
-"""Observations to calibrate an observation spec from: a rollout (random actions, or a saved SB3 model acting),
+"""Observations to calibrate observation ranges from: a rollout (random actions, or a saved SB3 model acting),
 or the observations held by a saved replay buffer (SB3's or ours).
 
 >>> x = rollout("Pendulum-v1", steps=50, seed=0)
@@ -20,7 +20,7 @@ from planner.errors import PlannerError
 
 def _flat_box(space: gym.Space, env_id: str) -> int:
     if not isinstance(space, gym.spaces.Box) or not np.issubdtype(space.dtype, np.floating):
-        raise PlannerError(f"{env_id}: observation spec scans take a Box of floats, got {space}", "env")
+        raise PlannerError(f"{env_id}: observation ranges scans take a Box of floats, got {space}", "env")
     return int(np.prod(space.shape))
 
 

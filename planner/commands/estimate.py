@@ -15,15 +15,15 @@ from planner.commands.options import (
     apply_hyperparams,
     count,
     env_from_args,
-    obs_specs_from_args,
     quant_requested,
+    scans_from_args,
 )
 from planner.defaults import CLAMP, default_decimals
 from planner.errors import PlannerError
 from planner.footprint import footprint
 from planner.gpu import device_pool
 from planner.networks import parse_net
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.report import footprint_table, pool_table
 from planner.runspec import DTYPE_BYTES, RunSpec, check_sizes, run_size
 from planner.storages import STORAGES, storage
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_wrapper_options(p)
     p.add_argument("--storage", "--layout", dest="storage", default="sb3", choices=tuple(STORAGES),
                    help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours "
-                        "(with --obs-spec or --calibrate: calibrated)")
+                        "(with --obs-ranges or --calibrate: calibrated)")
     add_quant_options(p)
     add_obs_spec_options(p)
     p.add_argument("--net", type=str, help="hidden sizes, e.g. 256,256 (default: SB3's for the algo)")
@@ -62,20 +62,20 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     env = env_from_args(args)
     check_sizes((args.algo,), args.buffer_size, args.n_steps)
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
-    obs_specs = obs_specs_from_args(args, env, (decimals,))
-    if obs_specs:
+    scans = scans_from_args(args, env, (decimals,))
+    if scans:
         if args.storage not in ("packed", "calibrated"):
-            raise PlannerError(f"--obs-spec and --calibrate size the packed layout on calibrated widths, not "
-                               f"--layout {args.storage}", "obs_spec", "storage")
+            raise PlannerError(f"--obs-ranges and --calibrate size the packed layout on calibrated widths, not "
+                               f"--layout {args.storage}", "obs_ranges", "storage")
         args.storage = "calibrated"
         if args.decimals is None:
-            decimals = obs_specs[0].decimals
+            decimals = scans[0].decimals
     quant = None
     if storage(args.storage).quantized == "always" or quant_requested(args):
         clamp = args.clamp
         if clamp is None:
-            clamp = obs_specs[0].clamp if obs_specs else CLAMP
-        quant = QuantSpec.create(decimals, clamp, args.bits, args.width_rule)
+            clamp = scans[0].clamp if scans else CLAMP
+        quant = Quantization.create(decimals, clamp, args.bits, args.width_rule)
     box = env.action_space is None
     return RunSpec(args.algo, env.obs_dim, env.action_dim if box else None,
                    run_size(args.algo, args.buffer_size, args.n_steps),
@@ -85,7 +85,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
                    optimizer=not args.no_optimizer, obs_dtype=env.obs_dtype,
                    action_dtype=env.action_dtype if box else None, terminal_capacity=args.terminal_capacity,
                    action_space=env.action_space, obs_space=env.obs_space, frame_stack=args.frame_stack,
-                   her=args.her, obs_spec=obs_specs[0] if obs_specs else None)
+                   her=args.her, obs_ranges=scans[0] if scans else None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from planner.commands.options import (
     add_wrapper_options,
     apply_hyperparams,
     env_from_args,
-    obs_specs_from_args,
+    scans_from_args,
 )
 from planner.defaults import CLAMP, default_decimals
 from planner.envs import EnvDims
@@ -52,11 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace, obs_specs: tuple = ()) -> FitResult:
+def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace, scans: tuple = ()) -> FitResult:
     return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or default_algos(env.action_space)),
                args.buffer_size, args.n_steps, None if args.net is None else parse_net(args.net), args.decimals,
                CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype,
-               env.action_space, env.obs_space, args.frame_stack, args.her, obs_specs)
+               env.action_space, env.obs_space, args.frame_stack, args.her, scans)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -90,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
     env = env_from_args(args)
     algos = tuple(args.algo or default_algos(env.action_space))
     applied = apply_hyperparams(args, algos)
-    obs_specs = obs_specs_from_args(args, env, tuple(default_decimals(a) if args.decimals is None else args.decimals
+    scans = scans_from_args(args, env, tuple(default_decimals(a) if args.decimals is None else args.decimals
                                                      for a in algos))
     if applied and not args.json:
         print(applied.line(args._flags))
     if args.all_profiles:
-        return _run_all(args, env, applied, obs_specs)
+        return _run_all(args, env, applied, scans)
     profile = load_profile(args.profile)
-    result = _fit(profile, env, args, obs_specs)
+    result = _fit(profile, env, args, scans)
     rows = [row.as_dict() for row in result.rows]
     if args.plot is not None:
         write_fit_png(result, args.plot)
@@ -138,20 +138,20 @@ def run(args: argparse.Namespace) -> int:
                              "max size"]))
     print(f"\n(size: replay capacity in transitions for off-policy algorithms, n_steps per env for PPO; "
           f"max size: the largest that fits; {unit_note(unit)})")
-    for spec in obs_specs:
+    for spec in scans:
         source = ", ".join(f"{k} {v}" for k, v in spec.source.items() if k in ("env", "policy", "buffer",
                                                                                  "observations"))
-        print(f"(calibrated, m = {spec.decimals}: widths from the observation spec ({source}); its exception store "
+        print(f"(calibrated, m = {spec.decimals}: widths from the observation ranges ({source}); its exception store "
               f"is sized at the spec's expected {spec.exceptions_per_row:.4f} entries per row and grows if the "
               "data exceeds it)")
     print(recommendation(result))
     return 0
 
 
-def _run_all(args: argparse.Namespace, env: EnvDims, applied: "Applied | None" = None, obs_specs: tuple = ()) -> int:
+def _run_all(args: argparse.Namespace, env: EnvDims, applied: "Applied | None" = None, scans: tuple = ()) -> int:
     lines, records, algos = [], [], list(dict.fromkeys(args.algo or default_algos(env.action_space)))
     for profile in load_all():
-        result = _fit(profile, env, args, obs_specs)
+        result = _fit(profile, env, args, scans)
         line = [f"{profile.name}{' (buffer only)' if profile.buffer_only else ''}",
                 format_bytes(result.budget_bytes, args.unit)]
         record = {"profile": profile.name, "buffer_only": profile.buffer_only, "budget_bytes": result.budget_bytes,

@@ -1,4 +1,4 @@
-"""``planner obs {scan,show}``: what precision the observations need, per dimension (observation specs)."""
+"""``planner obs {scan,show}``: what precision the observations need, per dimension (observation ranges)."""
 
 import argparse
 import json
@@ -10,17 +10,17 @@ from planner.commands.options import count
 from planner.defaults import CLAMP, SCAN_STEPS
 from planner.errors import PlannerError
 from planner.extras import require_train_extra
-from planner.obs_spec import ObservationSpec, load_spec
+from planner.obs_ranges import ObservationRanges, load_ranges
 from planner.output import check_output_path, write_atomic
 from planner.table import render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("obs", help="scan observations for the precision each dimension needs, or show a spec",
-                       description="Observation specs: per dimension, the code range on the paper's grid 10^-m "
-                                   "that the data needs (docs/obs_spec.md).")
+                       description="Observation ranges: per dimension, the code range on the paper's grid 10^-m "
+                                   "that the data needs (docs/obs_ranges.md).")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p))
-    scan = actions.add_parser("scan", help="collect observations and write an observation spec (needs [train])")
+    scan = actions.add_parser("scan", help="collect observations and write observation ranges (needs [train])")
     scan.add_argument("--env", required=True, help="a gymnasium env id with a Box of floats (v3 ids run on v5)")
     scan.add_argument("--steps", type=count, default=SCAN_STEPS,
                       help=f"observations to collect (default {SCAN_STEPS:,})")
@@ -31,17 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--seed", type=int, default=0, help="seed of the env and the random actions (default 0)")
     scan.add_argument("--out", required=True, help="the spec's YAML file")
     show = actions.add_parser("show", help="the per-dimension table and summary of a spec")
-    show.add_argument("spec", help="an observation spec YAML (from `planner obs scan`)")
+    show.add_argument("spec", help="observation ranges YAML (from `planner obs scan`)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
-def scan(args: argparse.Namespace) -> ObservationSpec:
+def scan(args: argparse.Namespace) -> ObservationRanges:
     require_train_extra("planner obs scan")
     if not 0 <= args.decimals <= 9:
         raise PlannerError(f"--decimals must be 0..9, got {args.decimals}", "decimals")
     out = check_output_path(args.out, "out")
-    from planner.obs_spec import calibrate
+    from planner.obs_ranges import calibrate
     from validation.scan import from_buffer, rollout
 
     if args.from_buffer:
@@ -59,7 +59,7 @@ def scan(args: argparse.Namespace) -> ObservationSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = scan(args) if args.action == "scan" else load_spec(args.spec)
+    spec = scan(args) if args.action == "scan" else load_ranges(args.spec)
     summary = spec.summary()
     if args.action == "show" and args.json:
         print(json.dumps({**spec.as_dict(), "summary": summary}, indent=2))

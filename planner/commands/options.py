@@ -103,28 +103,28 @@ def quant_requested(args: argparse.Namespace) -> bool:
 
 
 def add_obs_spec_options(parser: argparse.ArgumentParser) -> None:
-    """``--obs-spec SPEC.yaml`` or ``--calibrate``: the per-dimension widths of the calibrated storage."""
+    """``--obs-ranges SPEC.yaml`` or ``--calibrate``: the per-dimension widths of the calibrated storage."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--obs-spec", metavar="SPEC.yaml",
-                       help="an observation spec (planner obs scan): size the calibrated storage on its widths")
+    group.add_argument("--obs-ranges", metavar="SPEC.yaml",
+                       help="observation ranges (planner obs scan): size the calibrated storage on its widths")
     group.add_argument("--calibrate", action="store_true",
                        help=f"scan --env now ({SCAN_STEPS:,} random steps, seed 0; needs the [train] extra) for the "
                             "calibrated storage's widths")
 
 
-def obs_specs_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int, ...]") -> tuple:
-    """The observation specs ``--obs-spec`` reads (one) or ``--calibrate`` scans (one per m of ``decimals``),
+def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int, ...]") -> tuple:
+    """The observation ranges ``--obs-ranges`` reads (one) or ``--calibrate`` scans (one per m of ``decimals``),
     checked against the env's observation size; () without either flag."""
-    from planner.obs_spec import calibrate, load_spec
+    from planner.obs_ranges import calibrate, load_ranges
 
-    if args.obs_spec:
-        spec = load_spec(args.obs_spec)
+    if args.obs_ranges:
+        spec = load_ranges(args.obs_ranges)
         spec.check_fits(env.obs_dim, f"observations of {env.env_id}")
         return (spec,)
     if not args.calibrate:
         return ()
     if not args.env:
-        raise PlannerError("--calibrate scans --env: give an env id (or a spec with --obs-spec)", "calibrate", "env")
+        raise PlannerError("--calibrate scans --env: give an env id (or a spec with --obs-ranges)", "calibrate", "env")
     require_train_extra("--calibrate")
     from validation.scan import rollout
 

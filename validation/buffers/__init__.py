@@ -8,11 +8,11 @@
 To act on the same quantized observations, wrap the env with :class:`QuantizeObservation`.
 """
 
-from validation.buffers.code_layout import observation_spec
+from validation.buffers.code_layout import uniform_layout
 from validation.buffers.obs_store import ObservationCodec
 from validation.buffers.replay import QuantizedDictReplayBuffer, QuantizedHerReplayBuffer, QuantizedReplayBuffer
 from validation.buffers.rollout import QuantizedDictRolloutBuffer, QuantizedRolloutBuffer
 from validation.buffers.wrapper import QuantizeObservation
 
 __all__ = ["ObservationCodec", "QuantizeObservation", "QuantizedDictReplayBuffer", "QuantizedDictRolloutBuffer",
-           "QuantizedHerReplayBuffer", "QuantizedReplayBuffer", "QuantizedRolloutBuffer", "observation_spec"]
+           "QuantizedHerReplayBuffer", "QuantizedReplayBuffer", "QuantizedRolloutBuffer", "uniform_layout"]

@@ -1,4 +1,4 @@
-"""The ``CodeSpec`` of a Box of floats from buffer / wrapper keyword arguments.
+"""The ``CodeLayout`` of a Box of floats from buffer / wrapper keyword arguments.
 
 The quantized buffers (:class:`~validation.buffers.obs_store.ObservationCodec`) and the
 :class:`~validation.buffers.wrapper.QuantizeObservation` wrapper read the same keyword arguments the same way,
@@ -6,7 +6,7 @@ so they give the same codes.
 
 >>> import numpy as np
 >>> from gymnasium import spaces
->>> observation_spec(spaces.Box(-np.inf, np.inf, (2, 3)), decimals=1).bits  # 2541 levels: 12 bits
+>>> uniform_layout(spaces.Box(-np.inf, np.inf, (2, 3)), decimals=1).bits  # 2541 levels: 12 bits
 12
 """
 
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from cython_core import CodeSpec
+from cython_core import CodeLayout
 from planner.defaults import CLAMP
 from planner.errors import PlannerError
 from validation.buffers.obs_store import ObservationCodec
 
 
-def observation_spec(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
-                     bits: "int | None" = None, spec: "CodeSpec | None" = None) -> CodeSpec:
+def uniform_layout(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
+                     bits: "int | None" = None, spec: "CodeLayout | None" = None) -> CodeLayout:
     """The spec for a Box of floats: ``spec`` as given (per-dimension), or round(clamp(x, -clamp, clamp), decimals)."""
     codec = ObservationCodec(observation_space, decimals, clamp, bits, spec)
     if codec.is_dict or None not in codec.specs:

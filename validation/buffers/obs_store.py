@@ -2,8 +2,8 @@
 
 A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes packed into 64-bit
 words by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
-alternative a PyTorch user reaches for first, stored once too); or, with ``obs_spec``, a :class:`CalibratedColumn`
-(each dimension in the width an observation spec gives it, the values outside in an exception store, exact;
+alternative a PyTorch user reaches for first, stored once too); or, with ``obs_ranges``, a :class:`CalibratedColumn`
+(each dimension in the width observation ranges gives it, the values outside in an exception store, exact;
 :class:`Drift` counts them and may recalibrate). Anything else (uint8 images, integer
 Boxes, Discrete, MultiDiscrete, MultiBinary) is a :class:`RawColumn`, kept as SB3 keeps it (the space's
 dtype, ``get_obs_shape``): quantizing it would gain nothing, but it is still stored once.
@@ -35,9 +35,9 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
 from cython_core import (
-    CodeSpec,
+    CodeLayout,
+    MixedLayout,
     MixedRows,
-    MixedSpec,
     gather_unpack,
     mixed_pack,
     mixed_unpack,
@@ -46,7 +46,7 @@ from cython_core import (
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
 from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError, quote
-from planner.obs_spec import ObservationSpec, load_spec, widen_range
+from planner.obs_ranges import ObservationRanges, load_ranges, widen_range
 
 LOG = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class PackedColumn(ArrayColumn):
 
     quantized = True
 
-    def __init__(self, key: "str | None", shape: "tuple[int, ...]", spec: CodeSpec) -> None:
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", spec: CodeLayout) -> None:
         self.key, self.shape, self.spec = key, shape, spec
         self.values, self.width, self.dtype = spec.dim, spec.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
@@ -241,16 +241,16 @@ class MixedCodes:
 
 
 class CalibratedColumn:
-    """A Box of floats on an observation spec's widths (:class:`cython_core.MixedRows`): every value the uniform
+    """A Box of floats on observation ranges' widths (:class:`cython_core.MixedRows`): every value the uniform
     packing at the spec's m and b keeps, in each dimension's own width, the values outside a dimension's range in
     the rows' exception store, exact. Counts, per dimension, the values that fell outside since the last
     calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
 
     quantized = True
 
-    def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_spec: Any) -> None:
-        self.key, self.shape, self.obs_spec = key, shape, obs_spec
-        self.spec = MixedSpec.from_observation_spec(obs_spec)
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: Any) -> None:
+        self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
+        self.spec = MixedLayout.from_ranges(obs_ranges)
         self.values, self.width, self.dtype = self.spec.dim, self.spec.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
         self.outside = np.zeros(self.values, dtype=np.int64)
@@ -268,7 +268,7 @@ class CalibratedColumn:
         return MixedCodes(words, entries), saturated
 
     def allocate(self, n_rows: int, eager: bool) -> MixedRows:
-        rows = MixedRows(n_rows, self.spec, self.obs_spec.exception_capacity(n_rows))
+        rows = MixedRows(n_rows, self.spec, self.obs_ranges.exception_capacity(n_rows))
         if eager:
             rows.storage.fill(0)
             rows.store.table.fill(0)
@@ -329,19 +329,19 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
 
 
 def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, spec: Any,
-            dtype: "str | None", obs_spec: Any = None) -> Any:
+            dtype: "str | None", obs_ranges: Any = None) -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
     shape = tuple(int(e) for e in get_obs_shape(space))
     if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
         if spec is not None:
-            raise PlannerError(f"{_label(key)} is {space}, stored as it is: a CodeSpec applies to Boxes of floats",
+            raise PlannerError(f"{_label(key)} is {space}, stored as it is: a CodeLayout applies to Boxes of floats",
                                "spec")
         return RawColumn(key, shape, space.dtype)
     dim = int(np.prod(shape))
-    if obs_spec is not None:
-        return _calibrated(key, shape, dim, obs_spec, (decimals, bits, spec, dtype))
+    if obs_ranges is not None:
+        return _calibrated(key, shape, dim, obs_ranges, (decimals, bits, spec, dtype))
     if dtype is not None:
         if dtype not in HALF_DTYPES:
             raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), "
@@ -353,32 +353,32 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
     if spec is not None:
         if decimals is not None or bits is not None:
             raise PlannerError("give either spec= or decimals=/clamp=/bits=, not both", "spec")
-        if not isinstance(spec, CodeSpec) or spec.dim != dim:
-            raise PlannerError(f"spec for {_label(key)} must be a CodeSpec of dim {dim} (the space's size), "
+        if not isinstance(spec, CodeLayout) or spec.dim != dim:
+            raise PlannerError(f"spec for {_label(key)} must be a CodeLayout of dim {dim} (the space's size), "
                                f"got {quote(spec)}", "spec")
         return PackedColumn(key, shape, spec)
     try:
-        return PackedColumn(key, shape, CodeSpec.uniform(dim, decimals=BUFFER_DECIMALS if decimals is None
+        return PackedColumn(key, shape, CodeLayout.uniform(dim, decimals=BUFFER_DECIMALS if decimals is None
                                                          else decimals, clamp=CLAMP if clamp is None else clamp,
                                                          bits=bits))
     except ValueError as err:
         raise PlannerError(f"invalid quantization of {_label(key)}: {err}", "decimals") from err
 
 
-def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int, obs_spec: Any,
+def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int, obs_ranges: Any,
                 others: tuple) -> CalibratedColumn:
-    """The calibrated column of a Box of floats: ``obs_spec`` an :class:`~planner.obs_spec.ObservationSpec` or the
+    """The calibrated column of a Box of floats: ``obs_ranges`` an :class:`~planner.obs_ranges.ObservationRanges` or the
     path of one (``planner obs scan``), of the Box's size."""
     if any(value is not None for value in others):
-        raise PlannerError("obs_spec gives the precision (its m, b and widths): give no decimals, bits, spec or "
-                           "dtype with it", "obs_spec")
-    if isinstance(obs_spec, (str, PathLike)):
-        obs_spec = load_spec(str(obs_spec))
-    if not isinstance(obs_spec, ObservationSpec):
-        raise PlannerError(f"obs_spec must be an ObservationSpec or the path of one, got {type(obs_spec).__name__}",
-                           "obs_spec")
-    obs_spec.check_fits(dim, f"{_label(key)} {shape}")
-    return CalibratedColumn(key, shape, obs_spec)
+        raise PlannerError("obs_ranges gives the precision (its m, b and widths): give no decimals, bits, spec or "
+                           "dtype with it", "obs_ranges")
+    if isinstance(obs_ranges, (str, PathLike)):
+        obs_ranges = load_ranges(str(obs_ranges))
+    if not isinstance(obs_ranges, ObservationRanges):
+        raise PlannerError(f"obs_ranges must be an ObservationRanges or the path of a file of them, got "
+                           f"{type(obs_ranges).__name__}", "obs_ranges")
+    obs_ranges.check_fits(dim, f"{_label(key)} {shape}")
+    return CalibratedColumn(key, shape, obs_ranges)
 
 
 class ObservationCodec:
@@ -389,36 +389,36 @@ class ObservationCodec:
         one value for all its float entries or a dict of values by key
     :param clamp: b (default the paper's); same per-key form
     :param bits: width of the codes (default: the exact level count); same per-key form
-    :param spec: a :class:`CodeSpec` (per-dimension bounds and scales) instead of decimals/clamp/bits;
+    :param spec: a :class:`CodeLayout` (per-dimension bounds and scales) instead of decimals/clamp/bits;
         a dict of them by key for a Dict space
     :param dtype: "float16" or "bfloat16": store floats in that type instead of k-bit codes (no decimals,
         bits or spec then); same per-key form
-    :param obs_spec: an observation spec (``planner obs scan``; the object or its path): each dimension in the
+    :param obs_ranges: observation ranges (``planner obs scan``; the object or its path): each dimension in the
         width its data needs, values outside in an exception store (no decimals, bits, spec or dtype then; its m
         and b are the spec's); same per-key form
     """
 
     def __init__(self, observation_space: spaces.Space, decimals: Any = None, clamp: Any = CLAMP, bits: Any = None,
-                 spec: Any = None, dtype: Any = None, obs_spec: Any = None) -> None:
+                 spec: Any = None, dtype: Any = None, obs_ranges: Any = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
         self.columns = {key: _column(key, sub, *(_per_key(name, value, key, keys) for name, value in
                                                  (("decimals", decimals), ("clamp", clamp), ("bits", bits),
-                                                  ("spec", spec), ("dtype", dtype), ("obs_spec", obs_spec))))
+                                                  ("spec", spec), ("dtype", dtype), ("obs_ranges", obs_ranges))))
                         for key, sub in entries}
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
-    def specs(self) -> "dict[str | None, CodeSpec]":
-        """The CodeSpec of each column of k-bit codes."""
+    def specs(self) -> "dict[str | None, CodeLayout]":
+        """The CodeLayout of each column of k-bit codes."""
         return {key: column.spec for key, column in self.columns.items() if column.spec is not None}
 
     @property
-    def code_spec(self) -> Any:
-        """The CodeSpec of a Box of floats; for a Dict space, a dict of them by key; None if none."""
+    def code_layout(self) -> Any:
+        """The CodeLayout of a Box of floats; for a Dict space, a dict of them by key; None if none."""
         return self.specs if self.is_dict else self.specs.get(None)
 
     def encode(self, obs: Any, n: int) -> Codes:
@@ -513,7 +513,7 @@ class Drift:
                 raise PlannerError(f"recalibrate must be a share in (0, 1) (or None), got {quote(threshold)}",
                                    "recalibrate")
             if not _calibrated_columns(codec):
-                raise PlannerError("recalibrate applies to calibrated columns: give obs_spec", "recalibrate")
+                raise PlannerError("recalibrate applies to calibrated columns: give obs_ranges", "recalibrate")
         self.codec, self.threshold = codec, threshold
         self.events: "list[dict]" = []
 
@@ -566,7 +566,7 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", thresh
 
     A dimension drifted when more than ``threshold`` of the rows encoded since the last calibration (at least
     :data:`RECALIBRATE_ROWS`) held a value outside its range. Its range grows by the scan's rule applied to what
-    the stores hold (:func:`planner.obs_spec.widen_range` over their exception codes, ``rows`` rows written in
+    the stores hold (:func:`planner.obs_ranges.widen_range` over their exception codes, ``rows`` rows written in
     each store); every store is re-packed (every value kept, bit for bit) and its exception store keeps only
     what is still outside; the drift counters restart. Returns one record per re-packed column.
     """

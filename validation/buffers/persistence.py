@@ -3,7 +3,7 @@
 A buffer class with :class:`PersistentBuffer` first among its bases pickles (``save_replay_buffer``,
 ``pickle.dump``) its state plus a record: ``version`` (:data:`FORMAT_VERSION`), ``config``
 (:func:`buffer_config`) and ``checksums``, a CRC-32 of every array, bytes object and scalar in the state
-(arrays inside dicts and ``PackedRows`` included), of the code specs and of the spaces. Unpickling checks
+(arrays inside dicts and ``PackedRows`` included), of the code layouts and of the spaces. Unpickling checks
 them all and raises one :class:`~planner.errors.PlannerError` naming every entry that differs. A pickle
 written before format versions (version 0: no record) loads unchecked.
 
@@ -24,23 +24,45 @@ Traceback (most recent call last):
 planner.errors.PlannerError: the saved QuantizedReplayBuffer is damaged: actions differs from its checksum ...
 """
 
+import importlib
 import json
 import pickle
+import sys
+import types
 import zlib
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from cython_core import CodeSpec, ExceptionStore, MixedRows, MixedSpec, PackedRows
+from cython_core import CodeLayout, ExceptionStore, MixedLayout, MixedRows, PackedRows
 from planner.errors import PlannerError
 from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: modules moved into validation.buffers, classes renamed (CodeSpec -> CodeLayout, ...)
+# Where the names that uniform buffers of format 0 and 1 refer to live now (pickle finds classes by module and
+# name); a calibrated buffer of format 1 (cython_core.mixed.MixedSpec) is not read.
+FORMER_MODULES = {"validation.replay_buffer": "validation.buffers.replay",
+                  "validation.rollout_buffer": "validation.buffers.rollout",
+                  "validation.obs_store": "validation.buffers.obs_store",
+                  "validation.persistence": "validation.buffers.persistence",
+                  "cython_core.spec": "cython_core.uniform"}
+FORMER_NAMES = {"CodeSpec": "CodeLayout"}
 RECORD = "_saved_format"  # the state key of the record; never an attribute of a live buffer
 CONFIG_FIELDS = ("buffer_size", "n_envs", "n_steps", "gamma", "gae_lambda", "handle_timeout_termination",
                  "optimize_memory_usage")
 SCALARS = (bool, int, float, str, type(None), np.generic)
+
+
+def _former_module(old: str, new: str) -> types.ModuleType:
+    """A stand-in for the module ``old`` that resolves its names, renamed ones included, in ``new`` on use."""
+    module = types.ModuleType(old, f"moved to {new}")
+    module.__getattr__ = lambda name: getattr(importlib.import_module(new), FORMER_NAMES.get(name, name))
+    return module
+
+
+for _old, _new in FORMER_MODULES.items():
+    sys.modules.setdefault(_old, _former_module(_old, _new))
 
 
 class PersistentBuffer:
@@ -86,7 +108,7 @@ def _check_record(name: str, record: "dict[str, Any]", state: "dict[str, Any]") 
 
 def checksums(state: "dict[str, Any]") -> "dict[str, Any]":
     """Dotted name -> checksum for every array (dtype, shape, CRC-32 of its bytes, read in place when
-    contiguous), bytes object and scalar in ``state``, walking dicts and ``PackedRows``; code specs and
+    contiguous), bytes object and scalar in ``state``, walking dicts and ``PackedRows``; code layouts and
     spaces by their description. Object arrays (HER's ``infos``) and other objects are not covered."""
     out: "dict[str, Any]" = {}
     for key, value in state.items():
@@ -104,7 +126,7 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]") -> None:
         out[name] = zlib.crc32(value)
     elif isinstance(value, SCALARS):
         out[name] = zlib.crc32(repr(value).encode())
-    elif isinstance(value, (CodeSpec, MixedSpec, spaces.Space)):
+    elif isinstance(value, (CodeLayout, MixedLayout, spaces.Space)):
         out[name] = zlib.crc32(json.dumps(_describe(value), sort_keys=True).encode())
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -117,15 +139,15 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]") -> None:
 
 
 def buffer_config(buffer: Any) -> "dict[str, Any]":
-    """What must match for a saved buffer to stand in for another: class, spaces, code specs (``code_spec``:
+    """What must match for a saved buffer to stand in for another: class, spaces, code layouts (``code_layout``:
     one, or a dict of them by key), sizes, returns settings and the terminal store's capacity."""
     cls = type(buffer)
     config: "dict[str, Any]" = {"class": f"{cls.__module__}.{cls.__qualname__}",
                                 "observation_space": _describe(buffer.observation_space),
                                 "action_space": _describe(buffer.action_space)}
-    spec = getattr(buffer, "code_spec", None)
+    spec = getattr(buffer, "code_layout", None)
     if spec:
-        config["code_spec"] = _describe(spec)
+        config["code_layout"] = _describe(spec)
     config.update({name: getattr(buffer, name) for name in CONFIG_FIELDS if hasattr(buffer, name)})
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else {}
     if "terminal_capacity" in stats:
@@ -134,10 +156,10 @@ def buffer_config(buffer: Any) -> "dict[str, Any]":
 
 
 def _describe(value: Any) -> Any:
-    """A JSON-able description of a space, a code spec or a dict of them (bounds given once when uniform)."""
+    """A JSON-able description of a space, a code layout or a dict of them (bounds given once when uniform)."""
     if isinstance(value, dict):
         return {str(key): _describe(item) for key, item in value.items()}
-    if isinstance(value, (CodeSpec, MixedSpec)):
+    if isinstance(value, (CodeLayout, MixedLayout)):
         return value.get_config()
     if isinstance(value, spaces.Dict):
         return {"type": "Dict", "spaces": _describe(dict(value.spaces))}

@@ -84,8 +84,8 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
     :param decimals: m of the quantized columns (a dict by key for a Dict space); see
         :class:`~validation.buffers.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec``,
-        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_spec`` (calibrated widths)
-    :param recalibrate: with ``obs_spec``: the share of rows (since the last calibration, checked every 1,000
+        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_ranges`` (calibrated widths)
+    :param recalibrate: with ``obs_ranges``: the share of rows (since the last calibration, checked every 1,000
         rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
         (:func:`~validation.buffers.obs_store.recalibrate`); None: never (the exception store grows instead)
     :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
@@ -105,10 +105,10 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
-                 bits: Any = None, spec: Any = None, dtype: Any = None, obs_spec: Any = None,
+                 bits: Any = None, spec: Any = None, dtype: Any = None, obs_ranges: Any = None,
                  recalibrate: "float | None" = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
-        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype, obs_spec=obs_spec,
+        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype, obs_ranges=obs_ranges,
                        recalibrate=recalibrate, terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
         deferred = self.__dict__.pop("_quantization", {})  # QuantizedHerReplayBuffer's, see there
         unknown = sorted(set(deferred) - set(options))
@@ -119,7 +119,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
         self.codec = ObservationCodec(observation_space, *(options[name] for name in
                                                            ("decimals", "clamp", "bits", "spec", "dtype",
-                                                            "obs_spec")))
+                                                            "obs_ranges")))
         self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {quote(n_steps)}", "n_steps")
@@ -156,7 +156,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                                                   for key in self.codec.columns})
 
     def _upgrade_from_version_0(self) -> None:
-        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_spec``."""
+        """A buffer pickled before format versions kept one Box's ``PackedRows`` and its CodeLayout ``code_spec``."""
         state = self.__dict__
         self.codec = ObservationCodec(self.observation_space, spec=state.pop("code_spec"))
         for old, new in (("packed_observations", "stored_observations"),
@@ -168,9 +168,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         self._attach_views()
 
     @property
-    def code_spec(self) -> Any:
-        """The CodeSpec of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
-        return self.codec.code_spec
+    def code_layout(self) -> Any:
+        """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
+        return self.codec.code_layout
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: "list[dict[str, Any]]") -> None:

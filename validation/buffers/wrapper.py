@@ -17,9 +17,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from cython_core import CodeSpec, gather_unpack, quantize_pack
+from cython_core import CodeLayout, gather_unpack, quantize_pack
 from planner.defaults import CLAMP
-from validation.buffers.code_layout import flat_rows, observation_spec
+from validation.buffers.code_layout import flat_rows, uniform_layout
 
 
 class QuantizeObservation(gym.ObservationWrapper):
@@ -30,16 +30,16 @@ class QuantizeObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, decimals: "int | None" = None, clamp: float = CLAMP,
-                 bits: "int | None" = None, spec: "CodeSpec | None" = None) -> None:
+                 bits: "int | None" = None, spec: "CodeLayout | None" = None) -> None:
         super().__init__(env)
-        self.code_spec = observation_spec(env.observation_space, decimals, clamp, bits, spec)
-        self._store = np.zeros((1, self.code_spec.row_words), dtype=np.uint64)
+        self.code_layout = uniform_layout(env.observation_space, decimals, clamp, bits, spec)
+        self._store = np.zeros((1, self.code_layout.row_words), dtype=np.uint64)
         self._row = np.zeros(1, dtype=np.int64)
         # float64 spaces decode in float64: re-encoding the value is exact at any scale.
         self._dtype = np.float64 if env.observation_space.dtype == np.float64 else np.float32
 
     def observation(self, observation: Any) -> np.ndarray:
-        quantize_pack(flat_rows(observation, 1, self.code_spec.dim), self._store, self._row, self.code_spec)
-        out = np.empty((1, self.code_spec.dim), dtype=self._dtype)
-        gather_unpack(self._store, self._row, self.code_spec, out)
+        quantize_pack(flat_rows(observation, 1, self.code_layout.dim), self._store, self._row, self.code_layout)
+        out = np.empty((1, self.code_layout.dim), dtype=self._dtype)
+        gather_unpack(self._store, self._row, self.code_layout, out)
         return out.reshape(self.observation_space.shape).astype(self.observation_space.dtype, copy=False)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from planner.defaults import CLAMP, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
-from planner.quantization import QuantSpec
+from planner.quantization import Quantization
 from planner.runspec import RunSpec
 from planner.storages import storage
 
@@ -75,7 +75,7 @@ class RunConfig:
         dims = lookup_env(training_id(self.env_id))
         quantized = storage(self.storage).quantized != "never"
         return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, storage=self.storage,
-                       quant=QuantSpec.create(self.decimals, self.clamp) if quantized else None,
+                       quant=Quantization.create(self.decimals, self.clamp) if quantized else None,
                        obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype)
 
     def buffer_arguments(self) -> dict:

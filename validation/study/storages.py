@@ -4,7 +4,7 @@
 baseline     SB3's buffers as they are
 float16      the quantized buffers holding float16 observations
 packed       the quantized buffers, uniform codes at the study's m (the paper's layout)
-calibrated   the quantized buffers with a per-dimension :class:`planner.obs_spec.ObservationSpec`,
+calibrated   the quantized buffers with a per-dimension :class:`planner.obs_ranges.ObservationRanges`,
              calibrated on the run's own warm-up steps (random actions, the trial's seed)
 recalibrated calibrated, and a dimension whose values fall outside its range in more than
              :data:`validation.buffers.obs_store.RECALIBRATE_SHARE` of the rows is widened as training goes
@@ -24,7 +24,7 @@ from validation.harness.runconfig import RunConfig
 PLANNER_STORAGE = {"baseline": "sb3", "float16": "float16", "packed": "packed", "calibrated": "packed",
                    "recalibrated": "packed", "equal-memory": "sb3"}  # each study storage's planner storage
 STORAGES = tuple(PLANNER_STORAGE)
-CALIBRATED = ("calibrated", "recalibrated")  # the storages that scan the warm-up for an observation spec
+CALIBRATED = ("calibrated", "recalibrated")  # the storages that scan the warm-up for observation ranges
 
 
 def run_config(trial) -> RunConfig:
@@ -45,17 +45,17 @@ def shrunk_rows(env: str, algo: str, rows: int, decimals: int) -> int:
     return max(2, max_buffer_size(plain, footprint(packed).buffer_bytes, buffer_only=True))
 
 
-def buffer_arguments(trial, obs_spec=None) -> dict:
+def buffer_arguments(trial, obs_ranges=None) -> dict:
     """The SB3 model's keyword arguments that give ``trial`` its buffer (class and kwargs): the one place that
-    says what each storage trains with. The :data:`CALIBRATED` storages need ``obs_spec``."""
+    says what each storage trains with. The :data:`CALIBRATED` storages need ``obs_ranges``."""
     arguments = run_config(trial).buffer_arguments()
     if trial.storage in CALIBRATED:
         from validation.buffers.obs_store import RECALIBRATE_SHARE
 
-        if obs_spec is None:
-            raise ValueError(f"the {trial.storage} storage needs the observation spec of the warm-up steps")
+        if obs_ranges is None:
+            raise ValueError(f"the {trial.storage} storage needs the observation ranges of the warm-up steps")
         kind = next(key for key in arguments if key.endswith("_buffer_kwargs"))
         kwargs = {k: v for k, v in arguments[kind].items() if k not in ("decimals", "clamp")}  # the spec has m, b
-        arguments[kind] = {**kwargs, "obs_spec": obs_spec,
+        arguments[kind] = {**kwargs, "obs_ranges": obs_ranges,
                            "recalibrate": RECALIBRATE_SHARE if trial.storage == "recalibrated" else None}
     return arguments

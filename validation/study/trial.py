@@ -38,8 +38,8 @@ def warmup_steps(trial: Trial) -> int:
 
 
 def calibrated_spec(trial: Trial):
-    """The observation spec of the trial's warm-up: random actions in its env, its seed."""
-    from planner.obs_spec import calibrate
+    """The observation ranges of the trial's warm-up: random actions in its env, its seed."""
+    from planner.obs_ranges import calibrate
     from validation.scan import rollout
 
     observations = rollout(trial.env, warmup_steps(trial), trial.seed)
@@ -88,11 +88,11 @@ def _train(trial: Trial, emit) -> dict:
 
     torch.set_num_threads(1)
     config = run_config(trial)
-    obs_spec = calibrated_spec(trial) if trial.storage in CALIBRATED else None
+    obs_ranges = calibrated_spec(trial) if trial.storage in CALIBRATED else None
     env = DummyVecEnv([lambda: gymnasium.make(training_id(trial.env))])
     env.seed(trial.seed)
     eval_env = gymnasium.make(training_id(trial.env))
-    overrides = buffer_arguments(trial, obs_spec)
+    overrides = buffer_arguments(trial, obs_ranges)
     if not is_on_policy(trial.algo):
         overrides["learning_starts"] = trial.learning_starts
     model = build_model(config, env, "cuda" if trial.gpu else "cpu", **overrides)

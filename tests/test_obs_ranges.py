@@ -1,4 +1,4 @@
-"""Observation specs: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
+"""Observation ranges: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
 
 import json
 import pickle
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from planner.errors import PlannerError
-from planner.obs_spec import EXCEPTION_BITS, TAIL_QUANTILES, ObservationSpec, calibrate, codes, entropy_bits, width
+from planner.obs_ranges import EXCEPTION_BITS, TAIL_QUANTILES, ObservationRanges, calibrate, codes, entropy_bits, width
 
 
 def test_codes_are_the_papers_and_constant_dimensions_cost_nothing():
@@ -45,7 +45,7 @@ def test_the_chosen_range_has_the_fewest_expected_bits_among_the_candidates():
 
 def test_a_spec_file_round_trips_and_bad_fields_are_one_error():
     spec = calibrate(np.random.default_rng(0).normal(0, 3, (500, 4)), 1, source={"env": "test"})
-    again = ObservationSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.as_dict())))
+    again = ObservationRanges.from_dict(yaml.safe_load(yaml.safe_dump(spec.as_dict())))
     assert again == spec
     data = spec.as_dict()
     for broken, message in ((dict(data, version=2), "version must be 1"),
@@ -53,7 +53,7 @@ def test_a_spec_file_round_trips_and_bad_fields_are_one_error():
                             (dict(data, decimals=-1), "decimals must be"),
                             (dict(data, extra=1), "unknown keys extra")):
         with pytest.raises(PlannerError, match=message):
-            ObservationSpec.from_dict(broken, "f.yaml")
+            ObservationRanges.from_dict(broken, "f.yaml")
 
 
 def test_obs_scan_and_show(planner_cli, tmp_path):
@@ -74,7 +74,7 @@ def test_obs_scan_and_show(planner_cli, tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("a: &x [1]\nb: *x\n", "anchor"),
     ("version: 1\ndims: [\n", "not valid YAML"),
-    ("- 1\n", "is a mapping"),
+    ("- 1\n", "are a mapping"),
 ])
 def test_a_bad_spec_file_is_one_line_and_exit_2(planner_cli, tmp_path, text, message):
     path = tmp_path / "bad.yaml"

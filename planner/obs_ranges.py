@@ -1,11 +1,11 @@
-"""Observation specs: per dimension, the code range the data needs on the paper's own grid 10^-m.
+"""Observation ranges: per dimension, the code range the data needs on the paper's own grid 10^-m.
 
 The paper keeps round(clamp(x, -b, b) * 10^m) for every value: 15 bits at m = 2, b = 127, whatever the data.
 :func:`calibrate` reads observations and, per dimension, finds the range of those same codes that minimises
 the expected bits per value: the width of the range plus, for the values outside it (kept exactly in an
 exception store, never clamped), the cost of an exception entry times their rate. A constant dimension
 costs 0 bits. It also records the fraction of exact zeros and the empirical entropy of the codes (the bound
-no per-value code beats). An :class:`ObservationSpec` is saved as versioned YAML (``planner obs scan``) and
+no per-value code beats). An :class:`ObservationRanges` is saved as versioned YAML (``planner obs scan``) and
 read back without gymnasium (``planner obs show``).
 
 >>> import numpy as np
@@ -27,7 +27,7 @@ from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.yamlio import read_yaml
 
-SPEC_VERSION = 1
+RANGES_VERSION = 1
 EXCEPTION_BITS = EXCEPTION_ENTRY_BYTES * 8  # an entry: row, dimension and code (cython_core.layout)
 # Coverage quantiles tried per tail; 0 keeps the full observed range (no exceptions).
 TAIL_QUANTILES = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -53,7 +53,7 @@ def entropy_bits(codes: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class DimSpec:
+class DimRange:
     """One dimension: codes lo..hi in ``bits`` bits; ``outside``: share of the scanned values outside (they go to
     the exception store); ``zeros``: share of exact zeros; ``entropy``: bits per value of the scanned codes."""
 
@@ -66,15 +66,15 @@ class DimSpec:
 
 
 @dataclass(frozen=True)
-class ObservationSpec:
+class ObservationRanges:
     """Per-dimension code ranges of one observation space, with where they came from."""
 
     decimals: int
     clamp: float
-    dims: "tuple[DimSpec, ...]"
+    dims: "tuple[DimRange, ...]"
     source: "dict[str, object]" = field(default_factory=dict)
     rule: str = RULE
-    version: int = SPEC_VERSION
+    version: int = RANGES_VERSION
 
     @property
     def dim(self) -> int:
@@ -112,8 +112,8 @@ class ObservationSpec:
         """Refuse a spec scanned from observations of another size than ``values``."""
         env = self.source.get("env")
         if self.dim != values:
-            raise PlannerError(f"the observation spec has {self.dim} dims{f' (scanned on {env})' if env else ''}, "
-                               f"the {where} {values}", "obs_spec")
+            raise PlannerError(f"the observation ranges have {self.dim} dims{f' (scanned on {env})' if env else ''}, "
+                               f"the {where} {values}", "obs_ranges")
 
     def summary(self) -> "dict[str, float]":
         """Mean bits per value, bytes per row (and the uniform packing's), expected exceptions per row and
@@ -132,13 +132,13 @@ class ObservationSpec:
                 "rule": self.rule, "dims": [asdict(d) for d in self.dims]}
 
     @classmethod
-    def from_dict(cls, data: object, where: str = "<spec>") -> "ObservationSpec":
+    def from_dict(cls, data: object, where: str = "<spec>") -> "ObservationRanges":
         """Read :meth:`as_dict`'s form back; anything else is one error naming the key at fault."""
         if not isinstance(data, dict):
-            raise PlannerError(f"{where}: an observation spec is a mapping, got {type(data).__name__}", "spec")
+            raise PlannerError(f"{where}: observation ranges are a mapping, got {type(data).__name__}", "spec")
         version = data.get("version")
-        if version != SPEC_VERSION:
-            raise PlannerError(f"{where}: version must be {SPEC_VERSION} (what this release writes), got "
+        if version != RANGES_VERSION:
+            raise PlannerError(f"{where}: version must be {RANGES_VERSION} (what this release writes), got "
                                f"{version!r}", "spec")
         unknown = sorted(map(str, set(data) - {"version", "decimals", "clamp", "source", "rule", "dims"}))
         if unknown:
@@ -150,7 +150,7 @@ class ObservationSpec:
             raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {quote(clamp)}"[:160], "spec")
         if not isinstance(dims, list) or not dims:
             raise PlannerError(f"{where}: dims must be a non-empty list", "spec")
-        out, keys = [], set(DimSpec.__dataclass_fields__)
+        out, keys = [], set(DimRange.__dataclass_fields__)
         for index, entry in enumerate(dims):
             if not isinstance(entry, dict) or set(entry) != keys:
                 raise PlannerError(f"{where}: dims[{index}] must have exactly the keys {', '.join(sorted(keys))}",
@@ -166,16 +166,16 @@ class ObservationSpec:
                 raise PlannerError(f"{where}: dims[{index}]: outside and zeros are shares in [0, 1]", "spec")
             if not isinstance(entry["entropy"], (int, float)) or not 0 <= entry["entropy"] <= 64:
                 raise PlannerError(f"{where}: dims[{index}]: entropy must be bits in [0, 64]", "spec")
-            out.append(DimSpec(lo, hi, bits, float(entry["outside"]), float(entry["zeros"]),
+            out.append(DimRange(lo, hi, bits, float(entry["outside"]), float(entry["zeros"]),
                                float(entry["entropy"])))
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
         return cls(decimals, float(clamp), tuple(out), source, str(data.get("rule", RULE)))
 
 
-def load_spec(path: str) -> ObservationSpec:
-    """An observation spec file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
+def load_ranges(path: str) -> ObservationRanges:
+    """Observation ranges file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
     field by field."""
-    return ObservationSpec.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
+    return ObservationRanges.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
 
 
 def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.ndarray:
@@ -233,12 +233,12 @@ def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[in
 
 
 def calibrate(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
-              source: "dict[str, object] | None" = None) -> ObservationSpec:
-    """The :class:`ObservationSpec` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""
+              source: "dict[str, object] | None" = None) -> ObservationRanges:
+    """The :class:`ObservationRanges` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""
     all_codes = codes(observations, decimals, clamp)
     dims = []
     for column in all_codes.T:
         lo, hi, outside = _best_range(column)
-        dims.append(DimSpec(lo, hi, width(lo, hi), outside, float(np.mean(column == 0)), entropy_bits(column)))
-    return ObservationSpec(decimals, float(clamp), tuple(dims),
+        dims.append(DimRange(lo, hi, width(lo, hi), outside, float(np.mean(column == 0)), entropy_bits(column)))
+    return ObservationRanges(decimals, float(clamp), tuple(dims),
                            {"observations": int(all_codes.shape[0]), **(source or {})})

@@ -1,4 +1,4 @@
-"""CodeSpec: how each observation value maps to a k-bit integer code and back.
+"""CodeLayout: how each observation value maps to a k-bit integer code and back.
 
 code  = rint(clamp(x, lo, hi) * scale) - offset,  offset = rint(lo * scale)   (so 0 <= code < 2**bits)
 value = (code + offset) * inv_scale,              inv_scale = 1 / scale        (float64, then the out dtype)
@@ -7,10 +7,10 @@ value = (code + offset) * inv_scale,              inv_scale = 1 / scale        (
 Decoding multiplies by the float64 reciprocal instead of dividing (a division per value would cost
 more than the memory traffic); the result is within one float64 ulp of ``(code + offset) / scale``.
 
->>> spec = CodeSpec.uniform(348, decimals=2, clamp=127.0)
+>>> spec = CodeLayout.uniform(348, decimals=2, clamp=127.0)
 >>> spec.bits, spec.levels, spec.row_bytes, spec.padding_bits
 (15, 25401, 656, 28)
->>> CodeSpec.from_config(spec.get_config()) == spec
+>>> CodeLayout.from_config(spec.get_config()) == spec
 True
 """
 
@@ -52,10 +52,10 @@ def _first(mask: np.ndarray) -> int:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class CodeSpec:
+class CodeLayout:
     """Per-dimension clamp [lo, hi], scale and code width ``bits`` (1..MAX_BITS); see the module docstring.
 
-    >>> spec = CodeSpec.per_dim(lo=[-1.0, 0.0], hi=[1.0, 10.0], scale=[10.0, 1.0])
+    >>> spec = CodeLayout.per_dim(lo=[-1.0, 0.0], hi=[1.0, 10.0], scale=[10.0, 1.0])
     >>> spec.bits, spec.offset.tolist()
     (5, [-10, 0])
     """
@@ -113,7 +113,7 @@ class CodeSpec:
 
     @classmethod
     def uniform(cls, dim: int, decimals: int, clamp: float, bits: "int | None" = None,
-                **policy: Any) -> "CodeSpec":
+                **policy: Any) -> "CodeLayout":
         """round(clamp(x, -clamp, clamp), decimals) in every one of ``dim`` dimensions."""
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a whole number >= 1, got {dim!r}")
@@ -124,14 +124,14 @@ class CodeSpec:
         return cls.per_dim(np.full(dim, -clamp), np.full(dim, clamp), np.full(dim, 10.0**decimals), bits, **policy)
 
     @classmethod
-    def per_dim(cls, lo: Any, hi: Any, scale: Any, bits: "int | None" = None, **policy: Any) -> "CodeSpec":
+    def per_dim(cls, lo: Any, hi: Any, scale: Any, bits: "int | None" = None, **policy: Any) -> "CodeLayout":
         """Per-dimension bounds and scales; ``bits=None`` takes the tight width for the most levels."""
         if bits is None:
             bits = bits_for_levels(cls(lo, hi, scale, MAX_BITS).levels)  # validates, counts the levels
         return cls(lo, hi, scale, bits, **policy)
 
     @classmethod
-    def from_config(cls, cfg: "dict[str, Any]") -> "CodeSpec":
+    def from_config(cls, cfg: "dict[str, Any]") -> "CodeLayout":
         """Inverse of :meth:`get_config` (scalars are broadcast to ``dim``)."""
         cfg = dict(cfg)
         dim = cfg.pop("dim", None)
@@ -171,18 +171,19 @@ class CodeSpec:
     def __repr__(self) -> str:
         cfg = self.get_config()
         short = {k: (v if not isinstance(v, list) else f"<{len(v)} values>") for k, v in cfg.items()}
-        return "CodeSpec(" + ", ".join(f"{k}={v!r}" for k, v in short.items()) + ")"
+        return "CodeLayout(" + ", ".join(f"{k}={v!r}" for k, v in short.items()) + ")"
 
     def __reduce__(self) -> tuple:
         # Rebuild through the constructor: validated, read-only arrays, no cached kernel tables.
-        return (CodeSpec, (self.lo, self.hi, self.scale, self.bits, self.rounding, self.nonfinite, self.nonfinite_code))
+        return (CodeLayout,
+                (self.lo, self.hi, self.scale, self.bits, self.rounding, self.nonfinite, self.nonfinite_code))
 
     def _key(self) -> tuple:
         return (self.bits, self.rounding, self.nonfinite, self.nonfinite_code,
                 self.lo.tobytes(), self.hi.tobytes(), self.scale.tobytes())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CodeSpec) and self._key() == other._key()
+        return isinstance(other, CodeLayout) and self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash(self._key())
