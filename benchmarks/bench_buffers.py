@@ -27,7 +27,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from planner.defaults import CLAMP
 from planner.footprint import RunSpec, footprint
-from planner.obs_ranges import calibrate
+from planner.obs_ranges import choose_ranges
 from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 
@@ -58,7 +58,7 @@ def median_us(times: "list[float]") -> float:
 
 def bench_replay(rows: int, sample_calls: int) -> None:
     env, stream = humanoid_stream(5_000)
-    obs_ranges = calibrate(np.concatenate([item[0] for item in stream]), 2, CLAMP)
+    obs_ranges = choose_ranges(np.concatenate([item[0] for item in stream]), 2, CLAMP)
     buffers = {"sb3": ReplayBuffer(rows, env.observation_space, env.action_space, "cpu"),
                "ours": QuantizedReplayBuffer(rows, env.observation_space, env.action_space, "cpu", decimals=2,
                                              clamp=CLAMP),

@@ -85,14 +85,14 @@ def planner_bits(storage: str, dim: int, rows: int) -> float:
 def measure(env_id: str, runs: "Path | None") -> dict:
     from gymnasium import spaces
 
-    from planner.obs_ranges import calibrate, codes, entropy_bits
+    from planner.obs_ranges import choose_ranges, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
     from validation.buffers.obs_store import RECALIBRATE_SHARE
 
     stream, source = load_stream(env_id, runs)
     x = stream["observations"]
     rows, dim = x.shape
-    spec = calibrate(x[:SCAN], DECIMALS, source={"env": env_id, "observations": SCAN})
+    spec = choose_ranges(x[:SCAN], DECIMALS, source={"env": env_id, "observations": SCAN})
     space, action = spaces.Box(-np.inf, np.inf, (dim,), np.float64), spaces.Box(-1, 1, (1,), np.float32)
     result = {"env": env_id, "source": source, "dims": dim, "transitions": rows,
               "spec_mean_bits": spec.mean_bits, "spec_exceptions_per_row": spec.exceptions_per_row,

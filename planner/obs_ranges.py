@@ -12,7 +12,7 @@ read back without gymnasium (``planner obs show``).
 >>> rng = np.random.default_rng(0)
 >>> x = np.stack([rng.normal(0, 1, 5000), np.full(5000, 0.5), rng.normal(0, 1, 5000)], axis=1)
 >>> x[::1000, 2] = 120.0  # rare outliers
->>> spec = calibrate(x, decimals=2)
+>>> spec = choose_ranges(x, decimals=2)
 >>> [(d.lo, d.hi, d.bits) for d in spec.dims][1], spec.dims[1].bits, spec.dims[2].outside > 0
 ((50, 50, 0), 0, True)
 """
@@ -232,7 +232,7 @@ def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[in
     return best[1], best[2]
 
 
-def calibrate(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
+def choose_ranges(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
               source: "dict[str, object] | None" = None) -> ObservationRanges:
     """The :class:`ObservationRanges` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""
     all_codes = codes(observations, decimals, clamp)

@@ -12,7 +12,7 @@ from test_buffers_spaces import ACTIONS, stream
 
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
-from planner.obs_ranges import calibrate
+from planner.obs_ranges import choose_ranges
 from planner.quantization import Quantization
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.scan import rollout
@@ -24,7 +24,7 @@ ENV = "Walker2d-v5"
 def walker():
     """Real Walker2d-v5 observations (random actions) and the spec scanned from their first 1,000."""
     observations = rollout(ENV, 3_000, seed=0)
-    return observations, calibrate(observations[:1_000], 2, source={"env": ENV})
+    return observations, choose_ranges(observations[:1_000], 2, source={"env": ENV})
 
 
 def with_outliers(observations, seed=1, share=0.002):
@@ -186,7 +186,7 @@ def test_sac_trains_on_a_calibrated_buffer():
     import torch as th
     from stable_baselines3 import SAC
 
-    spec = calibrate(rollout("Pendulum-v1", 500, seed=1), 2)
+    spec = choose_ranges(rollout("Pendulum-v1", 500, seed=1), 2)
     model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=2_000, learning_starts=1_200, seed=0, batch_size=64,
                 replay_buffer_class=QuantizedReplayBuffer,
                 replay_buffer_kwargs={"obs_ranges": spec, "recalibrate": 0.02})
@@ -203,7 +203,7 @@ def test_sac_trains_on_a_calibrated_buffer():
 def test_stream_with_episode_ends_and_interruptions_matches_the_uniform_buffer():
     """The shared space-test stream (episode ends, time limits, interrupted streams, 3 envs) on a spec."""
     space = space_of(5)
-    spec = calibrate(np.random.default_rng(0).normal(0, 20, (2_000, 5)), 2)
+    spec = choose_ranges(np.random.default_rng(0).normal(0, 20, (2_000, 5)), 2)
     calibrated = QuantizedReplayBuffer(40, space, ACTIONS, "cpu", n_envs=3, obs_ranges=spec, terminal_capacity=5)
     uniform_small = QuantizedReplayBuffer(40, space, ACTIONS, "cpu", n_envs=3, decimals=2, terminal_capacity=5)
     for transition in stream(space, 3, 60, seed=4, interrupt_every=17):

@@ -9,7 +9,7 @@ import yaml
 
 from planner.fit import fit
 from planner.footprint import footprint
-from planner.obs_ranges import calibrate
+from planner.obs_ranges import choose_ranges
 from planner.profiles import load_profile
 from planner.quantization import Quantization
 from planner.runspec import RunSpec
@@ -20,7 +20,7 @@ def _spec(dim: int, decimals: int = 2, env: str = "test"):
     x = rng.normal(0, 1, (4000, dim)) * rng.uniform(0.01, 5, dim)
     x[:, 0] = 0.25  # a constant dimension: 0 bits
     x[rng.random(4000) < 0.002, dim - 1] = 90.0  # rare outliers: exceptions
-    return calibrate(x, decimals, source={"env": env})
+    return choose_ranges(x, decimals, source={"env": env})
 
 
 def _write(spec, path) -> str:

@@ -431,12 +431,12 @@ def test_spec_config_pickle_equality_and_derived_sizes():
 
 
 def test_spec_from_a_scan_matches_its_row_bytes():
-    from planner.obs_ranges import calibrate
+    from planner.obs_ranges import choose_ranges
 
     rng = np.random.default_rng(0)
     x = np.stack([rng.normal(0, 1, 3000), np.full(3000, 0.5), rng.normal(0, 3, 3000)], axis=1)
     x[::500, 2] = 120.0
-    scan = calibrate(x, decimals=2)
+    scan = choose_ranges(x, decimals=2)
     spec = MixedLayout.from_ranges(scan)
     assert spec.row_bytes == scan.row_bytes and spec.bits.tolist() == [d.bits for d in scan.dims]
     rows = MixedRows(3000, spec)

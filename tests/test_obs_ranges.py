@@ -8,13 +8,21 @@ import pytest
 import yaml
 
 from planner.errors import PlannerError
-from planner.obs_ranges import EXCEPTION_BITS, TAIL_QUANTILES, ObservationRanges, calibrate, codes, entropy_bits, width
+from planner.obs_ranges import (
+    EXCEPTION_BITS,
+    TAIL_QUANTILES,
+    ObservationRanges,
+    choose_ranges,
+    codes,
+    entropy_bits,
+    width,
+)
 
 
 def test_codes_are_the_papers_and_constant_dimensions_cost_nothing():
     x = np.array([[0.123, 5.0, 300.0], [0.126, 5.0, -300.0]])
     assert codes(x, 2).tolist() == [[12, 500, 12700], [13, 500, -12700]]
-    spec = calibrate(x, 2)
+    spec = choose_ranges(x, 2)
     assert [d.bits for d in spec.dims] == [1, 0, 15] and spec.uniform_bits == 15
     assert spec.row_bytes == 8 and spec.summary()["uniform_row_bytes"] == 8
 
@@ -28,7 +36,7 @@ def test_the_chosen_range_has_the_fewest_expected_bits_among_the_candidates():
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (20_000, 2))
     x[rng.random(20_000) < 0.002, 0] = 100.0  # rare outliers in dimension 0
-    spec = calibrate(x, 2)
+    spec = choose_ranges(x, 2)
     column = codes(x, 2)[:, 0]
     ordered = np.sort(column)
     costs = []
@@ -44,7 +52,7 @@ def test_the_chosen_range_has_the_fewest_expected_bits_among_the_candidates():
 
 
 def test_a_spec_file_round_trips_and_bad_fields_are_one_error():
-    spec = calibrate(np.random.default_rng(0).normal(0, 3, (500, 4)), 1, source={"env": "test"})
+    spec = choose_ranges(np.random.default_rng(0).normal(0, 3, (500, 4)), 1, source={"env": "test"})
     again = ObservationRanges.from_dict(yaml.safe_load(yaml.safe_dump(spec.as_dict())))
     assert again == spec
     data = spec.as_dict()

@@ -41,7 +41,7 @@ def scan(args: argparse.Namespace) -> ObservationRanges:
     if not 0 <= args.decimals <= 9:
         raise PlannerError(f"--decimals must be 0..9, got {args.decimals}", "decimals")
     out = check_output_path(args.out, "out")
-    from planner.obs_ranges import calibrate
+    from planner.obs_ranges import choose_ranges
     from validation.scan import from_buffer, rollout
 
     if args.from_buffer:
@@ -52,7 +52,7 @@ def scan(args: argparse.Namespace) -> ObservationRanges:
         how = {"policy": args.policy, "seed": args.seed}
     from planner.cli import package_version
 
-    spec = calibrate(observations, args.decimals, CLAMP,
+    spec = choose_ranges(observations, args.decimals, CLAMP,
                      {"env": args.env, **how, "date": time.strftime("%Y-%m-%d"), "package": package_version()})
     write_atomic(out, yaml.safe_dump(spec.as_dict(), sort_keys=False).encode(), "out")
     return spec

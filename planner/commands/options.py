@@ -115,7 +115,7 @@ def add_obs_spec_options(parser: argparse.ArgumentParser) -> None:
 def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int, ...]") -> tuple:
     """The observation ranges ``--obs-ranges`` reads (one) or ``--calibrate`` scans (one per m of ``decimals``),
     checked against the env's observation size; () without either flag."""
-    from planner.obs_ranges import calibrate, load_ranges
+    from planner.obs_ranges import choose_ranges, load_ranges
 
     if args.obs_ranges:
         spec = load_ranges(args.obs_ranges)
@@ -130,7 +130,7 @@ def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int
 
     observations = rollout(args.env, SCAN_STEPS, 0)
     source = {"env": args.env, "policy": "random", "seed": 0}
-    return tuple(calibrate(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
+    return tuple(choose_ranges(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
 
 
 def add_output_options(parser: argparse.ArgumentParser, files: bool = False) -> None:

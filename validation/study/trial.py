@@ -39,11 +39,11 @@ def warmup_steps(trial: Trial) -> int:
 
 def calibrated_spec(trial: Trial):
     """The observation ranges of the trial's warm-up: random actions in its env, its seed."""
-    from planner.obs_ranges import calibrate
+    from planner.obs_ranges import choose_ranges
     from validation.scan import rollout
 
     observations = rollout(trial.env, warmup_steps(trial), trial.seed)
-    return calibrate(observations, trial.decimals, source={"env": trial.env, "policy": "random",
+    return choose_ranges(observations, trial.decimals, source={"env": trial.env, "policy": "random",
                                                           "seed": trial.seed})
 
 
