@@ -327,8 +327,9 @@ def test_every_output_file_of_the_planner_goes_through_write_atomic():
     """No module of planner/ (nor calibrate) writes a file itself: output goes through
     planner.output.write_atomic (whose own os.fdopen of the temporary file is the one write)."""
     root = Path(__file__).resolve().parents[1]
+    calibrate = root / "validation" / "harness" / "calibrate.py"
     offenders = [f"{path.relative_to(root)}:{line}"
-                 for path in [*sorted((root / "planner").rglob("*.py")), root / "validation" / "harness" / "calibrate.py"]
+                 for path in [*sorted((root / "planner").rglob("*.py")), calibrate]
                  for line in direct_writes(path.read_text())]
     assert offenders == []
     assert direct_writes("open(p, 'w')\nPath(p).write_text('x')\nfig.savefig(path)\nopen(p, mode='ab')\n"

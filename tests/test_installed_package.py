@@ -42,8 +42,8 @@ def test_installed_wheel_ships_profiles_and_compiled_core(installed):
         assert (list((installed / "cython_core").glob(f"{extension}*.so"))
                 or list((installed / "cython_core").glob(f"{extension}*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
-    assert {p.name for p in (installed / "validation" / "studies").glob("*.yaml")} == {"paper.yaml", "small.yaml",
-                                                                                      "smoke.yaml"}
+    specs = {p.name for p in (installed / "validation" / "study" / "specs").glob("*.yaml")}
+    assert specs == {"paper.yaml", "small.yaml", "smoke.yaml"}
     assert (installed / "validation" / "study" / "trial.py").is_file()
 
 
