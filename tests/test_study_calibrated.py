@@ -11,7 +11,7 @@ import tempfile
 import yaml
 from conftest import PLANNER
 
-from validation.buffers.obs_store import RECALIBRATE_SHARE
+from planner.defaults import RECALIBRATE_SHARE
 from validation.study.results import records
 from validation.study.spec import SHIPPED
 
