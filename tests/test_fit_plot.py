@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from matplotlib.text import Text
 from PIL import Image
+from plot_texts import assert_texts_apart, drawn_texts
 
 from planner.fit import fit
 from planner.plot import METADATA_KEY, chart_description, fit_figure, short_count
@@ -51,21 +51,6 @@ def test_the_description_is_what_the_rows_say():
     assert rows[5]["note"].split()[:2] == ["1,824.28", "MB"] and "too big" in rows[5]["note"]
 
 
-def _drawn_texts(fig, monkeypatch) -> "list[Text]":
-    """Every non-empty text the renderer draws (ticks out of view are not drawn, so not counted)."""
-    drawn, draw = [], Text.draw
-
-    def recording(self, renderer):
-        if self.get_visible() and self.get_text():
-            drawn.append(self)
-        return draw(self, renderer)
-
-    monkeypatch.setattr(Text, "draw", recording)
-    fig.canvas.draw()
-    monkeypatch.undo()
-    return drawn
-
-
 @pytest.mark.parametrize("profile, env, dims", [
     ("jetson-nano", "Ant-v3", (111, 8)),  # the README's chart: one row too big, the budget off PPO's scale
     ("paper-workstation", "Ant-v3", (111, 8)),  # a discrete GPU: the host's buffer alone, a wider budget
@@ -76,19 +61,11 @@ def test_no_text_overlaps_another_or_leaves_the_figure(monkeypatch, profile, env
     result = fit(load_profile(profile), *dims, env_id=env)
     assert len(result.rows) == 11
     fig = fit_figure(result)
-    texts = _drawn_texts(fig, monkeypatch)
+    texts = drawn_texts(fig, monkeypatch)
+    assert len(texts) >= 2 * 11  # a label and a note per row at least
+    assert_texts_apart(fig, texts)
     renderer = fig.canvas.get_renderer()
-    boxes = [(text.get_text(), text.get_window_extent(renderer)) for text in texts]
-    assert len(boxes) >= 2 * 11  # a label and a note per row at least
-    figure = fig.bbox
-    for text in texts:  # none cut at an axes' edge
-        assert not (text.get_clip_on() and (text.get_clip_box() or text.get_clip_path())), text.get_text()
-    for text, box in boxes:
-        assert figure.x0 <= box.x0 and box.x1 <= figure.x1 and figure.y0 <= box.y0 and box.y1 <= figure.y1, text
-    for i, (text, box) in enumerate(boxes):
-        for other, other_box in boxes[i + 1:]:
-            assert not box.overlaps(other_box), (text, other)
     data = [ax.get_window_extent(renderer) for ax in fig.axes]
-    notes = [box for text, (_, box) in zip(texts, boxes) if text.get_gid() in ("note", "header")]
+    notes = [text.get_window_extent(renderer) for text in texts if text.get_gid() in ("note", "header")]
     assert len(notes) == 11 + len(data)
     assert not any(note.overlaps(area) for note in notes for area in data)  # the notes sit beside the bars
