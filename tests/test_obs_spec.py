@@ -1,6 +1,7 @@
 """Observation specs: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
 
 import json
+import math
 import pickle
 
 import numpy as np
@@ -69,6 +70,20 @@ def test_obs_scan_and_show(planner_cli, tmp_path):
     assert summary["mean_bits"] < summary["uniform_bits"] == 15
     table = planner_cli("obs", "show", str(out))
     assert table.returncode == 0 and "entropy bits" in table.stdout and "MB" not in table.stdout
+
+
+def test_no_figure_shows_as_negative_zero(planner_cli, tmp_path):
+    spec = calibrate(np.full((50, 2), 0.5), 2)  # constant dimensions: entropy 0
+    assert all(math.copysign(1, d.entropy) == 1 for d in spec.dims)
+    data = spec.as_dict()
+    for dim in data["dims"]:
+        dim.update(entropy=-0.0, zeros=-0.0, outside=-0.0)  # as a spec scanned before the fix holds them
+    path = tmp_path / "constant.yaml"
+    path.write_text(yaml.safe_dump(data))
+    table = planner_cli("obs", "show", str(path))
+    assert table.returncode == 0 and "0.00" in table.stdout and "-0.0" not in table.stdout, table.stdout
+    shown = planner_cli("obs", "show", str(path), "--json")
+    assert shown.returncode == 0 and "-0.0" not in shown.stdout
 
 
 @pytest.mark.parametrize("text, message", [
