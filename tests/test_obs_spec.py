@@ -1,12 +1,20 @@
 """Observation specs: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
 
+import fcntl
 import json
 import math
+import os
 import pickle
+import pty
+import select
+import struct
+import subprocess
+import termios
 
 import numpy as np
 import pytest
 import yaml
+from conftest import PLANNER
 
 from planner.errors import PlannerError
 from planner.obs_spec import EXCEPTION_BITS, TAIL_QUANTILES, ObservationSpec, calibrate, codes, entropy_bits, width
@@ -84,6 +92,29 @@ def test_no_figure_shows_as_negative_zero(planner_cli, tmp_path):
     assert table.returncode == 0 and "0.00" in table.stdout and "-0.0" not in table.stdout, table.stdout
     shown = planner_cli("obs", "show", str(path), "--json")
     assert shown.returncode == 0 and "-0.0" not in shown.stdout
+
+
+def test_obs_scan_shows_progress_on_a_terminal_stderr_and_nothing_else(tmp_path):
+    argv = [str(PLANNER), "obs", "scan", "--env", "Pendulum-v1", "--steps", "5000", "--out", str(tmp_path / "p.yaml")]
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, text=True, cwd=tmp_path)
+    os.close(terminal)
+    shown = b""
+    while select.select([controller], [], [], 120)[0]:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    stdout = child.communicate(timeout=120)[0]
+    assert child.returncode == 0 and b"scanning Pendulum-v1" in shown and b"step" in shown, shown
+    assert stdout.startswith("3 dims at m = 2") and "scanning" not in stdout and "\r" not in stdout, stdout
+    piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout.startswith("3 dims at m = 2")
 
 
 @pytest.mark.parametrize("text, message", [

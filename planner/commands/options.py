@@ -128,7 +128,7 @@ def obs_specs_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple
     require_train_extra("--calibrate")
     from validation.obs_collect import rollout
 
-    observations = rollout(args.env, SCAN_STEPS, 0)
+    observations = rollout(args.env, SCAN_STEPS, 0, progress=True)
     source = {"env": args.env, "policy": "random", "seed": 0}
     return tuple(calibrate(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
 
