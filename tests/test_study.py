@@ -268,6 +268,22 @@ def test_ray_without_the_study_extra_is_refused_up_front(monkeypatch, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv, absent", [
+    (["smoke", "--out", "OUT", "--ray"], ("torch", "ray")),
+    (["smoke", "--out", "OUT"], ("stable_baselines3", "scipy")),
+    (["--summarize", "OUT"], ("matplotlib", "scipy")),
+], ids=["ray", "local", "summarize"])
+def test_a_study_missing_both_extras_names_both_in_one_line(monkeypatch, tmp_path, capsys, argv, absent):
+    for module in absent:
+        monkeypatch.setitem(sys.modules, module, None)  # as when neither extra is installed
+    out = tmp_path / "out"
+    _refused(["study", *(str(out) if arg == "OUT" else arg for arg in argv)],
+             f"needs the [train] and [study] extras, which are not installed ({', '.join(absent)} not importable): "
+             'pip install torch==2.13.0, then pip install "justround-planner[train,study]"', capsys)
+    assert not out.exists()
+
+
+
 @pytest.mark.parametrize("backend", [[], ["--ray"]], ids=["local", "ray"])
 def test_a_study_started_in_a_source_checkout_trains_with_the_installed_package(source_checkout, backend):
     # the finding: run from the repository's root, trials imported the source tree's cython_core (no compiled

@@ -128,7 +128,7 @@ def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int
     require_train_extra("--scan")
     from validation.scan import rollout
 
-    observations = rollout(args.env, SCAN_STEPS, 0)
+    observations = rollout(args.env, SCAN_STEPS, 0, progress=True)
     source = {"env": args.env, "policy": "random", "seed": 0}
     return tuple(choose_ranges(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
 
