@@ -41,9 +41,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not storage(self.storage).trainable:
             raise ValueError(f"storage {self.storage} has no buffer class to train with")
-        if (self.storage == "calibrated") != (self.obs_ranges is not None):
-            raise PlannerError(f"obs_ranges goes with the calibrated storage (planner obs scan), got storage "
-                               f"{self.storage} {'with' if self.obs_ranges else 'without'} them", "obs_ranges")
+        if self.obs_ranges is not None and self.storage != "calibrated":
+            raise PlannerError(f"obs_ranges are the calibrated storage's, not {self.storage}'s", "obs_ranges")
 
     @property
     def ranges(self) -> "ObservationRanges | None":
@@ -100,6 +99,8 @@ class RunConfig:
         entry, kind = storage(self.storage), "rollout" if is_on_policy(self.algo) else "replay"
         module, name = entry.buffers[kind].split(":")
         kwargs = dict(entry.buffer_kwargs)
+        if self.storage == "calibrated" and self.obs_ranges is None:
+            raise PlannerError("the calibrated storage needs observation ranges (planner obs scan)", "obs_ranges")
         if self.obs_ranges is not None:  # the ranges carry m and b
             kwargs.update(obs_ranges=self.ranges)
         elif entry.quantized != "never":

@@ -13,14 +13,15 @@ import math
 from pathlib import Path
 
 from planner.errors import PlannerError
+from validation.study.grid import ARMS, BASELINE, EQUAL_MEMORY
 from validation.study.results import records, study_trials, trial_path
-from validation.study.storages import STORAGES
 
 FIGURE4 = "figure4_returns.png"
 FIGURE3 = "figure3_equal_memory.png"
-STYLES = {"baseline": ("black", "-", None), "float16": ("tab:purple", "--", "s"),  # colour, line style, marker
+STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"),  # colour, line style, marker
+          "bfloat16": ("tab:brown", ":", "P"), "sb3-optimize": ("tab:gray", ":", "x"),
           "packed": ("tab:blue", "-", "o"), "calibrated": ("tab:green", "-.", "^"),
-          "recalibrated": ("tab:orange", ":", "D"), "equal-memory": ("tab:red", "--", "v")}
+          EQUAL_MEMORY: ("tab:red", "--", "v")}
 MB = 1e6
 
 
@@ -95,14 +96,15 @@ def summarize(out: Path) -> dict:
     cells: "dict[tuple[str, str], dict[str, list[dict]]]" = {}
     for t in done:
         config = t["config"]
-        cells.setdefault((config["env"], config["algo"]), {}).setdefault(config["storage"], []).append(t)
+        arm = EQUAL_MEMORY if config.get("equal_memory") else config["storage"]
+        cells.setdefault((config["env"], config["algo"]), {}).setdefault(arm, []).append(t)
     summary = {"folder": str(out), "units": "MB = 10^6 bytes", "trials": len(trials), "done": len(done),
                "failed": failed, "unfinished": unfinished, "cells": []}
     for (env, algo), by_storage in cells.items():
-        storages = {name: _storage_stats(by_storage[name]) for name in STORAGES if name in by_storage}
-        base = storages.get("baseline")
+        storages = {name: _storage_stats(by_storage[name]) for name in ARMS if name in by_storage}
+        base = storages.get(BASELINE)
         for name, stats in storages.items():
-            if name != "baseline":
+            if name != BASELINE:
                 _judge(stats, base)
         summary["cells"].append({"env": env, "algo": algo, "storages": storages})
     summary["plots"] = _plots(out, summary["cells"])
@@ -114,7 +116,7 @@ def summarize(out: Path) -> dict:
 
 def _groups(storages: dict, wanted: "tuple[str, ...]") -> "list[list[str]]":
     """The ``wanted`` storages present, those whose curves are identical (same seeds, and the same mean and
-    std at every step) in one group, in STORAGES order."""
+    std at every step) in one group, in ARMS order."""
     groups: "dict[tuple, list[str]]" = {}
     for name in wanted:
         if name in storages:
@@ -142,7 +144,7 @@ def _draw(ax, storages: dict, group: "list[str]") -> None:
     curve = storages[group[0]]["curve"]
     steps, mean, std = curve["steps"], curve["mean"], curve["std"]
     ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                    facecolor=to_rgba(color, 0.05 if group[0] == "baseline" else 0.1),
+                    facecolor=to_rgba(color, 0.05 if group[0] == BASELINE else 0.1),
                     edgecolor=to_rgba(color, 0.45), linewidth=0.8, linestyle=linestyle)
     ax.plot(steps, mean, color=color, linestyle=linestyle, marker=marker, markersize=4,
             markevery=max(1, len(steps) // 8), linewidth=1.8, label=_label(storages, group))
@@ -176,8 +178,8 @@ def returns_figure(cells: "list[dict]"):
         return None
     rows = []
     for cell in cells:
-        groups = _groups(cell["storages"], STORAGES)
-        base = next((group for group in groups if "baseline" in group), None)
+        groups = _groups(cell["storages"], ARMS)
+        base = next((group for group in groups if BASELINE in group), None)
         rows.append((cell, base, [group for group in groups if group is not base]))
     fig, axes = _figure(len(rows), max(1, *(len(others) for _, _, others in rows)),
                         "evaluation return against steps, each storage beside the baseline", 4.4)
@@ -196,13 +198,13 @@ def returns_figure(cells: "list[dict]"):
 
 def equal_memory_figure(cells: "list[dict]"):
     """Figure 3: a panel per cell that ran equal-memory, with packed and the baseline; None without one."""
-    chosen = [cell for cell in cells if "equal-memory" in cell["storages"]]
+    chosen = [cell for cell in cells if EQUAL_MEMORY in cell["storages"]]
     if not chosen:
         return None
     fig, axes = _figure(1, len(chosen), "at equal memory: packed beside equal-memory\n"
                         "(SB3's buffer, its rows shrunk to the packed buffer's bytes)", 5)
     for ax, cell in zip(axes[0], chosen):
-        for group in _groups(cell["storages"], ("baseline", "packed", "equal-memory")):
+        for group in _groups(cell["storages"], (BASELINE, "packed", EQUAL_MEMORY)):
             _draw(ax, cell["storages"], group)
         _axes_style(ax, cell, "at equal memory", columns=1)
     return fig
@@ -235,7 +237,7 @@ def markdown(summary: dict) -> str:
                          f"{s['final_return_mean']:.1f} ± {s['final_return_std']:.1f} | "
                          f"{s.get('verdict', 'baseline')} | "
                          f"{_number(s.get('welch_p'), 3)} | {s['buffer_bytes'] / MB:.3f} | "
-                         f"{'1.00' if name == 'baseline' else _number(s.get('memory_ratio'))}x |")
+                         f"{'1.00' if name == BASELINE else _number(s.get('memory_ratio'))}x |")
     lines += ["", "## Step time (Table I)", "",
               "Each trial's own times: trials that ran at different times on a shared machine carry its load "
               "into these ratios (benchmarks/bench_buffers.py times the storages side by side, in ABBA chunks).",
@@ -243,7 +245,7 @@ def markdown(summary: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         for name, s in cell["storages"].items():
-            ratio = 1.0 if name == "baseline" else s.get("ms_ratio")
+            ratio = 1.0 if name == BASELINE else s.get("ms_ratio")
             lines.append(f"| {cell['env']} | {cell['algo']} | {name} | {s['acting_ms_per_step']:.3f} | "
                          f"{s['update_ms_per_step']:.3f} | {s['ms_per_step']:.3f} | {_number(ratio)} |")
     if summary["plots"]:
