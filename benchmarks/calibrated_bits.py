@@ -85,9 +85,9 @@ def planner_bits(storage: str, dim: int, rows: int) -> float:
 def measure(env_id: str, runs: "Path | None") -> dict:
     from gymnasium import spaces
 
+    from planner.defaults import RECALIBRATE_SHARE
     from planner.obs_ranges import choose_ranges, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
-    from validation.buffers.obs_store import RECALIBRATE_SHARE
 
     stream, source = load_stream(env_id, runs)
     x = stream["observations"]

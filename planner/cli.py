@@ -18,10 +18,20 @@ DISTRIBUTION = "justround-planner"
 UNCHECKED = "no input check caught this first: please report the command line"
 
 
+REQUIRED = "the following arguments are required: "
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (what and where) and exit status 2."""
+    """argparse, but a usage error is one line (what and where, and the choices of a missing argument that has
+    them) and exit status 2."""
 
     def error(self, message: str) -> "None":
+        if message.startswith(REQUIRED):
+            choices = {argparse._get_action_name(a): a.choices for a in self._actions if a.choices}
+            names = message[len(REQUIRED):].split(", ")
+            message = REQUIRED + ", ".join(
+                f"{name} (choose from {', '.join(map(repr, choices[name]))})" if name in choices else name
+                for name in names)
         self.exit(2, f"{self.prog}: error: {tidy(message)}\n")
 
 

@@ -14,7 +14,8 @@ CLAMP = 127.0  # the paper's symmetric clamp b: values outside [-b, b] saturate
 PAPER_DECIMALS = {"ppo": 1, "sac": 2, "td3": 2}  # the paper's m: PPO 1, SAC 2 (TD3 as SAC)
 WIDTH_RULE = "exact"  # bits per value: the exact level count, what the packed buffers allocate
 FIT_ALGOS = ("ppo", "sac")  # what planner fit compares unless --algo says otherwise
-SCAN_STEPS = 10_000  # observations `planner obs scan` (and --calibrate) collects, with random actions, seed 0
+SCAN_STEPS = 10_000  # observations `planner obs scan` (and --scan) collects, with random actions, seed 0
+RECALIBRATE_SHARE = 0.01  # the calibrated storage widens a dimension once this share of rows falls outside it
 BUFFER_DECIMALS = 2  # m of the quantized buffers and the wrapper when none is given (the paper's SAC m)
 
 

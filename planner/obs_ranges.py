@@ -46,10 +46,10 @@ def width(lo: int, hi: int) -> int:
 
 
 def entropy_bits(codes: np.ndarray) -> float:
-    """Empirical entropy of a column of codes, in bits per value."""
+    """Empirical entropy of a column of codes, in bits per value (0.0, not -0.0, for a constant column)."""
     _, counts = np.unique(codes, return_counts=True)
     p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float((p * np.log2(1 / p)).sum())
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,9 @@ class ObservationRanges:
                 raise PlannerError(f"{where}: dims[{index}]: outside and zeros are shares in [0, 1]", "spec")
             if not isinstance(entry["entropy"], (int, float)) or not 0 <= entry["entropy"] <= 64:
                 raise PlannerError(f"{where}: dims[{index}]: entropy must be bits in [0, 64]", "spec")
-            out.append(DimRange(lo, hi, bits, float(entry["outside"]), float(entry["zeros"]),
-                               float(entry["entropy"])))
+            # abs: the checks above let -0.0 through (specs scanned before entropy_bits gave 0.0 hold it)
+            out.append(DimRange(lo, hi, bits, abs(float(entry["outside"])), abs(float(entry["zeros"])),
+                               abs(float(entry["entropy"]))))
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
         return cls(decimals, float(clamp), tuple(out), source, str(data.get("rule", RULE)))
 

@@ -159,45 +159,79 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     return parse_profile(read_yaml(path, str(path)), str(path))
 
 
+MESSAGE_CHARS = 280  # a refusal tells its problems in full up to about this length; the rest it names by key
+FOLDED = {"missing": ("missing key", "missing keys"), "bad": ("bad value at key", "bad values at keys"),
+          "unknown": ("unknown key", "unknown keys")}  # a kind of problem named by key only: one, several
+
+
+def _expected(key: str, what: str, value: object) -> str:
+    return f"key '{key}': expected {what}, got {quote(value)}"
+
+
 def _fail(path: str, key: str, what: str, value: object) -> PlannerError:
-    return PlannerError(f"{path}: key '{key}': expected {what}, got {quote(value)}")
+    return PlannerError(f"{path}: {_expected(key, what, value)}")
+
+
+def _refusal(path: str, problems: "list[tuple[str, str, str]]") -> PlannerError:
+    """One error for all ``(kind, key, text)`` problems: the first and as many more as fit in MESSAGE_CHARS told
+    in full, then the keys of the others by kind (unknown keys, which the user names, as a bounded list)."""
+    def message(told: int) -> str:
+        parts = [text for _, _, text in problems[:told]]
+        for kind, labels in FOLDED.items():
+            keys = [key for k, key, _ in problems[told:] if k == kind]
+            if keys:
+                named = quote(keys, 60)[1:-1] if kind == "unknown" else ", ".join(keys)
+                parts.append(f"{labels[len(keys) > 1]} {named}")
+        return f"{path}: {'; '.join(parts)}"
+
+    best = message(1)
+    for told in range(2, len(problems) + 1):
+        candidate = message(told)
+        if len(candidate) > len(path) + MESSAGE_CHARS:
+            break
+        best = candidate
+    return PlannerError(best)
+
+
+def _value_problem(key: str, value: object) -> "str | None":
+    """What is wrong with ``value`` at ``key`` on its own (its type, its choices, its size), or None."""
+    types, what, _ = SCHEMA[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        return _expected(key, what, value)
+    if (key == "class" and value not in CLASSES) or (key == "arch" and value not in ARCHES):
+        return _expected(key, what, value)
+    if key == "source" and (not value or not all(isinstance(s, str) and s.strip() for s in value)):
+        return _expected(key, "a non-empty list of texts", value)
+    if key in SIZE_KEYS or key in GPU_KEYS:
+        try:
+            size = parse_size(value)
+        except PlannerError:
+            return _expected(key, what, value)
+        if size and (isinstance(value, (int, float)) or BARE_NUMBER.match(value)):
+            return _expected(key, f"{what}; a bare number has no unit (write {value}MB, {value}MiB or {value}B)",
+                             value)
+        if key == "total_memory" and size <= 0:
+            return _expected(key, "a size > 0", value)
+        if size < 0:
+            return _expected(key, "a size >= 0", value)
+    return None
 
 
 def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
-    """Check ``data`` (a parsed YAML mapping) against the schema and build the profile."""
+    """Check ``data`` (a parsed YAML mapping) against the schema and build the profile; every unknown, missing or
+    bad key is told in one error, then the checks across keys."""
     if not isinstance(data, dict):
         raise PlannerError(f"{path}: expected a mapping of keys ({', '.join(SCHEMA)}), got {type(data).__name__}")
     unknown = sorted(set(map(str, data)) - set(SCHEMA))
-    if unknown:
-        raise PlannerError(f"{path}: unknown key {quote(unknown[0])} (allowed: {', '.join(SCHEMA)})")
-    missing = [key for key, (_, _, required) in SCHEMA.items() if required and key not in data]
-    if missing:
-        raise PlannerError(f"{path}: missing key '{missing[0]}' (expected {SCHEMA[missing[0]][1]})")
-    for key, value in data.items():
-        types, what, _ = SCHEMA[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-            raise _fail(path, key, what, value)
-    if data["class"] not in CLASSES:
-        raise _fail(path, "class", SCHEMA["class"][1], data["class"])
-    if data["arch"] not in ARCHES:
-        raise _fail(path, "arch", SCHEMA["arch"][1], data["arch"])
-    if not data["source"] or not all(isinstance(s, str) and s.strip() for s in data["source"]):
-        raise _fail(path, "source", "a non-empty list of texts", data["source"])
-    sizes = {}
-    for key in (*SIZE_KEYS, *(key for key in GPU_KEYS if key in data)):
-        value = data[key]
-        try:
-            sizes[key] = parse_size(value)
-        except PlannerError:
-            raise _fail(path, key, SCHEMA[key][1], value) from None
-        if sizes[key] and (isinstance(value, (int, float)) or BARE_NUMBER.match(value)):
-            raise _fail(path, key, f"{SCHEMA[key][1]}; a bare number has no unit (write {value}MB, {value}MiB "
-                                   f"or {value}B)", value)
-    if sizes["total_memory"] <= 0:
-        raise _fail(path, "total_memory", "a size > 0", data["total_memory"])
-    for key in ("os_reserve", "runtime", "margin"):
-        if sizes[key] < 0:
-            raise _fail(path, key, "a size >= 0", data[key])
+    problems = [("missing", key, f"missing key '{key}' (expected {what})")
+                for key, (_, what, required) in SCHEMA.items() if required and key not in data]
+    problems += [("bad", key, problem) for key, value in data.items()
+                 if key in SCHEMA and (problem := _value_problem(key, value))]
+    problems += [("unknown", key, f"unknown key {quote(key)}" + (f" (allowed: {', '.join(SCHEMA)})" if i == 0 else ""))
+                 for i, key in enumerate(unknown)]
+    if problems:
+        raise _refusal(path, problems)
+    sizes = {key: parse_size(data[key]) for key in (*SIZE_KEYS, *GPU_KEYS) if key in data}
     reserved = sizes["os_reserve"] + sizes["runtime"] + sizes["margin"]
     if reserved >= sizes["total_memory"]:
         raise PlannerError(f"{path}: key 'os_reserve': os_reserve + runtime + margin ({format_bytes(reserved)}) "

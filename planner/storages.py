@@ -2,9 +2,10 @@
 
 Each entry names a storage, says how tables and plots label it, which fields it allocates (a
 function of :mod:`planner.layouts`), whether it quantizes observations, and which buffer classes
-implement it for training. ``planner estimate``, ``planner fit``, ``planner validate`` and the
-validation harness all read :data:`STORAGES`; adding a storage is one entry here plus its fields
-function and its buffer classes (docs/storages.md shows one).
+implement it for training. ``planner estimate``, ``planner fit``, ``planner validate``, ``planner study``
+and the validation harness all read :data:`STORAGES`; adding a storage is one entry here plus its fields
+function and its buffer classes (docs/storages.md shows one). The buffer classes are named as
+"module:Class" so that the planner imports no torch; tests/test_storages.py imports every one of them.
 
 >>> [s.name for s in STORAGES.values() if s.in_fit]
 ['sb3', 'sb3-optimize', 'just-round', 'packed', 'calibrated', 'float16', 'bfloat16']
@@ -16,6 +17,7 @@ function and its buffer classes (docs/storages.md shows one).
 from dataclasses import dataclass, field
 from typing import Callable
 
+from planner.defaults import RECALIBRATE_SHARE
 from planner.errors import PlannerError, quote
 from planner.layouts import (
     Field,
@@ -51,7 +53,8 @@ class Storage:
     :param in_fit: one of the rows ``planner fit`` compares
     :param buffers: "module:Class" of the SB3 buffer that implements it, per buffer kind ("replay",
         "rollout"); empty if no class trains with it
-    :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's
+    :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's (the calibrated
+        storage's buffers also take the run's ``obs_ranges``)
     :param limits: why it cannot hold a run beyond the checks above (a message), or None
     :param plain_title: the label when the observations hold no floats to quantize (images, integers)
     """
@@ -118,7 +121,7 @@ STORAGES = {s.name: s for s in (
     Storage("calibrated", "calibrated {mean_bits:.1f} bits mean, m={decimals} (+ exceptions)",
             "calibrated widths ({mean_bits:.1f} bits mean), m={decimals}",
             lambda spec: packed_fields(spec, calibrated=True), quantized="always", in_fit=True,
-            limits=calibrated_limits),  # the buffers take obs_ranges=; validate does not train it yet
+            limits=calibrated_limits, buffers=PACKED_BUFFERS, buffer_kwargs={"recalibrate": RECALIBRATE_SHARE}),
     *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
               lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
               buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))

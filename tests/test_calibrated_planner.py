@@ -1,4 +1,4 @@
-"""The calibrated storage in the planner: ``estimate``/``fit`` with ``--obs-ranges`` (or ``--calibrate``)."""
+"""The calibrated storage in the planner: ``estimate``/``fit`` with ``--obs-ranges`` (or ``--scan``)."""
 
 import json
 import math
@@ -90,13 +90,13 @@ def test_a_malformed_spec_or_calibrate_without_an_env_is_one_line(planner_cli, t
     bad.write_text("version: 1\ndecimals: 2\nclamp: 127\ndims: []\n")
     result = planner_cli("fit", "--profile", "jetson-nano", "--env", "Walker2d-v5", "--obs-ranges", str(bad))
     assert result.returncode == 2 and "dims must be a non-empty list" in result.stderr
-    result = planner_cli("fit", "--profile", "jetson-nano", "--obs-dim", "17", "--action-dim", "6", "--calibrate")
-    assert result.returncode == 2 and "--calibrate scans --env" in result.stderr
+    result = planner_cli("fit", "--profile", "jetson-nano", "--obs-dim", "17", "--action-dim", "6", "--scan")
+    assert result.returncode == 2 and "--scan scans --env" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_calibrate_scans_the_env_and_adds_the_row(planner_cli):
-    result = planner_cli("fit", "--profile", "jetson-nano", "--env", "Hopper-v5", "--algo", "sac", "--calibrate",
+    result = planner_cli("fit", "--profile", "jetson-nano", "--env", "Hopper-v5", "--algo", "sac", "--scan",
                          "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     rows = {row["storage"]: row for row in json.loads(result.stdout)["rows"]}

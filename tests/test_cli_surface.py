@@ -88,3 +88,14 @@ def test_the_cli_says_the_flag_that_set_the_parameter(planner_cli):
     done = planner_cli("estimate", "--algo", "ppo", "--obs-dim", "17", "--action-dim", "6", "--n-steps", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == "planner estimate: error: --n-steps must be a whole number >= 1, got 0"
+
+
+@pytest.mark.parametrize("argv, names", [
+    (("reproduce",), ("eq6", "miki", "haarnoja", "figure2", "all")),
+    (("profiles",), ("list", "show", "check", "calibrate")),
+    (("validate", "--env", "Hopper-v5", "--steps", "10"), ("ppo", "sac")),
+])
+def test_a_missing_argument_with_choices_is_one_line_that_lists_them(planner_cli, argv, names):
+    done = planner_cli(*argv)
+    assert done.returncode == 2 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
+    assert f"(choose from {', '.join(map(repr, names))})" in done.stderr

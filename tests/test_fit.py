@@ -85,7 +85,7 @@ def test_fit_cli_table_json_csv_plot(planner_cli, tmp_path):
         assert len(list(csv.DictReader(handle))) == len(data["rows"])
     png = tmp_path / "fit.png"
     assert png.stat().st_size > 10_000
-    assert _png_size(png) == (1200, 560)
+    assert _png_size(png) == (1200, 822)  # 12 in wide; 1.9 in + 0.85 in per panel + 0.42 in per row, at 100 dpi
 
 
 def test_fit_all_profiles(planner_cli):
@@ -227,28 +227,21 @@ def _figure_texts(fig) -> "list[str]":
 def test_fit_plot_names_env_and_device_uses_the_table_labels_and_marks_the_largest_size():
     import textwrap
 
-    import matplotlib.pyplot as plt
-
-    from planner.plot import fit_figure, short_count
+    from planner.plot import LABEL_WIDTH, fit_figure, short_count
 
     result = fit(load_profile("jetson-nano"), 111, 8, env_id="Ant-v3")
     fig = fit_figure(result)
-    try:
-        assert "Ant-v3" in fig._suptitle.get_text() and "jetson-nano" in fig._suptitle.get_text()
-        texts = _figure_texts(fig)
-        for axes, rows in zip(fig.axes, result.by_algo().values()):
-            assert [t.get_text() for t in axes.get_xticklabels()] == [textwrap.fill(r.label, 20) for r in rows]
-            notes = [a.get_text() for a in axes.texts]
-            for row in rows:
-                assert any(f"fits up to {short_count(row.max_buffer_size)}" in note for note in notes), row.label
-        assert not any("packed-exact" in text or text == "sb3" for text in texts)  # no internal names
-    finally:
-        plt.close(fig)
+    assert "Ant-v3" in fig._suptitle.get_text() and "jetson-nano" in fig._suptitle.get_text()
+    texts = _figure_texts(fig)
+    for axes, rows in zip(fig.axes, result.by_algo().values(), strict=True):
+        assert [t.get_text() for t in axes.get_yticklabels()] == [textwrap.fill(r.label, LABEL_WIDTH) for r in rows]
+        header, *notes = [a.get_text() for a in axes.texts]
+        assert header.split()[-3:] == ["fits", "up", "to"]
+        assert [note.split()[-1] for note in notes] == [short_count(row.max_buffer_size) for row in rows]
+    assert not any("packed-exact" in text or text == "sb3" for text in texts)  # no internal names
 
 
 def test_fit_plot_and_rows_of_a_microcontroller_speak_of_the_buffer_only():
-    import matplotlib.pyplot as plt
-
     from planner.plot import fit_figure
 
     result = fit(load_profile("esp32-s3-psram"), 11, 3, env_id="Hopper-v5")
@@ -256,12 +249,10 @@ def test_fit_plot_and_rows_of_a_microcontroller_speak_of_the_buffer_only():
         assert "SB3" not in row.label and row.as_dict()["models_bytes"] is None
     assert "SB3" not in recommendation(result)
     fig = fit_figure(result)
-    try:
-        assert "buffer only" in fig._suptitle.get_text()
-        legends = [t.get_text() for axes in fig.axes for t in axes.get_legend().get_texts()]
-        assert "buffer only (no Python runtime)" in legends and "models + optimizer" not in legends
-    finally:
-        plt.close(fig)
+    assert "buffer only" in fig._suptitle.get_text()
+    legends = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "buffer only (no Python runtime)" in legends and "models + optimizer" not in legends
+    assert all(len(axes.containers) == 1 for axes in fig.axes)  # the buffer's bars alone
 
 
 def test_all_profiles_names_buffer_layouts_for_microcontrollers(planner_cli):

@@ -1,11 +1,20 @@
 """Observation ranges: per-dimension code ranges on the paper's grid, the range rule, files and ``planner obs``."""
 
+import fcntl
 import json
+import math
+import os
 import pickle
+import pty
+import select
+import struct
+import subprocess
+import termios
 
 import numpy as np
 import pytest
 import yaml
+from conftest import PLANNER
 
 from planner.errors import PlannerError
 from planner.obs_ranges import (
@@ -77,6 +86,43 @@ def test_obs_scan_and_show(planner_cli, tmp_path):
     assert summary["mean_bits"] < summary["uniform_bits"] == 15
     table = planner_cli("obs", "show", str(out))
     assert table.returncode == 0 and "entropy bits" in table.stdout and "MB" not in table.stdout
+
+
+def test_no_figure_shows_as_negative_zero(planner_cli, tmp_path):
+    spec = choose_ranges(np.full((50, 2), 0.5), 2)  # constant dimensions: entropy 0
+    assert all(math.copysign(1, d.entropy) == 1 for d in spec.dims)
+    data = spec.as_dict()
+    for dim in data["dims"]:
+        dim.update(entropy=-0.0, zeros=-0.0, outside=-0.0)  # as a spec scanned before the fix holds them
+    path = tmp_path / "constant.yaml"
+    path.write_text(yaml.safe_dump(data))
+    table = planner_cli("obs", "show", str(path))
+    assert table.returncode == 0 and "0.00" in table.stdout and "-0.0" not in table.stdout, table.stdout
+    shown = planner_cli("obs", "show", str(path), "--json")
+    assert shown.returncode == 0 and "-0.0" not in shown.stdout
+
+
+def test_obs_scan_shows_progress_on_a_terminal_stderr_and_nothing_else(tmp_path):
+    argv = [str(PLANNER), "obs", "scan", "--env", "Pendulum-v1", "--steps", "5000", "--out", str(tmp_path / "p.yaml")]
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, text=True, cwd=tmp_path)
+    os.close(terminal)
+    shown = b""
+    while select.select([controller], [], [], 120)[0]:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    stdout = child.communicate(timeout=120)[0]
+    assert child.returncode == 0 and b"scanning Pendulum-v1" in shown and b"step" in shown, shown
+    assert stdout.startswith("3 dims at m = 2") and "scanning" not in stdout and "\r" not in stdout, stdout
+    piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout.startswith("3 dims at m = 2")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,5 +1,6 @@
 """Device profiles: every shipped one loads; malformed ones fail with one clear message."""
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -165,6 +166,25 @@ def test_profiles_check_cli_bad_file_is_one_line(planner_cli, tmp_path, raw, fra
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert path in lines[0] and fragment in lines[0]
 
+
+def test_profiles_check_tells_every_missing_and_bad_key_in_one_line(planner_cli, tmp_path):
+    data = {k: v for k, v in GOOD.items() if k not in ("cpu", "runs_torch", "source")}
+    path = _write(tmp_path, {**data, "total_memory": "4 parsecs", "colour": "red"})
+    r = planner_cli("profiles", "check", path)
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for told in ("missing key 'cpu' (expected a text)", "missing key 'runs_torch' (expected true or false)",
+                 "missing key 'source'", "key 'total_memory': expected a size", "unknown key 'colour'"):
+        assert told in r.stderr, (told, r.stderr)
+
+
+def test_a_profile_wrong_everywhere_is_one_bounded_message_naming_every_key(tmp_path):
+    path = _write(tmp_path, {**{key: 12345 for key in GOOD if key != "cpu"}, **{f"extra{i}": i for i in range(99)}})
+    with pytest.raises(PlannerError) as err:
+        load_profile(path)
+    message = str(err.value)
+    assert len(message) < len(path) + 350 and "\n" not in message, message
+    assert "missing key 'cpu' (expected a text)" in message and "unknown keys 'extra0', 'extra1'" in message
+    assert all(re.search(rf"[ ']{key}\b", message) for key in GOOD), message
 
 def test_shipped_profiles_are_plain_yaml_with_source_lines():
     for path in builtin_dir().glob("*.yaml"):

@@ -19,6 +19,7 @@ from validation.harness.report import (
     _fmt,
     memory_figure,
     plot_memory,
+    returns_figure,
     run_colors,
 )
 from validation.harness.runconfig import RunConfig
@@ -174,3 +175,33 @@ def test_many_failures_list_the_quantities_up_to_a_cap():
 def test_fmt_is_megabytes():
     assert _fmt(None) == "-"
     assert _fmt(1_234_567) == "1.235 MB"
+
+
+def _write_returns(out: Path, name: str, seed: int) -> None:
+    rng = random.Random(seed)
+    with open(out / name / "returns.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "episode_return"])
+        for k in range(40):
+            writer.writerow([100 * k + seed, 50 + 3 * k + rng.gauss(0, 30)])
+
+
+def test_each_run_of_the_returns_plot_has_its_own_colour_and_legend_entry(runs):
+    out, predictions = runs
+    for i, name in enumerate(predictions):
+        _write_returns(out, name, seed=i)
+    fig = returns_figure(out, predictions)
+    (ax,) = fig.axes
+    curves = [line for line in ax.lines if len(line.get_xdata()) > 2]
+    assert len(curves) == 2 * len(predictions)  # per run: its episodes (dots), then their moving average
+    colors = [matplotlib.colors.to_rgb(line.get_color()) for line in curves]
+    assert colors[::2] == colors[1::2]  # a run's dots and line share its colour
+    hsv = [matplotlib.colors.rgb_to_hsv(color) for color in colors[::2]]
+    assert all(s > 0.4 and v > 0.4 for _, s, v in hsv)  # colourful: not black beside navy
+    for i, (hue, _, _) in enumerate(hsv):  # and of hues far apart
+        assert all(min(abs(hue - other), 1 - abs(hue - other)) > 0.1 for other, _, _ in hsv[i + 1:])
+    entries = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert entries == [f"{name}: episodes (dots), mean of 10 (line)" for name in predictions] + ["first update"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

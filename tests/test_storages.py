@@ -1,15 +1,19 @@
 """The storage registry: one entry per storage, read by estimate, fit and validate; every trainable entry's
 buffer class allocates exactly the fields the planner predicts, in a real SB3 model."""
 
+import importlib
+
 import pytest
 
 from planner.cli import build_parser
 from planner.defaults import is_on_policy
 from planner.errors import PlannerError
 from planner.footprint import footprint
+from planner.obs_ranges import choose_ranges
 from planner.storages import STORAGES, storage
-from validation.harness.measure import buffer_arrays
+from validation.harness.measure import buffer_bytes
 from validation.harness.runconfig import RunConfig
+from validation.scan import rollout
 
 TRAINABLE = [name for name, entry in STORAGES.items() if entry.trainable]
 
@@ -22,7 +26,22 @@ def _choices(command: str, flag: str) -> "tuple[str, ...]":
 def test_the_commands_offer_the_registry_entries():
     assert _choices("estimate", "--storage") == tuple(STORAGES)
     assert _choices("validate", "--storage") == tuple(TRAINABLE)
-    assert TRAINABLE == ["sb3", "sb3-optimize", "packed", "float16", "bfloat16"]
+    assert TRAINABLE == ["sb3", "sb3-optimize", "packed", "calibrated", "float16", "bfloat16"]
+
+
+def test_every_storage_fit_compares_trains_but_the_authors_reference_layout():
+    untrained = [name for name, entry in STORAGES.items() if entry.in_fit and not entry.trainable]
+    assert untrained == ["just-round"]  # the authors' uint16 rows: an accounting of their code, not a buffer here
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_the_registry_names_buffer_classes_that_import(name):
+    from stable_baselines3.common.buffers import BaseBuffer
+
+    for kind, target in STORAGES[name].buffers.items():
+        module, attribute = target.split(":")
+        cls = getattr(importlib.import_module(module), attribute)
+        assert issubclass(cls, BaseBuffer) and kind in cls.__name__.lower()
 
 
 def test_unknown_storage_names_the_known_ones():
@@ -38,9 +57,10 @@ CASES = [(name, algo) for name in TRAINABLE for algo in ("sac", "ppo")
 def test_the_buffer_class_allocates_what_the_planner_predicts(name, algo):
     from stable_baselines3 import PPO, SAC
 
-    config = RunConfig("Hopper-v5", algo, name, steps=0, buffer_size=512, decimals=2)
+    ranges = choose_ranges(rollout("Hopper-v5", 500, 0), 2).as_dict() if name == "calibrated" else None
+    config = RunConfig("Hopper-v5", algo, name, steps=0, buffer_size=512, decimals=2, obs_ranges=ranges)
     model_class = PPO if is_on_policy(algo) else SAC
     size = {"n_steps": 512} if is_on_policy(algo) else {"buffer_size": 512}
     model = model_class("MlpPolicy", "Hopper-v5", device="cpu", **size, **config.buffer_arguments())
     buffer = model.rollout_buffer if is_on_policy(algo) else model.replay_buffer
-    assert sum(array.nbytes for array in buffer_arrays(buffer)) == footprint(config.run_spec()).buffer_bytes
+    assert buffer_bytes(buffer) == footprint(config.run_spec()).buffer_bytes

@@ -2,7 +2,7 @@
 returns), a study killed part-way and resumed without rerunning what finished, a failing trial recorded while
 the others finish, the summary's files, and bad specs and flags refused in one line.
 
-The calibrated storages are left out here (tests/test_study_calibrated.py runs them)."""
+The calibrated storage is left out here (tests/test_study_calibrated.py runs them)."""
 
 import json
 import os
@@ -20,7 +20,6 @@ from conftest import PLANNER
 from planner.cli import main
 from validation.study.results import records
 from validation.study.spec import SHIPPED
-from validation.study.storages import CALIBRATED, STORAGES
 
 TESTS = Path(__file__).parent
 
@@ -29,7 +28,7 @@ def smoke_without_calibrated(folder: Path) -> Path:
     """The shipped smoke study, every storage but the calibrated ones."""
     data = yaml.safe_load((SHIPPED / "smoke.yaml").read_text())
     for group in data["groups"]:
-        group["storages"] = [s for s in group["storages"] if s not in CALIBRATED]
+        group["storages"] = [s for s in group["storages"] if s != "calibrated"]
     path = folder / "smoke.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -105,7 +104,7 @@ def test_storages_hold_the_buffers_they_name(smoke):
               ((p.stem, p) for p in (local / "trials").glob("*.jsonl"))}
     end = ends(local)
     for algo in ("ppo", "sac"):
-        base = end[f"Hopper-v5_{algo}_baseline_seed0_256steps"]
+        base = end[f"Hopper-v5_{algo}_sb3_seed0_256steps"]
         packed = end[f"Hopper-v5_{algo}_packed_seed0_256steps"]
         equal = f"Hopper-v5_{algo}_equal-memory_seed0_256steps"
         assert base["saturation"] is None and packed["saturation"] is not None
@@ -120,10 +119,10 @@ def test_summary_files_and_keys(smoke):
     assert summary["done"] == summary["trials"] == 16 and summary["failed"] == []
     assert {(c["env"], c["algo"]) for c in summary["cells"]} == {("Hopper-v5", "ppo"), ("Hopper-v5", "sac")}
     for cell in summary["cells"]:
-        assert list(cell["storages"]) == ["baseline", "float16", "packed", "equal-memory"]
+        assert list(cell["storages"]) == ["sb3", "float16", "packed", "equal-memory"]
         for name, stats in cell["storages"].items():
             assert stats["seeds"] == 2 and stats["curve"]["steps"][:5] == [0, 64, 128, 192, 256]
-            if name != "baseline":
+            if name != "sb3":
                 assert {"within_one_std", "welch_p", "ms_ratio", "memory_ratio", "verdict"} <= set(stats)
                 assert stats["verdict"] in ("within 1 std of baseline", "outside 1 std of baseline")
     for png in ("figure4_returns.png", "figure3_equal_memory.png"):
@@ -137,14 +136,14 @@ def test_summary_files_and_keys(smoke):
 def test_a_failing_trial_is_recorded_and_the_study_finishes(tmp_path):
     spec = tmp_path / "fail.yaml"
     spec.write_text("eval_every: 32\neval_episodes: 1\ngroups:\n  - envs: [study_envs:Exploding-v0, Hopper-v5]\n"
-                    "    algos: [ppo]\n    storages: [baseline]\n    seeds: 1\n    steps: 64\n    n_steps: 32\n")
+                    "    algos: [ppo]\n    storages: [sb3]\n    seeds: 1\n    steps: 64\n    n_steps: 32\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     r = study(str(spec), "--out", str(tmp_path / "out"), env=env)
     assert r.returncode == 1, r.stderr[-2000:]
     end = ends(tmp_path / "out")
-    assert end["study_envs-Exploding-v0_ppo_baseline_seed0_64steps"]["status"] == "failed"
-    assert "the env exploded at step 40" in end["study_envs-Exploding-v0_ppo_baseline_seed0_64steps"]["error"]
-    assert end["Hopper-v5_ppo_baseline_seed0_64steps"]["status"] == "done"
+    assert end["study_envs-Exploding-v0_ppo_sb3_seed0_64steps"]["status"] == "failed"
+    assert "the env exploded at step 40" in end["study_envs-Exploding-v0_ppo_sb3_seed0_64steps"]["error"]
+    assert end["Hopper-v5_ppo_sb3_seed0_64steps"]["status"] == "done"
     assert "1 failed" in r.stderr and "the env exploded" in (tmp_path / "out" / "summary.md").read_text()
 
 
@@ -165,22 +164,22 @@ BAD_SPECS = [
     ("groups: []\n", "groups must be a non-empty list"),
     ("[1, 2]\n", "a study is a mapping"),
     ("colour: red\ngroups: []\n", "unknown key 'colour'"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1}\n", "groups[0].steps is missing"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: 1}\n", "groups[0].steps is missing"),
     ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: zip, seeds: 1, steps: 9}\n",
-     "groups[0].storages: 'zip' is not one of baseline"),
-    ("groups:\n  - {envs: Hopper-v5, algos: dqn, storages: baseline, seeds: 1, steps: 9}\n", "'dqn' is not one of"),
-    ("groups:\n  - {envs: Nope-v0, algos: ppo, storages: baseline, seeds: 1, steps: 9}\n", "groups[0].envs: env"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 0, steps: 9}\n", "groups[0].seeds must"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: [1, 1], steps: 9}\n", "a seed twice"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 0}\n", "groups[0].steps must"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 100}\n",
+     "groups[0].storages: 'zip' is not one of sb3"),
+    ("groups:\n  - {envs: Hopper-v5, algos: dqn, storages: sb3, seeds: 1, steps: 9}\n", "'dqn' is not one of"),
+    ("groups:\n  - {envs: Nope-v0, algos: ppo, storages: sb3, seeds: 1, steps: 9}\n", "groups[0].envs: env"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: 0, steps: 9}\n", "groups[0].seeds must"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: [1, 1], steps: 9}\n", "a seed twice"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: 1, steps: 0}\n", "groups[0].steps must"),
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: 1, steps: 100}\n",
      "steps 100 is below n_steps 2,048"),
-    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: baseline, seeds: 1, steps: 9, buffer_size: 9}\n",
+    ("groups:\n  - {envs: Hopper-v5, algos: ppo, storages: sb3, seeds: 1, steps: 9, buffer_size: 9}\n",
      "buffer_size is SAC's replay capacity"),
-    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9, gpu: 1}\n",
+    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: sb3, seeds: 1, steps: 9, gpu: 1}\n",
      "groups[0].gpu must be true or false"),
-    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9}\n"
-     "  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 9}\n", "is also in groups[0]"),
+    ("groups:\n  - {envs: Hopper-v5, algos: sac, storages: sb3, seeds: 1, steps: 9}\n"
+     "  - {envs: Hopper-v5, algos: sac, storages: sb3, seeds: 1, steps: 9}\n", "is also in groups[0]"),
     ("groups: &a [1]\n", "anchors (&name) and aliases"),
 ]
 
@@ -220,9 +219,9 @@ def test_shipped_specs_hold_the_issues_grids():
     assert {(t.algo, t.decimals) for t in paper} == {("ppo", 1), ("sac", 2)} and {t.steps for t in paper} == {10**6}
     ppo = [t for t in small if t.algo == "ppo"]
     sac = [t for t in small if t.algo == "sac"]
-    assert len(ppo) == 2 * 5 * 3 and {t.steps for t in ppo} == {200_000}
+    assert len(ppo) == 2 * 4 * 3 and {t.steps for t in ppo} == {200_000}
     assert len(sac) == 4 * 2 and {t.steps for t in sac} == {50_000} and {t.env for t in sac} == {"Hopper-v5"}
-    assert {t.storage for t in smoke} == set(STORAGES)
+    assert {t.arm for t in smoke} == {"sb3", "float16", "packed", "calibrated", "equal-memory"}
     assert {t.seed for t in smoke} == {0, 1} and max(t.steps for t in smoke) < 1000
 
 
@@ -237,11 +236,11 @@ def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, capsys
 
 def test_sigterm_ends_the_running_trials_in_one_line_and_a_second_study_is_refused(tmp_path):
     spec = tmp_path / "one.yaml"
-    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 2, steps: 20000}\n")
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: sb3, seeds: 2, steps: 20000}\n")
     out = tmp_path / "out"
     run = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(out), "--workers", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
-    first = out / "trials" / "Hopper-v5_sac_baseline_seed0_20000steps.jsonl"
+    first = out / "trials" / "Hopper-v5_sac_sb3_seed0_20000steps.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
         time.sleep(0.2)
@@ -268,6 +267,22 @@ def test_ray_without_the_study_extra_is_refused_up_front(monkeypatch, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv, absent", [
+    (["smoke", "--out", "OUT", "--ray"], ("torch", "ray")),
+    (["smoke", "--out", "OUT"], ("stable_baselines3", "scipy")),
+    (["--summarize", "OUT"], ("matplotlib", "scipy")),
+], ids=["ray", "local", "summarize"])
+def test_a_study_missing_both_extras_names_both_in_one_line(monkeypatch, tmp_path, capsys, argv, absent):
+    for module in absent:
+        monkeypatch.setitem(sys.modules, module, None)  # as when neither extra is installed
+    out = tmp_path / "out"
+    _refused(["study", *(str(out) if arg == "OUT" else arg for arg in argv)],
+             f"needs the [train] and [study] extras, which are not installed ({', '.join(absent)} not importable): "
+             'pip install torch==2.13.0, then pip install "justround-planner[train,study]"', capsys)
+    assert not out.exists()
+
+
+
 @pytest.mark.parametrize("backend", [[], ["--ray"]], ids=["local", "ray"])
 def test_a_study_started_in_a_source_checkout_trains_with_the_installed_package(source_checkout, backend):
     # the finding: run from the repository's root, trials imported the source tree's cython_core (no compiled
@@ -283,11 +298,11 @@ def test_a_study_started_in_a_source_checkout_trains_with_the_installed_package(
 def test_sigterm_ends_a_study_on_ray_in_one_line(tmp_path):
     # the finding: the stop signal's exception, raised inside ray.wait, came back as a SystemError traceback
     spec = tmp_path / "one.yaml"
-    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: baseline, seeds: 1, steps: 20000}\n")
+    spec.write_text("groups:\n  - {envs: Hopper-v5, algos: sac, storages: sb3, seeds: 1, steps: 20000}\n")
     out = tmp_path / "out"
     run = subprocess.Popen([str(PLANNER), "study", str(spec), "--out", str(out), "--ray", "--workers", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
-    first = out / "trials" / "Hopper-v5_sac_baseline_seed0_20000steps.jsonl"
+    first = out / "trials" / "Hopper-v5_sac_sb3_seed0_20000steps.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not any(r["kind"] == "eval" for r in records(first)):
         time.sleep(0.2)

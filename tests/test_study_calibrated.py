@@ -1,5 +1,5 @@
-"""``planner study``'s calibrated storages: the quantized buffers with ``obs_ranges=`` an ObservationRanges calibrated
-on each trial's warm-up steps, without and with the recalibrate policy.
+"""``planner study``'s calibrated storage: the quantized buffers with ``obs_ranges=`` the ObservationRanges of each
+trial's warm-up steps, recalibrating as the registry's entry says (planner.defaults.RECALIBRATE_SHARE).
 
 Needs the buffers' ``obs_ranges`` keyword (issue 14, on main since ebeb3ec). It is not skipped where the keyword
 is missing: it fails (the trials end "failed" with the TypeError), on purpose."""
@@ -11,7 +11,7 @@ import tempfile
 import yaml
 from conftest import PLANNER
 
-from validation.buffers.obs_store import RECALIBRATE_SHARE
+from planner.defaults import RECALIBRATE_SHARE
 from validation.study.results import records
 from validation.study.spec import SHIPPED
 
@@ -19,7 +19,7 @@ from validation.study.spec import SHIPPED
 def test_calibrated_trials_train_with_a_spec_from_their_warmup(tmp_path):
     data = yaml.safe_load((SHIPPED / "smoke.yaml").read_text())
     for group in data["groups"]:
-        group.update(storages=["baseline", "calibrated", "recalibrated"], seeds=1)
+        group.update(storages=["sb3", "calibrated"], seeds=1)
     spec = tmp_path / "calibrated.yaml"
     spec.write_text(yaml.safe_dump(data))
     r = subprocess.run([str(PLANNER), "study", str(spec), "--out", str(tmp_path / "out"), "--workers", "2"],
@@ -27,13 +27,12 @@ def test_calibrated_trials_train_with_a_spec_from_their_warmup(tmp_path):
     ends = {p.stem: records(p)[-1] for p in (tmp_path / "out" / "trials").glob("*.jsonl")}
     assert r.returncode == 0, (r.stderr[-2000:], ends)
     for algo in ("ppo", "sac"):
-        baseline = ends[f"Hopper-v5_{algo}_baseline_seed0_256steps"]
+        baseline = ends[f"Hopper-v5_{algo}_sb3_seed0_256steps"]
         assert baseline["calibration"] is None
-        for storage, policy in (("calibrated", None), ("recalibrated", RECALIBRATE_SHARE)):
-            end = ends[f"Hopper-v5_{algo}_{storage}_seed0_256steps"]
-            assert end["status"] == "done" and end["saturation"] is not None
-            assert 0 < end["buffer_bytes"] < baseline["buffer_bytes"]
-            column = end["calibration"]["observation"]
-            assert column["recalibrate"] == policy and column["bits_per_value"] < 32
+        end = ends[f"Hopper-v5_{algo}_calibrated_seed0_256steps"]
+        assert end["status"] == "done" and end["saturation"] is not None
+        assert 0 < end["buffer_bytes"] < baseline["buffer_bytes"]
+        column = end["calibration"]["observation"]
+        assert column["recalibrate"] == RECALIBRATE_SHARE and column["bits_per_value"] < 32
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert all({"calibrated", "recalibrated"} <= set(cell["storages"]) for cell in summary["cells"])
+    assert all("calibrated" in cell["storages"] for cell in summary["cells"])

@@ -162,7 +162,7 @@ def test_predicted_curve_steps_through_built_acting_and_training():
     assert half == (fp.buffer_bytes - eager) // 2  # lazily committed pages grow with the rows written
     assert p.rss_at(50_000, "acting") == 305_000_000 + fp.models_bytes + fp.buffer_bytes
     assert p.rss_at(50_001) == p.peak_bytes == 320_000_000 + fp.total_bytes
-    ppo = predict(RunConfig("Hopper-v5", "ppo", "sb3", 4096, 2048, 1), Runtime(1, 2, 3))
+    ppo = predict(RunConfig("Hopper-v5", "ppo", "sb3", steps=4096, buffer_size=2048, decimals=1), Runtime(1, 2, 3))
     assert [ppo.phase_at(s) for s in (0, 1, 2047, 2048)] == ["built", "acting", "acting", "training"]
 
 
@@ -188,8 +188,8 @@ def test_a_short_run_says_which_checks_do_not_apply_and_a_plot_failure_cannot_le
 
     monkeypatch.setattr(validation.harness.validate, "plot_memory", broken_plot)
     out = tmp_path / "report"
-    report, all_checks = validate(Validation(configs("Hopper-v5", "sac", 50, 1000, 2, 127.0, 0, False, False,
-                                                     ("sb3",), 20.0), out))
+    base = RunConfig("Hopper-v5", "sac", "sb3", steps=50, buffer_size=1000, decimals=2)
+    report, all_checks = validate(Validation(configs(base, ("sb3",)), out))
     assert report["status"] == "complete-with-failures" and report["reason"] == "1 check failed"
     assert report["plot_error"] == "RuntimeError: no room on the canvas" and report["plots"] == []
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report, default=str))

@@ -8,10 +8,12 @@ or the observations held by a saved replay buffer (SB3's or ours).
 
 import importlib
 import pickle
+import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
 from planner.algorithms import algorithm
 from planner.envs import training_id
@@ -25,9 +27,10 @@ def _flat_box(space: gym.Space, env_id: str) -> int:
 
 
 def rollout(env_id: str, steps: int, seed: int = 0, model: "str | None" = None,
-            algo: "str | None" = None) -> np.ndarray:
+            algo: "str | None" = None, progress: bool = False) -> np.ndarray:
     """``steps`` observations of ``env_id`` (a -v3 id runs its -v5 twin), acting at random or, given ``model``
-    (a saved SB3 model of ``algo``), deterministically with it; episodes restart as they end."""
+    (a saved SB3 model of ``algo``), deterministically with it; episodes restart as they end. ``progress``: a bar
+    on stderr while it runs where stderr is a terminal (cleared at the end; nothing elsewhere)."""
     env = gym.make(training_id(env_id))
     dim = _flat_box(env.observation_space, env_id)
     policy = None
@@ -43,12 +46,15 @@ def rollout(env_id: str, steps: int, seed: int = 0, model: "str | None" = None,
     env.action_space.seed(seed)
     out = np.empty((steps, dim), dtype=np.float64)
     obs, _ = env.reset(seed=seed)
-    for step in range(steps):
-        out[step] = np.asarray(obs, dtype=np.float64).reshape(dim)
-        action = env.action_space.sample() if policy is None else policy.predict(obs, deterministic=True)[0]
-        obs, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            obs, _ = env.reset()
+    with tqdm(total=steps, desc=f"scanning {env_id}", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True,
+              disable=None if progress else True) as bar:  # None: shown only on a terminal
+        for step in range(steps):
+            out[step] = np.asarray(obs, dtype=np.float64).reshape(dim)
+            action = env.action_space.sample() if policy is None else policy.predict(obs, deterministic=True)[0]
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                obs, _ = env.reset()
+            bar.update()
     env.close()
     return out
 

@@ -7,7 +7,7 @@ from planner.commands.options import (
     add_algo_option,
     add_env_options,
     add_hyperparams_options,
-    add_obs_spec_options,
+    add_obs_ranges_options,
     add_output_options,
     add_quant_options,
     add_size_options,
@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_wrapper_options(p)
     p.add_argument("--storage", "--layout", dest="storage", default="sb3", choices=tuple(STORAGES),
                    help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours "
-                        "(with --obs-ranges or --calibrate: calibrated)")
+                        "(with --obs-ranges or --scan: calibrated)")
     add_quant_options(p)
-    add_obs_spec_options(p)
+    add_obs_ranges_options(p)
     p.add_argument("--net", type=str, help="hidden sizes, e.g. 256,256 (default: SB3's for the algo)")
     p.add_argument("--trunk", type=str, help="ppo: hidden sizes shared by policy and value before --net, e.g. 64 "
                                              "(SB3 < 1.8 net_arch=[64, dict(pi=..., vf=...)])")
@@ -65,7 +65,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     scans = scans_from_args(args, env, (decimals,))
     if scans:
         if args.storage not in ("packed", "calibrated"):
-            raise PlannerError(f"--obs-ranges and --calibrate size the packed layout on calibrated widths, not "
+            raise PlannerError(f"--obs-ranges and --scan size the packed layout on calibrated widths, not "
                                f"--layout {args.storage}", "obs_ranges", "storage")
         args.storage = "calibrated"
         if args.decimals is None:

@@ -9,7 +9,7 @@ from planner.commands.options import (
     add_algo_option,
     add_env_options,
     add_hyperparams_options,
-    add_obs_spec_options,
+    add_obs_ranges_options,
     add_output_options,
     add_quant_options,
     add_size_options,
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_wrapper_options(p)
     p.add_argument("--net", help="hidden sizes, e.g. 256,256 (default: SB3's for each algo)")
     add_quant_options(p, widths=False)
-    add_obs_spec_options(p)
+    add_obs_ranges_options(p)
     add_output_options(p, files=True)
     p.set_defaults(func=run)
 

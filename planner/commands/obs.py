@@ -48,7 +48,7 @@ def scan(args: argparse.Namespace) -> ObservationRanges:
         observations, how = from_buffer(args.from_buffer), {"buffer": str(args.from_buffer)}
     else:
         model = None if args.policy == "random" else args.policy
-        observations = rollout(args.env, args.steps, args.seed, model, args.algo)
+        observations = rollout(args.env, args.steps, args.seed, model, args.algo, progress=True)
         how = {"policy": args.policy, "seed": args.seed}
     from planner.cli import package_version
 

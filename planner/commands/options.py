@@ -102,18 +102,18 @@ def quant_requested(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) is not None for name in ("decimals", "clamp", "bits"))
 
 
-def add_obs_spec_options(parser: argparse.ArgumentParser) -> None:
-    """``--obs-ranges SPEC.yaml`` or ``--calibrate``: the per-dimension widths of the calibrated storage."""
+def add_obs_ranges_options(parser: argparse.ArgumentParser) -> None:
+    """``--obs-ranges RANGES.yaml`` or ``--scan``: the per-dimension widths of the calibrated storage."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--obs-ranges", metavar="SPEC.yaml",
-                       help="observation ranges (planner obs scan): size the calibrated storage on its widths")
-    group.add_argument("--calibrate", action="store_true",
+    group.add_argument("--obs-ranges", metavar="RANGES.yaml",
+                       help="observation ranges (planner obs scan): the calibrated storage's per-dimension widths")
+    group.add_argument("--scan", action="store_true",
                        help=f"scan --env now ({SCAN_STEPS:,} random steps, seed 0; needs the [train] extra) for the "
                             "calibrated storage's widths")
 
 
 def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int, ...]") -> tuple:
-    """The observation ranges ``--obs-ranges`` reads (one) or ``--calibrate`` scans (one per m of ``decimals``),
+    """The observation ranges ``--obs-ranges`` reads (one) or ``--scan`` scans (one per m of ``decimals``),
     checked against the env's observation size; () without either flag."""
     from planner.obs_ranges import choose_ranges, load_ranges
 
@@ -121,14 +121,14 @@ def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int
         spec = load_ranges(args.obs_ranges)
         spec.check_fits(env.obs_dim, f"observations of {env.env_id}")
         return (spec,)
-    if not args.calibrate:
+    if not args.scan:
         return ()
     if not args.env:
-        raise PlannerError("--calibrate scans --env: give an env id (or a spec with --obs-ranges)", "calibrate", "env")
-    require_train_extra("--calibrate")
+        raise PlannerError("--scan scans --env: give an env id (or a file with --obs-ranges)", "scan", "env")
+    require_train_extra("--scan")
     from validation.scan import rollout
 
-    observations = rollout(args.env, SCAN_STEPS, 0)
+    observations = rollout(args.env, SCAN_STEPS, 0, progress=True)
     source = {"env": args.env, "policy": "random", "seed": 0}
     return tuple(choose_ranges(observations, m, CLAMP, source) for m in dict.fromkeys(decimals))
 

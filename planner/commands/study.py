@@ -6,7 +6,7 @@ from pathlib import Path
 
 from planner.commands.options import count
 from planner.errors import PlannerError
-from planner.extras import missing, require_train_extra
+from planner.extras import TRAIN_MODULES, missing, require_train_extra
 
 STUDY_MODULES = ("ray", "scipy")  # the [study] extra
 
@@ -20,18 +20,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", nargs="?", help="the study's YAML file, or a shipped study's name (smoke, small, paper)")
     p.add_argument("--out", help="results folder (new, empty, or the study's own to resume it)")
     p.add_argument("--summarize", metavar="DIR", help="only summarize the study in DIR (no SPEC)")
-    p.add_argument("--ray", action="store_true", help="run the trials on a local Ray started here")
-    p.add_argument("--address", help="run the trials on the Ray cluster at ADDRESS (e.g. auto, or HEAD:6379)")
+    p.add_argument("--ray", action="store_true", help="run the trials on a local Ray started here (Ray comes with "
+                                                      "the [study] extra)")
+    p.add_argument("--address", help="run the trials on the Ray cluster at ADDRESS (e.g. auto, or HEAD:6379; the "
+                                     "[study] extra)")
     p.add_argument("--workers", type=count, help="trials at once (default: the cores; with --address: the "
                                                  "cluster's CPUs)")
     p.set_defaults(func=run)
 
 
-def _require_study_extra(modules: "tuple[str, ...]") -> None:
-    absent = missing(modules)
-    if absent:
-        raise PlannerError(f"planner study needs the [study] extra ({', '.join(absent)} not importable): "
+def _require_extras(train: "tuple[str, ...]", study: "tuple[str, ...]") -> None:
+    """Refuse, in one line, a run whose modules of the [train] or [study] extra are not importable, naming every
+    extra to install (not the first alone)."""
+    absent_train, absent_study = missing(train), missing(study)
+    if absent_train and absent_study:
+        raise PlannerError(f"planner study needs the [train] and [study] extras, which are not installed "
+                           f"({', '.join(absent_train + absent_study)} not importable): pip install torch==2.13.0, "
+                           'then pip install "justround-planner[train,study]"')
+    if absent_study:
+        raise PlannerError(f"planner study needs the [study] extra ({', '.join(absent_study)} not importable): "
                            'pip install "justround-planner[study]"')
+    require_train_extra("planner study", train)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out or args.ray or args.address or args.workers:
             raise PlannerError("summarize takes only the study's folder (no out, ray, address or workers)",
                                "summarize")
-        _require_study_extra(("scipy",))
-        require_train_extra("planner study", ("matplotlib",))
+        _require_extras(("matplotlib",), ("scipy",))
         from validation.study.summary import summarize
         print(summarize(Path(args.summarize))["markdown"], end="")
         return 0
@@ -50,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlannerError("out is required: the folder the trials and the summary go to", "out")
     if args.workers is not None and args.workers < 1:
         raise PlannerError(f"workers must be at least 1, got {args.workers}", "workers")
-    require_train_extra("planner study")
-    _require_study_extra(STUDY_MODULES if args.ray or args.address else ("scipy",))
+    _require_extras(TRAIN_MODULES, STUDY_MODULES if args.ray or args.address else ("scipy",))
     from validation.harness.runner import Stopped
     from validation.study.driver import run_study
 

@@ -6,13 +6,13 @@ import sys
 import time
 from pathlib import Path
 
-from planner.commands.options import add_quant_options, add_size_options, count
-from planner.defaults import CLAMP, default_decimals
+from planner.commands.options import add_obs_ranges_options, add_quant_options, add_size_options, count, scans_from_args
+from planner.defaults import CLAMP, SCAN_STEPS, default_decimals
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
 from planner.extras import require_train_extra
 from planner.runspec import check_sizes, run_size
-from planner.storages import STORAGES
+from planner.storages import STORAGES, storage
 
 TRAINABLE = tuple(name for name, entry in STORAGES.items() if entry.trainable)
 DEFAULT_STORAGES = ("sb3", "packed")
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_size_options(p, n_envs=False)
     add_quant_options(p, widths=False)
     p.add_argument("--storage", choices=TRAINABLE, action="append",
-                   help=f"run only these storages (default: {' and '.join(DEFAULT_STORAGES)})")
+                   help=f"run only these storages (default: {' and '.join(DEFAULT_STORAGES)}; repeatable)")
+    add_obs_ranges_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the env and the model (default 0)")
     p.add_argument("--fill", action="store_true", help="SAC: fill the buffer by acting before training")
     p.add_argument("--memray", action=argparse.BooleanOptionalAction, default=True,
@@ -71,16 +72,30 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/validate-{args.env}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     from validation.harness.folder import check_fresh
     from validation.harness.report import describe_report
+    from validation.harness.runconfig import RunConfig
     from validation.harness.runner import Stopped
     from validation.harness.validate import Validation, configs, summary, validate
 
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
     storages = tuple(dict.fromkeys(args.storage or DEFAULT_STORAGES))
-    job = Validation(configs(args.env, args.algo, args.steps, buffer_size, decimals,
-                             CLAMP if args.clamp is None else args.clamp, args.seed, args.fill, args.memray, storages,
-                             args.sample_ms), out, profile, args.force, args.overwrite)
+    ranges = None
+    if "calibrated" in storages:
+        if not args.obs_ranges:
+            print(f"the calibrated storage: scanning {args.env} for its observation ranges ({SCAN_STEPS:,} random "
+                  "steps, seed 0; --obs-ranges FILE reads them instead)", file=sys.stderr)
+        args.scan = not args.obs_ranges
+        ranges = scans_from_args(args, lookup_env(args.env), (decimals,))[0].as_dict()
+    elif args.obs_ranges or args.scan:
+        raise PlannerError("--obs-ranges and --scan give the calibrated storage its ranges: add --storage calibrated",
+                           "obs_ranges")
+    base = RunConfig(args.env, args.algo, storages[0], steps=args.steps, buffer_size=buffer_size, decimals=decimals,
+                     clamp=CLAMP if args.clamp is None else args.clamp, seed=args.seed, fill=args.fill,
+                     memray=args.memray, sample_ms=args.sample_ms)
+    job = Validation(configs(base, storages, ranges), out, profile, args.force, args.overwrite)
     for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
-        config.run_spec()
+        error = storage(config.storage).refusal(config.run_spec())
+        if error is not None:
+            raise error
         config.check_trainable()
     check_fresh(out, args.overwrite, describe_report)
     try:

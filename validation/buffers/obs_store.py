@@ -492,7 +492,6 @@ class ObservationRows:
 
 
 RECALIBRATE_ROWS = 1_000  # rows encoded between drift checks, and the fewest a verdict rests on
-RECALIBRATE_SHARE = 0.01  # the share of rows outside a dimension's range that the study and benchmarks widen at
 
 
 def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, CalibratedColumn]":

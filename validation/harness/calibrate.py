@@ -30,7 +30,8 @@ CALIBRATION_ENV = "Walker2d-v5"
 
 def probe_config(env_id: str, algo: str, seed: int = 0) -> RunConfig:
     """SB3 as is, a small buffer, a few hundred updates: enough to load every kernel training uses."""
-    return RunConfig(env_id, algo, "sb3", PROBE_STEPS[algo], PROBE_BUFFER[algo], decimals=2, seed=seed)
+    return RunConfig(env_id, algo, "sb3", steps=PROBE_STEPS[algo], buffer_size=PROBE_BUFFER[algo], decimals=2,
+                     seed=seed)
 
 
 def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # matplotlib's cycle, as does a run whose storage colour an earlier run in the same figure already took.
 COLORS = {"baseline": "black", "sb3": "black", "quantized": "#1f4e79", "packed": "#1f4e79"}
 LIGHT = {"baseline": "#a0a0a0", "sb3": "#a0a0a0", "quantized": "#8fbbe3", "packed": "#8fbbe3"}
+RUN_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:cyan", "tab:olive")
 FAIL_RED = "#c0392b"
 PASS_GREEN = "#1e7b34"
 HIDDEN_PHASES = ("start", "imports", "env_made")  # before the model exists: not on the memory plot
@@ -255,17 +256,20 @@ def plot_memory(out: Path, predictions: "dict[str, Prediction]", checks: "list[C
     return path
 
 
-def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
-    """Episode returns over steps, each run's episodes as dots and their moving average (10 episodes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def returns_figure(out: Path, predictions: "dict[str, Prediction]") -> "Figure":
+    """Episode returns over steps as a matplotlib Figure (Agg canvas attached; not saved): each run in a colour
+    of its own (RUN_COLORS, in run order: memory.png's black and navy are too alike for thin lines), its
+    episodes as dots and their moving average (10 episodes) as a line, one legend entry per run."""
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.legend_handler import HandlerTuple
 
-    colors = run_colors(predictions)
-    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
-    for name in predictions:
+    fig = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    handles, labels = [], []
+    for i, name in enumerate(predictions):
         path = out / name / "returns.csv"
         if not path.exists():
             continue
@@ -273,23 +277,29 @@ def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
             rows = list(csv.DictReader(handle))
         if not rows:
             continue
-        dark, light = colors[name]
+        color = RUN_COLORS[i % len(RUN_COLORS)]
         steps = np.array([int(r["step"]) for r in rows])
         returns = np.array([float(r["episode_return"]) for r in rows])
-        ax.plot(steps, returns, ".", markersize=3, alpha=0.5, color=light, label=f"{name} episodes")
+        (dots,) = ax.plot(steps, returns, ".", markersize=4, alpha=0.45, color=color)
         window = min(10, len(returns))
         mean = np.convolve(returns, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], mean, color=dark, linewidth=1.8,
-                label=f"{name}, mean of {window} episodes")
+        (line,) = ax.plot(steps[window - 1:], mean, color=color, linewidth=2)
+        handles.append((dots, line))
+        labels.append(f"{name}: episodes (dots), mean of {window} (line)")
     first = next(iter(predictions.values())).config.first_update_step
-    ax.axvline(first, color="grey", linestyle=":", linewidth=1, label="first update")
+    handles.append(ax.axvline(first, color="grey", linestyle=":", linewidth=1))
+    labels.append("first update")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.set_title("Learning curves")
-    ax.legend(fontsize=8)
+    ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    return fig
+
+
+def plot_returns(out: Path, predictions: "dict[str, Prediction]") -> Path:
+    """``returns_figure`` written to out/returns.png."""
     path = out / "returns.png"
-    fig.savefig(path)
-    plt.close(fig)
+    returns_figure(out, predictions).savefig(path)
     return path

@@ -2,11 +2,12 @@
 
 import importlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 
 from planner.defaults import CLAMP, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
+from planner.obs_ranges import ObservationRanges
 from planner.quantization import Quantization
 from planner.runspec import RunSpec
 from planner.storages import storage
@@ -18,11 +19,15 @@ class RunConfig:
     that a buffer class implements; ``buffer_size`` is the replay capacity (SAC) or n_steps (PPO).
 
     ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced).
+    ``obs_ranges``: the calibrated storage's :class:`~planner.obs_ranges.ObservationRanges` as a dict
+    (:meth:`~planner.obs_ranges.ObservationRanges.as_dict`, so that the config travels as JSON); its m and b are
+    the run's.
     """
 
     env_id: str
     algo: str
     storage: str
+    _: KW_ONLY
     steps: int
     buffer_size: int
     decimals: int
@@ -31,10 +36,18 @@ class RunConfig:
     fill: bool = False
     memray: bool = False
     sample_ms: float = 20.0
+    obs_ranges: "dict | None" = None
 
     def __post_init__(self) -> None:
         if not storage(self.storage).trainable:
             raise ValueError(f"storage {self.storage} has no buffer class to train with")
+        if self.obs_ranges is not None and self.storage != "calibrated":
+            raise PlannerError(f"obs_ranges are the calibrated storage's, not {self.storage}'s", "obs_ranges")
+
+    @property
+    def ranges(self) -> "ObservationRanges | None":
+        """The calibrated storage's observation ranges, read back from :attr:`obs_ranges`."""
+        return None if self.obs_ranges is None else ObservationRanges.from_dict(self.obs_ranges, "obs_ranges")
 
     @property
     def name(self) -> str:
@@ -74,16 +87,23 @@ class RunConfig:
         """The planner's view of this run, on the env it trains on."""
         dims = lookup_env(training_id(self.env_id))
         quantized = storage(self.storage).quantized != "never"
+        ranges = self.ranges
+        if ranges is not None:
+            ranges.check_fits(dims.obs_dim, f"observations of {self.env_id}")
         return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, storage=self.storage,
                        quant=Quantization.create(self.decimals, self.clamp) if quantized else None,
-                       obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype)
+                       obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype, obs_ranges=ranges)
 
     def buffer_arguments(self) -> dict:
         """The keyword arguments that give an SB3 model this run's buffer (class and its kwargs)."""
         entry, kind = storage(self.storage), "rollout" if is_on_policy(self.algo) else "replay"
         module, name = entry.buffers[kind].split(":")
         kwargs = dict(entry.buffer_kwargs)
-        if entry.quantized != "never":
+        if self.storage == "calibrated" and self.obs_ranges is None:
+            raise PlannerError("the calibrated storage needs observation ranges (planner obs scan)", "obs_ranges")
+        if self.obs_ranges is not None:  # the ranges carry m and b
+            kwargs.update(obs_ranges=self.ranges)
+        elif entry.quantized != "never":
             kwargs.update(decimals=self.decimals, clamp=self.clamp)
         arguments = {f"{kind}_buffer_class": getattr(importlib.import_module(module), name)}
         if "optimize_memory_usage" in kwargs:  # SB3 passes the model's own flag to the buffer

@@ -197,8 +197,8 @@ def _mb(value: float) -> str:
     return f"{value / 1e6:,.3f} MB"
 
 
-def configs(env_id: str, algo: str, steps: int, buffer_size: int, decimals: int, clamp: float, seed: int,
-            fill: bool, use_memray: bool, storages: "tuple[str, ...]", sample_ms: float) -> "tuple[RunConfig, ...]":
-    """One configuration per storage, the rest alike."""
-    base = RunConfig(env_id, algo, storages[0], steps, buffer_size, decimals, clamp, seed, fill, use_memray, sample_ms)
-    return tuple(replace(base, storage=s) for s in storages)
+def configs(base: RunConfig, storages: "tuple[str, ...]", obs_ranges: "dict | None" = None) -> "tuple[RunConfig, ...]":
+    """One configuration per storage, the rest as ``base``; the calibrated one packs on ``obs_ranges``
+    (:meth:`planner.obs_ranges.ObservationRanges.as_dict`)."""
+    return tuple(replace(base, storage=name, obs_ranges=obs_ranges if name == "calibrated" else None)
+                 for name in storages)

@@ -10,7 +10,8 @@ file and the field (``groups[1].steps``). The format (docs/study.md)::
     groups:
       - envs: [Hopper-v5, Walker2d-v5]
         algos: [ppo]
-        storages: [baseline, float16, packed, calibrated]
+        storages: [sb3, float16, packed, calibrated]   # planner storages (planner estimate --help)
+        equal_memory: false      # also train sb3 shrunk to the packed buffer's bytes (the paper's Figure 3)
         seeds: 3                 # 3 means seeds 0, 1, 2; or a list of seeds
         steps: 200000
         decimals: 1              # optional: the paper's m of the algorithm
@@ -25,15 +26,16 @@ from pathlib import Path
 from planner.defaults import default_buffer_size, default_decimals, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError, quote
+from planner.storages import STORAGES
 from planner.units import MAX_COUNT
 from planner.yamlio import read_yaml
-from validation.study.storages import STORAGES
 
-SHIPPED = Path(__file__).resolve().parents[1] / "studies"  # paper.yaml, small.yaml, smoke.yaml
+SHIPPED = Path(__file__).resolve().parent / "specs"  # paper.yaml, small.yaml, smoke.yaml
+TRAINABLE = tuple(name for name, entry in STORAGES.items() if entry.trainable)
 ALGOS = ("ppo", "sac")
 SHARED = ("eval_every", "eval_episodes", "gpu")  # top level, or per group
-GROUP_KEYS = ("envs", "algos", "storages", "seeds", "steps", "decimals", "n_steps", "buffer_size", "learning_starts",
-              *SHARED)
+GROUP_KEYS = ("envs", "algos", "storages", "equal_memory", "seeds", "steps", "decimals", "n_steps", "buffer_size",
+              "learning_starts", *SHARED)
 DEFAULT_EPISODES = 5
 MAX_SEEDS = 10_000
 
@@ -45,6 +47,7 @@ class Group:
     envs: "tuple[str, ...]"
     algos: "tuple[str, ...]"
     storages: "tuple[str, ...]"
+    equal_memory: bool
     seeds: "tuple[int, ...]"
     steps: int
     decimals: "int | None"  # None: the paper's m of each algorithm
@@ -111,7 +114,10 @@ def _group(data: object, top: dict, where: str) -> Group:
         except PlannerError as exc:
             raise PlannerError(f"{where}.envs: {exc}", "spec") from None
     algos = _names(value["algos"], f"{where}.algos", ALGOS)
-    storages = _names(value["storages"], f"{where}.storages", STORAGES)
+    storages = _names(value["storages"], f"{where}.storages", TRAINABLE)
+    equal_memory = value.get("equal_memory", False)
+    if not isinstance(equal_memory, bool):
+        raise PlannerError(f"{where}.equal_memory must be true or false, got {quote(equal_memory)}", "spec")
     seeds = value["seeds"]
     if _whole(seeds):
         if not 1 <= seeds <= MAX_SEEDS:
@@ -144,7 +150,7 @@ def _group(data: object, top: dict, where: str) -> Group:
     gpu = value.get("gpu", False)
     if not isinstance(gpu, bool):
         raise PlannerError(f"{where}.gpu must be true or false, got {quote(gpu)}", "spec")
-    return Group(envs, algos, storages, seeds, steps, decimals, sizes["n_steps"], sizes["buffer_size"],
+    return Group(envs, algos, storages, equal_memory, seeds, steps, decimals, sizes["n_steps"], sizes["buffer_size"],
                  learning_starts, every, episodes, gpu)
 
 

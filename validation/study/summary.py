@@ -4,7 +4,8 @@ Per cell (env x algorithm) and storage: the final evaluation return over seeds (
 it lies within one std of the baseline's mean, Welch's t-test p-value against the baseline (scipy), the
 seeds, ms per step (acting, updating, total) and its ratio to the baseline (Table I of the paper), the
 measured buffer bytes and the baseline's bytes over them. Plots: returns against steps, mean and a one-std
-band (Figure 4), and the equal-memory comparison (Figure 3). Verdicts are written as measured.
+band, each storage in a panel beside the baseline (Figure 4), and the equal-memory comparison (Figure 3);
+storages whose returns are identical share one curve. Verdicts are written as measured.
 """
 
 import json
@@ -12,13 +13,15 @@ import math
 from pathlib import Path
 
 from planner.errors import PlannerError
+from validation.study.grid import ARMS, BASELINE, EQUAL_MEMORY
 from validation.study.results import records, study_trials, trial_path
-from validation.study.storages import STORAGES
 
 FIGURE4 = "figure4_returns.png"
 FIGURE3 = "figure3_equal_memory.png"
-COLOURS = {"baseline": "black", "float16": "tab:blue", "packed": "tab:orange", "calibrated": "tab:green",
-           "recalibrated": "tab:olive", "equal-memory": "tab:red"}
+STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"),  # colour, line style, marker
+          "bfloat16": ("tab:brown", ":", "P"), "sb3-optimize": ("tab:gray", ":", "x"),
+          "packed": ("tab:blue", "-", "o"), "calibrated": ("tab:green", "-.", "^"),
+          EQUAL_MEMORY: ("tab:red", "--", "v")}
 MB = 1e6
 
 
@@ -93,14 +96,15 @@ def summarize(out: Path) -> dict:
     cells: "dict[tuple[str, str], dict[str, list[dict]]]" = {}
     for t in done:
         config = t["config"]
-        cells.setdefault((config["env"], config["algo"]), {}).setdefault(config["storage"], []).append(t)
+        arm = EQUAL_MEMORY if config.get("equal_memory") else config["storage"]
+        cells.setdefault((config["env"], config["algo"]), {}).setdefault(arm, []).append(t)
     summary = {"folder": str(out), "units": "MB = 10^6 bytes", "trials": len(trials), "done": len(done),
                "failed": failed, "unfinished": unfinished, "cells": []}
     for (env, algo), by_storage in cells.items():
-        storages = {name: _storage_stats(by_storage[name]) for name in STORAGES if name in by_storage}
-        base = storages.get("baseline")
+        storages = {name: _storage_stats(by_storage[name]) for name in ARMS if name in by_storage}
+        base = storages.get(BASELINE)
         for name, stats in storages.items():
-            if name != "baseline":
+            if name != BASELINE:
                 _judge(stats, base)
         summary["cells"].append({"env": env, "algo": algo, "storages": storages})
     summary["plots"] = _plots(out, summary["cells"])
@@ -110,41 +114,108 @@ def summarize(out: Path) -> dict:
     return summary
 
 
-def _plots(out: Path, cells: "list[dict]") -> "list[str]":
+def _groups(storages: dict, wanted: "tuple[str, ...]") -> "list[list[str]]":
+    """The ``wanted`` storages present, those whose curves are identical (same seeds, and the same mean and
+    std at every step) in one group, in ARMS order."""
+    groups: "dict[tuple, list[str]]" = {}
+    for name in wanted:
+        if name in storages:
+            stats = storages[name]
+            curve = stats["curve"]
+            key = (stats["seeds"], tuple(curve["steps"]), tuple(curve["mean"]), tuple(curve["std"]))
+            groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
+def _label(storages: dict, group: "list[str]") -> str:
+    """A curve's legend entry: its storages (joined by '=' where their returns are identical), seeds and
+    buffer MB."""
+    names = " = ".join(group) + (" (identical returns)" if len(group) > 1 else "")
+    buffers = " / ".join(f"{storages[name]['buffer_bytes'] / MB:.3g}" for name in group)
+    return f"{names}\n{storages[group[0]]['seeds']} seeds, buffer {buffers} MB"
+
+
+def _draw(ax, storages: dict, group: "list[str]") -> None:
+    """One group's mean curve (its first storage's colour, line style and markers) and its one-std band, light
+    and edged in the same colour so that overlapping bands stay apart."""
+    from matplotlib.colors import to_rgba
+
+    color, linestyle, marker = STYLES[group[0]]
+    curve = storages[group[0]]["curve"]
+    steps, mean, std = curve["steps"], curve["mean"], curve["std"]
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                    facecolor=to_rgba(color, 0.05 if group[0] == BASELINE else 0.1),
+                    edgecolor=to_rgba(color, 0.45), linewidth=0.8, linestyle=linestyle)
+    ax.plot(steps, mean, color=color, linestyle=linestyle, marker=marker, markersize=4,
+            markevery=max(1, len(steps) // 8), linewidth=1.8, label=_label(storages, group))
+
+
+def _axes_style(ax, cell: dict, title: str, columns: int) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_title(f"{cell['env']} {cell['algo'].upper()}: {title}", fontsize=10)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=columns, frameon=False)
+
+
+def _figure(rows: int, columns: int, title: str, panel_height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5.4 * columns, 7), panel_height * rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title + "\nmean and 1 std over seeds; buffer MB = 10^6 B")
+    return fig, fig.subplots(rows, columns, squeeze=False)
+
+
+def returns_figure(cells: "list[dict]"):
+    """Figure 4 as small multiples: a row per cell (env x algorithm), a panel per storage beside the baseline
+    (storages with identical returns share one curve, the baseline's included); None without cells."""
     if not cells:
-        return []
-    import matplotlib
+        return None
+    rows = []
+    for cell in cells:
+        groups = _groups(cell["storages"], ARMS)
+        base = next((group for group in groups if BASELINE in group), None)
+        rows.append((cell, base, [group for group in groups if group is not base]))
+    fig, axes = _figure(len(rows), max(1, *(len(others) for _, _, others in rows)),
+                        "evaluation return against steps, each storage beside the baseline", 4.4)
+    for (cell, base, others), row in zip(rows, axes):
+        for ax in row[len(others or [base]):]:
+            ax.set_axis_off()
+        for ax, group in zip(row, others or [None]):
+            for drawn in (base, group):
+                if drawn:
+                    _draw(ax, cell["storages"], drawn)
+            _axes_style(ax, cell, " = ".join(group or base), columns=2)
+        for ax in row[1:len(others)]:
+            ax.sharey(row[0])
+    return fig
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def equal_memory_figure(cells: "list[dict]"):
+    """Figure 3: a panel per cell that ran equal-memory, with packed and the baseline; None without one."""
+    chosen = [cell for cell in cells if EQUAL_MEMORY in cell["storages"]]
+    if not chosen:
+        return None
+    fig, axes = _figure(1, len(chosen), "at equal memory: packed beside equal-memory\n"
+                        "(SB3's buffer, its rows shrunk to the packed buffer's bytes)", 5)
+    for ax, cell in zip(axes[0], chosen):
+        for group in _groups(cell["storages"], (BASELINE, "packed", EQUAL_MEMORY)):
+            _draw(ax, cell["storages"], group)
+        _axes_style(ax, cell, "at equal memory", columns=1)
+    return fig
+
+
+def _plots(out: Path, cells: "list[dict]") -> "list[str]":
     written = []
-    for name, wanted, title in ((FIGURE4, STORAGES, "evaluation return, mean and 1 std over seeds"),
-                                (FIGURE3, ("baseline", "packed", "equal-memory"), "at equal memory")):
-        chosen = [c for c in cells if name == FIGURE4 or "equal-memory" in c["storages"]]
-        if not chosen:
-            continue
-        fig, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 3.8), squeeze=False)
-        for ax, cell in zip(axes[0], chosen):
-            for storage in wanted:
-                stats = cell["storages"].get(storage)
-                if stats is None:
-                    continue
-                curve = stats["curve"]
-                mean, std = curve["mean"], curve["std"]
-                label = f"{storage} ({stats['seeds']} seeds, {stats['buffer_bytes'] / MB:.3g} MB buffer)"
-                ax.plot(curve["steps"], mean, color=COLOURS[storage], label=label)
-                ax.fill_between(curve["steps"], [m - s for m, s in zip(mean, std)],
-                                [m + s for m, s in zip(mean, std)], color=COLOURS[storage], alpha=0.2)
-            ax.set_title(f"{cell['env']} {cell['algo'].upper()}")
-            ax.set_xlabel("environment steps")
-            ax.set_ylabel("evaluation return")
-            ax.legend(fontsize=7)
-        fig.suptitle(title + " (MB = 10^6 B)")
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
-        written.append(name)
+    for name, fig in ((FIGURE4, returns_figure(cells)), (FIGURE3, equal_memory_figure(cells))):
+        if fig is not None:
+            fig.savefig(out / name)
+            written.append(name)
     return written
 
 
@@ -166,7 +237,7 @@ def markdown(summary: dict) -> str:
                          f"{s['final_return_mean']:.1f} ± {s['final_return_std']:.1f} | "
                          f"{s.get('verdict', 'baseline')} | "
                          f"{_number(s.get('welch_p'), 3)} | {s['buffer_bytes'] / MB:.3f} | "
-                         f"{'1.00' if name == 'baseline' else _number(s.get('memory_ratio'))}x |")
+                         f"{'1.00' if name == BASELINE else _number(s.get('memory_ratio'))}x |")
     lines += ["", "## Step time (Table I)", "",
               "Each trial's own times: trials that ran at different times on a shared machine carry its load "
               "into these ratios (benchmarks/bench_buffers.py times the storages side by side, in ABBA chunks).",
@@ -174,7 +245,7 @@ def markdown(summary: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         for name, s in cell["storages"].items():
-            ratio = 1.0 if name == "baseline" else s.get("ms_ratio")
+            ratio = 1.0 if name == BASELINE else s.get("ms_ratio")
             lines.append(f"| {cell['env']} | {cell['algo']} | {name} | {s['acting_ms_per_step']:.3f} | "
                          f"{s['update_ms_per_step']:.3f} | {s['ms_per_step']:.3f} | {_number(ratio)} |")
     if summary["plots"]:

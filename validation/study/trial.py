@@ -20,7 +20,6 @@ from planner.envs import training_id
 from validation.harness.measure import buffer_bytes
 from validation.study.grid import Trial
 from validation.study.results import TrialFile, failure, trial_path
-from validation.study.storages import CALIBRATED, buffer_arguments, run_config
 
 EVAL_SEED = 1_000_000  # evaluation episodes are seeded from trial seed + this (+ the episode's index)
 EVAL_STEPS = 10_000  # the longest evaluation episode of an env registered without a time limit
@@ -37,14 +36,15 @@ def warmup_steps(trial: Trial) -> int:
     return trial.rows if is_on_policy(trial.algo) else trial.learning_starts
 
 
-def calibrated_spec(trial: Trial):
-    """The observation ranges of the trial's warm-up: random actions in its env, its seed."""
+def warmup_ranges(trial: Trial) -> dict:
+    """The calibrated storage's observation ranges (as a dict) of the trial's warm-up: random actions in its env,
+    its seed."""
     from planner.obs_ranges import choose_ranges
     from validation.scan import rollout
 
     observations = rollout(trial.env, warmup_steps(trial), trial.seed)
     return choose_ranges(observations, trial.decimals, source={"env": trial.env, "policy": "random",
-                                                          "seed": trial.seed})
+                                                              "seed": trial.seed}).as_dict()
 
 
 def evaluate(model, env, trial: Trial) -> "list[float]":
@@ -87,14 +87,11 @@ def _train(trial: Trial, emit) -> dict:
     from validation.harness.child import build_model
 
     torch.set_num_threads(1)
-    config = run_config(trial)
-    obs_ranges = calibrated_spec(trial) if trial.storage in CALIBRATED else None
+    config = trial.run_config(warmup_ranges(trial) if trial.storage == "calibrated" else None)
     env = DummyVecEnv([lambda: gymnasium.make(training_id(trial.env))])
     env.seed(trial.seed)
     eval_env = gymnasium.make(training_id(trial.env))
-    overrides = buffer_arguments(trial, obs_ranges)
-    if not is_on_policy(trial.algo):
-        overrides["learning_starts"] = trial.learning_starts
+    overrides = {} if is_on_policy(trial.algo) else {"learning_starts": trial.learning_starts}
     model = build_model(config, env, "cuda" if trial.gpu else "cpu", **overrides)
     model._setup_model()
     buffer = model.rollout_buffer if is_on_policy(trial.algo) else model.replay_buffer
