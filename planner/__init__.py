@@ -10,7 +10,8 @@ The Python API, for notebooks and scripts (the ``planner`` command is a thin lay
 - :data:`STORAGES` and :func:`storage` -- the registry of storages (sb3, packed, calibrated, float16, ...);
 - :func:`choose_ranges` and :func:`load_ranges` -- per-dimension observation ranges for the calibrated storage.
 
-Nothing here imports torch or SB3: the names load on first use. The quantized SB3 buffers that train what
+Nothing here imports torch or SB3: the names load on first use (``fit`` and ``footprint`` at once, since their
+modules share their names). The quantized SB3 buffers that train what
 the planner predicts are in :mod:`validation.buffers` (the ``[train]`` extra).
 
 >>> import planner
@@ -33,6 +34,9 @@ bfloat16     4,352,027
 import importlib
 from typing import Any
 
+from planner.fit import fit  # noqa: F401 - bound now: the module planner.fit would otherwise shadow it
+from planner.footprint import footprint  # noqa: F401
+
 _HOMES = {
     "DeviceProfile": "planner.profiles",
     "FitResult": "planner.fit",
@@ -43,15 +47,13 @@ _HOMES = {
     "RunSpec": "planner.runspec",
     "STORAGES": "planner.storages",
     "choose_ranges": "planner.obs_ranges",
-    "fit": "planner.fit",
-    "footprint": "planner.footprint",
     "load_profile": "planner.profiles",
     "load_ranges": "planner.obs_ranges",
     "lookup_env": "planner.envs",
     "max_buffer_size": "planner.fit",
     "storage": "planner.storages",
 }
-__all__ = sorted(_HOMES)
+__all__ = sorted([*_HOMES, "fit", "footprint"])
 
 
 def __getattr__(name: str) -> Any:
