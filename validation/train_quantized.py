@@ -1,7 +1,7 @@
 """Train SAC and PPO with the quantized buffers and compare their memory with the planner's prediction.
 
-    python examples/train_quantized.py                                  # SAC + PPO on Walker2d-v5 and Hopper-v5
-    python examples/train_quantized.py --algo sac --env Humanoid-v5 --steps 1000 --act-on-quantized
+    python -m validation.train_quantized                                  # SAC + PPO on Walker2d-v5 and Hopper-v5
+    python -m validation.train_quantized --algo sac --env Humanoid-v5 --steps 1000 --act-on-quantized
 
 SAC stores m = 2 decimals, PPO m = 1 (the paper's settings), clamp b = 127. By default the policy acts on
 raw observations and trains on quantized ones, as in the paper; ``--act-on-quantized`` wraps the env
