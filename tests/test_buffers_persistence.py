@@ -14,9 +14,17 @@ from stable_baselines3.common.envs import BitFlippingEnv
 
 from cython_core import CodeLayout, PackedRows
 from planner.errors import PlannerError
+from planner.obs_ranges import choose_ranges
 from validation.buffers import QuantizedDictReplayBuffer, QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.buffers.obs_store import ObservationRows
-from validation.buffers.persistence import FORMAT_VERSION, RECORD, PersistentBuffer, checksums, load_replay_buffer
+from validation.buffers.persistence import (
+    FORMAT_VERSION,
+    RECORD,
+    PersistentBuffer,
+    buffer_config,
+    checksums,
+    load_replay_buffer,
+)
 
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 ENV = "Hopper-v5"
@@ -78,7 +86,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     buf = model.replay_buffer
     state = raw_state(path)
     record = state[RECORD]
-    assert record["version"] == FORMAT_VERSION == 2
+    assert record["version"] == FORMAT_VERSION == 3
     config = record["config"]
     assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
@@ -210,6 +218,42 @@ def test_a_version_0_file_loads_and_trains_on():
     with pytest.raises(PlannerError, match="code_layout.scale: saved 100.0, this model 10.0"):
         load_replay_buffer(SAC("MlpPolicy", "Pendulum-v1", buffer_size=64, replay_buffer_class=QuantizedReplayBuffer,
                                replay_buffer_kwargs=dict(decimals=1), **SMALL), path)
+
+
+def _format_2_buffer():
+    """A replay buffer on a Dict space with every kind of column (packed, float16, calibrated, raw), 20 transitions
+    (two episode ends) from a seeded generator."""
+    rng = np.random.default_rng(0)
+    space = spaces.Dict({"pos": spaces.Box(-np.inf, np.inf, (3,)), "vel": spaces.Box(-np.inf, np.inf, (2,)),
+                         "cal": spaces.Box(-np.inf, np.inf, (4,)), "cell": spaces.Discrete(5)})
+    ranges = choose_ranges(rng.normal(0, 3, (500, 4)), 2)
+    buf = QuantizedReplayBuffer(16, space, spaces.Box(-1, 1, (1,)), "cpu", decimals={"pos": 2},
+                                dtype={"vel": "float16"}, obs_ranges={"cal": ranges})
+
+    def obs():
+        return {"pos": rng.normal(0, 50, (1, 3)), "vel": rng.normal(0, 5, (1, 2)), "cal": rng.normal(0, 4, (1, 4)),
+                "cell": rng.integers(0, 5, (1,))}
+
+    last = obs()
+    for step in range(20):
+        following = obs()
+        buf.add(last, following, rng.uniform(-1, 1, (1, 1)), np.ones(1), np.array([step % 7 == 6]), [{}])
+        last = obs() if step % 7 == 6 else following
+    return buf
+
+
+def test_a_format_2_file_loads_with_the_columns_layouts_under_their_new_name():
+    """tests/data/quantized_replay_buffer_v2.pkl: ``pickle.dump`` (protocol 5), at commit be63c36 (format 2: a
+    column kept its CodeLayout as ``spec``), of the buffer :func:`_format_2_buffer` builds."""
+    path = DATA / "quantized_replay_buffer_v2.pkl"
+    assert raw_state(path)[RECORD]["version"] == 2
+    loaded, fresh = pickle.loads(path.read_bytes()), _format_2_buffer()
+    assert all("spec" not in vars(column) for column in loaded.codec.columns.values())
+    assert buffer_config(loaded) == buffer_config(fresh) and loaded.memory_breakdown() == fresh.memory_breakdown()
+    for following in (False, True):
+        got, want = loaded.decode_rows(np.arange(16), following), fresh.decode_rows(np.arange(16), following)
+        assert all(th.equal(got[key], want[key]) for key in want)
+    loaded.sample(4)
 
 
 def test_a_newer_format_version_is_refused_with_what_this_release_reads(saved):

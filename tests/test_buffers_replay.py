@@ -205,10 +205,10 @@ def test_pickle_round_trip_loses_nothing():
     assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a[:5], b[:5]))
 
 
-def test_per_dimension_spec_is_used_as_given():
+def test_per_dimension_layout_is_used_as_given():
     obs_space, act_space = _spaces((2,))
-    spec = CodeLayout.per_dim(lo=[-1.0, 0.0], hi=[1.0, 1000.0], scale=[100.0, 1.0])
-    buf = QuantizedReplayBuffer(10, obs_space, act_space, "cpu", spec=spec)
+    layout = CodeLayout.per_dim(lo=[-1.0, 0.0], hi=[1.0, 1000.0], scale=[100.0, 1.0])
+    buf = QuantizedReplayBuffer(10, obs_space, act_space, "cpu", layout=layout)
     buf.add(np.array([[0.123, 2000.4]]), np.array([[-5.0, 12.6]]), np.zeros((1, 3)), np.zeros(1), np.zeros(1), [{}])
     got = buf._get_samples(np.array([0]))
     assert got.observations.numpy().tolist() == [[np.float32(0.12), 1000.0]]
@@ -218,7 +218,7 @@ def test_per_dimension_spec_is_used_as_given():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_steps=0), "n_steps"),
-    (dict(decimals=2, spec=CodeLayout.uniform(4, decimals=2, clamp=127.0)), "not both"),
+    (dict(decimals=2, layout=CodeLayout.uniform(4, decimals=2, clamp=127.0)), "not both"),
     (dict(decimals=40), "decimals"),
     (dict(buffer_size=3, n_envs=2, terminal_capacity=1), "terminal_capacity must be >= n_envs"),
 ])

@@ -275,7 +275,7 @@ def test_half_precision_storage_rounds_as_torch_does_and_equals_the_planner(half
     spec = RunSpec("sac", buffer_size=128, n_envs=2, storage=half, obs_space=ObsSpace.of(space),
                    action_space=ActionSpace.box(2), terminal_capacity=64)
     assert ours.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
-    with pytest.raises(PlannerError, match="give no decimals, bits or spec"):
+    with pytest.raises(PlannerError, match="give no decimals, bits or layout"):
         QuantizedReplayBuffer(16, space, ACTIONS, "cpu", dtype=half, decimals=2)
 
 

@@ -22,13 +22,13 @@ from validation.buffers.obs_store import ObservationCodec
 
 
 def uniform_layout(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
-                     bits: "int | None" = None, spec: "CodeLayout | None" = None) -> CodeLayout:
-    """The spec for a Box of floats: ``spec`` as given (per-dimension), or round(clamp(x, -clamp, clamp), decimals)."""
-    codec = ObservationCodec(observation_space, decimals, clamp, bits, spec)
-    if codec.is_dict or None not in codec.specs:
+                     bits: "int | None" = None, layout: "CodeLayout | None" = None) -> CodeLayout:
+    """The layout of a Box of floats: ``layout`` as given (per-dimension), or round(clamp(x, -b, b), m)."""
+    codec = ObservationCodec(observation_space, decimals, clamp, bits, layout)
+    if codec.is_dict or None not in codec.layouts:
         raise PlannerError(f"quantizing an observation takes a Box of floats, got {observation_space}",
                            "observation_space")
-    return codec.specs[None]
+    return codec.layouts[None]
 
 
 def flat_rows(x: Any, n: int, dim: int) -> np.ndarray:

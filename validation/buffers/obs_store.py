@@ -110,25 +110,25 @@ class ArrayColumn:
 
 
 class PackedColumn(ArrayColumn):
-    """A Box of floats: rows of ``spec.dim`` k-bit codes in ``spec.row_words`` 64-bit words."""
+    """A Box of floats: rows of ``layout.dim`` k-bit codes in ``layout.row_words`` 64-bit words."""
 
     quantized = True
 
-    def __init__(self, key: "str | None", shape: "tuple[int, ...]", spec: CodeLayout) -> None:
-        self.key, self.shape, self.spec = key, shape, spec
-        self.values, self.width, self.dtype = spec.dim, spec.row_words, np.dtype(np.uint64)
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", layout: CodeLayout) -> None:
+        self.key, self.shape, self.layout = key, shape, layout
+        self.values, self.width, self.dtype = layout.dim, layout.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
-        """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the spec codes them."""
+        """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the layout codes them."""
         codes = np.zeros((n, self.width), dtype=np.uint64)
-        saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.spec)
+        saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.layout)
         return codes, saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
         out = th.empty((rows.size, self.values), dtype=th.float32)
-        gather_unpack(array, rows, self.spec, out.numpy())
+        gather_unpack(array, rows, self.layout, out.numpy())
         return out.view(rows.size, *self.shape)
 
 
@@ -163,7 +163,7 @@ class HalfColumn(ArrayColumn):
         self.values = self.width = int(np.prod(shape))
         self.dtype = np.dtype(np.float16 if dtype == "float16" else np.uint16)
         self.sample_dtype = np.dtype(np.float32)
-        self.spec = None
+        self.layout = None
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         arr = _rows_of(values, n, self.values, self.key, self.shape)
@@ -191,7 +191,7 @@ class RawColumn(ArrayColumn):
         self.key, self.shape, self.dtype = key, shape, np.dtype(dtype)
         self.values = self.width = int(np.prod(shape))
         self.sample_dtype = self.dtype
-        self.spec = None
+        self.layout = None
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         return _rows_of(values, n, self.width, self.key, self.shape).astype(self.dtype), 0
@@ -242,7 +242,7 @@ class MixedCodes:
 
 class CalibratedColumn:
     """A Box of floats on observation ranges' widths (:class:`cython_core.MixedRows`): every value the uniform
-    packing at the spec's m and b keeps, in each dimension's own width, the values outside a dimension's range in
+    packing at the ranges' m and b keeps, in each dimension's own width, the values outside a dimension's range in
     the rows' exception store, exact. Counts, per dimension, the values that fell outside since the last
     calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
 
@@ -250,8 +250,8 @@ class CalibratedColumn:
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: Any) -> None:
         self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
-        self.spec = MixedLayout.from_ranges(obs_ranges)
-        self.values, self.width, self.dtype = self.spec.dim, self.spec.row_words, np.dtype(np.uint64)
+        self.layout = MixedLayout.from_ranges(obs_ranges)
+        self.values, self.width, self.dtype = self.layout.dim, self.layout.row_words, np.dtype(np.uint64)
         self.sample_dtype = np.dtype(np.float32)
         self.outside = np.zeros(self.values, dtype=np.int64)
         self.encoded = 0
@@ -259,7 +259,7 @@ class CalibratedColumn:
 
     def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
         words = np.zeros((n, self.width), dtype=np.uint64)
-        saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.spec)
+        saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.layout)
         if entries.size:
             self.outside += np.bincount(entries["dim"], minlength=self.values)
             self.outside_total += int(entries.size)
@@ -268,7 +268,7 @@ class CalibratedColumn:
         return MixedCodes(words, entries), saturated
 
     def allocate(self, n_rows: int, eager: bool) -> MixedRows:
-        rows = MixedRows(n_rows, self.spec, self.obs_ranges.exception_capacity(n_rows))
+        rows = MixedRows(n_rows, self.layout, self.obs_ranges.exception_capacity(n_rows))
         if eager:
             rows.storage.fill(0)
             rows.store.table.fill(0)
@@ -328,35 +328,35 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
     return value.get(key)
 
 
-def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, spec: Any,
+def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, layout: Any,
             dtype: "str | None", obs_ranges: Any = None) -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
     shape = tuple(int(e) for e in get_obs_shape(space))
     if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
-        if spec is not None:
+        if layout is not None:
             raise PlannerError(f"{_label(key)} is {space}, stored as it is: a CodeLayout applies to Boxes of floats",
-                               "spec")
+                               "layout")
         return RawColumn(key, shape, space.dtype)
     dim = int(np.prod(shape))
     if obs_ranges is not None:
-        return _calibrated(key, shape, dim, obs_ranges, (decimals, bits, spec, dtype))
+        return _calibrated(key, shape, dim, obs_ranges, (decimals, bits, layout, dtype))
     if dtype is not None:
         if dtype not in HALF_DTYPES:
             raise PlannerError(f"dtype must be one of {', '.join(HALF_DTYPES)} (or None: k-bit codes), "
                                f"got {quote(dtype)}", "dtype")
-        if spec is not None or decimals is not None or bits is not None:
+        if layout is not None or decimals is not None or bits is not None:
             raise PlannerError(f"dtype={dtype!r} stores floats as they round to {dtype}: give no decimals, bits or "
-                               "spec", "dtype")
+                               "layout", "dtype")
         return HalfColumn(key, shape, dtype)
-    if spec is not None:
+    if layout is not None:
         if decimals is not None or bits is not None:
-            raise PlannerError("give either spec= or decimals=/clamp=/bits=, not both", "spec")
-        if not isinstance(spec, CodeLayout) or spec.dim != dim:
-            raise PlannerError(f"spec for {_label(key)} must be a CodeLayout of dim {dim} (the space's size), "
-                               f"got {quote(spec)}", "spec")
-        return PackedColumn(key, shape, spec)
+            raise PlannerError("give either layout= or decimals=/clamp=/bits=, not both", "layout")
+        if not isinstance(layout, CodeLayout) or layout.dim != dim:
+            raise PlannerError(f"layout for {_label(key)} must be a CodeLayout of dim {dim} (the space's size), "
+                               f"got {quote(layout)}", "layout")
+        return PackedColumn(key, shape, layout)
     try:
         return PackedColumn(key, shape, CodeLayout.uniform(dim, decimals=BUFFER_DECIMALS if decimals is None
                                                          else decimals, clamp=CLAMP if clamp is None else clamp,
@@ -370,7 +370,7 @@ def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int, obs_range
     """The calibrated column of a Box of floats: ``obs_ranges`` an :class:`~planner.obs_ranges.ObservationRanges` or the
     path of one (``planner obs scan``), of the Box's size."""
     if any(value is not None for value in others):
-        raise PlannerError("obs_ranges gives the precision (its m, b and widths): give no decimals, bits, spec or "
+        raise PlannerError("obs_ranges gives the precision (its m, b and widths): give no decimals, bits, layout or "
                            "dtype with it", "obs_ranges")
     if isinstance(obs_ranges, (str, PathLike)):
         obs_ranges = load_ranges(str(obs_ranges))
@@ -389,37 +389,37 @@ class ObservationCodec:
         one value for all its float entries or a dict of values by key
     :param clamp: b (default the paper's); same per-key form
     :param bits: width of the codes (default: the exact level count); same per-key form
-    :param spec: a :class:`CodeLayout` (per-dimension bounds and scales) instead of decimals/clamp/bits;
+    :param layout: a :class:`CodeLayout` (per-dimension bounds and scales) instead of decimals/clamp/bits;
         a dict of them by key for a Dict space
     :param dtype: "float16" or "bfloat16": store floats in that type instead of k-bit codes (no decimals,
-        bits or spec then); same per-key form
+        bits or layout then); same per-key form
     :param obs_ranges: observation ranges (``planner obs scan``; the object or its path): each dimension in the
-        width its data needs, values outside in an exception store (no decimals, bits, spec or dtype then; its m
-        and b are the spec's); same per-key form
+        width its data needs, values outside in an exception store (no decimals, bits, layout or dtype then; its m
+        and b are the ranges'); same per-key form
     """
 
     def __init__(self, observation_space: spaces.Space, decimals: Any = None, clamp: Any = CLAMP, bits: Any = None,
-                 spec: Any = None, dtype: Any = None, obs_ranges: Any = None) -> None:
+                 layout: Any = None, dtype: Any = None, obs_ranges: Any = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
         self.columns = {key: _column(key, sub, *(_per_key(name, value, key, keys) for name, value in
                                                  (("decimals", decimals), ("clamp", clamp), ("bits", bits),
-                                                  ("spec", spec), ("dtype", dtype), ("obs_ranges", obs_ranges))))
+                                                  ("layout", layout), ("dtype", dtype), ("obs_ranges", obs_ranges))))
                         for key, sub in entries}
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
-    def specs(self) -> "dict[str | None, CodeLayout]":
+    def layouts(self) -> "dict[str | None, CodeLayout]":
         """The CodeLayout of each column of k-bit codes."""
-        return {key: column.spec for key, column in self.columns.items() if column.spec is not None}
+        return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
 
     @property
     def code_layout(self) -> Any:
         """The CodeLayout of a Box of floats; for a Dict space, a dict of them by key; None if none."""
-        return self.specs if self.is_dict else self.specs.get(None)
+        return self.layouts if self.is_dict else self.layouts.get(None)
 
     def encode(self, obs: Any, n: int) -> Codes:
         """Validate and encode ``n`` observations (an array, or a dict of arrays for a Dict space)."""
@@ -540,9 +540,9 @@ class Drift:
             live = sum(int(r.store.live) for r in rows)
             out[_label(key)] = {
                 "exceptions_live": live, "exception_capacity": sum(int(r.store.table.size) for r in rows),
-                "outside_share": column.outside_total / values, "row_bits": int(column.spec.row_bits),
-                "bits_per_value": column.spec.row_bits / column.values,
-                "bits_per_value_with_exceptions": (column.spec.row_bits + 8 * EXCEPTION_ENTRY_BYTES
+                "outside_share": column.outside_total / values, "row_bits": int(column.layout.row_bits),
+                "bits_per_value": column.layout.row_bits / column.values,
+                "bits_per_value_with_exceptions": (column.layout.row_bits + 8 * EXCEPTION_ENTRY_BYTES
                                                    * column.outside_total / max(column.encoded_total, 1))
                 / column.values,
                 "recalibrate": self.threshold, "recalibrations": sum(event["column"] == key for event in self.events)}
@@ -581,17 +581,17 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", thresh
         entries = np.concatenate([store.arrays[key].store.take(np.arange(store.arrays[key].n_rows,
                                                                          dtype=np.int64)) for store in stores])
         live_before = int(entries.size)
-        lo, hi = column.spec.lo.copy(), column.spec.hi.copy()
+        lo, hi = column.layout.lo.copy(), column.layout.hi.copy()
         for dim in drifted.tolist():
             lo[dim], hi[dim] = widen_range(int(lo[dim]), int(hi[dim]),
                                            entries["code"][entries["dim"] == dim].astype(np.int64), sum(rows))
-        old = column.spec
+        old = column.layout
         new = old.widen(lo, hi)
         if new == old:  # the rule keeps what fell outside as exceptions: nothing to re-pack
             continue
         for store in stores:
             store.arrays[key].repack(new)
-        column.spec, column.width = new, new.row_words
+        column.layout, column.width = new, new.row_words
         events.append({"column": key, "rows_encoded": encoded, "dims": drifted.tolist(),
                        "outside_share": (outside[drifted] / encoded).round(6).tolist(),
                        "bits_before": old.bits[drifted].tolist(), "bits_after": new.bits[drifted].tolist(),

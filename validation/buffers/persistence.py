@@ -39,7 +39,8 @@ from cython_core import CodeLayout, ExceptionStore, MixedLayout, MixedRows, Pack
 from planner.errors import PlannerError
 from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
 
-FORMAT_VERSION = 2  # 2: modules moved into validation.buffers, classes renamed (CodeSpec -> CodeLayout, ...)
+FORMAT_VERSION = 3  # 3: a column's CodeLayout is its `layout` (was `spec`); 2: modules moved into
+# validation.buffers, classes renamed (CodeSpec -> CodeLayout, ...)
 # Where the names that uniform buffers of format 0 and 1 refer to live now (pickle finds classes by module and
 # name); a calibrated buffer of format 1 (cython_core.mixed.MixedSpec) is not read.
 FORMER_MODULES = {"validation.replay_buffer": "validation.buffers.replay",
@@ -77,6 +78,8 @@ class PersistentBuffer:
     def __setstate__(self, state: "dict[str, Any]") -> None:
         record = state.pop(RECORD, None)
         if record is not None:
+            if record.get("version") in (1, 2):
+                _rename_layouts(state.get("codec"))
             _check_record(type(self).__name__, record, state)
         parent = getattr(super(), "__setstate__", None)  # HerReplayBuffer has one; object has none
         if parent is None:
@@ -90,6 +93,13 @@ class PersistentBuffer:
 
     def _upgrade_from_version_0(self) -> None:
         """Bring the attributes of a version-0 pickle to today's layout (a class that changed them says how)."""
+
+
+def _rename_layouts(codec: "ObservationCodec | None") -> None:
+    """The columns of a format 1 or 2 file keep their CodeLayout as ``spec``; today's name is ``layout``."""
+    for column in getattr(codec, "columns", {}).values():
+        if "spec" in vars(column):
+            column.layout = vars(column).pop("spec")
 
 
 def _check_record(name: str, record: "dict[str, Any]", state: "dict[str, Any]") -> None:
@@ -135,7 +145,7 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]") -> None:
         for key, item in vars(value).items():
             _checksum(f"{name}.{key}", item, out)
     elif isinstance(value, ObservationCodec):
-        _checksum(name, value.specs, out)
+        _checksum(name, value.layouts, out)
 
 
 def buffer_config(buffer: Any) -> "dict[str, Any]":
@@ -145,9 +155,9 @@ def buffer_config(buffer: Any) -> "dict[str, Any]":
     config: "dict[str, Any]" = {"class": f"{cls.__module__}.{cls.__qualname__}",
                                 "observation_space": _describe(buffer.observation_space),
                                 "action_space": _describe(buffer.action_space)}
-    spec = getattr(buffer, "code_layout", None)
-    if spec:
-        config["code_layout"] = _describe(spec)
+    layout = getattr(buffer, "code_layout", None)
+    if layout:
+        config["code_layout"] = _describe(layout)
     config.update({name: getattr(buffer, name) for name in CONFIG_FIELDS if hasattr(buffer, name)})
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else {}
     if "terminal_capacity" in stats:

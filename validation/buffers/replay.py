@@ -83,7 +83,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
     :param decimals: m of the quantized columns (a dict by key for a Dict space); see
-        :class:`~validation.buffers.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``spec``,
+        :class:`~validation.buffers.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``layout``,
         ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_ranges`` (calibrated widths)
     :param recalibrate: with ``obs_ranges``: the share of rows (since the last calibration, checked every 1,000
         rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
@@ -105,10 +105,10 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
-                 bits: Any = None, spec: Any = None, dtype: Any = None, obs_ranges: Any = None,
+                 bits: Any = None, layout: Any = None, dtype: Any = None, obs_ranges: Any = None,
                  recalibrate: "float | None" = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
-        options = dict(decimals=decimals, clamp=clamp, bits=bits, spec=spec, dtype=dtype, obs_ranges=obs_ranges,
+        options = dict(decimals=decimals, clamp=clamp, bits=bits, layout=layout, dtype=dtype, obs_ranges=obs_ranges,
                        recalibrate=recalibrate, terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
         deferred = self.__dict__.pop("_quantization", {})  # QuantizedHerReplayBuffer's, see there
         unknown = sorted(set(deferred) - set(options))
@@ -118,7 +118,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         options.update(deferred)
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
         self.codec = ObservationCodec(observation_space, *(options[name] for name in
-                                                           ("decimals", "clamp", "bits", "spec", "dtype",
+                                                           ("decimals", "clamp", "bits", "layout", "dtype",
                                                             "obs_ranges")))
         self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
@@ -158,7 +158,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     def _upgrade_from_version_0(self) -> None:
         """A buffer pickled before format versions kept one Box's ``PackedRows`` and its CodeLayout ``code_spec``."""
         state = self.__dict__
-        self.codec = ObservationCodec(self.observation_space, spec=state.pop("code_spec"))
+        self.codec = ObservationCodec(self.observation_space, layout=state.pop("code_spec"))
         for old, new in (("packed_observations", "stored_observations"),
                          ("terminal_observations", "terminal_observations")):
             rows = state.pop(old)
@@ -367,7 +367,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
     def memory_bytes(self) -> int:
         """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte; ``calibrated``: with
-        the exception store as allocated, which grows past the prediction when the data exceeds the spec's rate;
+        the exception store as allocated, which grows past the prediction when the data exceeds the ranges' rate;
         after a recalibration the prediction is stale, and this warns so)."""
         return self.drift.memory_bytes(self.memory_breakdown())
 
@@ -389,7 +389,7 @@ class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
     ``SAC("MultiInputPolicy", env, replay_buffer_class=QuantizedHerReplayBuffer,
     replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future", decimals=2))``
 
-    :param quantization: ``decimals``, ``clamp``, ``bits``, ``spec``, ``dtype``, ``terminal_capacity`` (as for
+    :param quantization: ``decimals``, ``clamp``, ``bits``, ``layout``, ``dtype``, ``terminal_capacity`` (as for
         :class:`QuantizedReplayBuffer`); the other arguments are HerReplayBuffer's
     """
 

@@ -30,7 +30,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
-    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``spec``,
+    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``layout``,
     ``dtype`` and ``obs_ranges`` are :class:`~validation.buffers.obs_store.ObservationCodec`'s (per key for a Dict
     space);
     ``recalibrate`` is the replay buffer's.
@@ -47,9 +47,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
-                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, spec: Any = None,
+                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, layout: Any = None,
                  dtype: Any = None, obs_ranges: Any = None, recalibrate: "float | None" = None) -> None:
-        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, spec, dtype, obs_ranges)
+        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, layout, dtype, obs_ranges)
         self.drift = Drift(self.codec, recalibrate)
         self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0
@@ -63,7 +63,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     def _upgrade_from_version_0(self) -> None:
         """A buffer pickled before format versions kept one Box's ``PackedRows`` and its ``code_layout``."""
-        self.codec = ObservationCodec(self.observation_space, spec=self.__dict__.pop("code_layout"))
+        self.codec = ObservationCodec(self.observation_space, layout=self.__dict__.pop("code_layout"))
         rows = self.__dict__.pop("packed_observations")
         self.stored_observations = ObservationRows.holding(self.codec, {None: rows.storage}, rows.saturated)
         self._sink = np.zeros((self.buffer_size, self.n_envs, 0), dtype=np.float32)

@@ -23,16 +23,16 @@ from validation.buffers.code_layout import flat_rows, uniform_layout
 
 
 class QuantizeObservation(gym.ObservationWrapper):
-    """Replace each observation by its decoded code: round(clamp(obs, -clamp, clamp), decimals) or ``spec``.
+    """Replace each observation by its decoded code: round(clamp(obs, -clamp, clamp), decimals) or ``layout``.
 
     Use the buffer's keyword arguments: ``make_vec_env(env_id, wrapper_class=QuantizeObservation,
     wrapper_kwargs=dict(decimals=2))`` with ``replay_buffer_kwargs=dict(decimals=2)``.
     """
 
     def __init__(self, env: gym.Env, decimals: "int | None" = None, clamp: float = CLAMP,
-                 bits: "int | None" = None, spec: "CodeLayout | None" = None) -> None:
+                 bits: "int | None" = None, layout: "CodeLayout | None" = None) -> None:
         super().__init__(env)
-        self.code_layout = uniform_layout(env.observation_space, decimals, clamp, bits, spec)
+        self.code_layout = uniform_layout(env.observation_space, decimals, clamp, bits, layout)
         self._store = np.zeros((1, self.code_layout.row_words), dtype=np.uint64)
         self._row = np.zeros(1, dtype=np.int64)
         # float64 spaces decode in float64: re-encoding the value is exact at any scale.
