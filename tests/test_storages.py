@@ -64,3 +64,11 @@ def test_the_buffer_class_allocates_what_the_planner_predicts(name, algo):
     model = model_class("MlpPolicy", "Hopper-v5", device="cpu", **size, **config.buffer_arguments())
     buffer = model.rollout_buffer if is_on_policy(algo) else model.replay_buffer
     assert buffer_bytes(buffer) == footprint(config.run_spec()).buffer_bytes
+
+
+def test_the_docs_list_the_storages_validate_offers():
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "validate.md").read_text().split())
+    listed = text.split("storages a buffer class implements:", 1)[1].split(";", 1)[0]
+    assert tuple(name.strip(" `") for name in listed.split(",")) == _choices("validate", "--storage")

@@ -74,6 +74,21 @@ def test_ppo_validation_end_to_end(planner_cli, tmp_path):
         assert Path(plot).stat().st_size > 10_000
 
 
+def test_the_calibrated_storage_validates_on_ranges_it_scans(planner_cli, tmp_path):
+    out = tmp_path / "report"
+    r, report = _validate(planner_cli, out, "--env", "Hopper-v5", "--algo", "ppo", "--steps", "2048",
+                          "--storage", "calibrated")
+    assert set(report["runs"]) == {"ppo-calibrated"} and report["status"] == "complete"
+    assert "scanning Hopper-v5 for its observation ranges" in r.stderr
+    run = report["runs"]["ppo-calibrated"]
+    predicted, measured = run["prediction"]["footprint"]["buffer_bytes"], run["measured"]
+    assert measured["buffer_bytes"] == measured["buffer_resident_built"] == predicted  # rows, index and entries
+    assert measured["memray"]["buffer_arrays"] == predicted
+    assert all(c["verdict"] == "pass" for c in report["checks"] if c["quantity"].startswith("buffer bytes"))
+    ranges = report["runs"]["ppo-calibrated"]["config"]["obs_ranges"]
+    assert ranges["decimals"] == 1 and len(ranges["dims"]) == 11  # the paper's PPO m; Hopper's 11 dims
+
+
 def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
     _, report = _validate(planner_cli, tmp_path / "report", "--env", "Hopper-v5", "--algo", "sac", "--steps", "50",
                           "--buffer-size", "12000", "--fill")

@@ -108,6 +108,10 @@ class ArrayColumn:
     def breakdown(self, label: str, store: np.ndarray) -> "dict[str, int]":
         return {label: int(store.nbytes)}
 
+    def owned(self, store: np.ndarray) -> "list[np.ndarray]":
+        """The numpy arrays that hold ``store``."""
+        return [store]
+
 
 class PackedColumn(ArrayColumn):
     """A Box of floats: rows of ``layout.dim`` k-bit codes in ``layout.row_words`` 64-bit words."""
@@ -304,6 +308,9 @@ class CalibratedColumn:
         return {label: int(store.storage.nbytes), f"{label}.exception_index": int(store.store.at.nbytes),
                 f"{label}.exceptions": int(store.store.table.nbytes)}
 
+    def owned(self, store: MixedRows) -> "list[np.ndarray]":
+        return [store.storage, store.store.at, store.store.table]
+
 
 class Codes:
     """A batch of encoded observations: codes (n, width) per column and the values that saturated."""
@@ -482,6 +489,10 @@ class ObservationRows:
     def decode(self, rows: np.ndarray) -> "dict[str | None, th.Tensor]":
         """Rows decoded per column: float32 tensors for quantized columns, the space's dtype for the others."""
         return {key: column.decode(self.arrays[key], rows) for key, column in self.codec.columns.items()}
+
+    def owned(self) -> "list[np.ndarray]":
+        """Every numpy array these rows own (a calibrated column's exception store included)."""
+        return [array for key, column in self.codec.columns.items() for array in column.owned(self.arrays[key])]
 
     def breakdown(self, name: str) -> "dict[str, int]":
         """Bytes per array, named ``name`` or ``name[KEY]`` as the planner's layouts name them."""

@@ -81,7 +81,8 @@ def buffer_arrays(buffer: object) -> "list[np.ndarray]":
     """The numpy arrays a buffer owns (SB3's fields and Dict fields, or the observation stores of ours), each once."""
     arrays, seen = [], set()
     for value in vars(buffer).values():
-        value = getattr(value, "arrays", value)  # validation.buffers.obs_store.ObservationRows
+        if hasattr(value, "owned"):  # validation.buffers.obs_store.ObservationRows
+            value = dict(enumerate(value.owned()))
         for array in value.values() if isinstance(value, dict) else (value,):
             if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
                 seen.add(array.ctypes.data)
