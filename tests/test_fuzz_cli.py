@@ -19,12 +19,14 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.cli import UNCHECKED, build_parser, main
+from planner.obs_ranges import choose_ranges
 from planner.profiles import builtin_dir
 
 NOT_RUN = {("validate",), ("profiles", "calibrate"), ("obs", "scan"), ("study",)}
@@ -49,6 +51,7 @@ PLAUSIBLE = {
     "profile": ["jetson-nano", "raspberry-pi-5-8gb", "crazyflie-2.1", "paper-workstation", "good.yaml"],
     "name": ["jetson-nano", "esp32-s3-psram", "good.yaml"],
     "file": ["good.yaml", str(builtin_dir() / "jetson-nano.yaml")],
+    "ranges": ["ranges.yaml"],
     "hyperparams": ["zoo.yml"],
     "net": ["256,256", "64", "400,300"],
     "obs_dim": ["17", "348", "3"],
@@ -150,6 +153,8 @@ def write_hostile_files(folder: Path) -> None:
     """The files the curated values name: good, oversized, alias bomb, deeply nested, 30,000 keys, a FIFO..."""
     (folder / "sub").mkdir()
     (folder / "good.yaml").write_text(yaml.safe_dump(GOOD_PROFILE))
+    ranges = choose_ranges(np.random.default_rng(0).normal(0, 1, (500, 3)), 2, source={"env": "fuzz"})
+    (folder / "ranges.yaml").write_text(yaml.safe_dump(ranges.as_dict()))
     (folder / "big.yaml").write_text("name: x\n" + "# padding\n" * 110_000)
     lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]

@@ -119,7 +119,7 @@ def test_summary_files_and_keys(smoke):
     assert summary["done"] == summary["trials"] == 16 and summary["failed"] == []
     assert {(c["env"], c["algo"]) for c in summary["cells"]} == {("Hopper-v5", "ppo"), ("Hopper-v5", "sac")}
     for cell in summary["cells"]:
-        assert list(cell["storages"]) == ["sb3", "float16", "packed", "equal-memory"]
+        assert list(cell["storages"]) == ["sb3", "packed", "float16", "equal-memory"]  # the registry's order
         for name, stats in cell["storages"].items():
             assert stats["seeds"] == 2 and stats["curve"]["steps"][:5] == [0, 64, 128, 192, 256]
             if name != "sb3":

@@ -25,11 +25,11 @@ def _cell(**storages: dict) -> dict:
 
 
 SHARED = [10.0, 40.0, 90.0, 120.0, 150.0]
-CELL = _cell(baseline=_stats([10.0, 50.0, 100.0, 140.0, 180.0], [5.0] * 5, 10_000_000),
+CELL = _cell(sb3=_stats([10.0, 50.0, 100.0, 140.0, 180.0], [5.0] * 5, 10_000_000),
              float16=_stats([10.0, 45.0, 95.0, 130.0, 170.0], [6.0] * 5, 5_000_000),
              packed=_stats(SHARED, [8.0] * 5, 2_625_000),
              calibrated=_stats(list(SHARED), [8.0] * 5, 5_105_000),  # the same returns: drawn once, with packed
-             recalibrated=_stats(list(SHARED), [9.0] * 5, 2_400_000),  # the same mean, another std: its own
+             bfloat16=_stats(list(SHARED), [9.0] * 5, 2_400_000),  # the same mean, another std: its own
              equal_memory=_stats([10.0, 60.0, 110.0, 150.0, 190.0], [7.0] * 5, 2_624_000))
 
 
@@ -45,23 +45,23 @@ def test_identical_returns_are_drawn_once_and_the_legend_says_so():
     fig = returns_figure([CELL])
     panels = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title() for ax in panels] == [
-        f"Hopper-v5 SAC: {name}" for name in ("float16", "packed = calibrated", "recalibrated", "equal-memory")]
+        f"Hopper-v5 SAC: {name}" for name in ("packed = calibrated", "float16", "bfloat16", "equal-memory")]
     shared = [line for ax in panels for line in _curves(ax) if list(line.get_ydata()) == SHARED]
-    assert len(shared) == 2  # packed = calibrated once, recalibrated (another std) once
+    assert len(shared) == 2  # packed = calibrated once, bfloat16 (another std) once
     legends = [entry for ax in panels for entry in _legend(ax)]
     assert "packed = calibrated (identical returns)\n3 seeds, buffer 2.62 / 5.11 MB" in legends
-    assert "recalibrated\n3 seeds, buffer 2.4 MB" in legends
-    assert not any("recalibrated (identical" in entry or "= recalibrated" in entry for entry in legends)
+    assert "bfloat16\n3 seeds, buffer 2.4 MB" in legends
+    assert not any("bfloat16 (identical" in entry or "= bfloat16" in entry for entry in legends)
     for ax in panels:  # the baseline beside each storage
-        assert _legend(ax)[0] == "baseline\n3 seeds, buffer 10 MB" and len(_curves(ax)) == 2
+        assert _legend(ax)[0] == "sb3\n3 seeds, buffer 10 MB" and len(_curves(ax)) == 2
 
 
 def test_a_storage_identical_to_the_baseline_has_no_panel_of_its_own():
-    cell = _cell(baseline=CELL["storages"]["baseline"], float16=dict(CELL["storages"]["baseline"]),
+    cell = _cell(sb3=CELL["storages"]["sb3"], float16=dict(CELL["storages"]["sb3"]),
                  packed=CELL["storages"]["packed"])
     (panel,) = [ax for ax in returns_figure([cell]).axes if ax.axison]
     assert panel.get_title() == "Hopper-v5 SAC: packed"
-    assert _legend(panel)[0].startswith("baseline = float16 (identical returns)\n")
+    assert _legend(panel)[0].startswith("sb3 = float16 (identical returns)\n")
 
 
 def test_distinct_storages_get_distinct_colours_and_styles_and_light_edged_bands():
@@ -75,11 +75,11 @@ def test_distinct_storages_get_distinct_colours_and_styles_and_light_edged_bands
                 face, edge = band.get_facecolor()[0], band.get_edgecolor()[0]
                 assert to_rgb(face[:3]) == to_rgb(edge[:3]) == look[0]  # its band in its colour,
                 assert face[3] <= 0.1 < edge[3]  # light, with a darker edge
-    assert set(looks) == {"baseline", "float16", "packed", "recalibrated", "equal-memory"}
+    assert set(looks) == {"sb3", "float16", "packed", "bfloat16", "equal-memory"}
     colours = [colour for colour, _, _ in looks.values()]
     assert len(set(colours)) == len(colours)
     assert len({(style, marker) for _, style, marker in looks.values()}) == len(looks)
-    assert to_rgb(looks["baseline"][0]) == to_rgba("black")[:3]
+    assert to_rgb(looks["sb3"][0]) == to_rgba("black")[:3]
 
 
 @pytest.mark.parametrize("make", [returns_figure, equal_memory_figure])
@@ -92,6 +92,6 @@ def test_the_small_study_figures_keep_their_texts_apart(monkeypatch, make):
     data = [ax.get_window_extent(renderer) for ax in fig.axes if ax.axison]
     legends = [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.axison]
     assert not any(legend.overlaps(area) for legend in legends for area in data)
-    if make is returns_figure:  # packed, calibrated and recalibrated returned the same, seed for seed
+    if make is returns_figure:  # packed and calibrated returned the same, seed for seed (PPO, two envs)
         entries = [entry for ax in fig.axes if ax.axison for entry in _legend(ax)]
-        assert sum(entry.startswith("packed = calibrated = recalibrated (identical returns)") for entry in entries) == 2
+        assert sum(entry.startswith("packed = calibrated (identical returns)") for entry in entries) == 2

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--seed", type=int, default=0, help="seed of the env and the random actions (default 0)")
     scan.add_argument("--out", required=True, help="the spec's YAML file")
     show = actions.add_parser("show", help="the per-dimension table and summary of a spec")
-    show.add_argument("spec", help="observation ranges YAML (from `planner obs scan`)")
+    show.add_argument("ranges", help="observation ranges YAML (from `planner obs scan`)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -59,7 +59,7 @@ def scan(args: argparse.Namespace) -> ObservationRanges:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = scan(args) if args.action == "scan" else load_ranges(args.spec)
+    spec = scan(args) if args.action == "scan" else load_ranges(args.ranges)
     summary = spec.summary()
     if args.action == "show" and args.json:
         print(json.dumps({**spec.as_dict(), "summary": summary}, indent=2))
