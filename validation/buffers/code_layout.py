@@ -21,10 +21,16 @@ from planner.errors import PlannerError
 from validation.buffers.obs_store import ObservationCodec
 
 
-def uniform_layout(observation_space: spaces.Space, decimals: "int | None" = None, clamp: float = CLAMP,
-                     bits: "int | None" = None, layout: "CodeLayout | None" = None) -> CodeLayout:
-    """The layout of a Box of floats: ``layout`` as given (per-dimension), or round(clamp(x, -b, b), m)."""
-    codec = ObservationCodec(observation_space, decimals, clamp, bits, layout)
+def uniform_layout(observation_space: spaces.Space, *, decimals: "int | None" = None, clamp: float = CLAMP,
+                   bits: "int | None" = None, layout: "CodeLayout | None" = None) -> CodeLayout:
+    """The layout of a Box of floats: ``layout`` as given (per-dimension), or round(clamp(x, -b, b), m).
+
+    :param decimals: m
+    :param clamp: b
+    :param bits: the width of the codes (default: the exact level count)
+    :param layout: a per-dimension layout, used as given (no ``decimals`` or ``bits`` then)
+    """
+    codec = ObservationCodec(observation_space, decimals=decimals, clamp=clamp, bits=bits, layout=layout)
     if codec.is_dict or None not in codec.layouts:
         raise PlannerError(f"quantizing an observation takes a Box of floats, got {observation_space}",
                            "observation_space")

@@ -20,9 +20,15 @@ class NStepTargets:
 
 
 def n_step_targets(rewards: np.ndarray, dones: np.ndarray, timeouts: np.ndarray, steps: np.ndarray,
-                   env_inds: np.ndarray, pos: int, n_steps: int, gamma: float,
+                   env_inds: np.ndarray, *, pos: int, n_steps: int, gamma: float,
                    normalize_reward: Callable[[np.ndarray], np.ndarray]) -> NStepTargets:
-    """Targets for the windows starting at ``(steps, env_inds)`` of (buffer_size, n_envs) arrays."""
+    """Targets for the windows starting at ``(steps, env_inds)`` of (buffer_size, n_envs) arrays.
+
+    :param pos: the buffer's next write position (the newest step is ``pos - 1``)
+    :param n_steps: the window length
+    :param gamma: the discount
+    :param normalize_reward: applied to the rewards of every window (VecNormalize's, or the identity)
+    """
     size = rewards.shape[0]
     newest = (pos - 1) % size
     saved = timeouts[newest].copy()

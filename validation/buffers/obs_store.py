@@ -27,7 +27,7 @@ changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every colu
 import logging
 import warnings
 from os import PathLike
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import torch as th
@@ -49,6 +49,9 @@ from planner.errors import PlannerError, quote
 from planner.obs_ranges import ObservationRanges, load_ranges, widen_range
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+PerKey = Union[T, dict[str, T]]  # one value for every entry of a Dict space, or a dict of values by key
+CODEC_OPTIONS = ("decimals", "clamp", "bits", "layout", "dtype", "obs_ranges")  # ObservationCodec's keywords
 
 
 def _label(key: "str | None") -> str:
@@ -252,7 +255,7 @@ class CalibratedColumn:
 
     quantized = True
 
-    def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: Any) -> None:
+    def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: ObservationRanges) -> None:
         self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
         self.layout = MixedLayout.from_ranges(obs_ranges)
         self.values, self.width, self.dtype = self.layout.dim, self.layout.row_words, np.dtype(np.uint64)
@@ -335,8 +338,9 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
     return value.get(key)
 
 
-def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, bits: Any, layout: Any,
-            dtype: "str | None", obs_ranges: Any = None) -> Any:
+def _column(key: "str | None", space: spaces.Space, *, decimals: "int | None", clamp: "float | None",
+            bits: "int | None", layout: "CodeLayout | None", dtype: "str | None",
+            obs_ranges: "ObservationRanges | str | PathLike | None") -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
@@ -372,8 +376,8 @@ def _column(key: "str | None", space: spaces.Space, decimals: Any, clamp: Any, b
         raise PlannerError(f"invalid quantization of {_label(key)}: {err}", "decimals") from err
 
 
-def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int, obs_ranges: Any,
-                others: tuple) -> CalibratedColumn:
+def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int,
+                obs_ranges: "ObservationRanges | str | PathLike", others: tuple) -> CalibratedColumn:
     """The calibrated column of a Box of floats: ``obs_ranges`` an :class:`~planner.obs_ranges.ObservationRanges` or the
     path of one (``planner obs scan``), of the Box's size."""
     if any(value is not None for value in others):
@@ -405,26 +409,28 @@ class ObservationCodec:
         and b are the ranges'); same per-key form
     """
 
-    def __init__(self, observation_space: spaces.Space, decimals: Any = None, clamp: Any = CLAMP, bits: Any = None,
-                 layout: Any = None, dtype: Any = None, obs_ranges: Any = None) -> None:
+    def __init__(self, observation_space: spaces.Space, *, decimals: "PerKey[int | None]" = None,
+                 clamp: "PerKey[float]" = CLAMP, bits: "PerKey[int | None]" = None,
+                 layout: "PerKey[CodeLayout | None]" = None, dtype: "PerKey[str | None]" = None,
+                 obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
-        self.columns = {key: _column(key, sub, *(_per_key(name, value, key, keys) for name, value in
-                                                 (("decimals", decimals), ("clamp", clamp), ("bits", bits),
-                                                  ("layout", layout), ("dtype", dtype), ("obs_ranges", obs_ranges))))
+        options = dict(zip(CODEC_OPTIONS, (decimals, clamp, bits, layout, dtype, obs_ranges)))
+        self.columns = {key: _column(key, sub, **{name: _per_key(name, value, key, keys)
+                                                  for name, value in options.items()})
                         for key, sub in entries}
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
-    def layouts(self) -> "dict[str | None, CodeLayout]":
+    def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
         """The CodeLayout of each column of k-bit codes."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
 
     @property
-    def code_layout(self) -> Any:
+    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
         """The CodeLayout of a Box of floats; for a Dict space, a dict of them by key; None if none."""
         return self.layouts if self.is_dict else self.layouts.get(None)
 

@@ -18,6 +18,7 @@ As in SB3's ``optimize_memory_usage``, a full buffer never samples the row at ``
 observation, a wrong shape) leaves the buffer as it was.
 """
 
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -26,14 +27,17 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
+from cython_core import CodeLayout, MixedLayout
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
+from planner.obs_ranges import ObservationRanges
 from validation.buffers.nstep import n_step_targets
-from validation.buffers.obs_store import Codes, Drift, ObservationCodec, ObservationRows
+from validation.buffers.obs_store import CODEC_OPTIONS, Codes, Drift, ObservationCodec, ObservationRows, PerKey
 from validation.buffers.persistence import PersistentBuffer
 
 FREE = -1
@@ -82,9 +86,13 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     ``observations`` and ``next_observations`` are :class:`ObservationView` objects (a dict of them for a Dict
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
-    :param decimals: m of the quantized columns (a dict by key for a Dict space); see
-        :class:`~validation.buffers.obs_store.ObservationCodec` for ``decimals``, ``clamp``, ``bits``, ``layout``,
-        ``dtype`` ("float16" / "bfloat16" instead of k-bit codes) and ``obs_ranges`` (calibrated widths)
+    :param decimals: m of the quantized columns (a dict by key for a Dict space, as are the next five); this and
+        the next five are :class:`~validation.buffers.obs_store.ObservationCodec`'s
+    :param clamp: b, values outside [-b, b] saturate
+    :param bits: the width of the codes (default: the exact level count)
+    :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
+    :param dtype: "float16" or "bfloat16": floats in that type instead of k-bit codes
+    :param obs_ranges: observation ranges (or their file): calibrated widths per dimension
     :param recalibrate: with ``obs_ranges``: the share of rows (since the last calibration, checked every 1,000
         rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
         (:func:`~validation.buffers.obs_store.recalibrate`); None: never (the exception store grows instead)
@@ -103,9 +111,11 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
-                 device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True, *, decimals: Any = None, clamp: Any = CLAMP,
-                 bits: Any = None, layout: Any = None, dtype: Any = None, obs_ranges: Any = None,
+                 device: "th.device | str" = "auto", *, n_envs: int = 1, optimize_memory_usage: bool = False,
+                 handle_timeout_termination: bool = True, decimals: "PerKey[int | None]" = None,
+                 clamp: "PerKey[float]" = CLAMP, bits: "PerKey[int | None]" = None,
+                 layout: "PerKey[CodeLayout | None]" = None, dtype: "PerKey[str | None]" = None,
+                 obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
                  recalibrate: "float | None" = None, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
         options = dict(decimals=decimals, clamp=clamp, bits=bits, layout=layout, dtype=dtype, obs_ranges=obs_ranges,
@@ -117,9 +127,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                                f"{', '.join(options)})", *unknown)
         options.update(deferred)
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
-        self.codec = ObservationCodec(observation_space, *(options[name] for name in
-                                                           ("decimals", "clamp", "bits", "layout", "dtype",
-                                                            "obs_ranges")))
+        self.codec = ObservationCodec(observation_space, **{name: options[name] for name in CODEC_OPTIONS})
         self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {quote(n_steps)}", "n_steps")
@@ -168,7 +176,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         self._attach_views()
 
     @property
-    def code_layout(self) -> Any:
+    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 
@@ -321,8 +329,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             dones = (self.dones[steps, env_inds] * (1 - self.timeouts[steps, env_inds])).reshape(-1, 1)
             rewards = self._normalize_reward(self.rewards[steps, env_inds].reshape(-1, 1), env)
         else:
-            targets = n_step_targets(self.rewards, self.dones, self.timeouts, steps, env_inds, self.pos, self.n_steps,
-                                     self.gamma, lambda r: self._normalize_reward(r, env))
+            targets = n_step_targets(self.rewards, self.dones, self.timeouts, steps, env_inds, pos=self.pos,
+                                     n_steps=self.n_steps, gamma=self.gamma,
+                                     normalize_reward=lambda r: self._normalize_reward(r, env))
             last, dones, rewards = targets.last_steps, targets.dones, targets.returns
             discounts = self.to_torch(targets.discounts)
         obs = self._observations(self.decode_rows(steps * self.n_envs + env_inds), env)
@@ -389,17 +398,21 @@ class QuantizedHerReplayBuffer(HerReplayBuffer, QuantizedDictReplayBuffer):
     ``SAC("MultiInputPolicy", env, replay_buffer_class=QuantizedHerReplayBuffer,
     replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future", decimals=2))``
 
-    :param quantization: ``decimals``, ``clamp``, ``bits``, ``layout``, ``dtype``, ``terminal_capacity`` (as for
-        :class:`QuantizedReplayBuffer`); the other arguments are HerReplayBuffer's
+    :param quantization: :class:`QuantizedReplayBuffer`'s keyword arguments (``decimals``, ``clamp``, ``bits``,
+        ``layout``, ``dtype``, ``obs_ranges``, ``recalibrate``, ``terminal_capacity``, ``n_steps``, ``gamma``); the
+        others are HerReplayBuffer's
     """
 
-    def __init__(self, buffer_size: int, observation_space: spaces.Dict, action_space: spaces.Space, env: Any,
-                 device: "th.device | str" = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
+    def __init__(self, buffer_size: int, observation_space: spaces.Dict, action_space: spaces.Space, env: VecEnv,
+                 device: "th.device | str" = "auto", *, n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, n_sampled_goal: int = 4,
-                 goal_selection_strategy: Any = "future", copy_info_dict: bool = False, **quantization: Any) -> None:
+                 goal_selection_strategy: "GoalSelectionStrategy | str" = "future", copy_info_dict: bool = False,
+                 **quantization: Any) -> None:
         self._quantization = quantization  # HerReplayBuffer's constructor passes only SB3's arguments on
-        super().__init__(buffer_size, observation_space, action_space, env, device, n_envs, optimize_memory_usage,
-                         handle_timeout_termination, n_sampled_goal, goal_selection_strategy, copy_info_dict)
+        super().__init__(buffer_size, observation_space, action_space, env, device, n_envs=n_envs,
+                         optimize_memory_usage=optimize_memory_usage,
+                         handle_timeout_termination=handle_timeout_termination, n_sampled_goal=n_sampled_goal,
+                         goal_selection_strategy=goal_selection_strategy, copy_info_dict=copy_info_dict)
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: "list[dict[str, Any]]") -> None:

@@ -8,6 +8,7 @@ stored as SB3 stores them, a Dict space per key (minibatches are then ``DictRoll
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,10 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
+from cython_core import CodeLayout, MixedLayout
 from planner.defaults import CLAMP
-from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
+from planner.obs_ranges import ObservationRanges
+from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows, PerKey
 from validation.buffers.persistence import PersistentBuffer
 from validation.buffers.replay import PLACEHOLDER
 
@@ -30,10 +33,16 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
 
     ``observations`` is a zero-size placeholder that keeps SB3's ``add()`` / ``get()`` running unchanged;
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
-    into tensor memory), the space's dtype for the others. ``decimals``, ``clamp``, ``bits``, ``layout``,
-    ``dtype`` and ``obs_ranges`` are :class:`~validation.buffers.obs_store.ObservationCodec`'s (per key for a Dict
-    space);
-    ``recalibrate`` is the replay buffer's.
+    into tensor memory), the space's dtype for the others.
+
+    :param decimals: m of the quantized columns; this and the next five are
+        :class:`~validation.buffers.obs_store.ObservationCodec`'s (a dict by key for a Dict space)
+    :param clamp: b, values outside [-b, b] saturate
+    :param bits: the width of the codes (default: the exact level count)
+    :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
+    :param dtype: "float16" or "bfloat16": floats in that type instead of k-bit codes
+    :param obs_ranges: observation ranges (or their file): calibrated widths per dimension
+    :param recalibrate: as :class:`~validation.buffers.replay.QuantizedReplayBuffer`'s
 
     >>> import numpy as np, torch as th
     >>> from gymnasium import spaces
@@ -46,18 +55,22 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
-                 device: "th.device | str" = "auto", gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1, *,
-                 decimals: Any = None, clamp: Any = CLAMP, bits: Any = None, layout: Any = None,
-                 dtype: Any = None, obs_ranges: Any = None, recalibrate: "float | None" = None) -> None:
-        self.codec = ObservationCodec(observation_space, decimals, clamp, bits, layout, dtype, obs_ranges)
+                 device: "th.device | str" = "auto", *, gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1,
+                 decimals: "PerKey[int | None]" = None, clamp: "PerKey[float]" = CLAMP,
+                 bits: "PerKey[int | None]" = None, layout: "PerKey[CodeLayout | None]" = None,
+                 dtype: "PerKey[str | None]" = None,
+                 obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
+                 recalibrate: "float | None" = None) -> None:
+        self.codec = ObservationCodec(observation_space, decimals=decimals, clamp=clamp, bits=bits, layout=layout,
+                                      dtype=dtype, obs_ranges=obs_ranges)
         self.drift = Drift(self.codec, recalibrate)
         self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0
         self._no_obs = np.empty((n_envs, 0), dtype=np.float32)
         # Called by name: DictRolloutBuffer's constructor (next in QuantizedDictRolloutBuffer's MRO) would
         # allocate per key. The parent takes the shapes of the real space; reset() zeroes them.
-        RolloutBuffer.__init__(self, buffer_size, PLACEHOLDER, action_space, device, gae_lambda, gamma,
-                               n_envs)
+        RolloutBuffer.__init__(self, buffer_size, PLACEHOLDER, action_space, device, gae_lambda=gae_lambda,
+                               gamma=gamma, n_envs=n_envs)
         self.observation_space = observation_space
         self.obs_shape = get_obs_shape(observation_space)
 
@@ -69,7 +82,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         self._sink = np.zeros((self.buffer_size, self.n_envs, 0), dtype=np.float32)
 
     @property
-    def code_layout(self) -> Any:
+    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 

@@ -27,12 +27,18 @@ class QuantizeObservation(gym.ObservationWrapper):
 
     Use the buffer's keyword arguments: ``make_vec_env(env_id, wrapper_class=QuantizeObservation,
     wrapper_kwargs=dict(decimals=2))`` with ``replay_buffer_kwargs=dict(decimals=2)``.
+
+    :param decimals: m
+    :param clamp: b
+    :param bits: the width of the codes (default: the exact level count)
+    :param layout: a per-dimension layout, used as given (no ``decimals`` or ``bits`` then)
     """
 
-    def __init__(self, env: gym.Env, decimals: "int | None" = None, clamp: float = CLAMP,
+    def __init__(self, env: gym.Env, *, decimals: "int | None" = None, clamp: float = CLAMP,
                  bits: "int | None" = None, layout: "CodeLayout | None" = None) -> None:
         super().__init__(env)
-        self.code_layout = uniform_layout(env.observation_space, decimals, clamp, bits, layout)
+        self.code_layout = uniform_layout(env.observation_space, decimals=decimals, clamp=clamp, bits=bits,
+                                          layout=layout)
         self._store = np.zeros((1, self.code_layout.row_words), dtype=np.uint64)
         self._row = np.zeros(1, dtype=np.int64)
         # float64 spaces decode in float64: re-encoding the value is exact at any scale.
