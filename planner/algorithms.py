@@ -18,7 +18,7 @@ the MLPs) holds on a flat observation. :data:`planner.runspec.ALGOS`, the CLI's 
 [('quantile_net', 30480), ('quantile_net_target', 30480)]
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Callable
 
 from planner.actions import KINDS, ActionSpace
@@ -93,6 +93,7 @@ class Algorithm:
     on_policy: bool
     actions: "tuple[str, ...]"
     optimizer: Optimizer
+    _: KW_ONLY
     net: "tuple[int, ...]"
     buffer_size: int
     batch_size: int
@@ -268,29 +269,29 @@ def q_networks(algo: Algorithm, obs_dim: int, space: ActionSpace, pi: tuple, qf:
 
 
 ALGORITHMS = {a.name: a for a in (
-    Algorithm("ppo", "stable_baselines3", "PPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 64, actor_critic,
-              cnn_net=()),
-    Algorithm("a2c", "stable_baselines3", "A2C", True, ALL_ACTIONS, RMSPROP, (64, 64), 5, 0, actor_critic,
-              cnn_net=()),
-    Algorithm("sac", "stable_baselines3", "SAC", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
-              n_critics=2, entropy_coefficient=True),
-    Algorithm("td3", "stable_baselines3", "TD3", False, BOX, ADAM, (400, 300), 1_000_000, 256,
-              deterministic_actor_critic, n_critics=2, cnn_net=(256, 256)),
-    Algorithm("ddpg", "stable_baselines3", "DDPG", False, BOX, ADAM, (400, 300), 1_000_000, 256,
-              deterministic_actor_critic, n_critics=1, cnn_net=(256, 256)),
-    Algorithm("dqn", "stable_baselines3", "DQN", False, DISCRETE, ADAM, (64, 64), 1_000_000, 32, q_networks,
-              cnn_net=()),
-    Algorithm("tqc", "sb3_contrib", "TQC", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
-              n_critics=2, n_quantiles=25, entropy_coefficient=True),
-    Algorithm("crossq", "sb3_contrib", "CrossQ", False, BOX, ADAM, (256, 256), 1_000_000, 256, soft_actor_critic,
-              critic_net=(1024, 1024), n_critics=2, targets=False, batch_renorm=True, entropy_coefficient=True,
-              multi_input=False),
-    Algorithm("qrdqn", "sb3_contrib", "QRDQN", False, DISCRETE, ADAM, (64, 64), 1_000_000, 32, q_networks,
-              n_quantiles=200, cnn_net=()),
-    Algorithm("trpo", "sb3_contrib", "TRPO", True, ALL_ACTIONS, ADAM, (64, 64), 2048, 128, actor_critic,
-              policy_optimized=False, cnn_net=()),
-    Algorithm("ppo_lstm", "sb3_contrib", "RecurrentPPO", True, ALL_ACTIONS, ADAM, (64, 64), 128, 128,
-              recurrent_actor_critic, cnn_net=(), lstm=256),
+    Algorithm("ppo", "stable_baselines3", "PPO", True, ALL_ACTIONS, ADAM, net=(64, 64), buffer_size=2048,
+              batch_size=64, build=actor_critic, cnn_net=()),
+    Algorithm("a2c", "stable_baselines3", "A2C", True, ALL_ACTIONS, RMSPROP, net=(64, 64), buffer_size=5,
+              batch_size=0, build=actor_critic, cnn_net=()),
+    Algorithm("sac", "stable_baselines3", "SAC", False, BOX, ADAM, net=(256, 256), buffer_size=1_000_000,
+              batch_size=256, build=soft_actor_critic, n_critics=2, entropy_coefficient=True),
+    Algorithm("td3", "stable_baselines3", "TD3", False, BOX, ADAM, net=(400, 300), buffer_size=1_000_000,
+              batch_size=256, build=deterministic_actor_critic, n_critics=2, cnn_net=(256, 256)),
+    Algorithm("ddpg", "stable_baselines3", "DDPG", False, BOX, ADAM, net=(400, 300), buffer_size=1_000_000,
+              batch_size=256, build=deterministic_actor_critic, n_critics=1, cnn_net=(256, 256)),
+    Algorithm("dqn", "stable_baselines3", "DQN", False, DISCRETE, ADAM, net=(64, 64), buffer_size=1_000_000,
+              batch_size=32, build=q_networks, cnn_net=()),
+    Algorithm("tqc", "sb3_contrib", "TQC", False, BOX, ADAM, net=(256, 256), buffer_size=1_000_000,
+              batch_size=256, build=soft_actor_critic, n_critics=2, n_quantiles=25, entropy_coefficient=True),
+    Algorithm("crossq", "sb3_contrib", "CrossQ", False, BOX, ADAM, net=(256, 256), buffer_size=1_000_000,
+              batch_size=256, build=soft_actor_critic, critic_net=(1024, 1024), n_critics=2, targets=False,
+              batch_renorm=True, entropy_coefficient=True, multi_input=False),
+    Algorithm("qrdqn", "sb3_contrib", "QRDQN", False, DISCRETE, ADAM, net=(64, 64), buffer_size=1_000_000,
+              batch_size=32, build=q_networks, n_quantiles=200, cnn_net=()),
+    Algorithm("trpo", "sb3_contrib", "TRPO", True, ALL_ACTIONS, ADAM, net=(64, 64), buffer_size=2048,
+              batch_size=128, build=actor_critic, policy_optimized=False, cnn_net=()),
+    Algorithm("ppo_lstm", "sb3_contrib", "RecurrentPPO", True, ALL_ACTIONS, ADAM, net=(64, 64), buffer_size=128,
+              batch_size=128, build=recurrent_actor_critic, cnn_net=(), lstm=256),
 )}
 
 

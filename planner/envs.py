@@ -10,7 +10,7 @@ when installed. Ant: v3 has 27 + 84 contact forces; v4 drops the contact forces 
 """
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from planner.actions import ActionSpace
 from planner.errors import PlannerError
@@ -28,6 +28,7 @@ class EnvDims:
     action_dim: int
     obs_dtype: str = "float64"
     action_dtype: str = "float32"
+    _: KW_ONLY
     action_space: "ActionSpace | None" = None
     obs_space: "ObsSpace | None" = None
 
@@ -107,6 +108,6 @@ def lookup_env(env_id: str) -> EnvDims:
             space = ActionSpace.of(env.action_space)
         except PlannerError as exc:
             raise PlannerError(f"env {env_id!r}: {exc}; give obs_dim and action_dim instead", "env") from None
-        return EnvDims(env_id, obs.values, space.dim, obs.dtype_name, space.dtype, space, obs)
+        return EnvDims(env_id, obs.values, space.dim, obs.dtype_name, space.dtype, action_space=space, obs_space=obs)
     finally:
         env.close()

@@ -24,7 +24,7 @@ from planner.units import auto_unit, format_bytes
 MAX_SEARCH = 2**48
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitRow:
     """One algorithm in one storage on one device: predicted bytes against the budget."""
 
@@ -129,22 +129,31 @@ def max_buffer_size(spec: RunSpec, budget: int, buffer_only: bool) -> int:
     return low
 
 
-def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str, ...]" = FIT_ALGOS,
+def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str, ...]" = FIT_ALGOS, *,
         buffer_size: "int | None" = None, n_steps: "int | None" = None, net: "tuple[int, ...] | None" = None,
         decimals: "int | None" = None, clamp: float = CLAMP, n_envs: int = 1, env_id: str = "custom",
         obs_dtype: str = "float64", action_dtype: str = "float32",
         action_space: "ActionSpace | None" = None, obs_space: "ObsSpace | None" = None, frame_stack: int = 1,
         her: bool = False, scans: "tuple[Any, ...]" = ()) -> FitResult:
-    """One row per (algorithm, storage that can hold it) against the profile's budget.
+    """One row per (algorithm, storage that can hold it) against the profile's budget; a repeated algorithm counts
+    once.
 
-    ``buffer_size`` is the replay capacity of off-policy algorithms and ``n_steps`` the rollout
-    length of on-policy ones (None: SB3's defaults); ``decimals`` None takes the paper's m per
-    algorithm. A repeated algorithm counts once. ``obs_space`` (an image, a Dict) replaces the flat
-    Box(``obs_dim``) of ``obs_dtype``; storages that cannot hold it (the quantized ones on anything but float
-    Box observations, sb3-optimize on a Dict) give no row. ``her`` sizes the off-policy algorithms'
-    HerReplayBuffer (on-policy ones keep their rollout), ``frame_stack`` VecFrameStack. ``scans``
-    (:class:`planner.obs_ranges.ObservationRanges`) add the calibrated row: per algorithm the spec at its m, or the
-    only one given (at the spec's own m).
+    :param buffer_size: the replay capacity of the off-policy algorithms (None: SB3's default)
+    :param n_steps: the rollout length per env of the on-policy ones (None: SB3's default)
+    :param net: hidden sizes (None: SB3's per algorithm)
+    :param decimals: m (None: the paper's per algorithm, :func:`planner.defaults.default_decimals`)
+    :param clamp: b
+    :param n_envs: envs stepped together
+    :param env_id: the env the result names
+    :param obs_dtype: the dtype of the flat Box(``obs_dim``) observations
+    :param action_dtype: the dtype of the Box(``action_dim``) actions
+    :param action_space: the actions instead of Box(``action_dim``)
+    :param obs_space: the observations (an image, a Dict) instead of the flat Box; storages that cannot hold them
+        (the quantized ones on anything but a float Box, sb3-optimize on a Dict) give no row
+    :param frame_stack: SB3's ``VecFrameStack(n)``
+    :param her: the off-policy algorithms keep a HerReplayBuffer (the on-policy ones their rollout)
+    :param scans: :class:`planner.obs_ranges.ObservationRanges` that add the calibrated row: per algorithm those at
+        its m, or the only ones given (at their own m)
     """
     algos = tuple(dict.fromkeys(algos))
     check_sizes(algos, buffer_size, n_steps)
@@ -169,8 +178,9 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
             if entry.in_fit and entry.refusal(spec) is None:
                 gpu = None if gpu_budget is None else device_pool(spec)
                 largest = max_buffer_size(spec, budget, host_buffer_only)
-                row = FitRow(algo, entry, spec, footprint(spec), budget, largest, profile.buffer_only, gpu,
-                             None if gpu_budget is None else gpu_budget.available)
+                row = FitRow(algo=algo, storage=entry, spec=spec, footprint=footprint(spec), budget_bytes=budget,
+                             max_buffer_size=largest, buffer_only=profile.buffer_only, gpu=gpu,
+                             gpu_budget_bytes=None if gpu_budget is None else gpu_budget.available)
                 rows.append(row if row.fits_gpu else replace(row, max_buffer_size=0))  # no size helps the GPU
     return FitResult(profile, env_id, obs_dim, action_dim, tuple(rows))
 

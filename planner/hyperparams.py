@@ -32,7 +32,7 @@ SIZE_FREE_POLICY_KWARGS = ("activation_fn", "log_std_init", "use_expln", "ortho_
                            "normalize_images", "n_critics", "n_quantiles", "net_arch")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """What an entry sets that the planner uses (None: not set), and the keys it leaves aside."""
 
@@ -203,8 +203,9 @@ def settings(algo: str, entry: dict) -> Settings:
         not_modelled += [f"policy_kwargs.{k}" for k in kwargs if k not in SIZE_FREE_POLICY_KWARGS]
     frame_stack = None if entry.get("frame_stack") is None else _count(entry["frame_stack"], "frame_stack")
     used = {own, "n_envs", "policy_kwargs", "frame_stack", *NOT_MODELLED}
-    return Settings(size if not on_policy else None, size if on_policy else None, n_envs, net, frame_stack,
-                    tuple(key for key in entry if key not in used), tuple(not_modelled))
+    return Settings(buffer_size=None if on_policy else size, n_steps=size if on_policy else None, n_envs=n_envs,
+                    net=net, frame_stack=frame_stack, ignored=tuple(key for key in entry if key not in used),
+                    not_modelled=tuple(not_modelled))
 
 
 def zoo_file(algo: str) -> Path:

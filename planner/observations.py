@@ -17,7 +17,7 @@ SB3's wrappers make of them
 (1, 5)
 """
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from planner.errors import PlannerError, quote
 
@@ -44,6 +44,7 @@ class ObsSpace:
     kind: str
     shape: "tuple[int, ...]" = ()
     dtype: str = "float32"
+    _: KW_ONLY
     n: int = 0
     entries: "tuple[tuple[str, ObsSpace], ...]" = ()
     pixel_bounds: bool = True
@@ -74,7 +75,7 @@ class ObsSpace:
 
     @classmethod
     def discrete(cls, n: int, dtype: str = "int64") -> "ObsSpace":
-        return cls("discrete", (), dtype, int(n))
+        return cls("discrete", (), dtype, n=int(n))
 
     @classmethod
     def multidiscrete(cls, nvec: "tuple[int, ...]", dtype: str = "int64") -> "ObsSpace":
@@ -87,7 +88,7 @@ class ObsSpace:
     @classmethod
     def dict(cls, entries: "dict[str, ObsSpace]") -> "ObsSpace":
         """A Dict; a plain dict's keys are sorted, as gymnasium sorts them."""
-        return cls("dict", (), "", 0, tuple(sorted(entries.items())))
+        return cls("dict", (), "", entries=tuple(sorted(entries.items())))
 
     @classmethod
     def of(cls, space: object) -> "ObsSpace":
@@ -110,7 +111,7 @@ class ObsSpace:
                     raise PlannerError(f"Dict observation entry {key!r} is {sub}: the planner sizes Box, Discrete, "
                                        "MultiDiscrete and MultiBinary entries", "obs_space")
                 entries.append((str(key), cls.of(sub)))
-            return cls("dict", (), "", 0, tuple(entries))
+            return cls("dict", (), "", entries=tuple(entries))
         raise PlannerError(f"observation space {space} is not a Box, Discrete, MultiDiscrete, MultiBinary or a Dict "
                            "of those", "obs_space")
 

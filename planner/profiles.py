@@ -72,7 +72,7 @@ class Budget:
             if value or name.startswith(("total", "="))]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeviceProfile:
     name: str
     description: str

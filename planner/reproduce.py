@@ -7,7 +7,7 @@ saying why), and ``paper slip`` where the paper's own arithmetic is off and the 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Callable
 
 from planner.defaults import CLAMP
@@ -28,6 +28,7 @@ class Claim:
     paper: float
     unit: str
     compute: Callable[[], float]
+    _: KW_ONLY
     digits: int = 1  # decimals the paper states the figure with
     relation: str = "="  # "=", ">" (over), "<" (under), "~" (about), "slip" (known paper error)
     note: str = ""
@@ -82,11 +83,11 @@ def _shares(source: str, group: str, fp: Callable[[], Footprint], paper: "tuple[
     buffer_total, obs_buffer, obs_total = paper
     return [
         Claim(group, source, "buffer share of total", buffer_total, "%",
-              lambda: _pct(fp().buffer_bytes, fp().total_bytes), digits, note=notes[0]),
+              lambda: _pct(fp().buffer_bytes, fp().total_bytes), digits=digits, note=notes[0]),
         Claim(group, source, "observations share of buffer", obs_buffer, "%",
-              lambda: _pct(fp().observation_bytes, fp().buffer_bytes), digits, note=notes[1]),
+              lambda: _pct(fp().observation_bytes, fp().buffer_bytes), digits=digits, note=notes[1]),
         Claim(group, source, "observations share of total", obs_total, "%",
-              lambda: _pct(fp().observation_bytes, fp().total_bytes), digits, note=notes[2]),
+              lambda: _pct(fp().observation_bytes, fp().total_bytes), digits=digits, note=notes[2]),
     ]
 
 
@@ -99,43 +100,45 @@ def claims() -> "list[Claim]":
     humanoid = lookup_env("Humanoid-v3")
     sac_humanoid = lambda: figure2_pair("sac", humanoid.obs_dim, humanoid.action_dim)  # noqa: E731
     return [
-        Claim("eq6", "Eq. 6", "bits at m=1, b=127", 12, "bits", lambda: eq6_bits(1, CLAMP), 0),
-        Claim("eq6", "Eq. 6", "bits at m=2, b=127", 15, "bits", lambda: eq6_bits(2, CLAMP), 0),
+        Claim("eq6", "Eq. 6", "bits at m=1, b=127", 12, "bits", lambda: eq6_bits(1, CLAMP), digits=0),
+        Claim("eq6", "Eq. 6", "bits at m=2, b=127", 15, "bits", lambda: eq6_bits(2, CLAMP), digits=0),
         Claim("eq6", "Eq. 6", "exact level count width, m=1, b=127", 12, "bits",
-              lambda: exact_bits(1, CLAMP), 0, note="2,541 levels"),
+              lambda: exact_bits(1, CLAMP), digits=0, note="2,541 levels"),
         Claim("eq6", "Eq. 6", "exact level count width, m=2, b=127", 15, "bits",
-              lambda: exact_bits(2, CLAMP), 0, note="25,401 levels"),
+              lambda: exact_bits(2, CLAMP), digits=0, note="25,401 levels"),
         Claim("miki", "Miki et al.", "rollout buffer (s, a, r), float64", 27, "MB",
-              lambda: _mb(miki().buffer_bytes), 0, ">", "over 27 MB: (391 + 16 + 1) x 8 B x 8,300"),
-        Claim("miki", "Miki et al.", "models (3 networks), float64", 1.3, "MB", lambda: _mb(miki().models_bytes), 1,
-              note="162,388 params with the all-legs height encoder 208-80-60-96"),
+              lambda: _mb(miki().buffer_bytes), digits=0, relation=">",
+              note="over 27 MB: (391 + 16 + 1) x 8 B x 8,300"),
+        Claim("miki", "Miki et al.", "models (3 networks), float64", 1.3, "MB", lambda: _mb(miki().models_bytes),
+              digits=1, note="162,388 params with the all-legs height encoder 208-80-60-96"),
         *_shares("Miki et al.", "miki", miki, (95, 96, 92), 0,
                  ("", "", "the arithmetic gives 91.4 %, which rounds to 91 %; the paper says 92 %")),
         Claim("haarnoja", "Haarnoja et al.", "models (policy + 2 Q), weights only, float64", 2.3, "MB",
-              lambda: _mb(haarnoja().models_bytes), 1, note="291,328 weights"),
+              lambda: _mb(haarnoja().models_bytes), digits=1, note="291,328 weights"),
         Claim("haarnoja", "Haarnoja et al.", "replay buffer (s, a, r) at 1e5 transitions", 96.8, "MB",
-              lambda: _mb(haarnoja().buffer_bytes), 1, note="121 x 8 B x 100,000"),
+              lambda: _mb(haarnoja().buffer_bytes), digits=1, note="121 x 8 B x 100,000"),
         Claim("haarnoja", "Haarnoja et al.", "replay buffer at the stated 1e6 transitions", 96.8, "MB",
-              lambda: _mb(haarnoja(1_000_000).buffer_bytes), 1, "slip",
-              "the paper states 1e6, but 96.8 MB is 1e5 transitions: 1e6 gives 968 MB (a 10x slip)"),
+              lambda: _mb(haarnoja(1_000_000).buffer_bytes), digits=1, relation="slip",
+              note="the paper states 1e6, but 96.8 MB is 1e5 transitions: 1e6 gives 968 MB (a 10x slip)"),
         *_shares("Haarnoja et al.", "haarnoja", haarnoja, (97.7, 92.5, 90.4), 1,
                  ("97.65 % with exact model bytes; 97.68 % with the paper's rounded 2.3 MB",
                   "112 / 121 = 92.56 %: the paper truncates", "")),
         Claim("figure2", "Figure 2", "PPO reduction, smallest over 4 envs", 2.1, "x",
-              lambda: _figure2_range("ppo", min), 1, note="Walker2d and HalfCheetah"),
+              lambda: _figure2_range("ppo", min), digits=1, note="Walker2d and HalfCheetah"),
         Claim("figure2", "Figure 2", "PPO reduction, largest over 4 envs", 4.2, "x",
-              lambda: _figure2_range("ppo", max), 1, note="Humanoid"),
+              lambda: _figure2_range("ppo", max), digits=1, note="Humanoid"),
         Claim("figure2", "Figure 2", "SAC reduction, smallest over 4 envs", 2.6, "x",
-              lambda: _figure2_range("sac", min), 1, note="Walker2d and HalfCheetah"),
+              lambda: _figure2_range("sac", min), digits=1, note="Walker2d and HalfCheetah"),
         Claim("figure2", "Figure 2", "SAC reduction, largest over 4 envs", 3.9, "x",
-              lambda: _figure2_range("sac", max), 1, note="Humanoid"),
+              lambda: _figure2_range("sac", max), digits=1, note="Humanoid"),
         Claim("figure2", "Section V-B", "Humanoid SAC 1M baseline total", 3.0, "GB",
-              lambda: sac_humanoid()[0].total_bytes / 1e9, 0, "~"),
+              lambda: sac_humanoid()[0].total_bytes / 1e9, digits=0, relation="~"),
         Claim("figure2", "Section V-B", "Humanoid SAC 1M quantized total", 750, "MB",
-              lambda: _mb(sac_humanoid()[1].total_bytes), 0, "~",
-              "'just under 750 MB': the 15-bit observation array alone is 705 MB, the authors' uint16 one 752 MB"),
+              lambda: _mb(sac_humanoid()[1].total_bytes), digits=0, relation="~",
+              note="'just under 750 MB': the 15-bit observation array alone is 705 MB, the authors' uint16 one "
+                   "752 MB"),
         Claim("figure2", "Section V-B", "Humanoid SAC 1M quantized observations (15 bits)", 750, "MB",
-              lambda: _mb(sac_humanoid()[1].observation_bytes), 0, "<"),
+              lambda: _mb(sac_humanoid()[1].observation_bytes), digits=0, relation="<"),
     ]
 
 

@@ -1,6 +1,6 @@
 """RunSpec: everything the analytical model needs to size one training run."""
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Callable
 
 from planner.actions import ActionSpace
@@ -55,6 +55,7 @@ packs (the other storages ignore it).
     action_dim: "int | None" = None
     buffer_size: "int | None" = None
     n_envs: int = 1
+    _: KW_ONLY
     storage: str = "sb3"
     quant: "Quantization | None" = None
     net: "tuple[int, ...] | None" = None
@@ -72,11 +73,11 @@ packs (the other storages ignore it).
 
     def __post_init__(self) -> None:
         entry = algorithm(self.algo)
-        self._resolve_space("obs", lambda dim, dtype: ObsSpace.box((dim,), dtype), "float64",
-                            lambda space: isinstance(space, ObsSpace), "an ObsSpace", lambda space: space.values,
-                            lambda space: space.dtype_name)
-        self._resolve_space("action", ActionSpace.box, "float32", lambda space: isinstance(space, ActionSpace),
-                            "an ActionSpace", lambda space: space.dim, lambda space: space.dtype)
+        self._resolve_space("obs", box=lambda dim, dtype: ObsSpace.box((dim,), dtype), default_dtype="float64",
+                            space_type=ObsSpace, dim_of=lambda space: space.values,
+                            dtype_of=lambda space: space.dtype_name)
+        self._resolve_space("action", box=ActionSpace.box, default_dtype="float32", space_type=ActionSpace,
+                            dim_of=lambda space: space.dim, dtype_of=lambda space: space.dtype)
         if self.buffer_size is None:
             object.__setattr__(self, "buffer_size", default_buffer_size(self.algo))
         for name in ("obs_dim", "action_dim", "buffer_size", "n_envs", "frame_stack"):
@@ -111,17 +112,23 @@ packs (the other storages ignore it).
                                 f"{self.obs_space}", "her", "obs_space")
         return None
 
-    def _resolve_space(self, kind: str, box: "Callable[[int, str], Any]", default_dtype: str,
-                       valid: "Callable[[Any], bool]", what: str, dim_of: "Callable[[Any], int]",
-                       dtype_of: "Callable[[Any], str]") -> None:
-        """``{kind}_space`` from ``{kind}_dim``/``{kind}_dtype`` (a flat Box) or the reverse; refuse a disagreement."""
+    def _resolve_space(self, kind: str, *, box: "Callable[[int, str], Any]", default_dtype: str, space_type: type,
+                       dim_of: "Callable[[Any], int]", dtype_of: "Callable[[Any], str]") -> None:
+        """``{kind}_space`` from ``{kind}_dim``/``{kind}_dtype`` (a flat Box) or the reverse; refuse a disagreement.
+
+        :param box: the flat Box of a dim and a dtype
+        :param default_dtype: the Box's dtype when ``{kind}_dtype`` is None
+        :param space_type: what ``{kind}_space`` must be
+        :param dim_of: the space's ``{kind}_dim``
+        :param dtype_of: the space's ``{kind}_dtype``
+        """
         space, dim, dtype = (getattr(self, f"{kind}_{name}") for name in ("space", "dim", "dtype"))
         if space is None:
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
                 raise PlannerError(f"{kind}_dim must be a whole number >= 1, got {quote(dim)}", f"{kind}_dim")
             space = box(dim, dtype or default_dtype)
-        elif not valid(space):
-            raise PlannerError(f"{kind}_space must be {what}, got {quote(space)}", f"{kind}_space")
+        elif not isinstance(space, space_type):
+            raise PlannerError(f"{kind}_space must be an {space_type.__name__}, got {quote(space)}", f"{kind}_space")
         else:
             for name, value in ((f"{kind}_dim", dim_of(space)), (f"{kind}_dtype", dtype_of(space))):
                 if getattr(self, name) not in (None, value):

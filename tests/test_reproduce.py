@@ -85,7 +85,7 @@ def test_every_near_verdict_says_why():
 
 def test_verdict_rule_rounds_or_truncates_at_the_stated_digits():
     def verdict(paper: float, computed: float, digits: int = 1) -> str:
-        return Result(Claim("t", "t", "t", paper, "%", lambda: computed, digits), computed).verdict
+        return Result(Claim("t", "t", "t", paper, "%", lambda: computed, digits=digits), computed).verdict
 
     assert verdict(92.5, 92.56) == "ok"  # truncates
     assert verdict(92.6, 92.56) == "ok"  # rounds

@@ -54,9 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _fit(profile: DeviceProfile, env: EnvDims, args: argparse.Namespace, scans: tuple = ()) -> FitResult:
     return fit(profile, env.obs_dim, env.action_dim, tuple(args.algo or default_algos(env.action_space)),
-               args.buffer_size, args.n_steps, None if args.net is None else parse_net(args.net), args.decimals,
-               CLAMP if args.clamp is None else args.clamp, args.n_envs, env.env_id, env.obs_dtype, env.action_dtype,
-               env.action_space, env.obs_space, args.frame_stack, args.her, scans)
+               buffer_size=args.buffer_size, n_steps=args.n_steps,
+               net=None if args.net is None else parse_net(args.net), decimals=args.decimals,
+               clamp=CLAMP if args.clamp is None else args.clamp, n_envs=args.n_envs, env_id=env.env_id,
+               obs_dtype=env.obs_dtype, action_dtype=env.action_dtype, action_space=env.action_space,
+               obs_space=env.obs_space, frame_stack=args.frame_stack, her=args.her, scans=scans)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
