@@ -15,7 +15,6 @@ so that any row can be read at random.
 WORD_BITS = 64
 WORD_BYTES = 8
 MAX_BITS = 32  # widest code a row holds (codes are decoded through 32-bit lanes)
-MAX_DECIMALS = 15  # 10^15 is the largest power of ten a float64 holds exactly
 
 
 def check_bits(bits: int) -> int:

@@ -13,7 +13,7 @@ from cython_core import CodeLayout
 from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
 from planner.quantization import Quantization
-from validation.buffers import QuantizedReplayBuffer
+from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, uniform_layout
 from validation.buffers.replay import FREE
 
 ACTION_DIM = 3
@@ -228,6 +228,35 @@ def test_unsupported_options_raise_one_clear_error(kwargs, message):
     args.update(kwargs)
     with pytest.raises(PlannerError, match=message):
         QuantizedReplayBuffer(**args)
+
+
+BAD_QUANTIZATIONS = [(-1, 127.0, None), (1.5, 127.0, None), (16, 127.0, None), (True, 127.0, None),
+                     ("2", 127.0, None), (2, 0, None), (2, -3.0, None), (2, float("inf"), None),
+                     (2, float("nan"), None), (2, True, None), (2, "1", None), (2, 1e-9, None), (1, 0.09, None),
+                     (2, 1e308, None), (9, 1e6, None), (2, 127.0, 0), (2, 127.0, 40), (2, 127.0, 14),
+                     (2, 127.0, 15.0)]
+
+
+@pytest.mark.parametrize("decimals, clamp, bits", BAD_QUANTIZATIONS)
+@pytest.mark.parametrize("make", [
+    lambda space, **kw: QuantizedReplayBuffer(8, space, _spaces((4,))[1], "cpu", **kw),
+    lambda space, **kw: QuantizedRolloutBuffer(8, space, _spaces((4,))[1], "cpu", **kw),
+    lambda space, **kw: QuantizedReplayBuffer(8, spaces.Dict({"pos": space}), _spaces((4,))[1], "cpu",
+                                              **{name: {"pos": value} for name, value in kw.items()}),
+    uniform_layout,
+], ids=["replay", "rollout", "dict-entry", "wrapper-layout"])
+def test_a_bad_m_b_or_width_is_the_planners_error_word_for_word(make, decimals, clamp, bits):
+    with pytest.raises(PlannerError) as planner_error:
+        Quantization.create(decimals, clamp, bits)
+    with pytest.raises(PlannerError) as buffer_error:
+        make(_spaces((4,))[0], decimals=decimals, clamp=clamp, bits=bits)
+    got, want = buffer_error.value, planner_error.value
+    assert (type(got), str(got), got.params) == (type(want), str(want), want.params)
+
+
+def test_numpy_numbers_are_good_quantization_values():
+    buf = QuantizedReplayBuffer(8, *_spaces((4,)), "cpu", decimals=np.int64(1), clamp=np.float32(10), bits=np.int32(9))
+    assert (buf.code_layout.bits, buf.code_layout.scale[0], buf.code_layout.hi[0]) == (9, 10.0, 10.0)
 
 
 def test_vecnormalize_normalizes_decoded_observations_and_rewards_like_sb3():

@@ -47,6 +47,7 @@ from cython_core.layout import EXCEPTION_ENTRY_BYTES
 from planner.defaults import BUFFER_DECIMALS, CLAMP
 from planner.errors import PlannerError, quote
 from planner.obs_ranges import ObservationRanges, load_ranges, widen_range
+from planner.quantization import Quantization
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -368,12 +369,10 @@ def _column(key: "str | None", space: spaces.Space, *, decimals: "int | None", c
             raise PlannerError(f"layout for {_label(key)} must be a CodeLayout of dim {dim} (the space's size), "
                                f"got {quote(layout)}", "layout")
         return PackedColumn(key, shape, layout)
-    try:
-        return PackedColumn(key, shape, CodeLayout.uniform(dim, decimals=BUFFER_DECIMALS if decimals is None
-                                                         else decimals, clamp=CLAMP if clamp is None else clamp,
-                                                         bits=bits))
-    except ValueError as err:
-        raise PlannerError(f"invalid quantization of {_label(key)}: {err}", "decimals") from err
+    quant = Quantization.create(BUFFER_DECIMALS if decimals is None else decimals, CLAMP if clamp is None else clamp,
+                                bits)  # refuses a bad m, b or width as the planner does
+    return PackedColumn(key, shape, CodeLayout.uniform(dim, decimals=quant.decimals, clamp=quant.clamp,
+                                                       bits=quant.bits))
 
 
 def _calibrated(key: "str | None", shape: "tuple[int, ...]", dim: int,
