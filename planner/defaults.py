@@ -1,6 +1,6 @@
 """Every default the planner, the buffers and the harness share: one home for each.
 
-The paper's precision (m decimals per algorithm, the clamp b) and what ``planner fit`` compares when not
+The paper's precision (m decimals per kind of algorithm, the clamp b) and what ``planner fit`` compares when not
 told otherwise. stable-baselines3's buffer sizes and network widths, per algorithm, live in
 :data:`planner.algorithms.ALGORITHMS`; the functions below read them.
 
@@ -11,12 +11,11 @@ told otherwise. stable-baselines3's buffer sizes and network widths, per algorit
 from planner.algorithms import algorithm
 
 CLAMP = 127.0  # the paper's symmetric clamp b: values outside [-b, b] saturate
-PAPER_DECIMALS = {"ppo": 1, "sac": 2, "td3": 2}  # the paper's m: PPO 1, SAC 2 (TD3 as SAC)
+PAPER_DECIMALS = {"ppo": 1, "sac": 2}  # the paper's m: PPO 1, SAC 2 (every algorithm takes its kind's)
 WIDTH_RULE = "exact"  # bits per value: the exact level count, what the packed buffers allocate
 FIT_ALGOS = ("ppo", "sac")  # what planner fit compares unless --algo says otherwise
 SCAN_STEPS = 10_000  # observations `planner obs scan` (and --scan) collects, with random actions, seed 0
 RECALIBRATE_SHARE = 0.01  # the calibrated storage widens a dimension once this share of rows falls outside it
-BUFFER_DECIMALS = 2  # m of the quantized buffers and the wrapper when none is given (the paper's SAC m)
 
 
 def is_on_policy(algo: str) -> bool:
@@ -34,5 +33,10 @@ def default_buffer_size(algo: str) -> int:
 
 
 def default_decimals(algo: str) -> int:
-    """The paper's m for ``algo`` (2 for an algorithm the paper did not run)."""
-    return PAPER_DECIMALS.get(algo, 2)
+    """The paper's m for ``algo``'s kind: PPO's for an on-policy algorithm (a rollout buffer), SAC's for an off-policy
+    one (a replay buffer); the CLI's default and the quantized buffers'.
+
+    >>> default_decimals("a2c"), default_decimals("td3")
+    (1, 2)
+    """
+    return PAPER_DECIMALS["ppo" if is_on_policy(algo) else "sac"]

@@ -1,4 +1,7 @@
-"""QuantizedRolloutBuffer against SB3's RolloutBuffer fed the same rollout; memory equals the planner."""
+"""QuantizedRolloutBuffer against SB3's RolloutBuffer fed the same rollout; memory equals the planner; the buffers'
+default m is the planner's."""
+
+import json
 
 import numpy as np
 import pytest
@@ -6,9 +9,15 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
+from planner.actions import ActionSpace
+from planner.algorithms import algorithm
+from planner.cli import main
+from planner.defaults import default_decimals, is_on_policy
+from planner.errors import PlannerError
 from planner.footprint import RunSpec, footprint
 from planner.quantization import Quantization
-from validation.buffers import QuantizedRolloutBuffer
+from planner.runspec import ALGOS
+from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, uniform_layout
 
 ACTION_DIM = 2
 
@@ -86,3 +95,20 @@ def test_memory_equals_planner_for_other_action_spaces(act_space, action_dim, ac
                    action_dtype=action_dtype)
     assert buf.memory_breakdown() == {f.name: f.bytes for f in footprint(spec).fields}
     assert buf.actions.dtype == np.dtype(action_dtype)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_bare_buffer_keeps_the_paper_m_of_its_algorithm_as_the_cli_does(algo, capsys):
+    buffer = QuantizedRolloutBuffer if is_on_policy(algo) else QuantizedReplayBuffer
+    layout = buffer(8, *_spaces((3,)), "cpu").code_layout
+    env = "Hopper-v5" if algorithm(algo).refusal(ActionSpace.box(3)) is None else "CartPole-v1"  # DQN: Discrete
+    assert main(["estimate", "--algo", algo, "--env", env, "--storage", "packed", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["spec"]["quant"]["decimals"]
+    assert layout.scale[0] == 10.0 ** default_decimals(algo) == 10.0 ** cli
+    assert default_decimals(algo) == (1 if is_on_policy(algo) else 2)  # the paper's PPO and SAC m
+
+
+def test_the_wrapper_takes_no_default_m_the_buffer_it_feeds_has_one():
+    with pytest.raises(PlannerError, match=r"observation is a Box of floats: give its decimals \(the m of the buffer"):
+        uniform_layout(_spaces((3,))[0])
+    assert uniform_layout(_spaces((3,))[0], decimals=1).scale[0] == 10.0

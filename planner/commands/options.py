@@ -89,7 +89,8 @@ def add_wrapper_options(parser: argparse.ArgumentParser) -> None:
 
 def add_quant_options(parser: argparse.ArgumentParser, widths: bool = True) -> None:
     parser.add_argument("--decimals", "-m", type=int,
-                        help="decimal places kept (the paper's m; default: the paper's, 1 for PPO and 2 for SAC/TD3)")
+                        help="decimal places kept (the paper's m; default: the paper's for the algorithm's kind, "
+                             "PPO's 1 for on-policy algorithms, SAC's 2 for off-policy ones)")
     parser.add_argument("--clamp", "-b", type=float, help=f"symmetric clamp bound b (default {CLAMP:g}, the paper's)")
     if widths:
         parser.add_argument("--bits", type=int, help="bits per value (default: by --width-rule)")

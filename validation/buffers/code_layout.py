@@ -25,7 +25,8 @@ def uniform_layout(observation_space: spaces.Space, *, decimals: "int | None" = 
                    bits: "int | None" = None, layout: "CodeLayout | None" = None) -> CodeLayout:
     """The layout of a Box of floats: ``layout`` as given (per-dimension), or round(clamp(x, -b, b), m).
 
-    :param decimals: m
+    :param decimals: m, the buffer's (no default: the rollout and the replay buffers differ, see
+        :func:`planner.defaults.default_decimals`); or a ``layout``
     :param clamp: b
     :param bits: the width of the codes (default: the exact level count)
     :param layout: a per-dimension layout, used as given (no ``decimals`` or ``bits`` then)

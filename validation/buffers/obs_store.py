@@ -44,7 +44,7 @@ from cython_core import (
     quantize_pack_counts,
 )
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
-from planner.defaults import BUFFER_DECIMALS, CLAMP
+from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.obs_ranges import ObservationRanges, load_ranges, widen_range
 from planner.quantization import Quantization
@@ -341,7 +341,7 @@ def _per_key(name: str, value: Any, key: "str | None", keys: "list[str]") -> Any
 
 def _column(key: "str | None", space: spaces.Space, *, decimals: "int | None", clamp: "float | None",
             bits: "int | None", layout: "CodeLayout | None", dtype: "str | None",
-            obs_ranges: "ObservationRanges | str | PathLike | None") -> Any:
+            obs_ranges: "ObservationRanges | str | PathLike | None", default_decimals: "int | None") -> Any:
     if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise PlannerError(f"{_label(key)}: quantized buffers store Box, Discrete, MultiDiscrete, MultiBinary and "
                            f"Dict spaces of those, got {type(space).__name__}", "observation_space")
@@ -369,7 +369,10 @@ def _column(key: "str | None", space: spaces.Space, *, decimals: "int | None", c
             raise PlannerError(f"layout for {_label(key)} must be a CodeLayout of dim {dim} (the space's size), "
                                f"got {quote(layout)}", "layout")
         return PackedColumn(key, shape, layout)
-    quant = Quantization.create(BUFFER_DECIMALS if decimals is None else decimals, CLAMP if clamp is None else clamp,
+    if decimals is None and default_decimals is None:
+        raise PlannerError(f"{_label(key)} is a Box of floats: give its decimals (the m of the buffer it goes to) or "
+                           "a layout", "decimals")
+    quant = Quantization.create(default_decimals if decimals is None else decimals, CLAMP if clamp is None else clamp,
                                 bits)  # refuses a bad m, b or width as the planner does
     return PackedColumn(key, shape, CodeLayout.uniform(dim, decimals=quant.decimals, clamp=quant.clamp,
                                                        bits=quant.bits))
@@ -395,8 +398,8 @@ class ObservationCodec:
     """The columns of an observation space and the encoding of a batch of its observations.
 
     :param observation_space: a Box, Discrete, MultiDiscrete, MultiBinary, or a Dict of those
-    :param decimals: m for Boxes of floats (default ``planner.defaults.BUFFER_DECIMALS``); a Dict space takes
-        one value for all its float entries or a dict of values by key
+    :param decimals: m for Boxes of floats; a Dict space takes one value for all its float entries or a dict of
+        values by key
     :param clamp: b (default the paper's); same per-key form
     :param bits: width of the codes (default: the exact level count); same per-key form
     :param layout: a :class:`CodeLayout` (per-dimension bounds and scales) instead of decimals/clamp/bits;
@@ -406,19 +409,22 @@ class ObservationCodec:
     :param obs_ranges: observation ranges (``planner obs scan``; the object or its path): each dimension in the
         width its data needs, values outside in an exception store (no decimals, bits, layout or dtype then; its m
         and b are the ranges'); same per-key form
+    :param default_decimals: m of the Boxes of floats given none of the above (the buffers pass their kind's,
+        :func:`planner.defaults.default_decimals`); None: they must be given one
     """
 
     def __init__(self, observation_space: spaces.Space, *, decimals: "PerKey[int | None]" = None,
                  clamp: "PerKey[float]" = CLAMP, bits: "PerKey[int | None]" = None,
                  layout: "PerKey[CodeLayout | None]" = None, dtype: "PerKey[str | None]" = None,
-                 obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None) -> None:
+                 obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
+                 default_decimals: "int | None" = None) -> None:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = list(observation_space.spaces.items()) if self.is_dict else [(None, observation_space)]
         keys = [str(key) for key, _ in entries] if self.is_dict else []
         options = dict(zip(CODEC_OPTIONS, (decimals, clamp, bits, layout, dtype, obs_ranges)))
-        self.columns = {key: _column(key, sub, **{name: _per_key(name, value, key, keys)
-                                                  for name, value in options.items()})
+        self.columns = {key: _column(key, sub, default_decimals=default_decimals,
+                                     **{name: _per_key(name, value, key, keys) for name, value in options.items()})
                         for key, sub in entries}
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)

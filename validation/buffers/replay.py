@@ -32,7 +32,7 @@ from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from cython_core import CodeLayout, MixedLayout
-from planner.defaults import CLAMP
+from planner.defaults import CLAMP, default_decimals
 from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
 from planner.obs_ranges import ObservationRanges
@@ -86,8 +86,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     ``observations`` and ``next_observations`` are :class:`ObservationView` objects (a dict of them for a Dict
     space) that decode on read; the data is ``stored_observations`` and ``terminal_observations``.
 
-    :param decimals: m of the quantized columns (a dict by key for a Dict space, as are the next five); this and
-        the next five are :class:`~validation.buffers.obs_store.ObservationCodec`'s
+    :param decimals: m of the quantized columns (default: SAC's, :func:`planner.defaults.default_decimals`); this
+        and the next five are :class:`~validation.buffers.obs_store.ObservationCodec`'s (a dict by key for a Dict
+        space)
     :param clamp: b, values outside [-b, b] saturate
     :param bits: the width of the codes (default: the exact level count)
     :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
@@ -127,7 +128,8 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                                f"{', '.join(options)})", *unknown)
         options.update(deferred)
         terminal_capacity, n_steps, gamma = options["terminal_capacity"], options["n_steps"], options["gamma"]
-        self.codec = ObservationCodec(observation_space, **{name: options[name] for name in CODEC_OPTIONS})
+        self.codec = ObservationCodec(observation_space, default_decimals=default_decimals("sac"),
+                                      **{name: options[name] for name in CODEC_OPTIONS})
         self.drift = Drift(self.codec, options["recalibrate"])
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise PlannerError(f"n_steps must be a whole number >= 1, got {quote(n_steps)}", "n_steps")

@@ -19,7 +19,7 @@ from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
 from cython_core import CodeLayout, MixedLayout
-from planner.defaults import CLAMP
+from planner.defaults import CLAMP, default_decimals
 from planner.obs_ranges import ObservationRanges
 from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows, PerKey
 from validation.buffers.persistence import PersistentBuffer
@@ -35,8 +35,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
     into tensor memory), the space's dtype for the others.
 
-    :param decimals: m of the quantized columns; this and the next five are
-        :class:`~validation.buffers.obs_store.ObservationCodec`'s (a dict by key for a Dict space)
+    :param decimals: m of the quantized columns (default: PPO's, :func:`planner.defaults.default_decimals`); this
+        and the next five are :class:`~validation.buffers.obs_store.ObservationCodec`'s (a dict by key for a Dict
+        space)
     :param clamp: b, values outside [-b, b] saturate
     :param bits: the width of the codes (default: the exact level count)
     :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
@@ -62,7 +63,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
                  obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
                  recalibrate: "float | None" = None) -> None:
         self.codec = ObservationCodec(observation_space, decimals=decimals, clamp=clamp, bits=bits, layout=layout,
-                                      dtype=dtype, obs_ranges=obs_ranges)
+                                      dtype=dtype, obs_ranges=obs_ranges, default_decimals=default_decimals("ppo"))
         self.drift = Drift(self.codec, recalibrate)
         self.stored_observations = ObservationRows(self.codec, buffer_size * n_envs)
         self.stored_values = 0

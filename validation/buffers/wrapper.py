@@ -28,7 +28,8 @@ class QuantizeObservation(gym.ObservationWrapper):
     Use the buffer's keyword arguments: ``make_vec_env(env_id, wrapper_class=QuantizeObservation,
     wrapper_kwargs=dict(decimals=2))`` with ``replay_buffer_kwargs=dict(decimals=2)``.
 
-    :param decimals: m
+    :param decimals: m, the buffer's (no default: the rollout and the replay buffers differ, see
+        :func:`planner.defaults.default_decimals`); or a ``layout``
     :param clamp: b
     :param bits: the width of the codes (default: the exact level count)
     :param layout: a per-dimension layout, used as given (no ``decimals`` or ``bits`` then)
