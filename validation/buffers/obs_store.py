@@ -431,7 +431,7 @@ class ObservationCodec:
 
     @property
     def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
-        """The CodeLayout of each column of k-bit codes."""
+        """The layout of each column of codes: a CodeLayout, or a calibrated column's MixedLayout."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
 
     @property
