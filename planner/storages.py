@@ -14,7 +14,7 @@ function and its buffer classes (docs/storages.md shows one). The buffer classes
 'packed 15-bit, m=2, b=127'
 """
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Callable
 
 from planner.defaults import RECALIBRATE_SHARE
@@ -63,6 +63,7 @@ class Storage:
     title: str
     buffer_title: str
     fields: Callable[[RunSpec], "tuple[Field, ...]"]
+    _: KW_ONLY
     quantized: str = "never"
     replay_only: bool = False
     in_fit: bool = False

@@ -61,7 +61,7 @@ def test_fit_shows_a_calibrated_row_only_with_a_spec_and_at_the_spec_m():
 
 def test_estimate_and_fit_read_a_spec_file(planner_cli, tmp_path):
     path = _write(_spec(17, env="Walker2d-v5"), tmp_path / "w.yaml")
-    result = planner_cli("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--layout", "packed", "--obs-ranges",
+    result = planner_cli("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--storage", "packed", "--obs-ranges",
                          path, "--buffer-size", "1000", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -74,8 +74,8 @@ def test_estimate_and_fit_read_a_spec_file(planner_cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("estimate", "--algo", "sac", "--env", "Hopper-v5", "--layout", "packed"), "the observation ranges have 17 dims"),
-    (("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--layout", "sb3"), "not --layout sb3"),
+    (("estimate", "--algo", "sac", "--env", "Hopper-v5", "--storage", "packed"), "the observation ranges have 17 dims"),
+    (("estimate", "--algo", "sac", "--env", "Walker2d-v5", "--storage", "sb3"), "not --storage sb3"),
     (("fit", "--profile", "jetson-nano", "--env", "Humanoid-v5"), "the observation ranges have 17 dims"),
 ])
 def test_a_mismatched_spec_is_one_line_and_exit_2(planner_cli, tmp_path, args, message):

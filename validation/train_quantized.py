@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from planner.defaults import CLAMP, PAPER_DECIMALS
+from planner.defaults import CLAMP, default_decimals
 from planner.errors import PlannerError
 
 
@@ -24,7 +24,7 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     from planner.quantization import Quantization
     from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer, QuantizeObservation
 
-    quant_kwargs = dict(decimals=PAPER_DECIMALS[algo], clamp=clamp)
+    quant_kwargs = dict(decimals=default_decimals(algo), clamp=clamp)
     wrapper = dict(wrapper_class=QuantizeObservation, wrapper_kwargs=quant_kwargs) if act_on_quantized else {}
     env = make_vec_env(env_id, n_envs=1, seed=0, **wrapper)
     if len(env.action_space.shape) != 1 or len(env.observation_space.shape) != 1:
@@ -41,7 +41,7 @@ def train(algo: str, env_id: str, steps: int, act_on_quantized: bool, clamp: flo
     model.learn(steps)
     elapsed = time.perf_counter() - start
     buf = model.replay_buffer if algo == "sac" else model.rollout_buffer
-    quant = Quantization.create(PAPER_DECIMALS[algo], clamp, bits=buf.code_layout.bits)
+    quant = Quantization.create(default_decimals(algo), clamp, bits=buf.code_layout.bits)
     predicted = footprint(RunSpec(algo, env.observation_space.shape[0], env.action_space.shape[0], capacity,
                                   storage="packed", quant=quant)).buffer_bytes
     stats = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

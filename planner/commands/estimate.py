@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hyperparams_options(p)
     add_size_options(p)
     add_wrapper_options(p)
-    p.add_argument("--storage", "--layout", dest="storage", default="sb3", choices=tuple(STORAGES),
+    p.add_argument("--storage", dest="storage", default="sb3", choices=tuple(STORAGES),
                    help="how the buffer is stored (default sb3: stable-baselines3 as is); packed = ours "
                         "(with --obs-ranges or --scan: calibrated)")
     add_quant_options(p)
@@ -65,8 +65,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     scans = scans_from_args(args, env, (decimals,))
     if scans:
         if args.storage not in ("packed", "calibrated"):
-            raise PlannerError(f"--obs-ranges and --scan size the packed layout on calibrated widths, not "
-                               f"--layout {args.storage}", "obs_ranges", "storage")
+            raise PlannerError(f"--obs-ranges and --scan size the calibrated storage, not --storage {args.storage}",
+                               "obs_ranges", "storage")
         args.storage = "calibrated"
         if args.decimals is None:
             decimals = scans[0].decimals

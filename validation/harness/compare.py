@@ -2,7 +2,7 @@
 "n/a" with the reason when the run gives nothing to compare (not measured, no update ran, a figure too
 small to rise above the noise its measurement allows)."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 
 from validation.harness.predict import Prediction
 
@@ -23,6 +23,7 @@ class Check:
     predicted: float
     measured: "float | None"
     tolerance: float  # relative; 0 = exact
+    _: KW_ONLY
     note: str = ""
     allowance: int = 0  # bytes: the error may also be up to this many bytes, whichever is larger
     reason: str = ""  # why the check is not judged (verdict "n/a"); empty when it is
@@ -78,9 +79,9 @@ def _growth_check(prediction: Prediction, run: dict) -> Check:
               "beyond the buffer's own pages (pagemap)") if measured is not None and "buffer_resident_10pct" in pages \
         and pages.get("buffer_resident_full") is not None else ""
     return Check(prediction.config.name, "RSS growth while the buffer fills from 10 % to full: planner vs psutil",
-                 predicted or 0, measured, BUFFER_TOL, "allowance: the RSS noise, plus the buffer's arrays under "
-                 "128 KiB (glibc may serve them from heap pages already resident)" + beyond,
-                 RSS_NOISE + prediction.heap_bytes, reason)
+                 predicted or 0, measured, BUFFER_TOL, note="allowance: the RSS noise, plus the buffer's arrays "
+                 "under 128 KiB (glibc may serve them from heap pages already resident)" + beyond,
+                 allowance=RSS_NOISE + prediction.heap_bytes, reason=reason)
 
 
 def checks(prediction: Prediction, run: dict) -> "list[Check]":
@@ -100,8 +101,8 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
               memray["buffer_arrays"] if memray else None, BUFFER_TOL, reason=traced),
         Check(name, "buffer bytes: planner vs memray, everything the buffer constructor allocated", buffer,
               memray["buffer"] if memray else None, BUFFER_TOL,
-              f"{memray['buffer'] - memray['buffer_arrays']:,} B beyond the arrays (Python objects, spec vectors)"
-              if memray else "", OBJECTS_ALLOWANCE, traced),
+              note=f"{memray['buffer'] - memray['buffer_arrays']:,} B beyond the arrays (Python objects, layout "
+              "vectors)" if memray else "", allowance=OBJECTS_ALLOWANCE, reason=traced),
         Check(name, "buffer bytes: planner vs committed pages of its arrays when full (pagemap)", buffer,
               measured.get("buffer_resident_full"), BUFFER_TOL,
               reason="" if full else "buffer never full: use --fill"),
@@ -112,13 +113,13 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
         at = _mark(run, mark)
         out.append(Check(name, f"RSS {when}: calibrated {phase} runtime + planner vs psutil",
                          prediction.rss_at(at["step"], phase) if at else 0, at["rss_bytes"] if at else None, PEAK_TOL,
-                         f"{phase} runtime calibrated at {prediction.runtime.in_phase(phase) / 1e6:,.1f} MB "
+                         note=f"{phase} runtime calibrated at {prediction.runtime.in_phase(phase) / 1e6:,.1f} MB "
                          "by a probe run", reason="" if at else (no_update or f"not measured: no {mark} mark")))
     out.append(Check(name, "models + optimizer state: planner vs torch tensors", fp.models_bytes + fp.optimizer_bytes,
                      measured["model_bytes"] + measured["optimizer_bytes"] if not ended else None, BUFFER_TOL,
                      reason=ended or no_update))
     out.append(Check(name, "whole-process peak RSS: calibrated runtime + planner vs psutil", prediction.peak_bytes,
                      measured.get("peak_rss_bytes") if not ended else None, PEAK_TOL,
-                     f"training runtime calibrated at {prediction.runtime.training_bytes / 1e6:,.1f} MB "
+                     note=f"training runtime calibrated at {prediction.runtime.training_bytes / 1e6:,.1f} MB "
                      "by a probe run", reason=ended or no_update))
     return out

@@ -40,7 +40,7 @@ DEFAULT_EPISODES = 5
 MAX_SEEDS = 10_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Group:
     """One grid of trials, its settings checked."""
 
@@ -150,8 +150,9 @@ def _group(data: object, top: dict, where: str) -> Group:
     gpu = value.get("gpu", False)
     if not isinstance(gpu, bool):
         raise PlannerError(f"{where}.gpu must be true or false, got {quote(gpu)}", "spec")
-    return Group(envs, algos, storages, equal_memory, seeds, steps, decimals, sizes["n_steps"], sizes["buffer_size"],
-                 learning_starts, every, episodes, gpu)
+    return Group(envs=envs, algos=algos, storages=storages, equal_memory=equal_memory, seeds=seeds, steps=steps,
+                 decimals=decimals, n_steps=sizes["n_steps"], buffer_size=sizes["buffer_size"],
+                 learning_starts=learning_starts, eval_every=every, eval_episodes=episodes, gpu=gpu)
 
 
 def _no_unknown(data: dict, known: "tuple[str, ...]", where: str) -> None:
