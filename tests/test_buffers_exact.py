@@ -107,6 +107,24 @@ def test_a_saved_buffer_with_zero_filled_free_slots_loads_every_value():
     assert np.array_equal(bits(loaded.next_observations[:401]), bits(uniform.next_observations[:401]))
 
 
+def test_the_calibrated_bits_benchmark_checks_episode_ends():
+    """benchmarks/calibrated_bits.py: its random streams end episodes as the env does, and its lockstep feed
+    counts an episode end whose next observation differs from the first buffer's."""
+    from conftest import benchmark_module
+
+    bench = benchmark_module("calibrated_bits")
+    stream = bench.random_stream("Hopper-v5", 300, seed=0)
+    assert stream["dones"].sum() >= 3 and stream["observations"].shape == (300, 11)
+    ends = np.flatnonzero(stream["dones"])
+    assert not np.array_equal(stream["next_observations"][ends[0]], stream["observations"][ends[0] + 1])
+    box = spaces.Box(-np.inf, np.inf, (11,), np.float64)
+    ranges = choose_ranges(stream["observations"][:100], 2)
+    uniform, calibrated, coarser = (QuantizedReplayBuffer(300, box, ACTIONS, "cpu", **kwargs) for kwargs in
+                                    ({"decimals": 2}, {"obs_ranges": ranges, "recalibrate": 0.01}, {"decimals": 1}))
+    seconds, differing = bench.feed([uniform, calibrated, coarser], stream)
+    assert differing[:2] == [0, 0] and differing[2] == stream["dones"].sum() and min(seconds) > 0
+
+
 # -- the property: calibrated == uniform == SB3's values on the paper's grid, whatever the stream ----------------
 
 CLAMP = 127.0
