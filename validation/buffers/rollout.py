@@ -35,15 +35,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     the data is ``stored_observations``. Minibatches hold float32 tensors for quantized observations (decoded
     into tensor memory), the space's dtype for the others.
 
-    :param decimals: m of the quantized columns (default: PPO's, :func:`planner.defaults.default_decimals`); this
-        and the next five are :class:`~validation.buffers.obs_store.ObservationCodec`'s (a dict by key for a Dict
-        space)
-    :param clamp: b, values outside [-b, b] saturate
-    :param bits: the width of the codes (default: the exact level count)
-    :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
-    :param dtype: "float16" or "bfloat16": floats in that type instead of k-bit codes
-    :param obs_ranges: observation ranges (or their file): calibrated widths per dimension
-    :param recalibrate: as :class:`~validation.buffers.replay.QuantizedReplayBuffer`'s
+    :param decimals: m of the quantized columns, by default PPO's (:func:`planner.defaults.default_decimals`)
+    :param clamp, bits, layout, dtype, obs_ranges, recalibrate: as
+        :class:`~validation.buffers.replay.QuantizedReplayBuffer`'s
 
     >>> import numpy as np, torch as th
     >>> from gymnasium import spaces
