@@ -6,11 +6,12 @@ with and without recalibration.
     python benchmarks/calibrated_bits.py --runs runs [--json]
 
 Per env, the stream is the SAC run recorded in ``RUNS/<env>.npz`` when there is one (SB3's SAC, 5,000 random
-steps first), else 10,000 random-action steps (seed 0, one stream without episode ends). The observation ranges are
-scanned (``planner.obs_ranges.calibrate``, m = 2) from the stream's first 5,000 observations, as a user would scan
-SAC's ``learning_starts``; then the whole stream is fed, transition by transition, to a real
-``QuantizedReplayBuffer(obs_ranges=spec)`` holding every transition, and to the uniform m = 2 buffer, whose every
-decoded value must be the same, bit for bit.
+steps first), else 10,000 random-action steps (seed 0) whose episodes end as the env ends them (terminated, or
+truncated at the time limit). The observation ranges are scanned (``planner.obs_ranges.calibrate``, m = 2) from the
+stream's first 5,000 observations, as a user would scan SAC's ``learning_starts``; then the whole stream is fed,
+transition by transition, to real ``QuantizedReplayBuffer(obs_ranges=spec)`` buffers (with and without
+recalibration) holding every transition and, in lockstep, to the uniform m = 2 buffer: each episode end's next
+observation right after its add, and at the end every decoded value, must be the uniform buffer's, bit for bit.
 
 Columns: the observation bits a transition stores per observation value (``observation bytes per transition x 8
 / dims``): SB3 as is (observations and next observations in the env's float64), float16 and the authors' uint16
@@ -43,9 +44,25 @@ def load_stream(env_id: str, runs: "Path | None") -> "tuple[dict, str]":
             return {k: data[k] for k in ("observations", "next_observations", "dones", "timeouts")}, source
         x = data["observations"]  # recorded without the rest: one stream, each next observation the following row
         return _one_stream(x), source + ", observations only"
-    from validation.scan import rollout
+    return random_stream(env_id, RANDOM_STEPS, seed=0), f"random actions, {RANDOM_STEPS:,} steps (seed 0)"
 
-    return _one_stream(rollout(env_id, RANDOM_STEPS + 1, seed=0)), f"random actions, {RANDOM_STEPS:,} steps (seed 0)"
+
+def random_stream(env_id: str, steps: int, seed: int) -> dict:
+    """``steps`` random-action transitions with SB3's episode ends: ``dones`` when an episode ends (its next
+    observation is the final one, then the env resets), ``timeouts`` when the time limit ended it."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out: "dict[str, list]" = {"observations": [], "next_observations": [], "dones": [], "timeouts": []}
+    for _ in range(steps):
+        next_obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        for key, value in zip(out, (obs, next_obs, terminated or truncated, truncated and not terminated)):
+            out[key].append(value)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+    return {key: np.array(values, dtype=np.float64) for key, values in out.items()}
 
 
 def _one_stream(x: np.ndarray) -> dict:
@@ -54,14 +71,27 @@ def _one_stream(x: np.ndarray) -> dict:
     return {"observations": x[:n], "next_observations": x[1:], "dones": np.zeros(n), "timeouts": np.zeros(n)}
 
 
-def feed(buf, stream: dict) -> float:
-    """Add every transition of ``stream``; returns the seconds it took."""
-    actions, rewards = np.zeros((1, buf.action_dim), np.float32), np.zeros(1, np.float32)
-    start = time.perf_counter()
-    for obs, nxt, done, timeout in zip(stream["observations"], stream["next_observations"], stream["dones"],
-                                       stream["timeouts"]):
-        buf.add(obs[None], nxt[None], actions, rewards, np.array([done]), [{"TimeLimit.truncated": bool(timeout)}])
-    return time.perf_counter() - start
+def bits(view, index) -> np.ndarray:
+    return np.asarray(view[index]).view(np.uint32)
+
+
+def feed(buffers: list, stream: dict) -> "tuple[list[float], list[int]]":
+    """Add every transition of ``stream`` to each buffer in turn (one buffer of ``len(stream)`` rows or more:
+    transition t is row t); returns the seconds each buffer's adds took and, per buffer, the episode ends whose
+    next observation, read right after the add, differed from the first buffer's."""
+    actions, rewards = np.zeros((1, buffers[0].action_dim), np.float32), np.zeros(1, np.float32)
+    seconds, differing = [0.0] * len(buffers), [0] * len(buffers)
+    for t, (obs, nxt, done, timeout) in enumerate(zip(stream["observations"], stream["next_observations"],
+                                                      stream["dones"], stream["timeouts"])):
+        for i, buf in enumerate(buffers):
+            start = time.perf_counter()
+            buf.add(obs[None], nxt[None], actions, rewards, np.array([done]), [{"TimeLimit.truncated": bool(timeout)}])
+            seconds[i] += time.perf_counter() - start
+        if done:
+            want = bits(buffers[0].next_observations, t)
+            for i, buf in enumerate(buffers):
+                differing[i] += not np.array_equal(bits(buf.next_observations, t), want)
+    return seconds, differing
 
 
 def observation_bits(breakdown: "dict[str, int]", live_entries: int, rows: int, dim: int) -> "tuple[float, float]":
@@ -98,19 +128,23 @@ def measure(env_id: str, runs: "Path | None") -> dict:
               "spec_mean_bits": spec.mean_bits, "spec_exceptions_per_row": spec.exceptions_per_row,
               **{f"{name}_bits": planner_bits(name, dim, rows) for name in ("sb3", "float16", "just-round", "packed")},
               "entropy_bits": float(np.mean([entropy_bits(c) for c in codes(x, DECIMALS).T]))}
+    labels = {"calibrated": None, "recalibrated": RECALIBRATE_SHARE}
     uniform = QuantizedReplayBuffer(rows, space, action, "cpu", decimals=DECIMALS)
-    feed(uniform, stream)
-    want = [np.asarray(view[:rows]).view(np.uint32) for view in (uniform.observations, uniform.next_observations)]
-    for label, recalibrate in (("calibrated", None), ("recalibrated", RECALIBRATE_SHARE)):
-        buf = QuantizedReplayBuffer(rows, space, action, "cpu", obs_ranges=spec, recalibrate=recalibrate)
-        seconds = feed(buf, stream)
+    buffers = [QuantizedReplayBuffer(rows, space, action, "cpu", obs_ranges=spec, recalibrate=share)
+               for share in labels.values()]
+    seconds, differing = feed([uniform, *buffers], stream)
+    want = [bits(view, slice(rows)) for view in (uniform.observations, uniform.next_observations)]
+    result["episode_ends"] = int(np.count_nonzero(stream["dones"]))
+    for label, buf, add_seconds, ends_differing in zip(labels, buffers, seconds[1:], differing[1:]):
         stats = buf.quantization_stats()["observation"]
-        got = [np.asarray(view[:rows]).view(np.uint32) for view in (buf.observations, buf.next_observations)]
+        got = [bits(view, slice(rows)) for view in (buf.observations, buf.next_observations)]
         allocated, live = observation_bits(buf.memory_breakdown(), stats["exceptions_live"], rows, dim)
         result[label] = {"bits": allocated, "bits_live": live, "outside_share": stats["outside_share"],
                          "exceptions_per_row": stats["outside_share"] * dim, "row_bits": stats["row_bits"],
-                         "recalibrations": len(buf.drift.events), "add_us": 1e6 * seconds / rows,
-                         "identical_to_uniform": all(np.array_equal(g, w) for g, w in zip(got, want))}
+                         "recalibrations": len(buf.drift.events), "add_us": 1e6 * add_seconds / rows,
+                         "episode_ends_differing": ends_differing,
+                         "identical_to_uniform": not ends_differing and all(np.array_equal(g, w)
+                                                                            for g, w in zip(got, want))}
     return result
 
 

@@ -201,7 +201,7 @@ def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
         obs[start:stop] = humanoid_like_codes(spec, stop - start, rng) * spec.inv_scale
         rows.encode(obs[start:stop], np.arange(start, stop))
     out, out_take = np.empty((batch, dim), np.float32), np.empty((batch, dim), np.float32)
-    at, table = rows.store.at, rows.store.table
+    at, table = rows.store.at, rows.store.entries
     methods: "dict[str, Callable[[np.ndarray], object]]" = {
         "take": lambda idx: np.take(obs, idx, axis=0, out=out_take, mode="clip"),
         "mixed": lambda idx: mixed_unpack(rows.storage, idx, spec, at, table, out),

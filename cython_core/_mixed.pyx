@@ -8,8 +8,8 @@ byte offset_j / 8, shifted by offset_j % 8 (a code of <= 32 bits plus 7 bits of 
 scratch row, then converts the row in a loop the compiler vectorizes (built twice: portable, and for AVX2,
 chosen at run time); the last dimensions of a row, whose 8 bytes would run past the row, are read word by
 word. On CPUs with AVX-512 VBMI (chosen at run time too) it instead decodes 16 dimensions of <= 25 bits at once
-(a byte permute of the row's bytes, masked to the row, then per-lane shifts and masks) and the rest one by one. A row's exceptions are then patched in from the store's table, walking from ``at[row]`` while the
-entry's row is that row.
+(a byte permute of the row's bytes, masked to the row, then per-lane shifts and masks) and the rest one by one. A row's exceptions are then patched in from the store's entries in use (``ExceptionStore.entries``, never its
+free slots), walking from ``at[row]`` while the entry's row is that row, up to the last entry.
 
 Values decode as ((double)(c - lo) + lo) * (1 / 10^m): the sum is exact, so this is (double)c * inv_scale,
 the very value the uniform kernels give. Inputs are checked as in cython_core._kernels: every index against
@@ -690,12 +690,14 @@ cdef int _decode(storage, indices, _MixedTables t, at, table, out, bint codes) e
 
 def mixed_unpack(storage, indices, spec, at, table, out) -> None:
     """Decode rows ``indices`` of ``storage`` into ``out`` (float32 or float64, C-contiguous, (n, D)), patching
-    the exceptions of rows whose ``at[row] >= 0`` from ``table`` (an ExceptionStore's ``at`` and ``table``)."""
+    the exceptions of rows whose ``at[row] >= 0`` from ``table`` (an ExceptionStore's ``at`` and ``entries``:
+    the walk ends at the end of ``table``, so it must hold the entries in use, not the free slots)."""
     _decode(storage, indices, _tables(spec), at, table, out, False)
 
 
 def mixed_codes(storage, indices, spec, at, table):
-    """The paper codes (int64 (n, D)) of rows ``indices`` of ``storage``, exceptions included."""
+    """The paper codes (int64 (n, D)) of rows ``indices`` of ``storage``, exceptions included (``at`` and
+    ``table`` as :func:`mixed_unpack` takes them)."""
     cdef _MixedTables t = _tables(spec)
     out = np.empty((len(np.atleast_1d(indices)), t.dim), dtype=np.int64)
     _decode(storage, indices, t, at, table, out, True)

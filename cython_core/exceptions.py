@@ -2,8 +2,10 @@
 
 ``at[r]`` is -1 when storage row r has no exceptions, else the index in ``table`` of its first entry; a row's
 entries are consecutive in ``table`` and each carries its row, so a reader walks from ``at[r]`` while
-``table[k]["row"] == r``. Rewriting rows marks their old entries dead (row = -1) and appends the new ones;
-when the table is full it is compacted, and grown (x2, or to fit) only if the live entries need it.
+``table[k]["row"] == r`` and ``k < used``: the decode kernels take ``entries`` (``table[:used]``), never the
+free slots past it (which hold row -1 in every table this module allocates). Rewriting rows marks their old
+entries dead (row = -1) and appends the new ones; when the table is full it is compacted, and grown (x2, or
+to fit) only if the live entries need it.
 The per-call bookkeeping of :meth:`ExceptionStore.put` (checks, dropping, appending) runs compiled
 (``cython_core._mixed``): about 1-2 us for a few rows, with or without exceptions.
 
@@ -31,8 +33,9 @@ MAX_ENTRIES = 2**31 - 1  # ``at`` is int32
 
 
 def _empty_table(capacity: int) -> np.ndarray:
+    """A table of ``capacity`` free slots (row -1: they never match a row); writing it commits its pages."""
     table = np.zeros(capacity, dtype=EXCEPTION_DTYPE)
-    table["row"] = -1  # free slots never match a row
+    table["row"] = -1
     return table
 
 
@@ -100,6 +103,11 @@ class ExceptionStore:
     def nbytes(self) -> int:
         """Bytes allocated: ``at`` plus the whole table."""
         return int(self.at.nbytes + self.table.nbytes)
+
+    @property
+    def entries(self) -> np.ndarray:
+        """The table's slots in use, ``table[:used]`` (a view): what the decode kernels walk."""
+        return self.table[:self.used]
 
     @property
     def live_bytes(self) -> int:

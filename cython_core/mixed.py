@@ -216,13 +216,13 @@ class MixedRows:
         idx = as_indices(indices, "indices")
         if out is None:
             out = np.empty((idx.size, self.spec.dim), dtype=np.float32)
-        _kernels().mixed_unpack(self.storage, idx, self.spec, self.store.at, self.store.table, out)
+        _kernels().mixed_unpack(self.storage, idx, self.spec, self.store.at, self.store.entries, out)
         return out
 
     def codes(self, indices: Any) -> np.ndarray:
         """The paper codes (int64 (n, D)) of rows ``indices``."""
         idx = as_indices(indices, "indices")
-        return _kernels().mixed_codes(self.storage, idx, self.spec, self.store.at, self.store.table)
+        return _kernels().mixed_codes(self.storage, idx, self.spec, self.store.at, self.store.entries)
 
     def repack(self, spec: MixedLayout) -> None:
         """Re-pack every row under ``spec`` (same dim, decimals and clamp), keeping every code: codes the new
@@ -238,7 +238,7 @@ class MixedRows:
         store = ExceptionStore(self.n_rows, spec.dim, self.store.live)
         for start in range(0, self.n_rows, REPACK_ROWS):
             rows = np.arange(start, min(start + REPACK_ROWS, self.n_rows), dtype=np.int64)
-            codes = kernels.mixed_codes(self.storage, rows, old, self.store.at, self.store.table)
+            codes = kernels.mixed_codes(self.storage, rows, old, self.store.at, self.store.entries)
             store.put(rows, kernels.mixed_pack_codes(codes, storage, rows, spec), trusted=True)
         store.per_dim[:] = 0
         store.rows_put = 0

@@ -2,7 +2,8 @@
 
 Rows are built as a bit stream (bit t of dimension j's stored code at stream position offset_j + t) turned
 into words by ``numpy.packbits(bitorder="little")``, and read back by ``numpy.unpackbits``: an independent
-route from the compiled loads and shifts. Exceptions are patched by walking each row's run in the table.
+route from the compiled loads and shifts. Exceptions are patched by walking each row's run in ``table``, the
+store's entries in use (``ExceptionStore.entries``), up to its end.
 
 >>> import numpy as np
 >>> from cython_core.mixed import MixedLayout
@@ -146,7 +147,8 @@ def _check_store(at: Any, table: Any, n_rows: int) -> None:
 
 
 def mixed_codes(storage: np.ndarray, indices: Any, spec: MixedLayout, at: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Paper codes (int64 (n, D)) of ``storage[indices]`` with each row's run of ``table`` entries patched in."""
+    """Paper codes (int64 (n, D)) of ``storage[indices]`` with each row's run of ``table`` entries (the entries in
+    use) patched in; ``at`` pointing past ``table`` is refused, as the compiled kernel refuses it."""
     spec = _spec(spec)
     _check_storage(storage, spec, writable=False)
     idx = as_indices(indices, "indices")
@@ -157,6 +159,8 @@ def mixed_codes(storage: np.ndarray, indices: Any, spec: MixedLayout, at: np.nda
     codes = unpack_rows(storage[idx], spec)
     for i, r in enumerate(idx):
         k = int(at[r])
+        if k >= len(table):
+            raise ValueError("at points past the end of table")
         while 0 <= k < len(table) and table[k]["row"] == r:
             codes[i, table[k]["dim"]] = table[k]["code"]
             k += 1

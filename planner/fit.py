@@ -187,7 +187,7 @@ def fit(profile: DeviceProfile, obs_dim: int, action_dim: int, algos: "tuple[str
 
 def _ranges_for(scans: "tuple[Any, ...]", decimals: int) -> Any:
     """The observation ranges at m = ``decimals``; else the only one given; else None."""
-    at_m = [spec for spec in scans if spec.decimals == decimals]
+    at_m = [ranges for ranges in scans if ranges.decimals == decimals]
     return at_m[0] if at_m else scans[0] if len(scans) == 1 else None
 
 

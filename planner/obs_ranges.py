@@ -12,8 +12,8 @@ read back without gymnasium (``planner obs show``).
 >>> rng = np.random.default_rng(0)
 >>> x = np.stack([rng.normal(0, 1, 5000), np.full(5000, 0.5), rng.normal(0, 1, 5000)], axis=1)
 >>> x[::1000, 2] = 120.0  # rare outliers
->>> spec = choose_ranges(x, decimals=2)
->>> [(d.lo, d.hi, d.bits) for d in spec.dims][1], spec.dims[1].bits, spec.dims[2].outside > 0
+>>> ranges = choose_ranges(x, decimals=2)
+>>> [(d.lo, d.hi, d.bits) for d in ranges.dims][1], ranges.dims[1].bits, ranges.dims[2].outside > 0
 ((50, 50, 0), 0, True)
 """
 
@@ -109,7 +109,7 @@ class ObservationRanges:
         return math.ceil(rows * self.exceptions_per_row)
 
     def check_fits(self, values: int, where: str = "observations") -> None:
-        """Refuse a spec scanned from observations of another size than ``values``."""
+        """Refuse ranges scanned from observations of another size than ``values``."""
         env = self.source.get("env")
         if self.dim != values:
             raise PlannerError(f"the observation ranges have {self.dim} dims{f' (scanned on {env})' if env else ''}, "
@@ -132,41 +132,42 @@ class ObservationRanges:
                 "rule": self.rule, "dims": [asdict(d) for d in self.dims]}
 
     @classmethod
-    def from_dict(cls, data: object, where: str = "<spec>") -> "ObservationRanges":
+    def from_dict(cls, data: object, where: str = "<obs_ranges>") -> "ObservationRanges":
         """Read :meth:`as_dict`'s form back; anything else is one error naming the key at fault."""
         if not isinstance(data, dict):
-            raise PlannerError(f"{where}: observation ranges are a mapping, got {type(data).__name__}", "spec")
+            raise PlannerError(f"{where}: observation ranges are a mapping, got {type(data).__name__}", "obs_ranges")
         version = data.get("version")
         if version != RANGES_VERSION:
             raise PlannerError(f"{where}: version must be {RANGES_VERSION} (what this release writes), got "
-                               f"{version!r}", "spec")
+                               f"{version!r}", "obs_ranges")
         unknown = sorted(map(str, set(data) - {"version", "decimals", "clamp", "source", "rule", "dims"}))
         if unknown:
-            raise PlannerError(f"{where}: unknown keys {', '.join(unknown)[:80]}", "spec")
+            raise PlannerError(f"{where}: unknown keys {', '.join(unknown)[:80]}", "obs_ranges")
         decimals, clamp, dims = data.get("decimals"), data.get("clamp"), data.get("dims")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 9:
-            raise PlannerError(f"{where}: decimals must be a whole number 0..9, got {quote(decimals)}"[:160], "spec")
+            raise PlannerError(f"{where}: decimals must be a whole number 0..9, got {quote(decimals)}"[:160],
+                               "obs_ranges")
         if isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not 0 < clamp < 1e6:
-            raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {quote(clamp)}"[:160], "spec")
+            raise PlannerError(f"{where}: clamp must be a number in (0, 1e6), got {quote(clamp)}"[:160], "obs_ranges")
         if not isinstance(dims, list) or not dims:
-            raise PlannerError(f"{where}: dims must be a non-empty list", "spec")
+            raise PlannerError(f"{where}: dims must be a non-empty list", "obs_ranges")
         out, keys = [], set(DimRange.__dataclass_fields__)
         for index, entry in enumerate(dims):
             if not isinstance(entry, dict) or set(entry) != keys:
                 raise PlannerError(f"{where}: dims[{index}] must have exactly the keys {', '.join(sorted(keys))}",
-                                   "spec")
+                                   "obs_ranges")
             lo, hi, bits = entry["lo"], entry["hi"], entry["bits"]
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi, bits)) or lo > hi \
                     or bits != width(lo, hi) or bits > 32:
                 raise PlannerError(f"{where}: dims[{index}]: lo <= hi whole numbers with bits = "
                                    f"ceil(log2(hi - lo + 1)) <= 32, got lo={lo!r}, hi={hi!r}, bits={bits!r}"[:200],
-                                   "spec")
+                                   "obs_ranges")
             shares = [entry[k] for k in ("outside", "zeros")]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in shares):
-                raise PlannerError(f"{where}: dims[{index}]: outside and zeros are shares in [0, 1]", "spec")
+                raise PlannerError(f"{where}: dims[{index}]: outside and zeros are shares in [0, 1]", "obs_ranges")
             if not isinstance(entry["entropy"], (int, float)) or not 0 <= entry["entropy"] <= 64:
-                raise PlannerError(f"{where}: dims[{index}]: entropy must be bits in [0, 64]", "spec")
-            # abs: the checks above let -0.0 through (specs scanned before entropy_bits gave 0.0 hold it)
+                raise PlannerError(f"{where}: dims[{index}]: entropy must be bits in [0, 64]", "obs_ranges")
+            # abs: the checks above let -0.0 through (files scanned before entropy_bits gave 0.0 hold it)
             out.append(DimRange(lo, hi, bits, abs(float(entry["outside"])), abs(float(entry["zeros"])),
                                abs(float(entry["entropy"]))))
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
@@ -176,7 +177,8 @@ class ObservationRanges:
 def load_ranges(path: str) -> ObservationRanges:
     """Observation ranges file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
     field by field."""
-    return ObservationRanges.from_dict(read_yaml(path, f"spec {path}", "spec"), f"spec {path}")
+    where = f"observation ranges {path}"
+    return ObservationRanges.from_dict(read_yaml(path, where, "obs_ranges"), where)
 
 
 def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.ndarray:

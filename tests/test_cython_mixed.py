@@ -129,13 +129,13 @@ def test_kernels_match_reference_bit_for_bit(seed, dim, max_bits, dtype, simd):
     indices = rng.integers(0, n_rows, 60)
     for out_dtype in (np.float32, np.float64):
         got, want = np.empty((60, dim), out_dtype), np.empty((60, dim), out_dtype)
-        mixed_unpack(got_storage, indices, spec, store.at, store.table, got)
-        ref.mixed_unpack(want_storage, indices, spec, store.at, store.table, want)
+        mixed_unpack(got_storage, indices, spec, store.at, store.entries, got)
+        ref.mixed_unpack(want_storage, indices, spec, store.at, store.entries, want)
         assert same_bits(got, want)
-    got_codes = mixed_codes(got_storage, indices, spec, store.at, store.table)
-    assert same_bits(got_codes, ref.mixed_codes(want_storage, indices, spec, store.at, store.table))
+    got_codes = mixed_codes(got_storage, indices, spec, store.at, store.entries)
+    assert same_bits(got_codes, ref.mixed_codes(want_storage, indices, spec, store.at, store.entries))
     written = np.argsort(rows)  # storage row -> position in x
-    back = mixed_codes(got_storage, np.sort(rows), spec, store.at, store.table)
+    back = mixed_codes(got_storage, np.sort(rows), spec, store.at, store.entries)
     assert np.array_equal(back, codes[written])  # every code comes back, in the row or as an exception
 
 
@@ -190,11 +190,11 @@ def test_every_decode_path_gives_the_same_bits_on_any_row(seed, dim, max_bits):
     try:
         for out_dtype in (np.float32, np.float64):
             want = np.empty((80, dim), out_dtype)
-            ref.mixed_unpack(storage, indices, spec, store.at, store.table, want)
+            ref.mixed_unpack(storage, indices, spec, store.at, store.entries, want)
             for path in ("scalar", "avx2", "avx512vbmi"):
                 kernels._simd(path)
                 got = np.full((80, dim), np.nan, out_dtype)
-                mixed_unpack(storage, indices, spec, store.at, store.table, got)
+                mixed_unpack(storage, indices, spec, store.at, store.entries, got)
                 assert same_bits(got, want), kernels._simd()
     finally:
         kernels._simd(before)
@@ -223,11 +223,11 @@ def test_decode_reads_nothing_past_the_storage():
             storage[:] = np.random.default_rng(seed).integers(0, 2**64, storage.shape, dtype=np.uint64)
             store = ExceptionStore(n_rows, dim)
             want = np.empty((2, dim), np.float32)
-            ref.mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.table, want)
+            ref.mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.entries, want)
             for path in ("scalar", "avx2", "avx512vbmi"):
                 kernels._simd(path)
                 got = np.empty((2, dim), np.float32)
-                mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.table, got)
+                mixed_unpack(storage, np.array([2, 1]), spec, store.at, store.entries, got)
                 assert same_bits(got, want)
             del storage
     finally:
@@ -319,6 +319,7 @@ def test_store_keeps_every_rows_entries_through_overwrites_compaction_and_growth
         put_dims += np.bincount(entries["dim"], minlength=dim)
         live = sum(len(v) for v in model.values())
         assert store.live == live and store.live_bytes == 16 * live and store.used <= store.capacity
+        assert np.all(store.table["row"][store.used:] == -1)  # free slots never match a row
         assert store.capacity <= max(2 * live, 8, capacity)  # grows only as the live entries need
         if step % 10 == 0 or step == 299:
             everything = np.arange(n_rows)
@@ -333,6 +334,7 @@ def test_store_keeps_every_rows_entries_through_overwrites_compaction_and_growth
     assert store.nbytes == n_rows * 4 + store.capacity * 16
     store.clear()
     assert store.live == 0 and len(store.take(np.arange(n_rows))) == 0 and np.all(store.at == -1)
+    assert np.all(store.table["row"] == -1) and store.entries.size == 0
 
 
 def test_store_refuses_entries_it_cannot_keep_consistent():
@@ -523,11 +525,35 @@ def test_compiled_unpack_refuses_a_table_that_does_not_fit_at():
     spec = MixedLayout([0, 0], [4, 4], decimals=0, clamp=100.0)
     storage = np.zeros((3, 1), np.uint64)
     out = np.empty((1, 2), np.float32)
-    with pytest.raises(ValueError, match="at points past the end of table"):
-        mixed_unpack(storage, [1], spec, np.array([-1, 4, -1], np.int32), np.zeros(2, EXCEPTION_DTYPE), out)
+    for unpack in (mixed_unpack, ref.mixed_unpack):
+        with pytest.raises(ValueError, match="at points past the end of table"):
+            unpack(storage, [1], spec, np.array([-1, 4, -1], np.int32), np.zeros(2, EXCEPTION_DTYPE), out)
     with pytest.raises(ValueError, match="dim is not in 0..1"):
         mixed_unpack(storage, [1], spec, np.array([-1, 0, -1], np.int32),
                      np.array([(1, 2, 5)], EXCEPTION_DTYPE), out)
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+def test_decoding_walks_only_the_entries_in_use(simd, out_dtype):
+    """Free table slots made to continue the last row's run (as a zero-filled table continued row 0's): decode,
+    codes and repack read the store's entries in use only, on every decode path and in the reference."""
+    spec = random_spec(12, 9, max_bits=6)
+    rows = MixedRows(6, spec, exception_capacity=256)
+    rows.encode(random_values(12, spec, 6), np.arange(6))
+    everything = np.arange(6)
+    want_codes = rows.codes(everything)
+    want = rows.decode(everything, np.empty((6, 9), out_dtype))
+    store = rows.store
+    assert 0 < store.used < store.capacity and store.entries.size == store.used
+    free = store.table[store.used:]
+    free["row"] = store.entries["row"][-1]
+    free["dim"] = np.random.default_rng(0).integers(0, 9, free.size)
+    free["code"] = 12345
+    assert same_bits(rows.decode(everything, np.empty((6, 9), out_dtype)), want)
+    assert same_bits(rows.codes(everything), want_codes)
+    assert same_bits(ref.mixed_codes(rows.storage, everything, spec, store.at, store.entries), want_codes)
+    rows.repack(spec.widen(want_codes.min(axis=0), want_codes.max(axis=0)))
+    assert same_bits(rows.codes(everything), want_codes) and rows.store.live == 0
 
 
 def test_big_calls_take_the_gil_free_path_and_still_match_the_reference():
@@ -539,8 +565,8 @@ def test_big_calls_take_the_gil_free_path_and_still_match_the_reference():
     got_entries = mixed_pack(x, got, rows, spec)[1]
     assert same_bits(got_entries, ref.mixed_pack(x, want, rows, spec)[1]) and same_bits(got, want)
     store = store_of(100, spec, rows, got_entries)
-    assert np.array_equal(mixed_codes(got, np.arange(100), spec, store.at, store.table),
-                          ref.mixed_codes(want, np.arange(100), spec, store.at, store.table))
+    assert np.array_equal(mixed_codes(got, np.arange(100), spec, store.at, store.entries),
+                          ref.mixed_codes(want, np.arange(100), spec, store.at, store.entries))
 
 
 def test_mixed_rows_single_row_forms_and_empty_batches():

@@ -92,6 +92,13 @@ def test_what_a_child_would_refuse_is_refused_before_anything_is_created(planner
     assert os.listdir(tmp_path) == []
 
 
+def test_an_algorithm_that_cannot_act_in_the_env_is_refused_before_anything_is_created(tmp_path):
+    r = subprocess.run([str(PLANNER), "validate", "--env", "CartPole-v1", "--algo", "sac", "--steps", "10", "--out",
+                        str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert "--algo sac takes Box actions, got Discrete(2)" in _one_line(r)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("command, module", [
     (["validate", "--env", "Hopper-v5", "--algo", "sac", "--steps", "10"], "torch"),
     (["validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "4096"], "stable_baselines3"),

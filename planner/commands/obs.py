@@ -16,7 +16,7 @@ from planner.table import render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("obs", help="scan observations for the precision each dimension needs, or show a spec",
+    p = sub.add_parser("obs", help="scan observations for the precision each dimension needs, or show their ranges",
                        description="Observation ranges: per dimension, the code range on the paper's grid 10^-m "
                                    "that the data needs (docs/obs_ranges.md).")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p))
@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--algo", help="the algorithm of --policy MODEL.zip (ppo, sac, td3, ...)")
     scan.add_argument("--from-buffer", help="read the observations of a saved replay buffer instead of acting")
     scan.add_argument("--seed", type=int, default=0, help="seed of the env and the random actions (default 0)")
-    scan.add_argument("--out", required=True, help="the spec's YAML file")
-    show = actions.add_parser("show", help="the per-dimension table and summary of a spec")
+    scan.add_argument("--out", required=True, help="the observation ranges' YAML file")
+    show = actions.add_parser("show", help="the per-dimension table and summary of observation ranges")
     show.add_argument("ranges", help="observation ranges YAML (from `planner obs scan`)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -52,25 +52,25 @@ def scan(args: argparse.Namespace) -> ObservationRanges:
         how = {"policy": args.policy, "seed": args.seed}
     from planner.cli import package_version
 
-    spec = choose_ranges(observations, args.decimals, CLAMP,
+    ranges = choose_ranges(observations, args.decimals, CLAMP,
                      {"env": args.env, **how, "date": time.strftime("%Y-%m-%d"), "package": package_version()})
-    write_atomic(out, yaml.safe_dump(spec.as_dict(), sort_keys=False).encode(), "out")
-    return spec
+    write_atomic(out, yaml.safe_dump(ranges.as_dict(), sort_keys=False).encode(), "out")
+    return ranges
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = scan(args) if args.action == "scan" else load_ranges(args.ranges)
-    summary = spec.summary()
+    ranges = scan(args) if args.action == "scan" else load_ranges(args.ranges)
+    summary = ranges.summary()
     if args.action == "show" and args.json:
-        print(json.dumps({**spec.as_dict(), "summary": summary}, indent=2))
+        print(json.dumps({**ranges.as_dict(), "summary": summary}, indent=2))
         return 0
     rows = [[str(i), f"{d.lo:,}", f"{d.hi:,}", str(d.bits), f"{100 * d.outside:.3f}%", f"{100 * d.zeros:.1f}%",
-             f"{d.entropy:.2f}"] for i, d in enumerate(spec.dims)]
+             f"{d.entropy:.2f}"] for i, d in enumerate(ranges.dims)]
     if args.action == "show":
         print(render(rows, ["dim", "lo code", "hi code", "bits", "outside", "zeros", "entropy bits"]))
         print()
-    source = ", ".join(f"{k} {v}" for k, v in spec.source.items())
-    print(f"{spec.dim} dims at m = {spec.decimals} (grid 10^-{spec.decimals}, clamp {spec.clamp:g}); {source}")
+    source = ", ".join(f"{k} {v}" for k, v in ranges.source.items())
+    print(f"{ranges.dim} dims at m = {ranges.decimals} (grid 10^-{ranges.decimals}, clamp {ranges.clamp:g}); {source}")
     print(f"mean {summary['mean_bits']:.2f} bits per value ({summary['row_bytes']} B per packed row, plus "
           f"{summary['index_bytes_per_row']} B for its exception index) against the "
           f"uniform {summary['uniform_bits']} bits ({summary['uniform_row_bytes']} B); expected exceptions "

@@ -119,9 +119,9 @@ def scans_from_args(args: argparse.Namespace, env: EnvDims, decimals: "tuple[int
     from planner.obs_ranges import choose_ranges, load_ranges
 
     if args.obs_ranges:
-        spec = load_ranges(args.obs_ranges)
-        spec.check_fits(env.obs_dim, f"observations of {env.env_id}")
-        return (spec,)
+        ranges = load_ranges(args.obs_ranges)
+        ranges.check_fits(env.obs_dim, f"observations of {env.env_id}")
+        return (ranges,)
     if not args.scan:
         return ()
     if not args.env:

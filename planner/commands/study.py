@@ -9,6 +9,7 @@ from planner.errors import PlannerError
 from planner.extras import TRAIN_MODULES, missing, require_train_extra
 
 STUDY_MODULES = ("ray", "scipy")  # the [study] extra
+LARGE = 1_000  # trials: a larger study runs only with --confirm-large
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "[study] extra)")
     p.add_argument("--workers", type=count, help="trials at once (default: the cores; with --address: the "
                                                  "cluster's CPUs)")
+    p.add_argument("--confirm-large", action="store_true", help=f"run a study of more than {LARGE:,} trials "
+                                                                "(refused without it)")
     p.set_defaults(func=run)
 
 
@@ -47,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.spec is None) == (args.summarize is None):
         raise PlannerError("give a study's SPEC (with out), or summarize DIR alone", "summarize", "out")
     if args.summarize is not None:
-        if args.out or args.ray or args.address or args.workers:
-            raise PlannerError("summarize takes only the study's folder (no out, ray, address or workers)",
-                               "summarize")
+        if args.out or args.ray or args.address or args.workers or args.confirm_large:
+            raise PlannerError("summarize takes only the study's folder (no out, ray, address, workers or "
+                               "confirm_large)", "summarize")
         _require_extras(("matplotlib",), ("scipy",))
         from validation.study.summary import summarize
         print(summarize(Path(args.summarize))["markdown"], end="")
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from validation.study.driver import run_study
 
     try:
-        summary = run_study(args.spec, Path(args.out), args.ray, args.address, args.workers)
+        summary = run_study(args.spec, Path(args.out), args.ray, args.address, args.workers,
+                            None if args.confirm_large else LARGE)
     except Stopped as stop:
         print(f"planner study: {stop.status} by {stop.signal}; the finished trials are kept in {args.out}: rerun "
               "the same command to resume", file=sys.stderr)

@@ -40,7 +40,6 @@ from cython_core import (
     MixedRows,
     gather_unpack,
     mixed_pack,
-    mixed_unpack,
     quantize_pack_counts,
 )
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
@@ -276,10 +275,11 @@ class CalibratedColumn:
         return MixedCodes(words, entries), saturated
 
     def allocate(self, n_rows: int, eager: bool) -> MixedRows:
+        """Rows and their exception store; ``eager`` writes the rows now (the store's arrays are written at
+        construction: ``at`` -1, every free slot of its table row -1)."""
         rows = MixedRows(n_rows, self.layout, self.obs_ranges.exception_capacity(n_rows))
         if eager:
             rows.storage.fill(0)
-            rows.store.table.fill(0)
         return rows
 
     def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
@@ -304,7 +304,7 @@ class CalibratedColumn:
 
     def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)
-        mixed_unpack(store.storage, rows, store.spec, store.store.at, store.store.table, out.numpy())
+        store.decode(rows, out.numpy())
         return out.view(rows.size, *self.shape)
 
     def breakdown(self, label: str, store: MixedRows) -> "dict[str, int]":

@@ -84,7 +84,8 @@ class RunConfig:
                                "buffer every n_steps anyway", "fill")
 
     def run_spec(self) -> RunSpec:
-        """The planner's view of this run, on the env it trains on."""
+        """The planner's view of this run, on the env it trains on, with the env's spaces (so an algorithm that
+        cannot act in them is refused here, as ``planner fit`` refuses it)."""
         dims = lookup_env(training_id(self.env_id))
         quantized = storage(self.storage).quantized != "never"
         ranges = self.ranges
@@ -92,7 +93,8 @@ class RunConfig:
             ranges.check_fits(dims.obs_dim, f"observations of {self.env_id}")
         return RunSpec(self.algo, dims.obs_dim, dims.action_dim, self.buffer_size, storage=self.storage,
                        quant=Quantization.create(self.decimals, self.clamp) if quantized else None,
-                       obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype, obs_ranges=ranges)
+                       obs_dtype=dims.obs_dtype, action_dtype=dims.action_dtype, action_space=dims.action_space,
+                       obs_space=dims.obs_space, obs_ranges=ranges)
 
     def buffer_arguments(self) -> dict:
         """The keyword arguments that give an SB3 model this run's buffer (class and its kwargs)."""

@@ -8,6 +8,7 @@ through a Ray queue (the workers may be other machines), and this process writes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -79,9 +80,46 @@ def _ray_trial(trial_json: str, queue) -> dict:
     return run_trial(trial, lambda record: queue.put((trial.id, record)))
 
 
-def connect_ray(workers: "int | None", address: "str | None") -> int:
+PROBE_S = 3.0  # how long an address may take to accept a TCP connection
+
+
+def probe(address: str) -> None:
+    """Refuse, within :data:`PROBE_S`, an address ``HOST:PORT`` (or ``ray://HOST:PORT``) at which nothing accepts a
+    TCP connection: ``ray.init`` would retry it for minutes. Other forms (``auto``) are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    where = f"cannot join the Ray cluster at address {address}"
+    if not 1 <= int(port) <= 65535:
+        raise PlannerError(f"{where}: port {int(port)} is not a TCP port (1..65535; a Ray head listens on 6379 by "
+                           "default)", "address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
+    except OSError as exc:  # refused, timed out, an unknown host
+        raise PlannerError(f"{where}: no connection within {PROBE_S:g} s ({exc.strerror or exc}); expected a running "
+                           "Ray head there (ray start --head, port 6379 by default)", "address") from None
+
+
+def smallest_memory(nodes: "list[dict]") -> "int | None":
+    """The least memory Ray gives tasks (its ``memory`` resource) on a live node with CPUs, of ``ray.nodes()``; None
+    where no such node has joined yet (an autoscaling cluster).
+
+    >>> smallest_memory([{"Alive": True, "Resources": {"CPU": 4.0, "memory": 8e9}},
+    ...                  {"Alive": True, "Resources": {"CPU": 2.0, "memory": 2e9}},
+    ...                  {"Alive": False, "Resources": {"CPU": 2.0, "memory": 1e9}},
+    ...                  {"Alive": True, "Resources": {"memory": 5e8}}])
+    2000000000
+    """
+    return min((int(node["Resources"].get("memory", 0)) for node in nodes
+                if node.get("Alive") and node["Resources"].get("CPU", 0) > 0), default=None)
+
+
+def connect_ray(workers: "int | None", address: "str | None") -> "tuple[int, int | None]":
     """Start a local Ray of ``workers`` CPUs, or join the cluster at ``address``; returns how many trials to keep
-    in flight (``workers``, or the cluster's CPUs). A cluster that cannot be reached is one error naming it."""
+    in flight (``workers``, or the cluster's CPUs) and the smallest node's memory (:func:`smallest_memory`). A
+    cluster that cannot be reached is one error naming it."""
+    if address:
+        probe(address)
     import ray
 
     # The workers start in an empty folder of their own: Ray otherwise puts this process's folder first on their
@@ -97,7 +135,14 @@ def connect_ray(workers: "int | None", address: "str | None") -> int:
     except (ConnectionError, ValueError) as exc:  # unreachable, or an address Ray cannot parse
         raise PlannerError(f"cannot join the Ray cluster at address {address}: {exc}".splitlines()[0][:300],
                            "address") from None
-    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1))), smallest_memory(ray.nodes())
+
+
+def disconnect_ray() -> None:
+    """Leave the Ray that :func:`connect_ray` started or joined (a local one shuts down)."""
+    import ray
+
+    ray.shutdown()
 
 
 def run_ray(trials: "list[Trial]", out: Path, limit: int, progress: Progress) -> None:

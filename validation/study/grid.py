@@ -7,11 +7,16 @@ shrunk to the bytes of the packed buffer, the paper's Figure 3 (a group's ``equa
 import json
 import re
 from dataclasses import KW_ONLY, asdict, dataclass, replace
+from typing import NamedTuple
 
+from planner.defaults import CLAMP, is_on_policy
+from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
 from planner.fit import max_buffer_size
 from planner.footprint import footprint
+from planner.obs_ranges import DimRange, ObservationRanges
 from planner.storages import STORAGES
+from planner.units import format_bytes
 from validation.harness.runconfig import RunConfig
 from validation.study.spec import StudySpec
 
@@ -89,31 +94,72 @@ class Trial:
         return cls(**json.loads(text))
 
 
-def trials(spec: StudySpec) -> "list[Trial]":
-    """Every trial of ``spec`` in group order, each checked as the harness checks a run (PPO's steps cover a
-    rollout, a buffer has 2 rows); a trial given twice is refused."""
-    out, seen = [], {}
+class Arm(NamedTuple):
+    """One arm of a group (env x algorithm x storage, or equal memory), checked."""
+
+    group: int  # the group's index in the spec
+    trial: Trial  # at the group's first seed
+    predicted: int  # bytes: predicted_bytes(trial)
+
+
+def arms(spec: StudySpec) -> "list[Arm]":
+    """Each arm of each group, in group order, checked once as the harness checks a run (the algorithm acts in the
+    env's spaces, the storage holds its buffer, PPO's steps cover a rollout, a buffer has 2 rows) and sized."""
+    out = []
     for index, group in enumerate(spec.groups):
-        where = f"study {spec.source}: groups[{index}]"
         for env in group.envs:
             for algo in group.algos:
-                arms = [(name, False) for name in group.storages] + [(BASELINE, True)] * group.equal_memory
-                for storage, equal_memory in arms:
-                    nominal = group.rows(algo)
-                    decimals = group.decimals_of(algo)
-                    rows = shrunk_rows(env, algo, nominal, decimals) if equal_memory else nominal
-                    for seed in group.seeds:
-                        trial = Trial(env, algo, storage, seed=seed, steps=group.steps, decimals=decimals, rows=rows,
-                                      nominal_rows=nominal, learning_starts=group.learning_starts,
+                nominal, decimals = group.rows(algo), group.decimals_of(algo)
+                for storage, equal_memory in [(name, False) for name in group.storages] + \
+                        [(BASELINE, True)] * group.equal_memory:
+                    try:
+                        RunConfig(env, algo, storage, steps=group.steps, buffer_size=nominal,
+                                  decimals=decimals).check_trainable()
+                        rows = shrunk_rows(env, algo, nominal, decimals) if equal_memory else nominal
+                        trial = Trial(env, algo, storage, seed=group.seeds[0], steps=group.steps, decimals=decimals,
+                                      rows=rows, nominal_rows=nominal, learning_starts=group.learning_starts,
                                       eval_every=group.eval_every, eval_episodes=group.eval_episodes, gpu=group.gpu,
                                       equal_memory=equal_memory)
-                        try:
-                            trial.run_config().check_trainable()
-                        except PlannerError as exc:
-                            raise PlannerError(f"{where}: {env} {algo} {storage}: {exc}", "spec") from None
-                        if trial.id in seen:
-                            raise PlannerError(f"{where}: trial {trial.id} is also in groups[{seen[trial.id]}]",
-                                               "spec")
-                        seen[trial.id] = index
-                        out.append(trial)
+                        out.append(Arm(index, trial, predicted_bytes(trial)))
+                    except PlannerError as exc:
+                        arm = EQUAL_MEMORY if equal_memory else storage
+                        raise PlannerError(f"study {spec.source}: groups[{index}]: {env} {algo} {arm}: {exc}",
+                                           "spec") from None
     return out
+
+
+def trials(spec: StudySpec, checked: "list[Arm] | None" = None) -> "list[Trial]":
+    """Every trial of ``spec`` in group order, of its arms (``checked``, else :func:`arms`); a trial given twice is
+    refused."""
+    out, seen = [], {}
+    for index, first, _ in arms(spec) if checked is None else checked:
+        for seed in spec.groups[index].seeds:
+            trial = replace(first, seed=seed)
+            if trial.id in seen:
+                raise PlannerError(f"study {spec.source}: groups[{index}]: trial {trial.id} is also in "
+                                   f"groups[{seen[trial.id]}]", "spec")
+            seen[trial.id] = index
+            out.append(trial)
+    return out
+
+
+def predicted_bytes(trial: Trial) -> int:
+    """The planner's footprint of ``trial`` (models, optimizer state, buffer); for the calibrated storage, whose
+    observation ranges are scanned as the trial starts, the least it can be (every dimension 0 bits wide)."""
+    ranges = None
+    if trial.storage == "calibrated":
+        narrowest = DimRange(0, 0, 0, 0.0, 0.0, 0.0)
+        dims = lookup_env(training_id(trial.env)).obs_dim
+        ranges = ObservationRanges(trial.decimals, CLAMP, (narrowest,) * dims).as_dict()
+    return footprint(trial.run_config(ranges).run_spec()).total_bytes
+
+
+def check_memory(spec: StudySpec, checked: "list[Arm]", memory: int, whose: str) -> None:
+    """Refuse the first of the ``checked`` arms of ``spec`` whose predicted footprint exceeds ``memory`` bytes,
+    ``whose`` memory that is (``this host's``), naming its group and its size."""
+    for index, trial, need in checked:
+        if need > memory:
+            size = "n_steps" if is_on_policy(trial.algo) else "buffer_size"
+            raise PlannerError(f"study {spec.source}: groups[{index}]: {trial.env} {trial.algo} {trial.arm}: {size} "
+                               f"{trial.nominal_rows:,} needs {format_bytes(need)} (the planner's footprint), more "
+                               f"than {whose} memory of {format_bytes(memory)}: give a smaller {size}", "spec")

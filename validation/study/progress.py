@@ -3,6 +3,8 @@
 import sys
 import time
 
+from planner.errors import one_line
+
 
 class Progress:
     """Counts the trials of this run (``skipped``: finished before) and prints a line at each change."""
@@ -35,9 +37,11 @@ class Progress:
         return (time.monotonic() - self.t0) / ended * left
 
     def line(self, event: str) -> None:
+        """The counts, the ETA and ``event`` (a name in it from the spec: control characters escaped), one line."""
         eta = self.eta_s()
         eta_text = "ETA unknown" if eta is None else f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:" \
                                                      f"{int(eta % 60):02d}"
         finished = self.skipped + self.done
         print(f"[{time.strftime('%H:%M:%S')}] {finished}/{self.total} finished ({self.skipped} before this run), "
-              f"{self.running} running, {self.failed} failed; {eta_text} | {event}", file=self.stream, flush=True)
+              f"{self.running} running, {self.failed} failed; {eta_text} | {one_line(event)}", file=self.stream,
+              flush=True)

@@ -66,12 +66,22 @@ class Group:
     def decimals_of(self, algo: str) -> int:
         return default_decimals(algo) if self.decimals is None else self.decimals
 
+    @property
+    def trial_count(self) -> int:
+        """Its trials: envs x algorithms x arms (the storages, and equal memory) x seeds, counted, not built."""
+        return len(self.envs) * len(self.algos) * (len(self.storages) + self.equal_memory) * len(self.seeds)
+
 
 @dataclass(frozen=True)
 class StudySpec:
     name: str
     groups: "tuple[Group, ...]"
     source: str  # the file as the user named it
+
+    @property
+    def trial_count(self) -> int:
+        """Its trials, counted (a trial given in two groups, which the grid refuses, counts twice)."""
+        return sum(group.trial_count for group in self.groups)
 
 
 def resolve(path: str) -> Path:
@@ -167,7 +177,7 @@ def _whole(value: object) -> bool:
 
 def _count(value: object, where: str, least: int) -> int:
     if not (_whole(value) and least <= value <= MAX_COUNT):
-        raise PlannerError(f"{where} must be a whole number >= {least}, got {quote(value)}", "spec")
+        raise PlannerError(f"{where} must be a whole number from {least} to 2^53, got {quote(value)}", "spec")
     return value
 
 
