@@ -1,10 +1,12 @@
-"""A damaged saved calibrated buffer: every byte flipped and the file cut at every length, each load through
-``load_replay_buffer`` gives the saved buffer or one PlannerError saying what is damaged; and every field of a
-calibrated column's observation ranges, layout, exception stores and drift counters is checksummed."""
+"""A damaged saved calibrated buffer: one bit and all bits of a byte flipped (every byte of the header and of the
+record's version and configuration, every third byte elsewhere) and the file cut at every third length, each load
+through ``load_replay_buffer`` gives the saved buffer or one PlannerError saying what is damaged; and every field
+of a calibrated column's observation ranges, layout, counters, exception stores and drift policy is checksummed."""
 
 import collections
 import contextlib
 import dataclasses
+import io
 import pickle
 import re
 import resource
@@ -147,6 +149,7 @@ def variants(data):
         yield f"cut at {length}", data[:length]
 
 
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="bounds the address space the Linux way")
 def test_every_flipped_byte_and_every_cut_is_the_saved_buffer_or_one_error_saying_what(saved, tmp_path):
     path, model, reference = saved
     bad = tmp_path / "bad.pkl"
@@ -268,3 +271,17 @@ def test_what_restoring_raises_is_one_error_too():
     with pytest.raises(PlannerError, match=r"^the saved QuantizedReplayBuffer is damaged: restoring it raised "
                                            r"KeyError: 'code_spec'; use a good copy$"):
         _restore({"observation_space": spaces.Box(-1, 1, (3,))})  # no record, no codec: version 0, but incomplete
+
+
+def test_a_file_object_is_checked_too_and_named_when_it_has_a_name(saved):
+    path, model, _ = saved
+    before = model.replay_buffer
+    data = path.read_bytes()
+    with pytest.raises(PlannerError, match=r"^the file is damaged or cut short: not a whole pickle \(UnpicklingError: "
+                                           r"(cut short|the data) at byte \d+"):
+        load_replay_buffer(model, io.BytesIO(data[: len(data) // 2]))
+    with path.open("rb") as file:
+        load_replay_buffer(model, file)
+        assert not file.closed  # the caller's to close
+    assert model.replay_buffer is not before
+    model.replay_buffer = before

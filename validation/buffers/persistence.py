@@ -97,18 +97,12 @@ class PersistentBuffer:
     def __setstate__(self, state: "dict[str, Any]") -> None:
         name = type(self).__name__
         try:
-            if not isinstance(state, dict):
-                raise PlannerError(f"the saved {name} is damaged: its state is a {type(state).__name__}, not a dict",
-                                   "path")
-            record = state.pop(RECORD, None)
-            if record is None and "codec" in state:  # a codec came with format 1, the record before it
-                raise PlannerError(f"the saved {name} is damaged: its format record (version, configuration, "
-                                   "checksums) is missing; use a good copy", "path")
-            if record is not None:
-                version = _format_version(name, record)
-                if version in (1, 2):
-                    _rename_layouts(state.get("codec"))
-                _compare(name, version, record, state, self)
+            record = _checked_record(name, state, self)
+        except PlannerError:
+            raise
+        except Exception as err:  # a damaged state can make a check itself fail
+            raise _damaged(name, "checking", err) from err
+        try:
             parent = getattr(super(), "__setstate__", None)  # HerReplayBuffer has one; object has none
             if parent is None:
                 self.__dict__.update(state)
@@ -118,14 +112,32 @@ class PersistentBuffer:
                 self._upgrade_from_version_0()
             if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
                 self.drift = Drift(self.codec, None)
-        except PlannerError:
-            raise
-        except Exception as err:  # what the checks cannot name (an entry they do not cover, a version-0 file)
-            raise PlannerError(f"the saved {name} is damaged: restoring it raised {_error(err)}; use a good copy",
-                               "path") from err
+        except Exception as err:  # what the checks cannot see (a version-0 file): a PlannerError too is damage
+            raise _damaged(name, "restoring", err) from err
 
     def _upgrade_from_version_0(self) -> None:
         """Bring the attributes of a version-0 pickle to today's layout (a class that changed them says how)."""
+
+
+def _checked_record(name: str, state: Any, owner: Any) -> "dict[str, Any] | None":
+    """The record popped from ``state`` once its checksums match (None: a version-0 file); else one PlannerError."""
+    if not isinstance(state, dict):
+        raise PlannerError(f"the saved {name} is damaged: its state is a {type(state).__name__}, not a dict", "path")
+    record = state.pop(RECORD, None)
+    if record is None and "codec" in state:  # a codec came with format 1, the record before it
+        raise PlannerError(f"the saved {name} is damaged: its format record (version, configuration, checksums) "
+                           "is missing; use a good copy", "path")
+    if record is not None:
+        version = _format_version(name, record)
+        if version in (1, 2):
+            _rename_layouts(state.get("codec"))
+        _compare(name, version, record, state, owner)
+    return record
+
+
+def _damaged(name: str, doing: str, err: Exception) -> PlannerError:
+    """The error for what ``doing`` (checking, restoring) the saved state raised."""
+    return PlannerError(f"the saved {name} is damaged: {doing} it raised {_error(err)}; use a good copy", "path")
 
 
 def _error(err: BaseException) -> str:
@@ -201,6 +213,8 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]", seen: "set[int]") ->
         out[name] = (value.dtype.str, value.shape, zlib.crc32(data))
         if value.dtype.fields:  # dtype.str gives a structured dtype's size only
             out[f"{name}.dtype"] = _crc(str(value.dtype))
+        if type(value) is not np.ndarray:
+            out[f"{name}.type"] = _crc(type(value).__qualname__)
     elif isinstance(value, (bytes, bytearray)):
         out[name] = zlib.crc32(value)
     elif isinstance(value, SCALARS) or (isinstance(value, (list, tuple))
@@ -212,7 +226,8 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]", seen: "set[int]") ->
         out[name] = _crc(json.dumps(_describe(value), sort_keys=True))
     elif isinstance(value, ObservationRanges):  # thousands of dims: each figure's values in one array
         dims = getattr(value, "dims", None)
-        if isinstance(dims, tuple):  # a damaged dim gives None, an object array, left out: named as differing
+        if isinstance(dims, tuple) and all(type(dim) is DimRange for dim in dims):  # else walked: named as differing
+            # a field missing gives None, an object array, left out: named as differing too
             dims = {key: np.array([getattr(dim, key, None) for dim in dims]) for key in DimRange.__annotations__}
         _checksum(name, {**vars(value), "dims": dims}, out, seen)
     elif isinstance(value, (dict, list, tuple)):
@@ -368,11 +383,10 @@ def load_replay_buffer(model: Any, path: Any, truncate_last_traj: bool = True) -
             file.seek(position)
         model.load_replay_buffer(file, truncate_last_traj)
         differences = config_differences(buffer_config(model.replay_buffer), buffer_config(current))
-    except PlannerError as err:  # the buffer's own checks: a checksum, the format record or version
+    except Exception as err:  # on a damaged stream pickle raises almost anything, PlannerErrors of what it calls too
         model.replay_buffer = current
-        raise PlannerError(f"{where}: {err}", *err.params) from err
-    except Exception as err:  # on a damaged stream pickle raises almost anything (MemoryError: a flipped length)
-        model.replay_buffer = current
+        if isinstance(err, PlannerError) and err.params == ("path",):  # the buffer's verdict (the file at fault)
+            raise PlannerError(f"{where}: {err}", "path") from err
         raise PlannerError(f"{where} is damaged or cut short: not a whole pickle ({_error(err)})", "path") from err
     finally:
         if opened:
