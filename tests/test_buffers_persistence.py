@@ -86,7 +86,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     buf = model.replay_buffer
     state = raw_state(path)
     record = state[RECORD]
-    assert record["version"] == FORMAT_VERSION == 3
+    assert record["version"] == FORMAT_VERSION == 4
     config = record["config"]
     assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
@@ -95,7 +95,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     assert {k: config[k] for k in ("buffer_size", "n_envs", "n_steps", "gamma", "handle_timeout_termination",
                                    "terminal_capacity")} == dict(buffer_size=500, n_envs=1, n_steps=1, gamma=0.99,
                                                                  handle_timeout_termination=True, terminal_capacity=8)
-    sums = record["checksums"]
+    sums = dict(zip(record["names"].split("\n"), record["checksums"], strict=True))
     for name in ("stored_observations.arrays.None", "terminal_observations.arrays.None", "terminal_slot",
                  "terminal_owner", "actions", "rewards", "dones", "timeouts", "pos", "full", "codec.None",
                  "observation_space"):
@@ -143,9 +143,9 @@ def test_a_flipped_byte_is_one_error_naming_the_array(saved, tmp_path, names):
     bad = flip(path, arrays, tmp_path / "bad.pkl")
     fresh = sac()
     before = fresh.replay_buffer
-    with pytest.raises(PlannerError, match="the saved QuantizedReplayBuffer is damaged: ") as err:
+    with pytest.raises(PlannerError, match=r"bad\.pkl: the saved QuantizedReplayBuffer is damaged: ") as err:
         load_replay_buffer(fresh, bad)
-    assert str(err.value).split(": ")[1].split(" differ")[0] == ", ".join(names)
+    assert str(err.value).split("is damaged: ")[1].split(" differ")[0] == ", ".join(names)
     assert fresh.replay_buffer is before  # nothing installed
     with pytest.raises(PlannerError, match="damaged"):  # SB3's own load_replay_buffer refuses it too
         fresh.load_replay_buffer(bad)
@@ -158,7 +158,8 @@ def test_a_truncated_file_is_one_error(saved, tmp_path):
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     model = sac()
     before = model.replay_buffer
-    with pytest.raises(PlannerError, match=r"cut\.pkl is not a whole pickle \(pickle data was truncated\)"):
+    with pytest.raises(PlannerError, match=r"cut\.pkl is damaged or cut short: not a whole pickle "
+                                          r"\(UnpicklingError: the data at byte \d+ runs past the end of the file\)$"):
         load_replay_buffer(model, cut)
     assert model.replay_buffer is before
 
@@ -256,6 +257,19 @@ def test_a_format_2_file_loads_with_the_columns_layouts_under_their_new_name():
     loaded.sample(4)
 
 
+def test_a_format_3_file_loads_checked_by_the_checksums_it_has():
+    """tests/data/quantized_replay_buffer_v3.pkl: ``pickle.dump`` (protocol 5), at commit fabb3ac (format 3: a dict
+    of checksums by name, fewer of them), of the buffer :func:`_format_2_buffer` builds."""
+    path = DATA / "quantized_replay_buffer_v3.pkl"
+    assert isinstance(raw_state(path)[RECORD]["checksums"], dict)
+    loaded, fresh = pickle.loads(path.read_bytes()), _format_2_buffer()
+    assert checksums(vars(loaded), loaded) == checksums(vars(fresh), fresh)  # today's checksums: the whole state
+    data = bytearray(path.read_bytes())
+    data[data.index(fresh.actions.tobytes()) + 1] ^= 1
+    with pytest.raises(PlannerError, match=r"damaged: actions differs from its checksum \(format version 3\)"):
+        pickle.loads(bytes(data))
+
+
 def test_a_newer_format_version_is_refused_with_what_this_release_reads(saved):
     buf = saved[0].replay_buffer
     state = buf.__getstate__()
@@ -306,8 +320,8 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
     with pytest.raises(PlannerError, match="damaged: observations.state differs from its checksum"):
         pickle.loads(bytes(data))
     rows = {"goal": PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))}
-    assert set(checksums({"packed": rows})) == {"packed.goal.storage", "packed.goal.spec", "packed.goal.saturated",
-                                                "packed.goal.nonfinite_coded"}
+    assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.spec",
+                                                "packed.goal.saturated", "packed.goal.nonfinite_coded"}
 
 
 class _HerBuffer(PersistentBuffer, HerReplayBuffer):

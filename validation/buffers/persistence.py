@@ -2,13 +2,17 @@
 
 A buffer class with :class:`PersistentBuffer` first among its bases pickles (``save_replay_buffer``,
 ``pickle.dump``) its state plus a record: ``version`` (:data:`FORMAT_VERSION`), ``config``
-(:func:`buffer_config`) and ``checksums``, a CRC-32 of every array, bytes object and scalar in the state
-(arrays inside dicts and ``PackedRows`` included), of the code layouts and of the spaces. Unpickling checks
-them all and raises one :class:`~planner.errors.PlannerError` naming every entry that differs. A pickle
+(:func:`buffer_config`), and ``names`` and ``checksums`` (:func:`checksums`: the names in one string, one a
+line, the checksums in a list, in that order): a CRC-32 of every array, bytes object and scalar in the state and
+in every object it holds (observation stores, exception stores, a calibrated column's observation ranges, the
+drift policy), of the code layouts and of the spaces. Unpickling checks them all and raises one
+:class:`~planner.errors.PlannerError` naming every entry that differs, or saying what else is damaged. A pickle
 written before format versions (version 0: no record) loads unchecked.
 
-SB3's ``model.load_replay_buffer`` installs whatever buffer the file holds; :func:`load_replay_buffer`
-first compares its configuration with the model's own buffer and names every field that differs.
+A stream too damaged to reach the buffer (a flipped opcode, a cut file) fails inside pickle with whatever
+pickle raises. :func:`load_replay_buffer` first walks the file's opcodes (no allocation sized by a damaged
+length), turns every failure into one PlannerError naming the file, and compares the saved buffer's
+configuration with the model's own buffer, naming every field that differs.
 
 >>> import pickle
 >>> import numpy as np
@@ -25,22 +29,32 @@ planner.errors.PlannerError: the saved QuantizedReplayBuffer is damaged: actions
 """
 
 import importlib
+import itertools
 import json
 import pickle
+import pickletools
+import struct
 import sys
 import types
 import zlib
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.save_util import open_path
 
-from cython_core import CodeLayout, ExceptionStore, MixedLayout, MixedRows, PackedRows
-from planner.errors import PlannerError
-from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows
+from cython_core import CodeLayout, MixedLayout
+from planner.errors import PlannerError, one_line
+from planner.obs_ranges import DimRange, ObservationRanges
+from validation.buffers.obs_store import Drift, ObservationCodec
 
-FORMAT_VERSION = 3  # 3: a column's CodeLayout is its `layout` (was `spec`); 2: modules moved into
-# validation.buffers, classes renamed (CodeSpec -> CodeLayout, ...)
+FORMAT_VERSION = 4  # 4: the checksums cover the attributes of every object in the state (a calibrated column's
+# observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart; 3: a column's
+# CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed (CodeSpec ->
+# CodeLayout, ...)
 # Where the names that uniform buffers of format 0 and 1 refer to live now (pickle finds classes by module and
 # name); a calibrated buffer of format 1 (cython_core.mixed.MixedSpec) is not read.
 FORMER_MODULES = {"validation.replay_buffer": "validation.buffers.replay",
@@ -53,6 +67,7 @@ RECORD = "_saved_format"  # the state key of the record; never an attribute of a
 CONFIG_FIELDS = ("buffer_size", "n_envs", "n_steps", "gamma", "gae_lambda", "handle_timeout_termination",
                  "optimize_memory_usage")
 SCALARS = (bool, int, float, str, type(None), np.generic)
+NAMED = 8  # the most damaged entries an error names
 
 
 def _former_module(old: str, new: str) -> types.ModuleType:
@@ -72,27 +87,63 @@ class PersistentBuffer:
     def __getstate__(self) -> "dict[str, Any]":
         parent = getattr(super(), "__getstate__", None)  # HerReplayBuffer's drops its env; Python < 3.11 has none
         state = dict(self.__dict__ if parent is None else parent())  # a copy: the record is no attribute
-        state[RECORD] = {"version": FORMAT_VERSION, "config": buffer_config(self), "checksums": checksums(state)}
+        sums = checksums(state, self)
+        # the names in one string, apart from the checksums: pickle writes equal strings once, so a state's key
+        # used as the key of its checksum would be one string in the file, damaged together
+        state[RECORD] = {"version": FORMAT_VERSION, "config": buffer_config(self), "names": "\n".join(sums),
+                         "checksums": list(sums.values())}
         return state
 
     def __setstate__(self, state: "dict[str, Any]") -> None:
-        record = state.pop(RECORD, None)
-        if record is not None:
-            if record.get("version") in (1, 2):
-                _rename_layouts(state.get("codec"))
-            _check_record(type(self).__name__, record, state)
-        parent = getattr(super(), "__setstate__", None)  # HerReplayBuffer has one; object has none
-        if parent is None:
-            self.__dict__.update(state)
-        else:
-            parent(state)
-        if record is None:
-            self._upgrade_from_version_0()
-        if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
-            self.drift = Drift(self.codec, None)
+        name = type(self).__name__
+        try:
+            record = _checked_record(name, state, self)
+        except PlannerError:
+            raise
+        except Exception as err:  # a damaged state can make a check itself fail
+            raise _damaged(name, "checking", err) from err
+        try:
+            parent = getattr(super(), "__setstate__", None)  # HerReplayBuffer has one; object has none
+            if parent is None:
+                self.__dict__.update(state)
+            else:
+                parent(state)
+            if record is None:
+                self._upgrade_from_version_0()
+            if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
+                self.drift = Drift(self.codec, None)
+        except Exception as err:  # what the checks cannot see (a version-0 file): a PlannerError too is damage
+            raise _damaged(name, "restoring", err) from err
 
     def _upgrade_from_version_0(self) -> None:
         """Bring the attributes of a version-0 pickle to today's layout (a class that changed them says how)."""
+
+
+def _checked_record(name: str, state: Any, owner: Any) -> "dict[str, Any] | None":
+    """The record popped from ``state`` once its checksums match (None: a version-0 file); else one PlannerError."""
+    if not isinstance(state, dict):
+        raise PlannerError(f"the saved {name} is damaged: its state is a {type(state).__name__}, not a dict", "path")
+    record = state.pop(RECORD, None)
+    if record is None and "codec" in state:  # a codec came with format 1, the record before it
+        raise PlannerError(f"the saved {name} is damaged: its format record (version, configuration, checksums) "
+                           "is missing; use a good copy", "path")
+    if record is not None:
+        version = _format_version(name, record)
+        if version in (1, 2):
+            _rename_layouts(state.get("codec"))
+        _compare(name, version, record, state, owner)
+    return record
+
+
+def _damaged(name: str, doing: str, err: Exception) -> PlannerError:
+    """The error for what ``doing`` (checking, restoring) the saved state raised."""
+    return PlannerError(f"the saved {name} is damaged: {doing} it raised {_error(err)}; use a good copy", "path")
+
+
+def _error(err: BaseException) -> str:
+    """An exception as one line of at most about 200 characters: its type and message."""
+    message = one_line(str(err))
+    return type(err).__name__ + (f": {message[:160]}{'...' if len(message) > 160 else ''}" if message else "")
 
 
 def _rename_layouts(codec: "ObservationCodec | None") -> None:
@@ -102,50 +153,100 @@ def _rename_layouts(codec: "ObservationCodec | None") -> None:
             column.layout = vars(column).pop("spec")
 
 
-def _check_record(name: str, record: "dict[str, Any]", state: "dict[str, Any]") -> None:
-    version = record.get("version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise PlannerError(f"the saved {name} has buffer format version {version!r}; this justround-planner reads "
-                           f"versions 0 to {FORMAT_VERSION}: load it with the release that saved it (or a newer one)",
-                           "path")
-    saved, now = record["checksums"], checksums(state)
-    differing = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key) != now.get(key)]
+def _format_version(name: str, record: Any) -> int:
+    """The format version of a readable record that this release reads."""
+    version = record.get("version") if isinstance(record, dict) else None
+    if type(version) is not int or version < 1:
+        readable = False
+    elif version > FORMAT_VERSION:
+        raise PlannerError(f"the saved {name} has buffer format version {version}; this justround-planner reads "
+                           f"versions 0 to {FORMAT_VERSION}: load it with the release that saved it (or a newer one)"
+                           "; if none did, the file is damaged", "path")
+    elif version == FORMAT_VERSION:  # the names in one string, the checksums in a list
+        readable = isinstance(record.get("names"), str) and isinstance(record.get("checksums"), list)
+    else:  # a dict of checksums by name
+        readable = isinstance(record.get("checksums"), dict)
+    if not readable:
+        raise PlannerError(f"the saved {name} is damaged: its format record (version, configuration, checksums) "
+                           "is unreadable; use a good copy", "path")
+    return version
+
+
+def _compare(name: str, version: int, record: "dict[str, Any]", state: "dict[str, Any]", owner: Any) -> None:
+    """Refuse a state whose checksums differ from the saved ones (all of today's for a file of this format; an
+    older format checksummed fewer entries, in a dict by name)."""
+    saved, now = record["checksums"], checksums(state, owner)
+    if version == FORMAT_VERSION:
+        saved = dict(zip(record["names"].split("\n"), saved))
+    keys = dict.fromkeys([*saved, *now]) if version == FORMAT_VERSION else saved
+    differing = [str(key) for key in keys if saved.get(key) != now.get(key)]
     if differing:
-        raise PlannerError(f"the saved {name} is damaged: {', '.join(differing)} "
+        more = f" and {len(differing) - NAMED} more" if len(differing) > NAMED else ""
+        raise PlannerError(f"the saved {name} is damaged: {', '.join(differing[:NAMED])}{more} "
                            f"{'differs from its checksum' if len(differing) == 1 else 'differ from their checksums'} "
                            f"(format version {version}); save it again or use a good copy", "path")
 
 
-def checksums(state: "dict[str, Any]") -> "dict[str, Any]":
-    """Dotted name -> checksum for every array (dtype, shape, CRC-32 of its bytes, read in place when
-    contiguous), bytes object and scalar in ``state``, walking dicts and ``PackedRows``; code layouts and
-    spaces by their description. Object arrays (HER's ``infos``) and other objects are not covered."""
+def checksums(state: "dict[str, Any]", owner: Any = None) -> "dict[str, Any]":
+    """Dotted name -> checksum of everything in ``state``: arrays by dtype, shape and a CRC-32 of their bytes (read
+    in place when contiguous; a structured dtype's fields apart), bytes objects, scalars, lists and tuples of
+    scalars, dtypes and devices; code layouts and spaces by their description, observation ranges with each
+    per-dimension figure as one array; other dicts, lists and tuples by their items and every other object by its
+    attributes (each object once; ``owner``, the buffer whose state this is, not again). Object arrays (HER's
+    ``infos``) are not covered."""
     out: "dict[str, Any]" = {}
+    seen = {id(owner)}
     for key, value in state.items():
-        _checksum(str(key), value, out)
+        _checksum(str(key), value, out, seen)
     return out
 
 
-def _checksum(name: str, value: Any, out: "dict[str, Any]") -> None:
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def _checksum(name: str, value: Any, out: "dict[str, Any]", seen: "set[int]") -> None:
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             return
         data = value if value.flags.c_contiguous else np.ascontiguousarray(value)
         out[name] = (value.dtype.str, value.shape, zlib.crc32(data))
+        if value.dtype.fields:  # dtype.str gives a structured dtype's size only
+            out[f"{name}.dtype"] = _crc(str(value.dtype))
+        if type(value) is not np.ndarray:
+            out[f"{name}.type"] = _crc(type(value).__qualname__)
     elif isinstance(value, (bytes, bytearray)):
         out[name] = zlib.crc32(value)
-    elif isinstance(value, SCALARS):
-        out[name] = zlib.crc32(repr(value).encode())
-    elif isinstance(value, (CodeLayout, MixedLayout, spaces.Space)):
-        out[name] = zlib.crc32(json.dumps(_describe(value), sort_keys=True).encode())
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _checksum(f"{name}.{key}", item, out)
-    elif isinstance(value, (PackedRows, ObservationRows, MixedRows, ExceptionStore)):
-        for key, item in vars(value).items():
-            _checksum(f"{name}.{key}", item, out)
-    elif isinstance(value, ObservationCodec):
-        _checksum(name, value.layouts, out)
+    elif isinstance(value, SCALARS) or (isinstance(value, (list, tuple))
+                                        and all(isinstance(item, SCALARS) for item in value)):
+        out[name] = _crc(repr(value))
+    elif isinstance(value, (np.dtype, th.device)):
+        out[name] = _crc(str(value))
+    elif isinstance(value, (CodeLayout, MixedLayout)):  # pickled as their constructor's arguments
+        out[name] = _crc(json.dumps(_describe(value), sort_keys=True))
+    elif isinstance(value, ObservationRanges):  # thousands of dims: each figure's values in one array
+        dims = getattr(value, "dims", None)
+        if isinstance(dims, tuple) and all(type(dim) is DimRange for dim in dims):  # else walked: named as differing
+            # a field missing gives None, an object array, left out: named as differing too
+            dims = {key: np.array([getattr(dim, key, None) for dim in dims]) for key in DimRange.__annotations__}
+        _checksum(name, {**vars(value), "dims": dims}, out, seen)
+    elif isinstance(value, (dict, list, tuple)):
+        out[name] = (type(value).__name__, len(value))
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            _checksum(f"{name}.{key}" if isinstance(value, dict) else f"{name}[{key}]", item, out, seen)
+    elif isinstance(value, np.random.Generator):
+        _checksum(name, value.bit_generator.state, out, seen)
+    else:
+        kind = type(value)
+        out[name] = _crc(json.dumps(_describe(value), sort_keys=True) if isinstance(value, spaces.Space)
+                         else f"{kind.__module__}.{kind.__qualname__}")
+        if isinstance(value, ObservationCodec):
+            for key, layout in value.layouts.items():  # named as format 3 named them
+                _checksum(f"{name}.{key}", layout, out, seen)
+        if isinstance(getattr(value, "__dict__", None), dict) and id(value) not in seen:
+            seen.add(id(value))
+            for key, item in vars(value).items():
+                _checksum(f"{name}.{key}", item, out, seen)
 
 
 def buffer_config(buffer: Any) -> "dict[str, Any]":
@@ -212,21 +313,85 @@ def _show(value: Any, other: Any, present: bool) -> str:
     return json.dumps(value) if isinstance(value, dict) else repr(value)
 
 
+# pickle's arguments that say how many bytes follow them: how that count is written
+COUNTS = {pickletools.TAKEN_FROM_ARGUMENT1: struct.Struct("<B"), pickletools.TAKEN_FROM_ARGUMENT4: struct.Struct("<i"),
+          pickletools.TAKEN_FROM_ARGUMENT4U: struct.Struct("<I"),
+          pickletools.TAKEN_FROM_ARGUMENT8U: struct.Struct("<Q")}
+
+
+def _opcode(op: pickletools.OpcodeInfo) -> "tuple[str, int, struct.Struct | None, int]":
+    """An opcode's name, the bytes of its argument, how the count of the bytes that follow the argument is written,
+    and the lines of an argument that ends at a newline (a GLOBAL's: two)."""
+    n = op.arg.n if op.arg else 0
+    lines = op.arg.name.endswith("_pair") + 1 if n == pickletools.UP_TO_NEWLINE else 0
+    return op.name, max(n, 0), COUNTS.get(n), lines
+
+
+OPCODES = {op.code.encode("latin-1"): _opcode(op) for op in pickletools.opcodes}  # by their byte
+
+
+def _check_opcodes(file: Any) -> None:
+    """Walk the pickle in ``file`` from its position to its STOP, reading each opcode and its argument but skipping
+    what an argument says follows (an array's bytes); raise ``pickle.UnpicklingError`` at an unknown opcode, a
+    length past the end of the file, a memo index past the opcodes read, or the end before STOP: what pickle
+    would misread on a damaged stream, found cheaply (CPython before 3.15 makes room for the memo up to any index
+    it is given: gigabytes for one flipped byte of a LONG_BINPUT, python/cpython#115952)."""
+    at = file.tell()
+    end = file.seek(0, 2)
+    file.seek(at)
+    for count in itertools.count(1):
+        opcode = OPCODES.get(file.read(1))
+        if opcode is None:
+            raise pickle.UnpicklingError(f"cut short at byte {at}" if at >= end else f"no pickle opcode at byte {at}")
+        name, size, counted, lines = opcode
+        start = at
+        if counted:
+            raw = file.read(counted.size)
+            following = counted.unpack(raw)[0] if len(raw) == counted.size else -1
+            at += 1 + counted.size + following
+            if following < 0 or at > end:
+                raise pickle.UnpicklingError(f"the data at byte {start} runs past the end of the file")
+            file.seek(following, 1)
+            continue
+        argument = b"".join(file.readline() for _ in range(lines)) if lines else file.read(size)
+        at += 1 + len(argument)
+        if name == "FRAME" and int.from_bytes(argument, "little") > end - at:
+            raise pickle.UnpicklingError(f"the data at byte {start} runs past the end of the file")
+        if name in ("PUT", "BINPUT", "LONG_BINPUT") \
+                and (int(argument) if name == "PUT" else int.from_bytes(argument, "little")) > count:
+            raise pickle.UnpicklingError(f"a memo index out of range at byte {start}")  # numbered as they come
+        if name == "STOP":
+            return
+
+
 def load_replay_buffer(model: Any, path: Any, truncate_last_traj: bool = True) -> None:
     """``model.load_replay_buffer(path, truncate_last_traj)``, refused (the model's buffer kept) with one
     PlannerError naming every configuration field in which the saved buffer differs from ``model.replay_buffer``
-    (what ``replay_buffer_class`` / ``replay_buffer_kwargs`` built for this model's env), or saying that the
-    file is damaged or cut short."""
+    (what ``replay_buffer_class`` / ``replay_buffer_kwargs`` built for this model's env), or saying what in the file
+    is damaged, or that it is damaged or cut short."""
     current = getattr(model, "replay_buffer", None)
     if current is None:
         raise PlannerError(f"{type(model).__name__} has no replay buffer to compare with; set up the model first",
                            "model")
+    opened = isinstance(path, (str, PathLike))
+    file = open_path(Path(path), "r", suffix="pkl") if opened else path  # as SB3 opens it: ".pkl" added if missing
+    where = path if opened else getattr(file, "name", "the file")
     try:
-        model.load_replay_buffer(path, truncate_last_traj)
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise PlannerError(f"{path} is not a whole pickle ({err}): a truncated or damaged file", "path") from err
-    differences = config_differences(buffer_config(model.replay_buffer), buffer_config(current))
+        if file.seekable():
+            position = file.tell()
+            _check_opcodes(file)
+            file.seek(position)
+        model.load_replay_buffer(file, truncate_last_traj)
+        differences = config_differences(buffer_config(model.replay_buffer), buffer_config(current))
+    except Exception as err:  # on a damaged stream pickle raises almost anything, PlannerErrors of what it calls too
+        model.replay_buffer = current
+        if isinstance(err, PlannerError) and err.params == ("path",):  # the buffer's verdict (the file at fault)
+            raise PlannerError(f"{where}: {err}", "path") from err
+        raise PlannerError(f"{where} is damaged or cut short: not a whole pickle ({_error(err)})", "path") from err
+    finally:
+        if opened:
+            file.close()
     if differences:
         model.replay_buffer = current
-        raise PlannerError(f"the replay buffer saved in {path} does not fit this {type(model).__name__}: "
+        raise PlannerError(f"the replay buffer saved in {where} does not fit this {type(model).__name__}: "
                            + "; ".join(differences), "path")
