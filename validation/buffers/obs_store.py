@@ -68,6 +68,8 @@ def _rows_of(values: Any, n: int, width: int, key: "str | None", shape: "tuple[i
 
 def _float_rows(values: Any, n: int, column: Any) -> np.ndarray:
     """``n`` rows of a float column's values, float32 or float64 as given (anything else as float64)."""
+    if type(values) is np.ndarray and values.shape == (n, column.values) and values.dtype.char in "fd":
+        return values  # the usual case: no conversion, no reshape
     arr = _rows_of(values, n, column.values, column.key, column.shape)
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
@@ -89,6 +91,7 @@ class ArrayColumn:
 
     width: int
     dtype: np.dtype
+    in_place = False  # whether it has ``encode_into``
 
     def allocate(self, n_rows: int, eager: bool) -> np.ndarray:
         array = np.zeros((n_rows, self.width), dtype=self.dtype)
@@ -120,6 +123,7 @@ class PackedColumn(ArrayColumn):
     """A Box of floats: rows of ``layout.dim`` k-bit codes in ``layout.row_words`` 64-bit words."""
 
     quantized = True
+    in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", layout: CodeLayout) -> None:
         self.key, self.shape, self.layout = key, shape, layout
@@ -128,9 +132,14 @@ class PackedColumn(ArrayColumn):
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the layout codes them."""
-        codes = np.zeros((n, self.width), dtype=np.uint64)
+        codes = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
         saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.layout)
         return codes, saturated
+
+    def encode_into(self, store: np.ndarray, rows: np.ndarray, values: Any) -> int:
+        """Encode ``values`` straight into ``store``'s ``rows`` (nothing written if they are rejected); returns the
+        saturated values."""
+        return quantize_pack_counts(_float_rows(values, rows.size, self), store, rows, self.layout)[0]
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
@@ -254,6 +263,7 @@ class CalibratedColumn:
     calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
 
     quantized = True
+    in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: ObservationRanges) -> None:
         self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
@@ -265,14 +275,26 @@ class CalibratedColumn:
         self.outside_total = self.encoded_total = 0  # over the buffer's life, recalibrations or not
 
     def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
-        words = np.zeros((n, self.width), dtype=np.uint64)
+        words = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
         saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.layout)
+        self._count(entries, n)
+        return MixedCodes(words, entries), saturated
+
+    def encode_into(self, store: MixedRows, rows: np.ndarray, values: Any) -> int:
+        """Encode ``values`` straight into ``store``'s ``rows`` and their exceptions (nothing written if they are
+        rejected); returns the saturated values."""
+        saturated, entries = mixed_pack(_float_rows(values, rows.size, self), store.storage, rows, self.layout)
+        store.store.put(rows, entries, trusted=True)
+        self._count(entries, rows.size)
+        return saturated
+
+    def _count(self, entries: np.ndarray, n: int) -> None:
+        """Count ``n`` rows encoded and their values outside the ranges (``entries``), for :class:`Drift`."""
         if entries.size:
             self.outside += np.bincount(entries["dim"], minlength=self.values)
             self.outside_total += int(entries.size)
         self.encoded += n
         self.encoded_total += n
-        return MixedCodes(words, entries), saturated
 
     def allocate(self, n_rows: int, eager: bool) -> MixedRows:
         """Rows and their exception store; ``eager`` writes the rows now (the store's arrays are written at
@@ -295,9 +317,25 @@ class CalibratedColumn:
     def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
         if store.storage[rows].tobytes() != codes.words.tobytes():
             return False
-        if not codes.entries.size and (store.store.at[rows] < 0).all():  # the usual case: no exceptions
-            return True
-        return _same_entries(store.store.take(_indices(rows, store.n_rows)), codes.entries)
+        starts, entries = store.store.at[rows], codes.entries
+        if not entries.size:
+            return bool((starts < 0).all())
+        # A row's entries are one run of the table from ``at`` on: compare it in place with the batch's.
+        table, used = store.store.table, store.store.used
+        for position, start in enumerate(starts.tolist()):
+            mine, row = entries[entries["row"] == position], rows.start + position
+            stop = start + mine.size
+            if (start >= 0) != bool(mine.size):  # exceptions on one side only
+                return False
+            if start < 0:
+                continue
+            if stop > used or (stop < used and table["row"][stop] == row):
+                return False
+            run = table[start:stop]
+            if not ((run["row"] == row).all() and np.array_equal(run["dim"], mine["dim"])
+                    and np.array_equal(run["code"], mine["code"])):
+                return False
+        return True
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
         return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
@@ -430,6 +468,13 @@ class ObservationCodec:
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
+    def in_place(self) -> bool:
+        """Whether a batch is encoded straight into its rows, all or nothing (:meth:`ObservationRows.encode_into`):
+        one column (several could be rejected halfway), packed or calibrated (one kernel call that writes nothing
+        when it rejects the batch)."""
+        return not self.is_dict and self.columns[None].in_place
+
+    @property
     def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
         """The layout of each column of codes: a CodeLayout, or a calibrated column's MixedLayout."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
@@ -480,6 +525,11 @@ class ObservationRows:
         for key, column in self.codec.columns.items():
             column.put(self.arrays[key], rows, codes.arrays[key])
         self.saturated += codes.saturated
+
+    def encode_into(self, rows: np.ndarray, obs: Any) -> int:
+        """Encode ``obs`` straight into ``rows`` (int64) of a codec that encodes :attr:`~ObservationCodec.in_place`;
+        returns the values that saturated (not counted here: the caller decides whose they are)."""
+        return self.codec.columns[None].encode_into(self.arrays[None], rows, obs)
 
     def take(self, rows: np.ndarray) -> Codes:
         return Codes({key: column.take(self.arrays[key], rows) for key, column in self.codec.columns.items()}, 0)
