@@ -39,7 +39,9 @@ from cython_core import (
     MixedLayout,
     MixedRows,
     gather_unpack,
+    mixed_match,
     mixed_pack,
+    quantize_match,
     quantize_pack_counts,
 )
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
@@ -140,6 +142,13 @@ class PackedColumn(ArrayColumn):
         """Encode ``values`` straight into ``store``'s ``rows`` (nothing written if they are rejected); returns the
         saturated values."""
         return quantize_pack_counts(_float_rows(values, rows.size, self), store, rows, self.layout)[0]
+
+    def match(self, store: np.ndarray, rows: np.ndarray, values: Any) -> "tuple[np.ndarray | None, int]":
+        """(codes, saturated) of ``values`` as :meth:`encode` gives them, codes None when ``store``'s ``rows`` hold
+        them already (compared in the kernel: no codes made)."""
+        arr = _float_rows(values, rows.size, self)
+        saturated, _, held = quantize_match(arr, store, rows, self.layout)
+        return (None if held else self.encode(arr, rows.size)[0]), saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
@@ -288,6 +297,19 @@ class CalibratedColumn:
         self._count(entries, rows.size)
         return saturated
 
+    def match(self, store: MixedRows, rows: np.ndarray, values: Any) -> "tuple[MixedCodes | None, int]":
+        """(codes, saturated) of ``values`` as :meth:`encode` gives them (counted alike), codes None when ``store``'s
+        ``rows`` hold them already, words and exceptions (compared in the kernel: no codes made)."""
+        arr, n = _float_rows(values, rows.size, self), rows.size
+        saturated, entries, held = mixed_match(arr, store.storage, rows, self.layout, store.store.at,
+                                               store.store.entries)
+        self._count(entries, n)
+        if held:
+            return None, saturated
+        words = np.empty((n, self.width), dtype=np.uint64)
+        mixed_pack(arr, words, _row_index(n), self.layout)  # the same entries
+        return MixedCodes(words, entries), saturated
+
     def _count(self, entries: np.ndarray, n: int) -> None:
         """Count ``n`` rows encoded and their values outside the ranges (``entries``), for :class:`Drift`."""
         if entries.size:
@@ -355,11 +377,12 @@ class CalibratedColumn:
 
 
 class Codes:
-    """A batch of encoded observations: codes (n, width) per column and the values that saturated."""
+    """A batch of encoded observations: codes (n, width) per column and the values that saturated (``arrays`` None:
+    the rows they were matched against hold them, :meth:`ObservationRows.match`)."""
 
     __slots__ = ("arrays", "saturated")
 
-    def __init__(self, arrays: "dict[str | None, np.ndarray]", saturated: int) -> None:
+    def __init__(self, arrays: "dict[str | None, np.ndarray] | None", saturated: int) -> None:
         self.arrays, self.saturated = arrays, saturated
 
     def select(self, envs: "np.ndarray | list[int]") -> "Codes":
@@ -530,6 +553,12 @@ class ObservationRows:
         """Encode ``obs`` straight into ``rows`` (int64) of a codec that encodes :attr:`~ObservationCodec.in_place`;
         returns the values that saturated (not counted here: the caller decides whose they are)."""
         return self.codec.columns[None].encode_into(self.arrays[None], rows, obs)
+
+    def match(self, rows: np.ndarray, obs: Any) -> Codes:
+        """``obs`` encoded (validated, counted) for ``rows`` (int64) of a codec that encodes
+        :attr:`~ObservationCodec.in_place`; the codes' ``arrays`` are None when the rows hold them already."""
+        codes, saturated = self.codec.columns[None].match(self.arrays[None], rows, obs)
+        return Codes(None if codes is None else {None: codes}, saturated)
 
     def take(self, rows: np.ndarray) -> Codes:
         return Codes({key: column.take(self.arrays[key], rows) for key, column in self.codec.columns.items()}, 0)

@@ -184,21 +184,25 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: "list[dict[str, Any]]") -> None:
-        n, size = self.n_envs, self.buffer_size
+        n, size, pos, stored, in_place = self.n_envs, self.buffer_size, self.pos, self.stored_observations, \
+            self.codec.in_place
+        first, following = pos * n, ((pos + 1) % size) * n
+        continues = (pos or self.full) and size > 1  # rows ``first``.. hold the last next observations
         # Validate and encode everything first: a rejected transition changes nothing.
-        obs_codes = self.codec.encode(obs, n)
+        if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
+            obs_codes = stored.match(np.arange(first, first + n, dtype=np.int64), obs)
+        else:
+            obs_codes = self.codec.encode(obs, n)
         row_action = np.asarray(action).reshape(n, self.action_dim)
         row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
         truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
-        pos, stored = self.pos, self.stored_observations
-        first, following = pos * n, ((pos + 1) % size) * n
         # One row per env: the following row is the transition's own, so every next observation is kept aside.
-        any_end = size == 1 or True in truncated or np.count_nonzero(row_done) > 0
+        any_end = size == 1 or True in truncated or any(row_done.tolist())
         if any_end:
             next_codes = self.codec.encode(next_obs, n)
             ends = (row_done != 0) | np.array(truncated, dtype=bool) | (size == 1)
             end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated
-        elif self.codec.in_place:
+        elif in_place:
             # Straight into the following rows (the kernel writes nothing if it rejects next_obs): they hold the
             # oldest transition's observation, which this add retires (a full buffer never samples row ``pos``).
             stored.encode_into(np.arange(following, following + n, dtype=np.int64), next_obs)  # counted as an obs
@@ -207,14 +211,14 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
         for row in range(first, first + n):
             self._release(row)
-        if (pos or self.full) and size > 1 and self._holds_or_keeps_replaced(obs_codes, first):
+        if obs_codes.arrays is None or (continues and self._holds_or_keeps_replaced(obs_codes, first)):
             stored.saturated += obs_codes.saturated  # the stream goes on: the rows hold these codes already
         else:
             stored.put(slice(first, first + n), obs_codes)
         if any_end:
             keep = np.flatnonzero(~ends)
             stored.put(keep + following, next_codes.select(keep))
-        elif not self.codec.in_place:
+        elif not in_place:
             stored.put(slice(following, following + n), Codes(next_codes.arrays, 0))  # counted as an observation
         self.stored_values += (n + (int(ends.sum()) if any_end else 0)) * self.codec.quantized_values
         self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
