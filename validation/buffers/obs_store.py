@@ -76,6 +76,11 @@ def _float_rows(values: Any, n: int, column: Any) -> np.ndarray:
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
 
+def _rows_from(first: int, n: int) -> "int | np.ndarray":
+    """Rows ``first``..``first + n - 1`` for the uniform kernels: one row as an int (no array to make or read)."""
+    return first if n == 1 else np.arange(first, first + n, dtype=np.int64)
+
+
 _ROW_INDEX: "dict[int, np.ndarray]" = {}
 
 
@@ -138,17 +143,17 @@ class PackedColumn(ArrayColumn):
         saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.layout)
         return codes, saturated
 
-    def encode_into(self, store: np.ndarray, rows: np.ndarray, values: Any) -> int:
-        """Encode ``values`` straight into ``store``'s ``rows`` (nothing written if they are rejected); returns the
-        saturated values."""
-        return quantize_pack_counts(_float_rows(values, rows.size, self), store, rows, self.layout)[0]
+    def encode_into(self, store: np.ndarray, first: int, n: int, values: Any) -> int:
+        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. (nothing written if they are
+        rejected); returns the saturated values."""
+        return quantize_pack_counts(_float_rows(values, n, self), store, _rows_from(first, n), self.layout)[0]
 
-    def match(self, store: np.ndarray, rows: np.ndarray, values: Any) -> "tuple[np.ndarray | None, int]":
-        """(codes, saturated) of ``values`` as :meth:`encode` gives them, codes None when ``store``'s ``rows`` hold
-        them already (compared in the kernel: no codes made)."""
-        arr = _float_rows(values, rows.size, self)
-        saturated, _, held = quantize_match(arr, store, rows, self.layout)
-        return (None if held else self.encode(arr, rows.size)[0]), saturated
+    def match(self, store: np.ndarray, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
+        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them, codes None when ``store``'s
+        rows ``first``.. hold them already (compared in the kernel: no codes made)."""
+        arr = _float_rows(values, n, self)
+        saturated, _, held = quantize_match(arr, store, _rows_from(first, n), self.layout)
+        return (None if held else self.encode(arr, n)[0]), saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
@@ -289,20 +294,22 @@ class CalibratedColumn:
         self._count(entries, n)
         return MixedCodes(words, entries), saturated
 
-    def encode_into(self, store: MixedRows, rows: np.ndarray, values: Any) -> int:
-        """Encode ``values`` straight into ``store``'s ``rows`` and their exceptions (nothing written if they are
-        rejected); returns the saturated values."""
-        saturated, entries = mixed_pack(_float_rows(values, rows.size, self), store.storage, rows, self.layout)
+    def encode_into(self, store: MixedRows, first: int, n: int, values: Any) -> int:
+        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. and their exceptions (nothing
+        written if they are rejected); returns the saturated values."""
+        rows = np.arange(first, first + n, dtype=np.int64)
+        saturated, entries = mixed_pack(_float_rows(values, n, self), store.storage, rows, self.layout)
         store.store.put(rows, entries, trusted=True)
-        self._count(entries, rows.size)
+        self._count(entries, n)
         return saturated
 
-    def match(self, store: MixedRows, rows: np.ndarray, values: Any) -> "tuple[MixedCodes | None, int]":
-        """(codes, saturated) of ``values`` as :meth:`encode` gives them (counted alike), codes None when ``store``'s
-        ``rows`` hold them already, words and exceptions (compared in the kernel: no codes made)."""
-        arr, n = _float_rows(values, rows.size, self), rows.size
-        saturated, entries, held = mixed_match(arr, store.storage, rows, self.layout, store.store.at,
-                                               store.store.entries)
+    def match(self, store: MixedRows, first: int, n: int, values: Any) -> "tuple[MixedCodes | None, int]":
+        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them (counted alike), codes None
+        when ``store``'s rows ``first``.. hold them already, words and exceptions (compared in the kernel: no codes
+        made)."""
+        arr = _float_rows(values, n, self)
+        saturated, entries, held = mixed_match(arr, store.storage, np.arange(first, first + n, dtype=np.int64),
+                                               self.layout, store.store.at, store.store.entries)
         self._count(entries, n)
         if held:
             return None, saturated
@@ -549,15 +556,16 @@ class ObservationRows:
             column.put(self.arrays[key], rows, codes.arrays[key])
         self.saturated += codes.saturated
 
-    def encode_into(self, rows: np.ndarray, obs: Any) -> int:
-        """Encode ``obs`` straight into ``rows`` (int64) of a codec that encodes :attr:`~ObservationCodec.in_place`;
-        returns the values that saturated (not counted here: the caller decides whose they are)."""
-        return self.codec.columns[None].encode_into(self.arrays[None], rows, obs)
+    def encode_into(self, first: int, n: int, obs: Any) -> int:
+        """Encode ``n`` observations straight into rows ``first``.. (a codec that encodes
+        :attr:`~ObservationCodec.in_place`); returns the values that saturated (not counted here: the caller decides
+        whose they are)."""
+        return self.codec.columns[None].encode_into(self.arrays[None], first, n, obs)
 
-    def match(self, rows: np.ndarray, obs: Any) -> Codes:
-        """``obs`` encoded (validated, counted) for ``rows`` (int64) of a codec that encodes
-        :attr:`~ObservationCodec.in_place`; the codes' ``arrays`` are None when the rows hold them already."""
-        codes, saturated = self.codec.columns[None].match(self.arrays[None], rows, obs)
+    def match(self, first: int, n: int, obs: Any) -> Codes:
+        """``n`` observations encoded (validated, counted) for rows ``first``.. (a codec that encodes
+        :attr:`~ObservationCodec.in_place`); the codes' ``arrays`` are None when the rows hold them already."""
+        codes, saturated = self.codec.columns[None].match(self.arrays[None], first, n, obs)
         return Codes(None if codes is None else {None: codes}, saturated)
 
     def take(self, rows: np.ndarray) -> Codes:

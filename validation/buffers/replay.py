@@ -190,7 +190,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         continues = (pos or self.full) and size > 1  # rows ``first``.. hold the last next observations
         # Validate and encode everything first: a rejected transition changes nothing.
         if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
-            obs_codes = stored.match(np.arange(first, first + n, dtype=np.int64), obs)
+            obs_codes = stored.match(first, n, obs)
         else:
             obs_codes = self.codec.encode(obs, n)
         row_action = np.asarray(action).reshape(n, self.action_dim)
@@ -205,7 +205,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         elif in_place:
             # Straight into the following rows (the kernel writes nothing if it rejects next_obs): they hold the
             # oldest transition's observation, which this add retires (a full buffer never samples row ``pos``).
-            stored.encode_into(np.arange(following, following + n, dtype=np.int64), next_obs)  # counted as an obs
+            stored.encode_into(following, n, next_obs)  # counted as an observation
         else:
             next_codes = self.codec.encode(next_obs, n)
 
