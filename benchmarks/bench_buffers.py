@@ -81,10 +81,10 @@ def bench_replay(rows: int, sample_calls: int) -> None:
             sample_times[name].append(time.perf_counter() - t)
     print(f"## Replay buffer, {ENV} dims (348 obs, 17 actions), {rows:,} rows filled by add(), real observations")
     print(f"{'operation':<28} {'SB3 us':>9} {'ours us':>9} {'ours/SB3':>9} {'calibrated us':>14} "
-          f"{'calibrated/ours':>16}")
+          f"{'calibrated/ours':>16} {'calibrated/SB3':>15}")
     for label, times in (("add() per transition", add_times), (f"sample({BATCH})", sample_times)):
         a, b, c = (median_us(times[name]) for name in buffers)
-        print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f} {c:>14.1f} {c / b:>16.2f}")
+        print(f"{label:<28} {a:>9.1f} {b:>9.1f} {b / a:>9.2f} {c:>14.1f} {c / b:>16.2f} {c / a:>15.2f}")
     sb3_bytes = sum(getattr(sb3, n).nbytes for n in ("observations", "next_observations", "actions", "rewards",
                                                      "dones", "timeouts"))
     quant = Quantization.create(2, CLAMP)

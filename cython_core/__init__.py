@@ -30,10 +30,12 @@ _HOMES = {
     "PackedRows": "cython_core.storage",
     "gather_unpack": "cython_core._kernels",
     "mixed_codes": "cython_core._mixed",
+    "mixed_match": "cython_core._mixed",
     "mixed_pack": "cython_core._mixed",
     "mixed_pack_codes": "cython_core._mixed",
     "mixed_unpack": "cython_core._mixed",
     "quantize_pack": "cython_core._kernels",
+    "quantize_match": "cython_core._kernels",
     "quantize_pack_counts": "cython_core._kernels",
 }
 _COMPILED = ("cython_core._kernels", "cython_core._mixed")

@@ -24,6 +24,7 @@ from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
 from libc.math cimport isfinite, isinf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp
 
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
@@ -143,27 +144,37 @@ cdef void _pack_row(const uint64_t* codes, Py_ssize_t dim, int bits, uint64_t* r
 
 
 cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,
-                        Py_ssize_t* counts, Py_ssize_t* first) noexcept nogil:
-    """Encode n rows; with the "error" policy and non-finite values, write nothing and return their count.
-    Returns -1 when out of memory."""
+                        Py_ssize_t* counts, Py_ssize_t* first, int* held) noexcept nogil:
+    """Encode n rows into ``storage``; or, given ``held``, pack each into a scratch row and compare it with its
+    storage row instead (``held[0]`` is cleared at the first difference; nothing is written). With the "error"
+    policy and non-finite values, write nothing and return their count. Returns -1 when out of memory."""
     cdef Py_ssize_t i, bad = 0
     cdef uint64_t* codes
+    cdef uint64_t* scratch
     if not t.code_nonfinite:
         bad = _find_nonfinite(x, n * t.dim, first)
         if bad:
             return bad
-    codes = <uint64_t*>malloc(t.dim * sizeof(uint64_t))
+    codes = <uint64_t*>malloc((t.dim + t.row_words) * sizeof(uint64_t))
     if codes == NULL:
         return -1
+    scratch = codes + t.dim
     for i in range(n):
         _quantize_row(x + i * t.dim, t, codes, counts)
-        _pack_row(codes, t.dim, t.bits, storage + rows[i] * t.row_words)
+        if held == NULL:
+            _pack_row(codes, t.dim, t.bits, storage + rows[i] * t.row_words)
+        else:
+            _pack_row(codes, t.dim, t.bits, scratch)
+            if memcmp(scratch, storage + rows[i] * t.row_words, t.row_words * sizeof(uint64_t)) != 0:
+                held[0] = 0
     free(codes)
     return 0
 
 
-cdef tuple _quantize(x, storage, rows, spec):
+cdef tuple _quantize(x, storage, rows, spec, bint match):
     cdef _Tables t = _tables(spec)
+    cdef int held = 1
+    cdef int* held_p = &held if match else NULL
     cdef Py_buffer xb, sb, rb
     cdef bint have_s = False, have_r = False
     cdef int64_t one_row
@@ -178,7 +189,7 @@ cdef tuple _quantize(x, storage, rows, spec):
             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
                              f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
         n = 1 if xb.ndim == 1 else xb.shape[0]
-        have_s = _get_storage(storage, &sb, t.row_words, PyBUF_WRITABLE) == 0
+        have_s = _get_storage(storage, &sb, t.row_words, 0 if match else PyBUF_WRITABLE) == 0
         if type(rows) is int and 0 <= rows < sb.shape[0]:  # one row in range: no array (a bool is not a row)
             if n != 1:
                 raise ValueError(f"rows must hold one index per row of x ({n}), got a single index")
@@ -196,14 +207,14 @@ cdef tuple _quantize(x, storage, rows, spec):
         big = n * t.dim >= NOGIL_VALUES
         if kind == F32 and big:
             with nogil:
-                bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+                bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
         elif kind == F32:
-            bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+            bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
         elif big:
             with nogil:
-                bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+                bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
         else:
-            bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first)
+            bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
     finally:
         PyBuffer_Release(&xb)
         if have_s:
@@ -214,7 +225,7 @@ cdef tuple _quantize(x, storage, rows, spec):
         raise MemoryError()
     if bad:
         raise NonFiniteError(bad, first // t.dim, first % t.dim)
-    return counts[0], counts[1]
+    return (counts[0], counts[1], bool(held)) if match else (counts[0], counts[1])
 
 
 def quantize_pack(x, storage, rows, spec) -> int:
@@ -224,12 +235,20 @@ def quantize_pack(x, storage, rows, spec) -> int:
     indices (or an int when n == 1). Non-finite values raise NonFiniteError with nothing written,
     unless the spec's ``nonfinite`` is "code": then they are stored as ``spec.nonfinite_code``.
     """
-    return _quantize(x, storage, rows, spec)[0]
+    return _quantize(x, storage, rows, spec, False)[0]
 
 
 def quantize_pack_counts(x, storage, rows, spec) -> tuple:
     """Like :func:`quantize_pack`, returning ``(saturated, nonfinite_coded)``."""
-    return _quantize(x, storage, rows, spec)
+    return _quantize(x, storage, rows, spec, False)
+
+
+def quantize_match(x, storage, rows, spec) -> tuple:
+    """Encode ``x`` as :func:`quantize_pack_counts` would, writing nothing (``storage`` may be read-only): returns
+    ``(saturated, nonfinite_coded, held)``, ``held`` whether rows ``rows`` already hold exactly these words (what
+    a buffer asks of an observation that should equal the next observation it stored). Non-finite values are
+    refused alike."""
+    return _quantize(x, storage, rows, spec, True)
 
 
 # -- gather + unpack -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
@@ -449,9 +449,10 @@ cdef struct Dest:  # where packed rows go: the storage and the rows' indices, wi
     bint have_storage, have_rows
 
 
-cdef int _open_dest(Dest* d, storage, rows, Py_ssize_t n, _MixedTables t) except -1:
-    """Hold ``storage`` (writable) and ``rows`` (n distinct indices into it); _close_dest releases what is held."""
-    d.have_storage = _get_storage(storage, &d.storage, t.row_words, PyBUF_WRITABLE) == 0
+cdef int _open_dest(Dest* d, storage, rows, Py_ssize_t n, _MixedTables t, int flags) except -1:
+    """Hold ``storage`` (``flags``: PyBUF_WRITABLE to write it) and ``rows`` (n distinct indices into it);
+    _close_dest releases what is held."""
+    d.have_storage = _get_storage(storage, &d.storage, t.row_words, flags) == 0
     d.have_rows = _get_rows(rows, n, d.storage.shape[0], &d.rows) == 0
     return 0
 
@@ -481,7 +482,7 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
     _get_values(x, &xb, F32, F64, F64)
     try:
         n = _rows_of(&xb, t, "x")
-        _open_dest(&d, storage, rows, n, t)
+        _open_dest(&d, storage, rows, n, t, PyBUF_WRITABLE)
         kind = _kind(&xb)
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
@@ -497,6 +498,70 @@ def mixed_pack(x, storage, rows, spec) -> tuple:
         return saturated, _entries_array(&ex)
     finally:
         PyBuffer_Release(&xb)
+        _close_dest(&d, &ex)
+
+
+cdef bint _holds(const uint64_t* storage, const int64_t* rows, Py_ssize_t n, const uint64_t* words,
+                 const Entries* ex, const int32_t* at, const Entry* table, Py_ssize_t used,
+                 Py_ssize_t row_words) noexcept nogil:
+    """Whether storage rows ``rows`` hold ``words`` (n rows) and exactly the entries ``ex`` (row = position in
+    ``rows``, in row order): each row's stored entries are one run of ``table`` from ``at[row]`` on."""
+    cdef Py_ssize_t i, e = 0
+    cdef int64_t k, r
+    for i in range(n):
+        r = rows[i]
+        if memcmp(words + i * row_words, storage + r * row_words, row_words * sizeof(uint64_t)) != 0:
+            return False
+        k = at[r]
+        while e < ex.n and ex.data[e].row == i:
+            if k < 0 or k >= used or table[k].row != r or table[k].dim != ex.data[e].dim \
+                    or table[k].code != ex.data[e].code:
+                return False
+            k += 1
+            e += 1
+        if 0 <= k < used and table[k].row == r:  # the row holds more entries than these
+            return False
+    return True
+
+
+def mixed_match(x, storage, rows, spec, at, table) -> tuple:
+    """Encode ``x`` as :func:`mixed_pack` would, writing nothing: returns ``(saturated, entries, held)``, the
+    entries' ``row`` being the position in ``x`` (0..n-1), and ``held`` whether rows ``rows`` of ``storage``
+    already hold exactly these words and exceptions (``at`` and ``table``: the rows' ExceptionStore's ``at`` and
+    ``entries``). Non-finite values raise NonFiniteError."""
+    cdef _MixedTables t = _tables(spec)
+    cdef Py_buffer xb, ab, tb
+    cdef Dest d = Dest(have_storage=False, have_rows=False)
+    cdef bint have_store = False, held = False
+    cdef Py_ssize_t n, i, first = 0, bad = 0, saturated = 0
+    cdef Entries ex = Entries(NULL, 0, 0)
+    cdef int64_t* positions = NULL
+    cdef uint64_t* words = NULL
+    _get_values(x, &xb, F32, F64, F64)
+    try:
+        n = _rows_of(&xb, t, "x")
+        _open_dest(&d, storage, rows, n, t, 0)
+        have_store = _get_store(at, table, d.storage.shape[0], &ab, &tb) == 0
+        positions = <int64_t*>malloc(n * sizeof(int64_t) + n * t.row_words * sizeof(uint64_t) + 1)
+        if positions == NULL:
+            raise MemoryError()
+        words = <uint64_t*>(positions + n)
+        for i in range(n):
+            positions[i] = i
+        bad = _encode_any(_kind(&xb), xb.buf, n, positions, words, t, &saturated, &first, &ex)
+        if bad < 0:
+            raise MemoryError()
+        if bad:
+            raise NonFiniteError(bad, first // t.dim, first % t.dim)
+        held = _holds(<const uint64_t*>d.storage.buf, <const int64_t*>d.rows.buf, n, words, &ex,
+                      <const int32_t*>ab.buf, <const Entry*>tb.buf, tb.shape[0], t.row_words)
+        return saturated, _entries_array(&ex), held
+    finally:
+        free(positions)
+        PyBuffer_Release(&xb)
+        if have_store:
+            PyBuffer_Release(&ab)
+            PyBuffer_Release(&tb)
         _close_dest(&d, &ex)
 
 
@@ -518,7 +583,7 @@ def mixed_pack_codes(codes, storage, rows, spec):
         if bad >= 0:
             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}; codes[{bad // t.dim}, "
                              f"{bad % t.dim}] = {(<const int64_t*>cb.buf)[bad]} is not")
-        _open_dest(&d, storage, rows, n, t)
+        _open_dest(&d, storage, rows, n, t, PyBUF_WRITABLE)
         if n * t.dim >= NOGIL_VALUES:
             with nogil:
                 status = _pack_codes(<const int64_t*>cb.buf, n, <const int64_t*>d.rows.buf,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import cython_core
-from cython_core import CodeLayout, NonFiniteError, PackedRows, gather_unpack, quantize_pack
+from cython_core import CodeLayout, NonFiniteError, PackedRows, gather_unpack, quantize_match, quantize_pack
 from cython_core import reference as ref
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,7 +77,7 @@ def test_public_functions_are_the_compiled_kernels():
     import cython_core._kernels as kernels  # fails if the extension was not built
 
     assert kernels.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts"):
+    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts", "quantize_match"):
         assert getattr(cython_core, name) is getattr(kernels, name)
         assert type(getattr(kernels, name)).__name__ == "cython_function_or_method"
 
@@ -236,6 +236,34 @@ def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtyp
         assert (info.value.count, info.value.row, info.value.dim) == (2, 1, 3)
         assert isinstance(info.value, ValueError)
         assert np.all(storage == 12345)
+
+
+@PROPERTY
+@edge_examples((3, "code"), (2, "error"))
+@given(specs, st.integers(1, 5), policies)
+def test_match_counts_as_pack_and_holds_only_the_rows_pack_wrote(spec_args, n, policy):
+    spec = make_spec(*spec_args, nonfinite=policy)
+    x = make_values(spec_args[0], spec, n, nonfinite=policy == "code")
+    storage = np.zeros((n + 2, spec.row_words), np.uint64)
+    rows = np.arange(1, n + 1)
+    counts = cython_core.quantize_pack_counts(x, storage, rows, spec)
+    storage.flags.writeable = False  # match writes nothing
+    assert cython_core.quantize_match(x, storage, rows, spec) == (*counts, True)
+    shifted = cython_core.quantize_match(x, storage, rows - 1, spec)[2]  # row 0 is zeros, the others x's rows
+    assert shifted is np.array_equal(storage[rows - 1], storage[rows])
+    other = x.copy()
+    other[-1, 0] = spec.hi[0] if x[-1, 0] != spec.hi[0] else spec.lo[0]
+    same = cython_core.quantize_match(other, storage, rows, spec)[2]
+    assert same == np.array_equal(ref.encode_codes(other, spec)[0], ref.encode_codes(x, spec)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_match_refuses_nonfinite_values_as_pack_does(dtype):
+    spec = CodeLayout.uniform(5, decimals=2, clamp=127.0)
+    x = np.zeros((2, 5), dtype)
+    x[1, 3] = np.nan
+    with pytest.raises(NonFiniteError, match=r"1 non-finite .* x\[1, 3\]"):
+        quantize_match(x, np.zeros((4, spec.row_words), np.uint64), np.array([0, 1]), spec)
 
 
 def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():

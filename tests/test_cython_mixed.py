@@ -17,6 +17,7 @@ from cython_core import (
     NonFiniteError,
     gather_unpack,
     mixed_codes,
+    mixed_match,
     mixed_pack,
     mixed_pack_codes,
     mixed_unpack,
@@ -24,7 +25,7 @@ from cython_core import (
 )
 from cython_core import mixed_reference as ref
 
-MIXED_NAMES = ("mixed_pack", "mixed_pack_codes", "mixed_unpack", "mixed_codes")
+MIXED_NAMES = ("mixed_pack", "mixed_pack_codes", "mixed_unpack", "mixed_codes", "mixed_match")
 
 
 def random_spec(seed: int, dim: int, decimals: int = 2, clamp: float = 127.0, max_bits: int = 32) -> MixedLayout:
@@ -335,6 +336,33 @@ def test_store_keeps_every_rows_entries_through_overwrites_compaction_and_growth
     store.clear()
     assert store.live == 0 and len(store.take(np.arange(n_rows))) == 0 and np.all(store.at == -1)
     assert np.all(store.table["row"] == -1) and store.entries.size == 0
+
+
+@pytest.mark.parametrize("seed, dim, max_bits", SPECS)
+def test_match_encodes_as_pack_and_holds_exactly_when_the_rows_keep_these_codes(seed, dim, max_bits):
+    spec = random_spec(seed, dim, max_bits=max_bits)
+    rng = np.random.default_rng(seed)
+    rows = MixedRows(12, spec)
+    values = random_values(seed, spec, 40)
+    for start in range(0, 40, 4):  # rows overwritten again and again: dead entries, runs moved by compaction
+        rows.encode(values[start:start + 4], rng.permutation(12)[:4])
+    outcomes = set()
+    for trial in range(30):
+        idx = rng.permutation(12)[:int(rng.integers(1, 4))].astype(np.int64)
+        x = rows.decode(idx, np.empty((idx.size, dim)))  # the rows' own values ...
+        if trial % 2:
+            x[-1] = random_values(seed + trial, spec, 1)[0]  # ... or one row replaced
+        words = np.zeros((idx.size, spec.row_words), np.uint64)
+        want = mixed_pack(x, words, np.arange(idx.size), spec)
+        saturated, entries, held = mixed_match(x, rows.storage, idx, spec, rows.store.at, rows.store.entries)
+        assert saturated == want[0] and entries.tolist() == want[1].tolist()
+        fresh = MixedRows(idx.size, spec)
+        fresh.encode(x, np.arange(idx.size))
+        assert held is np.array_equal(rows.codes(idx), fresh.codes(np.arange(idx.size)))  # codes equal, nothing else
+        outcomes.add(held)
+    assert outcomes == {True, False}
+    with pytest.raises(NonFiniteError):
+        mixed_match(np.full((1, dim), np.nan), rows.storage, np.array([0]), spec, rows.store.at, rows.store.entries)
 
 
 def test_store_refuses_entries_it_cannot_keep_consistent():

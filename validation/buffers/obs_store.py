@@ -39,7 +39,9 @@ from cython_core import (
     MixedLayout,
     MixedRows,
     gather_unpack,
+    mixed_match,
     mixed_pack,
+    quantize_match,
     quantize_pack_counts,
 )
 from cython_core.layout import EXCEPTION_ENTRY_BYTES
@@ -68,8 +70,15 @@ def _rows_of(values: Any, n: int, width: int, key: "str | None", shape: "tuple[i
 
 def _float_rows(values: Any, n: int, column: Any) -> np.ndarray:
     """``n`` rows of a float column's values, float32 or float64 as given (anything else as float64)."""
+    if type(values) is np.ndarray and values.shape == (n, column.values) and values.dtype.char in "fd":
+        return values  # the usual case: no conversion, no reshape
     arr = _rows_of(values, n, column.values, column.key, column.shape)
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+
+
+def _rows_from(first: int, n: int) -> "int | np.ndarray":
+    """Rows ``first``..``first + n - 1`` for the uniform kernels: one row as an int (no array to make or read)."""
+    return first if n == 1 else np.arange(first, first + n, dtype=np.int64)
 
 
 _ROW_INDEX: "dict[int, np.ndarray]" = {}
@@ -89,6 +98,7 @@ class ArrayColumn:
 
     width: int
     dtype: np.dtype
+    in_place = False  # whether it has ``encode_into``
 
     def allocate(self, n_rows: int, eager: bool) -> np.ndarray:
         array = np.zeros((n_rows, self.width), dtype=self.dtype)
@@ -120,6 +130,7 @@ class PackedColumn(ArrayColumn):
     """A Box of floats: rows of ``layout.dim`` k-bit codes in ``layout.row_words`` 64-bit words."""
 
     quantized = True
+    in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", layout: CodeLayout) -> None:
         self.key, self.shape, self.layout = key, shape, layout
@@ -128,9 +139,21 @@ class PackedColumn(ArrayColumn):
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
         """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the layout codes them."""
-        codes = np.zeros((n, self.width), dtype=np.uint64)
+        codes = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
         saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.layout)
         return codes, saturated
+
+    def encode_into(self, store: np.ndarray, first: int, n: int, values: Any) -> int:
+        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. (nothing written if they are
+        rejected); returns the saturated values."""
+        return quantize_pack_counts(_float_rows(values, n, self), store, _rows_from(first, n), self.layout)[0]
+
+    def match(self, store: np.ndarray, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
+        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them, codes None when ``store``'s
+        rows ``first``.. hold them already (compared in the kernel: no codes made)."""
+        arr = _float_rows(values, n, self)
+        saturated, _, held = quantize_match(arr, store, _rows_from(first, n), self.layout)
+        return (None if held else self.encode(arr, n)[0]), saturated
 
     def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
@@ -254,6 +277,7 @@ class CalibratedColumn:
     calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
 
     quantized = True
+    in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: ObservationRanges) -> None:
         self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
@@ -265,14 +289,41 @@ class CalibratedColumn:
         self.outside_total = self.encoded_total = 0  # over the buffer's life, recalibrations or not
 
     def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
-        words = np.zeros((n, self.width), dtype=np.uint64)
+        words = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
         saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.layout)
+        self._count(entries, n)
+        return MixedCodes(words, entries), saturated
+
+    def encode_into(self, store: MixedRows, first: int, n: int, values: Any) -> int:
+        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. and their exceptions (nothing
+        written if they are rejected); returns the saturated values."""
+        rows = np.arange(first, first + n, dtype=np.int64)
+        saturated, entries = mixed_pack(_float_rows(values, n, self), store.storage, rows, self.layout)
+        store.store.put(rows, entries, trusted=True)
+        self._count(entries, n)
+        return saturated
+
+    def match(self, store: MixedRows, first: int, n: int, values: Any) -> "tuple[MixedCodes | None, int]":
+        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them (counted alike), codes None
+        when ``store``'s rows ``first``.. hold them already, words and exceptions (compared in the kernel: no codes
+        made)."""
+        arr = _float_rows(values, n, self)
+        saturated, entries, held = mixed_match(arr, store.storage, np.arange(first, first + n, dtype=np.int64),
+                                               self.layout, store.store.at, store.store.entries)
+        self._count(entries, n)
+        if held:
+            return None, saturated
+        words = np.empty((n, self.width), dtype=np.uint64)
+        mixed_pack(arr, words, _row_index(n), self.layout)  # the same entries
+        return MixedCodes(words, entries), saturated
+
+    def _count(self, entries: np.ndarray, n: int) -> None:
+        """Count ``n`` rows encoded and their values outside the ranges (``entries``), for :class:`Drift`."""
         if entries.size:
             self.outside += np.bincount(entries["dim"], minlength=self.values)
             self.outside_total += int(entries.size)
         self.encoded += n
         self.encoded_total += n
-        return MixedCodes(words, entries), saturated
 
     def allocate(self, n_rows: int, eager: bool) -> MixedRows:
         """Rows and their exception store; ``eager`` writes the rows now (the store's arrays are written at
@@ -295,9 +346,25 @@ class CalibratedColumn:
     def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
         if store.storage[rows].tobytes() != codes.words.tobytes():
             return False
-        if not codes.entries.size and (store.store.at[rows] < 0).all():  # the usual case: no exceptions
-            return True
-        return _same_entries(store.store.take(_indices(rows, store.n_rows)), codes.entries)
+        starts, entries = store.store.at[rows], codes.entries
+        if not entries.size:
+            return bool((starts < 0).all())
+        # A row's entries are one run of the table from ``at`` on: compare it in place with the batch's.
+        table, used = store.store.table, store.store.used
+        for position, start in enumerate(starts.tolist()):
+            mine, row = entries[entries["row"] == position], rows.start + position
+            stop = start + mine.size
+            if (start >= 0) != bool(mine.size):  # exceptions on one side only
+                return False
+            if start < 0:
+                continue
+            if stop > used or (stop < used and table["row"][stop] == row):
+                return False
+            run = table[start:stop]
+            if not ((run["row"] == row).all() and np.array_equal(run["dim"], mine["dim"])
+                    and np.array_equal(run["code"], mine["code"])):
+                return False
+        return True
 
     def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
         return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
@@ -317,11 +384,12 @@ class CalibratedColumn:
 
 
 class Codes:
-    """A batch of encoded observations: codes (n, width) per column and the values that saturated."""
+    """A batch of encoded observations: codes (n, width) per column and the values that saturated (``arrays`` None:
+    the rows they were matched against hold them, :meth:`ObservationRows.match`)."""
 
     __slots__ = ("arrays", "saturated")
 
-    def __init__(self, arrays: "dict[str | None, np.ndarray]", saturated: int) -> None:
+    def __init__(self, arrays: "dict[str | None, np.ndarray] | None", saturated: int) -> None:
         self.arrays, self.saturated = arrays, saturated
 
     def select(self, envs: "np.ndarray | list[int]") -> "Codes":
@@ -430,6 +498,13 @@ class ObservationCodec:
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
     @property
+    def in_place(self) -> bool:
+        """Whether a batch is encoded straight into its rows, all or nothing (:meth:`ObservationRows.encode_into`):
+        one column (several could be rejected halfway), packed or calibrated (one kernel call that writes nothing
+        when it rejects the batch)."""
+        return not self.is_dict and self.columns[None].in_place
+
+    @property
     def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
         """The layout of each column of codes: a CodeLayout, or a calibrated column's MixedLayout."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
@@ -480,6 +555,18 @@ class ObservationRows:
         for key, column in self.codec.columns.items():
             column.put(self.arrays[key], rows, codes.arrays[key])
         self.saturated += codes.saturated
+
+    def encode_into(self, first: int, n: int, obs: Any) -> int:
+        """Encode ``n`` observations straight into rows ``first``.. (a codec that encodes
+        :attr:`~ObservationCodec.in_place`); returns the values that saturated (not counted here: the caller decides
+        whose they are)."""
+        return self.codec.columns[None].encode_into(self.arrays[None], first, n, obs)
+
+    def match(self, first: int, n: int, obs: Any) -> Codes:
+        """``n`` observations encoded (validated, counted) for rows ``first``.. (a codec that encodes
+        :attr:`~ObservationCodec.in_place`); the codes' ``arrays`` are None when the rows hold them already."""
+        codes, saturated = self.codec.columns[None].match(self.arrays[None], first, n, obs)
+        return Codes(None if codes is None else {None: codes}, saturated)
 
     def take(self, rows: np.ndarray) -> Codes:
         return Codes({key: column.take(self.arrays[key], rows) for key, column in self.codec.columns.items()}, 0)

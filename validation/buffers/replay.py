@@ -184,36 +184,47 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: "list[dict[str, Any]]") -> None:
-        n = self.n_envs
+        n, size, pos, stored, in_place = self.n_envs, self.buffer_size, self.pos, self.stored_observations, \
+            self.codec.in_place
+        first, following = pos * n, ((pos + 1) % size) * n
+        continues = (pos or self.full) and size > 1  # rows ``first``.. hold the last next observations
         # Validate and encode everything first: a rejected transition changes nothing.
-        obs_codes, next_codes = self.codec.encode(obs, n), self.codec.encode(next_obs, n)
+        if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
+            obs_codes = stored.match(first, n, obs)
+        else:
+            obs_codes = self.codec.encode(obs, n)
         row_action = np.asarray(action).reshape(n, self.action_dim)
         row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
         truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
-        any_end = any(truncated) or bool(row_done.any()) or self.buffer_size == 1
         # One row per env: the following row is the transition's own, so every next observation is kept aside.
-        ends = ((row_done != 0) | np.array(truncated, dtype=bool) | (self.buffer_size == 1)) if any_end else None
-        end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated if any_end else 0
+        any_end = size == 1 or True in truncated or any(row_done.tolist())
+        if any_end:
+            next_codes = self.codec.encode(next_obs, n)
+            ends = (row_done != 0) | np.array(truncated, dtype=bool) | (size == 1)
+            end_saturated = self.codec.encode(_select(next_obs, ends), int(ends.sum())).saturated
+        elif in_place:
+            # Straight into the following rows (the kernel writes nothing if it rejects next_obs): they hold the
+            # oldest transition's observation, which this add retires (a full buffer never samples row ``pos``).
+            stored.encode_into(following, n, next_obs)  # counted as an observation
+        else:
+            next_codes = self.codec.encode(next_obs, n)
 
-        pos = self.pos
-        first = pos * n
         for row in range(first, first + n):
             self._release(row)
-        if (pos or self.full) and self.buffer_size > 1:
-            self._keep_replaced_next_observations(obs_codes, first)
-        stored = self.stored_observations
-        stored.put(slice(first, first + n), obs_codes)
-        following = ((pos + 1) % self.buffer_size) * n
+        if obs_codes.arrays is None or (continues and self._holds_or_keeps_replaced(obs_codes, first)):
+            stored.saturated += obs_codes.saturated  # the stream goes on: the rows hold these codes already
+        else:
+            stored.put(slice(first, first + n), obs_codes)
         if any_end:
             keep = np.flatnonzero(~ends)
             stored.put(keep + following, next_codes.select(keep))
-        else:
+        elif not in_place:
             stored.put(slice(following, following + n), Codes(next_codes.arrays, 0))  # counted as an observation
         self.stored_values += (n + (int(ends.sum()) if any_end else 0)) * self.codec.quantized_values
         self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
         if self.handle_timeout_termination:
             self.timeouts[pos] = truncated
-        self.pos = (pos + 1) % self.buffer_size
+        self.pos = (pos + 1) % size
         self.full = self.full or self.pos == 0
         if any_end:
             for env in np.flatnonzero(ends).tolist():
@@ -226,21 +237,22 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         return [(self.buffer_size if self.full else self.pos) * self.n_envs,
                 int(np.count_nonzero(self.terminal_owner != FREE))]
 
-    def _keep_replaced_next_observations(self, obs_codes: Codes, first: int) -> None:
-        """Row ``first + env`` holds the previous transition's next observation unless that transition ended
-        an episode. When the stream was interrupted (a new ``learn()`` resets the env, a buffer loaded into a
-        fresh model, transitions added from a dataset or by ``extend()``), the new observation's codes differ
-        from it: the old codes then move to the terminal store, so that transition keeps its own next
-        observation."""
+    def _holds_or_keeps_replaced(self, obs_codes: Codes, first: int) -> bool:
+        """Whether rows ``first``.. (the previous transitions' next observations) hold ``obs_codes`` already: the
+        stream goes on, the usual case. When it was interrupted (a new ``learn()`` resets the env, a buffer loaded
+        into a fresh model, transitions added from a dataset or by ``extend()``), the new observation's codes
+        differ from a continuing transition's next observation: the old codes then move to the terminal store
+        first, so that transition keeps its own next observation (and this returns False)."""
         n = self.n_envs
         rows = slice(first, first + n)
-        if self.stored_observations.holds(rows, obs_codes):  # the stream goes on: the usual case
-            return
+        if self.stored_observations.holds(rows, obs_codes):
+            return True
         same = self.stored_observations.same(rows, obs_codes)
         previous = (self.pos - 1) % self.buffer_size
         continuing = (self.dones[previous] == 0) & (self.timeouts[previous] == 0)
         for env in np.flatnonzero(continuing & ~same).tolist():
             self._store_terminal(previous * n + env, self.stored_observations.take(np.array([first + env])))
+        return False
 
     def reset(self) -> None:
         """Empty the buffer: SB3's reset plus a free terminal store."""
