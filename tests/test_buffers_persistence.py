@@ -257,13 +257,19 @@ def test_a_format_2_file_loads_with_the_columns_layouts_under_their_new_name():
     loaded.sample(4)
 
 
+def _without_rows_put(sums: dict) -> dict:
+    return {name: value for name, value in sums.items() if not name.endswith(".rows_put")}
+
+
 def test_a_format_3_file_loads_checked_by_the_checksums_it_has():
     """tests/data/quantized_replay_buffer_v3.pkl: ``pickle.dump`` (protocol 5), at commit fabb3ac (format 3: a dict
     of checksums by name, fewer of them), of the buffer :func:`_format_2_buffer` builds."""
     path = DATA / "quantized_replay_buffer_v3.pkl"
     assert isinstance(raw_state(path)[RECORD]["checksums"], dict)
     loaded, fresh = pickle.loads(path.read_bytes()), _format_2_buffer()
-    assert checksums(vars(loaded), loaded) == checksums(vars(fresh), fresh)  # today's checksums: the whole state
+    # today's checksums: the whole state, but the count of rows put into the exception store (since fabb3ac an
+    # add() no longer re-puts the row of a continuing observation, so fewer puts build the same rows)
+    assert _without_rows_put(checksums(vars(loaded), loaded)) == _without_rows_put(checksums(vars(fresh), fresh))
     data = bytearray(path.read_bytes())
     data[data.index(fresh.actions.tobytes()) + 1] ^= 1
     with pytest.raises(PlannerError, match=r"damaged: actions differs from its checksum \(format version 3\)"):
