@@ -170,3 +170,18 @@ def test_a_run_started_in_a_source_checkout_imports_the_installed_package(source
                        text=True, cwd=source_checkout, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert read_report(out)["status"] == "complete"
+
+
+def test_cuda_where_torch_sees_none_is_one_line_and_auto_trains_on_the_cpu(tmp_path):
+    import torch
+
+    from planner.commands.validate import torch_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the refusal is for machines without one")
+    r = subprocess.run([str(PLANNER), "validate", "--env", "Hopper-v5", "--algo", "ppo", "--steps", "2048", "--device",
+                        "cuda", "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 2 and "--device cuda: torch" in _one_line(r) and "sees no CUDA GPU here" in r.stderr
+    assert os.listdir(tmp_path) == []
+    assert torch_device("auto") == torch_device("cpu") == "cpu"

@@ -15,6 +15,7 @@ from planner.runspec import check_sizes, run_size
 from planner.storages import STORAGES, storage
 
 TRAINABLE = tuple(name for name, entry in STORAGES.items() if entry.trainable)
+DEVICES = ("cpu", "cuda", "auto")
 DEFAULT_STORAGES = ("sb3", "packed")
 
 
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"run only these storages (default: {' and '.join(DEFAULT_STORAGES)}; repeatable)")
     add_obs_ranges_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the env and the model (default 0)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where torch trains: cpu (default), cuda (refused where CUDA is missing), auto (cuda where "
+                        "present)")
     p.add_argument("--fill", action="store_true", help="SAC: fill the buffer by acting before training")
     p.add_argument("--memray", action=argparse.BooleanOptionalAction, default=True,
                    help="trace the model and buffer construction with memray, in a process of its own (default: on)")
@@ -65,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.sample_ms <= 1000:
         raise PlannerError(f"--sample-ms must be between 1 and 1000, got {args.sample_ms:g}")
     require_train_extra("planner validate")
+    device = torch_device(args.device)
     profile = None
     if args.profile:
         from planner.profiles import load_profile
@@ -90,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
                            "obs_ranges")
     base = RunConfig(args.env, args.algo, storages[0], steps=args.steps, buffer_size=buffer_size, decimals=decimals,
                      clamp=CLAMP if args.clamp is None else args.clamp, seed=args.seed, fill=args.fill,
-                     memray=args.memray, sample_ms=args.sample_ms)
+                     memray=args.memray, sample_ms=args.sample_ms, device=device)
     job = Validation(configs(base, storages, ranges), out, profile, args.force, args.overwrite)
     for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
         error = storage(config.storage).refusal(config.run_spec())
@@ -111,3 +116,19 @@ def _run(args: argparse.Namespace) -> int:
     print(summary(report, checks))
     print(f"report: {out}/report.json")
     return 0 if report["status"] == "complete" else 1
+
+
+def torch_device(asked: str) -> str:
+    """Where torch trains: ``asked``, or for "auto" cuda where torch sees a CUDA GPU; "cuda" where it
+    sees none is refused."""
+    if asked == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if asked == "auto":
+        return "cpu"
+    built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    raise PlannerError(f"device cuda: torch {torch.__version__} ({built}) sees no CUDA GPU here; use --device cpu "
+                       "or auto", "device")

@@ -59,13 +59,15 @@ class RunLog:
         write_json(self.path, self.data)
 
 
-def build_model(config: RunConfig, env, device: str = "cpu", **overrides):
-    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``; networks not built yet.
+def build_model(config: RunConfig, env, **overrides):
+    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``, on ``config.device``;
+    networks not built yet.
     ``overrides``: keyword arguments of the model that replace these (``planner study``: the buffer's kwargs,
     SAC's learning_starts)."""
     from stable_baselines3 import PPO, SAC
 
-    kwargs = dict(seed=config.seed, device=device, verbose=0, _init_setup_model=False, **config.buffer_arguments())
+    kwargs = dict(seed=config.seed, device=config.device, verbose=0, _init_setup_model=False,
+                  **config.buffer_arguments())
     if config.algo == "sac":
         kwargs.update(buffer_size=config.buffer_size, learning_starts=config.learning_starts)
     else:

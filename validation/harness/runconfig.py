@@ -18,7 +18,8 @@ class RunConfig:
     """What to train and how to store it; ``storage`` names an entry of :data:`planner.storages.STORAGES`
     that a buffer class implements; ``buffer_size`` is the replay capacity (SAC) or n_steps (PPO).
 
-    ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced).
+    ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced);
+    ``device``: where the model trains ("cpu" or "cuda").
     ``obs_ranges``: the calibrated storage's :class:`~planner.obs_ranges.ObservationRanges` as a dict
     (:meth:`~planner.obs_ranges.ObservationRanges.as_dict`, so that the config travels as JSON); its m and b are
     the run's.
@@ -37,6 +38,7 @@ class RunConfig:
     memray: bool = False
     sample_ms: float = 20.0
     obs_ranges: "dict | None" = None
+    device: str = "cpu"  # where torch trains: "cpu" or "cuda"
 
     def __post_init__(self) -> None:
         if not storage(self.storage).trainable:

@@ -76,7 +76,8 @@ class Trial:
     def run_config(self, obs_ranges: "dict | None" = None) -> RunConfig:
         """The validation harness's view of this trial (the calibrated storage's ranges: ``obs_ranges``)."""
         return RunConfig(self.env, self.algo, self.storage, steps=self.steps, buffer_size=self.rows,
-                         decimals=self.decimals, seed=self.seed, obs_ranges=obs_ranges)
+                         decimals=self.decimals, seed=self.seed, obs_ranges=obs_ranges,
+                         device="cuda" if self.gpu else "cpu")
 
     @property
     def cell(self) -> "tuple[str, str]":

@@ -92,7 +92,7 @@ def _train(trial: Trial, emit) -> dict:
     env.seed(trial.seed)
     eval_env = gymnasium.make(training_id(trial.env))
     overrides = {} if is_on_policy(trial.algo) else {"learning_starts": trial.learning_starts}
-    model = build_model(config, env, "cuda" if trial.gpu else "cpu", **overrides)
+    model = build_model(config, env, **overrides)
     model._setup_model()
     buffer = model.rollout_buffer if is_on_policy(trial.algo) else model.replay_buffer
     process = psutil.Process()
