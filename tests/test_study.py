@@ -123,12 +123,16 @@ def test_summary_files_and_keys(smoke):
         for name, stats in cell["storages"].items():
             assert stats["seeds"] == 2 and stats["curve"]["steps"][:5] == [0, 64, 128, 192, 256]
             if name != "sb3":
-                assert {"within_one_std", "welch_p", "ms_ratio", "memory_ratio", "verdict"} <= set(stats)
-                assert stats["verdict"] in ("within 1 std of baseline", "outside 1 std of baseline")
+                assert {"effect", "ci_low", "ci_high", "welch_p", "detectable", "verdict", "ms_ratio",
+                        "memory_ratio"} <= set(stats)
+                assert stats["ci_low"] <= stats["effect"] <= stats["ci_high"] and stats["detectable"] >= 0
+                assert stats["verdict"].startswith(("loss of", "gain of", "no difference larger than"))
+            assert len(stats["window_steps"]) >= 3 and len(stats["returns"]) == 2
+    assert summary["window_evaluations"] == 3
     for png in ("figure4_returns.png", "figure3_equal_memory.png"):
         assert (local / png).read_bytes()[:4] == b"\x89PNG"
     text = (local / "summary.md").read_text()
-    assert "Welch p" in text and "ratio to baseline" in text and "MB = 10^6" in text
+    assert "Welch p" in text and "95 % CI" in text and "ratio to baseline" in text and "MB = 10^6" in text
     again = study("--summarize", str(local))
     assert again.returncode == 0 and again.stdout == text
 

@@ -1,11 +1,13 @@
 """A study's summary, from its trial files: summary.json, summary.md and the plots.
 
-Per cell (env x algorithm) and storage: the final evaluation return over seeds (mean, sample std), whether
-it lies within one std of the baseline's mean, Welch's t-test p-value against the baseline (scipy), the
-seeds, ms per step (acting, updating, total) and its ratio to the baseline (Table I of the paper), the
-measured buffer bytes and the baseline's bytes over them. Plots: returns against steps, mean and a one-std
-band, each storage in a panel beside the baseline (Figure 4), and the equal-memory comparison (Figure 3);
-storages whose returns are identical share one curve. Verdicts are written as measured.
+Per cell (env x algorithm) and storage: each seed's return over the last ``WINDOW`` evaluations (their mean),
+mean and sample std over seeds, and against the baseline (SB3's own buffer) the effect (difference of means,
+storage minus baseline) with a 95 % percentile bootstrap interval, Welch's t-test p-value (scipy), the smallest
+difference the seeds at hand detect with 80 % power at alpha 0.05, and the verdict those numbers give; the
+seeds, ms per step (acting, updating, total) and its ratio to the baseline (Table I of the paper), the measured
+buffer bytes and the baseline's bytes over them. Plots: returns against steps, mean and a one-std band, each
+storage in a panel beside the baseline (Figure 4), and the equal-memory comparison (Figure 3); storages whose
+returns are identical share one curve. Verdicts are written as measured.
 """
 
 import json
@@ -23,6 +25,9 @@ STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"), 
           "packed": ("tab:blue", "-", "o"), "calibrated": ("tab:green", "-.", "^"),
           EQUAL_MEMORY: ("tab:red", "--", "v")}
 MB = 1e6
+WINDOW = 3  # evaluations, the last of each seed, averaged into that seed's return
+ALPHA, POWER = 0.05, 0.80  # the test's level (two-sided) and the power the detectable difference is at
+RESAMPLES, BOOTSTRAP_SEED = 10_000, 0  # the bootstrap's resamples and its fixed RNG seed (reproducible output)
 
 
 def _trial(out: Path, trial_id: str) -> dict:
@@ -48,6 +53,12 @@ def _curve(trials: "list[dict]") -> dict:
     return {"steps": steps, "mean": [m for m, _ in stats], "std": [s for _, s in stats]}
 
 
+def _window(trial: dict) -> "tuple[float, list[int]]":
+    """A seed's return: the mean of its last ``WINDOW`` evaluations' returns, and their steps."""
+    last = sorted(trial["evals"], key=lambda e: e["step"])[-WINDOW:]
+    return sum(e["return_mean"] for e in last) / len(last), [e["step"] for e in last]
+
+
 def _welch(a: "list[float]", b: "list[float]") -> "float | None":
     """Welch's t-test p-value (None with fewer than 2 seeds on a side, or no variance on either)."""
     if len(a) < 2 or len(b) < 2:
@@ -58,11 +69,62 @@ def _welch(a: "list[float]", b: "list[float]") -> "float | None":
     return None if math.isnan(p) else p
 
 
+def bootstrap_interval(arm: "list[float]", base: "list[float]", resamples: int = RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> "tuple[float, float]":
+    """The 95 % percentile bootstrap interval of mean(arm) - mean(base): seeds resampled with replacement within
+    each side, ``resamples`` times, from a generator seeded with ``seed`` (the same inputs give the same
+    interval)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    means = [np.asarray(side, dtype=float)[rng.integers(0, len(side), (resamples, len(side)))].mean(axis=1)
+             for side in (arm, base)]
+    low, high = np.percentile(means[0] - means[1], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return float(low), float(high)
+
+
+def detectable_difference(arm: "list[float]", base: "list[float]") -> float:
+    """The smallest difference of means a two-sided two-sample t-test at ``ALPHA`` detects with ``POWER``, from
+    the pooled std and the seed counts: (t(1 - ALPHA/2) + t(POWER)) * pooled std * sqrt(1/n_arm + 1/n_base),
+    t with n_arm + n_base - 2 degrees of freedom (the usual t approximation of the noncentral t)."""
+    from scipy.stats import t
+
+    n, m = len(arm), len(base)
+    pooled = math.sqrt(((n - 1) * _mean_std(arm)[1] ** 2 + (m - 1) * _mean_std(base)[1] ** 2) / (n + m - 2))
+    df = n + m - 2
+    return float((t.ppf(1 - ALPHA / 2, df) + t.ppf(POWER, df)) * pooled * math.sqrt(1 / n + 1 / m))
+
+
+def compare(arm: "list[float]", base: "list[float]") -> dict:
+    """The storage's seeds' returns against the baseline's: effect (difference of means), its bootstrap interval,
+    Welch's p, the detectable difference and the verdict. A loss or gain is claimed only where the interval
+    excludes 0 and Welch's p < ``ALPHA``: with few seeds the percentile bootstrap is too narrow (from 2 seeds a
+    side it spans just the differences between them), and Welch's t, with its few degrees of freedom, checks it.
+    """
+    effect = _mean_std(arm)[0] - _mean_std(base)[0]
+    if len(arm) < 2 or len(base) < 2:
+        return {"effect": effect, "ci_low": None, "ci_high": None, "welch_p": None, "detectable": None,
+                "verdict": "too few seeds"}
+    low, high = bootstrap_interval(arm, base)
+    p, detectable = _welch(arm, base), detectable_difference(arm, base)
+    excludes_zero = high < 0 or low > 0
+    if excludes_zero and p is not None and p < ALPHA:
+        verdict = f"{'loss' if high < 0 else 'gain'} of {abs(effect):.1f} (95 % CI {low:.1f} to {high:.1f})"
+    else:
+        verdict = f"no difference larger than {detectable:.1f} detected" + (
+            " (the interval excludes 0, Welch p does not)" if excludes_zero else "")
+    return {"effect": effect, "ci_low": low, "ci_high": high, "welch_p": p, "detectable": detectable,
+            "verdict": verdict}
+
+
 def _storage_stats(trials: "list[dict]") -> dict:
     ends = [t["end"] for t in trials]
     finals = [e["final_return"] for e in ends]
-    mean, std = _mean_std(finals)
-    return {"seeds": len(trials), "final_returns": finals, "final_return_mean": mean, "final_return_std": std,
+    windows = [_window(t) for t in trials]
+    returns = [value for value, _ in windows]
+    mean, std = _mean_std(returns)
+    return {"seeds": len(trials), "final_returns": finals, "returns": returns, "return_mean": mean,
+            "return_std": std, "window_steps": sorted({step for _, steps in windows for step in steps}),
             **{key: _mean_std([e[key] for e in ends])[0] for key in
                ("acting_ms_per_step", "update_ms_per_step", "ms_per_step", "buffer_bytes", "peak_rss_bytes")},
             "buffer_rows": ends[0]["buffer_rows"], "curve": _curve(trials)}
@@ -71,13 +133,11 @@ def _storage_stats(trials: "list[dict]") -> dict:
 def _judge(stats: dict, base: "dict | None") -> None:
     """Add the comparison with the baseline to ``stats`` (in place)."""
     if base is None:
-        stats.update(verdict="no baseline", within_one_std=None, welch_p=None, ms_ratio=None, memory_ratio=None)
+        stats.update(effect=None, ci_low=None, ci_high=None, welch_p=None, detectable=None, verdict="no baseline",
+                     ms_ratio=None, memory_ratio=None)
         return
-    within = abs(stats["final_return_mean"] - base["final_return_mean"]) <= base["final_return_std"]
-    stats.update(within_one_std=within, welch_p=_welch(stats["final_returns"], base["final_returns"]),
-                 ms_ratio=stats["ms_per_step"] / base["ms_per_step"],
-                 memory_ratio=base["buffer_bytes"] / stats["buffer_bytes"],
-                 verdict="within 1 std of baseline" if within else "outside 1 std of baseline")
+    stats.update(compare(stats["returns"], base["returns"]), ms_ratio=stats["ms_per_step"] / base["ms_per_step"],
+                 memory_ratio=base["buffer_bytes"] / stats["buffer_bytes"])
 
 
 def summarize(out: Path) -> dict:
@@ -98,7 +158,9 @@ def summarize(out: Path) -> dict:
         config = t["config"]
         arm = EQUAL_MEMORY if config.get("equal_memory") else config["storage"]
         cells.setdefault((config["env"], config["algo"]), {}).setdefault(arm, []).append(t)
-    summary = {"folder": str(out), "units": "MB = 10^6 bytes", "trials": len(trials), "done": len(done),
+    summary = {"folder": str(out), "units": "MB = 10^6 bytes; returns in the env's reward (undiscounted episode sum)",
+               "window_evaluations": WINDOW, "alpha": ALPHA, "power": POWER, "bootstrap_resamples": RESAMPLES,
+               "bootstrap_seed": BOOTSTRAP_SEED, "trials": len(trials), "done": len(done),
                "failed": failed, "unfinished": unfinished, "cells": []}
     for (env, algo), by_storage in cells.items():
         storages = {name: _storage_stats(by_storage[name]) for name in ARMS if name in by_storage}
@@ -223,20 +285,35 @@ def _number(value: "float | None", digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _effect(s: dict) -> str:
+    if s.get("ci_low") is None:
+        return _number(s.get("effect"), 1)
+    return f"{s['effect']:+.1f} ({s['ci_low']:+.1f} to {s['ci_high']:+.1f})"
+
+
 def markdown(summary: dict) -> str:
     """summary.md: the verdicts, the step times (Table I), the plots, and what did not finish."""
+    window = summary["window_evaluations"]
     lines = [f"# Study {summary['folder']}", "",
              f"{summary['done']} of {summary['trials']} trials done, {len(summary['failed'])} failed, "
              f"{len(summary['unfinished'])} unfinished. Sizes in MB = 10^6 bytes.", "",
-             "## Final return against the baseline", "",
-             "| env | algo | storage | seeds | final return (mean ± std) | verdict | Welch p | buffer MB | "
-             "baseline / buffer |", "|---|---|---|---|---|---|---|---|---|"]
+             "## Return against the baseline", "",
+             f"A seed's return is the mean of its last {window} evaluations' returns (each the mean of the "
+             "evaluation's episodes; the env's reward, undiscounted). Effect: the storage's mean over seeds minus "
+             f"the baseline's, with its 95 % bootstrap interval ({summary['bootstrap_resamples']:,} resamples of "
+             f"the seeds within each side, RNG seed {summary['bootstrap_seed']}). Welch p: Welch's t-test. "
+             "Detectable: the smallest difference the seeds detect with 80 % power at alpha 0.05 (two-sided "
+             "two-sample t approximation, pooled std). A loss or gain is claimed only where the interval excludes "
+             "0 and Welch p < 0.05.", "",
+             f"| env | algo | storage | seeds | return, last {window} evals (mean ± std) | effect (95 % CI) | "
+             "Welch p | detectable | verdict | buffer MB | baseline / buffer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         for name, s in cell["storages"].items():
             lines.append(f"| {cell['env']} | {cell['algo']} | {name} | {s['seeds']} | "
-                         f"{s['final_return_mean']:.1f} ± {s['final_return_std']:.1f} | "
-                         f"{s.get('verdict', 'baseline')} | "
-                         f"{_number(s.get('welch_p'), 3)} | {s['buffer_bytes'] / MB:.3f} | "
+                         f"{s['return_mean']:.1f} ± {s['return_std']:.1f} | {_effect(s)} | "
+                         f"{_number(s.get('welch_p'), 3)} | {_number(s.get('detectable'), 1)} | "
+                         f"{s.get('verdict', 'baseline')} | {s['buffer_bytes'] / MB:.3f} | "
                          f"{'1.00' if name == BASELINE else _number(s.get('memory_ratio'))}x |")
     lines += ["", "## Step time (Table I)", "",
               "Each trial's own times: trials that ran at different times on a shared machine carry its load "
