@@ -286,6 +286,7 @@ def _number(value: "float | None", digits: int = 2) -> str:
 
 
 def _effect(s: dict) -> str:
+    """The effect with its interval, signed: ``-173.3 (-276.6 to -70.0)``."""
     if s.get("ci_low") is None:
         return _number(s.get("effect"), 1)
     return f"{s['effect']:+.1f} ({s['ci_low']:+.1f} to {s['ci_high']:+.1f})"
@@ -302,9 +303,9 @@ def markdown(summary: dict) -> str:
              "evaluation's episodes; the env's reward, undiscounted). Effect: the storage's mean over seeds minus "
              f"the baseline's, with its 95 % bootstrap interval ({summary['bootstrap_resamples']:,} resamples of "
              f"the seeds within each side, RNG seed {summary['bootstrap_seed']}). Welch p: Welch's t-test. "
-             "Detectable: the smallest difference the seeds detect with 80 % power at alpha 0.05 (two-sided "
-             "two-sample t approximation, pooled std). A loss or gain is claimed only where the interval excludes "
-             "0 and Welch p < 0.05.", "",
+             f"Detectable: the smallest difference the seeds detect with {summary['power'] * 100:.0f} % power at alpha "
+             f"{summary['alpha']} (two-sided two-sample t approximation, pooled std). A loss or gain is claimed "
+             f"only where the interval excludes 0 and Welch p < {summary['alpha']}.", "",
              f"| env | algo | storage | seeds | return, last {window} evals (mean ± std) | effect (95 % CI) | "
              "Welch p | detectable | verdict | buffer MB | baseline / buffer |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
