@@ -75,3 +75,39 @@ def test_a_seeds_return_is_the_mean_of_its_last_evaluations():
     stats = _storage_stats([trial([0.0, 50.0, 10.0, 20.0, 30.0]), trial([0.0, 40.0, 60.0, 80.0, 100.0])])
     assert WINDOW == 3 and stats["returns"] == [20.0, 80.0] and stats["return_mean"] == 50.0
     assert stats["window_steps"] == [200, 300, 400] and stats["final_returns"] == [30.0, 100.0]
+
+
+def _trial(seed: int, curve: "list[float]") -> dict:
+    evals = [{"step": 1000 * i, "return_mean": r, "returns": [r, r]} for i, r in enumerate(curve)]
+    return {"config": {"seed": seed}, "evals": evals}
+
+
+def test_calibrated_is_checked_seed_for_seed_against_packed():
+    """The calibrated storage decodes the values packed does: the evidence study trains it once and checks its
+    returns equal packed's, evaluation for evaluation; a single differing return is reported."""
+    from validation.study.summary import _same_as_packed
+
+    packed = [_trial(0, [1.0, 2.0, 3.0]), _trial(1, [1.0, 5.0, 6.0])]
+    stats = {"seeds": 1}
+    _same_as_packed(stats, [_trial(0, [1.0, 2.0, 3.0])], packed)
+    assert stats["identical_seeds"] == [0] and stats["differing_seeds"] == []
+    assert stats["verdict"] == "returns identical to packed's, seed for seed (1 of 1)"
+    _same_as_packed(stats, [_trial(1, [1.0, 5.0, 6.000001])], packed)
+    assert stats["differing_seeds"] == [1] and stats["verdict"] == "returns differ from packed's (seeds [1])"
+
+
+def test_the_evidence_study_names_each_precision_its_own_arm():
+    """Packed at m + 1 is its own arm (and trial id), so the two precisions never share a file or a row."""
+    from validation.study.grid import arm_order, trials
+    from validation.study.spec import read_spec
+
+    grid = trials(read_spec("evidence"))
+    assert len({t.id for t in grid}) == len(grid) == 75
+    arms = {(t.env, t.algo): set() for t in grid}
+    for t in grid:
+        arms[t.env, t.algo].add(t.arm)
+    assert arms[("Hopper-v5", "sac")] == {"sb3", "float16", "packed", "packed-m3", "calibrated"}
+    assert arms[("Walker2d-v5", "ppo")] == {"sb3", "float16", "packed", "packed-m2", "calibrated"}
+    assert sorted(["packed-m3", "float16", "packed", "sb3"], key=arm_order) == ["sb3", "packed", "packed-m3",
+                                                                                 "float16"]
+    assert sum(t.arm == "calibrated" for t in grid) == 3 and all(t.seed == 0 for t in grid if t.arm == "calibrated")

@@ -10,15 +10,16 @@ from planner.extras import TRAIN_MODULES, missing, require_train_extra
 
 STUDY_MODULES = ("ray", "scipy")  # the [study] extra
 LARGE = 1_000  # trials: a larger study runs only with --confirm-large
+SHIPPED = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "validation/study/specs").glob("*.yaml"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="train a grid of envs x algorithms x storages x seeds and compare the returns",
-                       description="Runs a study (a YAML grid: validation/study/specs/{smoke,small,paper}.yaml, or "
-                                   "their names) as real SB3 training runs, locally or on Ray, into --out, and writes "
+                       description=f"Runs a study (a YAML grid: validation/study/specs/{{{','.join(SHIPPED)}}}.yaml, "
+                                   "or their names) as real SB3 training runs, locally or on Ray, into --out, and writes "
                                    "the summary: returns against the baseline (Welch's t-test), step times, plots "
                                    "(docs/study.md). A rerun with the same --out skips the finished trials.")
-    p.add_argument("spec", nargs="?", help="the study's YAML file, or a shipped study's name (smoke, small, paper)")
+    p.add_argument("spec", nargs="?", help=f"the study's YAML file, or a shipped study's name ({', '.join(SHIPPED)})")
     p.add_argument("--out", help="results folder (new, empty, or the study's own to resume it)")
     p.add_argument("--summarize", metavar="DIR", help="only summarize the study in DIR (no SPEC)")
     p.add_argument("--ray", action="store_true", help="run the trials on a local Ray started here (Ray comes with "

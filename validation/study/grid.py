@@ -9,7 +9,7 @@ import re
 from dataclasses import KW_ONLY, asdict, dataclass, replace
 from typing import NamedTuple
 
-from planner.defaults import CLAMP, is_on_policy
+from planner.defaults import CLAMP, default_decimals, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
 from planner.fit import max_buffer_size
@@ -23,6 +23,26 @@ from validation.study.spec import StudySpec
 BASELINE = "sb3"  # what every arm is compared with
 EQUAL_MEMORY = "equal-memory"
 ARMS = (*(name for name, entry in STORAGES.items() if entry.trainable), EQUAL_MEMORY)  # the tables' order
+
+
+def arm_name(storage: str, algo: str, decimals: int, equal_memory: bool = False) -> str:
+    """The arm a trial belongs to: its storage, ``-mN`` added where the storage quantizes at an m other than the
+    paper's for the algorithm, or :data:`EQUAL_MEMORY`.
+
+    >>> arm_name("packed", "sac", 2), arm_name("packed", "sac", 3), arm_name("sb3", "ppo", 3)
+    ('packed', 'packed-m3', 'sb3')
+    """
+    if equal_memory:
+        return EQUAL_MEMORY
+    if STORAGES[storage].quantized == "always" and decimals != default_decimals(algo):
+        return f"{storage}-m{decimals}"
+    return storage
+
+
+def arm_order(arm: str) -> "tuple[int, str]":
+    """Where ``arm`` goes in tables and plots: in :data:`ARMS` order, an ``-mN`` arm after its storage's."""
+    base, _, _ = arm.partition("-m")
+    return ARMS.index(arm if arm in ARMS else base), arm
 
 
 def shrunk_rows(env: str, algo: str, rows: int, decimals: int) -> int:
@@ -59,12 +79,13 @@ class Trial:
 
     @property
     def arm(self) -> str:
-        """The storage, or :data:`EQUAL_MEMORY` for SB3's buffer shrunk to the packed one's bytes."""
-        return EQUAL_MEMORY if self.equal_memory else self.storage
+        """:func:`arm_name` of this trial."""
+        return arm_name(self.storage, self.algo, self.decimals, self.equal_memory)
 
     @property
     def id(self) -> str:
-        """Deterministic from (env, algo, arm, seed, steps), safe as a file name.
+        """Deterministic from (env, algo, arm, seed, steps), safe as a file name (the arm says m where it is not
+        the paper's).
 
         >>> Trial("my_envs:Arm-v0", "sac", "packed", seed=3, steps=50_000, decimals=2, rows=10**6,
         ...       nominal_rows=10**6, learning_starts=100, eval_every=5000, eval_episodes=5, gpu=False).id
@@ -123,7 +144,7 @@ def arms(spec: StudySpec) -> "list[Arm]":
                                       equal_memory=equal_memory)
                         out.append(Arm(index, trial, predicted_bytes(trial)))
                     except PlannerError as exc:
-                        arm = EQUAL_MEMORY if equal_memory else storage
+                        arm = arm_name(storage, algo, decimals, equal_memory)
                         raise PlannerError(f"study {spec.source}: groups[{index}]: {env} {algo} {arm}: {exc}",
                                            "spec") from None
     return out

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from planner.errors import PlannerError
-from validation.study.grid import ARMS, BASELINE, EQUAL_MEMORY
+from validation.study.grid import BASELINE, EQUAL_MEMORY, arm_name, arm_order
 from validation.study.results import records, study_trials, trial_path
 
 FIGURE4 = "figure4_returns.png"
@@ -24,6 +24,7 @@ STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"), 
           "bfloat16": ("tab:brown", ":", "P"), "sb3-optimize": ("tab:gray", ":", "x"),
           "packed": ("tab:blue", "-", "o"), "calibrated": ("tab:green", "-.", "^"),
           EQUAL_MEMORY: ("tab:red", "--", "v")}
+FINER = ("tab:cyan", (0, (5, 1, 1, 1)), "D")  # an arm at an m finer than the paper's (packed-m3)
 MB = 1e6
 WINDOW = 3  # evaluations, the last of each seed, averaged into that seed's return
 ALPHA, POWER = 0.05, 0.80  # the test's level (two-sided) and the power the detectable difference is at
@@ -140,6 +141,25 @@ def _judge(stats: dict, base: "dict | None") -> None:
                  memory_ratio=base["buffer_bytes"] / stats["buffer_bytes"])
 
 
+def _same_as_packed(stats: dict, calibrated: "list[dict]", packed: "list[dict]") -> None:
+    """Add to the calibrated arm's ``stats`` (in place) whether each of its seeds evaluated exactly as packed's
+    same seed at the same m did (both decode the same values): ``identical_seeds``, ``differing_seeds``; with a
+    single seed that check is its verdict."""
+    by_seed = {t["config"]["seed"]: t["evals"] for t in packed}
+    checked = [t for t in calibrated if t["config"]["seed"] in by_seed]
+    same = [t["config"]["seed"] for t in checked if _returns(t["evals"]) == _returns(by_seed[t["config"]["seed"]])]
+    stats.update(identical_seeds=same, differing_seeds=[t["config"]["seed"] for t in checked
+                                                         if t["config"]["seed"] not in same])
+    if checked and stats["seeds"] < 2:
+        stats["verdict"] = (f"returns identical to packed's, seed for seed ({len(same)} of {len(checked)})"
+                            if len(same) == len(checked) else
+                            f"returns differ from packed's (seeds {stats['differing_seeds']})")
+
+
+def _returns(evals: "list[dict]") -> list:
+    return [(e["step"], e["returns"]) for e in sorted(evals, key=lambda e: e["step"])]
+
+
 def summarize(out: Path) -> dict:
     """Read every trial of the study in ``out``; write summary.json, summary.md and the plots; return the
     summary (``markdown`` holds summary.md's text)."""
@@ -156,18 +176,20 @@ def summarize(out: Path) -> dict:
     cells: "dict[tuple[str, str], dict[str, list[dict]]]" = {}
     for t in done:
         config = t["config"]
-        arm = EQUAL_MEMORY if config.get("equal_memory") else config["storage"]
+        arm = arm_name(config["storage"], config["algo"], config["decimals"], config.get("equal_memory", False))
         cells.setdefault((config["env"], config["algo"]), {}).setdefault(arm, []).append(t)
     summary = {"folder": str(out), "units": "MB = 10^6 bytes; returns in the env's reward (undiscounted episode sum)",
                "window_evaluations": WINDOW, "alpha": ALPHA, "power": POWER, "bootstrap_resamples": RESAMPLES,
                "bootstrap_seed": BOOTSTRAP_SEED, "trials": len(trials), "done": len(done),
                "failed": failed, "unfinished": unfinished, "cells": []}
     for (env, algo), by_storage in cells.items():
-        storages = {name: _storage_stats(by_storage[name]) for name in ARMS if name in by_storage}
+        storages = {name: _storage_stats(by_storage[name]) for name in sorted(by_storage, key=arm_order)}
         base = storages.get(BASELINE)
         for name, stats in storages.items():
             if name != BASELINE:
                 _judge(stats, base)
+            if name.startswith("calibrated"):
+                _same_as_packed(stats, by_storage[name], by_storage.get("packed" + name[len("calibrated"):], []))
         summary["cells"].append({"env": env, "algo": algo, "storages": storages})
     summary["plots"] = _plots(out, summary["cells"])
     summary["markdown"] = markdown(summary)
@@ -178,7 +200,7 @@ def summarize(out: Path) -> dict:
 
 def _groups(storages: dict, wanted: "tuple[str, ...]") -> "list[list[str]]":
     """The ``wanted`` storages present, those whose curves are identical (same seeds, and the same mean and
-    std at every step) in one group, in ARMS order."""
+    std at every step) in one group, in the order given."""
     groups: "dict[tuple, list[str]]" = {}
     for name in wanted:
         if name in storages:
@@ -202,7 +224,7 @@ def _draw(ax, storages: dict, group: "list[str]") -> None:
     and edged in the same colour so that overlapping bands stay apart."""
     from matplotlib.colors import to_rgba
 
-    color, linestyle, marker = STYLES[group[0]]
+    color, linestyle, marker = STYLES.get(group[0], FINER)
     curve = storages[group[0]]["curve"]
     steps, mean, std = curve["steps"], curve["mean"], curve["std"]
     ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
@@ -240,7 +262,7 @@ def returns_figure(cells: "list[dict]"):
         return None
     rows = []
     for cell in cells:
-        groups = _groups(cell["storages"], ARMS)
+        groups = _groups(cell["storages"], tuple(sorted(cell["storages"], key=arm_order)))
         base = next((group for group in groups if BASELINE in group), None)
         rows.append((cell, base, [group for group in groups if group is not base]))
     fig, axes = _figure(len(rows), max(1, *(len(others) for _, _, others in rows)),
