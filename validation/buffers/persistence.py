@@ -111,7 +111,7 @@ class PersistentBuffer:
             if record is None:
                 self._upgrade_from_version_0()
             if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
-                self.drift = Drift(self.codec, None)
+                self.drift = Drift(self.codec, False)
         except Exception as err:  # what the checks cannot see (a version-0 file): a PlannerError too is damage
             raise _damaged(name, "restoring", err) from err
 
