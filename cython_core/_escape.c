@@ -1959,7 +1959,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":403
+/* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -1972,7 +1972,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode {
 };
 
 
-/* "cython_core/_escape.pyx":413
+/* "cython_core/_escape.pyx":416
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -1990,7 +1990,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":438
+/* "cython_core/_escape.pyx":441
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -2003,7 +2003,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes {
 };
 
 
-/* "cython_core/_escape.pyx":446
+/* "cython_core/_escape.pyx":449
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -4029,20 +4029,21 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_n_rows, PyObject *__pyx_v_layout, Py_ssize_t __pyx_v_pool_capacity); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeObject *__pyx_v_cls, PyObject *__pyx_v_layout, PyObject *__pyx_v_words, PyObject *__pyx_v_seg_start, PyObject *__pyx_v_seg_len, PyObject *__pyx_v_seg_cap, PyObject *__pyx_v_pool, PyObject *__pyx_v_outside, PyObject *__pyx_v_counters); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_need, int __pyx_v_shrink); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_codes, PyObject *__pyx_v_rows); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_need, int __pyx_v_shrink); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_codes, PyObject *__pyx_v_rows); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_layout, PyObject *__pyx_v_held); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_layout, PyObject *__pyx_v_held); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6layout___get__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5words___get__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9seg_start___get__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
@@ -4422,8 +4423,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[6];
-    PyObject *__pyx_codeobj_tab[20];
-    PyObject *__pyx_string_tab[277];
+    PyObject *__pyx_codeobj_tab[21];
+    PyObject *__pyx_string_tab[281];
     PyObject *__pyx_number_tab[7];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4586,213 +4587,217 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_EscapeRows_quantize __pyx_string_tab[67]
 #define __pyx_n_u_EscapeRows_repack __pyx_string_tab[68]
 #define __pyx_n_u_EscapeRows_restart_counts __pyx_string_tab[69]
-#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[70]
-#define __pyx_n_u_NonFiniteError __pyx_string_tab[71]
-#define __pyx_n_u_None __pyx_string_tab[72]
-#define __pyx_n_u_Sequence __pyx_string_tab[73]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[74]
-#define __pyx_n_u_Tables __pyx_string_tab[75]
-#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[76]
-#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[77]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[78]
-#define __pyx_n_u_annotate __pyx_string_tab[79]
-#define __pyx_n_u_class __pyx_string_tab[80]
-#define __pyx_n_u_class_getitem __pyx_string_tab[81]
-#define __pyx_n_u_dict __pyx_string_tab[82]
-#define __pyx_n_u_func __pyx_string_tab[83]
-#define __pyx_n_u_getstate __pyx_string_tab[84]
-#define __pyx_n_u_import __pyx_string_tab[85]
-#define __pyx_n_u_main __pyx_string_tab[86]
-#define __pyx_n_u_module __pyx_string_tab[87]
-#define __pyx_n_u_name_2 __pyx_string_tab[88]
-#define __pyx_n_u_new __pyx_string_tab[89]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[90]
-#define __pyx_n_u_pyx_state __pyx_string_tab[91]
-#define __pyx_n_u_pyx_type __pyx_string_tab[92]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[93]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[94]
-#define __pyx_n_u_qualname __pyx_string_tab[95]
-#define __pyx_n_u_reduce __pyx_string_tab[96]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[97]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[98]
-#define __pyx_n_u_set_name __pyx_string_tab[99]
-#define __pyx_n_u_setstate __pyx_string_tab[100]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[101]
-#define __pyx_n_u_test __pyx_string_tab[102]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[103]
-#define __pyx_n_u_kernel_tables __pyx_string_tab[104]
-#define __pyx_n_u_make_room __pyx_string_tab[105]
-#define __pyx_n_u_restore __pyx_string_tab[106]
-#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[107]
-#define __pyx_n_u_abc __pyx_string_tab[108]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[109]
-#define __pyx_n_u_any __pyx_string_tab[110]
-#define __pyx_n_u_arange __pyx_string_tab[111]
-#define __pyx_n_u_arr __pyx_string_tab[112]
-#define __pyx_n_u_array_equal __pyx_string_tab[113]
-#define __pyx_n_u_as_indices __pyx_string_tab[114]
-#define __pyx_n_u_asarray __pyx_string_tab[115]
-#define __pyx_n_u_ascontiguousarray __pyx_string_tab[116]
-#define __pyx_n_u_astype __pyx_string_tab[117]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[118]
-#define __pyx_n_u_atleast_1d __pyx_string_tab[119]
-#define __pyx_n_u_b __pyx_string_tab[120]
-#define __pyx_n_u_bad __pyx_string_tab[121]
-#define __pyx_n_u_base __pyx_string_tab[122]
-#define __pyx_n_u_bits __pyx_string_tab[123]
-#define __pyx_n_u_block_rows __pyx_string_tab[124]
-#define __pyx_n_u_blocks __pyx_string_tab[125]
-#define __pyx_n_u_c __pyx_string_tab[126]
-#define __pyx_n_u_capacity __pyx_string_tab[127]
-#define __pyx_n_u_cb __pyx_string_tab[128]
-#define __pyx_n_u_clamp __pyx_string_tab[129]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[130]
-#define __pyx_n_u_close __pyx_string_tab[131]
-#define __pyx_n_u_cls __pyx_string_tab[132]
-#define __pyx_n_u_codes __pyx_string_tab[133]
-#define __pyx_n_u_codes_locals_genexpr __pyx_string_tab[134]
-#define __pyx_n_u_count __pyx_string_tab[135]
-#define __pyx_n_u_count_nonzero __pyx_string_tab[136]
-#define __pyx_n_u_counters __pyx_string_tab[137]
-#define __pyx_n_u_cv __pyx_string_tab[138]
-#define __pyx_n_u_cython_core__escape __pyx_string_tab[139]
-#define __pyx_n_u_cython_core_errors __pyx_string_tab[140]
-#define __pyx_n_u_cython_core_escape __pyx_string_tab[141]
-#define __pyx_n_u_cython_core_indices __pyx_string_tab[142]
-#define __pyx_n_u_cython_core_layout __pyx_string_tab[143]
-#define __pyx_n_u_decimals __pyx_string_tab[144]
-#define __pyx_n_u_decode __pyx_string_tab[145]
-#define __pyx_n_u_decode_locals_genexpr __pyx_string_tab[146]
-#define __pyx_n_u_dim __pyx_string_tab[147]
-#define __pyx_n_u_dtype __pyx_string_tab[148]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[149]
-#define __pyx_n_u_empty __pyx_string_tab[150]
-#define __pyx_n_u_encode __pyx_string_tab[151]
-#define __pyx_n_u_ends __pyx_string_tab[152]
-#define __pyx_n_u_enumerate __pyx_string_tab[153]
-#define __pyx_n_u_error __pyx_string_tab[154]
-#define __pyx_n_u_first __pyx_string_tab[155]
-#define __pyx_n_u_flags __pyx_string_tab[156]
-#define __pyx_n_u_float32 __pyx_string_tab[157]
-#define __pyx_n_u_float64 __pyx_string_tab[158]
-#define __pyx_n_u_format __pyx_string_tab[159]
-#define __pyx_n_u_fortran __pyx_string_tab[160]
-#define __pyx_n_u_fresh __pyx_string_tab[161]
-#define __pyx_n_u_genexpr __pyx_string_tab[162]
-#define __pyx_n_u_get __pyx_string_tab[163]
-#define __pyx_n_u_have_o __pyx_string_tab[164]
-#define __pyx_n_u_held __pyx_string_tab[165]
-#define __pyx_n_u_holds __pyx_string_tab[166]
-#define __pyx_n_u_i __pyx_string_tab[167]
-#define __pyx_n_u_ib __pyx_string_tab[168]
-#define __pyx_n_u_id __pyx_string_tab[169]
-#define __pyx_n_u_idx __pyx_string_tab[170]
-#define __pyx_n_u_index __pyx_string_tab[171]
-#define __pyx_n_u_indices __pyx_string_tab[172]
-#define __pyx_n_u_int __pyx_string_tab[173]
-#define __pyx_n_u_int64 __pyx_string_tab[174]
-#define __pyx_n_u_inv_scale __pyx_string_tab[175]
-#define __pyx_n_u_items __pyx_string_tab[176]
-#define __pyx_n_u_itemsize __pyx_string_tab[177]
-#define __pyx_n_u_k __pyx_string_tab[178]
-#define __pyx_n_u_kind __pyx_string_tab[179]
-#define __pyx_n_u_layout __pyx_string_tab[180]
-#define __pyx_n_u_live __pyx_string_tab[181]
-#define __pyx_n_u_lo __pyx_string_tab[182]
-#define __pyx_n_u_match __pyx_string_tab[183]
-#define __pyx_n_u_max __pyx_string_tab[184]
-#define __pyx_n_u_memview __pyx_string_tab[185]
-#define __pyx_n_u_min __pyx_string_tab[186]
-#define __pyx_n_u_mode __pyx_string_tab[187]
-#define __pyx_n_u_n __pyx_string_tab[188]
-#define __pyx_n_u_n_rows __pyx_string_tab[189]
-#define __pyx_n_u_name __pyx_string_tab[190]
-#define __pyx_n_u_nbytes __pyx_string_tab[191]
-#define __pyx_n_u_ndarray __pyx_string_tab[192]
-#define __pyx_n_u_ndim __pyx_string_tab[193]
-#define __pyx_n_u_need __pyx_string_tab[194]
-#define __pyx_n_u_next __pyx_string_tab[195]
-#define __pyx_n_u_np __pyx_string_tab[196]
-#define __pyx_n_u_numpy __pyx_string_tab[197]
-#define __pyx_n_u_ob __pyx_string_tab[198]
-#define __pyx_n_u_obj __pyx_string_tab[199]
-#define __pyx_n_u_offsets __pyx_string_tab[200]
-#define __pyx_n_u_old __pyx_string_tab[201]
-#define __pyx_n_u_out __pyx_string_tab[202]
-#define __pyx_n_u_outside __pyx_string_tab[203]
-#define __pyx_n_u_pack __pyx_string_tab[204]
-#define __pyx_n_u_pool __pyx_string_tab[205]
-#define __pyx_n_u_pool_capacity __pyx_string_tab[206]
-#define __pyx_n_u_pool_dead __pyx_string_tab[207]
-#define __pyx_n_u_pool_slack __pyx_string_tab[208]
-#define __pyx_n_u_pool_used __pyx_string_tab[209]
-#define __pyx_n_u_pop __pyx_string_tab[210]
-#define __pyx_n_u_put_codes __pyx_string_tab[211]
-#define __pyx_n_u_quantize __pyx_string_tab[212]
-#define __pyx_n_u_quantize_locals_genexpr __pyx_string_tab[213]
-#define __pyx_n_u_rb __pyx_string_tab[214]
-#define __pyx_n_u_register __pyx_string_tab[215]
-#define __pyx_n_u_repack __pyx_string_tab[216]
-#define __pyx_n_u_restart_counts __pyx_string_tab[217]
-#define __pyx_n_u_return __pyx_string_tab[218]
-#define __pyx_n_u_row_bits __pyx_string_tab[219]
-#define __pyx_n_u_rows __pyx_string_tab[220]
-#define __pyx_n_u_rows_put __pyx_string_tab[221]
-#define __pyx_n_u_rv __pyx_string_tab[222]
-#define __pyx_n_u_saturated __pyx_string_tab[223]
-#define __pyx_n_u_scale __pyx_string_tab[224]
-#define __pyx_n_u_seg_cap __pyx_string_tab[225]
-#define __pyx_n_u_seg_len __pyx_string_tab[226]
-#define __pyx_n_u_seg_start __pyx_string_tab[227]
-#define __pyx_n_u_self __pyx_string_tab[228]
-#define __pyx_n_u_send __pyx_string_tab[229]
-#define __pyx_n_u_setdefault __pyx_string_tab[230]
-#define __pyx_n_u_shape __pyx_string_tab[231]
-#define __pyx_n_u_shrink __pyx_string_tab[232]
-#define __pyx_n_u_size __pyx_string_tab[233]
-#define __pyx_n_u_start __pyx_string_tab[234]
-#define __pyx_n_u_status __pyx_string_tab[235]
-#define __pyx_n_u_step __pyx_string_tab[236]
-#define __pyx_n_u_stop __pyx_string_tab[237]
-#define __pyx_n_u_struct __pyx_string_tab[238]
-#define __pyx_n_u_t __pyx_string_tab[239]
-#define __pyx_n_u_throw __pyx_string_tab[240]
-#define __pyx_n_u_top __pyx_string_tab[241]
-#define __pyx_n_u_trim __pyx_string_tab[242]
-#define __pyx_n_u_tuple __pyx_string_tab[243]
-#define __pyx_n_u_uint16 __pyx_string_tab[244]
-#define __pyx_n_u_uint32 __pyx_string_tab[245]
-#define __pyx_n_u_uint64 __pyx_string_tab[246]
-#define __pyx_n_u_unpack __pyx_string_tab[247]
-#define __pyx_n_u_update __pyx_string_tab[248]
-#define __pyx_n_u_used __pyx_string_tab[249]
-#define __pyx_n_u_value __pyx_string_tab[250]
-#define __pyx_n_u_values __pyx_string_tab[251]
-#define __pyx_n_u_want __pyx_string_tab[252]
-#define __pyx_n_u_words __pyx_string_tab[253]
-#define __pyx_n_u_words_for __pyx_string_tab[254]
-#define __pyx_n_u_x __pyx_string_tab[255]
-#define __pyx_n_u_xb __pyx_string_tab[256]
-#define __pyx_n_u_zeros __pyx_string_tab[257]
-#define __pyx_n_b_O __pyx_string_tab[258]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[259]
-#define __pyx_kp_b_iso88591_A_d_4xt_tS_aab_Q_9D_D_TXX__ccd_1 __pyx_string_tab[260]
-#define __pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct __pyx_string_tab[261]
-#define __pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az __pyx_string_tab[262]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[263]
-#define __pyx_kp_b_iso88591_a_2 __pyx_string_tab[264]
-#define __pyx_kp_b_iso88591_6 __pyx_string_tab[265]
-#define __pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B __pyx_string_tab[266]
-#define __pyx_kp_b_iso88591_a_Kq_7 __pyx_string_tab[267]
-#define __pyx_kp_b_iso88591_Q_xq_4q __pyx_string_tab[268]
-#define __pyx_kp_b_iso88591_HF_L __pyx_string_tab[269]
-#define __pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a __pyx_string_tab[270]
-#define __pyx_kp_b_iso88591_4y_Jawa_N_q __pyx_string_tab[271]
-#define __pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r __pyx_string_tab[272]
-#define __pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV __pyx_string_tab[273]
-#define __pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c __pyx_string_tab[274]
-#define __pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5 __pyx_string_tab[275]
-#define __pyx_kp_b_iso88591_QR __pyx_string_tab[276]
+#define __pyx_n_u_EscapeRows_state __pyx_string_tab[70]
+#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[71]
+#define __pyx_n_u_NonFiniteError __pyx_string_tab[72]
+#define __pyx_n_u_None __pyx_string_tab[73]
+#define __pyx_n_u_Sequence __pyx_string_tab[74]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[75]
+#define __pyx_n_u_Tables __pyx_string_tab[76]
+#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[77]
+#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[78]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[79]
+#define __pyx_n_u_annotate __pyx_string_tab[80]
+#define __pyx_n_u_class __pyx_string_tab[81]
+#define __pyx_n_u_class_getitem __pyx_string_tab[82]
+#define __pyx_n_u_dict __pyx_string_tab[83]
+#define __pyx_n_u_func __pyx_string_tab[84]
+#define __pyx_n_u_getstate __pyx_string_tab[85]
+#define __pyx_n_u_import __pyx_string_tab[86]
+#define __pyx_n_u_main __pyx_string_tab[87]
+#define __pyx_n_u_module __pyx_string_tab[88]
+#define __pyx_n_u_name_2 __pyx_string_tab[89]
+#define __pyx_n_u_new __pyx_string_tab[90]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[91]
+#define __pyx_n_u_pyx_state __pyx_string_tab[92]
+#define __pyx_n_u_pyx_type __pyx_string_tab[93]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[94]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[95]
+#define __pyx_n_u_qualname __pyx_string_tab[96]
+#define __pyx_n_u_reduce __pyx_string_tab[97]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[98]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[99]
+#define __pyx_n_u_set_name __pyx_string_tab[100]
+#define __pyx_n_u_setstate __pyx_string_tab[101]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[102]
+#define __pyx_n_u_test __pyx_string_tab[103]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[104]
+#define __pyx_n_u_kernel_tables __pyx_string_tab[105]
+#define __pyx_n_u_make_room __pyx_string_tab[106]
+#define __pyx_n_u_restore __pyx_string_tab[107]
+#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[108]
+#define __pyx_n_u_abc __pyx_string_tab[109]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[110]
+#define __pyx_n_u_any __pyx_string_tab[111]
+#define __pyx_n_u_arange __pyx_string_tab[112]
+#define __pyx_n_u_arr __pyx_string_tab[113]
+#define __pyx_n_u_array_equal __pyx_string_tab[114]
+#define __pyx_n_u_as_indices __pyx_string_tab[115]
+#define __pyx_n_u_asarray __pyx_string_tab[116]
+#define __pyx_n_u_ascontiguousarray __pyx_string_tab[117]
+#define __pyx_n_u_astype __pyx_string_tab[118]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[119]
+#define __pyx_n_u_atleast_1d __pyx_string_tab[120]
+#define __pyx_n_u_b __pyx_string_tab[121]
+#define __pyx_n_u_bad __pyx_string_tab[122]
+#define __pyx_n_u_base __pyx_string_tab[123]
+#define __pyx_n_u_bits __pyx_string_tab[124]
+#define __pyx_n_u_block_rows __pyx_string_tab[125]
+#define __pyx_n_u_blocks __pyx_string_tab[126]
+#define __pyx_n_u_c __pyx_string_tab[127]
+#define __pyx_n_u_capacity __pyx_string_tab[128]
+#define __pyx_n_u_cb __pyx_string_tab[129]
+#define __pyx_n_u_clamp __pyx_string_tab[130]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[131]
+#define __pyx_n_u_close __pyx_string_tab[132]
+#define __pyx_n_u_cls __pyx_string_tab[133]
+#define __pyx_n_u_codes __pyx_string_tab[134]
+#define __pyx_n_u_codes_locals_genexpr __pyx_string_tab[135]
+#define __pyx_n_u_count __pyx_string_tab[136]
+#define __pyx_n_u_count_nonzero __pyx_string_tab[137]
+#define __pyx_n_u_counters __pyx_string_tab[138]
+#define __pyx_n_u_cv __pyx_string_tab[139]
+#define __pyx_n_u_cython_core__escape __pyx_string_tab[140]
+#define __pyx_n_u_cython_core_errors __pyx_string_tab[141]
+#define __pyx_n_u_cython_core_escape __pyx_string_tab[142]
+#define __pyx_n_u_cython_core_indices __pyx_string_tab[143]
+#define __pyx_n_u_cython_core_layout __pyx_string_tab[144]
+#define __pyx_n_u_decimals __pyx_string_tab[145]
+#define __pyx_n_u_decode __pyx_string_tab[146]
+#define __pyx_n_u_decode_locals_genexpr __pyx_string_tab[147]
+#define __pyx_n_u_dict_2 __pyx_string_tab[148]
+#define __pyx_n_u_dim __pyx_string_tab[149]
+#define __pyx_n_u_dtype __pyx_string_tab[150]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[151]
+#define __pyx_n_u_empty __pyx_string_tab[152]
+#define __pyx_n_u_encode __pyx_string_tab[153]
+#define __pyx_n_u_ends __pyx_string_tab[154]
+#define __pyx_n_u_enumerate __pyx_string_tab[155]
+#define __pyx_n_u_error __pyx_string_tab[156]
+#define __pyx_n_u_first __pyx_string_tab[157]
+#define __pyx_n_u_flags __pyx_string_tab[158]
+#define __pyx_n_u_float32 __pyx_string_tab[159]
+#define __pyx_n_u_float64 __pyx_string_tab[160]
+#define __pyx_n_u_format __pyx_string_tab[161]
+#define __pyx_n_u_fortran __pyx_string_tab[162]
+#define __pyx_n_u_fresh __pyx_string_tab[163]
+#define __pyx_n_u_genexpr __pyx_string_tab[164]
+#define __pyx_n_u_get __pyx_string_tab[165]
+#define __pyx_n_u_have_o __pyx_string_tab[166]
+#define __pyx_n_u_held __pyx_string_tab[167]
+#define __pyx_n_u_holds __pyx_string_tab[168]
+#define __pyx_n_u_i __pyx_string_tab[169]
+#define __pyx_n_u_ib __pyx_string_tab[170]
+#define __pyx_n_u_id __pyx_string_tab[171]
+#define __pyx_n_u_idx __pyx_string_tab[172]
+#define __pyx_n_u_index __pyx_string_tab[173]
+#define __pyx_n_u_indices __pyx_string_tab[174]
+#define __pyx_n_u_int __pyx_string_tab[175]
+#define __pyx_n_u_int64 __pyx_string_tab[176]
+#define __pyx_n_u_inv_scale __pyx_string_tab[177]
+#define __pyx_n_u_items __pyx_string_tab[178]
+#define __pyx_n_u_itemsize __pyx_string_tab[179]
+#define __pyx_n_u_k __pyx_string_tab[180]
+#define __pyx_n_u_kind __pyx_string_tab[181]
+#define __pyx_n_u_layout __pyx_string_tab[182]
+#define __pyx_n_u_live __pyx_string_tab[183]
+#define __pyx_n_u_lo __pyx_string_tab[184]
+#define __pyx_n_u_match __pyx_string_tab[185]
+#define __pyx_n_u_max __pyx_string_tab[186]
+#define __pyx_n_u_memview __pyx_string_tab[187]
+#define __pyx_n_u_min __pyx_string_tab[188]
+#define __pyx_n_u_mode __pyx_string_tab[189]
+#define __pyx_n_u_n __pyx_string_tab[190]
+#define __pyx_n_u_n_rows __pyx_string_tab[191]
+#define __pyx_n_u_name __pyx_string_tab[192]
+#define __pyx_n_u_nbytes __pyx_string_tab[193]
+#define __pyx_n_u_ndarray __pyx_string_tab[194]
+#define __pyx_n_u_ndim __pyx_string_tab[195]
+#define __pyx_n_u_need __pyx_string_tab[196]
+#define __pyx_n_u_next __pyx_string_tab[197]
+#define __pyx_n_u_np __pyx_string_tab[198]
+#define __pyx_n_u_numpy __pyx_string_tab[199]
+#define __pyx_n_u_ob __pyx_string_tab[200]
+#define __pyx_n_u_obj __pyx_string_tab[201]
+#define __pyx_n_u_offsets __pyx_string_tab[202]
+#define __pyx_n_u_old __pyx_string_tab[203]
+#define __pyx_n_u_out __pyx_string_tab[204]
+#define __pyx_n_u_outside __pyx_string_tab[205]
+#define __pyx_n_u_pack __pyx_string_tab[206]
+#define __pyx_n_u_pool __pyx_string_tab[207]
+#define __pyx_n_u_pool_capacity __pyx_string_tab[208]
+#define __pyx_n_u_pool_dead __pyx_string_tab[209]
+#define __pyx_n_u_pool_slack __pyx_string_tab[210]
+#define __pyx_n_u_pool_used __pyx_string_tab[211]
+#define __pyx_n_u_pop __pyx_string_tab[212]
+#define __pyx_n_u_put_codes __pyx_string_tab[213]
+#define __pyx_n_u_quantize __pyx_string_tab[214]
+#define __pyx_n_u_quantize_locals_genexpr __pyx_string_tab[215]
+#define __pyx_n_u_rb __pyx_string_tab[216]
+#define __pyx_n_u_register __pyx_string_tab[217]
+#define __pyx_n_u_repack __pyx_string_tab[218]
+#define __pyx_n_u_restart_counts __pyx_string_tab[219]
+#define __pyx_n_u_return __pyx_string_tab[220]
+#define __pyx_n_u_row_bits __pyx_string_tab[221]
+#define __pyx_n_u_rows __pyx_string_tab[222]
+#define __pyx_n_u_rows_put __pyx_string_tab[223]
+#define __pyx_n_u_rv __pyx_string_tab[224]
+#define __pyx_n_u_saturated __pyx_string_tab[225]
+#define __pyx_n_u_scale __pyx_string_tab[226]
+#define __pyx_n_u_seg_cap __pyx_string_tab[227]
+#define __pyx_n_u_seg_len __pyx_string_tab[228]
+#define __pyx_n_u_seg_start __pyx_string_tab[229]
+#define __pyx_n_u_self __pyx_string_tab[230]
+#define __pyx_n_u_send __pyx_string_tab[231]
+#define __pyx_n_u_setdefault __pyx_string_tab[232]
+#define __pyx_n_u_shape __pyx_string_tab[233]
+#define __pyx_n_u_shrink __pyx_string_tab[234]
+#define __pyx_n_u_size __pyx_string_tab[235]
+#define __pyx_n_u_start __pyx_string_tab[236]
+#define __pyx_n_u_state __pyx_string_tab[237]
+#define __pyx_n_u_status __pyx_string_tab[238]
+#define __pyx_n_u_step __pyx_string_tab[239]
+#define __pyx_n_u_stop __pyx_string_tab[240]
+#define __pyx_n_u_struct __pyx_string_tab[241]
+#define __pyx_n_u_t __pyx_string_tab[242]
+#define __pyx_n_u_throw __pyx_string_tab[243]
+#define __pyx_n_u_top __pyx_string_tab[244]
+#define __pyx_n_u_trim __pyx_string_tab[245]
+#define __pyx_n_u_tuple __pyx_string_tab[246]
+#define __pyx_n_u_uint16 __pyx_string_tab[247]
+#define __pyx_n_u_uint32 __pyx_string_tab[248]
+#define __pyx_n_u_uint64 __pyx_string_tab[249]
+#define __pyx_n_u_unpack __pyx_string_tab[250]
+#define __pyx_n_u_update __pyx_string_tab[251]
+#define __pyx_n_u_used __pyx_string_tab[252]
+#define __pyx_n_u_value __pyx_string_tab[253]
+#define __pyx_n_u_values __pyx_string_tab[254]
+#define __pyx_n_u_want __pyx_string_tab[255]
+#define __pyx_n_u_words __pyx_string_tab[256]
+#define __pyx_n_u_words_for __pyx_string_tab[257]
+#define __pyx_n_u_x __pyx_string_tab[258]
+#define __pyx_n_u_xb __pyx_string_tab[259]
+#define __pyx_n_u_zeros __pyx_string_tab[260]
+#define __pyx_n_b_O __pyx_string_tab[261]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[262]
+#define __pyx_kp_b_iso88591_A_U_4vRwa __pyx_string_tab[263]
+#define __pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct __pyx_string_tab[264]
+#define __pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az __pyx_string_tab[265]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[266]
+#define __pyx_kp_b_iso88591_a_2 __pyx_string_tab[267]
+#define __pyx_kp_b_iso88591_6 __pyx_string_tab[268]
+#define __pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B __pyx_string_tab[269]
+#define __pyx_kp_b_iso88591_a_Kq_7 __pyx_string_tab[270]
+#define __pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU __pyx_string_tab[271]
+#define __pyx_kp_b_iso88591_Q_xq_4q __pyx_string_tab[272]
+#define __pyx_kp_b_iso88591_HF_L __pyx_string_tab[273]
+#define __pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a __pyx_string_tab[274]
+#define __pyx_kp_b_iso88591_4y_Jawa_N_q __pyx_string_tab[275]
+#define __pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r __pyx_string_tab[276]
+#define __pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV __pyx_string_tab[277]
+#define __pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c __pyx_string_tab[278]
+#define __pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5 __pyx_string_tab[279]
+#define __pyx_kp_b_iso88591_QR __pyx_string_tab[280]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4846,8 +4851,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<6; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<20; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<277; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<21; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<281; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<7; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4906,8 +4911,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<6; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<20; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<277; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<21; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<281; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<7; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -26256,7 +26261,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *             pool_used, pool_dead, live, rows_put, saturated
  *         return rows             # <<<<<<<<<<<<<<
  * 
- *     def __reduce__(self):
+ *     def state(self) -> dict:
 */
   {
     PyObject *__pyx_temp;
@@ -26314,22 +26319,192 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 /* "cython_core/_escape.pyx":216
  *         return rows
  * 
- *     def __reduce__(self):             # <<<<<<<<<<<<<<
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
- *                                       self.pool, self.outside,
+ *     def state(self) -> dict:             # <<<<<<<<<<<<<<
+ *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_5__reduce__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_5state(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_4__reduce__, "EscapeRows.__reduce__(self)");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_5__reduce__ = {"__reduce__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_5__reduce__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_4__reduce__};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_5__reduce__(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_4state, "EscapeRows.state(self) -> dict\n\nEverything these rows are (what they pickle as, and what a saved buffer\047s checksums cover).");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_5state = {"state", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_5state, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_4state};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_5state(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("state (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  if (unlikely(__pyx_nargs > 0)) { __Pyx_RaiseArgtupleInvalid("state", 1, 0, 0, __pyx_nargs); return NULL; }
+  const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+  if (unlikely(__pyx_kwds_len < 0)) return NULL;
+  if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("state", __pyx_kwds); return NULL;}
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_4state(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("state", 0);
+
+  /* "cython_core/_escape.pyx":218
+ *     def state(self) -> dict:
+ *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,             # <<<<<<<<<<<<<<
+ *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+*/
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 218, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_layout, __pyx_v_self->layout) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_words, __pyx_v_self->words) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_v_self->seg_start) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_v_self->seg_len) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+
+  /* "cython_core/_escape.pyx":219
+ *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
+ *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,             # <<<<<<<<<<<<<<
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+ * 
+*/
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_v_self->seg_cap) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pool, __pyx_v_self->pool) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside, __pyx_v_self->outside) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+
+  /* "cython_core/_escape.pyx":220
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
+ *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}             # <<<<<<<<<<<<<<
+ * 
+ *     def __reduce__(self):
+*/
+  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_7);
+  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __Pyx_GIVEREF(__pyx_t_2);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_4);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_7);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  __pyx_t_2 = 0;
+  __pyx_t_3 = 0;
+  __pyx_t_4 = 0;
+  __pyx_t_5 = 0;
+  __pyx_t_6 = 0;
+  __pyx_t_7 = 0;
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_counters, __pyx_t_8) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __pyx_r = ((PyObject*)__pyx_t_1);
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  __pyx_t_1 = 0;
+  goto __pyx_L0;
+
+  /* "cython_core/_escape.pyx":216
+ *         return rows
+ * 
+ *     def state(self) -> dict:             # <<<<<<<<<<<<<<
+ *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_AddTraceback("cython_core._escape.EscapeRows.state", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":222
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+ * 
+ *     def __reduce__(self):             # <<<<<<<<<<<<<<
+ *         return (EscapeRows._restore, tuple(self.state().values()))
+ * 
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_7__reduce__(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_6__reduce__, "EscapeRows.__reduce__(self)");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__ = {"__reduce__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_6__reduce__};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_7__reduce__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -26355,14 +26530,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("__reduce__", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -26370,138 +26545,70 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(struct
   PyObject *__pyx_t_3 = NULL;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
-  PyObject *__pyx_t_6 = NULL;
-  PyObject *__pyx_t_7 = NULL;
-  PyObject *__pyx_t_8 = NULL;
+  size_t __pyx_t_6;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__reduce__", 0);
 
-  /* "cython_core/_escape.pyx":217
+  /* "cython_core/_escape.pyx":223
  * 
  *     def __reduce__(self):
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,             # <<<<<<<<<<<<<<
- *                                       self.pool, self.outside,
- *                                       (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,
-*/
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 217, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
-
-  /* "cython_core/_escape.pyx":219
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
- *                                       self.pool, self.outside,
- *                                       (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,             # <<<<<<<<<<<<<<
- *                                        self.saturated)))
- * 
-*/
-  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-
-  /* "cython_core/_escape.pyx":220
- *                                       self.pool, self.outside,
- *                                       (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,
- *                                        self.saturated)))             # <<<<<<<<<<<<<<
+ *         return (EscapeRows._restore, tuple(self.state().values()))             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 220, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-
-  /* "cython_core/_escape.pyx":219
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
- *                                       self.pool, self.outside,
- *                                       (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,             # <<<<<<<<<<<<<<
- *                                        self.saturated)))
- * 
-*/
-  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 219, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
-  __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 219, __pyx_L1_error);
-  __pyx_t_2 = 0;
-  __pyx_t_3 = 0;
-  __pyx_t_4 = 0;
-  __pyx_t_5 = 0;
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_5 = ((PyObject *)__pyx_v_self);
+  __Pyx_INCREF(__pyx_t_5);
   __pyx_t_6 = 0;
-  __pyx_t_7 = 0;
-
-  /* "cython_core/_escape.pyx":217
- * 
- *     def __reduce__(self):
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,             # <<<<<<<<<<<<<<
- *                                       self.pool, self.outside,
- *                                       (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,
-*/
-  __pyx_t_7 = PyTuple_New(8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 217, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-  __Pyx_INCREF(__pyx_v_self->layout);
-  __Pyx_GIVEREF(__pyx_v_self->layout);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_self->layout) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->words);
-  __Pyx_GIVEREF(__pyx_v_self->words);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_v_self->words) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->seg_start);
-  __Pyx_GIVEREF(__pyx_v_self->seg_start);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_self->seg_start) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->seg_len);
-  __Pyx_GIVEREF(__pyx_v_self->seg_len);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_v_self->seg_len) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->seg_cap);
-  __Pyx_GIVEREF(__pyx_v_self->seg_cap);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 4, __pyx_v_self->seg_cap) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->pool);
-  __Pyx_GIVEREF(__pyx_v_self->pool);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 5, __pyx_v_self->pool) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_self->outside);
-  __Pyx_GIVEREF(__pyx_v_self->outside);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 6, __pyx_v_self->outside) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_8);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 7, __pyx_t_8) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __pyx_t_8 = 0;
-  __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 217, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
+  {
+    PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
+    __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_state, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+  }
+  __pyx_t_3 = __pyx_t_4;
+  __Pyx_INCREF(__pyx_t_3);
+  __pyx_t_6 = 0;
+  {
+    PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
+    __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_values, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+  }
+  __pyx_t_4 = __Pyx_PySequence_Tuple(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 217, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 223, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_4);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 223, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_7 = 0;
+  __pyx_t_4 = 0;
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = __pyx_t_8;
+      __pyx_r = __pyx_t_2;
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_8 = 0;
+  __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":216
- *         return rows
+  /* "cython_core/_escape.pyx":222
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
- *                                       self.pool, self.outside,
+ *         return (EscapeRows._restore, tuple(self.state().values()))
+ * 
 */
 
   /* function exit code */
@@ -26511,9 +26618,6 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(struct
   __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
-  __Pyx_XDECREF(__pyx_t_6);
-  __Pyx_XDECREF(__pyx_t_7);
-  __Pyx_XDECREF(__pyx_t_8);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.__reduce__", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -26522,8 +26626,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4__reduce__(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":222
- *                                        self.saturated)))
+/* "cython_core/_escape.pyx":225
+ *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def nbytes(self) -> int:
@@ -26556,56 +26660,56 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cython_core/_escape.pyx":225
+  /* "cython_core/_escape.pyx":228
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":226
+  /* "cython_core/_escape.pyx":229
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes
  *                    + self.pool.nbytes)             # <<<<<<<<<<<<<<
  * 
  *     def restart_counts(self) -> None:
 */
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 229, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 229, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":225
+  /* "cython_core/_escape.pyx":228
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 225, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -26619,8 +26723,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":222
- *                                        self.saturated)))
+  /* "cython_core/_escape.pyx":225
+ *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def nbytes(self) -> int:
@@ -26640,7 +26744,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":228
+/* "cython_core/_escape.pyx":231
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -26649,16 +26753,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_7restart_counts(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_9restart_counts(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_6restart_counts, "EscapeRows.restart_counts(self) -> None\n\nZero ``outside`` and ``rows_put`` (what a recalibration reads since the last one).");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_7restart_counts = {"restart_counts", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_7restart_counts, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_6restart_counts};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_7restart_counts(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_8restart_counts, "EscapeRows.restart_counts(self) -> None\n\nZero ``outside`` and ``rows_put`` (what a recalibration reads since the last one).");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts = {"restart_counts", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_8restart_counts};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_9restart_counts(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -26684,14 +26788,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("restart_counts", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
@@ -26699,16 +26803,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("restart_counts", 0);
 
-  /* "cython_core/_escape.pyx":230
+  /* "cython_core/_escape.pyx":233
  *     def restart_counts(self) -> None:
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0             # <<<<<<<<<<<<<<
  *         self.rows_put = 0
  * 
 */
-  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 230, __pyx_L1_error)
+  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 233, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":231
+  /* "cython_core/_escape.pyx":234
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
  *         self.rows_put = 0             # <<<<<<<<<<<<<<
@@ -26717,7 +26821,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(st
 */
   __pyx_v_self->rows_put = 0;
 
-  /* "cython_core/_escape.pyx":228
+  /* "cython_core/_escape.pyx":231
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -26737,7 +26841,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6restart_counts(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":235
+/* "cython_core/_escape.pyx":238
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -26779,7 +26883,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   uint32_t __pyx_t_11;
   Py_ssize_t __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":238
+  /* "cython_core/_escape.pyx":241
  *         """Write rows[i] := codes[i] for i < n in order; stop before a row whose block finds no room in the pool
  *         (returns how many were written)."""
  *         cdef Py_ssize_t i, j, k, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -26793,7 +26897,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":242
+  /* "cython_core/_escape.pyx":245
  *         cdef uint64_t v, base
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -26802,7 +26906,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   __pyx_v_new = ((uint32_t *)malloc(((__pyx_v_dim + 1) * (sizeof(uint32_t)))));
 
-  /* "cython_core/_escape.pyx":243
+  /* "cython_core/_escape.pyx":246
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
@@ -26814,7 +26918,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   if (__pyx_t_2) {
 
 
-    /* "cython_core/_escape.pyx":244
+    /* "cython_core/_escape.pyx":247
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:
  *             return -2             # <<<<<<<<<<<<<<
@@ -26827,7 +26931,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
     goto __pyx_L0;
 
-    /* "cython_core/_escape.pyx":243
+    /* "cython_core/_escape.pyx":246
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
@@ -26836,7 +26940,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   }
 
-  /* "cython_core/_escape.pyx":245
+  /* "cython_core/_escape.pyx":248
  *         if new == NULL:
  *             return -2
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -26850,7 +26954,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cython_core/_escape.pyx":246
+    /* "cython_core/_escape.pyx":249
  *             return -2
  *         for i in range(n):
  *             r = rows[i]             # <<<<<<<<<<<<<<
@@ -26859,7 +26963,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_r = (__pyx_v_rows[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":247
+    /* "cython_core/_escape.pyx":250
  *         for i in range(n):
  *             r = rows[i]
  *             b = r // block             # <<<<<<<<<<<<<<
@@ -26868,7 +26972,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-    /* "cython_core/_escape.pyx":248
+    /* "cython_core/_escape.pyx":251
  *             r = rows[i]
  *             b = r // block
  *             rr = r - b * block             # <<<<<<<<<<<<<<
@@ -26877,7 +26981,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-    /* "cython_core/_escape.pyx":249
+    /* "cython_core/_escape.pyx":252
  *             b = r // block
  *             rr = r - b * block
  *             fresh = 0             # <<<<<<<<<<<<<<
@@ -26886,7 +26990,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_fresh = 0;
 
-    /* "cython_core/_escape.pyx":250
+    /* "cython_core/_escape.pyx":253
  *             rr = r - b * block
  *             fresh = 0
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -26900,7 +27004,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":251
+      /* "cython_core/_escape.pyx":254
  *             fresh = 0
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -26909,7 +27013,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":252
+      /* "cython_core/_escape.pyx":255
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -26921,7 +27025,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":253
+        /* "cython_core/_escape.pyx":256
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)             # <<<<<<<<<<<<<<
@@ -26930,7 +27034,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         (__pyx_v_new[__pyx_v_fresh]) = ((((uint32_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) | ((uint32_t)(__pyx_v_c + __pyx_v_self->t->top)));
 
-        /* "cython_core/_escape.pyx":254
+        /* "cython_core/_escape.pyx":257
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
  *                     fresh += 1             # <<<<<<<<<<<<<<
@@ -26939,7 +27043,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_fresh = (__pyx_v_fresh + 1);
 
-        /* "cython_core/_escape.pyx":252
+        /* "cython_core/_escape.pyx":255
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -26950,7 +27054,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
 
 
-    /* "cython_core/_escape.pyx":255
+    /* "cython_core/_escape.pyx":258
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
  *                     fresh += 1
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]             # <<<<<<<<<<<<<<
@@ -26967,7 +27071,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     __pyx_v_length = __pyx_t_9;
     __pyx_v_cap = __pyx_t_10;
 
-    /* "cython_core/_escape.pyx":256
+    /* "cython_core/_escape.pyx":259
  *                     fresh += 1
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
  *             kept = 0             # <<<<<<<<<<<<<<
@@ -26976,7 +27080,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_kept = 0;
 
-    /* "cython_core/_escape.pyx":257
+    /* "cython_core/_escape.pyx":260
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
  *             kept = 0
  *             if length:             # <<<<<<<<<<<<<<
@@ -26988,7 +27092,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":258
+      /* "cython_core/_escape.pyx":261
  *             kept = 0
  *             if length:
  *                 for k in range(length):             # <<<<<<<<<<<<<<
@@ -27002,7 +27106,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
         __pyx_v_k = __pyx_t_5;
 
-        /* "cython_core/_escape.pyx":259
+        /* "cython_core/_escape.pyx":262
  *             if length:
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27014,7 +27118,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         if (__pyx_t_2) {
 
 
-          /* "cython_core/_escape.pyx":260
+          /* "cython_core/_escape.pyx":263
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         kept += 1             # <<<<<<<<<<<<<<
@@ -27023,7 +27127,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
           __pyx_v_kept = (__pyx_v_kept + 1);
 
-          /* "cython_core/_escape.pyx":259
+          /* "cython_core/_escape.pyx":262
  *             if length:
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27034,7 +27138,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       }
 
 
-      /* "cython_core/_escape.pyx":257
+      /* "cython_core/_escape.pyx":260
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
  *             kept = 0
  *             if length:             # <<<<<<<<<<<<<<
@@ -27043,7 +27147,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     }
 
-    /* "cython_core/_escape.pyx":261
+    /* "cython_core/_escape.pyx":264
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         kept += 1
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
@@ -27055,7 +27159,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":262
+      /* "cython_core/_escape.pyx":265
  *                         kept += 1
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)             # <<<<<<<<<<<<<<
@@ -27064,7 +27168,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_newcap = __pyx_f_11cython_core_7_escape__slack((__pyx_v_kept + __pyx_v_fresh));
 
-      /* "cython_core/_escape.pyx":263
+      /* "cython_core/_escape.pyx":266
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27076,7 +27180,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":264
+        /* "cython_core/_escape.pyx":267
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap             # <<<<<<<<<<<<<<
@@ -27085,7 +27189,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_self->need = __pyx_v_newcap;
 
-        /* "cython_core/_escape.pyx":265
+        /* "cython_core/_escape.pyx":268
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap
  *                     free(new)             # <<<<<<<<<<<<<<
@@ -27094,7 +27198,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         free(__pyx_v_new);
 
-        /* "cython_core/_escape.pyx":266
+        /* "cython_core/_escape.pyx":269
  *                     self.need = newcap
  *                     free(new)
  *                     return i             # <<<<<<<<<<<<<<
@@ -27107,7 +27211,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         }
         goto __pyx_L0;
 
-        /* "cython_core/_escape.pyx":263
+        /* "cython_core/_escape.pyx":266
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27116,7 +27220,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":267
+      /* "cython_core/_escape.pyx":270
  *                     free(new)
  *                     return i
  *                 e = <uint32_t>self.pool_used             # <<<<<<<<<<<<<<
@@ -27125,7 +27229,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_e = ((uint32_t)__pyx_v_self->pool_used);
 
-      /* "cython_core/_escape.pyx":268
+      /* "cython_core/_escape.pyx":271
  *                     return i
  *                 e = <uint32_t>self.pool_used
  *                 for k in range(length):             # <<<<<<<<<<<<<<
@@ -27139,7 +27243,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
         __pyx_v_k = __pyx_t_5;
 
-        /* "cython_core/_escape.pyx":269
+        /* "cython_core/_escape.pyx":272
  *                 e = <uint32_t>self.pool_used
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27151,7 +27255,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         if (__pyx_t_2) {
 
 
-          /* "cython_core/_escape.pyx":270
+          /* "cython_core/_escape.pyx":273
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         self.pl[e] = self.pl[start + k]             # <<<<<<<<<<<<<<
@@ -27160,7 +27264,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
           (__pyx_v_self->pl[__pyx_v_e]) = (__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]);
 
-          /* "cython_core/_escape.pyx":271
+          /* "cython_core/_escape.pyx":274
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         self.pl[e] = self.pl[start + k]
  *                         e += 1             # <<<<<<<<<<<<<<
@@ -27169,7 +27273,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
           __pyx_v_e = (__pyx_v_e + 1);
 
-          /* "cython_core/_escape.pyx":269
+          /* "cython_core/_escape.pyx":272
  *                 e = <uint32_t>self.pool_used
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27180,7 +27284,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       }
 
 
-      /* "cython_core/_escape.pyx":272
+      /* "cython_core/_escape.pyx":275
  *                         self.pl[e] = self.pl[start + k]
  *                         e += 1
  *                 self.pool_dead += cap             # <<<<<<<<<<<<<<
@@ -27189,7 +27293,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_self->pool_dead = (__pyx_v_self->pool_dead + __pyx_v_cap);
 
-      /* "cython_core/_escape.pyx":273
+      /* "cython_core/_escape.pyx":276
  *                         e += 1
  *                 self.pool_dead += cap
  *                 self.ss[b] = <uint32_t>self.pool_used             # <<<<<<<<<<<<<<
@@ -27198,7 +27302,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (__pyx_v_self->ss[__pyx_v_b]) = ((uint32_t)__pyx_v_self->pool_used);
 
-      /* "cython_core/_escape.pyx":274
+      /* "cython_core/_escape.pyx":277
  *                 self.pool_dead += cap
  *                 self.ss[b] = <uint32_t>self.pool_used
  *                 self.sc[b] = <uint16_t>newcap             # <<<<<<<<<<<<<<
@@ -27207,7 +27311,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":275
+      /* "cython_core/_escape.pyx":278
  *                 self.ss[b] = <uint32_t>self.pool_used
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap             # <<<<<<<<<<<<<<
@@ -27216,7 +27320,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_self->pool_used = (__pyx_v_self->pool_used + __pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":261
+      /* "cython_core/_escape.pyx":264
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         kept += 1
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
@@ -27226,7 +27330,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       goto __pyx_L13;
     }
 
-    /* "cython_core/_escape.pyx":276
+    /* "cython_core/_escape.pyx":279
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
  *             elif kept != length:  # drop the row's old entries in place             # <<<<<<<<<<<<<<
@@ -27238,7 +27342,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":277
+      /* "cython_core/_escape.pyx":280
  *                 self.pool_used += newcap
  *             elif kept != length:  # drop the row's old entries in place
  *                 e = start             # <<<<<<<<<<<<<<
@@ -27247,7 +27351,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_e = __pyx_v_start;
 
-      /* "cython_core/_escape.pyx":278
+      /* "cython_core/_escape.pyx":281
  *             elif kept != length:  # drop the row's old entries in place
  *                 e = start
  *                 for k in range(length):             # <<<<<<<<<<<<<<
@@ -27261,7 +27365,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
         __pyx_v_k = __pyx_t_5;
 
-        /* "cython_core/_escape.pyx":279
+        /* "cython_core/_escape.pyx":282
  *                 e = start
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27273,7 +27377,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         if (__pyx_t_2) {
 
 
-          /* "cython_core/_escape.pyx":280
+          /* "cython_core/_escape.pyx":283
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         self.pl[e] = self.pl[start + k]             # <<<<<<<<<<<<<<
@@ -27282,7 +27386,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
           (__pyx_v_self->pl[__pyx_v_e]) = (__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]);
 
-          /* "cython_core/_escape.pyx":281
+          /* "cython_core/_escape.pyx":284
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         self.pl[e] = self.pl[start + k]
  *                         e += 1             # <<<<<<<<<<<<<<
@@ -27291,7 +27395,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
           __pyx_v_e = (__pyx_v_e + 1);
 
-          /* "cython_core/_escape.pyx":279
+          /* "cython_core/_escape.pyx":282
  *                 e = start
  *                 for k in range(length):
  *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -27302,7 +27406,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       }
 
 
-      /* "cython_core/_escape.pyx":276
+      /* "cython_core/_escape.pyx":279
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
  *             elif kept != length:  # drop the row's old entries in place             # <<<<<<<<<<<<<<
@@ -27312,7 +27416,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       goto __pyx_L13;
     }
 
-    /* "cython_core/_escape.pyx":283
+    /* "cython_core/_escape.pyx":286
  *                         e += 1
  *             else:
  *                 e = start + length             # <<<<<<<<<<<<<<
@@ -27324,7 +27428,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
     __pyx_L13:;
 
-    /* "cython_core/_escape.pyx":284
+    /* "cython_core/_escape.pyx":287
  *             else:
  *                 e = start + length
  *             for k in range(fresh):             # <<<<<<<<<<<<<<
@@ -27338,7 +27442,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
       __pyx_v_k = __pyx_t_5;
 
-      /* "cython_core/_escape.pyx":285
+      /* "cython_core/_escape.pyx":288
  *                 e = start + length
  *             for k in range(fresh):
  *                 self.pl[e + k] = new[k]             # <<<<<<<<<<<<<<
@@ -27349,7 +27453,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
 
 
-    /* "cython_core/_escape.pyx":286
+    /* "cython_core/_escape.pyx":289
  *             for k in range(fresh):
  *                 self.pl[e + k] = new[k]
  *             self.sl[b] = <uint16_t>(kept + fresh)             # <<<<<<<<<<<<<<
@@ -27358,7 +27462,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     (__pyx_v_self->sl[__pyx_v_b]) = ((uint16_t)(__pyx_v_kept + __pyx_v_fresh));
 
-    /* "cython_core/_escape.pyx":287
+    /* "cython_core/_escape.pyx":290
  *                 self.pl[e + k] = new[k]
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length             # <<<<<<<<<<<<<<
@@ -27367,7 +27471,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_self->live = (__pyx_v_self->live + (((Py_ssize_t)(__pyx_v_kept + __pyx_v_fresh)) - ((Py_ssize_t)__pyx_v_length)));
 
-    /* "cython_core/_escape.pyx":288
+    /* "cython_core/_escape.pyx":291
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -27376,7 +27480,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":289
+    /* "cython_core/_escape.pyx":292
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -27390,7 +27494,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":290
+      /* "cython_core/_escape.pyx":293
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -27399,7 +27503,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":291
+      /* "cython_core/_escape.pyx":294
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])             # <<<<<<<<<<<<<<
@@ -27408,7 +27512,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_v = ((uint64_t)(__pyx_v_c - (__pyx_v_self->t->lo[__pyx_v_j])));
 
-      /* "cython_core/_escape.pyx":292
+      /* "cython_core/_escape.pyx":295
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27420,7 +27524,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":293
+        /* "cython_core/_escape.pyx":296
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]             # <<<<<<<<<<<<<<
@@ -27429,7 +27533,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_v = (__pyx_v_self->t->esc[__pyx_v_j]);
 
-        /* "cython_core/_escape.pyx":294
+        /* "cython_core/_escape.pyx":297
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1             # <<<<<<<<<<<<<<
@@ -27440,7 +27544,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         __pyx_t_12 = __pyx_v_j;
         (__pyx_v_self->out_counts[__pyx_t_12]) = ((__pyx_v_self->out_counts[__pyx_t_12]) + 1);
 
-        /* "cython_core/_escape.pyx":292
+        /* "cython_core/_escape.pyx":295
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27449,7 +27553,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":295
+      /* "cython_core/_escape.pyx":298
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)             # <<<<<<<<<<<<<<
@@ -27462,7 +27566,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
 
 
-  /* "cython_core/_escape.pyx":296
+  /* "cython_core/_escape.pyx":299
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)             # <<<<<<<<<<<<<<
@@ -27471,7 +27575,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   free(__pyx_v_new);
 
-  /* "cython_core/_escape.pyx":297
+  /* "cython_core/_escape.pyx":300
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)
  *         return n             # <<<<<<<<<<<<<<
@@ -27484,7 +27588,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":235
+  /* "cython_core/_escape.pyx":238
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -27516,7 +27620,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":299
+/* "cython_core/_escape.pyx":302
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27539,7 +27643,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_put", 0);
 
-  /* "cython_core/_escape.pyx":300
+  /* "cython_core/_escape.pyx":303
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got             # <<<<<<<<<<<<<<
@@ -27548,7 +27652,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_done = 0;
 
-  /* "cython_core/_escape.pyx":301
+  /* "cython_core/_escape.pyx":304
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:             # <<<<<<<<<<<<<<
@@ -27561,7 +27665,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 
     if (!__pyx_t_1) break;
 
-    /* "cython_core/_escape.pyx":302
+    /* "cython_core/_escape.pyx":305
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27573,7 +27677,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":303
+      /* "cython_core/_escape.pyx":306
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27586,7 +27690,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":304
+            /* "cython_core/_escape.pyx":307
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27596,7 +27700,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
             __pyx_v_got = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_pack_rows(__pyx_v_self, (__pyx_v_codes + (__pyx_v_done * __pyx_v_self->t->dim)), (__pyx_v_rows + __pyx_v_done), (__pyx_v_n - __pyx_v_done));
           }
 
-          /* "cython_core/_escape.pyx":303
+          /* "cython_core/_escape.pyx":306
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27613,7 +27717,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           }
       }
 
-      /* "cython_core/_escape.pyx":302
+      /* "cython_core/_escape.pyx":305
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27623,7 +27727,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
       goto __pyx_L5;
     }
 
-    /* "cython_core/_escape.pyx":306
+    /* "cython_core/_escape.pyx":309
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27635,7 +27739,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
     __pyx_L5:;
 
-    /* "cython_core/_escape.pyx":307
+    /* "cython_core/_escape.pyx":310
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27647,16 +27751,16 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":308
+      /* "cython_core/_escape.pyx":311
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             done += got
  *             if done < n:
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 308, __pyx_L1_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 311, __pyx_L1_error)
 
-      /* "cython_core/_escape.pyx":307
+      /* "cython_core/_escape.pyx":310
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27665,7 +27769,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     }
 
-    /* "cython_core/_escape.pyx":309
+    /* "cython_core/_escape.pyx":312
  *             if got == -2:
  *                 raise MemoryError()
  *             done += got             # <<<<<<<<<<<<<<
@@ -27674,7 +27778,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     __pyx_v_done = (__pyx_v_done + __pyx_v_got);
 
-    /* "cython_core/_escape.pyx":310
+    /* "cython_core/_escape.pyx":313
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27686,7 +27790,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":311
+      /* "cython_core/_escape.pyx":314
  *             done += got
  *             if done < n:
  *                 self._make_room(self.need)             # <<<<<<<<<<<<<<
@@ -27695,7 +27799,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
       __pyx_t_3 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_3);
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 311, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 314, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_5 = 0;
       {
@@ -27703,12 +27807,12 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
         __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 311, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 314, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "cython_core/_escape.pyx":310
+      /* "cython_core/_escape.pyx":313
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27718,7 +27822,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
   }
 
-  /* "cython_core/_escape.pyx":312
+  /* "cython_core/_escape.pyx":315
  *             if done < n:
  *                 self._make_room(self.need)
  *         self.rows_put += n             # <<<<<<<<<<<<<<
@@ -27727,7 +27831,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_self->rows_put = (__pyx_v_self->rows_put + __pyx_v_n);
 
-  /* "cython_core/_escape.pyx":299
+  /* "cython_core/_escape.pyx":302
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27752,7 +27856,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":314
+/* "cython_core/_escape.pyx":317
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -27761,16 +27865,16 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_9_make_room(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_11_make_room(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_8_make_room, "EscapeRows._make_room(self, Py_ssize_t need, bool shrink=False)\n\nCompact the pool (each block\047s entries with its slack, layout.pool_slack), growing it by a quarter only if the\nlive entries and ``need`` more do not fit (``shrink``: to exactly what they need).");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_9_make_room = {"_make_room", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_9_make_room, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_8_make_room};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_9_make_room(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_10_make_room, "EscapeRows._make_room(self, Py_ssize_t need, bool shrink=False)\n\nCompact the pool (each block\047s entries with its slack, layout.pool_slack), growing it by a quarter only if the\nlive entries and ``need`` more do not fit (``shrink``: to exactly what they need).");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room = {"_make_room", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_10_make_room};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_11_make_room(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -27801,48 +27905,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_need,&__pyx_mstate_global->__pyx_n_u_shrink,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 314, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 317, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 317, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 314, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 317, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 314, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 317, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 317, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L3_error)
+    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L3_error)
+      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
     } else {
       __pyx_v_shrink = ((int)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 314, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 317, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27853,7 +27957,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_need, __pyx_v_shrink);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_need, __pyx_v_shrink);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -27865,7 +27969,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_need, int __pyx_v_shrink) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_need, int __pyx_v_shrink) {
   Py_ssize_t __pyx_v_b;
   Py_ssize_t __pyx_v_k;
   Py_ssize_t __pyx_v_blocks;
@@ -27896,24 +28000,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_make_room", 0);
 
-  /* "cython_core/_escape.pyx":317
+  /* "cython_core/_escape.pyx":320
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0             # <<<<<<<<<<<<<<
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_blocks = __pyx_t_3;
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":318
+  /* "cython_core/_escape.pyx":321
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -27927,7 +28031,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":319
+    /* "cython_core/_escape.pyx":322
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -27938,7 +28042,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   }
 
 
-  /* "cython_core/_escape.pyx":320
+  /* "cython_core/_escape.pyx":323
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap             # <<<<<<<<<<<<<<
@@ -27946,60 +28050,60 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
  *             capacity = max(used + need, capacity + capacity // 4)
 */
   if (__pyx_v_shrink) {
-    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 320, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 320, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   }
   __pyx_v_capacity = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":321
+  /* "cython_core/_escape.pyx":324
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
 */
-  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 321, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 324, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 321, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 324, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (__pyx_t_6) {
 
 
-    /* "cython_core/_escape.pyx":322
+    /* "cython_core/_escape.pyx":325
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)             # <<<<<<<<<<<<<<
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
 */
-    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 322, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 325, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 322, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 325, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
     __pyx_t_3 = (__pyx_v_used + __pyx_v_need);
-    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 322, __pyx_L1_error)
+    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 322, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 325, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     if (__pyx_t_6) {
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_2 = __pyx_t_1;
     } else {
-      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 322, __pyx_L1_error)
+      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 322, __pyx_L1_error)
+      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 325, __pyx_L1_error)
       __pyx_t_2 = __pyx_t_7;
       __pyx_t_7 = 0;
     }
@@ -28011,7 +28115,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
     __Pyx_DECREF_SET(__pyx_v_capacity, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":321
+    /* "cython_core/_escape.pyx":324
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
@@ -28020,7 +28124,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":323
+  /* "cython_core/_escape.pyx":326
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)             # <<<<<<<<<<<<<<
@@ -28028,14 +28132,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
  *         used = 0
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 326, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 326, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   #if CYTHON_VECTORCALL
@@ -28056,13 +28160,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_capacity, __pyx_t_9};
     #if CYTHON_VECTORCALL
     __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 323, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_7);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 323, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     #endif
@@ -28073,25 +28177,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_pool = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":324
+  /* "cython_core/_escape.pyx":327
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool             # <<<<<<<<<<<<<<
  *         used = 0
  *         for b in range(blocks):
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 324, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 327, __pyx_L1_error)
   __pyx_v_out = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "cython_core/_escape.pyx":325
+  /* "cython_core/_escape.pyx":328
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
  *         used = 0             # <<<<<<<<<<<<<<
@@ -28100,7 +28204,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":326
+  /* "cython_core/_escape.pyx":329
  *         cdef uint32_t[::1] out = pool
  *         used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -28114,7 +28218,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":327
+    /* "cython_core/_escape.pyx":330
  *         used = 0
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):             # <<<<<<<<<<<<<<
@@ -28128,7 +28232,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
     for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
       __pyx_v_k = __pyx_t_14;
 
-      /* "cython_core/_escape.pyx":328
+      /* "cython_core/_escape.pyx":331
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]             # <<<<<<<<<<<<<<
@@ -28140,7 +28244,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
     }
 
 
-    /* "cython_core/_escape.pyx":329
+    /* "cython_core/_escape.pyx":332
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used             # <<<<<<<<<<<<<<
@@ -28149,7 +28253,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
     (__pyx_v_self->ss[__pyx_v_b]) = ((uint32_t)__pyx_v_used);
 
-    /* "cython_core/_escape.pyx":330
+    /* "cython_core/_escape.pyx":333
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -28158,7 +28262,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
     (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_f_11cython_core_7_escape__slack((__pyx_v_self->sl[__pyx_v_b])));
 
-    /* "cython_core/_escape.pyx":331
+    /* "cython_core/_escape.pyx":334
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]             # <<<<<<<<<<<<<<
@@ -28169,7 +28273,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   }
 
 
-  /* "cython_core/_escape.pyx":332
+  /* "cython_core/_escape.pyx":335
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0             # <<<<<<<<<<<<<<
@@ -28178,7 +28282,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
   __pyx_t_1 = __pyx_v_pool;
   __Pyx_INCREF(__pyx_t_1);
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 332, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 335, __pyx_L1_error)
   __pyx_t_4 = __pyx_v_used;
 
   __pyx_t_5 = 0;
@@ -28191,7 +28295,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   __pyx_v_self->pool_used = __pyx_t_4;
   __pyx_v_self->pool_dead = __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":333
+  /* "cython_core/_escape.pyx":336
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0
  *         self.pl = &out[0] if capacity else NULL             # <<<<<<<<<<<<<<
@@ -28202,7 +28306,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyLong_IsNonZero(__pyx_v_capacity);
-    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 333, __pyx_L1_error)
+    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 336, __pyx_L1_error)
     __pyx_t_6 = (__pyx_temp != 0);
   }
 
@@ -28217,7 +28321,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 
   __pyx_v_self->pl = __pyx_t_16;
 
-  /* "cython_core/_escape.pyx":314
+  /* "cython_core/_escape.pyx":317
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -28250,7 +28354,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":335
+/* "cython_core/_escape.pyx":338
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -28259,16 +28363,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_make_room(struct
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_11put_codes(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_13put_codes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_10put_codes, "EscapeRows.put_codes(self, codes, rows) -> None\n\nWrite paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order).");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_11put_codes = {"put_codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_11put_codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_10put_codes};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_11put_codes(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_12put_codes, "EscapeRows.put_codes(self, codes, rows) -> None\n\nWrite paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order).");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes = {"put_codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_12put_codes};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_13put_codes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -28299,39 +28403,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_codes,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 335, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 338, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 335, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 338, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 335, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 338, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 335, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 338, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 335, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 338, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 335, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 338, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 335, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 338, __pyx_L3_error)
     }
     __pyx_v_codes = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 335, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 338, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28342,7 +28446,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_codes, __pyx_v_rows);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_codes, __pyx_v_rows);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -28352,7 +28456,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_codes, PyObject *__pyx_v_rows) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_codes, PyObject *__pyx_v_rows) {
   struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_v_t = 0;
   PyObject *__pyx_v_arr = NULL;
   PyObject *__pyx_v_idx = NULL;
@@ -28384,7 +28488,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("put_codes", 0);
 
-  /* "cython_core/_escape.pyx":338
+  /* "cython_core/_escape.pyx":341
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t             # <<<<<<<<<<<<<<
@@ -28396,7 +28500,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
   __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":339
+  /* "cython_core/_escape.pyx":342
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28404,14 +28508,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 339, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 339, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 339, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 339, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -28432,13 +28536,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_codes, __pyx_t_5};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 339, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 339, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -28449,13 +28553,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 339, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 342, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":340
+  /* "cython_core/_escape.pyx":343
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28463,15 +28567,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_t_6 = 1;
@@ -28491,12 +28595,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 340, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 340, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   #if CYTHON_VECTORCALL
@@ -28517,13 +28621,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 340, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_8);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 340, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     #endif
@@ -28535,22 +28639,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 340, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_idx = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":341
+  /* "cython_core/_escape.pyx":344
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28560,14 +28664,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
@@ -28578,9 +28682,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28590,17 +28694,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28610,7 +28714,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":342
+    /* "cython_core/_escape.pyx":345
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")             # <<<<<<<<<<<<<<
@@ -28618,16 +28722,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
 */
     __pyx_t_5 = NULL;
-    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 342, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 342, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 342, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 342, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_n;
@@ -28645,7 +28749,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     __pyx_t_13 |= __Pyx_PyUnicode_KIND_04(__pyx_t_11[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_11[5]);
     #endif
     __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_11, 6, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 342, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -28656,14 +28760,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 342, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 345, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 342, __pyx_L1_error)
+    __PYX_ERR(0, 345, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":341
+    /* "cython_core/_escape.pyx":344
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
@@ -28672,16 +28776,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":343
+  /* "cython_core/_escape.pyx":346
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (__pyx_t_10) {
 
@@ -28698,12 +28802,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_min, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (!__pyx_t_10) {
@@ -28721,12 +28825,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_8, NULL};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_max, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 343, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28736,7 +28840,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":344
+    /* "cython_core/_escape.pyx":347
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")             # <<<<<<<<<<<<<<
@@ -28744,9 +28848,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
  *         cdef const int64_t[::1] rv = idx
 */
     __pyx_t_2 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 344, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 344, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_14[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_paper_codes_in;
     __pyx_t_14[1] = __pyx_t_5;
@@ -28758,7 +28862,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     #endif
     __pyx_t_13 = 0;
     __pyx_t_3 = __Pyx_PyUnicode_Join(__pyx_t_14, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 344, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -28768,14 +28872,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 344, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 347, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 344, __pyx_L1_error)
+    __PYX_ERR(0, 347, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":343
+    /* "cython_core/_escape.pyx":346
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
@@ -28784,48 +28888,48 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":345
+  /* "cython_core/_escape.pyx":348
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr             # <<<<<<<<<<<<<<
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
 */
-  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 345, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 348, __pyx_L1_error)
   __pyx_v_cv = __pyx_t_15;
   __pyx_t_15.memview = NULL;
   __pyx_t_15.data = NULL;
 
-  /* "cython_core/_escape.pyx":346
+  /* "cython_core/_escape.pyx":349
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx             # <<<<<<<<<<<<<<
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
 */
-  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 349, __pyx_L1_error)
   __pyx_v_rv = __pyx_t_16;
   __pyx_t_16.memview = NULL;
   __pyx_t_16.data = NULL;
 
-  /* "cython_core/_escape.pyx":347
+  /* "cython_core/_escape.pyx":350
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 350, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 350, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 350, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   if (__pyx_t_9) {
 
 
-    /* "cython_core/_escape.pyx":348
+    /* "cython_core/_escape.pyx":351
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")             # <<<<<<<<<<<<<<
@@ -28833,18 +28937,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
  * 
 */
     __pyx_t_17 = 0;
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 351, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 351, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 351, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 351, __pyx_L1_error)
 
 
 
-    /* "cython_core/_escape.pyx":349
+    /* "cython_core/_escape.pyx":352
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])             # <<<<<<<<<<<<<<
@@ -28854,19 +28958,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
     __pyx_t_17 = 0;
     __pyx_t_18 = 0;
     __pyx_t_19 = 0;
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 349, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 349, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 352, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 349, __pyx_L1_error)
+    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "cython_core/_escape.pyx":347
+    /* "cython_core/_escape.pyx":350
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
@@ -28875,7 +28979,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":335
+  /* "cython_core/_escape.pyx":338
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -28909,7 +29013,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":351
+/* "cython_core/_escape.pyx":354
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -28918,16 +29022,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10put_codes(struct
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_13quantize(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_15quantize(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_12quantize, "EscapeRows.quantize(self, x) -> tuple\n\n:func:`quantize` on these rows\047 layout.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_13quantize = {"quantize", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_13quantize, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_12quantize};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_13quantize(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_14quantize, "EscapeRows.quantize(self, x) -> tuple\n\n:func:`quantize` on these rows\047 layout.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize = {"quantize", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_14quantize};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_15quantize(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -28957,32 +29061,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 351, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 354, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 351, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 354, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 351, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 354, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 351, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 354, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 351, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 354, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 351, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 354, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28993,7 +29097,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -29003,7 +29107,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -29015,7 +29119,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("quantize", 0);
 
-  /* "cython_core/_escape.pyx":353
+  /* "cython_core/_escape.pyx":356
  *     def quantize(self, x) -> tuple:
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)             # <<<<<<<<<<<<<<
@@ -29023,7 +29127,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
  *     def encode(self, x, rows) -> int:
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 353, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 356, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -29042,10 +29146,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_4, (3-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 353, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 356, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 353, __pyx_L1_error)
+  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 356, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29057,7 +29161,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":351
+  /* "cython_core/_escape.pyx":354
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -29078,7 +29182,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":355
+/* "cython_core/_escape.pyx":358
  *         return quantize(x, self.layout)
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
@@ -29087,16 +29191,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12quantize(struct 
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_15encode(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_14encode, "EscapeRows.encode(self, x, rows) -> int\n\nQuantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the\nvalues clipped at +-b.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_15encode = {"encode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_15encode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_14encode};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_15encode(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_16encode, "EscapeRows.encode(self, x, rows) -> int\n\nQuantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the\nvalues clipped at +-b.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode = {"encode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_16encode};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -29127,39 +29231,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 355, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 358, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 355, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 358, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 358, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 355, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 358, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 355, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 358, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 358, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 355, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 358, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 355, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 358, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29170,7 +29274,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x, __pyx_v_rows);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x, __pyx_v_rows);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -29180,7 +29284,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
   PyObject *__pyx_v_codes = NULL;
   PyObject *__pyx_v_saturated = NULL;
   PyObject *__pyx_r = NULL;
@@ -29197,7 +29301,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("encode", 0);
 
-  /* "cython_core/_escape.pyx":358
+  /* "cython_core/_escape.pyx":361
  *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
  *         values clipped at +-b."""
  *         codes, saturated = self.quantize(x)             # <<<<<<<<<<<<<<
@@ -29211,7 +29315,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_x};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_quantize, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 358, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
@@ -29220,7 +29324,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
     if (unlikely(size != 2)) {
       if (size > 2) __Pyx_RaiseTooManyValuesError(2);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 358, __pyx_L1_error)
+      __PYX_ERR(0, 361, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -29230,22 +29334,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
       __Pyx_INCREF(__pyx_t_4);
     } else {
       __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
     }
     #else
-    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     #endif
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   } else {
     Py_ssize_t index = -1;
-    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
@@ -29253,7 +29357,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
     __Pyx_GOTREF(__pyx_t_2);
     index = 1; __pyx_t_4 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_4)) goto __pyx_L3_unpacking_failed;
     __Pyx_GOTREF(__pyx_t_4);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 361, __pyx_L1_error)
     __pyx_t_6 = NULL;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     goto __pyx_L4_unpacking_done;
@@ -29261,7 +29365,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_6 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 358, __pyx_L1_error)
+    __PYX_ERR(0, 361, __pyx_L1_error)
     __pyx_L4_unpacking_done:;
   }
   __pyx_v_codes = __pyx_t_2;
@@ -29269,7 +29373,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
   __pyx_v_saturated = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":359
+  /* "cython_core/_escape.pyx":362
  *         values clipped at +-b."""
  *         codes, saturated = self.quantize(x)
  *         self.put_codes(codes, rows)             # <<<<<<<<<<<<<<
@@ -29283,28 +29387,28 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_codes, __pyx_v_rows};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_put_codes, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 359, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":360
+  /* "cython_core/_escape.pyx":363
  *         codes, saturated = self.quantize(x)
  *         self.put_codes(codes, rows)
  *         self.saturated += saturated             # <<<<<<<<<<<<<<
  *         return saturated
  * 
 */
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 363, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_object(__pyx_t_1, __pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_object(__pyx_t_1, __pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 363, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_v_self->saturated = __pyx_t_7;
 
-  /* "cython_core/_escape.pyx":361
+  /* "cython_core/_escape.pyx":364
  *         self.put_codes(codes, rows)
  *         self.saturated += saturated
  *         return saturated             # <<<<<<<<<<<<<<
@@ -29313,7 +29417,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
 */
   __pyx_t_4 = __pyx_v_saturated;
   __Pyx_INCREF(__pyx_t_4);
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 1) < (0)) __PYX_ERR(0, 361, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 1) < (0)) __PYX_ERR(0, 364, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29325,7 +29429,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":355
+  /* "cython_core/_escape.pyx":358
  *         return quantize(x, self.layout)
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
@@ -29349,7 +29453,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14encode(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":365
+/* "cython_core/_escape.pyx":368
  *     # -- reading -----------------------------------------------------------------------------------
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -29381,7 +29485,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   Py_ssize_t __pyx_t_8;
   int __pyx_t_9;
 
-  /* "cython_core/_escape.pyx":368
+  /* "cython_core/_escape.pyx":371
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
  *         escape has no entry (a damaged table)."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -29395,7 +29499,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":372
+  /* "cython_core/_escape.pyx":375
  *         cdef uint64_t v, base
  *         cdef Py_ssize_t p, end
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
@@ -29424,7 +29528,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":373
+    /* "cython_core/_escape.pyx":376
  *         cdef Py_ssize_t p, end
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
@@ -29435,7 +29539,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":374
+  /* "cython_core/_escape.pyx":377
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -29449,7 +29553,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":375
+    /* "cython_core/_escape.pyx":378
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -29461,7 +29565,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     if (__pyx_t_4) {
 
 
-      /* "cython_core/_escape.pyx":376
+      /* "cython_core/_escape.pyx":379
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
@@ -29470,7 +29574,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)])) * __pyx_v_self->t->row_bits) >> 6)));
 
-      /* "cython_core/_escape.pyx":375
+      /* "cython_core/_escape.pyx":378
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -29479,7 +29583,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     }
 
-    /* "cython_core/_escape.pyx":377
+    /* "cython_core/_escape.pyx":380
  *             if i + PREFETCH_ROWS < n:
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
  *             r = idx[i]             # <<<<<<<<<<<<<<
@@ -29488,7 +29592,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":378
+    /* "cython_core/_escape.pyx":381
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
  *             r = idx[i]
  *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -29497,7 +29601,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":379
+    /* "cython_core/_escape.pyx":382
  *             r = idx[i]
  *             base = <uint64_t>r * self.t.row_bits
  *             p = -1             # <<<<<<<<<<<<<<
@@ -29506,7 +29610,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":380
+    /* "cython_core/_escape.pyx":383
  *             base = <uint64_t>r * self.t.row_bits
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -29520,7 +29624,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_v_j = __pyx_t_8;
 
-      /* "cython_core/_escape.pyx":381
+      /* "cython_core/_escape.pyx":384
  *             p = -1
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])             # <<<<<<<<<<<<<<
@@ -29529,7 +29633,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_v_v = __pyx_f_11cython_core_7_escape__read(__pyx_v_self->w, (__pyx_v_base + (__pyx_v_self->t->offs[__pyx_v_j])), (__pyx_v_self->t->width[__pyx_v_j]));
 
-      /* "cython_core/_escape.pyx":382
+      /* "cython_core/_escape.pyx":385
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -29541,7 +29645,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_4) {
 
 
-        /* "cython_core/_escape.pyx":383
+        /* "cython_core/_escape.pyx":386
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -29553,7 +29657,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_4) {
 
 
-          /* "cython_core/_escape.pyx":384
+          /* "cython_core/_escape.pyx":387
  *                 if v == self.t.esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
@@ -29562,7 +29666,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":385
+          /* "cython_core/_escape.pyx":388
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
@@ -29571,7 +29675,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":386
+          /* "cython_core/_escape.pyx":389
  *                         b = r // block
  *                         rr = r - b * block
  *                         p = self.ss[b]             # <<<<<<<<<<<<<<
@@ -29580,7 +29684,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_p = (__pyx_v_self->ss[__pyx_v_b]);
 
-          /* "cython_core/_escape.pyx":387
+          /* "cython_core/_escape.pyx":390
  *                         rr = r - b * block
  *                         p = self.ss[b]
  *                         end = p + self.sl[b]             # <<<<<<<<<<<<<<
@@ -29589,7 +29693,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_end = (__pyx_v_p + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":388
+          /* "cython_core/_escape.pyx":391
  *                         p = self.ss[b]
  *                         end = p + self.sl[b]
  *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -29616,7 +29720,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
             if (!__pyx_t_4) break;
 
-            /* "cython_core/_escape.pyx":389
+            /* "cython_core/_escape.pyx":392
  *                         end = p + self.sl[b]
  *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                             p += 1             # <<<<<<<<<<<<<<
@@ -29626,7 +29730,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
             __pyx_v_p = (__pyx_v_p + 1);
           }
 
-          /* "cython_core/_escape.pyx":383
+          /* "cython_core/_escape.pyx":386
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -29636,7 +29740,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           goto __pyx_L11;
         }
 
-        /* "cython_core/_escape.pyx":391
+        /* "cython_core/_escape.pyx":394
  *                             p += 1
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
@@ -29648,7 +29752,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         }
         __pyx_L11:;
 
-        /* "cython_core/_escape.pyx":392
+        /* "cython_core/_escape.pyx":395
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -29674,7 +29778,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_4) {
 
 
-          /* "cython_core/_escape.pyx":393
+          /* "cython_core/_escape.pyx":396
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -29687,7 +29791,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":392
+          /* "cython_core/_escape.pyx":395
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -29696,7 +29800,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":394
+        /* "cython_core/_escape.pyx":397
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
@@ -29705,7 +29809,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":382
+        /* "cython_core/_escape.pyx":385
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -29715,7 +29819,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L10;
       }
 
-      /* "cython_core/_escape.pyx":396
+      /* "cython_core/_escape.pyx":399
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]             # <<<<<<<<<<<<<<
@@ -29727,7 +29831,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":397
+      /* "cython_core/_escape.pyx":400
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -29739,7 +29843,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_4) {
 
 
-        /* "cython_core/_escape.pyx":398
+        /* "cython_core/_escape.pyx":401
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
@@ -29748,7 +29852,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":397
+        /* "cython_core/_escape.pyx":400
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -29758,7 +29862,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L19;
       }
 
-      /* "cython_core/_escape.pyx":400
+      /* "cython_core/_escape.pyx":403
  *                     codes[i * dim + j] = c
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)             # <<<<<<<<<<<<<<
@@ -29774,7 +29878,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":401
+  /* "cython_core/_escape.pyx":404
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
  *         return 0             # <<<<<<<<<<<<<<
@@ -29787,7 +29891,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":365
+  /* "cython_core/_escape.pyx":368
  *     # -- reading -----------------------------------------------------------------------------------
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -29836,7 +29940,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   Py_ssize_t __pyx_t_8;
   int __pyx_t_9;
 
-  /* "cython_core/_escape.pyx":368
+  /* "cython_core/_escape.pyx":371
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
  *         escape has no entry (a damaged table)."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -29850,7 +29954,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":372
+  /* "cython_core/_escape.pyx":375
  *         cdef uint64_t v, base
  *         cdef Py_ssize_t p, end
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
@@ -29879,7 +29983,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":373
+    /* "cython_core/_escape.pyx":376
  *         cdef Py_ssize_t p, end
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
@@ -29890,7 +29994,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":374
+  /* "cython_core/_escape.pyx":377
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -29904,7 +30008,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":375
+    /* "cython_core/_escape.pyx":378
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -29916,7 +30020,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     if (__pyx_t_4) {
 
 
-      /* "cython_core/_escape.pyx":376
+      /* "cython_core/_escape.pyx":379
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
@@ -29925,7 +30029,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)])) * __pyx_v_self->t->row_bits) >> 6)));
 
-      /* "cython_core/_escape.pyx":375
+      /* "cython_core/_escape.pyx":378
  *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -29934,7 +30038,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     }
 
-    /* "cython_core/_escape.pyx":377
+    /* "cython_core/_escape.pyx":380
  *             if i + PREFETCH_ROWS < n:
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
  *             r = idx[i]             # <<<<<<<<<<<<<<
@@ -29943,7 +30047,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":378
+    /* "cython_core/_escape.pyx":381
  *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
  *             r = idx[i]
  *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -29952,7 +30056,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":379
+    /* "cython_core/_escape.pyx":382
  *             r = idx[i]
  *             base = <uint64_t>r * self.t.row_bits
  *             p = -1             # <<<<<<<<<<<<<<
@@ -29961,7 +30065,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":380
+    /* "cython_core/_escape.pyx":383
  *             base = <uint64_t>r * self.t.row_bits
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -29975,7 +30079,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_v_j = __pyx_t_8;
 
-      /* "cython_core/_escape.pyx":381
+      /* "cython_core/_escape.pyx":384
  *             p = -1
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])             # <<<<<<<<<<<<<<
@@ -29984,7 +30088,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_v_v = __pyx_f_11cython_core_7_escape__read(__pyx_v_self->w, (__pyx_v_base + (__pyx_v_self->t->offs[__pyx_v_j])), (__pyx_v_self->t->width[__pyx_v_j]));
 
-      /* "cython_core/_escape.pyx":382
+      /* "cython_core/_escape.pyx":385
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -29996,7 +30100,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_4) {
 
 
-        /* "cython_core/_escape.pyx":383
+        /* "cython_core/_escape.pyx":386
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -30008,7 +30112,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_4) {
 
 
-          /* "cython_core/_escape.pyx":384
+          /* "cython_core/_escape.pyx":387
  *                 if v == self.t.esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
@@ -30017,7 +30121,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":385
+          /* "cython_core/_escape.pyx":388
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
@@ -30026,7 +30130,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":386
+          /* "cython_core/_escape.pyx":389
  *                         b = r // block
  *                         rr = r - b * block
  *                         p = self.ss[b]             # <<<<<<<<<<<<<<
@@ -30035,7 +30139,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_p = (__pyx_v_self->ss[__pyx_v_b]);
 
-          /* "cython_core/_escape.pyx":387
+          /* "cython_core/_escape.pyx":390
  *                         rr = r - b * block
  *                         p = self.ss[b]
  *                         end = p + self.sl[b]             # <<<<<<<<<<<<<<
@@ -30044,7 +30148,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_end = (__pyx_v_p + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":388
+          /* "cython_core/_escape.pyx":391
  *                         p = self.ss[b]
  *                         end = p + self.sl[b]
  *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30071,7 +30175,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
             if (!__pyx_t_4) break;
 
-            /* "cython_core/_escape.pyx":389
+            /* "cython_core/_escape.pyx":392
  *                         end = p + self.sl[b]
  *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                             p += 1             # <<<<<<<<<<<<<<
@@ -30081,7 +30185,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
             __pyx_v_p = (__pyx_v_p + 1);
           }
 
-          /* "cython_core/_escape.pyx":383
+          /* "cython_core/_escape.pyx":386
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -30091,7 +30195,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           goto __pyx_L11;
         }
 
-        /* "cython_core/_escape.pyx":391
+        /* "cython_core/_escape.pyx":394
  *                             p += 1
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
@@ -30103,7 +30207,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         }
         __pyx_L11:;
 
-        /* "cython_core/_escape.pyx":392
+        /* "cython_core/_escape.pyx":395
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30129,7 +30233,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_4) {
 
 
-          /* "cython_core/_escape.pyx":393
+          /* "cython_core/_escape.pyx":396
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -30142,7 +30246,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":392
+          /* "cython_core/_escape.pyx":395
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30151,7 +30255,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":394
+        /* "cython_core/_escape.pyx":397
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
@@ -30160,7 +30264,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":382
+        /* "cython_core/_escape.pyx":385
  *             for j in range(dim):
  *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
  *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -30170,7 +30274,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L10;
       }
 
-      /* "cython_core/_escape.pyx":396
+      /* "cython_core/_escape.pyx":399
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]             # <<<<<<<<<<<<<<
@@ -30182,7 +30286,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":397
+      /* "cython_core/_escape.pyx":400
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -30194,7 +30298,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_4) {
 
 
-        /* "cython_core/_escape.pyx":398
+        /* "cython_core/_escape.pyx":401
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
@@ -30203,7 +30307,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":397
+        /* "cython_core/_escape.pyx":400
  *                 else:
  *                     c = <int64_t>v + self.t.lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -30213,7 +30317,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L19;
       }
 
-      /* "cython_core/_escape.pyx":400
+      /* "cython_core/_escape.pyx":403
  *                     codes[i * dim + j] = c
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)             # <<<<<<<<<<<<<<
@@ -30229,7 +30333,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":401
+  /* "cython_core/_escape.pyx":404
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
  *         return 0             # <<<<<<<<<<<<<<
@@ -30242,7 +30346,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":365
+  /* "cython_core/_escape.pyx":368
  *     # -- reading -----------------------------------------------------------------------------------
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -30267,7 +30371,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":403
+/* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -30276,16 +30380,16 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_17decode(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_19decode(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_16decode, "EscapeRows.decode(self, indices, out=None)\n\nRows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_17decode = {"decode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_17decode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_16decode};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_17decode(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_18decode, "EscapeRows.decode(self, indices, out=None)\n\nRows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode = {"decode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_18decode};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_19decode(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -30316,35 +30420,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 403, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 406, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 403, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 406, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 403, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 403, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 406, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 403, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 406, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 403, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 406, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 403, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -30355,7 +30459,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 403, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 406, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30366,7 +30470,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_indices, __pyx_v_out);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_indices, __pyx_v_out);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -30377,7 +30481,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":413
+/* "cython_core/_escape.pyx":416
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -30397,7 +30501,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(Py
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 413, __pyx_L1_error)
+    __PYX_ERR(0, 416, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -30408,7 +30512,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(Py
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_decode_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 413, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_decode_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -30447,7 +30551,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 413, __pyx_L1_error)
+    __PYX_ERR(0, 416, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -30455,7 +30559,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -30475,7 +30579,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 413, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 416, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -30500,7 +30604,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":403
+/* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -30508,7 +30612,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
  *         cdef Py_buffer ib, ob
 */
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out) {
   struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *__pyx_cur_scope;
   Py_buffer __pyx_v_ob;
   int __pyx_v_have_o;
@@ -30548,13 +30652,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 403, __pyx_L1_error)
+    __PYX_ERR(0, 406, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
   __Pyx_INCREF(__pyx_v_out);
 
-  /* "cython_core/_escape.pyx":406
+  /* "cython_core/_escape.pyx":409
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False             # <<<<<<<<<<<<<<
@@ -30563,7 +30667,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
   __pyx_v_have_o = 0;
 
-  /* "cython_core/_escape.pyx":407
+  /* "cython_core/_escape.pyx":410
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER             # <<<<<<<<<<<<<<
@@ -30572,7 +30676,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
   __pyx_v_kind = __pyx_e_11cython_core_8_support_OTHER;
 
-  /* "cython_core/_escape.pyx":408
+  /* "cython_core/_escape.pyx":411
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER
  *         cdef int status = 0             # <<<<<<<<<<<<<<
@@ -30581,17 +30685,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":410
+  /* "cython_core/_escape.pyx":413
  *         cdef int status = 0
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
  *         try:
  *             if ib.ndim != 1:
 */
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 410, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 413, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":411
+  /* "cython_core/_escape.pyx":414
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")
  *         try:             # <<<<<<<<<<<<<<
@@ -30600,7 +30704,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":412
+    /* "cython_core/_escape.pyx":415
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -30612,7 +30716,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":413
+      /* "cython_core/_escape.pyx":416
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -30620,15 +30724,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
  *             if out is None:
 */
       __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 413, __pyx_L4_error)
+      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 413, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 413, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 413, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_7 = 1;
@@ -30637,14 +30741,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 413, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 413, __pyx_L4_error)
+      __PYX_ERR(0, 416, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":412
+      /* "cython_core/_escape.pyx":415
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -30653,7 +30757,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":414
+    /* "cython_core/_escape.pyx":417
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]             # <<<<<<<<<<<<<<
@@ -30662,7 +30766,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
 
-    /* "cython_core/_escape.pyx":415
+    /* "cython_core/_escape.pyx":418
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             if out is None:             # <<<<<<<<<<<<<<
@@ -30673,7 +30777,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":416
+      /* "cython_core/_escape.pyx":419
  *             n = ib.shape[0]
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)             # <<<<<<<<<<<<<<
@@ -30681,26 +30785,26 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
  *             if have_o:
 */
       __pyx_t_6 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 416, __pyx_L4_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 419, __pyx_L4_error);
       __Pyx_GIVEREF(__pyx_t_8);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 416, __pyx_L4_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 419, __pyx_L4_error);
       __pyx_t_4 = 0;
       __pyx_t_8 = 0;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       #if CYTHON_VECTORCALL
@@ -30721,13 +30825,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
         PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
         #if CYTHON_VECTORCALL
         __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 416, __pyx_L4_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
         __Pyx_INCREF(__pyx_t_8);
         #else
         {
           PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
           __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 416, __pyx_L4_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
           __Pyx_GOTREF(__pyx_t_8);
         }
         #endif
@@ -30739,13 +30843,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 419, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_DECREF_SET(__pyx_v_out, __pyx_t_3);
       __pyx_t_3 = 0;
 
-      /* "cython_core/_escape.pyx":415
+      /* "cython_core/_escape.pyx":418
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             if out is None:             # <<<<<<<<<<<<<<
@@ -30754,17 +30858,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":417
+    /* "cython_core/_escape.pyx":420
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)             # <<<<<<<<<<<<<<
  *             if have_o:
  *                 kind = _kind(&ob)
 */
-    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 417, __pyx_L4_error)
+    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L4_error)
     __pyx_v_have_o = __pyx_t_2;
 
-    /* "cython_core/_escape.pyx":418
+    /* "cython_core/_escape.pyx":421
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -30773,7 +30877,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     if (__pyx_v_have_o) {
 
-      /* "cython_core/_escape.pyx":419
+      /* "cython_core/_escape.pyx":422
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:
  *                 kind = _kind(&ob)             # <<<<<<<<<<<<<<
@@ -30782,7 +30886,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
       __pyx_v_kind = __pyx_f_11cython_core_8_support__kind((&__pyx_v_ob));
 
-      /* "cython_core/_escape.pyx":418
+      /* "cython_core/_escape.pyx":421
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -30791,7 +30895,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":420
+    /* "cython_core/_escape.pyx":423
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -30847,7 +30951,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":421
+      /* "cython_core/_escape.pyx":424
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
@@ -30855,29 +30959,29 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
 */
       __pyx_t_5 = NULL;
-      __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 421, __pyx_L4_error)
+      __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 424, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 421, __pyx_L4_error)
+      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 424, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      /* "cython_core/_escape.pyx":422
+      /* "cython_core/_escape.pyx":425
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")             # <<<<<<<<<<<<<<
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
 */
-      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 422, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 425, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_9); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 422, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_9); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 425, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 422, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 425, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 422, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 425, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L4_error)
+      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 425, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_out_must_be_a_writable_C_contigu;
@@ -30889,7 +30993,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
       __pyx_t_13[6] = __pyx_mstate_global->__pyx_kp_u__5;
       __pyx_t_13[7] = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":421
+      /* "cython_core/_escape.pyx":424
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
@@ -30908,7 +31012,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
       __pyx_t_1 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[5]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[7]);
       #endif
       __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 8, __pyx_t_14, __pyx_t_1);
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 421, __pyx_L4_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 424, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -30920,14 +31024,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 421, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 424, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 421, __pyx_L4_error)
+      __PYX_ERR(0, 424, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":420
+      /* "cython_core/_escape.pyx":423
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -30936,17 +31040,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":423
+    /* "cython_core/_escape.pyx":426
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
  *             if kind == F32:
  *                 with nogil:
 */
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 423, __pyx_L4_error)
+    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 426, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":424
+    /* "cython_core/_escape.pyx":427
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
@@ -30958,7 +31062,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":425
+      /* "cython_core/_escape.pyx":428
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -30971,7 +31075,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":426
+            /* "cython_core/_escape.pyx":429
  *             if kind == F32:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)             # <<<<<<<<<<<<<<
@@ -30981,7 +31085,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
             __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((float *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":425
+          /* "cython_core/_escape.pyx":428
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -30998,7 +31102,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
           }
       }
 
-      /* "cython_core/_escape.pyx":424
+      /* "cython_core/_escape.pyx":427
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
@@ -31008,7 +31112,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
       goto __pyx_L14;
     }
 
-    /* "cython_core/_escape.pyx":428
+    /* "cython_core/_escape.pyx":431
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31022,7 +31126,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":429
+            /* "cython_core/_escape.pyx":432
  *             else:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)             # <<<<<<<<<<<<<<
@@ -31032,7 +31136,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
             __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_1_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((double *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":428
+          /* "cython_core/_escape.pyx":431
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31052,7 +31156,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     __pyx_L14:;
   }
 
-  /* "cython_core/_escape.pyx":431
+  /* "cython_core/_escape.pyx":434
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31063,7 +31167,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     /*normal exit:*/{
       PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
 
-      /* "cython_core/_escape.pyx":432
+      /* "cython_core/_escape.pyx":435
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31072,7 +31176,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
       if (__pyx_v_have_o) {
 
-        /* "cython_core/_escape.pyx":433
+        /* "cython_core/_escape.pyx":436
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -31081,7 +31185,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
         PyBuffer_Release((&__pyx_v_ob));
 
-        /* "cython_core/_escape.pyx":432
+        /* "cython_core/_escape.pyx":435
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31114,7 +31218,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
       __pyx_t_1 = __pyx_lineno; __pyx_t_15 = __pyx_clineno; __pyx_t_16 = __pyx_filename;
       {
 
-        /* "cython_core/_escape.pyx":431
+        /* "cython_core/_escape.pyx":434
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31123,7 +31227,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
         PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
 
-        /* "cython_core/_escape.pyx":432
+        /* "cython_core/_escape.pyx":435
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31132,7 +31236,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
         if (__pyx_v_have_o) {
 
-          /* "cython_core/_escape.pyx":433
+          /* "cython_core/_escape.pyx":436
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -31141,7 +31245,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
           PyBuffer_Release((&__pyx_v_ob));
 
-          /* "cython_core/_escape.pyx":432
+          /* "cython_core/_escape.pyx":435
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31165,7 +31269,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":434
+  /* "cython_core/_escape.pyx":437
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31177,7 +31281,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cython_core/_escape.pyx":435
+    /* "cython_core/_escape.pyx":438
  *                 PyBuffer_Release(&ob)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
@@ -31190,14 +31294,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
       PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 435, __pyx_L1_error)
+    __PYX_ERR(0, 438, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":434
+    /* "cython_core/_escape.pyx":437
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31206,7 +31310,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":436
+  /* "cython_core/_escape.pyx":439
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -31224,7 +31328,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":403
+  /* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -31257,7 +31361,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":438
+/* "cython_core/_escape.pyx":441
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31266,16 +31370,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16decode(struct __
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_19codes(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_21codes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_18codes, "EscapeRows.codes(self, indices)\n\nThe paper codes (int64 (n, D)) of rows ``indices``.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_19codes = {"codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_19codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_18codes};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_19codes(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_20codes, "EscapeRows.codes(self, indices)\n\nThe paper codes (int64 (n, D)) of rows ``indices``.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes = {"codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_20codes};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_21codes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -31305,32 +31409,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 438, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 441, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 438, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 441, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 438, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 441, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 438, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 441, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 438, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 441, __pyx_L3_error)
     }
     __pyx_v_indices = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 438, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 441, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -31341,7 +31445,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_indices);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_indices);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -31352,7 +31456,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":446
+/* "cython_core/_escape.pyx":449
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -31372,7 +31476,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyO
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 446, __pyx_L1_error)
+    __PYX_ERR(0, 449, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -31383,7 +31487,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyO
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_codes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 446, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_codes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 449, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -31422,7 +31526,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 446, __pyx_L1_error)
+    __PYX_ERR(0, 449, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -31430,7 +31534,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 446, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -31450,7 +31554,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 446, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 449, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -31475,7 +31579,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":438
+/* "cython_core/_escape.pyx":441
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31483,7 +31587,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
  *         cdef Py_buffer ib
 */
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices) {
   struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *__pyx_cur_scope;
   int __pyx_v_status;
   Py_ssize_t __pyx_v_n;
@@ -31516,12 +31620,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 438, __pyx_L1_error)
+    __PYX_ERR(0, 441, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
 
-  /* "cython_core/_escape.pyx":441
+  /* "cython_core/_escape.pyx":444
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
  *         cdef int status = 0             # <<<<<<<<<<<<<<
@@ -31530,17 +31634,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":443
+  /* "cython_core/_escape.pyx":446
  *         cdef int status = 0
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
  *         try:
  *             if ib.ndim != 1:
 */
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 443, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 446, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":444
+  /* "cython_core/_escape.pyx":447
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")
  *         try:             # <<<<<<<<<<<<<<
@@ -31549,7 +31653,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":445
+    /* "cython_core/_escape.pyx":448
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -31561,7 +31665,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":446
+      /* "cython_core/_escape.pyx":449
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -31569,15 +31673,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
 */
       __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 446, __pyx_L4_error)
+      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 446, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 446, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 446, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_7 = 1;
@@ -31586,14 +31690,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 446, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 449, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 446, __pyx_L4_error)
+      __PYX_ERR(0, 449, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":445
+      /* "cython_core/_escape.pyx":448
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -31602,7 +31706,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
 */
     }
 
-    /* "cython_core/_escape.pyx":447
+    /* "cython_core/_escape.pyx":450
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]             # <<<<<<<<<<<<<<
@@ -31611,17 +31715,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
 */
     __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
 
-    /* "cython_core/_escape.pyx":448
+    /* "cython_core/_escape.pyx":451
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
 */
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 448, __pyx_L4_error)
+    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 451, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":449
+    /* "cython_core/_escape.pyx":452
  *             n = ib.shape[0]
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -31629,26 +31733,26 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_GIVEREF(__pyx_t_4);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 449, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 452, __pyx_L4_error);
     __Pyx_GIVEREF(__pyx_t_8);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 449, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 452, __pyx_L4_error);
     __pyx_t_4 = 0;
     __pyx_t_8 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L4_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     #if CYTHON_VECTORCALL
@@ -31669,13 +31773,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
       PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 449, __pyx_L4_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 449, __pyx_L4_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -31687,13 +31791,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 449, __pyx_L4_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 452, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __pyx_v_out = __pyx_t_3;
     __pyx_t_3 = 0;
 
-    /* "cython_core/_escape.pyx":450
+    /* "cython_core/_escape.pyx":453
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
@@ -31705,17 +31809,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":451
+      /* "cython_core/_escape.pyx":454
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)             # <<<<<<<<<<<<<<
  *         finally:
  *             PyBuffer_Release(&ib)
 */
-      __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 451, __pyx_L4_error)
+      __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 454, __pyx_L4_error)
       __pyx_v_status = __pyx_t_1;
 
-      /* "cython_core/_escape.pyx":450
+      /* "cython_core/_escape.pyx":453
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
@@ -31725,7 +31829,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
     }
   }
 
-  /* "cython_core/_escape.pyx":453
+  /* "cython_core/_escape.pyx":456
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31775,7 +31879,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":454
+  /* "cython_core/_escape.pyx":457
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31787,7 +31891,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cython_core/_escape.pyx":455
+    /* "cython_core/_escape.pyx":458
  *             PyBuffer_Release(&ib)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
@@ -31800,14 +31904,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 455, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 458, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 455, __pyx_L1_error)
+    __PYX_ERR(0, 458, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":454
+    /* "cython_core/_escape.pyx":457
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31816,7 +31920,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
 */
   }
 
-  /* "cython_core/_escape.pyx":456
+  /* "cython_core/_escape.pyx":459
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -31834,7 +31938,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":438
+  /* "cython_core/_escape.pyx":441
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31863,7 +31967,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18codes(struct __p
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":458
+/* "cython_core/_escape.pyx":461
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -31882,19 +31986,19 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "cython_core/_escape.pyx":459
+  /* "cython_core/_escape.pyx":462
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):
  *         cdef int64_t[:, ::1] ov = out             # <<<<<<<<<<<<<<
  *         cdef int status
  *         with nogil:
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 459, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 462, __pyx_L1_error)
   __pyx_v_ov = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cython_core/_escape.pyx":461
+  /* "cython_core/_escape.pyx":464
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -31907,7 +32011,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cython_core/_escape.pyx":462
+        /* "cython_core/_escape.pyx":465
  *         cdef int status
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])             # <<<<<<<<<<<<<<
@@ -31919,7 +32023,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
         __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, __pyx_v_idx, __pyx_v_n, ((float *)NULL), (&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_ov.data + __pyx_t_2 * __pyx_v_ov.strides[0]) )) + __pyx_t_3)) )))));
       }
 
-      /* "cython_core/_escape.pyx":461
+      /* "cython_core/_escape.pyx":464
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -31936,7 +32040,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       }
   }
 
-  /* "cython_core/_escape.pyx":463
+  /* "cython_core/_escape.pyx":466
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])
  *         return status             # <<<<<<<<<<<<<<
@@ -31949,7 +32053,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":458
+  /* "cython_core/_escape.pyx":461
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -31969,7 +32073,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":465
+/* "cython_core/_escape.pyx":468
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
@@ -31978,16 +32082,16 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_21match(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_23match(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_20match, "EscapeRows.match(self, x, rows) -> tuple\n\n(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether\n``rows`` hold exactly those codes already.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_21match = {"match", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_21match, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_20match};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_21match(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_22match, "EscapeRows.match(self, x, rows) -> tuple\n\n(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether\n``rows`` hold exactly those codes already.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_23match = {"match", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_23match, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_22match};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_23match(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -32018,39 +32122,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 465, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 468, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 465, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 468, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 465, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 465, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 468, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 465, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 468, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 465, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 465, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 468, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 465, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 468, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32061,7 +32165,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_20match(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x, __pyx_v_rows);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_22match(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_x, __pyx_v_rows);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -32071,7 +32175,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
   PyObject *__pyx_v_codes = NULL;
   PyObject *__pyx_v_saturated = NULL;
   PyObject *__pyx_v_idx = NULL;
@@ -32093,7 +32197,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("match", 0);
 
-  /* "cython_core/_escape.pyx":468
+  /* "cython_core/_escape.pyx":471
  *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
  *         ``rows`` hold exactly those codes already."""
  *         codes, saturated = self.quantize(x)             # <<<<<<<<<<<<<<
@@ -32107,7 +32211,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_x};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_quantize, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
@@ -32116,7 +32220,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     if (unlikely(size != 2)) {
       if (size > 2) __Pyx_RaiseTooManyValuesError(2);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 468, __pyx_L1_error)
+      __PYX_ERR(0, 471, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -32126,22 +32230,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
       __Pyx_INCREF(__pyx_t_4);
     } else {
       __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 468, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 471, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 468, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 471, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
     }
     #else
-    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 471, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 471, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     #endif
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   } else {
     Py_ssize_t index = -1;
-    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
@@ -32149,7 +32253,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     __Pyx_GOTREF(__pyx_t_2);
     index = 1; __pyx_t_4 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_4)) goto __pyx_L3_unpacking_failed;
     __Pyx_GOTREF(__pyx_t_4);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 471, __pyx_L1_error)
     __pyx_t_6 = NULL;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     goto __pyx_L4_unpacking_done;
@@ -32157,7 +32261,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_6 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 468, __pyx_L1_error)
+    __PYX_ERR(0, 471, __pyx_L1_error)
     __pyx_L4_unpacking_done:;
   }
   __pyx_v_codes = __pyx_t_2;
@@ -32165,7 +32269,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
   __pyx_v_saturated = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":469
+  /* "cython_core/_escape.pyx":472
  *         ``rows`` hold exactly those codes already."""
  *         codes, saturated = self.quantize(x)
  *         idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))             # <<<<<<<<<<<<<<
@@ -32173,20 +32277,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
  * 
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_7 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   #if CYTHON_VECTORCALL
@@ -32207,13 +32311,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_v_rows, __pyx_t_10};
     #if CYTHON_VECTORCALL
     __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 469, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_8);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 469, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     #endif
@@ -32224,7 +32328,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 469, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   __pyx_t_3 = 1;
@@ -32245,13 +32349,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 469, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_idx = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":470
+  /* "cython_core/_escape.pyx":473
  *         codes, saturated = self.quantize(x)
  *         idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
  *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))             # <<<<<<<<<<<<<<
@@ -32259,9 +32363,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
  *     def trim(self) -> None:
 */
   __pyx_t_5 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 470, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_array_equal); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 470, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_array_equal); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_9 = ((PyObject *)__pyx_v_self);
@@ -32271,7 +32375,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_idx};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_codes, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 470, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 473, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   __pyx_t_3 = 1;
@@ -32292,24 +32396,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 470, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 473, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_11 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_11 < 0))) __PYX_ERR(0, 470, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_11 < 0))) __PYX_ERR(0, 473, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyBool_FromLong((!(!__pyx_t_11))); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 470, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((!(!__pyx_t_11))); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 470, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_INCREF(__pyx_v_codes);
   __Pyx_GIVEREF(__pyx_v_codes);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 470, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_saturated);
   __Pyx_GIVEREF(__pyx_v_saturated);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_v_saturated) != (0)) __PYX_ERR(0, 470, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_v_saturated) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 470, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
   __pyx_t_1 = 0;
   {
     PyObject *__pyx_temp;
@@ -32322,7 +32426,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":465
+  /* "cython_core/_escape.pyx":468
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
@@ -32351,7 +32455,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":472
+/* "cython_core/_escape.pyx":475
  *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
@@ -32360,16 +32464,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20match(struct __p
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_23trim(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_25trim(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_22trim, "EscapeRows.trim(self) -> None\n\nCompact the pool to exactly its blocks\047 room (each block\047s entries with its slack).");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_23trim = {"trim", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_23trim, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_22trim};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_23trim(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_24trim, "EscapeRows.trim(self) -> None\n\nCompact the pool to exactly its blocks\047 room (each block\047s entries with its slack).");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim = {"trim", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_24trim};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_25trim(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -32395,14 +32499,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("trim", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -32414,7 +32518,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("trim", 0);
 
-  /* "cython_core/_escape.pyx":474
+  /* "cython_core/_escape.pyx":477
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -32430,13 +32534,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __py
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_0, Py_True};
     #if CYTHON_VECTORCALL
     __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 474, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 477, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_4);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
       __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 474, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 477, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     #endif
@@ -32445,12 +32549,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __py
     #if CYTHON_VECTORCALL
     #endif
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 474, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 477, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":472
+  /* "cython_core/_escape.pyx":475
  *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
@@ -32473,7 +32577,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":476
+/* "cython_core/_escape.pyx":479
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -32482,16 +32586,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22trim(struct __py
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_25repack(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_27repack(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_24repack, "EscapeRows.repack(self, layout, held=None) -> None\n\nRe-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),\nevery code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and\n``rows_put`` restart.");
-static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_25repack = {"repack", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_25repack, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_24repack};
-static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_25repack(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_26repack, "EscapeRows.repack(self, layout, held=None) -> None\n\nRe-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),\nevery code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and\n``rows_put`` restart.");
+static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack = {"repack", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_26repack};
+static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_27repack(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -32522,35 +32626,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_held,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 476, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 479, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 476, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 479, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 476, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 479, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 476, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 479, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 476, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 479, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 476, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 479, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 476, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 479, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -32561,7 +32665,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 476, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 479, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32572,7 +32676,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_layout, __pyx_v_held);
+  __pyx_r = __pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_v_self), __pyx_v_layout, __pyx_v_held);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -32582,7 +32686,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_layout, PyObject *__pyx_v_held) {
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_layout, PyObject *__pyx_v_held) {
   PyObject *__pyx_v_old = NULL;
   PyObject *__pyx_v_rows = NULL;
   PyObject *__pyx_v_codes = NULL;
@@ -32610,16 +32714,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("repack", 0);
 
-  /* "cython_core/_escape.pyx":480
+  /* "cython_core/_escape.pyx":483
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 480, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 483, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 480, __pyx_L1_error)
+  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 483, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = (!__pyx_t_2);
 
@@ -32627,7 +32731,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":481
+    /* "cython_core/_escape.pyx":484
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")             # <<<<<<<<<<<<<<
@@ -32635,12 +32739,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 481, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 484, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 481, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 484, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 481, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 484, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_7 = 1;
@@ -32649,14 +32753,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 481, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 481, __pyx_L1_error)
+    __PYX_ERR(0, 484, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":480
+    /* "cython_core/_escape.pyx":483
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
@@ -32665,7 +32769,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":482
+  /* "cython_core/_escape.pyx":485
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout             # <<<<<<<<<<<<<<
@@ -32677,54 +32781,54 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __pyx_v_old = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":483
+  /* "cython_core/_escape.pyx":486
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 483, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
   __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 486, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":484
+    /* "cython_core/_escape.pyx":487
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")             # <<<<<<<<<<<<<<
@@ -32732,19 +32836,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
  *         codes = self.codes(rows)
 */
     __pyx_t_6 = NULL;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_layout_must_keep_dim_decimals_an;
@@ -32763,7 +32867,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     __pyx_t_12 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
     #endif
     __pyx_t_1 = __Pyx_PyUnicode_Join(__pyx_t_10, 7, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -32774,14 +32878,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 484, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 487, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 484, __pyx_L1_error)
+    __PYX_ERR(0, 487, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":483
+    /* "cython_core/_escape.pyx":486
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
@@ -32790,7 +32894,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":485
+  /* "cython_core/_escape.pyx":488
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -32800,16 +32904,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __pyx_t_3 = (__pyx_v_held == Py_None);
   if (__pyx_t_3) {
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -32830,13 +32934,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_13};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -32848,21 +32952,21 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 485, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -32883,13 +32987,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_held, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 485, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -32900,7 +33004,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 485, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
@@ -32910,7 +33014,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __pyx_v_rows = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":486
+  /* "cython_core/_escape.pyx":489
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)             # <<<<<<<<<<<<<<
@@ -32924,13 +33028,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_v_rows};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_codes, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 486, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 489, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
   __pyx_v_codes = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":487
+  /* "cython_core/_escape.pyx":490
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)             # <<<<<<<<<<<<<<
@@ -32938,7 +33042,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
 */
   __pyx_t_1 = NULL;
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 487, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 490, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __pyx_t_7 = 1;
   {
@@ -32946,13 +33050,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_callargs+__pyx_t_7, (4-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 487, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 490, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_8);
   }
   __pyx_v_fresh = ((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":488
+  /* "cython_core/_escape.pyx":491
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))             # <<<<<<<<<<<<<<
@@ -32960,9 +33064,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
  *         fresh.put_codes(codes, rows)
 */
   __pyx_t_13 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_9 = __pyx_v_layout;
@@ -32972,10 +33076,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_codes};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_holds, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_7 = 1;
@@ -32996,16 +33100,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 488, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __pyx_v_outside = ((PyObject*)__pyx_t_5);
   __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":489
+  /* "cython_core/_escape.pyx":492
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])             # <<<<<<<<<<<<<<
@@ -33014,17 +33118,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
 */
   __pyx_t_8 = ((PyObject *)__pyx_v_fresh);
   __Pyx_INCREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 489, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 489, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 489, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 489, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 489, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
@@ -33034,12 +33138,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 489, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":490
+  /* "cython_core/_escape.pyx":493
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)             # <<<<<<<<<<<<<<
@@ -33053,12 +33157,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     PyObject *__pyx_callargs[3] = {__pyx_t_9, __pyx_v_codes, __pyx_v_rows};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_put_codes, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 490, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 493, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":491
+  /* "cython_core/_escape.pyx":494
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()             # <<<<<<<<<<<<<<
@@ -33072,12 +33176,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, NULL};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_trim, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 491, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":492
+  /* "cython_core/_escape.pyx":495
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t             # <<<<<<<<<<<<<<
@@ -33097,7 +33201,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __Pyx_DECREF_SET(__pyx_v_self->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_9));
   __pyx_t_9 = 0;
 
-  /* "cython_core/_escape.pyx":493
+  /* "cython_core/_escape.pyx":496
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)             # <<<<<<<<<<<<<<
@@ -33116,7 +33220,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __Pyx_INCREF(__pyx_t_13);
   __pyx_t_4 = __pyx_v_self->outside;
   __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 493, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -33126,7 +33230,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":494
+  /* "cython_core/_escape.pyx":497
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live             # <<<<<<<<<<<<<<
@@ -33142,7 +33246,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
   __pyx_v_self->pool_dead = __pyx_t_14;
   __pyx_v_self->live = __pyx_t_15;
 
-  /* "cython_core/_escape.pyx":495
+  /* "cython_core/_escape.pyx":498
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live
  *         self.restart_counts()             # <<<<<<<<<<<<<<
@@ -33154,12 +33258,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 495, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":476
+  /* "cython_core/_escape.pyx":479
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -34502,17 +34606,18 @@ static PyObject *__pyx_getprop_11cython_core_7_escape_10EscapeRows_saturated(PyO
 
 static PyMethodDef __pyx_methods_11cython_core_7_escape_EscapeRows[] = {
   {"_restore", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_3_restore, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_2_restore},
-  {"__reduce__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_5__reduce__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_4__reduce__},
-  {"restart_counts", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_7restart_counts, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_6restart_counts},
-  {"_make_room", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_9_make_room, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_8_make_room},
-  {"put_codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_11put_codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_10put_codes},
-  {"quantize", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_13quantize, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_12quantize},
-  {"encode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_15encode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_14encode},
-  {"decode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_17decode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_16decode},
-  {"codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_19codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_18codes},
-  {"match", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_21match, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_20match},
-  {"trim", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_23trim, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_22trim},
-  {"repack", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_25repack, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_24repack},
+  {"state", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_5state, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_4state},
+  {"__reduce__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_6__reduce__},
+  {"restart_counts", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_8restart_counts},
+  {"_make_room", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_10_make_room},
+  {"put_codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_12put_codes},
+  {"quantize", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_14quantize},
+  {"encode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_16encode},
+  {"decode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_18decode},
+  {"codes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_20codes},
+  {"match", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_23match, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_22match},
+  {"trim", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_24trim},
+  {"repack", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_26repack},
   {0, 0, 0, 0}
 };
 
@@ -37392,14 +37497,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode)) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode)) __PYX_ERR(0, 406, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode) < (0)) __PYX_ERR(0, 403, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode) < (0)) __PYX_ERR(0, 406, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode);
@@ -37425,14 +37530,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 416, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
@@ -37458,14 +37563,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes)) __PYX_ERR(0, 441, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes) < (0)) __PYX_ERR(0, 438, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes) < (0)) __PYX_ERR(0, 441, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes);
@@ -37491,14 +37596,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 449, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 446, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 449, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
@@ -38705,215 +38810,235 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   /* "cython_core/_escape.pyx":216
  *         return rows
  * 
- *     def __reduce__(self):             # <<<<<<<<<<<<<<
- *         return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
- *                                       self.pool, self.outside,
+ *     def state(self) -> dict:             # <<<<<<<<<<<<<<
+ *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+ *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_dict_2) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5state, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_state, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_5) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":228
+  /* "cython_core/_escape.pyx":222
+ *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+ * 
+ *     def __reduce__(self):             # <<<<<<<<<<<<<<
+ *         return (EscapeRows._restore, tuple(self.state().values()))
+ * 
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 222, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_4) < (0)) __PYX_ERR(0, 222, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "cython_core/_escape.pyx":231
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 228, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 228, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_4) < (0)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_5) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":314
+  /* "cython_core/_escape.pyx":317
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 314, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[4]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_4) < (0)) __PYX_ERR(0, 314, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[4]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_5) < (0)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":335
+  /* "cython_core/_escape.pyx":338
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 335, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 335, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 335, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 338, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 338, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 338, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_5) < (0)) __PYX_ERR(0, 335, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 338, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":351
+  /* "cython_core/_escape.pyx":354
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 351, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 351, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 354, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 354, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_4) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_5) < (0)) __PYX_ERR(0, 354, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":355
+  /* "cython_core/_escape.pyx":358
  *         return quantize(x, self.layout)
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
  *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
  *         values clipped at +-b."""
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 355, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 355, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_5) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_4) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":403
+  /* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 403, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 406, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[5]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_5) < (0)) __PYX_ERR(0, 403, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[5]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_4) < (0)) __PYX_ERR(0, 406, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":438
+  /* "cython_core/_escape.pyx":441
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_5) < (0)) __PYX_ERR(0, 438, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":465
+  /* "cython_core/_escape.pyx":468
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
  *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
  *         ``rows`` hold exactly those codes already."""
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 465, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 465, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 465, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
-  #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_4) < (0)) __PYX_ERR(0, 465, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-
-  /* "cython_core/_escape.pyx":472
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
- * 
- *     def trim(self) -> None:             # <<<<<<<<<<<<<<
- *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
- *         self._make_room(0, shrink=True)
-*/
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 472, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_5) < (0)) __PYX_ERR(0, 472, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_5) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":476
+  /* "cython_core/_escape.pyx":475
+ *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+ * 
+ *     def trim(self) -> None:             # <<<<<<<<<<<<<<
+ *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
+ *         self._make_room(0, shrink=True)
+*/
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 475, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 475, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_4) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "cython_core/_escape.pyx":479
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
  *         """Re-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 476, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 476, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 476, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 479, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 479, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 479, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[5]);
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_4) < (0)) __PYX_ERR(0, 476, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[5]);
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_5) < (0)) __PYX_ERR(0, 479, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cython_core/_escape.pyx":1
  * # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True             # <<<<<<<<<<<<<<
  * """Compiled escape-coded rows at bit stride (:class:`EscapeRows`; the layout is :class:`cython_core.escape.EscapeLayout`).
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_4) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_5) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /*--- Wrapped vars code ---*/
 
@@ -39036,7 +39161,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cython_core/_escape.pyx":474
+  /* "cython_core/_escape.pyx":477
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -39045,12 +39170,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 474, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 477, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
 
-  /* "cython_core/_escape.pyx":314
+  /* "cython_core/_escape.pyx":317
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -39059,12 +39184,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_False};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 314, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 317, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "cython_core/_escape.pyx":403
+  /* "cython_core/_escape.pyx":406
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -39073,7 +39198,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 403, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 406, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
@@ -39137,38 +39262,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{76},{15},{71},{69},{30},{37},{22},{5},{8},{12},{10},{21},{21},{19},{16},{17},{17},{16},{20},{19},{17},{25},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{8},{25},{3},{15},{3},{6},{3},{11},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{22},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{23},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{9},{5},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{71},{166},{469},{2},{2},{16},{352},{18},{18},{21},{70},{43},{404},{338},{294},{272},{3}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{76},{15},{71},{69},{30},{37},{22},{5},{8},{12},{10},{21},{21},{19},{16},{17},{17},{16},{20},{19},{17},{25},{16},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{8},{25},{3},{15},{3},{6},{3},{11},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{22},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{23},{4},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{9},{5},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{23},{166},{469},{2},{2},{16},{352},{18},{85},{18},{21},{70},{43},{404},{338},{294},{272},{3}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3152 bytes) */
-static const char cstring[] = "x\332\245V\313\177\323V\026&\301@\240\231\231\274H\332\224\316\310\001\362\240\301\255I\010\205\241\364\347\204\244\320R\212\363$@G\275\226\256maY\262%9\211i\027]f\251\245\226Zj\251\245\227^z\251\245\227\371\023\372\047\314w\256\224\304\001ff1\376%z\334\307\271\347|\347;\337\221$1C\225$fY\254)\231E\311.\263\032\307\273#}} U\033\266#\025\270\304\244\223G\315\220\276\316d$\263\360\226+\316\243Y\307\342\\*Z\254T\345\206377\047\231\2264;\047\355kNY2\r.Y\346>\266\250\374@\342L)\317K%\323\221\346\342\333\274\224\334\223\367L&\363@z\370\023\257\232Vs[\343\373\344\315C\3054\034\255\3240\033\266\360S\325,:\366\375a\234\220L\330\216\245\251\\\355YL\036\375\267\371\263c\047+\037}\267\302\014\003n1\333\326J\206\344\230\222\305\231z\3334\364\246T\025N\356\301\311\247\306\036\3235U\252\232*\237\227\370A\r{ajF\231\241sg\212\246\345X\314\230\211#<^\034c\014$\331\201fK\317\201\323s\323\341\222S\006\352+M\247l\032\022\306U\256k\005n1\207\343D\362\021\226-ZdH/V_\334^\374fQxlq\312\204-\331\215\202\242\303Yn\023p\205\206\246;8\301i\326\270\235\221\236\026\245\246\331\220\014\016\337\020I\r\353z78enH6w\350A\232\021q3G3\r\031\3335\2434\223@\245\355q\332\275\306t\233g\230\252\312X\307\025Dn\237\320c\326\230\227\316\216\324\020\253\225\214\301\241\333\212\251\353d\3134\354\014+(\212\210WVL\213\177%s[\301\352L\255y\240j6+\350\234\033t-)\224\026\245\307h\366\366\343\030\322\004J;^\250\352\014a:\247\2745\244Ua\362\231\030\217\267\364\256\251p^Cp\325y\240\255hU\004&0\005.\325\032b\221A\337x\244f\232\272\014KL\321\234\346\211\375G\337J_\307F\r\023\026\212\254\241;\222,[\\m(\\\226%\265!\0003L\3436\362\267\2471\035\263\010Fsd\371\214\237\322\276\2459\024\201\264r\273\207\333E\335d\316\302\235\367\253s\226\274\351\331\0144\244\206f\234\256,\233\272\212\274\211t\242.--\306\276\201\\\363\222l;\314\002\026\364\250#\357\024\036=#\272\330&2\245X\240\036\215RY\323^\033\025\"\314\211\243\023[ {\217\027\266cB\007\370\377\014\212<]Z\374 \246\030\354yqH|\232\330\2523\245B)\020q4a\024\253fl)f\n\274\321\310?`<""\253\262*NWi\336\236k\010:\3208\323uSA\r%\347\251\314a\231\217\314\306N\010(\204\032\330\231D\375\312l\217\237\2708/\3456V\236>]\325u\255fkv/\267\342\347u\034~\372\2249\245B\357`\225U8\2025\253\275\203\026\047\374x\317\220(\231\236wU\224Z\317\0007\336\033\2502G)\367\274\327\032\216\374\276\225z\203!\023\357z\267Y\034\264\256\234\031\020\024\301\336\006\320\355\231\0004U\310\325\0321\230\257Z\226i\221xm\360z\003\276p\022\355\314\251~\313\233\204\262\235\334N\261H*^>\235\200\362\340@\247gJ~\321<\300\377ch\236\374\234\0378\353\274(\313\211.q\232\027\312u\372P\342\016<\252\322\200J{\360+6\014\205\356\245c\343\370i\325\032\004\231\236\252L\023\347@\267\033\272\2303X5\276\303s\374\240A\262R\346 _\243\032\277%V\350\221T5~j\0305M\251\300\302\252q\274nO\020\227l\000k\375\330\3541\021>\204\341x\200\037\320\013\2608q\305\356q\375#\0309H\023\005e\223z\202\202\232\301\345\n\267\014\256\313N\014\375\t\323\216\351u|\317<$\336\353\366\243L\211\033\350Z\026\224\370\270\026\344B\243XD\3371\232\014\227\022\247\302\241\332\2219\305\303l9\021cf\213af\237\326v2@\3600\273i(\232\2319q\315f\216\216QG\316\252\205\002S\013\314\346\005\315\261\0138\264\"J_<\331\312\261\310*\005\241\302\212Na!Y\350\243\n/\200\250\212n\332\\\321m\301lq\371 \032A\\qA\2132\336q\313\024/\334\262\225\275\236\206\223I\032N\357\020\047V\333gF>X\223\000\320;\0247\225\343&\022\227j|\375\3009\264\033\225\020\022\027\312^\374-\305\2535\247\031\22747T4\264FU4\177\341PQ\263l\247\250\263\222\235\264\004q[Z\304\367\005\212>\371\312(\"\271\345\344\020\260\236\224K6\313\\W\251\035\330\232V\320TM=\020_cI\004\020O!\306\232\261\047#J\235S\021\331\361\345\035\257T\260,\016LG\353\327M\241/Uv\200\317\037\372\366\251j\006}\366\030\261r\023i\215B\023\2444T\301\003\034Q\245\017\016\370\343\0305\204Sk\232\005\304j\026\213Df\370\004\303\370#\261\047\001\242\316r\246\315\212\027\025\037]\342\301\326\22352Z\017\206j\047\352v,i\307\367\017\020\267\n\026/i6\362\037K\335Y}\263\270\323\260\014\204 \023\037)\024\372\227a\336\332\003i\033\224""\004U\240\223t\311\244q\236\264R\233\353\210\210r\346$\337\000\242_\330eK3*\004d\274\n\325\333\260\341D\r\025\210\177\253\2418\216S\306Yx%au\0325\235Ss\314.\305\315<n\224P\030\270\334\250\241sq\212\034\237\220\r..\366>\342\3357-\325\026\027\031488(\020\333\355\237\377\350\353\246\256\034~\351\346\377\310u\007\206\334+\336\274\257\006s\341bx\320r\332\017;N\264\361K\364\013\213X\241;}+\230\t\307\302|w\346\313\340~\370\2705\330~\334\031\2146_F/\345HV\"E\245\211\354\037\271?/\236\273\374\271\227>\032\030ss\356\256\307<\307\317v\007.w\007\377vh\271\343\256\355\245\273C\343\356[\277/J/\267\323\355\273\235\313Q~\275;8\344\366\273\323^\2377\334\035\234\364\322\321\347_\006w\202\355p!T[s\355lwp\304\235r\327\274)o\005\346\356\370;\301Z8\025\346\310f\275;\364\2317\346\275\t\206\243[\017ZS\255\265\366\365v\376h\360\232\227\363\362\036\353\016|rx\017[sd\341\026\215u\007\260\047\366R\362l\1776H\007po\360p\325\235\020\247\003\204O\274\177\372\305\340\207hi\255\r\003#\356\2147\342-z\226?\021\364\007\327\203\2150\025.\207,F+\355\335\367s\376Kx\372\250=\322\276\337\311u\207\376\216\220\337\005#\300\350Y{\260\223\353\274\212vv\243\335BTP\272C\344\325+\337\n>\013o\265\236u\372:\343\235\0031+\000\206\023\337\273\367\274\031\1772X\014\366\0004\242s\334\007\010\243\344\257\373\357\302\321p\2655\321>\337^\352\214vV\243<\200\177\035\275~\223\200\351\217\370\331\350\306b\230\013\327\303\275V>z\264\025mmG\333;\004\300\342\341;o\330\233\366\373\375[\301J\340\204K\255\321\326rKi\217\265w:+\035\213\340\037\032u\027]\313\033\365~\n\306\202\374\031\260\232\336%\257\216\275\263\301T\220\213\361\274\351:\000\304\366\247\374\037\0025\234\005\352O@\206\276\236m\203\207O\335Mo\322\377&\006\367\t\250\260\036M\314\005\303\301l8\025-\002\330\366\357\321\006|,E\245rT\326\272W\047\342\351[\341r\264\364\004\320LD/\326\243u5Ry\304\213d\343\231\227\362\236\005\251\340{\220\363\267\366\r\244fp\302\375\315\237\016\256\204i\221\324\200\265Ytn\304\235\005\371R\237\034.\271\303n::\367\271\227\375s\340\334\205qwGx""\226\232\366\331Q\n\253\335\363n\326}\354]\360\266\374t7u\201\322\331\217\300lpLD\271\344\216\272\313\256\342\215#\361\303\376M\337F\370D\272e02f\331z\333\351\334\351lG\033\233\321\346N\264\363*z%\362\021\203\020}q7\314\207\014\236\246\333\331v\256\373\017\311\277\340\357\006\214\"Ys\257\273y\227\305GN{\375\336u\221\343m0\036\320\375\3450O\347\337u\373\020\300\rx0L&\277\202\023\231\260?\234n]j\325\333}17\262\304\250\347`\360\243\326Hk\251=\3219\337\311v\226;\254cG\353\033G\311\256\257\302\021d|\242\335\327\036~o\327w\"\220\031\320)\327Y\357\324\243\027\033\210\205\316\026\365\226\001\251\256\242\016V\202zx1,\2021\254U?\032\370\224\252\0045\234\"\"\244\243\324\270\313\216\020\323\217n\335;\357\335\3631\362\205\227?B>\016\304\310\242W\217R\222\337w$X\260\206\215\"\225}b\220\212p\350\360w,j\006}\001j\357\257\207\005T_\326[\366\312>\363\367PVwBA\302}\267\342\217\371y\277\020\014\202\342\233\255q\200p\021\351N\245\375\341\017\254\014\036\376\3402w\337\023`?\367bvD\251)?MK\257y\240\344gT\351\223\377\227J\021\224\013\310\"\226\025\274\213^\301?\357/\242\264\047\000V\241\205\004]u_\013\004\231\357\240\010b\245\232p\033\211.\341\275\341>\361V\261@\201X,\241\272\227CE\244q\030\334\332\350\364w\256#){\242\212\241\020o\2427\277F\277\306*\222\370\005\331\305P\\!Z\244U\242\212\336M\317\370\365\340\0222v!\334m\251p|\221\352\014\004%jFo\2403o\243\267\225\217K,y\264\342\326\273W\307\273c_x\233\376\247\275\222\3722q\346\350\243\263\273\235B\364\202\344\346Tx\343\200\221dP0\375\037d\230r2\027P}^\036LTj\026\213\261f\316\313F\327\226\205\377\365\316\245N\235\250\241\272\351\270z\246\001w%\030\017\016B\247\265\320*\266W\332\277E\353\244w\047\265\367\2643\014\370v\242M\214B\047c\214\204\316\014P~I\351\307\274]\220{9\250\264\256B\n\047Q\311/\005\326@\t(\323\016\252\317\024Q\226\010\023\213=Ql \354\243\246@%\\\360\376\212\364\326\203\213A\021\254\024\265\373\032\246?\365G\375\047\250\033\033r\261\332\232\204`\017w\3224\371\n%\0011\245\307\2558\030R\311\253 ;?\325\311-`p\323\377=\274\333""\272\322\276\331~\027\345\341\324q\017\356\221\301\0470}\255\275\325\231\217\266\205\354`\352g\200\226\232\rDYM\"\300\274(\250h\010\304\367\357\005\323P\217t\317\310\035\377u\330\027N\264.\266\n\320\023$h\341\260\210\374S\023X\361\366PkJ0\032\344\202\255\360z\270\201E\n\372\333B[A\313\212\205\"\246e\314Av\002|6\034\016\323\321\002\3440nO\261\274\013j&\047\254\302\376c\324\312\035\234\300\374\206\200\351\206`~\266\225;\261\363m+\017\271\331G\233\250\243\257\014 \250\356\300M?\177l$\347\346\005\207\205TP\355. \227\271`\023\337\047\273-Fez\201\024\026\301\014C\\7A\301)\264\351M\004\264\026\246C\240\264\0242Bi\026\265\371 \334\306\321?\266\353\361W\300Ul\253w\007\307D\342\251\311\245I\030F\335\273\320\351Y\177\036\375.\035\3133u\013+\371\\\361\356\242AN\007\227!\265\367[+\255zL\263q\244\373\n\206\373\003l\201P\t\316\2379\205\374\334\3529\007m8\013\204F`/\345\257\200Y)!\277\347\205\014b\365y1=\211\225=/Kh\2337\002\205\220\047\277\037Cu\263\324\303\350sb\021\035\362\206\257\003\341*h8\031m g\257\342*J\223z\271{\336\277\202,\244\355\337\3349\274\025";
-    PyObject *data = __Pyx_DecompressString(cstring, 3152, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3187 bytes) */
+static const char cstring[] = "x\332\245V\313\177\323V\026n\300@\240\231\231\274H\332\264\235\221C\310\203\006\267\206\220>\246\245?\047$\205\226R\234\007!@G\275\226\256m5\262dKr\022\323.\272\314RK-\265\324RK-\275\324RK/\363\047\364O\230\357\\)\211\003\235\231\305\344\007\262t\037\347\236\363\235\357|\347J\0223TIb\226\305:\222Y\225\354:kr|;\322\247\207R\243m;R\205KL:}\325\014\351\323BA2+\277p\305\271?\357X\234KU\213\325\032\334p\026\026\026$\323\222\346\027\244\003\315\251K\246\301%\313<\300\026\225\037J\234)\365E\251f:\322B\372\263(e\277\331w\241P\370R\372\352\007\3360\255\3163\215\037\2207_)\246\341h\265\266\331\266\205\237\252f\321\261o\016\343\204l\302v,M\345j\337b\362\350\277\315\237\037;]y\377\233Uf\030p\213\331\266V3$\307\224,\316\324\333\246\241w\244\206pr\037N>2\366\231\256\251R\303T\371\242\304\017\233\330\013Ss\312\034\235;W5-\307b\306\\\032\341\311\342\024c \311\0165[z\002\234\236\230\016\227\234:P_\3558u\323\2200\256r]\253p\2139\034\047\222\217\260l\321\"Cz\272\366\364\366\322\347K\302c\213S&l\311nW\024\035\316r\233\200\253\2645\335\301\tN\247\311\355\202\364\250*u\314\266dp\370\206H\232X\327\277\301\251sC\262\271C/\322\234\210\2339\232i\310\330\256\031\265\271\014*m\237\323\356u\246\333\274\300TU\306:\256 r\373\224\036\363\306\242t~\244\211X\255l\014\016\335VL]\047[\246a\027XEQD\274\262bZ\374\023\231\333\nV\027\232\235CU\263YE\347\334\240gM\241\264(}F\213\267\037\244\220fP\332\351BUg\010\3239\343\255!\255\t\223\217\305x\272\245\177\315\036\347M\004\327X\004\332\212\326@`\002S\340\322h\"\026\031\364MG\232\246\251\313\260\304\024\315\351\234\332\277\377\265\364ij\3240a\241\312\332\272#\311\262\305\325\266\302eYR\333\0020\3034n#\177\373\032\3231\213`4G\226\317\371)\035X\232C\021H\253\267\373\270]\325M\346\334\275\363fu\316\2237}\233\201\206\324\326\214\263\225uSW\2217\221N\324\245\245\245\330\267\221k^\223m\207Y\300\202^u\344\235\302\243wD\227\332D\246\024\013\324\243Q*k\332k\243B\2049qtf\013d\357\363\302vL\350\000\377\237A\221\247\313Ko\305\224\202\275(\016IO\023[u\246\354Q\nD\034""\035\030\305\2529[J\231\002o4\362\017\030\317\253\254\201\323U\232\267\027\332\202\0164\316t\335TPC\331y*sX\341OfS\047\004\024B\r\354B\246~u\266\317O]\\\224J\233\253\217\036\255\351\272\326\2645\273\237[\351\373\006\016?{+\234Q\241\177\260\301\3668\2025\033\375\203\026\047\374x\337\220(\231\276oU\224Z\337\0007\336\030h0G\251\367}7\333\216\374\246\225V\233!\023\257\373\267Y\034\264\336;7 (\202\275m\240\3337\201a\247\177\047\240j@\276\326\211\321|\315\262L\213\304l\223\267\332\360\215\223\210\027\316\364\\\336\"\324\355\354\347\014\233L\001\344\263\t(\2218\351lJ~\3329\304\377\007\320@\371\t?t6xU\2263\235\3424/\224\354\354\245\306\035x\324\240\001\225\366\340\257\3326\024\372\255\235\030\307\237\326hB\240\351\255\3014q\016t\274\255\2139\2035\322_x\216?h\222\254\3249\310\330n\244_\231\025z%\225M\337\332FSS\366`a\3158Y\267/\210L6\200\275~b\366\204\030o\303p2\300\017\351\003X\234\272b\367\271\376\047\0309H\033\005e\223\232\202\222\232\301\345=n\031\\\227\235\024\372S\346\235\320\355\344\267\360\025\325\201n\337/\324\270\201.fA\231OjC\256\264\253U\364!\243\303\360\250q*$\252%\231S<\314\2263qf\266\030f\366Y\255g\003\004\017\263;\206\242\231\205S\327l\346\350\030u\344\242Z\2510\265\302l^\321\034\273\202C\367\204\024\2107[9\021]\245\"TY\321),$\013}U\341\025\020W\321M\233+\272-\230.\036oE#\210,\036hY\306kn\231\342\203[\266\262\337\327\200\nY\003\352\037\342\304j\373\334\310[k2\000\372\207\322&s\322T\322\322M\237o9G\004E\013R\t%\361\240\014\246\367+\336h:\235\264\314\271\241\242\311\265\033\342B \234\252j\226\355TuV\263\2636!~\226\227p\347\200\020d7\217*\022\\\317\016\002\363I\315d\263\316u\225Z\204\255i\025M\325\324CqC\313\242\200\240\n\201\326\214}\031\221\352\234\n\311N\037\257\371\336\036\226\245\301\351\270\016\350\246\320\234\006;\304\225\210\356C\r\315\240\253\220\221\2529\021\327\250t@LC\025\\\300\021\r\272\204\300\037\307h\"\234f\307\254 V\263Z%B\303\047\030\306?j\000$J\324m\316\265^\361\241\342\"&^l=[#\243\035a\250y\252x\0472w\362\373\026\352V\305\3425\315\006\007R""\371;\257y\026w\332\226\201\020d\342$\205B\377e\230\267\366A\3346%A\025\350d\2353k\246\247\355\325\346:\"\242\2349\331\275@\364\020\273ni\306\036\001\231\256\242\n\246G\333\206\047M\224\"\376[m\305q\234:\016\304\047)\254\323n\352\234\272fq9\355\362i\007\205\324\300\357v\023-\215S\370\270[\266\271x\330\007\010\372\300\264T[<dp\341\360\260B\264\267\177\374}\240\227\273v\364\261[\376\275\324\033\034v\257y\037\373\333A>X\n\366\303\215\360 b\277\227\376\270\374\316\325\017\274\374\361\340\270[rw=\3469~\2617x\2657\364\267#\313\235pm/\337\033\236p\177\361\007\222\374J7\337\275\027_M\312\033\275\241a\367\202;\353\rx#\275\241)/\237|\360qp\047x\026\336\r\325h\241[\354\r\215\272\323\356\2727\355\255\302\334\035\177\047X\017\247\303\022\331l\365\206\337\367\306\275W\301Hr\353\313h:Z\357\336\350\226\217\207>\364J^\331c\275\301w\217>\303\326\022Y\270Ec\275A\354I\275\224<\333\237\207\363po\350h\315\235\024\247#\250w\275\177\372\325\340\273dy\275\013\003\243\356\2347\352-y\226?\031\\\010n\004\233a.\\\tY\032}\336\373\302/\371\317\341\351\375\356h\367\213\270\324\033\376;B~\035\214\006_\204\217\273Cq)~\221\354\354&\273\225\244\242\364\206\311\253\027\276\025\274\037\336\212\036\307\003\361D|(fY\302*\344\304\267\356g\336\234?%\340,St\216\373%\302\250\371\033\376\353p,\\\213&\273\027\273\313\361X\274\226\224\237\047\317_&/_e`\372\243~1\231Y\nKH\303~TN\356o\047\333\317\222g;\004\300\322\321ko\304\233\365/\370\267\202\325\300\t\227\243\261h%R\272\343\335\235x5\266\010\376\3411w\311\265\2741\357\207`<(\237\003\253\343]\361Z\330;\037L\007\245\024\317\233\256\003@l\177\332\377.P\303y\240\376\260\373 \036\350\3336t\364\310\335\362\246\374\317Sp\037\202\n\033\311\344B0\022\314\207\323\311\022\200\355\376\226l\302\307ZR\253\047u\255w}2\235\276\025\256$\313\017\001\315d\362t#\331P\023\225\047\274J6\036{9\357q\220\013\276\r\227\302_\2733H\315\320\244\373\253?\033\\\013\363\"\251\001\353\262\344\235Qw\036\344\313\275{\264\354\216\270\371\344\235\017\274\342\037\203\357\\\232pw\204g\271Y\237\035""\347\260\332\275\350\026\335\007\336%o\333\317\367r\227(\235\027\020\230\r\216\211(\227\3351w\305U\274\t$~\304\277\351\333\010\237H\267\002F\246,\333\350:\361\235\370Y\262\271\225l\355$;/\222\027\"\037)\010\311G\367\302r\310\340i\276[\354\226z\377\220\374K\376n\300(\222u\367\206[vYz\344\254w\301\273!r\374\014\214\007t\1779*\323\371\367\334\001\0040\003\017F\310\344\047p\242\020^\010g\243+Q\253;\220r\243H\214z\002\006\337\217F\243\345\356d|1.\306+1\213\355dc\3638\333\365I8\212\214Ov\007\272#o\354\372F\0042\007:\225\342\215\270\225<\335D,t\266\250\267\002Hu\035u\260\032\264\302\313a\025\214aQ\353x\360=\252\022\324p\216\210\220Or\023.;FL\337\273-\357\242\367\231\217\221I\027\313\2508f<\315\357\240Z\036F?\304\343\361\253d\027\331\024\311\036\376\000\364y\035\274\027\216\207;\321\367\200\021.}\344m\371\357\0073\201\036\315Dz<\023\327\222\355\335\323\035I\356#\257|\214$\037\212c\226\274V\222\223\374\201cA\255ux#\3701 \006\251\262\207\217~\303\242N0\020\240\240\377zTAI\027\275\025\257\3563\177\037\265z\047\024\314>p\367\374q\277\354W\202!\324\315V4\001d/\203C\271\274?\362\226\225\241\243\357\\\346\036x\"\203O\274\224rIn\332\317\323\322\017=\360\374}\222\217\251\377K\372(?wA\r,\253x\227\275\212\177\321_\202^L\"\003\225\010Y\277\356\276\024ia\276\203\312J\345o\322mgb\207\357\266\373\320[\303\002\005\n\264\014\311X\t\025\301\215\021\020v3\276\020\337@\246\367\2054\000\335W\311\253\237\223\237Si\312\374\222\023\031Ci\331i\211\266\227\354\351\275\374\234\337\n\256\200\006\227\302\335H\205\343KT\274`=\361=y\005\361\372%\371e\357\317u\233<Zu[\275\353\023\275qJ\361{\375:\375<s\346\370Ogw\343J\362\2244\354L\315\323\200\221d\360:\377\037\264\235r\262\020P\321_\035\312\244o\036\213\261f\301+&\037\256\010\377[\361\225\270E\324P\335|Z\222\263\200{/\230\010\016C\047\272\033U\273\253\335_\223\r\022\321\323\202~\024\217\000\276\235d\013\243\020\337\024#\301\347A\312/\265\217qo\027\025\263\022\354E\327\241\257S\220\207\347\002k\240\004\224i\007\025}\216(K\204I;\010Ql0\034\240NC\272P\361""\376\212\364\266\202\313A\025\254\024\202\360\022\246\337\363\307\374\207(F\033\032\264\026M\241\013\214\304y\232|\201\222\200B\323\353v\032\014I\357u\220\235\237\211\35760\270\351\377\026\336\213\256uov_\047e8\365S\362\323I\3379\321\326\2070\375aw;^L\236\t-\303\324\217\000-7\037\210\262\232B\200eQP\3110\210\357\177\026\314B\222\362}#w\374\227\341@8\031]\216*\020)$\350\356Q\025\371\247\316\262\352\355\243\326\224`,(\005\333\341\215p\023\213\0244\315\273]\005}0U\237\224\226)\007\331)\360\305p$\314\047w\241\261i\317K{\206\240fv\302\032\354?@\255\334\301\t\314o\013\230f\004\363\213Q\351\324\316\327Q\031\032v\200\336\323B\263\032DP\275\301\233~\371\304H\311-\013\016\013\251\240\332\275\213\\\226\202-\250\324n\304\250L/\221l#\230\021(\366\026(8\215\336\277\205\200\326\303|\010\224\226CF(\315\2436\277\014\237\341\350\357\273\255\364jq\035\333Z\275\241q\221x\352\234y\022\2061\367\036\304\177\336_D\023\315\247\232O-\310\312\356@\336=t\335\331\340*\364\373\213h5j\2454\233@\272\257a\370B\200-\020*\301\371s\247\220\237\333}\347\240\267\027\201\320(\354\345\374U0+\0474\375\242\220A\254\276(\246\247\260\262\357c\031\275x&P\010y\362\373\001T\267H\215\221\356(Kh\2733\276\016\204\033\240\341T\262\211\234\275H\253(O\352\345\356{\377\n\212\220\266\177\003_\312\327\n";
+    PyObject *data = __Pyx_DecompressString(cstring, 3187, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4259 bytes) */
-static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) or (\377) with o\377ne row i\377ndex eac\377h, got )\346\001\003, \001\004\t\004...\377: <Memor\337yView\212\001<c\377ontiguou\035s\243\002dirs\001\007\r_\000\376\022\004strided\230\"\010\216\001\004\031><(\tA\006>\337?Cann\253\000as\377sign to \377read-onl\327y m\240\002v\242\000In\377valid mo\177de, exp\223 \356|\000\047c\047\206!\047fo?rtran\047\363\003%\005\374\336#\307 axis N\376\245 Note th\377at Cytho\373n \025\000delib\237erateo\000\324\001c\367ter!\001n PE\337P-484\266Bre\376\206As subcl\366\252\000es\303Abuil\375t\251@types.\377 If you \223ne\230 \307\000p\322\000%\tt\177hen set\200\000\367e \047\363\002atio\373n_<\000ing\047 \366\362#iv\242\000o Fa\377lse.add_\326\235 ec\367\000s\241f(n+, \004\013p\315`r\r\004\272`\237-coll\270`[\000s\337.abcc\353\002_c\377ore/_esc\376\373`.pyxdis\277ableen\002\001g\355c\335Ace]\0071-Dt\306c\304$s#\003dla\344\000]t\256\204\007n EN\002L\023\002\274\371c\030\tkeep\332\000m\177, decim\326\000\374\212\205\002\306 mp (n_\367row\363cpool}_\232\000acity\217\205\006o>= 0\316\204\003no?\000\377fault __\377reduce__\367 du\254\"non-\177trivial\033\000~\312\000it__ou\235\010\337 writ\355\001 C\375-\350\204\010float3\0272 a\220\206\013(\212\001\222\206\010\213 \357 uin \007hol\371d\265@\312Bentri\376\222`in uses\377eg_start\035,\355@g_l\365@\374\206\001\023\001\024\370 \353\206\003d\204@r\370`\036\001\323\206\001\177s insid\235\204\001se v\002E\004pec\230\207\010\177storage\252\207\010L\277\023\246\00164\303\016\347#,\376b\274h\003\213\"lack\370\206\001 \356\304\001y a\316\207\001\047s \350\244c\213\000\364\000s\231\206\001(daum{\000d\356\207\001s)u\263b\376\261\206\001allocat}e\275$data.\013\020\330\361\210\003\206\"\275\207\002s.\367\210\004ha\363ve\216\211\004\330\204\001ASCI\377IEllipsiIs\320i\342cR\255`\000\007.\201g\336\t\tmake\327`om\026\036\tre\274!e2\010\324\205\002B\010\231d\346\205\002S\010en\370\205""\001d\010m\357atcht\010put\375_6\rquanti\035z]\trep\342 \254\010\210\001\376\240`_counts\376\305\010trimNon\377FiniteEr\367ror\271\210\001Sequj\211\000e\261\212\001.\266\212\007_T\276\206\001\321s\000\004\202\047\353\206\004_\017\007se\177tstate_\022\006\357_Pyx\001\000Dic\377t_NextRe\367f__\221\210\004e___y_\346\210\002\000\006_get\217\000\345m\026\001d0\001 \000fun\345c&\001gU\0054\000imp\367ort<\001main\336\003\002odulM\002na\255m\002\003ew]\001p~\000c\213he\372`uT\000\n\001\235\003_\364\025\001\322\211\001_\005\002unpi[ck?\000En \005v\304\206\002\004\241\001\351 lO\005\214\207\005\225\207\006\342\007\250\207\004{ex\325\001set_\203\005Is\260\010\2210t\260`\321\001s\272\211\001\377outine_k\277ernel_\307\207\002se_\341f_\330d\000\005.<\222\205\001\377ls>.gene\277xprabc\242\205\005_\377bufferan\177yarange\371\207\001\372\232\217\001_\344@alas_6\206\212\004as\222\210\002as\232\216\007\n\004\376\361\213\001asyncio\357.cor\225\003sat\377least_1d\377bbadbase\377bitsblocYk\343\211\002\005\002sc\335\211\005c\313\214\001\317mpcl\323\001\252@tr\377acebackc\177losecls\364\213\002\360\371\213\002\275\016\264\204\002\271\204\002_non\357zero\306\204\002ersKcv\346\213\010.\352\213\004\007\te\322\204\001\001s\005\n\220\214\002+\t\207\214\004>\t\363\213\003\275\213\005x\245\206\003\253\206\003\332.dimd\223\216\001\336\000\002_is_\306\221\003em\367pty\315\206\003ends\361e\315`\370\216\002\214\002firs?tflags\214\213\004\225\213\002\37764format\276\337\217\004fresh\311Dg\373et\266\210\001_ohel\375d\213\213\001siibid\347idx\211\222\002\311\215\004int\377int64inv\253_s\376@e\301\205\001s\000\002i\277zekkin\313\215\004l\337ivelo\333\207\002ma\357xmem\370\220\001min\362\363\220\001n\241\215\003\274\205\001nbyt/esnd\253\214\002n\346\000\355\217\001\376\335`tnpnump\377yobobjof\375f\355\206\001oldout\007out\327\213\001\375\207\001\337\215\001\332\215\n\357\215\002/dead\370\215\002s\206\213\001\202\216\002\027use\020\000p\325\210\006\313\210\005\323\210\005\376\314\204\016rbregis\361t\331@""\346\210\002\322\210\013retu?rnrow_\214\204\001\356\216\001\376\362\216\001_putrvs=a\031\000ated\231\"\237\215\004\356\300\215\001len\302\215\006sel\234\317\000\260Atde\377\216\002\300\225\002s\377hrinksiz\331e\354\215\002\336\210\001us\202\000ps\373to\001\000ructt\237throw\014\000\325\211\001touple\303\216\00116\307\216\003\366\243\215\003un\232\212\001upda\373te\366\001value\376\000\002swantwo\367rds\000\002_for\367xxb\352\204\001sO\200\001\377\330\004\n\210+\220Q\200\377A\330\010\020\220\n\230,\377\240d\250)\2604\260x\377\270t\300<\310t\320S\377]\320]a\320ab\330\377&*\250\047\260\024\260Q\377\330\047+\2509\260D\270\377\014\300D\310\014\320TX\377\320X_\320_c\320c\375d\025\0011\200A\360\006\000\377\t\033\230!\340\010\024\220\377A\220Y\230a\230t\240\3771\330\010\t\330\014\017\210\377r\220\026\220s\230!\330\377\020\026\220j\240\001\320!\377B\300!\3005\310\t\320\377QR\330\014\020\220\002\220\377&\230\001\230\021\330\014\032\377\230!\320\033+\2502\250\377V\2603\260d\270)\300\3771\330\014\022\220\"\220F\357\230\"\230CL\0002\240W\277\250F\260\"\260AP\001q\377\330\020\031\230\024\230\\\250\377\021\320*:\270\"\270F\377\300#\300Q\340\014\034\230\377A\230Q\230a\330\010\013s\21078\000(\000\022\220*\020\001\337\330\010\017\210q\240\003 \230\277s\240(\250!\250\234\000\014\317\210E\220\027y\002\202 \013\230\377;\240f\250J\3206F\375\300>\000\022\220\047\230\022\230\3774\230r\240\027\250\002\250\377#\250S\260\004\260B\260\375a\250#!\2309\240A\240\375X\247\000>\300\022\3009\310\357A\330\020\036\360\000z\250\022\376\241 L\300\014\310A\310Z\377\320WY\320Yb\320b\367c\330\020\222\001Z\240r\250\377\031\260*\270L\310\001\310\347\026\310x\031\002\334\"\010\014\210\377G\2207\230\047\240\032\250\3474\250v\346 \257 t\220:\376\304\000g\240R\240z\260\023\377\260E\270\027\300\003\3006\277\310\023\310E\320Q\366 [\367\320[\\\306$\240\022\2401\377\320$4\260A\260R\260\377v\270Q\320>U\320U\357V\320VW\375\0014\210z\377\230\021\230&\240\002\240*\377\250C\250t\2606\270\023\377\270B\270c\300\024\300W""\357\310C\310r\373!\020\023\220\3774\220r\230\023\230M\250\347\024\250Q\353!\244&y\230\007\373\230q9\000(\250\"\250A\356\312#%\220t\216 s\240\"\277\240J\250d\260(\363 H\372\212`\001,\010\014\210I\220T\257\230\032\2408\327#H\210`R\377\320\027)\250\021\250(\260\367\"\3204\326 \300|\320S\376\241\000g\320gh\320hi\367\330\025\027\031\003*\260B\320\3736H\230 \027\320PR\320\377Rd\320de\320ef\375\330\231 L\230\004\230L\250\377\004\250G\2604\260{\300\375$\230@\014\027\220{\240&\357\250\n\260!\320B\250a\300\277a\320\000\022\220(\372`\004\377\013\2106\220\021\220!\320\377\000\033\2301\360\010\000\005\367\026\220W\371B\004&\240a\373\340\004\200`\220\003\2201\220\377D\230\005\230U\240!\330\373\004\005\371\204\001\002\220%\220s\374\341`\341\0026\220\023\220B\220\367c\230\026\366@\021\240%\240\271s\374\000\361aB\260d\337dR\377\300t\3102\310V\320S\377T\320TW\320WZ\320\365Z\213B\014\344b\320\0355\260\367Q\260a\247\000!\3001\300\377A\330\037 \240\005\240Y\373\250a\306\001F\220#\220Q\271\220\275b\360\204\001\002\230#\337BV{\2502\370 \010\r\210Q\262\204\001W5\220\001\276\000$\177\000\021\372\204\001\377/\240\021\240.\260\002\260\277&\270\007\270q\300\350 \017\357\210t\2201\316aN\250!\377\250>\270\022\2706\300\027\377\310\003\3101\310B\310a\377\310s\320RS\340\014\022\335\2202\001/\260\022\357@\027\300\247\001\300\021\200\206\001+\010?\252\205\002\047\376\314`A\310R\310q\320P\361S\311\000\256\205\001\353\205\002.\240\001\240\367\025\240f\257`q\260\006\260\375f\257`a\270q\340\010\030\362\240\206\001\230\260 \325\205\001!\320\004\026\377\220a\340\010\014\210K\220\277q\230\003\2307\240\017\000\035\177\230Q\340\010\017\210x\r\002\3774\230q\320\004 \240\001\276 \001H\220F\230!\305C\001\374\020\002\247\207\001\020\210|\2304\230\377y\250\001\250\021\330\010\016\377\210b\220\013\2301\230B\377\230h\240a\240v\250V\367\2602\260\213 \017\210w\220\377k\240\024\240Q\240b\250\177\014\260A\260T\270\026\202 \275\006\354@\004!\240\0215\016\014\277\210J\220a\220w\372\206\001\014\367\210N\230\230c\320\004""\"\240\375!\230\210\001\034\2301\330\010\031\245\230k\000\032\351\207:\375!3\303@\020\377\026\220b\230\006\230b\240\177\003\2404\240r\250\027\252 \377b\270\001\330\014\025\220[\276\275\"a\240t\2501\243\210\004\027\373\220u\221\210\004\014\017\210u\220\367H\230E\340 c\250\022\250\1776\260\023\260B\260c\302B\377\021\300#\300S\310\002\310\365#\222@v\301\206\002Y\320Y\\\237\320\\`\320`\300\207\003\267\211\004_\363\320_\020\000\234\205\003i\320ik\377\320kl\330!\047\240q\377\250\007\250q\260\005\260Y\277\270d\300!\3004\344\205\001T\373\320T\247\207\001\320\\a\320a\317j\320jk\315\211\023\216\001C\220\377q\330\025\026\330\024\035\230WT\240\030\307\211\tX\206\004\340\t\022\237Y\310b\320P\353\207\001\357\211\007\014\337\017\210q\330\020\367@\240\021\263\240!\360\211\024\220A)\250\234\206\001\t\273\014\210\240\210\003(\240!\351\212\001)\357\2301\320\034\233\213\0014\300qo\310\007\310q\227ad\220\270b\367F\220&\354 k\250\026\250\377x\260t\2703\270f\300\237C\300{\320R\354\210\001\261\210\004\320\357\035I\310\021\274 W\320T?U\320UX\320X\300\207\003\343\207\002\371\010\202\214\001\346\212\001\024\230Y\240f\377\250B\250k\270\025\270c?\300\032\3102\310X\255\211\002\346 \047b\320b\364\207\001\214\215\001\004\257\204\001\255a\372\227\215\001!\244\204\002\010\260\001\330\010}\022\276\206\002b\230\016\240a\356 \337\006\250f\260A\245\204\001\r\210\377[\230\001\230\030\240\023\240\377H\250C\250s\260\"\260\337E\270\032\3006\213\000!\330?\010\r\210Z\220q\311\211\001\007\001\371U\307\003\242\211\001\025\230h\240e\376\236\211\007U\230(\240%\240|\377\2605\270\n\300%\300z\237\320QV\320V\374\215\005\374\210\010H\377\260E\270\034\300U\310,{\320V\202\213\002\010\014\210O\262 \357\004(\250\001\376\215\001\032\230\024\373\230Q\314\205\002\320\020\"\240!\277\2407\250&\260\002\245\211\001\016\373\210b\014\0032\240[\260\001\177\260\027\270\006\270b\300\317\000\177\013\2103\210f\220C\200\213\002\377C\230v\240Q\240c\250\377\023\250A\250U\260#\260\375S\"\000c\300\022\3003\300\367c\310\026\242\207\004V\320V""Y\353\320Y\376ca\360&1\260\021\177\260!\3203W\320W\231\214\003\364\331\212\003\226\204\002\010\\\003E\230\023\230\377D\240\003\2402\240Q\240\327a\240u\242\"$\365\204\0021\270\376\236\216\005\320\035=\270Q\270a\217\270w\300a\374@\354 \322\000\330\347\010%\240\224\211\002\243\001A\220Q\270\242\217\002\246\207\002\336\217\0013\240f\251\000T\337\260\024\260Y\270\213\000\020\220\375\005\336\211\001\220r\230\021\230#\377\230T\240\021\240\"\240A\373\240T\316\000F\260!\2601\337\320\0046\260a\244\220\001(\240\377t\250:\260V\2701\270\363K\300\341`\202\217\001\025\220a\220\357q\330\014\024\364B4\230s\376\271 1\330\010\023\2205\230\335\002\226@,\250d\352\213\001\013\210\3535\220\252\213\001r\250\220\004\2305\240\377\002\240&\250\t\260\022\260\2379\270C\270q\341\217\001\351\220\001q\377\230\n\240&\250\002\250!\237\330\010!\240\021\366\217\002\307\214\001E\231\220_\004\244\001U\230\324ab\003\020\177\023\2201\220E\230\022M\000\177\004\240C\240q\250\004\372\211\002\355\003\202\211\002\014\020\257\214\002E\230\032\367\2401\330\002\0106\250\021\250\347$\250c\366!\264\001D\230\003\357\2301\230A\257\215\001G\2204\377\220{\240$\240l\260$\377\260m\3006\310\032\320S\357Y\320YZ\376\213\003!\2203\377\220a\220v\230^\2501\007\320QR";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4259, 5599);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4289 bytes) */
+static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) or (\377) with o\377ne row i\377ndex eac\377h, got )\346\001\003, \001\004\t\004...\377: <Memor\337yView\212\001<c\377ontiguou\035s\243\002dirs\001\007\r_\000\376\022\004strided\230\"\010\216\001\004\031><(\tA\006>\337?Cann\253\000as\377sign to \377read-onl\327y m\240\002v\242\000In\377valid mo\177de, exp\223 \356|\000\047c\047\206!\047fo?rtran\047\363\003%\005\374\336#\307 axis N\376\245 Note th\377at Cytho\373n \025\000delib\237erateo\000\324\001c\367ter!\001n PE\337P-484\266Bre\376\206As subcl\366\252\000es\303Abuil\375t\251@types.\377 If you \223ne\230 \307\000p\322\000%\tt\177hen set\200\000\367e \047\363\002atio\373n_<\000ing\047 \366\362#iv\242\000o Fa\377lse.add_\326\235 ec\367\000s\241f(n+, \004\013p\315`r\r\004\272`\237-coll\270`[\000s\337.abcc\353\002_c\377ore/_esc\376\373`.pyxdis\277ableen\002\001g\355c\335Ace]\0071-Dt\306c\304$s#\003dla\344\000]t\256\204\007n EN\002L\023\002\274\371c\030\tkeep\332\000m\177, decim\326\000\374\212\205\002\306 mp (n_\367row\363cpool}_\232\000acity\217\205\006o>= 0\316\204\003no?\000\377fault __\377reduce__\367 du\254\"non-\177trivial\033\000~\312\000it__ou\235\010\337 writ\355\001 C\375-\350\204\010float3\0272 a\220\206\013(\212\001\222\206\010\213 \357 uin \007hol\371d\265@\312Bentri\376\222`in uses\377eg_start\035,\355@g_l\365@\374\206\001\023\001\024\370 \353\206\003d\204@r\370`\036\001\323\206\001\177s insid\235\204\001se v\002E\004pec\230\207\010\177storage\252\207\010L\277\023\246\00164\303\016\347#,\376b\274h\003\213\"lack\370\206\001 \356\304\001y a\316\207\001\047s \350\244c\213\000\364\000s\231\206\001(daum{\000d\356\207\001s)u\263b\376\261\206\001allocat}e\275$data.\013\020\330\361\210\003\206\"\275\207\002s.\367\210\004ha\363ve\216\211\004\330\204\001ASCI\377IEllipsiIs\320i\342cR\255`\000\007.\201g\336\t\tmake\327`om\026\036\tre\274!e2\010\324\205\002B\010\231d\346\205\002S\010en\370\205""\001d\010m\357atcht\010put\375_6\rquanti\035z]\trep\342 \254\010\210\001\376\240`_counts\364\305\010\267`t\227\ttrim\177NonFini\025\000\357rror\311\210\001Seq\325u\231\000e\301\212\001.\306\212\007_T\242\316\206\001s\000\004\222\047\373\206\004_\017\007s\353ete\002_\022\006_Py\375x\001\000Dict_N\377extRef__>\241\210\004e____\366\210\002\000\006\257_get\217\000m\026\001d\2740\001 \000func&\001g\374U\0054\000import\336<\001main\003\002od\273ulM\002nam\002\003e\365w]\001p~\000checGksuT\000\n\001\235\003_\025\001\372\342\211\001_\005\002unpic-k?\000En \005v\324\206\002\241\001\202\371 lO\005\234\207\005\245\207\006\342\007\270\207\004e\275x\325\001set_\203\005s\244\260\010\2210t\300`\321\001s\312\211\001o\377utine_ke\337rnel_\327\207\002s_\262\361f_\350d\000\005.<\242\205\001l\377s>.genex\337prabc\262\205\005_b\377ufferany?arange\211\210\001\252\217\001}_\344@alas_\226\212\004\033as\242\210\002as\252\216\007\n\004\201\214\001\377asyncio.\367cor\225\003satl\377east_1db\377badbaseb\377itsblock\254\363\211\002\005\002sc\355\211\005c\333\214\001m\347pcl\323\001\252@tra\377cebackcl?osecls\204\214\002\211\214\002\370\275\016\304\204\002\311\204\002_nonz\367ero\326\204\002ersc\245v\366\213\010.\372\213\004\007\te\322\204\001s\000\005\n\240\214\002+\t\227\214\004>\t\203\214\003\315\213\005\265\206\003x\273\206\003\332.\235\204\001dimd\247\216\001\336\000\002_is_\332\221\003em\367pty\341\206\003ends\361e\321`\214\217\002\220\002firs?tflags\240\213\004\251\213\002\37764format\276\363\217\004fresh\315Dg\373et\312\210\001_ohel\375d\237\213\001siibid\347idx\235\222\002\335\215\004int\377int64inv\253_s\202`e\305\205\001s\000\002i\277zekkin\337\215\004l\337ivelo\357\207\002ma\357xmem\214\221\001min\362\207\221\001n\265\215\003\300\205\001nbyt/esnd\277\214\002n\346\000\201\220\001\376\341`tnpnump\377yobobjof\375f\361\206\001oldout\007out\353\213\001\221\210\001\363\215\001\356\215\n\203\216\002/dead\214\216\002s\232\213\001\226\216\002\027use\020\000p\351\210\006\337\210\005\347\210""\005\376\320\204\016rbregis\361t\335@\372\210\002\346\210\013retu?rnrow_\220\204\001\202\217\001\376\206\217\001_putrvs=a\031\000ated\231\"\263\215\004\356\324\215\001len\326\215\006sel\234\317\000\260Atde\223\217\002\324\225\002s\377hrinksiz\261e\200\216\002\313\211\002\321\211\001us\207\000p\367sto\001\000ruct?tthrow\014\000\336\211\001\337tuple\334\216\00116\354\340\216\003\274\215\003un\263\212\001upd\367ate\373\001valu\375e\000\002swantw\357ords\000\002_fo\357rxxb\363\204\001sO\200\377\001\330\004\n\210+\220Q\377\200A\330\010\020\220\n\230\377+\240U\250!\2504\250\377v\260R\260w\270a\200\377A\360\006\000\t\033\230!\377\340\010\024\220A\220Y\230\377a\230t\2401\330\010\t\377\330\014\017\210r\220\026\220\377s\230!\330\020\026\220j\377\240\001\320!B\300!\300\3775\310\t\320QR\330\014\377\020\220\002\220&\230\001\230\377\021\330\014\032\230!\320\033\377+\2502\250V\2603\260\377d\270)\3001\330\014\022\377\220\"\220F\230\"\230C\376L\0002\240W\250F\260\"\373\260AP\001q\330\020\031\230\377\024\230\\\250\021\320*:\377\270\"\270F\300#\300Q\377\340\014\034\230A\230Q\230?a\330\010\013\21078\000(\000\367\022\220*\020\001\330\010\017\210}q\240\003 \230s\240(\272\000>\234\000\014\210E\220\027y\002\322\000\377\013\230;\240f\250J\320\3676F\300>\000\022\220\047\230\377\022\2304\230r\240\027\250\377\002\250#\250S\260\004\260\367B\260a\370\003!\2309\240\367A\240X\247\000>\300\022\300\2779\310A\330\020\036\360\000z\377\250\022\2509\260L\300\014\377\310A\310Z\320WY\320\177Yb\320bc\330\020\222\001\377Z\240r\250\031\260*\270\177L\310\001\310\026\310x\031\002\377a\320ab\330\010\014\210\177G\2207\230\047\240\032\312\"\335Q\256!t\220:\304\000g\240\377R\240z\260\023\260E\270\377\027\300\003\3006\310\023\310\377E\320QX\320X[\320\373[\\\306$\240\022\2401\320\357$4\260A\204@v\270Q\377\320>U\320UV\320V\375W\375\0014\210z\230\021\230\377&\240\002\240*\250C\250\377t\2606\270\023\270B\270\377c\300\024\300W\310C\310\375r\373!\020\023\2204\220r\177\230\023\230M\250\024\250w\000\276\242(y\230\007\230q9""\000(\357\250\"\250A\312#%\220t\376\216 s\240\"\240J\250d\373\260(\363 H\300D\310\001\374\242A\335$\014\210I\220T\230\257\032\2408\250\330\"H\210`R\377\320\027)\250\021\250(\260\367\"\3204\326 \300|\320S\376\241\000g\320gh\320hi\367\330\025\027\031\003*\260B\320\3736H\230 \027\320PR\320\377Rd\320de\320ef\376\230!L\230\004\230L\250\004\377\250G\2604\260{\300$\376\230@\014\027\220{\240&\250\367\n\260!\320B\250a\300a\337\320\000\022\220(\372`\004\013\377\2106\220\021\220!\320\000\377\033\2301\360\010\000\005\026\373\220W\371B\004&\240a\340\375\004\200`\220\003\2201\220D\377\230\005\230U\240!\330\004}\005\311\204\001\002\220%\220s\341`\376\341\0026\220\023\220B\220c\373\230\026\366@\021\240%\240s\334\374\000\361aB\260d\337dR\300\377t\3102\310V\320ST\377\320TW\320WZ\320Z\372\213B\014\344b\320\0355\260Q\373\260a\247\000!\3001\300A\377\330\037 \240\005\240Y\250\375a\342AF\220#\220Q\220\334\275b\360\204\001\002\230#\337BV\250\2752\370 \010\r\210Q\262\204\0015\253\220\001\276\000$\177\000\021\372\204\001/\377\240\021\240.\260\002\260&\277\270\007\270q\300\001\226c1\376\316aN\250!\250>\270\022\377\2706\300\027\310\003\3101\377\310B\310a\310s\320R\337S\340\014\022\2202\001/\260}\022\357@\027\300\001\300\021\047\014\365?\252\205\002\047\314`A\310R\310\217q\320PS\311\000\256\205\001\353\205\002.\277\240\001\240\025\240f\257`q\357\260\006\260f\257`a\270q\227\340\010\030\240\206\001\230\260 \325\205\001!\377\320\004\026\220a\340\010\014\377\210K\220q\230\003\2307\315\240\017\000\027\220$\000\227\207\001$\230\377i\240y\260\004\260H\270\177M\310\024\310\\\320Y\313@\376\350B\020\033\2304\230z\250\177\030\260\024\260W\270K\304 \376\306\000\035\230T\240\031\250$\377\250l\270$\270l\310$\337\310g\320UY)\006\320\004\377\035\230Q\340\010\017\210x\376b\0024\230q\320\004 \240}\001u\001H\220F\230!\232c\371\001\020\002\374\207\001\020\210|\2304\377\230y\250\001\250\021\330\010\377\016\210b\220\013\2301\230\377B\230h\240a\240v\250\357V\2602\260\340 \017\210w\377\220k\240\024\240Q\240b\377\250""\014\260A\260T\270\026z\327 \006\301`\004!\240\0215\016\177\014\210J\220a\220w\317\207\001\357\014\210N\230\355c\320\004\"\373\240!\355\210\001\034\2301\330\010\353\031\230k\000\032\276\210:\017\210t\373\2203\230`\020\026\220b\230\377\006\230b\240\003\2404\240\367r\250\027\377 b\270\001\330\357\014\025\220[\222Ba\240t\273\2501\370\210\004\027\220u\346\210\004\014\177\017\210u\220H\230E\265@\377c\250\022\2506\260\023\260\367B\260c\227b\021\300#\300_S\310\002\310#\347@v\226\207\002\377Y\320Y\\\320\\`\3209`\225\210\003\214\212\004_\320_\020\000\361\205\003\377i\320ik\320kl\330\377!\047\240q\250\007\250q\377\260\005\260Y\270d\300!\273\3004\271\206\001T\320T\374\207\001\320\377\\a\320aj\320jk\374\242\212\023\216\001C\220q\330\025\026\253\330\024\337A\030\234\212\tX\206\004\340>\t\022Y\310b\320P\300\210\001\304\212\007\277\014\017\210q\330\020\367@\240g\021\240!\305\212\024\220A)\250\361\206\001w\t\014\210\365\210\003(\240!\276\213\001\337)\2301\320\034\360\213\0014\300\337q\310\007\310q\227ad\220\356\270bF\220&\354 k\250\026\377\250x\260t\2703\270f?\300C\300{\320R\301\211\001\317\210\004\337\320\035I\310\021\274 W\320\177TU\320UX\320X\225\210\003\362\270\210\002\010\327\214\001\273\213\001\024\230Y\240\377f\250B\250k\270\025\270\177c\300\032\3102\310X\202\212\002N\346 b\320b\311\210\001\261\215\001\004\257\204\001\364\255a\274\215\001!\244\204\002\010\260\001\330\373\010\022\223\207\002b\230\016\240a\276\356 \006\250f\260A\245\204\001\r\377\210[\230\001\230\030\240\023\377\240H\250C\250s\260\"\277\260E\270\032\3006\213\000!\177\330\010\r\210Z\220q\236\212\001\362\007\001U\307\003\367\211\001\025\230h\240\375e\363\211\007U\230(\240%\240\377|\2605\270\n\300%\300\377z\320QV\320V]\320\371]\360\213\005\324\211\005H\260E\270\034\277\300U\310,\320V\327\213\002\010\367\014\210O\262 \004(\250\001\276\323\216\001\032\230\024\230Q\314\205\002\320\377\020\"\240!\2407\250&\273\260\002\372\211\001\016\210b\014\0032\377\240[\260\001\260\027\270\006\367\270b\300\317\000\013\2103\210""\367f\220C\325\213\002C\230v\240\377Q\240c\250\023\250A\250\337U\260#\260S\"\000c\300\177\022\3003\300c\310\026\367\207\004\277V\320VY\320Y\376ca\376\360&1\260\021\260!\3203GW\320W\356\214\003\256\213\003\226\204\002\010\\\003\377E\230\023\230D\240\003\240\1772\240Q\240a\240u\242\"\355$\365\204\0021\270\363\216\005\320\035=\377\270Q\270a\270w\300ax\374@\354 \322\000\330\010%\240\351\211\002\216\243\001A\220Q\367\217\002\246\207\002\263\220\0013\373\240f\251\000T\260\024\260Y\335\270\213\000\020\220\005\263\212\001\220r\377\230\021\230#\230T\240\021\277\240\"\240A\240T\316\000F\377\260!\2601\320\0046\260\375a\371\220\001(\240t\250:\260?V\2701\270K\300\341`\327\217\001\377\025\220a\220q\330\014\024\356\364B4\230s\271 1\330\010\337\023\2205\230\002\226@,\250\275d\277\214\001\013\2105\220\377\213\001r\376\375\220\004\2305\240\002\240&\250\377\t\260\022\2609\270C\270\371q\266\220\001\276\221\001q\230\n\240&\377\250\002\250!\330\010!\240\231\021\313\220\002\270\217\001E\220_\004\244\001U\371\230\324ab\003\020\023\2201\220\367E\230\022M\000\004\240C\240\327q\250\004\317\212\002\003\202\211\002\014\020~\204\215\002E\230\032\2401\330\002\010\1776\250\021\250$\250c\366!\376\264\001D\230\003\2301\230A\376\236\220\0034\220{\240$\240l\377\260$\260m\3006\310\032\277\320SY\320YZ\323\214\003!\376\272\210\001\220v\230^\2501\320\003QR";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4289, 5661);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (5599 bytes) */
-static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in useseg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____""test___is_coroutine_kernel_tables_make_room_restore_restore.<locals>.genexprabcallocate_bufferanyarangearrarray_equalas_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescodes.<locals>.genexprcountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedecode.<locals>.genexprdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_oheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrvsaturatedscaleseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230,\240d\250)\2604\260x\270t\300<\310t\320S]\320]a\320ab\330&*\250\047\260\024\260Q\330\047+\2509\260D\270\014\300D\310\014\320TX\320X_\320_c\320cd\330\047+\2501\200A\360\006\000\t\033\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330\010\020\220\n\230!""\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A\310Z\320WY\320Yb\320bc\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260\022\2606\270\027\300\001""\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q\320PS\320ST\330\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\016\210b\220\013\2301\230B\230h\240a\240v\250V\2602\260Q\330\010\017\210w\220k\240\024\240Q\240b\250\014\260A\260T\270\026\270q\300\006\300a\320\004!\240\021\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\014\210J\220a\220w\230a\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501""\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220""\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
+    #else /* compression: none (5661 bytes) */
+static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in useseg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.stateEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____set""state_cython____test___is_coroutine_kernel_tables_make_room_restore_restore.<locals>.genexprabcallocate_bufferanyarangearrarray_equalas_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescodes.<locals>.genexprcountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedecode.<locals>.genexprdictdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_oheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrvsaturatedscaleseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatestatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230+\240U\250!\2504\250v\260R\260w\270a\200A\360\006\000\t\033\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330\010\020\220\n\230!\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A""\310Z\320WY\320Yb\320bc\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260\022\2606\270\027\300\001\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q""\320PS\320ST\330\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\027\220q\340\010\020\220\n\230$\230i\240y\260\004\260H\270M\310\024\310\\\320Yd\320dh\320hi\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020\035\230T\240\031\250$\250l\270$\270l\310$\310g\320UY\320Yd\320dh\320hi\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\016\210b\220\013\2301\230B\230h\240a\240v\250V\2602\260Q\330\010\017\210w\220k\240\024\240Q\240b\250\014\260A\260T\270\026\270q\300\006\300a\320\004!\240\021\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\014\210J\220a\220w\230a\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a""\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330""\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 258; i++) {
+    for (int i = 0; i < 261; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 55) PyUnicode_InternInPlace(&string);
@@ -39179,8 +39304,8 @@ static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 258; i < 277; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-258].length;
+    for (int i = 261; i < 281; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-261].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -39190,15 +39315,15 @@ static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 277; i++) {
+    for (Py_ssize_t i = 0; i < 281; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 258;
-      for (Py_ssize_t i=0; i<19; ++i) {
+      PyObject **table = stringtab + 261;
+      for (Py_ssize_t i=0; i<20; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -39295,12 +39420,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 413};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 416};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 446};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 449};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
@@ -39332,57 +39457,62 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 216};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_reduce, __pyx_mstate->__pyx_kp_b_iso88591_A_d_4xt_tS_aab_Q_9D_D_TXX__ccd_1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_state, __pyx_mstate->__pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 228};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 222};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restart_counts, __pyx_mstate->__pyx_kp_b_iso88591_HF_L, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_reduce, __pyx_mstate->__pyx_kp_b_iso88591_A_U_4vRwa, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 314};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 231};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
+    __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restart_counts, __pyx_mstate->__pyx_kp_b_iso88591_HF_L, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 317};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_need, __pyx_mstate->__pyx_n_u_shrink, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_used, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_pool, __pyx_mstate->__pyx_n_u_out};
-    __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_make_room, __pyx_mstate->__pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_make_room, __pyx_mstate->__pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 335};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 338};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_cb, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_arr, __pyx_mstate->__pyx_n_u_idx, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_rv};
-    __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_put_codes, __pyx_mstate->__pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_put_codes, __pyx_mstate->__pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 351};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 354};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x};
-    __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_Q_xq_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_Q_xq_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 355};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 358};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_saturated};
-    __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_4y_Jawa_N_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_4y_Jawa_N_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 403};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 406};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_ob, __pyx_mstate->__pyx_n_u_have_o, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 438};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 441};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 465};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 468};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_idx};
-    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 472};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 475};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_trim, __pyx_mstate->__pyx_kp_b_iso88591_a_Kq_7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_trim, __pyx_mstate->__pyx_kp_b_iso88591_a_Kq_7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 476};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 479};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_held, __pyx_mstate->__pyx_n_u_old, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_outside};
-    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_repack, __pyx_mstate->__pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_repack, __pyx_mstate->__pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;

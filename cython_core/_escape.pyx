@@ -213,11 +213,14 @@ cdef class EscapeRows:
             pool_used, pool_dead, live, rows_put, saturated
         return rows
 
+    def state(self) -> dict:
+        """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+        return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
+                "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
+                "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+
     def __reduce__(self):
-        return (EscapeRows._restore, (self.layout, self.words, self.seg_start, self.seg_len, self.seg_cap,
-                                      self.pool, self.outside,
-                                      (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put,
-                                       self.saturated)))
+        return (EscapeRows._restore, tuple(self.state().values()))
 
     @property
     def nbytes(self) -> int:

@@ -282,9 +282,11 @@ class CalibratedColumn:
         return out.view(rows.size, *self.shape)
 
     def breakdown(self, label: str, store: EscapeRows) -> "dict[str, int]":
-        """The planner's calibrated fields: the rows' words, the side table's blocks and its pool of entries."""
+        """The planner's calibrated fields: the rows (their bits, in whole bytes), the words' tail, the side table's
+        blocks and its pool of entries."""
+        rows = -(-store.n_rows * store.layout.row_bits // 8)
         blocks = store.seg_start.nbytes + store.seg_len.nbytes + store.seg_cap.nbytes
-        return {label: int(store.words.nbytes), f"{label}.blocks": int(blocks),
+        return {label: rows, f"{label}.tail": int(store.words.nbytes) - rows, f"{label}.blocks": int(blocks),
                 f"{label}.exceptions": int(store.pool.nbytes)}
 
     def owned(self, store: EscapeRows) -> "list[np.ndarray]":

@@ -236,8 +236,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         return [self.stored_observations, self.terminal_observations]
 
     def _rows_held(self) -> "list[np.ndarray]":
-        """The rows holding data: in the main store and in the terminal store."""
-        return [np.arange((self.buffer_size if self.full else self.pos) * self.n_envs),
+        """The rows holding data: in the main store (the transitions' observations and, in the row after the last,
+        its next observation) and in the terminal store."""
+        return [np.arange((self.buffer_size if self.full else min(self.pos + 1, self.buffer_size)) * self.n_envs),
                 np.flatnonzero(self.terminal_owner != FREE)]
 
     def _holds_or_keeps_replaced(self, obs_codes: Codes, first: int) -> bool:
