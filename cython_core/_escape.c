@@ -1799,10 +1799,12 @@ struct __pyx_obj_11cython_core_7_escape_EscapeRows;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
 struct __pyx_array_obj;
 struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
@@ -1838,7 +1840,7 @@ struct __pyx_t_11cython_core_8_support_BitWriter {
   uint64_t acc;
 };
 
-/* "cython_core/_escape.pyx":30
+/* "cython_core/_escape.pyx":31
  * from cython_core.layout import block_rows, words_for
  * 
  * cdef enum:             # <<<<<<<<<<<<<<
@@ -1852,7 +1854,7 @@ enum  {
   __pyx_e_11cython_core_7_escape_MAX_SEGMENT = 0xFFFF
 };
 
-/* "cython_core/_escape.pyx":53
+/* "cython_core/_escape.pyx":66
  * 
  * 
  * cdef class _Tables:             # <<<<<<<<<<<<<<
@@ -1876,7 +1878,7 @@ struct __pyx_obj_11cython_core_7_escape__Tables {
 };
 
 
-/* "cython_core/_escape.pyx":146
+/* "cython_core/_escape.pyx":159
  * 
  * 
  * cdef class EscapeRows:             # <<<<<<<<<<<<<<
@@ -1911,7 +1913,7 @@ struct __pyx_obj_11cython_core_7_escape_EscapeRows {
 };
 
 
-/* "cython_core/_escape.pyx":115
+/* "cython_core/_escape.pyx":128
  * 
  * 
  * def quantize(x, layout) -> tuple:             # <<<<<<<<<<<<<<
@@ -1924,7 +1926,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize {
 };
 
 
-/* "cython_core/_escape.pyx":127
+/* "cython_core/_escape.pyx":140
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "
  *                              f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
@@ -1942,7 +1944,7 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":195
+/* "cython_core/_escape.pyx":208
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
@@ -1959,29 +1961,29 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":406
- *         return 0
+/* "cython_core/_escape.pyx":361
+ *         return quantize(x, self.layout)
  * 
- *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
- *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
- *         cdef Py_buffer ib, ob
+ *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
+ *                                       Py_ssize_t* saturated) except -1:
+ *         """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked {
   PyObject_HEAD
-  Py_buffer __pyx_v_ib;
+  Py_buffer __pyx_v_xb;
 };
 
 
-/* "cython_core/_escape.pyx":416
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             if out is None:
+/* "cython_core/_escape.pyx":374
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
 */
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr {
   PyObject_HEAD
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *__pyx_outer_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_outer_scope;
   int __pyx_genexpr_arg_0;
   int __pyx_v_i;
   int __pyx_t_0;
@@ -1990,29 +1992,60 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":441
+/* "cython_core/_escape.pyx":482
+ *         return 0
+ * 
+ *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
+ *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
+ *         cdef Py_buffer ib, ob
+*/
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode {
+  PyObject_HEAD
+  Py_buffer __pyx_v_ib;
+};
+
+
+/* "cython_core/_escape.pyx":492
+ *         try:
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
+ *             n = ib.shape[0]
+ *             if out is None:
+*/
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr {
+  PyObject_HEAD
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_outer_scope;
+  int __pyx_genexpr_arg_0;
+  int __pyx_v_i;
+  int __pyx_t_0;
+  int __pyx_t_1;
+  int __pyx_t_2;
+};
+
+
+/* "cython_core/_escape.pyx":517
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes {
   PyObject_HEAD
   Py_buffer __pyx_v_ib;
 };
 
 
-/* "cython_core/_escape.pyx":449
+/* "cython_core/_escape.pyx":525
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
  *             n = ib.shape[0]
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr {
   PyObject_HEAD
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *__pyx_outer_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_outer_scope;
   int __pyx_genexpr_arg_0;
   int __pyx_v_i;
   int __pyx_t_0;
@@ -2098,7 +2131,7 @@ struct __pyx_memoryviewslice_obj {
 
 
 
-/* "cython_core/_escape.pyx":146
+/* "cython_core/_escape.pyx":159
  * 
  * 
  * cdef class EscapeRows:             # <<<<<<<<<<<<<<
@@ -2110,11 +2143,14 @@ struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows {
   PyObject *(*_attach)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, PyObject *, PyObject *, PyObject *, PyObject *, PyObject *);
   Py_ssize_t (*_pack_rows)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t);
   PyObject *(*_put)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t);
+  Py_ssize_t (*_quantize_checked)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, int64_t const *, Py_ssize_t, int64_t *, Py_ssize_t *);
+  void (*_prefetch)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t);
   int (*_codes_into)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, PyObject *);
   int (*__pyx_fuse_0_unpack)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, float *, int64_t *);
   int (*__pyx_fuse_1_unpack)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, double *, int64_t *);
 };
 static struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *__pyx_vtabptr_11cython_core_7_escape_EscapeRows;
+static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t);
 
 
 /* "View.MemoryView":128
@@ -3195,6 +3231,14 @@ static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_object_int(PyObject *op1, 
 static CYTHON_INLINE PyObject* __Pyx_uchar___Pyx_PyUnicode_From_int64_t(int64_t value, Py_ssize_t width, char padding_char);
 static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_int64_t(int64_t value, Py_ssize_t width, char padding_char, char format_char);
 
+/* PyLongBinop.proto */
+#if !CYTHON_COMPILING_IN_PYPY
+static CYTHON_INLINE PyObject* __Pyx_PyLong_RshiftObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check);
+#else
+#define __Pyx_PyLong_RshiftObjC(op1, op2, intval, inplace, zerodivision_check)\
+    (inplace ? PyNumber_InPlaceRshift(op1, op2) : PyNumber_Rshift(op1, op2))
+#endif
+
 /* PyNumberBinop.proto */
 #if CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API
 #define __Pyx_PyNumber_Add_int_object(op1, op2)  PyNumber_Add(op1, op2)
@@ -3203,14 +3247,6 @@ static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_int64_t(int64_t value
 #define __Pyx_PyNumber_Add_int_object(op1, op2)  __Pyx__PyNumber_Add_int_object(op1, op2, 0)
 #define __Pyx_PyNumber_InPlaceAdd_int_object(op1, op2)  __Pyx__PyNumber_Add_int_object(op1, op2, 1)
 static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_int_object(PyObject *op1, PyObject *op2, int inplace);
-#endif
-
-/* PyLongBinop.proto */
-#if !CYTHON_COMPILING_IN_PYPY
-static CYTHON_INLINE PyObject* __Pyx_PyLong_RshiftObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check);
-#else
-#define __Pyx_PyLong_RshiftObjC(op1, op2, intval, inplace, zerodivision_check)\
-    (inplace ? PyNumber_InPlaceRshift(op1, op2) : PyNumber_Rshift(op1, op2))
 #endif
 
 /* AllocateExtensionType.proto */
@@ -3866,6 +3902,8 @@ static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_ob
 static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_words, PyObject *__pyx_v_seg_start, PyObject *__pyx_v_seg_len, PyObject *__pyx_v_seg_cap, PyObject *__pyx_v_pool, PyObject *__pyx_v_outside); /* proto*/
 static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_codes, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n); /* proto*/
 static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_codes, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n); /* proto*/
+static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n, int64_t *__pyx_v_scratch, Py_ssize_t *__pyx_v_saturated); /* proto*/
+static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t __pyx_v_r); /* proto*/
 static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, float *__pyx_v_out, int64_t *__pyx_v_codes); /* proto*/
 static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, double *__pyx_v_out, int64_t *__pyx_v_codes); /* proto*/
 static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, PyObject *__pyx_v_out); /* proto*/
@@ -3901,8 +3939,8 @@ static PyObject *indirect_contiguous = 0;
 static int __pyx_memoryview_thread_locks_used;
 static PyThread_type_lock __pyx_memoryview_thread_locks[8];
 static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__slack(uint32_t); /*proto*/
+static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__lower_bound(uint32_t const *, uint32_t, uint64_t); /*proto*/
 static struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_f_11cython_core_7_escape__tables(PyObject *); /*proto*/
-static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t const *, uint64_t, int64_t); /*proto*/
 static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *, uint64_t, int64_t, uint64_t); /*proto*/
 static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quantize_rows(float const *, Py_ssize_t, struct __pyx_obj_11cython_core_7_escape__Tables *, int64_t *); /*proto*/
 static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quantize_rows(double const *, Py_ssize_t, struct __pyx_obj_11cython_core_7_escape__Tables *, int64_t *); /*proto*/
@@ -3972,7 +4010,7 @@ static const char __pyx_k_Buffer_view_does_not_expose_stri[] = "Buffer view does
 static const char __pyx_k_Can_only_create_a_buffer_that_is[] = "Can only create a buffer that is contiguous in memory.";
 static const char __pyx_k_Cannot_create_writable_memory_vi[] = "Cannot create writable memory view from read-only memoryview";
 static const char __pyx_k_Cannot_transpose_memoryview_with[] = "Cannot transpose memoryview with indirect dimensions";
-static const char __pyx_k_Compiled_escape_coded_rows_at_bi[] = "Compiled escape-coded rows at bit stride (:class:`EscapeRows`; the layout is :class:`cython_core.escape.EscapeLayout`).\n\nRow r of ``n_rows`` occupies bits [r * row_bits, (r + 1) * row_bits) of one little-endian stream of 64-bit\nwords (``words``, one spare word at the end), no padding between rows. Dimension j holds ``code - lo[j]`` in\n``bits[j]`` bits when that is below ``2**bits[j] - 1``; else the row holds that top value, the escape, and the\nexact code goes to the side table: rows are grouped in blocks of ``block_rows``; block b\047s entries are the\n``seg_len[b]`` uint32 of ``pool`` from ``seg_start[b]`` (room for ``seg_cap[b]``), each\n``(row in block) << 26 | (code + top)``, a row\047s entries consecutive and in dimension order. Rewriting a row\ndrops its old entries and appends the new ones; a block out of room moves to the pool\047s end with an eighth\047s\nslack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.\n\nEvery read and write goes through whole words (portable; any endianness): a code is read from at most two\nwords, a row of B bits touches at most ceil(B / 64) + 1. Decoding gives ``(double)code * (1 / 10^m)``, cast to\nthe out dtype: the same bits as the uniform kernels give for the same input.\n";
+static const char __pyx_k_Compiled_escape_coded_rows_at_bi[] = "Compiled escape-coded rows at bit stride (:class:`EscapeRows`; the layout is :class:`cython_core.escape.EscapeLayout`).\n\nRow r of ``n_rows`` occupies bits [r * row_bits, (r + 1) * row_bits) of one little-endian stream of 64-bit\nwords (``words``, one spare word at the end), no padding between rows. Dimension j holds ``code - lo[j]`` in\n``bits[j]`` bits when that is below ``2**bits[j] - 1``; else the row holds that top value, the escape, and the\nexact code goes to the side table: rows are grouped in blocks of ``block_rows``; block b\047s entries are the\n``seg_len[b]`` uint32 of ``pool`` from ``seg_start[b]`` (room for ``seg_cap[b]``), each\n``(row in block) << 26 | (code + top)``, sorted by row (a read finds a row\047s run by binary search), a row\047s\nentries in dimension order. Rewriting a row replaces its run in place; a block out of room moves to the pool\047s end with an eighth\047s\nslack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.\n\nEvery read and write goes through whole words (portable; any endianness): a code is read from at most two\nwords, a row of B bits touches at most ceil(B / 64) + 1. Decoding gives ``(double)code * (1 / 10^m)``, cast to\nthe out dtype: the same bits as the uniform kernels give for the same input.\n";
 static const char __pyx_k_Empty_shape_tuple_for_cython_arr[] = "Empty shape tuple for cython.array";
 static const char __pyx_k_Indirect_dimensions_not_supporte[] = "Indirect dimensions not supported";
 static const char __pyx_k_Out_of_bounds_on_buffer_access_a[] = "Out of bounds on buffer access (axis %zd)";
@@ -4036,6 +4074,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_need, int __pyx_v_shrink); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_codes, PyObject *__pyx_v_rows); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out); /* proto */
@@ -4178,14 +4217,14 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexp
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_decode(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -4193,13 +4232,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 #endif
 ); /*proto*/
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_4_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4224,14 +4263,14 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexp
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_4_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_codes(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -4239,13 +4278,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 #endif
 ); /*proto*/
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_6_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4269,6 +4308,52 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexp
 #endif
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_6_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+#endif
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+#endif
+#if !CYTHON_VECTORCALL_TPNEW
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes
+#endif
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+#endif
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+#endif
+#if !CYTHON_VECTORCALL_TPNEW
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr
+#endif
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_array(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4396,10 +4481,12 @@ namespace {
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
     PyObject *__pyx_type___pyx_array;
     PyObject *__pyx_type___pyx_MemviewEnum;
     PyObject *__pyx_type___pyx_memoryview;
@@ -4409,10 +4496,12 @@ namespace {
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
     PyTypeObject *__pyx_array_type;
     PyTypeObject *__pyx_MemviewEnum_type;
     PyTypeObject *__pyx_memoryview_type;
@@ -4423,8 +4512,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[6];
-    PyObject *__pyx_codeobj_tab[21];
-    PyObject *__pyx_string_tab[281];
+    PyObject *__pyx_codeobj_tab[22];
+    PyObject *__pyx_string_tab[289];
     PyObject *__pyx_number_tab[7];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4449,8 +4538,8 @@ int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_decode[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_decode;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
 #endif
 
 #if CYTHON_USE_FREELISTS
@@ -4459,13 +4548,23 @@ int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_codes[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_codes;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode;
 #endif
 
 #if CYTHON_USE_FREELISTS
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_6_genexpr[8];
 int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
+#endif
+
+#if CYTHON_USE_FREELISTS
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes;
+#endif
+
+#if CYTHON_USE_FREELISTS
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_8_genexpr[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
 #endif
 /* CommonTypesMetaclass.module_state_decls */
 PyTypeObject *__pyx_CommonTypesMetaclassType;
@@ -4527,277 +4626,285 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_object __pyx_string_tab[7]
 #define __pyx_kp_u_tree_fragment __pyx_string_tab[8]
 #define __pyx_kp_u__9 __pyx_string_tab[9]
-#define __pyx_kp_u_or __pyx_string_tab[10]
-#define __pyx_kp_u_with_one_row_index_each_got __pyx_string_tab[11]
-#define __pyx_kp_u_got_2 __pyx_string_tab[12]
-#define __pyx_kp_u__7 __pyx_string_tab[13]
-#define __pyx_kp_u_got __pyx_string_tab[14]
-#define __pyx_kp_u_got_3 __pyx_string_tab[15]
-#define __pyx_kp_u__3 __pyx_string_tab[16]
-#define __pyx_kp_u__8 __pyx_string_tab[17]
-#define __pyx_kp_u__2 __pyx_string_tab[18]
-#define __pyx_kp_u_MemoryView_of __pyx_string_tab[19]
-#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[20]
-#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[21]
-#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[22]
-#define __pyx_kp_u_strided_and_direct __pyx_string_tab[23]
-#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[24]
-#define __pyx_kp_u__4 __pyx_string_tab[25]
-#define __pyx_kp_u_ __pyx_string_tab[26]
-#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[27]
-#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[28]
-#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[29]
-#define __pyx_kp_u_None __pyx_string_tab[30]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[31]
-#define __pyx_kp_u_add_note __pyx_string_tab[32]
-#define __pyx_kp_u_codes_must_be_n __pyx_string_tab[33]
-#define __pyx_kp_u_codes_must_be_paper_codes_in __pyx_string_tab[34]
-#define __pyx_kp_u_collections_abc __pyx_string_tab[35]
-#define __pyx_kp_u_cython_core__escape_pyx __pyx_string_tab[36]
-#define __pyx_kp_u_disable __pyx_string_tab[37]
-#define __pyx_kp_u_enable __pyx_string_tab[38]
-#define __pyx_kp_u_gc __pyx_string_tab[39]
-#define __pyx_kp_u_indices_must_be_1_D_got_shape __pyx_string_tab[40]
-#define __pyx_kp_u_isenabled __pyx_string_tab[41]
-#define __pyx_kp_u_layout_must_be_an_EscapeLayout_g __pyx_string_tab[42]
-#define __pyx_kp_u_layout_must_keep_dim_decimals_an __pyx_string_tab[43]
-#define __pyx_kp_u_n_rows_and_pool_capacity_must_be __pyx_string_tab[44]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[45]
-#define __pyx_kp_u_out_must_be_a_writable_C_contigu __pyx_string_tab[46]
-#define __pyx_kp_u_pool_must_be_a_1_D_uint32_array __pyx_string_tab[47]
-#define __pyx_kp_u_seg_start_seg_len_and_seg_cap_mu __pyx_string_tab[48]
-#define __pyx_kp_u_spec_must_be_a __pyx_string_tab[49]
-#define __pyx_kp_u_storage_must_be_a_writable_C_con __pyx_string_tab[50]
-#define __pyx_kp_u_the_side_table_lacks_an_entry_a __pyx_string_tab[51]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[52]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[53]
-#define __pyx_kp_u_x_must_have_shape_n __pyx_string_tab[54]
-#define __pyx_n_u_ASCII __pyx_string_tab[55]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[56]
-#define __pyx_n_u_EscapeLayout __pyx_string_tab[57]
-#define __pyx_n_u_EscapeRows __pyx_string_tab[58]
-#define __pyx_n_u_EscapeRows___reduce __pyx_string_tab[59]
-#define __pyx_n_u_EscapeRows__make_room __pyx_string_tab[60]
-#define __pyx_n_u_EscapeRows__restore __pyx_string_tab[61]
-#define __pyx_n_u_EscapeRows_codes __pyx_string_tab[62]
-#define __pyx_n_u_EscapeRows_decode __pyx_string_tab[63]
-#define __pyx_n_u_EscapeRows_encode __pyx_string_tab[64]
-#define __pyx_n_u_EscapeRows_match __pyx_string_tab[65]
-#define __pyx_n_u_EscapeRows_put_codes __pyx_string_tab[66]
-#define __pyx_n_u_EscapeRows_quantize __pyx_string_tab[67]
-#define __pyx_n_u_EscapeRows_repack __pyx_string_tab[68]
-#define __pyx_n_u_EscapeRows_restart_counts __pyx_string_tab[69]
-#define __pyx_n_u_EscapeRows_state __pyx_string_tab[70]
-#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[71]
-#define __pyx_n_u_NonFiniteError __pyx_string_tab[72]
-#define __pyx_n_u_None __pyx_string_tab[73]
-#define __pyx_n_u_Sequence __pyx_string_tab[74]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[75]
-#define __pyx_n_u_Tables __pyx_string_tab[76]
-#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[77]
-#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[78]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[79]
-#define __pyx_n_u_annotate __pyx_string_tab[80]
-#define __pyx_n_u_class __pyx_string_tab[81]
-#define __pyx_n_u_class_getitem __pyx_string_tab[82]
-#define __pyx_n_u_dict __pyx_string_tab[83]
-#define __pyx_n_u_func __pyx_string_tab[84]
-#define __pyx_n_u_getstate __pyx_string_tab[85]
-#define __pyx_n_u_import __pyx_string_tab[86]
-#define __pyx_n_u_main __pyx_string_tab[87]
-#define __pyx_n_u_module __pyx_string_tab[88]
-#define __pyx_n_u_name_2 __pyx_string_tab[89]
-#define __pyx_n_u_new __pyx_string_tab[90]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[91]
-#define __pyx_n_u_pyx_state __pyx_string_tab[92]
-#define __pyx_n_u_pyx_type __pyx_string_tab[93]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[94]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[95]
-#define __pyx_n_u_qualname __pyx_string_tab[96]
-#define __pyx_n_u_reduce __pyx_string_tab[97]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[98]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[99]
-#define __pyx_n_u_set_name __pyx_string_tab[100]
-#define __pyx_n_u_setstate __pyx_string_tab[101]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[102]
-#define __pyx_n_u_test __pyx_string_tab[103]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[104]
-#define __pyx_n_u_kernel_tables __pyx_string_tab[105]
-#define __pyx_n_u_make_room __pyx_string_tab[106]
-#define __pyx_n_u_restore __pyx_string_tab[107]
-#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[108]
-#define __pyx_n_u_abc __pyx_string_tab[109]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[110]
-#define __pyx_n_u_any __pyx_string_tab[111]
-#define __pyx_n_u_arange __pyx_string_tab[112]
-#define __pyx_n_u_arr __pyx_string_tab[113]
-#define __pyx_n_u_array_equal __pyx_string_tab[114]
-#define __pyx_n_u_as_indices __pyx_string_tab[115]
-#define __pyx_n_u_asarray __pyx_string_tab[116]
-#define __pyx_n_u_ascontiguousarray __pyx_string_tab[117]
-#define __pyx_n_u_astype __pyx_string_tab[118]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[119]
-#define __pyx_n_u_atleast_1d __pyx_string_tab[120]
-#define __pyx_n_u_b __pyx_string_tab[121]
-#define __pyx_n_u_bad __pyx_string_tab[122]
-#define __pyx_n_u_base __pyx_string_tab[123]
-#define __pyx_n_u_bits __pyx_string_tab[124]
-#define __pyx_n_u_block_rows __pyx_string_tab[125]
-#define __pyx_n_u_blocks __pyx_string_tab[126]
-#define __pyx_n_u_c __pyx_string_tab[127]
-#define __pyx_n_u_capacity __pyx_string_tab[128]
-#define __pyx_n_u_cb __pyx_string_tab[129]
-#define __pyx_n_u_clamp __pyx_string_tab[130]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[131]
-#define __pyx_n_u_close __pyx_string_tab[132]
-#define __pyx_n_u_cls __pyx_string_tab[133]
-#define __pyx_n_u_codes __pyx_string_tab[134]
-#define __pyx_n_u_codes_locals_genexpr __pyx_string_tab[135]
-#define __pyx_n_u_count __pyx_string_tab[136]
-#define __pyx_n_u_count_nonzero __pyx_string_tab[137]
-#define __pyx_n_u_counters __pyx_string_tab[138]
-#define __pyx_n_u_cv __pyx_string_tab[139]
-#define __pyx_n_u_cython_core__escape __pyx_string_tab[140]
-#define __pyx_n_u_cython_core_errors __pyx_string_tab[141]
-#define __pyx_n_u_cython_core_escape __pyx_string_tab[142]
-#define __pyx_n_u_cython_core_indices __pyx_string_tab[143]
-#define __pyx_n_u_cython_core_layout __pyx_string_tab[144]
-#define __pyx_n_u_decimals __pyx_string_tab[145]
-#define __pyx_n_u_decode __pyx_string_tab[146]
-#define __pyx_n_u_decode_locals_genexpr __pyx_string_tab[147]
-#define __pyx_n_u_dict_2 __pyx_string_tab[148]
-#define __pyx_n_u_dim __pyx_string_tab[149]
-#define __pyx_n_u_dtype __pyx_string_tab[150]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[151]
-#define __pyx_n_u_empty __pyx_string_tab[152]
-#define __pyx_n_u_encode __pyx_string_tab[153]
-#define __pyx_n_u_ends __pyx_string_tab[154]
-#define __pyx_n_u_enumerate __pyx_string_tab[155]
-#define __pyx_n_u_error __pyx_string_tab[156]
-#define __pyx_n_u_first __pyx_string_tab[157]
-#define __pyx_n_u_flags __pyx_string_tab[158]
-#define __pyx_n_u_float32 __pyx_string_tab[159]
-#define __pyx_n_u_float64 __pyx_string_tab[160]
-#define __pyx_n_u_format __pyx_string_tab[161]
-#define __pyx_n_u_fortran __pyx_string_tab[162]
-#define __pyx_n_u_fresh __pyx_string_tab[163]
-#define __pyx_n_u_genexpr __pyx_string_tab[164]
-#define __pyx_n_u_get __pyx_string_tab[165]
-#define __pyx_n_u_have_o __pyx_string_tab[166]
-#define __pyx_n_u_held __pyx_string_tab[167]
-#define __pyx_n_u_holds __pyx_string_tab[168]
-#define __pyx_n_u_i __pyx_string_tab[169]
-#define __pyx_n_u_ib __pyx_string_tab[170]
-#define __pyx_n_u_id __pyx_string_tab[171]
-#define __pyx_n_u_idx __pyx_string_tab[172]
-#define __pyx_n_u_index __pyx_string_tab[173]
-#define __pyx_n_u_indices __pyx_string_tab[174]
-#define __pyx_n_u_int __pyx_string_tab[175]
-#define __pyx_n_u_int64 __pyx_string_tab[176]
-#define __pyx_n_u_inv_scale __pyx_string_tab[177]
-#define __pyx_n_u_items __pyx_string_tab[178]
-#define __pyx_n_u_itemsize __pyx_string_tab[179]
-#define __pyx_n_u_k __pyx_string_tab[180]
-#define __pyx_n_u_kind __pyx_string_tab[181]
-#define __pyx_n_u_layout __pyx_string_tab[182]
-#define __pyx_n_u_live __pyx_string_tab[183]
-#define __pyx_n_u_lo __pyx_string_tab[184]
-#define __pyx_n_u_match __pyx_string_tab[185]
-#define __pyx_n_u_max __pyx_string_tab[186]
-#define __pyx_n_u_memview __pyx_string_tab[187]
-#define __pyx_n_u_min __pyx_string_tab[188]
-#define __pyx_n_u_mode __pyx_string_tab[189]
-#define __pyx_n_u_n __pyx_string_tab[190]
-#define __pyx_n_u_n_rows __pyx_string_tab[191]
-#define __pyx_n_u_name __pyx_string_tab[192]
-#define __pyx_n_u_nbytes __pyx_string_tab[193]
-#define __pyx_n_u_ndarray __pyx_string_tab[194]
-#define __pyx_n_u_ndim __pyx_string_tab[195]
-#define __pyx_n_u_need __pyx_string_tab[196]
-#define __pyx_n_u_next __pyx_string_tab[197]
-#define __pyx_n_u_np __pyx_string_tab[198]
-#define __pyx_n_u_numpy __pyx_string_tab[199]
-#define __pyx_n_u_ob __pyx_string_tab[200]
-#define __pyx_n_u_obj __pyx_string_tab[201]
-#define __pyx_n_u_offsets __pyx_string_tab[202]
-#define __pyx_n_u_old __pyx_string_tab[203]
-#define __pyx_n_u_out __pyx_string_tab[204]
-#define __pyx_n_u_outside __pyx_string_tab[205]
-#define __pyx_n_u_pack __pyx_string_tab[206]
-#define __pyx_n_u_pool __pyx_string_tab[207]
-#define __pyx_n_u_pool_capacity __pyx_string_tab[208]
-#define __pyx_n_u_pool_dead __pyx_string_tab[209]
-#define __pyx_n_u_pool_slack __pyx_string_tab[210]
-#define __pyx_n_u_pool_used __pyx_string_tab[211]
-#define __pyx_n_u_pop __pyx_string_tab[212]
-#define __pyx_n_u_put_codes __pyx_string_tab[213]
-#define __pyx_n_u_quantize __pyx_string_tab[214]
-#define __pyx_n_u_quantize_locals_genexpr __pyx_string_tab[215]
-#define __pyx_n_u_rb __pyx_string_tab[216]
-#define __pyx_n_u_register __pyx_string_tab[217]
-#define __pyx_n_u_repack __pyx_string_tab[218]
-#define __pyx_n_u_restart_counts __pyx_string_tab[219]
-#define __pyx_n_u_return __pyx_string_tab[220]
-#define __pyx_n_u_row_bits __pyx_string_tab[221]
-#define __pyx_n_u_rows __pyx_string_tab[222]
-#define __pyx_n_u_rows_put __pyx_string_tab[223]
-#define __pyx_n_u_rv __pyx_string_tab[224]
-#define __pyx_n_u_saturated __pyx_string_tab[225]
-#define __pyx_n_u_scale __pyx_string_tab[226]
-#define __pyx_n_u_seg_cap __pyx_string_tab[227]
-#define __pyx_n_u_seg_len __pyx_string_tab[228]
-#define __pyx_n_u_seg_start __pyx_string_tab[229]
-#define __pyx_n_u_self __pyx_string_tab[230]
-#define __pyx_n_u_send __pyx_string_tab[231]
-#define __pyx_n_u_setdefault __pyx_string_tab[232]
-#define __pyx_n_u_shape __pyx_string_tab[233]
-#define __pyx_n_u_shrink __pyx_string_tab[234]
-#define __pyx_n_u_size __pyx_string_tab[235]
-#define __pyx_n_u_start __pyx_string_tab[236]
-#define __pyx_n_u_state __pyx_string_tab[237]
-#define __pyx_n_u_status __pyx_string_tab[238]
-#define __pyx_n_u_step __pyx_string_tab[239]
-#define __pyx_n_u_stop __pyx_string_tab[240]
-#define __pyx_n_u_struct __pyx_string_tab[241]
-#define __pyx_n_u_t __pyx_string_tab[242]
-#define __pyx_n_u_throw __pyx_string_tab[243]
-#define __pyx_n_u_top __pyx_string_tab[244]
-#define __pyx_n_u_trim __pyx_string_tab[245]
-#define __pyx_n_u_tuple __pyx_string_tab[246]
-#define __pyx_n_u_uint16 __pyx_string_tab[247]
-#define __pyx_n_u_uint32 __pyx_string_tab[248]
-#define __pyx_n_u_uint64 __pyx_string_tab[249]
-#define __pyx_n_u_unpack __pyx_string_tab[250]
-#define __pyx_n_u_update __pyx_string_tab[251]
-#define __pyx_n_u_used __pyx_string_tab[252]
-#define __pyx_n_u_value __pyx_string_tab[253]
-#define __pyx_n_u_values __pyx_string_tab[254]
-#define __pyx_n_u_want __pyx_string_tab[255]
-#define __pyx_n_u_words __pyx_string_tab[256]
-#define __pyx_n_u_words_for __pyx_string_tab[257]
-#define __pyx_n_u_x __pyx_string_tab[258]
-#define __pyx_n_u_xb __pyx_string_tab[259]
-#define __pyx_n_u_zeros __pyx_string_tab[260]
-#define __pyx_n_b_O __pyx_string_tab[261]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[262]
-#define __pyx_kp_b_iso88591_A_U_4vRwa __pyx_string_tab[263]
-#define __pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct __pyx_string_tab[264]
-#define __pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az __pyx_string_tab[265]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[266]
-#define __pyx_kp_b_iso88591_a_2 __pyx_string_tab[267]
-#define __pyx_kp_b_iso88591_6 __pyx_string_tab[268]
-#define __pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B __pyx_string_tab[269]
-#define __pyx_kp_b_iso88591_a_Kq_7 __pyx_string_tab[270]
-#define __pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU __pyx_string_tab[271]
-#define __pyx_kp_b_iso88591_Q_xq_4q __pyx_string_tab[272]
-#define __pyx_kp_b_iso88591_HF_L __pyx_string_tab[273]
-#define __pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a __pyx_string_tab[274]
-#define __pyx_kp_b_iso88591_4y_Jawa_N_q __pyx_string_tab[275]
-#define __pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r __pyx_string_tab[276]
-#define __pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV __pyx_string_tab[277]
-#define __pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c __pyx_string_tab[278]
-#define __pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5 __pyx_string_tab[279]
-#define __pyx_kp_b_iso88591_QR __pyx_string_tab[280]
+#define __pyx_kp_u_one_row_per_index_got __pyx_string_tab[10]
+#define __pyx_kp_u_or __pyx_string_tab[11]
+#define __pyx_kp_u_with_one_row_index_each_got __pyx_string_tab[12]
+#define __pyx_kp_u_got_2 __pyx_string_tab[13]
+#define __pyx_kp_u__7 __pyx_string_tab[14]
+#define __pyx_kp_u_got __pyx_string_tab[15]
+#define __pyx_kp_u_got_3 __pyx_string_tab[16]
+#define __pyx_kp_u__3 __pyx_string_tab[17]
+#define __pyx_kp_u__8 __pyx_string_tab[18]
+#define __pyx_kp_u__2 __pyx_string_tab[19]
+#define __pyx_kp_u_MemoryView_of __pyx_string_tab[20]
+#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[21]
+#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[22]
+#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[23]
+#define __pyx_kp_u_strided_and_direct __pyx_string_tab[24]
+#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[25]
+#define __pyx_kp_u__4 __pyx_string_tab[26]
+#define __pyx_kp_u_ __pyx_string_tab[27]
+#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[28]
+#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[29]
+#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[30]
+#define __pyx_kp_u_None __pyx_string_tab[31]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[32]
+#define __pyx_kp_u_add_note __pyx_string_tab[33]
+#define __pyx_kp_u_codes_must_be_n __pyx_string_tab[34]
+#define __pyx_kp_u_codes_must_be_paper_codes_in __pyx_string_tab[35]
+#define __pyx_kp_u_collections_abc __pyx_string_tab[36]
+#define __pyx_kp_u_cython_core__escape_pyx __pyx_string_tab[37]
+#define __pyx_kp_u_disable __pyx_string_tab[38]
+#define __pyx_kp_u_enable __pyx_string_tab[39]
+#define __pyx_kp_u_gc __pyx_string_tab[40]
+#define __pyx_kp_u_indices_must_be_1_D_got_shape __pyx_string_tab[41]
+#define __pyx_kp_u_isenabled __pyx_string_tab[42]
+#define __pyx_kp_u_layout_must_be_an_EscapeLayout_g __pyx_string_tab[43]
+#define __pyx_kp_u_layout_must_keep_dim_decimals_an __pyx_string_tab[44]
+#define __pyx_kp_u_n_rows_and_pool_capacity_must_be __pyx_string_tab[45]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[46]
+#define __pyx_kp_u_out_must_be_a_writable_C_contigu __pyx_string_tab[47]
+#define __pyx_kp_u_pool_must_be_a_1_D_uint32_array __pyx_string_tab[48]
+#define __pyx_kp_u_rows_must_be_1_D __pyx_string_tab[49]
+#define __pyx_kp_u_seg_start_seg_len_and_seg_cap_mu __pyx_string_tab[50]
+#define __pyx_kp_u_spec_must_be_a __pyx_string_tab[51]
+#define __pyx_kp_u_storage_must_be_a_writable_C_con __pyx_string_tab[52]
+#define __pyx_kp_u_the_side_table_lacks_an_entry_a __pyx_string_tab[53]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[54]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[55]
+#define __pyx_kp_u_x_must_have_shape __pyx_string_tab[56]
+#define __pyx_kp_u_x_must_have_shape_n __pyx_string_tab[57]
+#define __pyx_n_u_ASCII __pyx_string_tab[58]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[59]
+#define __pyx_n_u_EscapeLayout __pyx_string_tab[60]
+#define __pyx_n_u_EscapeRows __pyx_string_tab[61]
+#define __pyx_n_u_EscapeRows___reduce __pyx_string_tab[62]
+#define __pyx_n_u_EscapeRows__make_room __pyx_string_tab[63]
+#define __pyx_n_u_EscapeRows__quantize_checked_loc __pyx_string_tab[64]
+#define __pyx_n_u_EscapeRows__restore __pyx_string_tab[65]
+#define __pyx_n_u_EscapeRows_codes __pyx_string_tab[66]
+#define __pyx_n_u_EscapeRows_decode __pyx_string_tab[67]
+#define __pyx_n_u_EscapeRows_encode __pyx_string_tab[68]
+#define __pyx_n_u_EscapeRows_match __pyx_string_tab[69]
+#define __pyx_n_u_EscapeRows_put_codes __pyx_string_tab[70]
+#define __pyx_n_u_EscapeRows_quantize __pyx_string_tab[71]
+#define __pyx_n_u_EscapeRows_repack __pyx_string_tab[72]
+#define __pyx_n_u_EscapeRows_restart_counts __pyx_string_tab[73]
+#define __pyx_n_u_EscapeRows_state __pyx_string_tab[74]
+#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[75]
+#define __pyx_n_u_NonFiniteError __pyx_string_tab[76]
+#define __pyx_n_u_None __pyx_string_tab[77]
+#define __pyx_n_u_Sequence __pyx_string_tab[78]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[79]
+#define __pyx_n_u_Tables __pyx_string_tab[80]
+#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[81]
+#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[82]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[83]
+#define __pyx_n_u_annotate __pyx_string_tab[84]
+#define __pyx_n_u_class __pyx_string_tab[85]
+#define __pyx_n_u_class_getitem __pyx_string_tab[86]
+#define __pyx_n_u_dict __pyx_string_tab[87]
+#define __pyx_n_u_func __pyx_string_tab[88]
+#define __pyx_n_u_getstate __pyx_string_tab[89]
+#define __pyx_n_u_import __pyx_string_tab[90]
+#define __pyx_n_u_main __pyx_string_tab[91]
+#define __pyx_n_u_module __pyx_string_tab[92]
+#define __pyx_n_u_name_2 __pyx_string_tab[93]
+#define __pyx_n_u_new __pyx_string_tab[94]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[95]
+#define __pyx_n_u_pyx_state __pyx_string_tab[96]
+#define __pyx_n_u_pyx_type __pyx_string_tab[97]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[98]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[99]
+#define __pyx_n_u_qualname __pyx_string_tab[100]
+#define __pyx_n_u_reduce __pyx_string_tab[101]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[102]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[103]
+#define __pyx_n_u_set_name __pyx_string_tab[104]
+#define __pyx_n_u_setstate __pyx_string_tab[105]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[106]
+#define __pyx_n_u_test __pyx_string_tab[107]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[108]
+#define __pyx_n_u_kernel_tables __pyx_string_tab[109]
+#define __pyx_n_u_make_room __pyx_string_tab[110]
+#define __pyx_n_u_restore __pyx_string_tab[111]
+#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[112]
+#define __pyx_n_u_abc __pyx_string_tab[113]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[114]
+#define __pyx_n_u_any __pyx_string_tab[115]
+#define __pyx_n_u_arange __pyx_string_tab[116]
+#define __pyx_n_u_arr __pyx_string_tab[117]
+#define __pyx_n_u_as_indices __pyx_string_tab[118]
+#define __pyx_n_u_asarray __pyx_string_tab[119]
+#define __pyx_n_u_ascontiguousarray __pyx_string_tab[120]
+#define __pyx_n_u_astype __pyx_string_tab[121]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[122]
+#define __pyx_n_u_atleast_1d __pyx_string_tab[123]
+#define __pyx_n_u_b __pyx_string_tab[124]
+#define __pyx_n_u_bad __pyx_string_tab[125]
+#define __pyx_n_u_base __pyx_string_tab[126]
+#define __pyx_n_u_bits __pyx_string_tab[127]
+#define __pyx_n_u_block_rows __pyx_string_tab[128]
+#define __pyx_n_u_blocks __pyx_string_tab[129]
+#define __pyx_n_u_c __pyx_string_tab[130]
+#define __pyx_n_u_capacity __pyx_string_tab[131]
+#define __pyx_n_u_cb __pyx_string_tab[132]
+#define __pyx_n_u_clamp __pyx_string_tab[133]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[134]
+#define __pyx_n_u_close __pyx_string_tab[135]
+#define __pyx_n_u_cls __pyx_string_tab[136]
+#define __pyx_n_u_codes __pyx_string_tab[137]
+#define __pyx_n_u_codes_locals_genexpr __pyx_string_tab[138]
+#define __pyx_n_u_count __pyx_string_tab[139]
+#define __pyx_n_u_count_nonzero __pyx_string_tab[140]
+#define __pyx_n_u_counters __pyx_string_tab[141]
+#define __pyx_n_u_cv __pyx_string_tab[142]
+#define __pyx_n_u_cython_core__escape __pyx_string_tab[143]
+#define __pyx_n_u_cython_core_errors __pyx_string_tab[144]
+#define __pyx_n_u_cython_core_escape __pyx_string_tab[145]
+#define __pyx_n_u_cython_core_indices __pyx_string_tab[146]
+#define __pyx_n_u_cython_core_layout __pyx_string_tab[147]
+#define __pyx_n_u_decimals __pyx_string_tab[148]
+#define __pyx_n_u_decode __pyx_string_tab[149]
+#define __pyx_n_u_decode_locals_genexpr __pyx_string_tab[150]
+#define __pyx_n_u_dict_2 __pyx_string_tab[151]
+#define __pyx_n_u_dim __pyx_string_tab[152]
+#define __pyx_n_u_dtype __pyx_string_tab[153]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[154]
+#define __pyx_n_u_empty __pyx_string_tab[155]
+#define __pyx_n_u_encode __pyx_string_tab[156]
+#define __pyx_n_u_ends __pyx_string_tab[157]
+#define __pyx_n_u_enumerate __pyx_string_tab[158]
+#define __pyx_n_u_error __pyx_string_tab[159]
+#define __pyx_n_u_first __pyx_string_tab[160]
+#define __pyx_n_u_flags __pyx_string_tab[161]
+#define __pyx_n_u_float32 __pyx_string_tab[162]
+#define __pyx_n_u_float64 __pyx_string_tab[163]
+#define __pyx_n_u_format __pyx_string_tab[164]
+#define __pyx_n_u_fortran __pyx_string_tab[165]
+#define __pyx_n_u_fresh __pyx_string_tab[166]
+#define __pyx_n_u_genexpr __pyx_string_tab[167]
+#define __pyx_n_u_get __pyx_string_tab[168]
+#define __pyx_n_u_have_o __pyx_string_tab[169]
+#define __pyx_n_u_have_r __pyx_string_tab[170]
+#define __pyx_n_u_held __pyx_string_tab[171]
+#define __pyx_n_u_holds __pyx_string_tab[172]
+#define __pyx_n_u_i __pyx_string_tab[173]
+#define __pyx_n_u_ib __pyx_string_tab[174]
+#define __pyx_n_u_id __pyx_string_tab[175]
+#define __pyx_n_u_idx __pyx_string_tab[176]
+#define __pyx_n_u_index __pyx_string_tab[177]
+#define __pyx_n_u_indices __pyx_string_tab[178]
+#define __pyx_n_u_int __pyx_string_tab[179]
+#define __pyx_n_u_int64 __pyx_string_tab[180]
+#define __pyx_n_u_inv_scale __pyx_string_tab[181]
+#define __pyx_n_u_items __pyx_string_tab[182]
+#define __pyx_n_u_itemsize __pyx_string_tab[183]
+#define __pyx_n_u_k __pyx_string_tab[184]
+#define __pyx_n_u_kind __pyx_string_tab[185]
+#define __pyx_n_u_layout __pyx_string_tab[186]
+#define __pyx_n_u_live __pyx_string_tab[187]
+#define __pyx_n_u_lo __pyx_string_tab[188]
+#define __pyx_n_u_match __pyx_string_tab[189]
+#define __pyx_n_u_max __pyx_string_tab[190]
+#define __pyx_n_u_memview __pyx_string_tab[191]
+#define __pyx_n_u_min __pyx_string_tab[192]
+#define __pyx_n_u_mode __pyx_string_tab[193]
+#define __pyx_n_u_n __pyx_string_tab[194]
+#define __pyx_n_u_n_rows __pyx_string_tab[195]
+#define __pyx_n_u_name __pyx_string_tab[196]
+#define __pyx_n_u_nbytes __pyx_string_tab[197]
+#define __pyx_n_u_ndarray __pyx_string_tab[198]
+#define __pyx_n_u_ndim __pyx_string_tab[199]
+#define __pyx_n_u_need __pyx_string_tab[200]
+#define __pyx_n_u_next __pyx_string_tab[201]
+#define __pyx_n_u_np __pyx_string_tab[202]
+#define __pyx_n_u_numpy __pyx_string_tab[203]
+#define __pyx_n_u_ob __pyx_string_tab[204]
+#define __pyx_n_u_obj __pyx_string_tab[205]
+#define __pyx_n_u_offsets __pyx_string_tab[206]
+#define __pyx_n_u_old __pyx_string_tab[207]
+#define __pyx_n_u_one __pyx_string_tab[208]
+#define __pyx_n_u_out __pyx_string_tab[209]
+#define __pyx_n_u_outside __pyx_string_tab[210]
+#define __pyx_n_u_pack __pyx_string_tab[211]
+#define __pyx_n_u_pool __pyx_string_tab[212]
+#define __pyx_n_u_pool_capacity __pyx_string_tab[213]
+#define __pyx_n_u_pool_dead __pyx_string_tab[214]
+#define __pyx_n_u_pool_slack __pyx_string_tab[215]
+#define __pyx_n_u_pool_used __pyx_string_tab[216]
+#define __pyx_n_u_pop __pyx_string_tab[217]
+#define __pyx_n_u_put_codes __pyx_string_tab[218]
+#define __pyx_n_u_quantize __pyx_string_tab[219]
+#define __pyx_n_u_quantize_locals_genexpr __pyx_string_tab[220]
+#define __pyx_n_u_rb __pyx_string_tab[221]
+#define __pyx_n_u_register __pyx_string_tab[222]
+#define __pyx_n_u_repack __pyx_string_tab[223]
+#define __pyx_n_u_restart_counts __pyx_string_tab[224]
+#define __pyx_n_u_return __pyx_string_tab[225]
+#define __pyx_n_u_row_bits __pyx_string_tab[226]
+#define __pyx_n_u_rows __pyx_string_tab[227]
+#define __pyx_n_u_rows_put __pyx_string_tab[228]
+#define __pyx_n_u_rp __pyx_string_tab[229]
+#define __pyx_n_u_rv __pyx_string_tab[230]
+#define __pyx_n_u_saturated __pyx_string_tab[231]
+#define __pyx_n_u_scale __pyx_string_tab[232]
+#define __pyx_n_u_scratch __pyx_string_tab[233]
+#define __pyx_n_u_seg_cap __pyx_string_tab[234]
+#define __pyx_n_u_seg_len __pyx_string_tab[235]
+#define __pyx_n_u_seg_start __pyx_string_tab[236]
+#define __pyx_n_u_self __pyx_string_tab[237]
+#define __pyx_n_u_send __pyx_string_tab[238]
+#define __pyx_n_u_setdefault __pyx_string_tab[239]
+#define __pyx_n_u_shape __pyx_string_tab[240]
+#define __pyx_n_u_shrink __pyx_string_tab[241]
+#define __pyx_n_u_size __pyx_string_tab[242]
+#define __pyx_n_u_start __pyx_string_tab[243]
+#define __pyx_n_u_state __pyx_string_tab[244]
+#define __pyx_n_u_status __pyx_string_tab[245]
+#define __pyx_n_u_step __pyx_string_tab[246]
+#define __pyx_n_u_stop __pyx_string_tab[247]
+#define __pyx_n_u_struct __pyx_string_tab[248]
+#define __pyx_n_u_t __pyx_string_tab[249]
+#define __pyx_n_u_throw __pyx_string_tab[250]
+#define __pyx_n_u_top __pyx_string_tab[251]
+#define __pyx_n_u_trim __pyx_string_tab[252]
+#define __pyx_n_u_tuple __pyx_string_tab[253]
+#define __pyx_n_u_uint16 __pyx_string_tab[254]
+#define __pyx_n_u_uint32 __pyx_string_tab[255]
+#define __pyx_n_u_uint64 __pyx_string_tab[256]
+#define __pyx_n_u_unpack __pyx_string_tab[257]
+#define __pyx_n_u_update __pyx_string_tab[258]
+#define __pyx_n_u_used __pyx_string_tab[259]
+#define __pyx_n_u_value __pyx_string_tab[260]
+#define __pyx_n_u_values __pyx_string_tab[261]
+#define __pyx_n_u_want __pyx_string_tab[262]
+#define __pyx_n_u_words __pyx_string_tab[263]
+#define __pyx_n_u_words_for __pyx_string_tab[264]
+#define __pyx_n_u_x __pyx_string_tab[265]
+#define __pyx_n_u_xb __pyx_string_tab[266]
+#define __pyx_n_u_zeros __pyx_string_tab[267]
+#define __pyx_n_b_O __pyx_string_tab[268]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[269]
+#define __pyx_kp_b_iso88591_A_U_4vRwa __pyx_string_tab[270]
+#define __pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct __pyx_string_tab[271]
+#define __pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az __pyx_string_tab[272]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[273]
+#define __pyx_kp_b_iso88591__10 __pyx_string_tab[274]
+#define __pyx_kp_b_iso88591_a_2 __pyx_string_tab[275]
+#define __pyx_kp_b_iso88591_6 __pyx_string_tab[276]
+#define __pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B __pyx_string_tab[277]
+#define __pyx_kp_b_iso88591_a_Kq_7 __pyx_string_tab[278]
+#define __pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU __pyx_string_tab[279]
+#define __pyx_kp_b_iso88591_Q_xq_4q __pyx_string_tab[280]
+#define __pyx_kp_b_iso88591_HF_L __pyx_string_tab[281]
+#define __pyx_kp_b_iso88591_1_a_t1F_Q_a_QfAT_A_2V3a_AQ_D_j __pyx_string_tab[282]
+#define __pyx_kp_b_iso88591_1_O1_t1F_Q_a_QfAT_A_2V3a_AQ_D_j __pyx_string_tab[283]
+#define __pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r __pyx_string_tab[284]
+#define __pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV __pyx_string_tab[285]
+#define __pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c __pyx_string_tab[286]
+#define __pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5 __pyx_string_tab[287]
+#define __pyx_kp_b_iso88591_QR __pyx_string_tab[288]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4829,14 +4936,18 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_CLEAR(clear_module_state->__pyx_array_type);
   Py_CLEAR(clear_module_state->__pyx_type___pyx_array);
   Py_CLEAR(clear_module_state->__pyx_MemviewEnum_type);
@@ -4851,8 +4962,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<6; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<21; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<281; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<22; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<289; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<7; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4889,14 +5000,18 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_VISIT(traverse_module_state->__pyx_array_type);
   Py_VISIT(traverse_module_state->__pyx_type___pyx_array);
   Py_VISIT(traverse_module_state->__pyx_MemviewEnum_type);
@@ -4911,8 +5026,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<6; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<21; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<281; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<22; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<289; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<7; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -21380,7 +21495,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_8_support__end_bits(struct __pyx
   /* function exit code */
 }
 
-/* "cython_core/_escape.pyx":43
+/* "cython_core/_escape.pyx":44
  * 
  * 
  * cdef inline uint32_t _slack(uint32_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21397,7 +21512,7 @@ static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__slack(uint32_t __p
   long __pyx_t_5;
   int __pyx_t_6;
 
-  /* "cython_core/_escape.pyx":45
+  /* "cython_core/_escape.pyx":46
  * cdef inline uint32_t _slack(uint32_t n) noexcept nogil:
  *     """cython_core.layout.pool_slack: a block's room for ``n`` entries."""
  *     return 0 if n == 0 else min(<uint32_t>MAX_SEGMENT, n + (n >> 3) + 1)             # <<<<<<<<<<<<<<
@@ -21434,7 +21549,7 @@ static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__slack(uint32_t __p
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":43
+  /* "cython_core/_escape.pyx":44
  * 
  * 
  * cdef inline uint32_t _slack(uint32_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21447,7 +21562,127 @@ static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__slack(uint32_t __p
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":48
+/* "cython_core/_escape.pyx":49
+ * 
+ * 
+ * cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+ *     cdef uint32_t lo = 0, hi = n, mid
+*/
+
+static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__lower_bound(uint32_t const *__pyx_v_a, uint32_t __pyx_v_n, uint64_t __pyx_v_key) {
+  uint32_t __pyx_v_lo;
+  uint32_t __pyx_v_hi;
+  uint32_t __pyx_v_mid;
+  uint32_t __pyx_r;
+  int __pyx_t_1;
+
+  /* "cython_core/_escape.pyx":51
+ * cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) noexcept nogil:
+ *     """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+ *     cdef uint32_t lo = 0, hi = n, mid             # <<<<<<<<<<<<<<
+ *     while lo < hi:
+ *         mid = (lo + hi) >> 1
+*/
+  __pyx_v_lo = 0;
+  __pyx_v_hi = __pyx_v_n;
+
+  /* "cython_core/_escape.pyx":52
+ *     """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+ *     cdef uint32_t lo = 0, hi = n, mid
+ *     while lo < hi:             # <<<<<<<<<<<<<<
+ *         mid = (lo + hi) >> 1
+ *         if <uint64_t>a[mid] < key:
+*/
+  while (1) {
+    __pyx_t_1 = (__pyx_v_lo < __pyx_v_hi);
+
+
+    if (!__pyx_t_1) break;
+
+    /* "cython_core/_escape.pyx":53
+ *     cdef uint32_t lo = 0, hi = n, mid
+ *     while lo < hi:
+ *         mid = (lo + hi) >> 1             # <<<<<<<<<<<<<<
+ *         if <uint64_t>a[mid] < key:
+ *             lo = mid + 1
+*/
+    __pyx_v_mid = ((__pyx_v_lo + __pyx_v_hi) >> 1);
+
+    /* "cython_core/_escape.pyx":54
+ *     while lo < hi:
+ *         mid = (lo + hi) >> 1
+ *         if <uint64_t>a[mid] < key:             # <<<<<<<<<<<<<<
+ *             lo = mid + 1
+ *         else:
+*/
+    __pyx_t_1 = (((uint64_t)(__pyx_v_a[__pyx_v_mid])) < __pyx_v_key);
+
+    if (__pyx_t_1) {
+
+
+      /* "cython_core/_escape.pyx":55
+ *         mid = (lo + hi) >> 1
+ *         if <uint64_t>a[mid] < key:
+ *             lo = mid + 1             # <<<<<<<<<<<<<<
+ *         else:
+ *             hi = mid
+*/
+      __pyx_v_lo = (__pyx_v_mid + 1);
+
+      /* "cython_core/_escape.pyx":54
+ *     while lo < hi:
+ *         mid = (lo + hi) >> 1
+ *         if <uint64_t>a[mid] < key:             # <<<<<<<<<<<<<<
+ *             lo = mid + 1
+ *         else:
+*/
+      goto __pyx_L5;
+    }
+
+    /* "cython_core/_escape.pyx":57
+ *             lo = mid + 1
+ *         else:
+ *             hi = mid             # <<<<<<<<<<<<<<
+ *     return lo
+ * 
+*/
+    /*else*/ {
+      __pyx_v_hi = __pyx_v_mid;
+    }
+    __pyx_L5:;
+  }
+
+  /* "cython_core/_escape.pyx":58
+ *         else:
+ *             hi = mid
+ *     return lo             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+
+    __pyx_r = __pyx_v_lo;
+  }
+  goto __pyx_L0;
+
+  /* "cython_core/_escape.pyx":49
+ * 
+ * 
+ * cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+ *     cdef uint32_t lo = 0, hi = n, mid
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+
+
+
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":61
  * 
  * 
  * def pool_slack(n: int) -> int:             # <<<<<<<<<<<<<<
@@ -21495,33 +21730,33 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 48, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 61, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 48, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 61, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "pool_slack", 0) < (0)) __PYX_ERR(0, 48, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "pool_slack", 0) < (0)) __PYX_ERR(0, 61, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("pool_slack", 1, 1, 1, i); __PYX_ERR(0, 48, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("pool_slack", 1, 1, 1, i); __PYX_ERR(0, 61, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 48, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 61, __pyx_L3_error)
     }
-    if (__Pyx_PyInt_FromNumber(&values[0], "n", 0) < (0)) __PYX_ERR(0, 48, __pyx_L3_error)
+    if (__Pyx_PyInt_FromNumber(&values[0], "n", 0) < (0)) __PYX_ERR(0, 61, __pyx_L3_error)
     __pyx_v_n = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("pool_slack", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 48, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("pool_slack", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 61, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21532,7 +21767,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_n), (&PyLong_Type), 0, "n", 2))) __PYX_ERR(0, 48, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_n), (&PyLong_Type), 0, "n", 2))) __PYX_ERR(0, 61, __pyx_L1_error)
   __pyx_r = __pyx_pf_11cython_core_7_escape_pool_slack(__pyx_self, __pyx_v_n);
 
   /* function exit code */
@@ -21562,18 +21797,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_pool_slack(CYTHON_UNUSED PyObje
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("pool_slack", 0);
 
-  /* "cython_core/_escape.pyx":50
+  /* "cython_core/_escape.pyx":63
  * def pool_slack(n: int) -> int:
  *     """The compiled rule (tests compare it with cython_core.layout.pool_slack)."""
  *     return _slack(n)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_PyLong_As_uint32_t(__pyx_v_n); if (unlikely((__pyx_t_1 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 50, __pyx_L1_error)
-  __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_f_11cython_core_7_escape__slack(__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 50, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_As_uint32_t(__pyx_v_n); if (unlikely((__pyx_t_1 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 63, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_f_11cython_core_7_escape__slack(__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 63, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 50, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 63, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -21585,7 +21820,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_pool_slack(CYTHON_UNUSED PyObje
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":48
+  /* "cython_core/_escape.pyx":61
  * 
  * 
  * def pool_slack(n: int) -> int:             # <<<<<<<<<<<<<<
@@ -21604,7 +21839,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_pool_slack(CYTHON_UNUSED PyObje
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":64
+/* "cython_core/_escape.pyx":77
  *     cdef double scale, inv, clamp
  * 
  *     def __cinit__(self, layout):             # <<<<<<<<<<<<<<
@@ -21650,32 +21885,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 64, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 77, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 64, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 77, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 64, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 77, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(0, 64, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(0, 77, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 64, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 77, __pyx_L3_error)
     }
     __pyx_v_layout = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 64, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 77, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21734,7 +21969,7 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "cython_core/_escape.pyx":65
+  /* "cython_core/_escape.pyx":78
  * 
  *     def __cinit__(self, layout):
  *         lo = np.ascontiguousarray(layout.lo, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -21742,16 +21977,16 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
  *         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 78, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 78, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_lo); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_lo); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 78, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 78, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 78, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -21772,13 +22007,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 65, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 78, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 65, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 78, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -21790,13 +22025,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 65, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 78, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_lo = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":66
+  /* "cython_core/_escape.pyx":79
  *     def __cinit__(self, layout):
  *         lo = np.ascontiguousarray(layout.lo, dtype=np.int64)
  *         width = np.ascontiguousarray(layout.bits, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -21804,16 +22039,16 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
  *         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 66, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 79, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 66, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 79, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_bits); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 66, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_bits); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 79, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 66, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 79, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 66, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 79, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -21834,13 +22069,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 66, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 79, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 66, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 79, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -21852,13 +22087,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 66, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 79, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_width = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":67
+  /* "cython_core/_escape.pyx":80
  *         lo = np.ascontiguousarray(layout.lo, dtype=np.int64)
  *         width = np.ascontiguousarray(layout.bits, dtype=np.int64)
  *         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -21866,16 +22101,16 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
  *         self._keep = (lo, width, offs, esc)
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 67, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 80, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 67, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 80, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_offsets); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 67, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_offsets); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 80, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 67, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 80, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 67, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 80, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -21896,13 +22131,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 67, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 80, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 67, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 80, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -21914,13 +22149,13 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 67, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 80, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_offs = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":68
+  /* "cython_core/_escape.pyx":81
  *         width = np.ascontiguousarray(layout.bits, dtype=np.int64)
  *         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
  *         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)             # <<<<<<<<<<<<<<
@@ -21928,9 +22163,9 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
  *         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_7 = 1;
@@ -21950,14 +22185,14 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 68, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 81, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __pyx_t_4 = __pyx_v_width;
   __Pyx_INCREF(__pyx_t_4);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_7 = 0;
@@ -21966,17 +22201,17 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_astype, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 68, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 81, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
-  __pyx_t_8 = PyNumber_Lshift(__pyx_t_5, __pyx_t_6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_8 = PyNumber_Lshift(__pyx_t_5, __pyx_t_6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_5 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_7 = 1;
@@ -21996,18 +22231,18 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 68, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 81, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
-  __pyx_t_3 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_8, __pyx_t_6); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_8, __pyx_t_6); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_2 = __pyx_t_3;
   __Pyx_INCREF(__pyx_t_2);
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 68, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_7 = 0;
@@ -22017,71 +22252,71 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 68, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 81, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_esc = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":69
+  /* "cython_core/_escape.pyx":82
  *         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
  *         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
  *         self._keep = (lo, width, offs, esc)             # <<<<<<<<<<<<<<
  *         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
  *         cdef const uint64_t[::1] esc_v = esc
 */
-  __pyx_t_1 = PyTuple_New(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 69, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 82, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_lo);
   __Pyx_GIVEREF(__pyx_v_lo);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_lo) != (0)) __PYX_ERR(0, 69, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_lo) != (0)) __PYX_ERR(0, 82, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_width);
   __Pyx_GIVEREF(__pyx_v_width);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_width) != (0)) __PYX_ERR(0, 69, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_width) != (0)) __PYX_ERR(0, 82, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_offs);
   __Pyx_GIVEREF(__pyx_v_offs);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_offs) != (0)) __PYX_ERR(0, 69, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_offs) != (0)) __PYX_ERR(0, 82, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_esc);
   __Pyx_GIVEREF(__pyx_v_esc);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_esc) != (0)) __PYX_ERR(0, 69, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_esc) != (0)) __PYX_ERR(0, 82, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
   __Pyx_GOTREF(__pyx_v_self->_keep);
   __Pyx_DECREF_SET(__pyx_v_self->_keep, __pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":70
+  /* "cython_core/_escape.pyx":83
  *         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
  *         self._keep = (lo, width, offs, esc)
  *         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs             # <<<<<<<<<<<<<<
  *         cdef const uint64_t[::1] esc_v = esc
  *         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_lo, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 70, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_lo, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 83, __pyx_L1_error)
   __pyx_v_lo_v = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_width, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 70, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_width, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 83, __pyx_L1_error)
   __pyx_v_width_v = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_offs, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 70, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_offs, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 83, __pyx_L1_error)
   __pyx_v_offs_v = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cython_core/_escape.pyx":71
+  /* "cython_core/_escape.pyx":84
  *         self._keep = (lo, width, offs, esc)
  *         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
  *         cdef const uint64_t[::1] esc_v = esc             # <<<<<<<<<<<<<<
  *         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
  *         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(__pyx_v_esc, 0); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 71, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(__pyx_v_esc, 0); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 84, __pyx_L1_error)
   __pyx_v_esc_v = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cython_core/_escape.pyx":72
+  /* "cython_core/_escape.pyx":85
  *         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
  *         cdef const uint64_t[::1] esc_v = esc
  *         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]             # <<<<<<<<<<<<<<
@@ -22105,25 +22340,25 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
   __pyx_v_self->offs = __pyx_t_14;
   __pyx_v_self->esc = __pyx_t_15;
 
-  /* "cython_core/_escape.pyx":73
+  /* "cython_core/_escape.pyx":86
  *         cdef const uint64_t[::1] esc_v = esc
  *         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
  *         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)             # <<<<<<<<<<<<<<
  *         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_block_rows); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 73, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_block_rows); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_t_7 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -22143,44 +22378,44 @@ static int __pyx_pf_11cython_core_7_escape_7_Tables___cinit__(struct __pyx_obj_1
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 73, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 86, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L1_error)
+  __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_self->dim = __pyx_t_16;
   __pyx_v_self->row_bits = __pyx_t_17;
   __pyx_v_self->block = __pyx_t_18;
 
-  /* "cython_core/_escape.pyx":74
+  /* "cython_core/_escape.pyx":87
  *         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
  *         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
  *         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_top); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_top); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_19 = __Pyx_PyLong_As_int64_t(__pyx_t_1); if (unlikely((__pyx_t_19 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_19 = __Pyx_PyLong_As_int64_t(__pyx_t_1); if (unlikely((__pyx_t_19 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_scale); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_scale); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_20 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_20 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_20 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_inv_scale); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_inv_scale); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_21 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_21 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_21 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_21 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_22 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_22 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_22 = __Pyx_PyFloat_AsDouble(__pyx_t_1); if (unlikely((__pyx_t_22 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_self->top = __pyx_t_19;
   __pyx_v_self->scale = __pyx_t_20;
   __pyx_v_self->inv = __pyx_t_21;
   __pyx_v_self->clamp = __pyx_t_22;
 
-  /* "cython_core/_escape.pyx":64
+  /* "cython_core/_escape.pyx":77
  *     cdef double scale, inv, clamp
  * 
  *     def __cinit__(self, layout):             # <<<<<<<<<<<<<<
@@ -22423,7 +22658,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_7_Tables_4__setstate_cython__(C
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":77
+/* "cython_core/_escape.pyx":90
  * 
  * 
  * cdef _Tables _tables(layout):             # <<<<<<<<<<<<<<
@@ -22441,16 +22676,16 @@ static struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_f_11cython_core_7_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_tables", 0);
 
-  /* "cython_core/_escape.pyx":78
+  /* "cython_core/_escape.pyx":91
  * 
  * cdef _Tables _tables(layout):
  *     return <_Tables>_spec_tables(layout, EscapeLayout, _Tables)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 78, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 91, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __pyx_f_11cython_core_8_support__spec_tables(__pyx_v_layout, __pyx_t_1, ((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape__Tables)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 78, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__spec_tables(__pyx_v_layout, __pyx_t_1, ((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape__Tables)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 91, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -22465,7 +22700,7 @@ static struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_f_11cython_core_7_
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":77
+  /* "cython_core/_escape.pyx":90
  * 
  * 
  * cdef _Tables _tables(layout):             # <<<<<<<<<<<<<<
@@ -22485,7 +22720,7 @@ static struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_f_11cython_core_7_
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":81
+/* "cython_core/_escape.pyx":94
  * 
  * 
  * cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22500,7 +22735,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
   uint64_t __pyx_r;
   int __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":82
+  /* "cython_core/_escape.pyx":95
  * 
  * cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:
  *     cdef uint64_t i = pos >> 6             # <<<<<<<<<<<<<<
@@ -22509,7 +22744,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
 */
   __pyx_v_i = (__pyx_v_pos >> 6);
 
-  /* "cython_core/_escape.pyx":83
+  /* "cython_core/_escape.pyx":96
  * cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:
  *     cdef uint64_t i = pos >> 6
  *     cdef int s = pos & 63             # <<<<<<<<<<<<<<
@@ -22518,7 +22753,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
 */
   __pyx_v_s = (__pyx_v_pos & 63);
 
-  /* "cython_core/_escape.pyx":84
+  /* "cython_core/_escape.pyx":97
  *     cdef uint64_t i = pos >> 6
  *     cdef int s = pos & 63
  *     cdef uint64_t v = w[i] >> s             # <<<<<<<<<<<<<<
@@ -22527,7 +22762,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
 */
   __pyx_v_v = ((__pyx_v_w[__pyx_v_i]) >> __pyx_v_s);
 
-  /* "cython_core/_escape.pyx":85
+  /* "cython_core/_escape.pyx":98
  *     cdef int s = pos & 63
  *     cdef uint64_t v = w[i] >> s
  *     if s + bits > 64:             # <<<<<<<<<<<<<<
@@ -22539,7 +22774,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
   if (__pyx_t_1) {
 
 
-    /* "cython_core/_escape.pyx":86
+    /* "cython_core/_escape.pyx":99
  *     cdef uint64_t v = w[i] >> s
  *     if s + bits > 64:
  *         v |= w[i + 1] << (64 - s)             # <<<<<<<<<<<<<<
@@ -22548,7 +22783,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
 */
     __pyx_v_v = (__pyx_v_v | ((__pyx_v_w[(__pyx_v_i + 1)]) << (64 - __pyx_v_s)));
 
-    /* "cython_core/_escape.pyx":85
+    /* "cython_core/_escape.pyx":98
  *     cdef int s = pos & 63
  *     cdef uint64_t v = w[i] >> s
  *     if s + bits > 64:             # <<<<<<<<<<<<<<
@@ -22557,7 +22792,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
 */
   }
 
-  /* "cython_core/_escape.pyx":87
+  /* "cython_core/_escape.pyx":100
  *     if s + bits > 64:
  *         v |= w[i + 1] << (64 - s)
  *     return v & ((<uint64_t>1 << bits) - 1)             # <<<<<<<<<<<<<<
@@ -22570,7 +22805,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":81
+  /* "cython_core/_escape.pyx":94
  * 
  * 
  * cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22586,7 +22821,7 @@ static CYTHON_INLINE uint64_t __pyx_f_11cython_core_7_escape__read(uint64_t cons
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":90
+/* "cython_core/_escape.pyx":103
  * 
  * 
  * cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22600,7 +22835,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
   uint64_t __pyx_v_mask;
   int __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":91
+  /* "cython_core/_escape.pyx":104
  * 
  * cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:
  *     cdef uint64_t i = pos >> 6             # <<<<<<<<<<<<<<
@@ -22609,7 +22844,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
   __pyx_v_i = (__pyx_v_pos >> 6);
 
-  /* "cython_core/_escape.pyx":92
+  /* "cython_core/_escape.pyx":105
  * cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:
  *     cdef uint64_t i = pos >> 6
  *     cdef int s = pos & 63             # <<<<<<<<<<<<<<
@@ -22618,7 +22853,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
   __pyx_v_s = (__pyx_v_pos & 63);
 
-  /* "cython_core/_escape.pyx":93
+  /* "cython_core/_escape.pyx":106
  *     cdef uint64_t i = pos >> 6
  *     cdef int s = pos & 63
  *     cdef uint64_t mask = (<uint64_t>1 << bits) - 1             # <<<<<<<<<<<<<<
@@ -22627,7 +22862,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
   __pyx_v_mask = ((((uint64_t)1) << __pyx_v_bits) - 1);
 
-  /* "cython_core/_escape.pyx":94
+  /* "cython_core/_escape.pyx":107
  *     cdef int s = pos & 63
  *     cdef uint64_t mask = (<uint64_t>1 << bits) - 1
  *     w[i] = (w[i] & ~(mask << s)) | (v << s)             # <<<<<<<<<<<<<<
@@ -22636,7 +22871,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
   (__pyx_v_w[__pyx_v_i]) = (((__pyx_v_w[__pyx_v_i]) & (~(__pyx_v_mask << __pyx_v_s))) | (__pyx_v_v << __pyx_v_s));
 
-  /* "cython_core/_escape.pyx":95
+  /* "cython_core/_escape.pyx":108
  *     cdef uint64_t mask = (<uint64_t>1 << bits) - 1
  *     w[i] = (w[i] & ~(mask << s)) | (v << s)
  *     if s + bits > 64:             # <<<<<<<<<<<<<<
@@ -22648,7 +22883,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
   if (__pyx_t_1) {
 
 
-    /* "cython_core/_escape.pyx":96
+    /* "cython_core/_escape.pyx":109
  *     w[i] = (w[i] & ~(mask << s)) | (v << s)
  *     if s + bits > 64:
  *         w[i + 1] = (w[i + 1] & ~(mask >> (64 - s))) | (v >> (64 - s))             # <<<<<<<<<<<<<<
@@ -22657,7 +22892,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
     (__pyx_v_w[(__pyx_v_i + 1)]) = (((__pyx_v_w[(__pyx_v_i + 1)]) & (~(__pyx_v_mask >> (64 - __pyx_v_s)))) | (__pyx_v_v >> (64 - __pyx_v_s)));
 
-    /* "cython_core/_escape.pyx":95
+    /* "cython_core/_escape.pyx":108
  *     cdef uint64_t mask = (<uint64_t>1 << bits) - 1
  *     w[i] = (w[i] & ~(mask << s)) | (v << s)
  *     if s + bits > 64:             # <<<<<<<<<<<<<<
@@ -22666,7 +22901,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 */
   }
 
-  /* "cython_core/_escape.pyx":90
+  /* "cython_core/_escape.pyx":103
  * 
  * 
  * cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22680,7 +22915,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *__pyx_
 
 }
 
-/* "cython_core/_escape.pyx":99
+/* "cython_core/_escape.pyx":112
  * 
  * 
  * cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22701,7 +22936,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
   Py_ssize_t __pyx_t_4;
   int __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":101
+  /* "cython_core/_escape.pyx":114
  * cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:
  *     """Paper codes rint(clip(x, -b, b) * 10^m) of ``count`` values; returns how many were clipped."""
  *     cdef Py_ssize_t i, saturated = 0             # <<<<<<<<<<<<<<
@@ -22710,7 +22945,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
   __pyx_v_saturated = 0;
 
-  /* "cython_core/_escape.pyx":102
+  /* "cython_core/_escape.pyx":115
  *     """Paper codes rint(clip(x, -b, b) * 10^m) of ``count`` values; returns how many were clipped."""
  *     cdef Py_ssize_t i, saturated = 0
  *     cdef double v, b = t.clamp, scale = t.scale             # <<<<<<<<<<<<<<
@@ -22724,7 +22959,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 
   __pyx_v_scale = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":103
+  /* "cython_core/_escape.pyx":116
  *     cdef Py_ssize_t i, saturated = 0
  *     cdef double v, b = t.clamp, scale = t.scale
  *     for i in range(count):             # <<<<<<<<<<<<<<
@@ -22738,7 +22973,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cython_core/_escape.pyx":104
+    /* "cython_core/_escape.pyx":117
  *     cdef double v, b = t.clamp, scale = t.scale
  *     for i in range(count):
  *         v = x[i]             # <<<<<<<<<<<<<<
@@ -22747,7 +22982,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
     __pyx_v_v = (__pyx_v_x[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":105
+    /* "cython_core/_escape.pyx":118
  *     for i in range(count):
  *         v = x[i]
  *         if v < -b:             # <<<<<<<<<<<<<<
@@ -22759,7 +22994,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
     if (__pyx_t_5) {
 
 
-      /* "cython_core/_escape.pyx":106
+      /* "cython_core/_escape.pyx":119
  *         v = x[i]
  *         if v < -b:
  *             v = -b             # <<<<<<<<<<<<<<
@@ -22768,7 +23003,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_v = (-__pyx_v_b);
 
-      /* "cython_core/_escape.pyx":107
+      /* "cython_core/_escape.pyx":120
  *         if v < -b:
  *             v = -b
  *             saturated += 1             # <<<<<<<<<<<<<<
@@ -22777,7 +23012,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_saturated = (__pyx_v_saturated + 1);
 
-      /* "cython_core/_escape.pyx":105
+      /* "cython_core/_escape.pyx":118
  *     for i in range(count):
  *         v = x[i]
  *         if v < -b:             # <<<<<<<<<<<<<<
@@ -22787,7 +23022,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
       goto __pyx_L5;
     }
 
-    /* "cython_core/_escape.pyx":108
+    /* "cython_core/_escape.pyx":121
  *             v = -b
  *             saturated += 1
  *         elif v > b:             # <<<<<<<<<<<<<<
@@ -22799,7 +23034,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
     if (__pyx_t_5) {
 
 
-      /* "cython_core/_escape.pyx":109
+      /* "cython_core/_escape.pyx":122
  *             saturated += 1
  *         elif v > b:
  *             v = b             # <<<<<<<<<<<<<<
@@ -22808,7 +23043,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_v = __pyx_v_b;
 
-      /* "cython_core/_escape.pyx":110
+      /* "cython_core/_escape.pyx":123
  *         elif v > b:
  *             v = b
  *             saturated += 1             # <<<<<<<<<<<<<<
@@ -22817,7 +23052,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_saturated = (__pyx_v_saturated + 1);
 
-      /* "cython_core/_escape.pyx":108
+      /* "cython_core/_escape.pyx":121
  *             v = -b
  *             saturated += 1
  *         elif v > b:             # <<<<<<<<<<<<<<
@@ -22827,7 +23062,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
     }
     __pyx_L5:;
 
-    /* "cython_core/_escape.pyx":111
+    /* "cython_core/_escape.pyx":124
  *             v = b
  *             saturated += 1
  *         codes[i] = jr_round(v * scale)             # <<<<<<<<<<<<<<
@@ -22838,7 +23073,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
   }
 
 
-  /* "cython_core/_escape.pyx":112
+  /* "cython_core/_escape.pyx":125
  *             saturated += 1
  *         codes[i] = jr_round(v * scale)
  *     return saturated             # <<<<<<<<<<<<<<
@@ -22851,7 +23086,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quan
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":99
+  /* "cython_core/_escape.pyx":112
  * 
  * 
  * cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22882,7 +23117,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
   Py_ssize_t __pyx_t_4;
   int __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":101
+  /* "cython_core/_escape.pyx":114
  * cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:
  *     """Paper codes rint(clip(x, -b, b) * 10^m) of ``count`` values; returns how many were clipped."""
  *     cdef Py_ssize_t i, saturated = 0             # <<<<<<<<<<<<<<
@@ -22891,7 +23126,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
   __pyx_v_saturated = 0;
 
-  /* "cython_core/_escape.pyx":102
+  /* "cython_core/_escape.pyx":115
  *     """Paper codes rint(clip(x, -b, b) * 10^m) of ``count`` values; returns how many were clipped."""
  *     cdef Py_ssize_t i, saturated = 0
  *     cdef double v, b = t.clamp, scale = t.scale             # <<<<<<<<<<<<<<
@@ -22905,7 +23140,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 
   __pyx_v_scale = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":103
+  /* "cython_core/_escape.pyx":116
  *     cdef Py_ssize_t i, saturated = 0
  *     cdef double v, b = t.clamp, scale = t.scale
  *     for i in range(count):             # <<<<<<<<<<<<<<
@@ -22919,7 +23154,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cython_core/_escape.pyx":104
+    /* "cython_core/_escape.pyx":117
  *     cdef double v, b = t.clamp, scale = t.scale
  *     for i in range(count):
  *         v = x[i]             # <<<<<<<<<<<<<<
@@ -22928,7 +23163,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
     __pyx_v_v = (__pyx_v_x[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":105
+    /* "cython_core/_escape.pyx":118
  *     for i in range(count):
  *         v = x[i]
  *         if v < -b:             # <<<<<<<<<<<<<<
@@ -22940,7 +23175,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
     if (__pyx_t_5) {
 
 
-      /* "cython_core/_escape.pyx":106
+      /* "cython_core/_escape.pyx":119
  *         v = x[i]
  *         if v < -b:
  *             v = -b             # <<<<<<<<<<<<<<
@@ -22949,7 +23184,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_v = (-__pyx_v_b);
 
-      /* "cython_core/_escape.pyx":107
+      /* "cython_core/_escape.pyx":120
  *         if v < -b:
  *             v = -b
  *             saturated += 1             # <<<<<<<<<<<<<<
@@ -22958,7 +23193,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_saturated = (__pyx_v_saturated + 1);
 
-      /* "cython_core/_escape.pyx":105
+      /* "cython_core/_escape.pyx":118
  *     for i in range(count):
  *         v = x[i]
  *         if v < -b:             # <<<<<<<<<<<<<<
@@ -22968,7 +23203,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
       goto __pyx_L5;
     }
 
-    /* "cython_core/_escape.pyx":108
+    /* "cython_core/_escape.pyx":121
  *             v = -b
  *             saturated += 1
  *         elif v > b:             # <<<<<<<<<<<<<<
@@ -22980,7 +23215,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
     if (__pyx_t_5) {
 
 
-      /* "cython_core/_escape.pyx":109
+      /* "cython_core/_escape.pyx":122
  *             saturated += 1
  *         elif v > b:
  *             v = b             # <<<<<<<<<<<<<<
@@ -22989,7 +23224,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_v = __pyx_v_b;
 
-      /* "cython_core/_escape.pyx":110
+      /* "cython_core/_escape.pyx":123
  *         elif v > b:
  *             v = b
  *             saturated += 1             # <<<<<<<<<<<<<<
@@ -22998,7 +23233,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
 */
       __pyx_v_saturated = (__pyx_v_saturated + 1);
 
-      /* "cython_core/_escape.pyx":108
+      /* "cython_core/_escape.pyx":121
  *             v = -b
  *             saturated += 1
  *         elif v > b:             # <<<<<<<<<<<<<<
@@ -23008,7 +23243,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
     }
     __pyx_L5:;
 
-    /* "cython_core/_escape.pyx":111
+    /* "cython_core/_escape.pyx":124
  *             v = b
  *             saturated += 1
  *         codes[i] = jr_round(v * scale)             # <<<<<<<<<<<<<<
@@ -23019,7 +23254,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
   }
 
 
-  /* "cython_core/_escape.pyx":112
+  /* "cython_core/_escape.pyx":125
  *             saturated += 1
  *         codes[i] = jr_round(v * scale)
  *     return saturated             # <<<<<<<<<<<<<<
@@ -23032,7 +23267,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":99
+  /* "cython_core/_escape.pyx":112
  * 
  * 
  * cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23050,7 +23285,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quan
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":115
+/* "cython_core/_escape.pyx":128
  * 
  * 
  * def quantize(x, layout) -> tuple:             # <<<<<<<<<<<<<<
@@ -23099,39 +23334,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_layout,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 115, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 128, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 115, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 128, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 115, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 128, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 115, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 128, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 2, 2, i); __PYX_ERR(0, 115, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 2, 2, i); __PYX_ERR(0, 128, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 115, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 128, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 115, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 128, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_layout = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("quantize", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 115, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("quantize", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 128, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23153,7 +23388,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_11cython_core_7_escape_8quantize_2generator(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":127
+/* "cython_core/_escape.pyx":140
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "
  *                              f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
@@ -23173,7 +23408,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_8quantize_genexpr(PyObject *__p
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 127, __pyx_L1_error)
+    __PYX_ERR(0, 140, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -23184,7 +23419,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_8quantize_genexpr(PyObject *__p
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_8quantize_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_quantize_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 127, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_8quantize_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_quantize_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 140, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -23223,7 +23458,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_8quantize_2generator(__pyx_Coro
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 127, __pyx_L1_error)
+    __PYX_ERR(0, 140, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -23231,7 +23466,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_8quantize_2generator(__pyx_Coro
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_xb.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 127, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_xb.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 140, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -23251,7 +23486,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_8quantize_2generator(__pyx_Coro
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 127, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 140, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -23276,7 +23511,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_8quantize_2generator(__pyx_Coro
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":115
+/* "cython_core/_escape.pyx":128
  * 
  * 
  * def quantize(x, layout) -> tuple:             # <<<<<<<<<<<<<<
@@ -23328,24 +23563,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 115, __pyx_L1_error)
+    __PYX_ERR(0, 128, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
 
-  /* "cython_core/_escape.pyx":119
+  /* "cython_core/_escape.pyx":132
  *     converted) under ``layout`` and how many values were clipped at +-b; non-finite values raise NonFiniteError."""
  *     cdef Py_buffer xb
  *     cdef _Tables t = _tables(layout)             # <<<<<<<<<<<<<<
  *     cdef Py_ssize_t n, count, first = 0, bad, saturated
  *     cdef int64_t[:, ::1] cv
 */
-  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 119, __pyx_L1_error)
+  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 132, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":120
+  /* "cython_core/_escape.pyx":133
  *     cdef Py_buffer xb
  *     cdef _Tables t = _tables(layout)
  *     cdef Py_ssize_t n, count, first = 0, bad, saturated             # <<<<<<<<<<<<<<
@@ -23354,17 +23589,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
   __pyx_v_first = 0;
 
-  /* "cython_core/_escape.pyx":122
+  /* "cython_core/_escape.pyx":135
  *     cdef Py_ssize_t n, count, first = 0, bad, saturated
  *     cdef int64_t[:, ::1] cv
  *     _get_values(x, &xb, F32, F64, F64)             # <<<<<<<<<<<<<<
  *     try:
  *         count = xb.len // xb.itemsize
 */
-  __pyx_t_2 = __pyx_f_11cython_core_8_support__get_values(__pyx_v_x, (&__pyx_cur_scope->__pyx_v_xb), __pyx_e_11cython_core_8_support_F32, __pyx_e_11cython_core_8_support_F64, __pyx_e_11cython_core_8_support_F64); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 122, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__get_values(__pyx_v_x, (&__pyx_cur_scope->__pyx_v_xb), __pyx_e_11cython_core_8_support_F32, __pyx_e_11cython_core_8_support_F64, __pyx_e_11cython_core_8_support_F64); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 135, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":123
+  /* "cython_core/_escape.pyx":136
  *     cdef int64_t[:, ::1] cv
  *     _get_values(x, &xb, F32, F64, F64)
  *     try:             # <<<<<<<<<<<<<<
@@ -23373,7 +23608,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":124
+    /* "cython_core/_escape.pyx":137
  *     _get_values(x, &xb, F32, F64, F64)
  *     try:
  *         count = xb.len // xb.itemsize             # <<<<<<<<<<<<<<
@@ -23382,7 +23617,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
     __pyx_v_count = (__pyx_cur_scope->__pyx_v_xb.len / __pyx_cur_scope->__pyx_v_xb.itemsize);
 
-    /* "cython_core/_escape.pyx":125
+    /* "cython_core/_escape.pyx":138
  *     try:
  *         count = xb.len // xb.itemsize
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):             # <<<<<<<<<<<<<<
@@ -23438,7 +23673,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "cython_core/_escape.pyx":126
+      /* "cython_core/_escape.pyx":139
  *         count = xb.len // xb.itemsize
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "             # <<<<<<<<<<<<<<
@@ -23446,24 +23681,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
  *         n = count // t.dim
 */
       __pyx_t_5 = NULL;
-      __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 126, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 139, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 126, __pyx_L4_error)
+      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 139, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_7);
 
-      /* "cython_core/_escape.pyx":127
+      /* "cython_core/_escape.pyx":140
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "
  *                              f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
  *         n = count // t.dim
  *         codes = np.empty((n, t.dim), dtype=np.int64)
 */
-      __pyx_t_8 = __pyx_pf_11cython_core_7_escape_8quantize_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_xb.ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 127, __pyx_L4_error)
+      __pyx_t_8 = __pyx_pf_11cython_core_7_escape_8quantize_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_xb.ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 140, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 127, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 140, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 127, __pyx_L4_error)
+      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 140, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_x_must_have_shape_n;
@@ -23473,7 +23708,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       __pyx_t_10[4] = __pyx_mstate_global->__pyx_kp_u_got_3;
       __pyx_t_10[5] = __pyx_t_8;
 
-      /* "cython_core/_escape.pyx":126
+      /* "cython_core/_escape.pyx":139
  *         count = xb.len // xb.itemsize
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "             # <<<<<<<<<<<<<<
@@ -23489,7 +23724,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       __pyx_t_2 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
       #endif
       __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_10, 6, __pyx_t_11, __pyx_t_2);
-      if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 126, __pyx_L4_error)
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 139, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -23500,14 +23735,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
         __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_12, (2-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 126, __pyx_L4_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 139, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 126, __pyx_L4_error)
+      __PYX_ERR(0, 139, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":125
+      /* "cython_core/_escape.pyx":138
  *     try:
  *         count = xb.len // xb.itemsize
  *         if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):             # <<<<<<<<<<<<<<
@@ -23516,7 +23751,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
     }
 
-    /* "cython_core/_escape.pyx":128
+    /* "cython_core/_escape.pyx":141
  *             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "
  *                              f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
  *         n = count // t.dim             # <<<<<<<<<<<<<<
@@ -23525,7 +23760,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
     __pyx_v_n = (__pyx_v_count / __pyx_v_t->dim);
 
-    /* "cython_core/_escape.pyx":129
+    /* "cython_core/_escape.pyx":142
  *                              f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
  *         n = count // t.dim
  *         codes = np.empty((n, t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23533,26 +23768,26 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
  *         if _kind(&xb) == F32:
 */
     __pyx_t_9 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 129, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 142, __pyx_L4_error);
     __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 129, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 142, __pyx_L4_error);
     __pyx_t_5 = 0;
     __pyx_t_7 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 129, __pyx_L4_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 142, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     #if CYTHON_VECTORCALL
@@ -23573,13 +23808,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       PyObject *__pyx_callargs[3] = {__pyx_t_9, __pyx_t_6, __pyx_t_5};
       #if CYTHON_VECTORCALL
       __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 129, __pyx_L4_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 142, __pyx_L4_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 129, __pyx_L4_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 142, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -23591,25 +23826,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 129, __pyx_L4_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 142, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_v_codes = __pyx_t_1;
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":130
+    /* "cython_core/_escape.pyx":143
  *         n = count // t.dim
  *         codes = np.empty((n, t.dim), dtype=np.int64)
  *         cv = codes             # <<<<<<<<<<<<<<
  *         if _kind(&xb) == F32:
  *             bad = _find_nonfinite(<const float*>xb.buf, count, &first)
 */
-    __pyx_t_13 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_codes, PyBUF_WRITABLE); if (unlikely(!__pyx_t_13.memview)) __PYX_ERR(0, 130, __pyx_L4_error)
+    __pyx_t_13 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_codes, PyBUF_WRITABLE); if (unlikely(!__pyx_t_13.memview)) __PYX_ERR(0, 143, __pyx_L4_error)
     __pyx_v_cv = __pyx_t_13;
     __pyx_t_13.memview = NULL;
     __pyx_t_13.data = NULL;
 
-    /* "cython_core/_escape.pyx":131
+    /* "cython_core/_escape.pyx":144
  *         codes = np.empty((n, t.dim), dtype=np.int64)
  *         cv = codes
  *         if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
@@ -23621,7 +23856,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     if (__pyx_t_3) {
 
 
-      /* "cython_core/_escape.pyx":132
+      /* "cython_core/_escape.pyx":145
  *         cv = codes
  *         if _kind(&xb) == F32:
  *             bad = _find_nonfinite(<const float*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
@@ -23630,7 +23865,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
       __pyx_v_bad = __pyx_fuse_0__pyx_f_11cython_core_8_support__find_nonfinite(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
 
-      /* "cython_core/_escape.pyx":133
+      /* "cython_core/_escape.pyx":146
  *         if _kind(&xb) == F32:
  *             bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *             if not bad:             # <<<<<<<<<<<<<<
@@ -23642,7 +23877,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       if (__pyx_t_3) {
 
 
-        /* "cython_core/_escape.pyx":134
+        /* "cython_core/_escape.pyx":147
  *             bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *             if not bad:
  *                 saturated = _quantize_rows(<const float*>xb.buf, count, t, &cv[0, 0])             # <<<<<<<<<<<<<<
@@ -23653,7 +23888,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
         __pyx_t_15 = 0;
         __pyx_v_saturated = __pyx_fuse_0__pyx_f_11cython_core_7_escape__quantize_rows(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, (&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_14 * __pyx_v_cv.strides[0]) )) + __pyx_t_15)) )))));
 
-        /* "cython_core/_escape.pyx":133
+        /* "cython_core/_escape.pyx":146
  *         if _kind(&xb) == F32:
  *             bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *             if not bad:             # <<<<<<<<<<<<<<
@@ -23662,7 +23897,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
 */
       }
 
-      /* "cython_core/_escape.pyx":131
+      /* "cython_core/_escape.pyx":144
  *         codes = np.empty((n, t.dim), dtype=np.int64)
  *         cv = codes
  *         if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
@@ -23672,7 +23907,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       goto __pyx_L12;
     }
 
-    /* "cython_core/_escape.pyx":136
+    /* "cython_core/_escape.pyx":149
  *                 saturated = _quantize_rows(<const float*>xb.buf, count, t, &cv[0, 0])
  *         else:
  *             bad = _find_nonfinite(<const double*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
@@ -23682,7 +23917,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     /*else*/ {
       __pyx_v_bad = __pyx_fuse_1__pyx_f_11cython_core_8_support__find_nonfinite(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
 
-      /* "cython_core/_escape.pyx":137
+      /* "cython_core/_escape.pyx":150
  *         else:
  *             bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *             if not bad:             # <<<<<<<<<<<<<<
@@ -23694,7 +23929,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
       if (__pyx_t_3) {
 
 
-        /* "cython_core/_escape.pyx":138
+        /* "cython_core/_escape.pyx":151
  *             bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *             if not bad:
  *                 saturated = _quantize_rows(<const double*>xb.buf, count, t, &cv[0, 0])             # <<<<<<<<<<<<<<
@@ -23705,7 +23940,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
         __pyx_t_14 = 0;
         __pyx_v_saturated = __pyx_fuse_1__pyx_f_11cython_core_7_escape__quantize_rows(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, (&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_15 * __pyx_v_cv.strides[0]) )) + __pyx_t_14)) )))));
 
-        /* "cython_core/_escape.pyx":137
+        /* "cython_core/_escape.pyx":150
  *         else:
  *             bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *             if not bad:             # <<<<<<<<<<<<<<
@@ -23716,7 +23951,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     }
     __pyx_L12:;
 
-    /* "cython_core/_escape.pyx":139
+    /* "cython_core/_escape.pyx":152
  *             if not bad:
  *                 saturated = _quantize_rows(<const double*>xb.buf, count, t, &cv[0, 0])
  *         if bad:             # <<<<<<<<<<<<<<
@@ -23728,7 +23963,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "cython_core/_escape.pyx":140
+      /* "cython_core/_escape.pyx":153
  *                 saturated = _quantize_rows(<const double*>xb.buf, count, t, &cv[0, 0])
  *         if bad:
  *             raise NonFiniteError(bad, first // t.dim, first % t.dim)             # <<<<<<<<<<<<<<
@@ -23736,13 +23971,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
  *         PyBuffer_Release(&xb)
 */
       __pyx_t_8 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_NonFiniteError); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 140, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_NonFiniteError); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 153, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_bad); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 140, __pyx_L4_error)
+      __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_bad); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 153, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = PyLong_FromSsize_t((__pyx_v_first / __pyx_v_t->dim)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 140, __pyx_L4_error)
+      __pyx_t_6 = PyLong_FromSsize_t((__pyx_v_first / __pyx_v_t->dim)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 153, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_9 = PyLong_FromSsize_t((__pyx_v_first % __pyx_v_t->dim)); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 140, __pyx_L4_error)
+      __pyx_t_9 = PyLong_FromSsize_t((__pyx_v_first % __pyx_v_t->dim)); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 153, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __pyx_t_12 = 1;
       #if CYTHON_UNPACK_METHODS
@@ -23764,14 +23999,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 140, __pyx_L4_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 153, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 140, __pyx_L4_error)
+      __PYX_ERR(0, 153, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":139
+      /* "cython_core/_escape.pyx":152
  *             if not bad:
  *                 saturated = _quantize_rows(<const double*>xb.buf, count, t, &cv[0, 0])
  *         if bad:             # <<<<<<<<<<<<<<
@@ -23781,7 +24016,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     }
   }
 
-  /* "cython_core/_escape.pyx":142
+  /* "cython_core/_escape.pyx":155
  *             raise NonFiniteError(bad, first // t.dim, first % t.dim)
  *     finally:
  *         PyBuffer_Release(&xb)             # <<<<<<<<<<<<<<
@@ -23832,22 +24067,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":143
+  /* "cython_core/_escape.pyx":156
  *     finally:
  *         PyBuffer_Release(&xb)
  *     return codes, saturated             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 143, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 156, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 143, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 156, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_INCREF(__pyx_v_codes);
   __Pyx_GIVEREF(__pyx_v_codes);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 143, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 156, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 143, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 156, __pyx_L1_error);
   __pyx_t_1 = 0;
   {
     PyObject *__pyx_temp;
@@ -23860,7 +24095,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
   __pyx_t_7 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":115
+  /* "cython_core/_escape.pyx":128
  * 
  * 
  * def quantize(x, layout) -> tuple:             # <<<<<<<<<<<<<<
@@ -23895,7 +24130,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":163
+/* "cython_core/_escape.pyx":176
  *     cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):             # <<<<<<<<<<<<<<
@@ -23943,55 +24178,55 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n_rows,&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_pool_capacity,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 163, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 176, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 176, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 176, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 176, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 176, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, i); __PYX_ERR(0, 163, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, i); __PYX_ERR(0, 176, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 176, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 176, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 176, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_n_rows = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_n_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 163, __pyx_L3_error)
+    __pyx_v_n_rows = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_n_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 176, __pyx_L3_error)
     __pyx_v_layout = values[1];
     if (values[2]) {
-      __pyx_v_pool_capacity = __Pyx_PyIndex_AsSsize_t(values[2]); if (unlikely((__pyx_v_pool_capacity == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 163, __pyx_L3_error)
+      __pyx_v_pool_capacity = __Pyx_PyIndex_AsSsize_t(values[2]); if (unlikely((__pyx_v_pool_capacity == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 176, __pyx_L3_error)
     } else {
       __pyx_v_pool_capacity = ((Py_ssize_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 163, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 176, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -24040,7 +24275,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__init__", 0);
 
-  /* "cython_core/_escape.pyx":164
+  /* "cython_core/_escape.pyx":177
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:             # <<<<<<<<<<<<<<
@@ -24066,7 +24301,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cython_core/_escape.pyx":165
+    /* "cython_core/_escape.pyx":178
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")             # <<<<<<<<<<<<<<
@@ -24074,9 +24309,9 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *         self.layout, self.n_rows = layout, n_rows
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 165, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 178, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pool_capacity, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 165, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pool_capacity, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 178, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_n_rows_and_pool_capacity_must_be;
     __pyx_t_7[1] = __pyx_t_5;
@@ -24088,7 +24323,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 165, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 178, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -24098,14 +24333,14 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 165, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 178, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 165, __pyx_L1_error)
+    __PYX_ERR(0, 178, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":164
+    /* "cython_core/_escape.pyx":177
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:             # <<<<<<<<<<<<<<
@@ -24114,21 +24349,21 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
 */
   }
 
-  /* "cython_core/_escape.pyx":166
+  /* "cython_core/_escape.pyx":179
  *         if n_rows < 0 or pool_capacity < 0:
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")
  *         self.t = _tables(layout)             # <<<<<<<<<<<<<<
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
 */
-  __pyx_t_3 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 166, __pyx_L1_error)
+  __pyx_t_3 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 179, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_3);
   __Pyx_GOTREF((PyObject *)__pyx_v_self->t);
   __Pyx_DECREF_SET(__pyx_v_self->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_3));
   __pyx_t_3 = 0;
 
-  /* "cython_core/_escape.pyx":167
+  /* "cython_core/_escape.pyx":180
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")
  *         self.t = _tables(layout)
  *         self.layout, self.n_rows = layout, n_rows             # <<<<<<<<<<<<<<
@@ -24145,7 +24380,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __pyx_t_3 = 0;
   __pyx_v_self->n_rows = __pyx_t_8;
 
-  /* "cython_core/_escape.pyx":168
+  /* "cython_core/_escape.pyx":181
  *         self.t = _tables(layout)
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block             # <<<<<<<<<<<<<<
@@ -24154,7 +24389,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
 */
   __pyx_v_blocks = (((__pyx_v_n_rows + __pyx_v_self->t->block) - 1) / __pyx_v_self->t->block);
 
-  /* "cython_core/_escape.pyx":169
+  /* "cython_core/_escape.pyx":182
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),             # <<<<<<<<<<<<<<
@@ -24162,17 +24397,17 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
 */
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_5 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __pyx_t_11 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -24193,12 +24428,12 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 169, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 182, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24219,13 +24454,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_4, __pyx_t_14};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 169, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 169, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24237,11 +24472,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 169, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 182, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
 
-  /* "cython_core/_escape.pyx":170
+  /* "cython_core/_escape.pyx":183
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),             # <<<<<<<<<<<<<<
@@ -24249,16 +24484,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *                      np.zeros(layout.dim, dtype=np.int64))
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24279,13 +24514,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_14, __pyx_t_13};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 170, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 170, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24297,20 +24532,20 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 170, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 183, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 170, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 183, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24331,13 +24566,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_13, __pyx_t_5};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 170, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 170, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24349,11 +24584,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 170, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 183, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
 
-  /* "cython_core/_escape.pyx":171
+  /* "cython_core/_escape.pyx":184
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),             # <<<<<<<<<<<<<<
@@ -24361,16 +24596,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24391,13 +24626,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_5, __pyx_t_15};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 171, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 171, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24409,20 +24644,20 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 171, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
   }
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-  __pyx_t_15 = PyLong_FromSsize_t(__pyx_v_pool_capacity); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_15 = PyLong_FromSsize_t(__pyx_v_pool_capacity); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24443,13 +24678,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_15, __pyx_t_16};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 171, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 171, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24461,11 +24696,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 171, __pyx_L1_error)
+    if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
   }
 
-  /* "cython_core/_escape.pyx":172
+  /* "cython_core/_escape.pyx":185
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
  *                      np.zeros(layout.dim, dtype=np.int64))             # <<<<<<<<<<<<<<
@@ -24473,16 +24708,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  * 
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 185, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 185, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 185, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 185, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_17);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24503,13 +24738,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_16, __pyx_t_17};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 172, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 172, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24521,18 +24756,18 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 172, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 185, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
 
-  /* "cython_core/_escape.pyx":169
+  /* "cython_core/_escape.pyx":182
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),             # <<<<<<<<<<<<<<
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_3, __pyx_t_6, __pyx_t_4, __pyx_t_14, __pyx_t_13, __pyx_t_5); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 169, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_3, __pyx_t_6, __pyx_t_4, __pyx_t_14, __pyx_t_13, __pyx_t_5); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 182, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -24542,7 +24777,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
 
-  /* "cython_core/_escape.pyx":173
+  /* "cython_core/_escape.pyx":186
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
  *                      np.zeros(layout.dim, dtype=np.int64))
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0             # <<<<<<<<<<<<<<
@@ -24555,7 +24790,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __pyx_v_self->rows_put = 0;
   __pyx_v_self->saturated = 0;
 
-  /* "cython_core/_escape.pyx":163
+  /* "cython_core/_escape.pyx":176
  *     cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):             # <<<<<<<<<<<<<<
@@ -24587,7 +24822,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":175
+/* "cython_core/_escape.pyx":188
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):             # <<<<<<<<<<<<<<
@@ -24623,63 +24858,63 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_attach", 0);
 
-  /* "cython_core/_escape.pyx":176
+  /* "cython_core/_escape.pyx":189
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):
  *         cdef uint64_t[::1] w = words             # <<<<<<<<<<<<<<
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_words, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 176, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_words, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 189, __pyx_L1_error)
   __pyx_v_w = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cython_core/_escape.pyx":177
+  /* "cython_core/_escape.pyx":190
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):
  *         cdef uint64_t[::1] w = words
  *         cdef uint32_t[::1] ss = seg_start, pl = pool             # <<<<<<<<<<<<<<
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside
 */
-  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_seg_start, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_seg_start, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 190, __pyx_L1_error)
   __pyx_v_ss = __pyx_t_2;
   __pyx_t_2.memview = NULL;
   __pyx_t_2.data = NULL;
-  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 190, __pyx_L1_error)
   __pyx_v_pl = __pyx_t_2;
   __pyx_t_2.memview = NULL;
   __pyx_t_2.data = NULL;
 
-  /* "cython_core/_escape.pyx":178
+  /* "cython_core/_escape.pyx":191
  *         cdef uint64_t[::1] w = words
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap             # <<<<<<<<<<<<<<
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
 */
-  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_len, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 178, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_len, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 191, __pyx_L1_error)
   __pyx_v_sl = __pyx_t_3;
   __pyx_t_3.memview = NULL;
   __pyx_t_3.data = NULL;
-  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_cap, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 178, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_cap, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 191, __pyx_L1_error)
   __pyx_v_sc = __pyx_t_3;
   __pyx_t_3.memview = NULL;
   __pyx_t_3.data = NULL;
 
-  /* "cython_core/_escape.pyx":179
+  /* "cython_core/_escape.pyx":192
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside             # <<<<<<<<<<<<<<
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside
 */
-  __pyx_t_4 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_outside, PyBUF_WRITABLE); if (unlikely(!__pyx_t_4.memview)) __PYX_ERR(0, 179, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_outside, PyBUF_WRITABLE); if (unlikely(!__pyx_t_4.memview)) __PYX_ERR(0, 192, __pyx_L1_error)
   __pyx_v_oc = __pyx_t_4;
   __pyx_t_4.memview = NULL;
   __pyx_t_4.data = NULL;
 
-  /* "cython_core/_escape.pyx":181
+  /* "cython_core/_escape.pyx":194
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside             # <<<<<<<<<<<<<<
@@ -24699,7 +24934,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_10 = __pyx_v_outside;
   __Pyx_INCREF(__pyx_t_10);
 
-  /* "cython_core/_escape.pyx":180
+  /* "cython_core/_escape.pyx":193
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \             # <<<<<<<<<<<<<<
@@ -24731,7 +24966,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __Pyx_DECREF_SET(__pyx_v_self->outside, __pyx_t_10);
   __pyx_t_10 = 0;
 
-  /* "cython_core/_escape.pyx":182
+  /* "cython_core/_escape.pyx":195
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside
  *         self.w = &w[0]             # <<<<<<<<<<<<<<
@@ -24741,7 +24976,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_11 = 0;
   __pyx_v_self->w = (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_w.data) + __pyx_t_11)) ))));
 
-  /* "cython_core/_escape.pyx":183
+  /* "cython_core/_escape.pyx":196
  *             words, seg_start, seg_len, seg_cap, pool, outside
  *         self.w = &w[0]
  *         self.ss = &ss[0] if ss.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24761,7 +24996,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->ss = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":184
+  /* "cython_core/_escape.pyx":197
  *         self.w = &w[0]
  *         self.ss = &ss[0] if ss.shape[0] else NULL
  *         self.sl = &sl[0] if sl.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24781,7 +25016,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->sl = __pyx_t_14;
 
-  /* "cython_core/_escape.pyx":185
+  /* "cython_core/_escape.pyx":198
  *         self.ss = &ss[0] if ss.shape[0] else NULL
  *         self.sl = &sl[0] if sl.shape[0] else NULL
  *         self.sc = &sc[0] if sc.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24801,7 +25036,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->sc = __pyx_t_14;
 
-  /* "cython_core/_escape.pyx":186
+  /* "cython_core/_escape.pyx":199
  *         self.sl = &sl[0] if sl.shape[0] else NULL
  *         self.sc = &sc[0] if sc.shape[0] else NULL
  *         self.pl = &pl[0] if pl.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24821,7 +25056,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->pl = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":187
+  /* "cython_core/_escape.pyx":200
  *         self.sc = &sc[0] if sc.shape[0] else NULL
  *         self.pl = &pl[0] if pl.shape[0] else NULL
  *         self.out_counts = &oc[0]             # <<<<<<<<<<<<<<
@@ -24831,7 +25066,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_11 = 0;
   __pyx_v_self->out_counts = (&(*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_oc.data) + __pyx_t_11)) ))));
 
-  /* "cython_core/_escape.pyx":188
+  /* "cython_core/_escape.pyx":201
  *         self.pl = &pl[0] if pl.shape[0] else NULL
  *         self.out_counts = &oc[0]
  *         self.pool_cap = pl.shape[0]             # <<<<<<<<<<<<<<
@@ -24840,7 +25075,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 */
   __pyx_v_self->pool_cap = (__pyx_v_pl.shape[0]);
 
-  /* "cython_core/_escape.pyx":175
+  /* "cython_core/_escape.pyx":188
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):             # <<<<<<<<<<<<<<
@@ -24876,7 +25111,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":190
+/* "cython_core/_escape.pyx":203
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -24931,68 +25166,68 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_words,&__pyx_mstate_global->__pyx_n_u_seg_start,&__pyx_mstate_global->__pyx_n_u_seg_len,&__pyx_mstate_global->__pyx_n_u_seg_cap,&__pyx_mstate_global->__pyx_n_u_pool,&__pyx_mstate_global->__pyx_n_u_outside,&__pyx_mstate_global->__pyx_n_u_counters,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 190, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 203, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_restore", 0) < (0)) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_restore", 0) < (0)) __PYX_ERR(0, 203, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 8; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, i); __PYX_ERR(0, 190, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, i); __PYX_ERR(0, 203, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 8)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 203, __pyx_L3_error)
     }
     __pyx_v_layout = values[0];
     __pyx_v_words = values[1];
@@ -25005,7 +25240,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 190, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 203, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -25027,7 +25262,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":195
+/* "cython_core/_escape.pyx":208
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
@@ -25047,7 +25282,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 195, __pyx_L1_error)
+    __PYX_ERR(0, 208, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -25055,7 +25290,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_restore_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_restore_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 208, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -25094,17 +25329,17 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 195, __pyx_L1_error)
+    __PYX_ERR(0, 208, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 195, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 208, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 208, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 208, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -25112,7 +25347,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 195, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -25122,7 +25357,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 195, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -25133,13 +25368,13 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 195, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 208, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -25150,7 +25385,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_c, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_cur_scope->__pyx_v_c); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_cur_scope->__pyx_v_c); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -25172,7 +25407,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 195, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 208, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -25198,7 +25433,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":190
+/* "cython_core/_escape.pyx":203
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -25251,7 +25486,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_restore", 0);
 
-  /* "cython_core/_escape.pyx":193
+  /* "cython_core/_escape.pyx":206
  *     def _restore(cls, layout, words, seg_start, seg_len, seg_cap, pool, outside, counters):
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
  *         cdef EscapeRows rows = cls.__new__(cls)             # <<<<<<<<<<<<<<
@@ -25260,36 +25495,36 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   if (unlikely(((PyObject *)__pyx_v_cls) == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object.__new__(X): X is not a type object (NoneType)");
-    __PYX_ERR(0, 193, __pyx_L1_error)
+    __PYX_ERR(0, 206, __pyx_L1_error)
   }
-  __pyx_t_1 = __Pyx_tp_new(((PyObject *)__pyx_v_cls), __pyx_mstate_global->__pyx_empty_tuple); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 193, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_tp_new(((PyObject *)__pyx_v_cls), __pyx_mstate_global->__pyx_empty_tuple); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  if (!(likely(__Pyx_TypeTest(__pyx_t_1, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows)))) __PYX_ERR(0, 193, __pyx_L1_error)
+  if (!(likely(__Pyx_TypeTest(__pyx_t_1, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows)))) __PYX_ERR(0, 206, __pyx_L1_error)
   __pyx_v_rows = ((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":194
+  /* "cython_core/_escape.pyx":207
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)             # <<<<<<<<<<<<<<
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
 */
-  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 194, __pyx_L1_error)
+  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 207, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_1);
   __Pyx_GOTREF((PyObject *)__pyx_v_rows->t);
   __Pyx_DECREF_SET(__pyx_v_rows->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":195
+  /* "cython_core/_escape.pyx":208
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
 */
-  __pyx_t_1 = __pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(NULL, __pyx_v_counters); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 195, __pyx_L1_error)
+  __pyx_t_1 = __pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(NULL, __pyx_v_counters); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 208, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
     PyObject* sequence = __pyx_t_1;
@@ -25297,7 +25532,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     if (unlikely(size != 6)) {
       if (size > 6) __Pyx_RaiseTooManyValuesError(6);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 195, __pyx_L1_error)
+      __PYX_ERR(0, 208, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -25315,22 +25550,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_INCREF(__pyx_t_7);
     } else {
       __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_3);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_5);
       __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_6);
       __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 5, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 208, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_7);
     }
     #else
@@ -25338,7 +25573,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       Py_ssize_t i;
       PyObject** temps[6] = {&__pyx_t_2,&__pyx_t_3,&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7};
       for (i=0; i < 6; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 195, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 208, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -25348,7 +25583,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[6] = {&__pyx_t_2,&__pyx_t_3,&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7};
-    __pyx_t_8 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_8 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 208, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_9 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_8);
@@ -25357,7 +25592,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_8), 6) < (0)) __PYX_ERR(0, 195, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_8), 6) < (0)) __PYX_ERR(0, 208, __pyx_L1_error)
     __pyx_t_9 = NULL;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     goto __pyx_L4_unpacking_done;
@@ -25365,7 +25600,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_9 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 195, __pyx_L1_error)
+    __PYX_ERR(0, 208, __pyx_L1_error)
     __pyx_L4_unpacking_done:;
   }
   __pyx_v_n_rows = __pyx_t_2;
@@ -25381,43 +25616,43 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __pyx_v_saturated = __pyx_t_7;
   __pyx_t_7 = 0;
 
-  /* "cython_core/_escape.pyx":196
+  /* "cython_core/_escape.pyx":209
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block             # <<<<<<<<<<<<<<
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
 */
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_n_rows, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_n_rows, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyLong_SubtractObjC(__pyx_t_7, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_SubtractObjC(__pyx_t_7, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_6 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_6 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_blocks = __pyx_t_6;
   __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":197
+  /* "cython_core/_escape.pyx":210
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),             # <<<<<<<<<<<<<<
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
 */
-  __pyx_t_6 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_10 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -25437,146 +25672,146 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 197, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
   }
-  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 197, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
   __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 197, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 197, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 197, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_words);
   __Pyx_GIVEREF(__pyx_v_words);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_words) != (0)) __PYX_ERR(0, 197, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_words) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_words, __pyx_t_7) < (0)) __PYX_ERR(0, 197, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_words, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-  /* "cython_core/_escape.pyx":198
+  /* "cython_core/_escape.pyx":211
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),             # <<<<<<<<<<<<<<
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
 */
-  __pyx_t_7 = PyTuple_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_start);
   __Pyx_GIVEREF(__pyx_v_seg_start);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_v_seg_start) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_v_seg_start) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __pyx_t_7 = 0;
   __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_t_4) < (0)) __PYX_ERR(0, 197, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_t_4) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 198, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyTuple_New(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_len);
   __Pyx_GIVEREF(__pyx_v_seg_len);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 2, __pyx_v_seg_len) != (0)) __PYX_ERR(0, 198, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 2, __pyx_v_seg_len) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_7 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_t_5) < (0)) __PYX_ERR(0, 197, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_t_5) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":199
+  /* "cython_core/_escape.pyx":212
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}             # <<<<<<<<<<<<<<
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
 */
-  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 199, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_cap);
   __Pyx_GIVEREF(__pyx_v_seg_cap);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_seg_cap) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_seg_cap) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_t_7) < (0)) __PYX_ERR(0, 197, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 199, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_outside);
   __Pyx_GIVEREF(__pyx_v_outside);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_outside) != (0)) __PYX_ERR(0, 199, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_outside) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_outside, __pyx_t_7) < (0)) __PYX_ERR(0, 197, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_outside, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_want = ((PyObject*)__pyx_t_6);
   __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":200
+  /* "cython_core/_escape.pyx":213
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():             # <<<<<<<<<<<<<<
@@ -25584,7 +25819,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
 */
   __pyx_t_11 = 0;
-  __pyx_t_7 = __Pyx_dict_iterator(__pyx_v_want, 1, __pyx_mstate_global->__pyx_n_u_items, (&__pyx_t_12), (&__pyx_t_13)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 200, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_dict_iterator(__pyx_v_want, 1, __pyx_mstate_global->__pyx_n_u_items, (&__pyx_t_12), (&__pyx_t_13)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_XDECREF(__pyx_t_6);
   __pyx_t_6 = __pyx_t_7;
@@ -25592,7 +25827,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   while (1) {
     __pyx_t_14 = __Pyx_dict_iter_next(__pyx_t_6, __pyx_t_12, &__pyx_t_11, &__pyx_t_7, &__pyx_t_5, NULL, __pyx_t_13);
     if (unlikely(__pyx_t_14 == 0)) break;
-    if (unlikely(__pyx_t_14 == -1)) __PYX_ERR(0, 200, __pyx_L1_error)
+    if (unlikely(__pyx_t_14 == -1)) __PYX_ERR(0, 213, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_XDECREF_SET(__pyx_v_name, __pyx_t_7);
@@ -25603,7 +25838,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 200, __pyx_L1_error)
+        __PYX_ERR(0, 213, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -25615,27 +25850,27 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
         __Pyx_INCREF(__pyx_t_1);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 200, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 200, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 213, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_4);
         __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 200, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 213, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_1);
       }
       #else
-      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 200, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 200, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 213, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 200, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 213, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       #endif
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_3 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 200, __pyx_L1_error)
+      __pyx_t_3 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 213, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_9 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_3);
@@ -25645,7 +25880,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_GOTREF(__pyx_t_4);
       index = 2; __pyx_t_1 = __pyx_t_9(__pyx_t_3); if (unlikely(!__pyx_t_1)) goto __pyx_L7_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_1);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_3), 3) < (0)) __PYX_ERR(0, 200, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_3), 3) < (0)) __PYX_ERR(0, 213, __pyx_L1_error)
       __pyx_t_9 = NULL;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       goto __pyx_L8_unpacking_done;
@@ -25653,7 +25888,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_9 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 200, __pyx_L1_error)
+      __PYX_ERR(0, 213, __pyx_L1_error)
       __pyx_L8_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_shape, __pyx_t_7);
@@ -25663,19 +25898,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":201
+    /* "cython_core/_escape.pyx":214
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:             # <<<<<<<<<<<<<<
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 201, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_16 = PyObject_IsInstance(__pyx_v_value, __pyx_t_1); if (unlikely(__pyx_t_16 == ((int)-1))) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_16 = PyObject_IsInstance(__pyx_v_value, __pyx_t_1); if (unlikely(__pyx_t_16 == ((int)-1))) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_17 = (!__pyx_t_16);
 
@@ -25688,9 +25923,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
       goto __pyx_L10_bool_binop_done;
     }
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_shape, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_shape, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (!__pyx_t_17) {
 
@@ -25700,9 +25935,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
       goto __pyx_L10_bool_binop_done;
     }
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_dtype, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_dtype, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
     __pyx_t_15 = __pyx_t_17;
@@ -25711,7 +25946,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     if (unlikely(__pyx_t_15)) {
 
 
-      /* "cython_core/_escape.pyx":202
+      /* "cython_core/_escape.pyx":215
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")             # <<<<<<<<<<<<<<
@@ -25719,20 +25954,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *                 or not 0 <= pool_used <= pool.size:
 */
       __pyx_t_5 = NULL;
-      __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_name, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_name, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyObject_CallOneArg(__pyx_t_3, __pyx_v_dtype); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_CallOneArg(__pyx_t_3, __pyx_v_dtype); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyObject_FormatSimple(__pyx_v_shape, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 202, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_FormatSimple(__pyx_v_shape, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __pyx_t_18[0] = __pyx_t_4;
       __pyx_t_18[1] = __pyx_mstate_global->__pyx_kp_u_must_be_a;
@@ -25748,7 +25983,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __pyx_t_14 |= __Pyx_PyUnicode_KIND_04(__pyx_t_18[0]) | __Pyx_PyUnicode_KIND_04(__pyx_t_18[2]) | __Pyx_PyUnicode_KIND_04(__pyx_t_18[4]);
       #endif
       __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_18, 5, __pyx_t_19, __pyx_t_14);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 202, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -25759,14 +25994,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
         __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 202, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 215, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 202, __pyx_L1_error)
+      __PYX_ERR(0, 215, __pyx_L1_error)
 
-      /* "cython_core/_escape.pyx":201
+      /* "cython_core/_escape.pyx":214
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:             # <<<<<<<<<<<<<<
@@ -25777,19 +26012,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   }
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":203
+  /* "cython_core/_escape.pyx":216
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_17 = PyObject_IsInstance(__pyx_v_pool, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_17 = PyObject_IsInstance(__pyx_v_pool, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_16 = (!__pyx_t_17);
 
@@ -25802,9 +26037,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
     goto __pyx_L14_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_16 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_16 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_16) {
 
@@ -25815,29 +26050,29 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     goto __pyx_L14_bool_binop_done;
   }
 
-  /* "cython_core/_escape.pyx":204
+  /* "cython_core/_escape.pyx":217
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:             # <<<<<<<<<<<<<<
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  /* "cython_core/_escape.pyx":203
+  /* "cython_core/_escape.pyx":216
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_16 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (!__pyx_t_16) {
@@ -25849,18 +26084,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     goto __pyx_L14_bool_binop_done;
   }
 
-  /* "cython_core/_escape.pyx":204
+  /* "cython_core/_escape.pyx":217
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:             # <<<<<<<<<<<<<<
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
 */
-  __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_pool_used, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 204, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_pool_used, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 217, __pyx_L1_error)
   if (__pyx_t_16) {
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 204, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 217, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_v_pool_used, __pyx_t_2, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 204, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_v_pool_used, __pyx_t_2, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 217, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   }
   __pyx_t_17 = (!__pyx_t_16);
@@ -25871,7 +26106,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
   __pyx_L14_bool_binop_done:;
 
-  /* "cython_core/_escape.pyx":203
+  /* "cython_core/_escape.pyx":216
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
@@ -25881,7 +26116,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   if (unlikely(__pyx_t_15)) {
 
 
-    /* "cython_core/_escape.pyx":205
+    /* "cython_core/_escape.pyx":218
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")             # <<<<<<<<<<<<<<
@@ -25894,14 +26129,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_pool_must_be_a_1_D_uint32_array};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 205, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 218, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 205, __pyx_L1_error)
+    __PYX_ERR(0, 218, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":203
+    /* "cython_core/_escape.pyx":216
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
@@ -25910,7 +26145,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   }
 
-  /* "cython_core/_escape.pyx":206
+  /* "cython_core/_escape.pyx":219
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap             # <<<<<<<<<<<<<<
@@ -25919,9 +26154,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   __pyx_t_1 = __pyx_v_seg_start;
   __Pyx_INCREF(__pyx_t_1);
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 219, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 219, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_10 = 0;
@@ -25930,23 +26165,23 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_astype, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 206, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 219, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_t_2, __pyx_v_seg_cap); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_t_2, __pyx_v_seg_cap); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 219, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_ends = __pyx_t_5;
   __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":207
+  /* "cython_core/_escape.pyx":220
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):             # <<<<<<<<<<<<<<
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
 */
-  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_v_blocks); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_v_blocks); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
   if (__pyx_t_17) {
 
   } else {
@@ -25962,10 +26197,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_max, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 207, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
-  __pyx_t_17 = __Pyx_PyObject_CompareBoolGt_object_object(__pyx_t_5, __pyx_v_pool_used, Py_GT); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_CompareBoolGt_object_object(__pyx_t_5, __pyx_v_pool_used, Py_GT); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   if (!__pyx_t_17) {
 
@@ -25975,7 +26210,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
     goto __pyx_L19_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_CompareGt_object_object(__pyx_v_seg_len, __pyx_v_seg_cap, Py_GT); __Pyx_XGOTREF(__pyx_t_1); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_CompareGt_object_object(__pyx_v_seg_len, __pyx_v_seg_cap, Py_GT); __Pyx_XGOTREF(__pyx_t_1); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 220, __pyx_L1_error)
   __pyx_t_2 = __pyx_t_1;
   __Pyx_INCREF(__pyx_t_2);
   __pyx_t_10 = 0;
@@ -25984,10 +26219,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_any, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 207, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
-  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   __pyx_t_15 = __pyx_t_17;
@@ -25996,7 +26231,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   if (unlikely(__pyx_t_15)) {
 
 
-    /* "cython_core/_escape.pyx":208
+    /* "cython_core/_escape.pyx":221
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")             # <<<<<<<<<<<<<<
@@ -26009,14 +26244,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_seg_start_seg_len_and_seg_cap_mu};
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 221, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 208, __pyx_L1_error)
+    __PYX_ERR(0, 221, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":207
+    /* "cython_core/_escape.pyx":220
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):             # <<<<<<<<<<<<<<
@@ -26025,7 +26260,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   }
 
-  /* "cython_core/_escape.pyx":209
+  /* "cython_core/_escape.pyx":222
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows             # <<<<<<<<<<<<<<
@@ -26034,14 +26269,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   __pyx_t_5 = __pyx_v_layout;
   __Pyx_INCREF(__pyx_t_5);
-  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_n_rows); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_n_rows); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 222, __pyx_L1_error)
   __Pyx_GIVEREF(__pyx_t_5);
   __Pyx_GOTREF(__pyx_v_rows->layout);
   __Pyx_DECREF_SET(__pyx_v_rows->layout, __pyx_t_5);
   __pyx_t_5 = 0;
   __pyx_v_rows->n_rows = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":210
+  /* "cython_core/_escape.pyx":223
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),             # <<<<<<<<<<<<<<
@@ -26049,9 +26284,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
 */
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26071,13 +26306,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26097,13 +26332,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_7, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26123,11 +26358,11 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
   }
 
-  /* "cython_core/_escape.pyx":211
+  /* "cython_core/_escape.pyx":224
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))             # <<<<<<<<<<<<<<
@@ -26135,9 +26370,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *             pool_used, pool_dead, live, rows_put, saturated
 */
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26157,13 +26392,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 211, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 224, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26183,13 +26418,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_20);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26209,18 +26444,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_20, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 211, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 224, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
 
-  /* "cython_core/_escape.pyx":210
+  /* "cython_core/_escape.pyx":223
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),             # <<<<<<<<<<<<<<
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
 */
-  __pyx_t_20 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_rows->__pyx_vtab)->_attach(__pyx_v_rows, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_3, __pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_20 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_rows->__pyx_vtab)->_attach(__pyx_v_rows, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_3, __pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_20);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -26230,20 +26465,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
 
-  /* "cython_core/_escape.pyx":213
+  /* "cython_core/_escape.pyx":226
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
  *             pool_used, pool_dead, live, rows_put, saturated             # <<<<<<<<<<<<<<
  *         return rows
  * 
 */
-  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_used); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 213, __pyx_L1_error)
-  __pyx_t_11 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_dead); if (unlikely((__pyx_t_11 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 213, __pyx_L1_error)
-  __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_v_live); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 213, __pyx_L1_error)
-  __pyx_t_21 = __Pyx_PyIndex_AsSsize_t(__pyx_v_rows_put); if (unlikely((__pyx_t_21 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 213, __pyx_L1_error)
-  __pyx_t_22 = __Pyx_PyIndex_AsSsize_t(__pyx_v_saturated); if (unlikely((__pyx_t_22 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 213, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_used); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_dead); if (unlikely((__pyx_t_11 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_v_live); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_21 = __Pyx_PyIndex_AsSsize_t(__pyx_v_rows_put); if (unlikely((__pyx_t_21 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_22 = __Pyx_PyIndex_AsSsize_t(__pyx_v_saturated); if (unlikely((__pyx_t_22 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":212
+  /* "cython_core/_escape.pyx":225
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \             # <<<<<<<<<<<<<<
@@ -26256,7 +26491,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __pyx_v_rows->rows_put = __pyx_t_21;
   __pyx_v_rows->saturated = __pyx_t_22;
 
-  /* "cython_core/_escape.pyx":214
+  /* "cython_core/_escape.pyx":227
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
  *             pool_used, pool_dead, live, rows_put, saturated
  *         return rows             # <<<<<<<<<<<<<<
@@ -26274,7 +26509,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":190
+  /* "cython_core/_escape.pyx":203
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -26316,7 +26551,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":216
+/* "cython_core/_escape.pyx":229
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
@@ -26383,71 +26618,71 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("state", 0);
 
-  /* "cython_core/_escape.pyx":218
+  /* "cython_core/_escape.pyx":231
  *     def state(self) -> dict:
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,             # <<<<<<<<<<<<<<
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
 */
-  __pyx_t_1 = __Pyx_PyDict_NewPresized(8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 218, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_layout, __pyx_v_self->layout) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_words, __pyx_v_self->words) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_v_self->seg_start) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_v_self->seg_len) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_layout, __pyx_v_self->layout) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_words, __pyx_v_self->words) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_v_self->seg_start) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_v_self->seg_len) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":219
+  /* "cython_core/_escape.pyx":232
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,             # <<<<<<<<<<<<<<
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
 */
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_v_self->seg_cap) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pool, __pyx_v_self->pool) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside, __pyx_v_self->outside) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_v_self->seg_cap) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pool, __pyx_v_self->pool) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside, __pyx_v_self->outside) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":220
+  /* "cython_core/_escape.pyx":233
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}             # <<<<<<<<<<<<<<
  * 
  *     def __reduce__(self):
 */
-  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 220, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
   __pyx_t_6 = 0;
   __pyx_t_7 = 0;
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_counters, __pyx_t_8) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_counters, __pyx_t_8) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   {
     PyObject *__pyx_temp;
@@ -26460,7 +26695,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":216
+  /* "cython_core/_escape.pyx":229
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
@@ -26486,7 +26721,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":222
+/* "cython_core/_escape.pyx":235
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
@@ -26551,14 +26786,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__reduce__", 0);
 
-  /* "cython_core/_escape.pyx":223
+  /* "cython_core/_escape.pyx":236
  * 
  *     def __reduce__(self):
  *         return (EscapeRows._restore, tuple(self.state().values()))             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 236, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_t_5 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_5);
@@ -26567,7 +26802,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_state, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 236, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_t_3 = __pyx_t_4;
@@ -26578,18 +26813,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_values, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_4 = __Pyx_PySequence_Tuple(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PySequence_Tuple(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 236, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 223, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 236, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 223, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 236, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_4 = 0;
   {
@@ -26603,7 +26838,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":222
+  /* "cython_core/_escape.pyx":235
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
@@ -26626,7 +26861,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":225
+/* "cython_core/_escape.pyx":238
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -26660,56 +26895,56 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cython_core/_escape.pyx":228
+  /* "cython_core/_escape.pyx":241
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":229
+  /* "cython_core/_escape.pyx":242
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes
  *                    + self.pool.nbytes)             # <<<<<<<<<<<<<<
  * 
  *     def restart_counts(self) -> None:
 */
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 229, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 242, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 229, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 242, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":228
+  /* "cython_core/_escape.pyx":241
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 228, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -26723,7 +26958,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":225
+  /* "cython_core/_escape.pyx":238
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -26744,7 +26979,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":231
+/* "cython_core/_escape.pyx":244
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -26803,16 +27038,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("restart_counts", 0);
 
-  /* "cython_core/_escape.pyx":233
+  /* "cython_core/_escape.pyx":246
  *     def restart_counts(self) -> None:
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0             # <<<<<<<<<<<<<<
  *         self.rows_put = 0
  * 
 */
-  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 233, __pyx_L1_error)
+  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":234
+  /* "cython_core/_escape.pyx":247
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
  *         self.rows_put = 0             # <<<<<<<<<<<<<<
@@ -26821,7 +27056,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
 */
   __pyx_v_self->rows_put = 0;
 
-  /* "cython_core/_escape.pyx":231
+  /* "cython_core/_escape.pyx":244
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -26841,7 +27076,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":238
+/* "cython_core/_escape.pyx":251
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -26852,7 +27087,6 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
 static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_codes, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n) {
   Py_ssize_t __pyx_v_i;
   Py_ssize_t __pyx_v_j;
-  Py_ssize_t __pyx_v_k;
   Py_ssize_t __pyx_v_dim;
   Py_ssize_t __pyx_v_block;
   int64_t __pyx_v_r;
@@ -26868,6 +27102,8 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   uint32_t __pyx_v_kept;
   uint32_t __pyx_v_fresh;
   uint32_t __pyx_v_newcap;
+  uint32_t __pyx_v_first;
+  uint32_t __pyx_v_last;
   uint32_t *__pyx_v_new;
   Py_ssize_t __pyx_r;
   Py_ssize_t __pyx_t_1;
@@ -26880,10 +27116,9 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   uint32_t __pyx_t_8;
   uint16_t __pyx_t_9;
   uint16_t __pyx_t_10;
-  uint32_t __pyx_t_11;
-  Py_ssize_t __pyx_t_12;
+  Py_ssize_t __pyx_t_11;
 
-  /* "cython_core/_escape.pyx":241
+  /* "cython_core/_escape.pyx":254
  *         """Write rows[i] := codes[i] for i < n in order; stop before a row whose block finds no room in the pool
  *         (returns how many were written)."""
  *         cdef Py_ssize_t i, j, k, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -26897,17 +27132,17 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":245
+  /* "cython_core/_escape.pyx":258
  *         cdef uint64_t v, base
- *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
+ *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
  *         if new == NULL:
  *             return -2
 */
   __pyx_v_new = ((uint32_t *)malloc(((__pyx_v_dim + 1) * (sizeof(uint32_t)))));
 
-  /* "cython_core/_escape.pyx":246
- *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
+  /* "cython_core/_escape.pyx":259
+ *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
  *             return -2
@@ -26918,7 +27153,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   if (__pyx_t_2) {
 
 
-    /* "cython_core/_escape.pyx":247
+    /* "cython_core/_escape.pyx":260
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:
  *             return -2             # <<<<<<<<<<<<<<
@@ -26931,8 +27166,8 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
     goto __pyx_L0;
 
-    /* "cython_core/_escape.pyx":246
- *         cdef uint32_t e, start, length, cap, kept, fresh, newcap
+    /* "cython_core/_escape.pyx":259
+ *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
  *             return -2
@@ -26940,7 +27175,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   }
 
-  /* "cython_core/_escape.pyx":248
+  /* "cython_core/_escape.pyx":261
  *         if new == NULL:
  *             return -2
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -26954,7 +27189,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cython_core/_escape.pyx":249
+    /* "cython_core/_escape.pyx":262
  *             return -2
  *         for i in range(n):
  *             r = rows[i]             # <<<<<<<<<<<<<<
@@ -26963,7 +27198,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_r = (__pyx_v_rows[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":250
+    /* "cython_core/_escape.pyx":263
  *         for i in range(n):
  *             r = rows[i]
  *             b = r // block             # <<<<<<<<<<<<<<
@@ -26972,7 +27207,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-    /* "cython_core/_escape.pyx":251
+    /* "cython_core/_escape.pyx":264
  *             r = rows[i]
  *             b = r // block
  *             rr = r - b * block             # <<<<<<<<<<<<<<
@@ -26981,7 +27216,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-    /* "cython_core/_escape.pyx":252
+    /* "cython_core/_escape.pyx":265
  *             b = r // block
  *             rr = r - b * block
  *             fresh = 0             # <<<<<<<<<<<<<<
@@ -26990,7 +27225,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_fresh = 0;
 
-    /* "cython_core/_escape.pyx":253
+    /* "cython_core/_escape.pyx":266
  *             rr = r - b * block
  *             fresh = 0
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -27004,7 +27239,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":254
+      /* "cython_core/_escape.pyx":267
  *             fresh = 0
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -27013,7 +27248,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":255
+      /* "cython_core/_escape.pyx":268
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27025,25 +27260,25 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":256
+        /* "cython_core/_escape.pyx":269
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)             # <<<<<<<<<<<<<<
  *                     fresh += 1
- *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
+ *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
 */
         (__pyx_v_new[__pyx_v_fresh]) = ((((uint32_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) | ((uint32_t)(__pyx_v_c + __pyx_v_self->t->top)));
 
-        /* "cython_core/_escape.pyx":257
+        /* "cython_core/_escape.pyx":270
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
  *                     fresh += 1             # <<<<<<<<<<<<<<
+ *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
- *             kept = 0
 */
         __pyx_v_fresh = (__pyx_v_fresh + 1);
 
-        /* "cython_core/_escape.pyx":255
+        /* "cython_core/_escape.pyx":268
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27054,12 +27289,12 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
 
 
-    /* "cython_core/_escape.pyx":258
- *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
+    /* "cython_core/_escape.pyx":272
  *                     fresh += 1
+ *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]             # <<<<<<<<<<<<<<
- *             kept = 0
- *             if length:
+ *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
 */
     __pyx_t_8 = (__pyx_v_self->ss[__pyx_v_b]);
 
@@ -27071,85 +27306,36 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     __pyx_v_length = __pyx_t_9;
     __pyx_v_cap = __pyx_t_10;
 
-    /* "cython_core/_escape.pyx":259
- *                     fresh += 1
+    /* "cython_core/_escape.pyx":273
+ *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
- *             kept = 0             # <<<<<<<<<<<<<<
- *             if length:
- *                 for k in range(length):
+ *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+ *             kept = length - (last - first)
 */
-    __pyx_v_kept = 0;
+    __pyx_v_first = __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + __pyx_v_start), __pyx_v_length, (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS));
 
-    /* "cython_core/_escape.pyx":260
+    /* "cython_core/_escape.pyx":274
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
- *             kept = 0
- *             if length:             # <<<<<<<<<<<<<<
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-*/
-    __pyx_t_2 = (__pyx_v_length != 0);
-
-    if (__pyx_t_2) {
-
-
-      /* "cython_core/_escape.pyx":261
- *             kept = 0
- *             if length:
- *                 for k in range(length):             # <<<<<<<<<<<<<<
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         kept += 1
-*/
-
-      __pyx_t_8 = __pyx_v_length;
-      __pyx_t_11 = __pyx_t_8;
-
-      for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
-        __pyx_v_k = __pyx_t_5;
-
-        /* "cython_core/_escape.pyx":262
- *             if length:
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         kept += 1
+ *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
+ *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end
 */
-        __pyx_t_2 = (((__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
+    __pyx_v_last = __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + __pyx_v_start), __pyx_v_length, (((uint64_t)(__pyx_v_rr + 1)) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS));
 
-        if (__pyx_t_2) {
-
-
-          /* "cython_core/_escape.pyx":263
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         kept += 1             # <<<<<<<<<<<<<<
+    /* "cython_core/_escape.pyx":275
+ *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+ *             kept = length - (last - first)             # <<<<<<<<<<<<<<
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
 */
-          __pyx_v_kept = (__pyx_v_kept + 1);
+    __pyx_v_kept = (__pyx_v_length - (__pyx_v_last - __pyx_v_first));
 
-          /* "cython_core/_escape.pyx":262
- *             if length:
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         kept += 1
- *             if kept + fresh > cap:  # move the block to the pool's end
-*/
-        }
-      }
-
-
-      /* "cython_core/_escape.pyx":260
- *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
- *             kept = 0
- *             if length:             # <<<<<<<<<<<<<<
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-*/
-    }
-
-    /* "cython_core/_escape.pyx":264
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         kept += 1
+    /* "cython_core/_escape.pyx":276
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+ *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:
@@ -27159,8 +27345,8 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":265
- *                         kept += 1
+      /* "cython_core/_escape.pyx":277
+ *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)             # <<<<<<<<<<<<<<
  *                 if self.pool_used + newcap > self.pool_cap:
@@ -27168,7 +27354,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_newcap = __pyx_f_11cython_core_7_escape__slack((__pyx_v_kept + __pyx_v_fresh));
 
-      /* "cython_core/_escape.pyx":266
+      /* "cython_core/_escape.pyx":278
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27180,7 +27366,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":267
+        /* "cython_core/_escape.pyx":279
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap             # <<<<<<<<<<<<<<
@@ -27189,7 +27375,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_self->need = __pyx_v_newcap;
 
-        /* "cython_core/_escape.pyx":268
+        /* "cython_core/_escape.pyx":280
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap
  *                     free(new)             # <<<<<<<<<<<<<<
@@ -27198,12 +27384,12 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         free(__pyx_v_new);
 
-        /* "cython_core/_escape.pyx":269
+        /* "cython_core/_escape.pyx":281
  *                     self.need = newcap
  *                     free(new)
  *                     return i             # <<<<<<<<<<<<<<
  *                 e = <uint32_t>self.pool_used
- *                 for k in range(length):
+ *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
 */
         {
 
@@ -27211,7 +27397,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         }
         goto __pyx_L0;
 
-        /* "cython_core/_escape.pyx":266
+        /* "cython_core/_escape.pyx":278
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27220,250 +27406,131 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":270
+      /* "cython_core/_escape.pyx":282
  *                     free(new)
  *                     return i
  *                 e = <uint32_t>self.pool_used             # <<<<<<<<<<<<<<
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+ *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
+ *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
 */
       __pyx_v_e = ((uint32_t)__pyx_v_self->pool_used);
 
-      /* "cython_core/_escape.pyx":271
+      /* "cython_core/_escape.pyx":283
  *                     return i
  *                 e = <uint32_t>self.pool_used
- *                 for k in range(length):             # <<<<<<<<<<<<<<
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]
-*/
-
-      __pyx_t_8 = __pyx_v_length;
-      __pyx_t_11 = __pyx_t_8;
-
-      for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
-        __pyx_v_k = __pyx_t_5;
-
-        /* "cython_core/_escape.pyx":272
- *                 e = <uint32_t>self.pool_used
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1
-*/
-        __pyx_t_2 = (((__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
-
-        if (__pyx_t_2) {
-
-
-          /* "cython_core/_escape.pyx":273
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]             # <<<<<<<<<<<<<<
- *                         e += 1
+ *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))             # <<<<<<<<<<<<<<
+ *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *                 self.pool_dead += cap
 */
-          (__pyx_v_self->pl[__pyx_v_e]) = (__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]);
+      (void)(memcpy((__pyx_v_self->pl + __pyx_v_e), (__pyx_v_self->pl + __pyx_v_start), (__pyx_v_first * (sizeof(uint32_t)))));
 
-          /* "cython_core/_escape.pyx":274
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1             # <<<<<<<<<<<<<<
- *                 self.pool_dead += cap
- *                 self.ss[b] = <uint32_t>self.pool_used
-*/
-          __pyx_v_e = (__pyx_v_e + 1);
-
-          /* "cython_core/_escape.pyx":272
+      /* "cython_core/_escape.pyx":284
  *                 e = <uint32_t>self.pool_used
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1
+ *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
+ *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
+ *                 self.pool_dead += cap
+ *                 self.ss[b] = start = e
 */
-        }
-      }
+      (void)(memcpy((((__pyx_v_self->pl + __pyx_v_e) + __pyx_v_first) + __pyx_v_fresh), ((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_last), ((__pyx_v_length - __pyx_v_last) * (sizeof(uint32_t)))));
 
-
-      /* "cython_core/_escape.pyx":275
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1
+      /* "cython_core/_escape.pyx":285
+ *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
+ *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *                 self.pool_dead += cap             # <<<<<<<<<<<<<<
- *                 self.ss[b] = <uint32_t>self.pool_used
+ *                 self.ss[b] = start = e
  *                 self.sc[b] = <uint16_t>newcap
 */
       __pyx_v_self->pool_dead = (__pyx_v_self->pool_dead + __pyx_v_cap);
 
-      /* "cython_core/_escape.pyx":276
- *                         e += 1
+      /* "cython_core/_escape.pyx":286
+ *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *                 self.pool_dead += cap
- *                 self.ss[b] = <uint32_t>self.pool_used             # <<<<<<<<<<<<<<
+ *                 self.ss[b] = start = e             # <<<<<<<<<<<<<<
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
 */
-      (__pyx_v_self->ss[__pyx_v_b]) = ((uint32_t)__pyx_v_self->pool_used);
+      (__pyx_v_self->ss[__pyx_v_b]) = __pyx_v_e;
+      __pyx_v_start = __pyx_v_e;
 
-      /* "cython_core/_escape.pyx":277
+      /* "cython_core/_escape.pyx":287
  *                 self.pool_dead += cap
- *                 self.ss[b] = <uint32_t>self.pool_used
+ *                 self.ss[b] = start = e
  *                 self.sc[b] = <uint16_t>newcap             # <<<<<<<<<<<<<<
  *                 self.pool_used += newcap
- *             elif kept != length:  # drop the row's old entries in place
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
 */
       (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":278
- *                 self.ss[b] = <uint32_t>self.pool_used
+      /* "cython_core/_escape.pyx":288
+ *                 self.ss[b] = start = e
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap             # <<<<<<<<<<<<<<
- *             elif kept != length:  # drop the row's old entries in place
- *                 e = start
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
 */
       __pyx_v_self->pool_used = (__pyx_v_self->pool_used + __pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":264
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         kept += 1
+      /* "cython_core/_escape.pyx":276
+ *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+ *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:
 */
-      goto __pyx_L13;
+      goto __pyx_L9;
     }
 
-    /* "cython_core/_escape.pyx":279
+    /* "cython_core/_escape.pyx":289
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
- *             elif kept != length:  # drop the row's old entries in place             # <<<<<<<<<<<<<<
- *                 e = start
- *                 for k in range(length):
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up             # <<<<<<<<<<<<<<
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
 */
-    __pyx_t_2 = (__pyx_v_kept != __pyx_v_length);
+    __pyx_t_2 = (__pyx_v_fresh != (__pyx_v_last - __pyx_v_first));
 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":280
+      /* "cython_core/_escape.pyx":290
  *                 self.pool_used += newcap
- *             elif kept != length:  # drop the row's old entries in place
- *                 e = start             # <<<<<<<<<<<<<<
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-*/
-      __pyx_v_e = __pyx_v_start;
-
-      /* "cython_core/_escape.pyx":281
- *             elif kept != length:  # drop the row's old entries in place
- *                 e = start
- *                 for k in range(length):             # <<<<<<<<<<<<<<
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]
-*/
-
-      __pyx_t_8 = __pyx_v_length;
-      __pyx_t_11 = __pyx_t_8;
-
-      for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
-        __pyx_v_k = __pyx_t_5;
-
-        /* "cython_core/_escape.pyx":282
- *                 e = start
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1
-*/
-        __pyx_t_2 = (((__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
-
-        if (__pyx_t_2) {
-
-
-          /* "cython_core/_escape.pyx":283
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]             # <<<<<<<<<<<<<<
- *                         e += 1
- *             else:
-*/
-          (__pyx_v_self->pl[__pyx_v_e]) = (__pyx_v_self->pl[(__pyx_v_start + __pyx_v_k)]);
-
-          /* "cython_core/_escape.pyx":284
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1             # <<<<<<<<<<<<<<
- *             else:
- *                 e = start + length
-*/
-          __pyx_v_e = (__pyx_v_e + 1);
-
-          /* "cython_core/_escape.pyx":282
- *                 e = start
- *                 for k in range(length):
- *                     if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                         self.pl[e] = self.pl[start + k]
- *                         e += 1
-*/
-        }
-      }
-
-
-      /* "cython_core/_escape.pyx":279
- *                 self.sc[b] = <uint16_t>newcap
- *                 self.pool_used += newcap
- *             elif kept != length:  # drop the row's old entries in place             # <<<<<<<<<<<<<<
- *                 e = start
- *                 for k in range(length):
-*/
-      goto __pyx_L13;
-    }
-
-    /* "cython_core/_escape.pyx":286
- *                         e += 1
- *             else:
- *                 e = start + length             # <<<<<<<<<<<<<<
- *             for k in range(fresh):
- *                 self.pl[e + k] = new[k]
-*/
-    /*else*/ {
-      __pyx_v_e = (__pyx_v_start + __pyx_v_length);
-    }
-    __pyx_L13:;
-
-    /* "cython_core/_escape.pyx":287
- *             else:
- *                 e = start + length
- *             for k in range(fresh):             # <<<<<<<<<<<<<<
- *                 self.pl[e + k] = new[k]
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
  *             self.sl[b] = <uint16_t>(kept + fresh)
 */
+      (void)(memmove((((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_first) + __pyx_v_fresh), ((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_last), ((__pyx_v_length - __pyx_v_last) * (sizeof(uint32_t)))));
 
-    __pyx_t_8 = __pyx_v_fresh;
-    __pyx_t_11 = __pyx_t_8;
+      /* "cython_core/_escape.pyx":289
+ *                 self.sc[b] = <uint16_t>newcap
+ *                 self.pool_used += newcap
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up             # <<<<<<<<<<<<<<
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
+*/
+    }
+    __pyx_L9:;
 
-    for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_11; __pyx_t_5+=1) {
-      __pyx_v_k = __pyx_t_5;
-
-      /* "cython_core/_escape.pyx":288
- *                 e = start + length
- *             for k in range(fresh):
- *                 self.pl[e + k] = new[k]             # <<<<<<<<<<<<<<
+    /* "cython_core/_escape.pyx":291
+ *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))             # <<<<<<<<<<<<<<
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
 */
-      (__pyx_v_self->pl[(__pyx_v_e + __pyx_v_k)]) = (__pyx_v_new[__pyx_v_k]);
-    }
+    (void)(memcpy(((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_first), __pyx_v_new, (__pyx_v_fresh * (sizeof(uint32_t)))));
 
-
-    /* "cython_core/_escape.pyx":289
- *             for k in range(fresh):
- *                 self.pl[e + k] = new[k]
+    /* "cython_core/_escape.pyx":292
+ *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
  *             self.sl[b] = <uint16_t>(kept + fresh)             # <<<<<<<<<<<<<<
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits
 */
     (__pyx_v_self->sl[__pyx_v_b]) = ((uint16_t)(__pyx_v_kept + __pyx_v_fresh));
 
-    /* "cython_core/_escape.pyx":290
- *                 self.pl[e + k] = new[k]
+    /* "cython_core/_escape.pyx":293
+ *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length             # <<<<<<<<<<<<<<
  *             base = <uint64_t>r * self.t.row_bits
@@ -27471,7 +27538,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_self->live = (__pyx_v_self->live + (((Py_ssize_t)(__pyx_v_kept + __pyx_v_fresh)) - ((Py_ssize_t)__pyx_v_length)));
 
-    /* "cython_core/_escape.pyx":291
+    /* "cython_core/_escape.pyx":294
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -27480,7 +27547,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":292
+    /* "cython_core/_escape.pyx":295
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -27494,7 +27561,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":293
+      /* "cython_core/_escape.pyx":296
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -27503,7 +27570,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":294
+      /* "cython_core/_escape.pyx":297
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])             # <<<<<<<<<<<<<<
@@ -27512,7 +27579,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_v = ((uint64_t)(__pyx_v_c - (__pyx_v_self->t->lo[__pyx_v_j])));
 
-      /* "cython_core/_escape.pyx":295
+      /* "cython_core/_escape.pyx":298
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27524,7 +27591,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":296
+        /* "cython_core/_escape.pyx":299
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]             # <<<<<<<<<<<<<<
@@ -27533,7 +27600,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_v = (__pyx_v_self->t->esc[__pyx_v_j]);
 
-        /* "cython_core/_escape.pyx":297
+        /* "cython_core/_escape.pyx":300
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1             # <<<<<<<<<<<<<<
@@ -27541,10 +27608,10 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
  *         free(new)
 */
 
-        __pyx_t_12 = __pyx_v_j;
-        (__pyx_v_self->out_counts[__pyx_t_12]) = ((__pyx_v_self->out_counts[__pyx_t_12]) + 1);
+        __pyx_t_11 = __pyx_v_j;
+        (__pyx_v_self->out_counts[__pyx_t_11]) = ((__pyx_v_self->out_counts[__pyx_t_11]) + 1);
 
-        /* "cython_core/_escape.pyx":295
+        /* "cython_core/_escape.pyx":298
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27553,7 +27620,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":298
+      /* "cython_core/_escape.pyx":301
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)             # <<<<<<<<<<<<<<
@@ -27566,7 +27633,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
 
 
-  /* "cython_core/_escape.pyx":299
+  /* "cython_core/_escape.pyx":302
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)             # <<<<<<<<<<<<<<
@@ -27575,7 +27642,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   free(__pyx_v_new);
 
-  /* "cython_core/_escape.pyx":300
+  /* "cython_core/_escape.pyx":303
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)
  *         return n             # <<<<<<<<<<<<<<
@@ -27588,7 +27655,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":238
+  /* "cython_core/_escape.pyx":251
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -27617,10 +27684,11 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 
 
 
+
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":302
+/* "cython_core/_escape.pyx":305
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27643,7 +27711,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_put", 0);
 
-  /* "cython_core/_escape.pyx":303
+  /* "cython_core/_escape.pyx":306
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got             # <<<<<<<<<<<<<<
@@ -27652,7 +27720,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_done = 0;
 
-  /* "cython_core/_escape.pyx":304
+  /* "cython_core/_escape.pyx":307
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:             # <<<<<<<<<<<<<<
@@ -27665,7 +27733,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 
     if (!__pyx_t_1) break;
 
-    /* "cython_core/_escape.pyx":305
+    /* "cython_core/_escape.pyx":308
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27677,7 +27745,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":306
+      /* "cython_core/_escape.pyx":309
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27690,7 +27758,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":307
+            /* "cython_core/_escape.pyx":310
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27700,7 +27768,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
             __pyx_v_got = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_pack_rows(__pyx_v_self, (__pyx_v_codes + (__pyx_v_done * __pyx_v_self->t->dim)), (__pyx_v_rows + __pyx_v_done), (__pyx_v_n - __pyx_v_done));
           }
 
-          /* "cython_core/_escape.pyx":306
+          /* "cython_core/_escape.pyx":309
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27717,7 +27785,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           }
       }
 
-      /* "cython_core/_escape.pyx":305
+      /* "cython_core/_escape.pyx":308
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27727,7 +27795,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
       goto __pyx_L5;
     }
 
-    /* "cython_core/_escape.pyx":309
+    /* "cython_core/_escape.pyx":312
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27739,7 +27807,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
     __pyx_L5:;
 
-    /* "cython_core/_escape.pyx":310
+    /* "cython_core/_escape.pyx":313
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27751,16 +27819,16 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":311
+      /* "cython_core/_escape.pyx":314
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             done += got
  *             if done < n:
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 311, __pyx_L1_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 314, __pyx_L1_error)
 
-      /* "cython_core/_escape.pyx":310
+      /* "cython_core/_escape.pyx":313
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27769,7 +27837,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     }
 
-    /* "cython_core/_escape.pyx":312
+    /* "cython_core/_escape.pyx":315
  *             if got == -2:
  *                 raise MemoryError()
  *             done += got             # <<<<<<<<<<<<<<
@@ -27778,7 +27846,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     __pyx_v_done = (__pyx_v_done + __pyx_v_got);
 
-    /* "cython_core/_escape.pyx":313
+    /* "cython_core/_escape.pyx":316
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27790,7 +27858,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":314
+      /* "cython_core/_escape.pyx":317
  *             done += got
  *             if done < n:
  *                 self._make_room(self.need)             # <<<<<<<<<<<<<<
@@ -27799,7 +27867,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
       __pyx_t_3 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_3);
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 314, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 317, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_5 = 0;
       {
@@ -27807,12 +27875,12 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
         __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 314, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 317, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "cython_core/_escape.pyx":313
+      /* "cython_core/_escape.pyx":316
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27822,7 +27890,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
   }
 
-  /* "cython_core/_escape.pyx":315
+  /* "cython_core/_escape.pyx":318
  *             if done < n:
  *                 self._make_room(self.need)
  *         self.rows_put += n             # <<<<<<<<<<<<<<
@@ -27831,7 +27899,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_self->rows_put = (__pyx_v_self->rows_put + __pyx_v_n);
 
-  /* "cython_core/_escape.pyx":302
+  /* "cython_core/_escape.pyx":305
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27856,7 +27924,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":317
+/* "cython_core/_escape.pyx":320
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -27905,48 +27973,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_need,&__pyx_mstate_global->__pyx_n_u_shrink,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 317, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 320, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 317, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 320, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 317, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 320, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
+    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
+      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
     } else {
       __pyx_v_shrink = ((int)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 317, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 320, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28000,24 +28068,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_make_room", 0);
 
-  /* "cython_core/_escape.pyx":320
+  /* "cython_core/_escape.pyx":323
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0             # <<<<<<<<<<<<<<
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_blocks = __pyx_t_3;
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":321
+  /* "cython_core/_escape.pyx":324
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -28031,7 +28099,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":322
+    /* "cython_core/_escape.pyx":325
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -28042,7 +28110,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   }
 
 
-  /* "cython_core/_escape.pyx":323
+  /* "cython_core/_escape.pyx":326
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap             # <<<<<<<<<<<<<<
@@ -28050,60 +28118,60 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
  *             capacity = max(used + need, capacity + capacity // 4)
 */
   if (__pyx_v_shrink) {
-    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 326, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 326, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   }
   __pyx_v_capacity = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":324
+  /* "cython_core/_escape.pyx":327
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
 */
-  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 324, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 327, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 324, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 327, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (__pyx_t_6) {
 
 
-    /* "cython_core/_escape.pyx":325
+    /* "cython_core/_escape.pyx":328
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)             # <<<<<<<<<<<<<<
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
 */
-    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 325, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 328, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 325, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 328, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
     __pyx_t_3 = (__pyx_v_used + __pyx_v_need);
-    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
+    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 328, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 325, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 328, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     if (__pyx_t_6) {
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_2 = __pyx_t_1;
     } else {
-      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 328, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 325, __pyx_L1_error)
+      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 328, __pyx_L1_error)
       __pyx_t_2 = __pyx_t_7;
       __pyx_t_7 = 0;
     }
@@ -28115,7 +28183,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     __Pyx_DECREF_SET(__pyx_v_capacity, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":324
+    /* "cython_core/_escape.pyx":327
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
@@ -28124,7 +28192,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   }
 
-  /* "cython_core/_escape.pyx":326
+  /* "cython_core/_escape.pyx":329
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)             # <<<<<<<<<<<<<<
@@ -28132,14 +28200,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
  *         used = 0
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 326, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 329, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 326, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 329, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   #if CYTHON_VECTORCALL
@@ -28160,13 +28228,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_capacity, __pyx_t_9};
     #if CYTHON_VECTORCALL
     __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_7);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 326, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     #endif
@@ -28177,25 +28245,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 329, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_pool = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":327
+  /* "cython_core/_escape.pyx":330
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool             # <<<<<<<<<<<<<<
  *         used = 0
  *         for b in range(blocks):
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 327, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 330, __pyx_L1_error)
   __pyx_v_out = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "cython_core/_escape.pyx":328
+  /* "cython_core/_escape.pyx":331
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
  *         used = 0             # <<<<<<<<<<<<<<
@@ -28204,7 +28272,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":329
+  /* "cython_core/_escape.pyx":332
  *         cdef uint32_t[::1] out = pool
  *         used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -28218,7 +28286,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":330
+    /* "cython_core/_escape.pyx":333
  *         used = 0
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):             # <<<<<<<<<<<<<<
@@ -28232,7 +28300,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
       __pyx_v_k = __pyx_t_14;
 
-      /* "cython_core/_escape.pyx":331
+      /* "cython_core/_escape.pyx":334
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]             # <<<<<<<<<<<<<<
@@ -28244,7 +28312,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     }
 
 
-    /* "cython_core/_escape.pyx":332
+    /* "cython_core/_escape.pyx":335
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used             # <<<<<<<<<<<<<<
@@ -28253,7 +28321,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
     (__pyx_v_self->ss[__pyx_v_b]) = ((uint32_t)__pyx_v_used);
 
-    /* "cython_core/_escape.pyx":333
+    /* "cython_core/_escape.pyx":336
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -28262,7 +28330,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
     (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_f_11cython_core_7_escape__slack((__pyx_v_self->sl[__pyx_v_b])));
 
-    /* "cython_core/_escape.pyx":334
+    /* "cython_core/_escape.pyx":337
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]             # <<<<<<<<<<<<<<
@@ -28273,7 +28341,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   }
 
 
-  /* "cython_core/_escape.pyx":335
+  /* "cython_core/_escape.pyx":338
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0             # <<<<<<<<<<<<<<
@@ -28282,7 +28350,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   __pyx_t_1 = __pyx_v_pool;
   __Pyx_INCREF(__pyx_t_1);
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 335, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 338, __pyx_L1_error)
   __pyx_t_4 = __pyx_v_used;
 
   __pyx_t_5 = 0;
@@ -28295,7 +28363,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   __pyx_v_self->pool_used = __pyx_t_4;
   __pyx_v_self->pool_dead = __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":336
+  /* "cython_core/_escape.pyx":339
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0
  *         self.pl = &out[0] if capacity else NULL             # <<<<<<<<<<<<<<
@@ -28306,7 +28374,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyLong_IsNonZero(__pyx_v_capacity);
-    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 336, __pyx_L1_error)
+    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 339, __pyx_L1_error)
     __pyx_t_6 = (__pyx_temp != 0);
   }
 
@@ -28321,7 +28389,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 
   __pyx_v_self->pl = __pyx_t_16;
 
-  /* "cython_core/_escape.pyx":317
+  /* "cython_core/_escape.pyx":320
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -28354,7 +28422,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":338
+/* "cython_core/_escape.pyx":341
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -28403,39 +28471,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_codes,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 338, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 341, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 338, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 341, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 338, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 341, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 338, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 341, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 338, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 341, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 338, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 341, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 338, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 341, __pyx_L3_error)
     }
     __pyx_v_codes = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 338, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 341, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28488,7 +28556,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("put_codes", 0);
 
-  /* "cython_core/_escape.pyx":341
+  /* "cython_core/_escape.pyx":344
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t             # <<<<<<<<<<<<<<
@@ -28500,7 +28568,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":342
+  /* "cython_core/_escape.pyx":345
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28508,14 +28576,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 345, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 345, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -28536,13 +28604,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_codes, __pyx_t_5};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -28553,13 +28621,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 342, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":343
+  /* "cython_core/_escape.pyx":346
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28567,15 +28635,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_t_6 = 1;
@@ -28595,12 +28663,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 343, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 346, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   #if CYTHON_VECTORCALL
@@ -28621,13 +28689,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_8);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 343, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     #endif
@@ -28639,22 +28707,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 343, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 346, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_idx = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":344
+  /* "cython_core/_escape.pyx":347
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28664,14 +28732,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
@@ -28682,9 +28750,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28694,17 +28762,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28714,7 +28782,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":345
+    /* "cython_core/_escape.pyx":348
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")             # <<<<<<<<<<<<<<
@@ -28722,16 +28790,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
 */
     __pyx_t_5 = NULL;
-    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_n;
@@ -28749,7 +28817,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_13 |= __Pyx_PyUnicode_KIND_04(__pyx_t_11[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_11[5]);
     #endif
     __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_11, 6, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 345, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -28760,14 +28828,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 345, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 348, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 345, __pyx_L1_error)
+    __PYX_ERR(0, 348, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":344
+    /* "cython_core/_escape.pyx":347
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
@@ -28776,16 +28844,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":346
+  /* "cython_core/_escape.pyx":349
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (__pyx_t_10) {
 
@@ -28802,12 +28870,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_min, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (!__pyx_t_10) {
@@ -28825,12 +28893,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_8, NULL};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_max, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28840,7 +28908,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":347
+    /* "cython_core/_escape.pyx":350
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")             # <<<<<<<<<<<<<<
@@ -28848,9 +28916,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *         cdef const int64_t[::1] rv = idx
 */
     __pyx_t_2 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 350, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 350, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_14[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_paper_codes_in;
     __pyx_t_14[1] = __pyx_t_5;
@@ -28862,7 +28930,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     #endif
     __pyx_t_13 = 0;
     __pyx_t_3 = __Pyx_PyUnicode_Join(__pyx_t_14, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 347, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 350, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -28872,14 +28940,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 347, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 350, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 347, __pyx_L1_error)
+    __PYX_ERR(0, 350, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":346
+    /* "cython_core/_escape.pyx":349
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
@@ -28888,48 +28956,48 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":348
+  /* "cython_core/_escape.pyx":351
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr             # <<<<<<<<<<<<<<
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
 */
-  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 348, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 351, __pyx_L1_error)
   __pyx_v_cv = __pyx_t_15;
   __pyx_t_15.memview = NULL;
   __pyx_t_15.data = NULL;
 
-  /* "cython_core/_escape.pyx":349
+  /* "cython_core/_escape.pyx":352
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx             # <<<<<<<<<<<<<<
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
 */
-  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 352, __pyx_L1_error)
   __pyx_v_rv = __pyx_t_16;
   __pyx_t_16.memview = NULL;
   __pyx_t_16.data = NULL;
 
-  /* "cython_core/_escape.pyx":350
+  /* "cython_core/_escape.pyx":353
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 350, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 353, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 350, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 353, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 350, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 353, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   if (__pyx_t_9) {
 
 
-    /* "cython_core/_escape.pyx":351
+    /* "cython_core/_escape.pyx":354
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")             # <<<<<<<<<<<<<<
@@ -28937,18 +29005,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  * 
 */
     __pyx_t_17 = 0;
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 351, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 354, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 351, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 351, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 354, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 351, __pyx_L1_error)
+    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 354, __pyx_L1_error)
 
 
 
-    /* "cython_core/_escape.pyx":352
+    /* "cython_core/_escape.pyx":355
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])             # <<<<<<<<<<<<<<
@@ -28958,19 +29026,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_17 = 0;
     __pyx_t_18 = 0;
     __pyx_t_19 = 0;
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 352, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 352, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 352, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 352, __pyx_L1_error)
+    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "cython_core/_escape.pyx":350
+    /* "cython_core/_escape.pyx":353
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
@@ -28979,7 +29047,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":338
+  /* "cython_core/_escape.pyx":341
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -29013,7 +29081,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":354
+/* "cython_core/_escape.pyx":357
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -29061,32 +29129,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 354, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 357, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 354, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 354, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 357, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 354, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 357, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 354, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 354, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 357, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29119,15 +29187,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("quantize", 0);
 
-  /* "cython_core/_escape.pyx":356
+  /* "cython_core/_escape.pyx":359
  *     def quantize(self, x) -> tuple:
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)             # <<<<<<<<<<<<<<
  * 
- *     def encode(self, x, rows) -> int:
+ *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 356, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 359, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -29146,10 +29214,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_4, (3-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 356, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 359, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 356, __pyx_L1_error)
+  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 359, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29161,7 +29229,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":354
+  /* "cython_core/_escape.pyx":357
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -29181,13 +29249,630 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":358
+/* "cython_core/_escape.pyx":374
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+*/
+
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 374, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *) __pyx_self;
+  __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
+
+
+  {
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_EscapeRows__quantize_checked_loc, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 374, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_cur_scope);
+    __Pyx_RefNannyFinishContext();
+    return (PyObject *) gen;
+  }
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_AddTraceback("cython_core._escape.EscapeRows._quantize_checked.genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+{
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_generator->closure);
+  PyObject *__pyx_r = NULL;
+  int __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  switch (__pyx_generator->resume_label) {
+    case 0: goto __pyx_L3_first_run;
+    case 1: goto __pyx_L6_resume_from_yield;
+    default: /* CPython raises the right error here */
+    __Pyx_RefNannyFinishContext();
+    return NULL;
+  }
+  __pyx_L3_first_run:;
+  if (unlikely(__pyx_sent_value != Py_None)) {
+    if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+    __PYX_ERR(0, 374, __pyx_L1_error)
+  }
+
+  __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
+  __pyx_t_2 = __pyx_t_1;
+
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_xb.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 374, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_r = __pyx_t_4;
+    __pyx_t_4 = 0;
+
+    __pyx_cur_scope->__pyx_t_0 = __pyx_t_1;
+
+    __pyx_cur_scope->__pyx_t_1 = __pyx_t_2;
+
+    __pyx_cur_scope->__pyx_t_2 = __pyx_t_3;
+    __Pyx_XGIVEREF(__pyx_r);
+    __Pyx_RefNannyFinishContext();
+    __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+    /* return from generator, yielding value */
+    __pyx_generator->resume_label = 1;
+    return __pyx_r;
+    __pyx_L6_resume_from_yield:;
+    __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
+    __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
+    __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 374, __pyx_L1_error)
+  }
+
+  CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_4);
+  if (__Pyx_PyErr_Occurred()) {
+    __Pyx_Generator_Replace_StopIteration(0);
+    __Pyx_AddTraceback("genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  }
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  #if !CYTHON_USE_EXC_INFO_STACK
+  __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+  #endif
+  __pyx_generator->resume_label = -1;
+  __Pyx_Coroutine_clear((PyObject*)__pyx_generator);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":361
  *         return quantize(x, self.layout)
  * 
+ *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
+ *                                       Py_ssize_t* saturated) except -1:
+ *         """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
+*/
+
+static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n, int64_t *__pyx_v_scratch, Py_ssize_t *__pyx_v_saturated) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_cur_scope;
+  Py_ssize_t __pyx_v_count;
+  Py_ssize_t __pyx_v_first;
+  Py_ssize_t __pyx_v_bad;
+  struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_v_t = 0;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2 = 0;
+  Py_ssize_t __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  int __pyx_t_4;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10[6];
+  Py_ssize_t __pyx_t_11;
+  size_t __pyx_t_12;
+  int __pyx_t_13;
+  char const *__pyx_t_14;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  PyObject *__pyx_t_17 = NULL;
+  PyObject *__pyx_t_18 = NULL;
+  PyObject *__pyx_t_19 = NULL;
+  PyObject *__pyx_t_20 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_quantize_checked", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 361, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+
+  /* "cython_core/_escape.pyx":366
+ *         is written; returns the rows."""
+ *         cdef Py_buffer xb
+ *         cdef Py_ssize_t count, first = 0, bad             # <<<<<<<<<<<<<<
+ *         cdef _Tables t = self.t
+ *         _check_indices(rows, n, self.n_rows, "rows")
+*/
+  __pyx_v_first = 0;
+
+  /* "cython_core/_escape.pyx":367
+ *         cdef Py_buffer xb
+ *         cdef Py_ssize_t count, first = 0, bad
+ *         cdef _Tables t = self.t             # <<<<<<<<<<<<<<
+ *         _check_indices(rows, n, self.n_rows, "rows")
+ *         _get_values(x, &xb, F32, F64, F64)
+*/
+  __pyx_t_1 = ((PyObject *)__pyx_v_self->t);
+  __Pyx_INCREF(__pyx_t_1);
+  __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "cython_core/_escape.pyx":368
+ *         cdef Py_ssize_t count, first = 0, bad
+ *         cdef _Tables t = self.t
+ *         _check_indices(rows, n, self.n_rows, "rows")             # <<<<<<<<<<<<<<
+ *         _get_values(x, &xb, F32, F64, F64)
+ *         try:
+*/
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__check_indices(__pyx_v_rows, __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
+
+
+  /* "cython_core/_escape.pyx":369
+ *         cdef _Tables t = self.t
+ *         _check_indices(rows, n, self.n_rows, "rows")
+ *         _get_values(x, &xb, F32, F64, F64)             # <<<<<<<<<<<<<<
+ *         try:
+ *             count = xb.len // xb.itemsize
+*/
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__get_values(__pyx_v_x, (&__pyx_cur_scope->__pyx_v_xb), __pyx_e_11cython_core_8_support_F32, __pyx_e_11cython_core_8_support_F64, __pyx_e_11cython_core_8_support_F64); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 369, __pyx_L1_error)
+
+
+  /* "cython_core/_escape.pyx":370
+ *         _check_indices(rows, n, self.n_rows, "rows")
+ *         _get_values(x, &xb, F32, F64, F64)
+ *         try:             # <<<<<<<<<<<<<<
+ *             count = xb.len // xb.itemsize
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+*/
+  /*try:*/ {
+
+    /* "cython_core/_escape.pyx":371
+ *         _get_values(x, &xb, F32, F64, F64)
+ *         try:
+ *             count = xb.len // xb.itemsize             # <<<<<<<<<<<<<<
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+*/
+    __pyx_v_count = (__pyx_cur_scope->__pyx_v_xb.len / __pyx_cur_scope->__pyx_v_xb.itemsize);
+
+    /* "cython_core/_escape.pyx":372
+ *         try:
+ *             count = xb.len // xb.itemsize
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:             # <<<<<<<<<<<<<<
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+*/
+    __pyx_t_4 = (__pyx_v_count != (__pyx_v_n * __pyx_v_t->dim));
+
+    if (!__pyx_t_4) {
+
+    } else {
+
+      __pyx_t_3 = __pyx_t_4;
+
+      goto __pyx_L7_bool_binop_done;
+    }
+    __pyx_t_4 = (__pyx_cur_scope->__pyx_v_xb.ndim == 2);
+
+    if (!__pyx_t_4) {
+
+      goto __pyx_L9_next_or;
+    } else {
+
+    }
+    __pyx_t_4 = ((__pyx_cur_scope->__pyx_v_xb.shape[1]) != __pyx_v_t->dim);
+
+    if (!__pyx_t_4) {
+
+    } else {
+
+      __pyx_t_3 = __pyx_t_4;
+
+      goto __pyx_L7_bool_binop_done;
+    }
+    __pyx_L9_next_or:;
+    __pyx_t_4 = (__pyx_cur_scope->__pyx_v_xb.ndim > 2);
+
+
+    __pyx_t_3 = __pyx_t_4;
+
+    __pyx_L7_bool_binop_done:;
+    if (unlikely(__pyx_t_3)) {
+
+
+      /* "cython_core/_escape.pyx":373
+ *             count = xb.len // xb.itemsize
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "             # <<<<<<<<<<<<<<
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+ *             if _kind(&xb) == F32:
+*/
+      __pyx_t_5 = NULL;
+      __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 373, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 373, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_7);
+
+      /* "cython_core/_escape.pyx":374
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+*/
+      __pyx_t_8 = __pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_xb.ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_9);
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+      __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_x_must_have_shape;
+      __pyx_t_10[1] = __pyx_t_6;
+      __pyx_t_10[2] = __pyx_mstate_global->__pyx_kp_u__7;
+      __pyx_t_10[3] = __pyx_t_7;
+      __pyx_t_10[4] = __pyx_mstate_global->__pyx_kp_u_one_row_per_index_got;
+      __pyx_t_10[5] = __pyx_t_8;
+
+      /* "cython_core/_escape.pyx":373
+ *             count = xb.len // xb.itemsize
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "             # <<<<<<<<<<<<<<
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+ *             if _kind(&xb) == F32:
+*/
+      __pyx_t_11 = 48;
+      #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+      __pyx_t_11 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_10[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_10[3]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_10[5]);
+      #endif
+      __pyx_t_2 = 0;
+      #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+      __pyx_t_2 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
+      #endif
+      __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_10, 6, __pyx_t_11, __pyx_t_2);
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 373, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_9);
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __pyx_t_12 = 1;
+      {
+        PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_t_9};
+        __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_12, (2-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+        __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 373, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_1);
+      }
+      __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __PYX_ERR(0, 373, __pyx_L4_error)
+
+      /* "cython_core/_escape.pyx":372
+ *         try:
+ *             count = xb.len // xb.itemsize
+ *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:             # <<<<<<<<<<<<<<
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+*/
+    }
+
+    /* "cython_core/_escape.pyx":375
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+ *             if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+ *                 if not bad:
+*/
+    __pyx_t_3 = (__pyx_f_11cython_core_8_support__kind((&__pyx_cur_scope->__pyx_v_xb)) == __pyx_e_11cython_core_8_support_F32);
+
+    if (__pyx_t_3) {
+
+
+      /* "cython_core/_escape.pyx":376
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+*/
+      __pyx_v_bad = __pyx_fuse_0__pyx_f_11cython_core_8_support__find_nonfinite(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
+
+      /* "cython_core/_escape.pyx":377
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+ *                 if not bad:             # <<<<<<<<<<<<<<
+ *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+ *             else:
+*/
+      __pyx_t_3 = (!(__pyx_v_bad != 0));
+
+      if (__pyx_t_3) {
+
+
+        /* "cython_core/_escape.pyx":378
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)             # <<<<<<<<<<<<<<
+ *             else:
+ *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+*/
+        (__pyx_v_saturated[0]) = __pyx_fuse_0__pyx_f_11cython_core_7_escape__quantize_rows(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, __pyx_v_scratch);
+
+        /* "cython_core/_escape.pyx":377
+ *             if _kind(&xb) == F32:
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+ *                 if not bad:             # <<<<<<<<<<<<<<
+ *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+ *             else:
+*/
+      }
+
+      /* "cython_core/_escape.pyx":375
+ *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+ *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+ *             if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
+ *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+ *                 if not bad:
+*/
+      goto __pyx_L11;
+    }
+
+    /* "cython_core/_escape.pyx":380
+ *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+ *             else:
+ *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+*/
+    /*else*/ {
+      __pyx_v_bad = __pyx_fuse_1__pyx_f_11cython_core_8_support__find_nonfinite(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
+
+      /* "cython_core/_escape.pyx":381
+ *             else:
+ *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+ *                 if not bad:             # <<<<<<<<<<<<<<
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+ *             if bad:
+*/
+      __pyx_t_3 = (!(__pyx_v_bad != 0));
+
+      if (__pyx_t_3) {
+
+
+        /* "cython_core/_escape.pyx":382
+ *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)             # <<<<<<<<<<<<<<
+ *             if bad:
+ *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)
+*/
+        (__pyx_v_saturated[0]) = __pyx_fuse_1__pyx_f_11cython_core_7_escape__quantize_rows(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, __pyx_v_scratch);
+
+        /* "cython_core/_escape.pyx":381
+ *             else:
+ *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+ *                 if not bad:             # <<<<<<<<<<<<<<
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+ *             if bad:
+*/
+      }
+    }
+    __pyx_L11:;
+
+    /* "cython_core/_escape.pyx":383
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+ *             if bad:             # <<<<<<<<<<<<<<
+ *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)
+ *         finally:
+*/
+    __pyx_t_3 = (__pyx_v_bad != 0);
+
+    if (unlikely(__pyx_t_3)) {
+
+
+      /* "cython_core/_escape.pyx":384
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+ *             if bad:
+ *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)             # <<<<<<<<<<<<<<
+ *         finally:
+ *             PyBuffer_Release(&xb)
+*/
+      __pyx_t_9 = NULL;
+      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_NonFiniteError); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_bad); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __pyx_t_7 = PyLong_FromSsize_t((__pyx_v_first / __pyx_v_t->dim)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_6 = PyLong_FromSsize_t((__pyx_v_first % __pyx_v_t->dim)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __pyx_t_12 = 1;
+      #if CYTHON_UNPACK_METHODS
+      if (unlikely(PyMethod_Check(__pyx_t_5))) {
+        __pyx_t_9 = PyMethod_GET_SELF(__pyx_t_5);
+        assert(__pyx_t_9);
+        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
+        __Pyx_INCREF(__pyx_t_9);
+        __Pyx_INCREF(__pyx__function);
+        __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
+        __pyx_t_12 = 0;
+      }
+      #endif
+      {
+        PyObject *__pyx_callargs[4] = {__pyx_t_9, __pyx_t_8, __pyx_t_7, __pyx_t_6};
+        __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_12, (4-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+        __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 384, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_1);
+      }
+      __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __PYX_ERR(0, 384, __pyx_L4_error)
+
+      /* "cython_core/_escape.pyx":383
+ *                 if not bad:
+ *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+ *             if bad:             # <<<<<<<<<<<<<<
+ *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)
+ *         finally:
+*/
+    }
+  }
+
+  /* "cython_core/_escape.pyx":386
+ *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)
+ *         finally:
+ *             PyBuffer_Release(&xb)             # <<<<<<<<<<<<<<
+ *         return n
+ * 
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+      PyBuffer_Release((&__pyx_cur_scope->__pyx_v_xb));
+      goto __pyx_L5;
+    }
+    __pyx_L4_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0; __pyx_t_19 = 0; __pyx_t_20 = 0;
+      __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_18, &__pyx_t_19, &__pyx_t_20);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_15, &__pyx_t_16, &__pyx_t_17) < 0)) __Pyx_ErrFetch(&__pyx_t_15, &__pyx_t_16, &__pyx_t_17);
+      __Pyx_XGOTREF(__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_17);
+      __Pyx_XGOTREF(__pyx_t_18);
+      __Pyx_XGOTREF(__pyx_t_19);
+      __Pyx_XGOTREF(__pyx_t_20);
+      __pyx_t_2 = __pyx_lineno; __pyx_t_13 = __pyx_clineno; __pyx_t_14 = __pyx_filename;
+      {
+        PyBuffer_Release((&__pyx_cur_scope->__pyx_v_xb));
+      }
+      __Pyx_XGIVEREF(__pyx_t_18);
+      __Pyx_XGIVEREF(__pyx_t_19);
+      __Pyx_XGIVEREF(__pyx_t_20);
+      __Pyx_ExceptionReset(__pyx_t_18, __pyx_t_19, __pyx_t_20);
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_XGIVEREF(__pyx_t_16);
+      __Pyx_XGIVEREF(__pyx_t_17);
+      __Pyx_ErrRestore(__pyx_t_15, __pyx_t_16, __pyx_t_17);
+      __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0; __pyx_t_19 = 0; __pyx_t_20 = 0;
+      __pyx_lineno = __pyx_t_2; __pyx_clineno = __pyx_t_13; __pyx_filename = __pyx_t_14;
+      goto __pyx_L1_error;
+    }
+    __pyx_L5:;
+  }
+
+  /* "cython_core/_escape.pyx":387
+ *         finally:
+ *             PyBuffer_Release(&xb)
+ *         return n             # <<<<<<<<<<<<<<
+ * 
+ *     def encode(self, x, rows) -> int:
+*/
+  {
+
+    __pyx_r = __pyx_v_n;
+  }
+  goto __pyx_L0;
+
+  /* "cython_core/_escape.pyx":361
+ *         return quantize(x, self.layout)
+ * 
+ *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
+ *                                       Py_ssize_t* saturated) except -1:
+ *         """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_AddTraceback("cython_core._escape.EscapeRows._quantize_checked", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1L;
+  __pyx_L0:;
+
+
+
+  __Pyx_XDECREF((PyObject *)__pyx_v_t);
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2);
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":389
+ *         return n
+ * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
- *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
- *         values clipped at +-b."""
+ *         """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
+ *         accumulates) the values clipped at +-b."""
 */
 
 /* Python wrapper */
@@ -29198,7 +29883,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_16encode, "EscapeRows.encode(self, x, rows) -> int\n\nQuantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the\nvalues clipped at +-b.");
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_16encode, "EscapeRows.encode(self, x, rows) -> int\n\nQuantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and\naccumulates) the values clipped at +-b.");
 static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode = {"encode", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_16encode};
 static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_17encode(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
@@ -29231,39 +29916,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 358, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 389, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 358, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 389, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 358, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 389, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 358, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 389, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 358, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 389, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 358, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 389, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 358, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 389, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 358, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 389, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29285,139 +29970,387 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
-  PyObject *__pyx_v_codes = NULL;
-  PyObject *__pyx_v_saturated = NULL;
+  Py_buffer __pyx_v_rb;
+  int __pyx_v_have_r;
+  int64_t __pyx_v_one;
+  int64_t const *__pyx_v_rp;
+  Py_ssize_t __pyx_v_n;
+  Py_ssize_t __pyx_v_saturated;
+  int64_t *__pyx_v_scratch;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  PyObject *__pyx_t_1 = NULL;
-  PyObject *__pyx_t_2 = NULL;
-  size_t __pyx_t_3;
+  int __pyx_t_1;
+  int64_t __pyx_t_2;
+  int __pyx_t_3;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
-  PyObject *(*__pyx_t_6)(PyObject *);
-  Py_ssize_t __pyx_t_7;
+  size_t __pyx_t_6;
+  int64_t const *__pyx_t_7;
+  Py_ssize_t __pyx_t_8;
+  long __pyx_t_9;
+  Py_ssize_t __pyx_t_10;
+  int __pyx_t_11;
+  char const *__pyx_t_12;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  PyObject *__pyx_t_17 = NULL;
+  PyObject *__pyx_t_18 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("encode", 0);
 
-  /* "cython_core/_escape.pyx":361
- *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
- *         values clipped at +-b."""
- *         codes, saturated = self.quantize(x)             # <<<<<<<<<<<<<<
- *         self.put_codes(codes, rows)
+  /* "cython_core/_escape.pyx":393
+ *         accumulates) the values clipped at +-b."""
+ *         cdef Py_buffer rb
+ *         cdef bint have_r = False             # <<<<<<<<<<<<<<
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one
+*/
+  __pyx_v_have_r = 0;
+
+  /* "cython_core/_escape.pyx":395
+ *         cdef bint have_r = False
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one             # <<<<<<<<<<<<<<
+ *         cdef Py_ssize_t n = 1, saturated = 0
+ *         cdef int64_t* scratch = NULL
+*/
+  __pyx_v_rp = (&__pyx_v_one);
+
+  /* "cython_core/_escape.pyx":396
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one
+ *         cdef Py_ssize_t n = 1, saturated = 0             # <<<<<<<<<<<<<<
+ *         cdef int64_t* scratch = NULL
+ *         try:
+*/
+  __pyx_v_n = 1;
+  __pyx_v_saturated = 0;
+
+  /* "cython_core/_escape.pyx":397
+ *         cdef const int64_t* rp = &one
+ *         cdef Py_ssize_t n = 1, saturated = 0
+ *         cdef int64_t* scratch = NULL             # <<<<<<<<<<<<<<
+ *         try:
+ *             if type(rows) is int:  # one row: no index array
+*/
+  __pyx_v_scratch = NULL;
+
+  /* "cython_core/_escape.pyx":398
+ *         cdef Py_ssize_t n = 1, saturated = 0
+ *         cdef int64_t* scratch = NULL
+ *         try:             # <<<<<<<<<<<<<<
+ *             if type(rows) is int:  # one row: no index array
+ *                 one = rows
+*/
+  /*try:*/ {
+
+    /* "cython_core/_escape.pyx":399
+ *         cdef int64_t* scratch = NULL
+ *         try:
+ *             if type(rows) is int:  # one row: no index array             # <<<<<<<<<<<<<<
+ *                 one = rows
+ *             else:
+*/
+    __pyx_t_1 = (((PyObject *)Py_TYPE(__pyx_v_rows)) == ((PyObject *)(&PyLong_Type)));
+    if (__pyx_t_1) {
+
+
+      /* "cython_core/_escape.pyx":400
+ *         try:
+ *             if type(rows) is int:  # one row: no index array
+ *                 one = rows             # <<<<<<<<<<<<<<
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+*/
+      __pyx_t_2 = __Pyx_PyLong_As_int64_t(__pyx_v_rows); if (unlikely((__pyx_t_2 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 400, __pyx_L4_error)
+      __pyx_v_one = __pyx_t_2;
+
+      /* "cython_core/_escape.pyx":399
+ *         cdef int64_t* scratch = NULL
+ *         try:
+ *             if type(rows) is int:  # one row: no index array             # <<<<<<<<<<<<<<
+ *                 one = rows
+ *             else:
+*/
+      goto __pyx_L6;
+    }
+
+    /* "cython_core/_escape.pyx":402
+ *                 one = rows
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0             # <<<<<<<<<<<<<<
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")
+*/
+    /*else*/ {
+      __pyx_t_3 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_rows, (&__pyx_v_rb), __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 402, __pyx_L4_error)
+      __pyx_v_have_r = (__pyx_t_3 == 0);
+
+
+      /* "cython_core/_escape.pyx":403
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+*/
+      __pyx_t_1 = (__pyx_v_rb.ndim != 1);
+
+      if (unlikely(__pyx_t_1)) {
+
+
+        /* "cython_core/_escape.pyx":404
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")             # <<<<<<<<<<<<<<
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+*/
+        __pyx_t_5 = NULL;
+        __pyx_t_6 = 1;
+        {
+          PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_rows_must_be_1_D};
+          __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+          if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 404, __pyx_L4_error)
+          __Pyx_GOTREF(__pyx_t_4);
+        }
+        __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __PYX_ERR(0, 404, __pyx_L4_error)
+
+        /* "cython_core/_escape.pyx":403
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+*/
+      }
+
+      /* "cython_core/_escape.pyx":405
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]             # <<<<<<<<<<<<<<
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:
+*/
+      __pyx_t_7 = ((int64_t const *)__pyx_v_rb.buf);
+
+      __pyx_t_8 = (__pyx_v_rb.shape[0]);
+
+      __pyx_v_rp = __pyx_t_7;
+      __pyx_v_n = __pyx_t_8;
+    }
+    __pyx_L6:;
+
+    /* "cython_core/_escape.pyx":406
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))             # <<<<<<<<<<<<<<
+ *             if scratch == NULL:
+ *                 raise MemoryError()
+*/
+
+    __pyx_t_8 = (__pyx_v_n * __pyx_v_self->t->dim);
+
+    __pyx_t_9 = 1;
+    __pyx_t_1 = (__pyx_t_8 > __pyx_t_9);
+
+    if (__pyx_t_1) {
+
+      __pyx_t_10 = __pyx_t_8;
+    } else {
+
+      __pyx_t_10 = __pyx_t_9;
+    }
+
+    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_10 * (sizeof(int64_t)))));
+
+
+    /* "cython_core/_escape.pyx":407
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:             # <<<<<<<<<<<<<<
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+*/
+    __pyx_t_1 = (__pyx_v_scratch == NULL);
+
+    if (unlikely(__pyx_t_1)) {
+
+
+      /* "cython_core/_escape.pyx":408
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:
+ *                 raise MemoryError()             # <<<<<<<<<<<<<<
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             self._put(scratch, rp, n)
+*/
+      PyErr_NoMemory(); __PYX_ERR(0, 408, __pyx_L4_error)
+
+      /* "cython_core/_escape.pyx":407
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:             # <<<<<<<<<<<<<<
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+*/
+    }
+
+    /* "cython_core/_escape.pyx":409
+ *             if scratch == NULL:
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)             # <<<<<<<<<<<<<<
+ *             self._put(scratch, rp, n)
+ *         finally:
+*/
+    __pyx_t_10 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 409, __pyx_L4_error)
+
+
+    /* "cython_core/_escape.pyx":410
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             self._put(scratch, rp, n)             # <<<<<<<<<<<<<<
+ *         finally:
+ *             free(scratch)
+*/
+    __pyx_t_4 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, __pyx_v_scratch, __pyx_v_rp, __pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 410, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  }
+
+  /* "cython_core/_escape.pyx":412
+ *             self._put(scratch, rp, n)
+ *         finally:
+ *             free(scratch)             # <<<<<<<<<<<<<<
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+      free(__pyx_v_scratch);
+
+      /* "cython_core/_escape.pyx":413
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
  *         self.saturated += saturated
 */
-  __pyx_t_2 = ((PyObject *)__pyx_v_self);
-  __Pyx_INCREF(__pyx_t_2);
-  __pyx_t_3 = 0;
-  {
-    PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_x};
-    __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_quantize, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
-    PyObject* sequence = __pyx_t_1;
-    Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
-    if (unlikely(size != 2)) {
-      if (size > 2) __Pyx_RaiseTooManyValuesError(2);
-      else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 361, __pyx_L1_error)
-    }
-    #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-    if (likely(PyTuple_CheckExact(sequence))) {
-      __pyx_t_2 = PyTuple_GET_ITEM(sequence, 0);
-      __Pyx_INCREF(__pyx_t_2);
-      __pyx_t_4 = PyTuple_GET_ITEM(sequence, 1);
-      __Pyx_INCREF(__pyx_t_4);
-    } else {
-      __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
-      __Pyx_XGOTREF(__pyx_t_2);
-      __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
-      __Pyx_XGOTREF(__pyx_t_4);
-    }
-    #else
-    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    #endif
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  } else {
-    Py_ssize_t index = -1;
-    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
-    index = 0; __pyx_t_2 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_2)) goto __pyx_L3_unpacking_failed;
-    __Pyx_GOTREF(__pyx_t_2);
-    index = 1; __pyx_t_4 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_4)) goto __pyx_L3_unpacking_failed;
-    __Pyx_GOTREF(__pyx_t_4);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __pyx_t_6 = NULL;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    goto __pyx_L4_unpacking_done;
-    __pyx_L3_unpacking_failed:;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_6 = NULL;
-    if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 361, __pyx_L1_error)
-    __pyx_L4_unpacking_done:;
-  }
-  __pyx_v_codes = __pyx_t_2;
-  __pyx_t_2 = 0;
-  __pyx_v_saturated = __pyx_t_4;
-  __pyx_t_4 = 0;
+      if (__pyx_v_have_r) {
 
-  /* "cython_core/_escape.pyx":362
- *         values clipped at +-b."""
- *         codes, saturated = self.quantize(x)
- *         self.put_codes(codes, rows)             # <<<<<<<<<<<<<<
+        /* "cython_core/_escape.pyx":414
+ *             free(scratch)
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
  *         self.saturated += saturated
  *         return saturated
 */
-  __pyx_t_4 = ((PyObject *)__pyx_v_self);
-  __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_3 = 0;
-  {
-    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_codes, __pyx_v_rows};
-    __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_put_codes, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        PyBuffer_Release((&__pyx_v_rb));
 
-  /* "cython_core/_escape.pyx":363
- *         codes, saturated = self.quantize(x)
- *         self.put_codes(codes, rows)
+        /* "cython_core/_escape.pyx":413
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ *         self.saturated += saturated
+*/
+      }
+      goto __pyx_L5;
+    }
+    __pyx_L4_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_16, &__pyx_t_17, &__pyx_t_18);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15) < 0)) __Pyx_ErrFetch(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_13);
+      __Pyx_XGOTREF(__pyx_t_14);
+      __Pyx_XGOTREF(__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_17);
+      __Pyx_XGOTREF(__pyx_t_18);
+      __pyx_t_3 = __pyx_lineno; __pyx_t_11 = __pyx_clineno; __pyx_t_12 = __pyx_filename;
+      {
+
+        /* "cython_core/_escape.pyx":412
+ *             self._put(scratch, rp, n)
+ *         finally:
+ *             free(scratch)             # <<<<<<<<<<<<<<
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)
+*/
+        free(__pyx_v_scratch);
+
+        /* "cython_core/_escape.pyx":413
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ *         self.saturated += saturated
+*/
+        if (__pyx_v_have_r) {
+
+          /* "cython_core/_escape.pyx":414
+ *             free(scratch)
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
+ *         self.saturated += saturated
+ *         return saturated
+*/
+          PyBuffer_Release((&__pyx_v_rb));
+
+          /* "cython_core/_escape.pyx":413
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ *         self.saturated += saturated
+*/
+        }
+      }
+      __Pyx_XGIVEREF(__pyx_t_16);
+      __Pyx_XGIVEREF(__pyx_t_17);
+      __Pyx_XGIVEREF(__pyx_t_18);
+      __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_17, __pyx_t_18);
+      __Pyx_XGIVEREF(__pyx_t_13);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_ErrRestore(__pyx_t_13, __pyx_t_14, __pyx_t_15);
+      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
+      __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_11; __pyx_filename = __pyx_t_12;
+      goto __pyx_L1_error;
+    }
+    __pyx_L5:;
+  }
+
+  /* "cython_core/_escape.pyx":415
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)
  *         self.saturated += saturated             # <<<<<<<<<<<<<<
  *         return saturated
  * 
 */
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 363, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_object(__pyx_t_1, __pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 363, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_v_self->saturated = __pyx_t_7;
+  __pyx_v_self->saturated = (__pyx_v_self->saturated + __pyx_v_saturated);
 
-  /* "cython_core/_escape.pyx":364
- *         self.put_codes(codes, rows)
+  /* "cython_core/_escape.pyx":416
+ *                 PyBuffer_Release(&rb)
  *         self.saturated += saturated
  *         return saturated             # <<<<<<<<<<<<<<
  * 
  *     # -- reading -----------------------------------------------------------------------------------
 */
-  __pyx_t_4 = __pyx_v_saturated;
-  __Pyx_INCREF(__pyx_t_4);
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 1) < (0)) __PYX_ERR(0, 364, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29429,36 +30362,107 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":358
- *         return quantize(x, self.layout)
+  /* "cython_core/_escape.pyx":389
+ *         return n
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
- *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
- *         values clipped at +-b."""
+ *         """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
+ *         accumulates) the values clipped at +-b."""
 */
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_1);
-  __Pyx_XDECREF(__pyx_t_2);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.encode", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
-  __Pyx_XDECREF(__pyx_v_codes);
-  __Pyx_XDECREF(__pyx_v_saturated);
+
+
+
+
+
+
+
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":368
+/* "cython_core/_escape.pyx":420
  *     # -- reading -----------------------------------------------------------------------------------
+ * 
+ *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
+ *         """Request every cache line of row ``r``."""
+ *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+*/
+
+static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t __pyx_v_r) {
+  uint64_t __pyx_v_first;
+  uint64_t __pyx_v_last;
+  int __pyx_t_1;
+
+  /* "cython_core/_escape.pyx":422
+ *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:
+ *         """Request every cache line of row ``r``."""
+ *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9             # <<<<<<<<<<<<<<
+ *         while first <= last:
+ *             JR_PREFETCH(self.w + (first << 3))
+*/
+  __pyx_v_first = ((((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits) >> 9);
+  __pyx_v_last = (((((uint64_t)__pyx_v_r) + 1) * __pyx_v_self->t->row_bits) >> 9);
+
+  /* "cython_core/_escape.pyx":423
+ *         """Request every cache line of row ``r``."""
+ *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+ *         while first <= last:             # <<<<<<<<<<<<<<
+ *             JR_PREFETCH(self.w + (first << 3))
+ *             first += 1
+*/
+  while (1) {
+    __pyx_t_1 = (__pyx_v_first <= __pyx_v_last);
+
+
+    if (!__pyx_t_1) break;
+
+    /* "cython_core/_escape.pyx":424
+ *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+ *         while first <= last:
+ *             JR_PREFETCH(self.w + (first << 3))             # <<<<<<<<<<<<<<
+ *             first += 1
+ * 
+*/
+    JR_PREFETCH((__pyx_v_self->w + (__pyx_v_first << 3)));
+
+    /* "cython_core/_escape.pyx":425
+ *         while first <= last:
+ *             JR_PREFETCH(self.w + (first << 3))
+ *             first += 1             # <<<<<<<<<<<<<<
+ * 
+ *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
+*/
+    __pyx_v_first = (__pyx_v_first + 1);
+  }
+
+  /* "cython_core/_escape.pyx":420
+ *     # -- reading -----------------------------------------------------------------------------------
+ * 
+ *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
+ *         """Request every cache line of row ``r``."""
+ *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+*/
+
+  /* function exit code */
+
+
+}
+
+/* "cython_core/_escape.pyx":427
+ *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
- *         escape has no entry (a damaged table)."""
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
 */
 
 static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, float *__pyx_v_out, int64_t *__pyx_v_codes) {
@@ -29471,26 +30475,39 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   int64_t __pyx_v_rr;
   int64_t __pyx_v_c;
   uint64_t __pyx_v_v;
-  uint64_t __pyx_v_base;
+  uint64_t __pyx_v_pos;
+  uint64_t __pyx_v_acc;
+  uint64_t __pyx_v_word;
+  int64_t __pyx_v_avail;
+  int64_t __pyx_v_width;
   Py_ssize_t __pyx_v_p;
   Py_ssize_t __pyx_v_end;
+  uint64_t const *__pyx_v_src;
+  int64_t const *__pyx_v_lo;
+  int64_t const *__pyx_v_widths;
+  uint64_t const *__pyx_v_esc;
+  double __pyx_v_inv;
   int __pyx_r;
   Py_ssize_t __pyx_t_1;
-  int __pyx_t_2;
-  Py_ssize_t __pyx_t_3;
-  int __pyx_t_4;
-  Py_ssize_t __pyx_t_5;
-  Py_ssize_t __pyx_t_6;
+  int64_t const *__pyx_t_2;
+  int64_t const *__pyx_t_3;
+  uint64_t const *__pyx_t_4;
+  double __pyx_t_5;
+  int __pyx_t_6;
   Py_ssize_t __pyx_t_7;
-  Py_ssize_t __pyx_t_8;
-  int __pyx_t_9;
+  int __pyx_t_8;
+  Py_ssize_t __pyx_t_9;
+  Py_ssize_t __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  Py_ssize_t __pyx_t_12;
+  int __pyx_t_13;
 
-  /* "cython_core/_escape.pyx":371
+  /* "cython_core/_escape.pyx":430
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
- *         escape has no entry (a damaged table)."""
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
- *         cdef int64_t r, b, rr, c
- *         cdef uint64_t v, base
+ *         cdef int64_t r, b, rr = 0, c
+ *         cdef uint64_t v, pos, acc, word
 */
   __pyx_t_1 = __pyx_v_self->t->dim;
 
@@ -29499,249 +30516,398 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":375
- *         cdef uint64_t v, base
- *         cdef Py_ssize_t p, end
+  /* "cython_core/_escape.pyx":431
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
+ *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
+ *         cdef int64_t r, b, rr = 0, c             # <<<<<<<<<<<<<<
+ *         cdef uint64_t v, pos, acc, word
+ *         cdef int64_t avail, width
+*/
+  __pyx_v_rr = 0;
+
+  /* "cython_core/_escape.pyx":434
+ *         cdef uint64_t v, pos, acc, word
+ *         cdef int64_t avail, width
+ *         cdef Py_ssize_t p, end = 0             # <<<<<<<<<<<<<<
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo
+*/
+  __pyx_v_end = 0;
+
+  /* "cython_core/_escape.pyx":436
+ *         cdef Py_ssize_t p, end = 0
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo             # <<<<<<<<<<<<<<
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc
+*/
+  __pyx_t_2 = __pyx_v_self->t->lo;
+
+  __pyx_v_lo = __pyx_t_2;
+
+  /* "cython_core/_escape.pyx":437
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo
+ *         cdef const int64_t* widths = self.t.width             # <<<<<<<<<<<<<<
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv
+*/
+  __pyx_t_3 = __pyx_v_self->t->width;
+
+  __pyx_v_widths = __pyx_t_3;
+
+  /* "cython_core/_escape.pyx":438
+ *         cdef const int64_t* lo = self.t.lo
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc             # <<<<<<<<<<<<<<
+ *         cdef double inv = self.t.inv
+ *         for i in range(min(n, PREFETCH_ROWS)):
+*/
+  __pyx_t_4 = __pyx_v_self->t->esc;
+
+  __pyx_v_esc = __pyx_t_4;
+
+  /* "cython_core/_escape.pyx":439
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv             # <<<<<<<<<<<<<<
+ *         for i in range(min(n, PREFETCH_ROWS)):
+ *             self._prefetch(idx[i])
+*/
+  __pyx_t_5 = __pyx_v_self->t->inv;
+
+  __pyx_v_inv = __pyx_t_5;
+
+  /* "cython_core/_escape.pyx":440
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+ *             self._prefetch(idx[i])
  *         for i in range(n):
 */
 
-  __pyx_t_2 = __pyx_e_11cython_core_7_escape_PREFETCH_ROWS;
+  __pyx_t_6 = __pyx_e_11cython_core_7_escape_PREFETCH_ROWS;
 
   __pyx_t_1 = __pyx_v_n;
-  __pyx_t_4 = (__pyx_t_2 < __pyx_t_1);
+  __pyx_t_8 = (__pyx_t_6 < __pyx_t_1);
 
-  if (__pyx_t_4) {
+  if (__pyx_t_8) {
 
-    __pyx_t_3 = __pyx_t_2;
+    __pyx_t_7 = __pyx_t_6;
   } else {
 
-    __pyx_t_3 = __pyx_t_1;
+    __pyx_t_7 = __pyx_t_1;
   }
 
 
-  __pyx_t_1 = __pyx_t_3;
+  __pyx_t_1 = __pyx_t_7;
 
-  __pyx_t_3 = __pyx_t_1;
+  __pyx_t_7 = __pyx_t_1;
 
-  for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
-    __pyx_v_i = __pyx_t_5;
+  for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
+    __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":376
- *         cdef Py_ssize_t p, end
+    /* "cython_core/_escape.pyx":441
+ *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
+ *             self._prefetch(idx[i])             # <<<<<<<<<<<<<<
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
 */
-    JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[__pyx_v_i])) * __pyx_v_self->t->row_bits) >> 6)));
+    __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[__pyx_v_i]));
   }
 
 
-  /* "cython_core/_escape.pyx":377
+  /* "cython_core/_escape.pyx":442
  *         for i in range(min(n, PREFETCH_ROWS)):
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+ *             self._prefetch(idx[i])
  *         for i in range(n):             # <<<<<<<<<<<<<<
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
 */
 
   __pyx_t_1 = __pyx_v_n;
-  __pyx_t_3 = __pyx_t_1;
+  __pyx_t_7 = __pyx_t_1;
 
-  for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
-    __pyx_v_i = __pyx_t_5;
+  for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
+    __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":378
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+    /* "cython_core/_escape.pyx":443
+ *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
 */
-    __pyx_t_4 = ((__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS) < __pyx_v_n);
+    __pyx_t_8 = ((__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS) < __pyx_v_n);
 
-    if (__pyx_t_4) {
+    if (__pyx_t_8) {
 
 
-      /* "cython_core/_escape.pyx":379
+      /* "cython_core/_escape.pyx":444
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])             # <<<<<<<<<<<<<<
  *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits
+ *             pos = <uint64_t>r * self.t.row_bits
 */
-      JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)])) * __pyx_v_self->t->row_bits) >> 6)));
+      __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)]));
 
-      /* "cython_core/_escape.pyx":378
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+      /* "cython_core/_escape.pyx":443
+ *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
 */
     }
 
-    /* "cython_core/_escape.pyx":380
+    /* "cython_core/_escape.pyx":445
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]             # <<<<<<<<<<<<<<
- *             base = <uint64_t>r * self.t.row_bits
- *             p = -1
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":381
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+    /* "cython_core/_escape.pyx":446
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
+ *             pos = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)
+*/
+    __pyx_v_pos = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
+
+    /* "cython_core/_escape.pyx":447
+ *             r = idx[i]
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)             # <<<<<<<<<<<<<<
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)
+*/
+    __pyx_v_src = (__pyx_v_self->w + (__pyx_v_pos >> 6));
+
+    /* "cython_core/_escape.pyx":448
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)             # <<<<<<<<<<<<<<
+ *             avail = 64 - <int64_t>(pos & 63)
+ *             p = -1
+*/
+    __pyx_v_acc = ((__pyx_v_src[0]) >> (__pyx_v_pos & 63));
+
+    /* "cython_core/_escape.pyx":449
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)             # <<<<<<<<<<<<<<
  *             p = -1
  *             for j in range(dim):
 */
-    __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
+    __pyx_v_avail = (64 - ((int64_t)(__pyx_v_pos & 63)));
 
-    /* "cython_core/_escape.pyx":382
- *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits
+    /* "cython_core/_escape.pyx":450
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1             # <<<<<<<<<<<<<<
  *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
+ *                 width = widths[j]
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":383
- *             base = <uint64_t>r * self.t.row_bits
+    /* "cython_core/_escape.pyx":451
+ *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+ *                 width = widths[j]
+ *                 if avail >= width:
 */
 
-    __pyx_t_6 = __pyx_v_dim;
-    __pyx_t_7 = __pyx_t_6;
+    __pyx_t_10 = __pyx_v_dim;
+    __pyx_t_11 = __pyx_t_10;
 
-    for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
-      __pyx_v_j = __pyx_t_8;
+    for (__pyx_t_12 = 0; __pyx_t_12 < __pyx_t_11; __pyx_t_12+=1) {
+      __pyx_v_j = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":384
+      /* "cython_core/_escape.pyx":452
  *             p = -1
  *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])             # <<<<<<<<<<<<<<
- *                 if v == self.t.esc[j]:
+ *                 width = widths[j]             # <<<<<<<<<<<<<<
+ *                 if avail >= width:
+ *                     v = acc & esc[j]
+*/
+      __pyx_v_width = (__pyx_v_widths[__pyx_v_j]);
+
+      /* "cython_core/_escape.pyx":453
+ *             for j in range(dim):
+ *                 width = widths[j]
+ *                 if avail >= width:             # <<<<<<<<<<<<<<
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+*/
+      __pyx_t_8 = (__pyx_v_avail >= __pyx_v_width);
+
+      if (__pyx_t_8) {
+
+
+        /* "cython_core/_escape.pyx":454
+ *                 width = widths[j]
+ *                 if avail >= width:
+ *                     v = acc & esc[j]             # <<<<<<<<<<<<<<
+ *                     acc >>= width
+ *                     avail -= width
+*/
+        __pyx_v_v = (__pyx_v_acc & (__pyx_v_esc[__pyx_v_j]));
+
+        /* "cython_core/_escape.pyx":455
+ *                 if avail >= width:
+ *                     v = acc & esc[j]
+ *                     acc >>= width             # <<<<<<<<<<<<<<
+ *                     avail -= width
+ *                 else:  # the code continues in the next word
+*/
+        __pyx_v_acc = (__pyx_v_acc >> __pyx_v_width);
+
+        /* "cython_core/_escape.pyx":456
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+ *                     avail -= width             # <<<<<<<<<<<<<<
+ *                 else:  # the code continues in the next word
+ *                     src += 1
+*/
+        __pyx_v_avail = (__pyx_v_avail - __pyx_v_width);
+
+        /* "cython_core/_escape.pyx":453
+ *             for j in range(dim):
+ *                 width = widths[j]
+ *                 if avail >= width:             # <<<<<<<<<<<<<<
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+*/
+        goto __pyx_L10;
+      }
+
+      /* "cython_core/_escape.pyx":458
+ *                     avail -= width
+ *                 else:  # the code continues in the next word
+ *                     src += 1             # <<<<<<<<<<<<<<
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]
+*/
+      /*else*/ {
+        __pyx_v_src = (__pyx_v_src + 1);
+
+        /* "cython_core/_escape.pyx":459
+ *                 else:  # the code continues in the next word
+ *                     src += 1
+ *                     word = src[0]             # <<<<<<<<<<<<<<
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)
+*/
+        __pyx_v_word = (__pyx_v_src[0]);
+
+        /* "cython_core/_escape.pyx":460
+ *                     src += 1
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]             # <<<<<<<<<<<<<<
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+*/
+        __pyx_v_v = ((__pyx_v_acc | (__pyx_v_word << __pyx_v_avail)) & (__pyx_v_esc[__pyx_v_j]));
+
+        /* "cython_core/_escape.pyx":461
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)             # <<<<<<<<<<<<<<
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
+*/
+        __pyx_v_acc = (__pyx_v_word >> (__pyx_v_width - __pyx_v_avail));
+
+        /* "cython_core/_escape.pyx":462
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width             # <<<<<<<<<<<<<<
+ *                 if v == esc[j]:
  *                     if p < 0:
 */
-      __pyx_v_v = __pyx_f_11cython_core_7_escape__read(__pyx_v_self->w, (__pyx_v_base + (__pyx_v_self->t->offs[__pyx_v_j])), (__pyx_v_self->t->width[__pyx_v_j]));
+        __pyx_v_avail = (__pyx_v_avail + (64 - __pyx_v_width));
+      }
+      __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":385
- *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
+      /* "cython_core/_escape.pyx":463
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+ *                 if v == esc[j]:             # <<<<<<<<<<<<<<
  *                     if p < 0:
  *                         b = r // block
 */
-      __pyx_t_4 = (__pyx_v_v == (__pyx_v_self->t->esc[__pyx_v_j]));
+      __pyx_t_8 = (__pyx_v_v == (__pyx_v_esc[__pyx_v_j]));
 
-      if (__pyx_t_4) {
+      if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":386
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+        /* "cython_core/_escape.pyx":464
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
  *                         b = r // block
  *                         rr = r - b * block
 */
-        __pyx_t_4 = (__pyx_v_p < 0);
+        __pyx_t_8 = (__pyx_v_p < 0);
 
-        if (__pyx_t_4) {
+        if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":387
- *                 if v == self.t.esc[j]:
+          /* "cython_core/_escape.pyx":465
+ *                 if v == esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
  *                         rr = r - b * block
- *                         p = self.ss[b]
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":388
+          /* "cython_core/_escape.pyx":466
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+ *                         end = self.ss[b] + self.sl[b]
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":389
+          /* "cython_core/_escape.pyx":467
  *                         b = r // block
  *                         rr = r - b * block
- *                         p = self.ss[b]             # <<<<<<<<<<<<<<
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-*/
-          __pyx_v_p = (__pyx_v_self->ss[__pyx_v_b]);
-
-          /* "cython_core/_escape.pyx":390
- *                         rr = r - b * block
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]             # <<<<<<<<<<<<<<
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                             p += 1
-*/
-          __pyx_v_end = (__pyx_v_p + (__pyx_v_self->sl[__pyx_v_b]));
-
-          /* "cython_core/_escape.pyx":391
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                             p += 1
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
+ *                         end = self.ss[b] + self.sl[b]
  *                     else:
 */
-          while (1) {
-            __pyx_t_9 = (__pyx_v_p < __pyx_v_end);
+          __pyx_v_p = ((__pyx_v_self->ss[__pyx_v_b]) + __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + (__pyx_v_self->ss[__pyx_v_b])), (__pyx_v_self->sl[__pyx_v_b]), (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS)));
 
-            if (__pyx_t_9) {
-
-            } else {
-
-              __pyx_t_4 = __pyx_t_9;
-
-              goto __pyx_L14_bool_binop_done;
-            }
-            __pyx_t_9 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
-
-
-            __pyx_t_4 = __pyx_t_9;
-
-            __pyx_L14_bool_binop_done:;
-
-            if (!__pyx_t_4) break;
-
-            /* "cython_core/_escape.pyx":392
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                             p += 1             # <<<<<<<<<<<<<<
+          /* "cython_core/_escape.pyx":468
+ *                         rr = r - b * block
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+ *                         end = self.ss[b] + self.sl[b]             # <<<<<<<<<<<<<<
  *                     else:
  *                         p += 1
 */
-            __pyx_v_p = (__pyx_v_p + 1);
-          }
+          __pyx_v_end = ((__pyx_v_self->ss[__pyx_v_b]) + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":386
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+          /* "cython_core/_escape.pyx":464
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
  *                         b = r // block
  *                         rr = r - b * block
 */
-          goto __pyx_L11;
+          goto __pyx_L12;
         }
 
-        /* "cython_core/_escape.pyx":394
- *                             p += 1
+        /* "cython_core/_escape.pyx":470
+ *                         end = self.ss[b] + self.sl[b]
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
@@ -29750,35 +30916,35 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         /*else*/ {
           __pyx_v_p = (__pyx_v_p + 1);
         }
-        __pyx_L11:;
+        __pyx_L12:;
 
-        /* "cython_core/_escape.pyx":395
+        /* "cython_core/_escape.pyx":471
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
 */
-        __pyx_t_9 = (__pyx_v_p >= __pyx_v_end);
+        __pyx_t_13 = (__pyx_v_p >= __pyx_v_end);
 
-        if (!__pyx_t_9) {
+        if (!__pyx_t_13) {
 
         } else {
 
-          __pyx_t_4 = __pyx_t_9;
+          __pyx_t_8 = __pyx_t_13;
 
-          goto __pyx_L17_bool_binop_done;
+          goto __pyx_L14_bool_binop_done;
         }
-        __pyx_t_9 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
+        __pyx_t_13 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
 
 
-        __pyx_t_4 = __pyx_t_9;
+        __pyx_t_8 = __pyx_t_13;
 
-        __pyx_L17_bool_binop_done:;
-        if (__pyx_t_4) {
+        __pyx_L14_bool_binop_done:;
+        if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":396
+          /* "cython_core/_escape.pyx":472
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -29791,7 +30957,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":395
+          /* "cython_core/_escape.pyx":471
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -29800,87 +30966,87 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":397
+        /* "cython_core/_escape.pyx":473
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":385
- *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
+        /* "cython_core/_escape.pyx":463
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+ *                 if v == esc[j]:             # <<<<<<<<<<<<<<
  *                     if p < 0:
  *                         b = r // block
 */
-        goto __pyx_L10;
+        goto __pyx_L11;
       }
 
-      /* "cython_core/_escape.pyx":399
+      /* "cython_core/_escape.pyx":475
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]             # <<<<<<<<<<<<<<
+ *                     c = <int64_t>v + lo[j]             # <<<<<<<<<<<<<<
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c
 */
       /*else*/ {
-        __pyx_v_c = (((int64_t)__pyx_v_v) + (__pyx_v_self->t->lo[__pyx_v_j]));
+        __pyx_v_c = (((int64_t)__pyx_v_v) + (__pyx_v_lo[__pyx_v_j]));
       }
-      __pyx_L10:;
+      __pyx_L11:;
 
-      /* "cython_core/_escape.pyx":400
+      /* "cython_core/_escape.pyx":476
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
  *                     codes[i * dim + j] = c
  *                 else:
 */
-      __pyx_t_4 = (__pyx_v_codes != NULL);
+      __pyx_t_8 = (__pyx_v_codes != NULL);
 
-      if (__pyx_t_4) {
+      if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":401
- *                     c = <int64_t>v + self.t.lo[j]
+        /* "cython_core/_escape.pyx":477
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":400
+        /* "cython_core/_escape.pyx":476
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
  *                     codes[i * dim + j] = c
  *                 else:
 */
-        goto __pyx_L19;
+        goto __pyx_L16;
       }
 
-      /* "cython_core/_escape.pyx":403
+      /* "cython_core/_escape.pyx":479
  *                     codes[i * dim + j] = c
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)             # <<<<<<<<<<<<<<
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)             # <<<<<<<<<<<<<<
  *         return 0
  * 
 */
       /*else*/ {
-        (__pyx_v_out[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = ((float)(((double)__pyx_v_c) * __pyx_v_self->t->inv));
+        (__pyx_v_out[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = ((float)(((double)__pyx_v_c) * __pyx_v_inv));
       }
-      __pyx_L19:;
+      __pyx_L16:;
     }
 
   }
 
 
-  /* "cython_core/_escape.pyx":404
+  /* "cython_core/_escape.pyx":480
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)
  *         return 0             # <<<<<<<<<<<<<<
  * 
  *     def decode(self, indices, out=None):
@@ -29891,16 +31057,25 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":368
- *     # -- reading -----------------------------------------------------------------------------------
+  /* "cython_core/_escape.pyx":427
+ *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
- *         escape has no entry (a damaged table)."""
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
 */
 
   /* function exit code */
   __pyx_L0:;
+
+
+
+
+
+
+
+
+
 
 
 
@@ -29926,26 +31101,39 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   int64_t __pyx_v_rr;
   int64_t __pyx_v_c;
   uint64_t __pyx_v_v;
-  uint64_t __pyx_v_base;
+  uint64_t __pyx_v_pos;
+  uint64_t __pyx_v_acc;
+  uint64_t __pyx_v_word;
+  int64_t __pyx_v_avail;
+  int64_t __pyx_v_width;
   Py_ssize_t __pyx_v_p;
   Py_ssize_t __pyx_v_end;
+  uint64_t const *__pyx_v_src;
+  int64_t const *__pyx_v_lo;
+  int64_t const *__pyx_v_widths;
+  uint64_t const *__pyx_v_esc;
+  double __pyx_v_inv;
   int __pyx_r;
   Py_ssize_t __pyx_t_1;
-  int __pyx_t_2;
-  Py_ssize_t __pyx_t_3;
-  int __pyx_t_4;
-  Py_ssize_t __pyx_t_5;
-  Py_ssize_t __pyx_t_6;
+  int64_t const *__pyx_t_2;
+  int64_t const *__pyx_t_3;
+  uint64_t const *__pyx_t_4;
+  double __pyx_t_5;
+  int __pyx_t_6;
   Py_ssize_t __pyx_t_7;
-  Py_ssize_t __pyx_t_8;
-  int __pyx_t_9;
+  int __pyx_t_8;
+  Py_ssize_t __pyx_t_9;
+  Py_ssize_t __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  Py_ssize_t __pyx_t_12;
+  int __pyx_t_13;
 
-  /* "cython_core/_escape.pyx":371
+  /* "cython_core/_escape.pyx":430
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
- *         escape has no entry (a damaged table)."""
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
- *         cdef int64_t r, b, rr, c
- *         cdef uint64_t v, base
+ *         cdef int64_t r, b, rr = 0, c
+ *         cdef uint64_t v, pos, acc, word
 */
   __pyx_t_1 = __pyx_v_self->t->dim;
 
@@ -29954,249 +31142,398 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":375
- *         cdef uint64_t v, base
- *         cdef Py_ssize_t p, end
+  /* "cython_core/_escape.pyx":431
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
+ *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
+ *         cdef int64_t r, b, rr = 0, c             # <<<<<<<<<<<<<<
+ *         cdef uint64_t v, pos, acc, word
+ *         cdef int64_t avail, width
+*/
+  __pyx_v_rr = 0;
+
+  /* "cython_core/_escape.pyx":434
+ *         cdef uint64_t v, pos, acc, word
+ *         cdef int64_t avail, width
+ *         cdef Py_ssize_t p, end = 0             # <<<<<<<<<<<<<<
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo
+*/
+  __pyx_v_end = 0;
+
+  /* "cython_core/_escape.pyx":436
+ *         cdef Py_ssize_t p, end = 0
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo             # <<<<<<<<<<<<<<
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc
+*/
+  __pyx_t_2 = __pyx_v_self->t->lo;
+
+  __pyx_v_lo = __pyx_t_2;
+
+  /* "cython_core/_escape.pyx":437
+ *         cdef const uint64_t* src
+ *         cdef const int64_t* lo = self.t.lo
+ *         cdef const int64_t* widths = self.t.width             # <<<<<<<<<<<<<<
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv
+*/
+  __pyx_t_3 = __pyx_v_self->t->width;
+
+  __pyx_v_widths = __pyx_t_3;
+
+  /* "cython_core/_escape.pyx":438
+ *         cdef const int64_t* lo = self.t.lo
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc             # <<<<<<<<<<<<<<
+ *         cdef double inv = self.t.inv
+ *         for i in range(min(n, PREFETCH_ROWS)):
+*/
+  __pyx_t_4 = __pyx_v_self->t->esc;
+
+  __pyx_v_esc = __pyx_t_4;
+
+  /* "cython_core/_escape.pyx":439
+ *         cdef const int64_t* widths = self.t.width
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv             # <<<<<<<<<<<<<<
+ *         for i in range(min(n, PREFETCH_ROWS)):
+ *             self._prefetch(idx[i])
+*/
+  __pyx_t_5 = __pyx_v_self->t->inv;
+
+  __pyx_v_inv = __pyx_t_5;
+
+  /* "cython_core/_escape.pyx":440
+ *         cdef const uint64_t* esc = self.t.esc
+ *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+ *             self._prefetch(idx[i])
  *         for i in range(n):
 */
 
-  __pyx_t_2 = __pyx_e_11cython_core_7_escape_PREFETCH_ROWS;
+  __pyx_t_6 = __pyx_e_11cython_core_7_escape_PREFETCH_ROWS;
 
   __pyx_t_1 = __pyx_v_n;
-  __pyx_t_4 = (__pyx_t_2 < __pyx_t_1);
+  __pyx_t_8 = (__pyx_t_6 < __pyx_t_1);
 
-  if (__pyx_t_4) {
+  if (__pyx_t_8) {
 
-    __pyx_t_3 = __pyx_t_2;
+    __pyx_t_7 = __pyx_t_6;
   } else {
 
-    __pyx_t_3 = __pyx_t_1;
+    __pyx_t_7 = __pyx_t_1;
   }
 
 
-  __pyx_t_1 = __pyx_t_3;
+  __pyx_t_1 = __pyx_t_7;
 
-  __pyx_t_3 = __pyx_t_1;
+  __pyx_t_7 = __pyx_t_1;
 
-  for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
-    __pyx_v_i = __pyx_t_5;
+  for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
+    __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":376
- *         cdef Py_ssize_t p, end
+    /* "cython_core/_escape.pyx":441
+ *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
+ *             self._prefetch(idx[i])             # <<<<<<<<<<<<<<
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
 */
-    JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[__pyx_v_i])) * __pyx_v_self->t->row_bits) >> 6)));
+    __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[__pyx_v_i]));
   }
 
 
-  /* "cython_core/_escape.pyx":377
+  /* "cython_core/_escape.pyx":442
  *         for i in range(min(n, PREFETCH_ROWS)):
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+ *             self._prefetch(idx[i])
  *         for i in range(n):             # <<<<<<<<<<<<<<
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
 */
 
   __pyx_t_1 = __pyx_v_n;
-  __pyx_t_3 = __pyx_t_1;
+  __pyx_t_7 = __pyx_t_1;
 
-  for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_3; __pyx_t_5+=1) {
-    __pyx_v_i = __pyx_t_5;
+  for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
+    __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":378
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+    /* "cython_core/_escape.pyx":443
+ *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
 */
-    __pyx_t_4 = ((__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS) < __pyx_v_n);
+    __pyx_t_8 = ((__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS) < __pyx_v_n);
 
-    if (__pyx_t_4) {
+    if (__pyx_t_8) {
 
 
-      /* "cython_core/_escape.pyx":379
+      /* "cython_core/_escape.pyx":444
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))             # <<<<<<<<<<<<<<
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])             # <<<<<<<<<<<<<<
  *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits
+ *             pos = <uint64_t>r * self.t.row_bits
 */
-      JR_PREFETCH((__pyx_v_self->w + ((((uint64_t)(__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)])) * __pyx_v_self->t->row_bits) >> 6)));
+      __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)]));
 
-      /* "cython_core/_escape.pyx":378
- *             JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+      /* "cython_core/_escape.pyx":443
+ *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
 */
     }
 
-    /* "cython_core/_escape.pyx":380
+    /* "cython_core/_escape.pyx":445
  *             if i + PREFETCH_ROWS < n:
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]             # <<<<<<<<<<<<<<
- *             base = <uint64_t>r * self.t.row_bits
- *             p = -1
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":381
- *                 JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+    /* "cython_core/_escape.pyx":446
+ *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
+ *             pos = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)
+*/
+    __pyx_v_pos = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
+
+    /* "cython_core/_escape.pyx":447
+ *             r = idx[i]
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)             # <<<<<<<<<<<<<<
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)
+*/
+    __pyx_v_src = (__pyx_v_self->w + (__pyx_v_pos >> 6));
+
+    /* "cython_core/_escape.pyx":448
+ *             pos = <uint64_t>r * self.t.row_bits
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)             # <<<<<<<<<<<<<<
+ *             avail = 64 - <int64_t>(pos & 63)
+ *             p = -1
+*/
+    __pyx_v_acc = ((__pyx_v_src[0]) >> (__pyx_v_pos & 63));
+
+    /* "cython_core/_escape.pyx":449
+ *             src = self.w + (pos >> 6)
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)             # <<<<<<<<<<<<<<
  *             p = -1
  *             for j in range(dim):
 */
-    __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
+    __pyx_v_avail = (64 - ((int64_t)(__pyx_v_pos & 63)));
 
-    /* "cython_core/_escape.pyx":382
- *             r = idx[i]
- *             base = <uint64_t>r * self.t.row_bits
+    /* "cython_core/_escape.pyx":450
+ *             acc = src[0] >> (pos & 63)
+ *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1             # <<<<<<<<<<<<<<
  *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
+ *                 width = widths[j]
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":383
- *             base = <uint64_t>r * self.t.row_bits
+    /* "cython_core/_escape.pyx":451
+ *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+ *                 width = widths[j]
+ *                 if avail >= width:
 */
 
-    __pyx_t_6 = __pyx_v_dim;
-    __pyx_t_7 = __pyx_t_6;
+    __pyx_t_10 = __pyx_v_dim;
+    __pyx_t_11 = __pyx_t_10;
 
-    for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
-      __pyx_v_j = __pyx_t_8;
+    for (__pyx_t_12 = 0; __pyx_t_12 < __pyx_t_11; __pyx_t_12+=1) {
+      __pyx_v_j = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":384
+      /* "cython_core/_escape.pyx":452
  *             p = -1
  *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])             # <<<<<<<<<<<<<<
- *                 if v == self.t.esc[j]:
+ *                 width = widths[j]             # <<<<<<<<<<<<<<
+ *                 if avail >= width:
+ *                     v = acc & esc[j]
+*/
+      __pyx_v_width = (__pyx_v_widths[__pyx_v_j]);
+
+      /* "cython_core/_escape.pyx":453
+ *             for j in range(dim):
+ *                 width = widths[j]
+ *                 if avail >= width:             # <<<<<<<<<<<<<<
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+*/
+      __pyx_t_8 = (__pyx_v_avail >= __pyx_v_width);
+
+      if (__pyx_t_8) {
+
+
+        /* "cython_core/_escape.pyx":454
+ *                 width = widths[j]
+ *                 if avail >= width:
+ *                     v = acc & esc[j]             # <<<<<<<<<<<<<<
+ *                     acc >>= width
+ *                     avail -= width
+*/
+        __pyx_v_v = (__pyx_v_acc & (__pyx_v_esc[__pyx_v_j]));
+
+        /* "cython_core/_escape.pyx":455
+ *                 if avail >= width:
+ *                     v = acc & esc[j]
+ *                     acc >>= width             # <<<<<<<<<<<<<<
+ *                     avail -= width
+ *                 else:  # the code continues in the next word
+*/
+        __pyx_v_acc = (__pyx_v_acc >> __pyx_v_width);
+
+        /* "cython_core/_escape.pyx":456
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+ *                     avail -= width             # <<<<<<<<<<<<<<
+ *                 else:  # the code continues in the next word
+ *                     src += 1
+*/
+        __pyx_v_avail = (__pyx_v_avail - __pyx_v_width);
+
+        /* "cython_core/_escape.pyx":453
+ *             for j in range(dim):
+ *                 width = widths[j]
+ *                 if avail >= width:             # <<<<<<<<<<<<<<
+ *                     v = acc & esc[j]
+ *                     acc >>= width
+*/
+        goto __pyx_L10;
+      }
+
+      /* "cython_core/_escape.pyx":458
+ *                     avail -= width
+ *                 else:  # the code continues in the next word
+ *                     src += 1             # <<<<<<<<<<<<<<
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]
+*/
+      /*else*/ {
+        __pyx_v_src = (__pyx_v_src + 1);
+
+        /* "cython_core/_escape.pyx":459
+ *                 else:  # the code continues in the next word
+ *                     src += 1
+ *                     word = src[0]             # <<<<<<<<<<<<<<
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)
+*/
+        __pyx_v_word = (__pyx_v_src[0]);
+
+        /* "cython_core/_escape.pyx":460
+ *                     src += 1
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]             # <<<<<<<<<<<<<<
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+*/
+        __pyx_v_v = ((__pyx_v_acc | (__pyx_v_word << __pyx_v_avail)) & (__pyx_v_esc[__pyx_v_j]));
+
+        /* "cython_core/_escape.pyx":461
+ *                     word = src[0]
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)             # <<<<<<<<<<<<<<
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
+*/
+        __pyx_v_acc = (__pyx_v_word >> (__pyx_v_width - __pyx_v_avail));
+
+        /* "cython_core/_escape.pyx":462
+ *                     v = (acc | (word << avail)) & esc[j]
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width             # <<<<<<<<<<<<<<
+ *                 if v == esc[j]:
  *                     if p < 0:
 */
-      __pyx_v_v = __pyx_f_11cython_core_7_escape__read(__pyx_v_self->w, (__pyx_v_base + (__pyx_v_self->t->offs[__pyx_v_j])), (__pyx_v_self->t->width[__pyx_v_j]));
+        __pyx_v_avail = (__pyx_v_avail + (64 - __pyx_v_width));
+      }
+      __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":385
- *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
+      /* "cython_core/_escape.pyx":463
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+ *                 if v == esc[j]:             # <<<<<<<<<<<<<<
  *                     if p < 0:
  *                         b = r // block
 */
-      __pyx_t_4 = (__pyx_v_v == (__pyx_v_self->t->esc[__pyx_v_j]));
+      __pyx_t_8 = (__pyx_v_v == (__pyx_v_esc[__pyx_v_j]));
 
-      if (__pyx_t_4) {
+      if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":386
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+        /* "cython_core/_escape.pyx":464
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
  *                         b = r // block
  *                         rr = r - b * block
 */
-        __pyx_t_4 = (__pyx_v_p < 0);
+        __pyx_t_8 = (__pyx_v_p < 0);
 
-        if (__pyx_t_4) {
+        if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":387
- *                 if v == self.t.esc[j]:
+          /* "cython_core/_escape.pyx":465
+ *                 if v == esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
  *                         rr = r - b * block
- *                         p = self.ss[b]
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":388
+          /* "cython_core/_escape.pyx":466
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+ *                         end = self.ss[b] + self.sl[b]
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":389
+          /* "cython_core/_escape.pyx":467
  *                         b = r // block
  *                         rr = r - b * block
- *                         p = self.ss[b]             # <<<<<<<<<<<<<<
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-*/
-          __pyx_v_p = (__pyx_v_self->ss[__pyx_v_b]);
-
-          /* "cython_core/_escape.pyx":390
- *                         rr = r - b * block
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]             # <<<<<<<<<<<<<<
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                             p += 1
-*/
-          __pyx_v_end = (__pyx_v_p + (__pyx_v_self->sl[__pyx_v_b]));
-
-          /* "cython_core/_escape.pyx":391
- *                         p = self.ss[b]
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
- *                             p += 1
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
+ *                         end = self.ss[b] + self.sl[b]
  *                     else:
 */
-          while (1) {
-            __pyx_t_9 = (__pyx_v_p < __pyx_v_end);
+          __pyx_v_p = ((__pyx_v_self->ss[__pyx_v_b]) + __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + (__pyx_v_self->ss[__pyx_v_b])), (__pyx_v_self->sl[__pyx_v_b]), (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS)));
 
-            if (__pyx_t_9) {
-
-            } else {
-
-              __pyx_t_4 = __pyx_t_9;
-
-              goto __pyx_L14_bool_binop_done;
-            }
-            __pyx_t_9 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
-
-
-            __pyx_t_4 = __pyx_t_9;
-
-            __pyx_L14_bool_binop_done:;
-
-            if (!__pyx_t_4) break;
-
-            /* "cython_core/_escape.pyx":392
- *                         end = p + self.sl[b]
- *                         while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
- *                             p += 1             # <<<<<<<<<<<<<<
+          /* "cython_core/_escape.pyx":468
+ *                         rr = r - b * block
+ *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+ *                         end = self.ss[b] + self.sl[b]             # <<<<<<<<<<<<<<
  *                     else:
  *                         p += 1
 */
-            __pyx_v_p = (__pyx_v_p + 1);
-          }
+          __pyx_v_end = ((__pyx_v_self->ss[__pyx_v_b]) + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":386
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:
+          /* "cython_core/_escape.pyx":464
+ *                     avail += 64 - width
+ *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
  *                         b = r // block
  *                         rr = r - b * block
 */
-          goto __pyx_L11;
+          goto __pyx_L12;
         }
 
-        /* "cython_core/_escape.pyx":394
- *                             p += 1
+        /* "cython_core/_escape.pyx":470
+ *                         end = self.ss[b] + self.sl[b]
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
@@ -30205,35 +31542,35 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         /*else*/ {
           __pyx_v_p = (__pyx_v_p + 1);
         }
-        __pyx_L11:;
+        __pyx_L12:;
 
-        /* "cython_core/_escape.pyx":395
+        /* "cython_core/_escape.pyx":471
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
 */
-        __pyx_t_9 = (__pyx_v_p >= __pyx_v_end);
+        __pyx_t_13 = (__pyx_v_p >= __pyx_v_end);
 
-        if (!__pyx_t_9) {
+        if (!__pyx_t_13) {
 
         } else {
 
-          __pyx_t_4 = __pyx_t_9;
+          __pyx_t_8 = __pyx_t_13;
 
-          goto __pyx_L17_bool_binop_done;
+          goto __pyx_L14_bool_binop_done;
         }
-        __pyx_t_9 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
+        __pyx_t_13 = (((__pyx_v_self->pl[__pyx_v_p]) >> __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) != ((uint32_t)__pyx_v_rr));
 
 
-        __pyx_t_4 = __pyx_t_9;
+        __pyx_t_8 = __pyx_t_13;
 
-        __pyx_L17_bool_binop_done:;
-        if (__pyx_t_4) {
+        __pyx_L14_bool_binop_done:;
+        if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":396
+          /* "cython_core/_escape.pyx":472
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -30246,7 +31583,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":395
+          /* "cython_core/_escape.pyx":471
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30255,87 +31592,87 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":397
+        /* "cython_core/_escape.pyx":473
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":385
- *             for j in range(dim):
- *                 v = _read(self.w, base + self.t.offs[j], self.t.width[j])
- *                 if v == self.t.esc[j]:             # <<<<<<<<<<<<<<
+        /* "cython_core/_escape.pyx":463
+ *                     acc = word >> (width - avail)
+ *                     avail += 64 - width
+ *                 if v == esc[j]:             # <<<<<<<<<<<<<<
  *                     if p < 0:
  *                         b = r // block
 */
-        goto __pyx_L10;
+        goto __pyx_L11;
       }
 
-      /* "cython_core/_escape.pyx":399
+      /* "cython_core/_escape.pyx":475
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]             # <<<<<<<<<<<<<<
+ *                     c = <int64_t>v + lo[j]             # <<<<<<<<<<<<<<
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c
 */
       /*else*/ {
-        __pyx_v_c = (((int64_t)__pyx_v_v) + (__pyx_v_self->t->lo[__pyx_v_j]));
+        __pyx_v_c = (((int64_t)__pyx_v_v) + (__pyx_v_lo[__pyx_v_j]));
       }
-      __pyx_L10:;
+      __pyx_L11:;
 
-      /* "cython_core/_escape.pyx":400
+      /* "cython_core/_escape.pyx":476
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
  *                     codes[i * dim + j] = c
  *                 else:
 */
-      __pyx_t_4 = (__pyx_v_codes != NULL);
+      __pyx_t_8 = (__pyx_v_codes != NULL);
 
-      if (__pyx_t_4) {
+      if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":401
- *                     c = <int64_t>v + self.t.lo[j]
+        /* "cython_core/_escape.pyx":477
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":400
+        /* "cython_core/_escape.pyx":476
  *                 else:
- *                     c = <int64_t>v + self.t.lo[j]
+ *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
  *                     codes[i * dim + j] = c
  *                 else:
 */
-        goto __pyx_L19;
+        goto __pyx_L16;
       }
 
-      /* "cython_core/_escape.pyx":403
+      /* "cython_core/_escape.pyx":479
  *                     codes[i * dim + j] = c
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)             # <<<<<<<<<<<<<<
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)             # <<<<<<<<<<<<<<
  *         return 0
  * 
 */
       /*else*/ {
-        (__pyx_v_out[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = ((double)(((double)__pyx_v_c) * __pyx_v_self->t->inv));
+        (__pyx_v_out[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = ((double)(((double)__pyx_v_c) * __pyx_v_inv));
       }
-      __pyx_L19:;
+      __pyx_L16:;
     }
 
   }
 
 
-  /* "cython_core/_escape.pyx":404
+  /* "cython_core/_escape.pyx":480
  *                 else:
- *                     out[i * dim + j] = <real_out>(<double>c * self.t.inv)
+ *                     out[i * dim + j] = <real_out>(<double>c * inv)
  *         return 0             # <<<<<<<<<<<<<<
  * 
  *     def decode(self, indices, out=None):
@@ -30346,12 +31683,12 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":368
- *     # -- reading -----------------------------------------------------------------------------------
+  /* "cython_core/_escape.pyx":427
+ *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
- *         escape has no entry (a damaged table)."""
+ *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
 */
 
   /* function exit code */
@@ -30368,10 +31705,19 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
 
 
+
+
+
+
+
+
+
+
+
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":406
+/* "cython_core/_escape.pyx":482
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -30420,35 +31766,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 406, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 482, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 406, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 482, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 482, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 406, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 482, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 406, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 482, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 406, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 482, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 482, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -30459,7 +31805,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 406, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 482, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30479,9 +31825,9 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":416
+/* "cython_core/_escape.pyx":492
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -30490,29 +31836,29 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 416, __pyx_L1_error)
+    __PYX_ERR(0, 492, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
-  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *) __pyx_self;
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *) __pyx_self;
   __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_decode_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_decode_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -30528,9 +31874,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(Py
   return __pyx_r;
 }
 
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
 {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_generator->closure);
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_generator->closure);
   PyObject *__pyx_r = NULL;
   int __pyx_t_1;
   int __pyx_t_2;
@@ -30551,7 +31897,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 416, __pyx_L1_error)
+    __PYX_ERR(0, 492, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -30559,7 +31905,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -30579,7 +31925,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 416, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 492, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -30604,7 +31950,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":406
+/* "cython_core/_escape.pyx":482
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -30613,13 +31959,13 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_cur_scope;
   Py_buffer __pyx_v_ob;
   int __pyx_v_have_o;
   enum __pyx_t_11cython_core_8_support_Kind __pyx_v_kind;
   int __pyx_v_status;
   Py_ssize_t __pyx_v_n;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2 = 0;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -30648,17 +31994,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("decode", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 406, __pyx_L1_error)
+    __PYX_ERR(0, 482, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
   __Pyx_INCREF(__pyx_v_out);
 
-  /* "cython_core/_escape.pyx":409
+  /* "cython_core/_escape.pyx":485
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False             # <<<<<<<<<<<<<<
@@ -30667,7 +32013,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   __pyx_v_have_o = 0;
 
-  /* "cython_core/_escape.pyx":410
+  /* "cython_core/_escape.pyx":486
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER             # <<<<<<<<<<<<<<
@@ -30676,7 +32022,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   __pyx_v_kind = __pyx_e_11cython_core_8_support_OTHER;
 
-  /* "cython_core/_escape.pyx":411
+  /* "cython_core/_escape.pyx":487
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER
  *         cdef int status = 0             # <<<<<<<<<<<<<<
@@ -30685,17 +32031,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":413
+  /* "cython_core/_escape.pyx":489
  *         cdef int status = 0
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
  *         try:
  *             if ib.ndim != 1:
 */
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 489, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":414
+  /* "cython_core/_escape.pyx":490
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")
  *         try:             # <<<<<<<<<<<<<<
@@ -30704,7 +32050,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":415
+    /* "cython_core/_escape.pyx":491
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -30716,7 +32062,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":416
+      /* "cython_core/_escape.pyx":492
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -30724,15 +32070,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
  *             if out is None:
 */
       __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 492, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 492, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_7 = 1;
@@ -30741,14 +32087,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 492, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 416, __pyx_L4_error)
+      __PYX_ERR(0, 492, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":415
+      /* "cython_core/_escape.pyx":491
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -30757,7 +32103,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":417
+    /* "cython_core/_escape.pyx":493
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]             # <<<<<<<<<<<<<<
@@ -30766,7 +32112,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
 
-    /* "cython_core/_escape.pyx":418
+    /* "cython_core/_escape.pyx":494
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             if out is None:             # <<<<<<<<<<<<<<
@@ -30777,7 +32123,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":419
+      /* "cython_core/_escape.pyx":495
  *             n = ib.shape[0]
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)             # <<<<<<<<<<<<<<
@@ -30785,26 +32131,26 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
  *             if have_o:
 */
       __pyx_t_6 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 419, __pyx_L4_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 495, __pyx_L4_error);
       __Pyx_GIVEREF(__pyx_t_8);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 419, __pyx_L4_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 495, __pyx_L4_error);
       __pyx_t_4 = 0;
       __pyx_t_8 = 0;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L4_error)
+      __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       #if CYTHON_VECTORCALL
@@ -30825,13 +32171,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
         PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
         #if CYTHON_VECTORCALL
         __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
         __Pyx_INCREF(__pyx_t_8);
         #else
         {
           PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
           __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 419, __pyx_L4_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
           __Pyx_GOTREF(__pyx_t_8);
         }
         #endif
@@ -30843,13 +32189,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 419, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 495, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_DECREF_SET(__pyx_v_out, __pyx_t_3);
       __pyx_t_3 = 0;
 
-      /* "cython_core/_escape.pyx":418
+      /* "cython_core/_escape.pyx":494
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             if out is None:             # <<<<<<<<<<<<<<
@@ -30858,17 +32204,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":420
+    /* "cython_core/_escape.pyx":496
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)             # <<<<<<<<<<<<<<
  *             if have_o:
  *                 kind = _kind(&ob)
 */
-    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L4_error)
+    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 496, __pyx_L4_error)
     __pyx_v_have_o = __pyx_t_2;
 
-    /* "cython_core/_escape.pyx":421
+    /* "cython_core/_escape.pyx":497
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -30877,7 +32223,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     if (__pyx_v_have_o) {
 
-      /* "cython_core/_escape.pyx":422
+      /* "cython_core/_escape.pyx":498
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:
  *                 kind = _kind(&ob)             # <<<<<<<<<<<<<<
@@ -30886,7 +32232,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
       __pyx_v_kind = __pyx_f_11cython_core_8_support__kind((&__pyx_v_ob));
 
-      /* "cython_core/_escape.pyx":421
+      /* "cython_core/_escape.pyx":497
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -30895,7 +32241,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":423
+    /* "cython_core/_escape.pyx":499
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -30951,7 +32297,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":424
+      /* "cython_core/_escape.pyx":500
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
@@ -30959,29 +32305,29 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
 */
       __pyx_t_5 = NULL;
-      __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 424, __pyx_L4_error)
+      __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 500, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 424, __pyx_L4_error)
+      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      /* "cython_core/_escape.pyx":425
+      /* "cython_core/_escape.pyx":501
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")             # <<<<<<<<<<<<<<
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
 */
-      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 425, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 501, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_9); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 425, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_9); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 501, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 425, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 501, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 425, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 501, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 425, __pyx_L4_error)
+      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 501, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_out_must_be_a_writable_C_contigu;
@@ -30993,7 +32339,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __pyx_t_13[6] = __pyx_mstate_global->__pyx_kp_u__5;
       __pyx_t_13[7] = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":424
+      /* "cython_core/_escape.pyx":500
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
@@ -31012,7 +32358,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __pyx_t_1 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[5]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[7]);
       #endif
       __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 8, __pyx_t_14, __pyx_t_1);
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 424, __pyx_L4_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 500, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -31024,14 +32370,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 424, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 500, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 424, __pyx_L4_error)
+      __PYX_ERR(0, 500, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":423
+      /* "cython_core/_escape.pyx":499
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -31040,17 +32386,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":426
+    /* "cython_core/_escape.pyx":502
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
  *             if kind == F32:
  *                 with nogil:
 */
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 426, __pyx_L4_error)
+    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 502, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":427
+    /* "cython_core/_escape.pyx":503
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
@@ -31062,7 +32408,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":428
+      /* "cython_core/_escape.pyx":504
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31075,7 +32421,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":429
+            /* "cython_core/_escape.pyx":505
  *             if kind == F32:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)             # <<<<<<<<<<<<<<
@@ -31085,7 +32431,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
             __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((float *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":428
+          /* "cython_core/_escape.pyx":504
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31102,7 +32448,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
           }
       }
 
-      /* "cython_core/_escape.pyx":427
+      /* "cython_core/_escape.pyx":503
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
@@ -31112,7 +32458,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       goto __pyx_L14;
     }
 
-    /* "cython_core/_escape.pyx":431
+    /* "cython_core/_escape.pyx":507
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31126,7 +32472,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":432
+            /* "cython_core/_escape.pyx":508
  *             else:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)             # <<<<<<<<<<<<<<
@@ -31136,7 +32482,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
             __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_1_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((double *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":431
+          /* "cython_core/_escape.pyx":507
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -31156,7 +32502,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     __pyx_L14:;
   }
 
-  /* "cython_core/_escape.pyx":434
+  /* "cython_core/_escape.pyx":510
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31167,7 +32513,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     /*normal exit:*/{
       PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
 
-      /* "cython_core/_escape.pyx":435
+      /* "cython_core/_escape.pyx":511
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31176,7 +32522,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
       if (__pyx_v_have_o) {
 
-        /* "cython_core/_escape.pyx":436
+        /* "cython_core/_escape.pyx":512
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -31185,7 +32531,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
         PyBuffer_Release((&__pyx_v_ob));
 
-        /* "cython_core/_escape.pyx":435
+        /* "cython_core/_escape.pyx":511
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31218,7 +32564,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __pyx_t_1 = __pyx_lineno; __pyx_t_15 = __pyx_clineno; __pyx_t_16 = __pyx_filename;
       {
 
-        /* "cython_core/_escape.pyx":434
+        /* "cython_core/_escape.pyx":510
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31227,7 +32573,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
         PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
 
-        /* "cython_core/_escape.pyx":435
+        /* "cython_core/_escape.pyx":511
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31236,7 +32582,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
         if (__pyx_v_have_o) {
 
-          /* "cython_core/_escape.pyx":436
+          /* "cython_core/_escape.pyx":512
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -31245,7 +32591,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
           PyBuffer_Release((&__pyx_v_ob));
 
-          /* "cython_core/_escape.pyx":435
+          /* "cython_core/_escape.pyx":511
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -31269,7 +32615,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":437
+  /* "cython_core/_escape.pyx":513
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31281,7 +32627,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cython_core/_escape.pyx":438
+    /* "cython_core/_escape.pyx":514
  *                 PyBuffer_Release(&ob)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
@@ -31294,14 +32640,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 514, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 438, __pyx_L1_error)
+    __PYX_ERR(0, 514, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":437
+    /* "cython_core/_escape.pyx":513
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31310,7 +32656,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":439
+  /* "cython_core/_escape.pyx":515
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -31328,7 +32674,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":406
+  /* "cython_core/_escape.pyx":482
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -31353,7 +32699,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 
 
 
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator2);
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3);
   __Pyx_XDECREF(__pyx_v_out);
   __Pyx_DECREF((PyObject *)__pyx_cur_scope);
   __Pyx_XGIVEREF(__pyx_r);
@@ -31361,7 +32707,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":441
+/* "cython_core/_escape.pyx":517
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31409,32 +32755,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 441, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 517, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 441, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 517, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 441, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 517, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 441, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 517, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 441, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 517, __pyx_L3_error)
     }
     __pyx_v_indices = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 441, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 517, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -31454,9 +32800,9 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":449
+/* "cython_core/_escape.pyx":525
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -31465,29 +32811,29 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 449, __pyx_L1_error)
+    __PYX_ERR(0, 525, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
-  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *) __pyx_self;
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *) __pyx_self;
   __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_codes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 449, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_codes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 525, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -31503,9 +32849,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyO
   return __pyx_r;
 }
 
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
 {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_generator->closure);
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_generator->closure);
   PyObject *__pyx_r = NULL;
   int __pyx_t_1;
   int __pyx_t_2;
@@ -31526,7 +32872,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 449, __pyx_L1_error)
+    __PYX_ERR(0, 525, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -31534,7 +32880,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 525, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -31554,7 +32900,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 449, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 525, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -31579,7 +32925,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":441
+/* "cython_core/_escape.pyx":517
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31588,11 +32934,11 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_cur_scope;
   int __pyx_v_status;
   Py_ssize_t __pyx_v_n;
   PyObject *__pyx_v_out = NULL;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3 = 0;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -31616,16 +32962,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("codes", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 441, __pyx_L1_error)
+    __PYX_ERR(0, 517, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
 
-  /* "cython_core/_escape.pyx":444
+  /* "cython_core/_escape.pyx":520
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
  *         cdef int status = 0             # <<<<<<<<<<<<<<
@@ -31634,17 +32980,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":446
+  /* "cython_core/_escape.pyx":522
  *         cdef int status = 0
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
  *         try:
  *             if ib.ndim != 1:
 */
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 522, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":447
+  /* "cython_core/_escape.pyx":523
  *         cdef Py_ssize_t n
  *         _get_indices(indices, &ib, "indices")
  *         try:             # <<<<<<<<<<<<<<
@@ -31653,7 +32999,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":448
+    /* "cython_core/_escape.pyx":524
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -31665,7 +33011,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":449
+      /* "cython_core/_escape.pyx":525
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
@@ -31673,15 +33019,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
 */
       __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L4_error)
+      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 525, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 525, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L4_error)
+      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 525, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 525, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_7 = 1;
@@ -31690,14 +33036,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 449, __pyx_L4_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 525, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 449, __pyx_L4_error)
+      __PYX_ERR(0, 525, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":448
+      /* "cython_core/_escape.pyx":524
  *         _get_indices(indices, &ib, "indices")
  *         try:
  *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
@@ -31706,7 +33052,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
     }
 
-    /* "cython_core/_escape.pyx":450
+    /* "cython_core/_escape.pyx":526
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]             # <<<<<<<<<<<<<<
@@ -31715,17 +33061,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
     __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
 
-    /* "cython_core/_escape.pyx":451
+    /* "cython_core/_escape.pyx":527
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
  *             n = ib.shape[0]
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
 */
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 451, __pyx_L4_error)
+    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 527, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":452
+    /* "cython_core/_escape.pyx":528
  *             n = ib.shape[0]
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -31733,26 +33079,26 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_GIVEREF(__pyx_t_4);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 452, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 528, __pyx_L4_error);
     __Pyx_GIVEREF(__pyx_t_8);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 452, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 528, __pyx_L4_error);
     __pyx_t_4 = 0;
     __pyx_t_8 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L4_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     #if CYTHON_VECTORCALL
@@ -31773,13 +33119,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
       PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L4_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -31791,13 +33137,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 452, __pyx_L4_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 528, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __pyx_v_out = __pyx_t_3;
     __pyx_t_3 = 0;
 
-    /* "cython_core/_escape.pyx":453
+    /* "cython_core/_escape.pyx":529
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
@@ -31809,17 +33155,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":454
+      /* "cython_core/_escape.pyx":530
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)             # <<<<<<<<<<<<<<
  *         finally:
  *             PyBuffer_Release(&ib)
 */
-      __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 454, __pyx_L4_error)
+      __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 530, __pyx_L4_error)
       __pyx_v_status = __pyx_t_1;
 
-      /* "cython_core/_escape.pyx":453
+      /* "cython_core/_escape.pyx":529
  *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
@@ -31829,7 +33175,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
     }
   }
 
-  /* "cython_core/_escape.pyx":456
+  /* "cython_core/_escape.pyx":532
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -31879,7 +33225,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":457
+  /* "cython_core/_escape.pyx":533
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31891,7 +33237,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cython_core/_escape.pyx":458
+    /* "cython_core/_escape.pyx":534
  *             PyBuffer_Release(&ib)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
@@ -31904,14 +33250,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 458, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 534, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 458, __pyx_L1_error)
+    __PYX_ERR(0, 534, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":457
+    /* "cython_core/_escape.pyx":533
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -31920,7 +33266,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
   }
 
-  /* "cython_core/_escape.pyx":459
+  /* "cython_core/_escape.pyx":535
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -31938,7 +33284,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":441
+  /* "cython_core/_escape.pyx":517
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -31960,14 +33306,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 
 
   __Pyx_XDECREF(__pyx_v_out);
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator3);
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4);
   __Pyx_DECREF((PyObject *)__pyx_cur_scope);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":461
+/* "cython_core/_escape.pyx":537
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -31986,19 +33332,19 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "cython_core/_escape.pyx":462
+  /* "cython_core/_escape.pyx":538
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):
  *         cdef int64_t[:, ::1] ov = out             # <<<<<<<<<<<<<<
  *         cdef int status
  *         with nogil:
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 462, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 538, __pyx_L1_error)
   __pyx_v_ov = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cython_core/_escape.pyx":464
+  /* "cython_core/_escape.pyx":540
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32011,7 +33357,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cython_core/_escape.pyx":465
+        /* "cython_core/_escape.pyx":541
  *         cdef int status
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])             # <<<<<<<<<<<<<<
@@ -32023,7 +33369,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
         __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, __pyx_v_idx, __pyx_v_n, ((float *)NULL), (&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_ov.data + __pyx_t_2 * __pyx_v_ov.strides[0]) )) + __pyx_t_3)) )))));
       }
 
-      /* "cython_core/_escape.pyx":464
+      /* "cython_core/_escape.pyx":540
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32040,7 +33386,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       }
   }
 
-  /* "cython_core/_escape.pyx":466
+  /* "cython_core/_escape.pyx":542
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])
  *         return status             # <<<<<<<<<<<<<<
@@ -32053,7 +33399,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":461
+  /* "cython_core/_escape.pyx":537
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -32073,12 +33419,12 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":468
+/* "cython_core/_escape.pyx":544
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
- *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
- *         ``rows`` hold exactly those codes already."""
+ *         """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
+ *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
 */
 
 /* Python wrapper */
@@ -32089,7 +33435,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_22match, "EscapeRows.match(self, x, rows) -> tuple\n\n(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether\n``rows`` hold exactly those codes already.");
+PyDoc_STRVAR(__pyx_doc_11cython_core_7_escape_10EscapeRows_22match, "EscapeRows.match(self, x, rows) -> tuple\n\n(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when\n``rows`` (n indices) hold exactly those codes already (compared here: no array made then).");
 static PyMethodDef __pyx_mdef_11cython_core_7_escape_10EscapeRows_23match = {"match", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11cython_core_7_escape_10EscapeRows_23match, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11cython_core_7_escape_10EscapeRows_22match};
 static PyObject *__pyx_pw_11cython_core_7_escape_10EscapeRows_23match(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
@@ -32122,39 +33468,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 468, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 544, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 468, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 544, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 544, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 468, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 544, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 468, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 544, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 544, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 468, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 544, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 468, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 544, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32176,287 +33522,711 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows) {
+  Py_buffer __pyx_v_rb;
+  int __pyx_v_have_r;
+  int64_t __pyx_v_one;
+  int64_t const *__pyx_v_rp;
+  Py_ssize_t __pyx_v_n;
+  Py_ssize_t __pyx_v_k;
+  Py_ssize_t __pyx_v_saturated;
+  int64_t *__pyx_v_scratch;
+  int __pyx_v_status;
+  int __pyx_v_held;
+  __Pyx_memviewslice __pyx_v_cv = { 0, 0, { 0 }, { 0 }, { 0 } };
   PyObject *__pyx_v_codes = NULL;
-  PyObject *__pyx_v_saturated = NULL;
-  PyObject *__pyx_v_idx = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  PyObject *__pyx_t_1 = NULL;
-  PyObject *__pyx_t_2 = NULL;
-  size_t __pyx_t_3;
+  int __pyx_t_1;
+  int64_t __pyx_t_2;
+  int __pyx_t_3;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
-  PyObject *(*__pyx_t_6)(PyObject *);
-  PyObject *__pyx_t_7 = NULL;
-  PyObject *__pyx_t_8 = NULL;
-  PyObject *__pyx_t_9 = NULL;
-  PyObject *__pyx_t_10 = NULL;
-  int __pyx_t_11;
+  size_t __pyx_t_6;
+  int64_t const *__pyx_t_7;
+  Py_ssize_t __pyx_t_8;
+  long __pyx_t_9;
+  Py_ssize_t __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
+  __Pyx_memviewslice __pyx_t_16 = { 0, 0, { 0 }, { 0 }, { 0 } };
+  Py_ssize_t __pyx_t_17;
+  Py_ssize_t __pyx_t_18;
+  int __pyx_t_19;
+  char const *__pyx_t_20;
+  PyObject *__pyx_t_21 = NULL;
+  PyObject *__pyx_t_22 = NULL;
+  PyObject *__pyx_t_23 = NULL;
+  PyObject *__pyx_t_24 = NULL;
+  PyObject *__pyx_t_25 = NULL;
+  PyObject *__pyx_t_26 = NULL;
+  PyObject *__pyx_t_27 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("match", 0);
 
-  /* "cython_core/_escape.pyx":471
- *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
- *         ``rows`` hold exactly those codes already."""
- *         codes, saturated = self.quantize(x)             # <<<<<<<<<<<<<<
- *         idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+  /* "cython_core/_escape.pyx":548
+ *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
+ *         cdef Py_buffer rb
+ *         cdef bint have_r = False             # <<<<<<<<<<<<<<
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one
 */
-  __pyx_t_2 = ((PyObject *)__pyx_v_self);
-  __Pyx_INCREF(__pyx_t_2);
-  __pyx_t_3 = 0;
-  {
-    PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_x};
-    __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_quantize, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
-    PyObject* sequence = __pyx_t_1;
-    Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
-    if (unlikely(size != 2)) {
-      if (size > 2) __Pyx_RaiseTooManyValuesError(2);
-      else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 471, __pyx_L1_error)
-    }
-    #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-    if (likely(PyTuple_CheckExact(sequence))) {
-      __pyx_t_2 = PyTuple_GET_ITEM(sequence, 0);
-      __Pyx_INCREF(__pyx_t_2);
-      __pyx_t_4 = PyTuple_GET_ITEM(sequence, 1);
-      __Pyx_INCREF(__pyx_t_4);
-    } else {
-      __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 471, __pyx_L1_error)
-      __Pyx_XGOTREF(__pyx_t_2);
-      __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 471, __pyx_L1_error)
-      __Pyx_XGOTREF(__pyx_t_4);
-    }
-    #else
-    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 471, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 471, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    #endif
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  } else {
-    Py_ssize_t index = -1;
-    __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
-    index = 0; __pyx_t_2 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_2)) goto __pyx_L3_unpacking_failed;
-    __Pyx_GOTREF(__pyx_t_2);
-    index = 1; __pyx_t_4 = __pyx_t_6(__pyx_t_5); if (unlikely(!__pyx_t_4)) goto __pyx_L3_unpacking_failed;
-    __Pyx_GOTREF(__pyx_t_4);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 471, __pyx_L1_error)
-    __pyx_t_6 = NULL;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    goto __pyx_L4_unpacking_done;
-    __pyx_L3_unpacking_failed:;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_6 = NULL;
-    if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 471, __pyx_L1_error)
-    __pyx_L4_unpacking_done:;
-  }
-  __pyx_v_codes = __pyx_t_2;
-  __pyx_t_2 = 0;
-  __pyx_v_saturated = __pyx_t_4;
-  __pyx_t_4 = 0;
+  __pyx_v_have_r = 0;
 
-  /* "cython_core/_escape.pyx":472
- *         ``rows`` hold exactly those codes already."""
- *         codes, saturated = self.quantize(x)
- *         idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))             # <<<<<<<<<<<<<<
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+  /* "cython_core/_escape.pyx":550
+ *         cdef bint have_r = False
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one             # <<<<<<<<<<<<<<
+ *         cdef Py_ssize_t n = 1, k, saturated = 0
+ *         cdef int64_t* scratch = NULL
+*/
+  __pyx_v_rp = (&__pyx_v_one);
+
+  /* "cython_core/_escape.pyx":551
+ *         cdef int64_t one
+ *         cdef const int64_t* rp = &one
+ *         cdef Py_ssize_t n = 1, k, saturated = 0             # <<<<<<<<<<<<<<
+ *         cdef int64_t* scratch = NULL
+ *         cdef int status = 0
+*/
+  __pyx_v_n = 1;
+  __pyx_v_saturated = 0;
+
+  /* "cython_core/_escape.pyx":552
+ *         cdef const int64_t* rp = &one
+ *         cdef Py_ssize_t n = 1, k, saturated = 0
+ *         cdef int64_t* scratch = NULL             # <<<<<<<<<<<<<<
+ *         cdef int status = 0
+ *         cdef bint held = True
+*/
+  __pyx_v_scratch = NULL;
+
+  /* "cython_core/_escape.pyx":553
+ *         cdef Py_ssize_t n = 1, k, saturated = 0
+ *         cdef int64_t* scratch = NULL
+ *         cdef int status = 0             # <<<<<<<<<<<<<<
+ *         cdef bint held = True
+ *         cdef int64_t[:, ::1] cv
+*/
+  __pyx_v_status = 0;
+
+  /* "cython_core/_escape.pyx":554
+ *         cdef int64_t* scratch = NULL
+ *         cdef int status = 0
+ *         cdef bint held = True             # <<<<<<<<<<<<<<
+ *         cdef int64_t[:, ::1] cv
+ *         try:
+*/
+  __pyx_v_held = 1;
+
+  /* "cython_core/_escape.pyx":556
+ *         cdef bint held = True
+ *         cdef int64_t[:, ::1] cv
+ *         try:             # <<<<<<<<<<<<<<
+ *             if type(rows) is int:
+ *                 one = rows
+*/
+  /*try:*/ {
+
+    /* "cython_core/_escape.pyx":557
+ *         cdef int64_t[:, ::1] cv
+ *         try:
+ *             if type(rows) is int:             # <<<<<<<<<<<<<<
+ *                 one = rows
+ *             else:
+*/
+    __pyx_t_1 = (((PyObject *)Py_TYPE(__pyx_v_rows)) == ((PyObject *)(&PyLong_Type)));
+    if (__pyx_t_1) {
+
+
+      /* "cython_core/_escape.pyx":558
+ *         try:
+ *             if type(rows) is int:
+ *                 one = rows             # <<<<<<<<<<<<<<
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+*/
+      __pyx_t_2 = __Pyx_PyLong_As_int64_t(__pyx_v_rows); if (unlikely((__pyx_t_2 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 558, __pyx_L4_error)
+      __pyx_v_one = __pyx_t_2;
+
+      /* "cython_core/_escape.pyx":557
+ *         cdef int64_t[:, ::1] cv
+ *         try:
+ *             if type(rows) is int:             # <<<<<<<<<<<<<<
+ *                 one = rows
+ *             else:
+*/
+      goto __pyx_L6;
+    }
+
+    /* "cython_core/_escape.pyx":560
+ *                 one = rows
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0             # <<<<<<<<<<<<<<
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")
+*/
+    /*else*/ {
+      __pyx_t_3 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_rows, (&__pyx_v_rb), __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 560, __pyx_L4_error)
+      __pyx_v_have_r = (__pyx_t_3 == 0);
+
+
+      /* "cython_core/_escape.pyx":561
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+*/
+      __pyx_t_1 = (__pyx_v_rb.ndim != 1);
+
+      if (unlikely(__pyx_t_1)) {
+
+
+        /* "cython_core/_escape.pyx":562
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")             # <<<<<<<<<<<<<<
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+*/
+        __pyx_t_5 = NULL;
+        __pyx_t_6 = 1;
+        {
+          PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_rows_must_be_1_D};
+          __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+          if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 562, __pyx_L4_error)
+          __Pyx_GOTREF(__pyx_t_4);
+        }
+        __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __PYX_ERR(0, 562, __pyx_L4_error)
+
+        /* "cython_core/_escape.pyx":561
+ *             else:
+ *                 have_r = _get_indices(rows, &rb, "rows") == 0
+ *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+*/
+      }
+
+      /* "cython_core/_escape.pyx":563
+ *                 if rb.ndim != 1:
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]             # <<<<<<<<<<<<<<
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:
+*/
+      __pyx_t_7 = ((int64_t const *)__pyx_v_rb.buf);
+
+      __pyx_t_8 = (__pyx_v_rb.shape[0]);
+
+      __pyx_v_rp = __pyx_t_7;
+      __pyx_v_n = __pyx_t_8;
+    }
+    __pyx_L6:;
+
+    /* "cython_core/_escape.pyx":564
+ *                     raise ValueError("rows must be 1-D")
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))             # <<<<<<<<<<<<<<
+ *             if scratch == NULL:
+ *                 raise MemoryError()
+*/
+
+    __pyx_t_8 = ((2 * __pyx_v_n) * __pyx_v_self->t->dim);
+
+    __pyx_t_9 = 1;
+    __pyx_t_1 = (__pyx_t_8 > __pyx_t_9);
+
+    if (__pyx_t_1) {
+
+      __pyx_t_10 = __pyx_t_8;
+    } else {
+
+      __pyx_t_10 = __pyx_t_9;
+    }
+
+    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_10 * (sizeof(int64_t)))));
+
+
+    /* "cython_core/_escape.pyx":565
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:             # <<<<<<<<<<<<<<
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+*/
+    __pyx_t_1 = (__pyx_v_scratch == NULL);
+
+    if (unlikely(__pyx_t_1)) {
+
+
+      /* "cython_core/_escape.pyx":566
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:
+ *                 raise MemoryError()             # <<<<<<<<<<<<<<
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+*/
+      PyErr_NoMemory(); __PYX_ERR(0, 566, __pyx_L4_error)
+
+      /* "cython_core/_escape.pyx":565
+ *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+ *             if scratch == NULL:             # <<<<<<<<<<<<<<
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+*/
+    }
+
+    /* "cython_core/_escape.pyx":567
+ *             if scratch == NULL:
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)             # <<<<<<<<<<<<<<
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+ *             if status < 0:
+*/
+    __pyx_t_10 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 567, __pyx_L4_error)
+
+
+    /* "cython_core/_escape.pyx":568
+ *                 raise MemoryError()
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)             # <<<<<<<<<<<<<<
+ *             if status < 0:
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+*/
+    __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, __pyx_v_rp, __pyx_v_n, ((float *)NULL), (__pyx_v_scratch + (__pyx_v_n * __pyx_v_self->t->dim)));
+
+    /* "cython_core/_escape.pyx":569
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+ *             if status < 0:             # <<<<<<<<<<<<<<
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+ *             for k in range(n * self.t.dim):
+*/
+    __pyx_t_1 = (__pyx_v_status < 0);
+
+    if (unlikely(__pyx_t_1)) {
+
+
+      /* "cython_core/_escape.pyx":570
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+ *             if status < 0:
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
+ *             for k in range(n * self.t.dim):
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:
+*/
+      __pyx_t_5 = NULL;
+      __pyx_t_6 = 1;
+      {
+        PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
+        __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 570, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_4);
+      }
+      __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __PYX_ERR(0, 570, __pyx_L4_error)
+
+      /* "cython_core/_escape.pyx":569
+ *             self._quantize_checked(x, rp, n, scratch, &saturated)
+ *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+ *             if status < 0:             # <<<<<<<<<<<<<<
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+ *             for k in range(n * self.t.dim):
+*/
+    }
+
+    /* "cython_core/_escape.pyx":571
+ *             if status < 0:
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+ *             for k in range(n * self.t.dim):             # <<<<<<<<<<<<<<
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:
+ *                     held = False
+*/
+
+    __pyx_t_10 = (__pyx_v_n * __pyx_v_self->t->dim);
+    __pyx_t_8 = __pyx_t_10;
+
+    for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_8; __pyx_t_11+=1) {
+      __pyx_v_k = __pyx_t_11;
+
+      /* "cython_core/_escape.pyx":572
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+ *             for k in range(n * self.t.dim):
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:             # <<<<<<<<<<<<<<
+ *                     held = False
+ *                     break
+*/
+      __pyx_t_1 = ((__pyx_v_scratch[__pyx_v_k]) != (__pyx_v_scratch[((__pyx_v_n * __pyx_v_self->t->dim) + __pyx_v_k)]));
+
+      if (__pyx_t_1) {
+
+
+        /* "cython_core/_escape.pyx":573
+ *             for k in range(n * self.t.dim):
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:
+ *                     held = False             # <<<<<<<<<<<<<<
+ *                     break
+ *             if held:
+*/
+        __pyx_v_held = 0;
+
+        /* "cython_core/_escape.pyx":574
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:
+ *                     held = False
+ *                     break             # <<<<<<<<<<<<<<
+ *             if held:
+ *                 return None, saturated
+*/
+        goto __pyx_L11_break;
+
+        /* "cython_core/_escape.pyx":572
+ *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+ *             for k in range(n * self.t.dim):
+ *                 if scratch[k] != scratch[n * self.t.dim + k]:             # <<<<<<<<<<<<<<
+ *                     held = False
+ *                     break
+*/
+      }
+    }
+    __pyx_L11_break:;
+
+
+    /* "cython_core/_escape.pyx":575
+ *                     held = False
+ *                     break
+ *             if held:             # <<<<<<<<<<<<<<
+ *                 return None, saturated
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)
+*/
+    if (__pyx_v_held) {
+
+      /* "cython_core/_escape.pyx":576
+ *                     break
+ *             if held:
+ *                 return None, saturated             # <<<<<<<<<<<<<<
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)
+ *             cv = codes
+*/
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 576, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_INCREF(Py_None);
+      __Pyx_GIVEREF(Py_None);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, Py_None) != (0)) __PYX_ERR(0, 576, __pyx_L4_error);
+      __Pyx_GIVEREF(__pyx_t_4);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 576, __pyx_L4_error);
+      __pyx_t_4 = 0;
+      {
+        PyObject *__pyx_temp;
+        {
+          __pyx_temp = __pyx_r;
+          __pyx_r = ((PyObject*)__pyx_t_5);
+        }
+        __Pyx_XDECREF(__pyx_temp);
+      }
+      __pyx_t_5 = 0;
+      goto __pyx_L3_return;
+
+      /* "cython_core/_escape.pyx":575
+ *                     held = False
+ *                     break
+ *             if held:             # <<<<<<<<<<<<<<
+ *                 return None, saturated
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)
+*/
+    }
+
+    /* "cython_core/_escape.pyx":577
+ *             if held:
+ *                 return None, saturated
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
+ *             cv = codes
+ *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
+*/
+    __pyx_t_4 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_13);
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    __pyx_t_12 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __pyx_t_15 = PyTuple_New(2); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_15);
+    __Pyx_GIVEREF(__pyx_t_12);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_15, 0, __pyx_t_12) != (0)) __PYX_ERR(0, 577, __pyx_L4_error);
+    __Pyx_GIVEREF(__pyx_t_14);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_15, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 577, __pyx_L4_error);
+    __pyx_t_12 = 0;
+    __pyx_t_14 = 0;
+    __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __pyx_t_6 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_13))) {
+      __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_13);
+      assert(__pyx_t_4);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_13);
+      __Pyx_INCREF(__pyx_t_4);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_13, __pyx__function);
+      __pyx_t_6 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_15, __pyx_t_12};
+      #if CYTHON_VECTORCALL
+      __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[2];
+      if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
+      __Pyx_INCREF(__pyx_t_14);
+      #else
+      {
+        PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+        __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_14);
+      }
+      #endif
+      __pyx_t_5 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_13, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_14);
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+      #if CYTHON_VECTORCALL
+      #endif
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 577, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    __pyx_v_codes = __pyx_t_5;
+    __pyx_t_5 = 0;
+
+    /* "cython_core/_escape.pyx":578
+ *                 return None, saturated
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)
+ *             cv = codes             # <<<<<<<<<<<<<<
+ *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
+ *             return codes, saturated
+*/
+    __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_codes, PyBUF_WRITABLE); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 578, __pyx_L4_error)
+    __pyx_v_cv = __pyx_t_16;
+    __pyx_t_16.memview = NULL;
+    __pyx_t_16.data = NULL;
+
+    /* "cython_core/_escape.pyx":579
+ *             codes = np.empty((n, self.t.dim), dtype=np.int64)
+ *             cv = codes
+ *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))             # <<<<<<<<<<<<<<
+ *             return codes, saturated
+ *         finally:
+*/
+    __pyx_t_17 = 0;
+    __pyx_t_18 = 0;
+    (void)(memcpy((&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), __pyx_v_scratch, ((__pyx_v_n * __pyx_v_self->t->dim) * (sizeof(int64_t)))));
+
+    /* "cython_core/_escape.pyx":580
+ *             cv = codes
+ *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
+ *             return codes, saturated             # <<<<<<<<<<<<<<
+ *         finally:
+ *             free(scratch)
+*/
+    __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 580, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_13 = PyTuple_New(2); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 580, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_13);
+    __Pyx_INCREF(__pyx_v_codes);
+    __Pyx_GIVEREF(__pyx_v_codes);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 580, __pyx_L4_error);
+    __Pyx_GIVEREF(__pyx_t_5);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 580, __pyx_L4_error);
+    __pyx_t_5 = 0;
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __pyx_r = ((PyObject*)__pyx_t_13);
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    __pyx_t_13 = 0;
+    goto __pyx_L3_return;
+  }
+
+  /* "cython_core/_escape.pyx":582
+ *             return codes, saturated
+ *         finally:
+ *             free(scratch)             # <<<<<<<<<<<<<<
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)
+*/
+  /*finally:*/ {
+    __pyx_L4_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0; __pyx_t_25 = 0; __pyx_t_26 = 0;
+      __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
+      __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
+      __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
+      __Pyx_XDECREF(__pyx_t_15); __pyx_t_15 = 0;
+      __PYX_XCLEAR_MEMVIEW(&__pyx_t_16, 1);; __pyx_t_16.memview = NULL; __pyx_t_16.data = NULL;
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_24, &__pyx_t_25, &__pyx_t_26);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_21, &__pyx_t_22, &__pyx_t_23) < 0)) __Pyx_ErrFetch(&__pyx_t_21, &__pyx_t_22, &__pyx_t_23);
+      __Pyx_XGOTREF(__pyx_t_21);
+      __Pyx_XGOTREF(__pyx_t_22);
+      __Pyx_XGOTREF(__pyx_t_23);
+      __Pyx_XGOTREF(__pyx_t_24);
+      __Pyx_XGOTREF(__pyx_t_25);
+      __Pyx_XGOTREF(__pyx_t_26);
+      __pyx_t_3 = __pyx_lineno; __pyx_t_19 = __pyx_clineno; __pyx_t_20 = __pyx_filename;
+      {
+        free(__pyx_v_scratch);
+
+        /* "cython_core/_escape.pyx":583
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
  * 
 */
-  __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_7 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_9);
-  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 472, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_10);
-  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  #if CYTHON_VECTORCALL
-  #endif
-  __pyx_t_3 = 1;
-  #if CYTHON_UNPACK_METHODS
-  if (unlikely(PyMethod_Check(__pyx_t_9))) {
-    __pyx_t_7 = PyMethod_GET_SELF(__pyx_t_9);
-    assert(__pyx_t_7);
-    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_9);
-    __Pyx_INCREF(__pyx_t_7);
-    __Pyx_INCREF(__pyx__function);
-    __Pyx_DECREF_SET(__pyx_t_9, __pyx__function);
-    __pyx_t_3 = 0;
-  }
-  #endif
-  {
-    PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_v_rows, __pyx_t_10};
-    #if CYTHON_VECTORCALL
-    __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
-    __Pyx_INCREF(__pyx_t_8);
-    #else
-    {
-      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-      __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-    }
-    #endif
-    __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_8);
-    __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-    #if CYTHON_VECTORCALL
-    #endif
-    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-  }
-  __pyx_t_3 = 1;
-  #if CYTHON_UNPACK_METHODS
-  if (unlikely(PyMethod_Check(__pyx_t_5))) {
-    __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_5);
-    assert(__pyx_t_4);
-    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
-    __Pyx_INCREF(__pyx_t_4);
-    __Pyx_INCREF(__pyx__function);
-    __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
-    __pyx_t_3 = 0;
-  }
-  #endif
-  {
-    PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_2};
-    __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 472, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  __pyx_v_idx = __pyx_t_1;
-  __pyx_t_1 = 0;
+        if (__pyx_v_have_r) {
 
-  /* "cython_core/_escape.pyx":473
- *         codes, saturated = self.quantize(x)
- *         idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))             # <<<<<<<<<<<<<<
+          /* "cython_core/_escape.pyx":584
+ *             free(scratch)
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
  * 
  *     def trim(self) -> None:
 */
-  __pyx_t_5 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 473, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_array_equal); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 473, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_9 = ((PyObject *)__pyx_v_self);
-  __Pyx_INCREF(__pyx_t_9);
-  __pyx_t_3 = 0;
-  {
-    PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_idx};
-    __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_codes, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 473, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-  }
-  __pyx_t_3 = 1;
-  #if CYTHON_UNPACK_METHODS
-  if (unlikely(PyMethod_Check(__pyx_t_4))) {
-    __pyx_t_5 = PyMethod_GET_SELF(__pyx_t_4);
-    assert(__pyx_t_5);
-    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
-    __Pyx_INCREF(__pyx_t_5);
-    __Pyx_INCREF(__pyx__function);
-    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
-    __pyx_t_3 = 0;
-  }
-  #endif
-  {
-    PyObject *__pyx_callargs[3] = {__pyx_t_5, __pyx_t_2, __pyx_v_codes};
-    __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 473, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  __pyx_t_11 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_11 < 0))) __PYX_ERR(0, 473, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyBool_FromLong((!(!__pyx_t_11))); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 473, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
+          PyBuffer_Release((&__pyx_v_rb));
 
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 473, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __Pyx_INCREF(__pyx_v_codes);
-  __Pyx_GIVEREF(__pyx_v_codes);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_v_saturated);
-  __Pyx_GIVEREF(__pyx_v_saturated);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_v_saturated) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 473, __pyx_L1_error);
-  __pyx_t_1 = 0;
-  {
-    PyObject *__pyx_temp;
-    {
-      __pyx_temp = __pyx_r;
-      __pyx_r = ((PyObject*)__pyx_t_4);
+          /* "cython_core/_escape.pyx":583
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ * 
+*/
+        }
+      }
+      __Pyx_XGIVEREF(__pyx_t_24);
+      __Pyx_XGIVEREF(__pyx_t_25);
+      __Pyx_XGIVEREF(__pyx_t_26);
+      __Pyx_ExceptionReset(__pyx_t_24, __pyx_t_25, __pyx_t_26);
+      __Pyx_XGIVEREF(__pyx_t_21);
+      __Pyx_XGIVEREF(__pyx_t_22);
+      __Pyx_XGIVEREF(__pyx_t_23);
+      __Pyx_ErrRestore(__pyx_t_21, __pyx_t_22, __pyx_t_23);
+      __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0; __pyx_t_25 = 0; __pyx_t_26 = 0;
+      __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_19; __pyx_filename = __pyx_t_20;
+      goto __pyx_L1_error;
     }
-    __Pyx_XDECREF(__pyx_temp);
-  }
-  __pyx_t_4 = 0;
-  goto __pyx_L0;
+    __pyx_L3_return: {
+      __pyx_t_27 = __pyx_r;
+      __pyx_r = 0;
 
-  /* "cython_core/_escape.pyx":468
+      /* "cython_core/_escape.pyx":582
+ *             return codes, saturated
+ *         finally:
+ *             free(scratch)             # <<<<<<<<<<<<<<
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)
+*/
+      free(__pyx_v_scratch);
+
+      /* "cython_core/_escape.pyx":583
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ * 
+*/
+      if (__pyx_v_have_r) {
+
+        /* "cython_core/_escape.pyx":584
+ *             free(scratch)
+ *             if have_r:
+ *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
+ * 
+ *     def trim(self) -> None:
+*/
+        PyBuffer_Release((&__pyx_v_rb));
+
+        /* "cython_core/_escape.pyx":583
+ *         finally:
+ *             free(scratch)
+ *             if have_r:             # <<<<<<<<<<<<<<
+ *                 PyBuffer_Release(&rb)
+ * 
+*/
+      }
+      __pyx_r = __pyx_t_27;
+      __pyx_t_27 = 0;
+      goto __pyx_L0;
+    }
+  }
+
+  /* "cython_core/_escape.pyx":544
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
- *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
- *         ``rows`` hold exactly those codes already."""
+ *         """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
+ *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
 */
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_1);
-  __Pyx_XDECREF(__pyx_t_2);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
-  __Pyx_XDECREF(__pyx_t_7);
-  __Pyx_XDECREF(__pyx_t_8);
-  __Pyx_XDECREF(__pyx_t_9);
-  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_12);
+  __Pyx_XDECREF(__pyx_t_13);
+  __Pyx_XDECREF(__pyx_t_14);
+  __Pyx_XDECREF(__pyx_t_15);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_t_16, 1);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.match", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
+
+
+
+
+
+
+
+
+
+
+  __PYX_XCLEAR_MEMVIEW(&__pyx_v_cv, 1);
   __Pyx_XDECREF(__pyx_v_codes);
-  __Pyx_XDECREF(__pyx_v_saturated);
-  __Pyx_XDECREF(__pyx_v_idx);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":475
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+/* "cython_core/_escape.pyx":586
+ *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
@@ -32518,7 +34288,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("trim", 0);
 
-  /* "cython_core/_escape.pyx":477
+  /* "cython_core/_escape.pyx":588
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -32534,13 +34304,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_0, Py_True};
     #if CYTHON_VECTORCALL
     __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 477, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 588, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_4);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
       __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 477, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 588, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     #endif
@@ -32549,13 +34319,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
     #if CYTHON_VECTORCALL
     #endif
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 477, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 588, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":475
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+  /* "cython_core/_escape.pyx":586
+ *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
@@ -32577,7 +34347,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":479
+/* "cython_core/_escape.pyx":590
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -32626,35 +34396,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_held,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 479, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 590, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 590, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 590, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 479, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 590, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 479, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 590, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 590, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 590, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -32665,7 +34435,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 479, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 590, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32714,16 +34484,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("repack", 0);
 
-  /* "cython_core/_escape.pyx":483
+  /* "cython_core/_escape.pyx":594
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 483, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 594, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 483, __pyx_L1_error)
+  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 594, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = (!__pyx_t_2);
 
@@ -32731,7 +34501,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":484
+    /* "cython_core/_escape.pyx":595
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")             # <<<<<<<<<<<<<<
@@ -32739,12 +34509,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 595, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 484, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_7 = 1;
@@ -32753,14 +34523,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 484, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 595, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 484, __pyx_L1_error)
+    __PYX_ERR(0, 595, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":483
+    /* "cython_core/_escape.pyx":594
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
@@ -32769,7 +34539,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":485
+  /* "cython_core/_escape.pyx":596
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout             # <<<<<<<<<<<<<<
@@ -32781,54 +34551,54 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_old = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":486
+  /* "cython_core/_escape.pyx":597
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 486, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
   __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":487
+    /* "cython_core/_escape.pyx":598
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")             # <<<<<<<<<<<<<<
@@ -32836,19 +34606,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         codes = self.codes(rows)
 */
     __pyx_t_6 = NULL;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 487, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_layout_must_keep_dim_decimals_an;
@@ -32867,7 +34637,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_12 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
     #endif
     __pyx_t_1 = __Pyx_PyUnicode_Join(__pyx_t_10, 7, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -32878,14 +34648,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 487, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 598, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 487, __pyx_L1_error)
+    __PYX_ERR(0, 598, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":486
+    /* "cython_core/_escape.pyx":597
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
@@ -32894,7 +34664,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":488
+  /* "cython_core/_escape.pyx":599
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -32904,16 +34674,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_t_3 = (__pyx_v_held == Py_None);
   if (__pyx_t_3) {
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -32934,13 +34704,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_13};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -32952,21 +34722,21 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 488, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -32987,13 +34757,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_held, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 488, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -33004,7 +34774,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 488, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
@@ -33014,7 +34784,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_rows = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":489
+  /* "cython_core/_escape.pyx":600
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)             # <<<<<<<<<<<<<<
@@ -33028,13 +34798,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_v_rows};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_codes, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 489, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
   __pyx_v_codes = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":490
+  /* "cython_core/_escape.pyx":601
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)             # <<<<<<<<<<<<<<
@@ -33042,7 +34812,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
 */
   __pyx_t_1 = NULL;
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 490, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 601, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __pyx_t_7 = 1;
   {
@@ -33050,13 +34820,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_callargs+__pyx_t_7, (4-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 490, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 601, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_8);
   }
   __pyx_v_fresh = ((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":491
+  /* "cython_core/_escape.pyx":602
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))             # <<<<<<<<<<<<<<
@@ -33064,9 +34834,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         fresh.put_codes(codes, rows)
 */
   __pyx_t_13 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_9 = __pyx_v_layout;
@@ -33076,10 +34846,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_codes};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_holds, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_7 = 1;
@@ -33100,16 +34870,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 491, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 602, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __pyx_v_outside = ((PyObject*)__pyx_t_5);
   __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":492
+  /* "cython_core/_escape.pyx":603
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])             # <<<<<<<<<<<<<<
@@ -33118,17 +34888,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   __pyx_t_8 = ((PyObject *)__pyx_v_fresh);
   __Pyx_INCREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
@@ -33138,12 +34908,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":493
+  /* "cython_core/_escape.pyx":604
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)             # <<<<<<<<<<<<<<
@@ -33157,12 +34927,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[3] = {__pyx_t_9, __pyx_v_codes, __pyx_v_rows};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_put_codes, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 493, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":494
+  /* "cython_core/_escape.pyx":605
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()             # <<<<<<<<<<<<<<
@@ -33176,12 +34946,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, NULL};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_trim, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 494, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 605, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":495
+  /* "cython_core/_escape.pyx":606
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t             # <<<<<<<<<<<<<<
@@ -33201,7 +34971,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_DECREF_SET(__pyx_v_self->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_9));
   __pyx_t_9 = 0;
 
-  /* "cython_core/_escape.pyx":496
+  /* "cython_core/_escape.pyx":607
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)             # <<<<<<<<<<<<<<
@@ -33220,7 +34990,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_INCREF(__pyx_t_13);
   __pyx_t_4 = __pyx_v_self->outside;
   __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 496, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -33230,7 +35000,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":497
+  /* "cython_core/_escape.pyx":608
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live             # <<<<<<<<<<<<<<
@@ -33246,7 +35016,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_self->pool_dead = __pyx_t_14;
   __pyx_v_self->live = __pyx_t_15;
 
-  /* "cython_core/_escape.pyx":498
+  /* "cython_core/_escape.pyx":609
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live
  *         self.restart_counts()             # <<<<<<<<<<<<<<
@@ -33258,12 +35028,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 498, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 609, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":479
+  /* "cython_core/_escape.pyx":590
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -33295,7 +35065,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":152
+/* "cython_core/_escape.pyx":165
  *     ``saturated``: values clipped at +-b by :meth:`encode` over the rows' life.
  *     """
  *     cdef readonly object layout, words, seg_start, seg_len, seg_cap, pool, outside             # <<<<<<<<<<<<<<
@@ -33716,7 +35486,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_7outside___get__(s
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":153
+/* "cython_core/_escape.pyx":166
  *     """
  *     cdef readonly object layout, words, seg_start, seg_len, seg_cap, pool, outside
  *     cdef readonly Py_ssize_t n_rows, pool_used, pool_dead, live, rows_put, saturated             # <<<<<<<<<<<<<<
@@ -33755,7 +35525,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6n_rows___get__(st
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -33829,7 +35599,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9pool_used___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -33903,7 +35673,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9pool_dead___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -33977,7 +35747,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4live___get__(stru
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -34051,7 +35821,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8rows_put___get__(
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -34125,7 +35895,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9saturated___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 153, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35354,19 +37124,19 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genex
 };
 #endif
 
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_decode(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
 #else
     CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
 #endif
 ) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *)o);
-  p->__pyx_v_ib.obj = NULL;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)o);
+  p->__pyx_v_xb.obj = NULL;
   return o;
 }
 
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -35375,13 +37145,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 ) {
   PyObject *o;
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_decode > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked))))
   {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_decode[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_decode];
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked];
     #if CYTHON_USE_TYPE_SPECS
     Py_DECREF(Py_TYPE(o));
     #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode));
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked));
     #if CYTHON_COMPILING_IN_LIMITED_API
     (void) PyObject_Init(o, t);
     #else
@@ -35393,7 +37163,7 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
     o = __Pyx_AllocateExtensionType(t, 1);
   }
   if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_decode(o, 
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(o, 
 #if CYTHON_VECTORCALL_TPNEW
     args, nargs, kwnames
 #else
@@ -35403,34 +37173,34 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 }
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode, t, a, k);
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, t, a, k);
 }
 #endif
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
     return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
   }
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode((PyTypeObject*)t, args, nargs, kwnames);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked((PyTypeObject*)t, args, nargs, kwnames);
   return o;
 }
 #endif
 
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_decode(PyObject *o) {
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o) {
   #if CYTHON_USE_TP_FINALIZE
   if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_decode) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked) {
       if (PyObject_CallFinalizerFromDealloc(o)) return;
     }
   }
   #endif
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_decode < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked))))
   {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_decode[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_decode++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode *)o);
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)o);
   } else
   #endif
   {
@@ -35449,31 +37219,31 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_decode(
   }
 }
 #if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_decode},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode},
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode},
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
   #endif
   #endif
   {0, 0},
 };
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_spec = {
-  "cython_core._escape.__pyx_scope_struct_3_decode",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode),
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_spec = {
+  "cython_core._escape.__pyx_scope_struct_3__quantize_checked",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked),
   0,
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_slots,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_slots,
 };
 #else
 
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode = {
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = {
   PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_3_decode", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode), /*tp_basicsize*/
+  "cython_core._escape.""__pyx_scope_struct_3__quantize_checked", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked), /*tp_basicsize*/
   0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_decode, /*tp_dealloc*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_dealloc*/
   0, /*tp_vectorcall_offset*/
   0, /*tp_getattr*/
   0, /*tp_setattr*/
@@ -35508,7 +37278,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decod
   #endif
   0, /*tp_init*/
   0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_decode, /*tp_new*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_new*/
   0, /*tp_free*/
   0, /*tp_is_gc*/
   0, /*tp_bases*/
@@ -35525,7 +37295,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decod
   #endif
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_decode, /*tp_vectorcall*/
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -35752,19 +37522,19 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genex
 };
 #endif
 
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_codes(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
 #else
     CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
 #endif
 ) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *)o);
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)o);
   p->__pyx_v_ib.obj = NULL;
   return o;
 }
 
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -35773,13 +37543,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 ) {
   PyObject *o;
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_codes > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode))))
   {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_codes[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_codes];
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode];
     #if CYTHON_USE_TYPE_SPECS
     Py_DECREF(Py_TYPE(o));
     #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes));
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode));
     #if CYTHON_COMPILING_IN_LIMITED_API
     (void) PyObject_Init(o, t);
     #else
@@ -35791,7 +37561,7 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
     o = __Pyx_AllocateExtensionType(t, 1);
   }
   if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_codes(o, 
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(o, 
 #if CYTHON_VECTORCALL_TPNEW
     args, nargs, kwnames
 #else
@@ -35801,34 +37571,34 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 }
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes, t, a, k);
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode, t, a, k);
 }
 #endif
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
     return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
   }
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes((PyTypeObject*)t, args, nargs, kwnames);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode((PyTypeObject*)t, args, nargs, kwnames);
   return o;
 }
 #endif
 
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_codes(PyObject *o) {
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o) {
   #if CYTHON_USE_TP_FINALIZE
   if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_codes) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode) {
       if (PyObject_CallFinalizerFromDealloc(o)) return;
     }
   }
   #endif
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_codes < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode))))
   {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_codes[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_codes++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes *)o);
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)o);
   } else
   #endif
   {
@@ -35847,31 +37617,31 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_codes(P
   }
 }
 #if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_codes},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes},
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode},
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes},
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode},
   #endif
   #endif
   {0, 0},
 };
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_spec = {
-  "cython_core._escape.__pyx_scope_struct_5_codes",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes),
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_spec = {
+  "cython_core._escape.__pyx_scope_struct_5_decode",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode),
   0,
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_slots,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_slots,
 };
 #else
 
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes = {
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode = {
   PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_5_codes", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes), /*tp_basicsize*/
+  "cython_core._escape.""__pyx_scope_struct_5_decode", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode), /*tp_basicsize*/
   0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_codes, /*tp_dealloc*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_dealloc*/
   0, /*tp_vectorcall_offset*/
   0, /*tp_getattr*/
   0, /*tp_setattr*/
@@ -35906,7 +37676,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes
   #endif
   0, /*tp_init*/
   0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_codes, /*tp_new*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_new*/
   0, /*tp_free*/
   0, /*tp_is_gc*/
   0, /*tp_bases*/
@@ -35923,7 +37693,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes
   #endif
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_codes, /*tp_vectorcall*/
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -36131,6 +37901,404 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genex
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
   __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_6_genexpr, /*tp_vectorcall*/
+  #else
+  NULL, /*tp_vectorcall*/
+  #endif
+  #endif
+  #if __PYX_NEED_TP_PRINT_SLOT == 1
+  0, /*tp_print*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030C0000
+  0, /*tp_watched*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030d00A4
+  0, /*tp_versions_used*/
+  #endif
+  #if CYTHON_COMPILING_IN_PYPY && PY_VERSION_HEX < 0x030a0000
+  0, /*tp_pypy_flags*/
+  #endif
+};
+#endif
+
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
+#else
+    CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
+#endif
+) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)o);
+  p->__pyx_v_ib.obj = NULL;
+  return o;
+}
+
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+) {
+  PyObject *o;
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes))))
+  {
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes];
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(Py_TYPE(o));
+    #endif
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes));
+    #if CYTHON_COMPILING_IN_LIMITED_API
+    (void) PyObject_Init(o, t);
+    #else
+    (void) PyObject_INIT(o, t);
+    #endif
+  } else
+  #endif
+  {
+    o = __Pyx_AllocateExtensionType(t, 1);
+  }
+  if (unlikely(!o)) return 0;
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(o, 
+#if CYTHON_VECTORCALL_TPNEW
+    args, nargs, kwnames
+#else
+    a, k
+#endif
+);
+}
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes, t, a, k);
+}
+#endif
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+    return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
+  }
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes((PyTypeObject*)t, args, nargs, kwnames);
+  return o;
+}
+#endif
+
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o) {
+  #if CYTHON_USE_TP_FINALIZE
+  if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes) {
+      if (PyObject_CallFinalizerFromDealloc(o)) return;
+    }
+  }
+  #endif
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes))))
+  {
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)o);
+  } else
+  #endif
+  {
+    PyTypeObject *tp = Py_TYPE(o);
+    #if CYTHON_USE_TYPE_SLOTS
+    (*tp->tp_free)(o);
+    #else
+    {
+      freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+      if (tp_free) tp_free(o);
+    }
+    #endif
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(tp);
+    #endif
+  }
+}
+#if CYTHON_USE_TYPE_SPECS
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes},
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes},
+  #endif
+  #endif
+  {0, 0},
+};
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_spec = {
+  "cython_core._escape.__pyx_scope_struct_7_codes",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes),
+  0,
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_slots,
+};
+#else
+
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes = {
+  PyVarObject_HEAD_INIT(0, 0)
+  "cython_core._escape.""__pyx_scope_struct_7_codes", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes), /*tp_basicsize*/
+  0, /*tp_itemsize*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_dealloc*/
+  0, /*tp_vectorcall_offset*/
+  0, /*tp_getattr*/
+  0, /*tp_setattr*/
+  0, /*tp_as_async*/
+  0, /*tp_repr*/
+  0, /*tp_as_number*/
+  0, /*tp_as_sequence*/
+  0, /*tp_as_mapping*/
+  0, /*tp_hash*/
+  0, /*tp_call*/
+  0, /*tp_str*/
+  0, /*tp_getattro*/
+  0, /*tp_setattro*/
+  0, /*tp_as_buffer*/
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG, /*tp_flags*/
+  0, /*tp_doc*/
+  0, /*tp_traverse*/
+  0, /*tp_clear*/
+  0, /*tp_richcompare*/
+  0, /*tp_weaklistoffset*/
+  0, /*tp_iter*/
+  0, /*tp_iternext*/
+  0, /*tp_methods*/
+  0, /*tp_members*/
+  0, /*tp_getset*/
+  0, /*tp_base*/
+  0, /*tp_dict*/
+  0, /*tp_descr_get*/
+  0, /*tp_descr_set*/
+  #if !CYTHON_USE_TYPE_SPECS
+  0, /*tp_dictoffset*/
+  #endif
+  0, /*tp_init*/
+  0, /*tp_alloc*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_new*/
+  0, /*tp_free*/
+  0, /*tp_is_gc*/
+  0, /*tp_bases*/
+  0, /*tp_mro*/
+  0, /*tp_cache*/
+  0, /*tp_subclasses*/
+  0, /*tp_weaklist*/
+  0, /*tp_del*/
+  0, /*tp_version_tag*/
+  #if CYTHON_USE_TP_FINALIZE
+  0, /*tp_finalize*/
+  #else
+  NULL, /*tp_finalize*/
+  #endif
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_vectorcall*/
+  #else
+  NULL, /*tp_vectorcall*/
+  #endif
+  #endif
+  #if __PYX_NEED_TP_PRINT_SLOT == 1
+  0, /*tp_print*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030C0000
+  0, /*tp_watched*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030d00A4
+  0, /*tp_versions_used*/
+  #endif
+  #if CYTHON_COMPILING_IN_PYPY && PY_VERSION_HEX < 0x030a0000
+  0, /*tp_pypy_flags*/
+  #endif
+};
+#endif
+
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
+#else
+    CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
+#endif
+) {
+  return o;
+}
+
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+) {
+  PyObject *o;
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_8_genexpr > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr))))
+  {
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_8_genexpr[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_8_genexpr];
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(Py_TYPE(o));
+    #endif
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr));
+    #if CYTHON_COMPILING_IN_LIMITED_API
+    (void) PyObject_Init(o, t);
+    #else
+    (void) PyObject_INIT(o, t);
+    #endif
+    PyObject_GC_Track(o);
+  } else
+  #endif
+  {
+    o = __Pyx_AllocateExtensionType(t, 1);
+  }
+  if (unlikely(!o)) return 0;
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_8_genexpr(o, 
+#if CYTHON_VECTORCALL_TPNEW
+    args, nargs, kwnames
+#else
+    a, k
+#endif
+);
+}
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr, t, a, k);
+}
+#endif
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+    return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
+  }
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr((PyTypeObject*)t, args, nargs, kwnames);
+  return o;
+}
+#endif
+
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *o) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)o;
+  #if CYTHON_USE_TP_FINALIZE
+  if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && !__Pyx_PyObject_GC_IsFinalized(o)) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_8_genexpr) {
+      if (PyObject_CallFinalizerFromDealloc(o)) return;
+    }
+  }
+  #endif
+  PyObject_GC_UnTrack(o);
+  Py_CLEAR(p->__pyx_outer_scope);
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_8_genexpr < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr))))
+  {
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_8_genexpr[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_8_genexpr++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)o);
+  } else
+  #endif
+  {
+    PyTypeObject *tp = Py_TYPE(o);
+    #if CYTHON_USE_TYPE_SLOTS
+    (*tp->tp_free)(o);
+    #else
+    {
+      freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+      if (tp_free) tp_free(o);
+    }
+    #endif
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(tp);
+    #endif
+  }
+}
+
+static int __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *o, visitproc v, void *a) {
+  int e;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)o;
+  {
+    e = __Pyx_call_type_traverse(o, 1, v, a);
+    if (e) return e;
+  }
+  if (p->__pyx_outer_scope) {
+    e = (*v)(((PyObject *)p->__pyx_outer_scope), a); if (e) return e;
+  }
+  return 0;
+}
+#if CYTHON_USE_TYPE_SPECS
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_8_genexpr},
+  {Py_tp_traverse, (void *)__pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_8_genexpr},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr},
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr},
+  #endif
+  #endif
+  {0, 0},
+};
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_spec = {
+  "cython_core._escape.__pyx_scope_struct_8_genexpr",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr),
+  0,
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_slots,
+};
+#else
+
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr = {
+  PyVarObject_HEAD_INIT(0, 0)
+  "cython_core._escape.""__pyx_scope_struct_8_genexpr", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr), /*tp_basicsize*/
+  0, /*tp_itemsize*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_8_genexpr, /*tp_dealloc*/
+  0, /*tp_vectorcall_offset*/
+  0, /*tp_getattr*/
+  0, /*tp_setattr*/
+  0, /*tp_as_async*/
+  0, /*tp_repr*/
+  0, /*tp_as_number*/
+  0, /*tp_as_sequence*/
+  0, /*tp_as_mapping*/
+  0, /*tp_hash*/
+  0, /*tp_call*/
+  0, /*tp_str*/
+  0, /*tp_getattro*/
+  0, /*tp_setattro*/
+  0, /*tp_as_buffer*/
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC, /*tp_flags*/
+  0, /*tp_doc*/
+  __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_8_genexpr, /*tp_traverse*/
+  0, /*tp_clear*/
+  0, /*tp_richcompare*/
+  0, /*tp_weaklistoffset*/
+  0, /*tp_iter*/
+  0, /*tp_iternext*/
+  0, /*tp_methods*/
+  0, /*tp_members*/
+  0, /*tp_getset*/
+  0, /*tp_base*/
+  0, /*tp_dict*/
+  0, /*tp_descr_get*/
+  0, /*tp_descr_set*/
+  #if !CYTHON_USE_TYPE_SPECS
+  0, /*tp_dictoffset*/
+  #endif
+  0, /*tp_init*/
+  0, /*tp_alloc*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr, /*tp_new*/
+  0, /*tp_free*/
+  0, /*tp_is_gc*/
+  0, /*tp_bases*/
+  0, /*tp_mro*/
+  0, /*tp_cache*/
+  0, /*tp_subclasses*/
+  0, /*tp_weaklist*/
+  0, /*tp_del*/
+  0, /*tp_version_tag*/
+  #if CYTHON_USE_TP_FINALIZE
+  0, /*tp_finalize*/
+  #else
+  NULL, /*tp_finalize*/
+  #endif
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_8_genexpr, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -37265,10 +39433,12 @@ static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_esc
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_array_obj(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_MemviewEnum_obj(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_memoryview_obj(__pyx_mstatetype *__pyx_mstate); /*proto*/
@@ -37321,14 +39491,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape__Tables(__pyx_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape__Tables", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape__Tables ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape__Tables_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables)) __PYX_ERR(0, 53, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape__Tables_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables)) __PYX_ERR(0, 66, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables = &__pyx_type_11cython_core_7_escape__Tables;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 53, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 66, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables);
@@ -37338,8 +39508,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape__Tables(__pyx_
     __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_Tables, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 53, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 53, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_Tables, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 66, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape__Tables) < (0)) __PYX_ERR(0, 66, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -37359,18 +39529,20 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__p
   __pyx_vtable_11cython_core_7_escape_EscapeRows._attach = (PyObject *(*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, PyObject *, PyObject *, PyObject *, PyObject *, PyObject *))__pyx_f_11cython_core_7_escape_10EscapeRows__attach;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._pack_rows = (Py_ssize_t (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t))__pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._put = (PyObject *(*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t))__pyx_f_11cython_core_7_escape_10EscapeRows__put;
+  __pyx_vtable_11cython_core_7_escape_EscapeRows._quantize_checked = (Py_ssize_t (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, int64_t const *, Py_ssize_t, int64_t *, Py_ssize_t *))__pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked;
+  __pyx_vtable_11cython_core_7_escape_EscapeRows._prefetch = (void (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t))__pyx_f_11cython_core_7_escape_10EscapeRows__prefetch;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._codes_into = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, PyObject *))__pyx_f_11cython_core_7_escape_10EscapeRows__codes_into;
   __pyx_vtable_11cython_core_7_escape_EscapeRows.__pyx_fuse_0_unpack = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, float *, int64_t *))__pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack;
   __pyx_vtable_11cython_core_7_escape_EscapeRows.__pyx_fuse_1_unpack = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, double *, int64_t *))__pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape_EscapeRows_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows)) __PYX_ERR(0, 146, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape_EscapeRows_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows)) __PYX_ERR(0, 159, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = &__pyx_type_11cython_core_7_escape_EscapeRows;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 146, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows);
@@ -37380,8 +39552,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__p
     __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_vtabptr_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 146, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_EscapeRows, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 146, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_vtabptr_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_EscapeRows, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -37398,14 +39570,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize)) __PYX_ERR(0, 115, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize)) __PYX_ERR(0, 128, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize = &__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize) < (0)) __PYX_ERR(0, 115, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize) < (0)) __PYX_ERR(0, 128, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize);
@@ -37431,14 +39603,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 140, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 127, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 140, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
@@ -37464,14 +39636,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 195, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 208, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 195, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 208, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
@@ -37488,30 +39660,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode)) __PYX_ERR(0, 406, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked)) __PYX_ERR(0, 361, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_decode;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode) < (0)) __PYX_ERR(0, 406, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked) < (0)) __PYX_ERR(0, 361, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_decode->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -37530,14 +39702,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 416, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 374, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 374, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
@@ -37554,30 +39726,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode)) __PYX_ERR(0, 482, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_codes;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes) < (0)) __PYX_ERR(0, 441, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode) < (0)) __PYX_ERR(0, 482, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_codes->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -37596,14 +39768,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 449, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 492, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 449, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 492, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
@@ -37611,6 +39783,72 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   #if !CYTHON_COMPILING_IN_LIMITED_API
   if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr->tp_getattro == PyObject_GenericGetAttr)) {
     __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr->tp_getattro = PyObject_GenericGetAttr;
+  }
+  #endif
+  __Pyx_RefNannyFinishContext();
+  return 0;
+  __pyx_L1_error:;
+  __Pyx_RefNannyFinishContext();
+  return -1;
+}
+
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstatetype *__pyx_mstate) {
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  CYTHON_UNUSED_VAR(__pyx_mstate);
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes ---*/
+  #if CYTHON_USE_TYPE_SPECS
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes)) __PYX_ERR(0, 517, __pyx_L1_error)
+  #else
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes;
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  #endif
+  #if !CYTHON_USE_TYPE_SPECS
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
+  #endif
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_getattro = PyObject_GenericGetAttr;
+  }
+  #endif
+  __Pyx_RefNannyFinishContext();
+  return 0;
+  __pyx_L1_error:;
+  __Pyx_RefNannyFinishContext();
+  return -1;
+}
+
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstatetype *__pyx_mstate) {
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  CYTHON_UNUSED_VAR(__pyx_mstate);
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr ---*/
+  #if CYTHON_USE_TYPE_SPECS
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr)) __PYX_ERR(0, 525, __pyx_L1_error)
+  #else
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  #endif
+  #if !CYTHON_USE_TYPE_SPECS
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr) < (0)) __PYX_ERR(0, 525, __pyx_L1_error)
+  #endif
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -38117,10 +40355,12 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_decode(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_codes(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_array_obj(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_MemviewEnum_obj(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_memoryview_obj(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
@@ -38636,7 +40876,7 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_np, __pyx_t_4) < (0)) __PYX_ERR(0, 18, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":26
+  /* "cython_core/_escape.pyx":27
  * from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
  * 
  * from cython_core.errors import NonFiniteError             # <<<<<<<<<<<<<<
@@ -38645,36 +40885,12 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_NonFiniteError};
-    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_errors, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 26, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_errors, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 27, __pyx_L1_error)
   }
   __pyx_t_4 = __pyx_t_1;
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_NonFiniteError};
-    __pyx_t_9 = 0; {
-      __pyx_t_5 = __Pyx_ImportFrom(__pyx_t_4, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 26, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_imported_names[__pyx_t_9], __pyx_t_5) < (0)) __PYX_ERR(0, 26, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    }
-  }
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-
-  /* "cython_core/_escape.pyx":27
- * 
- * from cython_core.errors import NonFiniteError
- * from cython_core.escape import EscapeLayout             # <<<<<<<<<<<<<<
- * from cython_core.layout import block_rows, words_for
- * 
-*/
-  {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EscapeLayout};
-    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_escape, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 27, __pyx_L1_error)
-  }
-  __pyx_t_4 = __pyx_t_1;
-  __Pyx_GOTREF(__pyx_t_4);
-  {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EscapeLayout};
     __pyx_t_9 = 0; {
       __pyx_t_5 = __Pyx_ImportFrom(__pyx_t_4, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 27, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
@@ -38685,21 +40901,21 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "cython_core/_escape.pyx":28
- * from cython_core.errors import NonFiniteError
- * from cython_core.escape import EscapeLayout
- * from cython_core.layout import block_rows, words_for             # <<<<<<<<<<<<<<
  * 
- * cdef enum:
+ * from cython_core.errors import NonFiniteError
+ * from cython_core.escape import EscapeLayout             # <<<<<<<<<<<<<<
+ * from cython_core.layout import block_rows, words_for
+ * 
 */
   {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_block_rows,__pyx_mstate_global->__pyx_n_u_words_for};
-    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_layout, __pyx_imported_names, 2, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 28, __pyx_L1_error)
+    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EscapeLayout};
+    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_escape, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 28, __pyx_L1_error)
   }
   __pyx_t_4 = __pyx_t_1;
   __Pyx_GOTREF(__pyx_t_4);
   {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_block_rows,__pyx_mstate_global->__pyx_n_u_words_for};
-    for (__pyx_t_9=0; __pyx_t_9 < 2; __pyx_t_9++) {
+    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EscapeLayout};
+    __pyx_t_9 = 0; {
       __pyx_t_5 = __Pyx_ImportFrom(__pyx_t_4, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 28, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_imported_names[__pyx_t_9], __pyx_t_5) < (0)) __PYX_ERR(0, 28, __pyx_L1_error)
@@ -38708,7 +40924,31 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":36
+  /* "cython_core/_escape.pyx":29
+ * from cython_core.errors import NonFiniteError
+ * from cython_core.escape import EscapeLayout
+ * from cython_core.layout import block_rows, words_for             # <<<<<<<<<<<<<<
+ * 
+ * cdef enum:
+*/
+  {
+    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_block_rows,__pyx_mstate_global->__pyx_n_u_words_for};
+    __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_cython_core_layout, __pyx_imported_names, 2, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 29, __pyx_L1_error)
+  }
+  __pyx_t_4 = __pyx_t_1;
+  __Pyx_GOTREF(__pyx_t_4);
+  {
+    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_block_rows,__pyx_mstate_global->__pyx_n_u_words_for};
+    for (__pyx_t_9=0; __pyx_t_9 < 2; __pyx_t_9++) {
+      __pyx_t_5 = __Pyx_ImportFrom(__pyx_t_4, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 29, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_imported_names[__pyx_t_9], __pyx_t_5) < (0)) __PYX_ERR(0, 29, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    }
+  }
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "cython_core/_escape.pyx":37
  *     MAX_SEGMENT = 65535   # seg_cap is uint16
  * 
  * cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1             # <<<<<<<<<<<<<<
@@ -38717,25 +40957,25 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
 */
   __pyx_v_11cython_core_7_escape_CODE_MASK = ((1U << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) - 1);
 
-  /* "cython_core/_escape.pyx":48
+  /* "cython_core/_escape.pyx":61
  * 
  * 
  * def pool_slack(n: int) -> int:             # <<<<<<<<<<<<<<
  *     """The compiled rule (tests compare it with cython_core.layout.pool_slack)."""
  *     return _slack(n)
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 48, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 61, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_n, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 48, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 48, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_1pool_slack, 0, __pyx_mstate_global->__pyx_n_u_pool_slack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 48, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_n, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 61, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 61, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_1pool_slack, 0, __pyx_mstate_global->__pyx_n_u_pool_slack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 61, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pool_slack, __pyx_t_5) < (0)) __PYX_ERR(0, 48, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pool_slack, __pyx_t_5) < (0)) __PYX_ERR(0, 61, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "(tree fragment)":1
@@ -38743,7 +40983,7 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
  * def __setstate_cython__(self, __pyx_state):
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_7_Tables_3__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Tables___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 1, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_7_Tables_3__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Tables___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 1, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
@@ -38757,7 +40997,7 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
  * def __setstate_cython__(self, __pyx_state):             # <<<<<<<<<<<<<<
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_7_Tables_5__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Tables___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 3, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_7_Tables_5__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Tables___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
@@ -38765,261 +41005,261 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_5) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":115
+  /* "cython_core/_escape.pyx":128
  * 
  * 
  * def quantize(x, layout) -> tuple:             # <<<<<<<<<<<<<<
  *     """(codes, saturated): the paper codes (int64 (n, D)) of ``x`` ((n, D) or (D,), float32 or float64, else
  *     converted) under ``layout`` and how many values were clipped at +-b; non-finite values raise NonFiniteError."""
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 115, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 128, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 115, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_3quantize, 0, __pyx_mstate_global->__pyx_n_u_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 115, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 128, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_3quantize, 0, __pyx_mstate_global->__pyx_n_u_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 128, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_4) < (0)) __PYX_ERR(0, 115, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_4) < (0)) __PYX_ERR(0, 128, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":190
+  /* "cython_core/_escape.pyx":203
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
  *     def _restore(cls, layout, words, seg_start, seg_len, seg_cap, pool, outside, counters):
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_3_restore, __Pyx_CYFUNCTION_CLASSMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__restore, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_3_restore, __Pyx_CYFUNCTION_CLASSMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__restore, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_4) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_4) < (0)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __Pyx_GetNameInClass(__pyx_t_4, (PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __Pyx_GetNameInClass(__pyx_t_4, (PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_Method_ClassMethod(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_Method_ClassMethod(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_5) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_5) < (0)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":216
+  /* "cython_core/_escape.pyx":229
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 229, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_dict_2) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5state, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_state, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 216, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_dict_2) < (0)) __PYX_ERR(0, 229, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5state, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_state, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 229, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 229, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":222
+  /* "cython_core/_escape.pyx":235
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 222, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 235, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_4) < (0)) __PYX_ERR(0, 222, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_4) < (0)) __PYX_ERR(0, 235, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":231
+  /* "cython_core/_escape.pyx":244
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_5) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_5) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":317
+  /* "cython_core/_escape.pyx":320
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[4]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_5) < (0)) __PYX_ERR(0, 317, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_5) < (0)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":338
+  /* "cython_core/_escape.pyx":341
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 338, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 341, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 338, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 338, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 341, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 338, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":354
+  /* "cython_core/_escape.pyx":357
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 354, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 357, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 354, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 357, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_5) < (0)) __PYX_ERR(0, 354, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_5) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":358
- *         return quantize(x, self.layout)
+  /* "cython_core/_escape.pyx":389
+ *         return n
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
- *         """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
- *         values clipped at +-b."""
+ *         """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
+ *         accumulates) the values clipped at +-b."""
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 389, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 389, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_4) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_4) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":406
+  /* "cython_core/_escape.pyx":482
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 406, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 482, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[5]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_4) < (0)) __PYX_ERR(0, 406, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_4) < (0)) __PYX_ERR(0, 482, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":441
+  /* "cython_core/_escape.pyx":517
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 441, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":468
+  /* "cython_core/_escape.pyx":544
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
- *         """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
- *         ``rows`` hold exactly those codes already."""
+ *         """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
+ *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 544, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 468, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 544, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 544, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_5) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_5) < (0)) __PYX_ERR(0, 544, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":475
- *         return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+  /* "cython_core/_escape.pyx":586
+ *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 475, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 586, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 475, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 586, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 586, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_4) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_4) < (0)) __PYX_ERR(0, 586, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":479
+  /* "cython_core/_escape.pyx":590
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
  *         """Re-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 479, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 590, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 479, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 479, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 590, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 590, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
@@ -39027,7 +41267,7 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[5]);
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_5) < (0)) __PYX_ERR(0, 479, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_5) < (0)) __PYX_ERR(0, 590, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cython_core/_escape.pyx":1
@@ -39161,7 +41401,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cython_core/_escape.pyx":477
+  /* "cython_core/_escape.pyx":588
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -39170,12 +41410,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 477, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 588, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
 
-  /* "cython_core/_escape.pyx":317
+  /* "cython_core/_escape.pyx":320
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -39184,12 +41424,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_False};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 317, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 320, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "cython_core/_escape.pyx":406
+  /* "cython_core/_escape.pyx":482
  *         return 0
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
@@ -39198,7 +41438,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 406, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 482, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
@@ -39262,41 +41502,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{76},{15},{71},{69},{30},{37},{22},{5},{8},{12},{10},{21},{21},{19},{16},{17},{17},{16},{20},{19},{17},{25},{16},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{8},{25},{3},{15},{3},{6},{3},{11},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{22},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{23},{4},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{9},{5},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{23},{166},{469},{2},{2},{16},{352},{18},{85},{18},{21},{70},{43},{404},{338},{294},{272},{3}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{27},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{16},{76},{15},{71},{69},{30},{37},{19},{22},{5},{8},{12},{10},{21},{21},{45},{19},{16},{17},{17},{16},{20},{19},{17},{25},{16},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{8},{25},{3},{15},{3},{6},{3},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{22},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{23},{4},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{2},{9},{5},{7},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{23},{166},{469},{2},{2},{2},{16},{352},{18},{85},{18},{21},{387},{214},{404},{338},{294},{272},{3}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3187 bytes) */
-static const char cstring[] = "x\332\245V\313\177\323V\026n\300@\240\231\231\274H\332\264\235\221C\310\203\006\267\206\220>\246\245?\047$\205\226R\234\007!@G\275\226\256m5\262dKr\022\323.\272\314RK-\265\324RK-\275\324RK/\363\047\364O\230\357\\)\211\003\235\231\305\344\007\262t\037\347\236\363\235\357|\347J\0223TIb\226\305:\222Y\225\354:kr|;\322\247\207R\243m;R\205KL:}\325\014\351\323BA2+\277p\305\271?\357X\234KU\213\325\032\334p\026\026\026$\323\222\346\027\244\003\315\251K\246\301%\313<\300\026\225\037J\234)\365E\251f:\322B\372\263(e\277\331w\241P\370R\372\352\007\3360\255\3163\215\037\2207_)\246\341h\265\266\331\266\205\237\252f\321\261o\016\343\204l\302v,M\345j\337b\362\350\277\315\237\037;]y\377\233Uf\030p\213\331\266V3$\307\224,\316\324\333\246\241w\244\206pr\037N>2\366\231\256\251R\303T\371\242\304\017\233\330\013Ss\312\034\235;W5-\307b\306\\\032\341\311\342\024c \311\0165[z\002\234\236\230\016\227\234:P_\3558u\323\2200\256r]\253p\2139\034\047\222\217\260l\321\"Cz\272\366\364\366\322\347K\302c\213S&l\311nW\024\035\316r\233\200\253\2645\335\301\tN\247\311\355\202\364\250*u\314\266dp\370\206H\232X\327\277\301\251sC\262\271C/\322\234\210\2339\232i\310\330\256\031\265\271\014*m\237\323\356u\246\333\274\300TU\306:\256 r\373\224\036\363\306\242t~\244\211X\255l\014\016\335VL]\047[\246a\027XEQD\274\262bZ\374\023\231\333\nV\027\232\235CU\263YE\347\334\240gM\241\264(}F\213\267\037\244\220fP\332\351BUg\010\3239\343\255!\255\t\223\217\305x\272\245\177\315\036\347M\004\327X\004\332\212\326@`\002S\340\322h\"\026\031\364MG\232\246\251\313\260\304\024\315\351\234\332\277\377\265\364ij\3240a\241\312\332\272#\311\262\305\325\266\302eYR\333\0020\3034n#\177\373\032\3231\213`4G\226\317\371)\035X\232C\021H\253\267\373\270]\325M\346\334\275\363fu\316\2237}\233\201\206\324\326\214\263\225uSW\2217\221N\324\245\245\245\330\267\221k^\223m\207Y\300\202^u\344\235\302\243wD\227\332D\246\024\013\324\243Q*k\332k\243B\2049qtf\013d\357\363\302vL\350\000\377\237A\221\247\313Ko\305\224\202\275(\016IO\023[u\246\354Q\nD\034""\035\030\305\2529[J\231\002o4\362\017\030\317\253\254\201\323U\232\267\027\332\202\0164\316t\335TPC\331y*sX\341OfS\047\004\024B\r\354B\246~u\266\317O]\\\224J\233\253\217\036\255\351\272\326\2645\273\237[\351\373\006\016?{+\234Q\241\177\260\301\3668\2025\033\375\203\026\047\374x\337\220(\231\276oU\224Z\337\0007\336\030h0G\251\367}7\333\216\374\246\225V\233!\023\257\373\267Y\034\264\336;7 (\202\275m\240\3337\201a\247\177\047\240j@\276\326\211\321|\315\262L\213\304l\223\267\332\360\215\223\210\027\316\364\\\336\"\324\355\354\347\014\233L\001\344\263\t(\2218\351lJ~\3329\304\377\007\320@\371\t?t6xU\2263\235\3424/\224\354\354\245\306\035x\324\240\001\225\366\340\257\3326\024\372\255\235\030\307\237\326hB\240\351\255\3014q\016t\274\255\2139\2035\322_x\216?h\222\254\3249\310\330n\244_\231\025z%\225M\337\332FSS\366`a\3158Y\267/\210L6\200\275~b\366\204\030o\303p2\300\017\351\003X\234\272b\367\271\376\047\0309H\033\005e\223\232\202\222\232\301\345=n\031\\\227\235\024\372S\346\235\320\355\344\267\360\025\325\201n\337/\324\270\201.fA\231OjC\256\264\253U\364!\243\303\360\250q*$\252%\231S<\314\2263qf\266\030f\366Y\255g\003\004\017\263;\206\242\231\205S\327l\346\350\030u\344\242Z\2510\265\302l^\321\034\273\202C\367\204\024\2107[9\021]\245\"TY\321),$\013}U\341\025\020W\321M\233+\272-\230.\036oE#\210,\036hY\306kn\231\342\203[\266\262\337\327\200\nY\003\352\037\342\304j\373\334\310[k2\000\372\207\322&s\322T\322\322M\237o9G\004E\013R\t%\361\240\014\246\367+\336h:\235\264\314\271\241\242\311\265\033\342B \234\252j\226\355TuV\263\2636!~\226\227p\347\200\020d7\217*\022\\\317\016\002\363I\315d\263\316u\225Z\204\255i\025M\325\324CqC\313\242\200\240\n\201\326\214}\031\221\352\234\n\311N\037\257\371\336\036\226\245\301\351\270\016\350\246\320\234\006;\304\225\210\356C\r\315\240\253\220\221\2529\021\327\250t@LC\025\\\300\021\r\272\204\300\037\307h\"\234f\307\254 V\263Z%B\303\047\030\306?j\000$J\324m\316\265^\361\241\342\"&^l=[#\243\035a\250y\252x\0472w\362\373\026\352V\305\3425\315\006\007R""\371;\257y\026w\332\226\201\020d\342$\205B\377e\230\267\366A\3346%A\025\350d\2353k\246\247\355\325\346:\"\242\2349\331\275@\364\020\273ni\306\036\001\231\256\242\n\246G\333\206\047M\224\"\376[m\305q\234:\016\304\047)\254\323n\352\234\272fq9\355\362i\007\205\324\300\357v\023-\215S\370\270[\266\271x\330\007\010\372\300\264T[<dp\341\360\260B\264\267\177\374}\240\227\273v\364\261[\376\275\324\033\034v\257y\037\373\333A>X\n\366\303\215\360 b\277\227\376\270\374\316\325\017\274\374\361\340\270[rw=\3469~\2617x\2657\364\267#\313\235pm/\337\033\236p\177\361\007\222\374J7\337\275\027_M\312\033\275\241a\367\202;\353\rx#\275\241)/\237|\360qp\047x\026\336\r\325h\241[\354\r\215\272\323\356\2727\355\255\302\334\035\177\047X\017\247\303\022\331l\365\206\337\367\306\275W\301Hr\353\313h:Z\357\336\350\226\217\207>\364J^\331c\275\301w\217>\303\326\022Y\270Ec\275A\354I\275\224<\333\237\207\363po\350h\315\235\024\247#\250w\275\177\372\325\340\273dy\275\013\003\243\356\2347\352-y\226?\031\\\010n\004\233a.\\\tY\032}\336\373\302/\371\317\341\351\375\356h\367\213\270\324\033\376;B~\035\214\006_\204\217\273Cq)~\221\354\354&\273\225\244\242\364\206\311\253\027\276\025\274\037\336\212\036\307\003\361D|(fY\302*\344\304\267\356g\336\234?%\340,St\216\373%\302\250\371\033\376\353p,\\\213&\273\027\273\313\361X\274\226\224\237\047\317_&/_e`\372\243~1\231Y\nKH\303~TN\356o\047\333\317\222g;\004\300\322\321ko\304\233\365/\370\267\202\325\300\t\227\243\261h%R\272\343\335\235x5\266\010\376\3411w\311\265\2741\357\207`<(\237\003\253\343]\361Z\330;\037L\007\245\024\317\233\256\003@l\177\332\377.P\303y\240\376\260\373 \036\350\3336t\364\310\335\362\246\374\317Sp\037\202\n\033\311\344B0\022\314\207\323\311\022\200\355\376\226l\302\307ZR\253\047u\255w}2\235\276\025\256$\313\017\001\315d\362t#\331P\023\225\047\274J6\036{9\357q\220\013\276\r\227\302_\2733H\315\320\244\373\253?\033\\\013\363\"\251\001\353\262\344\235Qw\036\344\313\275{\264\354\216\270\371\344\235\017\274\342\037\203\357\\\232pw\204g\271Y\237\035""\347\260\332\275\350\026\335\007\336%o\333\317\367r\227(\235\027\020\230\r\216\211(\227\3351w\305U\274\t$~\304\277\351\333\010\237H\267\002F\246,\333\350:\361\235\370Y\262\271\225l\355$;/\222\027\"\037)\010\311G\367\302r\310\340i\276[\354\226z\377\220\374K\376n\300(\222u\367\206[vYz\344\254w\301\273!r\374\014\214\007t\1779*\323\371\367\334\001\0040\003\017F\310\344\047p\242\020^\010g\243+Q\253;\220r\243H\214z\002\006\337\217F\243\345\356d|1.\306+1\213\355dc\3638\333\365I8\212\214Ov\007\272#o\354\372F\0042\007:\225\342\215\270\225<\335D,t\266\250\267\002Hu\035u\260\032\264\302\313a\025\214aQ\353x\360=\252\022\324p\216\210\220Or\023.;FL\337\273-\357\242\367\231\217\221I\027\313\2508f<\315\357\240Z\036F?\304\343\361\253d\027\331\024\311\036\376\000\364y\035\274\027\216\207;\321\367\200\021.}\344m\371\357\0073\201\036\315Dz<\023\327\222\355\335\323\035I\356#\257|\214$\037\212c\226\274V\222\223\374\201cA\255ux#\3701 \006\251\262\207\217~\303\242N0\020\240\240\377zTAI\027\275\025\257\3563\177\037\265z\047\024\314>p\367\374q\277\354W\202!\324\315V4\001d/\203C\271\274?\362\226\225\241\243\357\\\346\036x\"\203O\274\224rIn\332\317\323\322\017=\360\374}\222\217\251\377K\372(?wA\r,\253x\227\275\212\177\321_\202^L\"\003\225\010Y\277\356\276\024ia\276\203\312J\345o\322mgb\207\357\266\373\320[\303\002\005\n\264\014\311X\t\025\301\215\021\020v3\276\020\337@\246\367\2054\000\335W\311\253\237\223\237Si\312\374\222\023\031Ci\331i\211\266\227\354\351\275\374\234\337\n\256\200\006\227\302\335H\205\343KT\274`=\361=y\005\361\372%\371e\357\317u\233<Zu[\275\353\023\275qJ\361{\375:\375<s\346\370Ogw\343J\362\2244\354L\315\323\200\221d\360:\377\037\264\235r\262\020P\321_\035\312\244o\036\213\261f\301+&\037\256\010\377[\361\225\270E\324P\335|Z\222\263\200{/\230\010\016C\047\272\033U\273\253\335_\223\r\022\321\323\202~\024\217\000\276\235d\013\243\020\337\024#\301\347A\312/\265\217qo\027\025\263\022\354E\327\241\257S\220\207\347\002k\240\004\224i\007\025}\216(K\204I;\010Ql0\034\240NC\272P\361""\376\212\364\266\202\313A\025\254\024\202\360\022\246\337\363\307\374\207(F\033\032\264\026M\241\013\214\304y\232|\201\222\200B\323\353v\032\014I\357u\220\235\237\211\35760\270\351\377\026\336\213\256uov_\047e8\365S\362\323I\3379\321\326\2070\375aw;^L\236\t-\303\324\217\000-7\037\210\262\232B\200eQP\3110\210\357\177\026\314B\222\362}#w\374\227\341@8\031]\216*\020)$\350\356Q\025\371\247\316\262\352\355\243\326\224`,(\005\333\341\215p\023\213\0244\315\273]\005}0U\237\224\226)\007\331)\360\305p$\314\047w\241\261i\317K{\206\240fv\302\032\354?@\255\334\301\t\314o\013\230f\004\363\213Q\351\324\316\327Q\031\032v\200\336\323B\263\032DP\275\301\233~\371\304H\311-\013\016\013\251\240\332\275\213\\\226\202-\250\324n\304\250L/\221l#\230\021(\366\026(8\215\336\277\205\200\326\303|\010\224\226CF(\315\2436\277\014\237\341\350\357\273\255\364jq\035\333Z\275\241q\221x\352\234y\022\2061\367\036\304\177\336_D\023\315\247\232O-\310\312\356@\336=t\335\331\340*\364\373\213h5j\2454\233@\272\257a\370B\200-\020*\301\371s\247\220\237\333}\347\240\267\027\201\320(\354\345\374U0+\0474\375\242\220A\254\276(\246\247\260\262\357c\031\275x&P\010y\362\373\001T\267H\215\221\356(Kh\2733\276\016\204\033\240\341T\262\211\234\275H\253(O\352\345\356{\377\n\212\220\266\177\003_\312\327\n";
-    PyObject *data = __Pyx_DecompressString(cstring, 3187, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (3413 bytes) */
+static const char cstring[] = "BZh91AY&SYD\324\325\260\000\001[\377\377\377\377\377\377\377\377\377\377\277\377\377\377\377\377\377\374@@@@@@@@@@@@@\000@\000`\014\333\237/\034]\331 Qt\301P\333@(\225*TW<\000\000;\336\rLDE!\264e\031\014\201\231\2014Q\372jo!\2014\214\212z\231<\311?SJzi?Q\246\211\223e\036\246e\003\324\3657\222\232z\201(\200\010\020\047\240\023Bz\021\225\032{Jh\036D\001\223\312\003@\006\215\000\000\000\014\232\r\0005=!\221&\232\246\365\020\0004\000h\00044h\003@\000\000\320\000\r\032\000i\352z\214\365 \022\232!\001&\3122#\3213Q6\232d\010h\000\000\000\r\000h\000\000\000\000\003L\202\014\000\023\000\00410L\000\001\030\0012`\2310\000##\023\021\200\206\000\000\022JS\332\232\217H\t\246\214\000\230&\2150\0010\000\203L\214\002b0L\000\021\246\023C\000\004\2038\2022\306(\016\037\227]\016\3759\337\274\234\241fXUu\206\n\214\260\005\203F&L@\355\001P\323\245\032\215BuO\250\177\251^\003\242\272\312\355k\014\263\t\316Z\337\363\022$U3#H\207\276\201qz\031\204\204\231\201!\222a2\001\206N\212\0038\224\010\261\341\013\241rNfd\350\324\2028`\0232\023\036w\322\t&J9\240`\231\0230\314\201\230h\001\020\014\202L\037\037BB@\230MaP`1{`]\250CJe\t\274m\222\214\242iXP\301\200\216\0350\252E(\225\250QgZ%(P\242L\264J\023(,\322s\231Y\316\345\221a9\244\254\347\325\222\340&M\047t\355:\014\244\346Ne\244\347i\205+S%\244\311\223\034X\216vkA\346\004\222\026\333e\204\343\232\307\016J\215J\332\024\"\201y0\242\367\027\333\356\306)pd<~\016\374\213\256\341\033\207\246\211DGG\346\214DV\216C\356\302\343\324X\\\300\256\031\254\222OBq\034\365\202M\361@\035nW\325Ri\245\257\231\330\230\026^[\225\005\350\340&-B\000\327eT\223\t\254\211\224b\344\242y\n\306\266\3140\206R\344\321|lOg6\271[90\301\252\303S\014\355\315\310\305\024t\231\013\035h\355\013\017e\224x\360D\204\322}\342F)\037K>\250\212\022\376\206\215U\036\224\021\024O`\252\002\246\245\r\000\371\001\016\356\360C\363\244A\005\024@s\020E\031\314\201a\"\242\240\251\232\307\254\220=\032\344&V\020$D\212JR\212V#\232\022\243\222i4\323\307?\024\345\245<\326<\017Y^\364\321}\377\030\300\303\rT""\365\031\303\255\334\333\357\364\212\3525\243\200\312:\353\277\363\274\305\3743\245\273\253\300\246\2703z[\317\232\230q\276\256\213K\3379XW\316\276\216O\t\243u\331\320%\316C\234v\020\342Ls\026\317\227\214\340{\206\325\353\244\315\240\350i7\366%\270\255\322\204\316\351\307\275\314\340\311\216\2025a\352\203\306\270\034\022\224K\003\236\2112i4\2312\264\373^\267\330\253\022\245J\242V\251\365l\251\02210x\362\340\251\313\"\265\355\221\2014\200X\226K\310\254\234\243\276.\365R\030\233`\202\206L\233\020Pz\273,\354k\037T(\201h8 b9\006\257\246\353\342eH\265\343\222\004b\204M\275\304\335S\366\375\366P\241mP\255\264\330y\026D\236\303\257\363ss\333\210\337o\350=\312y\314g\264\306l\340\226\005\330\246[{`\220\023Bh\023\233\213\307*?Ki\030g\366\325\354Z\034\364\243fd\030\230\026;\360\367\234\335Z\254\325Kj6\035\376:n\205\236#\215\256\305\030\3040\324\"-|f\340\207zM\235\266\376\333\033n\010\210\370\023#\265\047\313D\374\225\022\226Nq<\260L\211D\264-\230K\212D\014\"\221\214c\337\247\357\245\021:oZ\224\242_\227\370dZ.e*\023\234\257\237\206\357\342I#\010S\371V\010\2253J\362\322\227XP\2453\322\327\377G\240\373m\276\236\277\256E+Z{\021T{\037\251\0066xN\375\347\0267\220110\307,yn\325\340\311\346\345I\236\267\036^6\355\261e\003\rc\252\013B\342s\201Jc@\244:\244\021\001\261\255> \226A1\0100\303H\252\020\232h}GkNz\351\322\373\214\2177I\326\277e\213U\373\255a\261\352\360v\270K\025\304h\260\246=\000\376\360q(\213^y\225\036\244t\264\031\314\243\371\263v\027\3433\207\210ZW\344[\025\020S\336\350\362\332\033\337pH\005A\014\354gvj\241\244\277\024&\330cL\002Sz\262\276\232WA[KPU\030\212\3472\321y\211\004\337\020,?\250\247\274\354C\210v\047wr<\356;W\247\374t\316T\234Z\342n\366\237\007\225b?N\314O1\253y\322\230\202t\244\271\367\244\220M\3435\272=\357\006\t\227\220\312\234\207q\263N\315y\014\274n\314j\316\206cJ\271\004\025\251\320\327\303P\224\322\013\3211K\016\326\305\341U|X\rk5S\310)\323\315\243X\225\035jr\357u\336\367\"\"\031\245\206\234\262&X\315\203!&\325\211\0072P\227G\003\201\336Nnc\2318\3519*\n%""\3521X\254\326\274}Gj\331\017*\310\344\r\020\323^\036\275MQJ\047\204\t3\253\233x7\320\341\271\265UU\316\250\034Iro\205-G\255H\224G)\rU\357n\376\203A\2404w\035\217\006\327\001\263\315P\2316\250\206}ye\224\211\362b\047\234\2169\\\264\272\212\315\330\341.\243\355\240\271V\246N$\\\231\231r,D\207\331J\024\023T\223\244\251%u\213|\332\213\260\276\2732<\314\244;__M1G\255\350\361\010\272w\264\276O\232\264\303\236j\n\322l\333\305\374\203\226H\367\227\327:\225\253\240d\231\230\213X\306\367g\350\355s\363\td\345\310+\356\216\021[p\364t\r\361SV1,\205r2\316u\320\250^\370\211\221,1\336-\245\0255k{\255\233\314\310\356\331\346\331\204\223E\223\236\240\\\263-[\234\047\264\275\010\340\342\207\245\2311\253\256\266\267\372\276_\023\360\205\371l\355\360\047\2070\235\207gfz\n\211\332\305\336\035\345\321\205\275D\242\273r\2405\210xO?\341|\014z\005\332\200\263\027r\203\213\330\373Pt8=\020z\272\256\271y\316\312n\301\341\307\3470{\313\006\"\257[\231\360I\252\276\344\027\0161\216\003\014[\225$\246:Xx\244\335mrx2H\256i\3726v\316\360\222\344\327\3277\226X\211\325}\047\220{u\363^-6\313\320\330\\\217\272LH*\365r\235\024T\230\315\254z&\312\242\213~Mrt\205C\005+\323g7u\232\204\242\341v\232\211\213w\2621L\310d\330\315\030\261-\3200\031\276c\013a\032|w\205\351\343B\tBs\224Db\226fV\030\303\301\217\177)*,&6}\031\210\032\037\273[\242\232x3\201^\020\206[nI\017dTe\000\037\202\t\220\357\222-\223K\263&\020\200r\330\213\n\213v1\333\224\327=\027\"\016\232#\224\034L\030]\3073\235d\004\341G\n\250\365sRE\227\"\332r\326r\232\250\217F\240\311\203\221\216\033\312\356\017\367\003\3430\252\243\362\245\266\362\345p\205\371yPU\001b\207<\257\265\023g\"\311\251F\337\341`\205\365\322\343\037\033\350\204\254\003\001s\026\264>\320\2502#\217\003\322\033Y\243.\320\326\246F\242\317c\033,g\206+\026\214\220\007`\314\311\213\345\240\023[\211+f\3145\215\302\334\202\025\035\352z<\215\205\214\361\346\026\272\352%\326i\275\3449\264\347o\006\003\231\00673|\047|:\372\221\275I\325\343\036\343\270Q\021-\372\305A\234\214\013D\260u\266\374g3""O>\235\310!\202\262\266c\211\302f\320b\252W\251\372gs6\3115V\306\337P:x\214\206\031\026%\250\307\027\047;\334\326X\242\322y\220-\217}R\231\336\305\024R\020k\0251\014CY\2717k\333\\y\371\014]\342n&TM\017\231\336R HM\260\206\036\266+\210)\213\327>3\346\224\252Ql\217:p\3237\230\240\n^\266\321\206\261Z6\353\rz\327_\2073p\313\277\t\347\026\034\034\366k-\371\201f#\335\026\331<\234s5\332\363\255\t\326\260\331X\005)\241.,\310M\027c\257~Y\262\3462\213\\\311<\262\3226\220\323\244\334\331b\202\332X\000,\314\270\312\375.\312\302B\212\244\004wL\232A\231\3364\224d\363/\014f%\212\"\254\0224\235dR\327\001\341\332\035\025:\253{\211BJ\227\226&(\314p\353c\013\307\256\352\324\003]\204\321+\261A\327\344:\334\204\366\354\354\223\336Z\246Y\341\014\036\366\003\362G~W\254bY~\333W+_\322&\355\302n7u\367\315\337\361\013KD\320\255\304\360\031\362|\205\367Q\344)\310\237Cw_\213VD;\350u\362\243Pv\027\216\336\000\3647\212\202\256\343v\334\022y\271s\234\252#v\375\254.4\3514\362Lu\020\201l\347\207\317\004\200l\331\253\346\327\347r8\221\254\223\034\225\322\334E@\321be\263+\240teb3\314\343c\207\232\031\267\221\2029\023\275\3617\210N\222\024\224\314\304\352$ay\303\207R\316\022\243\321\214v\374\245)\266\367\021\246\3002A\272\033\313\r~P\2259\313\2443\004,\n\263uo\275lN&o\335\363\271\275_\027\2079\235\276>\311\367\305+\277\352\343!D\003\010g\214\224F\3678\342\034\243i\264\221\243Y\0022\036Tm\265\206\275\234|\300\274\202\377! MQ\374\230b\251\363\3162b\273\244\234\014\006\212U\277o\231>\241\017\021\342L\351\201\240\266\023@\330~\262\306\013\017\2365\350}\325\203\001\261\237c\002V\253\343\007\354-E\232x\\Y\026&3\322\331#@\326\031Y\327\014\343Y\020\256\277\032w\200\331>I\253i\362\023\022i\260\272ML\014y\355=\323\365{\304\010\374\300\232\214\304D\302E\236\243b\307\347\306\002\020\020@-\034\2029\001\266\247\325\313h\305\262V\372\017\\\206j\266\323D\327\010\217\035\245i\014K4\0274\3031\304R\030\036\t\006\337\005\324&\0311\\#Kx\324\200i\332\267\245mlhD\254\321\r\3319\002\330D\273gl\215\246\325\245\030\316\0028""\343 $Y\260\272\tq\310\266\033D\306\203\360\214\231\010\341 j#D\047\204\337\362\305\204wB\300\326G\003\234\007x\326\226\017\006\213\224\314\334tqW\006\260\363^\326\334r}wou\231\226V\032%\3540d\231\212\373\000\206\303\006\016\350\375\235\016h\271|\235\344\342c\030y\025\366C\210\351\356\n\362\276\260\203\242\2777\016\010>\034\021h\206\201\3034\303f/\251\367\316\002\277-\246\245m\260\333\321l\234@\020\376\020T\263\366\300,\377}\021\375\362\262)J\"Q\te\305fPC#\253\313\001\304^\007^\357\343\264\374l\200\343A\206\355w\354\312\214B\206+KO\320\3252\323\222\3007\336\377\2370\275\031\356\272\226\020Y3}\2307^\333|\315\357\024#\004\"[\"\224\260>\026\250\302%\021\344\276 N\305\220\360\353W;+]P\350\305\334\031Z\345\341V~\177d\210c\255Uc76\241\207\363FqR\250\245/S\077\077\375\251r\205*tT\224\322\235;\227)T*T\244#\227.\214t\251\022\313\016Ol\204*\210\202\34385\304\340`w\242\376\227:u\034\307\225\007\212\004\023\362:e\332\355\374\366|\342\r\311\313gk\251\231\277\014\344\200e\3725p\246\355\na\047\302OkN\314xP{\205\372/\256\354\371i\231%*\265\350\317\273b\204\365\205\235Ea\313\371P\306P\261\351\0056}\020\330\252\336P\035%\037\320\246V\332\370\"\3672\007Nm\341\005\355[\320\373\367u\373\204T\047h\n\227(\031\227\224\246\201\266A\273\233\3071TB\267\227\270\240j\347\346\034\352\244\256\312\265\202\260\253\252?\005\n\236\215\241F\231O\314\t\330C\177\256\215T\352\031\320\023z\354d\365fEK\307\223\354J\310t\2358\271\261\214tn\317s\337^\021\"\330\223\221\047\221\036e\025N\000\n\202\206\211\202\352\304a\033lHB\372% \313S\357\332L\322\230|\004\342\234\213\0023+\004#*\304\370uL\214\242Q\310\311\020\363\307F\030\276\026\325\226I\342\320b\365\273L\014\222\254\225\322(\377\376.\344\212p\241 \211\251\253`";
+    PyObject *data = __Pyx_DecompressString(cstring, 3413, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4289 bytes) */
-static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) or (\377) with o\377ne row i\377ndex eac\377h, got )\346\001\003, \001\004\t\004...\377: <Memor\337yView\212\001<c\377ontiguou\035s\243\002dirs\001\007\r_\000\376\022\004strided\230\"\010\216\001\004\031><(\tA\006>\337?Cann\253\000as\377sign to \377read-onl\327y m\240\002v\242\000In\377valid mo\177de, exp\223 \356|\000\047c\047\206!\047fo?rtran\047\363\003%\005\374\336#\307 axis N\376\245 Note th\377at Cytho\373n \025\000delib\237erateo\000\324\001c\367ter!\001n PE\337P-484\266Bre\376\206As subcl\366\252\000es\303Abuil\375t\251@types.\377 If you \223ne\230 \307\000p\322\000%\tt\177hen set\200\000\367e \047\363\002atio\373n_<\000ing\047 \366\362#iv\242\000o Fa\377lse.add_\326\235 ec\367\000s\241f(n+, \004\013p\315`r\r\004\272`\237-coll\270`[\000s\337.abcc\353\002_c\377ore/_esc\376\373`.pyxdis\277ableen\002\001g\355c\335Ace]\0071-Dt\306c\304$s#\003dla\344\000]t\256\204\007n EN\002L\023\002\274\371c\030\tkeep\332\000m\177, decim\326\000\374\212\205\002\306 mp (n_\367row\363cpool}_\232\000acity\217\205\006o>= 0\316\204\003no?\000\377fault __\377reduce__\367 du\254\"non-\177trivial\033\000~\312\000it__ou\235\010\337 writ\355\001 C\375-\350\204\010float3\0272 a\220\206\013(\212\001\222\206\010\213 \357 uin \007hol\371d\265@\312Bentri\376\222`in uses\377eg_start\035,\355@g_l\365@\374\206\001\023\001\024\370 \353\206\003d\204@r\370`\036\001\323\206\001\177s insid\235\204\001se v\002E\004pec\230\207\010\177storage\252\207\010L\277\023\246\00164\303\016\347#,\376b\274h\003\213\"lack\370\206\001 \356\304\001y a\316\207\001\047s \350\244c\213\000\364\000s\231\206\001(daum{\000d\356\207\001s)u\263b\376\261\206\001allocat}e\275$data.\013\020\330\361\210\003\206\"\275\207\002s.\367\210\004ha\363ve\216\211\004\330\204\001ASCI\377IEllipsiIs\320i\342cR\255`\000\007.\201g\336\t\tmake\327`om\026\036\tre\274!e2\010\324\205\002B\010\231d\346\205\002S\010en\370\205""\001d\010m\357atcht\010put\375_6\rquanti\035z]\trep\342 \254\010\210\001\376\240`_counts\364\305\010\267`t\227\ttrim\177NonFini\025\000\357rror\311\210\001Seq\325u\231\000e\301\212\001.\306\212\007_T\242\316\206\001s\000\004\222\047\373\206\004_\017\007s\353ete\002_\022\006_Py\375x\001\000Dict_N\377extRef__>\241\210\004e____\366\210\002\000\006\257_get\217\000m\026\001d\2740\001 \000func&\001g\374U\0054\000import\336<\001main\003\002od\273ulM\002nam\002\003e\365w]\001p~\000checGksuT\000\n\001\235\003_\025\001\372\342\211\001_\005\002unpic-k?\000En \005v\324\206\002\241\001\202\371 lO\005\234\207\005\245\207\006\342\007\270\207\004e\275x\325\001set_\203\005s\244\260\010\2210t\300`\321\001s\312\211\001o\377utine_ke\337rnel_\327\207\002s_\262\361f_\350d\000\005.<\242\205\001l\377s>.genex\337prabc\262\205\005_b\377ufferany?arange\211\210\001\252\217\001}_\344@alas_\226\212\004\033as\242\210\002as\252\216\007\n\004\201\214\001\377asyncio.\367cor\225\003satl\377east_1db\377badbaseb\377itsblock\254\363\211\002\005\002sc\355\211\005c\333\214\001m\347pcl\323\001\252@tra\377cebackcl?osecls\204\214\002\211\214\002\370\275\016\304\204\002\311\204\002_nonz\367ero\326\204\002ersc\245v\366\213\010.\372\213\004\007\te\322\204\001s\000\005\n\240\214\002+\t\227\214\004>\t\203\214\003\315\213\005\265\206\003x\273\206\003\332.\235\204\001dimd\247\216\001\336\000\002_is_\332\221\003em\367pty\341\206\003ends\361e\321`\214\217\002\220\002firs?tflags\240\213\004\251\213\002\37764format\276\363\217\004fresh\315Dg\373et\312\210\001_ohel\375d\237\213\001siibid\347idx\235\222\002\335\215\004int\377int64inv\253_s\202`e\305\205\001s\000\002i\277zekkin\337\215\004l\337ivelo\357\207\002ma\357xmem\214\221\001min\362\207\221\001n\265\215\003\300\205\001nbyt/esnd\277\214\002n\346\000\201\220\001\376\341`tnpnump\377yobobjof\375f\361\206\001oldout\007out\353\213\001\221\210\001\363\215\001\356\215\n\203\216\002/dead\214\216\002s\232\213\001\226\216\002\027use\020\000p\351\210\006\337\210\005\347\210""\005\376\320\204\016rbregis\361t\335@\372\210\002\346\210\013retu?rnrow_\220\204\001\202\217\001\376\206\217\001_putrvs=a\031\000ated\231\"\263\215\004\356\324\215\001len\326\215\006sel\234\317\000\260Atde\223\217\002\324\225\002s\377hrinksiz\261e\200\216\002\313\211\002\321\211\001us\207\000p\367sto\001\000ruct?tthrow\014\000\336\211\001\337tuple\334\216\00116\354\340\216\003\274\215\003un\263\212\001upd\367ate\373\001valu\375e\000\002swantw\357ords\000\002_fo\357rxxb\363\204\001sO\200\377\001\330\004\n\210+\220Q\377\200A\330\010\020\220\n\230\377+\240U\250!\2504\250\377v\260R\260w\270a\200\377A\360\006\000\t\033\230!\377\340\010\024\220A\220Y\230\377a\230t\2401\330\010\t\377\330\014\017\210r\220\026\220\377s\230!\330\020\026\220j\377\240\001\320!B\300!\300\3775\310\t\320QR\330\014\377\020\220\002\220&\230\001\230\377\021\330\014\032\230!\320\033\377+\2502\250V\2603\260\377d\270)\3001\330\014\022\377\220\"\220F\230\"\230C\376L\0002\240W\250F\260\"\373\260AP\001q\330\020\031\230\377\024\230\\\250\021\320*:\377\270\"\270F\300#\300Q\377\340\014\034\230A\230Q\230?a\330\010\013\21078\000(\000\367\022\220*\020\001\330\010\017\210}q\240\003 \230s\240(\272\000>\234\000\014\210E\220\027y\002\322\000\377\013\230;\240f\250J\320\3676F\300>\000\022\220\047\230\377\022\2304\230r\240\027\250\377\002\250#\250S\260\004\260\367B\260a\370\003!\2309\240\367A\240X\247\000>\300\022\300\2779\310A\330\020\036\360\000z\377\250\022\2509\260L\300\014\377\310A\310Z\320WY\320\177Yb\320bc\330\020\222\001\377Z\240r\250\031\260*\270\177L\310\001\310\026\310x\031\002\377a\320ab\330\010\014\210\177G\2207\230\047\240\032\312\"\335Q\256!t\220:\304\000g\240\377R\240z\260\023\260E\270\377\027\300\003\3006\310\023\310\377E\320QX\320X[\320\373[\\\306$\240\022\2401\320\357$4\260A\204@v\270Q\377\320>U\320UV\320V\375W\375\0014\210z\230\021\230\377&\240\002\240*\250C\250\377t\2606\270\023\270B\270\377c\300\024\300W\310C\310\375r\373!\020\023\2204\220r\177\230\023\230M\250\024\250w\000\276\242(y\230\007\230q9""\000(\357\250\"\250A\312#%\220t\376\216 s\240\"\240J\250d\373\260(\363 H\300D\310\001\374\242A\335$\014\210I\220T\230\257\032\2408\250\330\"H\210`R\377\320\027)\250\021\250(\260\367\"\3204\326 \300|\320S\376\241\000g\320gh\320hi\367\330\025\027\031\003*\260B\320\3736H\230 \027\320PR\320\377Rd\320de\320ef\376\230!L\230\004\230L\250\004\377\250G\2604\260{\300$\376\230@\014\027\220{\240&\250\367\n\260!\320B\250a\300a\337\320\000\022\220(\372`\004\013\377\2106\220\021\220!\320\000\377\033\2301\360\010\000\005\026\373\220W\371B\004&\240a\340\375\004\200`\220\003\2201\220D\377\230\005\230U\240!\330\004}\005\311\204\001\002\220%\220s\341`\376\341\0026\220\023\220B\220c\373\230\026\366@\021\240%\240s\334\374\000\361aB\260d\337dR\300\377t\3102\310V\320ST\377\320TW\320WZ\320Z\372\213B\014\344b\320\0355\260Q\373\260a\247\000!\3001\300A\377\330\037 \240\005\240Y\250\375a\342AF\220#\220Q\220\334\275b\360\204\001\002\230#\337BV\250\2752\370 \010\r\210Q\262\204\0015\253\220\001\276\000$\177\000\021\372\204\001/\377\240\021\240.\260\002\260&\277\270\007\270q\300\001\226c1\376\316aN\250!\250>\270\022\377\2706\300\027\310\003\3101\377\310B\310a\310s\320R\337S\340\014\022\2202\001/\260}\022\357@\027\300\001\300\021\047\014\365?\252\205\002\047\314`A\310R\310\217q\320PS\311\000\256\205\001\353\205\002.\277\240\001\240\025\240f\257`q\357\260\006\260f\257`a\270q\227\340\010\030\240\206\001\230\260 \325\205\001!\377\320\004\026\220a\340\010\014\377\210K\220q\230\003\2307\315\240\017\000\027\220$\000\227\207\001$\230\377i\240y\260\004\260H\270\177M\310\024\310\\\320Y\313@\376\350B\020\033\2304\230z\250\177\030\260\024\260W\270K\304 \376\306\000\035\230T\240\031\250$\377\250l\270$\270l\310$\337\310g\320UY)\006\320\004\377\035\230Q\340\010\017\210x\376b\0024\230q\320\004 \240}\001u\001H\220F\230!\232c\371\001\020\002\374\207\001\020\210|\2304\377\230y\250\001\250\021\330\010\377\016\210b\220\013\2301\230\377B\230h\240a\240v\250\357V\2602\260\340 \017\210w\377\220k\240\024\240Q\240b\377\250""\014\260A\260T\270\026z\327 \006\301`\004!\240\0215\016\177\014\210J\220a\220w\317\207\001\357\014\210N\230\355c\320\004\"\373\240!\355\210\001\034\2301\330\010\353\031\230k\000\032\276\210:\017\210t\373\2203\230`\020\026\220b\230\377\006\230b\240\003\2404\240\367r\250\027\377 b\270\001\330\357\014\025\220[\222Ba\240t\273\2501\370\210\004\027\220u\346\210\004\014\177\017\210u\220H\230E\265@\377c\250\022\2506\260\023\260\367B\260c\227b\021\300#\300_S\310\002\310#\347@v\226\207\002\377Y\320Y\\\320\\`\3209`\225\210\003\214\212\004_\320_\020\000\361\205\003\377i\320ik\320kl\330\377!\047\240q\250\007\250q\377\260\005\260Y\270d\300!\273\3004\271\206\001T\320T\374\207\001\320\377\\a\320aj\320jk\374\242\212\023\216\001C\220q\330\025\026\253\330\024\337A\030\234\212\tX\206\004\340>\t\022Y\310b\320P\300\210\001\304\212\007\277\014\017\210q\330\020\367@\240g\021\240!\305\212\024\220A)\250\361\206\001w\t\014\210\365\210\003(\240!\276\213\001\337)\2301\320\034\360\213\0014\300\337q\310\007\310q\227ad\220\356\270bF\220&\354 k\250\026\377\250x\260t\2703\270f?\300C\300{\320R\301\211\001\317\210\004\337\320\035I\310\021\274 W\320\177TU\320UX\320X\225\210\003\362\270\210\002\010\327\214\001\273\213\001\024\230Y\240\377f\250B\250k\270\025\270\177c\300\032\3102\310X\202\212\002N\346 b\320b\311\210\001\261\215\001\004\257\204\001\364\255a\274\215\001!\244\204\002\010\260\001\330\373\010\022\223\207\002b\230\016\240a\276\356 \006\250f\260A\245\204\001\r\377\210[\230\001\230\030\240\023\377\240H\250C\250s\260\"\277\260E\270\032\3006\213\000!\177\330\010\r\210Z\220q\236\212\001\362\007\001U\307\003\367\211\001\025\230h\240\375e\363\211\007U\230(\240%\240\377|\2605\270\n\300%\300\377z\320QV\320V]\320\371]\360\213\005\324\211\005H\260E\270\034\277\300U\310,\320V\327\213\002\010\367\014\210O\262 \004(\250\001\276\323\216\001\032\230\024\230Q\314\205\002\320\377\020\"\240!\2407\250&\273\260\002\372\211\001\016\210b\014\0032\377\240[\260\001\260\027\270\006\367\270b\300\317\000\013\2103\210""\367f\220C\325\213\002C\230v\240\377Q\240c\250\023\250A\250\337U\260#\260S\"\000c\300\177\022\3003\300c\310\026\367\207\004\277V\320VY\320Y\376ca\376\360&1\260\021\260!\3203GW\320W\356\214\003\256\213\003\226\204\002\010\\\003\377E\230\023\230D\240\003\240\1772\240Q\240a\240u\242\"\355$\365\204\0021\270\363\216\005\320\035=\377\270Q\270a\270w\300ax\374@\354 \322\000\330\010%\240\351\211\002\216\243\001A\220Q\367\217\002\246\207\002\263\220\0013\373\240f\251\000T\260\024\260Y\335\270\213\000\020\220\005\263\212\001\220r\377\230\021\230#\230T\240\021\277\240\"\240A\240T\316\000F\377\260!\2601\320\0046\260\375a\371\220\001(\240t\250:\260?V\2701\270K\300\341`\327\217\001\377\025\220a\220q\330\014\024\356\364B4\230s\271 1\330\010\337\023\2205\230\002\226@,\250\275d\277\214\001\013\2105\220\377\213\001r\376\375\220\004\2305\240\002\240&\250\377\t\260\022\2609\270C\270\371q\266\220\001\276\221\001q\230\n\240&\377\250\002\250!\330\010!\240\231\021\313\220\002\270\217\001E\220_\004\244\001U\371\230\324ab\003\020\023\2201\220\367E\230\022M\000\004\240C\240\327q\250\004\317\212\002\003\202\211\002\014\020~\204\215\002E\230\032\2401\330\002\010\1776\250\021\250$\250c\366!\376\264\001D\230\003\2301\230A\376\236\220\0034\220{\240$\240l\377\260$\260m\3006\310\032\277\320SY\320YZ\323\214\003!\376\272\210\001\220v\230^\2501\320\003QR";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4289, 5661);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3439 bytes) */
+static const char cstring[] = "x\332\265VMw\333V\222\re\332\221\035M\217\276\345(\316\014(\313\022\345\330L(\321r\047\223v\037J\226\332\3568\216\251O\313v\017\032\004\036ID @\002\240D:\275\310RK,\261\304\022K,\271\344\022K,\271\324O\350\2370\267\036@\211\262}z\026sF\307\006\201\367Q\257\352\326\255[O\020$]\021\004\3114\245\216`T\004\253&5\030\276m\341\273\266PoY\266Pf\202$\\\274\252\272\360].\047\030\345_\231l?\311\332&cB\305\224\252u\246\333+++B\326\320\231`\032\247B\203\231X\254\260\366\312\003\241j\330\302\212`\230BvE8U\355\2320X\304\027\010L\222k\311\242\370\347\201\220\374&\337\271\\\356\007\341\307\237Y\3350;\007*;%G\177\224\r\335V\253-\243e\361\020\024\325$\217>\034\306\t\311\204e\233\252\302\224\241\305\344\321\277\232\277:v\261\362\311\2377%]\207[\222e\251U]\260\r\301d\222\362\320\320\265\216P\347N\236\300\311\347\372\211\244\251\212P7\024\366@`\355\006\366\302\324\262\274L\347.W\014\3236%}9\216p\2608\206\037 Km\325\022^\002\247\227\206\315\004\273\206\204lv\354\232\241\013\030W\230\246\226\231)\331\014\047\222\217\260l\322\"]x\265\365\352a\341\217\005\356\261\311(I\226`\265\312\262\006g\231E\300\225[\252f\343\004\273\323`VNx^\021:FK\320\031|C$\r\254\033\336`\327\230.X\314\246\027a\231\307-\331\252\241\213\330\256\352\325\345\004*\365\204\321\356mI\263XNR\024\021\353\230\214\310\255\013\346d\365\007\302\325\221\206D$\211\307\340\320C\331\3204\262e\350VN*\3132\217W\224\r\223}+2K\306\352\\\243\323VTK*k\214\351\364\254\312\224\026y\310h\376\341\323\030\322\004J+^\250h\022\302\264/)\255\013[\334\344\013>\036o\031^s\314X\003\301\325\037\000mY\255#0\216)p\2517\020\213\010\372\306#\r\303\320DX\222d\325\356\\\330\177\362\047\341\273\330\250n\300BEji\266 \212&SZ2\023EAiq\300tC\177\210\374\235\250\222\206Y\004\243\332\242x\305O\341\324Tm\212@\330|8\304\355\212fH\366\332\352\207\205\233%o\2066\003\r\241\245\352\227+k\206\246 o<\235(YS\215\261oY\214\0074\204\242\305\252\242eK&\260\241W\r<\240p\351\035\321\306+\2219\331\004\025i\224\024\200lY\250\030n\236\273\022\333\266@\376!\257,\333\200d\260\3775H""\362|\275\360Q\2141\370\017\370!\361i|\253&\311\307\224\022\036W\007F\261j\331\022b\346\300\033\225\374\003\346YE\252\343t\205\346\255\225\026\247\007\215K\232f\310\250\251\344<E\262\245\334\047fc\0478\024\\\035\254\\\"\2245\351d0\233\375\304\020\350_\334\335|\376|K\323\324\206\245Z\303\364\213\337w\340\317\345[\356\222-\303\203u\351\230!~\243><\330lI\000\355=\023\345\032\223\217\231\222\373\221\234\325\254\047\271*\323!=\346\360b\223\021\376lh\210\227\340\320\267\302Kwh\200\351\037\014\324%[\256\r}7Z\266\370\241\225\201SCC&C\231\034_\031\340\024\303\336\026\26234\201a{x\047\240\256C\016\267\251B\330\226i\032&\211\343.k\266\340\033\243\246\220\273\354\017\342\036e\315J~.\201L\024E\274\234\200\262\361\223.\247\304W\2356\376?\205\246\212/Y\333\336a\025QLt\217\321<W\306\313\227*\263\341Q\235\006\024\332\203\277JK\227\351\267:0\216?\265\336\200\340\323[]R\3719\350\013-\215\317\351R=\376\205\347\370\203\306\305y\264Z\365\370+\261B\257\244\332\361[Ko\250\3621,l\351\203u\047\274\020\310\006\260\327\006f\007,\372\030\206\301\000k\323\007\260\270p\305\032r\375\023\030\331H\033\005e\221:\203\277\252\316\304cf\352L\023\355\030\372\013\232\016\3506\370\375\210\232P\372Am\211\345V\245\202\276\246w$<\252\214\n\321\022\023\205\227,^\227\222u)\020\311\000a\"Y\035]V\215\334\205?\226dk\030\265\305\274R.KJY\262XY\265\2552N:\346\372\301\337,y\240\334r\231K\273\254Q,\310\020\232\263\314\312`\253\254\031\026\2235\213\323\233?>\n\201\263\227?\320\367\364\367\220R\376\301LK>\031\352b\271\244\213\r\0171\242\262ue\344\2435\t\000\303Cq\247\032t\246\270^\343\347G\316\021+\321\307\024B\211?(m\361\375\215\325\033v\047\256m\246+\350\224\255:\277Up\247*\252i\331\025M\252ZI\257\341?\353\005\\\\P\375\311\365\245\202\254\326\222\203@w\322;\321\340O\263\3064\205\272\215\245\252eUQ\2256\277\354%\261@\213\271\266\253\372\211\210x5F5d\305\217\367\354\370\030\313\342\0205\334,4\203\313M]j\343vEW\253\272\252\323\255J\217\033\001qV/w\300I]\341\214\300\021u\272\317\300+[o \250F\307(#b\243R!.\303\047H\007l""\343\037\265\017\222$\352UW\0329\377Pp\255\343/\226\226\254\021\321\3140\324\270\320\273\201\310\r~?\202\337,\233\254\252Z C,~W\025\317dv\313\324\021\205H\344\244h\350\277\010\363f\303<\001\207[\224\017\205C\204VK0$\r8\351\311\027]\332b\032\242\243,\332\311u\203\367\035\253f\252\3721\201\032\257\242B\246G\313\202K\rT$\376\233-\331\266\355\032N\306\047\t\255\335jh\214\232o~=\276<\304\215\030\212\203\000Z\rtFF8\340\312\332b\374a\235\"\372S\303T,\376\020\301\216v\273L\205`\375\362{\252\237\276u\366\215S\372\275\330\037\035wn\271\337x\373~\306/\370\047\301Np\332\225~/\376\363\306g7\277r3\347\243\323N\3219r%\327\366\362\375\321\233\375\261\177?3\235Y\307r3\375\361Y\347W/\025e6z\231\336\243\360fT\332\351\217\215;#\316\222\233r\047\372c\363n&\372\352\033\177\325?\010\326\002\245\273\322\313\367\307&\235\005g\333]p7an\325;\364\267\203\205\240H6\233\375\361/\335i\367\235?\021\335\377\241\273\320\335\356\335\355\225\316\307\356\270E\267\344J\375\321/\316\036ck\221,\334\247\261\376(\366\304^\n\256\345e\341<\334\033;\333r\346\370\351\010\352\013\367\277\274\212\377\327h}\273\007\003\223\316\262;\351\026\\\323\233\363G\374\273\376n\220\0166\002)\216>\343~\357\025\275\327\360\364Io\262\367}X\354\217\377\007B~\357O\372\337\007/zca1|\023\035\036EG\345\250,\367\307\311\2537\236\351\177\031\334\357\276\010S\341l\330\346\263R$\225\311\211\2778\217\335eo\236\303Y\242\350l\347\007\204Q\365v\274\367\301T\260\325\235\353]\353\255\207S\341VTz\035\275~\033\275}\227\200\351Mz\371h\261\020\024\221\206\223n)z\262\037\355\037D\007\207\004@\341\354\275;\341.y#\336}\177\323\267\203\365\356Tw\243+\367\246{\207\341fh\022\374\343SN\3011\335)\367g\177\332/]\001\253\343~\3566\2617\353/\370\305\030\317{\216\r@,o\301\373\253\257\004Y\240\376\254\3674L\rm\033;{\356\354\271\363\336\037cp\237\201\n;\321\334\212?\341g\203\205\250\000`{\377\210v\341c5\252\326\242\232\332\237\231\213\247\357\007\033\321\3723@3\027\275\332\211v\224Ha\021\253\220\215\027n\332}\341\247\375\277\004\205\340\267\336\"R36\347\374""\346-\371\267\202\014O\252/\005\231\236\024}6\351dA\277\364\027g\353\316\204\223\211>\373\312\315\377s\364\263\353\263\316!\367-\275\344I\347i\254w\2569y\347\251{\335\335\3672\375\364uJ\350\010B\263\3002\036\347\2723\345l8\262;\213\324Ox\367<\013\000\020\3556\300\311\230g;=;\\\r\017\242\335\275h\3570:|\023\275\341\031\211a\210\276~\024\224\002\t\276fz\371^\261\377\237\202w\335;\362%\212e\333\271\353\224\034)>r\311\035q\357\362,\037\200\363\000\357\337\316Jt\376#\047\205\000\026\341\301\004\231\374\026N\344\202\221`\251\373y\267\331K\305\354\310\023\247^\202\303O\272\223\335\365\336\\x-\314\207\033\241\024Z\321\316\356y\262\353\333`\0229\237\353\245z\023\037\354\3723\017d\031\204*\206;a3z\265\213X\350l^q9\320j\006\225\260\3517\203\033A\005\234\221\272\315\363\321\333T\047\250\3424Q!\023\245g\035\351\0341\375\3444\335k\356c\017#s\016\226Qy,\272\252\327A\275<\353\376\034N\207\357\242#\344\223\247{\374+\020\350\275\177;\230\016\016\273?\001F\270\364\265\273\347}\351/\372Zw\261\253\205\213a5\332?\272\330\021\245\277vK\347Hs\233\037Sp\233QZ\360R\347\234\\\333\360\2063$\305\007\221\355\233w\334\374\371h\006\301c\346Nt\047G\270c\252?:Ok\277t\047\316cI\002\030\330\016\370\251\216\244sh\311\035\257\204\230\213\376^p\033uR\244\322Xu\016\3345\210\311\364\274{\037\345\216\265\323\316\323\350v\026z\260\3043\222\352\002Y\252\303\033\036\363\327\3742\006/y\262\320\343B\325\216\245\017\013\307\243\361\005/\343\255y\n\344\344\010\024i\366\307fP.\267\341\356\242\047\003\225\331\240\3355!(\253\275\275p\022\330`\373\251SvS\203b\047#\316ug\037\372\263\352\356pI,\221\243\2171\260\346\312P\252\024\024h\0251L\006\217\272#\335L\177\032U\320\237\236I\024s\3169A\304c\323\340w\305\335\300\206i(\314\251_\341\30266\341p\302e\000\315\206#\301mJ\243\t\203\005\337\014f\202r\027\344\343g\235\303\213\2243\221\030\025\3101J?`\377(\005\356/\244\004<\003\377\277\270/\302\277\033\335r\\ \377\032s\202\260\344\250\324\240>\031\tq\352\245\033\213K\224\306vj\032\210\212\363\2073\351\377\320\344\010\2025H\000""\226\225\335\033n\331\273\346\025\000\362\034*\215\003<\343\274\345\345\047y\266\237\277H[+ik\370n9\317\334-,\220\221\230u4\207\215@\346\0320\001a\332\rG\302\273\250\350\023\336\004PE\357\242w\177\217\376\0367\241\304/1\0221\024\013\254\032\251\307\321\261\326\317,{M\377s\224\373\365\340\250\253\300\361\002\3114\324\215t-z\2076\365k\364\353\361\247;4y\264\3514\3733\263\375i*\345\333\303\035\371u\342\314\371\047g\217\302r\364\212\272\325e\337\376 \021\237\354\342\224\223\025\237\304\375\346X\322\344\262X\2145+n>\272\263\301\375o\206\237\207\315\376\350\037\316\024\047\023K\357\022\340>\366g\375v`w\327\272\225\336f\357\267h\207\332\345\205p?\017\047\000\337a\264\207Q\264\331\030#\256[\243\224_\272(L\273G`\353\206\177\334\235A\047\235G\033x\315\261\006J@\231v\220\270\247I\232\2100\361]\241\340v\374\321 Ew\n\322\377\262\373\007\244\267\351\337@\341\025\003.\374oa\372\2667\345=\203\350Z\320\220\255\356<\372\375D\230\241\3117\220>\364bz\335\217\203\241&;\343\326@\376\2136\273\017\014\356y\377@\331\337\352\335\353\275\217Jp\352o\321\337\0067\214A\027}\006\323wz\373\341\203\350\200\367,L\375\002\320\322Y?E,\237G\200%B\255\034\327\315c^p\231\241\221U\357m\220\n\346\222ZC\202\326\316*\310?\335!6\335\023\324\262\354O\241\232\367\203\273\301.\026\311P\263\265\236\214\033O\334ebZ\306\034\224.\200\317\007\023A&ZC/\215o7\361\355\200S39a\013\366\237\242V x\300\256\305aZ\344\314\317w\213\027v\376\324-\241W\235\342\226\321\304\265d\024A\365G\357y\245\201\221\242S\342\034v\363\020?\252\335\265Dy\246A{i \014\022\202\231\200D\355\201\202\013\220\237=\004\264\035d\002\240\264\036H\204R\026\265\371Cp\200\243\177\3525\343K\344\014\2665IY\267y\276- \205\324L9\217\320\344\263\336\003\\\2272qo\247\253\206\231\334v\335G\270_-\3717\241\326\337w7\273\315\230f\263H\367-\014\217\370\330\002\035\345\234\277r\312\240\007\014\316\201d\346\201\320$\354\245\275M0+\315{\367\265`\225n\223\343\374\302\263\205[Y~\370c\035\267\256E_&\344\311\357\247\350\256y\272\000\321m\264\200\013\326\242\247\001\341:h8""\037\355\"go\342*\312\220z\241\215\374\267\237\207\264\375\017q\036\300\n";
+    PyObject *data = __Pyx_DecompressString(cstring, 3439, 1);
+    #define __Pyx_DecompressString_LZSS_UNUSED
+    if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
+    const char* const bytes = __Pyx_PyBytes_AsString(data);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
+    #endif
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4631 bytes) */
+static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) (one\377 row per\377 index),\377 got ) o\377r () wit\363h \035\005\034\002 eac\231h\036\004&\003, \001\0045\004.\377..: <Mem\177oryView\245\001\377<contiguwous\276\002dir\216\001\370\007\r\200\000\022\004stridced\"\010\216\001\004\031><(\t~A\006>?Cann\320\000\377assign t\377o read-o_nly m\240\002v\242\000\377Invalid \377mode, ex\271p\256 |\000\047c\047\206!\047\377fortran\047\360\230#%\005\371#\342 axis\373 N\312 Note \377that Cyt\357hon \025\000del\177iberateo\000\346\324\001ct\353 \"\000n P\277EP-484\321Br\375e\241As subc\355l\252\000es\336Abui\373lt\304@types\377. If you\047 ne\230 \307\000p\322\000%\t\377then set\356\200\000e \047\363\002ati\367on_<\000ing\047\355 \362#iv\242\000o F\377alse.add\255_\235 ec\367\000s\274f(Wn, \004\013p\350`r\r\004>\325`-coll\323`[\000\277s.abcc\353\002_\377core/_es\377cape.pyx\377disableemn\002\001gc\335Ace]\007\2471-D\353c\304$s#\003d\353la\344\000t\311\204\007n E\342N\002L\023\002\236\204\003\030\tkee\375p\332\000m, dec\343im\326\000\245\205\002\306 mp \277(n_row\363cp\357ool_\232\000aci{ty\252\205\006>= 0\363\204\003\373no?\000fault\377 __reduc\277e__ du\254\"n\377on-trivi\363al\033\000\312\000it__\373ou\235\010 writ\356\355\001 C-\350\204\010flo\277at32 a\253\206\013(x\212\001\255\206\010\213  uin \007\317hold\265@\312Ben\367tri\222`in u\343se\314\002\352\206\005\303 seg\177_start,\375@\007g_l\205`\247\207\001\023\001\210@\226\207\003=d\224@ribe\036\001\376\206\001\177s insid\255\204\001\363e \206\002V\003spec\376\303\207\010storage\230\325\207\010\317\023\266\00164\323\016\367#,x\216\204\002h\003\233\"lack\210\207\001\335 \324\001y a\203\210\001\047s\321 \264c\213\000\204 s\251\206\001(d\353am{\000d\243\210\001s)u\374\303b\301\206\001alloca\373te\315$data.\260\013\020\234\211\003\206\"\315\207\002s.\242\211\004h\327ave\271\211\004(\000\020n,\377 ASCIIEl?lipsis\363i\205\204\003\311R\320`\000\007.\244g""\t\tma\333ke\372`om\036\tqu\377antize_c\377hecked.<\376\307\001ls>.genoexprK\tre\374!\221e_\010\244\206\002o\010d\266\206\002\200\010e\371n\310\206\001\221\010match\036\241\010put_6\r\215\005\310\010\307rep\242@\004\n\336b_c\237ounts\362\010\367`t\376\227\ttrimNon\357Fini\025\000rro\275r\231\211\001Sequ\231\000eZ\221\213\001.\226\213\007_T\236\207\001s\000\004t\277\047\313\207\004_\017\007sete\002\275_\022\006_Pyx\001\000D\377ict_Next\337Ref__\361\210\004e_\347___\306\211\002\000\006_ge\225t\217\000m\026\001d0\001 \000f\227unc&\001gU\0054\000i\337mport<\001ma{in\003\002odulM\002\267nam\002\003ew]\001p\214~\000\303BsuT\000\n\001\235\003_\364\025\001\262\212\001_\005\002unpi[ck?\000En \005v\244\207\002\004\241\001\216`lO\005\354\207\005\365\207\006\342\007\210\210\004{ex\325\001set_\203\005Is\260\010\2210t\300`\321\001s\232\212\001\377outine_k\277ernel_\247\210\002s\305_\236\204\006_\350d\000\005\212\204\016ab\375c\362\205\005_buffe\377ranyaran\333ge\331\210\001s_\333\212\004as\306\347\210\002as\357\216\007\n\004\306\214\001as\377yncio.co\375r\212\003satlea\377st_1dbba\377dbasebit?sblock\270\212\002\005\002\353sc\262\212\005c\240\215\001mpc\371l\310\001\237@trace\377backclos\017ecls\311\214\002\316\214\002\315\205\016\271\204\002\376\276\204\002_nonzer}o\313\204\002erscv\273\214\010).\277\214\004\007\te\307\204\001s\005\n\345\214\002\000+\t\334\214\004>\t\310\214\003\222\214\005\252\206\003\260\206\003\352\206\016\236\222\204\001dimd\354\216\001\000\002_\367is_\272\222\003empt}y\326\206\003endse\306`\374\321\217\002\220\002firstf\317lags\345\213\004\356\213\00264\277format\270\220\004f\357resh\335\207\004get\366\377\210\001_o\001\002rhel\375d\352\213\001siibid\347idx\211\223\002\250\216\004int\377int64inv\253_s\375@e\300\205\001s\000\002i\277zekkin\252\216\004l\337ivelo\352\207\002ma\357xmem\327\221\001min\362\322\221\001n\200\216\003\273\205\001nbyt/esnd\212\215\002n\354\000\314\220\001\377nextnpnu\377mpyobobj\367off\354\206\001oldo\377neoutout\340\251\214\001\217""\210\001\301\216\001\274\216\n\321\216\002dea\345d\332\216\002s\330\213\001\344\216\002use\302\020\000p\347\210\006\362\211\005\372\211\005\351\211\016rb?regist\346@\370\210\002\356\372\211\001art\353\210\004ret\177urnrow_\231\204\001\374\320\217\001\324\217\001_putrp\357rvsa\033\000ate\035d\236\"scr\362\211\001\372\215\004\233\216\001wlen\235\216\006sel\333\000\316\302Atde\352\217\002\306\226\002sh\377rinksize\330\307\216\002\322\211\002\330\211\001us\220\000ps\373to\001\000ructt\237throw\014\000\345\211\001touple\263\217\00116\267\217\003\366\203\216\003un\272\212\001upda\373te\204!value\376\000\002swantwo\367rds\000\002_for\367xxb\205\205\001sO\200\001\377\330\004\n\210+\220Q\200\377A\330\010\020\220\n\230+\377\240U\250!\2504\250v\377\260R\260w\270a\200A\377\360\006\000\t\033\230!\340\377\010\024\220A\220Y\230a\377\230t\2401\330\010\t\330\377\014\017\210r\220\026\220s\377\230!\330\020\026\220j\240\377\001\320!B\300!\3005\377\310\t\320QR\330\014\020\377\220\002\220&\230\001\230\021\377\330\014\032\230!\320\033+\377\2502\250V\2603\260d\377\270)\3001\330\014\022\220\177\"\220F\230\"\230CL\000\3772\240W\250F\260\"\260\375AP\001q\330\020\031\230\024\377\230\\\250\021\320*:\270\377\"\270F\300#\300Q\340\377\014\034\230A\230Q\230a\237\330\010\013\21078\000(\000\022\373\220*\020\001\330\010\017\210q>\240\003 \230s\240(\272\000\234\000\237\014\210E\220\027y\002\322\000\013\377\230;\240f\250J\3206\373F\300>\000\022\220\047\230\022\377\2304\230r\240\027\250\002\377\250#\250S\260\004\260B\373\260a\370\003!\2309\240A\373\240X\247\000>\300\022\3009\337\310A\330\020\036\360\000z\250\377\022\2509\260L\300\014\310\377A\310Z\320WY\320Y\277b\320bc\330\020\222\001Z\377\240r\250\031\260*\270L\277\310\001\310\026\310x\031\002a\377\320ab\330\010\014\210G\277\2207\230\047\240\032\312\"Q\356\256!t\220:\304\000g\240R\377\240z\260\023\260E\270\027\377\300\003\3006\310\023\310E\377\320QX\320X[\320[\375\\\306$\240\022\2401\320$\3674\260A\204@v\270Q\320\377>U\320UV\320VW\376\375\0014\210z\230""\021\230&\377\240\002\240*\250C\250t\377\2606\270\023\270B\270c\377\300\024\300W\310C\310r\376\373!\020\023\2204\220r\230?\023\230M\250\024\250w\000\242(\337y\230\007\230q9\000(\250w\"\250A\312#%\220t\216 \377s\240\"\240J\250d\260}(\363 H\300D\310\001\242A\376\335$\014\210I\220T\230\032\327\2408\250\330\"H\210`R\320\377\027)\250\021\250(\260\"{\3204\326 \300|\320S\241\000\377g\320gh\320hi\330\373\025\027\031\003*\260B\3206\375H\230 \027\320PR\320R\177d\320de\320ef\230!\377L\230\004\230L\250\004\250\177G\2604\260{\300$\230@\377\014\027\220{\240&\250\n\373\260!\320B\250a\260!\300\277a\320\000\022\220(\374`\004\377\013\2106\220\021\220!\320\377\000\033\2301\360\010\000\005\367\026\220W\373B\004&\240a\373\340\004\202`\220\003\2201\220\377D\230\005\230U\240!\330\373\004\005\313\204\001\002\220%\220s\374\343`\343\0026\220\023\220B\220\367c\230\026\370@\021\240%\240\271s\376\000\363aB\260d\341dR\377\300t\3102\310V\320S\377T\320TW\320WZ\320\365Z\215B\014\346b\320\0355\260\367Q\260a\251\000!\3001\300\377A\330\037 \240\005\240Y\373\250a\344AF\220#\220Q\271\220\277b\362\204\001\002\230#\341BV{\2502\372 \010\r\210Q\264\204\001W5\220\001\276\000$\177\000\021\374\204\001\377/\240\021\240.\260\002\260\177&\270\007\270q\300\001\230c\3751\320aN\250!\250>\270\377\022\2706\300\027\310\003\310\3771\310B\310a\310s\320\277RS\340\014\022\2202\001/\373\260\022\361@\027\300\001\300\021\352\047\014?\254\205\002\047\316`A\310R\037\310q\320PS\311\000\260\205\001\355\205\002\177.\240\001\240\025\240f\261`\337q\260\006\260f\261`a\270/q\340\010\030\242\206\001\230\260 \327\205\001\377!\320\004\026\220a\340\010\377\014\210K\220q\230\003\230\2337\240\017\000\027\220$\000\231\207\001$\377\230i\240y\260\004\260H\377\270M\310\024\310\\\320Y\374\315@\352B\020\033\2304\230z\377\250\030\260\024\260W\270K\374\304 \306\000\035\230T\240\031\250\377$\250l\270$\270l\310\277$\310g\320UY)\006\320\377\004\035\230Q\340\010\017\210\375xb\0024\230q\320\004 \373\240\001u\001H\220F\230!\362\234c\001\020\002\353@\t""\034\2301\347\340\010!\260 \231`\034\320\034\271.\364!-\000\330\010\032(\001\031W\230\021\340\215\210\003t\201`F\373!\376\221\210\001a\340\020\031\230\034\240\377Q\240f\250A\250T\260\377\030\270\023\270A\330\020\023\377\2202\220V\2303\230a\377\330\024\032\230*\240A\240\377Q\330\020\024\220D\320\030\337(\250\002\250&\215B\001\270\367\021\330\014\321\210\001\006\240e\250\2673\250b\244@\"\260\240e\"\365\300\244\210\002x\365\210\003\021\330\014\020\377\320\020\"\240!\2403\240\337d\250#\250Y\240`q\330\277\014\025\220T\230\030\337@$\373\240c\223 \026\260x\270r\377\300\022\3002\300T\310\022\373\3101\270\211\001w\220b\230\001\374\345\206\005A\001\220\005\220U\230!\317\2302\230R\216\211\002\222\000\023\220\3757\016\0003\230c\240\027\250\337\001\250\022\2502\301\000\022\260\3775\270\002\270!\330\024\033\337\2301\330\024\025\253\211\004\027\220\377v\230Q\330\014\024\220B\357\220f\230B.\000\024\240R\357\240w\250f\324\210\002\014\021\220\376\354b!\2201\220B\220a\367\220s\230\303Ar\250\022\250\3774\250r\260\025\260b\270w\001\330\014g\002\340\014\020\240\204\001\230\200\212\004\214@\354!\320\004\364 \362.\230\251O\206\207\001\375\"\t\264\204\004\220\243\201R$N\235\000\006\270b\233\205\003\326;\020\300 \307Q\220i\235\214\001\265\022\216\212\001N\230\306\327\207\003\320\004\260@\327\214\001\326`\330\010\370\275`\305b\252\2148\017\210t\2203\373\220a\210\215\001b\230\006\230b\377\240\003\2404\240r\250\027\273\260\006\333#\025\220[\372\205\002a\257\240t\2501\256Fu\320\214\004\014\377\017\210u\220H\230E\240\375\025\255`\022\2506\260\023\260\367B\260c\377\206\002\021\300#\300\377S\310\002\310#\310R\310\375v\200\213\002Y\320Y\\\320\\\347`\320`\377\213\003\366\215\004_\320_\374\020\000\333\211\003i\320ik\320k\377l\330!\047\240q\250\007\377\250q\260\005\260Y\270d\357\300!\3004\243\212\001T\320T\376\346\213\001\320\\a\320aj\320\363jk\214\216\023\216\001C\220q\330\257\025\026\330\024\307\206\001\030\206\216\tX\372\206\004\340\t\022Y\310b\320P\374\252\214\001\256\216\007\014\017\210q\330\020""\330\314d\257\216\024\220A)\250\331\212\001\t\014\335\210\337\214\003(\240!\250\217\001)\230\3671\320\034\332\217\0014\300q\310\377\007\310q\330\010\016\210d\335\220\240\207\002F\220&\354 k\250\377\026\250x\260t\2703\270\177f\300C\300{\320R\253\215\001\276\271\214\004\320\035I\310\021\274 W\377\320TU\320UX\320X\344\377\213\003\242\214\002\010\301\220\001\245\217\001\024\230Y\377\240f\250B\250k\270\025\377\270c\300\032\3102\310X\234\354\215\002\346 b\320b\263\214\001\233\221\001\004\366\227\210\001\2301\244\217\0054\230y\250\277\010\260\001\330\010\022\373\212\002b\357\230\016\240a\356 \006\250f\377\260A\260Q\330\010\r\210\377[\230\001\230\030\240\023\240\377H\250C\250s\260\"\260_E\270\032\3006\213\000!\031\001\047Z\220q\210\216\001$\001U\307\003\341\215\001\337\025\230h\240e\335\215\007U\230\377(\240%\240|\2605\270\377\n\300%\300z\320QV\237\320V]\320]\332\217\005\276\215\005H\377\260E\270\034\300U\310,{\320V\301\217\002\010\014\210O\262 \357\004(\250\001\275\222\001\032\230\024\253\230Q\262!b\246\210\0037\344\210\002!\376\007\0102\240[\260\001\260\027\375\270\346\205\003\010\013\2103\210f\373\220C\277\217\002C\230v\240Q\377\240c\250\023\250A\250U\357\260#\260S\"\000c\300\022\277\3003\300c\310\026\337\213\004V_\320VY\320Y\376ca\360&\3771\260\021\260!\3203W\303\320W\330\220\003\230\217\003\226\204\002[\004E\230\377\023\230D\240\003\2402\240\325Q\271 u\242\"$\365\204\0021\270\376\335\222\005\320\035=\270Q\270a\217\270w\300a\374@\354 \322\000\330\347\010%\240\321\215\002\243\001A\220Q^\341\223\002\2301\230B\234\224\0023\353\212\004\317\024\260Y\270\213\000\223\207\003a\220\377r\230\021\230#\230T\240\177\021\240\"\240A\240T\316\000\377F\260!\2601\320\0046\373\260a\343\224\001(\240t\250:\177\260V\2701\270K\300\341`\276\301\223\001\025\220a\220q\326\211\001F\353\230!\237\221\002!\372\224\001\023\2205\273\230\002\226@,\250d\251\220\001\013\327\2105\220\347\217\001r\347\224\004\2305\377\240\002\240&\250\t\260\022?\2609\270C\270q\240\224\001\250\225\001\377q\230\n\240&\250""\002\250c!\330\307\214\001\265\224\002\242\223\001E\220_\004\275\020\375\212\0044\230s\240d\001\020\177\023\2201\220E\230\022M\000\177\004\240C\240q\250\004\267\216\002\267\003\2602\333`\014\020\354\220\002E\337\230\032\2401\330\002\0106\250\237\021\250$\250c\366!\216\213\001D\353\230\003\224 A\210\224\0034\220{\377\240$\240l\260$\260m\377\3006\310\032\320SY\320\353YZ\273\220\003!\272\210\001\220v\230?^\2501\320QR";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4631, 6265);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (5661 bytes) */
-static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in useseg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.stateEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____set""state_cython____test___is_coroutine_kernel_tables_make_room_restore_restore.<locals>.genexprabcallocate_bufferanyarangearrarray_equalas_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescodes.<locals>.genexprcountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedecode.<locals>.genexprdictdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_oheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrvsaturatedscaleseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatestatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230+\240U\250!\2504\250v\260R\260w\270a\200A\360\006\000\t\033\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330\010\020\220\n\230!\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A""\310Z\320WY\320Yb\320bc\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260\022\2606\270\027\300\001\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q""\320PS\320ST\330\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\027\220q\340\010\020\220\n\230$\230i\240y\260\004\260H\270M\310\024\310\\\320Yd\320dh\320hi\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020\035\230T\240\031\250$\250l\270$\270l\310$\310g\320UY\320Yd\320dh\320hi\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\016\210b\220\013\2301\230B\230h\240a\240v\250V\2602\260Q\330\010\017\210w\220k\240\024\240Q\240b\250\014\260A\260T\270\026\270q\300\006\300a\320\004!\240\021\360\006\000\t\020\210|\2304\230y\250\001\250\021\330\010\014\210J\220a\220w\230a\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a""\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330""\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
+    #else /* compression: none (6265 bytes) */
+static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) (one row per index), got ) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in userows must be 1-Dseg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._quantize_checked.<locals>.genexprEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.stateEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_u""npickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_kernel_tables_make_room_restore_restore.<locals>.genexprabcallocate_bufferanyarangearras_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescodes.<locals>.genexprcountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedecode.<locals>.genexprdictdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_ohave_rheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoneoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrprvsaturatedscalescratchseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatestatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230+\240U\250!\2504\250v\260R\260w\270a\200A\360\006\000\t\033\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330""\010\020\220\n\230!\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A\310Z\320WY\320Yb\320bc\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\260!\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260""\022\2606\270\027\300\001\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q\320PS\320ST\330\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\027\220q\340\010\020\220\n\230$\230i\240y\260\004\260H\270M\310\024\310\\\320Yd\320dh\320hi\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020\035\230T\240\031\250$\250l\270$\270l\310$\310g\320UY\320Yd\320dh\320hi\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\010\000\t\034\2301\340\010!\240\021\240!\330\010\034\320\034.\250a\330\010 \240\001\330\010\032\230!\330\010\031\230\021\340\010\t\330\014\017\210t\2201\220F\230#\230Q\330\020\026\220a\340\020\031\230\034\240Q\240f\250A\250T\260\030\270\023\270A\330\020\023\2202\220V\2303\230a\330\024\032\230*\240A\240Q\330\020\024\220D\320\030(\250\002\250&\260\002\260&\270\001\270\021\330\014\026\220j\240\006\240e\2503\250b\260\002\260\"\260B\260d\270\"\270F\300\"\300A\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\025\220T\230\030\240\021\240$\240c\250\030\260\026\260x\270r\300\022\3002\300T\310\022\3101\330\014\017\210w\220b\230\001\330\020\026\220j\240\001\240\021\330\014\020\220\005\220U\230!\2302\230R\230t\2402\240Q\330\020\023\2207\230!\2303\230c\240\027\250\001\250\022\2502\250T\260\022\2605\270\002\270!\330\024\033\2301\330\024\025\330\014\017\210q\330\020\027\220v\230Q\330\014\024\220B\220f\230B\230c\240\024\240R\240w\250f\260B\260a\330\014\021\220\021\330\014\022\220!\2201\220B\220a\220s\230$\230i\240r\250\022\2504\250r\260\025\260b\270\001\330\014\023\2207\230!\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\320\004!\240\021\360\010\000\t\034\2301\340\010!\240\021\240!\330""\010\034\230O\2501\330\010 \240\001\330\010\t\330\014\017\210t\2201\220F\230#\230Q\330\020\026\220a\340\020\031\230\034\240Q\240f\250A\250T\260\030\270\023\270A\330\020\023\2202\220V\2303\230a\330\024\032\230*\240A\240Q\330\020\024\220D\320\030(\250\002\250&\260\002\260&\270\001\270\021\330\014\026\220j\240\006\240e\2503\250b\260\002\260$\260b\270\006\270b\300\001\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\020\220\005\220Q\220i\230t\2401\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x""\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330""\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 261; i++) {
+    for (int i = 0; i < 268; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 55) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 58) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -39304,8 +41553,8 @@ static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 261; i < 281; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-261].length;
+    for (int i = 268; i < 289; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-268].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -39315,15 +41564,15 @@ static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 281; i++) {
+    for (Py_ssize_t i = 0; i < 289; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 261;
-      for (Py_ssize_t i=0; i<20; ++i) {
+      PyObject **table = stringtab + 268;
+      for (Py_ssize_t i=0; i<21; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -39390,7 +41639,7 @@ typedef struct {
     unsigned int num_kwonly_args : 1;
     unsigned int nlocals : 5;
     unsigned int flags : 10;
-    unsigned int first_line : 9;
+    unsigned int first_line : 10;
 } __Pyx_PyCode_New_function_description;
 #ifdef __cplusplus
 } /* anonymous namespace */
@@ -39410,109 +41659,114 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 127};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 140};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 195};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 208};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_c};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 416};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 374};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
-    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__10, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 449};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 492};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 48};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 525};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
+    __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 61};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_n};
-    __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_pool_slack, __pyx_mstate->__pyx_kp_b_iso88591_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_pool_slack, __pyx_mstate->__pyx_kp_b_iso88591_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 3};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_pyx_state};
-    __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 115};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 128};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_xb, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_bad, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {9, 0, 0, 25, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 190};
+    const __Pyx_PyCode_New_function_description descr = {9, 0, 0, 25, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 203};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_cls, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_words, __pyx_mstate->__pyx_n_u_seg_start, __pyx_mstate->__pyx_n_u_seg_len, __pyx_mstate->__pyx_n_u_seg_cap, __pyx_mstate->__pyx_n_u_pool, __pyx_mstate->__pyx_n_u_outside, __pyx_mstate->__pyx_n_u_counters, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_n_rows, __pyx_mstate->__pyx_n_u_pool_used, __pyx_mstate->__pyx_n_u_pool_dead, __pyx_mstate->__pyx_n_u_live, __pyx_mstate->__pyx_n_u_rows_put, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_want, __pyx_mstate->__pyx_n_u_name, __pyx_mstate->__pyx_n_u_shape, __pyx_mstate->__pyx_n_u_dtype, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_ends, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restore, __pyx_mstate->__pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restore, __pyx_mstate->__pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 216};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 229};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_state, __pyx_mstate->__pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_state, __pyx_mstate->__pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 222};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 235};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_reduce, __pyx_mstate->__pyx_kp_b_iso88591_A_U_4vRwa, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_reduce, __pyx_mstate->__pyx_kp_b_iso88591_A_U_4vRwa, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 231};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 244};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restart_counts, __pyx_mstate->__pyx_kp_b_iso88591_HF_L, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restart_counts, __pyx_mstate->__pyx_kp_b_iso88591_HF_L, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 317};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 320};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_need, __pyx_mstate->__pyx_n_u_shrink, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_used, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_pool, __pyx_mstate->__pyx_n_u_out};
-    __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_make_room, __pyx_mstate->__pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_make_room, __pyx_mstate->__pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 338};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 341};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_cb, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_arr, __pyx_mstate->__pyx_n_u_idx, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_rv};
-    __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_put_codes, __pyx_mstate->__pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_put_codes, __pyx_mstate->__pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 354};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 357};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x};
-    __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_Q_xq_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_Q_xq_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 358};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_saturated};
-    __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_4y_Jawa_N_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 389};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_have_r, __pyx_mstate->__pyx_n_u_one, __pyx_mstate->__pyx_n_u_rp, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_scratch};
+    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_1_O1_t1F_Q_a_QfAT_A_2V3a_AQ_D_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 406};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 482};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_ob, __pyx_mstate->__pyx_n_u_have_o, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 441};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 517};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 468};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_idx};
-    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_4y_b_1BhavV2Q_wk_Qb_AT_q_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 544};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_have_r, __pyx_mstate->__pyx_n_u_one, __pyx_mstate->__pyx_n_u_rp, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_scratch, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_held, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_codes};
+    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_1_a_t1F_Q_a_QfAT_A_2V3a_AQ_D_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 475};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 586};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_trim, __pyx_mstate->__pyx_kp_b_iso88591_a_Kq_7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_trim, __pyx_mstate->__pyx_kp_b_iso88591_a_Kq_7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 479};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 590};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_held, __pyx_mstate->__pyx_n_u_old, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_outside};
-    __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_repack, __pyx_mstate->__pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_repack, __pyx_mstate->__pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -46473,93 +48727,6 @@ static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_int64_t(int64_t value
     return __Pyx_PyUnicode_BuildFromAscii(ulength, dpos, (int) length, prepend_sign, padding_char);
 }
 
-/* PyNumberBinop */
-#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
-#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-#ifndef __Pyx_DEFINED_BinopTypeError
-#define __Pyx_DEFINED_BinopTypeError
-static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
-    char opname[4] = {op[0], op[1], 0, 0};
-    if (inplace) {
-        opname[op[1] ? 2 : 1] = '=';
-    }
-    __Pyx_RaiseErrorWithObjectTypes1(
-        PyExc_TypeError,
-        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
-        opname, op1, op2);
-}
-#endif
-#endif
-#ifndef __Pyx_DEFINED_PyNumber_Add_xint_object
-#define __Pyx_DEFINED_PyNumber_Add_xint_object
-static PyObject* __Pyx_PyNumber_Add_xint_object(PyObject *op1, PyObject *op2, int inplace) {
-    if (PyFloat_CheckExact(op2)) {
-        double int_op1;
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (__Pyx_PyLong_IsCompact(op1)) {
-            Py_ssize_t compact_op1 = __Pyx_PyLong_CompactValue(op1);
-            if (compact_op1 == 0) return __Pyx_NewRef(op2);
-            int_op1 = (double) compact_op1;
-        } else
-        #endif
-        {
-            int_op1 = PyLong_AsDouble(op1);
-            if (unlikely((int_op1 == -1.) && PyErr_Occurred())) return NULL;
-            #if !CYTHON_USE_PYLONG_INTERNALS
-            if (int_op1 == 0.) return __Pyx_NewRef(op2);
-            #endif
-        }
-        double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
-        #if !CYTHON_ASSUME_SAFE_MACROS
-        if (unlikely((float_op2 == -1.) && PyErr_Occurred())) return NULL;
-        #endif
-        return PyFloat_FromDouble(int_op1 + float_op2);
-    }
-    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-    {
-        PyTypeObject *type_op2 = Py_TYPE(op2);
-        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
-        if (likely(slot_func)) {
-            PyObject *result = slot_func(op1, op2);
-            if (likely(result != Py_NotImplemented)) {
-                return result;
-            }
-            Py_DECREF(result);
-        }
-        __Pyx_BinopTypeError(op1, op2, "+", inplace);
-        return NULL;
-    }
-    #else
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-    #endif
-}
-#endif
-static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_int_object(PyObject *op1, PyObject *op2, int inplace) {
-    if (likely(op1 != Py_None)) {
-        if (likely(PyLong_CheckExact(op2))) {
-            #if CYTHON_USE_PYLONG_INTERNALS
-            if (__Pyx_PyLong_IsCompact(op1)) {
-                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
-                if (int_op1 == 0) return __Pyx_NewRef(op2);
-                if (__Pyx_PyLong_IsCompact(op2)) {
-                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
-                    if (int_op2 == 0) return __Pyx_NewRef(op1);
-                    return PyLong_FromSsize_t(int_op1 + int_op2);
-                }
-            }
-            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
-            #endif
-            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
-            if (likely(slot_func)) {
-                return slot_func(op1, op2);
-            }
-        }
-        return __Pyx_PyNumber_Add_xint_object(op1, op2, inplace);
-    }
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-}
-#endif
-
 /* PyLongBinop */
 #if !CYTHON_COMPILING_IN_PYPY
 static PyObject* __Pyx_Fallback___Pyx_PyLong_RshiftObjC(PyObject *op1, PyObject *op2, int inplace) {
@@ -46656,6 +48823,93 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_RshiftObjC(PyObject *op1, PyObject *
     }
     #endif
     return __Pyx_Fallback___Pyx_PyLong_RshiftObjC(op1, op2, inplace);
+}
+#endif
+
+/* PyNumberBinop */
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
+#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+#ifndef __Pyx_DEFINED_BinopTypeError
+#define __Pyx_DEFINED_BinopTypeError
+static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
+    char opname[4] = {op[0], op[1], 0, 0};
+    if (inplace) {
+        opname[op[1] ? 2 : 1] = '=';
+    }
+    __Pyx_RaiseErrorWithObjectTypes1(
+        PyExc_TypeError,
+        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
+        opname, op1, op2);
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Add_xint_object
+#define __Pyx_DEFINED_PyNumber_Add_xint_object
+static PyObject* __Pyx_PyNumber_Add_xint_object(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyFloat_CheckExact(op2)) {
+        double int_op1;
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(op1)) {
+            Py_ssize_t compact_op1 = __Pyx_PyLong_CompactValue(op1);
+            if (compact_op1 == 0) return __Pyx_NewRef(op2);
+            int_op1 = (double) compact_op1;
+        } else
+        #endif
+        {
+            int_op1 = PyLong_AsDouble(op1);
+            if (unlikely((int_op1 == -1.) && PyErr_Occurred())) return NULL;
+            #if !CYTHON_USE_PYLONG_INTERNALS
+            if (int_op1 == 0.) return __Pyx_NewRef(op2);
+            #endif
+        }
+        double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+        #if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely((float_op2 == -1.) && PyErr_Occurred())) return NULL;
+        #endif
+        return PyFloat_FromDouble(int_op1 + float_op2);
+    }
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "+", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+    #endif
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_int_object(PyObject *op1, PyObject *op2, int inplace) {
+    if (likely(op1 != Py_None)) {
+        if (likely(PyLong_CheckExact(op2))) {
+            #if CYTHON_USE_PYLONG_INTERNALS
+            if (__Pyx_PyLong_IsCompact(op1)) {
+                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
+                if (int_op1 == 0) return __Pyx_NewRef(op2);
+                if (__Pyx_PyLong_IsCompact(op2)) {
+                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
+                    if (int_op2 == 0) return __Pyx_NewRef(op1);
+                    return PyLong_FromSsize_t(int_op1 + int_op2);
+                }
+            }
+            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
+            #endif
+            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
+            if (likely(slot_func)) {
+                return slot_func(op1, op2);
+            }
+        }
+        return __Pyx_PyNumber_Add_xint_object(op1, op2, inplace);
+    }
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
 }
 #endif
 

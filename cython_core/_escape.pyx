@@ -6,8 +6,8 @@ words (``words``, one spare word at the end), no padding between rows. Dimension
 ``bits[j]`` bits when that is below ``2**bits[j] - 1``; else the row holds that top value, the escape, and the
 exact code goes to the side table: rows are grouped in blocks of ``block_rows``; block b's entries are the
 ``seg_len[b]`` uint32 of ``pool`` from ``seg_start[b]`` (room for ``seg_cap[b]``), each
-``(row in block) << 26 | (code + top)``, a row's entries consecutive and in dimension order. Rewriting a row
-drops its old entries and appends the new ones; a block out of room moves to the pool's end with an eighth's
+``(row in block) << 26 | (code + top)``, sorted by row (a read finds a row's run by binary search), a row's
+entries in dimension order. Rewriting a row replaces its run in place; a block out of room moves to the pool's end with an eighth's
 slack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.
 
 Every read and write goes through whole words (portable; any endianness): a code is read from at most two
@@ -20,6 +20,7 @@ import numpy as np
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memmove
 
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
@@ -43,6 +44,18 @@ ctypedef fused real_out:
 cdef inline uint32_t _slack(uint32_t n) noexcept nogil:
     """cython_core.layout.pool_slack: a block's room for ``n`` entries."""
     return 0 if n == 0 else min(<uint32_t>MAX_SEGMENT, n + (n >> 3) + 1)
+
+
+cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) noexcept nogil:
+    """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+    cdef uint32_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if <uint64_t>a[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def pool_slack(n: int) -> int:
@@ -241,7 +254,7 @@ cdef class EscapeRows:
         cdef Py_ssize_t i, j, k, dim = self.t.dim, block = self.t.block
         cdef int64_t r, b, rr, c
         cdef uint64_t v, base
-        cdef uint32_t e, start, length, cap, kept, fresh, newcap
+        cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
         if new == NULL:
             return -2
@@ -255,12 +268,11 @@ cdef class EscapeRows:
                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
                     fresh += 1
+            # the block's entries are sorted by row: this row's old ones are the run [first, last)
             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
-            kept = 0
-            if length:
-                for k in range(length):
-                    if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-                        kept += 1
+            first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
+            last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+            kept = length - (last - first)
             if kept + fresh > cap:  # move the block to the pool's end
                 newcap = _slack(kept + fresh)
                 if self.pool_used + newcap > self.pool_cap:
@@ -268,24 +280,15 @@ cdef class EscapeRows:
                     free(new)
                     return i
                 e = <uint32_t>self.pool_used
-                for k in range(length):
-                    if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-                        self.pl[e] = self.pl[start + k]
-                        e += 1
+                memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
+                memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
                 self.pool_dead += cap
-                self.ss[b] = <uint32_t>self.pool_used
+                self.ss[b] = start = e
                 self.sc[b] = <uint16_t>newcap
                 self.pool_used += newcap
-            elif kept != length:  # drop the row's old entries in place
-                e = start
-                for k in range(length):
-                    if (self.pl[start + k] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-                        self.pl[e] = self.pl[start + k]
-                        e += 1
-            else:
-                e = start + length
-            for k in range(fresh):
-                self.pl[e + k] = new[k]
+            elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
+                memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+            memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
             self.sl[b] = <uint16_t>(kept + fresh)
             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
             base = <uint64_t>r * self.t.row_bits
@@ -355,52 +358,125 @@ cdef class EscapeRows:
         """:func:`quantize` on these rows' layout."""
         return quantize(x, self.layout)
 
+    cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,
+                                      Py_ssize_t* saturated) except -1:
+        """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
+        is written; returns the rows."""
+        cdef Py_buffer xb
+        cdef Py_ssize_t count, first = 0, bad
+        cdef _Tables t = self.t
+        _check_indices(rows, n, self.n_rows, "rows")
+        _get_values(x, &xb, F32, F64, F64)
+        try:
+            count = xb.len // xb.itemsize
+            if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+                raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+                                 f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+            if _kind(&xb) == F32:
+                bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+                if not bad:
+                    saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+            else:
+                bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+                if not bad:
+                    saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+            if bad:
+                raise NonFiniteError(bad, first // t.dim, first % t.dim)
+        finally:
+            PyBuffer_Release(&xb)
+        return n
+
     def encode(self, x, rows) -> int:
-        """Quantize ``x`` into ``rows`` (nothing written if a value is non-finite); returns (and accumulates) the
-        values clipped at +-b."""
-        codes, saturated = self.quantize(x)
-        self.put_codes(codes, rows)
+        """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
+        accumulates) the values clipped at +-b."""
+        cdef Py_buffer rb
+        cdef bint have_r = False
+        cdef int64_t one
+        cdef const int64_t* rp = &one
+        cdef Py_ssize_t n = 1, saturated = 0
+        cdef int64_t* scratch = NULL
+        try:
+            if type(rows) is int:  # one row: no index array
+                one = rows
+            else:
+                have_r = _get_indices(rows, &rb, "rows") == 0
+                if rb.ndim != 1:
+                    raise ValueError("rows must be 1-D")
+                rp, n = <const int64_t*>rb.buf, rb.shape[0]
+            scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+            if scratch == NULL:
+                raise MemoryError()
+            self._quantize_checked(x, rp, n, scratch, &saturated)
+            self._put(scratch, rp, n)
+        finally:
+            free(scratch)
+            if have_r:
+                PyBuffer_Release(&rb)
         self.saturated += saturated
         return saturated
 
     # -- reading -----------------------------------------------------------------------------------
 
+    cdef inline void _prefetch(self, int64_t r) noexcept nogil:
+        """Request every cache line of row ``r``."""
+        cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+        while first <= last:
+            JR_PREFETCH(self.w + (first << 3))
+            first += 1
+
     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
-        escape has no entry (a damaged table)."""
+        escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
-        cdef int64_t r, b, rr, c
-        cdef uint64_t v, base
-        cdef Py_ssize_t p, end
+        cdef int64_t r, b, rr = 0, c
+        cdef uint64_t v, pos, acc, word
+        cdef int64_t avail, width
+        cdef Py_ssize_t p, end = 0
+        cdef const uint64_t* src
+        cdef const int64_t* lo = self.t.lo
+        cdef const int64_t* widths = self.t.width
+        cdef const uint64_t* esc = self.t.esc
+        cdef double inv = self.t.inv
         for i in range(min(n, PREFETCH_ROWS)):
-            JR_PREFETCH(self.w + ((<uint64_t>idx[i] * self.t.row_bits) >> 6))
+            self._prefetch(idx[i])
         for i in range(n):
             if i + PREFETCH_ROWS < n:
-                JR_PREFETCH(self.w + ((<uint64_t>idx[i + PREFETCH_ROWS] * self.t.row_bits) >> 6))
+                self._prefetch(idx[i + PREFETCH_ROWS])
             r = idx[i]
-            base = <uint64_t>r * self.t.row_bits
+            pos = <uint64_t>r * self.t.row_bits
+            src = self.w + (pos >> 6)
+            acc = src[0] >> (pos & 63)
+            avail = 64 - <int64_t>(pos & 63)
             p = -1
             for j in range(dim):
-                v = _read(self.w, base + self.t.offs[j], self.t.width[j])
-                if v == self.t.esc[j]:
+                width = widths[j]
+                if avail >= width:
+                    v = acc & esc[j]
+                    acc >>= width
+                    avail -= width
+                else:  # the code continues in the next word
+                    src += 1
+                    word = src[0]
+                    v = (acc | (word << avail)) & esc[j]
+                    acc = word >> (width - avail)
+                    avail += 64 - width
+                if v == esc[j]:
                     if p < 0:
                         b = r // block
                         rr = r - b * block
-                        p = self.ss[b]
-                        end = p + self.sl[b]
-                        while p < end and (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-                            p += 1
+                        p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+                        end = self.ss[b] + self.sl[b]
                     else:
                         p += 1
                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
                         return -1
                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
                 else:
-                    c = <int64_t>v + self.t.lo[j]
+                    c = <int64_t>v + lo[j]
                 if codes != NULL:
                     codes[i * dim + j] = c
                 else:
-                    out[i * dim + j] = <real_out>(<double>c * self.t.inv)
+                    out[i * dim + j] = <real_out>(<double>c * inv)
         return 0
 
     def decode(self, indices, out=None):
@@ -466,11 +542,46 @@ cdef class EscapeRows:
         return status
 
     def match(self, x, rows) -> tuple:
-        """(codes, saturated, held): ``x`` quantized as :meth:`encode` would (nothing written), and whether
-        ``rows`` hold exactly those codes already."""
-        codes, saturated = self.quantize(x)
-        idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        return codes, saturated, bool(np.array_equal(self.codes(idx), codes))
+        """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
+        ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
+        cdef Py_buffer rb
+        cdef bint have_r = False
+        cdef int64_t one
+        cdef const int64_t* rp = &one
+        cdef Py_ssize_t n = 1, k, saturated = 0
+        cdef int64_t* scratch = NULL
+        cdef int status = 0
+        cdef bint held = True
+        cdef int64_t[:, ::1] cv
+        try:
+            if type(rows) is int:
+                one = rows
+            else:
+                have_r = _get_indices(rows, &rb, "rows") == 0
+                if rb.ndim != 1:
+                    raise ValueError("rows must be 1-D")
+                rp, n = <const int64_t*>rb.buf, rb.shape[0]
+            scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+            if scratch == NULL:
+                raise MemoryError()
+            self._quantize_checked(x, rp, n, scratch, &saturated)
+            status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+            if status < 0:
+                raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+            for k in range(n * self.t.dim):
+                if scratch[k] != scratch[n * self.t.dim + k]:
+                    held = False
+                    break
+            if held:
+                return None, saturated
+            codes = np.empty((n, self.t.dim), dtype=np.int64)
+            cv = codes
+            memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
+            return codes, saturated
+        finally:
+            free(scratch)
+            if have_r:
+                PyBuffer_Release(&rb)
 
     def trim(self) -> None:
         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""

@@ -248,13 +248,12 @@ class CalibratedColumn:
     def encode_into(self, store: EscapeRows, first: int, n: int, values: Any) -> int:
         """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. (nothing written if they are
         rejected); returns the saturated values."""
-        return store.encode(_float_rows(values, n, self), np.arange(first, first + n, dtype=np.int64))
+        return store.encode(_float_rows(values, n, self), _rows_from(first, n))
 
     def match(self, store: EscapeRows, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
         """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them, codes None when ``store``'s
         rows ``first``.. hold them already."""
-        codes, saturated, held = store.match(_float_rows(values, n, self), np.arange(first, first + n))
-        return (None if held else codes), saturated
+        return store.match(_float_rows(values, n, self), _rows_from(first, n))
 
     def allocate(self, n_rows: int, eager: bool) -> EscapeRows:
         """Rows and their side table (its pool sized for the ranges' expected rate); ``eager`` writes the rows'
