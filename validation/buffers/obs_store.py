@@ -547,6 +547,7 @@ class Drift:
             return
         self.next_check = self.written + min(self.written, CHECK_EVERY)
         for event in recalibrate(self.codec, stores, held()):
+            event["rows"] = self.written  # rows written to the main store so far
             LOG.info("recalibrated %s after %d rows: %d -> %d bits per row, %.3f -> %.3f bits per value expected, "
                      "%d -> %d side-table entries", _label(event["column"]), event["rows"], event["row_bits_before"],
                      event["row_bits_after"], event["bits_before"], event["bits_after"], event["entries_before"],
