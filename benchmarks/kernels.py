@@ -89,10 +89,10 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
         "float32_fancy": lambda idx: obs[idx],
         # into a preallocated batch, as gather_unpack writes (mode="clip": "raise" copies through a temporary)
         "float32_take": lambda idx: np.take(obs_take, idx, axis=0, out=out_take, mode="clip"),
-        "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].spec, out),
-        "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].spec, out),
+        "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].layout, out),
+        "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].layout, out),
         "uint16_decode": lambda idx: uint16_decode(stored16, idx),
-        "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].spec, out),
+        "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].layout, out),
     }
     names = list(methods)
     draws = rng.integers(0, n_rows, (repeats, batch))  # fresh rows every repetition (cold), drawn before timing
@@ -109,7 +109,7 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
     med = {key: _median_us(values) for key, values in samples.items()}
     faster = min(("float32_fancy", "obs[idx]"), ("float32_take", "np.take"), key=lambda m: med[m[0]])
     med["float32_gather"] = med[faster[0]]  # the stricter reference
-    spec15 = packed[15].spec
+    spec15 = packed[15].layout
     row64 = list(obs[:64].astype(np.float64))  # the row views made before timing
     calls = 2000
     quantize_us = _time_rows(lambda i: quantize_pack(row64[i & 63], packed[15].storage, i, spec15), calls, 7)
