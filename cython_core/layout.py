@@ -95,8 +95,8 @@ def escape_width(lo: int, hi: int, widest: int) -> int:
     """The bits an escape-coded dimension needs to hold the codes lo..hi below its escape value, at most
     ``widest`` (the uniform width, which holds every code).
 
-    >>> escape_width(50, 50, 15), escape_width(-100, 154, 15), escape_width(-100, 155, 15), escape_width(-12700, 12700, 15)
-    (1, 8, 9, 15)
+    >>> [escape_width(lo, hi, 15) for lo, hi in ((50, 50), (-100, 154), (-100, 155), (-12700, 12700))]
+    [1, 8, 9, 15]
     """
     return min(widest, int(hi - lo + 1).bit_length())
 

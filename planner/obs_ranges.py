@@ -5,9 +5,10 @@ The paper keeps round(clamp(x, -b, b) * 10^m) for every value: 15 bits at m = 2,
 minimise the expected bits per value (:meth:`cython_core.escape.EscapeLayout.choose`): the width (at least 1
 bit, whose top value is the escape) plus, for the values outside (kept exactly in the rows' side table, never
 clamped), the cost of a side-table entry times their rate. No dimension is wider than the uniform width, which
-holds every code: the rows never cost more than the uniform packing's. A constant dimension costs 1 bit. It also records the fraction of exact zeros and the empirical entropy of the codes (the bound
-no per-value code beats). An :class:`ObservationRanges` is saved as versioned YAML (``planner obs scan``) and
-read back without gymnasium (``planner obs show``).
+holds every code: the rows never cost more than the uniform packing's. A constant dimension costs 1 bit. It also
+records the fraction of exact zeros and the empirical entropy of the codes (the bound no per-value code beats).
+An :class:`ObservationRanges` is saved as versioned YAML (``planner obs scan``) and read back without gymnasium
+(``planner obs show``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

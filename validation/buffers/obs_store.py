@@ -31,11 +31,11 @@ from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import torch as th
+from cython_core._escape import quantize as escape_quantize
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
 from cython_core import CodeLayout, EscapeLayout, EscapeRows, gather_unpack, quantize_match, quantize_pack_counts
-from cython_core._escape import quantize as escape_quantize
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.obs_ranges import ObservationRanges, load_ranges
@@ -414,12 +414,12 @@ class ObservationCodec:
         return not self.is_dict and self.columns[None].in_place
 
     @property
-    def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
-        """The layout of each column of codes: a CodeLayout, or a calibrated column's MixedLayout."""
+    def layouts(self) -> "dict[str | None, CodeLayout | EscapeLayout]":
+        """The layout of each column of codes: a CodeLayout, or a calibrated column's EscapeLayout."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a Box of floats; for a Dict space, a dict of them by key; None if none."""
         return self.layouts if self.is_dict else self.layouts.get(None)
 
@@ -607,5 +607,6 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: 
         column.layout = new
         events.append({"column": key, "rows": int(held[0].size), "row_bits_before": old.row_bits,
                        "row_bits_after": new.row_bits, "bits_before": before, "bits_after": after,
-                       "entries_before": entries, "entries_after": sum(int(store.arrays[key].live) for store in stores)})
+                       "entries_before": entries,
+                       "entries_after": sum(int(store.arrays[key].live) for store in stores)})
     return events

@@ -52,10 +52,10 @@ from planner.obs_ranges import DimRange, ObservationRanges
 from validation.buffers.obs_store import CalibratedColumn, Drift, ObservationCodec, ObservationRows
 
 FORMAT_VERSION = 5  # 5: a calibrated column's rows are escape-coded at bit stride (EscapeRows; were MixedRows with
-# an ExceptionStore, converted on load); 4: the checksums cover the attributes of every object in the state (a calibrated column's
-# observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart; 3: a column's
-# CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed (CodeSpec ->
-# CodeLayout, ...)
+# an ExceptionStore, converted on load); 4: the checksums cover the attributes of every object in the state (a
+# calibrated column's observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart;
+# 3: a column's CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed
+# (CodeSpec -> CodeLayout, ...)
 # Where the names that uniform buffers of format 0 and 1 refer to live now (pickle finds classes by module and
 # name); a calibrated buffer of format 1 (cython_core.mixed.MixedSpec) is not read.
 FORMER_MODULES = {"validation.replay_buffer": "validation.buffers.replay",

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from cython_core import CodeLayout, MixedLayout
+from cython_core import CodeLayout, EscapeLayout
 from planner.defaults import CLAMP, default_decimals
 from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
@@ -177,7 +177,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         self._attach_views()
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 

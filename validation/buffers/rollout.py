@@ -18,7 +18,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
-from cython_core import CodeLayout, MixedLayout
+from cython_core import CodeLayout, EscapeLayout
 from planner.defaults import CLAMP, default_decimals
 from planner.obs_ranges import ObservationRanges
 from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows, PerKey
@@ -77,7 +77,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         self._sink = np.zeros((self.buffer_size, self.n_envs, 0), dtype=np.float32)
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 
