@@ -1798,12 +1798,12 @@ struct __pyx_obj_11cython_core_7_escape__Tables;
 struct __pyx_obj_11cython_core_7_escape_EscapeRows;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices;
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
 struct __pyx_array_obj;
 struct __pyx_MemviewEnum_obj;
@@ -1878,7 +1878,7 @@ struct __pyx_obj_11cython_core_7_escape__Tables {
 };
 
 
-/* "cython_core/_escape.pyx":159
+/* "cython_core/_escape.pyx":174
  * 
  * 
  * cdef class EscapeRows:             # <<<<<<<<<<<<<<
@@ -1944,14 +1944,45 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":208
+/* "cython_core/_escape.pyx":159
+ * 
+ * 
+ * cdef bint _open_rows(rows, Py_buffer* rb, int64_t* one, const int64_t** rp, Py_ssize_t* n) except -1:             # <<<<<<<<<<<<<<
+ *     """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+ *     which the caller releases when this returns True)."""
+*/
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows {
+  PyObject_HEAD
+  Py_buffer *__pyx_v_rb;
+};
+
+
+/* "cython_core/_escape.pyx":169
+ *     if rb.ndim != 1:
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")             # <<<<<<<<<<<<<<
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+ *     return True
+*/
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr {
+  PyObject_HEAD
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *__pyx_outer_scope;
+  int __pyx_genexpr_arg_0;
+  int __pyx_v_i;
+  int __pyx_t_0;
+  int __pyx_t_1;
+  int __pyx_t_2;
+};
+
+
+/* "cython_core/_escape.pyx":223
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr {
   PyObject_HEAD
   PyObject *__pyx_genexpr_arg_0;
   PyObject *__pyx_v_c;
@@ -1961,60 +1992,29 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":361
+/* "cython_core/_escape.pyx":376
  *         return quantize(x, self.layout)
  * 
  *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
  *                                       Py_ssize_t* saturated) except -1:
  *         """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked {
   PyObject_HEAD
   Py_buffer __pyx_v_xb;
 };
 
 
-/* "cython_core/_escape.pyx":374
+/* "cython_core/_escape.pyx":389
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
  *             if _kind(&xb) == F32:
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr {
-  PyObject_HEAD
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_outer_scope;
-  int __pyx_genexpr_arg_0;
-  int __pyx_v_i;
-  int __pyx_t_0;
-  int __pyx_t_1;
-  int __pyx_t_2;
-};
-
-
-/* "cython_core/_escape.pyx":482
- *         return 0
- * 
- *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
- *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
- *         cdef Py_buffer ib, ob
-*/
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode {
-  PyObject_HEAD
-  Py_buffer __pyx_v_ib;
-};
-
-
-/* "cython_core/_escape.pyx":492
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             if out is None:
-*/
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr {
   PyObject_HEAD
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_outer_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *__pyx_outer_scope;
   int __pyx_genexpr_arg_0;
   int __pyx_v_i;
   int __pyx_t_0;
@@ -2023,29 +2023,29 @@ struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr {
 };
 
 
-/* "cython_core/_escape.pyx":517
- *         return out
+/* "cython_core/_escape.pyx":491
+ *         return 0
  * 
- *     def codes(self, indices):             # <<<<<<<<<<<<<<
- *         """The paper codes (int64 (n, D)) of rows ``indices``."""
- *         cdef Py_buffer ib
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:             # <<<<<<<<<<<<<<
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
 */
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes {
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices {
   PyObject_HEAD
-  Py_buffer __pyx_v_ib;
+  Py_buffer *__pyx_v_ib;
 };
 
 
-/* "cython_core/_escape.pyx":525
+/* "cython_core/_escape.pyx":496
  *         try:
  *             if ib.ndim != 1:
  *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+ *         except BaseException:
 */
 struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr {
   PyObject_HEAD
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_outer_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *__pyx_outer_scope;
   int __pyx_genexpr_arg_0;
   int __pyx_v_i;
   int __pyx_t_0;
@@ -2131,7 +2131,7 @@ struct __pyx_memoryviewslice_obj {
 
 
 
-/* "cython_core/_escape.pyx":159
+/* "cython_core/_escape.pyx":174
  * 
  * 
  * cdef class EscapeRows:             # <<<<<<<<<<<<<<
@@ -2145,6 +2145,7 @@ struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows {
   PyObject *(*_put)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t);
   Py_ssize_t (*_quantize_checked)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, int64_t const *, Py_ssize_t, int64_t *, Py_ssize_t *);
   void (*_prefetch)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t);
+  Py_ssize_t (*_open_indices)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, Py_buffer *);
   int (*_codes_into)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, PyObject *);
   int (*__pyx_fuse_0_unpack)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, float *, int64_t *);
   int (*__pyx_fuse_1_unpack)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, double *, int64_t *);
@@ -3231,6 +3232,9 @@ static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_object_int(PyObject *op1, 
 static CYTHON_INLINE PyObject* __Pyx_uchar___Pyx_PyUnicode_From_int64_t(int64_t value, Py_ssize_t width, char padding_char);
 static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_int64_t(int64_t value, Py_ssize_t width, char padding_char, char format_char);
 
+/* PyBaseException_Check.proto */
+#define __Pyx_PyExc_BaseException_Check(obj)  PyExceptionInstance_Check(obj)
+
 /* PyLongBinop.proto */
 #if !CYTHON_COMPILING_IN_PYPY
 static CYTHON_INLINE PyObject* __Pyx_PyLong_RshiftObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check);
@@ -3906,6 +3910,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t __pyx_v_r); /* proto*/
 static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, float *__pyx_v_out, int64_t *__pyx_v_codes); /* proto*/
 static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, double *__pyx_v_out, int64_t *__pyx_v_codes); /* proto*/
+static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__open_indices(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, Py_buffer *__pyx_v_ib); /* proto*/
 static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, int64_t const *__pyx_v_idx, Py_ssize_t __pyx_v_n, PyObject *__pyx_v_out); /* proto*/
 
 /* Module declarations from "cpython.buffer" */
@@ -3942,6 +3947,7 @@ static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__slack(uint32_t); /
 static CYTHON_INLINE uint32_t __pyx_f_11cython_core_7_escape__lower_bound(uint32_t const *, uint32_t, uint64_t); /*proto*/
 static struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_f_11cython_core_7_escape__tables(PyObject *); /*proto*/
 static CYTHON_INLINE void __pyx_f_11cython_core_7_escape__write(uint64_t *, uint64_t, int64_t, uint64_t); /*proto*/
+static int __pyx_f_11cython_core_7_escape__open_rows(PyObject *, Py_buffer *, int64_t *, int64_t const **, Py_ssize_t *); /*proto*/
 static CYTHON_INLINE Py_ssize_t __pyx_fuse_0__pyx_f_11cython_core_7_escape__quantize_rows(float const *, Py_ssize_t, struct __pyx_obj_11cython_core_7_escape__Tables *, int64_t *); /*proto*/
 static CYTHON_INLINE Py_ssize_t __pyx_fuse_1__pyx_f_11cython_core_7_escape__quantize_rows(double const *, Py_ssize_t, struct __pyx_obj_11cython_core_7_escape__Tables *, int64_t *); /*proto*/
 static int __pyx_array_allocate_buffer(struct __pyx_array_obj *); /*proto*/
@@ -4064,6 +4070,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_7_Tables_2__reduce_cython__(CYT
 static PyObject *__pyx_pf_11cython_core_7_escape_7_Tables_4__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_8quantize_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_x, PyObject *__pyx_v_layout); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10_open_rows_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, Py_ssize_t __pyx_v_n_rows, PyObject *__pyx_v_layout, Py_ssize_t __pyx_v_pool_capacity); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeObject *__pyx_v_cls, PyObject *__pyx_v_layout, PyObject *__pyx_v_words, PyObject *__pyx_v_seg_start, PyObject *__pyx_v_seg_len, PyObject *__pyx_v_seg_cap, PyObject *__pyx_v_pool, PyObject *__pyx_v_outside, PyObject *__pyx_v_counters); /* proto */
@@ -4076,9 +4083,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_13_open_indices_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out); /* proto */
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, PyObject *__pyx_v_rows); /* proto */
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self); /* proto */
@@ -4194,14 +4200,14 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_1_genexp
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_1_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -4209,36 +4215,36 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 #endif
 ); /*proto*/
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o, 
-#if CYTHON_VECTORCALL_TPNEW
-    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
-#else
-    PyObject *a, PyObject *k
-#endif
-); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_4_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4263,14 +4269,14 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexp
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_4_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -4278,13 +4284,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 #endif
 ); /*proto*/
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_6_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4309,14 +4315,14 @@ static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexp
 #if CYTHON_VECTORCALL_TPNEW
 static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_6_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
     PyObject *a, PyObject *k
 #endif
 ); /*proto*/
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -4324,13 +4330,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 #endif
 ); /*proto*/
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
 #endif
 #if !CYTHON_VECTORCALL_TPNEW
-#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes
+#define __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices
 #endif
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
 #endif
 static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_8_genexpr(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4480,12 +4486,12 @@ namespace {
     PyObject *__pyx_type_11cython_core_7_escape_EscapeRows;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
-    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes;
+    PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices;
     PyObject *__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
     PyObject *__pyx_type___pyx_array;
     PyObject *__pyx_type___pyx_MemviewEnum;
@@ -4495,12 +4501,12 @@ namespace {
     PyTypeObject *__pyx_ptype_11cython_core_7_escape_EscapeRows;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct__quantize;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
-    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes;
+    PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices;
     PyTypeObject *__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
     PyTypeObject *__pyx_array_type;
     PyTypeObject *__pyx_MemviewEnum_type;
@@ -4533,13 +4539,13 @@ int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_1_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2_genexpr[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_genexpr[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
@@ -4548,8 +4554,8 @@ int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked;
 #endif
 
 #if CYTHON_USE_FREELISTS
@@ -4558,8 +4564,8 @@ int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
 #endif
 
 #if CYTHON_USE_FREELISTS
-struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[8];
-int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes;
+struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7__open_indices[8];
+int __pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7__open_indices;
 #endif
 
 #if CYTHON_USE_FREELISTS
@@ -4665,7 +4671,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[46]
 #define __pyx_kp_u_out_must_be_a_writable_C_contigu __pyx_string_tab[47]
 #define __pyx_kp_u_pool_must_be_a_1_D_uint32_array __pyx_string_tab[48]
-#define __pyx_kp_u_rows_must_be_1_D __pyx_string_tab[49]
+#define __pyx_kp_u_rows_must_be_1_D_got_shape __pyx_string_tab[49]
 #define __pyx_kp_u_seg_start_seg_len_and_seg_cap_mu __pyx_string_tab[50]
 #define __pyx_kp_u_spec_must_be_a __pyx_string_tab[51]
 #define __pyx_kp_u_storage_must_be_a_writable_C_con __pyx_string_tab[52]
@@ -4680,93 +4686,93 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_EscapeRows __pyx_string_tab[61]
 #define __pyx_n_u_EscapeRows___reduce __pyx_string_tab[62]
 #define __pyx_n_u_EscapeRows__make_room __pyx_string_tab[63]
-#define __pyx_n_u_EscapeRows__quantize_checked_loc __pyx_string_tab[64]
-#define __pyx_n_u_EscapeRows__restore __pyx_string_tab[65]
-#define __pyx_n_u_EscapeRows_codes __pyx_string_tab[66]
-#define __pyx_n_u_EscapeRows_decode __pyx_string_tab[67]
-#define __pyx_n_u_EscapeRows_encode __pyx_string_tab[68]
-#define __pyx_n_u_EscapeRows_match __pyx_string_tab[69]
-#define __pyx_n_u_EscapeRows_put_codes __pyx_string_tab[70]
-#define __pyx_n_u_EscapeRows_quantize __pyx_string_tab[71]
-#define __pyx_n_u_EscapeRows_repack __pyx_string_tab[72]
-#define __pyx_n_u_EscapeRows_restart_counts __pyx_string_tab[73]
-#define __pyx_n_u_EscapeRows_state __pyx_string_tab[74]
-#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[75]
-#define __pyx_n_u_NonFiniteError __pyx_string_tab[76]
-#define __pyx_n_u_None __pyx_string_tab[77]
-#define __pyx_n_u_Sequence __pyx_string_tab[78]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[79]
-#define __pyx_n_u_Tables __pyx_string_tab[80]
-#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[81]
-#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[82]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[83]
-#define __pyx_n_u_annotate __pyx_string_tab[84]
-#define __pyx_n_u_class __pyx_string_tab[85]
-#define __pyx_n_u_class_getitem __pyx_string_tab[86]
-#define __pyx_n_u_dict __pyx_string_tab[87]
-#define __pyx_n_u_func __pyx_string_tab[88]
-#define __pyx_n_u_getstate __pyx_string_tab[89]
-#define __pyx_n_u_import __pyx_string_tab[90]
-#define __pyx_n_u_main __pyx_string_tab[91]
-#define __pyx_n_u_module __pyx_string_tab[92]
-#define __pyx_n_u_name_2 __pyx_string_tab[93]
-#define __pyx_n_u_new __pyx_string_tab[94]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[95]
-#define __pyx_n_u_pyx_state __pyx_string_tab[96]
-#define __pyx_n_u_pyx_type __pyx_string_tab[97]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[98]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[99]
-#define __pyx_n_u_qualname __pyx_string_tab[100]
-#define __pyx_n_u_reduce __pyx_string_tab[101]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[102]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[103]
-#define __pyx_n_u_set_name __pyx_string_tab[104]
-#define __pyx_n_u_setstate __pyx_string_tab[105]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[106]
-#define __pyx_n_u_test __pyx_string_tab[107]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[108]
-#define __pyx_n_u_kernel_tables __pyx_string_tab[109]
-#define __pyx_n_u_make_room __pyx_string_tab[110]
-#define __pyx_n_u_restore __pyx_string_tab[111]
-#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[112]
-#define __pyx_n_u_abc __pyx_string_tab[113]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[114]
-#define __pyx_n_u_any __pyx_string_tab[115]
-#define __pyx_n_u_arange __pyx_string_tab[116]
-#define __pyx_n_u_arr __pyx_string_tab[117]
-#define __pyx_n_u_as_indices __pyx_string_tab[118]
-#define __pyx_n_u_asarray __pyx_string_tab[119]
-#define __pyx_n_u_ascontiguousarray __pyx_string_tab[120]
-#define __pyx_n_u_astype __pyx_string_tab[121]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[122]
-#define __pyx_n_u_atleast_1d __pyx_string_tab[123]
-#define __pyx_n_u_b __pyx_string_tab[124]
-#define __pyx_n_u_bad __pyx_string_tab[125]
-#define __pyx_n_u_base __pyx_string_tab[126]
-#define __pyx_n_u_bits __pyx_string_tab[127]
-#define __pyx_n_u_block_rows __pyx_string_tab[128]
-#define __pyx_n_u_blocks __pyx_string_tab[129]
-#define __pyx_n_u_c __pyx_string_tab[130]
-#define __pyx_n_u_capacity __pyx_string_tab[131]
-#define __pyx_n_u_cb __pyx_string_tab[132]
-#define __pyx_n_u_clamp __pyx_string_tab[133]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[134]
-#define __pyx_n_u_close __pyx_string_tab[135]
-#define __pyx_n_u_cls __pyx_string_tab[136]
-#define __pyx_n_u_codes __pyx_string_tab[137]
-#define __pyx_n_u_codes_locals_genexpr __pyx_string_tab[138]
-#define __pyx_n_u_count __pyx_string_tab[139]
-#define __pyx_n_u_count_nonzero __pyx_string_tab[140]
-#define __pyx_n_u_counters __pyx_string_tab[141]
-#define __pyx_n_u_cv __pyx_string_tab[142]
-#define __pyx_n_u_cython_core__escape __pyx_string_tab[143]
-#define __pyx_n_u_cython_core_errors __pyx_string_tab[144]
-#define __pyx_n_u_cython_core_escape __pyx_string_tab[145]
-#define __pyx_n_u_cython_core_indices __pyx_string_tab[146]
-#define __pyx_n_u_cython_core_layout __pyx_string_tab[147]
-#define __pyx_n_u_decimals __pyx_string_tab[148]
-#define __pyx_n_u_decode __pyx_string_tab[149]
-#define __pyx_n_u_decode_locals_genexpr __pyx_string_tab[150]
+#define __pyx_n_u_EscapeRows__open_indices_locals __pyx_string_tab[64]
+#define __pyx_n_u_EscapeRows__quantize_checked_loc __pyx_string_tab[65]
+#define __pyx_n_u_EscapeRows__restore __pyx_string_tab[66]
+#define __pyx_n_u_EscapeRows_codes __pyx_string_tab[67]
+#define __pyx_n_u_EscapeRows_decode __pyx_string_tab[68]
+#define __pyx_n_u_EscapeRows_encode __pyx_string_tab[69]
+#define __pyx_n_u_EscapeRows_match __pyx_string_tab[70]
+#define __pyx_n_u_EscapeRows_put_codes __pyx_string_tab[71]
+#define __pyx_n_u_EscapeRows_quantize __pyx_string_tab[72]
+#define __pyx_n_u_EscapeRows_repack __pyx_string_tab[73]
+#define __pyx_n_u_EscapeRows_restart_counts __pyx_string_tab[74]
+#define __pyx_n_u_EscapeRows_state __pyx_string_tab[75]
+#define __pyx_n_u_EscapeRows_trim __pyx_string_tab[76]
+#define __pyx_n_u_NonFiniteError __pyx_string_tab[77]
+#define __pyx_n_u_None __pyx_string_tab[78]
+#define __pyx_n_u_Sequence __pyx_string_tab[79]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[80]
+#define __pyx_n_u_Tables __pyx_string_tab[81]
+#define __pyx_n_u_Tables___reduce_cython __pyx_string_tab[82]
+#define __pyx_n_u_Tables___setstate_cython __pyx_string_tab[83]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[84]
+#define __pyx_n_u_annotate __pyx_string_tab[85]
+#define __pyx_n_u_class __pyx_string_tab[86]
+#define __pyx_n_u_class_getitem __pyx_string_tab[87]
+#define __pyx_n_u_dict __pyx_string_tab[88]
+#define __pyx_n_u_func __pyx_string_tab[89]
+#define __pyx_n_u_getstate __pyx_string_tab[90]
+#define __pyx_n_u_import __pyx_string_tab[91]
+#define __pyx_n_u_main __pyx_string_tab[92]
+#define __pyx_n_u_module __pyx_string_tab[93]
+#define __pyx_n_u_name_2 __pyx_string_tab[94]
+#define __pyx_n_u_new __pyx_string_tab[95]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[96]
+#define __pyx_n_u_pyx_state __pyx_string_tab[97]
+#define __pyx_n_u_pyx_type __pyx_string_tab[98]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[99]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[100]
+#define __pyx_n_u_qualname __pyx_string_tab[101]
+#define __pyx_n_u_reduce __pyx_string_tab[102]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[103]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[104]
+#define __pyx_n_u_set_name __pyx_string_tab[105]
+#define __pyx_n_u_setstate __pyx_string_tab[106]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[107]
+#define __pyx_n_u_test __pyx_string_tab[108]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[109]
+#define __pyx_n_u_kernel_tables __pyx_string_tab[110]
+#define __pyx_n_u_make_room __pyx_string_tab[111]
+#define __pyx_n_u_open_rows_locals_genexpr __pyx_string_tab[112]
+#define __pyx_n_u_restore __pyx_string_tab[113]
+#define __pyx_n_u_restore_locals_genexpr __pyx_string_tab[114]
+#define __pyx_n_u_abc __pyx_string_tab[115]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[116]
+#define __pyx_n_u_any __pyx_string_tab[117]
+#define __pyx_n_u_arange __pyx_string_tab[118]
+#define __pyx_n_u_arr __pyx_string_tab[119]
+#define __pyx_n_u_as_indices __pyx_string_tab[120]
+#define __pyx_n_u_asarray __pyx_string_tab[121]
+#define __pyx_n_u_ascontiguousarray __pyx_string_tab[122]
+#define __pyx_n_u_astype __pyx_string_tab[123]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[124]
+#define __pyx_n_u_atleast_1d __pyx_string_tab[125]
+#define __pyx_n_u_b __pyx_string_tab[126]
+#define __pyx_n_u_bad __pyx_string_tab[127]
+#define __pyx_n_u_base __pyx_string_tab[128]
+#define __pyx_n_u_bits __pyx_string_tab[129]
+#define __pyx_n_u_block_rows __pyx_string_tab[130]
+#define __pyx_n_u_blocks __pyx_string_tab[131]
+#define __pyx_n_u_c __pyx_string_tab[132]
+#define __pyx_n_u_capacity __pyx_string_tab[133]
+#define __pyx_n_u_cb __pyx_string_tab[134]
+#define __pyx_n_u_clamp __pyx_string_tab[135]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[136]
+#define __pyx_n_u_close __pyx_string_tab[137]
+#define __pyx_n_u_cls __pyx_string_tab[138]
+#define __pyx_n_u_codes __pyx_string_tab[139]
+#define __pyx_n_u_count __pyx_string_tab[140]
+#define __pyx_n_u_count_nonzero __pyx_string_tab[141]
+#define __pyx_n_u_counters __pyx_string_tab[142]
+#define __pyx_n_u_cv __pyx_string_tab[143]
+#define __pyx_n_u_cython_core__escape __pyx_string_tab[144]
+#define __pyx_n_u_cython_core_errors __pyx_string_tab[145]
+#define __pyx_n_u_cython_core_escape __pyx_string_tab[146]
+#define __pyx_n_u_cython_core_indices __pyx_string_tab[147]
+#define __pyx_n_u_cython_core_layout __pyx_string_tab[148]
+#define __pyx_n_u_decimals __pyx_string_tab[149]
+#define __pyx_n_u_decode __pyx_string_tab[150]
 #define __pyx_n_u_dict_2 __pyx_string_tab[151]
 #define __pyx_n_u_dim __pyx_string_tab[152]
 #define __pyx_n_u_dtype __pyx_string_tab[153]
@@ -4887,7 +4893,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_b_O __pyx_string_tab[268]
 #define __pyx_kp_b_iso88591_Q __pyx_string_tab[269]
 #define __pyx_kp_b_iso88591_A_U_4vRwa __pyx_string_tab[270]
-#define __pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct __pyx_string_tab[271]
+#define __pyx_kp_b_iso88591_A_D_ay_F_Ct2WF_A_q_F_Q_AQa_7_A_A __pyx_string_tab[271]
 #define __pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az __pyx_string_tab[272]
 #define __pyx_kp_b_iso88591_a __pyx_string_tab[273]
 #define __pyx_kp_b_iso88591__10 __pyx_string_tab[274]
@@ -4898,9 +4904,9 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU __pyx_string_tab[279]
 #define __pyx_kp_b_iso88591_Q_xq_4q __pyx_string_tab[280]
 #define __pyx_kp_b_iso88591_HF_L __pyx_string_tab[281]
-#define __pyx_kp_b_iso88591_1_a_t1F_Q_a_QfAT_A_2V3a_AQ_D_j __pyx_string_tab[282]
-#define __pyx_kp_b_iso88591_1_O1_t1F_Q_a_QfAT_A_2V3a_AQ_D_j __pyx_string_tab[283]
-#define __pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r __pyx_string_tab[284]
+#define __pyx_kp_b_iso88591_1_a_Zq_at1E_aq_j_e3b_Bd_F_A_xs __pyx_string_tab[282]
+#define __pyx_kp_b_iso88591_1_O1_Zq_at1E_aq_j_e3b_b_b_xs_3d __pyx_string_tab[283]
+#define __pyx_kp_b_iso88591_1_D_ay_t3a_b_b_4r_b_at1_q_uAQa __pyx_string_tab[284]
 #define __pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV __pyx_string_tab[285]
 #define __pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c __pyx_string_tab[286]
 #define __pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5 __pyx_string_tab[287]
@@ -4934,18 +4940,18 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
-  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
-  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices);
+  Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices);
   Py_CLEAR(clear_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_CLEAR(clear_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_CLEAR(clear_module_state->__pyx_array_type);
@@ -4998,18 +5004,18 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct__quantize);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
-  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
-  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices);
+  Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices);
   Py_VISIT(traverse_module_state->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_VISIT(traverse_module_state->__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
   Py_VISIT(traverse_module_state->__pyx_array_type);
@@ -24129,8 +24135,357 @@ static PyObject *__pyx_pf_11cython_core_7_escape_2quantize(CYTHON_UNUSED PyObjec
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
+static PyObject *__pyx_gb_11cython_core_7_escape_10_open_rows_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":176
+/* "cython_core/_escape.pyx":169
+ *     if rb.ndim != 1:
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")             # <<<<<<<<<<<<<<
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+ *     return True
+*/
+
+static PyObject *__pyx_pf_11cython_core_7_escape_10_open_rows_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *__pyx_cur_scope;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 169, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *) __pyx_self;
+  __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
+
+
+  {
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10_open_rows_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_open_rows_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_cur_scope);
+    __Pyx_RefNannyFinishContext();
+    return (PyObject *) gen;
+  }
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_AddTraceback("cython_core._escape._open_rows.genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_gb_11cython_core_7_escape_10_open_rows_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+{
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)__pyx_generator->closure);
+  PyObject *__pyx_r = NULL;
+  int __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  switch (__pyx_generator->resume_label) {
+    case 0: goto __pyx_L3_first_run;
+    case 1: goto __pyx_L6_resume_from_yield;
+    default: /* CPython raises the right error here */
+    __Pyx_RefNannyFinishContext();
+    return NULL;
+  }
+  __pyx_L3_first_run:;
+  if (unlikely(__pyx_sent_value != Py_None)) {
+    if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+    __PYX_ERR(0, 169, __pyx_L1_error)
+  }
+
+  __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
+  __pyx_t_2 = __pyx_t_1;
+
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_rb->shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_r = __pyx_t_4;
+    __pyx_t_4 = 0;
+
+    __pyx_cur_scope->__pyx_t_0 = __pyx_t_1;
+
+    __pyx_cur_scope->__pyx_t_1 = __pyx_t_2;
+
+    __pyx_cur_scope->__pyx_t_2 = __pyx_t_3;
+    __Pyx_XGIVEREF(__pyx_r);
+    __Pyx_RefNannyFinishContext();
+    __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+    /* return from generator, yielding value */
+    __pyx_generator->resume_label = 1;
+    return __pyx_r;
+    __pyx_L6_resume_from_yield:;
+    __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
+    __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
+    __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 169, __pyx_L1_error)
+  }
+
+  CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_4);
+  if (__Pyx_PyErr_Occurred()) {
+    __Pyx_Generator_Replace_StopIteration(0);
+    __Pyx_AddTraceback("genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  }
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  #if !CYTHON_USE_EXC_INFO_STACK
+  __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+  #endif
+  __pyx_generator->resume_label = -1;
+  __Pyx_Coroutine_clear((PyObject*)__pyx_generator);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":159
+ * 
+ * 
+ * cdef bint _open_rows(rows, Py_buffer* rb, int64_t* one, const int64_t** rp, Py_ssize_t* n) except -1:             # <<<<<<<<<<<<<<
+ *     """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+ *     which the caller releases when this returns True)."""
+*/
+
+static int __pyx_f_11cython_core_7_escape__open_rows(PyObject *__pyx_v_rows, Py_buffer *__pyx_v_rb, int64_t *__pyx_v_one, int64_t const **__pyx_v_rp, Py_ssize_t *__pyx_v_n) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *__pyx_cur_scope;
+  PyObject *__pyx_gb_11cython_core_7_escape_10_open_rows_2generator1 = 0;
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  int64_t __pyx_t_2;
+  int64_t *__pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  int __pyx_t_5;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  size_t __pyx_t_10;
+  int64_t const *__pyx_t_11;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_open_rows", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 159, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+  __pyx_cur_scope->__pyx_v_rb = __pyx_v_rb;
+
+
+
+  /* "cython_core/_escape.pyx":162
+ *     """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+ *     which the caller releases when this returns True)."""
+ *     if type(rows) is int:             # <<<<<<<<<<<<<<
+ *         one[0] = rows
+ *         rp[0], n[0] = one, 1
+*/
+  __pyx_t_1 = (((PyObject *)Py_TYPE(__pyx_v_rows)) == ((PyObject *)(&PyLong_Type)));
+  if (__pyx_t_1) {
+
+
+    /* "cython_core/_escape.pyx":163
+ *     which the caller releases when this returns True)."""
+ *     if type(rows) is int:
+ *         one[0] = rows             # <<<<<<<<<<<<<<
+ *         rp[0], n[0] = one, 1
+ *         return False
+*/
+    __pyx_t_2 = __Pyx_PyLong_As_int64_t(__pyx_v_rows); if (unlikely((__pyx_t_2 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 163, __pyx_L1_error)
+    (__pyx_v_one[0]) = __pyx_t_2;
+
+
+    /* "cython_core/_escape.pyx":164
+ *     if type(rows) is int:
+ *         one[0] = rows
+ *         rp[0], n[0] = one, 1             # <<<<<<<<<<<<<<
+ *         return False
+ *     _get_indices(rows, rb, "rows")
+*/
+    __pyx_t_3 = __pyx_v_one;
+
+    __pyx_t_4 = 1;
+
+    (__pyx_v_rp[0]) = __pyx_t_3;
+
+    (__pyx_v_n[0]) = __pyx_t_4;
+
+
+    /* "cython_core/_escape.pyx":165
+ *         one[0] = rows
+ *         rp[0], n[0] = one, 1
+ *         return False             # <<<<<<<<<<<<<<
+ *     _get_indices(rows, rb, "rows")
+ *     if rb.ndim != 1:
+*/
+    {
+
+      __pyx_r = 0;
+    }
+    goto __pyx_L0;
+
+    /* "cython_core/_escape.pyx":162
+ *     """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+ *     which the caller releases when this returns True)."""
+ *     if type(rows) is int:             # <<<<<<<<<<<<<<
+ *         one[0] = rows
+ *         rp[0], n[0] = one, 1
+*/
+  }
+
+  /* "cython_core/_escape.pyx":166
+ *         rp[0], n[0] = one, 1
+ *         return False
+ *     _get_indices(rows, rb, "rows")             # <<<<<<<<<<<<<<
+ *     if rb.ndim != 1:
+ *         PyBuffer_Release(rb)
+*/
+  __pyx_t_5 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_rows, __pyx_cur_scope->__pyx_v_rb, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(0, 166, __pyx_L1_error)
+
+
+  /* "cython_core/_escape.pyx":167
+ *         return False
+ *     _get_indices(rows, rb, "rows")
+ *     if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+*/
+  __pyx_t_1 = (__pyx_cur_scope->__pyx_v_rb->ndim != 1);
+
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "cython_core/_escape.pyx":168
+ *     _get_indices(rows, rb, "rows")
+ *     if rb.ndim != 1:
+ *         PyBuffer_Release(rb)             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+*/
+    PyBuffer_Release(__pyx_cur_scope->__pyx_v_rb);
+
+    /* "cython_core/_escape.pyx":169
+ *     if rb.ndim != 1:
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")             # <<<<<<<<<<<<<<
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+ *     return True
+*/
+    __pyx_t_7 = NULL;
+    __pyx_t_8 = __pyx_pf_11cython_core_7_escape_10_open_rows_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_rb->ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_rows_must_be_1_D_got_shape, __pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 169, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __pyx_t_10 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_9};
+      __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 169, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+    }
+    __Pyx_Raise(__pyx_t_6, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __PYX_ERR(0, 169, __pyx_L1_error)
+
+    /* "cython_core/_escape.pyx":167
+ *         return False
+ *     _get_indices(rows, rb, "rows")
+ *     if rb.ndim != 1:             # <<<<<<<<<<<<<<
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+*/
+  }
+
+  /* "cython_core/_escape.pyx":170
+ *         PyBuffer_Release(rb)
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]             # <<<<<<<<<<<<<<
+ *     return True
+ * 
+*/
+  __pyx_t_11 = ((int64_t const *)__pyx_cur_scope->__pyx_v_rb->buf);
+
+  __pyx_t_4 = (__pyx_cur_scope->__pyx_v_rb->shape[0]);
+
+  (__pyx_v_rp[0]) = __pyx_t_11;
+
+  (__pyx_v_n[0]) = __pyx_t_4;
+
+
+  /* "cython_core/_escape.pyx":171
+ *         raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+ *     rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+ *     return True             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+
+    __pyx_r = 1;
+  }
+  goto __pyx_L0;
+
+  /* "cython_core/_escape.pyx":159
+ * 
+ * 
+ * cdef bint _open_rows(rows, Py_buffer* rb, int64_t* one, const int64_t** rp, Py_ssize_t* n) except -1:             # <<<<<<<<<<<<<<
+ *     """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+ *     which the caller releases when this returns True)."""
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_AddTraceback("cython_core._escape._open_rows", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+  __pyx_L0:;
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10_open_rows_2generator1);
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":191
  *     cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):             # <<<<<<<<<<<<<<
@@ -24178,55 +24533,55 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n_rows,&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_pool_capacity,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 176, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 191, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 191, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 191, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 191, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 176, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 191, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, i); __PYX_ERR(0, 176, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, i); __PYX_ERR(0, 191, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 191, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 191, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 176, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 191, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_n_rows = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_n_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 176, __pyx_L3_error)
+    __pyx_v_n_rows = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_n_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
     __pyx_v_layout = values[1];
     if (values[2]) {
-      __pyx_v_pool_capacity = __Pyx_PyIndex_AsSsize_t(values[2]); if (unlikely((__pyx_v_pool_capacity == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 176, __pyx_L3_error)
+      __pyx_v_pool_capacity = __Pyx_PyIndex_AsSsize_t(values[2]); if (unlikely((__pyx_v_pool_capacity == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
     } else {
       __pyx_v_pool_capacity = ((Py_ssize_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 176, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__init__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 191, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -24275,7 +24630,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__init__", 0);
 
-  /* "cython_core/_escape.pyx":177
+  /* "cython_core/_escape.pyx":192
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:             # <<<<<<<<<<<<<<
@@ -24301,7 +24656,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cython_core/_escape.pyx":178
+    /* "cython_core/_escape.pyx":193
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")             # <<<<<<<<<<<<<<
@@ -24309,9 +24664,9 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *         self.layout, self.n_rows = layout, n_rows
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 178, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 193, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pool_capacity, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 178, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pool_capacity, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 193, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_n_rows_and_pool_capacity_must_be;
     __pyx_t_7[1] = __pyx_t_5;
@@ -24323,7 +24678,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 178, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 193, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -24333,14 +24688,14 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 178, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 193, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 178, __pyx_L1_error)
+    __PYX_ERR(0, 193, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":177
+    /* "cython_core/_escape.pyx":192
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
  *         if n_rows < 0 or pool_capacity < 0:             # <<<<<<<<<<<<<<
@@ -24349,21 +24704,21 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
 */
   }
 
-  /* "cython_core/_escape.pyx":179
+  /* "cython_core/_escape.pyx":194
  *         if n_rows < 0 or pool_capacity < 0:
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")
  *         self.t = _tables(layout)             # <<<<<<<<<<<<<<
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
 */
-  __pyx_t_3 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 179, __pyx_L1_error)
+  __pyx_t_3 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 194, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_3);
   __Pyx_GOTREF((PyObject *)__pyx_v_self->t);
   __Pyx_DECREF_SET(__pyx_v_self->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_3));
   __pyx_t_3 = 0;
 
-  /* "cython_core/_escape.pyx":180
+  /* "cython_core/_escape.pyx":195
  *             raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")
  *         self.t = _tables(layout)
  *         self.layout, self.n_rows = layout, n_rows             # <<<<<<<<<<<<<<
@@ -24380,7 +24735,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __pyx_t_3 = 0;
   __pyx_v_self->n_rows = __pyx_t_8;
 
-  /* "cython_core/_escape.pyx":181
+  /* "cython_core/_escape.pyx":196
  *         self.t = _tables(layout)
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block             # <<<<<<<<<<<<<<
@@ -24389,7 +24744,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
 */
   __pyx_v_blocks = (((__pyx_v_n_rows + __pyx_v_self->t->block) - 1) / __pyx_v_self->t->block);
 
-  /* "cython_core/_escape.pyx":182
+  /* "cython_core/_escape.pyx":197
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),             # <<<<<<<<<<<<<<
@@ -24397,17 +24752,17 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
 */
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_5 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __pyx_t_11 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -24428,12 +24783,12 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 182, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 197, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24454,13 +24809,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_4, __pyx_t_14};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 197, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 182, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 197, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24472,11 +24827,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 182, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 197, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
 
-  /* "cython_core/_escape.pyx":183
+  /* "cython_core/_escape.pyx":198
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),             # <<<<<<<<<<<<<<
@@ -24484,16 +24839,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *                      np.zeros(layout.dim, dtype=np.int64))
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24514,13 +24869,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_14, __pyx_t_13};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 198, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 183, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 198, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24532,20 +24887,20 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 183, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 198, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 183, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24566,13 +24921,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_13, __pyx_t_5};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 198, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 183, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 198, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24584,11 +24939,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 183, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
 
-  /* "cython_core/_escape.pyx":184
+  /* "cython_core/_escape.pyx":199
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),             # <<<<<<<<<<<<<<
@@ -24596,16 +24951,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_blocks); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24626,13 +24981,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_5, __pyx_t_15};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 199, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 199, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24644,20 +24999,20 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 184, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 199, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
   }
   __pyx_t_10 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-  __pyx_t_15 = PyLong_FromSsize_t(__pyx_v_pool_capacity); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_15 = PyLong_FromSsize_t(__pyx_v_pool_capacity); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
-  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 184, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 199, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   #if CYTHON_VECTORCALL
@@ -24678,13 +25033,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_t_15, __pyx_t_16};
     #if CYTHON_VECTORCALL
     __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 199, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_12);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 184, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 199, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     #endif
@@ -24696,11 +25051,11 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 184, __pyx_L1_error)
+    if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 199, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
   }
 
-  /* "cython_core/_escape.pyx":185
+  /* "cython_core/_escape.pyx":200
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
  *                      np.zeros(layout.dim, dtype=np.int64))             # <<<<<<<<<<<<<<
@@ -24708,16 +25063,16 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
  * 
 */
   __pyx_t_12 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 185, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 185, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 185, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
-  __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 185, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_17);
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   #if CYTHON_VECTORCALL
@@ -24738,13 +25093,13 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_16, __pyx_t_17};
     #if CYTHON_VECTORCALL
     __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 200, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_10);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 185, __pyx_L1_error)
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 200, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
     }
     #endif
@@ -24756,18 +25111,18 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
     __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 185, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 200, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
 
-  /* "cython_core/_escape.pyx":182
+  /* "cython_core/_escape.pyx":197
  *         self.layout, self.n_rows = layout, n_rows
  *         blocks = (n_rows + self.t.block - 1) // self.t.block
  *         self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),             # <<<<<<<<<<<<<<
  *                      np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_3, __pyx_t_6, __pyx_t_4, __pyx_t_14, __pyx_t_13, __pyx_t_5); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_3, __pyx_t_6, __pyx_t_4, __pyx_t_14, __pyx_t_13, __pyx_t_5); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 197, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -24777,7 +25132,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
 
-  /* "cython_core/_escape.pyx":186
+  /* "cython_core/_escape.pyx":201
  *                      np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
  *                      np.zeros(layout.dim, dtype=np.int64))
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0             # <<<<<<<<<<<<<<
@@ -24790,7 +25145,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   __pyx_v_self->rows_put = 0;
   __pyx_v_self->saturated = 0;
 
-  /* "cython_core/_escape.pyx":176
+  /* "cython_core/_escape.pyx":191
  *     cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
  * 
  *     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):             # <<<<<<<<<<<<<<
@@ -24822,7 +25177,7 @@ static int __pyx_pf_11cython_core_7_escape_10EscapeRows___init__(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":188
+/* "cython_core/_escape.pyx":203
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):             # <<<<<<<<<<<<<<
@@ -24858,63 +25213,63 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_attach", 0);
 
-  /* "cython_core/_escape.pyx":189
+  /* "cython_core/_escape.pyx":204
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):
  *         cdef uint64_t[::1] w = words             # <<<<<<<<<<<<<<
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_words, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 189, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_words, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 204, __pyx_L1_error)
   __pyx_v_w = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cython_core/_escape.pyx":190
+  /* "cython_core/_escape.pyx":205
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):
  *         cdef uint64_t[::1] w = words
  *         cdef uint32_t[::1] ss = seg_start, pl = pool             # <<<<<<<<<<<<<<
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside
 */
-  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_seg_start, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_seg_start, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 205, __pyx_L1_error)
   __pyx_v_ss = __pyx_t_2;
   __pyx_t_2.memview = NULL;
   __pyx_t_2.data = NULL;
-  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 205, __pyx_L1_error)
   __pyx_v_pl = __pyx_t_2;
   __pyx_t_2.memview = NULL;
   __pyx_t_2.data = NULL;
 
-  /* "cython_core/_escape.pyx":191
+  /* "cython_core/_escape.pyx":206
  *         cdef uint64_t[::1] w = words
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap             # <<<<<<<<<<<<<<
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
 */
-  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_len, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 191, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_len, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 206, __pyx_L1_error)
   __pyx_v_sl = __pyx_t_3;
   __pyx_t_3.memview = NULL;
   __pyx_t_3.data = NULL;
-  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_cap, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 191, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint16_t(__pyx_v_seg_cap, PyBUF_WRITABLE); if (unlikely(!__pyx_t_3.memview)) __PYX_ERR(0, 206, __pyx_L1_error)
   __pyx_v_sc = __pyx_t_3;
   __pyx_t_3.memview = NULL;
   __pyx_t_3.data = NULL;
 
-  /* "cython_core/_escape.pyx":192
+  /* "cython_core/_escape.pyx":207
  *         cdef uint32_t[::1] ss = seg_start, pl = pool
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside             # <<<<<<<<<<<<<<
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside
 */
-  __pyx_t_4 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_outside, PyBUF_WRITABLE); if (unlikely(!__pyx_t_4.memview)) __PYX_ERR(0, 192, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_outside, PyBUF_WRITABLE); if (unlikely(!__pyx_t_4.memview)) __PYX_ERR(0, 207, __pyx_L1_error)
   __pyx_v_oc = __pyx_t_4;
   __pyx_t_4.memview = NULL;
   __pyx_t_4.data = NULL;
 
-  /* "cython_core/_escape.pyx":194
+  /* "cython_core/_escape.pyx":209
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside             # <<<<<<<<<<<<<<
@@ -24934,7 +25289,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_10 = __pyx_v_outside;
   __Pyx_INCREF(__pyx_t_10);
 
-  /* "cython_core/_escape.pyx":193
+  /* "cython_core/_escape.pyx":208
  *         cdef uint16_t[::1] sl = seg_len, sc = seg_cap
  *         cdef int64_t[::1] oc = outside
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \             # <<<<<<<<<<<<<<
@@ -24966,7 +25321,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __Pyx_DECREF_SET(__pyx_v_self->outside, __pyx_t_10);
   __pyx_t_10 = 0;
 
-  /* "cython_core/_escape.pyx":195
+  /* "cython_core/_escape.pyx":210
  *         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
  *             words, seg_start, seg_len, seg_cap, pool, outside
  *         self.w = &w[0]             # <<<<<<<<<<<<<<
@@ -24976,7 +25331,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_11 = 0;
   __pyx_v_self->w = (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_w.data) + __pyx_t_11)) ))));
 
-  /* "cython_core/_escape.pyx":196
+  /* "cython_core/_escape.pyx":211
  *             words, seg_start, seg_len, seg_cap, pool, outside
  *         self.w = &w[0]
  *         self.ss = &ss[0] if ss.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24996,7 +25351,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->ss = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":197
+  /* "cython_core/_escape.pyx":212
  *         self.w = &w[0]
  *         self.ss = &ss[0] if ss.shape[0] else NULL
  *         self.sl = &sl[0] if sl.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -25016,7 +25371,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->sl = __pyx_t_14;
 
-  /* "cython_core/_escape.pyx":198
+  /* "cython_core/_escape.pyx":213
  *         self.ss = &ss[0] if ss.shape[0] else NULL
  *         self.sl = &sl[0] if sl.shape[0] else NULL
  *         self.sc = &sc[0] if sc.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -25036,7 +25391,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->sc = __pyx_t_14;
 
-  /* "cython_core/_escape.pyx":199
+  /* "cython_core/_escape.pyx":214
  *         self.sl = &sl[0] if sl.shape[0] else NULL
  *         self.sc = &sc[0] if sc.shape[0] else NULL
  *         self.pl = &pl[0] if pl.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -25056,7 +25411,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 
   __pyx_v_self->pl = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":200
+  /* "cython_core/_escape.pyx":215
  *         self.sc = &sc[0] if sc.shape[0] else NULL
  *         self.pl = &pl[0] if pl.shape[0] else NULL
  *         self.out_counts = &oc[0]             # <<<<<<<<<<<<<<
@@ -25066,7 +25421,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   __pyx_t_11 = 0;
   __pyx_v_self->out_counts = (&(*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_oc.data) + __pyx_t_11)) ))));
 
-  /* "cython_core/_escape.pyx":201
+  /* "cython_core/_escape.pyx":216
  *         self.pl = &pl[0] if pl.shape[0] else NULL
  *         self.out_counts = &oc[0]
  *         self.pool_cap = pl.shape[0]             # <<<<<<<<<<<<<<
@@ -25075,7 +25430,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
 */
   __pyx_v_self->pool_cap = (__pyx_v_pl.shape[0]);
 
-  /* "cython_core/_escape.pyx":188
+  /* "cython_core/_escape.pyx":203
  *         self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
  * 
  *     cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):             # <<<<<<<<<<<<<<
@@ -25111,7 +25466,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__attach(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":203
+/* "cython_core/_escape.pyx":218
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -25166,68 +25521,68 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_words,&__pyx_mstate_global->__pyx_n_u_seg_start,&__pyx_mstate_global->__pyx_n_u_seg_len,&__pyx_mstate_global->__pyx_n_u_seg_cap,&__pyx_mstate_global->__pyx_n_u_pool,&__pyx_mstate_global->__pyx_n_u_outside,&__pyx_mstate_global->__pyx_n_u_counters,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 203, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 218, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 218, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_restore", 0) < (0)) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_restore", 0) < (0)) __PYX_ERR(0, 218, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 8; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, i); __PYX_ERR(0, 203, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, i); __PYX_ERR(0, 218, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 8)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 218, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 203, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 218, __pyx_L3_error)
     }
     __pyx_v_layout = values[0];
     __pyx_v_words = values[1];
@@ -25240,7 +25595,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 203, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_restore", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 218, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -25260,9 +25615,9 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":208
+/* "cython_core/_escape.pyx":223
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
@@ -25271,18 +25626,18 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 208, __pyx_L1_error)
+    __PYX_ERR(0, 223, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -25290,7 +25645,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_restore_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_restore_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -25306,9 +25661,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(
   return __pyx_r;
 }
 
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
 {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)__pyx_generator->closure);
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_generator->closure);
   PyObject *__pyx_r = NULL;
   PyObject *__pyx_t_1 = NULL;
   Py_ssize_t __pyx_t_2;
@@ -25329,17 +25684,17 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 208, __pyx_L1_error)
+    __PYX_ERR(0, 223, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 208, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 223, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -25347,7 +25702,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 223, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -25357,7 +25712,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 223, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -25368,13 +25723,13 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 208, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 223, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -25385,7 +25740,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_c, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_cur_scope->__pyx_v_c); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_cur_scope->__pyx_v_c); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -25407,7 +25762,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 208, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 223, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -25433,7 +25788,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generat
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":203
+/* "cython_core/_escape.pyx":218
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -25456,7 +25811,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   PyObject *__pyx_v_dtype = NULL;
   PyObject *__pyx_v_value = NULL;
   PyObject *__pyx_v_ends = NULL;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1 = 0;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator2 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -25486,7 +25841,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_restore", 0);
 
-  /* "cython_core/_escape.pyx":206
+  /* "cython_core/_escape.pyx":221
  *     def _restore(cls, layout, words, seg_start, seg_len, seg_cap, pool, outside, counters):
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
  *         cdef EscapeRows rows = cls.__new__(cls)             # <<<<<<<<<<<<<<
@@ -25495,36 +25850,36 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   if (unlikely(((PyObject *)__pyx_v_cls) == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object.__new__(X): X is not a type object (NoneType)");
-    __PYX_ERR(0, 206, __pyx_L1_error)
+    __PYX_ERR(0, 221, __pyx_L1_error)
   }
-  __pyx_t_1 = __Pyx_tp_new(((PyObject *)__pyx_v_cls), __pyx_mstate_global->__pyx_empty_tuple); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_tp_new(((PyObject *)__pyx_v_cls), __pyx_mstate_global->__pyx_empty_tuple); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 221, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  if (!(likely(__Pyx_TypeTest(__pyx_t_1, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows)))) __PYX_ERR(0, 206, __pyx_L1_error)
+  if (!(likely(__Pyx_TypeTest(__pyx_t_1, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows)))) __PYX_ERR(0, 221, __pyx_L1_error)
   __pyx_v_rows = ((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":207
+  /* "cython_core/_escape.pyx":222
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)             # <<<<<<<<<<<<<<
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
 */
-  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_1 = ((PyObject *)__pyx_f_11cython_core_7_escape__tables(__pyx_v_layout)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 222, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_1);
   __Pyx_GOTREF((PyObject *)__pyx_v_rows->t);
   __Pyx_DECREF_SET(__pyx_v_rows->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":208
+  /* "cython_core/_escape.pyx":223
  *         cdef EscapeRows rows = cls.__new__(cls)
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)             # <<<<<<<<<<<<<<
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
 */
-  __pyx_t_1 = __pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(NULL, __pyx_v_counters); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 208, __pyx_L1_error)
+  __pyx_t_1 = __pyx_pf_11cython_core_7_escape_10EscapeRows_8_restore_genexpr(NULL, __pyx_v_counters); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
     PyObject* sequence = __pyx_t_1;
@@ -25532,7 +25887,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     if (unlikely(size != 6)) {
       if (size > 6) __Pyx_RaiseTooManyValuesError(6);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 208, __pyx_L1_error)
+      __PYX_ERR(0, 223, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -25550,22 +25905,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_INCREF(__pyx_t_7);
     } else {
       __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_3);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_5);
       __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_6);
       __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 5, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 208, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_7);
     }
     #else
@@ -25573,7 +25928,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       Py_ssize_t i;
       PyObject** temps[6] = {&__pyx_t_2,&__pyx_t_3,&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7};
       for (i=0; i < 6; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 208, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 223, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -25583,7 +25938,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[6] = {&__pyx_t_2,&__pyx_t_3,&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7};
-    __pyx_t_8 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_t_8 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_9 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_8);
@@ -25592,7 +25947,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_8), 6) < (0)) __PYX_ERR(0, 208, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_8), 6) < (0)) __PYX_ERR(0, 223, __pyx_L1_error)
     __pyx_t_9 = NULL;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     goto __pyx_L4_unpacking_done;
@@ -25600,7 +25955,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_9 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 208, __pyx_L1_error)
+    __PYX_ERR(0, 223, __pyx_L1_error)
     __pyx_L4_unpacking_done:;
   }
   __pyx_v_n_rows = __pyx_t_2;
@@ -25616,43 +25971,43 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __pyx_v_saturated = __pyx_t_7;
   __pyx_t_7 = 0;
 
-  /* "cython_core/_escape.pyx":209
+  /* "cython_core/_escape.pyx":224
  *         rows.t = _tables(layout)
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block             # <<<<<<<<<<<<<<
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
 */
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_n_rows, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_n_rows, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyLong_SubtractObjC(__pyx_t_7, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_SubtractObjC(__pyx_t_7, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_rows->t->block); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_6 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_6 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_blocks = __pyx_t_6;
   __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":210
+  /* "cython_core/_escape.pyx":225
  *         n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),             # <<<<<<<<<<<<<<
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
 */
-  __pyx_t_6 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_words_for); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_row_bits); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_10 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -25672,146 +26027,146 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 225, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
   }
-  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 225, __pyx_L1_error);
   __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 225, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 225, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_words);
   __Pyx_GIVEREF(__pyx_v_words);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_words) != (0)) __PYX_ERR(0, 210, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_words) != (0)) __PYX_ERR(0, 225, __pyx_L1_error);
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_words, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_words, __pyx_t_7) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-  /* "cython_core/_escape.pyx":211
+  /* "cython_core/_escape.pyx":226
  *         blocks = (n_rows + rows.t.block - 1) // rows.t.block
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),             # <<<<<<<<<<<<<<
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
 */
-  __pyx_t_7 = PyTuple_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_start);
   __Pyx_GIVEREF(__pyx_v_seg_start);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_v_seg_start) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_v_seg_start) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __pyx_t_7 = 0;
   __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_t_4) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_t_4) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyTuple_New(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_len);
   __Pyx_GIVEREF(__pyx_v_seg_len);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 2, __pyx_v_seg_len) != (0)) __PYX_ERR(0, 211, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 2, __pyx_v_seg_len) != (0)) __PYX_ERR(0, 226, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_7 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_t_5) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_t_5) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":212
+  /* "cython_core/_escape.pyx":227
  *         want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}             # <<<<<<<<<<<<<<
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
 */
-  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_INCREF(__pyx_v_blocks);
   __Pyx_GIVEREF(__pyx_v_blocks);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_v_blocks) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint16); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_seg_cap);
   __Pyx_GIVEREF(__pyx_v_seg_cap);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_seg_cap) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_seg_cap) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_t_7) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_outside);
   __Pyx_GIVEREF(__pyx_v_outside);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_outside) != (0)) __PYX_ERR(0, 212, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_outside) != (0)) __PYX_ERR(0, 227, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_outside, __pyx_t_7) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_outside, __pyx_t_7) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_want = ((PyObject*)__pyx_t_6);
   __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":213
+  /* "cython_core/_escape.pyx":228
  *                 "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():             # <<<<<<<<<<<<<<
@@ -25819,7 +26174,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
 */
   __pyx_t_11 = 0;
-  __pyx_t_7 = __Pyx_dict_iterator(__pyx_v_want, 1, __pyx_mstate_global->__pyx_n_u_items, (&__pyx_t_12), (&__pyx_t_13)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_dict_iterator(__pyx_v_want, 1, __pyx_mstate_global->__pyx_n_u_items, (&__pyx_t_12), (&__pyx_t_13)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_XDECREF(__pyx_t_6);
   __pyx_t_6 = __pyx_t_7;
@@ -25827,7 +26182,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   while (1) {
     __pyx_t_14 = __Pyx_dict_iter_next(__pyx_t_6, __pyx_t_12, &__pyx_t_11, &__pyx_t_7, &__pyx_t_5, NULL, __pyx_t_13);
     if (unlikely(__pyx_t_14 == 0)) break;
-    if (unlikely(__pyx_t_14 == -1)) __PYX_ERR(0, 213, __pyx_L1_error)
+    if (unlikely(__pyx_t_14 == -1)) __PYX_ERR(0, 228, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_XDECREF_SET(__pyx_v_name, __pyx_t_7);
@@ -25838,7 +26193,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 213, __pyx_L1_error)
+        __PYX_ERR(0, 228, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -25850,27 +26205,27 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
         __Pyx_INCREF(__pyx_t_1);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 228, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 213, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 228, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_4);
         __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 213, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_1);
       }
       #else
-      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 213, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 228, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 213, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 228, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 213, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 228, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       #endif
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_3 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 213, __pyx_L1_error)
+      __pyx_t_3 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 228, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_9 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_3);
@@ -25880,7 +26235,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_GOTREF(__pyx_t_4);
       index = 2; __pyx_t_1 = __pyx_t_9(__pyx_t_3); if (unlikely(!__pyx_t_1)) goto __pyx_L7_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_1);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_3), 3) < (0)) __PYX_ERR(0, 213, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_9(__pyx_t_3), 3) < (0)) __PYX_ERR(0, 228, __pyx_L1_error)
       __pyx_t_9 = NULL;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       goto __pyx_L8_unpacking_done;
@@ -25888,7 +26243,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_9 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 213, __pyx_L1_error)
+      __PYX_ERR(0, 228, __pyx_L1_error)
       __pyx_L8_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_shape, __pyx_t_7);
@@ -25898,19 +26253,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":214
+    /* "cython_core/_escape.pyx":229
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:             # <<<<<<<<<<<<<<
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_16 = PyObject_IsInstance(__pyx_v_value, __pyx_t_1); if (unlikely(__pyx_t_16 == ((int)-1))) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_16 = PyObject_IsInstance(__pyx_v_value, __pyx_t_1); if (unlikely(__pyx_t_16 == ((int)-1))) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_17 = (!__pyx_t_16);
 
@@ -25923,9 +26278,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
       goto __pyx_L10_bool_binop_done;
     }
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_shape, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_shape, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (!__pyx_t_17) {
 
@@ -25935,9 +26290,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
       goto __pyx_L10_bool_binop_done;
     }
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_dtype, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_v_dtype, Py_NE); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 229, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
     __pyx_t_15 = __pyx_t_17;
@@ -25946,7 +26301,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     if (unlikely(__pyx_t_15)) {
 
 
-      /* "cython_core/_escape.pyx":215
+      /* "cython_core/_escape.pyx":230
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")             # <<<<<<<<<<<<<<
@@ -25954,20 +26309,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *                 or not 0 <= pool_used <= pool.size:
 */
       __pyx_t_5 = NULL;
-      __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_name, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_name, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyObject_CallOneArg(__pyx_t_3, __pyx_v_dtype); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_CallOneArg(__pyx_t_3, __pyx_v_dtype); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyObject_FormatSimple(__pyx_v_shape, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 215, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_FormatSimple(__pyx_v_shape, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __pyx_t_18[0] = __pyx_t_4;
       __pyx_t_18[1] = __pyx_mstate_global->__pyx_kp_u_must_be_a;
@@ -25983,7 +26338,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       __pyx_t_14 |= __Pyx_PyUnicode_KIND_04(__pyx_t_18[0]) | __Pyx_PyUnicode_KIND_04(__pyx_t_18[2]) | __Pyx_PyUnicode_KIND_04(__pyx_t_18[4]);
       #endif
       __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_18, 5, __pyx_t_19, __pyx_t_14);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 215, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 230, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -25994,14 +26349,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
         __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 215, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 230, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 215, __pyx_L1_error)
+      __PYX_ERR(0, 230, __pyx_L1_error)
 
-      /* "cython_core/_escape.pyx":214
+      /* "cython_core/_escape.pyx":229
  *                 "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
  *         for name, (shape, dtype, value) in want.items():
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:             # <<<<<<<<<<<<<<
@@ -26012,19 +26367,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   }
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":216
+  /* "cython_core/_escape.pyx":231
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_ndarray); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_17 = PyObject_IsInstance(__pyx_v_pool, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_17 = PyObject_IsInstance(__pyx_v_pool, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_16 = (!__pyx_t_17);
 
@@ -26037,9 +26392,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
     goto __pyx_L14_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_16 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_16 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_16) {
 
@@ -26050,29 +26405,29 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     goto __pyx_L14_bool_binop_done;
   }
 
-  /* "cython_core/_escape.pyx":217
+  /* "cython_core/_escape.pyx":232
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:             # <<<<<<<<<<<<<<
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_dtype); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  /* "cython_core/_escape.pyx":216
+  /* "cython_core/_escape.pyx":231
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_16 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_1, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (!__pyx_t_16) {
@@ -26084,18 +26439,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     goto __pyx_L14_bool_binop_done;
   }
 
-  /* "cython_core/_escape.pyx":217
+  /* "cython_core/_escape.pyx":232
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:             # <<<<<<<<<<<<<<
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
 */
-  __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_pool_used, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 217, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_pool_used, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 232, __pyx_L1_error)
   if (__pyx_t_16) {
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 217, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_pool, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 232, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_v_pool_used, __pyx_t_2, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 217, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_v_pool_used, __pyx_t_2, Py_LE); if (unlikely((__pyx_t_16 < 0))) __PYX_ERR(0, 232, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   }
   __pyx_t_17 = (!__pyx_t_16);
@@ -26106,7 +26461,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
   __pyx_L14_bool_binop_done:;
 
-  /* "cython_core/_escape.pyx":216
+  /* "cython_core/_escape.pyx":231
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
@@ -26116,7 +26471,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   if (unlikely(__pyx_t_15)) {
 
 
-    /* "cython_core/_escape.pyx":218
+    /* "cython_core/_escape.pyx":233
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")             # <<<<<<<<<<<<<<
@@ -26129,14 +26484,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_pool_must_be_a_1_D_uint32_array};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 218, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 233, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 218, __pyx_L1_error)
+    __PYX_ERR(0, 233, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":216
+    /* "cython_core/_escape.pyx":231
  *             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
  *                 raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
  *         if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \             # <<<<<<<<<<<<<<
@@ -26145,7 +26500,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   }
 
-  /* "cython_core/_escape.pyx":219
+  /* "cython_core/_escape.pyx":234
  *                 or not 0 <= pool_used <= pool.size:
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap             # <<<<<<<<<<<<<<
@@ -26154,9 +26509,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   __pyx_t_1 = __pyx_v_seg_start;
   __Pyx_INCREF(__pyx_t_1);
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 219, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 219, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_10 = 0;
@@ -26165,23 +26520,23 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_astype, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 219, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 234, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_t_2, __pyx_v_seg_cap); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 219, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_t_2, __pyx_v_seg_cap); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_ends = __pyx_t_5;
   __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":220
+  /* "cython_core/_escape.pyx":235
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):             # <<<<<<<<<<<<<<
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
 */
-  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_v_blocks); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_v_blocks); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 235, __pyx_L1_error)
   if (__pyx_t_17) {
 
   } else {
@@ -26197,10 +26552,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_max, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 235, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
-  __pyx_t_17 = __Pyx_PyObject_CompareBoolGt_object_object(__pyx_t_5, __pyx_v_pool_used, Py_GT); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_CompareBoolGt_object_object(__pyx_t_5, __pyx_v_pool_used, Py_GT); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 235, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   if (!__pyx_t_17) {
 
@@ -26210,7 +26565,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 
     goto __pyx_L19_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_CompareGt_object_object(__pyx_v_seg_len, __pyx_v_seg_cap, Py_GT); __Pyx_XGOTREF(__pyx_t_1); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_CompareGt_object_object(__pyx_v_seg_len, __pyx_v_seg_cap, Py_GT); __Pyx_XGOTREF(__pyx_t_1); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 235, __pyx_L1_error)
   __pyx_t_2 = __pyx_t_1;
   __Pyx_INCREF(__pyx_t_2);
   __pyx_t_10 = 0;
@@ -26219,10 +26574,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_any, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 220, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 235, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
-  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_17 < 0))) __PYX_ERR(0, 235, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   __pyx_t_15 = __pyx_t_17;
@@ -26231,7 +26586,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   if (unlikely(__pyx_t_15)) {
 
 
-    /* "cython_core/_escape.pyx":221
+    /* "cython_core/_escape.pyx":236
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")             # <<<<<<<<<<<<<<
@@ -26244,14 +26599,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
       PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_seg_start_seg_len_and_seg_cap_mu};
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 221, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 236, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 221, __pyx_L1_error)
+    __PYX_ERR(0, 236, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":220
+    /* "cython_core/_escape.pyx":235
  *             raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
  *         ends = seg_start.astype(np.int64) + seg_cap
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):             # <<<<<<<<<<<<<<
@@ -26260,7 +26615,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   }
 
-  /* "cython_core/_escape.pyx":222
+  /* "cython_core/_escape.pyx":237
  *         if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows             # <<<<<<<<<<<<<<
@@ -26269,14 +26624,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
 */
   __pyx_t_5 = __pyx_v_layout;
   __Pyx_INCREF(__pyx_t_5);
-  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_n_rows); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 222, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_n_rows); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L1_error)
   __Pyx_GIVEREF(__pyx_t_5);
   __Pyx_GOTREF(__pyx_v_rows->layout);
   __Pyx_DECREF_SET(__pyx_v_rows->layout, __pyx_t_5);
   __pyx_t_5 = 0;
   __pyx_v_rows->n_rows = __pyx_t_12;
 
-  /* "cython_core/_escape.pyx":223
+  /* "cython_core/_escape.pyx":238
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),             # <<<<<<<<<<<<<<
@@ -26284,9 +26639,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
 */
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26306,13 +26661,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 223, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 238, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26332,13 +26687,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_7, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 223, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 238, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26358,11 +26713,11 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 223, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 238, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
   }
 
-  /* "cython_core/_escape.pyx":224
+  /* "cython_core/_escape.pyx":239
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))             # <<<<<<<<<<<<<<
@@ -26370,9 +26725,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
  *             pool_used, pool_dead, live, rows_put, saturated
 */
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26392,13 +26747,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 224, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26418,13 +26773,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_t_1 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_20);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_10 = 1;
@@ -26444,18 +26799,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_20, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 224, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
 
-  /* "cython_core/_escape.pyx":223
+  /* "cython_core/_escape.pyx":238
  *             raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
  *         rows.layout, rows.n_rows = layout, n_rows
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),             # <<<<<<<<<<<<<<
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
 */
-  __pyx_t_20 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_rows->__pyx_vtab)->_attach(__pyx_v_rows, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_3, __pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_20 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_rows->__pyx_vtab)->_attach(__pyx_v_rows, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_3, __pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_20)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_20);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -26465,20 +26820,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
 
-  /* "cython_core/_escape.pyx":226
+  /* "cython_core/_escape.pyx":241
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
  *             pool_used, pool_dead, live, rows_put, saturated             # <<<<<<<<<<<<<<
  *         return rows
  * 
 */
-  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_used); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
-  __pyx_t_11 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_dead); if (unlikely((__pyx_t_11 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
-  __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_v_live); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
-  __pyx_t_21 = __Pyx_PyIndex_AsSsize_t(__pyx_v_rows_put); if (unlikely((__pyx_t_21 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
-  __pyx_t_22 = __Pyx_PyIndex_AsSsize_t(__pyx_v_saturated); if (unlikely((__pyx_t_22 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_used); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pool_dead); if (unlikely((__pyx_t_11 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_v_live); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_21 = __Pyx_PyIndex_AsSsize_t(__pyx_v_rows_put); if (unlikely((__pyx_t_21 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_22 = __Pyx_PyIndex_AsSsize_t(__pyx_v_saturated); if (unlikely((__pyx_t_22 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 241, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":225
+  /* "cython_core/_escape.pyx":240
  *         rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),
  *                      np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \             # <<<<<<<<<<<<<<
@@ -26491,7 +26846,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __pyx_v_rows->rows_put = __pyx_t_21;
   __pyx_v_rows->saturated = __pyx_t_22;
 
-  /* "cython_core/_escape.pyx":227
+  /* "cython_core/_escape.pyx":242
  *         rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
  *             pool_used, pool_dead, live, rows_put, saturated
  *         return rows             # <<<<<<<<<<<<<<
@@ -26509,7 +26864,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":203
+  /* "cython_core/_escape.pyx":218
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
@@ -26545,13 +26900,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_2_restore(PyTypeOb
   __Pyx_XDECREF(__pyx_v_dtype);
   __Pyx_XDECREF(__pyx_v_value);
   __Pyx_XDECREF(__pyx_v_ends);
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator1);
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_8_restore_2generator2);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":229
+/* "cython_core/_escape.pyx":244
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
@@ -26618,71 +26973,71 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("state", 0);
 
-  /* "cython_core/_escape.pyx":231
+  /* "cython_core/_escape.pyx":246
  *     def state(self) -> dict:
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,             # <<<<<<<<<<<<<<
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
 */
-  __pyx_t_1 = __Pyx_PyDict_NewPresized(8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 246, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_layout, __pyx_v_self->layout) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_words, __pyx_v_self->words) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_v_self->seg_start) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_v_self->seg_len) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_layout, __pyx_v_self->layout) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_words, __pyx_v_self->words) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_start, __pyx_v_self->seg_start) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_len, __pyx_v_self->seg_len) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":232
+  /* "cython_core/_escape.pyx":247
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,             # <<<<<<<<<<<<<<
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
 */
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_v_self->seg_cap) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pool, __pyx_v_self->pool) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside, __pyx_v_self->outside) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_seg_cap, __pyx_v_self->seg_cap) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pool, __pyx_v_self->pool) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside, __pyx_v_self->outside) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":233
+  /* "cython_core/_escape.pyx":248
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
  *                 "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}             # <<<<<<<<<<<<<<
  * 
  *     def __reduce__(self):
 */
-  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(6); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 4, __pyx_t_6) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 233, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 5, __pyx_t_7) != (0)) __PYX_ERR(0, 248, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
   __pyx_t_6 = 0;
   __pyx_t_7 = 0;
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_counters, __pyx_t_8) < (0)) __PYX_ERR(0, 231, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_counters, __pyx_t_8) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   {
     PyObject *__pyx_temp;
@@ -26695,7 +27050,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":229
+  /* "cython_core/_escape.pyx":244
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
@@ -26721,7 +27076,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4state(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":235
+/* "cython_core/_escape.pyx":250
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
@@ -26786,14 +27141,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__reduce__", 0);
 
-  /* "cython_core/_escape.pyx":236
+  /* "cython_core/_escape.pyx":251
  * 
  *     def __reduce__(self):
  *         return (EscapeRows._restore, tuple(self.state().values()))             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 236, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows), __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_t_5 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_5);
@@ -26802,7 +27157,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_state, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 236, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_t_3 = __pyx_t_4;
@@ -26813,18 +27168,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_values, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_4 = __Pyx_PySequence_Tuple(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 236, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PySequence_Tuple(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 236, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 251, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 236, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 251, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_4 = 0;
   {
@@ -26838,7 +27193,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":235
+  /* "cython_core/_escape.pyx":250
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
@@ -26861,7 +27216,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6__reduce__(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":238
+/* "cython_core/_escape.pyx":253
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -26895,56 +27250,56 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cython_core/_escape.pyx":241
+  /* "cython_core/_escape.pyx":256
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->words, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_len, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_cap, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":242
+  /* "cython_core/_escape.pyx":257
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes
  *                    + self.pool.nbytes)             # <<<<<<<<<<<<<<
  * 
  *     def restart_counts(self) -> None:
 */
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 242, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->pool, __pyx_mstate_global->__pyx_n_u_nbytes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 257, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 242, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_t_3, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 257, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":241
+  /* "cython_core/_escape.pyx":256
  *     def nbytes(self) -> int:
  *         """Bytes allocated: the rows' words, the block table and the whole pool."""
  *         return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes             # <<<<<<<<<<<<<<
  *                    + self.pool.nbytes)
  * 
 */
-  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -26958,7 +27313,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":238
+  /* "cython_core/_escape.pyx":253
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -26979,7 +27334,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6nbytes___get__(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":244
+/* "cython_core/_escape.pyx":259
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -27038,16 +27393,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("restart_counts", 0);
 
-  /* "cython_core/_escape.pyx":246
+  /* "cython_core/_escape.pyx":261
  *     def restart_counts(self) -> None:
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0             # <<<<<<<<<<<<<<
  *         self.rows_put = 0
  * 
 */
-  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 246, __pyx_L1_error)
+  if (__Pyx_PyObject_SetSlice(__pyx_v_self->outside, __pyx_mstate_global->__pyx_int_0, 0, 0, NULL, NULL, &__pyx_mstate_global->__pyx_slice[0], 0, 0, 0) < (0)) __PYX_ERR(0, 261, __pyx_L1_error)
 
-  /* "cython_core/_escape.pyx":247
+  /* "cython_core/_escape.pyx":262
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
  *         self.rows_put = 0             # <<<<<<<<<<<<<<
@@ -27056,7 +27411,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
 */
   __pyx_v_self->rows_put = 0;
 
-  /* "cython_core/_escape.pyx":244
+  /* "cython_core/_escape.pyx":259
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
@@ -27076,7 +27431,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8restart_counts(st
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":251
+/* "cython_core/_escape.pyx":266
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -27118,7 +27473,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   uint16_t __pyx_t_10;
   Py_ssize_t __pyx_t_11;
 
-  /* "cython_core/_escape.pyx":254
+  /* "cython_core/_escape.pyx":269
  *         """Write rows[i] := codes[i] for i < n in order; stop before a row whose block finds no room in the pool
  *         (returns how many were written)."""
  *         cdef Py_ssize_t i, j, k, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -27132,7 +27487,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":258
+  /* "cython_core/_escape.pyx":273
  *         cdef uint64_t v, base
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -27141,7 +27496,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   __pyx_v_new = ((uint32_t *)malloc(((__pyx_v_dim + 1) * (sizeof(uint32_t)))));
 
-  /* "cython_core/_escape.pyx":259
+  /* "cython_core/_escape.pyx":274
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
@@ -27153,7 +27508,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   if (__pyx_t_2) {
 
 
-    /* "cython_core/_escape.pyx":260
+    /* "cython_core/_escape.pyx":275
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:
  *             return -2             # <<<<<<<<<<<<<<
@@ -27166,7 +27521,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
     goto __pyx_L0;
 
-    /* "cython_core/_escape.pyx":259
+    /* "cython_core/_escape.pyx":274
  *         cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
  *         cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
  *         if new == NULL:             # <<<<<<<<<<<<<<
@@ -27175,7 +27530,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   }
 
-  /* "cython_core/_escape.pyx":261
+  /* "cython_core/_escape.pyx":276
  *         if new == NULL:
  *             return -2
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -27189,7 +27544,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cython_core/_escape.pyx":262
+    /* "cython_core/_escape.pyx":277
  *             return -2
  *         for i in range(n):
  *             r = rows[i]             # <<<<<<<<<<<<<<
@@ -27198,7 +27553,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_r = (__pyx_v_rows[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":263
+    /* "cython_core/_escape.pyx":278
  *         for i in range(n):
  *             r = rows[i]
  *             b = r // block             # <<<<<<<<<<<<<<
@@ -27207,7 +27562,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-    /* "cython_core/_escape.pyx":264
+    /* "cython_core/_escape.pyx":279
  *             r = rows[i]
  *             b = r // block
  *             rr = r - b * block             # <<<<<<<<<<<<<<
@@ -27216,7 +27571,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-    /* "cython_core/_escape.pyx":265
+    /* "cython_core/_escape.pyx":280
  *             b = r // block
  *             rr = r - b * block
  *             fresh = 0             # <<<<<<<<<<<<<<
@@ -27225,7 +27580,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_fresh = 0;
 
-    /* "cython_core/_escape.pyx":266
+    /* "cython_core/_escape.pyx":281
  *             rr = r - b * block
  *             fresh = 0
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -27239,7 +27594,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":267
+      /* "cython_core/_escape.pyx":282
  *             fresh = 0
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -27248,7 +27603,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":268
+      /* "cython_core/_escape.pyx":283
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27260,7 +27615,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":269
+        /* "cython_core/_escape.pyx":284
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)             # <<<<<<<<<<<<<<
@@ -27269,7 +27624,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         (__pyx_v_new[__pyx_v_fresh]) = ((((uint32_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS) | ((uint32_t)(__pyx_v_c + __pyx_v_self->t->top)));
 
-        /* "cython_core/_escape.pyx":270
+        /* "cython_core/_escape.pyx":285
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
  *                     new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
  *                     fresh += 1             # <<<<<<<<<<<<<<
@@ -27278,7 +27633,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_fresh = (__pyx_v_fresh + 1);
 
-        /* "cython_core/_escape.pyx":268
+        /* "cython_core/_escape.pyx":283
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27289,7 +27644,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
 
 
-    /* "cython_core/_escape.pyx":272
+    /* "cython_core/_escape.pyx":287
  *                     fresh += 1
  *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]             # <<<<<<<<<<<<<<
@@ -27306,7 +27661,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     __pyx_v_length = __pyx_t_9;
     __pyx_v_cap = __pyx_t_10;
 
-    /* "cython_core/_escape.pyx":273
+    /* "cython_core/_escape.pyx":288
  *             # the block's entries are sorted by row: this row's old ones are the run [first, last)
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
  *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
@@ -27315,7 +27670,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_first = __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + __pyx_v_start), __pyx_v_length, (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS));
 
-    /* "cython_core/_escape.pyx":274
+    /* "cython_core/_escape.pyx":289
  *             start, length, cap = self.ss[b], self.sl[b], self.sc[b]
  *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
  *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
@@ -27324,7 +27679,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_last = __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + __pyx_v_start), __pyx_v_length, (((uint64_t)(__pyx_v_rr + 1)) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS));
 
-    /* "cython_core/_escape.pyx":275
+    /* "cython_core/_escape.pyx":290
  *             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
  *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
  *             kept = length - (last - first)             # <<<<<<<<<<<<<<
@@ -27333,7 +27688,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_kept = (__pyx_v_length - (__pyx_v_last - __pyx_v_first));
 
-    /* "cython_core/_escape.pyx":276
+    /* "cython_core/_escape.pyx":291
  *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
  *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
@@ -27345,7 +27700,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":277
+      /* "cython_core/_escape.pyx":292
  *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)             # <<<<<<<<<<<<<<
@@ -27354,7 +27709,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_newcap = __pyx_f_11cython_core_7_escape__slack((__pyx_v_kept + __pyx_v_fresh));
 
-      /* "cython_core/_escape.pyx":278
+      /* "cython_core/_escape.pyx":293
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27366,7 +27721,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":279
+        /* "cython_core/_escape.pyx":294
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap             # <<<<<<<<<<<<<<
@@ -27375,7 +27730,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_self->need = __pyx_v_newcap;
 
-        /* "cython_core/_escape.pyx":280
+        /* "cython_core/_escape.pyx":295
  *                 if self.pool_used + newcap > self.pool_cap:
  *                     self.need = newcap
  *                     free(new)             # <<<<<<<<<<<<<<
@@ -27384,7 +27739,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         free(__pyx_v_new);
 
-        /* "cython_core/_escape.pyx":281
+        /* "cython_core/_escape.pyx":296
  *                     self.need = newcap
  *                     free(new)
  *                     return i             # <<<<<<<<<<<<<<
@@ -27397,7 +27752,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         }
         goto __pyx_L0;
 
-        /* "cython_core/_escape.pyx":278
+        /* "cython_core/_escape.pyx":293
  *             if kept + fresh > cap:  # move the block to the pool's end
  *                 newcap = _slack(kept + fresh)
  *                 if self.pool_used + newcap > self.pool_cap:             # <<<<<<<<<<<<<<
@@ -27406,7 +27761,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":282
+      /* "cython_core/_escape.pyx":297
  *                     free(new)
  *                     return i
  *                 e = <uint32_t>self.pool_used             # <<<<<<<<<<<<<<
@@ -27415,7 +27770,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_e = ((uint32_t)__pyx_v_self->pool_used);
 
-      /* "cython_core/_escape.pyx":283
+      /* "cython_core/_escape.pyx":298
  *                     return i
  *                 e = <uint32_t>self.pool_used
  *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -27424,7 +27779,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (void)(memcpy((__pyx_v_self->pl + __pyx_v_e), (__pyx_v_self->pl + __pyx_v_start), (__pyx_v_first * (sizeof(uint32_t)))));
 
-      /* "cython_core/_escape.pyx":284
+      /* "cython_core/_escape.pyx":299
  *                 e = <uint32_t>self.pool_used
  *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
  *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -27433,7 +27788,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (void)(memcpy((((__pyx_v_self->pl + __pyx_v_e) + __pyx_v_first) + __pyx_v_fresh), ((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_last), ((__pyx_v_length - __pyx_v_last) * (sizeof(uint32_t)))));
 
-      /* "cython_core/_escape.pyx":285
+      /* "cython_core/_escape.pyx":300
  *                 memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
  *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *                 self.pool_dead += cap             # <<<<<<<<<<<<<<
@@ -27442,7 +27797,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_self->pool_dead = (__pyx_v_self->pool_dead + __pyx_v_cap);
 
-      /* "cython_core/_escape.pyx":286
+      /* "cython_core/_escape.pyx":301
  *                 memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *                 self.pool_dead += cap
  *                 self.ss[b] = start = e             # <<<<<<<<<<<<<<
@@ -27452,7 +27807,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       (__pyx_v_self->ss[__pyx_v_b]) = __pyx_v_e;
       __pyx_v_start = __pyx_v_e;
 
-      /* "cython_core/_escape.pyx":287
+      /* "cython_core/_escape.pyx":302
  *                 self.pool_dead += cap
  *                 self.ss[b] = start = e
  *                 self.sc[b] = <uint16_t>newcap             # <<<<<<<<<<<<<<
@@ -27461,7 +27816,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":288
+      /* "cython_core/_escape.pyx":303
  *                 self.ss[b] = start = e
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap             # <<<<<<<<<<<<<<
@@ -27470,7 +27825,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_self->pool_used = (__pyx_v_self->pool_used + __pyx_v_newcap);
 
-      /* "cython_core/_escape.pyx":276
+      /* "cython_core/_escape.pyx":291
  *             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
  *             kept = length - (last - first)
  *             if kept + fresh > cap:  # move the block to the pool's end             # <<<<<<<<<<<<<<
@@ -27480,7 +27835,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       goto __pyx_L9;
     }
 
-    /* "cython_core/_escape.pyx":289
+    /* "cython_core/_escape.pyx":304
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
  *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up             # <<<<<<<<<<<<<<
@@ -27492,7 +27847,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":290
+      /* "cython_core/_escape.pyx":305
  *                 self.pool_used += newcap
  *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
  *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -27501,7 +27856,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       (void)(memmove((((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_first) + __pyx_v_fresh), ((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_last), ((__pyx_v_length - __pyx_v_last) * (sizeof(uint32_t)))));
 
-      /* "cython_core/_escape.pyx":289
+      /* "cython_core/_escape.pyx":304
  *                 self.sc[b] = <uint16_t>newcap
  *                 self.pool_used += newcap
  *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up             # <<<<<<<<<<<<<<
@@ -27511,7 +27866,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     }
     __pyx_L9:;
 
-    /* "cython_core/_escape.pyx":291
+    /* "cython_core/_escape.pyx":306
  *             elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
  *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))             # <<<<<<<<<<<<<<
@@ -27520,7 +27875,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     (void)(memcpy(((__pyx_v_self->pl + __pyx_v_start) + __pyx_v_first), __pyx_v_new, (__pyx_v_fresh * (sizeof(uint32_t)))));
 
-    /* "cython_core/_escape.pyx":292
+    /* "cython_core/_escape.pyx":307
  *                 memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
  *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
  *             self.sl[b] = <uint16_t>(kept + fresh)             # <<<<<<<<<<<<<<
@@ -27529,7 +27884,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     (__pyx_v_self->sl[__pyx_v_b]) = ((uint16_t)(__pyx_v_kept + __pyx_v_fresh));
 
-    /* "cython_core/_escape.pyx":293
+    /* "cython_core/_escape.pyx":308
  *             memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length             # <<<<<<<<<<<<<<
@@ -27538,7 +27893,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_self->live = (__pyx_v_self->live + (((Py_ssize_t)(__pyx_v_kept + __pyx_v_fresh)) - ((Py_ssize_t)__pyx_v_length)));
 
-    /* "cython_core/_escape.pyx":294
+    /* "cython_core/_escape.pyx":309
  *             self.sl[b] = <uint16_t>(kept + fresh)
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -27547,7 +27902,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
     __pyx_v_base = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":295
+    /* "cython_core/_escape.pyx":310
  *             self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -27561,7 +27916,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_j = __pyx_t_7;
 
-      /* "cython_core/_escape.pyx":296
+      /* "cython_core/_escape.pyx":311
  *             base = <uint64_t>r * self.t.row_bits
  *             for j in range(dim):
  *                 c = codes[i * dim + j]             # <<<<<<<<<<<<<<
@@ -27570,7 +27925,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_c = (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]);
 
-      /* "cython_core/_escape.pyx":297
+      /* "cython_core/_escape.pyx":312
  *             for j in range(dim):
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])             # <<<<<<<<<<<<<<
@@ -27579,7 +27934,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       __pyx_v_v = ((uint64_t)(__pyx_v_c - (__pyx_v_self->t->lo[__pyx_v_j])));
 
-      /* "cython_core/_escape.pyx":298
+      /* "cython_core/_escape.pyx":313
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27591,7 +27946,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
       if (__pyx_t_2) {
 
 
-        /* "cython_core/_escape.pyx":299
+        /* "cython_core/_escape.pyx":314
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]             # <<<<<<<<<<<<<<
@@ -27600,7 +27955,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
         __pyx_v_v = (__pyx_v_self->t->esc[__pyx_v_j]);
 
-        /* "cython_core/_escape.pyx":300
+        /* "cython_core/_escape.pyx":315
  *                 if v >= self.t.esc[j]:
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1             # <<<<<<<<<<<<<<
@@ -27611,7 +27966,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
         __pyx_t_11 = __pyx_v_j;
         (__pyx_v_self->out_counts[__pyx_t_11]) = ((__pyx_v_self->out_counts[__pyx_t_11]) + 1);
 
-        /* "cython_core/_escape.pyx":298
+        /* "cython_core/_escape.pyx":313
  *                 c = codes[i * dim + j]
  *                 v = <uint64_t>(c - self.t.lo[j])
  *                 if v >= self.t.esc[j]:             # <<<<<<<<<<<<<<
@@ -27620,7 +27975,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
       }
 
-      /* "cython_core/_escape.pyx":301
+      /* "cython_core/_escape.pyx":316
  *                     v = self.t.esc[j]
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)             # <<<<<<<<<<<<<<
@@ -27633,7 +27988,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
 
 
-  /* "cython_core/_escape.pyx":302
+  /* "cython_core/_escape.pyx":317
  *                     self.out_counts[j] += 1
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)             # <<<<<<<<<<<<<<
@@ -27642,7 +27997,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
 */
   free(__pyx_v_new);
 
-  /* "cython_core/_escape.pyx":303
+  /* "cython_core/_escape.pyx":318
  *                 _write(self.w, base + self.t.offs[j], self.t.width[j], v)
  *         free(new)
  *         return n             # <<<<<<<<<<<<<<
@@ -27655,7 +28010,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":251
+  /* "cython_core/_escape.pyx":266
  *     # -- writing -----------------------------------------------------------------------------------
  * 
  *     cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -27688,7 +28043,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__pack_rows(struct 
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":305
+/* "cython_core/_escape.pyx":320
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27711,7 +28066,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_put", 0);
 
-  /* "cython_core/_escape.pyx":306
+  /* "cython_core/_escape.pyx":321
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got             # <<<<<<<<<<<<<<
@@ -27720,7 +28075,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_done = 0;
 
-  /* "cython_core/_escape.pyx":307
+  /* "cython_core/_escape.pyx":322
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:             # <<<<<<<<<<<<<<
@@ -27733,7 +28088,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 
     if (!__pyx_t_1) break;
 
-    /* "cython_core/_escape.pyx":308
+    /* "cython_core/_escape.pyx":323
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27745,7 +28100,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":309
+      /* "cython_core/_escape.pyx":324
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27758,7 +28113,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":310
+            /* "cython_core/_escape.pyx":325
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27768,7 +28123,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
             __pyx_v_got = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_pack_rows(__pyx_v_self, (__pyx_v_codes + (__pyx_v_done * __pyx_v_self->t->dim)), (__pyx_v_rows + __pyx_v_done), (__pyx_v_n - __pyx_v_done));
           }
 
-          /* "cython_core/_escape.pyx":309
+          /* "cython_core/_escape.pyx":324
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -27785,7 +28140,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
           }
       }
 
-      /* "cython_core/_escape.pyx":308
+      /* "cython_core/_escape.pyx":323
  *         cdef Py_ssize_t done = 0, got
  *         while done < n:
  *             if n * self.t.dim >= NOGIL_VALUES:             # <<<<<<<<<<<<<<
@@ -27795,7 +28150,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
       goto __pyx_L5;
     }
 
-    /* "cython_core/_escape.pyx":312
+    /* "cython_core/_escape.pyx":327
  *                     got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)             # <<<<<<<<<<<<<<
@@ -27807,7 +28162,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
     __pyx_L5:;
 
-    /* "cython_core/_escape.pyx":313
+    /* "cython_core/_escape.pyx":328
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27819,16 +28174,16 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":314
+      /* "cython_core/_escape.pyx":329
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             done += got
  *             if done < n:
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 314, __pyx_L1_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 329, __pyx_L1_error)
 
-      /* "cython_core/_escape.pyx":313
+      /* "cython_core/_escape.pyx":328
  *             else:
  *                 got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
  *             if got == -2:             # <<<<<<<<<<<<<<
@@ -27837,7 +28192,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     }
 
-    /* "cython_core/_escape.pyx":315
+    /* "cython_core/_escape.pyx":330
  *             if got == -2:
  *                 raise MemoryError()
  *             done += got             # <<<<<<<<<<<<<<
@@ -27846,7 +28201,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
     __pyx_v_done = (__pyx_v_done + __pyx_v_got);
 
-    /* "cython_core/_escape.pyx":316
+    /* "cython_core/_escape.pyx":331
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27858,7 +28213,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     if (__pyx_t_1) {
 
 
-      /* "cython_core/_escape.pyx":317
+      /* "cython_core/_escape.pyx":332
  *             done += got
  *             if done < n:
  *                 self._make_room(self.need)             # <<<<<<<<<<<<<<
@@ -27867,7 +28222,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
       __pyx_t_3 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_3);
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 317, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->need); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 332, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_5 = 0;
       {
@@ -27875,12 +28230,12 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
         __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 317, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 332, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "cython_core/_escape.pyx":316
+      /* "cython_core/_escape.pyx":331
  *                 raise MemoryError()
  *             done += got
  *             if done < n:             # <<<<<<<<<<<<<<
@@ -27890,7 +28245,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
     }
   }
 
-  /* "cython_core/_escape.pyx":318
+  /* "cython_core/_escape.pyx":333
  *             if done < n:
  *                 self._make_room(self.need)
  *         self.rows_put += n             # <<<<<<<<<<<<<<
@@ -27899,7 +28254,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
 */
   __pyx_v_self->rows_put = (__pyx_v_self->rows_put + __pyx_v_n);
 
-  /* "cython_core/_escape.pyx":305
+  /* "cython_core/_escape.pyx":320
  *         return n
  * 
  *     cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):             # <<<<<<<<<<<<<<
@@ -27924,7 +28279,7 @@ static PyObject *__pyx_f_11cython_core_7_escape_10EscapeRows__put(struct __pyx_o
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":320
+/* "cython_core/_escape.pyx":335
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -27973,48 +28328,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_need,&__pyx_mstate_global->__pyx_n_u_shrink,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 320, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 335, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 335, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 335, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 320, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_make_room", 0) < (0)) __PYX_ERR(0, 335, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 320, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, i); __PYX_ERR(0, 335, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 335, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 335, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
+    __pyx_v_need = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_need == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 335, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
+      __pyx_v_shrink = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_shrink == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 335, __pyx_L3_error)
     } else {
       __pyx_v_shrink = ((int)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 320, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_make_room", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 335, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28068,24 +28423,24 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_make_room", 0);
 
-  /* "cython_core/_escape.pyx":323
+  /* "cython_core/_escape.pyx":338
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0             # <<<<<<<<<<<<<<
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 338, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 338, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 338, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_blocks = __pyx_t_3;
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":324
+  /* "cython_core/_escape.pyx":339
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -28099,7 +28454,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":325
+    /* "cython_core/_escape.pyx":340
  *         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -28110,7 +28465,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   }
 
 
-  /* "cython_core/_escape.pyx":326
+  /* "cython_core/_escape.pyx":341
  *         for b in range(blocks):
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap             # <<<<<<<<<<<<<<
@@ -28118,60 +28473,60 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
  *             capacity = max(used + need, capacity + capacity // 4)
 */
   if (__pyx_v_shrink) {
-    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 326, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 326, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_self->pool_cap); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 341, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 326, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
     __pyx_t_2 = __pyx_t_1;
     __pyx_t_1 = 0;
   }
   __pyx_v_capacity = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cython_core/_escape.pyx":327
+  /* "cython_core/_escape.pyx":342
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
 */
-  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 327, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_used + __pyx_v_need)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 327, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_2, __pyx_v_capacity, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (__pyx_t_6) {
 
 
-    /* "cython_core/_escape.pyx":328
+    /* "cython_core/_escape.pyx":343
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)             # <<<<<<<<<<<<<<
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
 */
-    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 328, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_capacity, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 328, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_capacity, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
     __pyx_t_3 = (__pyx_v_used + __pyx_v_need);
-    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 328, __pyx_L1_error)
+    __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 328, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_1, __pyx_t_7, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 343, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     if (__pyx_t_6) {
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_2 = __pyx_t_1;
     } else {
-      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 328, __pyx_L1_error)
+      __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 343, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 328, __pyx_L1_error)
+      if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 343, __pyx_L1_error)
       __pyx_t_2 = __pyx_t_7;
       __pyx_t_7 = 0;
     }
@@ -28183,7 +28538,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     __Pyx_DECREF_SET(__pyx_v_capacity, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "cython_core/_escape.pyx":327
+    /* "cython_core/_escape.pyx":342
  *             used += _slack(self.sl[b])
  *         capacity = used + need if shrink else self.pool_cap
  *         if used + need > capacity:             # <<<<<<<<<<<<<<
@@ -28192,7 +28547,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   }
 
-  /* "cython_core/_escape.pyx":329
+  /* "cython_core/_escape.pyx":344
  *         if used + need > capacity:
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)             # <<<<<<<<<<<<<<
@@ -28200,14 +28555,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
  *         used = 0
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 329, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 329, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_uint32); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   #if CYTHON_VECTORCALL
@@ -28228,13 +28583,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_capacity, __pyx_t_9};
     #if CYTHON_VECTORCALL
     __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 344, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_7);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 329, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 344, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     #endif
@@ -28245,25 +28600,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 329, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_pool = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":330
+  /* "cython_core/_escape.pyx":345
  *             capacity = max(used + need, capacity + capacity // 4)
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool             # <<<<<<<<<<<<<<
  *         used = 0
  *         for b in range(blocks):
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 330, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t(__pyx_v_pool, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 345, __pyx_L1_error)
   __pyx_v_out = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "cython_core/_escape.pyx":331
+  /* "cython_core/_escape.pyx":346
  *         pool = np.zeros(capacity, dtype=np.uint32)
  *         cdef uint32_t[::1] out = pool
  *         used = 0             # <<<<<<<<<<<<<<
@@ -28272,7 +28627,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   __pyx_v_used = 0;
 
-  /* "cython_core/_escape.pyx":332
+  /* "cython_core/_escape.pyx":347
  *         cdef uint32_t[::1] out = pool
  *         used = 0
  *         for b in range(blocks):             # <<<<<<<<<<<<<<
@@ -28286,7 +28641,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_b = __pyx_t_5;
 
-    /* "cython_core/_escape.pyx":333
+    /* "cython_core/_escape.pyx":348
  *         used = 0
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):             # <<<<<<<<<<<<<<
@@ -28300,7 +28655,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
       __pyx_v_k = __pyx_t_14;
 
-      /* "cython_core/_escape.pyx":334
+      /* "cython_core/_escape.pyx":349
  *         for b in range(blocks):
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]             # <<<<<<<<<<<<<<
@@ -28312,7 +28667,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
     }
 
 
-    /* "cython_core/_escape.pyx":335
+    /* "cython_core/_escape.pyx":350
  *             for k in range(self.sl[b]):
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used             # <<<<<<<<<<<<<<
@@ -28321,7 +28676,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
     (__pyx_v_self->ss[__pyx_v_b]) = ((uint32_t)__pyx_v_used);
 
-    /* "cython_core/_escape.pyx":336
+    /* "cython_core/_escape.pyx":351
  *                 out[used + k] = self.pl[self.ss[b] + k]
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])             # <<<<<<<<<<<<<<
@@ -28330,7 +28685,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
     (__pyx_v_self->sc[__pyx_v_b]) = ((uint16_t)__pyx_f_11cython_core_7_escape__slack((__pyx_v_self->sl[__pyx_v_b])));
 
-    /* "cython_core/_escape.pyx":337
+    /* "cython_core/_escape.pyx":352
  *             self.ss[b] = <uint32_t>used
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]             # <<<<<<<<<<<<<<
@@ -28341,7 +28696,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   }
 
 
-  /* "cython_core/_escape.pyx":338
+  /* "cython_core/_escape.pyx":353
  *             self.sc[b] = <uint16_t>_slack(self.sl[b])
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0             # <<<<<<<<<<<<<<
@@ -28350,7 +28705,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 */
   __pyx_t_1 = __pyx_v_pool;
   __Pyx_INCREF(__pyx_t_1);
-  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 338, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_capacity); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 353, __pyx_L1_error)
   __pyx_t_4 = __pyx_v_used;
 
   __pyx_t_5 = 0;
@@ -28363,7 +28718,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   __pyx_v_self->pool_used = __pyx_t_4;
   __pyx_v_self->pool_dead = __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":339
+  /* "cython_core/_escape.pyx":354
  *             used += self.sc[b]
  *         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0
  *         self.pl = &out[0] if capacity else NULL             # <<<<<<<<<<<<<<
@@ -28374,7 +28729,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyLong_IsNonZero(__pyx_v_capacity);
-    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 339, __pyx_L1_error)
+    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 354, __pyx_L1_error)
     __pyx_t_6 = (__pyx_temp != 0);
   }
 
@@ -28389,7 +28744,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
 
   __pyx_v_self->pl = __pyx_t_16;
 
-  /* "cython_core/_escape.pyx":320
+  /* "cython_core/_escape.pyx":335
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -28422,7 +28777,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_10_make_room(struc
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":341
+/* "cython_core/_escape.pyx":356
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -28471,39 +28826,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_codes,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 341, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 356, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 341, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 356, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 341, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 356, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 341, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "put_codes", 0) < (0)) __PYX_ERR(0, 356, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 341, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, i); __PYX_ERR(0, 356, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 341, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 356, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 341, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 356, __pyx_L3_error)
     }
     __pyx_v_codes = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 341, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("put_codes", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 356, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28556,7 +28911,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("put_codes", 0);
 
-  /* "cython_core/_escape.pyx":344
+  /* "cython_core/_escape.pyx":359
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t             # <<<<<<<<<<<<<<
@@ -28568,7 +28923,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":345
+  /* "cython_core/_escape.pyx":360
  *         cdef Py_buffer cb, rb
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28576,14 +28931,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 345, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 345, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 360, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -28604,13 +28959,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_codes, __pyx_t_5};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -28621,13 +28976,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":346
+  /* "cython_core/_escape.pyx":361
  *         cdef _Tables t = self.t
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -28635,15 +28990,15 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_ascontiguousarray); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_atleast_1d); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_t_6 = 1;
@@ -28663,12 +29018,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   #if CYTHON_VECTORCALL
@@ -28689,13 +29044,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_8);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 361, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     #endif
@@ -28707,22 +29062,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_idx = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":347
+  /* "cython_core/_escape.pyx":362
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28732,14 +29087,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_v_t->dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_5, __pyx_t_1, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
@@ -28750,9 +29105,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_ndim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (!__pyx_t_10) {
 
@@ -28762,17 +29117,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_object(__pyx_t_5, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28782,7 +29137,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":348
+    /* "cython_core/_escape.pyx":363
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")             # <<<<<<<<<<<<<<
@@ -28790,16 +29145,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
 */
     __pyx_t_5 = NULL;
-    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 348, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_2, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_n;
@@ -28817,7 +29172,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_13 |= __Pyx_PyUnicode_KIND_04(__pyx_t_11[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_11[5]);
     #endif
     __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_11, 6, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 348, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -28828,14 +29183,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 348, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 348, __pyx_L1_error)
+    __PYX_ERR(0, 363, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":347
+    /* "cython_core/_escape.pyx":362
  *         arr = np.ascontiguousarray(codes, dtype=np.int64)
  *         idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:             # <<<<<<<<<<<<<<
@@ -28844,16 +29199,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":349
+  /* "cython_core/_escape.pyx":364
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_arr, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_8); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (__pyx_t_10) {
 
@@ -28870,12 +29225,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_min, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 364, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t((-__pyx_v_t->top)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_8, __pyx_t_2, Py_LT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   if (!__pyx_t_10) {
@@ -28893,12 +29248,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     PyObject *__pyx_callargs[2] = {__pyx_t_8, NULL};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_max, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_t->top); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_2, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -28908,7 +29263,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":350
+    /* "cython_core/_escape.pyx":365
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")             # <<<<<<<<<<<<<<
@@ -28916,9 +29271,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  *         cdef const int64_t[::1] rv = idx
 */
     __pyx_t_2 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 350, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 365, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 350, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_t->top, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 365, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_14[0] = __pyx_mstate_global->__pyx_kp_u_codes_must_be_paper_codes_in;
     __pyx_t_14[1] = __pyx_t_5;
@@ -28930,7 +29285,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     #endif
     __pyx_t_13 = 0;
     __pyx_t_3 = __Pyx_PyUnicode_Join(__pyx_t_14, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 350, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 365, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -28940,14 +29295,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 350, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 365, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 350, __pyx_L1_error)
+    __PYX_ERR(0, 365, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":349
+    /* "cython_core/_escape.pyx":364
  *         if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
  *             raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):             # <<<<<<<<<<<<<<
@@ -28956,48 +29311,48 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":351
+  /* "cython_core/_escape.pyx":366
  *         if arr.size and (arr.min() < -t.top or arr.max() > t.top):
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr             # <<<<<<<<<<<<<<
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
 */
-  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 351, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t__const__(__pyx_v_arr, 0); if (unlikely(!__pyx_t_15.memview)) __PYX_ERR(0, 366, __pyx_L1_error)
   __pyx_v_cv = __pyx_t_15;
   __pyx_t_15.memview = NULL;
   __pyx_t_15.data = NULL;
 
-  /* "cython_core/_escape.pyx":352
+  /* "cython_core/_escape.pyx":367
  *             raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx             # <<<<<<<<<<<<<<
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
 */
-  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(__pyx_v_idx, 0); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 367, __pyx_L1_error)
   __pyx_v_rv = __pyx_t_16;
   __pyx_t_16.memview = NULL;
   __pyx_t_16.data = NULL;
 
-  /* "cython_core/_escape.pyx":353
+  /* "cython_core/_escape.pyx":368
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
 */
-  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 353, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 353, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 353, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   if (__pyx_t_9) {
 
 
-    /* "cython_core/_escape.pyx":354
+    /* "cython_core/_escape.pyx":369
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")             # <<<<<<<<<<<<<<
@@ -29005,18 +29360,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
  * 
 */
     __pyx_t_17 = 0;
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_GetItemInt(__pyx_t_3, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 354, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 369, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 354, __pyx_L1_error)
+    __pyx_t_13 = __pyx_f_11cython_core_8_support__check_indices((&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_17)) )))), __pyx_t_12, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 369, __pyx_L1_error)
 
 
 
-    /* "cython_core/_escape.pyx":355
+    /* "cython_core/_escape.pyx":370
  *         if idx.shape[0]:
  *             _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])             # <<<<<<<<<<<<<<
@@ -29026,19 +29381,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
     __pyx_t_17 = 0;
     __pyx_t_18 = 0;
     __pyx_t_19 = 0;
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_idx, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_GetItemInt(__pyx_t_8, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_12 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_3 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, (&(*((int64_t const  *) ( /* dim=1 */ ((char *) (((int64_t const  *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), (&(*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_rv.data) + __pyx_t_19)) )))), __pyx_t_12); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "cython_core/_escape.pyx":353
+    /* "cython_core/_escape.pyx":368
  *         cdef const int64_t[:, ::1] cv = arr
  *         cdef const int64_t[::1] rv = idx
  *         if idx.shape[0]:             # <<<<<<<<<<<<<<
@@ -29047,7 +29402,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
 */
   }
 
-  /* "cython_core/_escape.pyx":341
+  /* "cython_core/_escape.pyx":356
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
@@ -29081,7 +29436,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_12put_codes(struct
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":357
+/* "cython_core/_escape.pyx":372
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -29129,32 +29484,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 357, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 372, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 372, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 357, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "quantize", 0) < (0)) __PYX_ERR(0, 372, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 357, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, i); __PYX_ERR(0, 372, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 372, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 357, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("quantize", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 372, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29187,7 +29542,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("quantize", 0);
 
-  /* "cython_core/_escape.pyx":359
+  /* "cython_core/_escape.pyx":374
  *     def quantize(self, x) -> tuple:
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)             # <<<<<<<<<<<<<<
@@ -29195,7 +29550,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
  *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 359, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_quantize); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 374, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -29214,10 +29569,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_4, (3-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 359, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 374, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 359, __pyx_L1_error)
+  if (!(likely(PyTuple_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_1))) __PYX_ERR(0, 374, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29229,7 +29584,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":357
+  /* "cython_core/_escape.pyx":372
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
@@ -29249,9 +29604,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_14quantize(struct 
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":374
+/* "cython_core/_escape.pyx":389
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
@@ -29260,29 +29615,29 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
 */
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 374, __pyx_L1_error)
+    __PYX_ERR(0, 389, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
-  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *) __pyx_self;
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *) __pyx_self;
   __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
   __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
 
 
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_EscapeRows__quantize_checked_loc, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 374, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_EscapeRows__quantize_checked_loc, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 389, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -29298,9 +29653,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checke
   return __pyx_r;
 }
 
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
 {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr *)__pyx_generator->closure);
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_generator->closure);
   PyObject *__pyx_r = NULL;
   int __pyx_t_1;
   int __pyx_t_2;
@@ -29321,7 +29676,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 374, __pyx_L1_error)
+    __PYX_ERR(0, 389, __pyx_L1_error)
   }
 
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
@@ -29329,7 +29684,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_xb.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 374, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_xb.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 389, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -29349,7 +29704,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
     __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 374, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 389, __pyx_L1_error)
   }
 
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -29374,7 +29729,7 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":361
+/* "cython_core/_escape.pyx":376
  *         return quantize(x, self.layout)
  * 
  *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
@@ -29383,12 +29738,12 @@ static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checke
 */
 
 static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_x, int64_t const *__pyx_v_rows, Py_ssize_t __pyx_v_n, int64_t *__pyx_v_scratch, Py_ssize_t *__pyx_v_saturated) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *__pyx_cur_scope;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *__pyx_cur_scope;
   Py_ssize_t __pyx_v_count;
   Py_ssize_t __pyx_v_first;
   Py_ssize_t __pyx_v_bad;
   struct __pyx_obj_11cython_core_7_escape__Tables *__pyx_v_t = 0;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2 = 0;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator3 = 0;
   Py_ssize_t __pyx_r;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -29415,16 +29770,16 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_quantize_checked", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, __pyx_mstate_global->__pyx_empty_tuple, NULL);
   if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)Py_None);
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 361, __pyx_L1_error)
+    __PYX_ERR(0, 376, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
 
-  /* "cython_core/_escape.pyx":366
+  /* "cython_core/_escape.pyx":381
  *         is written; returns the rows."""
  *         cdef Py_buffer xb
  *         cdef Py_ssize_t count, first = 0, bad             # <<<<<<<<<<<<<<
@@ -29433,7 +29788,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
   __pyx_v_first = 0;
 
-  /* "cython_core/_escape.pyx":367
+  /* "cython_core/_escape.pyx":382
  *         cdef Py_buffer xb
  *         cdef Py_ssize_t count, first = 0, bad
  *         cdef _Tables t = self.t             # <<<<<<<<<<<<<<
@@ -29445,27 +29800,27 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
   __pyx_v_t = ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":368
+  /* "cython_core/_escape.pyx":383
  *         cdef Py_ssize_t count, first = 0, bad
  *         cdef _Tables t = self.t
  *         _check_indices(rows, n, self.n_rows, "rows")             # <<<<<<<<<<<<<<
  *         _get_values(x, &xb, F32, F64, F64)
  *         try:
 */
-  __pyx_t_2 = __pyx_f_11cython_core_8_support__check_indices(__pyx_v_rows, __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__check_indices(__pyx_v_rows, __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 383, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":369
+  /* "cython_core/_escape.pyx":384
  *         cdef _Tables t = self.t
  *         _check_indices(rows, n, self.n_rows, "rows")
  *         _get_values(x, &xb, F32, F64, F64)             # <<<<<<<<<<<<<<
  *         try:
  *             count = xb.len // xb.itemsize
 */
-  __pyx_t_2 = __pyx_f_11cython_core_8_support__get_values(__pyx_v_x, (&__pyx_cur_scope->__pyx_v_xb), __pyx_e_11cython_core_8_support_F32, __pyx_e_11cython_core_8_support_F64, __pyx_e_11cython_core_8_support_F64); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 369, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_11cython_core_8_support__get_values(__pyx_v_x, (&__pyx_cur_scope->__pyx_v_xb), __pyx_e_11cython_core_8_support_F32, __pyx_e_11cython_core_8_support_F64, __pyx_e_11cython_core_8_support_F64); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 384, __pyx_L1_error)
 
 
-  /* "cython_core/_escape.pyx":370
+  /* "cython_core/_escape.pyx":385
  *         _check_indices(rows, n, self.n_rows, "rows")
  *         _get_values(x, &xb, F32, F64, F64)
  *         try:             # <<<<<<<<<<<<<<
@@ -29474,7 +29829,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":371
+    /* "cython_core/_escape.pyx":386
  *         _get_values(x, &xb, F32, F64, F64)
  *         try:
  *             count = xb.len // xb.itemsize             # <<<<<<<<<<<<<<
@@ -29483,7 +29838,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
     __pyx_v_count = (__pyx_cur_scope->__pyx_v_xb.len / __pyx_cur_scope->__pyx_v_xb.itemsize);
 
-    /* "cython_core/_escape.pyx":372
+    /* "cython_core/_escape.pyx":387
  *         try:
  *             count = xb.len // xb.itemsize
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:             # <<<<<<<<<<<<<<
@@ -29528,7 +29883,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "cython_core/_escape.pyx":373
+      /* "cython_core/_escape.pyx":388
  *             count = xb.len // xb.itemsize
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "             # <<<<<<<<<<<<<<
@@ -29536,24 +29891,24 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
  *             if _kind(&xb) == F32:
 */
       __pyx_t_5 = NULL;
-      __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 373, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 388, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 373, __pyx_L4_error)
+      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 388, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_7);
 
-      /* "cython_core/_escape.pyx":374
+      /* "cython_core/_escape.pyx":389
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")             # <<<<<<<<<<<<<<
  *             if _kind(&xb) == F32:
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
 */
-      __pyx_t_8 = __pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_xb.ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __pyx_t_8 = __pyx_pf_11cython_core_7_escape_10EscapeRows_17_quantize_checked_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_xb.ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 389, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 389, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 374, __pyx_L4_error)
+      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 389, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_x_must_have_shape;
@@ -29563,7 +29918,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
       __pyx_t_10[4] = __pyx_mstate_global->__pyx_kp_u_one_row_per_index_got;
       __pyx_t_10[5] = __pyx_t_8;
 
-      /* "cython_core/_escape.pyx":373
+      /* "cython_core/_escape.pyx":388
  *             count = xb.len // xb.itemsize
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "             # <<<<<<<<<<<<<<
@@ -29579,7 +29934,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
       __pyx_t_2 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
       #endif
       __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_10, 6, __pyx_t_11, __pyx_t_2);
-      if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 373, __pyx_L4_error)
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 388, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -29590,14 +29945,14 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
         __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_12, (2-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 373, __pyx_L4_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 388, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 373, __pyx_L4_error)
+      __PYX_ERR(0, 388, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":372
+      /* "cython_core/_escape.pyx":387
  *         try:
  *             count = xb.len // xb.itemsize
  *             if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:             # <<<<<<<<<<<<<<
@@ -29606,7 +29961,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
     }
 
-    /* "cython_core/_escape.pyx":375
+    /* "cython_core/_escape.pyx":390
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
  *             if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
@@ -29618,7 +29973,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     if (__pyx_t_3) {
 
 
-      /* "cython_core/_escape.pyx":376
+      /* "cython_core/_escape.pyx":391
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
  *             if _kind(&xb) == F32:
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
@@ -29627,7 +29982,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
       __pyx_v_bad = __pyx_fuse_0__pyx_f_11cython_core_8_support__find_nonfinite(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
 
-      /* "cython_core/_escape.pyx":377
+      /* "cython_core/_escape.pyx":392
  *             if _kind(&xb) == F32:
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *                 if not bad:             # <<<<<<<<<<<<<<
@@ -29639,7 +29994,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
       if (__pyx_t_3) {
 
 
-        /* "cython_core/_escape.pyx":378
+        /* "cython_core/_escape.pyx":393
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *                 if not bad:
  *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)             # <<<<<<<<<<<<<<
@@ -29648,7 +30003,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
         (__pyx_v_saturated[0]) = __pyx_fuse_0__pyx_f_11cython_core_7_escape__quantize_rows(((float const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, __pyx_v_scratch);
 
-        /* "cython_core/_escape.pyx":377
+        /* "cython_core/_escape.pyx":392
  *             if _kind(&xb) == F32:
  *                 bad = _find_nonfinite(<const float*>xb.buf, count, &first)
  *                 if not bad:             # <<<<<<<<<<<<<<
@@ -29657,7 +30012,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
       }
 
-      /* "cython_core/_escape.pyx":375
+      /* "cython_core/_escape.pyx":390
  *                 raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
  *                                  f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
  *             if _kind(&xb) == F32:             # <<<<<<<<<<<<<<
@@ -29667,7 +30022,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
       goto __pyx_L11;
     }
 
-    /* "cython_core/_escape.pyx":380
+    /* "cython_core/_escape.pyx":395
  *                     saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
  *             else:
  *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)             # <<<<<<<<<<<<<<
@@ -29677,7 +30032,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     /*else*/ {
       __pyx_v_bad = __pyx_fuse_1__pyx_f_11cython_core_8_support__find_nonfinite(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, (&__pyx_v_first));
 
-      /* "cython_core/_escape.pyx":381
+      /* "cython_core/_escape.pyx":396
  *             else:
  *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *                 if not bad:             # <<<<<<<<<<<<<<
@@ -29689,7 +30044,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
       if (__pyx_t_3) {
 
 
-        /* "cython_core/_escape.pyx":382
+        /* "cython_core/_escape.pyx":397
  *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *                 if not bad:
  *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)             # <<<<<<<<<<<<<<
@@ -29698,7 +30053,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 */
         (__pyx_v_saturated[0]) = __pyx_fuse_1__pyx_f_11cython_core_7_escape__quantize_rows(((double const *)__pyx_cur_scope->__pyx_v_xb.buf), __pyx_v_count, __pyx_v_t, __pyx_v_scratch);
 
-        /* "cython_core/_escape.pyx":381
+        /* "cython_core/_escape.pyx":396
  *             else:
  *                 bad = _find_nonfinite(<const double*>xb.buf, count, &first)
  *                 if not bad:             # <<<<<<<<<<<<<<
@@ -29709,7 +30064,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     }
     __pyx_L11:;
 
-    /* "cython_core/_escape.pyx":383
+    /* "cython_core/_escape.pyx":398
  *                 if not bad:
  *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
  *             if bad:             # <<<<<<<<<<<<<<
@@ -29721,7 +30076,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "cython_core/_escape.pyx":384
+      /* "cython_core/_escape.pyx":399
  *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
  *             if bad:
  *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)             # <<<<<<<<<<<<<<
@@ -29729,13 +30084,13 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
  *             PyBuffer_Release(&xb)
 */
       __pyx_t_9 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_NonFiniteError); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_NonFiniteError); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_bad); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_bad); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 399, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_7 = PyLong_FromSsize_t((__pyx_v_first / __pyx_v_t->dim)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __pyx_t_7 = PyLong_FromSsize_t((__pyx_v_first / __pyx_v_t->dim)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 399, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_6 = PyLong_FromSsize_t((__pyx_v_first % __pyx_v_t->dim)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 384, __pyx_L4_error)
+      __pyx_t_6 = PyLong_FromSsize_t((__pyx_v_first % __pyx_v_t->dim)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 399, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_6);
       __pyx_t_12 = 1;
       #if CYTHON_UNPACK_METHODS
@@ -29757,14 +30112,14 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 384, __pyx_L4_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 399, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 384, __pyx_L4_error)
+      __PYX_ERR(0, 399, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":383
+      /* "cython_core/_escape.pyx":398
  *                 if not bad:
  *                     saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
  *             if bad:             # <<<<<<<<<<<<<<
@@ -29774,7 +30129,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     }
   }
 
-  /* "cython_core/_escape.pyx":386
+  /* "cython_core/_escape.pyx":401
  *                 raise NonFiniteError(bad, first // t.dim, first % t.dim)
  *         finally:
  *             PyBuffer_Release(&xb)             # <<<<<<<<<<<<<<
@@ -29824,7 +30179,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":387
+  /* "cython_core/_escape.pyx":402
  *         finally:
  *             PyBuffer_Release(&xb)
  *         return n             # <<<<<<<<<<<<<<
@@ -29837,7 +30192,7 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":361
+  /* "cython_core/_escape.pyx":376
  *         return quantize(x, self.layout)
  * 
  *     cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,             # <<<<<<<<<<<<<<
@@ -29860,14 +30215,14 @@ static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked(
 
 
   __Pyx_XDECREF((PyObject *)__pyx_v_t);
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator2);
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_17_quantize_checked_2generator3);
   __Pyx_DECREF((PyObject *)__pyx_cur_scope);
 
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":389
+/* "cython_core/_escape.pyx":404
  *         return n
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
@@ -29916,39 +30271,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 389, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 404, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 389, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 404, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 389, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 404, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 389, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode", 0) < (0)) __PYX_ERR(0, 404, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 389, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, i); __PYX_ERR(0, 404, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 389, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 404, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 389, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 404, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 389, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("encode", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 404, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29980,29 +30335,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
-  int64_t __pyx_t_2;
-  int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
+  Py_ssize_t __pyx_t_2;
+  long __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
   PyObject *__pyx_t_5 = NULL;
-  size_t __pyx_t_6;
-  int64_t const *__pyx_t_7;
-  Py_ssize_t __pyx_t_8;
-  long __pyx_t_9;
-  Py_ssize_t __pyx_t_10;
-  int __pyx_t_11;
-  char const *__pyx_t_12;
+  int __pyx_t_6;
+  int __pyx_t_7;
+  char const *__pyx_t_8;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  PyObject *__pyx_t_12 = NULL;
   PyObject *__pyx_t_13 = NULL;
   PyObject *__pyx_t_14 = NULL;
-  PyObject *__pyx_t_15 = NULL;
-  PyObject *__pyx_t_16 = NULL;
-  PyObject *__pyx_t_17 = NULL;
-  PyObject *__pyx_t_18 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("encode", 0);
 
-  /* "cython_core/_escape.pyx":393
+  /* "cython_core/_escape.pyx":408
  *         accumulates) the values clipped at +-b."""
  *         cdef Py_buffer rb
  *         cdef bint have_r = False             # <<<<<<<<<<<<<<
@@ -30011,7 +30362,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
   __pyx_v_have_r = 0;
 
-  /* "cython_core/_escape.pyx":395
+  /* "cython_core/_escape.pyx":410
  *         cdef bint have_r = False
  *         cdef int64_t one
  *         cdef const int64_t* rp = &one             # <<<<<<<<<<<<<<
@@ -30020,7 +30371,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
   __pyx_v_rp = (&__pyx_v_one);
 
-  /* "cython_core/_escape.pyx":396
+  /* "cython_core/_escape.pyx":411
  *         cdef int64_t one
  *         cdef const int64_t* rp = &one
  *         cdef Py_ssize_t n = 1, saturated = 0             # <<<<<<<<<<<<<<
@@ -30030,150 +30381,60 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
   __pyx_v_n = 1;
   __pyx_v_saturated = 0;
 
-  /* "cython_core/_escape.pyx":397
+  /* "cython_core/_escape.pyx":412
  *         cdef const int64_t* rp = &one
  *         cdef Py_ssize_t n = 1, saturated = 0
  *         cdef int64_t* scratch = NULL             # <<<<<<<<<<<<<<
  *         try:
- *             if type(rows) is int:  # one row: no index array
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
 */
   __pyx_v_scratch = NULL;
 
-  /* "cython_core/_escape.pyx":398
+  /* "cython_core/_escape.pyx":413
  *         cdef Py_ssize_t n = 1, saturated = 0
  *         cdef int64_t* scratch = NULL
  *         try:             # <<<<<<<<<<<<<<
- *             if type(rows) is int:  # one row: no index array
- *                 one = rows
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
+ *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":399
+    /* "cython_core/_escape.pyx":414
  *         cdef int64_t* scratch = NULL
  *         try:
- *             if type(rows) is int:  # one row: no index array             # <<<<<<<<<<<<<<
- *                 one = rows
- *             else:
-*/
-    __pyx_t_1 = (((PyObject *)Py_TYPE(__pyx_v_rows)) == ((PyObject *)(&PyLong_Type)));
-    if (__pyx_t_1) {
-
-
-      /* "cython_core/_escape.pyx":400
- *         try:
- *             if type(rows) is int:  # one row: no index array
- *                 one = rows             # <<<<<<<<<<<<<<
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
-*/
-      __pyx_t_2 = __Pyx_PyLong_As_int64_t(__pyx_v_rows); if (unlikely((__pyx_t_2 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 400, __pyx_L4_error)
-      __pyx_v_one = __pyx_t_2;
-
-      /* "cython_core/_escape.pyx":399
- *         cdef int64_t* scratch = NULL
- *         try:
- *             if type(rows) is int:  # one row: no index array             # <<<<<<<<<<<<<<
- *                 one = rows
- *             else:
-*/
-      goto __pyx_L6;
-    }
-
-    /* "cython_core/_escape.pyx":402
- *                 one = rows
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0             # <<<<<<<<<<<<<<
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")
-*/
-    /*else*/ {
-      __pyx_t_3 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_rows, (&__pyx_v_rb), __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 402, __pyx_L4_error)
-      __pyx_v_have_r = (__pyx_t_3 == 0);
-
-
-      /* "cython_core/_escape.pyx":403
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
-*/
-      __pyx_t_1 = (__pyx_v_rb.ndim != 1);
-
-      if (unlikely(__pyx_t_1)) {
-
-
-        /* "cython_core/_escape.pyx":404
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")             # <<<<<<<<<<<<<<
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
- *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
-*/
-        __pyx_t_5 = NULL;
-        __pyx_t_6 = 1;
-        {
-          PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_rows_must_be_1_D};
-          __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-          __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 404, __pyx_L4_error)
-          __Pyx_GOTREF(__pyx_t_4);
-        }
-        __Pyx_Raise(__pyx_t_4, 0, 0, 0);
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __PYX_ERR(0, 404, __pyx_L4_error)
-
-        /* "cython_core/_escape.pyx":403
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
-*/
-      }
-
-      /* "cython_core/_escape.pyx":405
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]             # <<<<<<<<<<<<<<
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)             # <<<<<<<<<<<<<<
  *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:
 */
-      __pyx_t_7 = ((int64_t const *)__pyx_v_rb.buf);
+    __pyx_t_1 = __pyx_f_11cython_core_7_escape__open_rows(__pyx_v_rows, (&__pyx_v_rb), (&__pyx_v_one), (&__pyx_v_rp), (&__pyx_v_n)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 414, __pyx_L4_error)
+    __pyx_v_have_r = __pyx_t_1;
 
-      __pyx_t_8 = (__pyx_v_rb.shape[0]);
-
-      __pyx_v_rp = __pyx_t_7;
-      __pyx_v_n = __pyx_t_8;
-    }
-    __pyx_L6:;
-
-    /* "cython_core/_escape.pyx":406
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+    /* "cython_core/_escape.pyx":415
+ *         try:
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))             # <<<<<<<<<<<<<<
  *             if scratch == NULL:
  *                 raise MemoryError()
 */
 
-    __pyx_t_8 = (__pyx_v_n * __pyx_v_self->t->dim);
+    __pyx_t_2 = (__pyx_v_n * __pyx_v_self->t->dim);
 
-    __pyx_t_9 = 1;
-    __pyx_t_1 = (__pyx_t_8 > __pyx_t_9);
+    __pyx_t_3 = 1;
+    __pyx_t_1 = (__pyx_t_2 > __pyx_t_3);
 
     if (__pyx_t_1) {
 
-      __pyx_t_10 = __pyx_t_8;
+      __pyx_t_4 = __pyx_t_2;
     } else {
 
-      __pyx_t_10 = __pyx_t_9;
+      __pyx_t_4 = __pyx_t_3;
     }
 
-    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_10 * (sizeof(int64_t)))));
+    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_4 * (sizeof(int64_t)))));
 
 
-    /* "cython_core/_escape.pyx":407
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+    /* "cython_core/_escape.pyx":416
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:             # <<<<<<<<<<<<<<
  *                 raise MemoryError()
@@ -30184,17 +30445,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":408
+      /* "cython_core/_escape.pyx":417
  *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             self._put(scratch, rp, n)
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 408, __pyx_L4_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 417, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":407
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+      /* "cython_core/_escape.pyx":416
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:             # <<<<<<<<<<<<<<
  *                 raise MemoryError()
@@ -30202,29 +30463,29 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":409
+    /* "cython_core/_escape.pyx":418
  *             if scratch == NULL:
  *                 raise MemoryError()
  *             self._quantize_checked(x, rp, n, scratch, &saturated)             # <<<<<<<<<<<<<<
  *             self._put(scratch, rp, n)
  *         finally:
 */
-    __pyx_t_10 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 409, __pyx_L4_error)
+    __pyx_t_4 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 418, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":410
+    /* "cython_core/_escape.pyx":419
  *                 raise MemoryError()
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             self._put(scratch, rp, n)             # <<<<<<<<<<<<<<
  *         finally:
  *             free(scratch)
 */
-    __pyx_t_4 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, __pyx_v_scratch, __pyx_v_rp, __pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 410, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __pyx_t_5 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_put(__pyx_v_self, __pyx_v_scratch, __pyx_v_rp, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 419, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   }
 
-  /* "cython_core/_escape.pyx":412
+  /* "cython_core/_escape.pyx":421
  *             self._put(scratch, rp, n)
  *         finally:
  *             free(scratch)             # <<<<<<<<<<<<<<
@@ -30235,7 +30496,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
     /*normal exit:*/{
       free(__pyx_v_scratch);
 
-      /* "cython_core/_escape.pyx":413
+      /* "cython_core/_escape.pyx":422
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -30244,7 +30505,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
       if (__pyx_v_have_r) {
 
-        /* "cython_core/_escape.pyx":414
+        /* "cython_core/_escape.pyx":423
  *             free(scratch)
  *             if have_r:
  *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
@@ -30253,7 +30514,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
         PyBuffer_Release((&__pyx_v_rb));
 
-        /* "cython_core/_escape.pyx":413
+        /* "cython_core/_escape.pyx":422
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -30267,21 +30528,20 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
     /*exception exit:*/{
       __Pyx_PyThreadState_declare
       __Pyx_PyThreadState_assign
-      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-       __Pyx_ExceptionSwap(&__pyx_t_16, &__pyx_t_17, &__pyx_t_18);
-      if ( unlikely(__Pyx_GetException(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15) < 0)) __Pyx_ErrFetch(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15);
+       __Pyx_ExceptionSwap(&__pyx_t_12, &__pyx_t_13, &__pyx_t_14);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11) < 0)) __Pyx_ErrFetch(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_9);
+      __Pyx_XGOTREF(__pyx_t_10);
+      __Pyx_XGOTREF(__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_12);
       __Pyx_XGOTREF(__pyx_t_13);
       __Pyx_XGOTREF(__pyx_t_14);
-      __Pyx_XGOTREF(__pyx_t_15);
-      __Pyx_XGOTREF(__pyx_t_16);
-      __Pyx_XGOTREF(__pyx_t_17);
-      __Pyx_XGOTREF(__pyx_t_18);
-      __pyx_t_3 = __pyx_lineno; __pyx_t_11 = __pyx_clineno; __pyx_t_12 = __pyx_filename;
+      __pyx_t_6 = __pyx_lineno; __pyx_t_7 = __pyx_clineno; __pyx_t_8 = __pyx_filename;
       {
 
-        /* "cython_core/_escape.pyx":412
+        /* "cython_core/_escape.pyx":421
  *             self._put(scratch, rp, n)
  *         finally:
  *             free(scratch)             # <<<<<<<<<<<<<<
@@ -30290,7 +30550,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
         free(__pyx_v_scratch);
 
-        /* "cython_core/_escape.pyx":413
+        /* "cython_core/_escape.pyx":422
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -30299,7 +30559,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
         if (__pyx_v_have_r) {
 
-          /* "cython_core/_escape.pyx":414
+          /* "cython_core/_escape.pyx":423
  *             free(scratch)
  *             if have_r:
  *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
@@ -30308,7 +30568,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
           PyBuffer_Release((&__pyx_v_rb));
 
-          /* "cython_core/_escape.pyx":413
+          /* "cython_core/_escape.pyx":422
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -30317,22 +30577,22 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
         }
       }
-      __Pyx_XGIVEREF(__pyx_t_16);
-      __Pyx_XGIVEREF(__pyx_t_17);
-      __Pyx_XGIVEREF(__pyx_t_18);
-      __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_17, __pyx_t_18);
+      __Pyx_XGIVEREF(__pyx_t_12);
       __Pyx_XGIVEREF(__pyx_t_13);
       __Pyx_XGIVEREF(__pyx_t_14);
-      __Pyx_XGIVEREF(__pyx_t_15);
-      __Pyx_ErrRestore(__pyx_t_13, __pyx_t_14, __pyx_t_15);
-      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
-      __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_11; __pyx_filename = __pyx_t_12;
+      __Pyx_ExceptionReset(__pyx_t_12, __pyx_t_13, __pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_9);
+      __Pyx_XGIVEREF(__pyx_t_10);
+      __Pyx_XGIVEREF(__pyx_t_11);
+      __Pyx_ErrRestore(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
+      __pyx_lineno = __pyx_t_6; __pyx_clineno = __pyx_t_7; __pyx_filename = __pyx_t_8;
       goto __pyx_L1_error;
     }
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":415
+  /* "cython_core/_escape.pyx":424
  *             if have_r:
  *                 PyBuffer_Release(&rb)
  *         self.saturated += saturated             # <<<<<<<<<<<<<<
@@ -30341,28 +30601,28 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 */
   __pyx_v_self->saturated = (__pyx_v_self->saturated + __pyx_v_saturated);
 
-  /* "cython_core/_escape.pyx":416
+  /* "cython_core/_escape.pyx":425
  *                 PyBuffer_Release(&rb)
  *         self.saturated += saturated
  *         return saturated             # <<<<<<<<<<<<<<
  * 
  *     # -- reading -----------------------------------------------------------------------------------
 */
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 425, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_5, NULL, 0) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = ((PyObject*)__pyx_t_4);
+      __pyx_r = ((PyObject*)__pyx_t_5);
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_4 = 0;
+  __pyx_t_5 = 0;
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":389
+  /* "cython_core/_escape.pyx":404
  *         return n
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
@@ -30372,7 +30632,6 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.encode", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
@@ -30389,7 +30648,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_16encode(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":420
+/* "cython_core/_escape.pyx":429
  *     # -- reading -----------------------------------------------------------------------------------
  * 
  *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -30402,7 +30661,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
   uint64_t __pyx_v_last;
   int __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":422
+  /* "cython_core/_escape.pyx":431
  *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:
  *         """Request every cache line of row ``r``."""
  *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9             # <<<<<<<<<<<<<<
@@ -30412,7 +30671,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
   __pyx_v_first = ((((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits) >> 9);
   __pyx_v_last = (((((uint64_t)__pyx_v_r) + 1) * __pyx_v_self->t->row_bits) >> 9);
 
-  /* "cython_core/_escape.pyx":423
+  /* "cython_core/_escape.pyx":432
  *         """Request every cache line of row ``r``."""
  *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
  *         while first <= last:             # <<<<<<<<<<<<<<
@@ -30425,7 +30684,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
 
     if (!__pyx_t_1) break;
 
-    /* "cython_core/_escape.pyx":424
+    /* "cython_core/_escape.pyx":433
  *         cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
  *         while first <= last:
  *             JR_PREFETCH(self.w + (first << 3))             # <<<<<<<<<<<<<<
@@ -30434,7 +30693,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
 */
     JR_PREFETCH((__pyx_v_self->w + (__pyx_v_first << 3)));
 
-    /* "cython_core/_escape.pyx":425
+    /* "cython_core/_escape.pyx":434
  *         while first <= last:
  *             JR_PREFETCH(self.w + (first << 3))
  *             first += 1             # <<<<<<<<<<<<<<
@@ -30444,7 +30703,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
     __pyx_v_first = (__pyx_v_first + 1);
   }
 
-  /* "cython_core/_escape.pyx":420
+  /* "cython_core/_escape.pyx":429
  *     # -- reading -----------------------------------------------------------------------------------
  * 
  *     cdef inline void _prefetch(self, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -30457,7 +30716,7 @@ static CYTHON_INLINE void __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(
 
 }
 
-/* "cython_core/_escape.pyx":427
+/* "cython_core/_escape.pyx":436
  *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -30502,7 +30761,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   Py_ssize_t __pyx_t_12;
   int __pyx_t_13;
 
-  /* "cython_core/_escape.pyx":430
+  /* "cython_core/_escape.pyx":439
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
  *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -30516,7 +30775,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":431
+  /* "cython_core/_escape.pyx":440
  *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
  *         cdef int64_t r, b, rr = 0, c             # <<<<<<<<<<<<<<
@@ -30525,7 +30784,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
   __pyx_v_rr = 0;
 
-  /* "cython_core/_escape.pyx":434
+  /* "cython_core/_escape.pyx":443
  *         cdef uint64_t v, pos, acc, word
  *         cdef int64_t avail, width
  *         cdef Py_ssize_t p, end = 0             # <<<<<<<<<<<<<<
@@ -30534,7 +30793,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
   __pyx_v_end = 0;
 
-  /* "cython_core/_escape.pyx":436
+  /* "cython_core/_escape.pyx":445
  *         cdef Py_ssize_t p, end = 0
  *         cdef const uint64_t* src
  *         cdef const int64_t* lo = self.t.lo             # <<<<<<<<<<<<<<
@@ -30545,7 +30804,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_lo = __pyx_t_2;
 
-  /* "cython_core/_escape.pyx":437
+  /* "cython_core/_escape.pyx":446
  *         cdef const uint64_t* src
  *         cdef const int64_t* lo = self.t.lo
  *         cdef const int64_t* widths = self.t.width             # <<<<<<<<<<<<<<
@@ -30556,7 +30815,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_widths = __pyx_t_3;
 
-  /* "cython_core/_escape.pyx":438
+  /* "cython_core/_escape.pyx":447
  *         cdef const int64_t* lo = self.t.lo
  *         cdef const int64_t* widths = self.t.width
  *         cdef const uint64_t* esc = self.t.esc             # <<<<<<<<<<<<<<
@@ -30567,7 +30826,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_esc = __pyx_t_4;
 
-  /* "cython_core/_escape.pyx":439
+  /* "cython_core/_escape.pyx":448
  *         cdef const int64_t* widths = self.t.width
  *         cdef const uint64_t* esc = self.t.esc
  *         cdef double inv = self.t.inv             # <<<<<<<<<<<<<<
@@ -30578,7 +30837,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_inv = __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":440
+  /* "cython_core/_escape.pyx":449
  *         cdef const uint64_t* esc = self.t.esc
  *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
@@ -30607,7 +30866,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
     __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":441
+    /* "cython_core/_escape.pyx":450
  *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             self._prefetch(idx[i])             # <<<<<<<<<<<<<<
@@ -30618,7 +30877,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":442
+  /* "cython_core/_escape.pyx":451
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             self._prefetch(idx[i])
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -30632,7 +30891,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
     __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":443
+    /* "cython_core/_escape.pyx":452
  *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -30644,7 +30903,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     if (__pyx_t_8) {
 
 
-      /* "cython_core/_escape.pyx":444
+      /* "cython_core/_escape.pyx":453
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
  *                 self._prefetch(idx[i + PREFETCH_ROWS])             # <<<<<<<<<<<<<<
@@ -30653,7 +30912,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)]));
 
-      /* "cython_core/_escape.pyx":443
+      /* "cython_core/_escape.pyx":452
  *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -30662,7 +30921,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     }
 
-    /* "cython_core/_escape.pyx":445
+    /* "cython_core/_escape.pyx":454
  *             if i + PREFETCH_ROWS < n:
  *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]             # <<<<<<<<<<<<<<
@@ -30671,7 +30930,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":446
+    /* "cython_core/_escape.pyx":455
  *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
  *             pos = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -30680,7 +30939,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_pos = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":447
+    /* "cython_core/_escape.pyx":456
  *             r = idx[i]
  *             pos = <uint64_t>r * self.t.row_bits
  *             src = self.w + (pos >> 6)             # <<<<<<<<<<<<<<
@@ -30689,7 +30948,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_src = (__pyx_v_self->w + (__pyx_v_pos >> 6));
 
-    /* "cython_core/_escape.pyx":448
+    /* "cython_core/_escape.pyx":457
  *             pos = <uint64_t>r * self.t.row_bits
  *             src = self.w + (pos >> 6)
  *             acc = src[0] >> (pos & 63)             # <<<<<<<<<<<<<<
@@ -30698,7 +30957,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_acc = ((__pyx_v_src[0]) >> (__pyx_v_pos & 63));
 
-    /* "cython_core/_escape.pyx":449
+    /* "cython_core/_escape.pyx":458
  *             src = self.w + (pos >> 6)
  *             acc = src[0] >> (pos & 63)
  *             avail = 64 - <int64_t>(pos & 63)             # <<<<<<<<<<<<<<
@@ -30707,7 +30966,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_avail = (64 - ((int64_t)(__pyx_v_pos & 63)));
 
-    /* "cython_core/_escape.pyx":450
+    /* "cython_core/_escape.pyx":459
  *             acc = src[0] >> (pos & 63)
  *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1             # <<<<<<<<<<<<<<
@@ -30716,7 +30975,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":451
+    /* "cython_core/_escape.pyx":460
  *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -30730,7 +30989,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     for (__pyx_t_12 = 0; __pyx_t_12 < __pyx_t_11; __pyx_t_12+=1) {
       __pyx_v_j = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":452
+      /* "cython_core/_escape.pyx":461
  *             p = -1
  *             for j in range(dim):
  *                 width = widths[j]             # <<<<<<<<<<<<<<
@@ -30739,7 +30998,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_v_width = (__pyx_v_widths[__pyx_v_j]);
 
-      /* "cython_core/_escape.pyx":453
+      /* "cython_core/_escape.pyx":462
  *             for j in range(dim):
  *                 width = widths[j]
  *                 if avail >= width:             # <<<<<<<<<<<<<<
@@ -30751,7 +31010,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":454
+        /* "cython_core/_escape.pyx":463
  *                 width = widths[j]
  *                 if avail >= width:
  *                     v = acc & esc[j]             # <<<<<<<<<<<<<<
@@ -30760,7 +31019,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_v = (__pyx_v_acc & (__pyx_v_esc[__pyx_v_j]));
 
-        /* "cython_core/_escape.pyx":455
+        /* "cython_core/_escape.pyx":464
  *                 if avail >= width:
  *                     v = acc & esc[j]
  *                     acc >>= width             # <<<<<<<<<<<<<<
@@ -30769,7 +31028,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_acc = (__pyx_v_acc >> __pyx_v_width);
 
-        /* "cython_core/_escape.pyx":456
+        /* "cython_core/_escape.pyx":465
  *                     v = acc & esc[j]
  *                     acc >>= width
  *                     avail -= width             # <<<<<<<<<<<<<<
@@ -30778,7 +31037,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_avail = (__pyx_v_avail - __pyx_v_width);
 
-        /* "cython_core/_escape.pyx":453
+        /* "cython_core/_escape.pyx":462
  *             for j in range(dim):
  *                 width = widths[j]
  *                 if avail >= width:             # <<<<<<<<<<<<<<
@@ -30788,7 +31047,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L10;
       }
 
-      /* "cython_core/_escape.pyx":458
+      /* "cython_core/_escape.pyx":467
  *                     avail -= width
  *                 else:  # the code continues in the next word
  *                     src += 1             # <<<<<<<<<<<<<<
@@ -30798,7 +31057,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       /*else*/ {
         __pyx_v_src = (__pyx_v_src + 1);
 
-        /* "cython_core/_escape.pyx":459
+        /* "cython_core/_escape.pyx":468
  *                 else:  # the code continues in the next word
  *                     src += 1
  *                     word = src[0]             # <<<<<<<<<<<<<<
@@ -30807,7 +31066,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_word = (__pyx_v_src[0]);
 
-        /* "cython_core/_escape.pyx":460
+        /* "cython_core/_escape.pyx":469
  *                     src += 1
  *                     word = src[0]
  *                     v = (acc | (word << avail)) & esc[j]             # <<<<<<<<<<<<<<
@@ -30816,7 +31075,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_v = ((__pyx_v_acc | (__pyx_v_word << __pyx_v_avail)) & (__pyx_v_esc[__pyx_v_j]));
 
-        /* "cython_core/_escape.pyx":461
+        /* "cython_core/_escape.pyx":470
  *                     word = src[0]
  *                     v = (acc | (word << avail)) & esc[j]
  *                     acc = word >> (width - avail)             # <<<<<<<<<<<<<<
@@ -30825,7 +31084,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_acc = (__pyx_v_word >> (__pyx_v_width - __pyx_v_avail));
 
-        /* "cython_core/_escape.pyx":462
+        /* "cython_core/_escape.pyx":471
  *                     v = (acc | (word << avail)) & esc[j]
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width             # <<<<<<<<<<<<<<
@@ -30836,7 +31095,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":463
+      /* "cython_core/_escape.pyx":472
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width
  *                 if v == esc[j]:             # <<<<<<<<<<<<<<
@@ -30848,7 +31107,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":464
+        /* "cython_core/_escape.pyx":473
  *                     avail += 64 - width
  *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -30860,7 +31119,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":465
+          /* "cython_core/_escape.pyx":474
  *                 if v == esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
@@ -30869,7 +31128,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":466
+          /* "cython_core/_escape.pyx":475
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
@@ -30878,7 +31137,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":467
+          /* "cython_core/_escape.pyx":476
  *                         b = r // block
  *                         rr = r - b * block
  *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
@@ -30887,7 +31146,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_p = ((__pyx_v_self->ss[__pyx_v_b]) + __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + (__pyx_v_self->ss[__pyx_v_b])), (__pyx_v_self->sl[__pyx_v_b]), (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS)));
 
-          /* "cython_core/_escape.pyx":468
+          /* "cython_core/_escape.pyx":477
  *                         rr = r - b * block
  *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
  *                         end = self.ss[b] + self.sl[b]             # <<<<<<<<<<<<<<
@@ -30896,7 +31155,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_end = ((__pyx_v_self->ss[__pyx_v_b]) + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":464
+          /* "cython_core/_escape.pyx":473
  *                     avail += 64 - width
  *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -30906,7 +31165,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           goto __pyx_L12;
         }
 
-        /* "cython_core/_escape.pyx":470
+        /* "cython_core/_escape.pyx":479
  *                         end = self.ss[b] + self.sl[b]
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
@@ -30918,7 +31177,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         }
         __pyx_L12:;
 
-        /* "cython_core/_escape.pyx":471
+        /* "cython_core/_escape.pyx":480
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30944,7 +31203,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":472
+          /* "cython_core/_escape.pyx":481
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -30957,7 +31216,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":471
+          /* "cython_core/_escape.pyx":480
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -30966,7 +31225,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":473
+        /* "cython_core/_escape.pyx":482
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
@@ -30975,7 +31234,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":463
+        /* "cython_core/_escape.pyx":472
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width
  *                 if v == esc[j]:             # <<<<<<<<<<<<<<
@@ -30985,7 +31244,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L11;
       }
 
-      /* "cython_core/_escape.pyx":475
+      /* "cython_core/_escape.pyx":484
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
  *                     c = <int64_t>v + lo[j]             # <<<<<<<<<<<<<<
@@ -30997,7 +31256,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L11:;
 
-      /* "cython_core/_escape.pyx":476
+      /* "cython_core/_escape.pyx":485
  *                 else:
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -31009,7 +31268,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":477
+        /* "cython_core/_escape.pyx":486
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
@@ -31018,7 +31277,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":476
+        /* "cython_core/_escape.pyx":485
  *                 else:
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -31028,7 +31287,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L16;
       }
 
-      /* "cython_core/_escape.pyx":479
+      /* "cython_core/_escape.pyx":488
  *                     codes[i * dim + j] = c
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * inv)             # <<<<<<<<<<<<<<
@@ -31044,12 +31303,12 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":480
+  /* "cython_core/_escape.pyx":489
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * inv)
  *         return 0             # <<<<<<<<<<<<<<
  * 
- *     def decode(self, indices, out=None):
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:
 */
   {
 
@@ -31057,7 +31316,7 @@ static int __pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":427
+  /* "cython_core/_escape.pyx":436
  *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -31128,7 +31387,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   Py_ssize_t __pyx_t_12;
   int __pyx_t_13;
 
-  /* "cython_core/_escape.pyx":430
+  /* "cython_core/_escape.pyx":439
  *         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
  *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block             # <<<<<<<<<<<<<<
@@ -31142,7 +31401,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_block = __pyx_t_1;
 
-  /* "cython_core/_escape.pyx":431
+  /* "cython_core/_escape.pyx":440
  *         escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
  *         cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
  *         cdef int64_t r, b, rr = 0, c             # <<<<<<<<<<<<<<
@@ -31151,7 +31410,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
   __pyx_v_rr = 0;
 
-  /* "cython_core/_escape.pyx":434
+  /* "cython_core/_escape.pyx":443
  *         cdef uint64_t v, pos, acc, word
  *         cdef int64_t avail, width
  *         cdef Py_ssize_t p, end = 0             # <<<<<<<<<<<<<<
@@ -31160,7 +31419,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
   __pyx_v_end = 0;
 
-  /* "cython_core/_escape.pyx":436
+  /* "cython_core/_escape.pyx":445
  *         cdef Py_ssize_t p, end = 0
  *         cdef const uint64_t* src
  *         cdef const int64_t* lo = self.t.lo             # <<<<<<<<<<<<<<
@@ -31171,7 +31430,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_lo = __pyx_t_2;
 
-  /* "cython_core/_escape.pyx":437
+  /* "cython_core/_escape.pyx":446
  *         cdef const uint64_t* src
  *         cdef const int64_t* lo = self.t.lo
  *         cdef const int64_t* widths = self.t.width             # <<<<<<<<<<<<<<
@@ -31182,7 +31441,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_widths = __pyx_t_3;
 
-  /* "cython_core/_escape.pyx":438
+  /* "cython_core/_escape.pyx":447
  *         cdef const int64_t* lo = self.t.lo
  *         cdef const int64_t* widths = self.t.width
  *         cdef const uint64_t* esc = self.t.esc             # <<<<<<<<<<<<<<
@@ -31193,7 +31452,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_esc = __pyx_t_4;
 
-  /* "cython_core/_escape.pyx":439
+  /* "cython_core/_escape.pyx":448
  *         cdef const int64_t* widths = self.t.width
  *         cdef const uint64_t* esc = self.t.esc
  *         cdef double inv = self.t.inv             # <<<<<<<<<<<<<<
@@ -31204,7 +31463,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   __pyx_v_inv = __pyx_t_5;
 
-  /* "cython_core/_escape.pyx":440
+  /* "cython_core/_escape.pyx":449
  *         cdef const uint64_t* esc = self.t.esc
  *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):             # <<<<<<<<<<<<<<
@@ -31233,7 +31492,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
     __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":441
+    /* "cython_core/_escape.pyx":450
  *         cdef double inv = self.t.inv
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             self._prefetch(idx[i])             # <<<<<<<<<<<<<<
@@ -31244,7 +31503,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":442
+  /* "cython_core/_escape.pyx":451
  *         for i in range(min(n, PREFETCH_ROWS)):
  *             self._prefetch(idx[i])
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -31258,7 +31517,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_7; __pyx_t_9+=1) {
     __pyx_v_i = __pyx_t_9;
 
-    /* "cython_core/_escape.pyx":443
+    /* "cython_core/_escape.pyx":452
  *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -31270,7 +31529,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     if (__pyx_t_8) {
 
 
-      /* "cython_core/_escape.pyx":444
+      /* "cython_core/_escape.pyx":453
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:
  *                 self._prefetch(idx[i + PREFETCH_ROWS])             # <<<<<<<<<<<<<<
@@ -31279,7 +31538,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_f_11cython_core_7_escape_10EscapeRows__prefetch(__pyx_v_self, (__pyx_v_idx[(__pyx_v_i + __pyx_e_11cython_core_7_escape_PREFETCH_ROWS)]));
 
-      /* "cython_core/_escape.pyx":443
+      /* "cython_core/_escape.pyx":452
  *             self._prefetch(idx[i])
  *         for i in range(n):
  *             if i + PREFETCH_ROWS < n:             # <<<<<<<<<<<<<<
@@ -31288,7 +31547,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     }
 
-    /* "cython_core/_escape.pyx":445
+    /* "cython_core/_escape.pyx":454
  *             if i + PREFETCH_ROWS < n:
  *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]             # <<<<<<<<<<<<<<
@@ -31297,7 +31556,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_r = (__pyx_v_idx[__pyx_v_i]);
 
-    /* "cython_core/_escape.pyx":446
+    /* "cython_core/_escape.pyx":455
  *                 self._prefetch(idx[i + PREFETCH_ROWS])
  *             r = idx[i]
  *             pos = <uint64_t>r * self.t.row_bits             # <<<<<<<<<<<<<<
@@ -31306,7 +31565,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_pos = (((uint64_t)__pyx_v_r) * __pyx_v_self->t->row_bits);
 
-    /* "cython_core/_escape.pyx":447
+    /* "cython_core/_escape.pyx":456
  *             r = idx[i]
  *             pos = <uint64_t>r * self.t.row_bits
  *             src = self.w + (pos >> 6)             # <<<<<<<<<<<<<<
@@ -31315,7 +31574,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_src = (__pyx_v_self->w + (__pyx_v_pos >> 6));
 
-    /* "cython_core/_escape.pyx":448
+    /* "cython_core/_escape.pyx":457
  *             pos = <uint64_t>r * self.t.row_bits
  *             src = self.w + (pos >> 6)
  *             acc = src[0] >> (pos & 63)             # <<<<<<<<<<<<<<
@@ -31324,7 +31583,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_acc = ((__pyx_v_src[0]) >> (__pyx_v_pos & 63));
 
-    /* "cython_core/_escape.pyx":449
+    /* "cython_core/_escape.pyx":458
  *             src = self.w + (pos >> 6)
  *             acc = src[0] >> (pos & 63)
  *             avail = 64 - <int64_t>(pos & 63)             # <<<<<<<<<<<<<<
@@ -31333,7 +31592,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_avail = (64 - ((int64_t)(__pyx_v_pos & 63)));
 
-    /* "cython_core/_escape.pyx":450
+    /* "cython_core/_escape.pyx":459
  *             acc = src[0] >> (pos & 63)
  *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1             # <<<<<<<<<<<<<<
@@ -31342,7 +31601,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
     __pyx_v_p = -1L;
 
-    /* "cython_core/_escape.pyx":451
+    /* "cython_core/_escape.pyx":460
  *             avail = 64 - <int64_t>(pos & 63)
  *             p = -1
  *             for j in range(dim):             # <<<<<<<<<<<<<<
@@ -31356,7 +31615,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
     for (__pyx_t_12 = 0; __pyx_t_12 < __pyx_t_11; __pyx_t_12+=1) {
       __pyx_v_j = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":452
+      /* "cython_core/_escape.pyx":461
  *             p = -1
  *             for j in range(dim):
  *                 width = widths[j]             # <<<<<<<<<<<<<<
@@ -31365,7 +31624,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
       __pyx_v_width = (__pyx_v_widths[__pyx_v_j]);
 
-      /* "cython_core/_escape.pyx":453
+      /* "cython_core/_escape.pyx":462
  *             for j in range(dim):
  *                 width = widths[j]
  *                 if avail >= width:             # <<<<<<<<<<<<<<
@@ -31377,7 +31636,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":454
+        /* "cython_core/_escape.pyx":463
  *                 width = widths[j]
  *                 if avail >= width:
  *                     v = acc & esc[j]             # <<<<<<<<<<<<<<
@@ -31386,7 +31645,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_v = (__pyx_v_acc & (__pyx_v_esc[__pyx_v_j]));
 
-        /* "cython_core/_escape.pyx":455
+        /* "cython_core/_escape.pyx":464
  *                 if avail >= width:
  *                     v = acc & esc[j]
  *                     acc >>= width             # <<<<<<<<<<<<<<
@@ -31395,7 +31654,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_acc = (__pyx_v_acc >> __pyx_v_width);
 
-        /* "cython_core/_escape.pyx":456
+        /* "cython_core/_escape.pyx":465
  *                     v = acc & esc[j]
  *                     acc >>= width
  *                     avail -= width             # <<<<<<<<<<<<<<
@@ -31404,7 +31663,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_avail = (__pyx_v_avail - __pyx_v_width);
 
-        /* "cython_core/_escape.pyx":453
+        /* "cython_core/_escape.pyx":462
  *             for j in range(dim):
  *                 width = widths[j]
  *                 if avail >= width:             # <<<<<<<<<<<<<<
@@ -31414,7 +31673,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L10;
       }
 
-      /* "cython_core/_escape.pyx":458
+      /* "cython_core/_escape.pyx":467
  *                     avail -= width
  *                 else:  # the code continues in the next word
  *                     src += 1             # <<<<<<<<<<<<<<
@@ -31424,7 +31683,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       /*else*/ {
         __pyx_v_src = (__pyx_v_src + 1);
 
-        /* "cython_core/_escape.pyx":459
+        /* "cython_core/_escape.pyx":468
  *                 else:  # the code continues in the next word
  *                     src += 1
  *                     word = src[0]             # <<<<<<<<<<<<<<
@@ -31433,7 +31692,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_word = (__pyx_v_src[0]);
 
-        /* "cython_core/_escape.pyx":460
+        /* "cython_core/_escape.pyx":469
  *                     src += 1
  *                     word = src[0]
  *                     v = (acc | (word << avail)) & esc[j]             # <<<<<<<<<<<<<<
@@ -31442,7 +31701,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_v = ((__pyx_v_acc | (__pyx_v_word << __pyx_v_avail)) & (__pyx_v_esc[__pyx_v_j]));
 
-        /* "cython_core/_escape.pyx":461
+        /* "cython_core/_escape.pyx":470
  *                     word = src[0]
  *                     v = (acc | (word << avail)) & esc[j]
  *                     acc = word >> (width - avail)             # <<<<<<<<<<<<<<
@@ -31451,7 +31710,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_acc = (__pyx_v_word >> (__pyx_v_width - __pyx_v_avail));
 
-        /* "cython_core/_escape.pyx":462
+        /* "cython_core/_escape.pyx":471
  *                     v = (acc | (word << avail)) & esc[j]
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width             # <<<<<<<<<<<<<<
@@ -31462,7 +31721,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L10:;
 
-      /* "cython_core/_escape.pyx":463
+      /* "cython_core/_escape.pyx":472
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width
  *                 if v == esc[j]:             # <<<<<<<<<<<<<<
@@ -31474,7 +31733,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":464
+        /* "cython_core/_escape.pyx":473
  *                     avail += 64 - width
  *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -31486,7 +31745,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":465
+          /* "cython_core/_escape.pyx":474
  *                 if v == esc[j]:
  *                     if p < 0:
  *                         b = r // block             # <<<<<<<<<<<<<<
@@ -31495,7 +31754,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_b = (__pyx_v_r / __pyx_v_block);
 
-          /* "cython_core/_escape.pyx":466
+          /* "cython_core/_escape.pyx":475
  *                     if p < 0:
  *                         b = r // block
  *                         rr = r - b * block             # <<<<<<<<<<<<<<
@@ -31504,7 +31763,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_rr = (__pyx_v_r - (__pyx_v_b * __pyx_v_block));
 
-          /* "cython_core/_escape.pyx":467
+          /* "cython_core/_escape.pyx":476
  *                         b = r // block
  *                         rr = r - b * block
  *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)             # <<<<<<<<<<<<<<
@@ -31513,7 +31772,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_p = ((__pyx_v_self->ss[__pyx_v_b]) + __pyx_f_11cython_core_7_escape__lower_bound((__pyx_v_self->pl + (__pyx_v_self->ss[__pyx_v_b])), (__pyx_v_self->sl[__pyx_v_b]), (((uint64_t)__pyx_v_rr) << __pyx_e_11cython_core_7_escape_ENTRY_CODE_BITS)));
 
-          /* "cython_core/_escape.pyx":468
+          /* "cython_core/_escape.pyx":477
  *                         rr = r - b * block
  *                         p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
  *                         end = self.ss[b] + self.sl[b]             # <<<<<<<<<<<<<<
@@ -31522,7 +31781,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
           __pyx_v_end = ((__pyx_v_self->ss[__pyx_v_b]) + (__pyx_v_self->sl[__pyx_v_b]));
 
-          /* "cython_core/_escape.pyx":464
+          /* "cython_core/_escape.pyx":473
  *                     avail += 64 - width
  *                 if v == esc[j]:
  *                     if p < 0:             # <<<<<<<<<<<<<<
@@ -31532,7 +31791,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           goto __pyx_L12;
         }
 
-        /* "cython_core/_escape.pyx":470
+        /* "cython_core/_escape.pyx":479
  *                         end = self.ss[b] + self.sl[b]
  *                     else:
  *                         p += 1             # <<<<<<<<<<<<<<
@@ -31544,7 +31803,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         }
         __pyx_L12:;
 
-        /* "cython_core/_escape.pyx":471
+        /* "cython_core/_escape.pyx":480
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -31570,7 +31829,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         if (__pyx_t_8) {
 
 
-          /* "cython_core/_escape.pyx":472
+          /* "cython_core/_escape.pyx":481
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1             # <<<<<<<<<<<<<<
@@ -31583,7 +31842,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
           }
           goto __pyx_L0;
 
-          /* "cython_core/_escape.pyx":471
+          /* "cython_core/_escape.pyx":480
  *                     else:
  *                         p += 1
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:             # <<<<<<<<<<<<<<
@@ -31592,7 +31851,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         }
 
-        /* "cython_core/_escape.pyx":473
+        /* "cython_core/_escape.pyx":482
  *                     if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
  *                         return -1
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top             # <<<<<<<<<<<<<<
@@ -31601,7 +31860,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         __pyx_v_c = (((int64_t)((__pyx_v_self->pl[__pyx_v_p]) & __pyx_v_11cython_core_7_escape_CODE_MASK)) - __pyx_v_self->t->top);
 
-        /* "cython_core/_escape.pyx":463
+        /* "cython_core/_escape.pyx":472
  *                     acc = word >> (width - avail)
  *                     avail += 64 - width
  *                 if v == esc[j]:             # <<<<<<<<<<<<<<
@@ -31611,7 +31870,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L11;
       }
 
-      /* "cython_core/_escape.pyx":475
+      /* "cython_core/_escape.pyx":484
  *                     c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
  *                 else:
  *                     c = <int64_t>v + lo[j]             # <<<<<<<<<<<<<<
@@ -31623,7 +31882,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       }
       __pyx_L11:;
 
-      /* "cython_core/_escape.pyx":476
+      /* "cython_core/_escape.pyx":485
  *                 else:
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -31635,7 +31894,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
       if (__pyx_t_8) {
 
 
-        /* "cython_core/_escape.pyx":477
+        /* "cython_core/_escape.pyx":486
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:
  *                     codes[i * dim + j] = c             # <<<<<<<<<<<<<<
@@ -31644,7 +31903,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 */
         (__pyx_v_codes[((__pyx_v_i * __pyx_v_dim) + __pyx_v_j)]) = __pyx_v_c;
 
-        /* "cython_core/_escape.pyx":476
+        /* "cython_core/_escape.pyx":485
  *                 else:
  *                     c = <int64_t>v + lo[j]
  *                 if codes != NULL:             # <<<<<<<<<<<<<<
@@ -31654,7 +31913,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
         goto __pyx_L16;
       }
 
-      /* "cython_core/_escape.pyx":479
+      /* "cython_core/_escape.pyx":488
  *                     codes[i * dim + j] = c
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * inv)             # <<<<<<<<<<<<<<
@@ -31670,12 +31929,12 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
 
 
-  /* "cython_core/_escape.pyx":480
+  /* "cython_core/_escape.pyx":489
  *                 else:
  *                     out[i * dim + j] = <real_out>(<double>c * inv)
  *         return 0             # <<<<<<<<<<<<<<
  * 
- *     def decode(self, indices, out=None):
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:
 */
   {
 
@@ -31683,7 +31942,7 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":427
+  /* "cython_core/_escape.pyx":436
  *             first += 1
  * 
  *     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -31716,9 +31975,372 @@ static int __pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack(struc
 
   return __pyx_r;
 }
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_13_open_indices_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "cython_core/_escape.pyx":482
+/* "cython_core/_escape.pyx":496
+ *         try:
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+ *         except BaseException:
+*/
+
+static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_13_open_indices_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 496, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *) __pyx_self;
+  __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
+  __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
+
+
+  {
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_13_open_indices_2generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_EscapeRows__open_indices_locals, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 496, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_cur_scope);
+    __Pyx_RefNannyFinishContext();
+    return (PyObject *) gen;
+  }
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_AddTraceback("cython_core._escape.EscapeRows._open_indices.genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_13_open_indices_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
+{
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_generator->closure);
+  PyObject *__pyx_r = NULL;
+  int __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("genexpr", 0);
+  switch (__pyx_generator->resume_label) {
+    case 0: goto __pyx_L3_first_run;
+    case 1: goto __pyx_L6_resume_from_yield;
+    default: /* CPython raises the right error here */
+    __Pyx_RefNannyFinishContext();
+    return NULL;
+  }
+  __pyx_L3_first_run:;
+  if (unlikely(__pyx_sent_value != Py_None)) {
+    if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+    __PYX_ERR(0, 496, __pyx_L1_error)
+  }
+
+  __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
+  __pyx_t_2 = __pyx_t_1;
+
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
+    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib->shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_r = __pyx_t_4;
+    __pyx_t_4 = 0;
+
+    __pyx_cur_scope->__pyx_t_0 = __pyx_t_1;
+
+    __pyx_cur_scope->__pyx_t_1 = __pyx_t_2;
+
+    __pyx_cur_scope->__pyx_t_2 = __pyx_t_3;
+    __Pyx_XGIVEREF(__pyx_r);
+    __Pyx_RefNannyFinishContext();
+    __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+    /* return from generator, yielding value */
+    __pyx_generator->resume_label = 1;
+    return __pyx_r;
+    __pyx_L6_resume_from_yield:;
+    __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
+    __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
+    __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 496, __pyx_L1_error)
+  }
+
+  CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_4);
+  if (__Pyx_PyErr_Occurred()) {
+    __Pyx_Generator_Replace_StopIteration(0);
+    __Pyx_AddTraceback("genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  }
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  #if !CYTHON_USE_EXC_INFO_STACK
+  __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
+  #endif
+  __pyx_generator->resume_label = -1;
+  __Pyx_Coroutine_clear((PyObject*)__pyx_generator);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":491
  *         return 0
+ * 
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:             # <<<<<<<<<<<<<<
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
+*/
+
+static Py_ssize_t __pyx_f_11cython_core_7_escape_10EscapeRows__open_indices(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, Py_buffer *__pyx_v_ib) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *__pyx_cur_scope;
+  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_13_open_indices_2generator4 = 0;
+  Py_ssize_t __pyx_r;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  PyObject *__pyx_t_4 = NULL;
+  int __pyx_t_5;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  size_t __pyx_t_10;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_open_indices", 0);
+  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices, __pyx_mstate_global->__pyx_empty_tuple, NULL);
+  if (unlikely(!__pyx_cur_scope)) {
+    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *)Py_None);
+    __Pyx_INCREF(Py_None);
+    __PYX_ERR(0, 491, __pyx_L1_error)
+  } else {
+    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
+  }
+  __pyx_cur_scope->__pyx_v_ib = __pyx_v_ib;
+
+
+
+  /* "cython_core/_escape.pyx":493
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")             # <<<<<<<<<<<<<<
+ *         try:
+ *             if ib.ndim != 1:
+*/
+  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, __pyx_cur_scope->__pyx_v_ib, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 493, __pyx_L1_error)
+
+
+  /* "cython_core/_escape.pyx":494
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
+ *         try:             # <<<<<<<<<<<<<<
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+*/
+  {
+    __Pyx_PyThreadState_declare
+    __Pyx_PyThreadState_assign
+    __Pyx_ExceptionSave(&__pyx_t_2, &__pyx_t_3, &__pyx_t_4);
+    __Pyx_XGOTREF(__pyx_t_2);
+    __Pyx_XGOTREF(__pyx_t_3);
+    __Pyx_XGOTREF(__pyx_t_4);
+    /*try:*/ {
+
+      /* "cython_core/_escape.pyx":495
+ *         _get_indices(indices, ib, "indices")
+ *         try:
+ *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+*/
+      __pyx_t_5 = (__pyx_cur_scope->__pyx_v_ib->ndim != 1);
+
+      if (unlikely(__pyx_t_5)) {
+
+
+        /* "cython_core/_escape.pyx":496
+ *         try:
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+ *         except BaseException:
+*/
+        __pyx_t_7 = NULL;
+        __pyx_t_8 = __pyx_pf_11cython_core_7_escape_10EscapeRows_13_open_indices_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib->ndim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 496, __pyx_L3_error)
+        __Pyx_GOTREF(__pyx_t_8);
+        __pyx_t_9 = __Pyx_PySequence_Tuple(__pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 496, __pyx_L3_error)
+        __Pyx_GOTREF(__pyx_t_9);
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+        __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_9, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 496, __pyx_L3_error)
+        __Pyx_GOTREF(__pyx_t_8);
+        __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+        __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_8); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 496, __pyx_L3_error)
+        __Pyx_GOTREF(__pyx_t_9);
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+        __pyx_t_10 = 1;
+        {
+          PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_9};
+          __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+          __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 496, __pyx_L3_error)
+          __Pyx_GOTREF(__pyx_t_6);
+        }
+        __Pyx_Raise(__pyx_t_6, 0, 0, 0);
+        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+        __PYX_ERR(0, 496, __pyx_L3_error)
+
+        /* "cython_core/_escape.pyx":495
+ *         _get_indices(indices, ib, "indices")
+ *         try:
+ *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+*/
+      }
+
+      /* "cython_core/_escape.pyx":497
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")             # <<<<<<<<<<<<<<
+ *         except BaseException:
+ *             PyBuffer_Release(ib)
+*/
+      __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib->buf), (__pyx_cur_scope->__pyx_v_ib->shape[0]), __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 497, __pyx_L3_error)
+
+
+      /* "cython_core/_escape.pyx":494
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
+ *         try:             # <<<<<<<<<<<<<<
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+*/
+    }
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+    goto __pyx_L8_try_end;
+    __pyx_L3_error:;
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+
+    /* "cython_core/_escape.pyx":498
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+ *         except BaseException:             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(ib)
+ *             raise
+*/
+    __pyx_t_1 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_BaseException))));
+    if (__pyx_t_1) {
+      __Pyx_AddTraceback("cython_core._escape.EscapeRows._open_indices", __pyx_clineno, __pyx_lineno, __pyx_filename);
+      if (__Pyx_GetException(&__pyx_t_6, &__pyx_t_9, &__pyx_t_7) < 0) __PYX_ERR(0, 498, __pyx_L5_except_error)
+      __Pyx_XGOTREF(__pyx_t_6);
+      __Pyx_XGOTREF(__pyx_t_9);
+      __Pyx_XGOTREF(__pyx_t_7);
+
+      /* "cython_core/_escape.pyx":499
+ *             _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+ *         except BaseException:
+ *             PyBuffer_Release(ib)             # <<<<<<<<<<<<<<
+ *             raise
+ *         return ib.shape[0]
+*/
+      PyBuffer_Release(__pyx_cur_scope->__pyx_v_ib);
+
+      /* "cython_core/_escape.pyx":500
+ *         except BaseException:
+ *             PyBuffer_Release(ib)
+ *             raise             # <<<<<<<<<<<<<<
+ *         return ib.shape[0]
+ * 
+*/
+      __Pyx_GIVEREF(__pyx_t_6);
+      __Pyx_GIVEREF(__pyx_t_9);
+      __Pyx_XGIVEREF(__pyx_t_7);
+      __Pyx_ErrRestoreWithState(__pyx_t_6, __pyx_t_9, __pyx_t_7);
+      __pyx_t_6 = 0;  __pyx_t_9 = 0;  __pyx_t_7 = 0; 
+      __PYX_ERR(0, 500, __pyx_L5_except_error)
+    }
+    goto __pyx_L5_except_error;
+
+    /* "cython_core/_escape.pyx":494
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
+ *         try:             # <<<<<<<<<<<<<<
+ *             if ib.ndim != 1:
+ *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+*/
+    __pyx_L5_except_error:;
+    __Pyx_XGIVEREF(__pyx_t_2);
+    __Pyx_XGIVEREF(__pyx_t_3);
+    __Pyx_XGIVEREF(__pyx_t_4);
+    __Pyx_ExceptionReset(__pyx_t_2, __pyx_t_3, __pyx_t_4);
+    goto __pyx_L1_error;
+    __pyx_L8_try_end:;
+  }
+
+  /* "cython_core/_escape.pyx":501
+ *             PyBuffer_Release(ib)
+ *             raise
+ *         return ib.shape[0]             # <<<<<<<<<<<<<<
+ * 
+ *     def decode(self, indices, out=None):
+*/
+  {
+
+    __pyx_r = (__pyx_cur_scope->__pyx_v_ib->shape[0]);
+  }
+  goto __pyx_L0;
+
+  /* "cython_core/_escape.pyx":491
+ *         return 0
+ * 
+ *     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:             # <<<<<<<<<<<<<<
+ *         """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+ *         _get_indices(indices, ib, "indices")
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_AddTraceback("cython_core._escape.EscapeRows._open_indices", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1L;
+  __pyx_L0:;
+  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_13_open_indices_2generator4);
+  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cython_core/_escape.pyx":503
+ *         return ib.shape[0]
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
@@ -31766,35 +32388,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 482, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 503, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 482, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 503, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 482, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 503, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 482, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode", 0) < (0)) __PYX_ERR(0, 503, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 482, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, i); __PYX_ERR(0, 503, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 482, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 503, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 482, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 503, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -31805,7 +32427,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 482, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("decode", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 503, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -31825,163 +32447,30 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
-
-/* "cython_core/_escape.pyx":492
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             if out is None:
-*/
-
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope;
-  PyObject *__pyx_r = NULL;
-  __Pyx_RefNannyDeclarations
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
-  if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)Py_None);
-    __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 492, __pyx_L1_error)
-  } else {
-    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
-  }
-  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *) __pyx_self;
-  __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
-  __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
-  __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
-
-
-  {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_decode_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 492, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_cur_scope);
-    __Pyx_RefNannyFinishContext();
-    return (PyObject *) gen;
-  }
-
-  /* function exit code */
-  __pyx_L1_error:;
-  __Pyx_AddTraceback("cython_core._escape.EscapeRows.decode.genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __pyx_r = NULL;
-  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
-  __Pyx_XGIVEREF(__pyx_r);
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
-{
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr *)__pyx_generator->closure);
-  PyObject *__pyx_r = NULL;
-  int __pyx_t_1;
-  int __pyx_t_2;
-  int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannyDeclarations
-  __Pyx_RefNannySetupContext("genexpr", 0);
-  switch (__pyx_generator->resume_label) {
-    case 0: goto __pyx_L3_first_run;
-    case 1: goto __pyx_L6_resume_from_yield;
-    default: /* CPython raises the right error here */
-    __Pyx_RefNannyFinishContext();
-    return NULL;
-  }
-  __pyx_L3_first_run:;
-  if (unlikely(__pyx_sent_value != Py_None)) {
-    if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 492, __pyx_L1_error)
-  }
-
-  __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
-  __pyx_t_2 = __pyx_t_1;
-
-  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
-    __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_r = __pyx_t_4;
-    __pyx_t_4 = 0;
-
-    __pyx_cur_scope->__pyx_t_0 = __pyx_t_1;
-
-    __pyx_cur_scope->__pyx_t_1 = __pyx_t_2;
-
-    __pyx_cur_scope->__pyx_t_2 = __pyx_t_3;
-    __Pyx_XGIVEREF(__pyx_r);
-    __Pyx_RefNannyFinishContext();
-    __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
-    /* return from generator, yielding value */
-    __pyx_generator->resume_label = 1;
-    return __pyx_r;
-    __pyx_L6_resume_from_yield:;
-    __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
-    __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
-    __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 492, __pyx_L1_error)
-  }
-
-  CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
-
-  /* function exit code */
-  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
-  goto __pyx_L0;
-  __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
-  if (__Pyx_PyErr_Occurred()) {
-    __Pyx_Generator_Replace_StopIteration(0);
-    __Pyx_AddTraceback("genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  }
-  __pyx_L0:;
-  __Pyx_XGIVEREF(__pyx_r);
-  #if !CYTHON_USE_EXC_INFO_STACK
-  __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
-  #endif
-  __pyx_generator->resume_label = -1;
-  __Pyx_Coroutine_clear((PyObject*)__pyx_generator);
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-/* "cython_core/_escape.pyx":482
- *         return 0
- * 
- *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
- *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
- *         cdef Py_buffer ib, ob
-*/
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices, PyObject *__pyx_v_out) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *__pyx_cur_scope;
+  Py_buffer __pyx_v_ib;
   Py_buffer __pyx_v_ob;
   int __pyx_v_have_o;
   enum __pyx_t_11cython_core_8_support_Kind __pyx_v_kind;
   int __pyx_v_status;
   Py_ssize_t __pyx_v_n;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  int __pyx_t_1;
+  Py_ssize_t __pyx_t_1;
   int __pyx_t_2;
   PyObject *__pyx_t_3 = NULL;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
   PyObject *__pyx_t_6 = NULL;
-  size_t __pyx_t_7;
+  PyObject *__pyx_t_7 = NULL;
   PyObject *__pyx_t_8 = NULL;
-  PyObject *__pyx_t_9 = NULL;
+  size_t __pyx_t_9;
   int __pyx_t_10;
   int __pyx_t_11;
   PyObject *__pyx_t_12 = NULL;
   PyObject *__pyx_t_13[8];
-  Py_ssize_t __pyx_t_14;
+  int __pyx_t_14;
   int __pyx_t_15;
   char const *__pyx_t_16;
   PyObject *__pyx_t_17 = NULL;
@@ -31994,17 +32483,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("decode", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, __pyx_mstate_global->__pyx_empty_tuple, NULL);
-  if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)Py_None);
-    __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 482, __pyx_L1_error)
-  } else {
-    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
-  }
   __Pyx_INCREF(__pyx_v_out);
 
-  /* "cython_core/_escape.pyx":485
+  /* "cython_core/_escape.pyx":506
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False             # <<<<<<<<<<<<<<
@@ -32013,108 +32494,46 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   __pyx_v_have_o = 0;
 
-  /* "cython_core/_escape.pyx":486
+  /* "cython_core/_escape.pyx":507
  *         cdef Py_buffer ib, ob
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER             # <<<<<<<<<<<<<<
  *         cdef int status = 0
- *         cdef Py_ssize_t n
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
 */
   __pyx_v_kind = __pyx_e_11cython_core_8_support_OTHER;
 
-  /* "cython_core/_escape.pyx":487
+  /* "cython_core/_escape.pyx":508
  *         cdef bint have_o = False
  *         cdef Kind kind = OTHER
  *         cdef int status = 0             # <<<<<<<<<<<<<<
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":489
+  /* "cython_core/_escape.pyx":509
+ *         cdef Kind kind = OTHER
  *         cdef int status = 0
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)             # <<<<<<<<<<<<<<
  *         try:
- *             if ib.ndim != 1:
-*/
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 489, __pyx_L1_error)
-
-
-  /* "cython_core/_escape.pyx":490
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")
- *         try:             # <<<<<<<<<<<<<<
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-*/
-  /*try:*/ {
-
-    /* "cython_core/_escape.pyx":491
- *         _get_indices(indices, &ib, "indices")
- *         try:
- *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
-*/
-    __pyx_t_2 = (__pyx_cur_scope->__pyx_v_ib.ndim != 1);
-
-    if (unlikely(__pyx_t_2)) {
-
-
-      /* "cython_core/_escape.pyx":492
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
  *             if out is None:
 */
-      __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_6decode_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 492, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 492, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_7 = 1;
-      {
-        PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_6};
-        __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 492, __pyx_L4_error)
-        __Pyx_GOTREF(__pyx_t_3);
-      }
-      __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 492, __pyx_L4_error)
+  __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_open_indices(__pyx_v_self, __pyx_v_indices, (&__pyx_v_ib)); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 509, __pyx_L1_error)
+  __pyx_v_n = __pyx_t_1;
 
-      /* "cython_core/_escape.pyx":491
- *         _get_indices(indices, &ib, "indices")
- *         try:
- *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
-*/
-    }
-
-    /* "cython_core/_escape.pyx":493
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]             # <<<<<<<<<<<<<<
+  /* "cython_core/_escape.pyx":510
+ *         cdef int status = 0
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:             # <<<<<<<<<<<<<<
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
 */
-    __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
+  /*try:*/ {
 
-    /* "cython_core/_escape.pyx":494
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
+    /* "cython_core/_escape.pyx":511
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:
  *             if out is None:             # <<<<<<<<<<<<<<
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
@@ -32123,98 +32542,98 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":495
- *             n = ib.shape[0]
+      /* "cython_core/_escape.pyx":512
+ *         try:
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)             # <<<<<<<<<<<<<<
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:
 */
-      __pyx_t_6 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 495, __pyx_L4_error)
+      __pyx_t_4 = NULL;
+      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 512, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
+      __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 512, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 512, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_7 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 512, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 512, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 495, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_9);
-      __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 495, __pyx_L4_error);
-      __Pyx_GIVEREF(__pyx_t_8);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 495, __pyx_L4_error);
-      __pyx_t_4 = 0;
-      __pyx_t_8 = 0;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_GIVEREF(__pyx_t_5);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 512, __pyx_L4_error);
+      __Pyx_GIVEREF(__pyx_t_7);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 512, __pyx_L4_error);
+      __pyx_t_5 = 0;
+      __pyx_t_7 = 0;
+      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 512, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_float32); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 512, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       #if CYTHON_VECTORCALL
       #endif
-      __pyx_t_7 = 1;
+      __pyx_t_9 = 1;
       #if CYTHON_UNPACK_METHODS
-      if (unlikely(PyMethod_Check(__pyx_t_5))) {
-        __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_5);
-        assert(__pyx_t_6);
-        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
-        __Pyx_INCREF(__pyx_t_6);
+      if (unlikely(PyMethod_Check(__pyx_t_6))) {
+        __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_6);
+        assert(__pyx_t_4);
+        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_6);
+        __Pyx_INCREF(__pyx_t_4);
         __Pyx_INCREF(__pyx__function);
-        __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
-        __pyx_t_7 = 0;
+        __Pyx_DECREF_SET(__pyx_t_6, __pyx__function);
+        __pyx_t_9 = 0;
       }
       #endif
       {
-        PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
+        PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_8, __pyx_t_5};
         #if CYTHON_VECTORCALL
-        __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
-        __Pyx_INCREF(__pyx_t_8);
+        __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[2];
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 512, __pyx_L4_error)
+        __Pyx_INCREF(__pyx_t_7);
         #else
         {
           PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-          __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 495, __pyx_L4_error)
-          __Pyx_GOTREF(__pyx_t_8);
+          __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+          if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 512, __pyx_L4_error)
+          __Pyx_GOTREF(__pyx_t_7);
         }
         #endif
-        __pyx_t_3 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_8);
-        __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+        __pyx_t_3 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_7);
+        __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         #if CYTHON_VECTORCALL
         #endif
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 495, __pyx_L4_error)
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 512, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_DECREF_SET(__pyx_v_out, __pyx_t_3);
       __pyx_t_3 = 0;
 
-      /* "cython_core/_escape.pyx":494
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
+      /* "cython_core/_escape.pyx":511
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:
  *             if out is None:             # <<<<<<<<<<<<<<
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
 */
     }
 
-    /* "cython_core/_escape.pyx":496
+    /* "cython_core/_escape.pyx":513
  *             if out is None:
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)             # <<<<<<<<<<<<<<
  *             if have_o:
  *                 kind = _kind(&ob)
 */
-    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 496, __pyx_L4_error)
+    __pyx_t_2 = __pyx_f_11cython_core_8_support__try_buffer(__pyx_v_out, (&__pyx_v_ob), PyBUF_WRITABLE); if (unlikely(__pyx_t_2 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 513, __pyx_L4_error)
     __pyx_v_have_o = __pyx_t_2;
 
-    /* "cython_core/_escape.pyx":497
+    /* "cython_core/_escape.pyx":514
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32223,7 +32642,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     if (__pyx_v_have_o) {
 
-      /* "cython_core/_escape.pyx":498
+      /* "cython_core/_escape.pyx":515
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:
  *                 kind = _kind(&ob)             # <<<<<<<<<<<<<<
@@ -32232,7 +32651,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
       __pyx_v_kind = __pyx_f_11cython_core_8_support__kind((&__pyx_v_ob));
 
-      /* "cython_core/_escape.pyx":497
+      /* "cython_core/_escape.pyx":514
  *                 out = np.empty((n, self.t.dim), dtype=np.float32)
  *             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32241,7 +32660,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":499
+    /* "cython_core/_escape.pyx":516
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -32266,7 +32685,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 
       __pyx_t_2 = __pyx_t_11;
 
-      goto __pyx_L10_bool_binop_done;
+      goto __pyx_L9_bool_binop_done;
     }
     __pyx_t_11 = (__pyx_v_ob.ndim != 2);
 
@@ -32276,7 +32695,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 
       __pyx_t_2 = __pyx_t_11;
 
-      goto __pyx_L10_bool_binop_done;
+      goto __pyx_L9_bool_binop_done;
     }
     __pyx_t_11 = ((__pyx_v_ob.shape[0]) != __pyx_v_n);
 
@@ -32286,98 +32705,98 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 
       __pyx_t_2 = __pyx_t_11;
 
-      goto __pyx_L10_bool_binop_done;
+      goto __pyx_L9_bool_binop_done;
     }
     __pyx_t_11 = ((__pyx_v_ob.shape[1]) != __pyx_v_self->t->dim);
 
 
     __pyx_t_2 = __pyx_t_11;
 
-    __pyx_L10_bool_binop_done:;
+    __pyx_L9_bool_binop_done:;
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "cython_core/_escape.pyx":500
+      /* "cython_core/_escape.pyx":517
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+ *             if kind == F32:
 */
-      __pyx_t_5 = NULL;
-      __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 500, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_6 = NULL;
+      __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_n, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 517, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_self->t->dim, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 517, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_5);
 
-      /* "cython_core/_escape.pyx":501
+      /* "cython_core/_escape.pyx":518
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")             # <<<<<<<<<<<<<<
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:
+ *                 with nogil:
 */
-      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 501, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_9); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 501, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 501, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_9);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 501, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 501, __pyx_L4_error)
+      __pyx_t_8 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_out)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 518, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __pyx_t_4 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_dtype, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 518, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_4, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 518, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __pyx_t_4 = __Pyx_GetAttr3(__pyx_v_out, __pyx_mstate_global->__pyx_n_u_shape, __pyx_mstate_global->__pyx_kp_u__6); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 518, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_t_4, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 518, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_out_must_be_a_writable_C_contigu;
-      __pyx_t_13[1] = __pyx_t_8;
+      __pyx_t_13[1] = __pyx_t_7;
       __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u__7;
-      __pyx_t_13[3] = __pyx_t_4;
+      __pyx_t_13[3] = __pyx_t_5;
       __pyx_t_13[4] = __pyx_mstate_global->__pyx_kp_u_got_2;
-      __pyx_t_13[5] = __pyx_t_9;
+      __pyx_t_13[5] = __pyx_t_8;
       __pyx_t_13[6] = __pyx_mstate_global->__pyx_kp_u__5;
       __pyx_t_13[7] = __pyx_t_12;
 
-      /* "cython_core/_escape.pyx":500
+      /* "cython_core/_escape.pyx":517
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "             # <<<<<<<<<<<<<<
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+ *             if kind == F32:
 */
-      __pyx_t_14 = 70;
+      __pyx_t_1 = 70;
       #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
       for (Py_ssize_t i=1; i <= 7; i += 2) {
         Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[i]);
-        __pyx_t_14 += l;
+        __pyx_t_1 += l;
       }
       #endif
-      __pyx_t_1 = 0;
+      __pyx_t_14 = 0;
       #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-      __pyx_t_1 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[5]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[7]);
+      __pyx_t_14 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[5]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[7]);
       #endif
-      __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 8, __pyx_t_14, __pyx_t_1);
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 500, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
+      __pyx_t_4 = __Pyx_PyUnicode_Join(__pyx_t_13, 8, __pyx_t_1, __pyx_t_14);
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_7 = 1;
+      __pyx_t_9 = 1;
       {
-        PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_t_6};
-        __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 500, __pyx_L4_error)
+        PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_t_4};
+        __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 517, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 500, __pyx_L4_error)
+      __PYX_ERR(0, 517, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":499
+      /* "cython_core/_escape.pyx":516
  *             if have_o:
  *                 kind = _kind(&ob)
  *             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:             # <<<<<<<<<<<<<<
@@ -32386,19 +32805,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
     }
 
-    /* "cython_core/_escape.pyx":502
+    /* "cython_core/_escape.pyx":519
  *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
- *             if kind == F32:
- *                 with nogil:
-*/
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 502, __pyx_L4_error)
-
-
-    /* "cython_core/_escape.pyx":503
- *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
@@ -32408,8 +32817,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
     if (__pyx_t_2) {
 
 
-      /* "cython_core/_escape.pyx":504
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+      /* "cython_core/_escape.pyx":520
+ *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
@@ -32421,18 +32830,18 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":505
+            /* "cython_core/_escape.pyx":521
  *             if kind == F32:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)             # <<<<<<<<<<<<<<
  *             else:
  *                 with nogil:
 */
-            __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((float *)__pyx_v_ob.buf), NULL);
+            __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, ((int64_t const *)__pyx_v_ib.buf), __pyx_v_n, ((float *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":504
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+          /* "cython_core/_escape.pyx":520
+ *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
  *             if kind == F32:
  *                 with nogil:             # <<<<<<<<<<<<<<
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
@@ -32442,23 +32851,23 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
             /*normal exit:*/{
               __Pyx_FastGIL_Forget();
               PyEval_RestoreThread(_save);
-              goto __pyx_L17;
+              goto __pyx_L16;
             }
-            __pyx_L17:;
+            __pyx_L16:;
           }
       }
 
-      /* "cython_core/_escape.pyx":503
+      /* "cython_core/_escape.pyx":519
+ *                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
  *                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             if kind == F32:             # <<<<<<<<<<<<<<
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
 */
-      goto __pyx_L14;
+      goto __pyx_L13;
     }
 
-    /* "cython_core/_escape.pyx":507
+    /* "cython_core/_escape.pyx":523
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -32472,17 +32881,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "cython_core/_escape.pyx":508
+            /* "cython_core/_escape.pyx":524
  *             else:
  *                 with nogil:
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)             # <<<<<<<<<<<<<<
  *         finally:
  *             PyBuffer_Release(&ib)
 */
-            __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_1_unpack(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, ((double *)__pyx_v_ob.buf), NULL);
+            __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_1_unpack(__pyx_v_self, ((int64_t const *)__pyx_v_ib.buf), __pyx_v_n, ((double *)__pyx_v_ob.buf), NULL);
           }
 
-          /* "cython_core/_escape.pyx":507
+          /* "cython_core/_escape.pyx":523
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
  *             else:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -32493,16 +32902,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
             /*normal exit:*/{
               __Pyx_FastGIL_Forget();
               PyEval_RestoreThread(_save);
-              goto __pyx_L20;
+              goto __pyx_L19;
             }
-            __pyx_L20:;
+            __pyx_L19:;
           }
       }
     }
-    __pyx_L14:;
+    __pyx_L13:;
   }
 
-  /* "cython_core/_escape.pyx":510
+  /* "cython_core/_escape.pyx":526
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -32511,9 +32920,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   /*finally:*/ {
     /*normal exit:*/{
-      PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
+      PyBuffer_Release((&__pyx_v_ib));
 
-      /* "cython_core/_escape.pyx":511
+      /* "cython_core/_escape.pyx":527
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32522,7 +32931,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
       if (__pyx_v_have_o) {
 
-        /* "cython_core/_escape.pyx":512
+        /* "cython_core/_escape.pyx":528
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -32531,7 +32940,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
         PyBuffer_Release((&__pyx_v_ob));
 
-        /* "cython_core/_escape.pyx":511
+        /* "cython_core/_escape.pyx":527
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32551,8 +32960,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
        __Pyx_ExceptionSwap(&__pyx_t_20, &__pyx_t_21, &__pyx_t_22);
       if ( unlikely(__Pyx_GetException(&__pyx_t_17, &__pyx_t_18, &__pyx_t_19) < 0)) __Pyx_ErrFetch(&__pyx_t_17, &__pyx_t_18, &__pyx_t_19);
       __Pyx_XGOTREF(__pyx_t_17);
@@ -32561,19 +32970,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __Pyx_XGOTREF(__pyx_t_20);
       __Pyx_XGOTREF(__pyx_t_21);
       __Pyx_XGOTREF(__pyx_t_22);
-      __pyx_t_1 = __pyx_lineno; __pyx_t_15 = __pyx_clineno; __pyx_t_16 = __pyx_filename;
+      __pyx_t_14 = __pyx_lineno; __pyx_t_15 = __pyx_clineno; __pyx_t_16 = __pyx_filename;
       {
 
-        /* "cython_core/_escape.pyx":510
+        /* "cython_core/_escape.pyx":526
  *                     status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
  *             if have_o:
  *                 PyBuffer_Release(&ob)
 */
-        PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
+        PyBuffer_Release((&__pyx_v_ib));
 
-        /* "cython_core/_escape.pyx":511
+        /* "cython_core/_escape.pyx":527
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32582,7 +32991,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
         if (__pyx_v_have_o) {
 
-          /* "cython_core/_escape.pyx":512
+          /* "cython_core/_escape.pyx":528
  *             PyBuffer_Release(&ib)
  *             if have_o:
  *                 PyBuffer_Release(&ob)             # <<<<<<<<<<<<<<
@@ -32591,7 +33000,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
           PyBuffer_Release((&__pyx_v_ob));
 
-          /* "cython_core/_escape.pyx":511
+          /* "cython_core/_escape.pyx":527
  *         finally:
  *             PyBuffer_Release(&ib)
  *             if have_o:             # <<<<<<<<<<<<<<
@@ -32609,13 +33018,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
       __Pyx_XGIVEREF(__pyx_t_19);
       __Pyx_ErrRestore(__pyx_t_17, __pyx_t_18, __pyx_t_19);
       __pyx_t_17 = 0; __pyx_t_18 = 0; __pyx_t_19 = 0; __pyx_t_20 = 0; __pyx_t_21 = 0; __pyx_t_22 = 0;
-      __pyx_lineno = __pyx_t_1; __pyx_clineno = __pyx_t_15; __pyx_filename = __pyx_t_16;
+      __pyx_lineno = __pyx_t_14; __pyx_clineno = __pyx_t_15; __pyx_filename = __pyx_t_16;
       goto __pyx_L1_error;
     }
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":513
+  /* "cython_core/_escape.pyx":529
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -32627,27 +33036,27 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cython_core/_escape.pyx":514
+    /* "cython_core/_escape.pyx":530
  *                 PyBuffer_Release(&ob)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
  *         return out
  * 
 */
-    __pyx_t_6 = NULL;
-    __pyx_t_7 = 1;
+    __pyx_t_4 = NULL;
+    __pyx_t_9 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 514, __pyx_L1_error)
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 530, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 514, __pyx_L1_error)
+    __PYX_ERR(0, 530, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":513
+    /* "cython_core/_escape.pyx":529
  *             if have_o:
  *                 PyBuffer_Release(&ob)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -32656,7 +33065,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":515
+  /* "cython_core/_escape.pyx":531
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -32674,8 +33083,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":482
- *         return 0
+  /* "cython_core/_escape.pyx":503
+ *         return ib.shape[0]
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
@@ -32688,8 +33097,8 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
   __Pyx_XDECREF(__pyx_t_8);
-  __Pyx_XDECREF(__pyx_t_9);
   __Pyx_XDECREF(__pyx_t_12);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.decode", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
@@ -32699,15 +33108,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_18decode(struct __
 
 
 
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_6decode_2generator3);
+
   __Pyx_XDECREF(__pyx_v_out);
-  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":517
+/* "cython_core/_escape.pyx":533
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -32755,32 +33163,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_indices,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 517, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 533, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 517, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 533, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 517, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "codes", 0) < (0)) __PYX_ERR(0, 533, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 517, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, i); __PYX_ERR(0, 533, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 517, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 533, __pyx_L3_error)
     }
     __pyx_v_indices = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 517, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("codes", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 533, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32800,373 +33208,161 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
-
-/* "cython_core/_escape.pyx":525
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
-*/
-
-static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(PyObject *__pyx_self, int __pyx_genexpr_arg_0) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope;
-  PyObject *__pyx_r = NULL;
-  __Pyx_RefNannyDeclarations
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("genexpr", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr, __pyx_mstate_global->__pyx_empty_tuple, NULL);
-  if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)Py_None);
-    __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 525, __pyx_L1_error)
-  } else {
-    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
-  }
-  __pyx_cur_scope->__pyx_outer_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *) __pyx_self;
-  __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
-  __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_outer_scope);
-  __pyx_cur_scope->__pyx_genexpr_arg_0 = __pyx_genexpr_arg_0;
-
-
-  {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_codes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_cython_core__escape); if (unlikely(!gen)) __PYX_ERR(0, 525, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_cur_scope);
-    __Pyx_RefNannyFinishContext();
-    return (PyObject *) gen;
-  }
-
-  /* function exit code */
-  __pyx_L1_error:;
-  __Pyx_AddTraceback("cython_core._escape.EscapeRows.codes.genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __pyx_r = NULL;
-  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
-  __Pyx_XGIVEREF(__pyx_r);
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-static PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value) /* generator body */
-{
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *__pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr *)__pyx_generator->closure);
-  PyObject *__pyx_r = NULL;
-  int __pyx_t_1;
-  int __pyx_t_2;
-  int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannyDeclarations
-  __Pyx_RefNannySetupContext("genexpr", 0);
-  switch (__pyx_generator->resume_label) {
-    case 0: goto __pyx_L3_first_run;
-    case 1: goto __pyx_L6_resume_from_yield;
-    default: /* CPython raises the right error here */
-    __Pyx_RefNannyFinishContext();
-    return NULL;
-  }
-  __pyx_L3_first_run:;
-  if (unlikely(__pyx_sent_value != Py_None)) {
-    if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 525, __pyx_L1_error)
-  }
-
-  __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0;
-  __pyx_t_2 = __pyx_t_1;
-
-  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
-    __pyx_cur_scope->__pyx_v_i = __pyx_t_3;
-    __pyx_t_4 = PyLong_FromSsize_t((__pyx_cur_scope->__pyx_outer_scope->__pyx_v_ib.shape[__pyx_cur_scope->__pyx_v_i])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 525, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_r = __pyx_t_4;
-    __pyx_t_4 = 0;
-
-    __pyx_cur_scope->__pyx_t_0 = __pyx_t_1;
-
-    __pyx_cur_scope->__pyx_t_1 = __pyx_t_2;
-
-    __pyx_cur_scope->__pyx_t_2 = __pyx_t_3;
-    __Pyx_XGIVEREF(__pyx_r);
-    __Pyx_RefNannyFinishContext();
-    __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
-    /* return from generator, yielding value */
-    __pyx_generator->resume_label = 1;
-    return __pyx_r;
-    __pyx_L6_resume_from_yield:;
-    __pyx_t_1 = __pyx_cur_scope->__pyx_t_0;
-    __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
-    __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 525, __pyx_L1_error)
-  }
-
-  CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
-
-  /* function exit code */
-  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
-  goto __pyx_L0;
-  __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
-  if (__Pyx_PyErr_Occurred()) {
-    __Pyx_Generator_Replace_StopIteration(0);
-    __Pyx_AddTraceback("genexpr", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  }
-  __pyx_L0:;
-  __Pyx_XGIVEREF(__pyx_r);
-  #if !CYTHON_USE_EXC_INFO_STACK
-  __Pyx_Coroutine_ResetAndClearException(__pyx_generator);
-  #endif
-  __pyx_generator->resume_label = -1;
-  __Pyx_Coroutine_clear((PyObject*)__pyx_generator);
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-/* "cython_core/_escape.pyx":517
- *         return out
- * 
- *     def codes(self, indices):             # <<<<<<<<<<<<<<
- *         """The paper codes (int64 (n, D)) of rows ``indices``."""
- *         cdef Py_buffer ib
-*/
 
 static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __pyx_obj_11cython_core_7_escape_EscapeRows *__pyx_v_self, PyObject *__pyx_v_indices) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *__pyx_cur_scope;
+  Py_buffer __pyx_v_ib;
   int __pyx_v_status;
   Py_ssize_t __pyx_v_n;
   PyObject *__pyx_v_out = NULL;
-  PyObject *__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  int __pyx_t_1;
-  int __pyx_t_2;
+  Py_ssize_t __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
   PyObject *__pyx_t_3 = NULL;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
   PyObject *__pyx_t_6 = NULL;
-  size_t __pyx_t_7;
-  PyObject *__pyx_t_8 = NULL;
-  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  size_t __pyx_t_8;
+  int __pyx_t_9;
   int __pyx_t_10;
-  char const *__pyx_t_11;
-  PyObject *__pyx_t_12 = NULL;
+  int __pyx_t_11;
+  char const *__pyx_t_12;
   PyObject *__pyx_t_13 = NULL;
   PyObject *__pyx_t_14 = NULL;
   PyObject *__pyx_t_15 = NULL;
   PyObject *__pyx_t_16 = NULL;
   PyObject *__pyx_t_17 = NULL;
+  PyObject *__pyx_t_18 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("codes", 0);
-  __pyx_cur_scope = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, __pyx_mstate_global->__pyx_empty_tuple, NULL);
-  if (unlikely(!__pyx_cur_scope)) {
-    __pyx_cur_scope = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)Py_None);
-    __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 517, __pyx_L1_error)
-  } else {
-    __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
-  }
 
-  /* "cython_core/_escape.pyx":520
+  /* "cython_core/_escape.pyx":536
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
  *         cdef int status = 0             # <<<<<<<<<<<<<<
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":522
+  /* "cython_core/_escape.pyx":537
+ *         cdef Py_buffer ib
  *         cdef int status = 0
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")             # <<<<<<<<<<<<<<
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)             # <<<<<<<<<<<<<<
  *         try:
- *             if ib.ndim != 1:
-*/
-  __pyx_t_1 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_indices, (&__pyx_cur_scope->__pyx_v_ib), __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 522, __pyx_L1_error)
-
-
-  /* "cython_core/_escape.pyx":523
- *         cdef Py_ssize_t n
- *         _get_indices(indices, &ib, "indices")
- *         try:             # <<<<<<<<<<<<<<
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-*/
-  /*try:*/ {
-
-    /* "cython_core/_escape.pyx":524
- *         _get_indices(indices, &ib, "indices")
- *         try:
- *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
-*/
-    __pyx_t_2 = (__pyx_cur_scope->__pyx_v_ib.ndim != 1);
-
-    if (unlikely(__pyx_t_2)) {
-
-
-      /* "cython_core/_escape.pyx":525
- *         try:
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")             # <<<<<<<<<<<<<<
- *             n = ib.shape[0]
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
-*/
-      __pyx_t_4 = NULL;
-      __pyx_t_5 = __pyx_pf_11cython_core_7_escape_10EscapeRows_5codes_genexpr(((PyObject*)__pyx_cur_scope), __pyx_cur_scope->__pyx_v_ib.ndim); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 525, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_Tuple(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 525, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 525, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_indices_must_be_1_D_got_shape, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 525, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_7 = 1;
-      {
-        PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_6};
-        __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 525, __pyx_L4_error)
-        __Pyx_GOTREF(__pyx_t_3);
-      }
-      __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 525, __pyx_L4_error)
-
-      /* "cython_core/_escape.pyx":524
- *         _get_indices(indices, &ib, "indices")
- *         try:
- *             if ib.ndim != 1:             # <<<<<<<<<<<<<<
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
-*/
-    }
-
-    /* "cython_core/_escape.pyx":526
- *             if ib.ndim != 1:
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]             # <<<<<<<<<<<<<<
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
 */
-    __pyx_v_n = (__pyx_cur_scope->__pyx_v_ib.shape[0]);
+  __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_open_indices(__pyx_v_self, __pyx_v_indices, (&__pyx_v_ib)); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 537, __pyx_L1_error)
+  __pyx_v_n = __pyx_t_1;
 
-    /* "cython_core/_escape.pyx":527
- *                 raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
- *             n = ib.shape[0]
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")             # <<<<<<<<<<<<<<
+  /* "cython_core/_escape.pyx":538
+ *         cdef int status = 0
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:             # <<<<<<<<<<<<<<
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
 */
-    __pyx_t_1 = __pyx_f_11cython_core_8_support__check_indices(((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_self->n_rows, __pyx_mstate_global->__pyx_n_u_indices); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 527, __pyx_L4_error)
+  /*try:*/ {
 
-
-    /* "cython_core/_escape.pyx":528
- *             n = ib.shape[0]
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+    /* "cython_core/_escape.pyx":539
+ *         cdef Py_ssize_t n = self._open_indices(indices, &ib)
+ *         try:
  *             out = np.empty((n, self.t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
  *             if n:
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
 */
-    __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
+    __pyx_t_3 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 528, __pyx_L4_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 539, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 528, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 539, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 539, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_7);
     __Pyx_GIVEREF(__pyx_t_4);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 528, __pyx_L4_error);
-    __Pyx_GIVEREF(__pyx_t_8);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(0, 528, __pyx_L4_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 539, __pyx_L4_error);
+    __Pyx_GIVEREF(__pyx_t_6);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 539, __pyx_L4_error);
     __pyx_t_4 = 0;
-    __pyx_t_8 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L4_error)
+    __pyx_t_6 = 0;
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 539, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     #if CYTHON_VECTORCALL
     #endif
-    __pyx_t_7 = 1;
+    __pyx_t_8 = 1;
     #if CYTHON_UNPACK_METHODS
     if (unlikely(PyMethod_Check(__pyx_t_5))) {
-      __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_5);
-      assert(__pyx_t_6);
+      __pyx_t_3 = PyMethod_GET_SELF(__pyx_t_5);
+      assert(__pyx_t_3);
       PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
-      __Pyx_INCREF(__pyx_t_6);
+      __Pyx_INCREF(__pyx_t_3);
       __Pyx_INCREF(__pyx__function);
       __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
-      __pyx_t_7 = 0;
+      __pyx_t_8 = 0;
     }
     #endif
     {
-      PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_4};
+      PyObject *__pyx_callargs[3] = {__pyx_t_3, __pyx_t_7, __pyx_t_4};
       #if CYTHON_VECTORCALL
-      __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
-      __Pyx_INCREF(__pyx_t_8);
+      __pyx_t_6 = __pyx_mstate_global->__pyx_tuple[2];
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 539, __pyx_L4_error)
+      __Pyx_INCREF(__pyx_t_6);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-        __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 528, __pyx_L4_error)
-        __Pyx_GOTREF(__pyx_t_8);
+        __pyx_t_6 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 539, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_6);
       }
       #endif
-      __pyx_t_3 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_8);
-      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+      __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_6);
+      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       #if CYTHON_VECTORCALL
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 528, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_3);
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 539, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_2);
     }
-    __pyx_v_out = __pyx_t_3;
-    __pyx_t_3 = 0;
+    __pyx_v_out = __pyx_t_2;
+    __pyx_t_2 = 0;
 
-    /* "cython_core/_escape.pyx":529
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+    /* "cython_core/_escape.pyx":540
+ *         try:
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
  *         finally:
 */
-    __pyx_t_2 = (__pyx_v_n != 0);
+    __pyx_t_9 = (__pyx_v_n != 0);
 
-    if (__pyx_t_2) {
+    if (__pyx_t_9) {
 
 
-      /* "cython_core/_escape.pyx":530
+      /* "cython_core/_escape.pyx":541
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)             # <<<<<<<<<<<<<<
  *         finally:
  *             PyBuffer_Release(&ib)
 */
-      __pyx_t_1 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_cur_scope->__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 530, __pyx_L4_error)
-      __pyx_v_status = __pyx_t_1;
+      __pyx_t_10 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_codes_into(__pyx_v_self, ((int64_t const *)__pyx_v_ib.buf), __pyx_v_n, __pyx_v_out); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 541, __pyx_L4_error)
+      __pyx_v_status = __pyx_t_10;
 
-      /* "cython_core/_escape.pyx":529
- *             _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
+      /* "cython_core/_escape.pyx":540
+ *         try:
  *             out = np.empty((n, self.t.dim), dtype=np.int64)
  *             if n:             # <<<<<<<<<<<<<<
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
@@ -33175,7 +33371,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
     }
   }
 
-  /* "cython_core/_escape.pyx":532
+  /* "cython_core/_escape.pyx":543
  *                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
  *         finally:
  *             PyBuffer_Release(&ib)             # <<<<<<<<<<<<<<
@@ -33184,60 +33380,60 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
   /*finally:*/ {
     /*normal exit:*/{
-      PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
+      PyBuffer_Release((&__pyx_v_ib));
       goto __pyx_L5;
     }
     __pyx_L4_error:;
     /*exception exit:*/{
       __Pyx_PyThreadState_declare
       __Pyx_PyThreadState_assign
-      __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0;
+      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-       __Pyx_ExceptionSwap(&__pyx_t_15, &__pyx_t_16, &__pyx_t_17);
-      if ( unlikely(__Pyx_GetException(&__pyx_t_12, &__pyx_t_13, &__pyx_t_14) < 0)) __Pyx_ErrFetch(&__pyx_t_12, &__pyx_t_13, &__pyx_t_14);
-      __Pyx_XGOTREF(__pyx_t_12);
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_16, &__pyx_t_17, &__pyx_t_18);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15) < 0)) __Pyx_ErrFetch(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15);
       __Pyx_XGOTREF(__pyx_t_13);
       __Pyx_XGOTREF(__pyx_t_14);
       __Pyx_XGOTREF(__pyx_t_15);
       __Pyx_XGOTREF(__pyx_t_16);
       __Pyx_XGOTREF(__pyx_t_17);
-      __pyx_t_1 = __pyx_lineno; __pyx_t_10 = __pyx_clineno; __pyx_t_11 = __pyx_filename;
+      __Pyx_XGOTREF(__pyx_t_18);
+      __pyx_t_10 = __pyx_lineno; __pyx_t_11 = __pyx_clineno; __pyx_t_12 = __pyx_filename;
       {
-        PyBuffer_Release((&__pyx_cur_scope->__pyx_v_ib));
+        PyBuffer_Release((&__pyx_v_ib));
       }
-      __Pyx_XGIVEREF(__pyx_t_15);
       __Pyx_XGIVEREF(__pyx_t_16);
       __Pyx_XGIVEREF(__pyx_t_17);
-      __Pyx_ExceptionReset(__pyx_t_15, __pyx_t_16, __pyx_t_17);
-      __Pyx_XGIVEREF(__pyx_t_12);
+      __Pyx_XGIVEREF(__pyx_t_18);
+      __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_17, __pyx_t_18);
       __Pyx_XGIVEREF(__pyx_t_13);
       __Pyx_XGIVEREF(__pyx_t_14);
-      __Pyx_ErrRestore(__pyx_t_12, __pyx_t_13, __pyx_t_14);
-      __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0;
-      __pyx_lineno = __pyx_t_1; __pyx_clineno = __pyx_t_10; __pyx_filename = __pyx_t_11;
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_ErrRestore(__pyx_t_13, __pyx_t_14, __pyx_t_15);
+      __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0;
+      __pyx_lineno = __pyx_t_10; __pyx_clineno = __pyx_t_11; __pyx_filename = __pyx_t_12;
       goto __pyx_L1_error;
     }
     __pyx_L5:;
   }
 
-  /* "cython_core/_escape.pyx":533
+  /* "cython_core/_escape.pyx":544
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out
 */
-  __pyx_t_2 = (__pyx_v_status < 0);
+  __pyx_t_9 = (__pyx_v_status < 0);
 
-  if (unlikely(__pyx_t_2)) {
+  if (unlikely(__pyx_t_9)) {
 
 
-    /* "cython_core/_escape.pyx":534
+    /* "cython_core/_escape.pyx":545
  *             PyBuffer_Release(&ib)
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
@@ -33245,19 +33441,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
  * 
 */
     __pyx_t_5 = NULL;
-    __pyx_t_7 = 1;
+    __pyx_t_8 = 1;
     {
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 534, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 545, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
     }
-    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 534, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_2, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __PYX_ERR(0, 545, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":533
+    /* "cython_core/_escape.pyx":544
  *         finally:
  *             PyBuffer_Release(&ib)
  *         if status < 0:             # <<<<<<<<<<<<<<
@@ -33266,7 +33462,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 */
   }
 
-  /* "cython_core/_escape.pyx":535
+  /* "cython_core/_escape.pyx":546
  *         if status < 0:
  *             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *         return out             # <<<<<<<<<<<<<<
@@ -33284,7 +33480,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":517
+  /* "cython_core/_escape.pyx":533
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
@@ -33294,26 +33490,25 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_20codes(struct __p
 
   /* function exit code */
   __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_2);
   __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_6);
-  __Pyx_XDECREF(__pyx_t_8);
-  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_7);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.codes", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
 
 
+
   __Pyx_XDECREF(__pyx_v_out);
-  __Pyx_XDECREF(__pyx_gb_11cython_core_7_escape_10EscapeRows_5codes_2generator4);
-  __Pyx_DECREF((PyObject *)__pyx_cur_scope);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":537
+/* "cython_core/_escape.pyx":548
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -33332,19 +33527,19 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "cython_core/_escape.pyx":538
+  /* "cython_core/_escape.pyx":549
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):
  *         cdef int64_t[:, ::1] ov = out             # <<<<<<<<<<<<<<
  *         cdef int status
  *         with nogil:
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 538, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 549, __pyx_L1_error)
   __pyx_v_ov = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cython_core/_escape.pyx":540
+  /* "cython_core/_escape.pyx":551
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -33357,7 +33552,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cython_core/_escape.pyx":541
+        /* "cython_core/_escape.pyx":552
  *         cdef int status
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])             # <<<<<<<<<<<<<<
@@ -33369,7 +33564,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
         __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, __pyx_v_idx, __pyx_v_n, ((float *)NULL), (&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_ov.data + __pyx_t_2 * __pyx_v_ov.strides[0]) )) + __pyx_t_3)) )))));
       }
 
-      /* "cython_core/_escape.pyx":540
+      /* "cython_core/_escape.pyx":551
  *         cdef int64_t[:, ::1] ov = out
  *         cdef int status
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -33386,7 +33581,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
       }
   }
 
-  /* "cython_core/_escape.pyx":542
+  /* "cython_core/_escape.pyx":553
  *         with nogil:
  *             status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])
  *         return status             # <<<<<<<<<<<<<<
@@ -33399,7 +33594,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   }
   goto __pyx_L0;
 
-  /* "cython_core/_escape.pyx":537
+  /* "cython_core/_escape.pyx":548
  *         return out
  * 
  *     cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):             # <<<<<<<<<<<<<<
@@ -33419,7 +33614,7 @@ static int __pyx_f_11cython_core_7_escape_10EscapeRows__codes_into(struct __pyx_
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":544
+/* "cython_core/_escape.pyx":555
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
@@ -33468,39 +33663,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_rows,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 544, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 555, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 544, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 544, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 544, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "match", 0) < (0)) __PYX_ERR(0, 555, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 544, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, i); __PYX_ERR(0, 555, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 544, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 544, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
     }
     __pyx_v_x = values[0];
     __pyx_v_rows = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 544, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("match", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 555, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33537,38 +33732,36 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
-  int64_t __pyx_t_2;
-  int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
+  Py_ssize_t __pyx_t_2;
+  long __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
   PyObject *__pyx_t_5 = NULL;
-  size_t __pyx_t_6;
-  int64_t const *__pyx_t_7;
+  PyObject *__pyx_t_6 = NULL;
+  size_t __pyx_t_7;
   Py_ssize_t __pyx_t_8;
-  long __pyx_t_9;
-  Py_ssize_t __pyx_t_10;
-  Py_ssize_t __pyx_t_11;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
   PyObject *__pyx_t_12 = NULL;
-  PyObject *__pyx_t_13 = NULL;
-  PyObject *__pyx_t_14 = NULL;
-  PyObject *__pyx_t_15 = NULL;
-  __Pyx_memviewslice __pyx_t_16 = { 0, 0, { 0 }, { 0 }, { 0 } };
-  Py_ssize_t __pyx_t_17;
-  Py_ssize_t __pyx_t_18;
-  int __pyx_t_19;
-  char const *__pyx_t_20;
+  __Pyx_memviewslice __pyx_t_13 = { 0, 0, { 0 }, { 0 }, { 0 } };
+  Py_ssize_t __pyx_t_14;
+  Py_ssize_t __pyx_t_15;
+  int __pyx_t_16;
+  int __pyx_t_17;
+  char const *__pyx_t_18;
+  PyObject *__pyx_t_19 = NULL;
+  PyObject *__pyx_t_20 = NULL;
   PyObject *__pyx_t_21 = NULL;
   PyObject *__pyx_t_22 = NULL;
   PyObject *__pyx_t_23 = NULL;
   PyObject *__pyx_t_24 = NULL;
   PyObject *__pyx_t_25 = NULL;
-  PyObject *__pyx_t_26 = NULL;
-  PyObject *__pyx_t_27 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("match", 0);
 
-  /* "cython_core/_escape.pyx":548
+  /* "cython_core/_escape.pyx":559
  *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
  *         cdef Py_buffer rb
  *         cdef bint have_r = False             # <<<<<<<<<<<<<<
@@ -33577,7 +33770,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
   __pyx_v_have_r = 0;
 
-  /* "cython_core/_escape.pyx":550
+  /* "cython_core/_escape.pyx":561
  *         cdef bint have_r = False
  *         cdef int64_t one
  *         cdef const int64_t* rp = &one             # <<<<<<<<<<<<<<
@@ -33586,7 +33779,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
   __pyx_v_rp = (&__pyx_v_one);
 
-  /* "cython_core/_escape.pyx":551
+  /* "cython_core/_escape.pyx":562
  *         cdef int64_t one
  *         cdef const int64_t* rp = &one
  *         cdef Py_ssize_t n = 1, k, saturated = 0             # <<<<<<<<<<<<<<
@@ -33596,7 +33789,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
   __pyx_v_n = 1;
   __pyx_v_saturated = 0;
 
-  /* "cython_core/_escape.pyx":552
+  /* "cython_core/_escape.pyx":563
  *         cdef const int64_t* rp = &one
  *         cdef Py_ssize_t n = 1, k, saturated = 0
  *         cdef int64_t* scratch = NULL             # <<<<<<<<<<<<<<
@@ -33605,7 +33798,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
   __pyx_v_scratch = NULL;
 
-  /* "cython_core/_escape.pyx":553
+  /* "cython_core/_escape.pyx":564
  *         cdef Py_ssize_t n = 1, k, saturated = 0
  *         cdef int64_t* scratch = NULL
  *         cdef int status = 0             # <<<<<<<<<<<<<<
@@ -33614,7 +33807,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
   __pyx_v_status = 0;
 
-  /* "cython_core/_escape.pyx":554
+  /* "cython_core/_escape.pyx":565
  *         cdef int64_t* scratch = NULL
  *         cdef int status = 0
  *         cdef bint held = True             # <<<<<<<<<<<<<<
@@ -33623,141 +33816,51 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
   __pyx_v_held = 1;
 
-  /* "cython_core/_escape.pyx":556
+  /* "cython_core/_escape.pyx":567
  *         cdef bint held = True
  *         cdef int64_t[:, ::1] cv
  *         try:             # <<<<<<<<<<<<<<
- *             if type(rows) is int:
- *                 one = rows
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
+ *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
 */
   /*try:*/ {
 
-    /* "cython_core/_escape.pyx":557
+    /* "cython_core/_escape.pyx":568
  *         cdef int64_t[:, ::1] cv
  *         try:
- *             if type(rows) is int:             # <<<<<<<<<<<<<<
- *                 one = rows
- *             else:
-*/
-    __pyx_t_1 = (((PyObject *)Py_TYPE(__pyx_v_rows)) == ((PyObject *)(&PyLong_Type)));
-    if (__pyx_t_1) {
-
-
-      /* "cython_core/_escape.pyx":558
- *         try:
- *             if type(rows) is int:
- *                 one = rows             # <<<<<<<<<<<<<<
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
-*/
-      __pyx_t_2 = __Pyx_PyLong_As_int64_t(__pyx_v_rows); if (unlikely((__pyx_t_2 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 558, __pyx_L4_error)
-      __pyx_v_one = __pyx_t_2;
-
-      /* "cython_core/_escape.pyx":557
- *         cdef int64_t[:, ::1] cv
- *         try:
- *             if type(rows) is int:             # <<<<<<<<<<<<<<
- *                 one = rows
- *             else:
-*/
-      goto __pyx_L6;
-    }
-
-    /* "cython_core/_escape.pyx":560
- *                 one = rows
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0             # <<<<<<<<<<<<<<
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")
-*/
-    /*else*/ {
-      __pyx_t_3 = __pyx_f_11cython_core_8_support__get_indices(__pyx_v_rows, (&__pyx_v_rb), __pyx_mstate_global->__pyx_n_u_rows); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 560, __pyx_L4_error)
-      __pyx_v_have_r = (__pyx_t_3 == 0);
-
-
-      /* "cython_core/_escape.pyx":561
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
-*/
-      __pyx_t_1 = (__pyx_v_rb.ndim != 1);
-
-      if (unlikely(__pyx_t_1)) {
-
-
-        /* "cython_core/_escape.pyx":562
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")             # <<<<<<<<<<<<<<
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
- *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
-*/
-        __pyx_t_5 = NULL;
-        __pyx_t_6 = 1;
-        {
-          PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_rows_must_be_1_D};
-          __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-          __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 562, __pyx_L4_error)
-          __Pyx_GOTREF(__pyx_t_4);
-        }
-        __Pyx_Raise(__pyx_t_4, 0, 0, 0);
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __PYX_ERR(0, 562, __pyx_L4_error)
-
-        /* "cython_core/_escape.pyx":561
- *             else:
- *                 have_r = _get_indices(rows, &rb, "rows") == 0
- *                 if rb.ndim != 1:             # <<<<<<<<<<<<<<
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
-*/
-      }
-
-      /* "cython_core/_escape.pyx":563
- *                 if rb.ndim != 1:
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]             # <<<<<<<<<<<<<<
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)             # <<<<<<<<<<<<<<
  *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:
 */
-      __pyx_t_7 = ((int64_t const *)__pyx_v_rb.buf);
+    __pyx_t_1 = __pyx_f_11cython_core_7_escape__open_rows(__pyx_v_rows, (&__pyx_v_rb), (&__pyx_v_one), (&__pyx_v_rp), (&__pyx_v_n)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 568, __pyx_L4_error)
+    __pyx_v_have_r = __pyx_t_1;
 
-      __pyx_t_8 = (__pyx_v_rb.shape[0]);
-
-      __pyx_v_rp = __pyx_t_7;
-      __pyx_v_n = __pyx_t_8;
-    }
-    __pyx_L6:;
-
-    /* "cython_core/_escape.pyx":564
- *                     raise ValueError("rows must be 1-D")
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+    /* "cython_core/_escape.pyx":569
+ *         try:
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))             # <<<<<<<<<<<<<<
  *             if scratch == NULL:
  *                 raise MemoryError()
 */
 
-    __pyx_t_8 = ((2 * __pyx_v_n) * __pyx_v_self->t->dim);
+    __pyx_t_2 = ((2 * __pyx_v_n) * __pyx_v_self->t->dim);
 
-    __pyx_t_9 = 1;
-    __pyx_t_1 = (__pyx_t_8 > __pyx_t_9);
+    __pyx_t_3 = 1;
+    __pyx_t_1 = (__pyx_t_2 > __pyx_t_3);
 
     if (__pyx_t_1) {
 
-      __pyx_t_10 = __pyx_t_8;
+      __pyx_t_4 = __pyx_t_2;
     } else {
 
-      __pyx_t_10 = __pyx_t_9;
+      __pyx_t_4 = __pyx_t_3;
     }
 
-    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_10 * (sizeof(int64_t)))));
+    __pyx_v_scratch = ((int64_t *)malloc((__pyx_t_4 * (sizeof(int64_t)))));
 
 
-    /* "cython_core/_escape.pyx":565
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+    /* "cython_core/_escape.pyx":570
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:             # <<<<<<<<<<<<<<
  *                 raise MemoryError()
@@ -33768,17 +33871,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":566
+      /* "cython_core/_escape.pyx":571
  *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 566, __pyx_L4_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 571, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":565
- *                 rp, n = <const int64_t*>rb.buf, rb.shape[0]
+      /* "cython_core/_escape.pyx":570
+ *             have_r = _open_rows(rows, &rb, &one, &rp, &n)
  *             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
  *             if scratch == NULL:             # <<<<<<<<<<<<<<
  *                 raise MemoryError()
@@ -33786,17 +33889,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
     }
 
-    /* "cython_core/_escape.pyx":567
+    /* "cython_core/_escape.pyx":572
  *             if scratch == NULL:
  *                 raise MemoryError()
  *             self._quantize_checked(x, rp, n, scratch, &saturated)             # <<<<<<<<<<<<<<
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
  *             if status < 0:
 */
-    __pyx_t_10 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 567, __pyx_L4_error)
+    __pyx_t_4 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_quantize_checked(__pyx_v_self, __pyx_v_x, __pyx_v_rp, __pyx_v_n, __pyx_v_scratch, (&__pyx_v_saturated)); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1L))) __PYX_ERR(0, 572, __pyx_L4_error)
 
 
-    /* "cython_core/_escape.pyx":568
+    /* "cython_core/_escape.pyx":573
  *                 raise MemoryError()
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)             # <<<<<<<<<<<<<<
@@ -33805,7 +33908,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
     __pyx_v_status = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->__pyx_fuse_0_unpack(__pyx_v_self, __pyx_v_rp, __pyx_v_n, ((float *)NULL), (__pyx_v_scratch + (__pyx_v_n * __pyx_v_self->t->dim)));
 
-    /* "cython_core/_escape.pyx":569
+    /* "cython_core/_escape.pyx":574
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
  *             if status < 0:             # <<<<<<<<<<<<<<
@@ -33817,27 +33920,27 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "cython_core/_escape.pyx":570
+      /* "cython_core/_escape.pyx":575
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
  *             if status < 0:
  *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")             # <<<<<<<<<<<<<<
  *             for k in range(n * self.t.dim):
  *                 if scratch[k] != scratch[n * self.t.dim + k]:
 */
-      __pyx_t_5 = NULL;
-      __pyx_t_6 = 1;
+      __pyx_t_6 = NULL;
+      __pyx_t_7 = 1;
       {
-        PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
-        __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 570, __pyx_L4_error)
-        __Pyx_GOTREF(__pyx_t_4);
+        PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_the_side_table_lacks_an_entry_a};
+        __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 575, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_5);
       }
-      __Pyx_Raise(__pyx_t_4, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __PYX_ERR(0, 570, __pyx_L4_error)
+      __Pyx_Raise(__pyx_t_5, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __PYX_ERR(0, 575, __pyx_L4_error)
 
-      /* "cython_core/_escape.pyx":569
+      /* "cython_core/_escape.pyx":574
  *             self._quantize_checked(x, rp, n, scratch, &saturated)
  *             status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
  *             if status < 0:             # <<<<<<<<<<<<<<
@@ -33846,7 +33949,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
     }
 
-    /* "cython_core/_escape.pyx":571
+    /* "cython_core/_escape.pyx":576
  *             if status < 0:
  *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *             for k in range(n * self.t.dim):             # <<<<<<<<<<<<<<
@@ -33854,13 +33957,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
  *                     held = False
 */
 
-    __pyx_t_10 = (__pyx_v_n * __pyx_v_self->t->dim);
-    __pyx_t_8 = __pyx_t_10;
+    __pyx_t_4 = (__pyx_v_n * __pyx_v_self->t->dim);
+    __pyx_t_2 = __pyx_t_4;
 
-    for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_8; __pyx_t_11+=1) {
-      __pyx_v_k = __pyx_t_11;
+    for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_2; __pyx_t_8+=1) {
+      __pyx_v_k = __pyx_t_8;
 
-      /* "cython_core/_escape.pyx":572
+      /* "cython_core/_escape.pyx":577
  *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *             for k in range(n * self.t.dim):
  *                 if scratch[k] != scratch[n * self.t.dim + k]:             # <<<<<<<<<<<<<<
@@ -33872,7 +33975,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
       if (__pyx_t_1) {
 
 
-        /* "cython_core/_escape.pyx":573
+        /* "cython_core/_escape.pyx":578
  *             for k in range(n * self.t.dim):
  *                 if scratch[k] != scratch[n * self.t.dim + k]:
  *                     held = False             # <<<<<<<<<<<<<<
@@ -33881,16 +33984,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
         __pyx_v_held = 0;
 
-        /* "cython_core/_escape.pyx":574
+        /* "cython_core/_escape.pyx":579
  *                 if scratch[k] != scratch[n * self.t.dim + k]:
  *                     held = False
  *                     break             # <<<<<<<<<<<<<<
  *             if held:
  *                 return None, saturated
 */
-        goto __pyx_L11_break;
+        goto __pyx_L9_break;
 
-        /* "cython_core/_escape.pyx":572
+        /* "cython_core/_escape.pyx":577
  *                 raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
  *             for k in range(n * self.t.dim):
  *                 if scratch[k] != scratch[n * self.t.dim + k]:             # <<<<<<<<<<<<<<
@@ -33899,10 +34002,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
       }
     }
-    __pyx_L11_break:;
+    __pyx_L9_break:;
 
 
-    /* "cython_core/_escape.pyx":575
+    /* "cython_core/_escape.pyx":580
  *                     held = False
  *                     break
  *             if held:             # <<<<<<<<<<<<<<
@@ -33911,35 +34014,35 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
     if (__pyx_v_held) {
 
-      /* "cython_core/_escape.pyx":576
+      /* "cython_core/_escape.pyx":581
  *                     break
  *             if held:
  *                 return None, saturated             # <<<<<<<<<<<<<<
  *             codes = np.empty((n, self.t.dim), dtype=np.int64)
  *             cv = codes
 */
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 576, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L4_error)
+      __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 581, __pyx_L4_error)
       __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 581, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_6);
       __Pyx_INCREF(Py_None);
       __Pyx_GIVEREF(Py_None);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, Py_None) != (0)) __PYX_ERR(0, 576, __pyx_L4_error);
-      __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 576, __pyx_L4_error);
-      __pyx_t_4 = 0;
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, Py_None) != (0)) __PYX_ERR(0, 581, __pyx_L4_error);
+      __Pyx_GIVEREF(__pyx_t_5);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 581, __pyx_L4_error);
+      __pyx_t_5 = 0;
       {
         PyObject *__pyx_temp;
         {
           __pyx_temp = __pyx_r;
-          __pyx_r = ((PyObject*)__pyx_t_5);
+          __pyx_r = ((PyObject*)__pyx_t_6);
         }
         __Pyx_XDECREF(__pyx_temp);
       }
-      __pyx_t_5 = 0;
+      __pyx_t_6 = 0;
       goto __pyx_L3_return;
 
-      /* "cython_core/_escape.pyx":575
+      /* "cython_core/_escape.pyx":580
  *                     held = False
  *                     break
  *             if held:             # <<<<<<<<<<<<<<
@@ -33948,131 +34051,131 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
     }
 
-    /* "cython_core/_escape.pyx":577
+    /* "cython_core/_escape.pyx":582
  *             if held:
  *                 return None, saturated
  *             codes = np.empty((n, self.t.dim), dtype=np.int64)             # <<<<<<<<<<<<<<
  *             cv = codes
  *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
 */
-    __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
+    __pyx_t_5 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_11 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_11);
+    __pyx_t_12 = PyTuple_New(2); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 582, __pyx_L4_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_13);
-    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_12 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_self->t->dim); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_15 = PyTuple_New(2); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_15);
-    __Pyx_GIVEREF(__pyx_t_12);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_15, 0, __pyx_t_12) != (0)) __PYX_ERR(0, 577, __pyx_L4_error);
-    __Pyx_GIVEREF(__pyx_t_14);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_15, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 577, __pyx_L4_error);
-    __pyx_t_12 = 0;
-    __pyx_t_14 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 577, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_12);
-    __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+    __Pyx_GIVEREF(__pyx_t_9);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_t_9) != (0)) __PYX_ERR(0, 582, __pyx_L4_error);
+    __Pyx_GIVEREF(__pyx_t_11);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_t_11) != (0)) __PYX_ERR(0, 582, __pyx_L4_error);
+    __pyx_t_9 = 0;
+    __pyx_t_11 = 0;
+    __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_11);
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 582, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     #if CYTHON_VECTORCALL
     #endif
-    __pyx_t_6 = 1;
+    __pyx_t_7 = 1;
     #if CYTHON_UNPACK_METHODS
-    if (unlikely(PyMethod_Check(__pyx_t_13))) {
-      __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_13);
-      assert(__pyx_t_4);
-      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_13);
-      __Pyx_INCREF(__pyx_t_4);
+    if (unlikely(PyMethod_Check(__pyx_t_10))) {
+      __pyx_t_5 = PyMethod_GET_SELF(__pyx_t_10);
+      assert(__pyx_t_5);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_10);
+      __Pyx_INCREF(__pyx_t_5);
       __Pyx_INCREF(__pyx__function);
-      __Pyx_DECREF_SET(__pyx_t_13, __pyx__function);
-      __pyx_t_6 = 0;
+      __Pyx_DECREF_SET(__pyx_t_10, __pyx__function);
+      __pyx_t_7 = 0;
     }
     #endif
     {
-      PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_15, __pyx_t_12};
+      PyObject *__pyx_callargs[3] = {__pyx_t_5, __pyx_t_12, __pyx_t_9};
       #if CYTHON_VECTORCALL
-      __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
-      __Pyx_INCREF(__pyx_t_14);
+      __pyx_t_11 = __pyx_mstate_global->__pyx_tuple[2];
+      if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 582, __pyx_L4_error)
+      __Pyx_INCREF(__pyx_t_11);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-        __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 577, __pyx_L4_error)
-        __Pyx_GOTREF(__pyx_t_14);
+        __pyx_t_11 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 582, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_11);
       }
       #endif
-      __pyx_t_5 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_13, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_14);
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+      __pyx_t_6 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_10, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_11);
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       #if CYTHON_VECTORCALL
       #endif
-      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 577, __pyx_L4_error)
-      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+      __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
+      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 582, __pyx_L4_error)
+      __Pyx_GOTREF(__pyx_t_6);
     }
-    __pyx_v_codes = __pyx_t_5;
-    __pyx_t_5 = 0;
+    __pyx_v_codes = __pyx_t_6;
+    __pyx_t_6 = 0;
 
-    /* "cython_core/_escape.pyx":578
+    /* "cython_core/_escape.pyx":583
  *                 return None, saturated
  *             codes = np.empty((n, self.t.dim), dtype=np.int64)
  *             cv = codes             # <<<<<<<<<<<<<<
  *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
  *             return codes, saturated
 */
-    __pyx_t_16 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_codes, PyBUF_WRITABLE); if (unlikely(!__pyx_t_16.memview)) __PYX_ERR(0, 578, __pyx_L4_error)
-    __pyx_v_cv = __pyx_t_16;
-    __pyx_t_16.memview = NULL;
-    __pyx_t_16.data = NULL;
+    __pyx_t_13 = __Pyx_PyObject_to_MemoryviewSlice_d_dc_nn_int64_t(__pyx_v_codes, PyBUF_WRITABLE); if (unlikely(!__pyx_t_13.memview)) __PYX_ERR(0, 583, __pyx_L4_error)
+    __pyx_v_cv = __pyx_t_13;
+    __pyx_t_13.memview = NULL;
+    __pyx_t_13.data = NULL;
 
-    /* "cython_core/_escape.pyx":579
+    /* "cython_core/_escape.pyx":584
  *             codes = np.empty((n, self.t.dim), dtype=np.int64)
  *             cv = codes
  *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))             # <<<<<<<<<<<<<<
  *             return codes, saturated
  *         finally:
 */
-    __pyx_t_17 = 0;
-    __pyx_t_18 = 0;
-    (void)(memcpy((&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_17 * __pyx_v_cv.strides[0]) )) + __pyx_t_18)) )))), __pyx_v_scratch, ((__pyx_v_n * __pyx_v_self->t->dim) * (sizeof(int64_t)))));
+    __pyx_t_14 = 0;
+    __pyx_t_15 = 0;
+    (void)(memcpy((&(*((int64_t *) ( /* dim=1 */ ((char *) (((int64_t *) ( /* dim=0 */ (__pyx_v_cv.data + __pyx_t_14 * __pyx_v_cv.strides[0]) )) + __pyx_t_15)) )))), __pyx_v_scratch, ((__pyx_v_n * __pyx_v_self->t->dim) * (sizeof(int64_t)))));
 
-    /* "cython_core/_escape.pyx":580
+    /* "cython_core/_escape.pyx":585
  *             cv = codes
  *             memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
  *             return codes, saturated             # <<<<<<<<<<<<<<
  *         finally:
  *             free(scratch)
 */
-    __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 580, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = PyTuple_New(2); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 580, __pyx_L4_error)
-    __Pyx_GOTREF(__pyx_t_13);
+    __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_saturated); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 585, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_10 = PyTuple_New(2); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 585, __pyx_L4_error)
+    __Pyx_GOTREF(__pyx_t_10);
     __Pyx_INCREF(__pyx_v_codes);
     __Pyx_GIVEREF(__pyx_v_codes);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 580, __pyx_L4_error);
-    __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 580, __pyx_L4_error);
-    __pyx_t_5 = 0;
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_10, 0, __pyx_v_codes) != (0)) __PYX_ERR(0, 585, __pyx_L4_error);
+    __Pyx_GIVEREF(__pyx_t_6);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_10, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 585, __pyx_L4_error);
+    __pyx_t_6 = 0;
     {
       PyObject *__pyx_temp;
       {
         __pyx_temp = __pyx_r;
-        __pyx_r = ((PyObject*)__pyx_t_13);
+        __pyx_r = ((PyObject*)__pyx_t_10);
       }
       __Pyx_XDECREF(__pyx_temp);
     }
-    __pyx_t_13 = 0;
+    __pyx_t_10 = 0;
     goto __pyx_L3_return;
   }
 
-  /* "cython_core/_escape.pyx":582
+  /* "cython_core/_escape.pyx":587
  *             return codes, saturated
  *         finally:
  *             free(scratch)             # <<<<<<<<<<<<<<
@@ -34084,27 +34187,27 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
     /*exception exit:*/{
       __Pyx_PyThreadState_declare
       __Pyx_PyThreadState_assign
-      __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0; __pyx_t_25 = 0; __pyx_t_26 = 0;
+      __pyx_t_19 = 0; __pyx_t_20 = 0; __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0;
+      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+      __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
       __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
-      __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-      __Pyx_XDECREF(__pyx_t_15); __pyx_t_15 = 0;
-      __PYX_XCLEAR_MEMVIEW(&__pyx_t_16, 1);; __pyx_t_16.memview = NULL; __pyx_t_16.data = NULL;
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __PYX_XCLEAR_MEMVIEW(&__pyx_t_13, 1);; __pyx_t_13.memview = NULL; __pyx_t_13.data = NULL;
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-       __Pyx_ExceptionSwap(&__pyx_t_24, &__pyx_t_25, &__pyx_t_26);
-      if ( unlikely(__Pyx_GetException(&__pyx_t_21, &__pyx_t_22, &__pyx_t_23) < 0)) __Pyx_ErrFetch(&__pyx_t_21, &__pyx_t_22, &__pyx_t_23);
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_22, &__pyx_t_23, &__pyx_t_24);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_19, &__pyx_t_20, &__pyx_t_21) < 0)) __Pyx_ErrFetch(&__pyx_t_19, &__pyx_t_20, &__pyx_t_21);
+      __Pyx_XGOTREF(__pyx_t_19);
+      __Pyx_XGOTREF(__pyx_t_20);
       __Pyx_XGOTREF(__pyx_t_21);
       __Pyx_XGOTREF(__pyx_t_22);
       __Pyx_XGOTREF(__pyx_t_23);
       __Pyx_XGOTREF(__pyx_t_24);
-      __Pyx_XGOTREF(__pyx_t_25);
-      __Pyx_XGOTREF(__pyx_t_26);
-      __pyx_t_3 = __pyx_lineno; __pyx_t_19 = __pyx_clineno; __pyx_t_20 = __pyx_filename;
+      __pyx_t_16 = __pyx_lineno; __pyx_t_17 = __pyx_clineno; __pyx_t_18 = __pyx_filename;
       {
         free(__pyx_v_scratch);
 
-        /* "cython_core/_escape.pyx":583
+        /* "cython_core/_escape.pyx":588
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -34113,7 +34216,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
         if (__pyx_v_have_r) {
 
-          /* "cython_core/_escape.pyx":584
+          /* "cython_core/_escape.pyx":589
  *             free(scratch)
  *             if have_r:
  *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
@@ -34122,7 +34225,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
           PyBuffer_Release((&__pyx_v_rb));
 
-          /* "cython_core/_escape.pyx":583
+          /* "cython_core/_escape.pyx":588
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -34131,23 +34234,23 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
         }
       }
-      __Pyx_XGIVEREF(__pyx_t_24);
-      __Pyx_XGIVEREF(__pyx_t_25);
-      __Pyx_XGIVEREF(__pyx_t_26);
-      __Pyx_ExceptionReset(__pyx_t_24, __pyx_t_25, __pyx_t_26);
-      __Pyx_XGIVEREF(__pyx_t_21);
       __Pyx_XGIVEREF(__pyx_t_22);
       __Pyx_XGIVEREF(__pyx_t_23);
-      __Pyx_ErrRestore(__pyx_t_21, __pyx_t_22, __pyx_t_23);
-      __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0; __pyx_t_25 = 0; __pyx_t_26 = 0;
-      __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_19; __pyx_filename = __pyx_t_20;
+      __Pyx_XGIVEREF(__pyx_t_24);
+      __Pyx_ExceptionReset(__pyx_t_22, __pyx_t_23, __pyx_t_24);
+      __Pyx_XGIVEREF(__pyx_t_19);
+      __Pyx_XGIVEREF(__pyx_t_20);
+      __Pyx_XGIVEREF(__pyx_t_21);
+      __Pyx_ErrRestore(__pyx_t_19, __pyx_t_20, __pyx_t_21);
+      __pyx_t_19 = 0; __pyx_t_20 = 0; __pyx_t_21 = 0; __pyx_t_22 = 0; __pyx_t_23 = 0; __pyx_t_24 = 0;
+      __pyx_lineno = __pyx_t_16; __pyx_clineno = __pyx_t_17; __pyx_filename = __pyx_t_18;
       goto __pyx_L1_error;
     }
     __pyx_L3_return: {
-      __pyx_t_27 = __pyx_r;
+      __pyx_t_25 = __pyx_r;
       __pyx_r = 0;
 
-      /* "cython_core/_escape.pyx":582
+      /* "cython_core/_escape.pyx":587
  *             return codes, saturated
  *         finally:
  *             free(scratch)             # <<<<<<<<<<<<<<
@@ -34156,7 +34259,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
       free(__pyx_v_scratch);
 
-      /* "cython_core/_escape.pyx":583
+      /* "cython_core/_escape.pyx":588
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -34165,7 +34268,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
       if (__pyx_v_have_r) {
 
-        /* "cython_core/_escape.pyx":584
+        /* "cython_core/_escape.pyx":589
  *             free(scratch)
  *             if have_r:
  *                 PyBuffer_Release(&rb)             # <<<<<<<<<<<<<<
@@ -34174,7 +34277,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 */
         PyBuffer_Release((&__pyx_v_rb));
 
-        /* "cython_core/_escape.pyx":583
+        /* "cython_core/_escape.pyx":588
  *         finally:
  *             free(scratch)
  *             if have_r:             # <<<<<<<<<<<<<<
@@ -34182,13 +34285,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
  * 
 */
       }
-      __pyx_r = __pyx_t_27;
-      __pyx_t_27 = 0;
+      __pyx_r = __pyx_t_25;
+      __pyx_t_25 = 0;
       goto __pyx_L0;
     }
   }
 
-  /* "cython_core/_escape.pyx":544
+  /* "cython_core/_escape.pyx":555
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
@@ -34198,13 +34301,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_11);
   __Pyx_XDECREF(__pyx_t_12);
-  __Pyx_XDECREF(__pyx_t_13);
-  __Pyx_XDECREF(__pyx_t_14);
-  __Pyx_XDECREF(__pyx_t_15);
-  __PYX_XCLEAR_MEMVIEW(&__pyx_t_16, 1);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_t_13, 1);
   __Pyx_AddTraceback("cython_core._escape.EscapeRows.match", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -34225,7 +34328,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_22match(struct __p
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":586
+/* "cython_core/_escape.pyx":591
  *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
@@ -34288,7 +34391,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("trim", 0);
 
-  /* "cython_core/_escape.pyx":588
+  /* "cython_core/_escape.pyx":593
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -34304,13 +34407,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_0, Py_True};
     #if CYTHON_VECTORCALL
     __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 588, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 593, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_4);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
       __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 588, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 593, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     #endif
@@ -34319,12 +34422,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
     #if CYTHON_VECTORCALL
     #endif
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 588, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 593, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":586
+  /* "cython_core/_escape.pyx":591
  *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
@@ -34347,7 +34450,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_24trim(struct __py
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":590
+/* "cython_core/_escape.pyx":595
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -34396,35 +34499,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_layout,&__pyx_mstate_global->__pyx_n_u_held,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 590, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 595, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 590, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 595, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 590, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 595, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 590, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "repack", 0) < (0)) __PYX_ERR(0, 595, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 590, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, i); __PYX_ERR(0, 595, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 590, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 595, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 590, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 595, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -34435,7 +34538,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 590, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("repack", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 595, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -34484,16 +34587,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("repack", 0);
 
-  /* "cython_core/_escape.pyx":594
+  /* "cython_core/_escape.pyx":599
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 594, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_EscapeLayout); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 594, __pyx_L1_error)
+  __pyx_t_2 = PyObject_IsInstance(__pyx_v_layout, __pyx_t_1); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = (!__pyx_t_2);
 
@@ -34501,7 +34604,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":595
+    /* "cython_core/_escape.pyx":600
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")             # <<<<<<<<<<<<<<
@@ -34509,12 +34612,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_layout)), __pyx_mstate_global->__pyx_n_u_name_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 595, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_layout_must_be_an_EscapeLayout_g, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_7 = 1;
@@ -34523,14 +34626,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 595, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 600, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 595, __pyx_L1_error)
+    __PYX_ERR(0, 600, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":594
+    /* "cython_core/_escape.pyx":599
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
  *         ``rows_put`` restart."""
  *         if not isinstance(layout, EscapeLayout):             # <<<<<<<<<<<<<<
@@ -34539,7 +34642,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":596
+  /* "cython_core/_escape.pyx":601
  *         if not isinstance(layout, EscapeLayout):
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout             # <<<<<<<<<<<<<<
@@ -34551,54 +34654,54 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_old = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cython_core/_escape.pyx":597
+  /* "cython_core/_escape.pyx":602
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_layout, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_5 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(3); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 597, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_1) != (0)) __PYX_ERR(0, 602, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_5 = 0;
   __pyx_t_1 = 0;
-  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "cython_core/_escape.pyx":598
+    /* "cython_core/_escape.pyx":603
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")             # <<<<<<<<<<<<<<
@@ -34606,19 +34709,19 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         codes = self.codes(rows)
 */
     __pyx_t_6 = NULL;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_dim); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_decimals); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_t_1, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_v_old, __pyx_mstate_global->__pyx_n_u_clamp); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_1), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_layout_must_keep_dim_decimals_an;
@@ -34637,7 +34740,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_12 |= __Pyx_PyUnicode_KIND_04(__pyx_t_10[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[3]) | __Pyx_PyUnicode_KIND_04(__pyx_t_10[5]);
     #endif
     __pyx_t_1 = __Pyx_PyUnicode_Join(__pyx_t_10, 7, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -34648,14 +34751,14 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 598, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 603, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 598, __pyx_L1_error)
+    __PYX_ERR(0, 603, __pyx_L1_error)
 
-    /* "cython_core/_escape.pyx":597
+    /* "cython_core/_escape.pyx":602
  *             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
  *         old = self.layout
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):             # <<<<<<<<<<<<<<
@@ -34664,7 +34767,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   }
 
-  /* "cython_core/_escape.pyx":599
+  /* "cython_core/_escape.pyx":604
  *         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -34674,16 +34777,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_t_3 = (__pyx_v_held == Py_None);
   if (__pyx_t_3) {
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_arange); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_9 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -34704,13 +34807,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_9, __pyx_t_13};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -34722,21 +34825,21 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 604, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
     __pyx_t_1 = 0;
   } else {
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_asarray); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -34757,13 +34860,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_held, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -34774,7 +34877,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 604, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __pyx_t_8 = __pyx_t_1;
@@ -34784,7 +34887,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_rows = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":600
+  /* "cython_core/_escape.pyx":605
  *             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)             # <<<<<<<<<<<<<<
@@ -34798,13 +34901,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_v_rows};
     __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_codes, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 600, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 605, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
   __pyx_v_codes = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":601
+  /* "cython_core/_escape.pyx":606
  *         rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)             # <<<<<<<<<<<<<<
@@ -34812,7 +34915,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
 */
   __pyx_t_1 = NULL;
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 601, __pyx_L1_error)
+  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 606, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __pyx_t_7 = 1;
   {
@@ -34820,13 +34923,13 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_callargs+__pyx_t_7, (4-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 601, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 606, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_8);
   }
   __pyx_v_fresh = ((struct __pyx_obj_11cython_core_7_escape_EscapeRows *)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "cython_core/_escape.pyx":602
+  /* "cython_core/_escape.pyx":607
  *         codes = self.codes(rows)
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))             # <<<<<<<<<<<<<<
@@ -34834,9 +34937,9 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
  *         fresh.put_codes(codes, rows)
 */
   __pyx_t_13 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_count_nonzero); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_9 = __pyx_v_layout;
@@ -34846,10 +34949,10 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_codes};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_holds, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 602, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 602, __pyx_L1_error)
+  __pyx_t_9 = PyNumber_Invert(__pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_7 = 1;
@@ -34870,16 +34973,16 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 602, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 602, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyNumber_Int(__pyx_t_8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __pyx_v_outside = ((PyObject*)__pyx_t_5);
   __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":603
+  /* "cython_core/_escape.pyx":608
  *         fresh = EscapeRows(self.n_rows, layout, 0)
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])             # <<<<<<<<<<<<<<
@@ -34888,17 +34991,17 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
 */
   __pyx_t_8 = ((PyObject *)__pyx_v_fresh);
   __Pyx_INCREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_RshiftObjC(__pyx_v_outside, __pyx_mstate_global->__pyx_int_3, 3, 0, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 608, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 603, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_outside, __pyx_t_9); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 608, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_fresh->seg_start, __pyx_mstate_global->__pyx_n_u_shape); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 608, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 603, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__pyx_t_9, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 608, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 603, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 608, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
@@ -34908,12 +35011,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_make_room, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 603, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 608, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":604
+  /* "cython_core/_escape.pyx":609
  *         outside = int(np.count_nonzero(~layout.holds(codes)))
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)             # <<<<<<<<<<<<<<
@@ -34927,12 +35030,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[3] = {__pyx_t_9, __pyx_v_codes, __pyx_v_rows};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_put_codes, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 604, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 609, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":605
+  /* "cython_core/_escape.pyx":610
  *         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()             # <<<<<<<<<<<<<<
@@ -34946,12 +35049,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_9, NULL};
     __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_trim, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 605, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 610, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
   }
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":606
+  /* "cython_core/_escape.pyx":611
  *         fresh.put_codes(codes, rows)
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t             # <<<<<<<<<<<<<<
@@ -34971,7 +35074,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_DECREF_SET(__pyx_v_self->t, ((struct __pyx_obj_11cython_core_7_escape__Tables *)__pyx_t_9));
   __pyx_t_9 = 0;
 
-  /* "cython_core/_escape.pyx":607
+  /* "cython_core/_escape.pyx":612
  *         fresh.trim()
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)             # <<<<<<<<<<<<<<
@@ -34990,7 +35093,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_INCREF(__pyx_t_13);
   __pyx_t_4 = __pyx_v_self->outside;
   __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 607, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_11cython_core_7_escape_EscapeRows *)__pyx_v_self->__pyx_vtab)->_attach(__pyx_v_self, __pyx_t_9, __pyx_t_5, __pyx_t_8, __pyx_t_1, __pyx_t_13, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 612, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -35000,7 +35103,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":608
+  /* "cython_core/_escape.pyx":613
  *         self.layout, self.t = layout, fresh.t
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live             # <<<<<<<<<<<<<<
@@ -35016,7 +35119,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   __pyx_v_self->pool_dead = __pyx_t_14;
   __pyx_v_self->live = __pyx_t_15;
 
-  /* "cython_core/_escape.pyx":609
+  /* "cython_core/_escape.pyx":614
  *         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
  *         self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live
  *         self.restart_counts()             # <<<<<<<<<<<<<<
@@ -35028,12 +35131,12 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_callargs+__pyx_t_7, (1-__pyx_t_7) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 609, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 614, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "cython_core/_escape.pyx":590
+  /* "cython_core/_escape.pyx":595
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
@@ -35065,7 +35168,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_26repack(struct __
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":165
+/* "cython_core/_escape.pyx":180
  *     ``saturated``: values clipped at +-b by :meth:`encode` over the rows' life.
  *     """
  *     cdef readonly object layout, words, seg_start, seg_len, seg_cap, pool, outside             # <<<<<<<<<<<<<<
@@ -35486,7 +35589,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_7outside___get__(s
   return __pyx_r;
 }
 
-/* "cython_core/_escape.pyx":166
+/* "cython_core/_escape.pyx":181
  *     """
  *     cdef readonly object layout, words, seg_start, seg_len, seg_cap, pool, outside
  *     cdef readonly Py_ssize_t n_rows, pool_used, pool_dead, live, rows_put, saturated             # <<<<<<<<<<<<<<
@@ -35525,7 +35628,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_6n_rows___get__(st
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->n_rows); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35599,7 +35702,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9pool_used___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_used); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35673,7 +35776,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9pool_dead___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->pool_dead); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35747,7 +35850,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_4live___get__(stru
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->live); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35821,7 +35924,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_8rows_put___get__(
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->rows_put); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -35895,7 +35998,7 @@ static PyObject *__pyx_pf_11cython_core_7_escape_10EscapeRows_9saturated___get__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L4_error)
+        __pyx_t_2 = PyLong_FromSsize_t(__pyx_v_self->saturated); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 181, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -36909,7 +37012,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_1_genex
 };
 #endif
 
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
 #else
@@ -36919,7 +37022,7 @@ static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope
   return o;
 }
 
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -36928,230 +37031,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 ) {
   PyObject *o;
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows))))
   {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2_genexpr[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr];
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows];
     #if CYTHON_USE_TYPE_SPECS
     Py_DECREF(Py_TYPE(o));
     #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr));
-    #if CYTHON_COMPILING_IN_LIMITED_API
-    (void) PyObject_Init(o, t);
-    #else
-    (void) PyObject_INIT(o, t);
-    #endif
-    PyObject_GC_Track(o);
-  } else
-  #endif
-  {
-    o = __Pyx_AllocateExtensionType(t, 1);
-  }
-  if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2_genexpr(o, 
-#if CYTHON_VECTORCALL_TPNEW
-    args, nargs, kwnames
-#else
-    a, k
-#endif
-);
-}
-
-#if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr, t, a, k);
-}
-#endif
-
-#if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
-    return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
-  }
-  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr((PyTypeObject*)t, args, nargs, kwnames);
-  return o;
-}
-#endif
-
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *o) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)o;
-  #if CYTHON_USE_TP_FINALIZE
-  if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && !__Pyx_PyObject_GC_IsFinalized(o)) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2_genexpr) {
-      if (PyObject_CallFinalizerFromDealloc(o)) return;
-    }
-  }
-  #endif
-  PyObject_GC_UnTrack(o);
-  Py_CLEAR(p->__pyx_genexpr_arg_0);
-  Py_CLEAR(p->__pyx_v_c);
-  Py_CLEAR(p->__pyx_t_0);
-  #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr))))
-  {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2_genexpr[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2_genexpr++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)o);
-  } else
-  #endif
-  {
-    PyTypeObject *tp = Py_TYPE(o);
-    #if CYTHON_USE_TYPE_SLOTS
-    (*tp->tp_free)(o);
-    #else
-    {
-      freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-      if (tp_free) tp_free(o);
-    }
-    #endif
-    #if CYTHON_USE_TYPE_SPECS
-    Py_DECREF(tp);
-    #endif
-  }
-}
-
-static int __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_2_genexpr(PyObject *o, visitproc v, void *a) {
-  int e;
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr *)o;
-  {
-    e = __Pyx_call_type_traverse(o, 1, v, a);
-    if (e) return e;
-  }
-  if (p->__pyx_genexpr_arg_0) {
-    e = (*v)(p->__pyx_genexpr_arg_0, a); if (e) return e;
-  }
-  if (p->__pyx_v_c) {
-    e = (*v)(p->__pyx_v_c, a); if (e) return e;
-  }
-  if (p->__pyx_t_0) {
-    e = (*v)(p->__pyx_t_0, a); if (e) return e;
-  }
-  return 0;
-}
-#if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2_genexpr},
-  {Py_tp_traverse, (void *)__pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_2_genexpr},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr},
-  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
-  #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr},
-  #endif
-  #endif
-  {0, 0},
-};
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_spec = {
-  "cython_core._escape.__pyx_scope_struct_2_genexpr",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr),
-  0,
-  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_slots,
-};
-#else
-
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr = {
-  PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_2_genexpr", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr), /*tp_basicsize*/
-  0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2_genexpr, /*tp_dealloc*/
-  0, /*tp_vectorcall_offset*/
-  0, /*tp_getattr*/
-  0, /*tp_setattr*/
-  0, /*tp_as_async*/
-  0, /*tp_repr*/
-  0, /*tp_as_number*/
-  0, /*tp_as_sequence*/
-  0, /*tp_as_mapping*/
-  0, /*tp_hash*/
-  0, /*tp_call*/
-  0, /*tp_str*/
-  0, /*tp_getattro*/
-  0, /*tp_setattro*/
-  0, /*tp_as_buffer*/
-  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC, /*tp_flags*/
-  0, /*tp_doc*/
-  __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_2_genexpr, /*tp_traverse*/
-  0, /*tp_clear*/
-  0, /*tp_richcompare*/
-  0, /*tp_weaklistoffset*/
-  0, /*tp_iter*/
-  0, /*tp_iternext*/
-  0, /*tp_methods*/
-  0, /*tp_members*/
-  0, /*tp_getset*/
-  0, /*tp_base*/
-  0, /*tp_dict*/
-  0, /*tp_descr_get*/
-  0, /*tp_descr_set*/
-  #if !CYTHON_USE_TYPE_SPECS
-  0, /*tp_dictoffset*/
-  #endif
-  0, /*tp_init*/
-  0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2_genexpr, /*tp_new*/
-  0, /*tp_free*/
-  0, /*tp_is_gc*/
-  0, /*tp_bases*/
-  0, /*tp_mro*/
-  0, /*tp_cache*/
-  0, /*tp_subclasses*/
-  0, /*tp_weaklist*/
-  0, /*tp_del*/
-  0, /*tp_version_tag*/
-  #if CYTHON_USE_TP_FINALIZE
-  0, /*tp_finalize*/
-  #else
-  NULL, /*tp_finalize*/
-  #endif
-  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
-  #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2_genexpr, /*tp_vectorcall*/
-  #else
-  NULL, /*tp_vectorcall*/
-  #endif
-  #endif
-  #if __PYX_NEED_TP_PRINT_SLOT == 1
-  0, /*tp_print*/
-  #endif
-  #if PY_VERSION_HEX >= 0x030C0000
-  0, /*tp_watched*/
-  #endif
-  #if PY_VERSION_HEX >= 0x030d00A4
-  0, /*tp_versions_used*/
-  #endif
-  #if CYTHON_COMPILING_IN_PYPY && PY_VERSION_HEX < 0x030a0000
-  0, /*tp_pypy_flags*/
-  #endif
-};
-#endif
-
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o, 
-#if CYTHON_VECTORCALL_TPNEW
-    CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
-#else
-    CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
-#endif
-) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)o);
-  p->__pyx_v_xb.obj = NULL;
-  return o;
-}
-
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, 
-#if CYTHON_VECTORCALL_TPNEW
-    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
-#else
-    PyObject *a, PyObject *k
-#endif
-) {
-  PyObject *o;
-  #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked))))
-  {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked];
-    #if CYTHON_USE_TYPE_SPECS
-    Py_DECREF(Py_TYPE(o));
-    #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked));
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows));
     #if CYTHON_COMPILING_IN_LIMITED_API
     (void) PyObject_Init(o, t);
     #else
@@ -37163,7 +37049,7 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
     o = __Pyx_AllocateExtensionType(t, 1);
   }
   if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(o, 
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(o, 
 #if CYTHON_VECTORCALL_TPNEW
     args, nargs, kwnames
 #else
@@ -37173,34 +37059,34 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 }
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, t, a, k);
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, t, a, k);
 }
 #endif
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
     return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
   }
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked((PyTypeObject*)t, args, nargs, kwnames);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows((PyTypeObject*)t, args, nargs, kwnames);
   return o;
 }
 #endif
 
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(PyObject *o) {
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(PyObject *o) {
   #if CYTHON_USE_TP_FINALIZE
   if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows) {
       if (PyObject_CallFinalizerFromDealloc(o)) return;
     }
   }
   #endif
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows))))
   {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked *)o);
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows *)o);
   } else
   #endif
   {
@@ -37219,31 +37105,31 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quanti
   }
 }
 #if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows},
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked},
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows},
   #endif
   #endif
   {0, 0},
 };
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_spec = {
-  "cython_core._escape.__pyx_scope_struct_3__quantize_checked",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked),
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows_spec = {
+  "cython_core._escape.__pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows),
   0,
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_slots,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows_slots,
 };
 #else
 
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = {
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows = {
   PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_3__quantize_checked", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked), /*tp_basicsize*/
+  "cython_core._escape.""__pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows), /*tp_basicsize*/
   0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_dealloc*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, /*tp_dealloc*/
   0, /*tp_vectorcall_offset*/
   0, /*tp_getattr*/
   0, /*tp_setattr*/
@@ -37278,7 +37164,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quan
   #endif
   0, /*tp_init*/
   0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_new*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, /*tp_new*/
   0, /*tp_free*/
   0, /*tp_is_gc*/
   0, /*tp_bases*/
@@ -37295,7 +37181,214 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quan
   #endif
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked, /*tp_vectorcall*/
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows, /*tp_vectorcall*/
+  #else
+  NULL, /*tp_vectorcall*/
+  #endif
+  #endif
+  #if __PYX_NEED_TP_PRINT_SLOT == 1
+  0, /*tp_print*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030C0000
+  0, /*tp_watched*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030d00A4
+  0, /*tp_versions_used*/
+  #endif
+  #if CYTHON_COMPILING_IN_PYPY && PY_VERSION_HEX < 0x030a0000
+  0, /*tp_pypy_flags*/
+  #endif
+};
+#endif
+
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
+#else
+    CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
+#endif
+) {
+  return o;
+}
+
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+) {
+  PyObject *o;
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_genexpr > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr))))
+  {
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_genexpr[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_genexpr];
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(Py_TYPE(o));
+    #endif
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr));
+    #if CYTHON_COMPILING_IN_LIMITED_API
+    (void) PyObject_Init(o, t);
+    #else
+    (void) PyObject_INIT(o, t);
+    #endif
+    PyObject_GC_Track(o);
+  } else
+  #endif
+  {
+    o = __Pyx_AllocateExtensionType(t, 1);
+  }
+  if (unlikely(!o)) return 0;
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_3_genexpr(o, 
+#if CYTHON_VECTORCALL_TPNEW
+    args, nargs, kwnames
+#else
+    a, k
+#endif
+);
+}
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr, t, a, k);
+}
+#endif
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+    return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
+  }
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr((PyTypeObject*)t, args, nargs, kwnames);
+  return o;
+}
+#endif
+
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *o) {
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)o;
+  #if CYTHON_USE_TP_FINALIZE
+  if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && !__Pyx_PyObject_GC_IsFinalized(o)) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_genexpr) {
+      if (PyObject_CallFinalizerFromDealloc(o)) return;
+    }
+  }
+  #endif
+  PyObject_GC_UnTrack(o);
+  Py_CLEAR(p->__pyx_outer_scope);
+  #if CYTHON_USE_FREELISTS
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_genexpr < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr))))
+  {
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_3_genexpr[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_3_genexpr++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)o);
+  } else
+  #endif
+  {
+    PyTypeObject *tp = Py_TYPE(o);
+    #if CYTHON_USE_TYPE_SLOTS
+    (*tp->tp_free)(o);
+    #else
+    {
+      freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+      if (tp_free) tp_free(o);
+    }
+    #endif
+    #if CYTHON_USE_TYPE_SPECS
+    Py_DECREF(tp);
+    #endif
+  }
+}
+
+static int __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_3_genexpr(PyObject *o, visitproc v, void *a) {
+  int e;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *p = (struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr *)o;
+  {
+    e = __Pyx_call_type_traverse(o, 1, v, a);
+    if (e) return e;
+  }
+  if (p->__pyx_outer_scope) {
+    e = (*v)(((PyObject *)p->__pyx_outer_scope), a); if (e) return e;
+  }
+  return 0;
+}
+#if CYTHON_USE_TYPE_SPECS
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_genexpr},
+  {Py_tp_traverse, (void *)__pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_3_genexpr},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr},
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr},
+  #endif
+  #endif
+  {0, 0},
+};
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr_spec = {
+  "cython_core._escape.__pyx_scope_struct_3_genexpr",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr),
+  0,
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr_slots,
+};
+#else
+
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr = {
+  PyVarObject_HEAD_INIT(0, 0)
+  "cython_core._escape.""__pyx_scope_struct_3_genexpr", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr), /*tp_basicsize*/
+  0, /*tp_itemsize*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_3_genexpr, /*tp_dealloc*/
+  0, /*tp_vectorcall_offset*/
+  0, /*tp_getattr*/
+  0, /*tp_setattr*/
+  0, /*tp_as_async*/
+  0, /*tp_repr*/
+  0, /*tp_as_number*/
+  0, /*tp_as_sequence*/
+  0, /*tp_as_mapping*/
+  0, /*tp_hash*/
+  0, /*tp_call*/
+  0, /*tp_str*/
+  0, /*tp_getattro*/
+  0, /*tp_setattro*/
+  0, /*tp_as_buffer*/
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_HAVE_GC, /*tp_flags*/
+  0, /*tp_doc*/
+  __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_3_genexpr, /*tp_traverse*/
+  0, /*tp_clear*/
+  0, /*tp_richcompare*/
+  0, /*tp_weaklistoffset*/
+  0, /*tp_iter*/
+  0, /*tp_iternext*/
+  0, /*tp_methods*/
+  0, /*tp_members*/
+  0, /*tp_getset*/
+  0, /*tp_base*/
+  0, /*tp_dict*/
+  0, /*tp_descr_get*/
+  0, /*tp_descr_set*/
+  #if !CYTHON_USE_TYPE_SPECS
+  0, /*tp_dictoffset*/
+  #endif
+  0, /*tp_init*/
+  0, /*tp_alloc*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_3_genexpr, /*tp_new*/
+  0, /*tp_free*/
+  0, /*tp_is_gc*/
+  0, /*tp_bases*/
+  0, /*tp_mro*/
+  0, /*tp_cache*/
+  0, /*tp_subclasses*/
+  0, /*tp_weaklist*/
+  0, /*tp_del*/
+  0, /*tp_version_tag*/
+  #if CYTHON_USE_TP_FINALIZE
+  0, /*tp_finalize*/
+  #else
+  NULL, /*tp_finalize*/
+  #endif
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_3_genexpr, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -37389,7 +37482,9 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_4_genexpr
   }
   #endif
   PyObject_GC_UnTrack(o);
-  Py_CLEAR(p->__pyx_outer_scope);
+  Py_CLEAR(p->__pyx_genexpr_arg_0);
+  Py_CLEAR(p->__pyx_v_c);
+  Py_CLEAR(p->__pyx_t_0);
   #if CYTHON_USE_FREELISTS
   if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_4_genexpr < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr))))
   {
@@ -37419,8 +37514,14 @@ static int __pyx_tp_traverse_11cython_core_7_escape___pyx_scope_struct_4_genexpr
     e = __Pyx_call_type_traverse(o, 1, v, a);
     if (e) return e;
   }
-  if (p->__pyx_outer_scope) {
-    e = (*v)(((PyObject *)p->__pyx_outer_scope), a); if (e) return e;
+  if (p->__pyx_genexpr_arg_0) {
+    e = (*v)(p->__pyx_genexpr_arg_0, a); if (e) return e;
+  }
+  if (p->__pyx_v_c) {
+    e = (*v)(p->__pyx_v_c, a); if (e) return e;
+  }
+  if (p->__pyx_t_0) {
+    e = (*v)(p->__pyx_t_0, a); if (e) return e;
   }
   return 0;
 }
@@ -37522,19 +37623,19 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genex
 };
 #endif
 
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
 #else
     CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
 #endif
 ) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)o);
-  p->__pyx_v_ib.obj = NULL;
+  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *)o);
+  p->__pyx_v_xb.obj = NULL;
   return o;
 }
 
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -37543,13 +37644,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 ) {
   PyObject *o;
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked))))
   {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode];
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked];
     #if CYTHON_USE_TYPE_SPECS
     Py_DECREF(Py_TYPE(o));
     #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode));
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked));
     #if CYTHON_COMPILING_IN_LIMITED_API
     (void) PyObject_Init(o, t);
     #else
@@ -37561,7 +37662,7 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
     o = __Pyx_AllocateExtensionType(t, 1);
   }
   if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5_decode(o, 
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(o, 
 #if CYTHON_VECTORCALL_TPNEW
     args, nargs, kwnames
 #else
@@ -37571,34 +37672,34 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 }
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode, t, a, k);
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, t, a, k);
 }
 #endif
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
     return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
   }
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode((PyTypeObject*)t, args, nargs, kwnames);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked((PyTypeObject*)t, args, nargs, kwnames);
   return o;
 }
 #endif
 
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode(PyObject *o) {
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(PyObject *o) {
   #if CYTHON_USE_TP_FINALIZE
   if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked) {
       if (PyObject_CallFinalizerFromDealloc(o)) return;
     }
   }
   #endif
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked))))
   {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5_decode[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5_decode++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode *)o);
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked *)o);
   } else
   #endif
   {
@@ -37617,31 +37718,31 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode(
   }
 }
 #if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode},
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked},
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode},
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked},
   #endif
   #endif
   {0, 0},
 };
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_spec = {
-  "cython_core._escape.__pyx_scope_struct_5_decode",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode),
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked_spec = {
+  "cython_core._escape.__pyx_scope_struct_5__quantize_checked",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked),
   0,
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_slots,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked_slots,
 };
 #else
 
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode = {
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked = {
   PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_5_decode", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode), /*tp_basicsize*/
+  "cython_core._escape.""__pyx_scope_struct_5__quantize_checked", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked), /*tp_basicsize*/
   0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_dealloc*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, /*tp_dealloc*/
   0, /*tp_vectorcall_offset*/
   0, /*tp_getattr*/
   0, /*tp_setattr*/
@@ -37676,7 +37777,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decod
   #endif
   0, /*tp_init*/
   0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_new*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, /*tp_new*/
   0, /*tp_free*/
   0, /*tp_is_gc*/
   0, /*tp_bases*/
@@ -37693,7 +37794,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decod
   #endif
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5_decode, /*tp_vectorcall*/
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -37920,19 +38021,17 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genex
 };
 #endif
 
-static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o, 
+static PyObject *__pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     CYTHON_UNUSED PyObject *const *args, CYTHON_UNUSED Py_ssize_t nargs, CYTHON_UNUSED PyObject *kwnames
 #else
     CYTHON_UNUSED PyObject *a, CYTHON_UNUSED PyObject *k
 #endif
 ) {
-  struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *p = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)o);
-  p->__pyx_v_ib.obj = NULL;
   return o;
 }
 
-static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, 
+static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyTypeObject *t, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 #else
@@ -37941,13 +38040,13 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 ) {
   PyObject *o;
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7__open_indices > 0) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(t, __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices))))
   {
-    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes];
+    o = (PyObject*)__pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7__open_indices[--__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7__open_indices];
     #if CYTHON_USE_TYPE_SPECS
     Py_DECREF(Py_TYPE(o));
     #endif
-    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes));
+    memset(o, 0, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices));
     #if CYTHON_COMPILING_IN_LIMITED_API
     (void) PyObject_Init(o, t);
     #else
@@ -37959,7 +38058,7 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
     o = __Pyx_AllocateExtensionType(t, 1);
   }
   if (unlikely(!o)) return 0;
-  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7_codes(o, 
+  return __pyx_tp_new__initialisation_11cython_core_7_escape___pyx_scope_struct_7__open_indices(o, 
 #if CYTHON_VECTORCALL_TPNEW
     args, nargs, kwnames
 #else
@@ -37969,34 +38068,34 @@ static PyObject *__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_stru
 }
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes(PyTypeObject *t, PyObject *a, PyObject *k) {
-  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes, t, a, k);
+static PyObject *__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices, t, a, k);
 }
 #endif
 
 #if CYTHON_VECTORCALL_TPNEW
-static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+static PyObject *__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
     return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
   }
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes((PyTypeObject*)t, args, nargs, kwnames);
+  PyObject *o = __pyx_tp_new_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices((PyTypeObject*)t, args, nargs, kwnames);
   return o;
 }
 #endif
 
-static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes(PyObject *o) {
+static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7__open_indices(PyObject *o) {
   #if CYTHON_USE_TP_FINALIZE
   if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
-    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7__open_indices) {
       if (PyObject_CallFinalizerFromDealloc(o)) return;
     }
   }
   #endif
   #if CYTHON_USE_FREELISTS
-  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes))))
+  if (likely((int)(__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7__open_indices < 8) & __PYX_CHECK_FINAL_TYPE_FOR_FREELISTS(Py_TYPE(o), __pyx_mstate_global->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices, sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices))))
   {
-    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7_codes[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7_codes++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes *)o);
+    __pyx_mstate_global->__pyx_freelist_11cython_core_7_escape___pyx_scope_struct_7__open_indices[__pyx_mstate_global->__pyx_freecount_11cython_core_7_escape___pyx_scope_struct_7__open_indices++] = ((struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices *)o);
   } else
   #endif
   {
@@ -38015,31 +38114,31 @@ static void __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes(P
   }
 }
 #if CYTHON_USE_TYPE_SPECS
-static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_slots[] = {
-  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes},
-  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes},
+static PyType_Slot __pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7__open_indices},
+  {Py_tp_new, (void *)__pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices},
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes},
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices},
   #endif
   #endif
   {0, 0},
 };
-static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_spec = {
-  "cython_core._escape.__pyx_scope_struct_7_codes",
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes),
+static PyType_Spec __pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices_spec = {
+  "cython_core._escape.__pyx_scope_struct_7__open_indices",
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices),
   0,
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG,
-  __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_slots,
+  __pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices_slots,
 };
 #else
 
-static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes = {
+static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices = {
   PyVarObject_HEAD_INIT(0, 0)
-  "cython_core._escape.""__pyx_scope_struct_7_codes", /*tp_name*/
-  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes), /*tp_basicsize*/
+  "cython_core._escape.""__pyx_scope_struct_7__open_indices", /*tp_name*/
+  sizeof(struct __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices), /*tp_basicsize*/
   0, /*tp_itemsize*/
-  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_dealloc*/
+  __pyx_tp_dealloc_11cython_core_7_escape___pyx_scope_struct_7__open_indices, /*tp_dealloc*/
   0, /*tp_vectorcall_offset*/
   0, /*tp_getattr*/
   0, /*tp_setattr*/
@@ -38074,7 +38173,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes
   #endif
   0, /*tp_init*/
   0, /*tp_alloc*/
-  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_new*/
+  __pyx_tp_new_11cython_core_7_escape___pyx_scope_struct_7__open_indices, /*tp_new*/
   0, /*tp_free*/
   0, /*tp_is_gc*/
   0, /*tp_bases*/
@@ -38091,7 +38190,7 @@ static PyTypeObject __pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes
   #endif
   #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
   #if CYTHON_VECTORCALL_TPNEW
-  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7_codes, /*tp_vectorcall*/
+  __pyx_tp_vectorcall_11cython_core_7_escape___pyx_scope_struct_7__open_indices, /*tp_vectorcall*/
   #else
   NULL, /*tp_vectorcall*/
   #endif
@@ -39432,12 +39531,12 @@ static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_esc
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
-static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_array_obj(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_MemviewEnum_obj(__pyx_mstatetype *__pyx_mstate); /*proto*/
@@ -39531,18 +39630,19 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__p
   __pyx_vtable_11cython_core_7_escape_EscapeRows._put = (PyObject *(*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, int64_t const *, Py_ssize_t))__pyx_f_11cython_core_7_escape_10EscapeRows__put;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._quantize_checked = (Py_ssize_t (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, int64_t const *, Py_ssize_t, int64_t *, Py_ssize_t *))__pyx_f_11cython_core_7_escape_10EscapeRows__quantize_checked;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._prefetch = (void (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t))__pyx_f_11cython_core_7_escape_10EscapeRows__prefetch;
+  __pyx_vtable_11cython_core_7_escape_EscapeRows._open_indices = (Py_ssize_t (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, PyObject *, Py_buffer *))__pyx_f_11cython_core_7_escape_10EscapeRows__open_indices;
   __pyx_vtable_11cython_core_7_escape_EscapeRows._codes_into = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, PyObject *))__pyx_f_11cython_core_7_escape_10EscapeRows__codes_into;
   __pyx_vtable_11cython_core_7_escape_EscapeRows.__pyx_fuse_0_unpack = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, float *, int64_t *))__pyx_fuse_0__pyx_f_11cython_core_7_escape_10EscapeRows__unpack;
   __pyx_vtable_11cython_core_7_escape_EscapeRows.__pyx_fuse_1_unpack = (int (*)(struct __pyx_obj_11cython_core_7_escape_EscapeRows *, int64_t const *, Py_ssize_t, double *, int64_t *))__pyx_fuse_1__pyx_f_11cython_core_7_escape_10EscapeRows__unpack;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape_EscapeRows_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows)) __PYX_ERR(0, 159, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape_EscapeRows_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows)) __PYX_ERR(0, 174, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows = &__pyx_type_11cython_core_7_escape_EscapeRows;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 174, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows);
@@ -39552,8 +39652,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__p
     __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_vtabptr_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_EscapeRows, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_vtabptr_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 174, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_EscapeRows, (PyObject *) __pyx_mstate->__pyx_ptype_11cython_core_7_escape_EscapeRows) < (0)) __PYX_ERR(0, 174, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -39627,30 +39727,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 208, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows)) __PYX_ERR(0, 159, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2_genexpr;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 208, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows) < (0)) __PYX_ERR(0, 159, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2_genexpr->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -39660,30 +39760,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked)) __PYX_ERR(0, 361, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr)) __PYX_ERR(0, 169, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_3_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked) < (0)) __PYX_ERR(0, 361, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr) < (0)) __PYX_ERR(0, 169, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_3_genexpr->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -39702,14 +39802,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 374, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 223, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_4_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 374, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 223, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_4_genexpr);
@@ -39726,30 +39826,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode)) __PYX_ERR(0, 482, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked)) __PYX_ERR(0, 376, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5_decode;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode) < (0)) __PYX_ERR(0, 482, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked) < (0)) __PYX_ERR(0, 376, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5_decode->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -39768,14 +39868,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr)) __PYX_ERR(0, 389, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_6_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 492, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_6_genexpr);
@@ -39792,30 +39892,30 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   return -1;
 }
 
-static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstatetype *__pyx_mstate) {
+static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes", 0);
-  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes ---*/
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices", 0);
+  /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes)) __PYX_ERR(0, 517, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices)) __PYX_ERR(0, 491, __pyx_L1_error)
   #else
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7_codes;
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_7__open_indices;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices) < (0)) __PYX_ERR(0, 491, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes);
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices);
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
-  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_getattro == PyObject_GenericGetAttr)) {
-    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7_codes->tp_getattro = PyObject_GenericGetAttr;
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices->tp_dictoffset && __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_7__open_indices->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
   __Pyx_RefNannyFinishContext();
@@ -39834,14 +39934,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_st
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr", 0);
   /*--- Exttype __pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr)) __PYX_ERR(0, 525, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr)) __PYX_ERR(0, 496, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr = &__pyx_type_11cython_core_7_escape___pyx_scope_struct_8_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr) < (0)) __PYX_ERR(0, 525, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr) < (0)) __PYX_ERR(0, 496, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_11cython_core_7_escape___pyx_scope_struct_8_genexpr);
@@ -40354,12 +40454,12 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape_EscapeRows(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct__quantize(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_1_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3__quantize_checked(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_2___pyx_f_11cython_core_7_escape__open_rows(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_3_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_4_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5_decode(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_5__quantize_checked(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_6_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
-  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7_codes(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_7__open_indices(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_obj_11cython_core_7_escape___pyx_scope_struct_8_genexpr(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_array_obj(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Exttype___pyx_MemviewEnum_obj(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
@@ -41025,241 +41125,241 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_4) < (0)) __PYX_ERR(0, 128, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":203
+  /* "cython_core/_escape.pyx":218
  *         self.pool_cap = pl.shape[0]
  * 
  *     @classmethod             # <<<<<<<<<<<<<<
  *     def _restore(cls, layout, words, seg_start, seg_len, seg_cap, pool, outside, counters):
  *         """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_3_restore, __Pyx_CYFUNCTION_CLASSMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__restore, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_3_restore, __Pyx_CYFUNCTION_CLASSMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__restore, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_4) < (0)) __PYX_ERR(0, 203, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_4) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __Pyx_GetNameInClass(__pyx_t_4, (PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __Pyx_GetNameInClass(__pyx_t_4, (PyObject*)__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_Method_ClassMethod(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_Method_ClassMethod(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_5) < (0)) __PYX_ERR(0, 203, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restore, __pyx_t_5) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":229
+  /* "cython_core/_escape.pyx":244
  *         return rows
  * 
  *     def state(self) -> dict:             # <<<<<<<<<<<<<<
  *         """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
  *         return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 229, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_dict_2) < (0)) __PYX_ERR(0, 229, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5state, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_state, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 229, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_dict_2) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_5state, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_state, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 229, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":235
+  /* "cython_core/_escape.pyx":250
  *                 "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
  * 
  *     def __reduce__(self):             # <<<<<<<<<<<<<<
  *         return (EscapeRows._restore, tuple(self.state().values()))
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 235, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_7__reduce__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows___reduce, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 250, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_4) < (0)) __PYX_ERR(0, 235, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_reduce, __pyx_t_4) < (0)) __PYX_ERR(0, 250, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":244
+  /* "cython_core/_escape.pyx":259
  *                    + self.pool.nbytes)
  * 
  *     def restart_counts(self) -> None:             # <<<<<<<<<<<<<<
  *         """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
  *         self.outside[:] = 0
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 244, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 259, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 244, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 259, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_9restart_counts, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_restart_counts, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 259, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_5) < (0)) __PYX_ERR(0, 244, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_restart_counts, __pyx_t_5) < (0)) __PYX_ERR(0, 259, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":320
+  /* "cython_core/_escape.pyx":335
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
  *         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
  *         live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_11_make_room, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows__make_room, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 335, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[4]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_5) < (0)) __PYX_ERR(0, 320, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_make_room, __pyx_t_5) < (0)) __PYX_ERR(0, 335, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":341
+  /* "cython_core/_escape.pyx":356
  *         self.pl = &out[0] if capacity else NULL
  * 
  *     def put_codes(self, codes, rows) -> None:             # <<<<<<<<<<<<<<
  *         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
  *         cdef Py_buffer cb, rb
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 356, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 341, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 356, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_13put_codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_put_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 356, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_put_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 356, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":357
+  /* "cython_core/_escape.pyx":372
  *             self._put(&cv[0, 0], &rv[0], idx.shape[0])
  * 
  *     def quantize(self, x) -> tuple:             # <<<<<<<<<<<<<<
  *         """:func:`quantize` on these rows' layout."""
  *         return quantize(x, self.layout)
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 357, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 372, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 357, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 372, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_15quantize, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_quantize, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 372, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_5) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_quantize, __pyx_t_5) < (0)) __PYX_ERR(0, 372, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":389
+  /* "cython_core/_escape.pyx":404
  *         return n
  * 
  *     def encode(self, x, rows) -> int:             # <<<<<<<<<<<<<<
  *         """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
  *         accumulates) the values clipped at +-b."""
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 389, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 404, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 389, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 404, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_17encode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_encode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 404, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_4) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_encode, __pyx_t_4) < (0)) __PYX_ERR(0, 404, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":482
- *         return 0
+  /* "cython_core/_escape.pyx":503
+ *         return ib.shape[0]
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
  *         cdef Py_buffer ib, ob
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 482, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_19decode, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_decode, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[17])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[5]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_4) < (0)) __PYX_ERR(0, 482, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_decode, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":517
+  /* "cython_core/_escape.pyx":533
  *         return out
  * 
  *     def codes(self, indices):             # <<<<<<<<<<<<<<
  *         """The paper codes (int64 (n, D)) of rows ``indices``."""
  *         cdef Py_buffer ib
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_21codes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_codes, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[18])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 533, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_codes, __pyx_t_4) < (0)) __PYX_ERR(0, 533, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":544
+  /* "cython_core/_escape.pyx":555
  *         return status
  * 
  *     def match(self, x, rows) -> tuple:             # <<<<<<<<<<<<<<
  *         """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
  *         ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 544, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 555, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 544, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 544, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 555, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_23match, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_match, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 555, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_5) < (0)) __PYX_ERR(0, 544, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_match, __pyx_t_5) < (0)) __PYX_ERR(0, 555, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cython_core/_escape.pyx":586
+  /* "cython_core/_escape.pyx":591
  *                 PyBuffer_Release(&rb)
  * 
  *     def trim(self) -> None:             # <<<<<<<<<<<<<<
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 586, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 591, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 586, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 586, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 591, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_25trim, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_trim, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 591, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_4, __pyx_t_5);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_4) < (0)) __PYX_ERR(0, 586, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_trim, __pyx_t_4) < (0)) __PYX_ERR(0, 591, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cython_core/_escape.pyx":590
+  /* "cython_core/_escape.pyx":595
  *         self._make_room(0, shrink=True)
  * 
  *     def repack(self, layout, held=None) -> None:             # <<<<<<<<<<<<<<
  *         """Re-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),
  *         every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 590, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 595, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 590, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 590, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_None) < (0)) __PYX_ERR(0, 595, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_11cython_core_7_escape_10EscapeRows_27repack, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_EscapeRows_repack, NULL, __pyx_mstate_global->__pyx_n_u_cython_core__escape, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
@@ -41267,7 +41367,7 @@ __Pyx_RefNannySetupContext("PyInit__escape", 0);
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[5]);
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_5) < (0)) __PYX_ERR(0, 590, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11cython_core_7_escape_EscapeRows, __pyx_mstate_global->__pyx_n_u_repack, __pyx_t_5) < (0)) __PYX_ERR(0, 595, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cython_core/_escape.pyx":1
@@ -41401,7 +41501,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cython_core/_escape.pyx":588
+  /* "cython_core/_escape.pyx":593
  *     def trim(self) -> None:
  *         """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
  *         self._make_room(0, shrink=True)             # <<<<<<<<<<<<<<
@@ -41410,12 +41510,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_shrink};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 588, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 593, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
 
-  /* "cython_core/_escape.pyx":320
+  /* "cython_core/_escape.pyx":335
  *         self.rows_put += n
  * 
  *     def _make_room(self, Py_ssize_t need, bint shrink=False):             # <<<<<<<<<<<<<<
@@ -41424,13 +41524,13 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_False};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 320, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 335, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "cython_core/_escape.pyx":482
- *         return 0
+  /* "cython_core/_escape.pyx":503
+ *         return ib.shape[0]
  * 
  *     def decode(self, indices, out=None):             # <<<<<<<<<<<<<<
  *         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
@@ -41438,7 +41538,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 482, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
@@ -41502,40 +41602,40 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{27},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{16},{76},{15},{71},{69},{30},{37},{19},{22},{5},{8},{12},{10},{21},{21},{45},{19},{16},{17},{17},{16},{20},{19},{17},{25},{16},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{8},{25},{3},{15},{3},{6},{3},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{22},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{23},{4},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{2},{9},{5},{7},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{23},{166},{469},{2},{2},{2},{16},{352},{18},{85},{18},{21},{387},{214},{404},{338},{294},{272},{3}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{5},{16},{6},{11},{15},{8},{15},{1},{27},{6},{31},{7},{2},{6},{8},{1},{2},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{18},{30},{15},{23},{7},{6},{2},{31},{9},{36},{42},{43},{50},{60},{58},{28},{76},{15},{71},{69},{30},{37},{19},{22},{5},{8},{12},{10},{21},{21},{41},{45},{19},{16},{17},{17},{16},{20},{19},{17},{25},{16},{15},{14},{4},{8},{15},{7},{25},{27},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{14},{10},{27},{8},{25},{3},{15},{3},{6},{3},{10},{7},{17},{6},{18},{10},{1},{3},{4},{4},{10},{6},{1},{8},{2},{5},{18},{5},{3},{5},{5},{13},{8},{2},{19},{18},{18},{19},{18},{8},{6},{4},{3},{5},{15},{5},{6},{4},{9},{5},{5},{5},{7},{7},{6},{7},{5},{7},{3},{6},{6},{4},{5},{1},{2},{2},{3},{5},{7},{3},{5},{9},{5},{8},{1},{4},{6},{4},{2},{5},{3},{7},{3},{4},{1},{6},{4},{6},{7},{4},{4},{4},{2},{5},{2},{3},{7},{3},{3},{3},{7},{4},{4},{13},{9},{10},{9},{3},{9},{8},{25},{2},{8},{6},{14},{6},{8},{4},{8},{2},{2},{9},{5},{7},{7},{7},{9},{4},{4},{10},{5},{6},{4},{5},{5},{6},{4},{4},{6},{1},{5},{3},{4},{5},{6},{6},{6},{6},{6},{4},{5},{6},{4},{5},{9},{1},{2},{5}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{9},{23},{107},{469},{2},{2},{2},{16},{352},{18},{85},{18},{21},{335},{162},{345},{338},{294},{272},{3}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (3413 bytes) */
-static const char cstring[] = "BZh91AY&SYD\324\325\260\000\001[\377\377\377\377\377\377\377\377\377\377\277\377\377\377\377\377\377\374@@@@@@@@@@@@@\000@\000`\014\333\237/\034]\331 Qt\301P\333@(\225*TW<\000\000;\336\rLDE!\264e\031\014\201\231\2014Q\372jo!\2014\214\212z\231<\311?SJzi?Q\246\211\223e\036\246e\003\324\3657\222\232z\201(\200\010\020\047\240\023Bz\021\225\032{Jh\036D\001\223\312\003@\006\215\000\000\000\014\232\r\0005=!\221&\232\246\365\020\0004\000h\00044h\003@\000\000\320\000\r\032\000i\352z\214\365 \022\232!\001&\3122#\3213Q6\232d\010h\000\000\000\r\000h\000\000\000\000\003L\202\014\000\023\000\00410L\000\001\030\0012`\2310\000##\023\021\200\206\000\000\022JS\332\232\217H\t\246\214\000\230&\2150\0010\000\203L\214\002b0L\000\021\246\023C\000\004\2038\2022\306(\016\037\227]\016\3759\337\274\234\241fXUu\206\n\214\260\005\203F&L@\355\001P\323\245\032\215BuO\250\177\251^\003\242\272\312\355k\014\263\t\316Z\337\363\022$U3#H\207\276\201qz\031\204\204\231\201!\222a2\001\206N\212\0038\224\010\261\341\013\241rNfd\350\324\2028`\0232\023\036w\322\t&J9\240`\231\0230\314\201\230h\001\020\014\202L\037\037BB@\230MaP`1{`]\250CJe\t\274m\222\214\242iXP\301\200\216\0350\252E(\225\250QgZ%(P\242L\264J\023(,\322s\231Y\316\345\221a9\244\254\347\325\222\340&M\047t\355:\014\244\346Ne\244\347i\205+S%\244\311\223\034X\216vkA\346\004\222\026\333e\204\343\232\307\016J\215J\332\024\"\201y0\242\367\027\333\356\306)pd<~\016\374\213\256\341\033\207\246\211DGG\346\214DV\216C\356\302\343\324X\\\300\256\031\254\222OBq\034\365\202M\361@\035nW\325Ri\245\257\231\330\230\026^[\225\005\350\340&-B\000\327eT\223\t\254\211\224b\344\242y\n\306\266\3140\206R\344\321|lOg6\271[90\301\252\303S\014\355\315\310\305\024t\231\013\035h\355\013\017e\224x\360D\204\322}\342F)\037K>\250\212\022\376\206\215U\036\224\021\024O`\252\002\246\245\r\000\371\001\016\356\360C\363\244A\005\024@s\020E\031\314\201a\"\242\240\251\232\307\254\220=\032\344&V\020$D\212JR\212V#\232\022\243\222i4\323\307?\024\345\245<\326<\017Y^\364\321}\377\030\300\303\rT""\365\031\303\255\334\333\357\364\212\3525\243\200\312:\353\277\363\274\305\3743\245\273\253\300\246\2703z[\317\232\230q\276\256\213K\3379XW\316\276\216O\t\243u\331\320%\316C\234v\020\342Ls\026\317\227\214\340{\206\325\353\244\315\240\350i7\366%\270\255\322\204\316\351\307\275\314\340\311\216\2025a\352\203\306\270\034\022\224K\003\236\2112i4\2312\264\373^\267\330\253\022\245J\242V\251\365l\251\02210x\362\340\251\313\"\265\355\221\2014\200X\226K\310\254\234\243\276.\365R\030\233`\202\206L\233\020Pz\273,\354k\037T(\201h8 b9\006\257\246\353\342eH\265\343\222\004b\204M\275\304\335S\366\375\366P\241mP\255\264\330y\026D\236\303\257\363ss\333\210\337o\350=\312y\314g\264\306l\340\226\005\330\246[{`\220\023Bh\023\233\213\307*?Ki\030g\366\325\354Z\034\364\243fd\030\230\026;\360\367\234\335Z\254\325Kj6\035\376:n\205\236#\215\256\305\030\3040\324\"-|f\340\207zM\235\266\376\333\033n\010\210\370\023#\265\047\313D\374\225\022\226Nq<\260L\211D\264-\230K\212D\014\"\221\214c\337\247\357\245\021:oZ\224\242_\227\370dZ.e*\023\234\257\237\206\357\342I#\010S\371V\010\2253J\362\322\227XP\2453\322\327\377G\240\373m\276\236\277\256E+Z{\021T{\037\251\0066xN\375\347\0267\220110\307,yn\325\340\311\346\345I\236\267\036^6\355\261e\003\rc\252\013B\342s\201Jc@\244:\244\021\001\261\255> \226A1\0100\303H\252\020\232h}GkNz\351\322\373\214\2177I\326\277e\213U\373\255a\261\352\360v\270K\025\304h\260\246=\000\376\360q(\213^y\225\036\244t\264\031\314\243\371\263v\027\3433\207\210ZW\344[\025\020S\336\350\362\332\033\337pH\005A\014\354gvj\241\244\277\024&\330cL\002Sz\262\276\232WA[KPU\030\212\3472\321y\211\004\337\020,?\250\247\274\354C\210v\047wr<\356;W\247\374t\316T\234Z\342n\366\237\007\225b?N\314O1\253y\322\230\202t\244\271\367\244\220M\3435\272=\357\006\t\227\220\312\234\207q\263N\315y\014\274n\314j\316\206cJ\271\004\025\251\320\327\303P\224\322\013\3211K\016\326\305\341U|X\rk5S\310)\323\315\243X\225\035jr\357u\336\367\"\"\031\245\206\234\262&X\315\203!&\325\211\0072P\227G\003\201\336Nnc\2318\3519*\n%""\3521X\254\326\274}Gj\331\017*\310\344\r\020\323^\036\275MQJ\047\204\t3\253\233x7\320\341\271\265UU\316\250\034Iro\205-G\255H\224G)\rU\357n\376\203A\2404w\035\217\006\327\001\263\315P\2316\250\206}ye\224\211\362b\047\234\2169\\\264\272\212\315\330\341.\243\355\240\271V\246N$\\\231\231r,D\207\331J\024\023T\223\244\251%u\213|\332\213\260\276\2732<\314\244;__M1G\255\350\361\010\272w\264\276O\232\264\303\236j\n\322l\333\305\374\203\226H\367\227\327:\225\253\240d\231\230\213X\306\367g\350\355s\363\td\345\310+\356\216\021[p\364t\r\361SV1,\205r2\316u\320\250^\370\211\221,1\336-\245\0255k{\255\233\314\310\356\331\346\331\204\223E\223\236\240\\\263-[\234\047\264\275\010\340\342\207\245\2311\253\256\266\267\372\276_\023\360\205\371l\355\360\047\2070\235\207gfz\n\211\332\305\336\035\345\321\205\275D\242\273r\2405\210xO?\341|\014z\005\332\200\263\027r\203\213\330\373Pt8=\020z\272\256\271y\316\312n\301\341\307\3470{\313\006\"\257[\231\360I\252\276\344\027\0161\216\003\014[\225$\246:Xx\244\335mrx2H\256i\3726v\316\360\222\344\327\3277\226X\211\325}\047\220{u\363^-6\313\320\330\\\217\272LH*\365r\235\024T\230\315\254z&\312\242\213~Mrt\205C\005+\323g7u\232\204\242\341v\232\211\213w\2621L\310d\330\315\030\261-\3200\031\276c\013a\032|w\205\351\343B\tBs\224Db\226fV\030\303\301\217\177)*,&6}\031\210\032\037\273[\242\232x3\201^\020\206[nI\017dTe\000\037\202\t\220\357\222-\223K\263&\020\200r\330\213\n\213v1\333\224\327=\027\"\016\232#\224\034L\030]\3073\235d\004\341G\n\250\365sRE\227\"\332r\326r\232\250\217F\240\311\203\221\216\033\312\356\017\367\003\3430\252\243\362\245\266\362\345p\205\371yPU\001b\207<\257\265\023g\"\311\251F\337\341`\205\365\322\343\037\033\350\204\254\003\001s\026\264>\320\2502#\217\003\322\033Y\243.\320\326\246F\242\317c\033,g\206+\026\214\220\007`\314\311\213\345\240\023[\211+f\3145\215\302\334\202\025\035\352z<\215\205\214\361\346\026\272\352%\326i\275\3449\264\347o\006\003\231\00673|\047|:\372\221\275I\325\343\036\343\270Q\021-\372\305A\234\214\013D\260u\266\374g3""O>\235\310!\202\262\266c\211\302f\320b\252W\251\372gs6\3115V\306\337P:x\214\206\031\026%\250\307\027\047;\334\326X\242\322y\220-\217}R\231\336\305\024R\020k\0251\014CY\2717k\333\\y\371\014]\342n&TM\017\231\336R HM\260\206\036\266+\210)\213\327>3\346\224\252Ql\217:p\3237\230\240\n^\266\321\206\261Z6\353\rz\327_\2073p\313\277\t\347\026\034\034\366k-\371\201f#\335\026\331<\234s5\332\363\255\t\326\260\331X\005)\241.,\310M\027c\257~Y\262\3462\213\\\311<\262\3226\220\323\244\334\331b\202\332X\000,\314\270\312\375.\312\302B\212\244\004wL\232A\231\3364\224d\363/\014f%\212\"\254\0224\235dR\327\001\341\332\035\025:\253{\211BJ\227\226&(\314p\353c\013\307\256\352\324\003]\204\321+\261A\327\344:\334\204\366\354\354\223\336Z\246Y\341\014\036\366\003\362G~W\254bY~\333W+_\322&\355\302n7u\367\315\337\361\013KD\320\255\304\360\031\362|\205\367Q\344)\310\237Cw_\213VD;\350u\362\243Pv\027\216\336\000\3647\212\202\256\343v\334\022y\271s\234\252#v\375\254.4\3514\362Lu\020\201l\347\207\317\004\200l\331\253\346\327\347r8\221\254\223\034\225\322\334E@\321be\263+\240teb3\314\343c\207\232\031\267\221\2029\023\275\3617\210N\222\024\224\314\304\352$ay\303\207R\316\022\243\321\214v\374\245)\266\367\021\246\3002A\272\033\313\r~P\2259\313\2443\004,\n\263uo\275lN&o\335\363\271\275_\027\2079\235\276>\311\367\305+\277\352\343!D\003\010g\214\224F\3678\342\034\243i\264\221\243Y\0022\036Tm\265\206\275\234|\300\274\202\377! MQ\374\230b\251\363\3162b\273\244\234\014\006\212U\277o\231>\241\017\021\342L\351\201\240\266\023@\330~\262\306\013\017\2365\350}\325\203\001\261\237c\002V\253\343\007\354-E\232x\\Y\026&3\322\331#@\326\031Y\327\014\343Y\020\256\277\032w\200\331>I\253i\362\023\022i\260\272ML\014y\355=\323\365{\304\010\374\300\232\214\304D\302E\236\243b\307\347\306\002\020\020@-\034\2029\001\266\247\325\313h\305\262V\372\017\\\206j\266\323D\327\010\217\035\245i\014K4\0274\3031\304R\030\036\t\006\337\005\324&\0311\\#Kx\324\200i\332\267\245mlhD\254\321\r\3319\002\330D\273gl\215\246\325\245\030\316\0028""\343 $Y\260\272\tq\310\266\033D\306\203\360\214\231\010\341 j#D\047\204\337\362\305\204wB\300\326G\003\234\007x\326\226\017\006\213\224\314\334tqW\006\260\363^\326\334r}wou\231\226V\032%\3540d\231\212\373\000\206\303\006\016\350\375\235\016h\271|\235\344\342c\030y\025\366C\210\351\356\n\362\276\260\203\242\2777\016\010>\034\021h\206\201\3034\303f/\251\367\316\002\277-\246\245m\260\333\321l\234@\020\376\020T\263\366\300,\377}\021\375\362\262)J\"Q\te\305fPC#\253\313\001\304^\007^\357\343\264\374l\200\343A\206\355w\354\312\214B\206+KO\320\3252\323\222\3007\336\377\2370\275\031\356\272\226\020Y3}\2307^\333|\315\357\024#\004\"[\"\224\260>\026\250\302%\021\344\276 N\305\220\360\353W;+]P\350\305\334\031Z\345\341V~\177d\210c\255Uc76\241\207\363FqR\250\245/S\077\077\375\251r\205*tT\224\322\235;\227)T*T\244#\227.\214t\251\022\313\016Ol\204*\210\202\34385\304\340`w\242\376\227:u\034\307\225\007\212\004\023\362:e\332\355\374\366|\342\r\311\313gk\251\231\277\014\344\200e\3725p\246\355\na\047\302OkN\314xP{\205\372/\256\354\371i\231%*\265\350\317\273b\204\365\205\235Ea\313\371P\306P\261\351\0056}\020\330\252\336P\035%\037\320\246V\332\370\"\3672\007Nm\341\005\355[\320\373\367u\373\204T\047h\n\227(\031\227\224\246\201\266A\273\233\3071TB\267\227\270\240j\347\346\034\352\244\256\312\265\202\260\253\252?\005\n\236\215\241F\231O\314\t\330C\177\256\215T\352\031\320\023z\354d\365fEK\307\223\354J\310t\2358\271\261\214tn\317s\337^\021\"\330\223\221\047\221\036e\025N\000\n\202\206\211\202\352\304a\033lHB\372% \313S\357\332L\322\230|\004\342\234\213\0023+\004#*\304\370uL\214\242Q\310\311\020\363\307F\030\276\026\325\226I\342\320b\365\273L\014\222\254\225\322(\377\376.\344\212p\241 \211\251\253`";
-    PyObject *data = __Pyx_DecompressString(cstring, 3413, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (3348 bytes) */
+static const char cstring[] = "BZh91AY&SY\0003\225\300\000\001?\377\377\377\377\377\377\377\377\377\377\277\377\377\377\377\377\377\374@@@@@@@@@@@@@\000@\000`\014{|\366$S6\000\205\246\004\000\r\r)\2554\236\000\000\365\357\006\246&\244%\033S\323\324\232=F\201\345=\223\004\325\037\251\351\201\200\204\247\352\231\2507\251\247\247\244\243M=\250ji\246i\036\243\312h6\203\312M=@\224@\004\004\3210\231\032L\323I\242F\305\032\033Q\246\232\032a\0004\000\000\r\000\000d\320zM\001\242T\364\332Q\240\003@\320\003A\246\214\2004\000\365\000\0002\031\001\221\240\000\000\036\240\361@%4A\004\230J~A\251=2\232l\232\047\205\000\006\231\000\036\240z \001\240\000\r\000\006\236\246\200\004\030\000&\000\010b`\230\000\0020\002d\3012`\000FF&#\001\014\000\000$T\236P\005?F\251\241\211\233T\310\323h\020z\200\000\000\000\320\000\000\000\320\310\000\000\001`\2220a\261\266\001\006\013\340\017\222/\257\266CM\205Uh\324U\tU@i\tp\340\326&\214F\221\007\302\t\004\200\370\277\334?\352\255\2001IH\225\022e\357\007\275\331\177\344 @)D\260\240P\222\275\020\254WbCci\003bm\r\210cQ\254\003\264\025\253\205XU\212Qm\250\322IS\030\220\332\0234PH1&kp\217b\014\343!3$+\030c\030A\002\022\004\302k\210\204D,L\002\230\rK\207\300\211\006\363\rr6e\014\030\010\341\323\n\245\022\211Z\224Y\326\211J\024)2\320\222E#\030\225\214pY\005\t\315%N\346\274n\t\223\235\323\264\3513\023\2319\226\223\235\246\024\2566\222$4\253[\225\203\310#\356\272\332\343\353/\306I\257\"\361\n\3250\307a3G\330\372>\236\232~#\251\007\350\271\310\352\267\200\270\227\234\357t\316\217\336\365D\351w\215\035YqE\017\3515EN\371dI%\320\266g\r$\366\303\330\tl\262\272\305\262\310\345\024\364\373\376\336\026\312\212\326\010L\253\234.>\335\326*\272p\222\254\236\364e\047\354B+\214o\210\357\"\343\242\370\330\236\326[%l\344\303\006\253\rl3\264\313\221\212(\351\014\205\216\264v\205\207\264\312<`B\207\340s\013\252Y\327\275:\216\223\324\351\341\345\236R\004\032\233\243o\007c\276\312\244\207Uw\202\037~D\004\024Q\006\352\"\214\346\200Z8\211\020\212$\331\"C\321\256Bea\002DH\241)J)X\216i*9\047=\\3\360NzS\325\261""\340}\305{\323E\367\336_~\251\374\366s\361v\375\327z%u\243@e\225\377\326\252\350O\316\226\315\307\027rn\216!$\324e\237;\246\241\3371\254\323\312\257FB\204]\223\016E#CyL\220\302C$\033FC\277\313\265\032\004\225\2055\330\"\370\3009X\346-\354gu\251\003\272rQ\256\255\"m\n~\270<\004\025\262\206\000\353\256k\213mkK\355\366\275\236\225\316\224(Q\022\224O\255uH\221\211\203\313\202\247<J\327\266&\005\211\000\261,\227\232\254\234\243\315\027}\224\206\223l\020P\307\036T\024\036\256\315;\032\307\325(\201h\342\006\221\3105}\027_\0234Z\361\311\0021B&\3316\207\357\374L\2312\312!K)\261<\331\022G\361\375\033\372-\344\033\345x\307\271Ot\306y\030\315\234\351p]\221\2452\273\275\024\210A4\t\277\251\343\225\037\251\264\2143\367\353\332\264:)F\314\304b`X\357\311\322\346\353\327f\272R&\2263\327\207PO\322`r!\00410\270kh\314^\300Q\214\203\331\315\374&\233p\000|\t\221\332\223\347\247\257Q)d\347\023\322\202b\224KB\331\222\340\221\003\010\244c\030\366S\370\322\210\234/Y\316\374\337\313\025\232\344\245\003\t\312\371\371w\1772I\030B\237\322\260D\3127\226\023\272\244\311\317=\345m\207\366\202\020\205\267\323\330\366\010\245kOf*\217c\365\240\207.\2463\317\350o\025\004\036+\014n\017-\232\370ry\271T\317c\217.\r\233\242\332\n[m\204\245\324\361|\241>\t\334`\033\013\223\n\364\357\211\212\217X-\047+\016{\316Xk$\020\232O\270\355kv\213\373\246\206\003\013\315\322u\247\301\242\325\375VQ\264p\342v\274K\032\326h\264\246N\020\3761\270\224E\317<\252\217T\1779\314\306!\3723v\027\3433W \\Y\315X\0230\216\3537\006\200s>\340\220\n\252\202\031\330\317\016UCQ~\224&\330i\246\001)\275Y_I+\240\255\202\302\033$N\020\222\300\360\212aR4\200\256|\306lr\021\210d\"\352\272\210\236\023\276\275\177\353\256r\244\342\327\023w\221\360\252\273W.\223\3255\363\035i\244\023\255%\334\346I \234\3036:=]\270&\216C2r\036\023\227W.\314L\334.\310\327\235\014\215J\341\020V\247K_\rc]\250\302\353\355\021\200\334\212\314/S\253\204C\352\335\315\021\265\275B\324\250\353r\374K\301\347\210\210f\2268\303!\313\031\2612\022l\221 \335\224%\227\\\3279-""\261\260l6\316\231\232\360CbC\247O\252\266z\022\324\317N\005a\244\331\251\247\251\245F\2419\247\204\3113\253\233\224\034\264;\034|u\255\223\254\016$\271T\205-\007\333R%\021\330!\253\201\356\345\3473\231\314\374\356\343\231\326\363\0166\362\204\311\264D3\351K\024\244On\"y\207\216Id\366\035E\206\314j\177\213\216\202\345b\2318\221z\000[V\242C\361\222\205\004\325$\351*9k5\356\233[\\,\224\355c\313\306\260\262_\361P\203$\3264s\322y\254l\2338Fb5n!\031G\221\247D\204\204\230\326\253q\235\320\2164?\331\223\021k\033\211^\374\375=\367?!-\244\271\005}\361\306+v>u\343|T\327\246%\220\256,\263\270\273\026\005\215\304r(\3141\342R\020Xf\223+G\261\345\254bhzg\025U\0337\276\340\271fZ\2678O\"\364\243\203\202\037#$\323W]mo\372\376\247\211\370B\374\326w\373S\301\220w\216\367{=\005D\357\261y\203\251tao\022Q]\271\204\032\304<\007\275\364<\375=\"\355\020Y\213\271A\305\354}\250:\033\336\210=]W\\\275\303\275M\330=\016\037A\203\336X1\025{\034\317\210MU\367 \270p\214p\030ind\222\232u0\361I\246\306\271;q\221\\\247\347Y\337\235\341%\307gd\336Yb\047\033\351<G\267gE\342\323l\276\027)r>\3511 \253\307\234\351\242\244\306mc\320\345\252(\267\343\262N\220\250`\245z\354\350\360\331\254J.\027j\250\232[\314\310\3052C\036Vh\322\304\267@\300g4\306\026\3024\364\336\027\247\215\010%\t\316Q\021\212Y\222\260\323\016\335=\334\304\250\260\230\331\364\344@\320\375\333\035\024\325\275\233\312\357\2043[rH{\"\243 \000\316\326\217\032\306Z\3329\035\360\007\203T\007\264Z9\323\034SN<\316z\370\224\252 \351\200\345\007\023\006\027p\311\316\262\002o\243\205Tz\271\251\"\313\221m9\3539MTG\243Pe@\202\222\005\t\341\244\216\250\215*\201Y\250\314\254X\236h\010\226i\301\264\235$a\323\226\324N^E\223R\215\277\300\301\013\353\251\306\237\033\350\204\254\003\002\341\231\025G3h\261\021F\3654d\032\231#p\332%T\024\275tM\016T.j\022\027e\255@\363\000\025\013\035\260\025)\210\352=\004I\246\256v\215\3262-d\231\0268\324\271\237\253\240[)Q.\263U\357!\321\253;w\260\034\3101\2717\300wC\2618\243x\247\037\030\367\036\021Z\326\273\273`\232\2039\030""\313\204\261\216\216;\362\034\313<\333\032\360C\005Y\215mFl\306\232E8\277T\255f\331&\272\340\333\352\007_\001\220\303\025\211j1\305\311\334{\232\302\305\026\223\311\002\330\367U)\235\354QE!\006\261SI\2446\033\223v\315\265\323\334\3444\273\304\334K\324\232\037+\274\244@\204 \323C\017c\026D\024\310\366O\220\371e*\250\272F\375\260\3257\232D\005/\266\215M\202\264m\326\0336.\305\314\267\343\272\371d,9\334\366f^\307\240O\001\225m&\373:L\253\241\362QX\271\204\275\000W=E]\357\032\250\332\343\242\274\261O%:\025d,FXN\023\204\363\226\357\321Dz7d\001\336\047\204\312\367\260\231\204\205\025H\010\356\022i\006gx\322Q\223\314\334\372f%\212\"\254\0224\235\\B\347\001\341\332\035\025u]\255j\022T\300Z\230\2431\253c\030\360\017e\366(\010v\023D\257*\203\257\304\342\344\047\267\227\266Oyj\231\247\2040{\330\017\306<\331\236\261\211e\373m\\\315\177\000\335\2707\006\356=\206\357q\013KD\320\255\322wL\370\374\225\363#\310S\221=m\327.\337ZF2.N\250\"\026e!l\002(\26647\202`\340YU3\363\336\023\261\234,\333\205M\373\315\375\2067(\240\274\272\032\315\r\034 \231\363\313\312\227\255\327\271\271*\241\330\272\233\244T\r\026&k3:\007Nf#=W\034\256\036hf\336F\010\344N\257\215\314!:HIo\357\255\026\321-i(\224J8\270%\341%\006~\370\223cx\374\210\355\260\032A\230\036U\226\274\310\026I\363\355\r\225X+\271\2136M\251m\274\355\354~\230\374)\010\305\3074\203\204\004\271\337\257\031\nA\t3\223\010\336\364\216Q#\234W\3346\203!\336IR\234\364q\371\201p\r\316B@\237\323X)zg\0317\352$\361(4`\277\352\374S\345\020\361\036d\330\226\021\244\240\332~R\033\375\370s\364\373u\302\203U\372\024%z\335\300~~\243O\357\262\204^\207\027\206Q#\200\326\275\253&q4\255\267\270\321\233\2541\3147\036\226\223\rKAZ\353\273_q\361\363\210\021\205\204\304\004\322F\236\027\005\276/\334\004 \035\204Dq\205\020\306\021\030\3639b1x\231\301\311\335Se\367\034\047!\317\0233&\004\033X\002\347\300!<\006\007g\047\207\016\321)\222\263\204`\355\232\001\265\035\374\027\332\252\034\n e@\376\033\3360\325\"m\343\274F\344\246`\204U\002\030a #i\251s\023b\215\252n\022""\270\037\347\337(\241 l#D)\177\345\313\211k\247\266{>\0338\215\251l\344\256,Y\246gf\320\375\034\007\310\347\251\313\026\047Z\263w\332Vj\225\267\t\270\224M=\234@\206&\214\237H\376l\213\03367\n\317\217\211UOJ\327`XK\047\366\213[\256\230\2669\255\371\274Y\027O\370\201A?,\303\2067\036x\337-\3117wD\251%\313\022\336\217\031\304?\264\021\n\257u\240\017y\371\243\337\221c\220\243&\020\2221&g\362\r)\274\261\035\342\324\271\330\020c\317\202\033\353\021\337\313\321\272\374\022\"\241E\035\365\n\3363\227~\344\237\203\377\364\006#\267B\355\324y\003\346p\256\367i\377\262\02382\3067\242\027F\363\302\236HT5\206t\000\340\306 Ov\330ttn\035\327\233X\\\031\246\365\311\326U\253\322\"\031\366kS\247P\303\373\025(\324c\033\325\253W\375\251\363k\321\245E\211I:\224\360\341\245\260Th\340#\223Z\204th\223K~n\274L\204\203c8\047\002\037\\>V\316\235CY\326?\336}\004\375\035\022\324\325\370n\376A\376\314\346\256\246\226\267u\371\311\253\340\352\345N\324\372!\047>Wv\347k]\032\367\1777h:\3343\344\244d\224kZ\241?\r\275y\355\r:\214\313\361\374\010c\240-\360\202\231>\262\315\002a\374L\320\257\047\263\006\206\210\347Lw\257\207\023\323v\263\355\014\336U\300\017Wx\204\037\001\311\201\256a+\307B\305Z\n:\221\010 \231`2U\305FY \262\263\236;\354\024\374\030\305\nE>\220N\222\033\276\3329SH\316\200\241\246\252\275\005\t(\266\332zm\230\206\223\247\026\030\311\036\235\371\257|\026c\211\027D\234\"O\"8iJ)\256\225\331ge+8u\262U\030\262\244\244J\0277}\047\030\312\205\0070\243\341\002<\\\370\327\320\232b\311%\256FS\336\r\203\364\276\226\325\226H\241\005\354v\254eX\254\344Q\377\374]\311\024\341B@\000\316W\000";
+    PyObject *data = __Pyx_DecompressString(cstring, 3348, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3439 bytes) */
-static const char cstring[] = "x\332\265VMw\333V\222\re\332\221\035M\217\276\345(\316\014(\313\022\345\330L(\321r\047\223v\037J\226\332\3568\216\251O\313v\017\032\004\036ID @\002\240D:\275\310RK,\261\304\022K,\271\344\022K,\271\324O\350\2370\267\036@\211\262}z\026sF\307\006\201\367Q\257\352\326\255[O\020$]\021\004\3114\245\216`T\004\253&5\030\276m\341\273\266PoY\266Pf\202$\\\274\252\272\360].\047\030\345_\231l?\311\332&cB\305\224\252u\246\333+++B\326\320\231`\032\247B\203\231X\254\260\366\312\003\241j\330\302\212`\230BvE8U\355\2320X\304\027\010L\222k\311\242\370\347\201\220\374&\337\271\\\356\007\341\307\237Y\3350;\007*;%G\177\224\r\335V\253-\243e\361\020\024\325$\217>\034\306\t\311\204e\233\252\302\224\241\305\344\321\277\232\277:v\261\362\311\2377%]\207[\222e\251U]\260\r\301d\222\362\320\320\265\216P\347N\236\300\311\347\372\211\244\251\212P7\024\366@`\355\006\366\302\324\262\274L\347.W\014\3236%}9\216p\2608\206\037 Km\325\022^\002\247\227\206\315\004\273\206\204lv\354\232\241\013\030W\230\246\226\231)\331\014\047\222\217\260l\322\"]x\265\365\352a\341\217\005\356\261\311(I\226`\265\312\262\006g\231E\300\225[\252f\343\004\273\323`VNx^\021:FK\320\031|C$\r\254\033\336`\327\230.X\314\246\027a\231\307-\331\252\241\213\330\256\352\325\345\004*\365\204\321\356mI\263XNR\024\021\353\230\214\310\255\013\346d\365\007\302\325\221\206D$\211\307\340\320C\331\3204\262e\350VN*\3132\217W\224\r\223}+2K\306\352\\\243\323VTK*k\214\351\364\254\312\224\026y\310h\376\341\323\030\322\004J+^\250h\022\302\264/)\255\013[\334\344\013>\036o\031^s\314X\003\301\325\037\000mY\255#0\216)p\2517\020\213\010\372\306#\r\303\320DX\222d\325\356\\\330\177\362\047\341\273\330\250n\300BEji\266 \212&SZ2\023EAiq\300tC\177\210\374\235\250\222\206Y\004\243\332\242x\305O\341\324Tm\212@\330|8\304\355\212fH\366\332\352\207\205\233%o\2066\003\r\241\245\352\227+k\206\246 o<\235(YS\215\261oY\214\0074\204\242\305\252\242eK&\260\241W\r<\240p\351\035\321\306+\2219\331\004\025i\224\024\200lY\250\030n\236\273\022\333\266@\376!\257,\333\200d\260\3775H""\362|\275\360Q\2141\370\017\370!\361i|\253&\311\307\224\022\036W\007F\261j\331\022b\346\300\033\225\374\003\346YE\252\343t\205\346\255\225\026\247\007\215K\232f\310\250\251\344<E\262\245\334\047fc\0478\024\\\035\254\\\"\2245\351d0\233\375\304\020\350_\334\335|\376|K\323\324\206\245Z\303\364\213\337w\340\317\345[\356\222-\303\203u\351\230!~\243><\330lI\000\355=\023\345\032\223\217\231\222\373\221\234\325\254\047\271*\323!=\346\360b\223\021\376lh\210\227\340\320\267\302Kwh\200\351\037\014\324%[\256\r}7Z\266\370\241\225\201SCC&C\231\034_\031\340\024\303\336\026\26234\201a{x\047\240\256C\016\267\251B\330\226i\032&\211\343.k\266\340\033\243\246\220\273\354\017\342\036e\315J~.\201L\024E\274\234\200\262\361\223.\247\304W\2356\376?\205\246\212/Y\333\336a\025QLt\217\321<W\306\313\227*\263\341Q\235\006\024\332\203\277JK\227\351\267:0\216?\265\336\200\340\323[]R\3719\350\013-\215\317\351R=\376\205\347\370\203\306\305y\264Z\365\370+\261B\257\244\332\361[Ko\250\3621,l\351\203u\047\274\020\310\006\260\327\006f\007,\372\030\206\301\000k\323\007\260\270p\305\032r\375\023\030\331H\033\005e\221:\203\277\252\316\304cf\352L\023\355\030\372\013\232\016\3506\370\375\210\232P\372Am\211\345V\245\202\276\246w$<\252\214\n\321\022\023\205\227,^\227\222u)\020\311\000a\"Y\035]V\215\334\205?\226dk\030\265\305\274R.KJY\262XY\265\2552N:\346\372\301\337,y\240\334r\231K\273\254Q,\310\020\232\263\314\312`\253\254\031\026\2235\213\323\233?>\n\201\263\227?\320\367\364\367\220R\376\301LK>\031\352b\271\244\213\r\0171\242\262ue\344\2435\t\000\303Cq\247\032t\246\270^\343\347G\316\021+\321\307\024B\211?(m\361\375\215\325\033v\047\256m\246+\350\224\255:\277Up\247*\252i\331\025M\252ZI\257\341?\353\005\\\\P\375\311\365\245\202\254\326\222\203@w\322;\321\340O\263\3064\205\272\215\245\252eUQ\2256\277\354%\261@\213\271\266\253\372\211\210x5F5d\305\217\367\354\370\030\313\342\0205\334,4\203\313M]j\343vEW\253\272\252\323\255J\217\033\001qV/w\300I]\341\214\300\021u\272\317\300+[o \250F\307(#b\243R!.\303\047H\007l""\343\037\265\017\222$\352UW\0329\377Pp\255\343/\226\226\254\021\321\3140\324\270\320\273\201\310\r~?\202\337,\233\254\252Z C,~W\025\317dv\313\324\021\205H\344\244h\350\277\010\363f\303<\001\207[\224\017\205C\204VK0$\r8\351\311\027]\332b\032\242\243,\332\311u\203\367\035\253f\252\3721\201\032\257\242B\246G\313\202K\rT$\376\233-\331\266\355\032N\306\047\t\255\335jh\214\232o~=\276<\304\215\030\212\203\000Z\rtFF8\340\312\332b\374a\235\"\372S\303T,\376\020\301\216v\273L\205`\375\362{\252\237\276u\366\215S\372\275\330\037\035wn\271\337x\373~\306/\370\047\301Np\332\225~/\376\363\306g7\277r3\347\243\323N\3219r%\327\366\362\375\321\233\375\261\177?3\235Y\307r3\375\361Y\347W/\025e6z\231\336\243\360fT\332\351\217\215;#\316\222\233r\047\372c\363n&\372\352\033\177\325?\010\326\002\245\273\322\313\367\307&\235\005g\333]p7an\325;\364\267\203\205\240H6\233\375\361/\335i\367\235?\021\335\377\241\273\320\335\356\335\355\225\316\307\356\270E\267\344J\375\321/\316\036ck\221,\334\247\261\376(\366\304^\n\256\345e\341<\334\033;\333r\346\370\351\010\352\013\367\277\274\212\377\327h}\273\007\003\223\316\262;\351\026\\\323\233\363G\374\273\376n\220\0166\002)\216>\343~\357\025\275\327\360\364Io\262\367}X\354\217\377\007B~\357O\372\337\007/zca1|\023\035\036EG\345\250,\367\307\311\2537\236\351\177\031\334\357\276\010S\341l\330\346\263R$\225\311\211\2778\217\335eo\236\303Y\242\350l\347\007\204Q\365v\274\367\301T\260\325\235\353]\353\255\207S\341VTz\035\275~\033\275}\227\200\351Mz\371h\261\020\024\221\206\223n)z\262\037\355\037D\007\207\004@\341\354\275;\341.y#\336}\177\323\267\203\365\356Tw\243+\367\246{\207\341fh\022\374\343SN\3011\335)\367g\177\332/]\001\253\343~\3566\2617\353/\370\305\030\317{\216\r@,o\301\373\253\257\004Y\240\376\254\3674L\rm\033;{\356\354\271\363\336\037cp\237\201\n;\321\334\212?\341g\203\205\250\000`{\377\210v\341c5\252\326\242\232\332\237\231\213\247\357\007\033\321\3723@3\027\275\332\211v\224Ha\021\253\220\215\027n\332}\341\247\375\277\004\205\340\267\336\"R36\347\374""\346-\371\267\202\014O\252/\005\231\236\024}6\351dA\277\364\027g\353\316\204\223\211>\373\312\315\377s\364\263\353\263\316!\367-\275\344I\347i\254w\2569y\347\251{\335\335\3672\375\364uJ\350\010B\263\3002\036\347\2723\345l8\262;\213\324Ox\367<\013\000\020\3556\300\311\230g;=;\\\r\017\242\335\275h\3570:|\023\275\341\031\211a\210\276~\024\224\002\t\276fz\371^\261\377\237\202w\335;\362%\212e\333\271\353\224\034)>r\311\035q\357\362,\037\200\363\000\357\337\316Jt\376#\047\205\000\026\341\301\004\231\374\026N\344\202\221`\251\373y\267\331K\305\354\310\023\247^\202\303O\272\223\335\365\336\\x-\314\207\033\241\024Z\321\316\356y\262\353\333`\0229\237\353\245z\023\037\354\3723\017d\031\204*\206;a3z\265\213X\350l^q9\320j\006\225\260\3517\203\033A\005\234\221\272\315\363\321\333T\047\250\3424Q!\023\245g\035\351\0341\375\3444\335k\356c\017#s\016\226Qy,\272\252\327A\275<\353\376\034N\207\357\242#\344\223\247{\374+\020\350\275\177;\230\016\016\273?\001F\270\364\265\273\347}\351/\372Zw\261\253\205\213a5\332?\272\330\021\245\277vK\347Hs\233\037Sp\233QZ\360R\347\234\\\333\360\2063$\305\007\221\355\233w\334\374\371h\006\301c\346Nt\047G\270c\252?:Ok\277t\047\316cI\002\030\330\016\370\251\216\244sh\311\035\257\204\230\213\376^p\033uR\244\322Xu\016\3345\210\311\364\274{\037\345\216\265\323\316\323\350v\026z\260\3043\222\352\002Y\252\303\033\036\363\327\3742\006/y\262\320\343B\325\216\245\017\013\307\243\361\005/\343\255y\n\344\344\010\024i\366\307fP.\267\341\356\242\047\003\225\331\240\3355!(\253\275\275p\022\330`\373\251SvS\203b\047#\316ug\037\372\263\352\356pI,\221\243\2171\260\346\312P\252\024\024h\0251L\006\217\272#\335L\177\032U\320\237\236I\024s\3169A\304c\323\340w\305\335\300\206i(\314\251_\341\30266\341p\302e\000\315\206#\301mJ\243\t\203\005\337\014f\202r\027\344\343g\235\303\213\2243\221\030\025\3101J?`\377(\005\356/\244\004<\003\377\277\270/\302\277\033\335r\\ \377\032s\202\260\344\250\324\240>\031\tq\352\245\033\213K\224\306vj\032\210\212\363\2073\351\377\320\344\010\2025H\000""\226\225\335\033n\331\273\346\025\000\362\034*\215\003<\343\274\345\345\047y\266\237\277H[+ik\370n9\317\334-,\220\221\230u4\207\215@\346\0320\001a\332\rG\302\273\250\350\023\336\004PE\357\242w\177\217\376\0367\241\304/1\0221\024\013\254\032\251\307\321\261\326\317,{M\377s\224\373\365\340\250\253\300\361\002\3114\324\215t-z\2076\365k\364\353\361\247;4y\264\3514\3733\263\375i*\345\333\303\035\371u\342\314\371\047g\217\302r\364\212\272\325e\337\376 \021\237\354\342\224\223\025\237\304\375\346X\322\344\262X\2145+n>\272\263\301\375o\206\237\207\315\376\350\037\316\024\047\023K\357\022\340>\366g\375v`w\327\272\225\336f\357\267h\207\332\345\205p?\017\047\000\337a\264\207Q\264\331\030#\256[\243\224_\272(L\273G`\353\206\177\334\235A\047\235G\033x\315\261\006J@\231v\220\270\247I\232\2100\361]\241\340v\374\321 Ew\n\322\377\262\373\007\244\267\351\337@\341\025\003.\374oa\372\2667\345=\203\350Z\320\220\255\356<\372\375D\230\241\3117\220>\364bz\335\217\203\241&;\343\326@\376\2136\273\017\014\356y\377@\331\337\352\335\353\275\217Jp\352o\321\337\0067\214A\027}\006\323wz\373\341\203\350\200\367,L\375\002\320\322Y?E,\237G\200%B\255\034\327\315c^p\231\241\221U\357m\220\n\346\222ZC\202\326\316*\310?\335!6\335\023\324\262\354O\241\232\367\203\273\301.\026\311P\263\265\236\214\033O\334ebZ\306\034\224.\200\317\007\023A&ZC/\215o7\361\355\200S39a\013\366\237\242V x\300\256\305aZ\344\314\317w\213\027v\376\324-\241W\235\342\226\321\304\265d\024A\365G\357y\245\201\221\242S\342\034v\363\020?\252\335\265Dy\246A{i \014\022\202\231\200D\355\201\202\013\220\237=\004\264\035d\002\240\264\036H\204R\026\265\371Cp\200\243\177\3525\343K\344\014\2665IY\267y\276- \205\324L9\217\320\344\263\336\003\\\2272qo\247\253\206\231\334v\335G\270_-\3717\241\326\337w7\273\315\230f\263H\367-\014\217\370\330\002\035\345\234\277r\312\240\007\014\316\201d\346\201\320$\354\245\275M0+\315{\367\265`\225n\223\343\374\302\263\205[Y~\370c\035\267\256E_&\344\311\357\247\350\256y\272\000\321m\264\200\013\326\242\247\001\341:h8""\037\355\"go\342*\312\220z\241\215\374\267\237\207\264\375\017q\036\300\n";
-    PyObject *data = __Pyx_DecompressString(cstring, 3439, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (3373 bytes) */
+static const char cstring[] = "x\332\215VM{\323V\026\256\301\320@3\2358\237\224\322\0319\004\222Pp\353\304\204i\247\303<NH\006\246\224\342|\020\002t4\327\322\265\255F\226lINb:\213.\263\324RK-\265\324RK/\275\324\322\313\374\204\371\t\363\236+;q\200\351L\036\220\245s\277\316y\317{\336s%\211\031\252$1\313bm\311\254Hv\21558\276\035\351\353#\251\336\262\035\251\314%&\235\276j\206\364u.\047\231\345\237\271\342<\\p,\316\245\212\305\252un8\213\213\213\322\202ip\3112\017\245\006\2670Y\345G\213w\245\252\351H\213\222iI\013\213\322\241\346\324\244\301$1A\342L\251\365\047%?w\245\376o\377;\227\313}+}\367\003\257\233V\373\205\306\017\311\321\357\024\323p\264j\313l\331\"\004U\263\310\243w\3158\241?`;\226\246ruh2y\364[\343\347m\2473\037\376u\215\031\006\334b\266\255U\r\3111%\2133\365\236i\350m\251.\234<\200\223O\214\003\246k\252T7U~W\342G\r\254\305V\363\312<\235;_1-\307b\306|\022\341`r\002?@fG\232-=\003N\317L\207KN\r\tYk;5\323\220`W\271\256\225\271\305\034\216\023\311G\354l\321$Cz\276\376\374^\341O\005\341\261\305)I\266d\267\312\212\016g\271M\300\225[\232\356\340\004\247\335\340vNzR\221\332fK28|C$\r\314\033^\340\324\270!\331\334\241\027i^\304\315\034\3154d,\327\214\352|\037*\355\200\323\352\r\246\333<\307TU\306<\256 r\373\2249\013\306]\351\274\245\301\210$\211\r\016\335SL]\247\275L\303\316\261\262\242\210xe\305\264\370W2\267\025\314\3165\332G\252f\263\262\316\271A\317\252BiQ\2066\315\337{\224@\332\207\322N&\252:C\230\316\031\245\ri]l\371T\330\223%\303s\3669o \270\372]\240\255hu\004&0\005.\365\006b\221A\337\304\3220M]\306NL\321\234\366\351\376\017\377\"}\235lj\230\330\241\302Z\272#\311\262\305\325\226\302eYR[\0020\3034\356!\177\007\032\3231\212`4G\226\317\371)\035Z\232C\021Hk\367\206\270]\321M\346,/\275[\270\013\344\315\320b\240!\2654\343lf\315\324U\344M\244\023%ki\t\366-\233\213\200\376\013\2126\257\312\266\303,\340D\257:8A\241\323;\"OV!\213\212\005Z\222\225\324\200\366\265Q=\342(\341Vr\216\215B\030\362\320vL\310\007\377\237\001S\024+\205\367\342M\022qW\034\222\234&\226\352L\331\247\364\210\030\333\330\024\263""\346m)a\021\274\321\310?\340\277\240\262:NWi\334^l\t\252\220\235\351\272\251\240\276\372\347\251\314a\271\017\214&N\010(\204R\330\271\276h\326\330\301`t\341\003&\224Bqk\355\311\223u]\327\032\266f\017S1y\337\204?go\2713\346\014\033\353l\237#~\263>l4\033\334\220\373U\221\373\216\034\325\355\207\271*7 A\326\360\304f\213\001\335\267\\Vj\\\331\347\352oN\2668%\212\017\231D\335\016}\253\242\336\207\014\334x\307Pg\216R\033\372n\264\034\371\335]\006N\r\231,\216\332\332?g\020\\\304\332\026\32284\000\2633\274\0229\251CC7\250\254\370\272e\231\026)\352\026o\266\340\033\247N\222;k*\3626\245\327\356\377\234!\336\227!\371l\000r(N:\033\222\237\267\217\360\377\021\204X~\306\217\234M^\221\345\276Xr\032\027rz\366R\345\016<\252\223A\2455\370\253\264\014\205~\253\203\315\361\247\325\033\350\022\364Vg\2328\007\315\244\245\2131\203\325\223_x\216?\010c\222G\273UO\276\372\273\320+I}\362\3262\032\232\262\217\035\326\215\301\274\003Q1\264\007\260\327\007\333\016\350\366>\014\003\003?\242\017`q\352\212=\344\372\0070r\2206\n\312&I\007\3215\203\313\373\3342\270.;\t\364\247|NHL5\371\036)\007L\034\374\2767\001\235cP\237r\271U\251\240O\032m\206G\225S1\333\203\332`\266\250mf\237\211L\337@p1\273m(\232\231;u\325f\216\016\253#\347\325r\231\251ef\363\262\346\330e\234\264/<\025o\2662\350\004JY\264\nE\2470\221<4{\205\227AdE7m\256\350\266`\276\240\260x\240c\032o!\302\342\203[\266r0\324\377r\375\3767l\342\304g\373\234\345\2759\375P\207MI\217\033\364\264\244h\211\203hu*\005.\036\224\244\344\212\307\353\r\247\235T27T4\323V]\\<\304\351\025\315\262\235\212\316\252v\277\035\211\237\225\002\3566\250\365\376\r\247\202D\325\372\271\001\271I\006eS<\255\032\327UjH\266\246\2255US\217\304}\260\3574$ZH\276f\034\310\010L\347T1v\362x\313\367\3671-\211E\307\345C7\205\270\324\331\021.`t\373\252k\006]\274\214\204E\304P\243\334\006\003\rU$\031G\324\351\312\003\257\034\243\201\240\032m\263\214\210\315J\205\230\013\237 \024\330\033\377\250\253\220\000Q\013;\327\353\305\207\212\233\237x\261\365\376\034\031=\016\246\306\251\272""\r$m\360\373\036c\255\262\305\253\232\215\254\047Rw^\337,\356\264,\003Q\310\3047\212\206\376\313\330\336jX\007\240e\213\362\241\n\210\320\201\t\206~_\356\267\352\323\346ms\035\321Q\026\235\376\215D\264#\273fi\306>\201\232\314\242\262\245G\313\206K\r\024\031\376[-\305q\234\032N\306\047\311\252\323j\350\234zr~%\271_$\375\031\372\202\000Z\r4LN8\340V\333\342\342a\037\"\372C\323Rm\361\220\301\216\243\24321\336\376\361\327T/}\365\370K\267\364k\26172\346^\365\276\364w\202lP\010\016\302\315\3600b\277\026\377}\371\243+\237{\331\336\310\r\357\221\377i\300\202v\224\2122\275\221+\275\321qw\326\335\360f\2755\317\361\227\374\335`#\234\r\213\275\321\337\0377{c\237y\223\336\233 \023\337\3716\232\2156:7;\245\223\321\033^\321+y\2547\362\311\361\003,-\322\016w\310\326\033\301\232\344(\311\263\375\005x\220\357\215\214\036\257\2733^\312\313\220g\237x\177\366+\301\337\343\225\215\0166\030w\347\275q\257\340Y\376Lp!\270\031l\205\351p5dI\010Y\357\033\277\350\277\014^\204\017;\343\235o\272\305\336\330\037<\346\275\r\306\203o\302\247\235\321n\261\373*\336\335\213\367\312qY\351\215\221W\257|+\370,\274\023=\355\246\272\323\335#1\312bV&\047\376\346>\360\346\375\353\002\223\022E\347\270\337\"\214\252\277\351\277\r\047\302\365h\246s\261\263\322\235\350\256\307\245\227\361\313\327\361\3537\275\261i\367g?\345\217\373\371x\256\020\026\201\345AT\212\037\356\304;/\342\027\273\004@\341\370\255\227\361n\373\027\374;\301Z\340\204+\321D\264\032)\235\311\316nw\255k\305\245\315\336\330\204[p-o\302\373!\230\014J\347\300j{\037{M\254]\010f\203b\202\347-\327\001 \266?\353\377=P\303\005\240\376\270\363\250\233\032Z6z\374\304\335\366\256\373\177J\300}\354\026\335\315xf1\310\004\013\341l\\\000\260\235\177\305[\360\261\032WkqM\353M\315$\303w\302\325x\3451\240\231\211\237o\306\233j\254\362\230Wh\217\247^\332{\032\244\203\277\205\205\360\227\316\034R3:\343\376\342\337\016\256\206Y\221\324\200\205\331\016\213?\032w\027\274\354I\372\223\343\0257\343f\343\217>\367\362\377\036\371\350\322\264\273+|K\337\366\331I\032\363""\335\213n\336}\344]\362v\374l/}\211\022z\001\241\331`\231\210s\305\235pW]\305\233F\3523\376-\337\006\000D\273\325P\355\363l\263\343t\227\272/\342\255\355x{7\336}\025\277\022\031I`\210\277\270\037\226B\006_\263\235|\247\330\373\243\344_\362\367\002F\261l\2707\335\222\313\222#o{\027\274\233\"\313/\202%\200?\362\273\343\022\235\177\337M!\2009x\220\241-\277\202\023\271\360Bx;\3728jvR\t;\362\304\251g\340\360\303h<Z\351\314t/v\363\335\325.\353\332\361\346\326I\177\325W\3418r>\323Iu2\357\254\372\253\010d\036\204*v7\273\315\370\371\026b\241\263\363tb\016\264\232B%\254\005\315\360rX\001gX\324<\031\271Fu\202*M\023\025\262qz\332e\047\210\351{\267\351]\364\036\370\260\314\270\230F\3451\347i~\033\365\3628\372\241;\331}\023\357!\237\"\335c\237\203@o\203k\341d\270\033}\017\030\341\322\027\336\266\377Y0\027\350\321\\\244w\347\272\325xg\357tE\234\376\302+\235 \315G\342\230\202\327\214\323\222\237:\021\344\332 \315 \206\244\204\021\331\276r\303\313\237\214d\021<\251I|#G\270c\2507r\235\346~\346eNHU\246\334W\340\366e\237\371N\220\017\326\303L8\207\2145{\243TS\227}\036,\007e@~\226\363\331\216\020\235#\260$\333\033\003\234c\361\330\254\237\365\227}\025\322\260\227,\236\002\365\257\341\3509_A\204\323\341QdA\034\226:\333\335q\304\211\345\207n\331K\r\n\2276q/\271;\320\222%oS\310[\211\352\361\001\014\313\236\002\325IAM\226\202md\361~t!\312\366&\301\350\336\344T_\375f\334\003\260zt\022\\\255x\253X0\t\2658\014*B\244F3\256 O\026T_u\031\334\246\224X\330\260\020X\341TX\216@$q\326\t\274H\271\231\376\246\0229F\251\004\204\357\301\351\375HU-\320\374\3771\234\303Y\227\243rB\334\337\306\217\340(\271\032\240\310\177\320+\312\3653/)\3728\215\345$\346\360P\344\265\237\341\367;\010\021\177\0315\007\330\313\336e\257\354_\364\013@b\006\324\026(L\271\257\005\337E\034\247\330\266\372}\004\337-\367\261\267\216\t\n\320[\201\032\257\206\212(\272\014\224`\253{\241{\023%t T\027\264}\023\277\371g\374\317D\365E\236\343\254\034\3130%\212\246\305\332~\274\257\367\262\363~3\370\030\365u)\334\213T(E\201t\021rBB\022\277A""_\3709\376y?9}\315m\366\246\246{\223T\047\327\206\333\335\313\376\301\047\037\034\335\353\226\343\347\324\n\316\232\342;h~\260E\022\260\213\001)\347\225\321~\007Y\300d\314Y\364\362\361\215U\341k\263\373q\267\331\033\371\364Xu\263\211\256\335\006\264\373\301tp\024:\321rT\351\254u~\2117\251\027\235\252\342\223n\006P\355\306\333\260\242\207%x\010Q\300\261\226\350\302\223\336\036dg5\330\217\246\320\246\256Cc_\n\\\201\010\020\245\025\244\234i\252{\312z\322\210\013^;\030\tS\324\260I\\\313\336\247He3\270\214J(\206BU_c\353k\376\204\377\030\212f\243\250\327\243\353h\246\231n\226\006_AW\320\350\350u\047\t\206:\330\224W\003\203O{\330\0160\270\345\377\013ux\265s\253\3636.\301\251\237\342\237\006\355{\320\242\036c\353\033\235\235\356\335\370\205h\010\030\372\021\240\245\027\202\024Q\365:\002,\021j\345\204\374\017\202\333(\220\354\220e\311\177\035\246\302\231~\301 A\313\307\025\344\237\032\364\232w\340\227\300\301\211\240\030\354\2047\303-LR /\313\035\005\327\211D\302\023\n&|c\247\300\347Q\232\331x\031\215*\271:$\255W\320\260\177\302:\366\177\204\272\200\002\001\273\226\200iN\260<\037\025O\367\371KTB#8D\013o\242\347\217 \250\336\310-\2774\330\244\350B\215\256Sf\240F\014E\274\214\\\026!_\223\2408\033T7C0\031\264\275mPp\026W\250m\004\264\021fC\240\264\0222Bi\001u\370m\370\002G\177\337i&7\264),k\222\324m\210|\333@\n\251\231p\357\243\203.\370wq\027\311&\215\223\372\270Em\223\374\270\217\313\313\355\340\n\344\363\233h-j&4\233F\272\257\302|!\300\022\010\233\340\374\271S\006\242<8\007\222\234\007B\343\330/\355\257\201Yi\321\030/\206KtU\033\023\267\211u\\y\362\303\037+\270\322\314\005\n!O~?B\353\312\323\355\202\256z\005\334^\346|\035\010\327A\303\353\361\026r\366*\251\242,)\025t\375\037A\036\267\263\377\000^\311wc";
+    PyObject *data = __Pyx_DecompressString(cstring, 3373, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4631 bytes) */
-static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) (one\377 row per\377 index),\377 got ) o\377r () wit\363h \035\005\034\002 eac\231h\036\004&\003, \001\0045\004.\377..: <Mem\177oryView\245\001\377<contiguwous\276\002dir\216\001\370\007\r\200\000\022\004stridced\"\010\216\001\004\031><(\t~A\006>?Cann\320\000\377assign t\377o read-o_nly m\240\002v\242\000\377Invalid \377mode, ex\271p\256 |\000\047c\047\206!\047\377fortran\047\360\230#%\005\371#\342 axis\373 N\312 Note \377that Cyt\357hon \025\000del\177iberateo\000\346\324\001ct\353 \"\000n P\277EP-484\321Br\375e\241As subc\355l\252\000es\336Abui\373lt\304@types\377. If you\047 ne\230 \307\000p\322\000%\t\377then set\356\200\000e \047\363\002ati\367on_<\000ing\047\355 \362#iv\242\000o F\377alse.add\255_\235 ec\367\000s\274f(Wn, \004\013p\350`r\r\004>\325`-coll\323`[\000\277s.abcc\353\002_\377core/_es\377cape.pyx\377disableemn\002\001gc\335Ace]\007\2471-D\353c\304$s#\003d\353la\344\000t\311\204\007n E\342N\002L\023\002\236\204\003\030\tkee\375p\332\000m, dec\343im\326\000\245\205\002\306 mp \277(n_row\363cp\357ool_\232\000aci{ty\252\205\006>= 0\363\204\003\373no?\000fault\377 __reduc\277e__ du\254\"n\377on-trivi\363al\033\000\312\000it__\373ou\235\010 writ\356\355\001 C-\350\204\010flo\277at32 a\253\206\013(x\212\001\255\206\010\213  uin \007\317hold\265@\312Ben\367tri\222`in u\343se\314\002\352\206\005\303 seg\177_start,\375@\007g_l\205`\247\207\001\023\001\210@\226\207\003=d\224@ribe\036\001\376\206\001\177s insid\255\204\001\363e \206\002V\003spec\376\303\207\010storage\230\325\207\010\317\023\266\00164\323\016\367#,x\216\204\002h\003\233\"lack\210\207\001\335 \324\001y a\203\210\001\047s\321 \264c\213\000\204 s\251\206\001(d\353am{\000d\243\210\001s)u\374\303b\301\206\001alloca\373te\315$data.\260\013\020\234\211\003\206\"\315\207\002s.\242\211\004h\327ave\271\211\004(\000\020n,\377 ASCIIEl?lipsis\363i\205\204\003\311R\320`\000\007.\244g""\t\tma\333ke\372`om\036\tqu\377antize_c\377hecked.<\376\307\001ls>.genoexprK\tre\374!\221e_\010\244\206\002o\010d\266\206\002\200\010e\371n\310\206\001\221\010match\036\241\010put_6\r\215\005\310\010\307rep\242@\004\n\336b_c\237ounts\362\010\367`t\376\227\ttrimNon\357Fini\025\000rro\275r\231\211\001Sequ\231\000eZ\221\213\001.\226\213\007_T\236\207\001s\000\004t\277\047\313\207\004_\017\007sete\002\275_\022\006_Pyx\001\000D\377ict_Next\337Ref__\361\210\004e_\347___\306\211\002\000\006_ge\225t\217\000m\026\001d0\001 \000f\227unc&\001gU\0054\000i\337mport<\001ma{in\003\002odulM\002\267nam\002\003ew]\001p\214~\000\303BsuT\000\n\001\235\003_\364\025\001\262\212\001_\005\002unpi[ck?\000En \005v\244\207\002\004\241\001\216`lO\005\354\207\005\365\207\006\342\007\210\210\004{ex\325\001set_\203\005Is\260\010\2210t\300`\321\001s\232\212\001\377outine_k\277ernel_\247\210\002s\305_\236\204\006_\350d\000\005\212\204\016ab\375c\362\205\005_buffe\377ranyaran\333ge\331\210\001s_\333\212\004as\306\347\210\002as\357\216\007\n\004\306\214\001as\377yncio.co\375r\212\003satlea\377st_1dbba\377dbasebit?sblock\270\212\002\005\002\353sc\262\212\005c\240\215\001mpc\371l\310\001\237@trace\377backclos\017ecls\311\214\002\316\214\002\315\205\016\271\204\002\376\276\204\002_nonzer}o\313\204\002erscv\273\214\010).\277\214\004\007\te\307\204\001s\005\n\345\214\002\000+\t\334\214\004>\t\310\214\003\222\214\005\252\206\003\260\206\003\352\206\016\236\222\204\001dimd\354\216\001\000\002_\367is_\272\222\003empt}y\326\206\003endse\306`\374\321\217\002\220\002firstf\317lags\345\213\004\356\213\00264\277format\270\220\004f\357resh\335\207\004get\366\377\210\001_o\001\002rhel\375d\352\213\001siibid\347idx\211\223\002\250\216\004int\377int64inv\253_s\375@e\300\205\001s\000\002i\277zekkin\252\216\004l\337ivelo\352\207\002ma\357xmem\327\221\001min\362\322\221\001n\200\216\003\273\205\001nbyt/esnd\212\215\002n\354\000\314\220\001\377nextnpnu\377mpyobobj\367off\354\206\001oldo\377neoutout\340\251\214\001\217""\210\001\301\216\001\274\216\n\321\216\002dea\345d\332\216\002s\330\213\001\344\216\002use\302\020\000p\347\210\006\362\211\005\372\211\005\351\211\016rb?regist\346@\370\210\002\356\372\211\001art\353\210\004ret\177urnrow_\231\204\001\374\320\217\001\324\217\001_putrp\357rvsa\033\000ate\035d\236\"scr\362\211\001\372\215\004\233\216\001wlen\235\216\006sel\333\000\316\302Atde\352\217\002\306\226\002sh\377rinksize\330\307\216\002\322\211\002\330\211\001us\220\000ps\373to\001\000ructt\237throw\014\000\345\211\001touple\263\217\00116\267\217\003\366\203\216\003un\272\212\001upda\373te\204!value\376\000\002swantwo\367rds\000\002_for\367xxb\205\205\001sO\200\001\377\330\004\n\210+\220Q\200\377A\330\010\020\220\n\230+\377\240U\250!\2504\250v\377\260R\260w\270a\200A\377\360\006\000\t\033\230!\340\377\010\024\220A\220Y\230a\377\230t\2401\330\010\t\330\377\014\017\210r\220\026\220s\377\230!\330\020\026\220j\240\377\001\320!B\300!\3005\377\310\t\320QR\330\014\020\377\220\002\220&\230\001\230\021\377\330\014\032\230!\320\033+\377\2502\250V\2603\260d\377\270)\3001\330\014\022\220\177\"\220F\230\"\230CL\000\3772\240W\250F\260\"\260\375AP\001q\330\020\031\230\024\377\230\\\250\021\320*:\270\377\"\270F\300#\300Q\340\377\014\034\230A\230Q\230a\237\330\010\013\21078\000(\000\022\373\220*\020\001\330\010\017\210q>\240\003 \230s\240(\272\000\234\000\237\014\210E\220\027y\002\322\000\013\377\230;\240f\250J\3206\373F\300>\000\022\220\047\230\022\377\2304\230r\240\027\250\002\377\250#\250S\260\004\260B\373\260a\370\003!\2309\240A\373\240X\247\000>\300\022\3009\337\310A\330\020\036\360\000z\250\377\022\2509\260L\300\014\310\377A\310Z\320WY\320Y\277b\320bc\330\020\222\001Z\377\240r\250\031\260*\270L\277\310\001\310\026\310x\031\002a\377\320ab\330\010\014\210G\277\2207\230\047\240\032\312\"Q\356\256!t\220:\304\000g\240R\377\240z\260\023\260E\270\027\377\300\003\3006\310\023\310E\377\320QX\320X[\320[\375\\\306$\240\022\2401\320$\3674\260A\204@v\270Q\320\377>U\320UV\320VW\376\375\0014\210z\230""\021\230&\377\240\002\240*\250C\250t\377\2606\270\023\270B\270c\377\300\024\300W\310C\310r\376\373!\020\023\2204\220r\230?\023\230M\250\024\250w\000\242(\337y\230\007\230q9\000(\250w\"\250A\312#%\220t\216 \377s\240\"\240J\250d\260}(\363 H\300D\310\001\242A\376\335$\014\210I\220T\230\032\327\2408\250\330\"H\210`R\320\377\027)\250\021\250(\260\"{\3204\326 \300|\320S\241\000\377g\320gh\320hi\330\373\025\027\031\003*\260B\3206\375H\230 \027\320PR\320R\177d\320de\320ef\230!\377L\230\004\230L\250\004\250\177G\2604\260{\300$\230@\377\014\027\220{\240&\250\n\373\260!\320B\250a\260!\300\277a\320\000\022\220(\374`\004\377\013\2106\220\021\220!\320\377\000\033\2301\360\010\000\005\367\026\220W\373B\004&\240a\373\340\004\202`\220\003\2201\220\377D\230\005\230U\240!\330\373\004\005\313\204\001\002\220%\220s\374\343`\343\0026\220\023\220B\220\367c\230\026\370@\021\240%\240\271s\376\000\363aB\260d\341dR\377\300t\3102\310V\320S\377T\320TW\320WZ\320\365Z\215B\014\346b\320\0355\260\367Q\260a\251\000!\3001\300\377A\330\037 \240\005\240Y\373\250a\344AF\220#\220Q\271\220\277b\362\204\001\002\230#\341BV{\2502\372 \010\r\210Q\264\204\001W5\220\001\276\000$\177\000\021\374\204\001\377/\240\021\240.\260\002\260\177&\270\007\270q\300\001\230c\3751\320aN\250!\250>\270\377\022\2706\300\027\310\003\310\3771\310B\310a\310s\320\277RS\340\014\022\2202\001/\373\260\022\361@\027\300\001\300\021\352\047\014?\254\205\002\047\316`A\310R\037\310q\320PS\311\000\260\205\001\355\205\002\177.\240\001\240\025\240f\261`\337q\260\006\260f\261`a\270/q\340\010\030\242\206\001\230\260 \327\205\001\377!\320\004\026\220a\340\010\377\014\210K\220q\230\003\230\2337\240\017\000\027\220$\000\231\207\001$\377\230i\240y\260\004\260H\377\270M\310\024\310\\\320Y\374\315@\352B\020\033\2304\230z\377\250\030\260\024\260W\270K\374\304 \306\000\035\230T\240\031\250\377$\250l\270$\270l\310\277$\310g\320UY)\006\320\377\004\035\230Q\340\010\017\210\375xb\0024\230q\320\004 \373\240\001u\001H\220F\230!\362\234c\001\020\002\353@\t""\034\2301\347\340\010!\260 \231`\034\320\034\271.\364!-\000\330\010\032(\001\031W\230\021\340\215\210\003t\201`F\373!\376\221\210\001a\340\020\031\230\034\240\377Q\240f\250A\250T\260\377\030\270\023\270A\330\020\023\377\2202\220V\2303\230a\377\330\024\032\230*\240A\240\377Q\330\020\024\220D\320\030\337(\250\002\250&\215B\001\270\367\021\330\014\321\210\001\006\240e\250\2673\250b\244@\"\260\240e\"\365\300\244\210\002x\365\210\003\021\330\014\020\377\320\020\"\240!\2403\240\337d\250#\250Y\240`q\330\277\014\025\220T\230\030\337@$\373\240c\223 \026\260x\270r\377\300\022\3002\300T\310\022\373\3101\270\211\001w\220b\230\001\374\345\206\005A\001\220\005\220U\230!\317\2302\230R\216\211\002\222\000\023\220\3757\016\0003\230c\240\027\250\337\001\250\022\2502\301\000\022\260\3775\270\002\270!\330\024\033\337\2301\330\024\025\253\211\004\027\220\377v\230Q\330\014\024\220B\357\220f\230B.\000\024\240R\357\240w\250f\324\210\002\014\021\220\376\354b!\2201\220B\220a\367\220s\230\303Ar\250\022\250\3774\250r\260\025\260b\270w\001\330\014g\002\340\014\020\240\204\001\230\200\212\004\214@\354!\320\004\364 \362.\230\251O\206\207\001\375\"\t\264\204\004\220\243\201R$N\235\000\006\270b\233\205\003\326;\020\300 \307Q\220i\235\214\001\265\022\216\212\001N\230\306\327\207\003\320\004\260@\327\214\001\326`\330\010\370\275`\305b\252\2148\017\210t\2203\373\220a\210\215\001b\230\006\230b\377\240\003\2404\240r\250\027\273\260\006\333#\025\220[\372\205\002a\257\240t\2501\256Fu\320\214\004\014\377\017\210u\220H\230E\240\375\025\255`\022\2506\260\023\260\367B\260c\377\206\002\021\300#\300\377S\310\002\310#\310R\310\375v\200\213\002Y\320Y\\\320\\\347`\320`\377\213\003\366\215\004_\320_\374\020\000\333\211\003i\320ik\320k\377l\330!\047\240q\250\007\377\250q\260\005\260Y\270d\357\300!\3004\243\212\001T\320T\376\346\213\001\320\\a\320aj\320\363jk\214\216\023\216\001C\220q\330\257\025\026\330\024\307\206\001\030\206\216\tX\372\206\004\340\t\022Y\310b\320P\374\252\214\001\256\216\007\014\017\210q\330\020""\330\314d\257\216\024\220A)\250\331\212\001\t\014\335\210\337\214\003(\240!\250\217\001)\230\3671\320\034\332\217\0014\300q\310\377\007\310q\330\010\016\210d\335\220\240\207\002F\220&\354 k\250\377\026\250x\260t\2703\270\177f\300C\300{\320R\253\215\001\276\271\214\004\320\035I\310\021\274 W\377\320TU\320UX\320X\344\377\213\003\242\214\002\010\301\220\001\245\217\001\024\230Y\377\240f\250B\250k\270\025\377\270c\300\032\3102\310X\234\354\215\002\346 b\320b\263\214\001\233\221\001\004\366\227\210\001\2301\244\217\0054\230y\250\277\010\260\001\330\010\022\373\212\002b\357\230\016\240a\356 \006\250f\377\260A\260Q\330\010\r\210\377[\230\001\230\030\240\023\240\377H\250C\250s\260\"\260_E\270\032\3006\213\000!\031\001\047Z\220q\210\216\001$\001U\307\003\341\215\001\337\025\230h\240e\335\215\007U\230\377(\240%\240|\2605\270\377\n\300%\300z\320QV\237\320V]\320]\332\217\005\276\215\005H\377\260E\270\034\300U\310,{\320V\301\217\002\010\014\210O\262 \357\004(\250\001\275\222\001\032\230\024\253\230Q\262!b\246\210\0037\344\210\002!\376\007\0102\240[\260\001\260\027\375\270\346\205\003\010\013\2103\210f\373\220C\277\217\002C\230v\240Q\377\240c\250\023\250A\250U\357\260#\260S\"\000c\300\022\277\3003\300c\310\026\337\213\004V_\320VY\320Y\376ca\360&\3771\260\021\260!\3203W\303\320W\330\220\003\230\217\003\226\204\002[\004E\230\377\023\230D\240\003\2402\240\325Q\271 u\242\"$\365\204\0021\270\376\335\222\005\320\035=\270Q\270a\217\270w\300a\374@\354 \322\000\330\347\010%\240\321\215\002\243\001A\220Q^\341\223\002\2301\230B\234\224\0023\353\212\004\317\024\260Y\270\213\000\223\207\003a\220\377r\230\021\230#\230T\240\177\021\240\"\240A\240T\316\000\377F\260!\2601\320\0046\373\260a\343\224\001(\240t\250:\177\260V\2701\270K\300\341`\276\301\223\001\025\220a\220q\326\211\001F\353\230!\237\221\002!\372\224\001\023\2205\273\230\002\226@,\250d\251\220\001\013\327\2105\220\347\217\001r\347\224\004\2305\377\240\002\240&\250\t\260\022?\2609\270C\270q\240\224\001\250\225\001\377q\230\n\240&\250""\002\250c!\330\307\214\001\265\224\002\242\223\001E\220_\004\275\020\375\212\0044\230s\240d\001\020\177\023\2201\220E\230\022M\000\177\004\240C\240q\250\004\267\216\002\267\003\2602\333`\014\020\354\220\002E\337\230\032\2401\330\002\0106\250\237\021\250$\250c\366!\216\213\001D\353\230\003\224 A\210\224\0034\220{\377\240$\240l\260$\260m\377\3006\310\032\320SY\320\353YZ\273\220\003!\272\210\001\220v\230?^\2501\320QR";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4631, 6265);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (4549 bytes) */
+static const char cstring[] = "\337  and\002\000rr\377ay of sh\367ape\022\000t 0x\377 must be\367 a \002\006in 0\377.. objec\377t>(tree \377fragment\377))) (one\377 row per\377 index),\377 got ) o\377r () wit\363h \035\005\034\002 eac\231h\036\004&\003, \001\0045\004.\377..: <Mem\177oryView\245\001\377<contiguwous\276\002dir\216\001\370\007\r\200\000\022\004stridced\"\010\216\001\004\031><(\t~A\006>?Cann\320\000\377assign t\377o read-o_nly m\240\002v\242\000\377Invalid \377mode, ex\271p\256 |\000\047c\047\206!\047\377fortran\047\360\230#%\005\371#\342 axis\373 N\312 Note \377that Cyt\357hon \025\000del\177iberateo\000\346\324\001ct\353 \"\000n P\277EP-484\321Br\375e\241As subc\355l\252\000es\336Abui\373lt\304@types\377. If you\047 ne\230 \307\000p\322\000%\t\377then set\356\200\000e \047\363\002ati\367on_<\000ing\047\355 \362#iv\242\000o F\377alse.add\255_\235 ec\367\000s\274f(Wn, \004\013p\350`r\r\004>\325`-coll\323`[\000\277s.abcc\353\002_\377core/_es\377cape.pyx\377disableemn\002\001gc\335Ace]\007\2471-D\353c\304$s#\003d\353la\344\000t\311\204\007n E\342N\002L\023\002\236\204\003\030\tkee\375p\332\000m, dec\343im\326\000\245\205\002\306 mp \277(n_row\363cp\357ool_\232\000aci{ty\252\205\006>= 0\363\204\003\373no?\000fault\377 __reduc\277e__ du\254\"n\377on-trivi\363al\033\000\312\000it__\373ou\235\010 writ\356\355\001 C-\350\204\010flo\277at32 a\253\206\013(x\212\001\255\206\010\213  uin \007\317hold\265@\312Ben\367tri\222`in u\343se\314\002\352\206\005\267,seg\177_start,\211`\007g_l\221`\263\207\001\023\001\224@\242\207\003=d\240@ribe\036\001\212\207\001\177s insid\271\204\001\363e \222\002b\003spec\376\317\207\010storage\230\341\207\010\333\023\302\00164\337\016\203C,x\232\204\002h\003\247\"lack\224\207\001\335 \340\001y a\217\210\001\047s\321 \300c\213\000\220 s\265\206\001(d\353am{\000d\257\210\001s)u\374\317b\315\206\001alloca\373te\331$data.\260\013\020\250\211\003\206\"\331\207\002s.\256\211\004h\327ave\305\211\004(\000\020n,\377 ASCIIEl?lipsis\377i\221\204\003\311R\334`\000\007.\260g""\t\tma\177ke_room\036\t\337open_\217\205\004.<\376\303\001ls>.gen\357exprG\tqua\377ntize_ch\337ecked\020\032re\"\245Ae\210\010\331\206\002\230\010d\353\206\002\251\010\363en\375\206\001\272\010matc=h\312\010put_6\r\215\005\216\361\010rep\313@\004\n\207\204\002_\277counts\233(s\367tat\227\ttrim\177NonFini\025\000\357rror\316\211\001Seq\325u\231\000e\306\213\001.\313\213\007_T\242\323\207\001s\000\004\350\047\200\210\004_\017\007s\353ete\002_\022\006_Py\375x\001\000Dict_N\377extRef__>\246\211\004e____\373\211\002\000\006\257_get\217\000m\026\001d\2740\001 \000func&\001g\374U\0054\000import\336<\001main\003\002od\273ulM\002nam\002\003eew]\001p~\000\303BsuT\000\244\n\001\235\003_\025\001\347\212\001_\005\002u\337npick?\000En\" \005v\331\207\002\241\001\216`lO\005\241\210\005\330\252\210\006\342\007\275\210\004ex\325\001seKt_\203\005s\260\010\2210t\300`\372\321\001s\317\212\001outin\377e_kernel-_\334\210\002s_\307\204\006_\300\204\002\337\211\001\342\261\204\016_\203\204\004\000\005\322\204\016abc\376\266\206\005_buffer\377anyarang\265e\251\211\001s\224\205\005as\267\211\002a\361s\277\217\007\n\004\226\215\001asyn\177cio.cor\245\003\377satleast\377_1dbbadb\377asebitsb\317lock\210\213\002\005\002scz\202\213\005c\360\215\001mpcl\343\001\376\272@traceba\377ckclosec\343ls\231\215\002\276\204\002\303\204\002_no\337nzero\320\204\002er\227scv\365\214\010.\371\214\004\007\te\002\314\204\001s\005\n\237\215\002+\t\226\215\004>\t\202\215\003x\314\214\005\257\206\003\200\204\001dimd\217\217\001\336\000\002_is_\335\222\003em\367pty\304\206\003ends\361e\264`\364\217\002y\002firs?tflags\210\214\004\221\214\002\37764format\276\333\220\004fresh\370\207\004g\333et\226\211\001_o\001\002rh\367eld\215\214\001siib\237ididx\254\223\002\313\216\004i\377ntint64i\257nv_s\320@e\256\205\001s\376\000\002izekkin~\315\216\004livelo\330\207\002\277maxmem\372\221\001m\313in\365\221\001n\243\216\003\251\205\001nb-y\377`nd\255\215\002n\354\000\357\220\001\377nextnpnu\377mpyobobj\367off\332\206\001oldo""\377neoutout\340\300\214\001\375\207\001\344\216\001\337\216\n\364\216\002dea\345d\375\216\002s\357\213\001\207\217\002use\302\020\000p\325\210\006\340\211\005\350\211\005\204\212\016rb?regist\317@\346\210\002\356\350\211\001art\331\210\004ret\177urnrow_\354a\374\363\217\001\367\217\001_putrp\357rvsa\033\000ate\035d\236\"scr\340\211\001\221\216\004\262\216\001wlen\264\216\006sel\333\000\316\302Atde\215\220\002\351\226\002sh\377rinksize\330\336\216\002\300\211\002\306\211\001us\220\000ps\373to\001\000ructt\237throw\014\000\323\211\001touple\326\217\00116\332\217\003\366\232\216\003un\250\212\001upda\373te\204!value\376\000\002swantwo\367rds\000\002_for\367xxb\356\204\001sO\200\001\377\330\004\n\210+\220Q\200\377A\330\010\020\220\n\230+\377\240U\250!\2504\250v\377\260R\260w\270a\200A\377\360\006\000\t\033\230!\330\377\010\034\230D\240\016\250a\377\250y\270\001\270\021\330\010\377\t\330\014\022\220\"\220F\377\230\"\230C\230t\2402\377\240W\250F\260\"\260A\377\330\014\017\210q\330\020\031\377\230\024\230\\\250\021\320*\377:\270\"\270F\300#\300\377Q\340\014\034\230A\230Q\177\230a\330\010\013\21078\000n(\000\022\220*\020\001\330\0101\000\276e\003 \230s\240(\177\0001\377\330\010\014\210E\220\027\230\373\001\230j\000\020\220\013\230;\377\240f\250J\3206F\300\376>\000\022\220\047\230\022\2304\377\230r\240\027\250\002\250#\377\250S\260\004\260B\260a\376\275\003!\2309\240A\240X\377\250V\260>\300\022\3009\377\310A\330\020\036\230a\230\377z\250\022\2509\260L\300\377\014\310A\310Z\320WY\377\320Yb\320bc\330\020\376\222\001Z\240r\250\031\260*\377\270L\310\001\310\026\310x\336\031\002a\320ab\201\001G\220_7\230\047\240\032\217\"Q\332\001\367t\220:\304\000g\240R\240\377z\260\023\260E\270\027\300\377\003\3006\310\023\310E\320\377QX\320X[\320[\\\377\330\020\026\220j\240\001\240\377\022\2401\320$4\260A\376\311 v\270Q\320>U\320\337UV\320VW\375\0014\210\377z\230\021\230&\240\002\240\377*\250C\250t\2606\270\377\023\270B\270c\300\024\300\377W\310C\310r\320QR\377\330\020\023\2204\220r\230?\023""\230M\250\024\250w\000\242(\337y\230\007\230q9\000(\250w\"\250A\312#%\220t\216 \377s\240\"\240J\250d\260}(\363 H\300D\310\001\242A\376\335$\014\210I\220T\230\032\367\2408\250\330\"H\220A\220\377R\320\027)\250\021\250(\357\260\"\3204\326 \300|\320\375S\241\000g\320gh\320h\357i\330\025\027\031\003*\260B\367\3206H\230 \027\320PR\377\320Rd\320de\320e\375f\235AL\230\004\230L\250\377\004\250G\2604\260{\300\375$\230@\014\027\220{\240&\357\250\n\260!\320B\250a\260\377!\300a\320\000\022\220(\377\230!\340\004\013\2106\220\377\021\220!\320\000\033\2301\177\360\010\000\005\026\220W\373B\277\004&\240a\340\004\266`\220\377\003\2201\220D\230\005\230\277U\240!\330\004\005\220\204\001\002\317\220%\220s\343`\343\0026\220\177\023\220B\220c\230\026\370@\237\021\240%\240s\376\000\363aB\373\260d\341dR\300t\3102\377\310V\320ST\320TW_\320WZ\320Z\215B\014\346b\177\320\0355\260Q\260a\251\000\377!\3001\300A\330\037 \277\240\005\240Y\250a\351aF\337\220#\220Q\220\277b\002\220\337&\230\002\230#\341BV\250\2752\372 \010\r\210Q\264\204\0015\253\220\001\276\000$\177\000\021\374\204\001/\377\240\021\240.\260\002\260&\277\270\007\270q\300\001\230c1\376\320aN\250!\250>\270\022\377\2706\300\027\310\003\3101\377\310B\310a\310s\320R\337S\340\014\022\2202\001/\260}\022\361@\027\300\001\300\021\047\014\365?\254\205\002\047\316`A\310R\310Oq\320PS\311\000\260\205\0011\356\205\001\335.\324`\025\240f\261`q\260\367\006\260f\261`a\270q\340\313\010\030\244\205\001\230\260 \327\205\001!\320\377\004\026\220a\340\010\014\210\377K\220q\230\003\2307\240\346\017\000\027\220$\000\336\206\001$\230i\377\240y\260\004\260H\270M?\310\024\310\\\320Y\315@\352B\377\020\033\2304\230z\250\030?\260\024\260W\270K\304 \306\000\377\035\230T\240\031\250$\250\377l\270$\270l\310$\310\357g\320UY)\006\320\004\035\177\230Q\340\010\017\210xb\002\3774\230q\320\004 \240\001\356u\001H\220F\260\207\001\014\210L\363\230\001\020\002\353@\t\034\2301\347\340\010!\260 \312\207\001\320\034.\334\364!-\000\330\010\032\334\207\001\031\230\373\021\340""\322\207\001\025\220Z\230q\377\240\006\240a\240t\2501\277\250E\260\021\260$\257@q\373\330\014\320\205\001\006\240e\2503\333\250b\360 \"\260\354E\"\300\272\360\207\002x\243`!\330\020\225@\020\377\320\020\"\240!\2403\240\337d\250#\250Y7\003\025\220wT\230\030\253@$\240c\337\000\377\026\260x\270r\300\022\300\2772\300T\310\022\310\326 \017?\210w\220b\230\001\261\206\005A\001\377\220\005\220U\230!\2302\253\230R\332\210\002Q\214\206\0017\016\0003\377\230c\240\027\250\001\250\022\372\226`T\303@5\270\002\270!\377\330\024\033\2301\330\024\025\376\367\210\004\027\220v\230Q\330\014\177\024\220B\220f\230B.\000\177\024\240R\240w\250f\240\210\002\367\014\021\220\270b!\2201\220\277B\220a\220s\230\217Ar\377\250\022\2504\250r\260\025\377\260b\270\001\330\014\023\220\016i\000\340\014\020\354a\314\211\004\330 \270!3\320\004\300 \276.\230O\322\206\001\311\"\327\t\330\014\235\201$$i\000\006\270\351b\263\204\003\242;\020\214 Q\220i\317\230t\2401\201\022\253\212\001N\230\306\357\206\003\320\004\374 \264\213\001\356@\330\010\370\325@\333D\260\213\017\017\210t\2203\373\220a\254\211\001b\230\006\230b\377\240\003\2404\240r\250\027;\260\006\200#\025\220[\353\204\002\207b\372\323&u\301\213\004\014\017\210u\220\337H\230E\240\025\322@\022\250\1776\260\023\260B\260c\360\205\002\377\021\300#\300S\310\002\310\337#\310R\310v\361\211\002Y\320\177Y\\\320\\`\320`\360\212\003>\234\212\002\320!_\320_\020\000\314\210\003\377i\320ik\320kl\330\377!\047\240q\250\007\250q\377\260\005\260Y\270d\300!\273\3004\224\211\001T\320T\327\212\001\320\377\\a\320aj\320jk\376\344\214\001u\220C\220q\330\025W\026\330\024\244\205\001\030\343\214\tXr\004}\340\t\022Y\310b\320P\207\213\001`\213\215\007\261\215\003\335D\214\215\024\325!)\250\266\211\001w\t\014\210\274\213\003(\240!\205\216\001\277)\2301\320\034B\247\002q\377\310\007\310q\330\010\016\210\327d\220!\322\210\003&\330 k\250\377\026\250x\260t\2703\270\177f\300C\300{\320R\210\214\001\276\226\213\004\320\035I\310\021\250 W\377\320TU\320UX\320X\274\334\212\003\377\212\002""\010\017\210r\201\216\002\024\377\230Y\240f\250B\250k\377\270\025\270c\300\032\3102s\310X\311\214\002\322 b\320b\220\213\001\332\275\217\001\004\364\206\001\2301\201\216\0054\230\377y\250\010\260\001\330\010\022\276\330\211\002b\230\016\240a\332 \006\377\250f\260A\260Q\330\010\377\r\210[\230\001\230\030\240\377\023\240H\250C\250s\260\177\"\260E\270\032\3006\213\000\235!\031\001Z\220q\345\214\001$\001U|\307\003\276\214\001\025\230h\240e\272\214\007\377U\230(\240%\240|\260\3775\270\n\300%\300z\320\177QV\320V]\320]\267\216\005\376\233\214\005H\260E\270\034\300U\357\310,\320V\236\216\002\010\014\210\275O\262 \004(\250\001\337\220\001\032\257\230\024\230Q\262!b\267\207\0037o\250&\260\002\301\214\001\016\210\013\004\3772\240[\260\001\260\027\270~\253\205\003\010\013\2103\210f\375@\376\235\216\001C\230v\240Q\240c\377\250\023\250A\250U\260#\373\260S\"\000c\300\022\3003\357\300c\310\026\274\212\004V\320V\327Y\320Y\352ca\360&1\260\377\021\260!\3203W\320W\360\265\217\003\365\215\003\202\204\002[\004E\230\023\230\337D\240\003\2402_\000a\240\265u\242\"$\341\204\0021\270\272\221\005\320\377\035=\270Q\270a\270w\237\300a\300q\310\354 \322\000\330\347\010%\240\256\214\002\243\001A\220Q\377\330\014\032\230!\2301\230\377B\230a\230t\2403\240\375f\251\000T\260\024\260Y\270\374\213\000\330\206\003a\220r\230\021\230\377#\230T\240\021\240\"\240\367A\240T\316\000F\260!\260\2771\320\0046\260a\205\223\001(\377\240t\250:\260V\2701\357\270K\300q\234\222\003\025\220a\273\220q\347\210\001F\230!\374\217\002!\377\2401\330\010\023\2205\230\335\002\226@,\250d\206\217\001\013\210\3435\220\304\216\001]\000\202\0035\240\002\377\240&\250\t\260\022\2609\357\270C\270q\375\222\001r\220\026\377\220q\230\n\240&\250\002G\250!\330\244\213\001\222\223\002Y\n\020\216\212\004\3574\230s\240d\001\020\023\220\3771\220E\230\022\2305\240\177\004\240C\240q\250\004\224\215\002\267\003\2602\333`\014\020\311\217\002E\363\230\032\217\000\002\0106\250\021\250\347$\250c\366!\237\212\001D\230\003\372\224 A\345\222\0034\220{""\240$\377\240l\260$\260m\3006\377\310\032\320SY\320YZ\372\230\217\003!\246\210\001\220v\230^\250\0171\320QR";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 4549, 6078);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (6265 bytes) */
-static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) (one row per index), got ) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in userows must be 1-Dseg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._quantize_checked.<locals>.genexprEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.stateEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_u""npickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_kernel_tables_make_room_restore_restore.<locals>.genexprabcallocate_bufferanyarangearras_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescodes.<locals>.genexprcountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedecode.<locals>.genexprdictdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_ohave_rheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoneoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrprvsaturatedscalescratchseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatestatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230+\240U\250!\2504\250v\260R\260w\270a\200A\360\006\000\t\033\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330""\010\020\220\n\230!\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A\310Z\320WY\320Yb\320bc\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\260!\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260""\022\2606\270\027\300\001\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q\320PS\320ST\330\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\027\220q\340\010\020\220\n\230$\230i\240y\260\004\260H\270M\310\024\310\\\320Yd\320dh\320hi\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020\035\230T\240\031\250$\250l\270$\270l\310$\310g\320UY\320Yd\320dh\320hi\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\010\000\t\034\2301\340\010!\240\021\240!\330\010\034\320\034.\250a\330\010 \240\001\330\010\032\230!\330\010\031\230\021\340\010\t\330\014\017\210t\2201\220F\230#\230Q\330\020\026\220a\340\020\031\230\034\240Q\240f\250A\250T\260\030\270\023\270A\330\020\023\2202\220V\2303\230a\330\024\032\230*\240A\240Q\330\020\024\220D\320\030(\250\002\250&\260\002\260&\270\001\270\021\330\014\026\220j\240\006\240e\2503\250b\260\002\260\"\260B\260d\270\"\270F\300\"\300A\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\025\220T\230\030\240\021\240$\240c\250\030\260\026\260x\270r\300\022\3002\300T\310\022\3101\330\014\017\210w\220b\230\001\330\020\026\220j\240\001\240\021\330\014\020\220\005\220U\230!\2302\230R\230t\2402\240Q\330\020\023\2207\230!\2303\230c\240\027\250\001\250\022\2502\250T\260\022\2605\270\002\270!\330\024\033\2301\330\024\025\330\014\017\210q\330\020\027\220v\230Q\330\014\024\220B\220f\230B\230c\240\024\240R\240w\250f\260B\260a\330\014\021\220\021\330\014\022\220!\2201\220B\220a\220s\230$\230i\240r\250\022\2504\250r\260\025\260b\270\001\330\014\023\2207\230!\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\320\004!\240\021\360\010\000\t\034\2301\340\010!\240\021\240!\330""\010\034\230O\2501\330\010 \240\001\330\010\t\330\014\017\210t\2201\220F\230#\230Q\330\020\026\220a\340\020\031\230\034\240Q\240f\250A\250T\260\030\270\023\270A\330\020\023\2202\220V\2303\230a\330\024\032\230*\240A\240Q\330\020\024\220D\320\030(\250\002\250&\260\002\260&\270\001\270\021\330\014\026\220j\240\006\240e\2503\250b\260\002\260$\260b\270\006\270b\300\001\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\020\220\005\220Q\220i\230t\2401\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\340\010\024\220A\220Y\230a\230t\2401\330\010\t\330\014\017\210r\220\026\220s\230!\330\020\026\220j\240\001\320!B\300!\3005\310\t\320QR\330\014\020\220\002\220&\230\001\230\021\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\032\230!\320\033+\2502\250V\2603\260d\270)\3001\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x""\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330""\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
+    #else /* compression: none (6078 bytes) */
+static const char bytes[] = "  and  array of shape  at 0x must be a  must be in 0.. object>(tree fragment))) (one row per index), got ) or () with one row index each, got ), got , , got ,), got ...: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecodes must be (n, codes must be paper codes in -collections.abccython_core/_escape.pyxdisableenablegcindices must be 1-D, got shape isenabledlayout must be an EscapeLayout, got layout must keep dim, decimals and clamp (n_rows and pool_capacity must be >= 0, got no default __reduce__ due to non-trivial __cinit__out must be a writable C-contiguous float32 array of shape (pool must be a 1-D uint32 array holding the entries in userows must be 1-D, got shape seg_start, seg_len and seg_cap must describe segments inside the pool in usespec must be a storage must be a writable C-contiguous uint64 array of shape (n_rows, the side table lacks an entry a row\047s escape points to (damaged rows)unable to allocate array data.unable to allocate shape and strides.x must have shape (x must have shape (n, ASCIIEllipsisEscapeLayoutEscapeRowsEscapeRows.__reduce__EscapeRows._make_roomEscapeRows._open_indices.<locals>.genexprEscapeRows._quantize_checked.<locals>.genexprEscapeRows._restoreEscapeRows.codesEscapeRows.decodeEscapeRows.encodeEscapeRows.matchEscapeRows.put_codesEscapeRows.quantizeEscapeRows.repackEscapeRows.restart_countsEscapeRows.stateEscapeRows.trimNonFiniteErrorNoneSequenceView.MemoryView_Tables_Tables.__reduce_cython___Tables.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____na""me____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_kernel_tables_make_room_open_rows.<locals>.genexpr_restore_restore.<locals>.genexprabcallocate_bufferanyarangearras_indicesasarrayascontiguousarrayastypeasyncio.coroutinesatleast_1dbbadbasebitsblock_rowsblocksccapacitycbclampcline_in_tracebackcloseclscodescountcount_nonzerocounterscvcython_core._escapecython_core.errorscython_core.escapecython_core.indicescython_core.layoutdecimalsdecodedictdimdtypedtype_is_objectemptyencodeendsenumerateerrorfirstflagsfloat32float64formatfortranfreshgenexprgethave_ohave_rheldholdsiibididxindexindicesintint64inv_scaleitemsitemsizekkindlayoutlivelomatchmaxmemviewminmodenn_rowsnamenbytesndarrayndimneednextnpnumpyobobjoffsetsoldoneoutoutsidepackpoolpool_capacitypool_deadpool_slackpool_usedpopput_codesquantizequantize.<locals>.genexprrbregisterrepackrestart_countsreturnrow_bitsrowsrows_putrprvsaturatedscalescratchseg_capseg_lenseg_startselfsendsetdefaultshapeshrinksizestartstatestatusstepstopstructtthrowtoptrimtupleuint16uint32uint64unpackupdateusedvaluevalueswantwordswords_forxxbzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230+\240U\250!\2504\250v\260R\260w\270a\200A\360\006\000\t\033\230!\330\010\034\230D\240\016\250a\250y\270\001\270\021\330\010\t\330\014\022\220\"\220F\230\"\230C\230t\2402\240W\250F\260\"\260A\330\014\017\210q\330\020\031\230\024\230\\\250\021\320*:\270\"\270F\300#\300Q\340\014\034\230A\230Q\230a\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\200A\360\006\000\t \230s\240(\250!\2501\330\010\014\210E\220\027\230\001\230\021\330\010\020\220\013\230;\240f\250J\3206F\300a\330\010\022\220\047\230\022\2304\230r\240\027\250\002\250#\250S\260\004\260B\260a\330\010\020\220\n\230!\2309\240A\240X\250V\260>\300\022\3009\310A\330\020\036\230a\230z\250\022\2509\260L\300\014\310A\310Z\320WY\320Yb\320bc""\330\020\034\230A\230Z\240r\250\031\260*\270L\310\001\310\026\310x\320WY\320Ya\320ab\330\010\014\210G\2207\230\047\240\032\2504\250v\260Q\330\014\017\210t\220:\230Q\230g\240R\240z\260\023\260E\270\027\300\003\3006\310\023\310E\320QX\320X[\320[\\\330\020\026\220j\240\001\240\022\2401\320$4\260A\260R\260v\270Q\320>U\320UV\320VW\330\010\013\2104\210z\230\021\230&\240\002\240*\250C\250t\2606\270\023\270B\270c\300\024\300W\310C\310r\320QR\330\020\023\2204\220r\230\023\230M\250\024\250Q\330\014\022\220*\230A\230Q\330\010\017\210y\230\007\230q\240\002\240(\250\"\250A\330\010\013\2107\220%\220t\2304\230s\240\"\240J\250d\260(\270\"\270H\300D\310\001\330\014\022\220*\230A\230Q\330\010\014\210I\220T\230\032\2408\2501\330\010\014\210H\220A\220R\320\027)\250\021\250(\260\"\3204F\300a\300|\320SU\320Ug\320gh\320hi\330\025\027\320\027)\250\021\250*\260B\3206H\310\001\310\027\320PR\320Rd\320de\320ef\330\010\014\210L\230\004\230L\250\004\250G\2604\260{\300$\300a\330\014\027\220{\240&\250\n\260!\330\010\017\210q\250a\260!\300a\320\000\022\220(\230!\340\004\013\2106\220\021\220!\320\000\033\2301\360\010\000\005\026\220W\230A\230Q\330\004&\240a\340\004\017\210q\220\003\2201\220D\230\005\230U\240!\330\004\005\330\010\020\220\002\220%\220s\230\"\230A\330\010\013\2106\220\023\220B\220c\230\026\230r\240\021\240%\240s\250\"\250F\260\"\260B\260d\270\"\270F\300#\300R\300t\3102\310V\320ST\320TW\320WZ\320Z[\320[\\\330\014\022\220*\230A\320\0355\260Q\260a\260{\300!\3001\300A\330\037 \240\005\240Y\250a\330\010\014\210F\220#\220Q\220a\330\010\020\220\002\220&\230\002\230#\230Q\230g\240V\2502\250Q\330\010\r\210Q\330\010\013\2105\220\001\220\021\220$\220c\230\021\330\014\022\220/\240\021\240.\260\002\260&\270\007\270q\300\001\330\014\017\210t\2201\330\020\034\230N\250!\250>\270\022\2706\300\027\310\003\3101\310B\310a\310s\320RS\340\014\022\220/\240\021\240/\260\022\2606\270\027\300\001\300\021\330\014\017\210t\2201\330\020\034\230N\250!\250?\270\"\270F\300\047\310\023\310A\310R\310q\320PS\320ST\330""\010\013\2101\330\014\022\220.\240\001\240\025\240f\250C\250q\260\006\260f\270B\270a\270q\340\010\030\230\001\230\021\230!\330\004\013\2107\220!\320\004\026\220a\340\010\014\210K\220q\230\003\2307\240!\320\004\027\220q\340\010\020\220\n\230$\230i\240y\260\004\260H\270M\310\024\310\\\320Yd\320dh\320hi\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020\035\230T\240\031\250$\250l\270$\270l\310$\310g\320UY\320Yd\320dh\320hi\320\004\035\230Q\340\010\017\210x\220q\230\003\2304\230q\320\004 \240\001\340\010\014\210H\220F\230!\330\010\014\210L\230\001\320\004 \240\001\360\010\000\t\034\2301\340\010!\240\021\240!\330\010\034\320\034.\250a\330\010 \240\001\330\010\032\230!\330\010\031\230\021\340\010\t\330\014\025\220Z\230q\240\006\240a\240t\2501\250E\260\021\260$\260a\260q\330\014\026\220j\240\006\240e\2503\250b\260\002\260\"\260B\260d\270\"\270F\300\"\300A\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\025\220T\230\030\240\021\240$\240c\250\030\260\026\260x\270r\300\022\3002\300T\310\022\3101\330\014\017\210w\220b\230\001\330\020\026\220j\240\001\240\021\330\014\020\220\005\220U\230!\2302\230R\230t\2402\240Q\330\020\023\2207\230!\2303\230c\240\027\250\001\250\022\2502\250T\260\022\2605\270\002\270!\330\024\033\2301\330\024\025\330\014\017\210q\330\020\027\220v\230Q\330\014\024\220B\220f\230B\230c\240\024\240R\240w\250f\260B\260a\330\014\021\220\021\330\014\022\220!\2201\220B\220a\220s\230$\230i\240r\250\022\2504\250r\260\025\260b\270\001\330\014\023\2207\230!\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\320\004!\240\021\360\010\000\t\034\2301\340\010!\240\021\240!\330\010\034\230O\2501\330\010 \240\001\330\010\t\330\014\025\220Z\230q\240\006\240a\240t\2501\250E\260\021\260$\260a\260q\330\014\026\220j\240\006\240e\2503\250b\260\002\260$\260b\270\006\270b\300\001\330\014\017\210x\220s\230!\330\020\021\330\014\020\320\020\"\240!\2403\240d\250#\250Y\260a\260q\330\014\020\220""\005\220Q\220i\230t\2401\340\014\020\220\001\220\021\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\014\210N\230!\330\010\017\210q\320\004\"\240!\360\006\000\t\034\2301\330\010\031\230\021\330\010\032\230!\330\010\034\230D\240\016\250a\250y\270\001\270\021\330\010\t\330\014\017\210t\2203\220a\330\020\026\220b\230\006\230b\240\003\2404\240r\250\027\260\006\260b\270\001\330\014\025\220[\240\001\240\025\240a\240t\2501\330\014\017\210q\330\020\027\220u\230A\230Q\230a\330\014\017\210u\220H\230E\240\025\240c\250\022\2506\260\023\260B\260c\270\022\2706\300\021\300#\300S\310\002\310#\310R\310v\320UV\320VY\320Y\\\320\\`\320`b\320bc\330\020\026\220j\240\001\320!_\320_`\320`d\320de\320ei\320ik\320kl\330!\047\240q\250\007\250q\260\005\260Y\270d\300!\3004\300|\320ST\320T[\320[\\\320\\a\320aj\320jk\330\014\017\210u\220C\220q\330\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300X\310R\310v\320UV\340\025\026\330\024\035\230T\240\030\250\021\320*:\270\"\270F\300#\300Y\310b\320PV\320VW\340\014\034\230A\230Q\230a\330\014\017\210q\330\020 \240\001\240\021\240!\330\010\013\2107\220\"\220A\330\014\022\220*\230A\230Q\330\010\017\210q\320\004\"\240)\2501\360\010\000\t\014\2104\210z\230\021\230(\240!\330\014\022\220)\2301\320\034B\300!\3004\300q\310\007\310q\330\010\016\210d\220!\330\010\014\210F\220&\230\006\230k\250\026\250x\260t\2703\270f\300C\300{\320RU\320UV\330\014\022\220*\230A\320\035I\310\021\310#\310W\320TU\320UX\320Xd\320de\320eh\320hi\330\010\017\210r\220\027\230\001\230\024\230Y\240f\250B\250k\270\025\270c\300\032\3102\310X\320UV\320V\\\320\\b\320bd\320de\330\010\020\220\004\220F\230!\2301\330\010\020\220\n\230!\2304\230y\250\010\260\001\330\010\022\220#\220Q\220b\230\016\240a\240q\250\006\250f\260A\260Q\330\010\r\210[\230\001\230\030\240\023\240H\250C\250s\260\"\260E\270\032\3006\310\021\310!\330\010\r\210Z\220q\230\007\230q\330\010\r\210U\220!\330\010\014\210I\220T\230\025\230h\240e\2501\330\010\014\210H\220A\220U\230(\240%\240|\2605\270\n\300%\300z""\320QV\320V]\320]a\320ab\330\010\014\210L\230\004\230L\250\004\250H\260E\270\034\300U\310,\320V[\320[\\\330\010\014\210O\2301\320\004(\250\001\360\006\000\t\032\230\024\230Q\330\010\016\210b\320\020\"\240!\2407\250&\260\002\260!\330\010\016\210b\320\020\"\240!\2402\240[\260\001\260\027\270\006\270b\300\001\330\010\013\2103\210f\220C\220r\230\023\230C\230v\240Q\240c\250\023\250A\250U\260#\260S\270\006\270c\300\022\3003\300c\310\026\310q\320PS\320SV\320VY\320Y_\320_`\320`a\330\014\022\220*\230A\320\0351\260\021\260!\3203W\320WX\320X[\320[g\320gh\320hk\320kl\330\010\013\2103\210f\220E\230\023\230D\240\003\2402\240Q\240a\240u\250C\250s\260$\260c\270\022\2701\270A\330\014\022\220*\230A\320\035=\270Q\270a\270w\300a\300q\310\001\330\010(\250\001\330\010%\240Q\330\010\013\2103\210f\220A\220Q\330\014\032\230!\2301\230B\230a\230t\2403\240f\250A\250T\260\024\260Y\270a\330\014\020\220\005\220Q\220a\220r\230\021\230#\230T\240\021\240\"\240A\240T\250\023\250F\260!\2601\320\0046\260a\360\006\000\t(\240t\250:\260V\2701\270K\300q\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230!\2304\230s\240!\2401\330\010\023\2205\230\002\230(\240,\250d\260!\330\010\013\2105\220\002\220%\220r\230\021\330\014\032\230!\2305\240\002\240&\250\t\260\022\2609\270C\270q\330\010\017\210r\220\026\220q\230\n\240&\250\002\250!\330\010!\240\021\330\010\017\210q\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2304\230s\240!\2401\330\020\023\2201\220E\230\022\2305\240\004\240C\240q\250\004\250C\250q\260\003\2602\260Q\330\014\020\220\003\2201\220E\230\032\2401\330\014\020\220\003\2201\220E\230\032\2406\250\021\250$\250c\260\021\260!\330\014\024\220D\230\003\2301\230A\330\010\014\210G\2204\220{\240$\240l\260$\260m\3006\310\032\320SY\320YZ\330\010\014\210F\220!\2203\220a\220v\230^\2501\320QR";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -41664,22 +41764,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 208};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_c};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 169};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 374};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
-    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__10, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 223};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_c};
+    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 492};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 389};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
-    __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__10, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 525};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 496};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_QR, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
@@ -41704,67 +41804,67 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_1_WAQ_a_q_1D_U_s_A_6_Bc_r_s_F_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {9, 0, 0, 25, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 203};
+    const __Pyx_PyCode_New_function_description descr = {9, 0, 0, 25, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 218};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_cls, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_words, __pyx_mstate->__pyx_n_u_seg_start, __pyx_mstate->__pyx_n_u_seg_len, __pyx_mstate->__pyx_n_u_seg_cap, __pyx_mstate->__pyx_n_u_pool, __pyx_mstate->__pyx_n_u_outside, __pyx_mstate->__pyx_n_u_counters, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_n_rows, __pyx_mstate->__pyx_n_u_pool_used, __pyx_mstate->__pyx_n_u_pool_dead, __pyx_mstate->__pyx_n_u_live, __pyx_mstate->__pyx_n_u_rows_put, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_want, __pyx_mstate->__pyx_n_u_name, __pyx_mstate->__pyx_n_u_shape, __pyx_mstate->__pyx_n_u_dtype, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_ends, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restore, __pyx_mstate->__pyx_kp_b_iso88591_A_s_1_E_fJ6Fa_4r_S_Ba_9AXV_9A_az, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 229};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 244};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_state, __pyx_mstate->__pyx_kp_b_iso88591_q_iy_HM_Yddhhi_4z_WKt1_T_l_l_gU, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 235};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 250};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_reduce, __pyx_mstate->__pyx_kp_b_iso88591_A_U_4vRwa, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 244};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 259};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_restart_counts, __pyx_mstate->__pyx_kp_b_iso88591_HF_L, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 320};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 335};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_need, __pyx_mstate->__pyx_n_u_shrink, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_used, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_pool, __pyx_mstate->__pyx_n_u_out};
     __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_make_room, __pyx_mstate->__pyx_kp_b_iso88591_6a_t_V1Kq_E_aq_F_4s_1_5_d_5_r_5, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 341};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 356};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_cb, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_arr, __pyx_mstate->__pyx_n_u_idx, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_rv};
     __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_put_codes, __pyx_mstate->__pyx_kp_b_iso88591_Q_b_7_b_2_b_3fCr_CvQc_AU_S_c_3c, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 357};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 372};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x};
     __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_quantize, __pyx_mstate->__pyx_kp_b_iso88591_Q_xq_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 389};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 404};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_have_r, __pyx_mstate->__pyx_n_u_one, __pyx_mstate->__pyx_n_u_rp, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_scratch};
-    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_1_O1_t1F_Q_a_QfAT_A_2V3a_AQ_D_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_encode, __pyx_mstate->__pyx_kp_b_iso88591_1_O1_Zq_at1E_aq_j_e3b_b_b_xs_3d, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 482};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_ob, __pyx_mstate->__pyx_n_u_have_o, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_AYat1_r_s_j_B_5_QR_t3a_b_b_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 503};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_ob, __pyx_mstate->__pyx_n_u_have_o, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n};
+    __pyx_mstate_global->__pyx_codeobj_tab[17] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_decode, __pyx_mstate->__pyx_kp_b_iso88591_1_D_ay_t3a_b_b_4r_b_at1_q_uAQa, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[17])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 517};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_AYat1_r_s_j_B_5_QR_2V3d_1_F_Ct, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 533};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_indices, __pyx_mstate->__pyx_n_u_ib, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_out};
+    __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_kp_b_iso88591_A_D_ay_F_Ct2WF_A_q_F_Q_AQa_7_A_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 544};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 555};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_rb, __pyx_mstate->__pyx_n_u_have_r, __pyx_mstate->__pyx_n_u_one, __pyx_mstate->__pyx_n_u_rp, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_saturated, __pyx_mstate->__pyx_n_u_scratch, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_held, __pyx_mstate->__pyx_n_u_cv, __pyx_mstate->__pyx_n_u_codes};
-    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_1_a_t1F_Q_a_QfAT_A_2V3a_AQ_D_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_match, __pyx_mstate->__pyx_kp_b_iso88591_1_a_Zq_at1E_aq_j_e3b_Bd_F_A_xs, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 586};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 591};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_trim, __pyx_mstate->__pyx_kp_b_iso88591_a_Kq_7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 590};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 595};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_layout, __pyx_mstate->__pyx_n_u_held, __pyx_mstate->__pyx_n_u_old, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_codes, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_outside};
     __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cython_core__escape_pyx, __pyx_mstate->__pyx_n_u_repack, __pyx_mstate->__pyx_kp_b_iso88591_1_4z_1_B_4q_q_d_F_k_xt3fC_RUUV, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }

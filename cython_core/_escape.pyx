@@ -156,6 +156,21 @@ def quantize(x, layout) -> tuple:
     return codes, saturated
 
 
+cdef bint _open_rows(rows, Py_buffer* rb, int64_t* one, const int64_t** rp, Py_ssize_t* n) except -1:
+    """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+    which the caller releases when this returns True)."""
+    if type(rows) is int:
+        one[0] = rows
+        rp[0], n[0] = one, 1
+        return False
+    _get_indices(rows, rb, "rows")
+    if rb.ndim != 1:
+        PyBuffer_Release(rb)
+        raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+    rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+    return True
+
+
 cdef class EscapeRows:
     """``n_rows`` escape-coded rows of ``layout`` at bit stride and their side table (module docstring).
 
@@ -396,13 +411,7 @@ cdef class EscapeRows:
         cdef Py_ssize_t n = 1, saturated = 0
         cdef int64_t* scratch = NULL
         try:
-            if type(rows) is int:  # one row: no index array
-                one = rows
-            else:
-                have_r = _get_indices(rows, &rb, "rows") == 0
-                if rb.ndim != 1:
-                    raise ValueError("rows must be 1-D")
-                rp, n = <const int64_t*>rb.buf, rb.shape[0]
+            have_r = _open_rows(rows, &rb, &one, &rp, &n)
             scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
             if scratch == NULL:
                 raise MemoryError()
@@ -479,18 +488,26 @@ cdef class EscapeRows:
                     out[i * dim + j] = <real_out>(<double>c * inv)
         return 0
 
+    cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:
+        """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+        _get_indices(indices, ib, "indices")
+        try:
+            if ib.ndim != 1:
+                raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+            _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+        except BaseException:
+            PyBuffer_Release(ib)
+            raise
+        return ib.shape[0]
+
     def decode(self, indices, out=None):
         """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
         cdef Py_buffer ib, ob
         cdef bint have_o = False
         cdef Kind kind = OTHER
         cdef int status = 0
-        cdef Py_ssize_t n
-        _get_indices(indices, &ib, "indices")
+        cdef Py_ssize_t n = self._open_indices(indices, &ib)
         try:
-            if ib.ndim != 1:
-                raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-            n = ib.shape[0]
             if out is None:
                 out = np.empty((n, self.t.dim), dtype=np.float32)
             have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
@@ -499,7 +516,6 @@ cdef class EscapeRows:
             if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
                 raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
                                  f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-            _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
             if kind == F32:
                 with nogil:
                     status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
@@ -518,13 +534,8 @@ cdef class EscapeRows:
         """The paper codes (int64 (n, D)) of rows ``indices``."""
         cdef Py_buffer ib
         cdef int status = 0
-        cdef Py_ssize_t n
-        _get_indices(indices, &ib, "indices")
+        cdef Py_ssize_t n = self._open_indices(indices, &ib)
         try:
-            if ib.ndim != 1:
-                raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-            n = ib.shape[0]
-            _check_indices(<const int64_t*>ib.buf, n, self.n_rows, "indices")
             out = np.empty((n, self.t.dim), dtype=np.int64)
             if n:
                 status = self._codes_into(<const int64_t*>ib.buf, n, out)
@@ -554,13 +565,7 @@ cdef class EscapeRows:
         cdef bint held = True
         cdef int64_t[:, ::1] cv
         try:
-            if type(rows) is int:
-                one = rows
-            else:
-                have_r = _get_indices(rows, &rb, "rows") == 0
-                if rb.ndim != 1:
-                    raise ValueError("rows must be 1-D")
-                rp, n = <const int64_t*>rb.buf, rb.shape[0]
+            have_r = _open_rows(rows, &rb, &one, &rp, &n)
             scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
             if scratch == NULL:
                 raise MemoryError()

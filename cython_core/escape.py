@@ -24,27 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from cython_core.checks import GridLayout
+from cython_core.checks import int_vector as _int_vector
+from cython_core.checks import whole_number as _whole
 from cython_core.layout import ENTRY_BYTES, ENTRY_CODE_BITS, MAX_BITS, escape_width
 
 ENTRY_COST_BITS = 8 * ENTRY_BYTES * 1.125  # an entry with its share of its block's slack (layout.pool_slack)
-
-
-def _whole(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}")
-    return int(value)
-
-
-def _int_vector(name: str, value: Any) -> np.ndarray:
-    arr = np.array(value)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array (one value per dimension), got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must hold whole numbers, got {arr.dtype}")
-    if np.any(np.abs(arr.astype(np.float64)) > 2.0**40):
-        raise ValueError(f"{name} must hold whole numbers within +-2**40")
-    return arr.astype(np.int64)
 
 
 def uniform_bits(decimals: int, clamp: float) -> int:
@@ -67,7 +52,7 @@ def _best_window(values: np.ndarray, counts: np.ndarray, size: int) -> "tuple[in
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class EscapeLayout:
+class EscapeLayout(GridLayout):
     """Per dimension j the in-row codes lo[j] .. lo[j] + 2**bits[j] - 2 (bits 1..the uniform width), the top
     value the escape; the paper's grid 10^-decimals, clamp ``clamp``. See the module docstring."""
 
@@ -163,18 +148,6 @@ class EscapeLayout:
         ENTRY_COST_BITS."""
         return (self.row_bits + ENTRY_COST_BITS * np.count_nonzero(~self.holds(codes)) / len(codes)) / self.dim
 
-    @classmethod
-    def from_config(cls, cfg: "dict[str, Any]") -> "EscapeLayout":
-        """Inverse of :meth:`get_config`."""
-        return cls(**cfg)
-
-    def get_config(self) -> "dict[str, Any]":
-        return {"lo": self.lo.tolist(), "bits": self.bits.tolist(), "decimals": self.decimals, "clamp": self.clamp}
-
-    @property
-    def dim(self) -> int:
-        return int(self.lo.size)
-
     @property
     def escape(self) -> np.ndarray:
         """Each dimension's escape value: 2**bits - 1."""
@@ -187,14 +160,6 @@ class EscapeLayout:
     def __repr__(self) -> str:
         return f"EscapeLayout(dim={self.dim}, row_bits={self.row_bits}, decimals={self.decimals}, clamp={self.clamp!r})"
 
-    def __reduce__(self) -> tuple:
-        return (EscapeLayout, (self.lo, self.bits, self.decimals, self.clamp))
 
-    def _key(self) -> tuple:
-        return (self.decimals, self.clamp, self.lo.tobytes(), self.bits.tobytes())
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EscapeLayout) and self._key() == other._key()
 
-    def __hash__(self) -> int:
-        return hash(self._key())

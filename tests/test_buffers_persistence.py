@@ -329,7 +329,7 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
     with pytest.raises(PlannerError, match="damaged: observations.state differs from its checksum"):
         pickle.loads(bytes(data))
     rows = {"goal": PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))}
-    assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.spec",
+    assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.layout",
                                                 "packed.goal.saturated", "packed.goal.nonfinite_coded"}
 
 

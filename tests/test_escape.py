@@ -109,3 +109,14 @@ def test_bad_arguments_are_one_error_and_write_nothing():
     assert np.array_equal(rows.words, before)
     with pytest.raises(ValueError, match="bits must be in 1..15"):
         EscapeLayout([0], [16], 2, 127.0)
+
+
+def test_the_kernel_benchmarks_escape_section_runs_and_reports_its_ratio():
+    from conftest import benchmark_module
+
+    kernels = benchmark_module("kernels")
+    fig = kernels.run_escape(n_rows=3000, dim=348, batch=256, repeats=5, seed=0)
+    assert fig["escape_decode_vs_float32_take"] == fig["escape_decode_us"] / fig["escape_float32_take_us"]
+    assert 6.0 < fig["escape_mean_bits"] < 7.0 and fig["escape_one_bit_dims"] == 40
+    assert 0.0005 < fig["escape_share"] < 0.002
+    assert "EscapeRows.decode" in kernels.escape_report(fig)
