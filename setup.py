@@ -29,6 +29,7 @@ else:
 extensions = [
     Extension("cython_core._kernels", ["cython_core/_kernels.pyx"], extra_compile_args=compile_args),
     Extension("cython_core._mixed", ["cython_core/_mixed.pyx"], extra_compile_args=compile_args),
+    Extension("cython_core._escape", ["cython_core/_escape.pyx"], extra_compile_args=compile_args),
 ]
 
 

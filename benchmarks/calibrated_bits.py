@@ -1,24 +1,21 @@
-"""Bits per observation value on five MuJoCo envs: SB3's default, float16, the authors' uint16, uniform packing
-(m = 2), calibrated packing (m = 2) and the entropy bound; and, on real SAC runs, the exception rate over the run
-with and without recalibration.
+"""All-in bits per observation value of the calibrated buffer against uniform packing, float16 and the entropy.
 
-    python benchmarks/sac_observations.py --env Ant-v5 --steps 50000 --out runs/Ant-v5.npz   # per env, ~30 min
+    python benchmarks/sac_observations.py --env Hopper-v5 --steps 15000 --out runs/Hopper-v5.npz   # ~10 min
     python benchmarks/calibrated_bits.py --runs runs [--json]
 
-Per env, the stream is the SAC run recorded in ``RUNS/<env>.npz`` when there is one (SB3's SAC, 5,000 random
-steps first), else 10,000 random-action steps (seed 0) whose episodes end as the env ends them (terminated, or
-truncated at the time limit). The observation ranges are scanned (``planner.obs_ranges.calibrate``, m = 2) from the
-stream's first 5,000 observations, as a user would scan SAC's ``learning_starts``; then the whole stream is fed,
-transition by transition, to real ``QuantizedReplayBuffer(obs_ranges=spec)`` buffers (with and without
-recalibration) holding every transition and, in lockstep, to the uniform m = 2 buffer: each episode end's next
-observation right after its add, and at the end every decoded value, must be the uniform buffer's, bit for bit.
+Per env, the stream is the SAC run recorded in ``RUNS/<env>.npz`` when there is one (SB3's SAC, default
+hyper-parameters, 5,000 random steps first), else 20,000 random-action steps (seed 0) whose episodes end as the
+env ends them (terminated, or truncated at the time limit). The observation ranges are scanned
+(``planner.obs_ranges.choose_ranges``, m = 2) from the stream's first quarter; then the whole stream is fed,
+transition by transition, to real ``QuantizedReplayBuffer(obs_ranges=...)`` buffers holding every transition,
+recalibrating as shipped (the widths chosen again from the rows as they fill) and not, and, in lockstep, to the
+uniform m = 2 buffer: each episode end's next observation right after its add, and at the end every decoded
+value, must be the uniform buffer's, bit for bit.
 
-Columns: the observation bits a transition stores per observation value (``observation bytes per transition x 8
-/ dims``): SB3 as is (observations and next observations in the env's float64), float16 and the authors' uint16
-as the planner sizes them, uniform 15-bit packing (observations stored once, rows padded to 64-bit words), the
-calibrated buffer as measured (rows, each row's exception index and the exception entries as allocated; "live":
-only the entries in use), and the entropy bound (the mean over dimensions of the empirical entropy of the stream's
-codes: no code of one value at a time does better).
+Columns, in bits per observation value of the main observation store (rows, the words' tail, the side table's
+blocks and entries, as allocated; the episode-end store is reported apart): float16 (the planner's), uniform
+15-bit packing as allocated, calibrated as shipped and with its scanned widths kept, and the entropy bound (the
+mean over dimensions of the empirical entropy of the stream's codes: no code of one value at a time does better).
 """
 
 import argparse
@@ -29,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ENVS = ("Walker2d-v5", "HalfCheetah-v5", "Hopper-v5", "Ant-v5", "Humanoid-v5")
-SCAN = 5_000
-RANDOM_STEPS = 10_000
+RANDOM_STEPS = 20_000
 DECIMALS = 2
 
 
@@ -94,12 +90,9 @@ def feed(buffers: list, stream: dict) -> "tuple[list[float], list[int]]":
     return seconds, differing
 
 
-def observation_bits(breakdown: "dict[str, int]", live_entries: int, rows: int, dim: int) -> "tuple[float, float]":
-    """Bits per value of the observation arrays (as allocated, and with only the live exception entries)."""
-    observed = {k: v for k, v in breakdown.items() if k.startswith(("observations", "terminal_observations"))}
-    allocated = sum(observed.values())
-    exceptions = sum(v for k, v in observed.items() if k.endswith(".exceptions"))
-    return allocated * 8 / (rows * dim), (allocated - exceptions + 16 * live_entries) * 8 / (rows * dim)
+def store_bits(breakdown: "dict[str, int]", store: str, values: int) -> float:
+    """Bits per value of one observation store's arrays (``store`` and its ``store.*`` parts), as allocated."""
+    return 8 * sum(v for k, v in breakdown.items() if k == store or k.startswith(store + ".")) / values
 
 
 def planner_bits(storage: str, dim: int, rows: int) -> float:
@@ -109,38 +102,41 @@ def planner_bits(storage: str, dim: int, rows: int) -> float:
 
     quant = Quantization.create(DECIMALS) if storage in ("packed", "just-round") else None
     spec = RunSpec("sac", dim, 1, buffer_size=rows, storage=storage, quant=quant)
-    return footprint(spec).observation_bytes * 8 / (rows * dim)
+    return 8 * next(f.bytes for f in footprint(spec).fields if f.name == "observations") / (rows * dim)
 
 
 def measure(env_id: str, runs: "Path | None") -> dict:
     from gymnasium import spaces
 
-    from planner.defaults import RECALIBRATE_SHARE
     from planner.obs_ranges import choose_ranges, codes, entropy_bits
     from validation.buffers import QuantizedReplayBuffer
 
     stream, source = load_stream(env_id, runs)
     x = stream["observations"]
     rows, dim = x.shape
-    spec = choose_ranges(x[:SCAN], DECIMALS, source={"env": env_id, "observations": SCAN})
+    scan = rows // 4
+    ranges = choose_ranges(x[:scan], DECIMALS, source={"env": env_id, "observations": scan})
     space, action = spaces.Box(-np.inf, np.inf, (dim,), np.float64), spaces.Box(-1, 1, (1,), np.float32)
-    result = {"env": env_id, "source": source, "dims": dim, "transitions": rows,
-              "spec_mean_bits": spec.mean_bits, "spec_exceptions_per_row": spec.exceptions_per_row,
-              **{f"{name}_bits": planner_bits(name, dim, rows) for name in ("sb3", "float16", "just-round", "packed")},
+    result = {"env": env_id, "source": source, "dims": dim, "transitions": rows, "scanned": scan,
+              "float16_bits": planner_bits("float16", dim, rows),
               "entropy_bits": float(np.mean([entropy_bits(c) for c in codes(x, DECIMALS).T]))}
-    labels = {"calibrated": None, "recalibrated": RECALIBRATE_SHARE}
     uniform = QuantizedReplayBuffer(rows, space, action, "cpu", decimals=DECIMALS)
-    buffers = [QuantizedReplayBuffer(rows, space, action, "cpu", obs_ranges=spec, recalibrate=share)
-               for share in labels.values()]
+    labels = {"calibrated": True, "scanned widths kept": False}
+    buffers = [QuantizedReplayBuffer(rows, space, action, "cpu", obs_ranges=ranges, recalibrate=again)
+               for again in labels.values()]
     seconds, differing = feed([uniform, *buffers], stream)
     want = [bits(view, slice(rows)) for view in (uniform.observations, uniform.next_observations)]
     result["episode_ends"] = int(np.count_nonzero(stream["dones"]))
+    result["uniform"] = {"bits": store_bits(uniform.memory_breakdown(), "observations", rows * dim),
+                         "add_us": 1e6 * seconds[0] / rows}
     for label, buf, add_seconds, ends_differing in zip(labels, buffers, seconds[1:], differing[1:]):
         stats = buf.quantization_stats()["observation"]
+        breakdown = buf.memory_breakdown()
         got = [bits(view, slice(rows)) for view in (buf.observations, buf.next_observations)]
-        allocated, live = observation_bits(buf.memory_breakdown(), stats["exceptions_live"], rows, dim)
-        result[label] = {"bits": allocated, "bits_live": live, "outside_share": stats["outside_share"],
-                         "exceptions_per_row": stats["outside_share"] * dim, "row_bits": stats["row_bits"],
+        terminal_rows = buf.terminal_observations.arrays[None].n_rows
+        result[label] = {"bits": store_bits(breakdown, "observations", rows * dim),
+                         "row_bits": stats["row_bits"] / dim, "entries_per_row": stats["entries_live"] / rows,
+                         "terminal_bits": store_bits(breakdown, "terminal_observations", terminal_rows * dim),
                          "recalibrations": len(buf.drift.events), "add_us": 1e6 * add_seconds / rows,
                          "episode_ends_differing": ends_differing,
                          "identical_to_uniform": not ends_differing and all(np.array_equal(g, w)
@@ -149,17 +145,17 @@ def measure(env_id: str, runs: "Path | None") -> dict:
 
 
 def table(results: "list[dict]") -> str:
-    head = ("| env | dims | stream | SB3 as is | float16 | authors' uint16 | uniform 15-bit | calibrated "
-            "(allocated / live) | with recalibrate | entropy bound | exceptions per row (share of values) | "
-            "identical to uniform |\n|" + "---|" * 12)
+    head = ("| env | dims | stream | float16 | uniform 15-bit | calibrated | its rows alone | entries per row | "
+            "scanned widths kept | entropy bound | episode-end store (calibrated) | identical to uniform |\n|"
+            + "---|" * 12)
     lines = [head]
     for r in results:
-        c, rc = r["calibrated"], r["recalibrated"]
-        lines.append(f"| {r['env']} | {r['dims']} | {r['source']} | {r['sb3_bits']:.1f} | {r['float16_bits']:.2f} | "
-                     f"{r['just-round_bits']:.1f} | {r['packed_bits']:.2f} | {c['bits']:.2f} / {c['bits_live']:.2f} | "
-                     f"{rc['bits']:.2f} ({rc['recalibrations']} recal.) | {r['entropy_bits']:.2f} | "
-                     f"{c['exceptions_per_row']:.3f} ({100 * c['outside_share']:.3f} %) | "
-                     f"{'yes' if c['identical_to_uniform'] and rc['identical_to_uniform'] else 'NO'} |")
+        c, kept = r["calibrated"], r["scanned widths kept"]
+        lines.append(f"| {r['env']} | {r['dims']} | {r['source']} | {r['float16_bits']:.2f} | "
+                     f"{r['uniform']['bits']:.2f} | **{c['bits']:.2f}** ({c['recalibrations']} recal.) | "
+                     f"{c['row_bits']:.2f} | {c['entries_per_row']:.3f} | {kept['bits']:.2f} | "
+                     f"{r['entropy_bits']:.2f} | {c['terminal_bits']:.2f} | "
+                     f"{'yes' if c['identical_to_uniform'] and kept['identical_to_uniform'] else 'NO'} |")
     return "\n".join(lines)
 
 

@@ -12,9 +12,9 @@ which is the memory-speed reference of the ratios; ``gather_unpack`` at k = 15 a
 authors' uint16 decode (1 sign bit, 7 integer bits, hundredths in the low byte) cast to float32 as a
 training batch would be. Figures are medians over the repetitions; ratios compare medians of one run.
 
-The mixed-width section (:func:`run_mixed`) times ``mixed_unpack`` on a Humanoid-like calibrated spec
-(mean 6.5 bits per value, 40 of 348 dimensions 0 bits, widths 0..15, 0.1 % of values exceptions) against
-``np.take`` of the same rows' float32 values into a batch, the same way, and ``MixedRows.encode`` of one row.
+The calibrated section (:func:`run_escape`) times ``EscapeRows.decode`` on a Humanoid-like escape layout
+(mean 6.6 bits per value, 40 of 348 dimensions 1 bit, widths 1..15, 0.1 % of values escaped) against
+``np.take`` of the same rows' float32 values into a batch, the same way, and ``EscapeRows.encode`` of one row.
 """
 
 import argparse
@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from cython_core import CodeLayout, MixedLayout, MixedRows, PackedRows, gather_unpack, mixed_unpack, quantize_pack
+from cython_core import CodeLayout, EscapeLayout, EscapeRows, PackedRows, gather_unpack, quantize_pack
 
 
 def _positive(text: str) -> int:
@@ -89,10 +89,10 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
         "float32_fancy": lambda idx: obs[idx],
         # into a preallocated batch, as gather_unpack writes (mode="clip": "raise" copies through a temporary)
         "float32_take": lambda idx: np.take(obs_take, idx, axis=0, out=out_take, mode="clip"),
-        "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].spec, out),
-        "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].spec, out),
+        "k15": lambda idx: gather_unpack(packed[15].storage, idx, packed[15].layout, out),
+        "k12": lambda idx: gather_unpack(packed[12].storage, idx, packed[12].layout, out),
         "uint16_decode": lambda idx: uint16_decode(stored16, idx),
-        "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].spec, out),
+        "k15_hot": lambda idx: gather_unpack(packed[15].storage, hot, packed[15].layout, out),
     }
     names = list(methods)
     draws = rng.integers(0, n_rows, (repeats, batch))  # fresh rows every repetition (cold), drawn before timing
@@ -109,7 +109,7 @@ def run(n_rows: int, dim: int, batch: int, repeats: int, seed: int, alone: bool 
     med = {key: _median_us(values) for key, values in samples.items()}
     faster = min(("float32_fancy", "obs[idx]"), ("float32_take", "np.take"), key=lambda m: med[m[0]])
     med["float32_gather"] = med[faster[0]]  # the stricter reference
-    spec15 = packed[15].spec
+    spec15 = packed[15].layout
     row64 = list(obs[:64].astype(np.float64))  # the row views made before timing
     calls = 2000
     quantize_us = _time_rows(lambda i: quantize_pack(row64[i & 63], packed[15].storage, i, spec15), calls, 7)
@@ -156,55 +156,53 @@ def report(fig: "dict[str, float]") -> str:
     ])
 
 
-MIXED_MEAN_BITS = 6.5  # Humanoid-v5 at m = 2, as a scan calibrates it
-MIXED_ZERO_SHARE = 40 / 348  # constant dimensions (0 bits)
-MIXED_MAX_BITS = 15
-MIXED_EXCEPTION_SHARE = 1e-3
+ESCAPE_MEAN_BITS = 6.5  # Humanoid-v5 at m = 2, about as a scan chooses it
+ESCAPE_ONE_BIT_SHARE = 40 / 348  # constant dimensions (1 bit: the value or the escape)
+ESCAPE_MAX_BITS = 15
+ESCAPE_SHARE = 1e-3
 
 
-def humanoid_like_spec(dim: int, seed: int) -> MixedLayout:
-    """Widths 0..15 with ~40/348 of them 0 and a mean of 6.5 bits, each range centred on code 0."""
+def humanoid_like_layout(dim: int, seed: int) -> EscapeLayout:
+    """Widths 1..15 with ~40/348 of them 1 and a mean of about 6.5 bits, each range about code 0."""
     rng = np.random.default_rng(seed)
-    bits = rng.integers(1, MIXED_MAX_BITS, dim)
-    bits[rng.permutation(dim)[: round(MIXED_ZERO_SHARE * dim)]] = 0
-    target = round(MIXED_MEAN_BITS * dim)
-    while bits.sum() != target:  # nudge random non-zero widths until the mean is 6.5 bits
+    bits = rng.integers(2, ESCAPE_MAX_BITS, dim)
+    bits[rng.permutation(dim)[: round(ESCAPE_ONE_BIT_SHARE * dim)]] = 1
+    target = round(ESCAPE_MEAN_BITS * dim)
+    while bits.sum() != target:  # nudge random widths until the mean is 6.5 bits
         j = rng.integers(0, dim)
         step = 1 if bits.sum() < target else -1
-        if bits[j] and 1 <= bits[j] + step <= MIXED_MAX_BITS:
+        if bits[j] > 1 and 2 <= bits[j] + step <= ESCAPE_MAX_BITS:
             bits[j] += step
-    return MixedLayout(-((1 << bits) // 2), bits, decimals=2, clamp=127.0)
+    return EscapeLayout(-((1 << bits) // 2), bits, decimals=2, clamp=127.0)
 
 
-def humanoid_like_codes(spec: MixedLayout, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Paper codes inside each dimension's range, with a share MIXED_EXCEPTION_SHARE of all values just
-    outside it (on the dimensions where the grid leaves room)."""
-    codes = np.clip(spec.lo + (rng.random((n, spec.dim)) * (1 << spec.bits)).astype(np.int64), -spec.top, spec.top)
-    room = (spec.lo - 51 >= -spec.top) & (spec.hi + 51 <= spec.top)
-    outside = (rng.random((n, spec.dim)) < MIXED_EXCEPTION_SHARE * spec.dim / max(1, room.sum())) & room
-    below = rng.random((n, spec.dim)) < 0.5
-    far = rng.integers(1, 51, (n, spec.dim))
-    return np.where(outside, np.where(below, spec.lo - far, spec.hi + far), codes)
+def humanoid_like_codes(layout: EscapeLayout, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Paper codes inside each dimension's range, a share ESCAPE_SHARE of all values just outside it."""
+    span = (1 << layout.bits) - 1  # the in-row values, below the escape
+    codes = layout.lo + (rng.random((n, layout.dim)) * span).astype(np.int64)
+    outside = rng.random((n, layout.dim)) < ESCAPE_SHARE
+    return np.where(outside, layout.lo + span + rng.integers(0, 50, (n, layout.dim)), codes).clip(-layout.top,
+                                                                                                  layout.top)
 
 
-def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
-              spec: "MixedLayout | None" = None) -> "dict[str, float]":
-    """Time mixed_unpack and np.take of the same rows as float32, interleaved, fresh rows every repetition;
-    ``spec`` (e.g. a real scan's widths) replaces the Humanoid-like one of ``dim`` dims."""
+def run_escape(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
+               layout: "EscapeLayout | None" = None) -> "dict[str, float]":
+    """Time EscapeRows.decode and np.take of the same rows as float32, interleaved, fresh rows every repetition;
+    ``layout`` (e.g. a real scan's widths) replaces the Humanoid-like one of ``dim`` dims."""
     rng = np.random.default_rng(seed + 1)
-    spec = humanoid_like_spec(dim, seed) if spec is None else spec
-    dim = spec.dim
-    rows = MixedRows(n_rows, spec)
+    layout = humanoid_like_layout(dim, seed) if layout is None else layout
+    dim = layout.dim
+    rows = EscapeRows(n_rows, layout)
     obs = np.empty((n_rows, dim), np.float32)
     for start in range(0, n_rows, 8192):
         stop = min(start + 8192, n_rows)
-        obs[start:stop] = humanoid_like_codes(spec, stop - start, rng) * spec.inv_scale
-        rows.encode(obs[start:stop], np.arange(start, stop))
+        codes = humanoid_like_codes(layout, stop - start, rng)
+        obs[start:stop] = codes * layout.inv_scale
+        rows.put_codes(codes, np.arange(start, stop))
     out, out_take = np.empty((batch, dim), np.float32), np.empty((batch, dim), np.float32)
-    at, table = rows.store.at, rows.store.entries
     methods: "dict[str, Callable[[np.ndarray], object]]" = {
         "take": lambda idx: np.take(obs, idx, axis=0, out=out_take, mode="clip"),
-        "mixed": lambda idx: mixed_unpack(rows.storage, idx, spec, at, table, out),
+        "escape": lambda idx: rows.decode(idx, out),
     }
     names = list(methods)
     draws = rng.integers(0, n_rows, (repeats, batch))
@@ -217,29 +215,27 @@ def run_mixed(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
     assert np.array_equal(out, obs[draws[-1]])  # the timed decode is the float32 data, bit for bit
     med = {key: _median_us(values) for key, values in samples.items()}
     row64 = list(obs[:64].astype(np.float64))
-    encode_us = _time_rows(lambda i: rows.encode(row64[i & 63], i & 63), 2000, 7)
+    encode_us = _time_rows(lambda i: rows.encode(row64[i & 63][None], i & 63), 2000, 7)
     return {
-        "mixed_rows": n_rows, "mixed_dim": dim,
-        "mixed_mean_bits": spec.row_bits / dim, "mixed_zero_bit_dims": int((spec.bits == 0).sum()),
-        "mixed_row_bytes": spec.row_bytes, "mixed_exception_share": rows.store.live / (n_rows * dim),
-        "mixed_float32_take_us": med["take"], "mixed_unpack_us": med["mixed"],
-        "mixed_unpack_vs_float32_take": med["mixed"] / med["take"],
-        "mixed_encode_row_us": encode_us,
-        "mixed_storage_mib": rows.nbytes / 2**20, "mixed_float32_mib": obs.nbytes / 2**20,
+        "escape_rows": n_rows, "escape_dim": dim, "escape_mean_bits": layout.row_bits / dim,
+        "escape_one_bit_dims": int((layout.bits == 1).sum()), "escape_share": rows.live / (n_rows * dim),
+        "escape_float32_take_us": med["take"], "escape_decode_us": med["escape"],
+        "escape_decode_vs_float32_take": med["escape"] / med["take"], "escape_encode_row_us": encode_us,
+        "escape_storage_mib": rows.nbytes / 2**20, "escape_float32_mib": obs.nbytes / 2**20,
     }
 
 
-def mixed_report(fig: "dict[str, float]") -> str:
+def escape_report(fig: "dict[str, float]") -> str:
     return "\n".join([
-        f"mixed widths: {fig['mixed_rows']:,} rows x {fig['mixed_dim']} dims, mean {fig['mixed_mean_bits']:.2f} bits, "
-        f"{fig['mixed_zero_bit_dims']} dims of 0 bits, {fig['mixed_row_bytes']} B rows, "
-        f"{100 * fig['mixed_exception_share']:.3f} % of values exceptions",
-        f"  storage: float32 {fig['mixed_float32_mib']:.1f} MiB, mixed (rows + exceptions) "
-        f"{fig['mixed_storage_mib']:.1f} MiB",
-        f"  float32 np.take into a batch  {fig['mixed_float32_take_us']:8.1f} us   (numpy; the same rows)",
-        f"  mixed_unpack                  {fig['mixed_unpack_us']:8.1f} us   "
-        f"{fig['mixed_unpack_vs_float32_take']:.2f}x the float32 np.take (target <= 1x)",
-        f"  MixedRows.encode, one row     {fig['mixed_encode_row_us']:8.2f} us   (float64 row; pack + exception store)",
+        f"escape-coded rows: {fig['escape_rows']:,} rows x {fig['escape_dim']} dims, mean "
+        f"{fig['escape_mean_bits']:.2f} bits, {fig['escape_one_bit_dims']} dims of 1 bit, "
+        f"{100 * fig['escape_share']:.3f} % of values escaped",
+        f"  storage: float32 {fig['escape_float32_mib']:.1f} MiB, escape-coded (rows + side table) "
+        f"{fig['escape_storage_mib']:.1f} MiB",
+        f"  float32 np.take into a batch  {fig['escape_float32_take_us']:8.1f} us   (numpy; the same rows)",
+        f"  EscapeRows.decode             {fig['escape_decode_us']:8.1f} us   "
+        f"{fig['escape_decode_vs_float32_take']:.2f}x the float32 np.take",
+        f"  EscapeRows.encode, one row    {fig['escape_encode_row_us']:8.2f} us   (float64 row; pack + side table)",
     ])
 
 
@@ -254,19 +250,20 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alone", action="store_true",
                         help="time each method in its own loop instead of interleaving them in one")
-    parser.add_argument("--obs-ranges", help="mixed widths from these observation ranges (planner obs scan) instead of "
-                                           "the Humanoid-like ones; values drawn in its ranges, 0.1 %% outside")
+    parser.add_argument("--obs-ranges", help="calibrated widths from these observation ranges (planner obs scan) "
+                                           "instead of the Humanoid-like ones; values drawn in its ranges, 0.1 %% "
+                                           "outside")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    mixed_layout = None
+    escape_layout = None
     if args.obs_ranges:
         from planner.obs_ranges import load_ranges
 
-        mixed_layout = MixedLayout.from_ranges(load_ranges(args.obs_ranges))
+        escape_layout = EscapeLayout.from_ranges(load_ranges(args.obs_ranges))
     figures = run(args.rows, args.dim, args.batch, args.repeats, args.seed, args.alone)
-    figures.update(run_mixed(args.rows, args.dim, args.batch, args.repeats, args.seed, mixed_layout))
+    figures.update(run_escape(args.rows, args.dim, args.batch, args.repeats, args.seed, escape_layout))
     try:
-        print(json.dumps(figures) if args.json else report(figures) + "\n" + mixed_report(figures))
+        print(json.dumps(figures) if args.json else report(figures) + "\n" + escape_report(figures))
     except BrokenPipeError:  # e.g. piped into head
         pass
     return 0

@@ -23,6 +23,8 @@ from typing import Any
 _HOMES = {
     "CodeLayout": "cython_core.uniform",
     "EXCEPTION_DTYPE": "cython_core.exceptions",
+    "EscapeLayout": "cython_core.escape",
+    "EscapeRows": "cython_core._escape",
     "ExceptionStore": "cython_core.exceptions",
     "MixedRows": "cython_core.mixed",
     "MixedLayout": "cython_core.mixed",
@@ -38,7 +40,7 @@ _HOMES = {
     "quantize_match": "cython_core._kernels",
     "quantize_pack_counts": "cython_core._kernels",
 }
-_COMPILED = ("cython_core._kernels", "cython_core._mixed")
+_COMPILED = ("cython_core._kernels", "cython_core._mixed", "cython_core._escape")
 __all__ = sorted(_HOMES)
 
 

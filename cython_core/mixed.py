@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from cython_core.checks import GridLayout
+from cython_core.checks import int_vector as _int_vector
+from cython_core.checks import whole_number as _whole
 from cython_core.exceptions import ExceptionStore, _kernels
 from cython_core.indices import as_indices
 from cython_core.layout import MAX_BITS, WORD_BITS, WORD_BYTES
@@ -39,26 +42,8 @@ MAX_LO = 2**40  # |lo| bound: lo + a 32-bit code stays exact in float64 and int6
 REPACK_ROWS = 8192  # rows re-packed per step (bounds the int64 code scratch)
 
 
-def _whole(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}")
-    return int(value)
-
-
-def _int_vector(name: str, value: Any) -> np.ndarray:
-    arr = np.array(value)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array (one value per dimension), got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must hold whole numbers, got {arr.dtype}")
-    if np.any(np.abs(arr.astype(np.float64)) > 2.0**62):
-        raise ValueError(f"{name} must hold whole numbers within int64")
-    return arr.astype(np.int64)
-
-
 @dataclass(frozen=True, eq=False, repr=False)
-class MixedLayout:
+class MixedLayout(GridLayout):
     """Per dimension j the in-row codes lo[j] .. lo[j] + 2**bits[j] - 1 (bits 0..32) on the grid 10^-decimals,
     clamp ``clamp``; see the module docstring."""
 
@@ -125,19 +110,6 @@ class MixedLayout:
         bits = np.array([int(span).bit_length() for span in (hi - lo)], dtype=np.int64)
         return MixedLayout(lo, bits, self.decimals, self.clamp)
 
-    @classmethod
-    def from_config(cls, cfg: "dict[str, Any]") -> "MixedLayout":
-        """Inverse of :meth:`get_config`."""
-        return cls(**cfg)
-
-    def get_config(self) -> "dict[str, Any]":
-        """A JSON-able dict."""
-        return {"lo": self.lo.tolist(), "bits": self.bits.tolist(), "decimals": self.decimals, "clamp": self.clamp}
-
-    @property
-    def dim(self) -> int:
-        return int(self.lo.size)
-
     @property
     def hi(self) -> np.ndarray:
         """The highest code each dimension holds in its row: lo + 2**bits - 1."""
@@ -165,18 +137,9 @@ class MixedLayout:
         return (f"MixedLayout(dim={self.dim}, row_bits={self.row_bits}, decimals={self.decimals}, "
                 f"clamp={self.clamp!r})")
 
-    def __reduce__(self) -> tuple:
-        # Rebuild through the constructor: validated, read-only arrays, no cached kernel tables.
-        return (MixedLayout, (self.lo, self.bits, self.decimals, self.clamp))
 
-    def _key(self) -> tuple:
-        return (self.decimals, self.clamp, self.lo.tobytes(), self.bits.tobytes())
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MixedLayout) and self._key() == other._key()
 
-    def __hash__(self) -> int:
-        return hash(self._key())
 
 
 class MixedRows:

@@ -20,13 +20,13 @@ from cython_core.uniform import CodeLayout
 
 
 class PackedRows:
-    """``n_rows`` rows of ``spec.dim`` codes of ``spec.bits`` bits, ``spec.row_words`` uint64 words each."""
+    """``n_rows`` rows of ``layout.dim`` codes of ``layout.bits`` bits, ``layout.row_words`` uint64 words each."""
 
-    def __init__(self, n_rows: int, spec: CodeLayout) -> None:
+    def __init__(self, n_rows: int, layout: CodeLayout) -> None:
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
             raise ValueError(f"n_rows must be a whole number >= 0, got {n_rows!r}")
-        self.spec = spec
-        self.storage = np.zeros((int(n_rows), spec.row_words), dtype=np.uint64)
+        self.layout = layout
+        self.storage = np.zeros((int(n_rows), layout.row_words), dtype=np.uint64)
         self.saturated = 0
         self.nonfinite_coded = 0
 
@@ -42,11 +42,11 @@ class PackedRows:
     @property
     def padding_bytes(self) -> float:
         """Bytes of the allocation that are row padding (unused bits at each row's end)."""
-        return self.n_rows * self.spec.padding_bits / 8
+        return self.n_rows * self.layout.padding_bits / 8
 
     def encode(self, x: Any, rows: Any) -> int:
         """Quantize ``x`` (n, D) into ``rows``; returns (and accumulates) the saturation count."""
-        saturated, coded = quantize_pack_counts(x, self.storage, rows, self.spec)
+        saturated, coded = quantize_pack_counts(x, self.storage, rows, self.layout)
         self.saturated += saturated
         self.nonfinite_coded += coded
         return saturated
@@ -55,6 +55,6 @@ class PackedRows:
         """Dequantized rows ``indices`` as float32 (n, D), written into ``out`` when given."""
         idx = as_indices(indices, "indices")  # floats and bools refused, as gather_unpack refuses them
         if out is None:
-            out = np.empty((idx.size, self.spec.dim), dtype=np.float32)
-        gather_unpack(self.storage, idx, self.spec, out)
+            out = np.empty((idx.size, self.layout.dim), dtype=np.float32)
+        gather_unpack(self.storage, idx, self.layout, out)
         return out

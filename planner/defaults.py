@@ -15,7 +15,6 @@ PAPER_DECIMALS = {"ppo": 1, "sac": 2}  # the paper's m: PPO 1, SAC 2 (every algo
 WIDTH_RULE = "exact"  # bits per value: the exact level count, what the packed buffers allocate
 FIT_ALGOS = ("ppo", "sac")  # what planner fit compares unless --algo says otherwise
 SCAN_STEPS = 10_000  # observations `planner obs scan` (and --scan) collects, with random actions, seed 0
-RECALIBRATE_SHARE = 0.01  # the calibrated storage widens a dimension once this share of rows falls outside it
 
 
 def is_on_policy(algo: str) -> bool:

@@ -19,7 +19,15 @@ keeps besides, in every storage, the LSTMs' hidden and cell states at each step 
 
 from dataclasses import dataclass, replace
 
-from cython_core.layout import EXCEPTION_ENTRY_BYTES, EXCEPTION_INDEX_BYTES, packed_row_bytes, packed_row_padding_bits
+from cython_core.layout import (
+    ENTRY_BYTES,
+    SEGMENT_BYTES,
+    WORD_BYTES,
+    packed_row_bytes,
+    packed_row_padding_bits,
+    segment_count,
+    words_for,
+)
 from planner.algorithms import algorithm
 from planner.defaults import CLAMP
 from planner.observations import FLOAT_DTYPES
@@ -71,16 +79,20 @@ def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False)
 
 
 def calibrated_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) -> "tuple[Field, ...]":
-    """Mixed-width rows on the observation ranges' widths (cython_core.mixed), each row's first exception index, and
-    the exception store allocated for the spec's expected rate (it grows when the data exceeds it)."""
+    """Escape-coded rows at bit stride on the observation ranges' widths (cython_core.escape), the words' tail (the
+    last word's unused bits and the spare word), the side table's block table, and its pool of entries allocated
+    for the ranges' expected rate (it grows when the data exceeds it)."""
     obs_ranges = spec.obs_ranges
-    entries = obs_ranges.exception_capacity(rows)
-    return (Field(name, rows, obs_ranges.row_bytes * 8, f"{obs_ranges.dim} dims in calibrated widths, mean "
-                  f"{obs_ranges.mean_bits:.2f} bits, {obs_ranges.row_bytes} B/row", True, eager),
-            Field(f"{name}.exception_index", rows, EXCEPTION_INDEX_BYTES * 8, "int32 (first exception, -1: none)",
-                  True, True),
-            Field(f"{name}.exceptions", entries, EXCEPTION_ENTRY_BYTES * 8, f"exception entries (row, dim, code): the "
-                  f"spec's {obs_ranges.exceptions_per_row:.4f} per row (grows if exceeded)", True, eager))
+    row_bits, dim = obs_ranges.row_bits, obs_ranges.dim
+    tail = words_for(rows, row_bits) * WORD_BYTES - -(-rows * row_bits // 8)
+    return (Field(name, rows, row_bits, f"{dim} dims in calibrated widths, mean {obs_ranges.mean_bits:.2f} bits, "
+                  f"{row_bits} bits/row at bit stride", True, eager),
+            Field(f"{name}.tail", 1, tail * 8, "last word's unused bits and the spare word", True, eager),
+            Field(f"{name}.blocks", segment_count(rows, dim), SEGMENT_BYTES * 8,
+                  "side-table block: start uint32, length and room uint16", True, eager),
+            Field(f"{name}.exceptions", obs_ranges.exception_capacity(rows), ENTRY_BYTES * 8,
+                  f"side-table entries (uint32): the ranges' {obs_ranges.exceptions_per_row:.4f} per row with slack "
+                  "(grows if exceeded)", True, False))
 
 
 def calibrated_limits(spec: RunSpec) -> "str | None":

@@ -1,40 +1,38 @@
 """Observation ranges: per dimension, the code range the data needs on the paper's own grid 10^-m.
 
 The paper keeps round(clamp(x, -b, b) * 10^m) for every value: 15 bits at m = 2, b = 127, whatever the data.
-:func:`calibrate` reads observations and, per dimension, finds the range of those same codes that minimises
-the expected bits per value: the width of the range plus, for the values outside it (kept exactly in an
-exception store, never clamped), the cost of an exception entry times their rate. A constant dimension
-costs 0 bits. It also records the fraction of exact zeros and the empirical entropy of the codes (the bound
-no per-value code beats). An :class:`ObservationRanges` is saved as versioned YAML (``planner obs scan``) and
-read back without gymnasium (``planner obs show``).
+:func:`choose_ranges` reads observations and, per dimension, finds the width and range of those same codes that
+minimise the expected bits per value (:meth:`cython_core.escape.EscapeLayout.choose`): the width (at least 1
+bit, whose top value is the escape) plus, for the values outside (kept exactly in the rows' side table, never
+clamped), the cost of a side-table entry times their rate. No dimension is wider than the uniform width, which
+holds every code: the rows never cost more than the uniform packing's. A constant dimension costs 1 bit. It also
+records the fraction of exact zeros and the empirical entropy of the codes (the bound no per-value code beats).
+An :class:`ObservationRanges` is saved as versioned YAML (``planner obs scan``) and read back without gymnasium
+(``planner obs show``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = np.stack([rng.normal(0, 1, 5000), np.full(5000, 0.5), rng.normal(0, 1, 5000)], axis=1)
 >>> x[::1000, 2] = 120.0  # rare outliers
 >>> ranges = choose_ranges(x, decimals=2)
->>> [(d.lo, d.hi, d.bits) for d in ranges.dims][1], ranges.dims[1].bits, ranges.dims[2].outside > 0
-((50, 50, 0), 0, True)
+>>> (ranges.dims[1].lo, ranges.dims[1].hi), ranges.row_bits_of(1), ranges.dims[2].outside > 0
+((50, 50), 1, True)
 """
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cython_core.layout import EXCEPTION_ENTRY_BYTES, EXCEPTION_INDEX_BYTES
+from cython_core.escape import ENTRY_COST_BITS, EscapeLayout, uniform_bits
+from cython_core.layout import ENTRY_BYTES, SEGMENT_BYTES, block_rows, escape_width, pool_capacity
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.yamlio import read_yaml
 
 RANGES_VERSION = 1
-EXCEPTION_BITS = EXCEPTION_ENTRY_BYTES * 8  # an entry: row, dimension and code (cython_core.layout)
-# Coverage quantiles tried per tail; 0 keeps the full observed range (no exceptions).
-TAIL_QUANTILES = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-RULE = ("per dimension, the code range [lo, hi] among the coverage quantiles (q, 1 - q), q in "
-        f"{', '.join(f'{q:g}' for q in TAIL_QUANTILES)}, with the fewest expected bits per value: "
-        f"ceil(log2(hi - lo + 1)) + {EXCEPTION_BITS} x (share of values outside)")
-
+RULE = ("per dimension, the width w (1 bit to the uniform width) and the window of 2^w - 1 codes [lo, hi] holding "
+        "the most values, with the fewest expected bits per value: w + "
+        f"{ENTRY_COST_BITS:g} x (share of values outside; a side-table entry with its slack)")
 
 def width(lo: int, hi: int) -> int:
     """Bits for the codes lo..hi: 0 for a single value.
@@ -44,13 +42,11 @@ def width(lo: int, hi: int) -> int:
     """
     return int(hi - lo).bit_length()
 
-
 def entropy_bits(codes: np.ndarray) -> float:
     """Empirical entropy of a column of codes, in bits per value (0.0, not -0.0, for a constant column)."""
     _, counts = np.unique(codes, return_counts=True)
     p = counts / counts.sum()
     return float((p * np.log2(1 / p)).sum())
-
 
 @dataclass(frozen=True)
 class DimRange:
@@ -63,7 +59,6 @@ class DimRange:
     outside: float
     zeros: float
     entropy: float
-
 
 @dataclass(frozen=True)
 class ObservationRanges:
@@ -80,33 +75,38 @@ class ObservationRanges:
     def dim(self) -> int:
         return len(self.dims)
 
+    def row_bits_of(self, index: int) -> int:
+        """The bits dimension ``index`` takes in an escape-coded row (its codes lo..hi below the escape)."""
+        return escape_width(self.dims[index].lo, self.dims[index].hi, self.uniform_bits)
+
     @property
     def row_bits(self) -> int:
-        return sum(d.bits for d in self.dims)
+        """Bits of one row at bit stride (cython_core.escape.EscapeLayout.from_ranges)."""
+        return sum(self.row_bits_of(i) for i in range(self.dim))
 
     @property
     def mean_bits(self) -> float:
         return self.row_bits / max(self.dim, 1)
 
     @property
-    def row_bytes(self) -> int:
-        """Bytes of one packed row: the widths' sum in whole 64-bit words."""
-        return -(-self.row_bits // 64) * 8
+    def row_bytes(self) -> float:
+        """Bytes of one row: rows are stored at bit stride."""
+        return self.row_bits / 8
 
     @property
     def uniform_bits(self) -> int:
         """The paper's width for every value: the codes -b 10^m .. b 10^m."""
-        levels = round(self.clamp * 10**self.decimals)
-        return width(-levels, levels)
+        return uniform_bits(self.decimals, self.clamp)
 
     @property
     def exceptions_per_row(self) -> float:
-        """Expected exception entries per row: the scanned share of values outside, summed over dimensions."""
+        """Expected side-table entries per row: the scanned share of values outside, summed over dimensions."""
         return sum(d.outside for d in self.dims)
 
     def exception_capacity(self, rows: int) -> int:
-        """Entries a store of ``rows`` rows allocates up front: the expected count at the scanned rate."""
-        return math.ceil(rows * self.exceptions_per_row)
+        """Side-table entries rows of ``rows`` allocate up front: the expected count at the scanned rate, with
+        its slack (cython_core.layout.pool_capacity)."""
+        return pool_capacity(rows, self.dim, self.exceptions_per_row)
 
     def check_fits(self, values: int, where: str = "observations") -> None:
         """Refuse ranges scanned from observations of another size than ``values``."""
@@ -119,11 +119,11 @@ class ObservationRanges:
         """Mean bits per value, bytes per row (and the uniform packing's), expected exceptions per row and
         the share of values outside, mean entropy bits per value."""
         n = max(self.dim, 1)
-        uniform_row = -(-self.dim * self.uniform_bits // 64) * 8
+        uniform_row = self.dim * self.uniform_bits / 8
         exceptions = self.exceptions_per_row
         return {"dims": self.dim, "mean_bits": self.mean_bits, "row_bytes": self.row_bytes,
-                "index_bytes_per_row": EXCEPTION_INDEX_BYTES,
-                "exceptions_per_row": exceptions, "exception_bytes_per_row": exceptions * EXCEPTION_BITS / 8,
+                "block_bytes_per_row": SEGMENT_BYTES / block_rows(self.dim),
+                "exceptions_per_row": exceptions, "exception_bytes_per_row": exceptions * ENTRY_BYTES,
                 "outside_share": exceptions / n, "entropy_bits": sum(d.entropy for d in self.dims) / n,
                 "uniform_bits": self.uniform_bits, "uniform_row_bytes": uniform_row}
 
@@ -173,13 +173,11 @@ class ObservationRanges:
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
         return cls(decimals, float(clamp), tuple(out), source, str(data.get("rule", RULE)))
 
-
 def load_ranges(path: str) -> ObservationRanges:
     """Observation ranges file: read with the bounded YAML loader (1 MB, no anchors or aliases), checked
     field by field."""
     where = f"observation ranges {path}"
     return ObservationRanges.from_dict(read_yaml(path, where, "obs_ranges"), where)
-
 
 def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.ndarray:
     """The paper's codes: round(clamp(x, -b, b) * 10^m), as int64 (N, dim)."""
@@ -190,58 +188,16 @@ def codes(observations: np.ndarray, decimals: int, clamp: float = CLAMP) -> np.n
         raise PlannerError(f"observations hold {int((~np.isfinite(x)).sum())} NaN/inf values", "observations")
     return np.rint(np.clip(x, -clamp, clamp) * 10.0**decimals).astype(np.int64)
 
-
-def _best_range(column: np.ndarray) -> "tuple[int, int, float]":
-    """(lo, hi, share outside) of the candidate range with the fewest expected bits per value."""
-    ordered = np.sort(column)
-    n = ordered.size
-    best = None
-    for q in TAIL_QUANTILES:
-        cut = int(math.floor(q * n))
-        lo, hi = int(ordered[cut]), int(ordered[n - 1 - cut])
-        outside = (np.searchsorted(ordered, lo, "left") + n - np.searchsorted(ordered, hi, "right")) / n
-        cost = width(lo, hi) + EXCEPTION_BITS * outside
-        if best is None or cost < best[0]:
-            best = (cost, lo, hi, outside)
-    return best[1], best[2], float(best[3])
-
-
-WIDEN_SHARES = (0.0, 0.5, 0.9, 0.99, 1.0)  # shares of the codes outside, nearest first, a widened range may take in
-
-
-def widen_range(lo: int, hi: int, outside: np.ndarray, values: int) -> "tuple[int, int]":
-    """The scan's rule for a dimension that drifted: among the ranges that contain [lo, hi] and take in the
-    nearest shares :data:`WIDEN_SHARES` of the ``outside`` codes below and above, the one with the fewest
-    expected bits per value over ``values`` values (width plus EXCEPTION_BITS x share left outside).
-
-    >>> widen_range(0, 15, np.array([16, 17, 18, 19, 5000]), values=100)  # 5 bits hold 0..31: all but 5000
-    (0, 18)
-    """
-    below = np.sort(outside[outside < lo])[::-1]  # nearest first
-    above = np.sort(outside[outside > hi])
-    best = None
-    for share_below in WIDEN_SHARES:
-        taken_below = math.ceil(share_below * below.size)
-        new_lo = int(below[taken_below - 1]) if taken_below else lo
-        for share_above in WIDEN_SHARES:
-            taken_above = math.ceil(share_above * above.size)
-            new_hi = int(above[taken_above - 1]) if taken_above else hi
-            bits = width(new_lo, new_hi)
-            top = new_lo + (1 << bits) - 1  # what the width holds
-            left = below.size - taken_below + int(np.count_nonzero(above > top))
-            cost = bits + EXCEPTION_BITS * left / max(values, 1)
-            if best is None or cost < best[0]:
-                best = (cost, new_lo, new_hi)
-    return best[1], best[2]
-
-
 def choose_ranges(observations: np.ndarray, decimals: int, clamp: float = CLAMP,
               source: "dict[str, object] | None" = None) -> ObservationRanges:
     """The :class:`ObservationRanges` of ``observations`` (N, dim) at m = ``decimals``, b = ``clamp``."""
     all_codes = codes(observations, decimals, clamp)
+    layout = EscapeLayout.choose(all_codes, decimals, clamp)
+    held = layout.holds(all_codes)
     dims = []
-    for column in all_codes.T:
-        lo, hi, outside = _best_range(column)
-        dims.append(DimRange(lo, hi, width(lo, hi), outside, float(np.mean(column == 0)), entropy_bits(column)))
+    for j, column in enumerate(all_codes.T):
+        lo, hi = int(layout.lo[j]), int(layout.hi[j])
+        dims.append(DimRange(lo, hi, width(lo, hi), float(1 - held[:, j].mean()), float(np.mean(column == 0)),
+                             entropy_bits(column)))
     return ObservationRanges(decimals, float(clamp), tuple(dims),
                            {"observations": int(all_codes.shape[0]), **(source or {})})

@@ -17,7 +17,6 @@ function and its buffer classes (docs/storages.md shows one). The buffer classes
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Callable
 
-from planner.defaults import RECALIBRATE_SHARE
 from planner.errors import PlannerError, quote
 from planner.layouts import (
     Field,
@@ -122,7 +121,7 @@ STORAGES = {s.name: s for s in (
     Storage("calibrated", "calibrated {mean_bits:.1f} bits mean, m={decimals} (+ exceptions)",
             "calibrated widths ({mean_bits:.1f} bits mean), m={decimals}",
             lambda spec: packed_fields(spec, calibrated=True), quantized="always", in_fit=True,
-            limits=calibrated_limits, buffers=PACKED_BUFFERS, buffer_kwargs={"recalibrate": RECALIBRATE_SHARE}),
+            limits=calibrated_limits, buffers=PACKED_BUFFERS),
     *(Storage(half, f"{half} obs stored once", f"{half} obs stored once",
               lambda spec, half=half: packed_fields(spec, half), in_fit=True, buffers=PACKED_BUFFERS,
               buffer_kwargs={"dtype": half}, limits=lambda spec, half=half: half_limits(spec, half))

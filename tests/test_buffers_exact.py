@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 
+from cython_core.layout import ENTRY_CODE_BITS, block_rows
 from planner.obs_ranges import choose_ranges
 from validation.buffers import QuantizedReplayBuffer, QuantizedRolloutBuffer
 from validation.buffers.replay import FREE
@@ -29,12 +30,12 @@ def bits(values) -> np.ndarray:
 def test_episode_end_next_observations_come_back_exact_on_a_real_env(env_id):
     """Random actions on a real env: every episode end's next observation (the terminal store) decodes as the
     uniform buffer's, right after its add and at the end; with recalibration too."""
-    ranges = choose_ranges(rollout(env_id, 1_000, seed=1), 2)
+    ranges = choose_ranges(rollout(env_id, 100, seed=1), 2)  # narrow: the widths are chosen again at 1,000 rows
     env = gym.make(env_id)
     space, actions = env.observation_space, env.action_space
     uniform = QuantizedReplayBuffer(5_000, space, actions, "cpu", decimals=2)
-    calibrated = [QuantizedReplayBuffer(5_000, space, actions, "cpu", obs_ranges=ranges, recalibrate=share)
-                  for share in (None, 0.01)]
+    calibrated = [QuantizedReplayBuffer(5_000, space, actions, "cpu", obs_ranges=ranges, recalibrate=again)
+                  for again in (False, True)]
     actions.seed(0)
     obs, _ = env.reset(seed=0)
     ends = 0
@@ -49,7 +50,7 @@ def test_episode_end_next_observations_come_back_exact_on_a_real_env(env_id):
             ends += 1
             want = bits(uniform.next_observations[step])
             for buf in calibrated:
-                assert np.array_equal(bits(buf.next_observations[step]), want), (step, buf.drift.threshold)
+                assert np.array_equal(bits(buf.next_observations[step]), want), (step, buf.drift.enabled)
             obs, _ = env.reset()
     assert ends >= 2 and calibrated[1].drift.events
     for buf in calibrated:
@@ -57,54 +58,25 @@ def test_episode_end_next_observations_come_back_exact_on_a_real_env(env_id):
         assert np.array_equal(bits(buf.observations[:1_500]), bits(uniform.observations[:1_500]))
 
 
-def one_episode_end(buf, first=0.5):
-    """A transition that ends its episode with a next observation outside the ranges of :func:`narrow_ranges`
-    (its observation too unless ``first`` is 0.5)."""
-    buf.add(np.array([[first, 1.0, 2.0]]), np.array([[1.12, 1.0, 2.0]]), np.zeros((1, 2)), np.ones(1), np.ones(1),
-            [{}])
-
-
-def narrow_ranges(outside=0.1):
-    """Three constant dimensions (0 bits each), tables sized for ``outside`` entries per row and dimension."""
-    ranges = choose_ranges(np.tile([0.5, 1.0, 2.0], (10, 1)), 2)
-    return replace(ranges, dims=tuple(replace(d, outside=outside) for d in ranges.dims))
-
-
-def test_no_exception_table_starts_with_slots_that_read_as_entries():
-    """Every table a calibrated buffer allocates, the eagerly written episode-end store's included, holds free
-    slots (row -1), never zeros (row 0, dim 0, code 0: an entry of row 0)."""
+def test_no_side_table_starts_with_entries_and_an_escaped_episode_end_decodes_exact():
+    """Every side table a calibrated buffer allocates, the eagerly written episode-end store's included, starts
+    with no entry in any block; an episode end whose next observation escapes decodes as the uniform buffer's."""
     box = spaces.Box(-np.inf, np.inf, (3,), np.float64)
-    replay = QuantizedReplayBuffer(640, box, ACTIONS, "cpu", obs_ranges=narrow_ranges())
-    rollout_buf = QuantizedRolloutBuffer(64, spaces.Dict({"a": box}), ACTIONS, "cpu", obs_ranges={"a": narrow_ranges()})
+    narrow = choose_ranges(np.tile([0.5, 1.0, 2.0], (10, 1)), 2)  # three constant dimensions: 1 bit each
+    narrow = replace(narrow, dims=tuple(replace(d, outside=0.1) for d in narrow.dims))  # pools allocated up front
+    replay = QuantizedReplayBuffer(640, box, ACTIONS, "cpu", obs_ranges=narrow)
+    rollout_buf = QuantizedRolloutBuffer(64, spaces.Dict({"a": box}), ACTIONS, "cpu", obs_ranges={"a": narrow})
     stores = [replay.stored_observations.arrays[None], replay.terminal_observations.arrays[None],
               rollout_buf.stored_observations.arrays["a"]]
     for rows in stores:
-        assert rows.store.capacity > 0 and np.all(rows.store.table["row"] == -1) and rows.store.entries.size == 0
+        assert rows.pool.size > 0 and rows.live == 0 and not rows.seg_len.any() and not rows.seg_cap.any()
     uniform = QuantizedReplayBuffer(640, box, ACTIONS, "cpu", decimals=2)
     for buf in (replay, uniform):
-        one_episode_end(buf)
+        buf.add(np.array([[0.5, 1.0, 2.0]]), np.array([[1.12, 1.0, 2.0]]), np.zeros((1, 2)), np.ones(1),
+                np.ones(1), [{}])
     assert np.array_equal(bits(replay.next_observations[0]), bits(uniform.next_observations[0]))
     assert replay.next_observations[0].tolist() == [[1.1200000047683716, 1.0, 2.0]]
-
-
-def test_a_saved_buffer_with_zero_filled_free_slots_loads_every_value():
-    """A file saved by a release that zero-filled the episode-end store's table: its free slots continue the run
-    of the last row written (terminal slot 0); loaded, every value is still the uniform buffer's."""
-    box = spaces.Box(-np.inf, np.inf, (3,), np.float64)
-    calibrated = QuantizedReplayBuffer(640, box, ACTIONS, "cpu", obs_ranges=narrow_ranges(), recalibrate=0.01)
-    uniform = QuantizedReplayBuffer(640, box, ACTIONS, "cpu", decimals=2)
-    for buf in (calibrated, uniform):
-        one_episode_end(buf)
-    store = calibrated.terminal_observations.arrays[None].store
-    assert store.entries.tolist() == [(0, 0, 112)] and store.capacity > store.used
-    store.table[store.used:] = np.zeros(1, store.table.dtype)  # what the eager allocation used to write
-    loaded = pickle.loads(pickle.dumps(calibrated))
-    assert np.array_equal(bits(loaded.next_observations[0]), bits(uniform.next_observations[0]))
-    for _ in range(400):  # 1,200 rows: a drift check; dimension 0 drifted: a recalibration re-packs
-        for buf in (loaded, uniform):
-            one_episode_end(buf, first=1.12)
-    assert loaded.drift.events
-    assert np.array_equal(bits(loaded.next_observations[:401]), bits(uniform.next_observations[:401]))
+    assert replay.terminal_observations.arrays[None].live == 1
 
 
 def test_the_calibrated_bits_benchmark_checks_episode_ends():
@@ -120,7 +92,7 @@ def test_the_calibrated_bits_benchmark_checks_episode_ends():
     box = spaces.Box(-np.inf, np.inf, (11,), np.float64)
     ranges = choose_ranges(stream["observations"][:100], 2)
     uniform, calibrated, coarser = (QuantizedReplayBuffer(300, box, ACTIONS, "cpu", **kwargs) for kwargs in
-                                    ({"decimals": 2}, {"obs_ranges": ranges, "recalibrate": 0.01}, {"decimals": 1}))
+                                    ({"decimals": 2}, {"obs_ranges": ranges}, {"decimals": 1}))
     seconds, differing = bench.feed([uniform, calibrated, coarser], stream)
     assert differing[:2] == [0, 0] and differing[2] == stream["dones"].sum() and min(seconds) > 0
 
@@ -138,14 +110,14 @@ def scenarios(draw):
     n_envs = draw(st.integers(1, 3))
     dims = draw(st.lists(st.integers(1, 4), min_size=1, max_size=2))
     per_env = draw(st.integers(1, 12))
-    recalibrate = draw(st.sampled_from([None, 0.01]))
+    recalibrate = draw(st.booleans())
     return {
         "n_envs": n_envs, "dims": dims, "dict": len(dims) > 1 or draw(st.booleans()),
         "discrete": draw(st.booleans()), "per_env": per_env,
         "terminal_capacity": draw(st.one_of(st.none(), st.integers(n_envs if per_env == 1 else 1, 3 * n_envs))),
         "handle_timeout_termination": draw(st.booleans()), "recalibrate": recalibrate,
-        # enough rows for a drift check (every 1,000 encoded rows) when recalibrating
-        "steps": draw(st.integers(600 // n_envs, 700 // n_envs) if recalibrate else st.integers(2, 60)),
+        # enough rows for the first check of the widths (1,000 rows written) when recalibrating
+        "steps": draw(st.integers(1_000 // n_envs + 1, 1_100 // n_envs) if recalibrate else st.integers(2, 60)),
         "p_terminated": draw(st.sampled_from([0.0, 0.05, 0.3])), "max_len": draw(st.integers(1, 12)),
         "p_interrupt": draw(st.sampled_from([0.0, 0.05])), "p_outlier": draw(st.sampled_from([0.0, 0.02])),
         "drift": draw(st.sampled_from([0.0, 0.01, 0.2])), "scanned": draw(st.integers(1, 20)),
@@ -264,16 +236,22 @@ def sampled(buf, batch_inds, seed):
             for part in (samples.observations, samples.next_observations)]
 
 
-def assert_free_slots_are_free(buf):
-    """No exception table holds an entry past its used part, and every live entry is a code its row cannot hold."""
+def assert_side_table_is_exact(buf):
+    """Each escape-coded store's side table holds exactly the codes its rows escape: as many entries as escapes,
+    each row's in its block's segment, in dimension order."""
     for store in (buf.stored_observations, buf.terminal_observations):
         for rows in store.arrays.values():
-            if hasattr(rows, "store"):
-                table, used = rows.store.table, rows.store.used
-                assert (table["row"][used:] == -1).all()
-                live = table[:used][table["row"][:used] >= 0]
-                lo, hi = rows.spec.lo[live["dim"]], rows.spec.hi[live["dim"]]
-                assert ((live["code"] < lo) | (live["code"] > hi)).all()
+            if hasattr(rows, "pool"):
+                codes = rows.codes(np.arange(rows.n_rows))
+                escaped = ~rows.layout.holds(codes)
+                assert int(escaped.sum()) == rows.live == int(rows.seg_len.sum())
+                block = block_rows(rows.layout.dim)
+                for b in np.flatnonzero(rows.seg_len).tolist():
+                    segment = rows.pool[rows.seg_start[b]:rows.seg_start[b] + rows.seg_len[b]].astype(np.int64)
+                    for within in np.unique(segment >> ENTRY_CODE_BITS).tolist():
+                        mine = (segment[segment >> ENTRY_CODE_BITS == within] & (2**ENTRY_CODE_BITS - 1))
+                        row = b * block + within
+                        assert (mine - rows.layout.top).tolist() == codes[row][escaped[row]].tolist()
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -315,6 +293,6 @@ def test_calibrated_and_uniform_buffers_hold_the_same_values_bit_for_bit(s):
     event(f"terminal evictions: {bool(uniform.terminal_evictions)}")
     assert calibrated.terminal_evictions == uniform.terminal_evictions
     assert calibrated.saturated == uniform.saturated
-    assert_free_slots_are_free(calibrated)
+    assert_side_table_is_exact(calibrated)
     for got, want in zip(sampled(pickle.loads(pickle.dumps(calibrated)), every, 0), sampled(uniform, every, 0)):
         assert_same(got, want, "saved and loaded")

@@ -86,7 +86,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     buf = model.replay_buffer
     state = raw_state(path)
     record = state[RECORD]
-    assert record["version"] == FORMAT_VERSION == 4
+    assert record["version"] == FORMAT_VERSION == 5
     config = record["config"]
     assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
@@ -221,13 +221,15 @@ def test_a_version_0_file_loads_and_trains_on():
                                replay_buffer_kwargs=dict(decimals=1), **SMALL), path)
 
 
-def _format_2_buffer():
+def _format_2_buffer(ranges=None):
     """A replay buffer on a Dict space with every kind of column (packed, float16, calibrated, raw), 20 transitions
-    (two episode ends) from a seeded generator."""
+    (two episode ends) from a seeded generator; the calibrated column on ``ranges`` (default: scanned from the
+    generator, by today's rule; a saved file holds the ranges of the rule it was saved with)."""
     rng = np.random.default_rng(0)
     space = spaces.Dict({"pos": spaces.Box(-np.inf, np.inf, (3,)), "vel": spaces.Box(-np.inf, np.inf, (2,)),
                          "cal": spaces.Box(-np.inf, np.inf, (4,)), "cell": spaces.Discrete(5)})
-    ranges = choose_ranges(rng.normal(0, 3, (500, 4)), 2)
+    scanned = choose_ranges(rng.normal(0, 3, (500, 4)), 2)
+    ranges = scanned if ranges is None else ranges
     buf = QuantizedReplayBuffer(16, space, spaces.Box(-1, 1, (1,)), "cpu", decimals={"pos": 2},
                                 dtype={"vel": "float16"}, obs_ranges={"cal": ranges})
 
@@ -248,7 +250,8 @@ def test_a_format_2_file_loads_with_the_columns_layouts_under_their_new_name():
     column kept its CodeLayout as ``spec``), of the buffer :func:`_format_2_buffer` builds."""
     path = DATA / "quantized_replay_buffer_v2.pkl"
     assert raw_state(path)[RECORD]["version"] == 2
-    loaded, fresh = pickle.loads(path.read_bytes()), _format_2_buffer()
+    loaded = pickle.loads(path.read_bytes())
+    fresh = _format_2_buffer(loaded.codec.columns["cal"].obs_ranges)
     assert all("spec" not in vars(column) for column in loaded.codec.columns.values())
     assert buffer_config(loaded) == buffer_config(fresh) and loaded.memory_breakdown() == fresh.memory_breakdown()
     for following in (False, True):
@@ -257,19 +260,19 @@ def test_a_format_2_file_loads_with_the_columns_layouts_under_their_new_name():
     loaded.sample(4)
 
 
-def _without_rows_put(sums: dict) -> dict:
-    return {name: value for name, value in sums.items() if not name.endswith(".rows_put")}
-
-
 def test_a_format_3_file_loads_checked_by_the_checksums_it_has():
     """tests/data/quantized_replay_buffer_v3.pkl: ``pickle.dump`` (protocol 5), at commit fabb3ac (format 3: a dict
     of checksums by name, fewer of them), of the buffer :func:`_format_2_buffer` builds."""
     path = DATA / "quantized_replay_buffer_v3.pkl"
     assert isinstance(raw_state(path)[RECORD]["checksums"], dict)
-    loaded, fresh = pickle.loads(path.read_bytes()), _format_2_buffer()
-    # today's checksums: the whole state, but the count of rows put into the exception store (since fabb3ac an
-    # add() no longer re-puts the row of a continuing observation, so fewer puts build the same rows)
-    assert _without_rows_put(checksums(vars(loaded), loaded)) == _without_rows_put(checksums(vars(fresh), fresh))
+    loaded = pickle.loads(path.read_bytes())
+    fresh = _format_2_buffer(loaded.codec.columns["cal"].obs_ranges)
+    # the calibrated rows were converted to today's escape-coded rows (format 5): the same values, the side table
+    # built in one pass rather than row by row
+    for following in (False, True):
+        got, want = loaded.decode_rows(np.arange(16), following), fresh.decode_rows(np.arange(16), following)
+        assert all(th.equal(got[key], want[key]) for key in want)
+    assert buffer_config(loaded) == buffer_config(fresh)
     data = bytearray(path.read_bytes())
     data[data.index(fresh.actions.tobytes()) + 1] ^= 1
     with pytest.raises(PlannerError, match=r"damaged: actions differs from its checksum \(format version 3\)"):
@@ -326,7 +329,7 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
     with pytest.raises(PlannerError, match="damaged: observations.state differs from its checksum"):
         pickle.loads(bytes(data))
     rows = {"goal": PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))}
-    assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.spec",
+    assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.layout",
                                                 "packed.goal.saturated", "packed.goal.nonfinite_coded"}
 
 

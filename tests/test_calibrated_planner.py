@@ -18,7 +18,7 @@ from planner.runspec import RunSpec
 def _spec(dim: int, decimals: int = 2, env: str = "test"):
     rng = np.random.default_rng(dim)
     x = rng.normal(0, 1, (4000, dim)) * rng.uniform(0.01, 5, dim)
-    x[:, 0] = 0.25  # a constant dimension: 0 bits
+    x[:, 0] = 0.25  # a constant dimension: 1 bit
     x[rng.random(4000) < 0.002, dim - 1] = 90.0  # rare outliers: exceptions
     return choose_ranges(x, decimals, source={"env": env})
 
@@ -28,18 +28,19 @@ def _write(spec, path) -> str:
     return str(path)
 
 
-def test_the_calibrated_fields_are_the_spec_rows_their_index_and_the_expected_exceptions():
+def test_the_calibrated_fields_are_the_rows_at_bit_stride_their_blocks_and_the_expected_entries():
     obs_ranges = _spec(17)
     spec = RunSpec("sac", 17, 6, buffer_size=10_000, storage="calibrated", quant=Quantization.create(2),
                    obs_ranges=obs_ranges)
     fields = {f.name: f for f in footprint(spec).fields}
-    assert obs_ranges.dims[0].bits == 0 and obs_ranges.exceptions_per_row > 0
-    assert fields["observations"].bytes == 10_000 * obs_ranges.row_bytes
-    assert obs_ranges.row_bytes == -(-sum(d.bits for d in obs_ranges.dims) // 64) * 8
-    assert fields["observations.exception_index"].bytes == 10_000 * 4
-    assert fields["observations.exceptions"].bytes == 16 * math.ceil(10_000 * obs_ranges.exceptions_per_row)
+    assert obs_ranges.row_bits_of(0) == 1 and obs_ranges.exceptions_per_row > 0
+    words = -(-10_000 * obs_ranges.row_bits // 64) + 1  # the rows at bit stride and the spare word
+    assert fields["observations"].bytes + fields["observations.tail"].bytes == 8 * words
+    assert fields["observations.blocks"].bytes == 8 * math.ceil(10_000 / 64)  # start, length and room per block
+    entries = 10_000 * obs_ranges.exceptions_per_row
+    assert fields["observations.exceptions"].bytes == 4 * (math.ceil(entries * 1.125) + math.ceil(10_000 / 64))
     capacity = fields["terminal_observations"].rows
-    assert fields["terminal_observations.exceptions"].rows == math.ceil(capacity * obs_ranges.exceptions_per_row)
+    assert fields["terminal_observations.exceptions"].rows == obs_ranges.exception_capacity(capacity)
     packed = footprint(RunSpec("sac", 17, 6, buffer_size=10_000, storage="packed", quant=Quantization.create(2)))
     assert footprint(spec).observation_bytes < packed.observation_bytes
 
@@ -67,10 +68,10 @@ def test_estimate_and_fit_read_a_spec_file(planner_cli, tmp_path):
     data = json.loads(result.stdout)
     assert data["spec"]["storage"] == "calibrated" and data["spec"]["obs_ranges"]["source"]["env"] == "Walker2d-v5"
     names = [f["name"] for f in data["fields"]]
-    assert {"observations", "observations.exception_index", "observations.exceptions"} <= set(names)
+    assert {"observations", "observations.blocks", "observations.exceptions"} <= set(names)
     table = planner_cli("fit", "--profile", "raspberry-pi-4-2gb", "--env", "Walker2d-v5", "--obs-ranges", path)
     assert table.returncode == 0, table.stderr
-    assert "calibrated" in table.stdout and "exception store is sized at the spec's expected" in table.stdout
+    assert "calibrated" in table.stdout and "side table is sized at the ranges' expected" in table.stdout
 
 
 @pytest.mark.parametrize("args, message", [

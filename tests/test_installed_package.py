@@ -38,12 +38,12 @@ def _run(target: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_installed_wheel_ships_profiles_and_compiled_core(installed):
     assert len(list((installed / "planner" / "builtin_profiles").glob("*.yaml"))) >= 15
-    for extension in ("_kernels", "_mixed"):
+    for extension in ("_kernels", "_mixed", "_escape"):
         assert (list((installed / "cython_core").glob(f"{extension}*.so"))
                 or list((installed / "cython_core").glob(f"{extension}*.pyd")))
     assert not (installed / "profiles").exists()  # installed under planner.builtin_profiles, not as a top-level package
     specs = {p.name for p in (installed / "validation" / "study" / "specs").glob("*.yaml")}
-    assert specs == {"paper.yaml", "small.yaml", "smoke.yaml"}
+    assert specs == {"evidence.yaml", "paper.yaml", "small.yaml", "smoke.yaml"}
     assert (installed / "validation" / "study" / "trial.py").is_file()
 
 

@@ -143,9 +143,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in scans:
         source = ", ".join(f"{k} {v}" for k, v in spec.source.items() if k in ("env", "policy", "buffer",
                                                                                  "observations"))
-        print(f"(calibrated, m = {spec.decimals}: widths from the observation ranges ({source}); its exception store "
-              f"is sized at the spec's expected {spec.exceptions_per_row:.4f} entries per row and grows if the "
-              "data exceeds it)")
+        print(f"(calibrated, m = {spec.decimals}: widths from the observation ranges ({source}), chosen again from "
+              f"the buffer's own rows as it fills; its side table is sized at the ranges' expected "
+              f"{spec.exceptions_per_row:.4f} entries per row and grows if the data exceeds it)")
     print(recommendation(result))
     return 0
 

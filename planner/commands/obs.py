@@ -64,16 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "show" and args.json:
         print(json.dumps({**ranges.as_dict(), "summary": summary}, indent=2))
         return 0
-    rows = [[str(i), f"{d.lo:,}", f"{d.hi:,}", str(d.bits), f"{100 * d.outside:.3f}%", f"{100 * d.zeros:.1f}%",
-             f"{d.entropy:.2f}"] for i, d in enumerate(ranges.dims)]
+    rows = [[str(i), f"{d.lo:,}", f"{d.hi:,}", str(ranges.row_bits_of(i)), f"{100 * d.outside:.3f}%",
+             f"{100 * d.zeros:.1f}%", f"{d.entropy:.2f}"] for i, d in enumerate(ranges.dims)]
     if args.action == "show":
         print(render(rows, ["dim", "lo code", "hi code", "bits", "outside", "zeros", "entropy bits"]))
         print()
     source = ", ".join(f"{k} {v}" for k, v in ranges.source.items())
     print(f"{ranges.dim} dims at m = {ranges.decimals} (grid 10^-{ranges.decimals}, clamp {ranges.clamp:g}); {source}")
-    print(f"mean {summary['mean_bits']:.2f} bits per value ({summary['row_bytes']} B per packed row, plus "
-          f"{summary['index_bytes_per_row']} B for its exception index) against the "
-          f"uniform {summary['uniform_bits']} bits ({summary['uniform_row_bytes']} B); expected exceptions "
+    print(f"mean {summary['mean_bits']:.2f} bits per value ({summary['row_bytes']:g} B per row at bit stride, plus "
+          f"{summary['block_bytes_per_row']:.3f} B of side-table blocks) against the uniform "
+          f"{summary['uniform_bits']} bits ({summary['uniform_row_bytes']:g} B); expected side-table entries "
           f"{summary['exceptions_per_row']:.4f} per row ({summary['exception_bytes_per_row']:.2f} B); entropy "
           f"{summary['entropy_bits']:.2f} bits per value (the bound for any per-value code)")
     if args.action == "scan":

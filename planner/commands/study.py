@@ -15,10 +15,10 @@ SHIPPED = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "validat
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="train a grid of envs x algorithms x storages x seeds and compare the returns",
-                       description=f"Runs a study (a YAML grid: validation/study/specs/{{{','.join(SHIPPED)}}}.yaml, "
-                                   "or their names) as real SB3 training runs, locally or on Ray, into --out, and writes "
-                                   "the summary: returns against the baseline (Welch's t-test), step times, plots "
-                                   "(docs/study.md). A rerun with the same --out skips the finished trials.")
+                       description=f"Runs a study (a YAML grid: validation/study/specs/{{{','.join(SHIPPED)}}}"
+                                   ".yaml, or their names) as real SB3 training runs, locally or on Ray, into --out, "
+                                   "and writes the summary: returns against the baseline (Welch's t-test), step times, "
+                                   "plots (docs/study.md). A rerun with the same --out skips the finished trials.")
     p.add_argument("spec", nargs="?", help=f"the study's YAML file, or a shipped study's name ({', '.join(SHIPPED)})")
     p.add_argument("--out", help="results folder (new, empty, or the study's own to resume it)")
     p.add_argument("--summarize", metavar="DIR", help="only summarize the study in DIR (no SPEC)")

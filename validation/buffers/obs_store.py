@@ -3,8 +3,8 @@
 A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes packed into 64-bit
 words by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
 alternative a PyTorch user reaches for first, stored once too); or, with ``obs_ranges``, a :class:`CalibratedColumn`
-(each dimension in the width observation ranges gives it, the values outside in an exception store, exact;
-:class:`Drift` counts them and may recalibrate). Anything else (uint8 images, integer
+(escape-coded rows at bit stride, each dimension in its own width, the values outside in a side table, exact;
+:class:`Drift` re-chooses the widths from the rows themselves as they fill). Anything else (uint8 images, integer
 Boxes, Discrete, MultiDiscrete, MultiBinary) is a :class:`RawColumn`, kept as SB3 keeps it (the space's
 dtype, ``get_obs_shape``): quantizing it would gain nothing, but it is still stored once.
 :class:`ObservationCodec` holds the columns of one space (one column, keyed ``None``, or one per Dict key)
@@ -31,23 +31,14 @@ from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import torch as th
+from cython_core._escape import quantize as escape_quantize
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
-from cython_core import (
-    CodeLayout,
-    MixedLayout,
-    MixedRows,
-    gather_unpack,
-    mixed_match,
-    mixed_pack,
-    quantize_match,
-    quantize_pack_counts,
-)
-from cython_core.layout import EXCEPTION_ENTRY_BYTES
+from cython_core import CodeLayout, EscapeLayout, EscapeRows, gather_unpack, quantize_match, quantize_pack_counts
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
-from planner.obs_ranges import ObservationRanges, load_ranges, widen_range
+from planner.obs_ranges import ObservationRanges, load_ranges
 from planner.quantization import Quantization
 
 LOG = logging.getLogger(__name__)
@@ -237,150 +228,68 @@ def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def _same_entries(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two runs of exception entries are equal field by field (their padding bytes are not data)."""
-    return a.size == b.size and all(np.array_equal(a[name], b[name]) for name in ("row", "dim", "code"))
-
-
-class MixedCodes:
-    """A batch of mixed-width rows: ``words`` (n, row_words) and the exception ``entries`` of its rows
-    (``entries["row"]`` is the position in the batch)."""
-
-    __slots__ = ("words", "entries")
-
-    def __init__(self, words: np.ndarray, entries: np.ndarray) -> None:
-        self.words, self.entries = words, entries
-
-    def __getitem__(self, envs: Any) -> "MixedCodes":
-        """Rows ``envs`` of the batch, renumbered 0..len(envs)-1."""
-        envs = np.atleast_1d(np.asarray(envs, dtype=np.int64))
-        parts = []
-        for position, env in enumerate(envs.tolist()):
-            part = self.entries[self.entries["row"] == env]
-            part["row"] = position
-            parts.append(part)
-        return MixedCodes(self.words[envs], np.concatenate(parts) if parts else self.entries[:0])
-
-    def same_rows(self, other: "MixedCodes") -> np.ndarray:
-        """Per row, whether both batches hold the same words and the same exceptions."""
-        equal = (self.words == other.words).all(axis=1)
-        if self.entries.size or other.entries.size:
-            for row in np.union1d(self.entries["row"], other.entries["row"]).tolist():
-                equal[row] &= _same_entries(self[[row]].entries, other[[row]].entries)
-        return equal
-
-
 class CalibratedColumn:
-    """A Box of floats on observation ranges' widths (:class:`cython_core.MixedRows`): every value the uniform
-    packing at the ranges' m and b keeps, in each dimension's own width, the values outside a dimension's range in
-    the rows' exception store, exact. Counts, per dimension, the values that fell outside since the last
-    calibration (``outside``, over ``encoded`` rows): the drift :func:`recalibrate` reads."""
+    """A Box of floats on observation ranges' widths (:class:`cython_core.EscapeRows`): every value the uniform
+    packing at the ranges' m and b keeps, each dimension in its own width, the values outside its range escaped to
+    the rows' side table, exact. A batch of codes is the paper codes themselves (int64 (n, D))."""
 
     quantized = True
     in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", obs_ranges: ObservationRanges) -> None:
         self.key, self.shape, self.obs_ranges = key, shape, obs_ranges
-        self.layout = MixedLayout.from_ranges(obs_ranges)
-        self.values, self.width, self.dtype = self.layout.dim, self.layout.row_words, np.dtype(np.uint64)
+        self.layout = EscapeLayout.from_ranges(obs_ranges)
+        self.values = self.layout.dim
         self.sample_dtype = np.dtype(np.float32)
-        self.outside = np.zeros(self.values, dtype=np.int64)
-        self.encoded = 0
-        self.outside_total = self.encoded_total = 0  # over the buffer's life, recalibrations or not
 
-    def encode(self, values: Any, n: int) -> "tuple[MixedCodes, int]":
-        words = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
-        saturated, entries = mixed_pack(_float_rows(values, n, self), words, _row_index(n), self.layout)
-        self._count(entries, n)
-        return MixedCodes(words, entries), saturated
+    def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
+        return escape_quantize(_float_rows(values, n, self), self.layout)
 
-    def encode_into(self, store: MixedRows, first: int, n: int, values: Any) -> int:
-        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. and their exceptions (nothing
-        written if they are rejected); returns the saturated values."""
-        rows = np.arange(first, first + n, dtype=np.int64)
-        saturated, entries = mixed_pack(_float_rows(values, n, self), store.storage, rows, self.layout)
-        store.store.put(rows, entries, trusted=True)
-        self._count(entries, n)
-        return saturated
+    def encode_into(self, store: EscapeRows, first: int, n: int, values: Any) -> int:
+        """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. (nothing written if they are
+        rejected); returns the saturated values."""
+        return store.encode(_float_rows(values, n, self), _rows_from(first, n))
 
-    def match(self, store: MixedRows, first: int, n: int, values: Any) -> "tuple[MixedCodes | None, int]":
-        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them (counted alike), codes None
-        when ``store``'s rows ``first``.. hold them already, words and exceptions (compared in the kernel: no codes
-        made)."""
-        arr = _float_rows(values, n, self)
-        saturated, entries, held = mixed_match(arr, store.storage, np.arange(first, first + n, dtype=np.int64),
-                                               self.layout, store.store.at, store.store.entries)
-        self._count(entries, n)
-        if held:
-            return None, saturated
-        words = np.empty((n, self.width), dtype=np.uint64)
-        mixed_pack(arr, words, _row_index(n), self.layout)  # the same entries
-        return MixedCodes(words, entries), saturated
+    def match(self, store: EscapeRows, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
+        """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them, codes None when ``store``'s
+        rows ``first``.. hold them already."""
+        return store.match(_float_rows(values, n, self), _rows_from(first, n))
 
-    def _count(self, entries: np.ndarray, n: int) -> None:
-        """Count ``n`` rows encoded and their values outside the ranges (``entries``), for :class:`Drift`."""
-        if entries.size:
-            self.outside += np.bincount(entries["dim"], minlength=self.values)
-            self.outside_total += int(entries.size)
-        self.encoded += n
-        self.encoded_total += n
-
-    def allocate(self, n_rows: int, eager: bool) -> MixedRows:
-        """Rows and their exception store; ``eager`` writes the rows now (the store's arrays are written at
-        construction: ``at`` -1, every free slot of its table row -1)."""
-        rows = MixedRows(n_rows, self.layout, self.obs_ranges.exception_capacity(n_rows))
+    def allocate(self, n_rows: int, eager: bool) -> EscapeRows:
+        """Rows and their side table (its pool sized for the ranges' expected rate); ``eager`` writes the rows'
+        words now."""
+        rows = EscapeRows(n_rows, self.layout, self.obs_ranges.exception_capacity(n_rows))
         if eager:
-            rows.storage.fill(0)
+            rows.words.fill(0)
         return rows
 
-    def put(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> None:
-        index = _indices(rows, store.n_rows)
-        store.storage[index] = codes.words
-        entries = codes.entries.copy()
-        entries["row"] = index[entries["row"]]
-        store.store.put(index, entries, trusted=True)  # encoded by mixed_pack: grouped by distinct rows
+    def put(self, store: EscapeRows, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
+        store.put_codes(codes, _indices(rows, store.n_rows))
 
-    def take(self, store: MixedRows, rows: np.ndarray) -> MixedCodes:
-        return MixedCodes(store.storage[rows], store.store.take(np.asarray(rows, dtype=np.int64)))
+    def take(self, store: EscapeRows, rows: np.ndarray) -> np.ndarray:
+        return store.codes(np.asarray(rows, dtype=np.int64))
 
-    def holds(self, store: MixedRows, rows: slice, codes: MixedCodes) -> bool:
-        if store.storage[rows].tobytes() != codes.words.tobytes():
-            return False
-        starts, entries = store.store.at[rows], codes.entries
-        if not entries.size:
-            return bool((starts < 0).all())
-        # A row's entries are one run of the table from ``at`` on: compare it in place with the batch's.
-        table, used = store.store.table, store.store.used
-        for position, start in enumerate(starts.tolist()):
-            mine, row = entries[entries["row"] == position], rows.start + position
-            stop = start + mine.size
-            if (start >= 0) != bool(mine.size):  # exceptions on one side only
-                return False
-            if start < 0:
-                continue
-            if stop > used or (stop < used and table["row"][stop] == row):
-                return False
-            run = table[start:stop]
-            if not ((run["row"] == row).all() and np.array_equal(run["dim"], mine["dim"])
-                    and np.array_equal(run["code"], mine["code"])):
-                return False
-        return True
+    def holds(self, store: EscapeRows, rows: slice, codes: np.ndarray) -> bool:
+        return bool(np.array_equal(store.codes(_indices(rows, store.n_rows)), codes))
 
-    def same(self, store: MixedRows, rows: "np.ndarray | slice", codes: MixedCodes) -> np.ndarray:
-        return self.take(store, _indices(rows, store.n_rows)).same_rows(codes)
+    def same(self, store: EscapeRows, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
+        return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
 
-    def decode(self, store: MixedRows, rows: np.ndarray) -> th.Tensor:
+    def decode(self, store: EscapeRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)
         store.decode(rows, out.numpy())
         return out.view(rows.size, *self.shape)
 
-    def breakdown(self, label: str, store: MixedRows) -> "dict[str, int]":
-        """The planner's calibrated fields: rows, each row's first exception index, the exception entries."""
-        return {label: int(store.storage.nbytes), f"{label}.exception_index": int(store.store.at.nbytes),
-                f"{label}.exceptions": int(store.store.table.nbytes)}
+    def breakdown(self, label: str, store: EscapeRows) -> "dict[str, int]":
+        """The planner's calibrated fields: the rows (their bits, in whole bytes), the words' tail, the side table's
+        blocks and its pool of entries."""
+        rows = -(-store.n_rows * store.layout.row_bits // 8)
+        blocks = store.seg_start.nbytes + store.seg_len.nbytes + store.seg_cap.nbytes
+        return {label: rows, f"{label}.tail": int(store.words.nbytes) - rows, f"{label}.blocks": int(blocks),
+                f"{label}.exceptions": int(store.pool.nbytes)}
 
-    def owned(self, store: MixedRows) -> "list[np.ndarray]":
-        return [store.storage, store.store.at, store.store.table]
+    def owned(self, store: EscapeRows) -> "list[np.ndarray]":
+        return [store.words, store.seg_start, store.seg_len, store.seg_cap, store.pool]
 
 
 class Codes:
@@ -505,12 +414,12 @@ class ObservationCodec:
         return not self.is_dict and self.columns[None].in_place
 
     @property
-    def layouts(self) -> "dict[str | None, CodeLayout | MixedLayout]":
-        """The layout of each column of codes: a CodeLayout, or a calibrated column's MixedLayout."""
+    def layouts(self) -> "dict[str | None, CodeLayout | EscapeLayout]":
+        """The layout of each column of codes: a CodeLayout, or a calibrated column's EscapeLayout."""
         return {key: column.layout for key, column in self.columns.items() if column.layout is not None}
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a Box of floats; for a Dict space, a dict of them by key; None if none."""
         return self.layouts if self.is_dict else self.layouts.get(None)
 
@@ -600,7 +509,10 @@ class ObservationRows:
         return out
 
 
-RECALIBRATE_ROWS = 1_000  # rows encoded between drift checks, and the fewest a verdict rests on
+FIRST_CHECK = 1_000  # rows written before the first check of the widths; each later check after twice as many
+CHECK_EVERY = 100_000  # ... but at most this many rows apart
+SAMPLE_ROWS = 4_096  # rows a check reads, evenly spaced over those written
+GAIN = 0.02  # a check re-packs when the widths it chooses would cost this share fewer bits per value
 
 
 def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, CalibratedColumn]":
@@ -608,103 +520,93 @@ def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, Calibrated
 
 
 class Drift:
-    """The drift of a buffer's calibrated columns: counts, the ``recalibrate`` policy and its log.
+    """The calibrated columns' widths as the data moves: when ``recalibrate``, after 1,000 rows, then after twice
+    as many each time (at most every 100,000), the widths are chosen again from a sample of the rows the buffer
+    holds (:meth:`cython_core.escape.EscapeLayout.choose`, priced with the side table's real entry cost) and every
+    store is re-packed when that saves at least 2 % of the bits per value. Until the first check the rows use the
+    observation ranges the buffer was given.
 
     :param codec: the buffer's columns
-    :param threshold: the share of rows above which a dimension's values outside its range make
-        :func:`recalibrate` widen it (None: never; the exception store grows instead)
+    :param recalibrate: re-choose the widths as above (True, the default), or keep the given ranges' for good
     """
 
-    def __init__(self, codec: ObservationCodec, threshold: "float | None") -> None:
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-                raise PlannerError(f"recalibrate must be a share in (0, 1) (or None), got {quote(threshold)}",
-                                   "recalibrate")
-            if not _calibrated_columns(codec):
-                raise PlannerError("recalibrate applies to calibrated columns: give obs_ranges", "recalibrate")
-        self.codec, self.threshold = codec, threshold
+    def __init__(self, codec: ObservationCodec, recalibrate: bool) -> None:
+        if not isinstance(recalibrate, bool):
+            raise PlannerError(f"recalibrate must be True or False, got {quote(recalibrate)}", "recalibrate")
+        self.codec, self.enabled = codec, recalibrate and bool(_calibrated_columns(codec))
+        self.written, self.next_check = 0, FIRST_CHECK  # rows written to the main store, ever
         self.events: "list[dict]" = []
 
-    def check(self, stores: "list[ObservationRows]", rows: "Callable[[], list[int]]") -> None:
-        """Recalibrate where the policy says so (a cheap test on most calls); ``rows()``: the rows written in
-        each store."""
-        if self.threshold is None or all(column.encoded < RECALIBRATE_ROWS
-                                         for column in _calibrated_columns(self.codec).values()):
+    def check(self, stores: "list[ObservationRows]", held: "Callable[[], list[np.ndarray]]", added: int) -> None:
+        """Count ``added`` rows written to the main store; re-choose the widths when they reach the next check (a
+        cheap test on most calls). ``held()``: the indices of the rows holding data in each store."""
+        if not self.enabled:
             return
-        for event in recalibrate(self.codec, stores, self.threshold, rows()):
-            LOG.info("recalibrated %s after %d rows: dims %s widened (bits %s -> %s), %d B -> %d B per row, "
-                     "%d -> %d exception entries", _label(event["column"]), event["rows_encoded"], event["dims"],
-                     event["bits_before"], event["bits_after"], event["row_bytes_before"], event["row_bytes_after"],
-                     event["exceptions_before"], event["exceptions_after"])
+        self.written += added
+        if self.written < self.next_check:
+            return
+        self.next_check = self.written + min(self.written, CHECK_EVERY)
+        for event in recalibrate(self.codec, stores, held()):
+            event["rows"] = self.written  # rows written to the main store so far
+            LOG.info("recalibrated %s after %d rows: %d -> %d bits per row, %.3f -> %.3f bits per value expected, "
+                     "%d -> %d side-table entries", _label(event["column"]), event["rows"], event["row_bits_before"],
+                     event["row_bits_after"], event["bits_before"], event["bits_after"], event["entries_before"],
+                     event["entries_after"])
             self.events.append(event)
 
     def stats(self, stores: "list[ObservationRows]") -> "dict[str, dict]":
-        """Per calibrated column: exception entries live and allocated, the share of values that fell outside over
-        the buffer's life, bits per value of the rows with and without the exception entries, the recalibrate
-        policy and the recalibrations it made."""
+        """Per calibrated column, of the main store (the first): row bits, all-in bits per value as allocated (rows,
+        block table, pool), side-table entries live and allocated, and the recalibrations made."""
         out = {}
         for key, column in _calibrated_columns(self.codec).items():
-            rows = [store.arrays[key] for store in stores]
-            values = max(column.encoded_total, 1) * column.values
-            live = sum(int(r.store.live) for r in rows)
+            main = stores[0].arrays[key]
+            values = max(main.n_rows * column.values, 1)
             out[_label(key)] = {
-                "exceptions_live": live, "exception_capacity": sum(int(r.store.table.size) for r in rows),
-                "outside_share": column.outside_total / values, "row_bits": int(column.layout.row_bits),
-                "bits_per_value": column.layout.row_bits / column.values,
-                "bits_per_value_with_exceptions": (column.layout.row_bits + 8 * EXCEPTION_ENTRY_BYTES
-                                                   * column.outside_total / max(column.encoded_total, 1))
-                / column.values,
-                "recalibrate": self.threshold, "recalibrations": sum(event["column"] == key for event in self.events)}
+                "row_bits": column.layout.row_bits, "bits_per_value": column.layout.row_bits / column.values,
+                "bits_per_value_all_in": 8 * main.nbytes / values,
+                "entries_live": sum(int(store.arrays[key].live) for store in stores),
+                "entries_allocated": sum(int(store.arrays[key].pool.size) for store in stores),
+                "recalibrate": self.enabled,
+                "recalibrations": sum(event["column"] == key for event in self.events)}
         return out
 
-    def memory_bytes(self, breakdown: "dict[str, int]") -> int:
-        """The sum of ``breakdown``; after a recalibration, with a warning that the planner's prediction is stale."""
-        if self.events:
-            last = self.events[-1]
-            warnings.warn(f"the planner's prediction of this buffer is stale: recalibrated {len(self.events)} "
-                          f"time(s), last widening {_label(last['column'])} dims {last['dims'][:8]} "
-                          f"({last['row_bytes_before']} -> {last['row_bytes_after']} B per row); these are the "
-                          "bytes allocated now", stacklevel=3)
+    def memory_bytes(self, breakdown: "dict[str, int]", stores: "list[ObservationRows]") -> int:
+        """The sum of ``breakdown``; after a recalibration or a side table grown past what the ranges expected,
+        with a warning that the planner's prediction is stale."""
+        grown = [key for key, column in _calibrated_columns(self.codec).items() for store in stores
+                 if store.arrays[key].pool.size != column.obs_ranges.exception_capacity(store.arrays[key].n_rows)]
+        if self.events or grown:
+            why = (f"recalibrated {len(self.events)} time(s)" if self.events else
+                   f"the side table of {_label(grown[0])} grew past the ranges' expected rate")
+            warnings.warn(f"the planner's prediction of this buffer is stale: {why}; these are the bytes allocated "
+                          "now", stacklevel=3)
         return sum(breakdown.values())
 
 
-def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", threshold: float,
-                rows: "list[int]") -> "list[dict]":
-    """Widen the drifted dimensions of ``codec``'s calibrated columns and re-pack ``stores``.
-
-    A dimension drifted when more than ``threshold`` of the rows encoded since the last calibration (at least
-    :data:`RECALIBRATE_ROWS`) held a value outside its range. Its range grows by the scan's rule applied to what
-    the stores hold (:func:`planner.obs_ranges.widen_range` over their exception codes, ``rows`` rows written in
-    each store); every store is re-packed (every value kept, bit for bit) and its exception store keeps only
-    what is still outside; the drift counters restart. Returns one record per re-packed column.
-    """
+def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: "list[np.ndarray]") -> "list[dict]":
+    """Choose each calibrated column's widths again from up to :data:`SAMPLE_ROWS` of the first store's rows
+    ``held[0]`` (those holding data), and re-pack every store's rows ``held`` (every value kept, bit for bit; the
+    others blank) where the new widths cost :data:`GAIN` fewer bits per value on that sample; else trim the pools
+    that hold more than twice the room their blocks use. Returns one record per re-packed column."""
     events = []
-    for key, column in codec.columns.items():
-        if not isinstance(column, CalibratedColumn) or column.encoded < RECALIBRATE_ROWS:
-            continue
-        drifted = np.flatnonzero(column.outside > threshold * column.encoded)
-        encoded, column.encoded = column.encoded, 0
-        outside, column.outside = column.outside, np.zeros_like(column.outside)
-        if drifted.size == 0:
-            continue
-        entries = np.concatenate([store.arrays[key].store.take(np.arange(store.arrays[key].n_rows,
-                                                                         dtype=np.int64)) for store in stores])
-        live_before = int(entries.size)
-        lo, hi = column.layout.lo.copy(), column.layout.hi.copy()
-        for dim in drifted.tolist():
-            lo[dim], hi[dim] = widen_range(int(lo[dim]), int(hi[dim]),
-                                           entries["code"][entries["dim"] == dim].astype(np.int64), sum(rows))
+    for key, column in _calibrated_columns(codec).items():
+        main = stores[0].arrays[key]
+        picks = np.unique(np.linspace(0, held[0].size - 1, min(held[0].size, SAMPLE_ROWS)).astype(np.int64))
+        sample = main.codes(held[0][picks])
         old = column.layout
-        new = old.widen(lo, hi)
-        if new == old:  # the rule keeps what fell outside as exceptions: nothing to re-pack
+        new = EscapeLayout.choose(sample, old.decimals, old.clamp)
+        before, after = old.expected_bits(sample), new.expected_bits(sample)
+        if after > before * (1 - GAIN):
+            for store in stores:
+                if store.arrays[key].pool.size > 2 * store.arrays[key].pool_used:
+                    store.arrays[key].trim()
             continue
-        for store in stores:
-            store.arrays[key].repack(new)
-        column.layout, column.width = new, new.row_words
-        events.append({"column": key, "rows_encoded": encoded, "dims": drifted.tolist(),
-                       "outside_share": (outside[drifted] / encoded).round(6).tolist(),
-                       "bits_before": old.bits[drifted].tolist(), "bits_after": new.bits[drifted].tolist(),
-                       "row_bytes_before": old.row_bytes, "row_bytes_after": new.row_bytes,
-                       "exceptions_before": live_before,
-                       "exceptions_after": sum(int(store.arrays[key].store.live) for store in stores)})
+        entries = sum(int(store.arrays[key].live) for store in stores)
+        for store, rows in zip(stores, held):
+            store.arrays[key].repack(new, rows)
+        column.layout = new
+        events.append({"column": key, "rows": int(held[0].size), "row_bits_before": old.row_bits,
+                       "row_bits_after": new.row_bits, "bits_before": before, "bits_after": after,
+                       "entries_before": entries,
+                       "entries_after": sum(int(store.arrays[key].live) for store in stores)})
     return events

@@ -46,15 +46,16 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.save_util import open_path
 
-from cython_core import CodeLayout, MixedLayout
+from cython_core import CodeLayout, EscapeLayout, EscapeRows, MixedLayout, MixedRows
 from planner.errors import PlannerError, one_line
 from planner.obs_ranges import DimRange, ObservationRanges
-from validation.buffers.obs_store import Drift, ObservationCodec
+from validation.buffers.obs_store import CalibratedColumn, Drift, ObservationCodec, ObservationRows
 
-FORMAT_VERSION = 4  # 4: the checksums cover the attributes of every object in the state (a calibrated column's
-# observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart; 3: a column's
-# CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed (CodeSpec ->
-# CodeLayout, ...)
+FORMAT_VERSION = 5  # 5: a calibrated column's rows are escape-coded at bit stride (EscapeRows; were MixedRows with
+# an ExceptionStore, converted on load); 4: the checksums cover the attributes of every object in the state (a
+# calibrated column's observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart;
+# 3: a column's CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed
+# (CodeSpec -> CodeLayout, ...)
 # Where the names that uniform buffers of format 0 and 1 refer to live now (pickle finds classes by module and
 # name); a calibrated buffer of format 1 (cython_core.mixed.MixedSpec) is not read.
 FORMER_MODULES = {"validation.replay_buffer": "validation.buffers.replay",
@@ -111,7 +112,9 @@ class PersistentBuffer:
             if record is None:
                 self._upgrade_from_version_0()
             if "drift" not in self.__dict__ and "codec" in self.__dict__:  # saved before calibrated columns
-                self.drift = Drift(self.codec, None)
+                self.drift = Drift(self.codec, False)
+            if record is not None and record["version"] < 5:
+                _upgrade_calibrated(self)
         except Exception as err:  # what the checks cannot see (a version-0 file): a PlannerError too is damage
             raise _damaged(name, "restoring", err) from err
 
@@ -133,6 +136,29 @@ def _checked_record(name: str, state: Any, owner: Any) -> "dict[str, Any] | None
             _rename_layouts(state.get("codec"))
         _compare(name, version, record, state, owner)
     return record
+
+
+def _upgrade_calibrated(buffer: Any) -> None:
+    """Bring a calibrated column saved before format 5 (MixedRows and an ExceptionStore, read by the kernels that
+    wrote them) to escape-coded rows on its observation ranges, every row's codes kept; and its drift policy
+    (a share, or None) to today's (re-choose the widths, or not)."""
+    for column in buffer.codec.columns.values():
+        if isinstance(column, CalibratedColumn) and not isinstance(column.layout, EscapeLayout):
+            for name in ("width", "dtype", "outside", "encoded", "outside_total", "encoded_total"):
+                vars(column).pop(name, None)
+            column.layout = EscapeLayout.from_ranges(column.obs_ranges)
+    for rows in vars(buffer).values():
+        if isinstance(rows, ObservationRows):
+            for key, store in rows.arrays.items():
+                if isinstance(store, MixedRows):
+                    every = np.arange(store.n_rows, dtype=np.int64)
+                    column = buffer.codec.columns[key]
+                    rows.arrays[key] = column.allocate(store.n_rows, eager=False)
+                    rows.arrays[key].put_codes(store.codes(every), every)
+    drift = buffer.drift
+    if "threshold" in vars(drift):
+        buffer.drift = Drift(buffer.codec, vars(drift)["threshold"] is not None)
+        buffer.drift.events = drift.events
 
 
 def _damaged(name: str, doing: str, err: Exception) -> PlannerError:
@@ -222,8 +248,11 @@ def _checksum(name: str, value: Any, out: "dict[str, Any]", seen: "set[int]") ->
         out[name] = _crc(repr(value))
     elif isinstance(value, (np.dtype, th.device)):
         out[name] = _crc(str(value))
-    elif isinstance(value, (CodeLayout, MixedLayout)):  # pickled as their constructor's arguments
+    elif isinstance(value, (CodeLayout, MixedLayout, EscapeLayout)):  # pickled as their constructor's arguments
         out[name] = _crc(json.dumps(_describe(value), sort_keys=True))
+    elif isinstance(value, EscapeRows):  # compiled: no __dict__, its state instead
+        out[name] = _crc("EscapeRows")
+        _checksum(name, value.state(), out, seen)
     elif isinstance(value, ObservationRanges):  # thousands of dims: each figure's values in one array
         dims = getattr(value, "dims", None)
         if isinstance(dims, tuple) and all(type(dim) is DimRange for dim in dims):  # else walked: named as differing
@@ -270,7 +299,7 @@ def _describe(value: Any) -> Any:
     """A JSON-able description of a space, a code layout or a dict of them (bounds given once when uniform)."""
     if isinstance(value, dict):
         return {str(key): _describe(item) for key, item in value.items()}
-    if isinstance(value, (CodeLayout, MixedLayout)):
+    if isinstance(value, (CodeLayout, MixedLayout, EscapeLayout)):
         return value.get_config()
     if isinstance(value, spaces.Dict):
         return {"type": "Dict", "spaces": _describe(dict(value.spaces))}

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from cython_core import CodeLayout, MixedLayout
+from cython_core import CodeLayout, EscapeLayout
 from planner.defaults import CLAMP, default_decimals
 from planner.errors import PlannerError, quote
 from planner.layouts import default_terminal_capacity
@@ -94,9 +94,8 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
     :param layout: a :class:`~cython_core.CodeLayout` instead of ``decimals``, ``clamp`` and ``bits``
     :param dtype: "float16" or "bfloat16": floats in that type instead of k-bit codes
     :param obs_ranges: observation ranges (or their file): calibrated widths per dimension
-    :param recalibrate: with ``obs_ranges``: the share of rows (since the last calibration, checked every 1,000
-        rows) above which a dimension whose values fall outside its range is widened and the rows re-packed
-        (:func:`~validation.buffers.obs_store.recalibrate`); None: never (the exception store grows instead)
+    :param recalibrate: with ``obs_ranges``: choose the widths again from the rows as they fill and re-pack when
+        that saves bits (:class:`~validation.buffers.obs_store.Drift`); False: keep the given ranges' widths
     :param terminal_capacity: rows of the episode-end store (default max(n_envs, ceil(rows / 64)))
     :param n_steps: n-step returns (1: plain one-step transitions)
     :param gamma: the discount of n-step returns
@@ -117,7 +116,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
                  clamp: "PerKey[float]" = CLAMP, bits: "PerKey[int | None]" = None,
                  layout: "PerKey[CodeLayout | None]" = None, dtype: "PerKey[str | None]" = None,
                  obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
-                 recalibrate: "float | None" = None, terminal_capacity: "int | None" = None,
+                 recalibrate: bool = True, terminal_capacity: "int | None" = None,
                  n_steps: int = 1, gamma: float = 0.99) -> None:
         options = dict(decimals=decimals, clamp=clamp, bits=bits, layout=layout, dtype=dtype, obs_ranges=obs_ranges,
                        recalibrate=recalibrate, terminal_capacity=terminal_capacity, n_steps=n_steps, gamma=gamma)
@@ -178,7 +177,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         self._attach_views()
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 
@@ -230,12 +229,17 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             for env in np.flatnonzero(ends).tolist():
                 self._store_terminal(first + env, next_codes.select([env]))
             self.terminal_observations.saturated += end_saturated
-        self.drift.check([self.stored_observations, self.terminal_observations], self._rows_written)
+        self.drift.check(self._observation_stores(), self._rows_held, self.n_envs)
 
-    def _rows_written(self) -> "list[int]":
-        """Rows holding data: in the main store and in the terminal store."""
-        return [(self.buffer_size if self.full else self.pos) * self.n_envs,
-                int(np.count_nonzero(self.terminal_owner != FREE))]
+    def _observation_stores(self) -> "list[ObservationRows]":
+        """The observation stores: the main one and the episode-end one."""
+        return [self.stored_observations, self.terminal_observations]
+
+    def _rows_held(self) -> "list[np.ndarray]":
+        """The rows holding data: in the main store (the transitions' observations and, in the row after the last,
+        its next observation) and in the terminal store."""
+        return [np.arange((self.buffer_size if self.full else min(self.pos + 1, self.buffer_size)) * self.n_envs),
+                np.flatnonzero(self.terminal_owner != FREE)]
 
     def _holds_or_keeps_replaced(self, obs_codes: Codes, first: int) -> bool:
         """Whether rows ``first``.. (the previous transitions' next observations) hold ``obs_codes`` already: the
@@ -375,7 +379,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         return {"saturated": self.saturated, "saturated_fraction": self.saturated / max(self.stored_values, 1),
                 "terminal_evictions": self.terminal_evictions, "timeout_evictions": self.timeout_evictions,
                 "terminal_capacity": int(self.terminal_owner.size),
-                **self.drift.stats([self.stored_observations, self.terminal_observations])}
+                **self.drift.stats(self._observation_stores())}
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
@@ -392,7 +396,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         """Total bytes allocated (what the planner's ``packed`` layout predicts, to the byte; ``calibrated``: with
         the exception store as allocated, which grows past the prediction when the data exceeds the ranges' rate;
         after a recalibration the prediction is stale, and this warns so)."""
-        return self.drift.memory_bytes(self.memory_breakdown())
+        return self.drift.memory_bytes(self.memory_breakdown(), self._observation_stores())
 
 
 class QuantizedDictReplayBuffer(QuantizedReplayBuffer, DictReplayBuffer):

@@ -18,7 +18,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.preprocessing import get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
-from cython_core import CodeLayout, MixedLayout
+from cython_core import CodeLayout, EscapeLayout
 from planner.defaults import CLAMP, default_decimals
 from planner.obs_ranges import ObservationRanges
 from validation.buffers.obs_store import Drift, ObservationCodec, ObservationRows, PerKey
@@ -55,7 +55,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
                  bits: "PerKey[int | None]" = None, layout: "PerKey[CodeLayout | None]" = None,
                  dtype: "PerKey[str | None]" = None,
                  obs_ranges: "PerKey[ObservationRanges | str | PathLike | None]" = None,
-                 recalibrate: "float | None" = None) -> None:
+                 recalibrate: bool = True) -> None:
         self.codec = ObservationCodec(observation_space, decimals=decimals, clamp=clamp, bits=bits, layout=layout,
                                       dtype=dtype, obs_ranges=obs_ranges, default_decimals=default_decimals("ppo"))
         self.drift = Drift(self.codec, recalibrate)
@@ -77,7 +77,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
         self._sink = np.zeros((self.buffer_size, self.n_envs, 0), dtype=np.float32)
 
     @property
-    def code_layout(self) -> "CodeLayout | MixedLayout | dict[str, CodeLayout | MixedLayout] | None":
+    def code_layout(self) -> "CodeLayout | EscapeLayout | dict[str, CodeLayout | EscapeLayout] | None":
         """The CodeLayout of a quantized Box space; for a Dict space, a dict of them by key; None if none."""
         return self.codec.code_layout
 
@@ -121,11 +121,14 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
             self.observations = placeholders
         self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
-        self.drift.check([self.stored_observations], self._rows_written)
+        self.drift.check(self._observation_stores(), self._rows_held, self.n_envs)
 
-    def _rows_written(self) -> "list[int]":
-        """Rows holding data in the one observation store."""
-        return [(self.buffer_size if self.full else self.pos) * self.n_envs]
+    def _observation_stores(self) -> "list[ObservationRows]":
+        return [self.stored_observations]
+
+    def _rows_held(self) -> "list[np.ndarray]":
+        """The rows holding data in the one observation store."""
+        return [np.arange((self.buffer_size if self.full else self.pos) * self.n_envs)]
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         samples = (DictRolloutBuffer if self.codec.is_dict else RolloutBuffer)._get_samples(self, batch_inds, env)
@@ -145,7 +148,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     def quantization_stats(self) -> "dict[str, Any]":
         """Counters for logging: saturations and their share of stored values."""
         return {"saturated": self.saturated, "saturated_fraction": self.saturated / max(self.stored_values, 1),
-                **self.drift.stats([self.stored_observations])}
+                **self.drift.stats(self._observation_stores())}
 
     def memory_breakdown(self) -> "dict[str, int]":
         """Bytes of each array, named as the planner's ``packed`` layout names its fields."""
@@ -155,7 +158,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     def memory_bytes(self) -> int:
         """Total bytes allocated (what the planner predicts, to the byte; see the replay buffer's for
         ``calibrated``)."""
-        return self.drift.memory_bytes(self.memory_breakdown())
+        return self.drift.memory_bytes(self.memory_breakdown(), self._observation_stores())
 
 
 class QuantizedDictRolloutBuffer(QuantizedRolloutBuffer, DictRolloutBuffer):

@@ -157,7 +157,7 @@ def saturation(buffer) -> "float | None":
 
 
 def calibration(buffer) -> "dict | None":
-    """Per calibrated column, its exception store, bits per value and recalibrations (None: no such column)."""
+    """Per calibrated column, its side table, bits per value and recalibrations (None: no such column)."""
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else {}
     return {key: value for key, value in stats.items() if isinstance(value, dict)} or None
 

@@ -1,0 +1,614 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled escape-coded rows at bit stride (:class:`EscapeRows`; the layout is :class:`cython_core.escape.EscapeLayout`).
+
+Row r of ``n_rows`` occupies bits [r * row_bits, (r + 1) * row_bits) of one little-endian stream of 64-bit
+words (``words``, one spare word at the end), no padding between rows. Dimension j holds ``code - lo[j]`` in
+``bits[j]`` bits when that is below ``2**bits[j] - 1``; else the row holds that top value, the escape, and the
+exact code goes to the side table: rows are grouped in blocks of ``block_rows``; block b's entries are the
+``seg_len[b]`` uint32 of ``pool`` from ``seg_start[b]`` (room for ``seg_cap[b]``), each
+``(row in block) << 26 | (code + top)``, sorted by row (a read finds a row's run by binary search), a row's
+entries in dimension order. Rewriting a row replaces its run in place; a block out of room moves to the pool's end with an eighth's
+slack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.
+
+Every read and write goes through whole words (portable; any endianness): a code is read from at most two
+words, a row of B bits touches at most ceil(B / 64) + 1. Decoding gives ``(double)code * (1 / 10^m)``, cast to
+the out dtype: the same bits as the uniform kernels give for the same input.
+"""
+
+import numpy as np
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memmove
+
+from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
+
+from cython_core.errors import NonFiniteError
+from cython_core.escape import EscapeLayout
+from cython_core.layout import block_rows, words_for
+
+cdef enum:
+    PREFETCH_ROWS = 4
+    NOGIL_VALUES = 8192
+    ENTRY_CODE_BITS = 26  # cython_core.layout.ENTRY_CODE_BITS (tests/test_escape.py checks they agree)
+    MAX_SEGMENT = 65535   # seg_cap is uint16
+
+cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
+
+ctypedef fused real_out:
+    float
+    double
+
+
+cdef inline uint32_t _slack(uint32_t n) noexcept nogil:
+    """cython_core.layout.pool_slack: a block's room for ``n`` entries."""
+    return 0 if n == 0 else min(<uint32_t>MAX_SEGMENT, n + (n >> 3) + 1)
+
+
+cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) noexcept nogil:
+    """The first index of the sorted ``a[0..n)`` whose value is >= ``key`` (n if none)."""
+    cdef uint32_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if <uint64_t>a[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def pool_slack(n: int) -> int:
+    """The compiled rule (tests compare it with cython_core.layout.pool_slack)."""
+    return _slack(n)
+
+
+cdef class _Tables:
+    """Per-dimension arrays of one EscapeLayout, cached on it (layouts are immutable)."""
+    cdef object _keep
+    cdef const int64_t* lo
+    cdef const int64_t* offs
+    cdef const uint64_t* esc
+    cdef const int64_t* width
+    cdef Py_ssize_t dim, row_bits, block
+    cdef int64_t top
+    cdef double scale, inv, clamp
+
+    def __cinit__(self, layout):
+        lo = np.ascontiguousarray(layout.lo, dtype=np.int64)
+        width = np.ascontiguousarray(layout.bits, dtype=np.int64)
+        offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
+        esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
+        self._keep = (lo, width, offs, esc)
+        cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
+        cdef const uint64_t[::1] esc_v = esc
+        self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
+        self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
+        self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
+
+
+cdef _Tables _tables(layout):
+    return <_Tables>_spec_tables(layout, EscapeLayout, _Tables)
+
+
+cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:
+    cdef uint64_t i = pos >> 6
+    cdef int s = pos & 63
+    cdef uint64_t v = w[i] >> s
+    if s + bits > 64:
+        v |= w[i + 1] << (64 - s)
+    return v & ((<uint64_t>1 << bits) - 1)
+
+
+cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:
+    cdef uint64_t i = pos >> 6
+    cdef int s = pos & 63
+    cdef uint64_t mask = (<uint64_t>1 << bits) - 1
+    w[i] = (w[i] & ~(mask << s)) | (v << s)
+    if s + bits > 64:
+        w[i + 1] = (w[i + 1] & ~(mask >> (64 - s))) | (v >> (64 - s))
+
+
+cdef inline Py_ssize_t _quantize_rows(const real_in* x, Py_ssize_t count, _Tables t, int64_t* codes) noexcept nogil:
+    """Paper codes rint(clip(x, -b, b) * 10^m) of ``count`` values; returns how many were clipped."""
+    cdef Py_ssize_t i, saturated = 0
+    cdef double v, b = t.clamp, scale = t.scale
+    for i in range(count):
+        v = x[i]
+        if v < -b:
+            v = -b
+            saturated += 1
+        elif v > b:
+            v = b
+            saturated += 1
+        codes[i] = jr_round(v * scale)
+    return saturated
+
+
+def quantize(x, layout) -> tuple:
+    """(codes, saturated): the paper codes (int64 (n, D)) of ``x`` ((n, D) or (D,), float32 or float64, else
+    converted) under ``layout`` and how many values were clipped at +-b; non-finite values raise NonFiniteError."""
+    cdef Py_buffer xb
+    cdef _Tables t = _tables(layout)
+    cdef Py_ssize_t n, count, first = 0, bad, saturated
+    cdef int64_t[:, ::1] cv
+    _get_values(x, &xb, F32, F64, F64)
+    try:
+        count = xb.len // xb.itemsize
+        if count == 0 or count % t.dim or xb.ndim > 2 or (xb.ndim == 2 and xb.shape[1] != t.dim):
+            raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got "
+                             f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+        n = count // t.dim
+        codes = np.empty((n, t.dim), dtype=np.int64)
+        cv = codes
+        if _kind(&xb) == F32:
+            bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+            if not bad:
+                saturated = _quantize_rows(<const float*>xb.buf, count, t, &cv[0, 0])
+        else:
+            bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+            if not bad:
+                saturated = _quantize_rows(<const double*>xb.buf, count, t, &cv[0, 0])
+        if bad:
+            raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    finally:
+        PyBuffer_Release(&xb)
+    return codes, saturated
+
+
+cdef bint _open_rows(rows, Py_buffer* rb, int64_t* one, const int64_t** rp, Py_ssize_t* n) except -1:
+    """Point ``rp`` / ``n`` at the indices ``rows``: one int (in ``one``: no array made) or a 1-D buffer (in ``rb``,
+    which the caller releases when this returns True)."""
+    if type(rows) is int:
+        one[0] = rows
+        rp[0], n[0] = one, 1
+        return False
+    _get_indices(rows, rb, "rows")
+    if rb.ndim != 1:
+        PyBuffer_Release(rb)
+        raise ValueError(f"rows must be 1-D, got shape {tuple(rb.shape[i] for i in range(rb.ndim))}")
+    rp[0], n[0] = <const int64_t*>rb.buf, rb.shape[0]
+    return True
+
+
+cdef class EscapeRows:
+    """``n_rows`` escape-coded rows of ``layout`` at bit stride and their side table (module docstring).
+
+    ``outside[j]``: escapes written in dimension j and ``rows_put``: rows written, since :meth:`restart_counts`;
+    ``saturated``: values clipped at +-b by :meth:`encode` over the rows' life.
+    """
+    cdef readonly object layout, words, seg_start, seg_len, seg_cap, pool, outside
+    cdef readonly Py_ssize_t n_rows, pool_used, pool_dead, live, rows_put, saturated
+    cdef _Tables t
+    cdef uint64_t* w
+    cdef uint32_t* ss
+    cdef uint16_t* sl
+    cdef uint16_t* sc
+    cdef uint32_t* pl
+    cdef int64_t* out_counts
+    cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
+
+    def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
+        if n_rows < 0 or pool_capacity < 0:
+            raise ValueError(f"n_rows and pool_capacity must be >= 0, got {n_rows}, {pool_capacity}")
+        self.t = _tables(layout)
+        self.layout, self.n_rows = layout, n_rows
+        blocks = (n_rows + self.t.block - 1) // self.t.block
+        self._attach(np.zeros(words_for(n_rows, layout.row_bits), dtype=np.uint64),
+                     np.zeros(blocks, dtype=np.uint32), np.zeros(blocks, dtype=np.uint16),
+                     np.zeros(blocks, dtype=np.uint16), np.zeros(pool_capacity, dtype=np.uint32),
+                     np.zeros(layout.dim, dtype=np.int64))
+        self.pool_used = self.pool_dead = self.live = self.rows_put = self.saturated = 0
+
+    cdef _attach(self, words, seg_start, seg_len, seg_cap, pool, outside):
+        cdef uint64_t[::1] w = words
+        cdef uint32_t[::1] ss = seg_start, pl = pool
+        cdef uint16_t[::1] sl = seg_len, sc = seg_cap
+        cdef int64_t[::1] oc = outside
+        self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
+            words, seg_start, seg_len, seg_cap, pool, outside
+        self.w = &w[0]
+        self.ss = &ss[0] if ss.shape[0] else NULL
+        self.sl = &sl[0] if sl.shape[0] else NULL
+        self.sc = &sc[0] if sc.shape[0] else NULL
+        self.pl = &pl[0] if pl.shape[0] else NULL
+        self.out_counts = &oc[0]
+        self.pool_cap = pl.shape[0]
+
+    @classmethod
+    def _restore(cls, layout, words, seg_start, seg_len, seg_cap, pool, outside, counters):
+        """Rows around saved arrays (:meth:`__reduce__`), every shape checked against ``layout``."""
+        cdef EscapeRows rows = cls.__new__(cls)
+        rows.t = _tables(layout)
+        n_rows, pool_used, pool_dead, live, rows_put, saturated = (int(c) for c in counters)
+        blocks = (n_rows + rows.t.block - 1) // rows.t.block
+        want = {"words": ((words_for(n_rows, layout.row_bits),), np.uint64, words),
+                "seg_start": ((blocks,), np.uint32, seg_start), "seg_len": ((blocks,), np.uint16, seg_len),
+                "seg_cap": ((blocks,), np.uint16, seg_cap), "outside": ((layout.dim,), np.int64, outside)}
+        for name, (shape, dtype, value) in want.items():
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
+                raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}")
+        if not isinstance(pool, np.ndarray) or pool.ndim != 1 or pool.dtype != np.uint32 \
+                or not 0 <= pool_used <= pool.size:
+            raise ValueError("pool must be a 1-D uint32 array holding the entries in use")
+        ends = seg_start.astype(np.int64) + seg_cap
+        if blocks and (ends.max() > pool_used or (seg_len > seg_cap).any()):
+            raise ValueError("seg_start, seg_len and seg_cap must describe segments inside the pool in use")
+        rows.layout, rows.n_rows = layout, n_rows
+        rows._attach(np.ascontiguousarray(words), np.ascontiguousarray(seg_start), np.ascontiguousarray(seg_len),
+                     np.ascontiguousarray(seg_cap), np.ascontiguousarray(pool), np.ascontiguousarray(outside))
+        rows.pool_used, rows.pool_dead, rows.live, rows.rows_put, rows.saturated = \
+            pool_used, pool_dead, live, rows_put, saturated
+        return rows
+
+    def state(self) -> dict:
+        """Everything these rows are (what they pickle as, and what a saved buffer's checksums cover)."""
+        return {"layout": self.layout, "words": self.words, "seg_start": self.seg_start, "seg_len": self.seg_len,
+                "seg_cap": self.seg_cap, "pool": self.pool, "outside": self.outside,
+                "counters": (self.n_rows, self.pool_used, self.pool_dead, self.live, self.rows_put, self.saturated)}
+
+    def __reduce__(self):
+        return (EscapeRows._restore, tuple(self.state().values()))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated: the rows' words, the block table and the whole pool."""
+        return int(self.words.nbytes + self.seg_start.nbytes + self.seg_len.nbytes + self.seg_cap.nbytes
+                   + self.pool.nbytes)
+
+    def restart_counts(self) -> None:
+        """Zero ``outside`` and ``rows_put`` (what a recalibration reads since the last one)."""
+        self.outside[:] = 0
+        self.rows_put = 0
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    cdef Py_ssize_t _pack_rows(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n) noexcept nogil:
+        """Write rows[i] := codes[i] for i < n in order; stop before a row whose block finds no room in the pool
+        (returns how many were written)."""
+        cdef Py_ssize_t i, j, k, dim = self.t.dim, block = self.t.block
+        cdef int64_t r, b, rr, c
+        cdef uint64_t v, base
+        cdef uint32_t e, start, length, cap, kept, fresh, newcap, first, last
+        cdef uint32_t* new = <uint32_t*>malloc((dim + 1) * sizeof(uint32_t))
+        if new == NULL:
+            return -2
+        for i in range(n):
+            r = rows[i]
+            b = r // block
+            rr = r - b * block
+            fresh = 0
+            for j in range(dim):
+                c = codes[i * dim + j]
+                if <uint64_t>(c - self.t.lo[j]) >= self.t.esc[j]:
+                    new[fresh] = (<uint32_t>rr << ENTRY_CODE_BITS) | <uint32_t>(c + self.t.top)
+                    fresh += 1
+            # the block's entries are sorted by row: this row's old ones are the run [first, last)
+            start, length, cap = self.ss[b], self.sl[b], self.sc[b]
+            first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
+            last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
+            kept = length - (last - first)
+            if kept + fresh > cap:  # move the block to the pool's end
+                newcap = _slack(kept + fresh)
+                if self.pool_used + newcap > self.pool_cap:
+                    self.need = newcap
+                    free(new)
+                    return i
+                e = <uint32_t>self.pool_used
+                memcpy(self.pl + e, self.pl + start, first * sizeof(uint32_t))
+                memcpy(self.pl + e + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+                self.pool_dead += cap
+                self.ss[b] = start = e
+                self.sc[b] = <uint16_t>newcap
+                self.pool_used += newcap
+            elif fresh != last - first:  # the tail moves to make room for this row's entries, or to close up
+                memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+            memcpy(self.pl + start + first, new, fresh * sizeof(uint32_t))
+            self.sl[b] = <uint16_t>(kept + fresh)
+            self.live += <Py_ssize_t>(kept + fresh) - <Py_ssize_t>length
+            base = <uint64_t>r * self.t.row_bits
+            for j in range(dim):
+                c = codes[i * dim + j]
+                v = <uint64_t>(c - self.t.lo[j])
+                if v >= self.t.esc[j]:
+                    v = self.t.esc[j]
+                    self.out_counts[j] += 1
+                _write(self.w, base + self.t.offs[j], self.t.width[j], v)
+        free(new)
+        return n
+
+    cdef _put(self, const int64_t* codes, const int64_t* rows, Py_ssize_t n):
+        cdef Py_ssize_t done = 0, got
+        while done < n:
+            if n * self.t.dim >= NOGIL_VALUES:
+                with nogil:
+                    got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
+            else:
+                got = self._pack_rows(codes + done * self.t.dim, rows + done, n - done)
+            if got == -2:
+                raise MemoryError()
+            done += got
+            if done < n:
+                self._make_room(self.need)
+        self.rows_put += n
+
+    def _make_room(self, Py_ssize_t need, bint shrink=False):
+        """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
+        live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
+        cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
+        for b in range(blocks):
+            used += _slack(self.sl[b])
+        capacity = used + need if shrink else self.pool_cap
+        if used + need > capacity:
+            capacity = max(used + need, capacity + capacity // 4)
+        pool = np.zeros(capacity, dtype=np.uint32)
+        cdef uint32_t[::1] out = pool
+        used = 0
+        for b in range(blocks):
+            for k in range(self.sl[b]):
+                out[used + k] = self.pl[self.ss[b] + k]
+            self.ss[b] = <uint32_t>used
+            self.sc[b] = <uint16_t>_slack(self.sl[b])
+            used += self.sc[b]
+        self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0
+        self.pl = &out[0] if capacity else NULL
+
+    def put_codes(self, codes, rows) -> None:
+        """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""
+        cdef Py_buffer cb, rb
+        cdef _Tables t = self.t
+        arr = np.ascontiguousarray(codes, dtype=np.int64)
+        idx = np.ascontiguousarray(np.atleast_1d(rows), dtype=np.int64)
+        if arr.ndim != 2 or arr.shape[1] != t.dim or idx.ndim != 1 or idx.shape[0] != arr.shape[0]:
+            raise ValueError(f"codes must be (n, {t.dim}) with one row index each, got {arr.shape} and {idx.shape}")
+        if arr.size and (arr.min() < -t.top or arr.max() > t.top):
+            raise ValueError(f"codes must be paper codes in -{t.top}..{t.top}")
+        cdef const int64_t[:, ::1] cv = arr
+        cdef const int64_t[::1] rv = idx
+        if idx.shape[0]:
+            _check_indices(&rv[0], idx.shape[0], self.n_rows, "rows")
+            self._put(&cv[0, 0], &rv[0], idx.shape[0])
+
+    def quantize(self, x) -> tuple:
+        """:func:`quantize` on these rows' layout."""
+        return quantize(x, self.layout)
+
+    cdef Py_ssize_t _quantize_checked(self, x, const int64_t* rows, Py_ssize_t n, int64_t* scratch,
+                                      Py_ssize_t* saturated) except -1:
+        """Quantize ``x`` (one row per index of ``rows``, checked) into ``scratch``; NonFiniteError before anything
+        is written; returns the rows."""
+        cdef Py_buffer xb
+        cdef Py_ssize_t count, first = 0, bad
+        cdef _Tables t = self.t
+        _check_indices(rows, n, self.n_rows, "rows")
+        _get_values(x, &xb, F32, F64, F64)
+        try:
+            count = xb.len // xb.itemsize
+            if count != n * t.dim or (xb.ndim == 2 and xb.shape[1] != t.dim) or xb.ndim > 2:
+                raise ValueError(f"x must have shape ({n}, {t.dim}) (one row per index), got "
+                                 f"{tuple(xb.shape[i] for i in range(xb.ndim))}")
+            if _kind(&xb) == F32:
+                bad = _find_nonfinite(<const float*>xb.buf, count, &first)
+                if not bad:
+                    saturated[0] = _quantize_rows(<const float*>xb.buf, count, t, scratch)
+            else:
+                bad = _find_nonfinite(<const double*>xb.buf, count, &first)
+                if not bad:
+                    saturated[0] = _quantize_rows(<const double*>xb.buf, count, t, scratch)
+            if bad:
+                raise NonFiniteError(bad, first // t.dim, first % t.dim)
+        finally:
+            PyBuffer_Release(&xb)
+        return n
+
+    def encode(self, x, rows) -> int:
+        """Quantize ``x`` (n, D) into ``rows`` (n indices; nothing written if a value is non-finite); returns (and
+        accumulates) the values clipped at +-b."""
+        cdef Py_buffer rb
+        cdef bint have_r = False
+        cdef int64_t one
+        cdef const int64_t* rp = &one
+        cdef Py_ssize_t n = 1, saturated = 0
+        cdef int64_t* scratch = NULL
+        try:
+            have_r = _open_rows(rows, &rb, &one, &rp, &n)
+            scratch = <int64_t*>malloc(max(1, n * self.t.dim) * sizeof(int64_t))
+            if scratch == NULL:
+                raise MemoryError()
+            self._quantize_checked(x, rp, n, scratch, &saturated)
+            self._put(scratch, rp, n)
+        finally:
+            free(scratch)
+            if have_r:
+                PyBuffer_Release(&rb)
+        self.saturated += saturated
+        return saturated
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    cdef inline void _prefetch(self, int64_t r) noexcept nogil:
+        """Request every cache line of row ``r``."""
+        cdef uint64_t first = (<uint64_t>r * self.t.row_bits) >> 9, last = ((<uint64_t>r + 1) * self.t.row_bits) >> 9
+        while first <= last:
+            JR_PREFETCH(self.w + (first << 3))
+            first += 1
+
+    cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
+        """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
+        escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
+        cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
+        cdef int64_t r, b, rr = 0, c
+        cdef uint64_t v, pos, acc, word
+        cdef int64_t avail, width
+        cdef Py_ssize_t p, end = 0
+        cdef const uint64_t* src
+        cdef const int64_t* lo = self.t.lo
+        cdef const int64_t* widths = self.t.width
+        cdef const uint64_t* esc = self.t.esc
+        cdef double inv = self.t.inv
+        for i in range(min(n, PREFETCH_ROWS)):
+            self._prefetch(idx[i])
+        for i in range(n):
+            if i + PREFETCH_ROWS < n:
+                self._prefetch(idx[i + PREFETCH_ROWS])
+            r = idx[i]
+            pos = <uint64_t>r * self.t.row_bits
+            src = self.w + (pos >> 6)
+            acc = src[0] >> (pos & 63)
+            avail = 64 - <int64_t>(pos & 63)
+            p = -1
+            for j in range(dim):
+                width = widths[j]
+                if avail >= width:
+                    v = acc & esc[j]
+                    acc >>= width
+                    avail -= width
+                else:  # the code continues in the next word
+                    src += 1
+                    word = src[0]
+                    v = (acc | (word << avail)) & esc[j]
+                    acc = word >> (width - avail)
+                    avail += 64 - width
+                if v == esc[j]:
+                    if p < 0:
+                        b = r // block
+                        rr = r - b * block
+                        p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+                        end = self.ss[b] + self.sl[b]
+                    else:
+                        p += 1
+                    if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+                        return -1
+                    c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
+                else:
+                    c = <int64_t>v + lo[j]
+                if codes != NULL:
+                    codes[i * dim + j] = c
+                else:
+                    out[i * dim + j] = <real_out>(<double>c * inv)
+        return 0
+
+    cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:
+        """``indices`` as a 1-D int64 buffer of rows, checked (the caller releases it); returns their count."""
+        _get_indices(indices, ib, "indices")
+        try:
+            if ib.ndim != 1:
+                raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+            _check_indices(<const int64_t*>ib.buf, ib.shape[0], self.n_rows, "indices")
+        except BaseException:
+            PyBuffer_Release(ib)
+            raise
+        return ib.shape[0]
+
+    def decode(self, indices, out=None):
+        """Rows ``indices`` as float32 (n, D), written into ``out`` (float32 or float64, C-contiguous) when given."""
+        cdef Py_buffer ib, ob
+        cdef bint have_o = False
+        cdef Kind kind = OTHER
+        cdef int status = 0
+        cdef Py_ssize_t n = self._open_indices(indices, &ib)
+        try:
+            if out is None:
+                out = np.empty((n, self.t.dim), dtype=np.float32)
+            have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
+            if have_o:
+                kind = _kind(&ob)
+            if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != self.t.dim:
+                raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {self.t.dim}), "
+                                 f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+            if kind == F32:
+                with nogil:
+                    status = self._unpack(<const int64_t*>ib.buf, n, <float*>ob.buf, NULL)
+            else:
+                with nogil:
+                    status = self._unpack(<const int64_t*>ib.buf, n, <double*>ob.buf, NULL)
+        finally:
+            PyBuffer_Release(&ib)
+            if have_o:
+                PyBuffer_Release(&ob)
+        if status < 0:
+            raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+        return out
+
+    def codes(self, indices):
+        """The paper codes (int64 (n, D)) of rows ``indices``."""
+        cdef Py_buffer ib
+        cdef int status = 0
+        cdef Py_ssize_t n = self._open_indices(indices, &ib)
+        try:
+            out = np.empty((n, self.t.dim), dtype=np.int64)
+            if n:
+                status = self._codes_into(<const int64_t*>ib.buf, n, out)
+        finally:
+            PyBuffer_Release(&ib)
+        if status < 0:
+            raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+        return out
+
+    cdef int _codes_into(self, const int64_t* idx, Py_ssize_t n, out):
+        cdef int64_t[:, ::1] ov = out
+        cdef int status
+        with nogil:
+            status = self._unpack(idx, n, <float*>NULL, &ov[0, 0])
+        return status
+
+    def match(self, x, rows) -> tuple:
+        """(codes, saturated): ``x`` (n, D) quantized as :meth:`encode` would (nothing written), codes None when
+        ``rows`` (n indices) hold exactly those codes already (compared here: no array made then)."""
+        cdef Py_buffer rb
+        cdef bint have_r = False
+        cdef int64_t one
+        cdef const int64_t* rp = &one
+        cdef Py_ssize_t n = 1, k, saturated = 0
+        cdef int64_t* scratch = NULL
+        cdef int status = 0
+        cdef bint held = True
+        cdef int64_t[:, ::1] cv
+        try:
+            have_r = _open_rows(rows, &rb, &one, &rp, &n)
+            scratch = <int64_t*>malloc(max(1, 2 * n * self.t.dim) * sizeof(int64_t))
+            if scratch == NULL:
+                raise MemoryError()
+            self._quantize_checked(x, rp, n, scratch, &saturated)
+            status = self._unpack(rp, n, <float*>NULL, scratch + n * self.t.dim)
+            if status < 0:
+                raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
+            for k in range(n * self.t.dim):
+                if scratch[k] != scratch[n * self.t.dim + k]:
+                    held = False
+                    break
+            if held:
+                return None, saturated
+            codes = np.empty((n, self.t.dim), dtype=np.int64)
+            cv = codes
+            memcpy(&cv[0, 0], scratch, n * self.t.dim * sizeof(int64_t))
+            return codes, saturated
+        finally:
+            free(scratch)
+            if have_r:
+                PyBuffer_Release(&rb)
+
+    def trim(self) -> None:
+        """Compact the pool to exactly its blocks' room (each block's entries with its slack)."""
+        self._make_room(0, shrink=True)
+
+    def repack(self, layout, held=None) -> None:
+        """Re-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),
+        every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
+        ``rows_put`` restart."""
+        if not isinstance(layout, EscapeLayout):
+            raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
+        old = self.layout
+        if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
+            raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
+        rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
+        codes = self.codes(rows)
+        fresh = EscapeRows(self.n_rows, layout, 0)
+        outside = int(np.count_nonzero(~layout.holds(codes)))
+        fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
+        fresh.put_codes(codes, rows)
+        fresh.trim()
+        self.layout, self.t = layout, fresh.t
+        self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)
+        self.pool_used, self.pool_dead, self.live = fresh.pool_used, fresh.pool_dead, fresh.live
+        self.restart_counts()

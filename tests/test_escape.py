@@ -1,0 +1,122 @@
+"""Escape-coded rows at bit stride (cython_core.EscapeRows): every code back after any sequence of rewrites, the
+compiled rules equal to the planner's, the same float bits as the uniform kernels, pickling, re-packing, trimming,
+and a damaged side table refused."""
+
+import pickle
+
+import numpy as np
+import pytest
+from cython_core._escape import pool_slack as compiled_slack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cython_core import CodeLayout, EscapeLayout, EscapeRows, PackedRows
+from cython_core.layout import ENTRY_CODE_BITS, block_rows, pool_slack, words_for
+
+
+def test_the_compiled_rules_are_the_planners():
+    assert all(compiled_slack(n) == pool_slack(n) for n in range(0, 70_000, 7))
+    rows = EscapeRows(130, EscapeLayout(lo=[-3, 0], bits=[2, 3], decimals=0, clamp=127.0))
+    rows.put_codes(np.array([[9, 100]]), [129])  # both escaped: row 129 is row 1 of block 2
+    assert rows.words.size == words_for(130, 5) and rows.seg_len.size == -(-130 // block_rows(2)) == 3
+    assert (rows.pool[rows.seg_start[2]] >> ENTRY_CODE_BITS) == 129 - 2 * block_rows(2)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(dim=st.integers(1, 40), n_rows=st.integers(1, 300), seed=st.integers(0, 2**16),
+       spread=st.sampled_from([3, 40, 400]))
+def test_every_code_comes_back_after_any_rewrites(dim, n_rows, seed, spread):
+    """Random batches of distinct rows rewritten with codes inside and outside their ranges, the pool compacting
+    and growing as it must: every row reads back its last codes, the side table holds exactly the escapes, each
+    block's entries sorted by row."""
+    rng = np.random.default_rng(seed)
+    layout = EscapeLayout(rng.integers(-20, 20, dim), rng.integers(1, 8, dim), 0, 127.0)
+    rows, truth = EscapeRows(n_rows, layout), np.zeros((n_rows, dim), np.int64)
+    rows.put_codes(truth, np.arange(n_rows))
+    for _ in range(60):
+        which = np.unique(rng.integers(0, n_rows, rng.integers(1, 6)))
+        codes = rng.integers(-spread, spread + 1, (which.size, dim)).clip(-127, 127)
+        rows.put_codes(codes, which)
+        truth[which] = codes
+    assert np.array_equal(rows.codes(np.arange(n_rows)), truth)
+    assert rows.live == int((~layout.holds(truth)).sum()) == int(rows.seg_len.sum())
+    for b in range(rows.seg_len.size):
+        segment = rows.pool[rows.seg_start[b]:rows.seg_start[b] + rows.seg_len[b]]
+        assert (np.diff(segment >> ENTRY_CODE_BITS) >= 0).all()
+    assert rows.pool_used <= rows.pool.size
+
+
+def test_values_are_the_uniform_kernels_bit_for_bit_in_float32_and_float64():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 30, (500, 7))
+    x[::37, 3] = 1e6  # saturates
+    layout = EscapeLayout.choose(np.rint(np.clip(x[:100], -127, 127) * 100).astype(np.int64), 2, 127.0)
+    rows, uniform = EscapeRows(500, layout), PackedRows(500, CodeLayout.uniform(7, decimals=2, clamp=127.0))
+    assert rows.encode(x, np.arange(500)) == uniform.encode(x, np.arange(500)) > 0
+    index = rng.integers(0, 500, 256)
+    for dtype in (np.float32, np.float64):
+        got, want = np.empty((256, 7), dtype), np.empty((256, 7), dtype)
+        rows.decode(index, got)
+        uniform.decode(index, want)
+        assert got.tobytes() == want.tobytes()
+
+
+def test_a_uniform_layout_never_escapes_and_costs_its_width():
+    rows = EscapeRows(1000, EscapeLayout.uniform(11, 2, 127.0))
+    rows.encode(np.random.default_rng(2).uniform(-200, 200, (1000, 11)), np.arange(1000))
+    assert rows.live == 0 and rows.words.nbytes == 8 * (-(-1000 * 165 // 64) + 1)
+
+
+def test_pickle_repack_and_trim_keep_every_code():
+    rng = np.random.default_rng(3)
+    layout = EscapeLayout(np.full(5, -4), np.full(5, 3), 1, 127.0)
+    rows = EscapeRows(400, layout)
+    rows.put_codes(rng.integers(-30, 30, (400, 5)), np.arange(400))
+    codes = rows.codes(np.arange(400))
+    copy = pickle.loads(pickle.dumps(rows))
+    assert np.array_equal(copy.codes(np.arange(400)), codes) and copy.live == rows.live
+    wider = EscapeLayout.choose(codes, 1, 127.0)
+    rows.repack(wider)
+    assert rows.layout == wider and np.array_equal(rows.codes(np.arange(400)), codes)
+    assert rows.pool.size == rows.pool_used  # sized to what it holds
+    rows.repack(layout, held=np.arange(200))  # the rows not held are blank: their codes are lo
+    assert np.array_equal(rows.codes(np.arange(200)), codes[:200])
+    assert (rows.codes(np.arange(200, 400)) == layout.lo).all()
+    rows.trim()
+    assert np.array_equal(rows.codes(np.arange(200)), codes[:200])
+
+
+def test_a_side_table_missing_an_entry_is_refused_not_misread():
+    rows = EscapeRows(10, EscapeLayout(np.zeros(2, np.int64), np.full(2, 2), 0, 127.0))
+    rows.put_codes(np.array([[50, 1]]), [4])
+    rows.seg_len[0] = 0  # the escape in row 4 now points at nothing
+    with pytest.raises(ValueError, match="lacks an entry"):
+        rows.decode([4])
+    assert rows.codes([3]).tolist() == [[0, 0]]
+
+
+def test_bad_arguments_are_one_error_and_write_nothing():
+    rows = EscapeRows(4, EscapeLayout.uniform(3, 1, 127.0))
+    before = rows.words.copy()
+    with pytest.raises(ValueError, match="non-finite|NaN"):
+        rows.encode(np.array([[1.0, np.nan, 2.0]]), [0])
+    with pytest.raises(IndexError):
+        rows.encode(np.zeros((1, 3)), [4])
+    with pytest.raises(ValueError, match="shape"):
+        rows.encode(np.zeros((2, 3)), [0])
+    with pytest.raises(ValueError, match="paper codes"):
+        rows.put_codes(np.array([[0, 0, 5000]]), [0])
+    assert np.array_equal(rows.words, before)
+    with pytest.raises(ValueError, match="bits must be in 1..15"):
+        EscapeLayout([0], [16], 2, 127.0)
+
+
+def test_the_kernel_benchmarks_escape_section_runs_and_reports_its_ratio():
+    from conftest import benchmark_module
+
+    kernels = benchmark_module("kernels")
+    fig = kernels.run_escape(n_rows=3000, dim=348, batch=256, repeats=5, seed=0)
+    assert fig["escape_decode_vs_float32_take"] == fig["escape_decode_us"] / fig["escape_float32_take_us"]
+    assert 6.0 < fig["escape_mean_bits"] < 7.0 and fig["escape_one_bit_dims"] == 40
+    assert 0.0005 < fig["escape_share"] < 0.002
+    assert "EscapeRows.decode" in kernels.escape_report(fig)
