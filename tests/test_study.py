@@ -129,7 +129,7 @@ def test_summary_files_and_keys(smoke):
                 assert stats["verdict"].startswith(("loss of", "gain of", "no difference larger than"))
             assert len(stats["window_steps"]) >= 3 and len(stats["returns"]) == 2
     assert summary["window_evaluations"] == 3
-    for png in ("figure4_returns.png", "figure3_equal_memory.png"):
+    for png in ("figure4_returns.png", "figure3_equal_memory.png", "effects_forest.png"):
         assert (local / png).read_bytes()[:4] == b"\x89PNG"
     text = (local / "summary.md").read_text()
     assert "Welch p" in text and "95 % CI" in text and "ratio to baseline" in text and "MB = 10^6" in text

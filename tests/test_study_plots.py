@@ -95,3 +95,25 @@ def test_the_small_study_figures_keep_their_texts_apart(monkeypatch, make):
     if make is returns_figure:  # packed and calibrated returned the same, seed for seed (PPO, two envs)
         entries = [entry for ax in fig.axes if ax.axison for entry in _legend(ax)]
         assert sum(entry.startswith("packed = calibrated (identical returns)") for entry in entries) == 2
+
+
+def test_the_forest_plot_draws_each_effect_with_its_interval_and_the_zero_line(monkeypatch):
+    """A row per compared storage: its interval as a segment from low to high and its effect as a marker, in % of
+    the baseline's mean return; a storage with one seed (no interval) shows its effect alone; the baseline is no
+    row."""
+    from validation.study.summary import forest_figure
+
+    cell = _cell(sb3=dict(_stats(SHARED, [1.0] * 5, 10), return_mean=200.0), packed=dict(_stats(SHARED, [1.0] * 5, 5), effect=-30.0,
+                                                                  ci_low=-50.0, ci_high=-10.0),
+                 calibrated=dict(_stats(SHARED, [1.0] * 5, 4, seeds=1), effect=-30.0, ci_low=None, ci_high=None))
+    fig = forest_figure([cell])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["Hopper-v5 SAC: calibrated (1 seeds)", "Hopper-v5 SAC: packed (3 seeds)"]
+    segments = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_xdata()[0] != line.get_xdata()[1]]
+    assert [list(line.get_xdata()) for line in segments] == [[-25.0, -5.0]]  # % of the baseline's 200
+    markers = [line for line in ax.lines if len(line.get_xdata()) == 1]
+    assert [float(line.get_xdata()[0]) for line in markers] == [-15.0, -15.0]
+    assert any(list(line.get_xdata()) == [0.0, 0.0] for line in ax.lines)  # the zero line
+    assert_texts_apart(fig, drawn_texts(fig, monkeypatch))
+    assert forest_figure([_cell(sb3=_stats(SHARED, [1.0] * 5, 10))]) is None

@@ -7,7 +7,8 @@ difference the seeds at hand detect with 80 % power at alpha 0.05, and the verdi
 seeds, ms per step (acting, updating, total) and its ratio to the baseline (Table I of the paper), the measured
 buffer bytes and the baseline's bytes over them. Plots: returns against steps, mean and a one-std band, each
 storage in a panel beside the baseline (Figure 4), and the equal-memory comparison (Figure 3); storages whose
-returns are identical share one curve. Verdicts are written as measured.
+returns are identical share one curve; and each storage's effect with its interval (a forest plot). Verdicts are
+written as measured.
 """
 
 import json
@@ -20,6 +21,7 @@ from validation.study.results import records, study_trials, trial_path
 
 FIGURE4 = "figure4_returns.png"
 FIGURE3 = "figure3_equal_memory.png"
+FOREST = "effects_forest.png"
 STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"),  # colour, line style, marker
           "bfloat16": ("tab:brown", ":", "P"), "sb3-optimize": ("tab:gray", ":", "x"),
           "packed": ("tab:blue", "-", "o"), "calibrated": ("tab:green", "-.", "^"),
@@ -294,9 +296,40 @@ def equal_memory_figure(cells: "list[dict]"):
     return fig
 
 
+def forest_figure(cells: "list[dict]"):
+    """Each storage's effect on the return against the baseline with its 95 % bootstrap interval, in percent of the
+    baseline's mean return (tasks of different scales side by side), a row per cell and storage, zero marked; a
+    storage with too few seeds for an interval shows its effect alone. None without an effect to show."""
+    rows = [(cell, name, stats) for cell in cells for name, stats in cell["storages"].items()
+            if name != BASELINE and stats.get("effect") is not None and BASELINE in cell["storages"]]
+    if not rows:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.5, 1.4 + 0.42 * len(rows)), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for y, (cell, name, stats) in enumerate(reversed(rows)):
+        scale = 100.0 / abs(cell["storages"][BASELINE]["return_mean"] or 1.0)
+        color, _, marker = STYLES.get(name, FINER)
+        if stats.get("ci_low") is not None:
+            ax.plot([stats["ci_low"] * scale, stats["ci_high"] * scale], [y, y], color=color, linewidth=2.2,
+                    solid_capstyle="butt")
+        ax.plot([stats["effect"] * scale], [y], marker=marker or "o", color=color, markersize=7, linestyle="none")
+    ax.axvline(0.0, color="black", linewidth=1.0)
+    ax.set_yticks(range(len(rows)), [f"{c['env']} {c['algo'].upper()}: {n} ({s['seeds']} seeds)"
+                                      for c, n, s in reversed(rows)], fontsize=8)
+    ax.set_xlabel("effect on the return (storage minus baseline), % of the baseline's mean")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("effect of each storage with its 95 % bootstrap interval (left of 0: a loss)", fontsize=10)
+    return fig
+
+
 def _plots(out: Path, cells: "list[dict]") -> "list[str]":
     written = []
-    for name, fig in ((FIGURE4, returns_figure(cells)), (FIGURE3, equal_memory_figure(cells))):
+    for name, fig in ((FIGURE4, returns_figure(cells)), (FIGURE3, equal_memory_figure(cells)),
+                      (FOREST, forest_figure(cells))):
         if fig is not None:
             fig.savefig(out / name)
             written.append(name)
