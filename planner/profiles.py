@@ -20,6 +20,25 @@ from planner.yamlio import read_yaml
 
 CLASSES = ("workstation", "mini-pc", "embedded-gpu", "sbc", "microcontroller")
 ARCHES = ("x86_64", "aarch64", "armv7l", "xtensa", "arm-cortex-m4")
+# The install route a profile's figures assume (docs/device.md): the OS image, the Python, the torch wheel and
+# where training runs. name: (the arches it exists for, or None for any; whether Python runs on the board; in words)
+ROUTES = {
+    "raspberry-pi-os": (("aarch64",), True, "Raspberry Pi OS Bookworm 64-bit: Python 3.11, PyPI's aarch64 wheels, "
+                        "CPU training"),
+    "jetpack-6": (("aarch64",), True, "JetPack 6 (Ubuntu 22.04): Python 3.10, NVIDIA's torch wheels, GPU training"),
+    "jetpack-5": (("aarch64",), True, "JetPack 5 (Ubuntu 20.04, Python 3.8): NVIDIA's GPU torch wheels are for "
+                  "Python 3.8, this project needs >= 3.10; it trains on the CPU in a Python 3.11 container"),
+    "jetpack-4": (("aarch64",), True, "JetPack 4 (Ubuntu 18.04, Python 3.6, CUDA 10.2): no GPU torch for this "
+                  "project; plan on another machine, train on the CPU in a Python 3.11 container"),
+    "mendel": (("aarch64",), True, "Mendel Linux 5 (Debian 10, Python 3.7): a Python >= 3.10 built on the board, "
+               "PyPI's aarch64 wheels, CPU training"),
+    "pip-cpu": (None, True, "Linux with Python >= 3.10 and PyPI's wheels (x86-64: torch==2.13.0, the CPU build), "
+                "CPU training"),
+    "pip-cuda": (("x86_64", "aarch64"), True, "Linux with Python >= 3.10 and a CUDA torch wheel matching the GPU, "
+                 "GPU training"),
+    "microcontroller": (None, False, "no Python on the board: the planner runs on another machine; buffer only"),
+}
+DEFAULT_ROUTE = {True: "pip-cpu", False: "microcontroller"}  # a profile without `route`, by runs_python
 SIZE_KEYS = ("total_memory", "os_reserve", "runtime", "margin")
 GPU_KEYS = ("gpu_memory", "gpu_runtime")  # a discrete GPU: its own memory, and what a CUDA process holds there
 BARE_NUMBER = re.compile(r"^\s*[0-9.eE+-]+\s*$")
@@ -41,6 +60,7 @@ SCHEMA = {
     "gpu": ((str, type(None)), "a text or null", False),
     "runs_python": (bool, "true or false", True),
     "runs_torch": (bool, "true or false", True),
+    "route": (str, f"one of {', '.join(ROUTES)}", False),
     "runtime_note": (str, "a text", False),
     "notes": (str, "a text", False),
     "source": (list, "a list of texts", True),
@@ -93,6 +113,13 @@ class DeviceProfile:
     path: str = ""
     gpu_memory: "int | None" = None
     gpu_runtime: "int | None" = None
+    route: str = "pip-cpu"
+    route_given: bool = True  # False: the file names no route and it was defaulted from runs_python
+
+    @property
+    def route_text(self) -> str:
+        """The route in words, e.g. for ``planner profiles show``."""
+        return f"{self.route} ({ROUTES[self.route][2]}{'' if self.route_given else '; default, the file names none'})"
 
     def budget(self) -> Budget:
         """Host memory: all of it where the GPU shares it; else the buffer's, with models on the GPU."""
@@ -114,19 +141,23 @@ class DeviceProfile:
         return {"name": self.name, "description": self.description, "class": self.device_class, "arch": self.arch,
                 **self.budget().as_dict(), "gpu_shares_memory": self.gpu_shares_memory, "cpu": self.cpu,
                 "gpu": self.gpu, "runs_python": self.runs_python, "runs_torch": self.runs_torch,
-                "buffer_only": self.buffer_only,
+                "route": self.route, "route_given": self.route_given, "buffer_only": self.buffer_only,
                 "gpu_pool": None if self.gpu_budget() is None else self.gpu_budget().as_dict(),
                 "runtime_note": self.runtime_note, "notes": self.notes,
                 "source": list(self.source), "path": self.path}
 
 
 def builtin_dir() -> Path:
-    """The folder of the shipped profiles: package ``planner.builtin_profiles`` when installed, else
-    ``profiles/`` beside ``planner/`` in a source checkout."""
+    """The folder of the shipped profiles: ``profiles/`` beside ``planner/`` in a source checkout (so a second
+    checkout, or a worktree, reads its own even where another one is installed in editable mode), else package
+    ``planner.builtin_profiles`` when installed."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "profiles").is_dir():
+        return checkout / "profiles"
     try:
         return Path(str(importlib.resources.files("planner.builtin_profiles")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "profiles"
+        return checkout / "profiles"
 
 
 def builtin_names() -> "list[str]":
@@ -198,7 +229,8 @@ def _value_problem(key: str, value: object) -> "str | None":
     types, what, _ = SCHEMA[key]
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
         return _expected(key, what, value)
-    if (key == "class" and value not in CLASSES) or (key == "arch" and value not in ARCHES):
+    if (key == "class" and value not in CLASSES) or (key == "arch" and value not in ARCHES) or (
+            key == "route" and value not in ROUTES):
         return _expected(key, what, value)
     if key == "source" and (not value or not all(isinstance(s, str) and s.strip() for s in value)):
         return _expected(key, "a non-empty list of texts", value)
@@ -238,6 +270,14 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
                            f"must be smaller than total_memory ({format_bytes(sizes['total_memory'])})")
     if data["runs_torch"] and not data["runs_python"]:
         raise _fail(path, "runs_torch", "false when runs_python is false", data["runs_torch"])
+    route = data.get("route", DEFAULT_ROUTE[data["runs_python"]])
+    arches, python, _ = ROUTES[route]
+    if python != data["runs_python"]:
+        what = "a route other than microcontroller, as runs_python is true" if python is False else \
+            "microcontroller, as runs_python is false"
+        raise _fail(path, "route", what, route)
+    if arches and data["arch"] not in arches:
+        raise _fail(path, "route", f"a route for arch {data['arch']} ({route} is for {', '.join(arches)})", route)
     if ("gpu_memory" in data) != ("gpu_runtime" in data):
         given, other = ("gpu_memory", "gpu_runtime") if "gpu_memory" in data else ("gpu_runtime", "gpu_memory")
         raise PlannerError(f"{path}: key '{given}': a discrete GPU's pool needs both gpu_memory and gpu_runtime; "
@@ -254,7 +294,8 @@ def parse_profile(data: object, path: str = "<profile>") -> DeviceProfile:
         os_reserve=sizes["os_reserve"], runtime=sizes["runtime"], margin=sizes["margin"], cpu=data["cpu"],
         gpu=data.get("gpu"), runs_python=data["runs_python"], runs_torch=data["runs_torch"],
         source=tuple(data["source"]), runtime_note=data.get("runtime_note", ""), notes=data.get("notes", ""),
-        path=path, gpu_memory=sizes.get("gpu_memory"), gpu_runtime=sizes.get("gpu_runtime"))
+        path=path, gpu_memory=sizes.get("gpu_memory"), gpu_runtime=sizes.get("gpu_runtime"), route=route,
+        route_given="route" in data)
 
 
 def _as_tuple(types: "type | tuple") -> tuple:

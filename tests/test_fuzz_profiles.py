@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_fuzz_cli import assert_clean, run_cli
 
 from planner.errors import PlannerError
-from planner.profiles import builtin_dir, load_profile
+from planner.profiles import ROUTES, builtin_dir, load_profile
 from planner.yamlio import MAX_BYTES
 
 SHIPPED = {path.name: path.read_text() for path in sorted(builtin_dir().glob("*.yaml"))}
@@ -21,6 +21,7 @@ HOSTILE_VALUES = [
     "!!python/object/apply:os.system [ls]", "!!binary aGVsbG8=", "!!set {a, b}", "!!omap [{a: 1}]", "'x\ty'",
     '"a\\nb\\u0000c"', "x" * 3000, "'" + "y" * 3000 + "'", "|\n  line one\n  line two", "\u202e4GB", "4 GB", "4gb",
     "1e-310 GB", "1e308 GiB", "4GB # comment", "[4GB]", "{a: 1}", "2025-01-01", "? complex", "@reserved", "%TAG",
+    "microcontroller", "jetpack-6", "pip-cuda", "x86_64", "false",
 ]
 INSERTED = [b"\x00", b"\xff\xfe", b"\t", b"\x1b[31m", b"\r", b"\n  ", b": ", b"- ", b"&a ", b"*a", b"---\n",
             b"...\n", b"\xef\xbb\xbf", b"#", b"'", b'"', b"{", b"[", "é".encode(), "\u2028".encode()]
@@ -94,3 +95,21 @@ def test_mutated_profiles_load_or_fail_with_one_short_line(profile_file):
 
 def test_the_shipped_profiles_are_far_below_the_size_cap():
     assert max(len(text.encode()) for text in SHIPPED.values()) < MAX_BYTES // 100
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_every_route_on_every_shipped_profile_loads_or_is_refused_naming_route(tmp_path, route):
+    """A route that does not suit the profile (a microcontroller route for a board that runs Python, a JetPack route
+    for an x86-64 box) is one line naming the key; any other loads with the budget unchanged."""
+    for name, text in SHIPPED.items():
+        lines = [f"route: {route}" if line.startswith("route:") else line for line in text.splitlines()]
+        path = tmp_path / name
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            profile = load_profile(str(path))
+        except PlannerError as error:
+            message = str(error)
+            assert message.startswith(f"{path}: key 'route': expected ") and "\n" not in message, message
+        else:
+            assert profile.route == route
+            assert profile.budget() == load_profile(str(builtin_dir() / name)).budget()

@@ -61,3 +61,14 @@ def test_docs_hold_the_measured_table_and_every_profile():
     assert "facts.md" not in text.lower()
     for path in PROFILES:
         assert f"`{path.stem}`" in text, f"docs/profiles.md does not say how {path.stem}'s runtime was derived"
+
+
+def test_every_profile_states_its_install_route_and_device_md_tells_each(profile):
+    """The route is written in each shipped file (not left to the loader's default), and docs/device.md says what
+    a user installs for it and lists the profile under it."""
+    path, _, data = profile
+    assert isinstance(data.get("route"), str), f"{path.name}: no route: line"
+    device = (ROOT / "docs" / "device.md").read_text()
+    row = next((line for line in device.splitlines() if line.startswith(f"| `{data['route']}` |")), None)
+    assert row is not None, f"docs/device.md has no row for route {data['route']}"
+    assert f"`{path.stem}`" in row, f"docs/device.md's {data['route']} row does not list {path.stem}"

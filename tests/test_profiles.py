@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from planner.errors import PlannerError
-from planner.profiles import builtin_dir, builtin_names, load_all, load_profile
+from planner.profiles import ROUTES, builtin_dir, builtin_names, load_all, load_profile
 
 REQUIRED = [
     "jetson-nano", "jetson-nano-2gb", "jetson-orin-nano-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb",
@@ -87,6 +87,15 @@ def test_a_users_profile_by_path(tmp_path):
     ({"total_memory": "1e400"}, "key 'total_memory': expected a size"),
     ({"total_memory": "1e400 GB"}, "key 'total_memory': expected a size"),
     ({"margin": 10**400}, "key 'margin': expected a size"),
+    ({"route": "ubuntu"}, "key 'route': expected one of raspberry-pi-os, jetpack-6, jetpack-5, jetpack-4, mendel, "
+                          "pip-cpu, pip-cuda, microcontroller, got 'ubuntu'"),
+    ({"route": None}, "key 'route': expected one of"),
+    ({"route": ["jetpack-6"]}, "key 'route': expected one of"),
+    ({"route": "microcontroller"}, "key 'route': expected a route other than microcontroller, as runs_python is true"),
+    ({"runs_python": False, "runs_torch": False, "route": "raspberry-pi-os"},
+     "key 'route': expected microcontroller, as runs_python is false, got 'raspberry-pi-os'"),
+    ({"arch": "x86_64", "route": "jetpack-6"}, "key 'route': expected a route for arch x86_64 (jetpack-6 is for "
+                                               "aarch64), got 'jetpack-6'"),
 ])
 def test_malformed_profiles_name_file_key_and_expectation(tmp_path, change, fragment):
     path = _write(tmp_path, {**GOOD, **change})
@@ -191,3 +200,72 @@ def test_shipped_profiles_are_plain_yaml_with_source_lines():
         text = path.read_text()
         assert "source:" in text, path
         assert textwrap.dedent(text) == text
+
+
+SHIPPED_ROUTES = {
+    "raspberry-pi-os": {"raspberry-pi-4-2gb", "raspberry-pi-4-8gb", "raspberry-pi-5-8gb", "raspberry-pi-zero-2w"},
+    "jetpack-6": {"jetson-orin-nano-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb"},
+    "jetpack-5": {"jetson-xavier-nx"}, "jetpack-4": {"jetson-nano", "jetson-nano-2gb"}, "mendel": {"coral-dev-board"},
+    "pip-cpu": {"intel-nuc-16gb"}, "pip-cuda": {"paper-workstation"},
+    "microcontroller": {"crazyflie-2.1", "esp32-s3-psram"},
+}
+
+
+def test_every_shipped_profile_states_its_route():
+    routes = {}
+    for profile in load_all():
+        assert profile.route_given, f"{profile.name}: no route: in its file"
+        routes.setdefault(profile.route, set()).add(profile.name)
+    assert routes == SHIPPED_ROUTES
+    assert set(ROUTES) == set(SHIPPED_ROUTES)
+
+
+def test_a_profile_without_route_gets_one_from_runs_python(tmp_path):
+    profile = load_profile(_write(tmp_path, GOOD))
+    assert (profile.route, profile.route_given) == ("pip-cpu", False)
+    assert "default, the file names none" in profile.route_text and profile.as_dict()["route"] == "pip-cpu"
+    mcu = load_profile(_write(tmp_path, {**GOOD, "runs_python": False, "runs_torch": False}))
+    assert mcu.route == "microcontroller" and mcu.buffer_only
+    given = load_profile(_write(tmp_path, {**GOOD, "route": "raspberry-pi-os"}))
+    assert (given.route, given.route_given) == ("raspberry-pi-os", True)
+
+
+def test_the_jetson_nano_does_not_promise_gpu_training_this_project_cannot_run():
+    """JetPack 4 has Python 3.6: this project (Python >= 3.10) trains on the Nano's CPU only. The profile keeps the
+    budget of a GPU training process and says so, and what runs instead."""
+    nano = load_profile("jetson-nano")
+    assert nano.route == "jetpack-4" and "training on the GPU" not in nano.description
+    assert "budgeted for a GPU training process" in nano.description
+    assert "cannot train on this GPU" in nano.notes and "container" in nano.notes and "calibrate" in nano.notes
+    for name in ("jetson-xavier-nx", "jetson-nano-2gb"):
+        assert "training on the GPU" not in load_profile(name).description
+
+
+def test_profiles_show_tells_the_route(planner_cli, tmp_path):
+    shown = planner_cli("profiles", "show", "jetson-nano")
+    assert shown.returncode == 0
+    line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("route:"))
+    assert "jetpack-4 (JetPack 4" in line and "Python 3.6" in line and "docs/device.md" in line
+    assert '"route": "raspberry-pi-os"' in planner_cli("profiles", "show", "raspberry-pi-5-8gb", "--json").stdout
+    bad = planner_cli("profiles", "check", _write(tmp_path, {**GOOD, "route": "windows"}))
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
+    assert "key 'route': expected one of" in bad.stderr and "'windows'" in bad.stderr
+
+
+@pytest.mark.parametrize("files, machine, route", [
+    ({"etc/nv_tegra_release": "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref\n"}, "aarch64",
+     "jetpack-4"),
+    ({"etc/nv_tegra_release": "# R35 (release), REVISION: 4.1\n"}, "aarch64", "jetpack-5"),
+    ({"etc/nv_tegra_release": "# R36 (release), REVISION: 4.0\n"}, "aarch64", "jetpack-6"),
+    ({"etc/nv_tegra_release": "# R99 (release)\n"}, "aarch64", "pip-cpu"),
+    ({"proc/device-tree/model": "Raspberry Pi 4 Model B Rev 1.4\0"}, "aarch64", "raspberry-pi-os"),
+    ({"proc/device-tree/model": "Raspberry Pi 3 Model B Rev 1.2\0"}, "armv7l", "pip-cpu"),
+    ({}, "x86_64", "pip-cpu"),
+])
+def test_calibrate_writes_the_route_of_the_board_it_runs_on(tmp_path, monkeypatch, files, machine, route):
+    from validation.harness import calibrate
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(calibrate.platform, "machine", lambda: machine)
+    assert calibrate.detect_route(tmp_path) == route

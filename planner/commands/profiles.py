@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     for label, value in (("class", profile.device_class), ("arch", profile.arch), ("cpu", profile.cpu),
                          ("gpu", profile.gpu or "none"), ("GPU shares memory", profile.gpu_shares_memory),
                          ("runs Python / torch", f"{profile.runs_python} / {profile.runs_torch}"),
+                         ("route", f"{profile.route_text}; docs/device.md"),
                          ("runtime", profile.runtime_note), ("notes", profile.notes), ("file", profile.path)):
         if value != "":
             print(f"  {label}: {value}")

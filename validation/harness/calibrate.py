@@ -54,6 +54,26 @@ def runtime_of(config: RunConfig, run: dict) -> Runtime:
                    run["measured"]["peak_rss_bytes"] - bare.peak_bytes)
 
 
+JETPACK_OF_L4T = {"R32": "jetpack-4", "R34": "jetpack-5", "R35": "jetpack-5", "R36": "jetpack-6"}
+
+
+def detect_route(root: Path = Path("/")) -> str:
+    """This machine's install route (planner.profiles.ROUTES): a Jetson's JetPack from its L4T release file, a
+    Raspberry Pi from its device-tree model, else pip-cpu."""
+    try:
+        tegra = (root / "etc" / "nv_tegra_release").read_text(errors="replace")
+    except OSError:
+        tegra = ""
+    if tegra:
+        release = tegra.split("(", 1)[0].replace("#", "").strip()
+        return JETPACK_OF_L4T.get(release, "pip-cpu")
+    try:
+        model = (root / "proc" / "device-tree" / "model").read_bytes().decode(errors="replace")
+    except OSError:
+        model = ""
+    return "raspberry-pi-os" if "Raspberry Pi" in model and platform.machine() == "aarch64" else "pip-cpu"
+
+
 def calibrate(out_path: "str | Path") -> Path:
     """Measure this machine and write a profile YAML (checked against the schema before it is written)."""
     out_path = check_output_path(out_path, "out", ".yaml")
@@ -64,6 +84,11 @@ def calibrate(out_path: "str | Path") -> Path:
     runtime = max(runtimes.values())
     arch = platform.machine()
     os_reserve = memory.total - memory.available
+    route = detect_route()
+    notes = "os_reserve is the memory in use by everything else when calibrated; margin is 5 % of total"
+    if route in ("jetpack-6", "pip-cuda"):
+        notes += ("; the probes trained on the CPU: for GPU training add the CUDA context to runtime "
+                  "(docs/profiles.md, Measuring your own device)")
     profile = {
         "name": out_path.stem,
         "description": f"this machine ({platform.node() or 'unnamed'}), measured by planner profiles calibrate",
@@ -81,7 +106,8 @@ def calibrate(out_path: "str | Path") -> Path:
         "gpu": None,
         "runs_python": True,
         "runs_torch": True,
-        "notes": "os_reserve is the memory in use by everything else when calibrated; margin is 5 % of total",
+        "route": route,
+        "notes": notes,
         "source": [f"planner profiles calibrate on {platform.platform()}, Python {platform.python_version()}"],
     }
     text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
