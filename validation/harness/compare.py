@@ -1,9 +1,14 @@
 """Predicted against measured, quantity by quantity, with a tolerance and a verdict: "pass", "FAIL", or
 "n/a" with the reason when the run gives nothing to compare (not measured, no update ran, a figure too
-small to rise above the noise its measurement allows)."""
+small to rise above the noise its measurement allows).
+
+A tolerance is one figure, stated one way wherever it is shown (table, summary, plot, report.json): the error
+it allows as a percentage of the prediction, the unit of the error beside it; where a byte floor allows more
+than the relative bound, the percentage is the floor's and the floor follows in brackets."""
 
 from dataclasses import KW_ONLY, asdict, dataclass
 
+from planner.defaults import is_on_policy
 from validation.harness.predict import Prediction
 
 BUFFER_TOL = 0.01
@@ -29,10 +34,26 @@ class Check:
     reason: str = ""  # why the check is not judged (verdict "n/a"); empty when it is
 
     @property
+    def allowed_bytes(self) -> float:
+        """The largest error the verdict allows, in bytes: the relative bound or the byte floor, the larger."""
+        return max(self.tolerance * abs(self.predicted), self.allowance)
+
+    @property
+    def tolerance_pct(self) -> "float | None":
+        """:attr:`allowed_bytes` as a percentage of the prediction (None for a prediction of 0)."""
+        return 100 * self.allowed_bytes / abs(self.predicted) if self.predicted else None
+
+    @property
     def tolerance_text(self) -> str:
+        """"exact", or "±P%" (the error it allows, in the error's unit), "±P% (F KiB)" where the floor F sets it."""
         if self.tolerance == 0:
             return "exact"
-        return f"{100 * self.tolerance:g}%" + (f" or {self.allowance // 1024} KiB" if self.allowance else "")
+        floor = f"{self.allowance / 1024:,.0f} KiB"
+        pct = self.tolerance_pct
+        if pct is None:
+            return f"±{floor}"
+        text = f"±{pct:,.0f}%" if pct >= 100 else f"±{pct:.3g}%"
+        return text + (f" ({floor})" if self.allowance > self.tolerance * abs(self.predicted) else "")
 
     @property
     def error(self) -> "float | None":
@@ -46,11 +67,14 @@ class Check:
             return "n/a"
         if self.tolerance == 0:
             return "pass" if self.measured == self.predicted else "FAIL"
-        within = abs(self.measured - self.predicted) <= max(self.tolerance * abs(self.predicted), self.allowance)
-        return "pass" if within else "FAIL"
+        return "pass" if abs(self.measured - self.predicted) <= self.allowed_bytes else "FAIL"
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "error": self.error, "verdict": self.verdict}
+        """The check as report.json keeps it: error and tolerance in percent of the prediction, the tolerance's text
+        as the table shows it, and the bytes it allows."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("tolerance", "allowance")}
+        return {**out, "error_pct": None if self.error is None else 100 * self.error, "tolerance": self.tolerance_text,
+                "tolerance_pct": self.tolerance_pct, "allowed_bytes": self.allowed_bytes, "verdict": self.verdict}
 
 
 def _mark(run: dict, name: str) -> "dict | None":
@@ -65,8 +89,9 @@ def _growth_check(prediction: Prediction, run: dict) -> Check:
     if full and tenth:
         predicted = prediction.buffer_committed(full["step"]) - prediction.buffer_committed(tenth["step"])
         measured = full["rss_bytes"] - tenth["rss_bytes"]
-    if prediction.config.algo == "ppo":
-        reason = "PPO fills its rollout during the first forward passes: growth not attributable"
+    if is_on_policy(prediction.config.algo):
+        reason = (f"{prediction.config.algo} fills its rollout while the policy's first forward passes load torch's "
+                  "kernels (the acting runtime): growth not attributable to the buffer")
     elif predicted is None:
         reason = "buffer never full: use --fill"
     elif predicted < GROWTH_FLOORS * RSS_NOISE:
@@ -116,8 +141,8 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
                          note=f"{phase} runtime calibrated at {prediction.runtime.in_phase(phase) / 1e6:,.1f} MB "
                          "by a probe run", reason="" if at else (no_update or f"not measured: no {mark} mark")))
     out.append(Check(name, "models + optimizer state: planner vs torch tensors", fp.models_bytes + fp.optimizer_bytes,
-                     measured["model_bytes"] + measured["optimizer_bytes"] if not ended else None, BUFFER_TOL,
-                     reason=ended or no_update))
+                     measured["model_bytes"] + measured.get("module_buffer_bytes", 0) + measured["optimizer_bytes"]
+                     if not ended else None, BUFFER_TOL, reason=ended or no_update))
     out.append(Check(name, "whole-process peak RSS: calibrated runtime + planner vs psutil", prediction.peak_bytes,
                      measured.get("peak_rss_bytes") if not ended else None, PEAK_TOL,
                      note=f"training runtime calibrated at {prediction.runtime.training_bytes / 1e6:,.1f} MB "

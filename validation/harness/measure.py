@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-BUFFER_FILES = ("stable_baselines3/common/buffers.py", "validation/buffers/replay.py",
-                "validation/buffers/rollout.py", "cython_core/storage.py")
+BUFFER_FILES = ("stable_baselines3/common/buffers.py", "sb3_contrib/common/recurrent/buffers.py",
+                "validation/buffers/replay.py", "validation/buffers/rollout.py", "cython_core/storage.py")
 
 
 class MemorySampler:
