@@ -308,3 +308,13 @@ def test_the_calibration_probe_is_labelled_as_such():
     for algo, env in (("sac", "Walker2d-v5"), ("dqn", "CartPole-v1"), ("ppo_lstm", "Hopper-v5")):
         probe = probe_config(env, algo)
         assert probe_label(probe).startswith(f"calibration probe ({algo}-sb3 on {env}, ")
+
+
+def test_what_a_check_leaves_out_is_said_beside_the_verdicts(runs):
+    out, predictions = runs
+    name = next(iter(predictions))
+    caveat = f"{name}: code loaded on first use grew 2.523 MB from the built model to the full buffer"
+    growth = Check(name, "RSS growth while the buffer fills from 10 % to full: planner vs psutil, anonymous pages",
+                   2_340_000, 2_375_680, 0.01, allowance=256 * 1024, caveat=caveat)
+    texts = " | ".join(_texts(memory_figure(out, predictions, [growth])))
+    assert "all 1 checks pass" in texts and caveat in texts

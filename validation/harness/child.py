@@ -49,11 +49,12 @@ class RunLog:
 
     def mark(self, name: str, **measured) -> None:
         """Record the mark ``name``: its sample (in timeseries.csv, of phase ``name``, as every sample after it until
-        the next mark) and ``measured``."""
+        the next mark; in run.json with its file-backed pages, ``file_bytes``) and ``measured``."""
         self.sampler.phase = name
-        rss, uss = self.sampler.sample()
+        info = self.sampler.sample()
         self.data["marks"].append({"name": name, "t_s": time.perf_counter() - self.sampler.t0,
-                                   "step": self.sampler.step, "rss_bytes": rss, "uss_bytes": uss})
+                                   "step": self.sampler.step, "rss_bytes": info.rss, "uss_bytes": info.uss,
+                                   "file_bytes": info.shared})
         self.data["measured"].update(measured)
         self.write()
 

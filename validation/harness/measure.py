@@ -35,14 +35,15 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def sample(self) -> "tuple[int, int]":
-        """Take one sample now and return (rss, uss)."""
+    def sample(self):
+        """Take one sample now and return psutil's figures (``rss``, ``uss``, ``shared``: the resident pages backed
+        by a file, such as the code of a library)."""
         info = self.process.memory_full_info()
         with self._lock:
             self.peak_rss = max(self.peak_rss, info.rss)
             self._writer.writerow([f"{time.perf_counter() - self.t0:.4f}", self.step, self.phase, info.rss, info.uss])
             self._file.flush()
-        return info.rss, info.uss
+        return info
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

@@ -173,7 +173,9 @@ def _checks_summary(checks: "list[Check]", width: int = 46) -> "tuple[str, bool]
         return None
     failed = failed_checks(checks)
     unjudged = sum(c.verdict == "n/a" for c in checks)
-    na = _unjudged_text(checks, width)
+    na = _unjudged_text(checks, width) + "".join(
+        "\n" + textwrap.fill(c.caveat, width, initial_indent="\u2022 ", subsequent_indent="  ") for c in checks
+        if c.caveat)
     if not failed:
         judged = len(checks) - unjudged
         return (f"all {judged} checks pass{na}" if judged else f"no check judged{na}"), False

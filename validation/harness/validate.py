@@ -160,8 +160,9 @@ def _plot(out: Path, report: dict, predictions: dict, all_checks: "list[Check]")
 
 
 def summary(report: dict, all_checks: "list[Check]") -> str:
-    """The terminal table, each failed check and each check not judged (with why), the calibration probe's runtimes,
-    the timings, the measured reduction, and the status with its reason."""
+    """The terminal table, each failed check and each check not judged (with why), what a check leaves out that the
+    plot shows, the calibration probe's runtimes, the timings, the measured reduction, and the status with its
+    reason."""
     lines = [table(all_checks), ""] if all_checks else []
     for check in all_checks:
         if check.verdict == "FAIL":
@@ -171,6 +172,7 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
     for check in all_checks:
         if check.verdict == "n/a":
             lines.append(f"n/a {check.run}: {check.quantity}: {check.reason or 'not measured'}")
+    lines += [f"note {check.caveat}" for check in all_checks if check.caveat]
     if len(lines) > 2:
         lines.append("")
     calibration = report.get("calibration") or {}
