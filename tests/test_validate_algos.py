@@ -121,3 +121,21 @@ def test_recurrent_ppo_takes_no_buffer_class():
     assert RunConfig("Hopper-v5", "ppo_lstm", "sb3", steps=128, buffer_size=128, decimals=1).buffer_arguments() == {}
     with pytest.raises(Exception, match="no buffer class for ppo_lstm"):
         RunConfig("Hopper-v5", "ppo_lstm", "packed", steps=128, buffer_size=128, decimals=1).check_trainable()
+
+
+def test_the_docs_list_every_algorithm_with_its_env_buffer_and_storages():
+    from pathlib import Path
+
+    from planner.actions import KINDS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "validate.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.split("## Every algorithm", 1)[1].splitlines()
+            if line.startswith("| `") and not line.startswith("| `--algo`")]
+    assert [row[0].strip(" `") for row in rows] == list(ALGORITHMS)
+    for row in rows:
+        entry = algorithm(row[0].strip(" `"))
+        trains = [name for name, s in STORAGES.items() if s.trainable and s.training_refusal(entry.name) is None]
+        assert [cell.strip() for cell in row[1:5]] == [
+            f"{entry.package}.{entry.class_name}", ", ".join(KINDS[k] for k in entry.actions),
+            natural_env(entry.name), entry.buffer_kind]
+        assert [name.strip(" `*") for name in row[5].split(",")] == trains

@@ -18,7 +18,15 @@ from pathlib import Path
 from planner.algorithms import algorithm
 from planner.defaults import is_on_policy
 from planner.envs import training_id
-from validation.harness.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
+from validation.harness.measure import (
+    MemorySampler,
+    buffer_arrays,
+    buffer_bytes,
+    heap_placed,
+    memray_attribution,
+    resident_bytes,
+)
+from validation.harness.predict import MMAP_THRESHOLD
 from validation.harness.report import write_json
 from validation.harness.runconfig import RunConfig
 
@@ -160,7 +168,8 @@ def main(config_path: str, out_dir: str) -> int:
     params, _ = model_and_optimizer_bytes(model)
     log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params,
              module_buffer_bytes=module_buffer_bytes(model), memray=memray_groups,
-             buffer_resident_built=resident_bytes(buffer_arrays(buffer)))
+             buffer_resident_built=resident_bytes(buffer_arrays(buffer)),
+             buffer_heap_placed=heap_placed(buffer, MMAP_THRESHOLD))
 
     if config.steps == 0:  # construction only (the memray pass): nothing to train
         sampler.stop()

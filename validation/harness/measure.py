@@ -78,17 +78,41 @@ def resident_bytes(arrays: "list[np.ndarray]") -> "int | None":
     return total
 
 
-def buffer_arrays(buffer: object) -> "list[np.ndarray]":
-    """The numpy arrays a buffer owns (SB3's fields and Dict fields, or the observation stores of ours), each once."""
+def named_buffer_arrays(buffer: object) -> "list[tuple[str, np.ndarray]]":
+    """(attribute, array) of each numpy array a buffer owns (SB3's fields and Dict fields, or the observation stores
+    of ours), each once."""
     arrays, seen = [], set()
-    for value in vars(buffer).values():
+    for name, value in vars(buffer).items():
         if hasattr(value, "owned"):  # validation.buffers.obs_store.ObservationRows
             value = dict(enumerate(value.owned()))
         for array in value.values() if isinstance(value, dict) else (value,):
             if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
                 seen.add(array.ctypes.data)
-                arrays.append(array)
+                arrays.append((name, array))
     return arrays
+
+
+def buffer_arrays(buffer: object) -> "list[np.ndarray]":
+    """The numpy arrays a buffer owns, each once (:func:`named_buffer_arrays`)."""
+    return [array for _, array in named_buffer_arrays(buffer)]
+
+
+def heap_placed(buffer: object, threshold: int) -> "dict[str, int] | None":
+    """Bytes of the buffer's arrays of ``threshold`` bytes or more that glibc placed in its main heap, by attribute;
+    None off Linux. The mmap threshold sends such a request to a mapping of its own only when no free chunk of the
+    heap fits it; one that lands in the heap is cleared by calloc there, so its pages are committed when the buffer
+    is built, not row by row."""
+    try:
+        with open("/proc/self/maps") as maps:
+            heaps = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in maps
+                     if line.rstrip().endswith("[heap]")]
+    except OSError:
+        return None
+    placed: "dict[str, int]" = {}
+    for name, array in named_buffer_arrays(buffer):
+        if array.nbytes >= threshold and any(low <= array.ctypes.data < high for low, high in heaps):
+            placed[name] = placed.get(name, 0) + array.nbytes
+    return placed
 
 
 def buffer_bytes(buffer: object) -> int:

@@ -205,8 +205,9 @@ def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list
     above the built model (RSS minus its value once the model was built, against the prediction minus the
     prediction at the same point): the buffer filling, then optimizer state and the training runtime from
     the first update. To the right, off the data: the legend and the checks' verdicts (a red box listing
-    the failed quantities per run, else a green "all N checks pass"; nothing when no checks are given);
-    the legend entry of a run with a failed check is red and says how many failed."""
+    the failed quantities per run, else a green "all N checks pass"; below, each check not judged with its reason
+    and what a check leaves out that the curves show; nothing when no checks are given); the legend entry of a
+    run with a failed check is red and says how many failed. Both panels measure from the ``model_built`` mark."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
