@@ -85,6 +85,8 @@ class Algorithm:
         LSTM between the features extractor and the MLPs; its rollout buffer keeps their hidden and cell
         states per step); 0: not recurrent
     :param lstm_layers: stacked layers of each LSTM
+    :param train_freq: environment steps between updates of an off-policy algorithm (SB3: 1; DQN, QR-DQN: 4), so
+        the first update comes after the first multiple of it past learning_starts
     """
 
     name: str
@@ -109,11 +111,18 @@ class Algorithm:
     multi_input: bool = True
     lstm: int = 0
     lstm_layers: int = 1
+    train_freq: int = 1
 
     @property
     def import_path(self) -> str:
         """``package:Class``."""
         return f"{self.package}:{self.class_name}"
+
+    @property
+    def buffer_kind(self) -> str:
+        """The buffer it trains with: "replay" (off-policy), "rollout" (on-policy) or "recurrent" (a recurrent
+        policy's rollout, which sb3-contrib's RecurrentPPO builds itself: it takes no buffer class)."""
+        return "replay" if not self.on_policy else "recurrent" if self.lstm else "rollout"
 
     @property
     def policies(self) -> "tuple[str, str, str]":
@@ -280,14 +289,14 @@ ALGORITHMS = {a.name: a for a in (
     Algorithm("ddpg", "stable_baselines3", "DDPG", False, BOX, ADAM, net=(400, 300), buffer_size=1_000_000,
               batch_size=256, build=deterministic_actor_critic, n_critics=1, cnn_net=(256, 256)),
     Algorithm("dqn", "stable_baselines3", "DQN", False, DISCRETE, ADAM, net=(64, 64), buffer_size=1_000_000,
-              batch_size=32, build=q_networks, cnn_net=()),
+              batch_size=32, build=q_networks, cnn_net=(), train_freq=4),
     Algorithm("tqc", "sb3_contrib", "TQC", False, BOX, ADAM, net=(256, 256), buffer_size=1_000_000,
               batch_size=256, build=soft_actor_critic, n_critics=2, n_quantiles=25, entropy_coefficient=True),
     Algorithm("crossq", "sb3_contrib", "CrossQ", False, BOX, ADAM, net=(256, 256), buffer_size=1_000_000,
               batch_size=256, build=soft_actor_critic, critic_net=(1024, 1024), n_critics=2, targets=False,
               batch_renorm=True, entropy_coefficient=True, multi_input=False),
     Algorithm("qrdqn", "sb3_contrib", "QRDQN", False, DISCRETE, ADAM, net=(64, 64), buffer_size=1_000_000,
-              batch_size=32, build=q_networks, n_quantiles=200, cnn_net=()),
+              batch_size=32, build=q_networks, n_quantiles=200, cnn_net=(), train_freq=4),
     Algorithm("trpo", "sb3_contrib", "TRPO", True, ALL_ACTIONS, ADAM, net=(64, 64), buffer_size=2048,
               batch_size=128, build=actor_critic, policy_optimized=False, cnn_net=()),
     Algorithm("ppo_lstm", "sb3_contrib", "RecurrentPPO", True, ALL_ACTIONS, ADAM, net=(64, 64), buffer_size=128,

@@ -17,6 +17,7 @@ function and its buffer classes (docs/storages.md shows one). The buffer classes
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Callable
 
+from planner.algorithms import algorithm
 from planner.errors import PlannerError, quote
 from planner.layouts import (
     Field,
@@ -33,7 +34,11 @@ from planner.layouts import (
 from planner.runspec import RunSpec
 
 SB3_BUFFERS = {"replay": "stable_baselines3.common.buffers:ReplayBuffer",
-               "rollout": "stable_baselines3.common.buffers:RolloutBuffer"}
+               "rollout": "stable_baselines3.common.buffers:RolloutBuffer",
+               "recurrent": "sb3_contrib.common.recurrent.buffers:RecurrentRolloutBuffer"}
+BUFFER_KINDS = {"replay": "replay buffer", "rollout": "rollout buffer",
+                "recurrent": "recurrent rollout buffer (sb3-contrib's RecurrentPPO builds its own "
+                             "RecurrentRolloutBuffer and takes no buffer class)"}
 PACKED_BUFFERS = {"replay": "validation.buffers:QuantizedReplayBuffer",
                   "rollout": "validation.buffers:QuantizedRolloutBuffer"}
 
@@ -50,8 +55,9 @@ class Storage:
     :param quantized: "never", "always" (needs a quantization) or "optional"
     :param replay_only: holds replay buffers only (off-policy algorithms)
     :param in_fit: one of the rows ``planner fit`` compares
-    :param buffers: "module:Class" of the SB3 buffer that implements it, per buffer kind ("replay",
-        "rollout"); empty if no class trains with it
+    :param buffers: "module:Class" of the SB3 buffer that implements it, per buffer kind
+        (:attr:`planner.algorithms.Algorithm.buffer_kind`: "replay", "rollout", "recurrent"); empty if no class
+        trains with it
     :param buffer_kwargs: keyword arguments that buffer class takes besides the quantization's (the calibrated
         storage's buffers also take the run's ``obs_ranges``)
     :param limits: why it cannot hold a run beyond the checks above (a message), or None
@@ -88,11 +94,26 @@ class Storage:
         """A buffer class implements it: ``planner validate`` can train with it."""
         return bool(self.buffers)
 
+    def _replay_only(self, algo: str) -> PlannerError:
+        return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {algo}'s rollout "
+                            "buffer", "storage")
+
+    def training_refusal(self, algo: str) -> "PlannerError | None":
+        """Why no buffer class of this storage trains ``algo`` (an error naming the storages that do), or None."""
+        kind = algorithm(algo).buffer_kind
+        if kind in self.buffers:
+            return None
+        if self.replay_only and kind != "replay":
+            return self._replay_only(algo)
+        others = [name for name, entry in STORAGES.items() if kind in entry.buffers]
+        trains = f"storage {others[0]} only" if len(others) == 1 else f"storages {', '.join(others)}"
+        return PlannerError(f"storage {self.name} has no buffer class for {algo}'s {BUFFER_KINDS[kind]}; {algo} trains "
+                            f"with {trains}", "storage")
+
     def refusal(self, spec: RunSpec) -> "PlannerError | None":
         """Why this storage cannot hold ``spec`` (an error naming what is allowed), or None."""
         if self.replay_only and not spec.is_replay:
-            return PlannerError(f"storage {self.name} holds replay buffers (off-policy algorithms), not {spec.algo}'s "
-                                "rollout buffer", "storage")
+            return self._replay_only(spec.algo)
         if self.quantized == "always" and spec.quant is None:
             return PlannerError(f"storage {self.name} stores quantized observations: give decimals (and clamp, bits)",
                                 "decimals", "clamp", "bits")

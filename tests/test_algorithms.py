@@ -148,8 +148,8 @@ def test_planner_equals_the_real_model_to_the_byte(algo, env, n_envs):
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_registry_defaults_are_sb3s(algo):
-    """The default n_steps / buffer_size and batch_size are the class's; the nets are checked by the parameter
-    counts above."""
+    """The default n_steps / buffer_size, batch_size and train_freq are the class's; the nets are checked by the
+    parameter counts above."""
     entry = algorithm(algo)
     model_class = getattr(importlib.import_module(entry.package), entry.class_name)
     parameters = inspect.signature(model_class.__init__).parameters
@@ -158,6 +158,7 @@ def test_registry_defaults_are_sb3s(algo):
     assert set(model_class.policy_aliases) == set(entry.policies if entry.multi_input else entry.policies[:1])
     if not entry.on_policy:
         assert parameters["n_steps"].default == 1  # 1-step returns: SB3's plain ReplayBuffer
+        assert parameters["train_freq"].default == entry.train_freq  # when the first update comes
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))

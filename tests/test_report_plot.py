@@ -2,6 +2,7 @@
 failed checks marked. Real predictions over synthetic run folders (no training)."""
 
 import csv
+import json
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +11,7 @@ import matplotlib.colors
 import pytest
 from matplotlib.text import Text
 
-from validation.harness.compare import Check
+from validation.harness.compare import Check, checks
 from validation.harness.predict import Prediction, Runtime, predict
 from validation.harness.report import (
     COLORS,
@@ -21,8 +22,10 @@ from validation.harness.report import (
     plot_memory,
     returns_figure,
     run_colors,
+    table,
 )
 from validation.harness.runconfig import RunConfig
+from validation.harness.validate import summary
 
 STORAGES = ("sb3", "packed")  # SB3's buffer as is, and ours
 # calibrated figures of a CPU SAC run on Walker2d (imports + env + torch, then forward passes, then updates)
@@ -169,7 +172,7 @@ def test_many_failures_list_the_quantities_up_to_a_cap():
     assert text.count("\u2022") == 12 and "... and 2 more (see report.json)" in text
     assert _checks_summary([]) is None
     assert _checks_summary([Check("run0", "q", 1e6, None, 0.01)]) == (
-        "no check judged\n(1 n/a: not measured in this run)", False)
+        "no check judged\n1 n/a (not judged):\n \u2022 run0: q: not measured", False)
 
 
 def test_fmt_is_megabytes():
@@ -205,3 +208,113 @@ def test_each_run_of_the_returns_plot_has_its_own_colour_and_legend_entry(runs):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def _ppo_run(out: Path, acting_extra: int) -> "tuple[Prediction, dict]":
+    """A PPO run as the child leaves it: run.json's marks, and a timeseries whose first sample after the
+    model_built mark already holds the policy's first forward passes (``acting_extra`` bytes: PPO acts at once)."""
+    config = RunConfig("Hopper-v5", "ppo", "sb3", steps=4096, buffer_size=2048, decimals=1)
+    prediction = predict(config, Runtime(built_bytes=386_400_000, acting_bytes=386_400_000 + acting_extra,
+                                         training_bytes=396_000_000))
+    built = prediction.rss_at(0, "built") + 200_000
+    marks = [{"name": "model_built", "step": 0, "rss_bytes": built},
+             {"name": "training_starts", "step": 2048, "rss_bytes": built + acting_extra + 30_000},
+             {"name": "end", "step": 4096, "rss_bytes": built + acting_extra + 4_500_000}]
+    rows = [(0, "env_made", 300_000_000), (0, "model_built", built)]
+    rows += [(s, "model_built", built + acting_extra + 10 * s) for s in range(12, 2048, 64)]
+    rows += [(m["step"], m["name"], m["rss_bytes"]) for m in marks[1:]]
+    (out / config.name).mkdir(parents=True)
+    with open(out / config.name / "timeseries.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t_s", "step", "phase", "rss_bytes", "uss_bytes"])
+        writer.writerows([f"{0.02 * i:.4f}", step, phase, rss, rss] for i, (step, phase, rss) in enumerate(rows))
+    run = {"marks": marks, "measured": {}}
+    (out / config.name / "run.json").write_text(json.dumps(run))
+    return prediction, run
+
+
+@pytest.mark.parametrize("first_sample_labelled", [True, False])
+def test_the_growth_panel_measures_from_the_model_built_mark_as_the_checks_do(tmp_path, first_sample_labelled):
+    # the finding: a PPO memory.png showed a predicted growth of 5.3 MB against ~0 measured beside "all checks pass".
+    # The panel measured from the first sample labelled model_built, taken after PPO's first forward passes; the
+    # checks take the model_built mark. Older runs labelled the mark's own sample with the phase before it.
+    acting_extra = 5_300_000
+    prediction, run = _ppo_run(tmp_path, acting_extra)
+    if not first_sample_labelled:
+        path = tmp_path / prediction.config.name / "timeseries.csv"
+        path.write_text(path.read_text().replace("0.0200,0,model_built", "0.0200,0,env_made"))
+    fig = memory_figure(tmp_path, {prediction.config.name: prediction})
+    growth = _data_axes(fig)[1]
+    measured, predicted = [line for line in growth.lines if len(line.get_xdata()) > 2]
+    steps = list(measured.get_xdata())
+    at = {m["name"]: m["rss_bytes"] for m in run["marks"]}
+    starts = steps.index(2048)
+    assert measured.get_ydata()[starts] == pytest.approx((at["training_starts"] - at["model_built"]) / 1e6)
+    acting = [y for x, y in zip(predicted.get_xdata(), predicted.get_ydata()) if 0 < x < 2048]
+    assert acting and all(y == pytest.approx(acting_extra / 1e6, abs=0.3) for y in acting)  # both show the acting
+    assert measured.get_ydata()[5] == pytest.approx(acting_extra / 1e6, abs=0.1)  # runtime, as the acting check does
+
+
+def test_a_check_not_judged_shows_its_reason_on_the_plot(tmp_path):
+    prediction, run = _ppo_run(tmp_path, 5_300_000)
+    growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert growth.verdict == "n/a" and "not attributable" in growth.reason
+    passing = Check(prediction.config.name, PEAK_QUANTITY, prediction.peak_bytes, prediction.peak_bytes, 0.05)
+    texts = " | ".join(_texts(memory_figure(tmp_path, {prediction.config.name: prediction}, [passing, growth])))
+    assert "all 1 checks pass" in texts and "1 n/a (not judged)" in texts
+    assert f"{growth.run}: {growth.quantity}: {growth.reason}" in texts
+
+
+def test_a_tolerance_is_stated_one_way_everywhere(runs):
+    out, predictions = runs
+    name = next(iter(predictions))
+    floor = Check(name, "buffer bytes: planner vs memray, everything the buffer constructor allocated", 100_000,
+                  180_000, 0.01, allowance=64 * 1024)  # the 64 KiB floor allows 65.5 %: this +80 % fails
+    relative = Check(name, PEAK_QUANTITY, 400e6, 440e6, 0.05)
+    assert floor.tolerance_text == "±65.5% (64 KiB)" and relative.tolerance_text == "±5%"
+    for check in (floor, relative):
+        data = check.as_dict()
+        assert data["tolerance"] == check.tolerance_text and "allowance" not in data
+        assert data["error_pct"] > data["tolerance_pct"] and data["verdict"] == "FAIL"  # one unit: compared at sight
+        assert abs(check.measured - check.predicted) > data["allowed_bytes"]
+        assert f"+{data['error_pct']:.2f}%  {check.tolerance_text}" in table([check])
+        texts = " ".join(_texts(memory_figure(out, predictions, [check])))
+        assert f"(tolerance {check.tolerance_text})" in texts
+        report = {"runs": {}, "status": "complete-with-failures", "reason": "1 check failed"}
+        assert f"tolerance {check.tolerance_text})" in summary(report, [check])
+    assert Check(name, "q", 0, 4096, 0.01, allowance=8192).tolerance_text == "±8 KiB"  # nothing to take a % of
+    assert Check(name, "q", 100, 100, 0).tolerance_text == "exact"
+
+
+def test_the_mark_sample_carries_the_marks_phase(tmp_path):
+    # the sample a mark takes is the mark's: the growth panel and any reader of timeseries.csv find it under its name
+    from validation.harness.child import RunLog
+    from validation.harness.measure import MemorySampler
+
+    sampler = MemorySampler(tmp_path / "timeseries.csv")
+    log = RunLog(tmp_path, RunConfig("Hopper-v5", "ppo", "sb3", steps=1, buffer_size=2, decimals=1), sampler)
+    log.mark("env_made")
+    log.mark("model_built")
+    sampler._file.close()
+    with open(tmp_path / "timeseries.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["phase"] for row in rows] == ["env_made", "model_built"]
+    assert int(rows[-1]["rss_bytes"]) == json.loads((tmp_path / "run.json").read_text())["marks"][-1]["rss_bytes"]
+
+
+def test_the_calibration_probe_is_labelled_as_such():
+    from validation.harness.calibrate import probe_config, probe_label
+
+    for algo, env in (("sac", "Walker2d-v5"), ("dqn", "CartPole-v1"), ("ppo_lstm", "Hopper-v5")):
+        probe = probe_config(env, algo)
+        assert probe_label(probe).startswith(f"calibration probe ({algo}-sb3 on {env}, ")
+
+
+def test_what_a_check_leaves_out_is_said_beside_the_verdicts(runs):
+    out, predictions = runs
+    name = next(iter(predictions))
+    caveat = f"{name}: code loaded on first use grew 2.523 MB from the built model to the full buffer"
+    growth = Check(name, "RSS growth while the buffer fills from 10 % to full: planner vs psutil, anonymous pages",
+                   2_340_000, 2_375_680, 0.01, allowance=256 * 1024, caveat=caveat)
+    texts = " | ".join(_texts(memory_figure(out, predictions, [growth])))
+    assert "all 1 checks pass" in texts and caveat in texts

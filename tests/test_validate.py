@@ -241,6 +241,78 @@ def test_rss_growth_of_a_small_buffer_is_not_judged_and_says_why():
     run["marks"][1].update(step=50_000, rss_bytes=400_000_000 + big.buffer_committed(50_000)
                            - big.buffer_committed(500) + 200_000)
     growth = next(c for c in checks(big, run) if c.quantity.startswith("RSS growth"))
-    assert growth.verdict == "pass" and growth.reason == "" and growth.tolerance_text.startswith("1% or ")
+    floor = RSS_NOISE + big.heap_bytes  # the noise allowed is more than 1 % of 7.9 MB: the tolerance is the floor
+    assert growth.verdict == "pass" and growth.reason == ""
+    assert growth.tolerance_text == f"±{100 * floor / growth.predicted:.3g}% ({floor / 1024:,.0f} KiB)"
     run["marks"][1]["rss_bytes"] += RSS_NOISE
     assert next(c for c in checks(big, run) if c.quantity.startswith("RSS growth")).verdict == "FAIL"
+
+
+def test_rss_growth_leaves_out_code_pages_and_says_so():
+    # the finding: DQN on CartPole-v1, 50,000 rows, fill: the RSS grew 4.16 MB from 10 % to full against 2.34 MB of
+    # buffer pages (+78 %, in both storages). 1.79 MB of it was libtorch_cpu.so's code, paged in by DQN's first
+    # target-network update at step 10,000 (every 10,000 steps, fill or not): file-backed, not the buffer's.
+    config = RunConfig("CartPole-v1", "dqn", "sb3", steps=1000, buffer_size=50_000, decimals=2, fill=True)
+    prediction = predict(config, Runtime(354_000_000, 360_000_000, 367_300_000))
+    run = {"marks": [  # that run's marks
+        {"name": "model_built", "step": 0, "rss_bytes": 354_533_376, "file_bytes": 121_016_320},
+        {"name": "buffer_10pct", "step": 5000, "rss_bytes": 355_557_376, "file_bytes": 121_749_504},
+        {"name": "buffer_full", "step": 50_000, "rss_bytes": 359_723_008, "file_bytes": 123_539_456}],
+        "measured": {"buffer_resident_10pct": 260_000, "buffer_resident_full": 2_600_000}}
+    growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert growth.predicted == 2_340_000 and growth.measured == 4_165_632 - 1_789_952
+    assert growth.verdict == "pass" and growth.quantity.endswith("anonymous pages")
+    assert "grew 2.523 MB from the built model to the full buffer" in growth.caveat  # what the plot shows, said
+    assert "(1.790 MB of it from 10 % to full)" in growth.caveat
+    report = {"runs": {}, "status": "complete", "reason": ""}
+    assert f"note {growth.caveat}" in summary(report, [growth]).splitlines()
+    for mark in run["marks"]:  # a run measured before the marks had file_bytes: the whole RSS, as then
+        del mark["file_bytes"]
+    old = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert old.measured == 4_165_632 and old.verdict == "FAIL" and not old.caveat
+
+
+def test_rss_growth_takes_large_arrays_glibc_placed_in_its_heap_as_committed_when_built():
+    # the finding: Walker2d-v5 SAC packed, 50,000 rows, fill, anonymous growth 2.707 MB against 3.060 MB predicted
+    # (-11.5 %, FAIL). Its rewards and dones (200,000 B each) were resident when built: glibc had served them from a
+    # free chunk of its heap (the mmap threshold applies only where no free chunk fits), which calloc clears.
+    config = RunConfig("Walker2d-v5", "sac", "packed", steps=5000, buffer_size=50_000, decimals=2, fill=True)
+    prediction = predict(config, Runtime(381_765_000, 387_333_000, 396_765_000))
+    run = {"marks": [  # that run's marks
+        {"name": "model_built", "step": 0, "rss_bytes": 385_269_760, "file_bytes": 139_661_312},
+        {"name": "buffer_10pct", "step": 5000, "rss_bytes": 386_363_392, "file_bytes": 140_296_192},
+        {"name": "buffer_full", "step": 50_000, "rss_bytes": 389_070_848, "file_bytes": 140_296_192}],
+        "measured": {"buffer_resident_10pct": 938_432, "buffer_resident_full": 3_631_280,
+                     "buffer_heap_placed": {"rewards": 200_000, "dones": 200_000, "terminal_slot": 200_000}}}
+    growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert prediction.lazy_bytes == 3_400_000  # observations, actions, rewards, dones, timeouts
+    assert growth.predicted == 3_060_000 * 3_000_000 // 3_400_000  # terminal_slot is eager: committed anyway
+    assert growth.measured == 2_707_456 and growth.verdict == "pass" and growth.allowance == RSS_NOISE
+    assert "glibc placed 400,000 B of the buffer's large arrays in free chunks of its heap" in growth.caveat
+    run["measured"]["buffer_heap_placed"] = {}
+    assert next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth")).verdict == "FAIL"
+
+
+def test_heap_placed_finds_the_arrays_in_glibcs_heap():
+    import numpy as np
+
+    from validation.harness.measure import heap_placed
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.small, holder.large = np.zeros(1000), np.zeros(2_000_000)  # malloc'd in the heap; a mapping of its own
+    assert heap_placed(holder, MMAP_THRESHOLD) == {}
+    assert heap_placed(holder, 1) == {"small": 8000}
+
+
+def test_an_on_policy_rollout_has_no_code_note():
+    # an on-policy prediction holds the acting runtime from the first step: the code its first rollout loads is in it
+    config = RunConfig("Hopper-v5", "ppo", "sb3", steps=2048, buffer_size=2048, decimals=1)
+    prediction = predict(config, Runtime(386_400_000, 391_700_000, 396_000_000))
+    run = {"marks": [{"name": "model_built", "step": 0, "rss_bytes": 386_600_000, "file_bytes": 121_000_000},
+                     {"name": "buffer_full", "step": 2048, "rss_bytes": 391_900_000, "file_bytes": 124_000_000}],
+           "measured": {}}
+    growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
+    assert growth.verdict == "n/a" and growth.caveat == ""

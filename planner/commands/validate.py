@@ -6,7 +6,14 @@ import sys
 import time
 from pathlib import Path
 
-from planner.commands.options import add_obs_ranges_options, add_quant_options, add_size_options, count, scans_from_args
+from planner.commands.options import (
+    add_algo_option,
+    add_obs_ranges_options,
+    add_quant_options,
+    add_size_options,
+    count,
+    scans_from_args,
+)
 from planner.defaults import CLAMP, SCAN_STEPS, default_decimals
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
@@ -21,22 +28,26 @@ DEFAULT_STORAGES = ("sb3", "packed")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="train for real (SB3 as is and packed) and check the prediction",
-                       description="Trains with stable-baselines3 in each storage, each in a fresh process, and holds "
-                                   "psutil, pagemap and memray measurements against the planner's prediction.")
-    p.add_argument("--env", required=True, help="a MuJoCo env id (v3 ids train on their v5 twin)")
-    p.add_argument("--algo", choices=("ppo", "sac"), required=True, help="algorithm")
+                       description="Trains with stable-baselines3 / sb3-contrib in each storage, each in a fresh "
+                                   "process, and holds psutil, pagemap and memray measurements against the planner's "
+                                   "prediction.")
+    p.add_argument("--env", required=True, help="a gymnasium env id whose action space the algorithm takes, e.g. "
+                                                "Hopper-v5 or CartPole-v1 (MuJoCo v3 ids train on their v5 twin)")
+    add_algo_option(p)
     p.add_argument("--steps", type=count, required=True, help="training steps (after the fill, with --fill)")
     p.add_argument("--profile", help="device profile (name or YAML): admission check and machine comparison")
     add_size_options(p, n_envs=False)
     add_quant_options(p, widths=False)
     p.add_argument("--storage", choices=TRAINABLE, action="append",
-                   help=f"run only these storages (default: {' and '.join(DEFAULT_STORAGES)}; repeatable)")
+                   help=f"run only these storages (default: {' and '.join(DEFAULT_STORAGES)}, those of them with a "
+                        "buffer class for the algorithm; repeatable)")
     add_obs_ranges_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the env and the model (default 0)")
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where torch trains: cpu (default), cuda (refused where CUDA is missing), auto (cuda where "
                         "present)")
-    p.add_argument("--fill", action="store_true", help="SAC: fill the buffer by acting before training")
+    p.add_argument("--fill", action="store_true",
+                   help="off-policy algorithms: fill the replay buffer by acting before training")
     p.add_argument("--memray", action=argparse.BooleanOptionalAction, default=True,
                    help="trace the model and buffer construction with memray, in a process of its own (default: on)")
     p.add_argument("--sample-ms", type=float, default=20.0, help="psutil sampling period in ms (default 20)")
@@ -82,7 +93,16 @@ def _run(args: argparse.Namespace) -> int:
     from validation.harness.validate import Validation, configs, summary, validate
 
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
-    storages = tuple(dict.fromkeys(args.storage or DEFAULT_STORAGES))
+    storages = tuple(dict.fromkeys(args.storage or default_storages(args.algo)))
+    if (args.obs_ranges or args.scan) and "calibrated" not in storages:
+        raise PlannerError("--obs-ranges and --scan give the calibrated storage its ranges: add --storage calibrated",
+                           "obs_ranges")
+    base = RunConfig(args.env, args.algo, storages[0], steps=args.steps, buffer_size=buffer_size, decimals=decimals,
+                     clamp=CLAMP if args.clamp is None else args.clamp, seed=args.seed, fill=args.fill,
+                     memray=args.memray, sample_ms=args.sample_ms, device=device)
+    for config in configs(base, storages):  # the algorithm in the env's spaces (as fit refuses it), a storage with a
+        config.run_spec()  # buffer class for its buffer, the sizes: one line before a scan or anything else runs
+        config.check_trainable()
     ranges = None
     if "calibrated" in storages:
         if not args.obs_ranges:
@@ -90,12 +110,6 @@ def _run(args: argparse.Namespace) -> int:
                   "steps, seed 0; --obs-ranges FILE reads them instead)", file=sys.stderr)
         args.scan = not args.obs_ranges
         ranges = scans_from_args(args, lookup_env(args.env), (decimals,))[0].as_dict()
-    elif args.obs_ranges or args.scan:
-        raise PlannerError("--obs-ranges and --scan give the calibrated storage its ranges: add --storage calibrated",
-                           "obs_ranges")
-    base = RunConfig(args.env, args.algo, storages[0], steps=args.steps, buffer_size=buffer_size, decimals=decimals,
-                     clamp=CLAMP if args.clamp is None else args.clamp, seed=args.seed, fill=args.fill,
-                     memray=args.memray, sample_ms=args.sample_ms, device=device)
     job = Validation(configs(base, storages, ranges), out, profile, args.force, args.overwrite)
     for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
         error = storage(config.storage).refusal(config.run_spec())
@@ -116,6 +130,11 @@ def _run(args: argparse.Namespace) -> int:
     print(summary(report, checks))
     print(f"report: {out}/report.json")
     return 0 if report["status"] == "complete" else 1
+
+
+def default_storages(algo: str) -> "tuple[str, ...]":
+    """:data:`DEFAULT_STORAGES` that have a buffer class for ``algo``'s buffer (RecurrentPPO: SB3's own only)."""
+    return tuple(name for name in DEFAULT_STORAGES if storage(name).training_refusal(algo) is None)
 
 
 def torch_device(asked: str) -> str:

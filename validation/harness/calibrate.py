@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from planner.defaults import is_on_policy
 from planner.errors import PlannerError
 from planner.output import check_output_path, write_atomic
 from planner.profiles import parse_profile
@@ -23,20 +24,27 @@ from validation.harness.predict import Runtime, predict
 from validation.harness.runconfig import RunConfig
 from validation.harness.runner import run_child
 
-PROBE_STEPS = {"sac": 400, "ppo": 512}
-PROBE_BUFFER = {"sac": 1_000, "ppo": 256}
+PROBE_STEPS = {"replay": 400, "rollout": 512}  # by on-policy (a rollout) or off-policy (a replay buffer)
+PROBE_BUFFER = {"replay": 1_000, "rollout": 256}
 CALIBRATION_ENV = "Walker2d-v5"
 
 
 def probe_config(env_id: str, algo: str, seed: int = 0) -> RunConfig:
-    """SB3 as is, a small buffer, a few hundred updates: enough to load every kernel training uses."""
-    return RunConfig(env_id, algo, "sb3", steps=PROBE_STEPS[algo], buffer_size=PROBE_BUFFER[algo], decimals=2,
+    """The calibration probe of ``algo`` on ``env_id``: SB3 as is, a small buffer, a few hundred updates (off-policy;
+    on-policy: two rollouts): enough to load every kernel training uses."""
+    kind = "rollout" if is_on_policy(algo) else "replay"
+    return RunConfig(env_id, algo, "sb3", steps=PROBE_STEPS[kind], buffer_size=PROBE_BUFFER[kind], decimals=2,
                      seed=seed)
+
+
+def probe_label(config: RunConfig) -> str:
+    """What the progress bar and the summary call the probe ``config``, so that it never reads as the run itself."""
+    return f"calibration probe ({config.name} on {config.env_id}, {config.total_steps:,} steps)"
 
 
 def measure_runtime(config: RunConfig, run_dir: Path) -> "tuple[Runtime, dict]":
     """(the runtimes, the probe's run.json) of the probe ``config`` run in ``run_dir``."""
-    run = run_child(config, run_dir)
+    run = run_child(config, run_dir, probe_label(config))
     if run["status"] != "complete":
         raise PlannerError(f"calibration run {config.name} on {config.env_id} {run['status']} "
                            f"(exit status {run['returncode']}): see {run_dir}")

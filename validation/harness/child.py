@@ -1,6 +1,6 @@
 """One validation run in its own process: ``python -m validation.harness.child CONFIG.json OUTDIR``.
 
-Trains with SB3 on a gymnasium MuJoCo env and measures as it goes: psutil RSS/USS on a sampler
+Trains with SB3 / sb3-contrib on a gymnasium env and measures as it goes: psutil RSS/USS on a sampler
 thread (``timeseries.csv``), phase marks, the buffer's committed pages, memray attribution of the
 model/buffer construction, timings and episode returns. ``run.json`` is rewritten at every phase
 mark, so a run killed part-way leaves what it had measured with status "running" (the parent then
@@ -15,9 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+from planner.algorithms import algorithm
 from planner.defaults import is_on_policy
 from planner.envs import training_id
-from validation.harness.measure import MemorySampler, buffer_arrays, buffer_bytes, memray_attribution, resident_bytes
+from validation.harness.measure import (
+    MemorySampler,
+    buffer_arrays,
+    buffer_bytes,
+    heap_placed,
+    memray_attribution,
+    resident_bytes,
+)
+from validation.harness.predict import MMAP_THRESHOLD
 from validation.harness.report import write_json
 from validation.harness.runconfig import RunConfig
 
@@ -47,10 +56,13 @@ class RunLog:
                      "marks": [], "measured": {}}
 
     def mark(self, name: str, **measured) -> None:
-        rss, uss = self.sampler.sample()
+        """Record the mark ``name``: its sample (in timeseries.csv, of phase ``name``, as every sample after it until
+        the next mark; in run.json with its file-backed pages, ``file_bytes``) and ``measured``."""
         self.sampler.phase = name
+        info = self.sampler.sample()
         self.data["marks"].append({"name": name, "t_s": time.perf_counter() - self.sampler.t0,
-                                   "step": self.sampler.step, "rss_bytes": rss, "uss_bytes": uss})
+                                   "step": self.sampler.step, "rss_bytes": info.rss, "uss_bytes": info.uss,
+                                   "file_bytes": info.shared})
         self.data["measured"].update(measured)
         self.write()
 
@@ -60,19 +72,28 @@ class RunLog:
 
 
 def build_model(config: RunConfig, env, **overrides):
-    """SB3's PPO or SAC with the paper's defaults and the buffer of ``config.storage``, on ``config.device``;
-    networks not built yet.
+    """The stable-baselines3 / sb3-contrib model of ``config.algo`` (:data:`planner.algorithms.ALGORITHMS`), its
+    MlpPolicy (RecurrentPPO: MlpLstmPolicy) with SB3's defaults, ``config.buffer_size`` as n_steps or replay
+    capacity, and the buffer of ``config.storage``, on ``config.device``; networks not built yet.
     ``overrides``: keyword arguments of the model that replace these (``planner study``: the buffer's kwargs,
-    SAC's learning_starts)."""
-    from stable_baselines3 import PPO, SAC
+    learning_starts)."""
+    import importlib
 
+    entry = algorithm(config.algo)
+    model_class = getattr(importlib.import_module(entry.package), entry.class_name)
     kwargs = dict(seed=config.seed, device=config.device, verbose=0, _init_setup_model=False,
                   **config.buffer_arguments())
-    if config.algo == "sac":
-        kwargs.update(buffer_size=config.buffer_size, learning_starts=config.learning_starts)
-    else:
+    if entry.on_policy:
         kwargs.update(n_steps=config.buffer_size)
-    return (SAC if config.algo == "sac" else PPO)("MlpPolicy", env, **{**kwargs, **overrides})
+    else:
+        kwargs.update(buffer_size=config.buffer_size, learning_starts=config.learning_starts)
+    return model_class(entry.policies[0], env, **{**kwargs, **overrides})
+
+
+def module_buffer_bytes(model) -> int:
+    """Bytes of the policy's module buffers with dim > 0 (CrossQ's BatchRenorm statistics; the 0-dim step
+    counters are left out, as the planner leaves them out)."""
+    return sum(b.numel() * b.element_size() for b in model.policy.buffers() if b.dim() > 0)
 
 
 def model_and_optimizer_bytes(model) -> "tuple[int, int]":
@@ -141,11 +162,14 @@ def main(config_path: str, out_dir: str) -> int:
             model._setup_model()
     else:
         model._setup_model()
-    buffer = model.rollout_buffer if is_on_policy(config.algo) else model.replay_buffer
+    on_policy = is_on_policy(config.algo)
+    buffer = model.rollout_buffer if on_policy else model.replay_buffer
     memray_groups = memray_attribution(trace, buffer_arrays(buffer)) if config.memray else None
     params, _ = model_and_optimizer_bytes(model)
-    log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params, memray=memray_groups,
-             buffer_resident_built=resident_bytes(buffer_arrays(buffer)))
+    log.mark("model_built", buffer_bytes=buffer_bytes(buffer), model_bytes=params,
+             module_buffer_bytes=module_buffer_bytes(model), memray=memray_groups,
+             buffer_resident_built=resident_bytes(buffer_arrays(buffer)),
+             buffer_heap_placed=heap_placed(buffer, MMAP_THRESHOLD))
 
     if config.steps == 0:  # construction only (the memray pass): nothing to train
         sampler.stop()
@@ -153,7 +177,7 @@ def main(config_path: str, out_dir: str) -> int:
         log.write()
         return 0
 
-    full_at = config.buffer_size if (config.algo == "ppo" or config.fill) else None
+    full_at = config.buffer_size if (on_policy or config.fill) else None
     total = config.total_steps
     returns = open(out / "returns.csv", "w")
     returns.write("step,episode_return,episode_length\n")
@@ -173,9 +197,9 @@ def main(config_path: str, out_dir: str) -> int:
                 if "episode" in info:
                     returns.write(f"{self.num_timesteps},{info['episode']['r']:.4f},{info['episode']['l']}\n")
                     returns.flush()
-            if config.algo == "sac" and full_at and self.num_timesteps == max(1, full_at // 10):
+            if not on_policy and full_at and self.num_timesteps == max(1, full_at // 10):
                 log.mark("buffer_10pct", buffer_resident_10pct=resident_bytes(buffer_arrays(buffer)))
-            if config.algo == "sac" and full_at and self.num_timesteps == full_at:
+            if not on_policy and full_at and self.num_timesteps == full_at:
                 self._full()
             return True
 
@@ -184,7 +208,7 @@ def main(config_path: str, out_dir: str) -> int:
 
         def _on_rollout_end(self) -> None:
             self.collect_s += time.perf_counter() - self._rollout_t
-            if config.algo == "ppo" and self.full_time is None:
+            if on_policy and self.full_time is None:
                 self._full()
             if self.num_timesteps == config.first_update_step:  # the first gradient update comes next
                 log.mark("training_starts")
@@ -200,17 +224,18 @@ def main(config_path: str, out_dir: str) -> int:
     returns.close()
     params, optimizer_state = model_and_optimizer_bytes(model)
     timing = {"wall_s": end - start}
-    if config.algo == "sac" and config.fill:
+    if not on_policy and config.fill:
         timing["acting_ms_per_step"] = 1000 * (watch.full_time - start) / config.buffer_size
         timing["training_ms_per_step"] = 1000 * (end - watch.full_time) / max(config.steps, 1)
-    elif config.algo == "ppo":
+    elif on_policy:
         timing["acting_ms_per_step"] = 1000 * watch.collect_s / total
         timing["update_ms_per_step"] = 1000 * (end - start - watch.collect_s) / total
         timing["training_ms_per_step"] = 1000 * (end - start) / total
     else:
         timing["training_ms_per_step"] = 1000 * (end - start) / total
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else None
-    log.mark("end", model_bytes=params, optimizer_bytes=optimizer_state, timing=timing, quantization=stats,
+    log.mark("end", model_bytes=params, module_buffer_bytes=module_buffer_bytes(model), optimizer_bytes=optimizer_state,
+             timing=timing, quantization=stats,
              buffer_resident_end=resident_bytes(buffer_arrays(buffer)), steps_done=int(model.num_timesteps))
     sampler.stop()
     log.data["status"] = "complete"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-BUFFER_FILES = ("stable_baselines3/common/buffers.py", "validation/buffers/replay.py",
-                "validation/buffers/rollout.py", "cython_core/storage.py")
+BUFFER_FILES = ("stable_baselines3/common/buffers.py", "sb3_contrib/common/recurrent/buffers.py",
+                "validation/buffers/replay.py", "validation/buffers/rollout.py", "cython_core/storage.py")
 
 
 class MemorySampler:
@@ -35,14 +35,15 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def sample(self) -> "tuple[int, int]":
-        """Take one sample now and return (rss, uss)."""
+    def sample(self):
+        """Take one sample now and return psutil's figures (``rss``, ``uss``, ``shared``: the resident pages backed
+        by a file, such as the code of a library)."""
         info = self.process.memory_full_info()
         with self._lock:
             self.peak_rss = max(self.peak_rss, info.rss)
             self._writer.writerow([f"{time.perf_counter() - self.t0:.4f}", self.step, self.phase, info.rss, info.uss])
             self._file.flush()
-        return info.rss, info.uss
+        return info
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -77,17 +78,41 @@ def resident_bytes(arrays: "list[np.ndarray]") -> "int | None":
     return total
 
 
-def buffer_arrays(buffer: object) -> "list[np.ndarray]":
-    """The numpy arrays a buffer owns (SB3's fields and Dict fields, or the observation stores of ours), each once."""
+def named_buffer_arrays(buffer: object) -> "list[tuple[str, np.ndarray]]":
+    """(attribute, array) of each numpy array a buffer owns (SB3's fields and Dict fields, or the observation stores
+    of ours), each once."""
     arrays, seen = [], set()
-    for value in vars(buffer).values():
+    for name, value in vars(buffer).items():
         if hasattr(value, "owned"):  # validation.buffers.obs_store.ObservationRows
             value = dict(enumerate(value.owned()))
         for array in value.values() if isinstance(value, dict) else (value,):
             if isinstance(array, np.ndarray) and array.nbytes and array.ctypes.data not in seen:
                 seen.add(array.ctypes.data)
-                arrays.append(array)
+                arrays.append((name, array))
     return arrays
+
+
+def buffer_arrays(buffer: object) -> "list[np.ndarray]":
+    """The numpy arrays a buffer owns, each once (:func:`named_buffer_arrays`)."""
+    return [array for _, array in named_buffer_arrays(buffer)]
+
+
+def heap_placed(buffer: object, threshold: int) -> "dict[str, int] | None":
+    """Bytes of the buffer's arrays of ``threshold`` bytes or more that glibc placed in its main heap, by attribute;
+    None off Linux. The mmap threshold sends such a request to a mapping of its own only when no free chunk of the
+    heap fits it; one that lands in the heap is cleared by calloc there, so its pages are committed when the buffer
+    is built, not row by row."""
+    try:
+        with open("/proc/self/maps") as maps:
+            heaps = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in maps
+                     if line.rstrip().endswith("[heap]")]
+    except OSError:
+        return None
+    placed: "dict[str, int]" = {}
+    for name, array in named_buffer_arrays(buffer):
+        if array.nbytes >= threshold and any(low <= array.ctypes.data < high for low, high in heaps):
+            placed[name] = placed.get(name, 0) + array.nbytes
+    return placed
 
 
 def buffer_bytes(buffer: object) -> int:

@@ -2,8 +2,8 @@
 
 Predicted RSS(step) = runtime + models + the buffer pages committed by then, and from the first
 gradient update on also the optimizer state. The runtime has three levels: once the model is built;
-once the policy has run forward passes (PPO from its first step; SAC acts at random until
-learning_starts); and once updates run (autograd buffers and kernels loaded on first use).
+once the policy has run forward passes (an on-policy algorithm from its first step; an off-policy one acts at
+random until learning_starts); and once updates run (autograd buffers and kernels loaded on first use).
 numpy commits pages lazily, so a replay buffer grows with the rows written (min(step, capacity));
 a rollout buffer is full after its first n_steps. That holds for arrays glibc maps afresh: the
 harness pins glibc's mmap threshold at ``MMAP_THRESHOLD`` (128 KiB), and smaller arrays come from the
@@ -14,6 +14,7 @@ built, just before the first update and at its peak, each minus the planner's fi
 
 from dataclasses import dataclass
 
+from planner.defaults import is_on_policy
 from planner.footprint import Footprint, footprint
 from validation.harness.runconfig import RunConfig
 
@@ -55,7 +56,9 @@ class Prediction:
 
     def rows_written(self, step: int) -> int:
         capacity = self.config.buffer_size
-        return min(step, capacity) if self.config.algo != "ppo" else (capacity if step > 0 else 0)
+        if is_on_policy(self.config.algo):
+            return capacity if step > 0 else 0
+        return min(step, capacity)
 
     def buffer_committed(self, step: int) -> int:
         """Buffer bytes committed after ``step`` environment steps."""
@@ -66,7 +69,7 @@ class Prediction:
         """"training" from the first update on, "acting" once the policy has chosen actions, else "built"."""
         if step >= self.config.first_update_step:
             return "training"
-        return "acting" if self.config.algo == "ppo" and step > 0 else "built"
+        return "acting" if is_on_policy(self.config.algo) and step > 0 else "built"
 
     def rss_at(self, step: int, phase: "str | None" = None) -> int:
         """Predicted RSS after ``step`` environment steps, in ``phase`` (default: ``phase_at(step)``)."""

@@ -72,6 +72,17 @@ def read_timeseries(run_dir: Path) -> "list[dict]":
         return [row for row in csv.DictReader(handle) if row.get("rss_bytes")]
 
 
+def built_mark(run_dir: Path) -> "dict | None":
+    """The run's ``model_built`` mark (step and RSS when the model was built, the figure the checks take), from its
+    run.json; None where there is none. The growth panel measures from it: the first sample after it may already
+    hold the policy's first forward passes (an on-policy algorithm acts at once), which would hide them."""
+    try:
+        marks = json.loads((run_dir / "run.json").read_text()).get("marks", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((m for m in marks if isinstance(m, dict) and m.get("name") == "model_built"), None)
+
+
 def merge_timeseries(out: Path, names: "list[str]") -> Path:
     """One CSV for all runs (a ``run`` column first), from each run's own file."""
     text = io.StringIO(newline="")
@@ -132,6 +143,28 @@ def _failures_label(count: int) -> str:
     return f"({count} check{'' if count == 1 else 's'} failed)"
 
 
+def _unjudged_text(checks: "list[Check]", width: int, cap: int = 4) -> str:
+    """The checks not judged ("n/a") and why, for the verdict box: each reason once with the runs it holds for (up to
+    ``cap`` reasons, else their count), so that a curve the plot shows apart from its prediction is never left
+    unexplained beside "pass"."""
+    import textwrap
+
+    reasons: "dict[tuple[str, str], list[str]]" = {}
+    for check in checks:
+        if check.verdict == "n/a":
+            reasons.setdefault((check.quantity, check.reason or "not measured"), []).append(check.run)
+    if not reasons:
+        return ""
+    count = sum(len(runs) for runs in reasons.values())
+    lines = [f"\n{count} n/a (not judged):"]
+    for (quantity, reason), runs in list(reasons.items())[:cap]:
+        lines.append(textwrap.fill(f"{', '.join(runs)}: {quantity}: {reason}", width, initial_indent=" \u2022 ",
+                                   subsequent_indent="    "))
+    if len(reasons) > cap:
+        lines.append(f"... and {len(reasons) - cap} more reasons (see report.json)")
+    return "\n".join(lines)
+
+
 def _checks_summary(checks: "list[Check]", width: int = 46) -> "tuple[str, bool] | None":
     """The text of the verdict box and whether it reports failures; None when no checks were given."""
     import textwrap
@@ -140,7 +173,9 @@ def _checks_summary(checks: "list[Check]", width: int = 46) -> "tuple[str, bool]
         return None
     failed = failed_checks(checks)
     unjudged = sum(c.verdict == "n/a" for c in checks)
-    na = f"\n({unjudged} n/a: not measured in this run)" if unjudged else ""
+    na = _unjudged_text(checks, width) + "".join(
+        "\n" + textwrap.fill(c.caveat, width, initial_indent="\u2022 ", subsequent_indent="  ") for c in checks
+        if c.caveat)
     if not failed:
         judged = len(checks) - unjudged
         return (f"all {judged} checks pass{na}" if judged else f"no check judged{na}"), False
@@ -170,8 +205,9 @@ def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list
     above the built model (RSS minus its value once the model was built, against the prediction minus the
     prediction at the same point): the buffer filling, then optimizer state and the training runtime from
     the first update. To the right, off the data: the legend and the checks' verdicts (a red box listing
-    the failed quantities per run, else a green "all N checks pass"; nothing when no checks are given);
-    the legend entry of a run with a failed check is red and says how many failed."""
+    the failed quantities per run, else a green "all N checks pass"; below, each check not judged with its reason
+    and what a check leaves out that the curves show; nothing when no checks are given); the legend entry of a
+    run with a failed check is red and says how many failed. Both panels measure from the ``model_built`` mark."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
@@ -195,7 +231,7 @@ def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list
         dark, light = colors[name]
         steps = [int(r["step"]) for r in series]
         rss = [int(r["rss_bytes"]) for r in series]
-        built = next((r for r in series if r["phase"] == "model_built"), series[0])
+        built = built_mark(out / name) or next((r for r in series if r["phase"] == "model_built"), series[0])
         measured_base = int(built["rss_bytes"])
         predicted_base = prediction.rss_at(int(built["step"]), "built")
         first = prediction.config.first_update_step

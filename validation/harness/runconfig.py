@@ -4,6 +4,7 @@ import importlib
 import json
 from dataclasses import KW_ONLY, asdict, dataclass
 
+from planner.algorithms import algorithm
 from planner.defaults import CLAMP, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
@@ -16,7 +17,8 @@ from planner.storages import storage
 @dataclass(frozen=True)
 class RunConfig:
     """What to train and how to store it; ``storage`` names an entry of :data:`planner.storages.STORAGES`
-    that a buffer class implements; ``buffer_size`` is the replay capacity (SAC) or n_steps (PPO).
+    that a buffer class implements for ``algo``'s buffer; ``buffer_size`` is the replay capacity (off-policy) or
+    n_steps (on-policy).
 
     ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced);
     ``device``: where the model trains ("cpu" or "cuda").
@@ -57,22 +59,32 @@ class RunConfig:
 
     @property
     def learning_starts(self) -> int:
-        """SAC's learning_starts: the whole buffer with ``fill``, else 100 steps."""
+        """An off-policy algorithm's learning_starts: the whole buffer with ``fill``, else SB3's 100 steps."""
         return self.buffer_size if self.fill else 100
 
     @property
     def total_steps(self) -> int:
-        """Environment steps asked of ``learn()``: the fill, then ``steps`` (PPO rounds up to whole rollouts)."""
+        """Environment steps asked of ``learn()``: the fill, then ``steps`` (on-policy algorithms round up to whole
+        rollouts)."""
         return self.buffer_size + self.steps if (self.fill and not is_on_policy(self.algo)) else self.steps
 
     @property
     def first_update_step(self) -> int:
-        """The environment step after which the first gradient update runs."""
-        return self.buffer_size if is_on_policy(self.algo) else self.learning_starts + 1
+        """The environment step after which the first gradient update runs: the end of the first rollout, or the
+        first multiple of the algorithm's train_freq past learning_starts (SB3 collects train_freq steps at a time,
+        then updates once it has more than learning_starts)."""
+        entry = algorithm(self.algo)
+        if entry.on_policy:
+            return self.buffer_size
+        return entry.train_freq * (self.learning_starts // entry.train_freq + 1)
 
     def check_trainable(self) -> None:
-        """Refuse what the child would refuse or silently change: fewer than 2 rows (SB3 needs 2 per env),
-        PPO steps below n_steps (it trains whole rollouts), ``fill`` with PPO (its rollout fills anyway)."""
+        """Refuse what the child would refuse or silently change: a storage with no buffer class for the algorithm's
+        buffer, fewer than 2 rows (SB3 needs 2 per env), on-policy steps below n_steps (whole rollouts are trained),
+        ``fill`` with an on-policy algorithm (its rollout fills anyway)."""
+        error = storage(self.storage).training_refusal(self.algo)
+        if error is not None:
+            raise error
         size = "n_steps" if is_on_policy(self.algo) else "buffer_size"
         if self.buffer_size < 2:
             raise PlannerError(f"{size} {self.buffer_size} is below 2: SB3's {self.algo} buffer needs at least 2 rows "
@@ -99,8 +111,14 @@ class RunConfig:
                        obs_space=dims.obs_space, obs_ranges=ranges)
 
     def buffer_arguments(self) -> dict:
-        """The keyword arguments that give an SB3 model this run's buffer (class and its kwargs)."""
-        entry, kind = storage(self.storage), "rollout" if is_on_policy(self.algo) else "replay"
+        """The keyword arguments that give an SB3 model this run's buffer (class and its kwargs); none for a recurrent
+        rollout, whose class RecurrentPPO builds itself (the only one the registry names for it)."""
+        entry, kind = storage(self.storage), algorithm(self.algo).buffer_kind
+        error = entry.training_refusal(self.algo)
+        if error is not None:
+            raise error
+        if kind == "recurrent":
+            return {}
         module, name = entry.buffers[kind].split(":")
         kwargs = dict(entry.buffer_kwargs)
         if self.storage == "calibrated" and self.obs_ranges is None:

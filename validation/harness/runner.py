@@ -126,8 +126,9 @@ def read_run(run_dir: Path, child: subprocess.Popen) -> dict:
     return data
 
 
-def run_child(config: RunConfig, run_dir: Path) -> dict:
+def run_child(config: RunConfig, run_dir: Path, label: "str | None" = None) -> dict:
     """Train ``config`` in a fresh interpreter; return its run.json, marked killed or failed if it did not finish.
+    ``label``: what the progress bar calls the run (default its name; the calibration probe says it is one).
 
     The child runs in a process group of its own and dies with this process (``validation.harness.child``); its
     stderr goes to ``stderr.log`` in ``run_dir``. A progress bar (tqdm, on stderr) follows the child's steps
@@ -145,8 +146,8 @@ def run_child(config: RunConfig, run_dir: Path) -> dict:
                                  stderr=stderr, start_new_session=True)
     _children.add(child)
     try:
-        with tqdm(total=config.total_steps, desc=f"  {config.name}", unit="step", file=sys.stderr, mininterval=1.0,
-                  dynamic_ncols=True) as bar:
+        with tqdm(total=config.total_steps if config.steps else None, desc=f"  {label or config.name}", unit="step",
+                  file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
             while _wait(child, POLL_S) is None:
                 bar.update(max(0, latest_step(run_dir) - bar.n))
             bar.update(max(0, latest_step(run_dir) - bar.n))

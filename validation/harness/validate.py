@@ -12,7 +12,7 @@ from planner.fit import max_buffer_size
 from planner.footprint import footprint
 from planner.profiles import DeviceProfile
 from planner.units import format_bytes
-from validation.harness.calibrate import probe_config, runtime_of
+from validation.harness.calibrate import probe_config, probe_label, runtime_of
 from validation.harness.compare import Check, checks
 from validation.harness.folder import claim
 from validation.harness.predict import predict
@@ -94,13 +94,13 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
     into, key = report["calibration"], "probe"  # where a stopped child's run.json goes (key None: merged)
     try:
         probe = probe_config(job.configs[0].env_id, job.configs[0].algo, job.configs[0].seed)
-        probe_run = run_child(probe, job.out / "calibration")
+        probe_run = run_child(probe, job.out / "calibration", probe_label(probe))
         report["calibration"]["probe"] = probe_run
         if probe_run["status"] != "complete":
             report["status"], report["reason"] = _end_status(probe_run), "calibration " + _why(probe.name, probe_run)
             return report, all_checks
         runtime = runtime_of(probe, probe_run)
-        report["calibration"].update(runtime_bytes=asdict(runtime),
+        report["calibration"].update(label=probe_label(probe), runtime_bytes=asdict(runtime),
                                      profile_runtime_bytes=job.profile.runtime if job.profile else None)
         write_json(job.out / "report.json", report)
         for config in job.configs:
@@ -112,9 +112,11 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
             run = run_child(replace(config, memray=False), job.out / config.name)
             record.update(run)
             into, key = record, "memray_pass"
-            if run["status"] == "complete" and config.memray:  # traced in a process of its own: memray's
-                traced = run_child(replace(config, steps=0), job.out / config.name / "memray")  # bookkeeping stays
-                run["measured"]["memray"] = traced["measured"].get("memray")  # out of the RSS figures
+            if run["status"] == "complete" and config.memray:
+                # traced in a process of its own: memray's bookkeeping stays out of the RSS figures
+                traced = run_child(replace(config, steps=0), job.out / config.name / "memray",
+                                   f"{config.name} memray pass (construction only)")
+                run["measured"]["memray"] = traced["measured"].get("memray")
                 if traced["status"] != "complete":
                     run["measured"]["memray_error"] = _why(f"{config.name} (memray pass)", traced)
             run_checks = checks(prediction, run)
@@ -158,8 +160,9 @@ def _plot(out: Path, report: dict, predictions: dict, all_checks: "list[Check]")
 
 
 def summary(report: dict, all_checks: "list[Check]") -> str:
-    """The terminal table, each failed check and each check not judged (with why), the timings, the measured
-    reduction, and the status with its reason."""
+    """The terminal table, each failed check and each check not judged (with why), what a check leaves out that the
+    plot shows, the calibration probe's runtimes, the timings, the measured reduction, and the status with its
+    reason."""
     lines = [table(all_checks), ""] if all_checks else []
     for check in all_checks:
         if check.verdict == "FAIL":
@@ -169,8 +172,15 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
     for check in all_checks:
         if check.verdict == "n/a":
             lines.append(f"n/a {check.run}: {check.quantity}: {check.reason or 'not measured'}")
+    lines += [f"note {check.caveat}" for check in all_checks if check.caveat]
     if len(lines) > 2:
         lines.append("")
+    calibration = report.get("calibration") or {}
+    if calibration.get("runtime_bytes"):  # the probe, said to be one: its figures are the predictions' runtime
+        runtime = calibration["runtime_bytes"]
+        lines.append(f"{calibration['label']}: runtime {_mb(runtime['built_bytes'])} built, "
+                     f"{_mb(runtime['acting_bytes'])} acting, {_mb(runtime['training_bytes'])} training (the "
+                     "predictions' runtime; its own figures are not checked)")
     for name, run in report["runs"].items():
         timing = run.get("measured", {}).get("timing", {})
         figures = ", ".join(f"{k} {v:.3f}" for k, v in timing.items())
