@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.algorithms import ALGORITHMS
 from planner.cli import build_parser, package_version
 from planner.errors import PlannerError
 from planner.fit import fit
@@ -93,7 +94,7 @@ def test_the_cli_says_the_flag_that_set_the_parameter(planner_cli):
 @pytest.mark.parametrize("argv, names", [
     (("reproduce",), ("eq6", "miki", "haarnoja", "figure2", "all")),
     (("profiles",), ("list", "show", "check", "calibrate")),
-    (("validate", "--env", "Hopper-v5", "--steps", "10"), ("ppo", "sac")),
+    (("validate", "--env", "Hopper-v5", "--steps", "10"), tuple(ALGORITHMS)),
 ])
 def test_a_missing_argument_with_choices_is_one_line_that_lists_them(planner_cli, argv, names):
     done = planner_cli(*argv)

@@ -117,7 +117,8 @@ def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):
     (["--env", "Nope-v1", "--algo", "sac", "--steps", "10"], "--env 'Nope-v1' cannot be made"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--sample-ms", "0"], "--sample-ms"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "-m", "-1"], "decimals"),
-    (["--env", "Hopper-v5", "--algo", "dqn", "--steps", "10"], "invalid choice"),
+    (["--env", "Hopper-v5", "--algo", "dqn", "--steps", "10"], "--algo dqn takes Discrete actions, got Box(3)"),
+    (["--env", "Hopper-v5", "--algo", "nope", "--steps", "10"], "invalid choice"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "0"], "--steps must be at least 1"),
     (["--env", "Hopper-v5", "--algo", "sac", "--steps", "10", "--buffer-size", "0"], "buffer-size"),
     (["--env", "Hopper-v5", "--algo", "ppo", "--steps", "10", "--n-steps", "inf"], "--n-steps"),
@@ -294,17 +295,23 @@ def test_rss_growth_takes_large_arrays_glibc_placed_in_its_heap_as_committed_whe
 
 
 def test_heap_placed_finds_the_arrays_in_glibcs_heap():
-    import numpy as np
+    # as the harness runs its child: a fresh process with glibc's mmap threshold pinned (in a long-lived process
+    # glibc raises the threshold after large frees, and a 16 MB array may land in the heap, the case it detects)
+    import os
+    import sys
 
-    from validation.harness.measure import heap_placed
-
-    class Holder:
-        pass
-
-    holder = Holder()
-    holder.small, holder.large = np.zeros(1000), np.zeros(2_000_000)  # malloc'd in the heap; a mapping of its own
-    assert heap_placed(holder, MMAP_THRESHOLD) == {}
-    assert heap_placed(holder, 1) == {"small": 8000}
+    script = (
+        "import json, numpy as np\n"
+        "from validation.harness.measure import heap_placed\n"
+        "class Holder: pass\n"
+        "holder = Holder()\n"
+        "holder.small, holder.large = np.zeros(1000), np.zeros(2_000_000)\n"
+        f"print(json.dumps([heap_placed(holder, {MMAP_THRESHOLD}), heap_placed(holder, 1)]))\n")
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    # the large one is a mapping of its own; the small one is malloc'd in the heap
+    assert json.loads(done.stdout) == [{}, {"small": 8000}]
 
 
 def test_an_on_policy_rollout_has_no_code_note():
