@@ -103,13 +103,13 @@ def test_the_forest_plot_draws_each_effect_with_its_interval_and_the_zero_line(m
     row."""
     from validation.study.summary import forest_figure
 
-    cell = _cell(sb3=dict(_stats(SHARED, [1.0] * 5, 10), return_mean=200.0), packed=dict(_stats(SHARED, [1.0] * 5, 5), effect=-30.0,
-                                                                  ci_low=-50.0, ci_high=-10.0),
+    cell = _cell(sb3=dict(_stats(SHARED, [1.0] * 5, 10), return_mean=200.0),
+                 packed=dict(_stats(SHARED, [1.0] * 5, 5), effect=-30.0, ci_low=-50.0, ci_high=-10.0),
                  calibrated=dict(_stats(SHARED, [1.0] * 5, 4, seeds=1), effect=-30.0, ci_low=None, ci_high=None))
     fig = forest_figure([cell])
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels == ["Hopper-v5 SAC: calibrated (1 seeds)", "Hopper-v5 SAC: packed (3 seeds)"]
+    assert labels == ["Hopper-v5 SAC: calibrated (1 seed)", "Hopper-v5 SAC: packed (3 seeds)"]
     segments = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_xdata()[0] != line.get_xdata()[1]]
     assert [list(line.get_xdata()) for line in segments] == [[-25.0, -5.0]]  # % of the baseline's 200
     markers = [line for line in ax.lines if len(line.get_xdata()) == 1]

@@ -88,9 +88,10 @@ def test_calibrated_is_checked_seed_for_seed_against_packed():
     from validation.study.summary import _same_as_packed
 
     packed = [_trial(0, [1.0, 2.0, 3.0]), _trial(1, [1.0, 5.0, 6.0])]
-    stats = {"seeds": 1}
+    stats = {"seeds": 1, "effect": -102.8}
     _same_as_packed(stats, [_trial(0, [1.0, 2.0, 3.0])], packed)
     assert stats["identical_seeds"] == [0] and stats["differing_seeds"] == []
+    assert stats["effect"] is None  # one seed against the baseline's mean is no effect: its returns are packed's
     assert stats["verdict"] == "returns identical to packed's, seed for seed (1 of 1)"
     _same_as_packed(stats, [_trial(1, [1.0, 5.0, 6.000001])], packed)
     assert stats["differing_seeds"] == [1] and stats["verdict"] == "returns differ from packed's (seeds [1])"

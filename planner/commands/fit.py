@@ -21,6 +21,7 @@ from planner.commands.options import (
 from planner.defaults import CLAMP, default_decimals
 from planner.envs import EnvDims
 from planner.errors import PlannerError
+from planner.evidence import learning_note
 from planner.fit import FitResult, best_row, default_algos, fit, recommendation
 from planner.hyperparams import Applied
 from planner.networks import parse_net
@@ -87,6 +88,12 @@ def _assumed(env: EnvDims, args: argparse.Namespace) -> str:
     return f"{env.env_id}: obs {observations}, action {actions}, n_envs {args.n_envs}{wrappers}"
 
 
+def _learning(env: EnvDims, args: argparse.Namespace, algos: "tuple[str, ...]") -> "dict[str, str]":
+    """What the learning study measured for each algorithm packed at the run's m, where it trained the env."""
+    return {a: learning_note(env.env_id, a, default_decimals(a) if args.decimals is None else args.decimals)
+            for a in algos}
+
+
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     env = env_from_args(args)
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"profile": profile.as_dict(), "env": env.as_dict(), "n_envs": args.n_envs,
                           "budget_bytes": result.budget_bytes, "rows": rows,
-                          "recommendation": recommendation(result),
+                          "recommendation": recommendation(result), "learning": _learning(env, args, algos),
                           **({"hyperparams": applied.as_dict()} if applied else {})}, indent=2))
         return 0
     budget, unit, gpu_budget = profile.budget(), args.unit, profile.gpu_budget()
@@ -147,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
               f"the buffer's own rows as it fills; its side table is sized at the ranges' expected "
               f"{spec.exceptions_per_row:.4f} entries per row and grows if the data exceeds it)")
     print(recommendation(result))
+    for note in _learning(env, args, algos).values():
+        print(note)
     return 0
 
 

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from planner.errors import PlannerError
+from planner.evidence import ALPHA
 from validation.study.grid import BASELINE, EQUAL_MEMORY, arm_name, arm_order
 from validation.study.results import records, study_trials, trial_path
 
@@ -29,7 +30,7 @@ STYLES = {BASELINE: ("black", "-", None), "float16": ("tab:purple", "--", "s"), 
 FINER = ("tab:cyan", (0, (5, 1, 1, 1)), "D")  # an arm at an m finer than the paper's (packed-m3)
 MB = 1e6
 WINDOW = 3  # evaluations, the last of each seed, averaged into that seed's return
-ALPHA, POWER = 0.05, 0.80  # the test's level (two-sided) and the power the detectable difference is at
+POWER = 0.80  # the power the detectable difference is at (ALPHA, the test's two-sided level: planner.evidence)
 RESAMPLES, BOOTSTRAP_SEED = 10_000, 0  # the bootstrap's resamples and its fixed RNG seed (reproducible output)
 
 
@@ -146,13 +147,15 @@ def _judge(stats: dict, base: "dict | None") -> None:
 def _same_as_packed(stats: dict, calibrated: "list[dict]", packed: "list[dict]") -> None:
     """Add to the calibrated arm's ``stats`` (in place) whether each of its seeds evaluated exactly as packed's
     same seed at the same m did (both decode the same values): ``identical_seeds``, ``differing_seeds``; with a
-    single seed that check is its verdict."""
+    single seed that check is its verdict, and it has no effect of its own (one seed against the baseline's mean
+    is not one: its returns are packed's)."""
     by_seed = {t["config"]["seed"]: t["evals"] for t in packed}
     checked = [t for t in calibrated if t["config"]["seed"] in by_seed]
     same = [t["config"]["seed"] for t in checked if _returns(t["evals"]) == _returns(by_seed[t["config"]["seed"]])]
     stats.update(identical_seeds=same, differing_seeds=[t["config"]["seed"] for t in checked
                                                          if t["config"]["seed"] not in same])
     if checked and stats["seeds"] < 2:
+        stats["effect"] = None
         stats["verdict"] = (f"returns identical to packed's, seed for seed ({len(same)} of {len(checked)})"
                             if len(same) == len(checked) else
                             f"returns differ from packed's (seeds {stats['differing_seeds']})")
@@ -218,7 +221,7 @@ def _label(storages: dict, group: "list[str]") -> str:
     buffer MB."""
     names = " = ".join(group) + (" (identical returns)" if len(group) > 1 else "")
     buffers = " / ".join(f"{storages[name]['buffer_bytes'] / MB:.3g}" for name in group)
-    return f"{names}\n{storages[group[0]]['seeds']} seeds, buffer {buffers} MB"
+    return f"{names}\n{_seeds(storages[group[0]]['seeds'])}, buffer {buffers} MB"
 
 
 def _draw(ax, storages: dict, group: "list[str]") -> None:
@@ -318,7 +321,7 @@ def forest_figure(cells: "list[dict]"):
                     solid_capstyle="butt")
         ax.plot([stats["effect"] * scale], [y], marker=marker or "o", color=color, markersize=7, linestyle="none")
     ax.axvline(0.0, color="black", linewidth=1.0)
-    ax.set_yticks(range(len(rows)), [f"{c['env']} {c['algo'].upper()}: {n} ({s['seeds']} seeds)"
+    ax.set_yticks(range(len(rows)), [f"{c['env']} {c['algo'].upper()}: {n} ({_seeds(s['seeds'])})"
                                       for c, n, s in reversed(rows)], fontsize=8)
     ax.set_xlabel("effect on the return (storage minus baseline), % of the baseline's mean")
     ax.grid(axis="x", alpha=0.3)
@@ -334,6 +337,10 @@ def _plots(out: Path, cells: "list[dict]") -> "list[str]":
             fig.savefig(out / name)
             written.append(name)
     return written
+
+
+def _seeds(count: int) -> str:
+    return f"{count} seed{'' if count == 1 else 's'}"
 
 
 def _number(value: "float | None", digits: int = 2) -> str:
