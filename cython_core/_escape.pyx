@@ -10,10 +10,13 @@ exact code goes to the side table: rows are grouped in blocks of ``block_rows``;
 entries in dimension order. Rewriting a row replaces its run in place; a block out of room moves to the pool's end with an eighth's
 slack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.
 
-Every read and write goes through whole words (portable; any endianness): a code is read from at most two
-words, a row of B bits touches at most ceil(B / 64) + 1. Decoding gives ``(double)code * (1 / 10^m)``, cast to
+Every write, and every read on a big-endian host, goes through whole words: a code is read from at most two
+words, a row of B bits touches at most ceil(B / 64) + 1. On a little-endian host a read loads 8 bytes at each
+code's own byte offset (no code waits on the one before); a row holding an escape is read again the word way. Decoding gives ``(double)code * (1 / 10^m)``, cast to
 the out dtype: the same bits as the uniform kernels give for the same input.
 """
+
+import sys
 
 import numpy as np
 
@@ -34,7 +37,61 @@ cdef enum:
     ENTRY_CODE_BITS = 26  # cython_core.layout.ENTRY_CODE_BITS (tests/test_escape.py checks they agree)
     MAX_SEGMENT = 65535   # seg_cap is uint16
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    /* A row as though nothing escaped, little-endian hosts: code j = (8 bytes at p + (phase + offs[j]) / 8)
+       >> ((phase + offs[j]) % 8) & esc[j] (scalar integer work), then values = ((double)code + lo[j]) * inv in a
+       loop the compiler vectorizes (the conversion and the add are exact, as (double)(code + lo) is; the multiply
+       and the cast round to nearest): the bits the word-by-word read gives. Returns whether a code escaped. */
+    #define JR_ESC_BODY \
+        Py_ssize_t j; uint32_t escaped = 0; \
+        for (j = 0; j < n; j++) { \
+            uint64_t bit = phase + (uint64_t)offs[j]; \
+            uint32_t v = (uint32_t)(jr_load64(p + (bit >> 3)) >> (bit & 7)) & esc[j]; \
+            escaped |= v == esc[j]; \
+            codes[j] = v; \
+        } \
+        if (out32) { for (j = 0; j < n; j++) out32[j] = (float)(((double)codes[j] + lo[j]) * inv); } \
+        else if (out64) { for (j = 0; j < n; j++) out64[j] = ((double)codes[j] + lo[j]) * inv; } \
+        return escaped != 0;
+    #define JR_ESC_ARGS const unsigned char *p, uint64_t phase, const int64_t *__restrict__ offs, \
+        const uint32_t *__restrict__ esc, const double *__restrict__ lo, double inv, Py_ssize_t n, \
+        uint32_t *__restrict__ codes, float *__restrict__ out32, double *__restrict__ out64
+    static int jr_escape_row(JR_ESC_ARGS) { JR_ESC_BODY }
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    __attribute__((target("avx2"))) static int jr_escape_row_avx2(JR_ESC_ARGS) { JR_ESC_BODY }
+    static int jr_escape_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    #else
+    #define jr_escape_row_avx2 jr_escape_row
+    static int jr_escape_has_avx2(void) { return 0; }
+    #endif
+    """
+    int jr_escape_row(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
+                      const double *lo, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
+                      double *out64) nogil
+    int jr_escape_row_avx2(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
+                           const double *lo, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
+                           double *out64) nogil
+    int jr_escape_has_avx2()
+
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
+_PATHS = {"avx2": jr_escape_has_avx2() != 0, "portable": sys.byteorder == "little", "words": True}
+cdef bint _avx2 = _PATHS["avx2"]
+cdef bint _fast = _PATHS["portable"]  # the 8-byte loads take the stream's byte order: little-endian hosts
+
+
+def _read_path(path=None) -> str:
+    """The read path that runs: "avx2" (the fast read compiled for AVX2), "portable" (the same, portable
+    build), or "words" (word by word: big-endian hosts). ``path`` (tests) picks one, the next one down where
+    this host lacks it."""
+    global _avx2, _fast
+    if path is not None:
+        if path not in _PATHS:
+            raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
+        _avx2 = path == "avx2" and _PATHS["avx2"]
+        _fast = path in ("avx2", "portable") and _PATHS["portable"]
+    return "avx2" if _avx2 and _fast else "portable" if _fast else "words"
 
 ctypedef fused real_out:
     float
@@ -69,6 +126,8 @@ cdef class _Tables:
     cdef const int64_t* lo
     cdef const int64_t* offs
     cdef const uint64_t* esc
+    cdef const uint32_t* esc32
+    cdef const double* lo_d
     cdef const int64_t* width
     cdef Py_ssize_t dim, row_bits, block
     cdef int64_t top
@@ -79,10 +138,14 @@ cdef class _Tables:
         width = np.ascontiguousarray(layout.bits, dtype=np.int64)
         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
-        self._keep = (lo, width, offs, esc)
+        esc32, lo_d = esc.astype(np.uint32), lo.astype(np.float64)
+        self._keep = (lo, width, offs, esc, esc32, lo_d)
         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
         cdef const uint64_t[::1] esc_v = esc
+        cdef const uint32_t[::1] esc32_v = esc32
+        cdef const double[::1] lo_d_v = lo_d
         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
+        self.esc32, self.lo_d = &esc32_v[0], &lo_d_v[0]
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
 
@@ -435,57 +498,126 @@ cdef class EscapeRows:
 
     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
-        escape has no entry (a damaged table). A row is read through a 64-bit accumulator refilled word by word."""
-        cdef Py_ssize_t i, j, dim = self.t.dim, block = self.t.block
-        cdef int64_t r, b, rr = 0, c
-        cdef uint64_t v, pos, acc, word
-        cdef int64_t avail, width
-        cdef Py_ssize_t p, end = 0
-        cdef const uint64_t* src
-        cdef const int64_t* lo = self.t.lo
-        cdef const int64_t* widths = self.t.width
-        cdef const uint64_t* esc = self.t.esc
-        cdef double inv = self.t.inv
+        escape has no entry (a damaged table). On a little-endian host each code is one unaligned 8-byte load at
+        its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped codes
+        are then replaced from the side table (:meth:`_patch_row`); elsewhere (or without memory for the row's
+        scratch codes) every row is read word by word (:meth:`_exact_row`)."""
+        cdef Py_ssize_t i, dim = self.t.dim
+        cdef int status = 0
+        cdef uint32_t* scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
         for i in range(min(n, PREFETCH_ROWS)):
             self._prefetch(idx[i])
         for i in range(n):
             if i + PREFETCH_ROWS < n:
                 self._prefetch(idx[i + PREFETCH_ROWS])
-            r = idx[i]
-            pos = <uint64_t>r * self.t.row_bits
-            src = self.w + (pos >> 6)
-            acc = src[0] >> (pos & 63)
-            avail = 64 - <int64_t>(pos & 63)
-            p = -1
+            if scratch != NULL:
+                if self._fast_row(idx[i], out + i * dim if codes == NULL else out,
+                                  NULL if codes == NULL else codes + i * dim, scratch):
+                    status = self._patch_row(idx[i], out + i * dim if codes == NULL else out,
+                                             NULL if codes == NULL else codes + i * dim, scratch)
+            else:
+                status = self._exact_row(idx[i], out + i * dim if codes == NULL else out,
+                                         NULL if codes == NULL else codes + i * dim)
+            if status < 0:
+                break
+        free(scratch)
+        return status
+
+    cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
+        """Row ``r`` into ``out`` (or ``codes``) as though nothing escaped; whether something did (little-endian
+        hosts: the spare word keeps every 8-byte load inside the stream). The values come from ``jr_escape_row``
+        (its AVX2 build where the CPU has it); the codes are its unsigned codes plus ``lo``."""
+        cdef Py_ssize_t j, dim = self.t.dim
+        cdef uint64_t base = <uint64_t>r * self.t.row_bits
+        cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)
+        cdef float* out32 = NULL
+        cdef double* out64 = NULL
+        cdef int escaped
+        if codes == NULL:
+            if real_out is float:
+                out32 = out
+            else:
+                out64 = out
+        if _avx2:
+            escaped = jr_escape_row_avx2(p, base & 7, self.t.offs, self.t.esc32, self.t.lo_d, self.t.inv, dim,
+                                         scratch, out32, out64)
+        else:
+            escaped = jr_escape_row(p, base & 7, self.t.offs, self.t.esc32, self.t.lo_d, self.t.inv, dim, scratch,
+                                    out32, out64)
+        if codes != NULL:
             for j in range(dim):
-                width = widths[j]
-                if avail >= width:
-                    v = acc & esc[j]
-                    acc >>= width
-                    avail -= width
-                else:  # the code continues in the next word
-                    src += 1
-                    word = src[0]
-                    v = (acc | (word << avail)) & esc[j]
-                    acc = word >> (width - avail)
-                    avail += 64 - width
-                if v == esc[j]:
-                    if p < 0:
-                        b = r // block
-                        rr = r - b * block
-                        p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
-                        end = self.ss[b] + self.sl[b]
-                    else:
-                        p += 1
-                    if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
-                        return -1
-                    c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
+                codes[j] = <int64_t>scratch[j] + self.t.lo[j]
+        return escaped != 0
+
+    cdef int _patch_row(self, int64_t r, real_out* out, int64_t* codes, const uint32_t* scratch) noexcept nogil:
+        """Replace the escaped codes of row ``r`` (``scratch``: its codes as :meth:`_fast_row` read them) with the
+        side table's, in dimension order; -1 on an escape without an entry."""
+        cdef Py_ssize_t j, dim = self.t.dim, block = self.t.block
+        cdef Py_ssize_t p = -1, end = 0
+        cdef int64_t b = r // block, rr = r - b * block, c
+        cdef const uint32_t* esc = self.t.esc32
+        for j in range(dim):
+            if scratch[j] != esc[j]:
+                continue
+            if p < 0:
+                p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+                end = self.ss[b] + self.sl[b]
+            else:
+                p += 1
+            if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+                return -1
+            c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
+            if codes != NULL:
+                codes[j] = c
+            else:
+                out[j] = <real_out>(<double>c * self.t.inv)
+        return 0
+
+    cdef int _exact_row(self, int64_t r, real_out* out, int64_t* codes) noexcept nogil:
+        """Row ``r`` into ``out`` (or ``codes``), escapes looked up in its block's side table; -1 on an escape
+        without an entry. Read through a 64-bit accumulator refilled word by word (any endianness)."""
+        cdef Py_ssize_t j, dim = self.t.dim, block = self.t.block
+        cdef int64_t b, rr = 0, c, width, avail
+        cdef uint64_t v, pos, acc, word
+        cdef Py_ssize_t p = -1, end = 0
+        cdef const uint64_t* src
+        cdef const int64_t* lo = self.t.lo
+        cdef const int64_t* widths = self.t.width
+        cdef const uint64_t* esc = self.t.esc
+        cdef double inv = self.t.inv
+        pos = <uint64_t>r * self.t.row_bits
+        src = self.w + (pos >> 6)
+        acc = src[0] >> (pos & 63)
+        avail = 64 - <int64_t>(pos & 63)
+        for j in range(dim):
+            width = widths[j]
+            if avail >= width:
+                v = acc & esc[j]
+                acc >>= width
+                avail -= width
+            else:  # the code continues in the next word
+                src += 1
+                word = src[0]
+                v = (acc | (word << avail)) & esc[j]
+                acc = word >> (width - avail)
+                avail += 64 - width
+            if v == esc[j]:
+                if p < 0:
+                    b = r // block
+                    rr = r - b * block
+                    p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+                    end = self.ss[b] + self.sl[b]
                 else:
-                    c = <int64_t>v + lo[j]
-                if codes != NULL:
-                    codes[i * dim + j] = c
-                else:
-                    out[i * dim + j] = <real_out>(<double>c * inv)
+                    p += 1
+                if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+                    return -1
+                c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
+            else:
+                c = <int64_t>v + lo[j]
+            if codes != NULL:
+                codes[j] = c
+            else:
+                out[j] = <real_out>(<double>c * inv)
         return 0
 
     cdef Py_ssize_t _open_indices(self, indices, Py_buffer* ib) except -1:

@@ -13,7 +13,7 @@
 #   torch     venv in the root, pip install torch==$TORCH (PyPI's aarch64 wheel and what it requires)
 #   build     pip wheel: compiles the Cython core with gcc (portable: no JUSTROUND_NATIVE, no -march=native)
 #   install   pip install that wheel with its [train,test] extras
-#   core      pytest tests/test_cython_core.py tests/test_cython_mixed.py (kernels vs the numpy reference,
+#   core      pytest tests/test_cython_core.py tests/test_cython_mixed.py tests/test_escape.py (kernels vs the reference,
 #             bit for bit; on aarch64 only the scalar decode path exists)
 #   buffers   pytest tests/test_buffers_exact.py
 #   planner   pytest: the planner's fast tests (units, quantization, footprint, storages, profiles, fit, ...)
@@ -191,7 +191,7 @@ stage torch 1 torch_stage
 stage build 1 build_stage
 stage install 1 install_stage
 # test_the_no_exception_put_is_cheap bounds a call at 10 us: native speed, which emulation (10-30x slower) cannot meet
-stage core 0 run_pytest core tests/test_cython_core.py tests/test_cython_mixed.py \
+stage core 0 run_pytest core tests/test_cython_core.py tests/test_cython_mixed.py tests/test_escape.py \
   --deselect tests/test_cython_mixed.py::test_the_no_exception_put_is_cheap
 stage buffers 0 run_pytest buffers tests/test_buffers_exact.py
 # shellcheck disable=SC2086

@@ -14,6 +14,16 @@ from cython_core import CodeLayout, EscapeLayout, EscapeRows, PackedRows
 from cython_core.layout import ENTRY_CODE_BITS, block_rows, pool_slack, words_for
 
 
+@pytest.fixture(params=["avx2", "portable", "words"])
+def read_path(request):
+    """Each read path in turn (the next one down where this host lacks it), restored after the test."""
+    from cython_core._escape import _read_path
+
+    before = _read_path()
+    yield _read_path(request.param)
+    _read_path(before)
+
+
 def test_the_compiled_rules_are_the_planners():
     assert all(compiled_slack(n) == pool_slack(n) for n in range(0, 70_000, 7))
     rows = EscapeRows(130, EscapeLayout(lo=[-3, 0], bits=[2, 3], decimals=0, clamp=127.0))
@@ -27,8 +37,10 @@ def test_the_compiled_rules_are_the_planners():
        spread=st.sampled_from([3, 40, 400]))
 def test_every_code_comes_back_after_any_rewrites(dim, n_rows, seed, spread):
     """Random batches of distinct rows rewritten with codes inside and outside their ranges, the pool compacting
-    and growing as it must: every row reads back its last codes, the side table holds exactly the escapes, each
-    block's entries sorted by row."""
+    and growing as it must: every row reads back its last codes (as codes and as values, on every read path),
+    the side table holds exactly the escapes, each block's entries sorted by row."""
+    from cython_core._escape import _read_path
+
     rng = np.random.default_rng(seed)
     layout = EscapeLayout(rng.integers(-20, 20, dim), rng.integers(1, 8, dim), 0, 127.0)
     rows, truth = EscapeRows(n_rows, layout), np.zeros((n_rows, dim), np.int64)
@@ -38,7 +50,15 @@ def test_every_code_comes_back_after_any_rewrites(dim, n_rows, seed, spread):
         codes = rng.integers(-spread, spread + 1, (which.size, dim)).clip(-127, 127)
         rows.put_codes(codes, which)
         truth[which] = codes
-    assert np.array_equal(rows.codes(np.arange(n_rows)), truth)
+    before = _read_path()
+    try:
+        for path in ("avx2", "portable", "words"):
+            _read_path(path)
+            assert np.array_equal(rows.codes(np.arange(n_rows)), truth)
+            assert rows.decode(np.arange(n_rows), np.empty((n_rows, dim), np.float64)).tobytes() == (
+                truth * layout.inv_scale).tobytes()
+    finally:
+        _read_path(before)
     assert rows.live == int((~layout.holds(truth)).sum()) == int(rows.seg_len.sum())
     for b in range(rows.seg_len.size):
         segment = rows.pool[rows.seg_start[b]:rows.seg_start[b] + rows.seg_len[b]]
@@ -46,7 +66,7 @@ def test_every_code_comes_back_after_any_rewrites(dim, n_rows, seed, spread):
     assert rows.pool_used <= rows.pool.size
 
 
-def test_values_are_the_uniform_kernels_bit_for_bit_in_float32_and_float64():
+def test_values_are_the_uniform_kernels_bit_for_bit_in_float32_and_float64(read_path):
     rng = np.random.default_rng(1)
     x = rng.normal(0, 30, (500, 7))
     x[::37, 3] = 1e6  # saturates
@@ -86,7 +106,7 @@ def test_pickle_repack_and_trim_keep_every_code():
     assert np.array_equal(rows.codes(np.arange(200)), codes[:200])
 
 
-def test_a_side_table_missing_an_entry_is_refused_not_misread():
+def test_a_side_table_missing_an_entry_is_refused_not_misread(read_path):
     rows = EscapeRows(10, EscapeLayout(np.zeros(2, np.int64), np.full(2, 2), 0, 127.0))
     rows.put_codes(np.array([[50, 1]]), [4])
     rows.seg_len[0] = 0  # the escape in row 4 now points at nothing
