@@ -199,11 +199,28 @@ def confinement_record(job: Validation, probe: RunConfig, probe_run: dict, runti
                     "and buffer for the probe; swap off"}
 
 
+def group_notes(report: dict) -> "tuple[str, ...]":
+    """One line per confined run: its group's peak against the limit, and whether the OOM killer ended it.
+
+    :param report: the validation's report
+    """
+    notes = []
+    for name, run in report["runs"].items():
+        usage = run.get("confinement")
+        if usage and usage.get("peak_bytes") is not None and usage.get("limit_bytes"):
+            killed = "KILLED by the limit" if usage["oom_killed"] else "no OOM kill"
+            share = 100 * usage["peak_bytes"] / usage["limit_bytes"]
+            notes.append(f"{name}: group peak {usage['peak_bytes'] / 1e6:,.1f} of limit "
+                         f"{usage['limit_bytes'] / 1e6:,.1f} ({share:.1f}%), {killed}")
+    return tuple(notes)
+
+
 def _plot(out: Path, report: dict, predictions: dict, all_checks: "list[Check]") -> None:
     """The plots, and report.json again naming them; a plot that fails is named in the report, which keeps
     its status."""
     try:
-        report["plots"] = [str(plot_memory(out, predictions, all_checks)), str(plot_returns(out, predictions))]
+        report["plots"] = [str(plot_memory(out, predictions, all_checks, group_notes(report))),
+                           str(plot_returns(out, predictions))]
     except Exception as exc:  # the measurements are in the report already: a plot is not worth losing them
         report["plot_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     write_json(out / "report.json", report)
