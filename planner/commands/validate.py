@@ -14,7 +14,7 @@ from planner.commands.options import (
     count,
     scans_from_args,
 )
-from planner.defaults import CLAMP, SCAN_STEPS, default_decimals
+from planner.defaults import CLAMP, SCAN_STEPS, default_decimals, is_on_policy
 from planner.envs import lookup_env, training_id
 from planner.errors import PlannerError
 from planner.extras import require_train_extra
@@ -24,6 +24,8 @@ from planner.storages import STORAGES, storage
 TRAINABLE = tuple(name for name, entry in STORAGES.items() if entry.trainable)
 DEVICES = ("cpu", "cuda", "auto")
 DEFAULT_STORAGES = ("sb3", "packed")
+BOUNDARY_STORAGES = ("sb3", "sb3-optimize", "packed", "calibrated")
+BOUNDARY_STEPS = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", required=True, help="a gymnasium env id whose action space the algorithm takes, e.g. "
                                                 "Hopper-v5 or CartPole-v1 (MuJoCo v3 ids train on their v5 twin)")
     add_algo_option(p)
-    p.add_argument("--steps", type=count, required=True, help="training steps (after the fill, with --fill)")
+    p.add_argument("--steps", type=count, help="training steps (after the fill, with --fill); required but with "
+                                                "--boundary (default there 100)")
     p.add_argument("--profile", help="device profile (name or YAML): admission check and machine comparison")
     add_size_options(p, n_envs=False)
     add_quant_options(p, widths=False)
@@ -52,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace the model and buffer construction with memray, in a process of its own (default: on)")
     p.add_argument("--sample-ms", type=float, default=20.0, help="psutil sampling period in ms (default 20)")
     p.add_argument("--force", action="store_true", help="run even if the prediction exceeds the profile's budget")
+    p.add_argument("--confine", action="store_true",
+                   help="with --profile: run each training process in a memory cgroup limited to the profile's budget "
+                        "for training plus this host's measured runtime, swap off (cgroup v2, v1 as root, or "
+                        "systemd-run --user)")
+    p.add_argument("--boundary", action="store_true",
+                   help="with --profile, off-policy: train each storage (default sb3, sb3-optimize, packed, "
+                        "calibrated) with the buffer full at fit's largest size that fits the profile and at 1.1x it, "
+                        "confined; exit status 1 if a run's outcome disagrees with the planner's verdict")
     p.add_argument("--out", help="report folder, which must be new or empty (default runs/validate-ENV-ALGO-TIME)")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out first (never one that another "
                                                             "validation is writing into)")
@@ -73,6 +84,14 @@ def _run(args: argparse.Namespace) -> int:
         dims = lookup_env(trained)
         print(f"{args.env} needs mujoco-py: training on {trained} (obs {dims.obs_dim}, action {dims.action_dim}), "
               "and the prediction uses its dimensions", file=sys.stderr)
+    if (args.confine or args.boundary) and not args.profile:
+        raise PlannerError(f"--{'boundary' if args.boundary else 'confine'} needs --profile: the profile's budget is "
+                           "the memory limit", "profile")
+    if args.steps is None and not args.boundary:
+        raise PlannerError("--steps is required (but with --boundary)", "steps")
+    if args.boundary:
+        _check_boundary(args)
+        args.steps = BOUNDARY_STEPS if args.steps is None else args.steps
     if args.steps < 1:
         raise PlannerError(f"--steps must be at least 1, got {args.steps}")
     check_sizes((args.algo,), args.buffer_size, args.n_steps)
@@ -85,6 +104,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.profile:
         from planner.profiles import load_profile
         profile = load_profile(args.profile)
+    confine = None
+    if args.confine or args.boundary:
+        from validation.harness.confine import confinement
+        confine = confinement()  # none here: one line saying what is missing, before any folder or scan
     out = Path(args.out or f"runs/validate-{args.env}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     from validation.harness.folder import check_fresh
     from validation.harness.report import describe_report
@@ -93,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from validation.harness.validate import Validation, configs, summary, validate
 
     decimals = default_decimals(args.algo) if args.decimals is None else args.decimals
-    storages = tuple(dict.fromkeys(args.storage or default_storages(args.algo)))
+    storages = tuple(dict.fromkeys(args.storage or default_storages(args.algo, args.boundary)))
     if (args.obs_ranges or args.scan) and "calibrated" not in storages:
         raise PlannerError("--obs-ranges and --scan give the calibrated storage its ranges: add --storage calibrated",
                            "obs_ranges")
@@ -110,7 +133,11 @@ def _run(args: argparse.Namespace) -> int:
                   "steps, seed 0; --obs-ranges FILE reads them instead)", file=sys.stderr)
         args.scan = not args.obs_ranges
         ranges = scans_from_args(args, lookup_env(args.env), (decimals,))[0].as_dict()
-    job = Validation(configs(base, storages, ranges), out, profile, args.force, args.overwrite)
+    runs = configs(base, storages, ranges)
+    if args.boundary:
+        from validation.harness.boundary import boundary_configs
+        runs = boundary_configs(runs, profile)
+    job = Validation(runs, out, profile, args.force, args.overwrite, confine, args.boundary)
     for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
         error = storage(config.storage).refusal(config.run_spec())
         if error is not None:
@@ -132,9 +159,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "complete" else 1
 
 
-def default_storages(algo: str) -> "tuple[str, ...]":
-    """:data:`DEFAULT_STORAGES` that have a buffer class for ``algo``'s buffer (RecurrentPPO: SB3's own only)."""
-    return tuple(name for name in DEFAULT_STORAGES if storage(name).training_refusal(algo) is None)
+def default_storages(algo: str, boundary: bool = False) -> "tuple[str, ...]":
+    """:data:`DEFAULT_STORAGES` (the boundary experiment's with ``boundary``) that have a buffer class for ``algo``'s
+    buffer (RecurrentPPO: SB3's own only)."""
+    names = BOUNDARY_STORAGES if boundary else DEFAULT_STORAGES
+    return tuple(name for name in names if storage(name).training_refusal(algo) is None)
+
+
+def _check_boundary(args: argparse.Namespace) -> None:
+    """Refuse what the boundary experiment cannot run: an on-policy algorithm (its rollout is no replay buffer to
+    fill), a size of its own (the sizes are fit's), memray (the runs are not traced)."""
+    if is_on_policy(args.algo):
+        raise PlannerError(f"--boundary fills a replay buffer: {args.algo} is on-policy (use an off-policy algorithm)",
+                           "boundary")
+    if args.buffer_size is not None:
+        raise PlannerError("--boundary sizes each buffer from fit's largest that fits the profile: leave out "
+                           "--buffer-size", "boundary", "buffer_size")
+    args.fill, args.memray = True, False
 
 
 def torch_device(asked: str) -> str:

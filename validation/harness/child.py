@@ -18,6 +18,7 @@ from pathlib import Path
 from planner.algorithms import algorithm
 from planner.defaults import is_on_policy
 from planner.envs import training_id
+from validation.harness.confine import wait_confined
 from validation.harness.measure import (
     MemorySampler,
     buffer_arrays,
@@ -133,6 +134,7 @@ def small_pages() -> None:
 
 def main(config_path: str, out_dir: str) -> int:
     die_with_parent()
+    wait_confined()  # a confined run: in its memory group before torch is imported
     small_pages()
     config = RunConfig.from_json(Path(config_path).read_text())
     out = Path(out_dir)

@@ -199,7 +199,8 @@ def _checks_summary(checks: "list[Check]", width: int = 46) -> "tuple[str, bool]
     return "\n".join(lines) + na, True
 
 
-def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = ()) -> "Figure":
+def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = (),
+                  notes: "tuple[str, ...]" = ()) -> "Figure":
     """The memory plot as a matplotlib Figure (Agg canvas attached; not saved). Top: the whole process's
     RSS from 0, measured (psutil, light solid) beside predicted (dark dashed), per run. Bottom: the growth
     above the built model (RSS minus its value once the model was built, against the prediction minus the
@@ -276,6 +277,11 @@ def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list
             if text.get_text() in failed_labels:
                 text.set_color(FAIL_RED)
     summary = _checks_summary(checks)
+    if notes:  # the memory group each run was confined to: its limit, its peak, any OOM kill
+        import textwrap
+        text, bad = summary or ("", False)
+        lines = [textwrap.fill(n, 46, initial_indent="\u2022 ", subsequent_indent="  ") for n in notes]
+        summary = "\n".join(filter(None, (text, "\nconfined (MB = 10^6 B):", *lines))), bad
     if summary is not None:
         text, bad = summary
         verdicts.text(0, 1, text, transform=verdicts.transAxes, ha="left", va="top", fontsize=8.5,
@@ -285,10 +291,17 @@ def memory_figure(out: Path, predictions: "dict[str, Prediction]", checks: "list
     return fig
 
 
-def plot_memory(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = ()) -> Path:
-    """``memory_figure`` written to out/memory.png."""
+def plot_memory(out: Path, predictions: "dict[str, Prediction]", checks: "list[Check] | tuple" = (),
+                notes: "tuple[str, ...]" = ()) -> Path:
+    """``memory_figure`` written to out/memory.png.
+
+    :param out: the report folder
+    :param predictions: each run's prediction, by name
+    :param checks: the checks, for the verdict box
+    :param notes: lines added to the verdict box (a confined run's group: limit, peak, OOM kill)
+    """
     path = out / "memory.png"
-    memory_figure(out, predictions, checks).savefig(path)
+    memory_figure(out, predictions, checks, notes).savefig(path)
     return path
 
 

@@ -41,6 +41,7 @@ class RunConfig:
     sample_ms: float = 20.0
     obs_ranges: "dict | None" = None
     device: str = "cpu"  # where torch trains: "cpu" or "cuda"
+    tag: str = ""  # tells apart runs of one storage (the boundary experiment's sizes): the end of ``name``
 
     def __post_init__(self) -> None:
         if not storage(self.storage).trainable:
@@ -55,7 +56,7 @@ class RunConfig:
 
     @property
     def name(self) -> str:
-        return f"{self.algo}-{self.storage}"
+        return f"{self.algo}-{self.storage}" + (f"-{self.tag}" if self.tag else "")
 
     @property
     def learning_starts(self) -> int:

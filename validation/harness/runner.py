@@ -4,6 +4,7 @@ Used by the harness (baseline and quantized runs) and by calibration (the probe 
 """
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ import psutil
 from tqdm import tqdm
 
 from validation.harness.child import PARENT_ENV, module_command
+from validation.harness.confine import GROUP_ENV, CgroupGroup, Confinement
 from validation.harness.predict import MMAP_THRESHOLD
 from validation.harness.runconfig import RunConfig
 
@@ -74,6 +76,7 @@ class Stopped(BaseException):
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _children: "set[subprocess.Popen]" = set()
+_group_ids = itertools.count()
 
 
 def _kill(child: subprocess.Popen) -> None:
@@ -126,26 +129,61 @@ def read_run(run_dir: Path, child: subprocess.Popen) -> dict:
     return data
 
 
-def run_child(config: RunConfig, run_dir: Path, label: "str | None" = None) -> dict:
+def run_child(config: RunConfig, run_dir: Path, label: "str | None" = None, confine: "Confinement | None" = None,
+              limit_bytes: "int | None" = None) -> dict:
     """Train ``config`` in a fresh interpreter; return its run.json, marked killed or failed if it did not finish.
-    ``label``: what the progress bar calls the run (default its name; the calibration probe says it is one).
 
     The child runs in a process group of its own and dies with this process (``validation.harness.child``); its
     stderr goes to ``stderr.log`` in ``run_dir``. A progress bar (tqdm, on stderr) follows the child's steps
     from this process, reading the child's sample file, so that drawing it costs the measured process nothing.
-    On ``Stopped`` the child's group is killed and what it measured is put on the exception."""
+    On ``Stopped`` the child's group is killed and what it measured is put on the exception.
+
+    :param config: what to train
+    :param run_dir: the run's folder
+    :param label: what the progress bar calls the run (default its name; the calibration probe says it is one)
+    :param confine: a memory group mechanism: the child runs in a group of its own, moved there right after the spawn
+        (before it imports torch), removed afterwards whatever happens; its limit, peak and OOM kills go in the run's
+        ``confinement``, and a run the limit's OOM killer ended is "killed-by-limit"
+    :param limit_bytes: the group's limit (None: no limit, the group only measures)
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").unlink(missing_ok=True)
+    if confine is None:
+        return _run_child(config, run_dir, label, None)
+    group = confine.group(f"planner-validate-{os.getpid()}-{next(_group_ids)}")
+    group.create(limit_bytes)
+    try:
+        run = _run_child(config, run_dir, label, group)
+    except Stopped as stop:
+        if stop.run is not None:
+            stop.run["confinement"] = group.usage()
+        raise
+    finally:
+        usage = group.usage()
+        group.remove()
+    run["confinement"] = usage
+    if usage["oom_killed"] and run["status"] in ("killed", "failed"):
+        run["status"] = "killed-by-limit"
+    return run
+
+
+def _run_child(config: RunConfig, run_dir: Path, label: "str | None", group: "CgroupGroup | None") -> dict:
+    """``run_child`` in ``group`` (created) or none."""
     config_path = run_dir / "config.json"
     config_path.write_text(config.to_json())
     # a fixed mmap threshold: every large array is a fresh, lazily committed mapping (glibc's dynamic
     # threshold would otherwise hand the buffer heap pages that torch freed, already resident)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), PARENT_ENV: str(os.getpid())}
+    argv = module_command("validation.harness.child", str(config_path), str(run_dir))
+    if group is not None:
+        env[GROUP_ENV] = group.path.name
+        argv = group.command(argv)
     with open(run_dir / STDERR_NAME, "wb") as stderr:
-        child = subprocess.Popen(module_command("validation.harness.child", str(config_path), str(run_dir)), env=env,
-                                 stderr=stderr, start_new_session=True)
+        child = subprocess.Popen(argv, env=env, stderr=stderr, start_new_session=True)
     _children.add(child)
     try:
+        if group is not None:
+            group.attach(child.pid)  # the child waits for this before it imports torch (confine.wait_confined)
         with tqdm(total=config.total_steps if config.steps else None, desc=f"  {label or config.name}", unit="step",
                   file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
             while _wait(child, POLL_S) is None:

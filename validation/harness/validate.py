@@ -12,10 +12,12 @@ from planner.fit import max_buffer_size
 from planner.footprint import footprint
 from planner.profiles import DeviceProfile
 from planner.units import format_bytes
+from validation.harness.boundary import grid, grid_table
 from validation.harness.calibrate import probe_config, probe_label, runtime_of
 from validation.harness.compare import Check, checks
+from validation.harness.confine import Confinement, confine_limit
 from validation.harness.folder import claim
-from validation.harness.predict import predict
+from validation.harness.predict import Runtime, predict
 from validation.harness.report import merge_timeseries, plot_memory, plot_returns, table, write_json
 from validation.harness.runconfig import RunConfig
 from validation.harness.runner import Stopped, machine, run_child, stopping, versions
@@ -28,6 +30,8 @@ class Validation:
     profile: "DeviceProfile | None" = None
     force: bool = False
     overwrite: bool = False  # clear a non-empty ``out`` first (else it is refused)
+    confine: "Confinement | None" = None  # hold each training run to the profile's budget + this host's runtime
+    boundary: bool = False  # the boundary experiment: a run the limit kills is an outcome, not the end
 
 
 def device_differences(profile: DeviceProfile) -> "list[str]":
@@ -57,13 +61,17 @@ def admit(config: RunConfig, profile: DeviceProfile) -> None:
 
 
 def _end_status(run: dict) -> str:
-    """The validation's status when ``run`` did not complete: killed by a signal, or failed."""
-    return "killed" if run["status"] == "killed" else "failed"
+    """The validation's status when ``run`` did not complete: killed by a signal, killed by its group's limit, or
+    failed."""
+    return run["status"] if run["status"] in ("killed", "killed-by-limit") else "failed"
 
 
 def _why(name: str, run: dict) -> str:
+    group = run.get("confinement") or {}
     detail = {"killed": f" by {run.get('signal')}", "failed": f" (exit status {run.get('returncode')}"
-              + (f": {run['error']}" if run.get("error") else "") + ")"}.get(run["status"], "")
+              + (f": {run['error']}" if run.get("error") else "") + ")",
+              "killed-by-limit": f" (the OOM killer of its memory group: peak {_mb(group.get('peak_bytes') or 0)} "
+              f"against the limit {_mb(group.get('limit_bytes') or 0)})"}.get(run["status"], "")
     return f"run {name} {run['status']}{detail}"
 
 
@@ -76,7 +84,11 @@ def validate(job: Validation) -> "tuple[dict, list[Check]]":
     training child and ends the validation with what it measured."""
     for config in job.configs:
         config.check_trainable()
-    if job.profile is not None and not job.force:
+    if (job.confine is not None or job.boundary) and job.profile is None:
+        raise PlannerError("a confined run needs a device profile: its budget is the limit", "confine", "profile")
+    if job.boundary and job.confine is None:
+        raise PlannerError("the boundary experiment runs confined: give it a mechanism", "boundary", "confine")
+    if job.profile is not None and not job.force and not job.boundary:
         for config in job.configs:
             admit(config, job.profile)
     with claim(job.out, job.overwrite), stopping():
@@ -94,7 +106,7 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
     into, key = report["calibration"], "probe"  # where a stopped child's run.json goes (key None: merged)
     try:
         probe = probe_config(job.configs[0].env_id, job.configs[0].algo, job.configs[0].seed)
-        probe_run = run_child(probe, job.out / "calibration", probe_label(probe))
+        probe_run = run_child(probe, job.out / "calibration", probe_label(probe), job.confine)  # measured, no limit
         report["calibration"]["probe"] = probe_run
         if probe_run["status"] != "complete":
             report["status"], report["reason"] = _end_status(probe_run), "calibration " + _why(probe.name, probe_run)
@@ -102,6 +114,10 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
         runtime = runtime_of(probe, probe_run)
         report["calibration"].update(label=probe_label(probe), runtime_bytes=asdict(runtime),
                                      profile_runtime_bytes=job.profile.runtime if job.profile else None)
+        limit = None
+        if job.confine is not None:
+            report["confinement"] = confinement_record(job, probe, probe_run, runtime)
+            limit = report["confinement"]["limit_bytes"]
         write_json(job.out / "report.json", report)
         for config in job.configs:
             prediction = predictions[config.name] = predict(config, runtime)
@@ -109,7 +125,7 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
                 "runtime_bytes": asdict(runtime), "footprint": prediction.footprint.as_dict(),
                 "peak_rss_bytes": prediction.peak_bytes}}
             into, key = record, None
-            run = run_child(replace(config, memray=False), job.out / config.name)
+            run = run_child(replace(config, memray=False), job.out / config.name, None, job.confine, limit)
             record.update(run)
             into, key = record, "memray_pass"
             if run["status"] == "complete" and config.memray:
@@ -122,13 +138,20 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
             run_checks = checks(prediction, run)
             all_checks += run_checks
             report["checks"] = [c.as_dict() for c in all_checks]
-            if run["status"] != "complete":
+            if run["status"] != "complete" and not (job.boundary and run["status"] == "killed-by-limit"):
                 report["status"], report["reason"] = _end_status(run), _why(config.name, run)
                 return report, all_checks
             write_json(job.out / "report.json", report)
         failed = [c for c in all_checks if c.verdict == "FAIL"]
         report["status"] = "complete-with-failures" if failed else "complete"
         report["reason"] = f"{len(failed)} check{'' if len(failed) == 1 else 's'} failed" if failed else ""
+        if job.boundary:
+            report["boundary"] = grid(report, job.configs, job.profile)
+            disagree = sum(not row["agree"] for row in report["boundary"])
+            if disagree:
+                report["status"] = "complete-with-failures"
+                report["reason"] = "; ".join(filter(None, (report["reason"], f"{disagree} boundary verdict"
+                                                           f"{'' if disagree == 1 else 's'} disagree")))
         return report, all_checks
     except Stopped as stop:
         stopped = True
@@ -149,11 +172,55 @@ def _validate(job: Validation) -> "tuple[dict, list[Check]]":
             _plot(job.out, report, predictions, all_checks)
 
 
+def confinement_record(job: Validation, probe: RunConfig, probe_run: dict, runtime: Runtime) -> dict:
+    """What report.json says of the confinement: the mechanism, the limit and how it was reached.
+
+    The host's runtime is taken in the group's own currency (what the kernel charged the calibration probe's group at
+    its peak, minus the planner's models, optimizer and buffer for the probe), as a profile's runtime is the peak
+    minus those: the RSS the probe reached (``runtime``) counts shared library pages the kernel charged elsewhere.
+
+    :param job: the validation (its profile and mechanism)
+    :param probe: the calibration probe's configuration
+    :param probe_run: the probe's run.json, measured in a group of its own without a limit
+    :param runtime: the runtimes the probe measured from RSS
+    """
+    charged = probe_run["confinement"]["peak_bytes"]
+    if charged is None:
+        raise PlannerError(f"{job.confine.mechanism} gave no peak for the calibration probe's group", "confine")
+    host_runtime = charged - predict(probe, Runtime(0, 0, 0)).peak_bytes
+    env_made = next((m["rss_bytes"] for m in probe_run["marks"] if m["name"] == "env_made"), None)
+    return {"mechanism": job.confine.mechanism, "parent": str(job.confine.parent),
+            "limit_bytes": confine_limit(job.profile, host_runtime),
+            "profile_available_bytes": job.profile.budget().available, "host_runtime_bytes": host_runtime,
+            "probe_group_peak_bytes": charged, "probe_rss_runtime_bytes": runtime.training_bytes,
+            "probe_env_made_rss_bytes": env_made,
+            "rule": "limit = the profile's available for training (total - OS reserve - runtime - margin) + this "
+                    "host's runtime, charged to the probe's group at its peak minus the planner's models, optimizer "
+                    "and buffer for the probe; swap off"}
+
+
+def group_notes(report: dict) -> "tuple[str, ...]":
+    """One line per confined run: its group's peak against the limit, and whether the OOM killer ended it.
+
+    :param report: the validation's report
+    """
+    notes = []
+    for name, run in report["runs"].items():
+        usage = run.get("confinement")
+        if usage and usage.get("peak_bytes") is not None and usage.get("limit_bytes"):
+            killed = "KILLED by the limit" if usage["oom_killed"] else "no OOM kill"
+            share = 100 * usage["peak_bytes"] / usage["limit_bytes"]
+            notes.append(f"{name}: group peak {usage['peak_bytes'] / 1e6:,.1f} of limit "
+                         f"{usage['limit_bytes'] / 1e6:,.1f} ({share:.1f}%), {killed}")
+    return tuple(notes)
+
+
 def _plot(out: Path, report: dict, predictions: dict, all_checks: "list[Check]") -> None:
     """The plots, and report.json again naming them; a plot that fails is named in the report, which keeps
     its status."""
     try:
-        report["plots"] = [str(plot_memory(out, predictions, all_checks)), str(plot_returns(out, predictions))]
+        report["plots"] = [str(plot_memory(out, predictions, all_checks, group_notes(report))),
+                           str(plot_returns(out, predictions))]
     except Exception as exc:  # the measurements are in the report already: a plot is not worth losing them
         report["plot_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     write_json(out / "report.json", report)
@@ -192,6 +259,20 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
     for name, measured in buffers.items():
         if name != "sb3" and measured and buffers.get("sb3"):
             lines.append(f"buffer memory, sb3 / {name} (measured): {buffers['sb3'] / measured:.2f}x")
+    group = report.get("confinement")
+    if group:
+        lines.append(f"confined ({group['mechanism']}): limit {_mb(group['limit_bytes'])} = {report['profile']['name']}"
+                     f"'s {_mb(group['profile_available_bytes'])} for training + this host's runtime "
+                     f"{_mb(group['host_runtime_bytes'])} (charged to the probe's group), swap off")
+    for name, run in report["runs"].items():
+        usage = run.get("confinement")
+        if usage and usage.get("peak_bytes") is not None:
+            lines.append(f"{name}: group peak {_mb(usage['peak_bytes'])} of {_mb(usage['limit_bytes'])}"
+                         f" ({100 * usage['peak_bytes'] / usage['limit_bytes']:.1f}%), OOM kill "
+                         f"{'yes' if usage['oom_killed'] else 'no'}")
+    if report.get("boundary"):
+        lines += ["", "boundary: fit's largest size and past it, each confined (MB = 10^6 B):",
+                  grid_table(report["boundary"]), ""]
     if report.get("profile") and report["profile"]["differences_from_this_machine"]:
         lines.append("this machine differs from the profile: "
                      + "; ".join(report["profile"]["differences_from_this_machine"]))
