@@ -137,7 +137,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.boundary:
         from validation.harness.boundary import boundary_configs
         runs = boundary_configs(runs, profile)
-    job = Validation(runs, out, profile, args.force, args.overwrite, confine, args.boundary)
+    job = Validation(runs, out, profile, force=args.force, overwrite=args.overwrite, confine=confine,
+                     boundary=args.boundary)
     for config in job.configs:  # a bad size, m or b, or what a child would refuse: one line before anything runs
         error = storage(config.storage).refusal(config.run_spec())
         if error is not None:

@@ -4,7 +4,7 @@ stops part-way leaves a report that says why, with what it measured."""
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import KW_ONLY, asdict, dataclass, replace
 from pathlib import Path
 
 from planner.errors import PlannerError
@@ -28,6 +28,7 @@ class Validation:
     configs: "tuple[RunConfig, ...]"
     out: Path
     profile: "DeviceProfile | None" = None
+    _: KW_ONLY
     force: bool = False
     overwrite: bool = False  # clear a non-empty ``out`` first (else it is refused)
     confine: "Confinement | None" = None  # hold each training run to the profile's budget + this host's runtime
