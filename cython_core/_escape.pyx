@@ -549,24 +549,31 @@ cdef class EscapeRows:
                 codes[j] = <int64_t>scratch[j] + self.t.lo[j]
         return escaped != 0
 
+    cdef inline bint _next_entry(self, int64_t r, Py_ssize_t* p, Py_ssize_t* end, int64_t* c) noexcept nogil:
+        """The code (``c``) of row ``r``'s next escape, in dimension order: its block's entry after ``p`` (the
+        row's first, found by binary search, while ``p`` is negative); False where the table lacks it."""
+        cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
+        if p[0] < 0:
+            p[0] = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+            end[0] = self.ss[b] + self.sl[b]
+        else:
+            p[0] += 1
+        if p[0] >= end[0] or (self.pl[p[0]] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+            return False
+        c[0] = <int64_t>(self.pl[p[0]] & CODE_MASK) - self.t.top
+        return True
+
     cdef int _patch_row(self, int64_t r, real_out* out, int64_t* codes, const uint32_t* scratch) noexcept nogil:
         """Replace the escaped codes of row ``r`` (``scratch``: its codes as :meth:`_fast_row` read them) with the
         side table's, in dimension order; -1 on an escape without an entry."""
-        cdef Py_ssize_t j, dim = self.t.dim, block = self.t.block
-        cdef Py_ssize_t p = -1, end = 0
-        cdef int64_t b = r // block, rr = r - b * block, c
+        cdef Py_ssize_t j, p = -1, end = 0
+        cdef int64_t c
         cdef const uint32_t* esc = self.t.esc32
-        for j in range(dim):
+        for j in range(self.t.dim):
             if scratch[j] != esc[j]:
                 continue
-            if p < 0:
-                p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
-                end = self.ss[b] + self.sl[b]
-            else:
-                p += 1
-            if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+            if not self._next_entry(r, &p, &end, &c):
                 return -1
-            c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
             if codes != NULL:
                 codes[j] = c
             else:
@@ -576,8 +583,8 @@ cdef class EscapeRows:
     cdef int _exact_row(self, int64_t r, real_out* out, int64_t* codes) noexcept nogil:
         """Row ``r`` into ``out`` (or ``codes``), escapes looked up in its block's side table; -1 on an escape
         without an entry. Read through a 64-bit accumulator refilled word by word (any endianness)."""
-        cdef Py_ssize_t j, dim = self.t.dim, block = self.t.block
-        cdef int64_t b, rr = 0, c, width, avail
+        cdef Py_ssize_t j, dim = self.t.dim
+        cdef int64_t c, width, avail
         cdef uint64_t v, pos, acc, word
         cdef Py_ssize_t p = -1, end = 0
         cdef const uint64_t* src
@@ -602,16 +609,8 @@ cdef class EscapeRows:
                 acc = word >> (width - avail)
                 avail += 64 - width
             if v == esc[j]:
-                if p < 0:
-                    b = r // block
-                    rr = r - b * block
-                    p = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
-                    end = self.ss[b] + self.sl[b]
-                else:
-                    p += 1
-                if p >= end or (self.pl[p] >> ENTRY_CODE_BITS) != <uint32_t>rr:
+                if not self._next_entry(r, &p, &end, &c):
                     return -1
-                c = <int64_t>(self.pl[p] & CODE_MASK) - self.t.top
             else:
                 c = <int64_t>v + lo[j]
             if codes != NULL:
