@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and test justround-planner on arm64 without an arm64 machine: an emulated Debian bookworm root
 # (qemu-user-static + binfmt_misc, built with mmdebstrap), Python 3.11 and PyPI's aarch64 wheels, as a
-# Raspberry Pi OS Bookworm 64-bit user gets them. Not run in CI (about an hour on 2 cores); docs/device.md
+# Raspberry Pi OS Bookworm 64-bit user gets them. Not run in CI (about 40 minutes on 2 cores); docs/device.md
 # records a run.
 #
 #   sudo nice -n 5 scripts/aarch64.sh [--root DIR] [--out DIR] [--reuse-root] [--only-to STAGE]
@@ -161,8 +161,9 @@ build_stage() {
 install_stage() {
   in_root "pip install \"\$(ls /tmp/wheel/justround_planner-*.whl)[train,test]\""
   in_root "pip list 2>/dev/null | grep -iE '^(torch|numpy|mujoco|gymnasium|stable.baselines3|sb3.contrib|memray|Cython|pytest|hypothesis) '"
-  in_root "cd / && python -c 'import platform, cython_core._kernels as k, cython_core._mixed as m; \
-print(platform.machine(), k.__file__); print(\"mixed decode path:\", m._simd())'"
+  in_root "cd / && python -c 'import platform, cython_core._kernels as k, cython_core._mixed as m, \
+cython_core._escape as e; print(platform.machine(), k.__file__); print(\"mixed decode path:\", m._simd()); \
+print(\"escape read path:\", e._read_path())'"
 }
 
 run_pytest() {  # run_pytest NAME TESTS...: the installed package (pytest, not python -m pytest: /src not on sys.path)
