@@ -341,3 +341,21 @@ def test_cpython_arenas_are_counted_apart_from_the_site_that_opened_them(tmp_pat
     groups = memray_attribution(trace, [])
     assert groups["arenas"] >= 2 * ARENA_BYTES and groups["arenas"] % ARENA_BYTES == 0
     assert groups["other"] < groups["arenas"]  # the list's own 1.6 MB of pointers, a malloc
+
+
+def test_memray_attribution_counts_what_the_construction_kept_not_its_temporaries(tmp_path):
+    """A temporary freed before the trace stops is in the peak, not in any site's bytes; what is kept is."""
+    import sys
+
+    from validation.harness.measure import memray_attribution
+
+    trace = tmp_path / "temporary.memray"
+    script = ("import memray\n"
+              f"with memray.Tracker({str(trace)!r}):\n"
+              "    scratch = bytearray(8 << 20)  # 8 MiB, freed below\n"
+              "    del scratch\n"
+              "    kept = bytearray(3 << 20)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    groups = memray_attribution(trace, [])
+    assert groups["peak"] >= 8 << 20
+    assert 3 << 20 <= groups["other"] < 4 << 20

@@ -156,7 +156,8 @@ def checks(prediction: Prediction, run: dict) -> "list[Check]":
         Check(name, "buffer bytes: planner vs memray, everything the buffer constructor allocated", buffer,
               memray["buffer"] if memray else None, BUFFER_TOL,
               note=f"{memray['buffer'] - memray['buffer_arrays']:,} B beyond the arrays (Python objects, layout "
-              "vectors)" if memray else "", allowance=OBJECTS_ALLOWANCE, reason=traced),
+              f"vectors; the largest {memray.get('buffer_largest') or 'none'})" if memray else "",
+              allowance=OBJECTS_ALLOWANCE, reason=traced),
         Check(name, "buffer bytes: planner vs committed pages of its arrays when full (pagemap)", buffer,
               measured.get("buffer_resident_full"), BUFFER_TOL,
               reason="" if full else "buffer never full: use --fill"),

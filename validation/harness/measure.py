@@ -133,30 +133,41 @@ def _site(record) -> str:
 ARENA_BYTES = 1 << 20  # CPython's obmalloc arena (3.10 and later), mapped with mmap
 
 
-def memray_attribution(path: Path, arrays: "list[np.ndarray]") -> "dict[str, int]":
-    """What memray saw allocated, in bytes: at its high-water mark by allocation site (``buffer``: the buffer
-    constructors, ``torch``: models and optimizer, ``other``; ``arenas``: CPython's small-object arenas, apart),
-    ``peak``, and ``buffer_arrays``: the allocations still live at the addresses of the buffer's ``arrays`` (the
-    rest of ``buffer`` is Python objects and per-dimension spec vectors, a fixed few KB per buffer).
+def memray_attribution(path: Path, arrays: "list[np.ndarray]") -> "dict[str, int | str]":
+    """What the traced construction left allocated when the trace stopped, in bytes, by allocation site
+    (``buffer``: the buffer constructors, ``torch``: models, ``other``; ``arenas``: CPython's small-object arenas,
+    apart), ``peak`` (memray's high-water mark), ``buffer_arrays``: the allocations still live at the addresses of
+    the buffer's ``arrays`` (the rest of ``buffer`` is Python objects and per-dimension spec vectors, a fixed few KB
+    per buffer), and ``buffer_largest``: where the largest of the rest was made (for the report's note).
 
-    An arena is mapped by whichever small allocation first finds the others full, and holds the small objects
-    of everything after it: charged to its site, a buffer constructor that happened to open one would show
-    1 MiB it does not own (seen in CI: 1.111 MB against 0.053 MB, now and then)."""
+    What was freed before the trace stopped is not the buffer's: a temporary counts only in ``peak``. (The
+    high-water snapshot counted whatever was live at the peak; in CI, now and then, it held 1 MiB more at a PPO
+    buffer's constructor than the buffer's 0.015 MB, a rare allocation not seen here in 40 traced runs.) An arena
+    is mapped by whichever small allocation first finds the others full, and holds the small objects of everything
+    after it: charged to its site, a buffer constructor that happened to open one would show 1 MiB it does not own
+    (seen in CI: 1.111 MB against 0.053 MB)."""
     from memray import AllocatorType, FileReader
 
     releases = {AllocatorType.FREE, AllocatorType.PYMALLOC_FREE, AllocatorType.MUNMAP}
     wanted = {a.ctypes.data for a in arrays}
     groups = {"buffer": 0, "buffer_arrays": 0, "torch": 0, "other": 0, "arenas": 0}
+    largest = (0, "")
     with FileReader(path) as reader:
-        for record in reader.get_high_watermark_allocation_records(merge_threads=True):
-            arena = record.allocator == AllocatorType.MMAP and record.size % ARENA_BYTES == 0
-            groups["arenas" if arena else _site(record)] += record.size
         live = {}
         for record in reader.get_allocation_records():
             if record.allocator in releases:
                 live.pop(record.address, None)
-            elif record.address in wanted:
+            else:
                 live[record.address] = record
-        groups["buffer_arrays"] = sum(r.size for r in live.values() if _site(r) == "buffer")
+        for address, record in live.items():
+            arena = record.allocator == AllocatorType.MMAP and record.size % ARENA_BYTES == 0
+            site = "arenas" if arena else _site(record)
+            groups[site] += record.size
+            if site == "buffer" and address in wanted:
+                groups["buffer_arrays"] += record.size
+            elif site == "buffer" and record.size > largest[0]:
+                frame = record.stack_trace()[0] if record.stack_trace() else ("?", "?", 0)
+                largest = (record.size, f"{record.size:,} B at {Path(frame[1]).name}:{frame[2]}")
+        groups["buffer_largest"] = largest[1]
         groups["peak"] = reader.metadata.peak_memory
     return groups
