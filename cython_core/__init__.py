@@ -1,5 +1,6 @@
-"""k-bit packing core: CodeLayout, the compiled quantize_pack / gather_unpack kernels, PackedRows; and mixed-width
-rows (MixedLayout, MixedRows, ExceptionStore, the compiled mixed_* kernels).
+"""k-bit packing core: CodeLayout, the compiled quantize_pack / gather_unpack kernels (rows at bit stride),
+PackedRows; escape-coded rows (EscapeLayout, EscapeRows); and the mixed-width rows of buffers saved before
+format 5 (MixedLayout, MixedRows, ExceptionStore, the compiled mixed_* kernels).
 
 The names below load on first use (PEP 562), so ``import cython_core.layout`` (what the planner
 imports) never loads the compiled extensions ``cython_core._kernels`` and ``cython_core._mixed`` (built by
@@ -8,7 +9,7 @@ imports) never loads the compiled extensions ``cython_core._kernels`` and ``cyth
 >>> import numpy as np
 >>> from cython_core import CodeLayout, gather_unpack, quantize_pack
 >>> spec = CodeLayout.uniform(4, decimals=2, clamp=127.0)
->>> storage = np.zeros((10, spec.row_words), dtype=np.uint64)
+>>> storage = np.zeros(spec.words(10), dtype=np.uint64)
 >>> quantize_pack(np.array([[0.123, -5.0, 300.0, 1.005]]), storage, np.array([3]), spec)
 1
 >>> out = np.empty((1, 4), dtype=np.float32)
@@ -36,9 +37,12 @@ _HOMES = {
     "mixed_pack": "cython_core._mixed",
     "mixed_pack_codes": "cython_core._mixed",
     "mixed_unpack": "cython_core._mixed",
+    "pack_codes": "cython_core._kernels",
     "quantize_pack": "cython_core._kernels",
     "quantize_match": "cython_core._kernels",
+    "quantize_codes": "cython_core._kernels",
     "quantize_pack_counts": "cython_core._kernels",
+    "unpack_codes": "cython_core._kernels",
 }
 _COMPILED = ("cython_core._kernels", "cython_core._mixed", "cython_core._escape")
 __all__ = sorted(_HOMES)

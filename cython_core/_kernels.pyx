@@ -1,11 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Compiled k-bit kernels: quantize+pack row by row, gather+unpack straight into float32 rows.
 
-Per row, quantize_pack turns the D values into integer codes in a scratch row (no float temporary)
-and packs them; gather_unpack prefetches the cache lines of the row it will decode 4 rows later,
-extracts codes with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and
-15) and either looks them up in a float32 table of all 2**k values (uniform specs, k <= 16, float32
-out) or dequantizes them in a loop the compiler vectorizes. Both give the same bits.
+Rows lie at bit stride in one stream of 64-bit words (row r at bit r x D*k; one spare word at the end,
+``cython_core.layout.words_for``), so a row costs exactly its D*k bits. Per row, quantize_pack turns
+the D values into integer codes in a scratch row (no float temporary) and writes them into the stream,
+keeping the bits of the rows either side; gather_unpack prefetches the cache lines of the row it will
+decode 4 rows later, extracts codes with 8-byte loads (8 codes span exactly k bytes; offsets are
+constants for k = 12 and 15, plus the row's bit offset within its first byte) and either looks them up
+in a float32 table of all 2**k values (uniform specs, k <= 16, float32 out) or dequantizes them in a
+loop the compiler vectorizes. Both give the same bits.
 
 Bounds checks are off in this module: every index (``rows``, ``indices``) is validated against the
 storage's row count once, before any loop, and every buffer's dtype, shape and contiguity is checked
@@ -24,7 +27,6 @@ from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
 from libc.math cimport isfinite, isinf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp
 
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
@@ -48,7 +50,7 @@ cdef class _Tables:
     cdef const double* inv
     cdef const double* base     # offset + 2**31 as float64: decode adds it to (int32)(code - 2**31)
     cdef const int64_t* offset
-    cdef Py_ssize_t dim, row_words, groups
+    cdef Py_ssize_t dim, row_bits, groups
     cdef int bits
     cdef bint uniform, code_nonfinite
     cdef uint32_t nonfinite_code
@@ -62,14 +64,13 @@ cdef class _Tables:
         self._keep = (spec.lo, spec.hi, spec.scale, spec.inv_scale, spec.offset, base)
         self.lo, self.hi, self.scale, self.inv = &lo[0], &hi[0], &scale[0], &inv[0]
         self.base, self.offset = &base_v[0], &offset[0]
-        self.dim, self.row_words, self.bits = spec.dim, spec.row_words, spec.bits
+        self.dim, self.row_bits, self.bits = spec.dim, spec.row_bits, spec.bits
         self.uniform = all(np.all(a == a[0]) for a in (spec.lo, spec.hi, spec.scale))
         self.code_nonfinite = spec.nonfinite == "code"
         self.nonfinite_code = spec.nonfinite_code
-        # Groups of 8 codes span exactly `bits` bytes; a group is read with 8-byte loads that must stay
-        # inside the row: groups g with g*bits + (7*bits)//8 + 8 <= row bytes (little-endian hosts only).
-        room = self.row_words * 8 - 8 - (7 * self.bits) // 8
-        self.groups = min(self.dim // 8, room // self.bits + 1) if (room >= 0 and JR_LITTLE_ENDIAN) else 0
+        # Groups of 8 codes span exactly `bits` bytes, read with 8-byte loads (little-endian hosts only): a load
+        # starts at most at the last code's byte, and the spare word keeps its 8 bytes inside the stream.
+        self.groups = self.dim // 8 if JR_LITTLE_ENDIAN else 0
         self.table = NULL
         if self.uniform and self.bits <= TABLE_MAX_BITS:
             self.table = <float*>malloc((<size_t>1 << self.bits) * sizeof(float))
@@ -83,6 +84,27 @@ cdef class _Tables:
 
 cdef _Tables _tables(spec):
     return <_Tables>_spec_tables(spec, CodeLayout, _Tables)
+
+
+cdef inline Py_ssize_t _get_words(storage, Py_buffer* view, _Tables t, int flags) except -1:
+    """A C-contiguous 1-D uint64 buffer of ``storage``; returns the rows it holds (its words but the spare one)."""
+    if _try_buffer(storage, view, flags):
+        if _kind(view) == U64 and view.ndim == 1 and view.shape[0] >= 1:
+            return (view.shape[0] - 1) * 64 // t.row_bits
+        PyBuffer_Release(view)
+    raise ValueError("storage must be a writable C-contiguous 1-D uint64 array of at least one word (rows at bit "
+                     f"stride, cython_core.layout.words_for), got {getattr(storage, 'dtype', type(storage).__name__)} "
+                     f"{getattr(storage, 'shape', '')}")
+
+
+cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int bits) noexcept nogil:
+    """The ``bits`` (1..32) bits at bit ``pos`` of the stream."""
+    cdef uint64_t i = pos >> 6
+    cdef int s = pos & 63
+    cdef uint64_t v = w[i] >> s
+    if s + bits > 64:
+        v |= w[i + 1] << (64 - s)
+    return v & ((<uint64_t>1 << bits) - 1)
 
 
 # -- quantize + pack -------------------------------------------------------------------------------
@@ -134,13 +156,25 @@ cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t
     counts[1] += nonfinite
 
 
-cdef void _pack_row(const uint64_t* codes, Py_ssize_t dim, int bits, uint64_t* row) noexcept nogil:
-    """Little-endian bit stream of ``dim`` codes into whole words (padding bits zero)."""
+cdef void _pack_row(const uint64_t* codes, Py_ssize_t dim, int bits, uint64_t* words, uint64_t start) noexcept nogil:
+    """``dim`` codes little-endian into the stream from bit ``start``, the bits before and after kept."""
     cdef Py_ssize_t j
-    cdef BitWriter b = BitWriter(row, 0, 0, 0)
+    cdef int s = start & 63
+    cdef uint64_t* first = words + (start >> 6)
+    cdef BitWriter b = BitWriter(first, 0, s, (first[0] & ((<uint64_t>1 << s) - 1)) if s else 0)
     for j in range(dim):
         _put_bits(&b, codes[j], bits)
-    _end_bits(&b)
+    if b.used:  # the last, partly filled word: the next row's bits above it stay
+        b.row[b.w] = b.acc | (b.row[b.w] & (~<uint64_t>0 << b.used))
+
+
+cdef bint _row_holds(const uint64_t* codes, Py_ssize_t dim, int bits, const uint64_t* words,
+                     uint64_t start) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(dim):
+        if _read(words, start + j * bits, bits) != codes[j]:
+            return False
+    return True
 
 
 cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,
@@ -150,23 +184,19 @@ cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uin
     policy and non-finite values, write nothing and return their count. Returns -1 when out of memory."""
     cdef Py_ssize_t i, bad = 0
     cdef uint64_t* codes
-    cdef uint64_t* scratch
     if not t.code_nonfinite:
         bad = _find_nonfinite(x, n * t.dim, first)
         if bad:
             return bad
-    codes = <uint64_t*>malloc((t.dim + t.row_words) * sizeof(uint64_t))
+    codes = <uint64_t*>malloc(t.dim * sizeof(uint64_t))
     if codes == NULL:
         return -1
-    scratch = codes + t.dim
     for i in range(n):
         _quantize_row(x + i * t.dim, t, codes, counts)
         if held == NULL:
-            _pack_row(codes, t.dim, t.bits, storage + rows[i] * t.row_words)
-        else:
-            _pack_row(codes, t.dim, t.bits, scratch)
-            if memcmp(scratch, storage + rows[i] * t.row_words, t.row_words * sizeof(uint64_t)) != 0:
-                held[0] = 0
+            _pack_row(codes, t.dim, t.bits, storage, <uint64_t>rows[i] * t.row_bits)
+        elif held[0] and not _row_holds(codes, t.dim, t.bits, storage, <uint64_t>rows[i] * t.row_bits):
+            held[0] = 0
     free(codes)
     return 0
 
@@ -179,7 +209,7 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
     cdef bint have_s = False, have_r = False
     cdef int64_t one_row
     cdef const int64_t* rows_p
-    cdef Py_ssize_t n, first = 0, bad = 0
+    cdef Py_ssize_t n, n_rows, first = 0, bad = 0
     cdef Py_ssize_t counts[2]
     cdef Kind kind
     cdef bint big
@@ -189,8 +219,9 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
             raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
                              f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
         n = 1 if xb.ndim == 1 else xb.shape[0]
-        have_s = _get_storage(storage, &sb, t.row_words, 0 if match else PyBUF_WRITABLE) == 0
-        if type(rows) is int and 0 <= rows < sb.shape[0]:  # one row in range: no array (a bool is not a row)
+        n_rows = _get_words(storage, &sb, t, 0 if match else PyBUF_WRITABLE)
+        have_s = True
+        if type(rows) is int and 0 <= rows < n_rows:  # one row in range: no array (a bool is not a row)
             if n != 1:
                 raise ValueError(f"rows must hold one index per row of x ({n}), got a single index")
             one_row = rows
@@ -201,7 +232,7 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
                 raise ValueError(f"rows must hold one index per row of x ({n}), got shape "
                                  f"{tuple(rb.shape[i] for i in range(rb.ndim))}")
             rows_p = <const int64_t*>rb.buf
-        _check_indices(rows_p, n, sb.shape[0], "rows")
+        _check_indices(rows_p, n, n_rows, "rows")
         counts[0] = counts[1] = 0
         kind = _kind(&xb)
         big = n * t.dim >= NOGIL_VALUES
@@ -251,46 +282,185 @@ def quantize_match(x, storage, rows, spec) -> tuple:
     return _quantize(x, storage, rows, spec, True)
 
 
+# -- codes in and out ------------------------------------------------------------------------------
+
+cdef Py_ssize_t _codes_of(const real_in* x, Py_ssize_t n, _Tables t, uint32_t* out, Py_ssize_t* counts,
+                          Py_ssize_t* first) noexcept nogil:
+    """The codes of n rows into ``out`` (n, D); as ``_encode``, non-finite values under the "error" policy are
+    counted and nothing is written. Returns -1 when out of memory."""
+    cdef Py_ssize_t i, j, bad
+    cdef uint64_t* codes
+    if not t.code_nonfinite:
+        bad = _find_nonfinite(x, n * t.dim, first)
+        if bad:
+            return bad
+    codes = <uint64_t*>malloc(t.dim * sizeof(uint64_t))
+    if codes == NULL:
+        return -1
+    for i in range(n):
+        _quantize_row(x + i * t.dim, t, codes, counts)
+        for j in range(t.dim):
+            out[i * t.dim + j] = <uint32_t>codes[j]
+    free(codes)
+    return 0
+
+
+def quantize_codes(x, spec) -> tuple:
+    """``(codes, saturated, nonfinite_coded)``: the codes of ``x`` (n, D) (or (D,)) as :func:`quantize_pack` would
+    store them, uint32 (n, D), in no storage (a batch that goes to rows later, :func:`pack_codes`)."""
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer xb
+    cdef Py_ssize_t n, bad, first = 0
+    cdef Py_ssize_t counts[2]
+    cdef uint32_t[:, ::1] out_v
+    cdef uint32_t* out_p = NULL
+    _get_values(x, &xb, F32, F64, F64)
+    try:
+        if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
+            raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
+                             f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
+        n = 1 if xb.ndim == 1 else xb.shape[0]
+        out = np.empty((n, t.dim), dtype=np.uint32)
+        out_v = out
+        if n:
+            out_p = &out_v[0, 0]
+        counts[0] = counts[1] = 0
+        if _kind(&xb) == F32:
+            bad = _codes_of(<const float*>xb.buf, n, t, out_p, counts, &first)
+        else:
+            bad = _codes_of(<const double*>xb.buf, n, t, out_p, counts, &first)
+    finally:
+        PyBuffer_Release(&xb)
+    if bad < 0:
+        raise MemoryError()
+    if bad:
+        raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    return out, counts[0], counts[1]
+
+
+def pack_codes(codes, storage, rows, spec) -> None:
+    """Write ``codes`` (uint32 (n, D), each below 2**bits: :func:`quantize_codes` or :func:`unpack_codes` made them)
+    into rows ``rows`` of ``storage``, keeping every other row's bits."""
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer sb, rb
+    cdef bint have_s = False, have_r = False
+    cdef Py_ssize_t n, i, j, n_rows
+    cdef const uint32_t[:, ::1] c
+    cdef uint64_t* row
+    cdef uint64_t limit = <uint64_t>1 << t.bits
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "ui" or arr.ndim != 2 or arr.shape[1] != t.dim:
+        raise ValueError(f"codes must be integers of shape (n, {t.dim}), got {arr.dtype} {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+        bad = np.argwhere((arr < 0) | (arr >= limit))[0]
+        raise ValueError(f"codes must be in 0..2**{t.bits} - 1, got {arr[tuple(bad)]} at row {bad[0]}, "
+                         f"dimension {bad[1]}")
+    c = np.ascontiguousarray(arr, dtype=np.uint32)
+    n = c.shape[0]
+    row = <uint64_t*>malloc((t.dim + 1) * sizeof(uint64_t))
+    if row == NULL:
+        raise MemoryError()
+    try:
+        n_rows = _get_words(storage, &sb, t, PyBUF_WRITABLE)
+        have_s = True
+        have_r = _get_indices(rows, &rb, "rows") == 0
+        if (rb.shape[0] if rb.ndim else 1) != n or rb.ndim > 1:
+            raise ValueError(f"rows must hold one index per row of codes ({n}), got shape "
+                             f"{tuple(rb.shape[i] for i in range(rb.ndim))}")
+        _check_indices(<const int64_t*>rb.buf, n, n_rows, "rows")
+        for i in range(n):
+            for j in range(t.dim):
+                row[j] = c[i, j]
+            _pack_row(row, t.dim, t.bits, <uint64_t*>sb.buf, <uint64_t>(<const int64_t*>rb.buf)[i] * t.row_bits)
+    finally:
+        free(row)
+        if have_s:
+            PyBuffer_Release(&sb)
+        if have_r:
+            PyBuffer_Release(&rb)
+
+
+def unpack_codes(storage, indices, spec):
+    """The codes rows ``indices`` of ``storage`` hold: uint32 (n, D)."""
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer sb, ib
+    cdef bint have_s = False, have_i = False
+    cdef Py_ssize_t n, i, n_rows
+    cdef uint32_t[:, ::1] out_v
+    try:
+        n_rows = _get_words(storage, &sb, t, 0)
+        have_s = True
+        have_i = _get_indices(indices, &ib, "indices") == 0
+        if ib.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+        n = ib.shape[0]
+        _check_indices(<const int64_t*>ib.buf, n, n_rows, "indices")
+        out = np.empty((n, t.dim), dtype=np.uint32)
+        out_v = out
+        for i in range(n):
+            _unpack_words(<const uint64_t*>sb.buf, <uint64_t>(<const int64_t*>ib.buf)[i] * t.row_bits, t.bits, 0,
+                          t.dim, &out_v[i, 0])
+    finally:
+        if have_s:
+            PyBuffer_Release(&sb)
+        if have_i:
+            PyBuffer_Release(&ib)
+    return out
+
+
 # -- gather + unpack -------------------------------------------------------------------------------
 
-cdef inline void _unpack_groups(const unsigned char* p, int bits, Py_ssize_t groups, uint32_t* codes) noexcept nogil:
-    """Codes of the first 8*groups values: 8 codes span `bits` bytes, each read with one 8-byte load.
-    Inlined with a constant `bits`, every offset and shift below is a constant."""
+cdef inline void _two_words(const unsigned char* p, int sh, int bits, uint64_t* lo, uint64_t* mid) noexcept nogil:
+    """A group of 8 codes of ``bits`` (8..15) bits that starts at bit ``sh`` (0..7) of byte ``p`` (8*bits + sh <= 127
+    bits: two 8-byte loads, the second ending at most 16 - bits bytes past the group, inside the spare word): codes
+    0-3 from the low bits of ``lo``, codes 4-7 from those of ``mid``."""
+    cdef uint64_t a = jr_load64(p), b = jr_load64(p + 8)
+    a = (a >> sh) | ((b << 1) << (63 - sh))  # no branch on sh; b << 64 would be undefined
+    b >>= sh
+    lo[0] = a
+    mid[0] = (a >> (4 * bits)) | (b << (64 - 4 * bits))
+
+
+cdef inline void _unpack_groups(const unsigned char* p, int sh, int bits, Py_ssize_t groups,
+                                uint32_t* codes) noexcept nogil:
+    """Codes of the first 8*groups values of a row that starts at bit ``sh`` (0..7) of byte ``p``: 8 codes span
+    `bits` bytes, read with two 8-byte loads (8 <= bits <= 15) or one per code (at most 7 + 7 + 32 bits in). Inlined with
+    a constant `bits`, every offset below is a constant."""
     cdef Py_ssize_t g
     cdef int i
-    cdef uint64_t mask = (<uint64_t>1 << bits) - 1
+    cdef uint64_t lo, mid, mask = (<uint64_t>1 << bits) - 1
     for g in range(groups):
-        for i in range(8):
-            codes[i] = <uint32_t>((jr_load64(p + ((i * bits) >> 3)) >> ((i * bits) & 7)) & mask)
+        if 8 <= bits <= 15:
+            _two_words(p, sh, bits, &lo, &mid)
+            for i in range(4):
+                codes[i] = <uint32_t>((lo >> (i * bits)) & mask)
+                codes[i + 4] = <uint32_t>((mid >> (i * bits)) & mask)
+        else:
+            for i in range(8):
+                codes[i] = <uint32_t>((jr_load64(p + ((i * bits) >> 3)) >> (((i * bits) & 7) + sh)) & mask)
         p += bits
         codes += 8
 
 
-cdef inline void _unpack_words(const uint64_t* row, int bits, Py_ssize_t start, Py_ssize_t stop,
+cdef inline void _unpack_words(const uint64_t* words, uint64_t start, int bits, Py_ssize_t first, Py_ssize_t stop,
                                uint32_t* codes) noexcept nogil:
-    """Codes start..stop-1 read word by word (the row's tail, and every code on big-endian hosts)."""
-    cdef Py_ssize_t j, pos, w
-    cdef int s
-    cdef uint64_t v, mask = (<uint64_t>1 << bits) - 1
-    for j in range(start, stop):
-        pos = j * bits
-        w = pos >> 6
-        s = pos & 63
-        v = row[w] >> s
-        if s + bits > 64:  # the code straddles two words
-            v |= row[w + 1] << (64 - s)
-        codes[j] = <uint32_t>(v & mask)
+    """Codes first..stop-1 of the row at bit ``start``, read word by word (the row's tail, and every code on
+    big-endian hosts)."""
+    cdef Py_ssize_t j
+    for j in range(first, stop):
+        codes[j] = <uint32_t>_read(words, start + j * bits, bits)
 
 
-cdef inline void _unpack_row(const uint64_t* row, _Tables t, uint32_t* codes) noexcept nogil:
-    cdef const unsigned char* p = <const unsigned char*>row
-    if t.bits == 15:  # the paper's widths get constant offsets and shifts
-        _unpack_groups(p, 15, t.groups, codes)
+cdef inline void _unpack_row(const uint64_t* words, uint64_t start, _Tables t, uint32_t* codes) noexcept nogil:
+    cdef const unsigned char* p = <const unsigned char*>words + (start >> 3)
+    cdef int sh = start & 7
+    if t.bits == 15:  # the paper's widths get constant offsets
+        _unpack_groups(p, sh, 15, t.groups, codes)
     elif t.bits == 12:
-        _unpack_groups(p, 12, t.groups, codes)
+        _unpack_groups(p, sh, 12, t.groups, codes)
     else:
-        _unpack_groups(p, t.bits, t.groups, codes)
-    _unpack_words(row, t.bits, 8 * t.groups, t.dim, codes)
+        _unpack_groups(p, sh, t.bits, t.groups, codes)
+    _unpack_words(words, start, t.bits, 8 * t.groups, t.dim, codes)
 
 
 cdef inline void _dequantize_row(const uint32_t* codes, _Tables t, real_out* out) noexcept nogil:
@@ -315,54 +485,67 @@ cdef void _fill_table(_Tables t) noexcept:
         t.table[c] = <float>((<double>(<int32_t>(c ^ 0x80000000u)) + base) * inv)
 
 
-cdef inline void _lookup_groups(const unsigned char* p, int bits, Py_ssize_t groups, const float* table,
+cdef inline void _lookup_groups(const unsigned char* p, int sh, int bits, Py_ssize_t groups, const float* table,
                                 float* out) noexcept nogil:
-    """Unpack and look up the first 8*groups values (uniform specs, bits <= 16, float32 out): two 8-byte
-    loads per group of 8 codes (codes 0-3 from byte 0, codes 4-7 from byte 4*bits//8), no scratch row."""
+    """Unpack and look up the first 8*groups values (uniform specs, bits <= 16, float32 out), no scratch row."""
     cdef Py_ssize_t g
-    cdef int i, half = (4 * bits) >> 3
-    cdef uint64_t a, b, mask = (<uint64_t>1 << bits) - 1
+    cdef int i
+    cdef uint64_t lo, mid, mask = (<uint64_t>1 << bits) - 1
     for g in range(groups):
-        a = jr_load64(p)
-        b = jr_load64(p + half)
-        for i in range(4):
-            out[i] = table[(a >> (i * bits)) & mask]
-        for i in range(4, 8):
-            out[i] = table[(b >> (i * bits - 8 * half)) & mask]
+        if 8 <= bits <= 15:
+            _two_words(p, sh, bits, &lo, &mid)
+            for i in range(4):
+                out[i] = table[(lo >> (i * bits)) & mask]
+                out[i + 4] = table[(mid >> (i * bits)) & mask]
+        else:
+            for i in range(8):
+                out[i] = table[(jr_load64(p + ((i * bits) >> 3)) >> (((i * bits) & 7) + sh)) & mask]
         p += bits
         out += 8
 
 
-cdef inline void _lookup_row(const uint64_t* row, _Tables t, uint32_t* codes, float* out) noexcept nogil:
-    cdef const unsigned char* p = <const unsigned char*>row
+cdef inline void _lookup_row(const uint64_t* words, uint64_t start, _Tables t, uint32_t* codes,
+                             float* out) noexcept nogil:
+    cdef const unsigned char* p = <const unsigned char*>words + (start >> 3)
+    cdef int sh = start & 7
     cdef Py_ssize_t j
     if t.bits == 15:
-        _lookup_groups(p, 15, t.groups, t.table, out)
+        _lookup_groups(p, sh, 15, t.groups, t.table, out)
     elif t.bits == 12:
-        _lookup_groups(p, 12, t.groups, t.table, out)
+        _lookup_groups(p, sh, 12, t.groups, t.table, out)
     else:
-        _lookup_groups(p, t.bits, t.groups, t.table, out)
-    _unpack_words(row, t.bits, 8 * t.groups, t.dim, codes)
+        _lookup_groups(p, sh, t.bits, t.groups, t.table, out)
+    _unpack_words(words, start, t.bits, 8 * t.groups, t.dim, codes)
     for j in range(8 * t.groups, t.dim):
         out[j] = t.table[codes[j]]
 
 
+cdef inline void _prefetch(const uint64_t* words, uint64_t start, Py_ssize_t row_bits) noexcept nogil:
+    """Request every cache line of the row at bit ``start``."""
+    cdef const char* p = <const char*>words + (start >> 3)
+    cdef const char* last = <const char*>words + ((start + row_bits - 1) >> 3)
+    while p <= last:
+        JR_PREFETCH(p)
+        p += 64
+    JR_PREFETCH(last)
+
+
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
                  real_out* out) noexcept nogil:
-    cdef Py_ssize_t i, row_words = t.row_words
+    cdef Py_ssize_t i, row_bits = t.row_bits
     cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
     if codes == NULL:
         return -1
     for i in range(min(n, PREFETCH_ROWS)):
-        _prefetch_row(storage + idx[i] * row_words, row_words)
+        _prefetch(storage, <uint64_t>idx[i] * row_bits, row_bits)
     for i in range(n):
         if i + PREFETCH_ROWS < n:
-            _prefetch_row(storage + idx[i + PREFETCH_ROWS] * row_words, row_words)
+            _prefetch(storage, <uint64_t>idx[i + PREFETCH_ROWS] * row_bits, row_bits)
         if real_out is float:
             if t.table != NULL:
-                _lookup_row(storage + idx[i] * row_words, t, codes, out + i * t.dim)
+                _lookup_row(storage, <uint64_t>idx[i] * row_bits, t, codes, out + i * t.dim)
                 continue
-        _unpack_row(storage + idx[i] * row_words, t, codes)
+        _unpack_row(storage, <uint64_t>idx[i] * row_bits, t, codes)
         _dequantize_row(codes, t, out + i * t.dim)
     free(codes)
     return 0
@@ -373,12 +556,13 @@ def gather_unpack(storage, indices, spec, out) -> None:
     cdef _Tables t = _tables(spec)
     cdef Py_buffer sb, ib, ob
     cdef bint have_s = False, have_i = False, have_o = False
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, n_rows
     cdef Kind kind = OTHER
     cdef int status = 0
     cdef bint big
     try:
-        have_s = _get_storage(storage, &sb, t.row_words, 0) == 0
+        n_rows = _get_words(storage, &sb, t, 0)
+        have_s = True
         have_i = _get_indices(indices, &ib, "indices") == 0
         if ib.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
@@ -389,7 +573,7 @@ def gather_unpack(storage, indices, spec, out) -> None:
         if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != t.dim:
             raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {t.dim}), "
                              f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        _check_indices(<const int64_t*>ib.buf, n, sb.shape[0], "indices")
+        _check_indices(<const int64_t*>ib.buf, n, n_rows, "indices")
         big = n * t.dim >= NOGIL_VALUES
         if kind == F32 and big:
             with nogil:

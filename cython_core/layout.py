@@ -1,13 +1,12 @@
 """Packed-row geometry and code widths, shared by the planner's ``packed`` storage and the compiled storage.
 
 Pure Python on purpose: the planner imports this module, never the compiled kernels.
-A row of ``dim`` codes of ``bits`` bits is packed little-endian into whole 64-bit words,
-so that any row can be read at random.
+Uniform rows (cython_core.uniform, _kernels) and escape-coded rows (cython_core.escape, _escape) lie at bit
+stride: row r at bit r x row_bits of one little-endian stream of 64-bit words, plus one spare word
+(:func:`words_for`), so any row can be read at random and costs exactly its bits.
 
->>> packed_row_bytes(348, 15)  # 5220 bits -> 82 words
-656
->>> packed_row_padding_bits(348, 15)
-28
+>>> words_for(1000, 348 * 15)  # Humanoid, 348 dims x 15 bits: 5,220,000 bits in 81,563 words, + the spare one
+81564
 >>> bits_for_levels(25_401)  # m = 2, b = 127: 2 * 12,700 + 1 levels
 15
 """
@@ -31,23 +30,6 @@ def bits_for_levels(levels: int) -> int:
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     return max(1, (int(levels) - 1).bit_length())
-
-
-def packed_row_words(dim: int, bits: int) -> int:
-    """64-bit words one packed row of ``dim`` codes of ``bits`` bits occupies."""
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    return -(-dim * check_bits(bits) // WORD_BITS)
-
-
-def packed_row_bytes(dim: int, bits: int) -> int:
-    """Bytes one packed row occupies, padding included."""
-    return packed_row_words(dim, bits) * WORD_BYTES
-
-
-def packed_row_padding_bits(dim: int, bits: int) -> int:
-    """Unused bits at the end of each packed row."""
-    return packed_row_words(dim, bits) * WORD_BITS - dim * bits
 
 
 # The exception store of mixed-width rows (cython_core.exceptions): an entry is the row (int64), the dimension

@@ -26,7 +26,16 @@ from cython_core.errors import NonFiniteError
 from cython_core.exceptions import EXCEPTION_DTYPE
 from cython_core.indices import as_indices
 from cython_core.mixed import MixedLayout
-from cython_core.reference import _check_indices, _check_storage
+from cython_core.reference import _check_indices
+
+
+def _check_storage(storage: np.ndarray, spec: MixedLayout, writable: bool) -> None:
+    """``storage`` holds rows of ``spec.row_words`` words."""
+    if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 2
+            or storage.shape[1] != spec.row_words or not storage.flags.c_contiguous
+            or (writable and not storage.flags.writeable)):
+        raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {spec.row_words}), "
+                         f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
 
 
 def _spec(spec: Any) -> MixedLayout:

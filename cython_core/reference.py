@@ -1,12 +1,12 @@
 """Pure-numpy reference of the packing kernels: slow, obviously correct, bit for bit the same results.
 
-The bit layout is built with ``numpy.packbits(bitorder="little")`` over each row's bit stream, an
+The bit layout is built with ``numpy.unpackbits`` / ``packbits(bitorder="little")`` over the whole stream, an
 independent route from the compiled word-at-a-time code, so the tests compare two implementations.
 
 >>> import numpy as np
 >>> from cython_core.uniform import CodeLayout
 >>> spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
->>> storage = np.zeros((2, spec.row_words), dtype=np.uint64)
+>>> storage = np.zeros(spec.words(2), dtype=np.uint64)
 >>> quantize_pack(np.array([0.25, -3.0, 0.35]), storage, [1], spec)  # -3.0 saturates
 1
 >>> out = np.empty((1, 3), dtype=np.float32)
@@ -56,31 +56,38 @@ def decode_codes(codes: np.ndarray, spec: CodeLayout, dtype: Any = np.float32) -
     return values.astype(dtype)
 
 
-def pack_codes(codes: np.ndarray, bits: int, row_words: int) -> np.ndarray:
-    """Rows of codes -> rows of little-endian uint64 words (code j at bits [j*bits, (j+1)*bits))."""
+def _bits(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Rows of codes -> their bit streams, little-endian (code j at bits [j*bits, (j+1)*bits))."""
     n, dim = codes.shape
-    bitplanes = ((codes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    stream = np.zeros((n, row_words * 64), dtype=np.uint8)
-    stream[:, : dim * bits] = bitplanes.reshape(n, dim * bits)
-    packed = np.packbits(stream, axis=1, bitorder="little")
-    return packed.view("<u8").astype(np.uint64)
+    return ((codes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8).reshape(
+        n, dim * bits)
 
 
-def unpack_codes(words: np.ndarray, dim: int, bits: int) -> np.ndarray:
-    """Inverse of :func:`pack_codes`: rows of uint64 words -> codes (uint64, shape (n, dim))."""
-    n = words.shape[0]
-    stream = np.unpackbits(np.ascontiguousarray(words).astype("<u8").view(np.uint8), axis=1, bitorder="little")
-    bitplanes = stream[:, : dim * bits].reshape(n, dim, bits).astype(np.uint64)
-    return (bitplanes << np.arange(bits, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+def pack_codes(codes: np.ndarray, storage: np.ndarray, rows: np.ndarray, spec: CodeLayout) -> None:
+    """Write rows of codes (n, D) at bit stride into ``storage`` (row r at bit r x spec.row_bits), every other bit
+    kept."""
+    stream = np.unpackbits(storage.view(np.uint8), bitorder="little")
+    positions = rows[:, None] * spec.row_bits + np.arange(spec.row_bits)
+    stream[positions] = _bits(codes.astype(np.uint64), spec.bits)
+    storage[:] = np.packbits(stream, bitorder="little").view("<u8")
 
 
-def _check_storage(storage: np.ndarray, spec: Any, writable: bool) -> None:
-    """``storage`` holds rows of ``spec.row_words`` words (a CodeLayout's or a MixedLayout's)."""
-    if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 2
-            or storage.shape[1] != spec.row_words or not storage.flags.c_contiguous
-            or (writable and not storage.flags.writeable)):
-        raise ValueError(f"storage must be a writable C-contiguous uint64 array of shape (n_rows, {spec.row_words}), "
+def unpack_codes(storage: np.ndarray, rows: np.ndarray, spec: CodeLayout) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: the codes (uint64, (n, D)) of rows ``rows``."""
+    stream = np.unpackbits(storage.view(np.uint8), bitorder="little")
+    positions = rows[:, None] * spec.row_bits + np.arange(spec.row_bits)
+    bitplanes = stream[positions].reshape(rows.size, spec.dim, spec.bits).astype(np.uint64)
+    return (bitplanes << np.arange(spec.bits, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+
+
+def _check_storage(storage: np.ndarray, spec: CodeLayout, writable: bool) -> int:
+    """The rows ``storage`` (a 1-D stream of uint64 words, the spare one included) holds."""
+    if (not isinstance(storage, np.ndarray) or storage.dtype != np.uint64 or storage.ndim != 1 or storage.size < 1
+            or not storage.flags.c_contiguous or (writable and not storage.flags.writeable)):
+        raise ValueError("storage must be a writable C-contiguous 1-D uint64 array of at least one word (rows at bit "
+                         "stride, cython_core.layout.words_for), "
                          f"got {getattr(storage, 'dtype', type(storage).__name__)} {getattr(storage, 'shape', '')}")
+    return (storage.size - 1) * 64 // spec.row_bits
 
 
 def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:
@@ -91,23 +98,23 @@ def _check_indices(indices: np.ndarray, n_rows: int, name: str) -> None:
 
 def quantize_pack(x: Any, storage: np.ndarray, rows: Any, spec: CodeLayout) -> int:
     """Encode ``x`` (n, D) into ``storage[rows]``; returns the saturation count (see the compiled twin)."""
-    _check_storage(storage, spec, writable=True)
+    n_rows = _check_storage(storage, spec, writable=True)
     arr = _as_rows(x, spec)
     idx = np.atleast_1d(as_indices(rows, "rows"))
     if idx.shape != (arr.shape[0],):
         raise ValueError(f"rows must hold one index per row of x ({arr.shape[0]}), got shape {idx.shape}")
-    _check_indices(idx, storage.shape[0], "rows")
+    _check_indices(idx, n_rows, "rows")
     codes, saturated = encode_codes(arr, spec)
-    storage[idx] = pack_codes(codes, spec.bits, spec.row_words)
+    pack_codes(codes, storage, idx, spec)
     return saturated
 
 
 def gather_unpack(storage: np.ndarray, indices: Any, spec: CodeLayout, out: np.ndarray) -> None:
     """Decode ``storage[indices]`` into ``out`` (n, D) float32 (or float64)."""
-    _check_storage(storage, spec, writable=False)
+    n_rows = _check_storage(storage, spec, writable=False)
     idx = as_indices(indices, "indices")
     if idx.ndim != 1 or out.shape != (idx.size, spec.dim) or out.dtype not in (np.float32, np.float64):
         raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({idx.size}, {spec.dim}), "
                          f"got {out.dtype} {out.shape}")
-    _check_indices(idx, storage.shape[0], "indices")
-    out[...] = decode_codes(unpack_codes(storage[idx], spec.dim, spec.bits), spec, out.dtype)
+    _check_indices(idx, n_rows, "indices")
+    out[...] = decode_codes(unpack_codes(storage, idx, spec), spec, out.dtype)

@@ -8,8 +8,8 @@ Decoding multiplies by the float64 reciprocal instead of dividing (a division pe
 more than the memory traffic); the result is within one float64 ulp of ``(code + offset) / scale``.
 
 >>> spec = CodeLayout.uniform(348, decimals=2, clamp=127.0)
->>> spec.bits, spec.levels, spec.row_bytes, spec.padding_bits
-(15, 25401, 656, 28)
+>>> spec.bits, spec.levels, spec.row_bits  # rows lie at bit stride: 348 x 15 bits, no padding
+(15, 25401, 5220)
 >>> CodeLayout.from_config(spec.get_config()) == spec
 True
 """
@@ -19,14 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cython_core.layout import (
-    MAX_BITS,
-    bits_for_levels,
-    check_bits,
-    packed_row_bytes,
-    packed_row_padding_bits,
-    packed_row_words,
-)
+from cython_core.layout import MAX_BITS, bits_for_levels, check_bits, words_for
 
 ROUNDINGS = ("half_even",)
 NONFINITE_POLICIES = ("error", "code")
@@ -155,16 +148,13 @@ class CodeLayout:
         return int((np.rint(self.hi * self.scale).astype(np.int64) - self.offset).max()) + 1
 
     @property
-    def row_words(self) -> int:
-        return packed_row_words(self.dim, self.bits)
+    def row_bits(self) -> int:
+        """Bits one row takes in the stream (rows at bit stride): dim x bits."""
+        return self.dim * self.bits
 
-    @property
-    def row_bytes(self) -> int:
-        return packed_row_bytes(self.dim, self.bits)
-
-    @property
-    def padding_bits(self) -> int:
-        return packed_row_padding_bits(self.dim, self.bits)
+    def words(self, n_rows: int) -> int:
+        """64-bit words a stream of ``n_rows`` rows takes (``layout.words_for``: the spare word included)."""
+        return words_for(n_rows, self.row_bits)
 
     def __repr__(self) -> str:
         cfg = self.get_config()

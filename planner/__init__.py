@@ -19,14 +19,14 @@ the planner predicts are in :mod:`validation.buffers` (the ``[train]`` extra).
 >>> run = planner.RunSpec("sac", ant.obs_dim, ant.action_dim, 1_000_000, storage="packed",
 ...                       quant=planner.Quantization.create(decimals=2))
 >>> round(planner.footprint(run).buffer_bytes / 1e6, 1)  # MB = 10^6 B
-267.5
+259.5
 >>> result = planner.fit(planner.load_profile("jetson-nano"), ant.obs_dim, ant.action_dim, algos=("sac",))
 >>> for row in result.rows:  # the most transitions that fit, per storage
 ...     print(f"{row.storage.name:12} {row.max_buffer_size:>9,}")
 sb3            654,224
 sb3-optimize 1,277,561
 just-round   2,439,933
-packed       4,451,168
+packed       4,588,356
 float16      4,352,027
 bfloat16     4,352,027
 """

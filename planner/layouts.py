@@ -9,8 +9,8 @@ buffer class implements them):
   the model sees them: stacked, channels first); a Dict one array per key (DictReplayBuffer,
   DictRolloutBuffer, named ``observations[KEY]``); HerReplayBuffer's episode bookkeeping besides.
 - ``just_round_fields``: the authors' published buffers, observations as uint16.
-- ``packed_fields``: our k-bit packed rows (observations stored once; episode-end next observations
-  in a small side store), exactly what ``validation.buffers`` allocates.
+- ``packed_fields``: our k-bit packed rows at bit stride (observations stored once; episode-end next
+  observations in a small side store), exactly what ``validation.buffers`` allocates.
 
 A recurrent policy's rollout (sb3-contrib's RecurrentPPO: RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
 keeps besides, in every storage, the LSTMs' hidden and cell states at each step (:func:`lstm_state_fields`).
@@ -23,8 +23,6 @@ from cython_core.layout import (
     ENTRY_BYTES,
     SEGMENT_BYTES,
     WORD_BYTES,
-    packed_row_bytes,
-    packed_row_padding_bits,
     segment_count,
     words_for,
 )
@@ -70,12 +68,17 @@ def dtype_field(name: str, rows: int, values: int, dtype: str, observation: bool
                  observation)
 
 
-def packed_field(name: str, rows: int, dim: int, bits: int, eager: bool = False) -> Field:
-    """Rows of ``dim`` codes of ``bits`` bits packed into 64-bit words (cython_core's storage)."""
-    row_bytes = packed_row_bytes(dim, bits)
-    pad = packed_row_padding_bits(dim, bits)
-    return Field(name, rows, row_bytes * 8, f"{dim} x {bits}-bit packed, {row_bytes} B/row ({pad} pad bits)", True,
-                 eager)
+def tail_field(name: str, rows: int, row_bits: int, eager: bool = False) -> Field:
+    """What a stream of ``rows`` rows at bit stride (cython_core.layout.words_for) allocates past the rows' own
+    bits: the last word's unused bits and the spare word."""
+    tail = words_for(rows, row_bits) * WORD_BYTES - -(-rows * row_bits // 8)
+    return Field(f"{name}.tail", 1, tail * 8, "last word's unused bits and the spare word", True, eager)
+
+
+def packed_rows_fields(name: str, rows: int, dim: int, bits: int, eager: bool = False) -> "tuple[Field, ...]":
+    """Rows of ``dim`` codes of ``bits`` bits at bit stride (cython_core's PackedRows) and the stream's tail."""
+    return (Field(name, rows, dim * bits, f"{dim} x {bits}-bit packed at bit stride", True, eager),
+            tail_field(name, rows, dim * bits, eager))
 
 
 def calibrated_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) -> "tuple[Field, ...]":
@@ -84,10 +87,9 @@ def calibrated_fields(spec: RunSpec, name: str, rows: int, eager: bool = False) 
     for the ranges' expected rate (it grows when the data exceeds it)."""
     obs_ranges = spec.obs_ranges
     row_bits, dim = obs_ranges.row_bits, obs_ranges.dim
-    tail = words_for(rows, row_bits) * WORD_BYTES - -(-rows * row_bits // 8)
     return (Field(name, rows, row_bits, f"{dim} dims in calibrated widths, mean {obs_ranges.mean_bits:.2f} bits, "
                   f"{row_bits} bits/row at bit stride", True, eager),
-            Field(f"{name}.tail", 1, tail * 8, "last word's unused bits and the spare word", True, eager),
+            tail_field(name, rows, row_bits, eager),
             Field(f"{name}.blocks", segment_count(rows, dim), SEGMENT_BYTES * 8,
                   "side-table block: start uint32, length and room uint16", True, eager),
             Field(f"{name}.exceptions", obs_ranges.exception_capacity(rows), ENTRY_BYTES * 8,
@@ -243,7 +245,7 @@ def stored_once_fields(spec: RunSpec, name: str, rows: int, half: "str | None" =
     for key, values, dtype in spec.observation.buffer_entries():
         label = f"{name}[{key}]" if key else name
         if dtype in FLOAT_DTYPES and half is None:
-            fields.append(packed_field(label, rows, values, spec.quant.bits, eager))
+            fields.extend(packed_rows_fields(label, rows, values, spec.quant.bits, eager))
         else:
             fields.append(replace(dtype_field(label, rows, values, half if dtype in FLOAT_DTYPES else dtype, True),
                                   eager=eager))

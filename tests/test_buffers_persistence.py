@@ -86,7 +86,7 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
     buf = model.replay_buffer
     state = raw_state(path)
     record = state[RECORD]
-    assert record["version"] == FORMAT_VERSION == 5
+    assert record["version"] == FORMAT_VERSION == 6
     config = record["config"]
     assert config["class"] == "validation.buffers.replay.QuantizedReplayBuffer"
     assert config["observation_space"] == {"type": "Box", "shape": [11], "dtype": "float64", "low": -np.inf,
@@ -100,7 +100,8 @@ def test_the_file_carries_version_config_and_checksums_once(saved):
                  "terminal_owner", "actions", "rewards", "dones", "timeouts", "pos", "full", "codec.None",
                  "observation_space"):
         assert name in sums, name
-    assert sums["stored_observations.arrays.None"][:2] == ("<u8", buf.stored_observations.arrays[None].shape)
+    assert sums["stored_observations.arrays.None.storage"][:2] == ("<u8",
+                                                                  buf.stored_observations.arrays[None].storage.shape)
     # SB3 2.9's save_to_pkl: a plain (uncompressed) pickle, the highest protocol; every array written once
     raw = path.read_bytes()
     assert raw[:2] == b"\x80\x05"
@@ -119,7 +120,8 @@ def test_a_loaded_buffer_is_the_saved_one_and_training_goes_on(saved):
         if isinstance(value, np.ndarray):
             assert np.array_equal(getattr(loaded, name), value), name
         elif isinstance(value, ObservationRows):
-            assert all(np.array_equal(getattr(loaded, name).arrays[k], a) for k, a in value.arrays.items()), name
+            assert all(np.array_equal(getattr(loaded, name).arrays[k].storage, a.storage)
+                       for k, a in value.arrays.items()), name
         elif isinstance(value, (int, float, bytes, CodeLayout)):
             assert getattr(loaded, name) == value, name
     assert buf.full and (buf.terminal_slot >= 0).any()  # wrapped, with episode ends in the terminal store
@@ -132,14 +134,15 @@ def test_a_loaded_buffer_is_the_saved_one_and_training_goes_on(saved):
     assert fresh.replay_buffer.pos == (buf.pos + 50) % 500
 
 
-@pytest.mark.parametrize("names", [["stored_observations.arrays.None"], ["terminal_observations.arrays.None"],
-                                   ["actions"], ["rewards", "terminal_slot"]])
+@pytest.mark.parametrize("names", [["stored_observations.arrays.None.storage"],
+                                   ["terminal_observations.arrays.None.storage"], ["actions"],
+                                   ["rewards", "terminal_slot"]])
 def test_a_flipped_byte_is_one_error_naming_the_array(saved, tmp_path, names):
     model, path = saved
     buf = model.replay_buffer
-    arrays = [buf.stored_observations.arrays[None] if n == "stored_observations.arrays.None" else
-              buf.terminal_observations.arrays[None] if n == "terminal_observations.arrays.None" else getattr(buf, n)
-              for n in names]
+    arrays = [buf.stored_observations.arrays[None].storage if n == "stored_observations.arrays.None.storage" else
+              buf.terminal_observations.arrays[None].storage if n == "terminal_observations.arrays.None.storage"
+              else getattr(buf, n) for n in names]
     bad = flip(path, arrays, tmp_path / "bad.pkl")
     fresh = sac()
     before = fresh.replay_buffer
@@ -293,7 +296,7 @@ def test_a_newer_format_version_is_refused_with_what_this_release_reads(saved):
 def test_every_pickle_protocol_round_trips_with_its_checks(saved, protocol):
     buf = saved[0].replay_buffer
     copy = pickle.loads(pickle.dumps(buf, protocol=protocol))
-    assert np.array_equal(copy.stored_observations.arrays[None], buf.stored_observations.arrays[None])
+    assert np.array_equal(copy.stored_observations.arrays[None].storage, buf.stored_observations.arrays[None].storage)
     assert checksums(vars(copy)).keys() == checksums(vars(buf)).keys()
 
 
@@ -306,7 +309,7 @@ def test_the_rollout_buffer_of_ppo_is_checked_too():
     copy = pickle.loads(data)
     for name in ("advantages", "returns", "values", "actions"):
         assert np.array_equal(getattr(copy, name), getattr(buf, name)), name
-    assert np.array_equal(copy.stored_observations.arrays[None], buf.stored_observations.arrays[None])
+    assert np.array_equal(copy.stored_observations.arrays[None].storage, buf.stored_observations.arrays[None].storage)
     assert (copy.gae_lambda, copy.gamma, copy.pos, copy.full) == (buf.gae_lambda, buf.gamma, buf.pos, buf.full)
     bad = bytearray(data)
     at = bad.index(buf.advantages.tobytes())
@@ -330,7 +333,8 @@ def test_arrays_inside_dicts_and_packed_rows_are_named_by_their_path():
         pickle.loads(bytes(data))
     rows = {"goal": PackedRows(4, CodeLayout.uniform(3, decimals=1, clamp=1.0))}
     assert set(checksums({"packed": rows})) == {"packed", "packed.goal", "packed.goal.storage", "packed.goal.layout",
-                                                "packed.goal.saturated", "packed.goal.nonfinite_coded"}
+                                                "packed.goal.n_rows", "packed.goal.saturated",
+                                                "packed.goal.nonfinite_coded"}
 
 
 class _HerBuffer(PersistentBuffer, HerReplayBuffer):

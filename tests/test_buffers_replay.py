@@ -173,7 +173,7 @@ def test_memory_equals_planner_packed_prediction_and_real_allocation(dim, buffer
     assert buf.memory_breakdown() == {f.name: f.bytes for f in predicted.fields}
     assert buf.memory_bytes() == predicted.buffer_bytes
     arrays = [v for v in vars(buf).values() if isinstance(v, np.ndarray)]
-    arrays += [buf.stored_observations.arrays[None], buf.terminal_observations.arrays[None]]
+    arrays += [buf.stored_observations.arrays[None].storage, buf.terminal_observations.arrays[None].storage]
     assert sum(a.nbytes for a in arrays) == buf.memory_bytes()
 
 
@@ -196,8 +196,9 @@ def test_pickle_round_trip_loses_nothing():
         assert getattr(copy, name) == getattr(buf, name), name
     for name in ("actions", "rewards", "dones", "timeouts", "terminal_slot", "terminal_owner"):
         assert np.array_equal(getattr(copy, name), getattr(buf, name)), name
-    assert np.array_equal(copy.stored_observations.arrays[None], buf.stored_observations.arrays[None])
-    assert np.array_equal(copy.terminal_observations.arrays[None], buf.terminal_observations.arrays[None])
+    assert np.array_equal(copy.stored_observations.arrays[None].storage, buf.stored_observations.arrays[None].storage)
+    assert np.array_equal(copy.terminal_observations.arrays[None].storage,
+                          buf.terminal_observations.arrays[None].storage)
     np.random.seed(5)
     a = buf.sample(32)
     np.random.seed(5)

@@ -36,7 +36,7 @@ def test_sac_trains_with_the_quantized_replay_buffer(env_id, tmp_path):
     fresh.load_replay_buffer(tmp_path / "rb.pkl")
     loaded = fresh.replay_buffer
     assert loaded.pos == buf.pos and loaded.terminal_evictions == buf.terminal_evictions
-    assert np.array_equal(loaded.stored_observations.arrays[None], buf.stored_observations.arrays[None])
+    assert np.array_equal(loaded.stored_observations.arrays[None].storage, buf.stored_observations.arrays[None].storage)
     assert np.array_equal(loaded.terminal_slot, buf.terminal_slot) and np.array_equal(loaded.actions, buf.actions)
     fresh.learn(50, reset_num_timesteps=False)  # training continues from the loaded buffer
     assert fresh.replay_buffer.size() == 350

@@ -1,4 +1,9 @@
-"""The compiled packing kernels against the numpy reference, bit for bit, plus error bounds and policies."""
+"""The compiled packing kernels against the numpy reference, bit for bit, plus error bounds and policies.
+
+Rows lie at bit stride in one 1-D stream of uint64 words: row r at bits [r x row_bits, (r + 1) x row_bits) of the
+little-endian stream, plus one spare word (``spec.words(n_rows)``). A write keeps every other bit of the stream,
+the neighbouring rows' bits in the words it shares with them included: the tests fill the stream with random
+garbage and check every bit outside the written rows."""
 
 import importlib.machinery
 import threading
@@ -11,8 +16,10 @@ from hypothesis import strategies as st
 import cython_core
 from cython_core import CodeLayout, NonFiniteError, PackedRows, gather_unpack, quantize_match, quantize_pack
 from cython_core import reference as ref
+from cython_core.layout import words_for
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+STORAGE_MESSAGE = "storage must be a writable C-contiguous 1-D uint64 array of at least one word"
 
 
 def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "code") -> CodeLayout:
@@ -27,6 +34,11 @@ def make_spec(seed: int, bits: int, dim: int, uniform: bool, nonfinite: str = "c
     tight = CodeLayout.per_dim(lo, hi, scale).bits
     code = int(rng.integers(0, 2 ** max(bits, tight)))
     return CodeLayout.per_dim(lo, hi, scale, bits=max(bits, tight), nonfinite=nonfinite, nonfinite_code=code)
+
+
+def code_spec(dim: int, bits: int) -> CodeLayout:
+    """A spec whose codes are every value 0..2**bits - 1 (lo 0, scale 1)."""
+    return CodeLayout.per_dim(np.zeros(dim), np.full(dim, 2.0**bits - 1), np.ones(dim), bits=bits)
 
 
 def make_values(seed: int, spec: CodeLayout, n: int, nonfinite: bool) -> np.ndarray:
@@ -71,13 +83,57 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def garbage_words(rng: np.random.Generator, n_words: int) -> np.ndarray:
+    """A stream of ``n_words`` random words (every bit 0 or 1 at random)."""
+    return rng.integers(0, 2**64, n_words, dtype=np.uint64, endpoint=False)
+
+
+def held_rows(storage: np.ndarray, spec: CodeLayout) -> int:
+    """The rows a stream holds, as the kernels count them: its bits but the spare word's, over row_bits."""
+    return (storage.size - 1) * 64 // spec.row_bits
+
+
+def stream_bits(storage: np.ndarray) -> np.ndarray:
+    """Bit i of the little-endian stream at [i]."""
+    return np.unpackbits(storage.view(np.uint8), bitorder="little").astype(bool)
+
+
+def rows_mask(n_words: int, rows, row_bits: int) -> np.ndarray:
+    """True on the stream's bits of rows ``rows`` (row r: bits [r x row_bits, (r + 1) x row_bits))."""
+    mask = np.zeros(n_words * 64, bool)
+    for r in np.atleast_1d(rows):
+        mask[int(r) * row_bits:(int(r) + 1) * row_bits] = True
+    return mask
+
+
+def assert_only_rows_changed(before: np.ndarray, after: np.ndarray, rows, spec: CodeLayout) -> None:
+    """Every bit of ``after`` outside rows ``rows`` is ``before``'s: the other rows, the bits of the neighbouring
+    rows in the words the written rows share with them, the last word's unused bits and the spare word."""
+    keep = ~rows_mask(before.size, rows, spec.row_bits)
+    changed = np.flatnonzero(stream_bits(before)[keep] != stream_bits(after)[keep])
+    assert changed.size == 0, f"bit {np.flatnonzero(keep)[changed[0]]} outside the written rows changed"
+
+
+def python_codes(storage: np.ndarray, row: int, spec: CodeLayout) -> "list[int]":
+    """The codes of row ``row``, word by word with Python ints: code j at bit row x row_bits + j x bits."""
+    codes = []
+    for j in range(spec.dim):
+        word, shift = divmod(row * spec.row_bits + j * spec.bits, 64)
+        value = int(storage[word]) >> shift
+        if shift + spec.bits > 64:
+            value |= int(storage[word + 1]) << (64 - shift)
+        codes.append(value & (2**spec.bits - 1))
+    return codes
+
+
 # -- the compiled extension is what runs ----------------------------------------------------------
 
 def test_public_functions_are_the_compiled_kernels():
     import cython_core._kernels as kernels  # fails if the extension was not built
 
     assert kernels.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts", "quantize_match"):
+    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts", "quantize_match", "quantize_codes",
+                 "pack_codes", "unpack_codes"):
         assert getattr(cython_core, name) is getattr(kernels, name)
         assert type(getattr(kernels, name)).__name__ == "cython_function_or_method"
 
@@ -112,8 +168,10 @@ def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite
     spec = make_spec(seed, bits, dim, uniform, policy)
     x = make_values(seed + 1, spec, n, with_nonfinite).astype(dtype)
     rng = np.random.default_rng(seed + 2)
-    garbage = rng.integers(0, 2**64, (n + 3, spec.row_words), dtype=np.uint64, endpoint=False)
-    rows = rng.permutation(n + 3)[:n]
+    garbage = garbage_words(rng, spec.words(n + 3))
+    n_rows = held_rows(garbage, spec)
+    assert n_rows >= n + 3
+    rows = rng.permutation(n + 3)[:n]  # neighbours often: rows that share words with written ones
     bad = np.argwhere(~np.isfinite(x))
     if policy == "error" and bad.size:  # refused by both, naming the count and the first position
         count, (row, col) = len(bad), bad[0]
@@ -129,8 +187,11 @@ def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite
     counts = cython_core.quantize_pack_counts(x, got, rows, spec)
     assert counts[0] == ref.quantize_pack(x, want, rows, spec)
     assert counts[1] == int(np.count_nonzero(~np.isfinite(x)))
-    assert same_bits(got, want)  # whole rows written, padding bits zero, other rows untouched
-    indices = rng.integers(0, n + 3, 2 * n + 1)
+    assert same_bits(got, want)
+    assert_only_rows_changed(garbage, got, rows, spec)  # neighbours' bits in shared words, tail and spare kept
+    assert np.array_equal(ref.unpack_codes(got, rows, spec), ref.encode_codes(x, spec)[0])
+    indices = rng.integers(0, n_rows, 2 * n + 1)  # written rows and garbage ones, up to the last the stream holds
+    indices[0], indices[1:n + 1] = n_rows - 1, rows
     for out_dtype in (np.float32, np.float64):
         out, expected = np.empty((indices.size, dim), out_dtype), np.empty((indices.size, dim), out_dtype)
         gather_unpack(got, indices, spec, out)
@@ -141,34 +202,126 @@ def test_kernels_match_reference_bit_for_bit(spec_args, n, dtype, with_nonfinite
 @PROPERTY
 @edge_examples(())
 @given(specs)
-def test_reference_layout_is_little_endian_words(spec_args):
-    """The reference (packbits) and a direct word-by-word formula agree on where each code lives."""
-    seed, bits, dim, _ = spec_args
-    codes = np.random.default_rng(seed).integers(0, 2**bits, (2, dim), dtype=np.uint64)
-    words = ref.pack_codes(codes, bits, -(-dim * bits // 64))
-    for j in range(dim):
-        pos = j * bits
-        word, shift = divmod(pos, 64)
-        value = int(words[0, word]) >> shift
-        if shift + bits > 64:
-            value |= int(words[0, word + 1]) << (64 - shift)
-        assert value & (2**bits - 1) == int(codes[0, j])
-    assert np.array_equal(ref.unpack_codes(words, dim, bits), codes)
+def test_a_code_lives_at_its_bit_of_the_stream(spec_args):
+    """Both implementations put code j of row r at bit r x row_bits + j x bits of the little-endian stream (a
+    direct word-by-word formula reads it back), and read back what they wrote."""
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform)
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 2**bits, (3, dim), dtype=np.uint64)
+    garbage = garbage_words(rng, spec.words(4))
+    rows = rng.permutation(4)[:3]
+    for pack in (cython_core.pack_codes, ref.pack_codes):
+        storage = garbage.copy()
+        pack(codes.astype(np.uint32), storage, rows, spec)
+        for i, r in enumerate(rows):
+            assert python_codes(storage, int(r), spec) == codes[i].tolist()
+        assert_only_rows_changed(garbage, storage, rows, spec)
+        assert np.array_equal(ref.unpack_codes(storage, rows, spec), codes)
+        assert np.array_equal(cython_core.unpack_codes(storage, rows, spec), codes)
 
 
 def test_hand_packed_words():
-    spec = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**24 - 1), np.ones(3), bits=24)
-    storage = np.zeros((1, spec.row_words), np.uint64)
-    quantize_pack(np.array([0xABCDEF, 0x123456, 0x789ABC], float), storage, 0, spec)
-    # code 2 straddles: its low 16 bits end word 0, its high 8 bits start word 1
-    assert storage[0].tolist() == [0x9ABC_123456_ABCDEF, 0x78]
-    spec32 = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**32 - 1), np.ones(3), bits=32)
-    storage = np.zeros((1, 2), np.uint64)
-    quantize_pack(np.array([2.0**32 - 1, 1.0, 7.0]), storage, 0, spec32)
-    assert storage[0].tolist() == [0x1_FFFFFFFF, 7]
-    out = np.empty((1, 3), np.float64)
-    gather_unpack(storage, np.array([0]), spec32, out)
-    assert out.tolist() == [[2.0**32 - 1, 1.0, 7.0]]
+    spec = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**24 - 1), np.ones(3), bits=24)  # 72-bit rows
+    x = np.array([0xABCDEF, 0x123456, 0x789ABC], float)
+    storage = np.zeros(spec.words(2), np.uint64)
+    assert storage.size == 4  # 144 bits in 3 words, + the spare one
+    quantize_pack(x, storage, 1, spec)
+    # row 1 starts at bit 72 = bit 8 of word 1: its low 56 bits end word 1, its high 16 bits start word 2
+    assert storage.tolist() == [0, 0xBC123456_ABCDEF_00, 0x789A, 0]
+    quantize_pack(x, storage, 0, spec)
+    # code 2 of row 0 straddles: its low 16 bits end word 0, its high 8 bits start word 1, below row 1's bits
+    assert storage.tolist() == [0x9ABC_123456_ABCDEF, 0xBC123456_ABCDEF_78, 0x789A, 0]
+    ones = np.full(spec.words(2), 2**64 - 1, np.uint64)
+    quantize_pack(x, ones, 0, spec)  # row 1's bits in word 1 (all ones) are kept
+    assert ones.tolist() == [0x9ABC_123456_ABCDEF, 0xFFFFFFFF_FFFFFF_78, 2**64 - 1, 2**64 - 1]
+    spec32 = CodeLayout.per_dim(np.zeros(3), np.full(3, 2.0**32 - 1), np.ones(3), bits=32)  # 96-bit rows
+    storage = np.zeros(spec32.words(2), np.uint64)
+    quantize_pack(np.array([[2.0**32 - 1, 1.0, 7.0], [1.0, 2.0, 3.0]]), storage, [0, 1], spec32)
+    assert storage.tolist() == [0x1_FFFFFFFF, 0x1_00000007, 0x3_00000002, 0]
+    out = np.empty((2, 3), np.float64)
+    gather_unpack(storage, np.array([0, 1]), spec32, out)
+    assert out.tolist() == [[2.0**32 - 1, 1.0, 7.0], [1.0, 2.0, 3.0]]
+
+
+@PROPERTY
+@edge_examples((3, "code"), (2, "error"))
+@given(specs, st.integers(1, 6), policies)
+def test_codes_round_trip_through_pack_codes_and_unpack_codes_as_the_reference(spec_args, n, policy):
+    """quantize_codes gives the reference's codes and counts; pack_codes writes them as the reference does (and as
+    quantize_pack writes the values), keeping every other bit; unpack_codes and PackedRows read them back."""
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform, policy)
+    x = make_values(seed + 1, spec, n, nonfinite=policy == "code")
+    codes, saturated, coded = cython_core.quantize_codes(x, spec)
+    want_codes, want_saturated = ref.encode_codes(x, spec)
+    assert codes.dtype == np.uint32 and codes.shape == (n, dim) and codes.flags.c_contiguous
+    assert np.array_equal(codes, want_codes)
+    assert (saturated, coded) == (want_saturated, int(np.count_nonzero(~np.isfinite(x))))
+    rng = np.random.default_rng(seed + 2)
+    garbage = garbage_words(rng, spec.words(n + 2))
+    rows = rng.permutation(n + 2)[:n]
+    got, want, quantized = garbage.copy(), garbage.copy(), garbage.copy()
+    cython_core.pack_codes(codes, got, rows, spec)
+    ref.pack_codes(want_codes, want, rows, spec)
+    assert cython_core.quantize_pack_counts(x, quantized, rows, spec) == (saturated, coded)
+    assert same_bits(got, want) and same_bits(got, quantized)
+    assert_only_rows_changed(garbage, got, rows, spec)
+    indices = rng.integers(0, held_rows(got, spec), 2 * n + 1)
+    unpacked = cython_core.unpack_codes(got, indices, spec)
+    assert unpacked.dtype == np.uint32 and unpacked.shape == (indices.size, dim)
+    assert np.array_equal(unpacked, ref.unpack_codes(got, indices, spec))
+    assert np.array_equal(cython_core.unpack_codes(got, rows, spec), codes)
+    packed = PackedRows(n + 2, spec)
+    packed.storage[:] = garbage
+    packed.put_codes(codes, rows)
+    assert same_bits(packed.storage, got)
+    assert same_bits(packed.codes(rows), codes)
+    assert same_bits(packed.decode(rows), ref.decode_codes(want_codes, spec, np.float32))
+
+
+def old_word_rows(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Rows as buffers saved before format 6 hold them (Python ints, no packbits): each row's codes little-endian
+    from bit 0 of its own ceil(row_bits / 64) words, the rest of its last word zero."""
+    n, dim = codes.shape
+    row_words = -(-dim * bits // 64)
+    words = np.zeros((n, row_words), np.uint64)
+    for r in range(n):
+        value = sum(int(c) << (j * bits) for j, c in enumerate(codes[r]))
+        words[r] = [(value >> (64 * w)) & (2**64 - 1) for w in range(row_words)]
+    return words
+
+
+def bit_stride_stream(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The same rows at bit stride (Python ints): row r at bit r x row_bits, then the spare word."""
+    n, dim = codes.shape
+    row_bits = dim * bits
+    value = 0
+    for r in range(n):
+        value |= sum(int(c) << (r * row_bits + j * bits) for j, c in enumerate(codes[r]))
+    return np.frombuffer(value.to_bytes(words_for(n, row_bits) * 8, "little"), "<u8").astype(np.uint64)
+
+
+@pytest.mark.parametrize("dim, bits, n", [(3, 5, 4100), (11, 15, 4099), (348, 15, 9), (1, 1, 130), (7, 32, 9),
+                                          (64, 1, 5), (4, 16, 3), (1, 32, 0)])
+def test_from_word_rows_converts_old_word_padded_rows_bit_for_bit(dim, bits, n):
+    """Old word-padded rows (the chunks of 4096 rows included) come out at bit stride, bit for bit."""
+    spec = code_spec(dim, bits)
+    codes = np.random.default_rng(dim * bits + n).integers(0, 2**bits, (n, dim), dtype=np.uint64)
+    rows = PackedRows.from_word_rows(old_word_rows(codes, bits), spec)
+    assert rows.n_rows == n and rows.layout == spec
+    assert same_bits(rows.storage, bit_stride_stream(codes, bits))
+    assert rows.storage.shape == (spec.words(n),) and rows.storage.flags.c_contiguous
+    assert np.array_equal(rows.codes(np.arange(n)), codes)
+    assert same_bits(rows.decode(np.arange(n)), ref.decode_codes(codes, spec, np.float32))
+
+
+def test_from_word_rows_refuses_what_is_not_word_padded_rows():
+    spec = code_spec(5, 15)  # 75 bits: 2 words a row
+    for bad in (np.zeros((3, 1), np.uint64), np.zeros((3, 2), np.int64), np.zeros(6, np.uint64)):
+        with pytest.raises(ValueError, match=r"words must be uint64 \(n_rows, >= 2\)"):
+            PackedRows.from_word_rows(bad, spec)
+    assert PackedRows.from_word_rows(np.zeros((3, 3), np.uint64), spec).n_rows == 3  # wider rows are fine
 
 
 # -- what the codes mean --------------------------------------------------------------------------
@@ -180,7 +333,7 @@ def test_error_at_most_half_a_step_inside_the_clamp(spec_args, n):
     seed, bits, dim, uniform = spec_args
     spec = make_spec(seed, bits, dim, uniform, nonfinite="error")
     x = make_values(seed + 1, spec, n, nonfinite=False)
-    storage = np.zeros((n, spec.row_words), np.uint64)
+    storage = np.zeros(spec.words(n), np.uint64)
     quantize_pack(x, storage, np.arange(n), spec)
     clamped = np.clip(x, spec.lo, spec.hi)
     out64 = np.empty_like(x)
@@ -196,7 +349,7 @@ def test_error_at_most_half_a_step_inside_the_clamp(spec_args, n):
 def test_rounds_half_to_even_like_numpy_round():
     spec = CodeLayout.uniform(200, decimals=1, clamp=127.0)
     x = np.concatenate([np.arange(-50, 50) + 0.25, np.arange(-50, 50) + 0.75])  # x * 10 is an exact half
-    storage = np.zeros((1, spec.row_words), np.uint64)
+    storage = np.zeros(spec.words(1), np.uint64)
     quantize_pack(x, storage, 0, spec)
     out = np.empty((1, 200), np.float64)
     gather_unpack(storage, np.array([0]), spec, out)
@@ -214,6 +367,7 @@ def test_saturation_is_counted_exactly(spec_args, n, policy):
     finite = np.isfinite(x)
     expected = int(np.count_nonzero(finite & ((x < spec.lo) | (x > spec.hi))))
     assert ref.encode_codes(x, spec)[1] == expected
+    assert cython_core.quantize_codes(x, spec)[1] == expected
     rows = PackedRows(n, spec)
     assert rows.encode(x, np.arange(n)) == expected
     assert rows.encode(x, np.arange(n)) == expected
@@ -229,13 +383,17 @@ def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtyp
     spec = CodeLayout.uniform(5, decimals=2, clamp=127.0)
     x = np.zeros((3, 5), dtype)
     x[1, 3] = x[2, 0] = bad
-    storage = np.full((4, spec.row_words), 12345, np.uint64)
+    storage = np.full(spec.words(4), 12345, np.uint64)
     for impl in (cython_core, ref):
         with pytest.raises(NonFiniteError, match=r"2 non-finite .* x\[1, 3\]") as info:
             impl.quantize_pack(x, storage, np.array([0, 1, 2]), spec)
         assert (info.value.count, info.value.row, info.value.dim) == (2, 1, 3)
         assert isinstance(info.value, ValueError)
         assert np.all(storage == 12345)
+    for encode in (cython_core.quantize_codes, ref.encode_codes):
+        with pytest.raises(NonFiniteError, match=r"2 non-finite .* x\[1, 3\]") as info:
+            encode(x, spec)
+        assert (info.value.count, info.value.row, info.value.dim) == (2, 1, 3)
 
 
 @PROPERTY
@@ -244,17 +402,21 @@ def test_nonfinite_raises_names_count_and_first_position_and_writes_nothing(dtyp
 def test_match_counts_as_pack_and_holds_only_the_rows_pack_wrote(spec_args, n, policy):
     spec = make_spec(*spec_args, nonfinite=policy)
     x = make_values(spec_args[0], spec, n, nonfinite=policy == "code")
-    storage = np.zeros((n + 2, spec.row_words), np.uint64)
+    storage = garbage_words(np.random.default_rng(spec_args[0]), spec.words(n + 2))  # neighbours' bits: garbage
     rows = np.arange(1, n + 1)
     counts = cython_core.quantize_pack_counts(x, storage, rows, spec)
     storage.flags.writeable = False  # match writes nothing
     assert cython_core.quantize_match(x, storage, rows, spec) == (*counts, True)
-    shifted = cython_core.quantize_match(x, storage, rows - 1, spec)[2]  # row 0 is zeros, the others x's rows
-    assert shifted is np.array_equal(storage[rows - 1], storage[rows])
+    shifted = cython_core.quantize_match(x, storage, rows - 1, spec)[2]  # row 0 is garbage, the others x's rows
+    assert shifted == np.array_equal(ref.unpack_codes(storage, rows - 1, spec), ref.unpack_codes(storage, rows, spec))
     other = x.copy()
     other[-1, 0] = spec.hi[0] if x[-1, 0] != spec.hi[0] else spec.lo[0]
     same = cython_core.quantize_match(other, storage, rows, spec)[2]
     assert same == np.array_equal(ref.encode_codes(other, spec)[0], ref.encode_codes(x, spec)[0])
+    flipped = storage.copy()  # one bit of the last row's last code flipped: no longer held
+    bit = rows[-1] * spec.row_bits + spec.row_bits - 1
+    flipped[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    assert cython_core.quantize_match(x, flipped, rows, spec)[2] is False
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -263,17 +425,19 @@ def test_match_refuses_nonfinite_values_as_pack_does(dtype):
     x = np.zeros((2, 5), dtype)
     x[1, 3] = np.nan
     with pytest.raises(NonFiniteError, match=r"1 non-finite .* x\[1, 3\]"):
-        quantize_match(x, np.zeros((4, spec.row_words), np.uint64), np.array([0, 1]), spec)
+        quantize_match(x, np.zeros(spec.words(4), np.uint64), np.array([0, 1]), spec)
 
 
 def test_nonfinite_code_policy_stores_the_code_and_does_not_count_saturation():
     spec = CodeLayout.uniform(4, decimals=0, clamp=10.0, nonfinite="code", nonfinite_code=31)
-    storage = np.zeros((1, spec.row_words), np.uint64)
+    storage = np.zeros(spec.words(1), np.uint64)
     saturated, coded = cython_core.quantize_pack_counts(np.array([np.nan, np.inf, -np.inf, 99.0]), storage, 0, spec)
     assert (saturated, coded) == (1, 3)
-    codes = ref.unpack_codes(storage, 4, spec.bits)
+    codes = ref.unpack_codes(storage, np.array([0]), spec)
     assert codes.tolist() == [[31, 31, 31, 20]]
     assert ref.decode_codes(codes, spec, np.float64).tolist() == [[21.0, 21.0, 21.0, 10.0]]
+    assert cython_core.quantize_codes(np.array([np.nan, np.inf, -np.inf, 99.0]), spec)[0].tolist() == [[31, 31, 31,
+                                                                                                          20]]
 
 
 # -- specs -----------------------------------------------------------------------------------------
@@ -311,7 +475,7 @@ def test_spec_config_and_pickle_round_trip_and_is_immutable():
     assert uniform.get_config()["lo"] == -127.0
     assert CodeLayout.from_config(uniform.get_config()) == uniform
     out = np.empty((1, 9), np.float32)
-    gather_unpack(np.zeros((1, spec.row_words), np.uint64), np.array([0]), spec, out)  # caches kernel tables
+    gather_unpack(np.zeros(spec.words(1), np.uint64), np.array([0]), spec, out)  # caches kernel tables
     clone = pickle.loads(pickle.dumps(spec))
     assert clone == spec and hash(clone) == hash(spec)
     with pytest.raises(ValueError):
@@ -320,27 +484,75 @@ def test_spec_config_and_pickle_round_trip_and_is_immutable():
 
 @pytest.mark.parametrize("dim, decimals", [(348, 2), (348, 1), (17, 1), (376, 2), (1, 0)])
 def test_storage_bytes_match_layout_and_planner(dim, decimals):
-    from cython_core.layout import packed_row_bytes
-    from planner.layouts import packed_field
+    import cython_core.layout as layout
+    from planner.layouts import packed_rows_fields
 
     spec = CodeLayout.uniform(dim, decimals=decimals, clamp=127.0)
     rows = PackedRows(1000, spec)
-    assert rows.nbytes == 1000 * packed_row_bytes(dim, spec.bits) == packed_field("obs", 1000, dim, spec.bits).bytes
-    assert rows.padding_bytes == 1000 * spec.padding_bits / 8
+    fields = packed_rows_fields("obs", 1000, dim, spec.bits)
+    assert spec.row_bits == dim * spec.bits
+    assert spec.words(1000) == words_for(1000, spec.row_bits) == -(-1000 * spec.row_bits // 64) + 1
+    assert rows.nbytes == spec.words(1000) * 8 == sum(f.bytes for f in fields)
+    assert [f.name for f in fields] == ["obs", "obs.tail"]
+    assert (fields[0].rows, fields[0].row_bits, fields[0].bytes) == (1000, spec.row_bits, -(-1000 * spec.row_bits // 8))
+    assert all(f.eager for f in packed_rows_fields("obs", 1000, dim, spec.bits, eager=True))
     assert rows.storage.dtype == np.uint64 and rows.storage.flags.c_contiguous
-    if (dim, decimals) == (348, 2):
-        assert (rows.nbytes, spec.padding_bits) == (656_000, 28)
+    assert rows.storage.shape == (spec.words(1000),) and rows.n_rows == 1000 and held_rows(rows.storage, spec) >= 1000
+    assert not any(hasattr(spec, name) for name in ("row_words", "row_bytes", "padding_bits"))
+    assert not hasattr(rows, "padding_bytes")
+    assert not any(hasattr(layout, f"packed_row_{name}") for name in ("bytes", "words", "padding_bits"))
+    if (dim, decimals) == (348, 2):  # Humanoid: 1000 rows of 348 x 15 = 5220 bits in 81,563 words + the spare one
+        assert (spec.row_bits, spec.words(1000), rows.nbytes, fields[1].bytes) == (5220, 81_564, 652_512, 12)
+
+
+@PROPERTY
+@edge_examples((3,))
+@given(specs, st.integers(1, 5))
+def test_the_unused_tail_bits_and_the_spare_word_stay_zero_after_writes_to_the_last_row(spec_args, n):
+    """All-ones codes in every row, then values in the last row: the bits past the last row stay zero."""
+    seed, bits, dim, uniform = spec_args
+    spec = make_spec(seed, bits, dim, uniform)
+    rows = PackedRows(n, spec)
+    end = n * spec.row_bits
+    rows.put_codes(np.full((n, dim), 2**bits - 1, np.uint32), np.arange(n))
+    assert stream_bits(rows.storage)[:end].all() and not stream_bits(rows.storage)[end:].any()
+    rows.encode(make_values(seed + 1, spec, 1, nonfinite=True), n - 1)
+    rows.put_codes(cython_core.quantize_codes(make_values(seed + 2, spec, 1, nonfinite=True), spec)[0], [n - 1])
+    assert stream_bits(rows.storage)[:(n - 1) * spec.row_bits].all()
+    assert not stream_bits(rows.storage)[end:].any() and rows.storage[-1] == 0
+
+
+def test_packed_rows_refuse_a_row_the_spare_bits_could_hold_the_kernels_count_it():
+    """A stream of 3 one-bit rows is 2 words: the kernels see 64 rows in it; PackedRows holds its 3."""
+    spec = CodeLayout.per_dim([0.0], [1.0], [1.0])
+    rows = PackedRows(3, spec)
+    assert (spec.row_bits, rows.storage.size, held_rows(rows.storage, spec)) == (1, 2, 64)
+    for call in (lambda: rows.encode(np.ones(1), 3), lambda: rows.match(np.ones(1), [3]),
+                 lambda: rows.put_codes(np.ones((1, 1), np.uint32), [3])):
+        with pytest.raises(IndexError, match="rows must be in 0..2, got 3"):
+            call()
+    for call in (lambda: rows.decode([3]), lambda: rows.codes([3])):
+        with pytest.raises(IndexError, match="indices must be in 0..2, got 3"):
+            call()
+    assert not rows.storage.any()
+    quantize_pack(np.ones(1), rows.storage, 63, spec)  # the kernels: any row that fits the stream
+    assert rows.storage.tolist() == [2**63, 0]
+    with pytest.raises(IndexError, match="rows must be in 0..63, got 64"):
+        quantize_pack(np.ones(1), rows.storage, 64, spec)
 
 
 # -- argument checks (both implementations refuse the same way, nothing out of bounds) -----------
 
 @pytest.mark.parametrize("impl", [cython_core, ref], ids=["compiled", "reference"])
 def test_bad_arguments_are_refused(impl):
-    spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)
-    storage = np.zeros((5, spec.row_words), np.uint64)
+    spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)  # 6 x 12 bits: 72-bit rows
+    storage = np.zeros(spec.words(5), np.uint64)
+    assert (storage.size, held_rows(storage, spec)) == (7, 5)  # 384 bits before the spare word: 5 rows, not 6
     x = np.zeros((2, 6))
     with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
         impl.quantize_pack(x, storage, np.array([0, 5]), spec)
+    with pytest.raises(IndexError, match="rows must be in 0..3, got 4"):  # the rows come from the length
+        impl.quantize_pack(x, storage[:-1].copy(), np.array([0, 4]), spec)
     with pytest.raises(IndexError, match="got -1"):
         impl.quantize_pack(x, storage, np.array([-1, 0]), spec)
     with pytest.raises(ValueError, match="one index per row"):
@@ -349,16 +561,17 @@ def test_bad_arguments_are_refused(impl):
         impl.quantize_pack(np.zeros((2, 7)), storage, np.array([0, 1]), spec)
     read_only = storage.copy()
     read_only.flags.writeable = False
-    strided = np.zeros((10, spec.row_words), np.uint64)[::2]  # every other row: the right shape, not contiguous
-    wide = np.zeros((5, spec.row_words + 1), np.uint64)
-    for bad in (storage.view(np.int64), wide, strided, read_only):
-        with pytest.raises(ValueError, match="storage must be a writable C-contiguous uint64"):
+    strided = np.zeros(2 * storage.size, np.uint64)[::2]  # every other word: the right length, not contiguous
+    word_rows = np.zeros((5, 2), np.uint64)  # the old word-padded rows: 2-D is refused
+    empty = np.zeros(0, np.uint64)  # not even the spare word
+    for bad in (storage.view(np.int64), word_rows, strided, empty, storage.tolist(), read_only):
+        with pytest.raises(ValueError, match=STORAGE_MESSAGE):
             impl.quantize_pack(x, bad, np.array([0, 1]), spec)
     out = np.empty((2, 6), np.float32)
-    for bad in (wide, strided):
-        with pytest.raises(ValueError, match=r"storage must be .* uint64 array of shape \(n_rows, 2\)"):
+    for bad in (storage.view(np.int64), word_rows, strided, empty):
+        with pytest.raises(ValueError, match=STORAGE_MESSAGE):
             impl.gather_unpack(bad, np.array([1, 2]), spec, out)
-    assert not strided.base.any() and not wide.any()
+    assert not strided.base.any() and not word_rows.any()
     impl.gather_unpack(read_only, np.array([1, 2]), spec, out)  # reading needs no write access
     assert np.all(out == -127.0)  # code 0 is lo
     with pytest.raises(IndexError, match="indices must be in 0..4, got 5"):
@@ -379,11 +592,55 @@ def test_bad_arguments_are_refused(impl):
     impl.quantize_pack(x, storage, np.array([3, 4], dtype=np.int32), spec)  # any integer dtype is fine
 
 
+def test_codes_kernels_refuse_bad_arguments_and_write_nothing():
+    spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)  # 12 bits
+    storage = garbage_words(np.random.default_rng(0), spec.words(5))
+    before = storage.copy()
+    codes = np.full((2, 6), 7, np.uint32)
+    read_only = storage.copy()
+    read_only.flags.writeable = False
+    for bad in (storage.reshape(7, 1), np.zeros((5, 2), np.uint64), np.zeros(14, np.uint64)[::2],
+                np.zeros(0, np.uint64), storage.view(np.int64), read_only):
+        with pytest.raises(ValueError, match=STORAGE_MESSAGE):
+            cython_core.pack_codes(codes, bad, [0, 1], spec)
+        if bad is not read_only:
+            with pytest.raises(ValueError, match=STORAGE_MESSAGE):
+                cython_core.unpack_codes(bad, [0, 1], spec)
+    assert np.array_equal(cython_core.unpack_codes(read_only, [4, 0], spec), ref.unpack_codes(storage, np.array([4, 0]),
+                                                                                               spec))
+    with pytest.raises(IndexError, match="rows must be in 0..4, got 5"):
+        cython_core.pack_codes(codes, storage, [0, 5], spec)
+    with pytest.raises(IndexError, match="indices must be in 0..4, got -1"):
+        cython_core.unpack_codes(storage, [0, -1], spec)
+    with pytest.raises(ValueError, match="one index per row of codes"):
+        cython_core.pack_codes(codes, storage, [0], spec)
+    with pytest.raises(ValueError, match=r"codes must be integers of shape \(n, 6\), got uint32 \(2, 5\)"):
+        cython_core.pack_codes(np.zeros((2, 5), np.uint32), storage, [0, 1], spec)
+    with pytest.raises(ValueError, match=r"codes must be integers of shape \(n, 6\), got float64"):
+        cython_core.pack_codes(codes.astype(np.float64), storage, [0, 1], spec)
+    negative = codes.astype(np.int64)
+    negative[0, 2] = -1
+    with pytest.raises(ValueError, match=r"codes must be in 0..2\*\*12 - 1, got -1 at row 0, dimension 2"):
+        cython_core.pack_codes(negative, storage, [0, 1], spec)
+    with pytest.raises(ValueError, match=r"codes must be in 0..2\*\*12 - 1, got 42949673\d\d at row 0, dimension 0"):
+        cython_core.pack_codes(codes.astype(np.uint64) + np.uint64(2**32), storage, [0, 1], spec)
+    too_wide = codes.copy()
+    too_wide[1, 4] = 2**12
+    with pytest.raises(ValueError, match=r"codes must be in 0..2\*\*12 - 1, got 4096 at row 1, dimension 4"):
+        cython_core.pack_codes(too_wide, storage, [0, 1], spec)
+    with pytest.raises(TypeError, match="rows must be integers, got float64"):
+        cython_core.pack_codes(codes, storage, [0.0, 1.0], spec)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 6\)"):
+        cython_core.quantize_codes(np.zeros((2, 7)), spec)
+    assert same_bits(storage, before)
+    assert cython_core.quantize_codes(np.zeros(6), spec)[0].shape == (1, 6)  # one row as (D,)
+
+
 def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
     """The kernel writes ``out`` through its buffer, so a strided, transposed or read-only ``out`` is refused
     and left as it was. (The numpy reference assigns ``out[...] = ...``: it accepts a strided ``out``.)"""
     spec = CodeLayout.uniform(6, decimals=1, clamp=127.0)
-    storage = np.zeros((5, spec.row_words), np.uint64)
+    storage = np.zeros(spec.words(5), np.uint64)
     wide = np.full((2, 12), 7.0, np.float32)
     read_only = np.full((2, 6), 7.0, np.float32)
     read_only.flags.writeable = False
@@ -395,12 +652,17 @@ def test_compiled_gather_refuses_an_out_it_cannot_write_in_place():
 
 def test_single_row_forms_and_empty_batches():
     spec = CodeLayout.uniform(3, decimals=2, clamp=127.0)
-    storage = np.zeros((4, spec.row_words), np.uint64)
+    storage = np.zeros(spec.words(4), np.uint64)
     assert quantize_pack(np.array([1.0, 2.0, 300.0], np.float32), storage, 2, spec) == 1
     assert quantize_pack(np.array([1.0, 2.0, 300.0]), storage, [3], spec) == 1
     assert quantize_pack(np.zeros((0, 3)), storage, np.zeros(0, np.int64), spec) == 0
-    assert np.array_equal(storage[2], storage[3])
+    cython_core.pack_codes(np.zeros((0, 3), np.uint32), storage, np.zeros(0, np.int64), spec)
+    codes = ref.unpack_codes(storage, np.arange(4), spec)
+    assert codes[2].any() and np.array_equal(codes[2], codes[3]) and not codes[:2].any()
+    assert not stream_bits(storage)[:2 * spec.row_bits].any() and not stream_bits(storage)[4 * spec.row_bits:].any()
     gather_unpack(storage, np.zeros(0, np.int64), spec, np.empty((0, 3), np.float32))
+    assert cython_core.unpack_codes(storage, np.zeros(0, np.int64), spec).shape == (0, 3)
+    assert cython_core.quantize_codes(np.zeros((0, 3)), spec)[0].shape == (0, 3)
     assert PackedRows(4, spec).decode([]).shape == (0, 3)
 
 
@@ -424,11 +686,12 @@ def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform)
     spec = make_spec(bits, bits, 348, uniform)
     x = make_values(bits + 1, spec, 40, nonfinite=True)
     for dtype in (np.float32, np.float64):
-        got = np.zeros((64, spec.row_words), np.uint64)
-        want = got.copy()
+        garbage = garbage_words(np.random.default_rng(bits), spec.words(64))
+        got, want = garbage.copy(), garbage.copy()
         rows = np.random.default_rng(bits).permutation(64)[:40]
         assert quantize_pack(x.astype(dtype), got, rows, spec) == ref.quantize_pack(x.astype(dtype), want, rows, spec)
         assert same_bits(got, want)
+        assert_only_rows_changed(garbage, got, rows, spec)
         indices = np.random.default_rng(1).integers(0, 64, 300)
         out, expected = np.empty((300, 348), np.float32), np.empty((300, 348), np.float32)
         gather_unpack(got, indices, spec, out)
@@ -466,19 +729,22 @@ def test_big_calls_let_other_python_threads_run_meanwhile():
     spec = CodeLayout.uniform(348, decimals=2, clamp=127.0)
     n = 8192  # ~5 ms per quantize_pack call, rows written in order
     x, rows = np.zeros((n, 348), np.float32), np.arange(n)
-    storage = np.empty((n, spec.row_words), np.uint64)
+    storage = np.empty(spec.words(n), np.uint64)
+    last = n * spec.row_bits // 64 - 1  # the last word wholly inside the last row (the spare word follows)
+    assert (n - 1) * spec.row_bits <= 64 * last and last == storage.size - 2
     out = np.empty((n, 348), np.float32)
-    blank = np.uint64(2**64 - 1)  # no row of zeros packs to this first word
+    blank = np.uint64(2**64 - 1)  # no row of zeros packs to these words
 
     def quantize_halfway():
-        first, last = storage[[0, -1], 0]
-        return first != blank and last == blank
+        first, final = storage[[0, last]]
+        return first != blank and final == blank
 
     def gather_halfway():
-        first, last = out[[0, -1], [0, -1]]
-        return first == 0.0 and np.isnan(last)
+        first, final = out[[0, -1], [0, -1]]
+        return first == 0.0 and np.isnan(final)
 
     assert seen_halfway(lambda: storage.fill(blank), lambda: quantize_pack(x, storage, rows, spec), quantize_halfway)
+    assert storage[last] != blank and storage[-1] == blank  # the spare word is kept as it was
     assert seen_halfway(lambda: out.fill(np.nan), lambda: gather_unpack(storage, rows, spec, out), gather_halfway)
     assert not np.isnan(out).any() and np.all(out == 0.0)
 
@@ -486,13 +752,17 @@ def test_big_calls_let_other_python_threads_run_meanwhile():
 def test_non_contiguous_and_other_dtype_inputs_are_converted():
     spec = CodeLayout.uniform(5, decimals=1, clamp=10.0)
     wide = np.arange(30, dtype=np.int32).reshape(3, 10) - 12
-    a, b = np.zeros((3, spec.row_words), np.uint64), np.zeros((3, spec.row_words), np.uint64)
+    a, b = np.zeros(spec.words(3), np.uint64), np.zeros(spec.words(3), np.uint64)
     quantize_pack(wide[:, ::2], a, [2, 0, 1], spec)  # strided int32 view
     ref.quantize_pack(np.ascontiguousarray(wide[:, ::2], dtype=np.float64), b, [2, 0, 1], spec)
     assert same_bits(a, b)
     out = np.empty((3, 5), np.float32)
     gather_unpack(a, np.array([0, 1, 2, 2])[::-1][1:], spec, out)  # strided index view: [2, 1, 0]
     assert np.array_equal(out, np.clip(wide[:, ::2], -10, 10)[[0, 2, 1]].astype(np.float32))
+    c = np.zeros(spec.words(3), np.uint64)
+    codes = cython_core.quantize_codes(wide[:, ::2], spec)[0]
+    cython_core.pack_codes(codes.astype(np.int64)[:, ::-1][:, ::-1], c, np.array([2, 0, 1, 1])[:3], spec)
+    assert same_bits(a, c)  # codes of another integer dtype, a strided view, converted
 
 
 @pytest.mark.parametrize("module", ["cython_core", "cython_core.uniform", "cython_core.reference",
@@ -529,28 +799,37 @@ def test_packed_rows_decode_refuses_float_and_bool_indices_as_gather_unpack_does
     (np.array([2**64 - 1], dtype=np.uint64), IndexError, "rows must be row numbers, got an integer beyond int64"),
 ])
 def test_every_row_index_path_takes_the_same_integer_check(rows, error, message):
-    """A single Python int, a numpy scalar, a list or an array, in the compiled kernel, the reference and
+    """A single Python int, a numpy scalar, a list or an array, in the compiled kernels, the reference and
     PackedRows alike: the same refusal, and nothing written."""
-    spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
+    spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)  # 3 x 5 bits: 4 rows in the first word
+    assert held_rows(np.zeros(spec.words(4), np.uint64), spec) == 4
     for write in (cython_core.quantize_pack, ref.quantize_pack,
-                  lambda x, storage, rows, spec: PackedRows(4, spec).encode(x, rows)):
-        storage = np.zeros((4, spec.row_words), np.uint64)
+                  lambda x, storage, rows, spec: cython_core.pack_codes(np.ones((1, 3), np.uint32), storage, rows,
+                                                                        spec),
+                  lambda x, storage, rows, spec: PackedRows(4, spec).encode(x, rows),
+                  lambda x, storage, rows, spec: PackedRows(4, spec).put_codes(np.ones((1, 3), np.uint32), rows)):
+        storage = np.zeros(spec.words(4), np.uint64)
         with pytest.raises(error, match=message):
             write(np.ones(3), storage, rows, spec)
         assert not storage.any()
-    for read in (cython_core.gather_unpack, ref.gather_unpack):
+    reads = (lambda storage, rows, spec: cython_core.gather_unpack(storage, rows, spec, np.empty((1, 3), np.float32)),
+             lambda storage, rows, spec: ref.gather_unpack(storage, rows, spec, np.empty((1, 3), np.float32)),
+             cython_core.unpack_codes, lambda storage, rows, spec: PackedRows(4, spec).codes(rows))
+    for read in reads:
         with pytest.raises(error, match=message.replace("rows", "indices")):
-            read(np.zeros((4, spec.row_words), np.uint64), np.atleast_1d(rows), spec, np.empty((1, 3), np.float32))
+            read(np.zeros(spec.words(4), np.uint64), np.atleast_1d(rows), spec)
 
 
 def test_a_single_int_row_in_range_is_written_by_both_implementations():
     spec = CodeLayout.uniform(3, decimals=1, clamp=1.0)
     written = []
     for impl in (cython_core, ref):
-        storage = np.zeros((4, spec.row_words), np.uint64)
+        storage = np.zeros(spec.words(4), np.uint64)
         impl.quantize_pack(np.ones(3), storage, 3, spec)
         written.append(storage)
-    assert written[0][3].any() and not written[0][:3].any() and np.array_equal(*written)
+    bits = stream_bits(written[0])
+    assert bits[3 * spec.row_bits:4 * spec.row_bits].any() and not bits[:3 * spec.row_bits].any()
+    assert not bits[4 * spec.row_bits:].any() and np.array_equal(*written)
 
 
 @pytest.mark.parametrize("scale", [1e-310, 5e-324, 0.0, -1.0, float("nan"), float("inf")])

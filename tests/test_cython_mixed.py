@@ -268,7 +268,7 @@ def test_decode_equals_the_uniform_kernels_bit_for_bit(decimals, clamp, dtype, s
     rows = MixedRows(n, spec)
     rows.encode(x, np.arange(n))
     uniform = CodeLayout.uniform(dim, decimals=decimals, clamp=clamp)
-    storage = np.zeros((n, uniform.row_words), np.uint64)
+    storage = np.zeros(uniform.words(n), np.uint64)
     saturated = quantize_pack(x, storage, np.arange(n), uniform)
     assert rows.saturated == saturated > 0 and rows.store.live > 0
     idx = rng.integers(0, n, 500)

@@ -1,6 +1,6 @@
 import pytest
 
-from cython_core.layout import packed_row_bytes
+from cython_core.layout import words_for
 from planner.envs import lookup_env
 from planner.errors import PlannerError
 from planner.footprint import footprint
@@ -54,9 +54,14 @@ def test_packed_layout_counts_packed_rows_and_side_store():
     quant = Quantization.create(2)
     spec = RunSpec("sac", 348, 17, 200_000, storage="packed", quant=quant)
     fields = {f.name: f for f in buffer_fields(spec)}
-    assert fields["observations"].bytes == 200_000 * packed_row_bytes(348, 15) == 200_000 * 656
+    # rows at bit stride: 348 x 15 = 5,220 bits a row, no padding; the stream's tail is its spare word
+    assert fields["observations"].bytes == 200_000 * 5220 // 8 == 130_500_000
+    assert fields["observations"].bytes + fields["observations.tail"].bytes == words_for(200_000, 5220) * 8
+    assert fields["observations.tail"].bytes == 8
     assert terminal_capacity(spec) == 3125
-    assert fields["terminal_observations"].bytes == 3125 * 656
+    assert fields["terminal_observations"].bytes == 3125 * 5220 // 8 + 1  # 2,039,062.5 B: whole bytes
+    terminal = fields["terminal_observations"].bytes + fields["terminal_observations.tail"].bytes
+    assert terminal == words_for(3125, 5220) * 8
     assert fields["terminal_slot"].bytes == 200_000 * 4
     assert fields["terminal_owner"].bytes == 3125 * 8
 

@@ -12,6 +12,7 @@ import yaml
 
 import validation.harness.compare
 import validation.harness.validate
+from cython_core.layout import words_for
 from planner.profiles import load_profile, parse_profile
 from validation.harness.compare import RSS_NOISE, Check, checks
 from validation.harness.predict import MMAP_THRESHOLD, Runtime, predict
@@ -172,7 +173,10 @@ def test_predicted_curve_steps_through_built_acting_and_training():
     fp = p.footprint
     assert p.phase_at(0) == p.phase_at(50_000) == "built"  # SAC acts at random until learning_starts
     assert p.phase_at(50_001) == "training" and config.first_update_step == 50_001
-    eager = sum(f.bytes for f in fp.fields if f.eager or f.bytes < MMAP_THRESHOLD)
+    # committed row by row: the observations' stream (its tail included: one array), actions, rewards, dones, timeouts
+    lazy = words_for(50_000, 17 * 15) * 8 + 50_000 * 6 * 4 + 3 * 50_000 * 4
+    assert p.lazy_bytes == lazy
+    eager = fp.buffer_bytes - lazy
     assert p.rss_at(0) == 300_000_000 + fp.models_bytes + eager
     half = p.rss_at(25_000) - p.rss_at(0)
     assert half == (fp.buffer_bytes - eager) // 2  # lazily committed pages grow with the rows written
@@ -286,8 +290,11 @@ def test_rss_growth_takes_large_arrays_glibc_placed_in_its_heap_as_committed_whe
         "measured": {"buffer_resident_10pct": 938_432, "buffer_resident_full": 3_631_280,
                      "buffer_heap_placed": {"rewards": 200_000, "dones": 200_000, "terminal_slot": 200_000}}}
     growth = next(c for c in checks(prediction, run) if c.quantity.startswith("RSS growth"))
-    assert prediction.lazy_bytes == 3_400_000  # observations, actions, rewards, dones, timeouts
-    assert growth.predicted == 3_060_000 * 3_000_000 // 3_400_000  # terminal_slot is eager: committed anyway
+    # observations (50,000 rows of 17 x 15 bits at bit stride and the stream's tail: one array; the run had them
+    # word-padded, 6,240 B more), actions, rewards, dones, timeouts
+    assert prediction.lazy_bytes == words_for(50_000, 255) * 8 + 1_800_000 == 3_393_760
+    # from 10 % to full, less the 400,000 B glibc placed in its heap (terminal_slot is eager: committed anyway)
+    assert growth.predicted == 9 * (3_393_760 - 400_000) // 10
     assert growth.measured == 2_707_456 and growth.verdict == "pass" and growth.allowance == RSS_NOISE
     assert "glibc placed 400,000 B of the buffer's large arrays in free chunks of its heap" in growth.caveat
     run["measured"]["buffer_heap_placed"] = {}

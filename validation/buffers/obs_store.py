@@ -1,7 +1,7 @@
 """Observation storage of the quantized buffers, for every space SB3 stores: one column per entry.
 
-A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes packed into 64-bit
-words by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
+A Box of floats (or a Dict entry that is one) is a :class:`PackedColumn`: k-bit codes in rows at bit stride
+by the Cython core; or, with ``dtype="float16"`` / ``"bfloat16"``, a :class:`HalfColumn` (the
 alternative a PyTorch user reaches for first, stored once too); or, with ``obs_ranges``, a :class:`CalibratedColumn`
 (escape-coded rows at bit stride, each dimension in its own width, the values outside in a side table, exact;
 :class:`Drift` re-chooses the widths from the rows themselves as they fill). Anything else (uint8 images, integer
@@ -35,7 +35,16 @@ from cython_core._escape import quantize as escape_quantize
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_obs_shape
 
-from cython_core import CodeLayout, EscapeLayout, EscapeRows, gather_unpack, quantize_match, quantize_pack_counts
+from cython_core import (
+    CodeLayout,
+    EscapeLayout,
+    EscapeRows,
+    PackedRows,
+    gather_unpack,
+    quantize_codes,
+    quantize_match,
+    quantize_pack_counts,
+)
 from planner.defaults import CLAMP
 from planner.errors import PlannerError, quote
 from planner.obs_ranges import ObservationRanges, load_ranges
@@ -117,40 +126,66 @@ class ArrayColumn:
         return [store]
 
 
-class PackedColumn(ArrayColumn):
-    """A Box of floats: rows of ``layout.dim`` k-bit codes in ``layout.row_words`` 64-bit words."""
+class PackedColumn:
+    """A Box of floats: rows of ``layout.dim`` k-bit codes at bit stride (:class:`cython_core.PackedRows`). A batch
+    of codes is the codes themselves (uint32 (n, D))."""
 
     quantized = True
     in_place = True
 
     def __init__(self, key: "str | None", shape: "tuple[int, ...]", layout: CodeLayout) -> None:
         self.key, self.shape, self.layout = key, shape, layout
-        self.values, self.width, self.dtype = layout.dim, layout.row_words, np.dtype(np.uint64)
+        self.values = layout.dim
         self.sample_dtype = np.dtype(np.float32)
 
     def encode(self, values: Any, n: int) -> "tuple[np.ndarray, int]":
-        """(codes (n, width), saturated values); raises ``NonFiniteError`` on NaN/inf unless the layout codes them."""
-        codes = np.empty((n, self.width), dtype=np.uint64)  # the kernel writes every word, padding included
-        saturated, _ = quantize_pack_counts(_float_rows(values, n, self), codes, _row_index(n), self.layout)
+        """(codes (n, D), saturated values); raises ``NonFiniteError`` on NaN/inf unless the layout codes them."""
+        codes, saturated, _ = quantize_codes(_float_rows(values, n, self), self.layout)
         return codes, saturated
 
-    def encode_into(self, store: np.ndarray, first: int, n: int, values: Any) -> int:
+    def encode_into(self, store: PackedRows, first: int, n: int, values: Any) -> int:
         """Encode ``n`` rows of ``values`` straight into ``store``'s rows ``first``.. (nothing written if they are
         rejected); returns the saturated values."""
-        return quantize_pack_counts(_float_rows(values, n, self), store, _rows_from(first, n), self.layout)[0]
+        return quantize_pack_counts(_float_rows(values, n, self), store.storage, _rows_from(first, n), self.layout)[0]
 
-    def match(self, store: np.ndarray, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
+    def match(self, store: PackedRows, first: int, n: int, values: Any) -> "tuple[np.ndarray | None, int]":
         """(codes, saturated) of ``n`` rows of ``values`` as :meth:`encode` gives them, codes None when ``store``'s
         rows ``first``.. hold them already (compared in the kernel: no codes made)."""
         arr = _float_rows(values, n, self)
-        saturated, _, held = quantize_match(arr, store, _rows_from(first, n), self.layout)
+        saturated, _, held = quantize_match(arr, store.storage, _rows_from(first, n), self.layout)
         return (None if held else self.encode(arr, n)[0]), saturated
 
-    def decode(self, array: np.ndarray, rows: np.ndarray) -> th.Tensor:
+    def allocate(self, n_rows: int, eager: bool) -> PackedRows:
+        rows = PackedRows(n_rows, self.layout)
+        if eager:
+            rows.storage.fill(0)  # commits the pages now
+        return rows
+
+    def put(self, store: PackedRows, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
+        store.put_codes(codes, _indices(rows, store.n_rows))
+
+    def take(self, store: PackedRows, rows: np.ndarray) -> np.ndarray:
+        return store.codes(np.asarray(rows, dtype=np.int64))
+
+    def holds(self, store: PackedRows, rows: slice, codes: np.ndarray) -> bool:
+        return bool(np.array_equal(store.codes(_indices(rows, store.n_rows)), codes))
+
+    def same(self, store: PackedRows, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
+        return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
+
+    def decode(self, store: PackedRows, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
         out = th.empty((rows.size, self.values), dtype=th.float32)
-        gather_unpack(array, rows, self.layout, out.numpy())
+        gather_unpack(store.storage, rows, self.layout, out.numpy())
         return out.view(rows.size, *self.shape)
+
+    def breakdown(self, label: str, store: PackedRows) -> "dict[str, int]":
+        """The planner's packed fields: the rows (their bits, in whole bytes) and the stream's tail."""
+        rows = -(-store.n_rows * self.layout.row_bits // 8)
+        return {label: rows, f"{label}.tail": store.nbytes - rows}
+
+    def owned(self, store: PackedRows) -> "list[np.ndarray]":
+        return [store.storage]
 
 
 HALF_DTYPES = ("float16", "bfloat16")
@@ -439,6 +474,13 @@ class ObservationCodec:
         return tensors if self.is_dict else tensors[None]
 
 
+def adopted(codec: ObservationCodec, arrays: "dict[str | None, Any]") -> "dict[str | None, Any]":
+    """``arrays`` with a packed column's word-padded rows (a buffer saved before format 6) at bit stride."""
+    return {key: PackedRows.from_word_rows(store, column.layout)
+            if isinstance(column, PackedColumn) and isinstance(store, np.ndarray) else store
+            for key, column in codec.columns.items() for store in (arrays[key],)}
+
+
 class ObservationRows:
     """``n_rows`` rows of every column of ``codec``.
 
@@ -457,7 +499,7 @@ class ObservationRows:
                 saturated: int) -> "ObservationRows":
         """Rows around existing arrays (a buffer saved before this layout)."""
         rows = cls.__new__(cls)
-        rows.codec, rows.arrays, rows.saturated = codec, arrays, saturated
+        rows.codec, rows.arrays, rows.saturated = codec, adopted(codec, arrays), saturated
         return rows
 
     def put(self, rows: "np.ndarray | slice", codes: Codes) -> None:

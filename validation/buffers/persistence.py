@@ -49,9 +49,10 @@ from stable_baselines3.common.save_util import open_path
 from cython_core import CodeLayout, EscapeLayout, EscapeRows, MixedLayout, MixedRows
 from planner.errors import PlannerError, one_line
 from planner.obs_ranges import DimRange, ObservationRanges
-from validation.buffers.obs_store import CalibratedColumn, Drift, ObservationCodec, ObservationRows
+from validation.buffers.obs_store import CalibratedColumn, Drift, ObservationCodec, ObservationRows, adopted
 
-FORMAT_VERSION = 5  # 5: a calibrated column's rows are escape-coded at bit stride (EscapeRows; were MixedRows with
+FORMAT_VERSION = 6  # 6: a packed column's rows lie at bit stride (PackedRows; were word-padded arrays, converted
+# on load); 5: a calibrated column's rows are escape-coded at bit stride (EscapeRows; were MixedRows with
 # an ExceptionStore, converted on load); 4: the checksums cover the attributes of every object in the state (a
 # calibrated column's observation ranges, the drift policy, ...), tuples and structured dtypes, their names apart;
 # 3: a column's CodeLayout is its `layout` (was `spec`); 2: modules moved into validation.buffers, classes renamed
@@ -115,6 +116,10 @@ class PersistentBuffer:
                 self.drift = Drift(self.codec, False)
             if record is not None and record["version"] < 5:
                 _upgrade_calibrated(self)
+            if record is not None and record["version"] < 6:
+                for rows in vars(self).values():
+                    if isinstance(rows, ObservationRows):
+                        rows.arrays = adopted(self.codec, rows.arrays)
         except Exception as err:  # what the checks cannot see (a version-0 file): a PlannerError too is damage
             raise _damaged(name, "restoring", err) from err
 

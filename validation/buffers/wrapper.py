@@ -40,7 +40,7 @@ class QuantizeObservation(gym.ObservationWrapper):
         super().__init__(env)
         self.code_layout = uniform_layout(env.observation_space, decimals=decimals, clamp=clamp, bits=bits,
                                           layout=layout)
-        self._store = np.zeros((1, self.code_layout.row_words), dtype=np.uint64)
+        self._store = np.zeros(self.code_layout.words(1), dtype=np.uint64)
         self._row = np.zeros(1, dtype=np.int64)
         # float64 spaces decode in float64: re-encoding the value is exact at any scale.
         self._dtype = np.float64 if env.observation_space.dtype == np.float64 else np.float32

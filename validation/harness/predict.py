@@ -44,15 +44,25 @@ class Prediction:
         return self.rss_at(self.config.buffer_size, "training")
 
     @property
+    def arrays(self) -> "list[tuple[int, bool]]":
+        """(bytes, eager) of each array of the buffer: a stream's tail (field ``NAME.tail``) is part of NAME's."""
+        arrays: "dict[str, tuple[int, bool]]" = {}
+        for f in self.footprint.fields:
+            name = f.name.removesuffix(".tail")
+            size, eager = arrays.get(name, (0, f.eager))
+            arrays[name] = (size + f.bytes, eager)
+        return list(arrays.values())
+
+    @property
     def lazy_bytes(self) -> int:
         """Buffer bytes committed row by row as the buffer fills."""
-        return sum(f.bytes for f in self.footprint.fields if not f.eager and f.bytes >= MMAP_THRESHOLD)
+        return sum(size for size, eager in self.arrays if not eager and size >= MMAP_THRESHOLD)
 
     @property
     def heap_bytes(self) -> int:
-        """Bytes of fields written row by row but small enough to come from the heap, whose pages may be
+        """Bytes of arrays written row by row but small enough to come from the heap, whose pages may be
         resident already or committed as the rows are written (counted as committed from the start)."""
-        return sum(f.bytes for f in self.footprint.fields if not f.eager and f.bytes < MMAP_THRESHOLD)
+        return sum(size for size, eager in self.arrays if not eager and size < MMAP_THRESHOLD)
 
     def rows_written(self, step: int) -> int:
         capacity = self.config.buffer_size
