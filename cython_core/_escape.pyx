@@ -154,15 +154,6 @@ cdef _Tables _tables(layout):
     return <_Tables>_spec_tables(layout, EscapeLayout, _Tables)
 
 
-cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int64_t bits) noexcept nogil:
-    cdef uint64_t i = pos >> 6
-    cdef int s = pos & 63
-    cdef uint64_t v = w[i] >> s
-    if s + bits > 64:
-        v |= w[i + 1] << (64 - s)
-    return v & ((<uint64_t>1 << bits) - 1)
-
-
 cdef inline void _write(uint64_t* w, uint64_t pos, int64_t bits, uint64_t v) noexcept nogil:
     cdef uint64_t i = pos >> 6
     cdef int s = pos & 63
@@ -505,19 +496,20 @@ cdef class EscapeRows:
         cdef Py_ssize_t i, dim = self.t.dim
         cdef int status = 0
         cdef uint32_t* scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
+        cdef real_out* row_out
+        cdef int64_t* row_codes
         for i in range(min(n, PREFETCH_ROWS)):
             self._prefetch(idx[i])
         for i in range(n):
             if i + PREFETCH_ROWS < n:
                 self._prefetch(idx[i + PREFETCH_ROWS])
+            row_out = out + i * dim if codes == NULL else out  # values, or (out NULL) this row's codes
+            row_codes = NULL if codes == NULL else codes + i * dim
             if scratch != NULL:
-                if self._fast_row(idx[i], out + i * dim if codes == NULL else out,
-                                  NULL if codes == NULL else codes + i * dim, scratch):
-                    status = self._patch_row(idx[i], out + i * dim if codes == NULL else out,
-                                             NULL if codes == NULL else codes + i * dim, scratch)
+                if self._fast_row(idx[i], row_out, row_codes, scratch):
+                    status = self._patch_row(idx[i], row_out, row_codes, scratch)
             else:
-                status = self._exact_row(idx[i], out + i * dim if codes == NULL else out,
-                                         NULL if codes == NULL else codes + i * dim)
+                status = self._exact_row(idx[i], row_out, row_codes)
             if status < 0:
                 break
         free(scratch)

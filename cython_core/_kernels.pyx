@@ -99,12 +99,20 @@ cdef inline Py_ssize_t _get_words(storage, Py_buffer* view, _Tables t, int flags
 
 cdef inline uint64_t _read(const uint64_t* w, uint64_t pos, int bits) noexcept nogil:
     """The ``bits`` (1..32) bits at bit ``pos`` of the stream."""
-    cdef uint64_t i = pos >> 6
-    cdef int s = pos & 63
-    cdef uint64_t v = w[i] >> s
-    if s + bits > 64:
-        v |= w[i + 1] << (64 - s)
-    return v & ((<uint64_t>1 << bits) - 1)
+    return _read_words(w, pos, bits) & ((<uint64_t>1 << bits) - 1)
+
+
+cdef inline Py_ssize_t _get_read(storage, indices, _Tables t, Py_buffer* sb, Py_buffer* ib, bint* have_s,
+                                 bint* have_i) except -1:
+    """The buffers of a read: ``storage`` and the 1-D ``indices`` into it, checked against the rows it holds;
+    returns how many indices. ``have_s`` / ``have_i`` say which buffers the caller must release."""
+    n_rows = _get_words(storage, sb, t, 0)
+    have_s[0] = True
+    have_i[0] = _get_indices(indices, ib, "indices") == 0
+    if ib.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
+    _check_indices(<const int64_t*>ib.buf, ib.shape[0], n_rows, "indices")
+    return ib.shape[0]
 
 
 # -- quantize + pack -------------------------------------------------------------------------------
@@ -178,11 +186,12 @@ cdef bint _row_holds(const uint64_t* codes, Py_ssize_t dim, int bits, const uint
 
 
 cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,
-                        Py_ssize_t* counts, Py_ssize_t* first, int* held) noexcept nogil:
-    """Encode n rows into ``storage``; or, given ``held``, pack each into a scratch row and compare it with its
-    storage row instead (``held[0]`` is cleared at the first difference; nothing is written). With the "error"
-    policy and non-finite values, write nothing and return their count. Returns -1 when out of memory."""
-    cdef Py_ssize_t i, bad = 0
+                        Py_ssize_t* counts, Py_ssize_t* first, int* held, uint32_t* out) noexcept nogil:
+    """Encode n rows into ``storage``; or, given ``held``, compare each with its storage row instead (``held[0]``
+    is cleared at the first difference; nothing is written); or, given ``out``, write the codes there (n, D) and
+    leave storage alone. With the "error" policy and non-finite values, write nothing and return their count.
+    Returns -1 when out of memory."""
+    cdef Py_ssize_t i, j, bad = 0
     cdef uint64_t* codes
     if not t.code_nonfinite:
         bad = _find_nonfinite(x, n * t.dim, first)
@@ -193,12 +202,26 @@ cdef Py_ssize_t _encode(const real_in* x, Py_ssize_t n, const int64_t* rows, uin
         return -1
     for i in range(n):
         _quantize_row(x + i * t.dim, t, codes, counts)
-        if held == NULL:
+        if out != NULL:
+            for j in range(t.dim):
+                out[i * t.dim + j] = <uint32_t>codes[j]
+        elif held == NULL:
             _pack_row(codes, t.dim, t.bits, storage, <uint64_t>rows[i] * t.row_bits)
         elif held[0] and not _row_holds(codes, t.dim, t.bits, storage, <uint64_t>rows[i] * t.row_bits):
             held[0] = 0
     free(codes)
     return 0
+
+
+cdef inline Py_ssize_t _get_x(x, Py_buffer* xb, _Tables t) except -1:
+    """A float32 / float64 buffer of the values ``x`` ((n, D), or (D,) for one row; others converted to float64);
+    returns n. Released again when the shape is wrong."""
+    _get_values(x, xb, F32, F64, F64)
+    if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
+        shape = tuple(xb.shape[i] for i in range(xb.ndim))
+        PyBuffer_Release(xb)
+        raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), got {shape}")
+    return 1 if xb.ndim == 1 else xb.shape[0]
 
 
 cdef tuple _quantize(x, storage, rows, spec, bint match):
@@ -213,12 +236,8 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
     cdef Py_ssize_t counts[2]
     cdef Kind kind
     cdef bint big
-    _get_values(x, &xb, F32, F64, F64)
+    n = _get_x(x, &xb, t)
     try:
-        if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
-            raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
-                             f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
-        n = 1 if xb.ndim == 1 else xb.shape[0]
         n_rows = _get_words(storage, &sb, t, 0 if match else PyBUF_WRITABLE)
         have_s = True
         if type(rows) is int and 0 <= rows < n_rows:  # one row in range: no array (a bool is not a row)
@@ -238,14 +257,14 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
         big = n * t.dim >= NOGIL_VALUES
         if kind == F32 and big:
             with nogil:
-                bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
+                bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p, NULL)
         elif kind == F32:
-            bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
+            bad = _encode(<const float*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p, NULL)
         elif big:
             with nogil:
-                bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
+                bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p, NULL)
         else:
-            bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p)
+            bad = _encode(<const double*>xb.buf, n, rows_p, <uint64_t*>sb.buf, t, counts, &first, held_p, NULL)
     finally:
         PyBuffer_Release(&xb)
         if have_s:
@@ -284,27 +303,6 @@ def quantize_match(x, storage, rows, spec) -> tuple:
 
 # -- codes in and out ------------------------------------------------------------------------------
 
-cdef Py_ssize_t _codes_of(const real_in* x, Py_ssize_t n, _Tables t, uint32_t* out, Py_ssize_t* counts,
-                          Py_ssize_t* first) noexcept nogil:
-    """The codes of n rows into ``out`` (n, D); as ``_encode``, non-finite values under the "error" policy are
-    counted and nothing is written. Returns -1 when out of memory."""
-    cdef Py_ssize_t i, j, bad
-    cdef uint64_t* codes
-    if not t.code_nonfinite:
-        bad = _find_nonfinite(x, n * t.dim, first)
-        if bad:
-            return bad
-    codes = <uint64_t*>malloc(t.dim * sizeof(uint64_t))
-    if codes == NULL:
-        return -1
-    for i in range(n):
-        _quantize_row(x + i * t.dim, t, codes, counts)
-        for j in range(t.dim):
-            out[i * t.dim + j] = <uint32_t>codes[j]
-    free(codes)
-    return 0
-
-
 def quantize_codes(x, spec) -> tuple:
     """``(codes, saturated, nonfinite_coded)``: the codes of ``x`` (n, D) (or (D,)) as :func:`quantize_pack` would
     store them, uint32 (n, D), in no storage (a batch that goes to rows later, :func:`pack_codes`)."""
@@ -314,21 +312,17 @@ def quantize_codes(x, spec) -> tuple:
     cdef Py_ssize_t counts[2]
     cdef uint32_t[:, ::1] out_v
     cdef uint32_t* out_p = NULL
-    _get_values(x, &xb, F32, F64, F64)
+    n = _get_x(x, &xb, t)
     try:
-        if not ((xb.ndim == 1 and xb.shape[0] == t.dim) or (xb.ndim == 2 and xb.shape[1] == t.dim)):
-            raise ValueError(f"x must have shape (n, {t.dim}) or ({t.dim},), "
-                             f"got {tuple(xb.shape[i] for i in range(xb.ndim))}")
-        n = 1 if xb.ndim == 1 else xb.shape[0]
         out = np.empty((n, t.dim), dtype=np.uint32)
         out_v = out
         if n:
             out_p = &out_v[0, 0]
         counts[0] = counts[1] = 0
         if _kind(&xb) == F32:
-            bad = _codes_of(<const float*>xb.buf, n, t, out_p, counts, &first)
+            bad = _encode(<const float*>xb.buf, n, NULL, NULL, t, counts, &first, NULL, out_p)
         else:
-            bad = _codes_of(<const double*>xb.buf, n, t, out_p, counts, &first)
+            bad = _encode(<const double*>xb.buf, n, NULL, NULL, t, counts, &first, NULL, out_p)
     finally:
         PyBuffer_Release(&xb)
     if bad < 0:
@@ -385,16 +379,10 @@ def unpack_codes(storage, indices, spec):
     cdef _Tables t = _tables(spec)
     cdef Py_buffer sb, ib
     cdef bint have_s = False, have_i = False
-    cdef Py_ssize_t n, i, n_rows
+    cdef Py_ssize_t n, i
     cdef uint32_t[:, ::1] out_v
     try:
-        n_rows = _get_words(storage, &sb, t, 0)
-        have_s = True
-        have_i = _get_indices(indices, &ib, "indices") == 0
-        if ib.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-        n = ib.shape[0]
-        _check_indices(<const int64_t*>ib.buf, n, n_rows, "indices")
+        n = _get_read(storage, indices, t, &sb, &ib, &have_s, &have_i)
         out = np.empty((n, t.dim), dtype=np.uint32)
         out_v = out
         for i in range(n):
@@ -556,24 +544,18 @@ def gather_unpack(storage, indices, spec, out) -> None:
     cdef _Tables t = _tables(spec)
     cdef Py_buffer sb, ib, ob
     cdef bint have_s = False, have_i = False, have_o = False
-    cdef Py_ssize_t n, n_rows
+    cdef Py_ssize_t n
     cdef Kind kind = OTHER
     cdef int status = 0
     cdef bint big
     try:
-        n_rows = _get_words(storage, &sb, t, 0)
-        have_s = True
-        have_i = _get_indices(indices, &ib, "indices") == 0
-        if ib.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {tuple(ib.shape[i] for i in range(ib.ndim))}")
-        n = ib.shape[0]
+        n = _get_read(storage, indices, t, &sb, &ib, &have_s, &have_i)
         have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
         if have_o:
             kind = _kind(&ob)
         if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != t.dim:
             raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {t.dim}), "
                              f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        _check_indices(<const int64_t*>ib.buf, n, n_rows, "indices")
         big = n * t.dim >= NOGIL_VALUES
         if kind == F32 and big:
             with nogil:

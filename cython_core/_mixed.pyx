@@ -601,16 +601,6 @@ def mixed_pack_codes(codes, storage, rows, spec):
 
 # -- gather + unpack -------------------------------------------------------------------------------
 
-cdef inline uint64_t _read_words(const uint64_t* row, int64_t offset, int bits) noexcept nogil:
-    """The ``bits`` >= 1 bits at ``offset`` read word by word (may straddle two words), unmasked."""
-    cdef int64_t w = offset >> 6
-    cdef int s = offset & 63
-    cdef uint64_t v = row[w] >> s
-    if s + bits > 64:
-        v |= row[w + 1] << (64 - s)
-    return v
-
-
 cdef inline uint32_t _code(const uint64_t* row, _MixedTables t, Py_ssize_t j) noexcept nogil:
     """Code j of a row less lo: one unaligned 8-byte load for the first dimensions, else word by word."""
     if j < t.fast:

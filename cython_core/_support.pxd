@@ -1,4 +1,4 @@
-"""What the compiled kernels (_kernels, _mixed) share: C helpers, the argument-buffer rules, small loops.
+"""What the compiled kernels (_kernels, _mixed, _escape) share: C helpers, the argument-buffer rules, small loops.
 
 Every function here is ``inline``: each extension compiles its own copy, nothing is called across modules.
 """
@@ -167,6 +167,17 @@ cdef inline void _prefetch_row(const uint64_t* row, Py_ssize_t row_words) noexce
         p += 64
     if row_words:
         JR_PREFETCH(end - 1)
+
+
+cdef inline uint64_t _read_words(const uint64_t* words, uint64_t pos, int bits) noexcept nogil:
+    """The ``bits`` (1..64) bits at bit ``pos`` of a little-endian stream of words (they may straddle two words),
+    unmasked: the bits above them are the stream's next ones."""
+    cdef uint64_t w = pos >> 6
+    cdef int s = pos & 63
+    cdef uint64_t v = words[w] >> s
+    if s and s + bits > 64:
+        v |= words[w + 1] << (64 - s)
+    return v
 
 
 cdef struct BitWriter:  # a little-endian bit stream filling a row's words (start: row, 0, 0, 0)

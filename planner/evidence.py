@@ -18,6 +18,11 @@ STUDY = "docs/measurements/study-evidence"
 ALPHA = 0.05  # a loss or gain is claimed where the 95 % interval excludes 0 and Welch p < ALPHA (the study's rule)
 
 
+def env_family(env_id: str) -> str:
+    """The env without its version: a -v3 env is measured by its -v5 trials."""
+    return env_id.split("-v", 1)[0]
+
+
 @dataclass(frozen=True)
 class Effect:
     """One storage's effect on the return of a task in :data:`STUDY` (the mean of each seed's last 3 evaluations).
@@ -50,8 +55,7 @@ class Effect:
 
     @property
     def family(self) -> str:
-        """The env without its version: a -v3 env is measured by its -v5 trials."""
-        return self.env_id.split("-v", 1)[0]
+        return env_family(self.env_id)
 
     @property
     def loss(self) -> bool:
@@ -88,8 +92,7 @@ EFFECTS = (
 
 def measured(env_id: str, algo: str, effects: "tuple[Effect, ...]" = EFFECTS) -> "list[Effect]":
     """The study's arms for ``algo`` on ``env_id``'s family, in the study's order."""
-    family = env_id.split("-v", 1)[0]
-    return [e for e in effects if e.family == family and e.algo == algo]
+    return [e for e in effects if e.family == env_family(env_id) and e.algo == algo]
 
 
 def learning_note(env_id: str, algo: str, decimals: int, effects: "tuple[Effect, ...]" = EFFECTS) -> str:

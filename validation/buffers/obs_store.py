@@ -126,7 +126,31 @@ class ArrayColumn:
         return [store]
 
 
-class PackedColumn:
+def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
+    """Row indices (int64) of an index array or a slice of ``n_rows`` rows."""
+    if isinstance(rows, slice):
+        return np.arange(*rows.indices(n_rows), dtype=np.int64)
+    return np.asarray(rows, dtype=np.int64)
+
+
+class CodeRowsColumn:
+    """A column whose store holds rows of integer codes (:class:`cython_core.PackedRows`,
+    :class:`cython_core.EscapeRows`): a batch of codes goes in and out as codes (n, D)."""
+
+    def put(self, store: Any, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
+        store.put_codes(codes, _indices(rows, store.n_rows))
+
+    def take(self, store: Any, rows: np.ndarray) -> np.ndarray:
+        return store.codes(np.asarray(rows, dtype=np.int64))
+
+    def holds(self, store: Any, rows: slice, codes: np.ndarray) -> bool:
+        return bool(np.array_equal(store.codes(_indices(rows, store.n_rows)), codes))
+
+    def same(self, store: Any, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
+        return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
+
+
+class PackedColumn(CodeRowsColumn):
     """A Box of floats: rows of ``layout.dim`` k-bit codes at bit stride (:class:`cython_core.PackedRows`). A batch
     of codes is the codes themselves (uint32 (n, D))."""
 
@@ -160,18 +184,6 @@ class PackedColumn:
         if eager:
             rows.storage.fill(0)  # commits the pages now
         return rows
-
-    def put(self, store: PackedRows, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
-        store.put_codes(codes, _indices(rows, store.n_rows))
-
-    def take(self, store: PackedRows, rows: np.ndarray) -> np.ndarray:
-        return store.codes(np.asarray(rows, dtype=np.int64))
-
-    def holds(self, store: PackedRows, rows: slice, codes: np.ndarray) -> bool:
-        return bool(np.array_equal(store.codes(_indices(rows, store.n_rows)), codes))
-
-    def same(self, store: PackedRows, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
-        return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
 
     def decode(self, store: PackedRows, rows: np.ndarray) -> th.Tensor:
         """Rows decoded straight into a new float32 tensor (n, *shape)."""
@@ -256,14 +268,7 @@ class RawColumn(ArrayColumn):
         return th.from_numpy(array[rows]).view(rows.size, *self.shape)
 
 
-def _indices(rows: "np.ndarray | slice", n_rows: int) -> np.ndarray:
-    """Row indices (int64) of an index array or a slice of ``n_rows`` rows."""
-    if isinstance(rows, slice):
-        return np.arange(*rows.indices(n_rows), dtype=np.int64)
-    return np.asarray(rows, dtype=np.int64)
-
-
-class CalibratedColumn:
+class CalibratedColumn(CodeRowsColumn):
     """A Box of floats on observation ranges' widths (:class:`cython_core.EscapeRows`): every value the uniform
     packing at the ranges' m and b keeps, each dimension in its own width, the values outside its range escaped to
     the rows' side table, exact. A batch of codes is the paper codes themselves (int64 (n, D))."""
@@ -297,18 +302,6 @@ class CalibratedColumn:
         if eager:
             rows.words.fill(0)
         return rows
-
-    def put(self, store: EscapeRows, rows: "np.ndarray | slice", codes: np.ndarray) -> None:
-        store.put_codes(codes, _indices(rows, store.n_rows))
-
-    def take(self, store: EscapeRows, rows: np.ndarray) -> np.ndarray:
-        return store.codes(np.asarray(rows, dtype=np.int64))
-
-    def holds(self, store: EscapeRows, rows: slice, codes: np.ndarray) -> bool:
-        return bool(np.array_equal(store.codes(_indices(rows, store.n_rows)), codes))
-
-    def same(self, store: EscapeRows, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
-        return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
 
     def decode(self, store: EscapeRows, rows: np.ndarray) -> th.Tensor:
         out = th.empty((rows.size, self.values), dtype=th.float32)
