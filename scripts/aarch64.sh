@@ -12,7 +12,7 @@
 #   root      mmdebstrap bookworm arm64: python3 (3.11), python3-venv, python3-dev, gcc
 #   torch     venv in the root, pip install torch==$TORCH (PyPI's aarch64 wheel and what it requires)
 #   build     pip wheel: compiles the Cython core with gcc (portable: no JUSTROUND_NATIVE, no -march=native)
-#   install   pip install that wheel with its [train,test] extras
+#   install   pip install that wheel (replacing an installed one) with its [train,test] extras
 #   core      pytest tests/test_cython_core.py tests/test_cython_mixed.py tests/test_escape.py (kernels vs the reference,
 #             bit for bit; on aarch64 only the scalar decode path exists)
 #   buffers   pytest tests/test_buffers_exact.py
@@ -159,7 +159,9 @@ build_stage() {
 }
 
 install_stage() {
-  in_root "pip install \"\$(ls /tmp/wheel/justround_planner-*.whl)[train,test]\""
+  # --force-reinstall --no-deps first: on a reused root pip keeps an installed package of the same version
+  in_root "pip install --force-reinstall --no-deps /tmp/wheel/justround_planner-*.whl \
+&& pip install \"\$(ls /tmp/wheel/justround_planner-*.whl)[train,test]\""
   in_root "pip list 2>/dev/null | grep -iE '^(torch|numpy|mujoco|gymnasium|stable.baselines3|sb3.contrib|memray|Cython|pytest|hypothesis) '"
   in_root "cd / && python -c 'import platform, cython_core._kernels as k, cython_core._mixed as m, \
 cython_core._escape as e; print(platform.machine(), k.__file__); print(\"mixed decode path:\", m._simd()); \
