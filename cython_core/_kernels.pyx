@@ -492,15 +492,37 @@ cdef inline void _lookup_groups(const unsigned char* p, int sh, int bits, Py_ssi
         out += 8
 
 
+cdef inline void _lookup_at(const unsigned char* p, int sh, int bits, Py_ssize_t groups, const float* table,
+                            float* out) noexcept nogil:
+    """:func:`_lookup_groups` with the row's bit offset ``sh`` a constant too: one copy per offset, every shift
+    constant (inlined with a constant ``bits``)."""
+    if sh == 0:
+        _lookup_groups(p, 0, bits, groups, table, out)
+    elif sh == 1:
+        _lookup_groups(p, 1, bits, groups, table, out)
+    elif sh == 2:
+        _lookup_groups(p, 2, bits, groups, table, out)
+    elif sh == 3:
+        _lookup_groups(p, 3, bits, groups, table, out)
+    elif sh == 4:
+        _lookup_groups(p, 4, bits, groups, table, out)
+    elif sh == 5:
+        _lookup_groups(p, 5, bits, groups, table, out)
+    elif sh == 6:
+        _lookup_groups(p, 6, bits, groups, table, out)
+    else:
+        _lookup_groups(p, 7, bits, groups, table, out)
+
+
 cdef inline void _lookup_row(const uint64_t* words, uint64_t start, _Tables t, uint32_t* codes,
                              float* out) noexcept nogil:
     cdef const unsigned char* p = <const unsigned char*>words + (start >> 3)
     cdef int sh = start & 7
     cdef Py_ssize_t j
     if t.bits == 15:
-        _lookup_groups(p, sh, 15, t.groups, t.table, out)
+        _lookup_at(p, sh, 15, t.groups, t.table, out)
     elif t.bits == 12:
-        _lookup_groups(p, sh, 12, t.groups, t.table, out)
+        _lookup_at(p, sh, 12, t.groups, t.table, out)
     else:
         _lookup_groups(p, sh, t.bits, t.groups, t.table, out)
     _unpack_words(words, start, t.bits, 8 * t.groups, t.dim, codes)
