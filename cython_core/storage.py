@@ -33,17 +33,6 @@ class PackedRows:
         self.nonfinite_coded = 0
 
     @classmethod
-    def holding(cls, storage: np.ndarray, n_rows: int, layout: CodeLayout) -> "PackedRows":
-        """Rows around an existing stream (a saved buffer's); its length must be ``layout.words(n_rows)``."""
-        if storage.dtype != np.uint64 or storage.shape != (layout.words(n_rows),):
-            raise ValueError(f"storage must be {layout.words(n_rows)} uint64 words for {n_rows} rows of "
-                             f"{layout.row_bits} bits, got {storage.dtype} {storage.shape}")
-        rows = cls.__new__(cls)
-        rows.layout, rows.n_rows, rows.storage = layout, int(n_rows), storage
-        rows.saturated = rows.nonfinite_coded = 0
-        return rows
-
-    @classmethod
     def from_word_rows(cls, words: np.ndarray, layout: CodeLayout) -> "PackedRows":
         """The rows of ``words`` (uint64 (n_rows, w), each row's codes from its first bit and padded to whole words:
         what buffers saved before format 6 hold) at bit stride, bit for bit."""
