@@ -48,8 +48,9 @@ def test_boundary_sizes_are_fits_largest_and_past_it(tiny):
     largest = largest_fitting(base, tiny)
     assert largest == 84_593  # planner fit --profile tiny --env Hopper-v5 --algo sac: SB3 as is
     at, past = boundary_configs((base,), tiny)
-    assert (at.buffer_size, past.buffer_size) == (largest, round(1.1 * largest)) and at.fill and not at.memray
-    assert (at.name, past.name) == ("sac-sb3-x1", "sac-sb3-x1.1")
+    assert (at.buffer_size, past.buffer_size) == (round(0.95 * largest), round(1.05 * largest))
+    assert at.fill and at.fill_pool > 0 and not at.memray
+    assert (at.name, past.name) == ("sac-sb3-x0.95", "sac-sb3-x1.05")
     assert predicted_fits(at, tiny) and not predicted_fits(past, tiny)
 
 

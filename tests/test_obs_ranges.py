@@ -144,3 +144,18 @@ def test_scan_from_a_saved_replay_buffer_reads_its_observations(tmp_path):
     path = tmp_path / "rb.pkl"
     path.write_bytes(pickle.dumps(buf))
     assert np.array_equal(from_buffer(path), np.concatenate(added).astype(np.float64))
+
+
+def test_random_transitions_are_the_scans_stream_with_each_episodes_last_observation():
+    # the boundary experiment fills buffers from these: their observations must be the very ones the calibrated
+    # storage's default ranges were scanned on, and a transition that ends an episode must go to its last
+    # observation, not to the next episode's first
+    from validation.scan import random_transitions, rollout
+
+    pool = random_transitions("Hopper-v5", 600, seed=0)
+    assert len(pool) == 600 and np.array_equal(pool.observations[:600], rollout("Hopper-v5", 600, seed=0))
+    ends = np.flatnonzero(pool.terminated | pool.truncated)
+    assert len(ends) > 3 and sorted(pool.final) == list(ends)  # a random Hopper falls every few dozen steps
+    for i in ends[ends < 599]:
+        assert not np.array_equal(pool.next_observation(i), pool.observations[i + 1])  # a reset came between
+        assert np.array_equal(pool.next_observation(i - 1), pool.observations[i])

@@ -13,6 +13,7 @@ import yaml
 import validation.harness.compare
 import validation.harness.validate
 from cython_core.layout import words_for
+from planner.errors import PlannerError
 from planner.profiles import load_profile, parse_profile
 from validation.harness.compare import RSS_NOISE, Check, checks
 from validation.harness.predict import MMAP_THRESHOLD, Runtime, predict
@@ -104,6 +105,30 @@ def test_sac_fill_validation_measures_the_buffer_filling(planner_cli, tmp_path):
             assert growth["predicted"] > 4 * RSS_NOISE and growth["verdict"] != "n/a" and not growth["reason"]
         else:  # packed: 0.6 MB in all, under the noise floor: not judged, and says why
             assert growth["verdict"] == "n/a" and "too small to judge" in growth["reason"]
+
+
+def test_a_pool_fills_the_buffer_through_add_before_learning(tmp_path):
+    # the boundary experiment's fill: 300 real transitions recorded once, written in a loop until 12,000 rows are full,
+    # each through the buffer's own add(); the steps count the rows, then learn()'s own
+    base = RunConfig("Hopper-v5", "sac", "sb3", steps=50, buffer_size=12_000, decimals=2, fill=True, fill_pool=300)
+    report, _ = validate(Validation(configs(base, ("sb3", "packed")), tmp_path / "report"))
+    assert report["status"] == "complete", report["reason"]
+    for name, run in report["runs"].items():
+        measured, marks = run["measured"], {m["name"]: m for m in run["marks"]}
+        assert measured["buffer_resident_full"] == run["prediction"]["footprint"]["buffer_bytes"], name
+        assert (marks["buffer_10pct"]["step"], marks["buffer_full"]["step"]) == (1_200, 12_000)
+        assert marks["training_starts"]["step"] == 12_001 and measured["steps_done"] == 12_000 + 50
+        assert measured["timing"]["fill_us_per_row"] > 0 and measured["optimizer_bytes"] > 0  # it trained
+    growth = next(c for c in report["checks"] if c["run"] == "sac-sb3" and c["quantity"].startswith("RSS growth"))
+    assert growth["verdict"] == "pass", growth
+
+
+@pytest.mark.parametrize("fill, pool, fragment", [(False, 300, "only with fill"), (True, -1, "at least 0")])
+def test_a_pool_without_fill_or_below_zero_is_refused(fill, pool, fragment):
+    config = RunConfig("Hopper-v5", "sac", "sb3", steps=10, buffer_size=1000, decimals=2, fill=fill, fill_pool=pool)
+    with pytest.raises(PlannerError, match=fragment) as error:
+        config.check_trainable()
+    assert "fill_pool" in error.value.params
 
 
 def test_admission_refuses_a_run_over_budget(planner_cli, tmp_path):

@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "systemd-run --user)")
     p.add_argument("--boundary", action="store_true",
                    help="with --profile, off-policy: train each storage (default sb3, sb3-optimize, packed, "
-                        "calibrated) with the buffer full at fit's largest size that fits the profile and at 1.1x it, "
+                        "calibrated) with the buffer full at 0.95x and 1.05x fit's largest size that fits the profile, "
                         "confined; exit status 1 if a run's outcome disagrees with the planner's verdict")
     p.add_argument("--out", help="report folder, which must be new or empty (default runs/validate-ENV-ALGO-TIME)")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out first (never one that another "

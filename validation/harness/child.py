@@ -8,6 +8,7 @@ marks it killed). On Linux the child dies with the validation that started it (`
 """
 
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -89,6 +90,25 @@ def build_model(config: RunConfig, env, **overrides):
     else:
         kwargs.update(buffer_size=config.buffer_size, learning_starts=config.learning_starts)
     return model_class(entry.policies[0], env, **{**kwargs, **overrides})
+
+
+def fill_from_pool(model, pool, rows: int, at_row) -> None:
+    """Write ``rows`` transitions into ``model``'s replay buffer through its own ``add()``, cycling through ``pool``'s
+    (:class:`validation.scan.Transitions`), as ``learn()`` stores them: a Box action scaled to [-1, 1]
+    (``policy.scale_action``), done where the episode ended, a timeout where it was truncated alone. ``at_row(i)``
+    is called after each row i (1-based)."""
+    from gymnasium import spaces
+
+    buffer = model.replay_buffer
+    actions = model.policy.scale_action(pool.actions) if isinstance(model.action_space, spaces.Box) else pool.actions
+    dones = pool.terminated | pool.truncated
+    timeouts = pool.truncated & ~pool.terminated
+    infos = ([{"TimeLimit.truncated": False}], [{"TimeLimit.truncated": True}])  # one each: the buffers only read them
+    for i in range(rows):
+        j = i % len(pool)
+        buffer.add(pool.observations[j:j + 1], pool.next_observation(j)[None], actions[j:j + 1],
+                   pool.rewards[j:j + 1], dones[j:j + 1], infos[int(timeouts[j])])
+        at_row(i + 1)
 
 
 def module_buffer_bytes(model) -> int:
@@ -179,8 +199,28 @@ def main(config_path: str, out_dir: str) -> int:
         log.write()
         return 0
 
-    full_at = config.buffer_size if (on_policy or config.fill) else None
-    total = config.total_steps
+    pooled = config.fill and config.fill_pool > 0
+    timing = {}
+    if pooled:  # written full before learn(), from real transitions recorded first
+        started = time.perf_counter()
+        from validation.scan import random_transitions
+
+        pool = random_transitions(config.env_id, min(config.fill_pool, config.buffer_size), seed=0)  # the scan's
+        recorded = time.perf_counter()
+
+        def at_row(i: int) -> None:
+            sampler.step = i
+            if i == max(1, config.buffer_size // 10):
+                log.mark("buffer_10pct", buffer_resident_10pct=resident_bytes(buffer_arrays(buffer)))
+
+        fill_from_pool(model, pool, config.buffer_size, at_row)
+        timing.update(pool_record_s=recorded - started,
+                      fill_us_per_row=1e6 * (time.perf_counter() - recorded) / config.buffer_size)
+        log.mark("buffer_full", buffer_resident_full=resident_bytes(buffer_arrays(buffer)))  # the pool as at 10 %
+        del pool
+        gc.collect()
+    full_at = config.buffer_size if (on_policy or (config.fill and not pooled)) else None
+    offset = config.total_steps - config.learn_steps  # rows a pool wrote before learn(), counted as steps
     returns = open(out / "returns.csv", "w")
     returns.write("step,episode_return,episode_length\n")
 
@@ -194,14 +234,14 @@ def main(config_path: str, out_dir: str) -> int:
             self._rollout_t = 0.0
 
         def _on_step(self) -> bool:
-            sampler.step = self.num_timesteps
+            step = sampler.step = offset + self.num_timesteps
             for info in self.locals.get("infos", ()):
                 if "episode" in info:
-                    returns.write(f"{self.num_timesteps},{info['episode']['r']:.4f},{info['episode']['l']}\n")
+                    returns.write(f"{step},{info['episode']['r']:.4f},{info['episode']['l']}\n")
                     returns.flush()
-            if not on_policy and full_at and self.num_timesteps == max(1, full_at // 10):
+            if not on_policy and full_at and step == max(1, full_at // 10):
                 log.mark("buffer_10pct", buffer_resident_10pct=resident_bytes(buffer_arrays(buffer)))
-            if not on_policy and full_at and self.num_timesteps == full_at:
+            if not on_policy and full_at and step == full_at:
                 self._full()
             return True
 
@@ -212,7 +252,7 @@ def main(config_path: str, out_dir: str) -> int:
             self.collect_s += time.perf_counter() - self._rollout_t
             if on_policy and self.full_time is None:
                 self._full()
-            if self.num_timesteps == config.first_update_step:  # the first gradient update comes next
+            if offset + self.num_timesteps == config.first_update_step:  # the first gradient update comes next
                 log.mark("training_starts")
 
         def _full(self) -> None:
@@ -221,24 +261,24 @@ def main(config_path: str, out_dir: str) -> int:
 
     watch = Watch()
     start = time.perf_counter()
-    model.learn(total_timesteps=total, callback=watch)
+    model.learn(total_timesteps=config.learn_steps, callback=watch)
     end = time.perf_counter()
     returns.close()
     params, optimizer_state = model_and_optimizer_bytes(model)
-    timing = {"wall_s": end - start}
-    if not on_policy and config.fill:
+    timing["wall_s"] = end - start
+    if not on_policy and config.fill and not pooled:
         timing["acting_ms_per_step"] = 1000 * (watch.full_time - start) / config.buffer_size
         timing["training_ms_per_step"] = 1000 * (end - watch.full_time) / max(config.steps, 1)
     elif on_policy:
-        timing["acting_ms_per_step"] = 1000 * watch.collect_s / total
-        timing["update_ms_per_step"] = 1000 * (end - start - watch.collect_s) / total
-        timing["training_ms_per_step"] = 1000 * (end - start) / total
+        timing["acting_ms_per_step"] = 1000 * watch.collect_s / config.learn_steps
+        timing["update_ms_per_step"] = 1000 * (end - start - watch.collect_s) / config.learn_steps
+        timing["training_ms_per_step"] = 1000 * (end - start) / config.learn_steps
     else:
-        timing["training_ms_per_step"] = 1000 * (end - start) / total
+        timing["training_ms_per_step"] = 1000 * (end - start) / config.learn_steps
     stats = buffer.quantization_stats() if hasattr(buffer, "quantization_stats") else None
     log.mark("end", model_bytes=params, module_buffer_bytes=module_buffer_bytes(model), optimizer_bytes=optimizer_state,
              timing=timing, quantization=stats,
-             buffer_resident_end=resident_bytes(buffer_arrays(buffer)), steps_done=int(model.num_timesteps))
+             buffer_resident_end=resident_bytes(buffer_arrays(buffer)), steps_done=offset + int(model.num_timesteps))
     sampler.stop()
     log.data["status"] = "complete"
     log.write()

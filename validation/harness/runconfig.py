@@ -22,6 +22,10 @@ class RunConfig:
 
     ``steps`` = 0 builds the model and buffer and stops (with ``memray``: the construction is traced);
     ``device``: where the model trains ("cpu" or "cuda").
+    ``fill_pool``: with ``fill``, the replay buffer is written full before ``learn()`` from this many real env
+    transitions, recorded once acting at random as the observation-ranges scan does (seed 0: the calibrated storage's
+    scanned ranges come from the same stream) and written in a loop through the buffer's ``add()`` (microseconds a
+    row, where acting costs a few hundred); 0: ``learn()`` acts one env step per row.
     ``obs_ranges``: the calibrated storage's :class:`~planner.obs_ranges.ObservationRanges` as a dict
     (:meth:`~planner.obs_ranges.ObservationRanges.as_dict`, so that the config travels as JSON); its m and b are
     the run's.
@@ -37,6 +41,7 @@ class RunConfig:
     clamp: float = CLAMP
     seed: int = 0
     fill: bool = False
+    fill_pool: int = 0
     memray: bool = False
     sample_ms: float = 20.0
     obs_ranges: "dict | None" = None
@@ -60,14 +65,22 @@ class RunConfig:
 
     @property
     def learning_starts(self) -> int:
-        """An off-policy algorithm's learning_starts: the whole buffer with ``fill``, else SB3's 100 steps."""
-        return self.buffer_size if self.fill else 100
+        """An off-policy algorithm's learning_starts: the whole buffer with ``fill`` (none when the pool filled it
+        before ``learn()``), else SB3's 100 steps."""
+        if self.fill:
+            return 0 if self.fill_pool else self.buffer_size
+        return 100
 
     @property
     def total_steps(self) -> int:
-        """Environment steps asked of ``learn()``: the fill, then ``steps`` (on-policy algorithms round up to whole
-        rollouts)."""
+        """Environment steps of the run: the fill (with ``fill_pool``, rows written), then ``steps`` (on-policy
+        algorithms round up to whole rollouts)."""
         return self.buffer_size + self.steps if (self.fill and not is_on_policy(self.algo)) else self.steps
+
+    @property
+    def learn_steps(self) -> int:
+        """What ``learn()`` is asked for: :attr:`total_steps` less the rows a pool wrote before it."""
+        return self.steps if self.fill_pool else self.total_steps
 
     @property
     def first_update_step(self) -> int:
@@ -77,12 +90,14 @@ class RunConfig:
         entry = algorithm(self.algo)
         if entry.on_policy:
             return self.buffer_size
-        return entry.train_freq * (self.learning_starts // entry.train_freq + 1)
+        pooled = self.buffer_size if self.fill_pool else 0  # the rows written before learn() counted as steps
+        return pooled + entry.train_freq * (self.learning_starts // entry.train_freq + 1)
 
     def check_trainable(self) -> None:
         """Refuse what the child would refuse or silently change: a storage with no buffer class for the algorithm's
         buffer, fewer than 2 rows (SB3 needs 2 per env), on-policy steps below n_steps (whole rollouts are trained),
-        ``fill`` with an on-policy algorithm (its rollout fills anyway)."""
+        ``fill`` with an on-policy algorithm (its rollout fills anyway), a ``fill_pool`` without ``fill`` or
+        negative."""
         error = storage(self.storage).training_refusal(self.algo)
         if error is not None:
             raise error
@@ -97,6 +112,10 @@ class RunConfig:
         if is_on_policy(self.algo) and self.fill:
             raise PlannerError(f"fill fills an off-policy replay buffer before training; {self.algo} fills its rollout "
                                "buffer every n_steps anyway", "fill")
+        if self.fill_pool and not self.fill:
+            raise PlannerError(f"fill_pool {self.fill_pool:,} fills the buffer only with fill", "fill_pool", "fill")
+        if self.fill_pool < 0:
+            raise PlannerError(f"fill_pool must be at least 0, got {self.fill_pool:,}", "fill_pool")
 
     def run_spec(self) -> RunSpec:
         """The planner's view of this run, on the env it trains on, with the env's spaces (so an algorithm that
