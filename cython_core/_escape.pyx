@@ -7,8 +7,9 @@ words (``words``, one spare word at the end), no padding between rows. Dimension
 exact code goes to the side table: rows are grouped in blocks of ``block_rows``; block b's entries are the
 ``seg_len[b]`` uint32 of ``pool`` from ``seg_start[b]`` (room for ``seg_cap[b]``), each
 ``(row in block) << 26 | (code + top)``, sorted by row (a read finds a row's run by binary search), a row's
-entries in dimension order. Rewriting a row replaces its run in place; a block out of room moves to the pool's end with an eighth's
-slack, and the pool is compacted (and grown by a quarter, only if the live entries need it) when it is full.
+entries in dimension order. Rewriting a row replaces its run in place; a block out of room grows where it is if it is
+the pool's last segment (the block a fill is writing: no holes left), else moves to the pool's end with an eighth's
+slack; a full pool is compacted in place, and grown by a quarter (a new pool) only if the live entries need it.
 
 Every write, and every read on a big-endian host, goes through whole words: a code is read from at most two
 words, a row of B bits touches at most ceil(B / 64) + 1. On a little-endian host a read loads 8 bytes at each
@@ -23,7 +24,7 @@ import numpy as np
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
@@ -342,7 +343,14 @@ cdef class EscapeRows:
             first = _lower_bound(self.pl + start, length, <uint64_t>rr << ENTRY_CODE_BITS)
             last = _lower_bound(self.pl + start, length, <uint64_t>(rr + 1) << ENTRY_CODE_BITS)
             kept = length - (last - first)
-            if kept + fresh > cap:  # move the block to the pool's end
+            if kept + fresh > cap and start + cap == self.pool_used \
+                    and self.pool_used + _slack(kept + fresh) - cap <= self.pool_cap:
+                # the pool's last segment (the block a fill is writing) grows where it is: no hole left behind
+                newcap = _slack(kept + fresh)
+                memmove(self.pl + start + first + fresh, self.pl + start + last, (length - last) * sizeof(uint32_t))
+                self.pool_used += newcap - cap
+                self.sc[b] = <uint16_t>newcap
+            elif kept + fresh > cap:  # move the block to the pool's end
                 newcap = _slack(kept + fresh)
                 if self.pool_used + newcap > self.pool_cap:
                     self.need = newcap
@@ -388,13 +396,17 @@ cdef class EscapeRows:
 
     def _make_room(self, Py_ssize_t need, bint shrink=False):
         """Compact the pool (each block's entries with its slack, layout.pool_slack), growing it by a quarter only if the
-        live entries and ``need`` more do not fit (``shrink``: to exactly what they need)."""
+        live entries and ``need`` more do not fit (``shrink``: to exactly what they need). At the same capacity it
+        compacts in place (no second pool alive at once, which a device-sized buffer has no room for)."""
         cdef Py_ssize_t b, k, blocks = self.seg_start.shape[0], used = 0
         for b in range(blocks):
             used += _slack(self.sl[b])
         capacity = used + need if shrink else self.pool_cap
         if used + need > capacity:
             capacity = max(used + need, capacity + capacity // 4)
+        if capacity == self.pool_cap and capacity:
+            self._compact_in_place()
+            return
         pool = np.zeros(capacity, dtype=np.uint32)
         cdef uint32_t[::1] out = pool
         used = 0
@@ -406,6 +418,22 @@ cdef class EscapeRows:
             used += self.sc[b]
         self.pool, self.pool_cap, self.pool_used, self.pool_dead = pool, capacity, used, 0
         self.pl = &out[0] if capacity else NULL
+
+    cdef _compact_in_place(self):
+        """Move each segment down to the end of those before it, in the order they lie in the pool, each one's room
+        its entries' slack or the room it had, whichever is less (so no segment moves up over one not yet moved), and
+        zero what the moves vacated."""
+        cdef Py_ssize_t i, b, used = 0, old_used = self.pool_used
+        cdef int64_t[::1] order = np.argsort(self.seg_start, kind="stable").astype(np.int64)
+        for i in range(order.shape[0]):
+            b = order[i]
+            memmove(self.pl + used, self.pl + self.ss[b], self.sl[b] * sizeof(uint32_t))
+            self.ss[b] = <uint32_t>used
+            self.sc[b] = <uint16_t>min(<Py_ssize_t>self.sc[b], <Py_ssize_t>_slack(self.sl[b]))
+            used += self.sc[b]
+        if old_used > used:
+            memset(self.pl + used, 0, (old_used - used) * sizeof(uint32_t))
+        self.pool_used, self.pool_dead = used, 0
 
     def put_codes(self, codes, rows) -> None:
         """Write paper codes ``codes`` (int64 (n, D), each in -top..top) into ``rows`` (n indices, in order)."""

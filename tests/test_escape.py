@@ -140,3 +140,30 @@ def test_the_kernel_benchmarks_escape_section_runs_and_reports_its_ratio():
     assert 6.0 < fig["escape_mean_bits"] < 7.0 and fig["escape_one_bit_dims"] == 40
     assert 0.0005 < fig["escape_share"] < 0.002
     assert "EscapeRows.decode" in kernels.escape_report(fig)
+
+
+def test_a_fill_row_by_row_leaves_no_holes_and_a_full_pool_compacts_in_place():
+    """Rows written in order grow the block being written where it lies (the pool's last segment), so a fill uses
+    the entries with their slack and no more; when rewrites leave holes and the pool runs out, it is compacted in
+    the same array (a device-sized buffer has no room for a second pool), every code kept."""
+    rng = np.random.default_rng(5)
+    layout = EscapeLayout(np.full(8, -2), np.full(8, 3), 1, 127.0)  # 3 bits: codes -2..4, 5 and beyond escaped
+    n = 4 * block_rows(8)
+    codes = rng.integers(-6, 7, (n, 8))  # about half the values escaped
+    escaped = int((~layout.holds(codes)).sum())
+    rows = EscapeRows(n, layout, pool_capacity=int(escaped * 1.6))
+    for r in range(n):
+        rows.put_codes(codes[r:r + 1], [r])
+    assert rows.pool_dead == 0 and rows.pool_used <= int(escaped * 1.125) + 4 and rows.live == escaped
+    compactions = 0
+    for k in range(12):  # a block's rows all escaped, then all inside: blocks move, leave holes, the pool compacts
+        block = rng.integers(0, 4) * block_rows(8)
+        again = np.arange(block, block + block_rows(8))
+        codes[again] = 6 if k % 2 == 0 else 0
+        pool, dead = rows.pool, rows.pool_dead
+        rows.put_codes(codes[again], again)
+        if rows.pool_dead < dead and rows.pool.size == pool.size:
+            assert rows.pool is pool  # compacted where it was
+            compactions += 1
+    assert compactions >= 1
+    assert np.array_equal(rows.codes(np.arange(n)), codes)

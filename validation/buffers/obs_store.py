@@ -544,9 +544,12 @@ class ObservationRows:
         return out
 
 
-FIRST_CHECK = 1_000  # rows written before the first check of the widths; each later check after twice as many
+FIRST_CHECK = 1_000  # rows written before the first check of the widths (at least as many as the ranges were
+# scanned on); each later check after twice as many
 CHECK_EVERY = 100_000  # ... but at most this many rows apart
-SAMPLE_ROWS = 4_096  # rows a check reads, evenly spaced over those written
+SAMPLE_ROWS = 4_096  # rows a check reads, drawn at random from those held
+# a store's rows holding data: a count n (rows 0..n-1: no index array to allocate) or their indices
+Held = "int | np.ndarray"
 GAIN = 0.02  # a check re-packs when the widths it chooses would cost this share fewer bits per value
 
 
@@ -555,11 +558,12 @@ def _calibrated_columns(codec: ObservationCodec) -> "dict[str | None, Calibrated
 
 
 class Drift:
-    """The calibrated columns' widths as the data moves: when ``recalibrate``, after 1,000 rows, then after twice
-    as many each time (at most every 100,000), the widths are chosen again from a sample of the rows the buffer
-    holds (:meth:`cython_core.escape.EscapeLayout.choose`, priced with the side table's real entry cost) and every
-    store is re-packed when that saves at least 2 % of the bits per value. Until the first check the rows use the
-    observation ranges the buffer was given.
+    """The calibrated columns' widths as the data moves: when ``recalibrate``, after 1,000 rows or as many as the
+    ranges were scanned on (whichever is more: a check on fewer rows than the scan knows less than it), then after
+    twice as many each time (at most every 100,000), the widths are chosen again from half of a sample of the rows
+    the buffer holds (:meth:`cython_core.escape.EscapeLayout.choose`, priced with the side table's real entry cost)
+    and every store is re-packed when that saves at least 2 % of the bits per value on the sample's other half.
+    Until the first check the rows use the observation ranges the buffer was given.
 
     :param codec: the buffer's columns
     :param recalibrate: re-choose the widths as above (True, the default), or keep the given ranges' for good
@@ -569,12 +573,14 @@ class Drift:
         if not isinstance(recalibrate, bool):
             raise PlannerError(f"recalibrate must be True or False, got {quote(recalibrate)}", "recalibrate")
         self.codec, self.enabled = codec, recalibrate and bool(_calibrated_columns(codec))
-        self.written, self.next_check = 0, FIRST_CHECK  # rows written to the main store, ever
+        scanned = max((int(column.obs_ranges.source.get("observations", 0))
+                       for column in _calibrated_columns(codec).values()), default=0)
+        self.written, self.next_check = 0, max(FIRST_CHECK, scanned)  # rows written to the main store, ever
         self.events: "list[dict]" = []
 
-    def check(self, stores: "list[ObservationRows]", held: "Callable[[], list[np.ndarray]]", added: int) -> None:
+    def check(self, stores: "list[ObservationRows]", held: "Callable[[], list[Held]]", added: int) -> None:
         """Count ``added`` rows written to the main store; re-choose the widths when they reach the next check (a
-        cheap test on most calls). ``held()``: the indices of the rows holding data in each store."""
+        cheap test on most calls). ``held()``: the rows holding data in each store (:data:`Held`)."""
         if not self.enabled:
             return
         self.written += added
@@ -618,29 +624,40 @@ class Drift:
         return sum(breakdown.values())
 
 
-def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: "list[np.ndarray]") -> "list[dict]":
-    """Choose each calibrated column's widths again from up to :data:`SAMPLE_ROWS` of the first store's rows
-    ``held[0]`` (those holding data), and re-pack every store's rows ``held`` (every value kept, bit for bit; the
-    others blank) where the new widths cost :data:`GAIN` fewer bits per value on that sample; else trim the pools
+def _held_indices(held: Held) -> np.ndarray:
+    return np.arange(held, dtype=np.int64) if isinstance(held, int) else held
+
+
+def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: "list[Held]") -> "list[dict]":
+    """Choose each calibrated column's widths again from every other row of up to :data:`SAMPLE_ROWS` of the first
+    store's rows ``held[0]`` (those holding data; drawn at random, seeded by their count), and re-pack every store's
+    rows ``held`` (every value kept, bit for bit; the others blank) where the new widths cost :data:`GAIN` fewer bits
+    per value on the rows in between (widths judged on the rows they were chosen from would always look better);
+    else trim the pools grown past the ranges' expected size (what the planner allocates up front, never trimmed)
     that hold more than twice the room their blocks use. Returns one record per re-packed column."""
     events = []
     for key, column in _calibrated_columns(codec).items():
         main = stores[0].arrays[key]
-        picks = np.unique(np.linspace(0, held[0].size - 1, min(held[0].size, SAMPLE_ROWS)).astype(np.int64))
-        sample = main.codes(held[0][picks])
+        # at random, not evenly spaced: even spacing aliases with periodic streams (fixed-length episodes)
+        count = held[0] if isinstance(held[0], int) else held[0].size
+        rng = np.random.default_rng(count)  # the same rows held, the same sample
+        picks = np.sort(rng.choice(count, min(count, SAMPLE_ROWS), replace=False))
+        sample = main.codes(picks if isinstance(held[0], int) else held[0][picks])
+        judged = sample[1::2] if len(sample) > 1 else sample
         old = column.layout
-        new = EscapeLayout.choose(sample, old.decimals, old.clamp)
-        before, after = old.expected_bits(sample), new.expected_bits(sample)
+        new = EscapeLayout.choose(sample[0::2], old.decimals, old.clamp)
+        before, after = old.expected_bits(judged), new.expected_bits(judged)
         if after > before * (1 - GAIN):
             for store in stores:
-                if store.arrays[key].pool.size > 2 * store.arrays[key].pool_used:
-                    store.arrays[key].trim()
+                rows = store.arrays[key]
+                if rows.pool.size > max(2 * rows.pool_used, column.obs_ranges.exception_capacity(rows.n_rows)):
+                    rows.trim()
             continue
         entries = sum(int(store.arrays[key].live) for store in stores)
         for store, rows in zip(stores, held):
-            store.arrays[key].repack(new, rows)
+            store.arrays[key].repack(new, _held_indices(rows))
         column.layout = new
-        events.append({"column": key, "rows": int(held[0].size), "row_bits_before": old.row_bits,
+        events.append({"column": key, "rows": count, "row_bits_before": old.row_bits,
                        "row_bits_after": new.row_bits, "bits_before": before, "bits_after": after,
                        "entries_before": entries,
                        "entries_after": sum(int(store.arrays[key].live) for store in stores)})

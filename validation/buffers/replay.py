@@ -235,10 +235,11 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         """The observation stores: the main one and the episode-end one."""
         return [self.stored_observations, self.terminal_observations]
 
-    def _rows_held(self) -> "list[np.ndarray]":
-        """The rows holding data: in the main store (the transitions' observations and, in the row after the last,
-        its next observation) and in the terminal store."""
-        return [np.arange((self.buffer_size if self.full else min(self.pos + 1, self.buffer_size)) * self.n_envs),
+    def _rows_held(self) -> "list[int | np.ndarray]":
+        """The rows holding data: in the main store, a count (the transitions' observations and, in the row after the
+        last, its next observation; no index array, which a device-sized buffer has no room for), and in the terminal
+        store, their indices."""
+        return [(self.buffer_size if self.full else min(self.pos + 1, self.buffer_size)) * self.n_envs,
                 np.flatnonzero(self.terminal_owner != FREE)]
 
     def _holds_or_keeps_replaced(self, obs_codes: Codes, first: int) -> bool:

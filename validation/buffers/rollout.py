@@ -126,9 +126,9 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
     def _observation_stores(self) -> "list[ObservationRows]":
         return [self.stored_observations]
 
-    def _rows_held(self) -> "list[np.ndarray]":
-        """The rows holding data in the one observation store."""
-        return [np.arange((self.buffer_size if self.full else self.pos) * self.n_envs)]
+    def _rows_held(self) -> "list[int]":
+        """The rows holding data in the one observation store: a count (rows 0..n-1)."""
+        return [(self.buffer_size if self.full else self.pos) * self.n_envs]
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         samples = (DictRolloutBuffer if self.codec.is_dict else RolloutBuffer)._get_samples(self, batch_inds, env)
