@@ -199,12 +199,12 @@ def main(config_path: str, out_dir: str) -> int:
         log.write()
         return 0
 
-    pooled = config.fill and config.fill_pool > 0
+    pooled = config.pool_rows > 0
     timing = {}
     if pooled:  # written full before learn(), from real transitions recorded first
-        started = time.perf_counter()
         from validation.scan import random_transitions
 
+        started = time.perf_counter()
         pool = random_transitions(config.env_id, min(config.fill_pool, config.buffer_size), seed=0)  # the scan's
         recorded = time.perf_counter()
 
@@ -220,7 +220,7 @@ def main(config_path: str, out_dir: str) -> int:
         del pool
         gc.collect()
     full_at = config.buffer_size if (on_policy or (config.fill and not pooled)) else None
-    offset = config.total_steps - config.learn_steps  # rows a pool wrote before learn(), counted as steps
+    offset = config.pool_rows
     returns = open(out / "returns.csv", "w")
     returns.write("step,episode_return,episode_length\n")
 

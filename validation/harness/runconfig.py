@@ -78,9 +78,14 @@ class RunConfig:
         return self.buffer_size + self.steps if (self.fill and not is_on_policy(self.algo)) else self.steps
 
     @property
+    def pool_rows(self) -> int:
+        """Rows a pool writes before ``learn()`` (``fill`` with ``fill_pool``: the whole buffer), counted as steps."""
+        return self.buffer_size if (self.fill and self.fill_pool) else 0
+
+    @property
     def learn_steps(self) -> int:
-        """What ``learn()`` is asked for: :attr:`total_steps` less the rows a pool wrote before it."""
-        return self.steps if self.fill_pool else self.total_steps
+        """What ``learn()`` is asked for: :attr:`total_steps` less :attr:`pool_rows`."""
+        return self.total_steps - self.pool_rows
 
     @property
     def first_update_step(self) -> int:
@@ -90,8 +95,7 @@ class RunConfig:
         entry = algorithm(self.algo)
         if entry.on_policy:
             return self.buffer_size
-        pooled = self.buffer_size if self.fill_pool else 0  # the rows written before learn() counted as steps
-        return pooled + entry.train_freq * (self.learning_starts // entry.train_freq + 1)
+        return self.pool_rows + entry.train_freq * (self.learning_starts // entry.train_freq + 1)
 
     def check_trainable(self) -> None:
         """Refuse what the child would refuse or silently change: a storage with no buffer class for the algorithm's
