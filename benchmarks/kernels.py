@@ -24,8 +24,11 @@ import time
 from typing import Callable
 
 import numpy as np
+from cython_core._escape import _read_path
 
 from cython_core import CodeLayout, EscapeLayout, EscapeRows, PackedRows, gather_unpack, quantize_pack
+
+READ_PATHS = ("avx512vbmi", "avx2", "portable")  # the little-endian reads ("words": big-endian hosts)
 
 
 def _positive(text: str) -> int:
@@ -200,19 +203,28 @@ def run_escape(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
         obs[start:stop] = codes * layout.inv_scale
         rows.put_codes(codes, np.arange(start, stop))
     out, out_take = np.empty((batch, dim), np.float32), np.empty((batch, dim), np.float32)
-    methods: "dict[str, Callable[[np.ndarray], object]]" = {
-        "take": lambda idx: np.take(obs, idx, axis=0, out=out_take, mode="clip"),
-        "escape": lambda idx: rows.decode(idx, out),
-    }
-    names = list(methods)
+    # the default read path ("escape") and each other one this host has, the path set before the clock starts
+    best = _read_path()
+    paths = {"escape": best, **{f"escape_{path}": path for path in READ_PATHS if path != best and _has_path(path)}}
+    names = ["take", *paths]
     draws = rng.integers(0, n_rows, (repeats, batch))
     samples: "dict[str, list[int]]" = {name: [] for name in names}
-    for rep in range(repeats):
-        for name in names[rep % 2:] + names[:rep % 2]:
-            start = time.perf_counter_ns()
-            methods[name](draws[rep])
-            samples[name].append(time.perf_counter_ns() - start)
-    assert np.array_equal(out, obs[draws[-1]])  # the timed decode is the float32 data, bit for bit
+    try:
+        for rep in range(repeats):
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
+                if name == "take":
+                    start = time.perf_counter_ns()
+                    np.take(obs, draws[rep], axis=0, out=out_take, mode="clip")
+                else:
+                    _read_path(paths[name])
+                    start = time.perf_counter_ns()
+                    rows.decode(draws[rep], out)
+                samples[name].append(time.perf_counter_ns() - start)
+        for path in paths.values():  # every path's decode is the float32 data, bit for bit (untimed: it warms rows)
+            _read_path(path)
+            assert np.array_equal(rows.decode(draws[-1], out), obs[draws[-1]])
+    finally:
+        _read_path(best)
     med = {key: _median_us(values) for key, values in samples.items()}
     row64 = list(obs[:64].astype(np.float64))
     encode_us = _time_rows(lambda i: rows.encode(row64[i & 63][None], i & 63), 2000, 7)
@@ -221,8 +233,19 @@ def run_escape(n_rows: int, dim: int, batch: int, repeats: int, seed: int,
         "escape_one_bit_dims": int((layout.bits == 1).sum()), "escape_share": rows.live / (n_rows * dim),
         "escape_float32_take_us": med["take"], "escape_decode_us": med["escape"],
         "escape_decode_vs_float32_take": med["escape"] / med["take"], "escape_encode_row_us": encode_us,
-        "escape_storage_mib": rows.nbytes / 2**20, "escape_float32_mib": obs.nbytes / 2**20,
+        "escape_storage_mib": rows.nbytes / 2**20, "escape_float32_mib": obs.nbytes / 2**20, "escape_path": best,
+        **{f"{name}_decode_us": med[name] for name in paths if name != "escape"},
+        **{f"{name}_decode_vs_float32_take": med[name] / med["take"] for name in paths if name != "escape"},
     }
+
+
+def _has_path(path: str) -> bool:
+    """Whether this host runs escape read ``path`` (the read picks the next one down where it lacks it)."""
+    before = _read_path()
+    try:
+        return _read_path(path) == path
+    finally:
+        _read_path(before)
 
 
 def escape_report(fig: "dict[str, float]") -> str:
@@ -234,7 +257,10 @@ def escape_report(fig: "dict[str, float]") -> str:
         f"{fig['escape_storage_mib']:.1f} MiB",
         f"  float32 np.take into a batch  {fig['escape_float32_take_us']:8.1f} us   (numpy; the same rows)",
         f"  EscapeRows.decode             {fig['escape_decode_us']:8.1f} us   "
-        f"{fig['escape_decode_vs_float32_take']:.2f}x the float32 np.take",
+        f"{fig['escape_decode_vs_float32_take']:.2f}x the float32 np.take ({fig['escape_path']} read)",
+        *(f"  EscapeRows.decode, {path + ' read':<14}{fig[f'escape_{path}_decode_us']:8.1f} us   "
+          f"{fig[f'escape_{path}_decode_vs_float32_take']:.2f}x the float32 np.take"
+          for path in READ_PATHS if f"escape_{path}_decode_us" in fig),
         f"  EscapeRows.encode, one row    {fig['escape_encode_row_us']:8.2f} us   (float64 row; pack + side table)",
     ])
 

@@ -39,6 +39,7 @@ _HOMES = {
     "mixed_unpack": "cython_core._mixed",
     "pack_codes": "cython_core._kernels",
     "quantize_pack": "cython_core._kernels",
+    "quantize_continue": "cython_core._kernels",
     "quantize_match": "cython_core._kernels",
     "quantize_codes": "cython_core._kernels",
     "quantize_pack_counts": "cython_core._kernels",

@@ -13,8 +13,9 @@ slack; a full pool is compacted in place, and grown by a quarter (a new pool) on
 
 Every write, and every read on a big-endian host, goes through whole words: a code is read from at most two
 words, a row of B bits touches at most ceil(B / 64) + 1. On a little-endian host a read loads 8 bytes at each
-code's own byte offset (no code waits on the one before); a row holding an escape is read again the word way. Decoding gives ``(double)code * (1 / 10^m)``, cast to
-the out dtype: the same bits as the uniform kernels give for the same input.
+code's own byte offset (no code waits on the one before), or, on a CPU with AVX-512 VBMI, 16 codes at a time (one
+masked load and one byte permute per group); a row's escapes are then patched from the side table. Decoding gives
+``(double)code * (1 / 10^m)``, cast to the out dtype: the same bits as the uniform kernels give for the same input.
 """
 
 import sys
@@ -22,7 +23,7 @@ import sys
 import numpy as np
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release
-from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memmove, memset
 
@@ -67,6 +68,68 @@ cdef extern from *:
     #define jr_escape_row_avx2 jr_escape_row
     static int jr_escape_has_avx2(void) { return 0; }
     #endif
+    /* The lowest set bit of m (m != 0). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define jr_ctz64(m) __builtin_ctzll(m)
+    #else
+    static int jr_ctz64(uint64_t m) { int n = 0; while (!(m & 1u)) { m >>= 1; n++; } return n; }
+    #endif
+    /* The same row 16 dimensions at a time with AVX-512 VBMI: group g's bytes from p + win[g] (masked by load[g]
+       to the bytes its codes can reach at any phase: nothing past the stream's spare word), lane l's 4 bytes picked
+       at bit bitpos[16g + l] + phase (vpermb), shifted and masked by esc, then converted as JR_ESC_BODY converts
+       them (separate add and multiply, no FMA: the same bits); escaped[g]: the group's lanes that hold their
+       escape. bitpos, esc and lo are padded to whole groups. Returns whether a code escaped. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define JR_ESC_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+    JR_ESC_VBMI static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n,
+            const int32_t *bitpos, const int32_t *win, const uint64_t *load, const uint32_t *esc,
+            const double *lo, double inv, uint16_t *escaped, float *out32, double *out64) {
+        const __m512i vphase = _mm512_set1_epi32((int)phase), seven = _mm512_set1_epi32(7);
+        const __m512i spread = _mm512_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
+        const __m512i step = _mm512_set1_epi32(0x03020100);
+        const __m512d vinv = _mm512_set1_pd(inv);
+        __mmask16 any = 0, lanes, hit;
+        Py_ssize_t g, first;
+        for (g = 0, first = 0; first < n; g++, first += 16) {
+            lanes = n - first >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - first)) - 1);
+            __m512i bp = _mm512_add_epi32(_mm512_loadu_si512(bitpos + first), vphase);
+            __m512i idx = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_srli_epi32(bp, 3), spread), step);
+            __m512i v = _mm512_permutexvar_epi8(idx, _mm512_maskz_loadu_epi8(load[g], p + win[g]));
+            __m512i e = _mm512_loadu_si512(esc + first);
+            v = _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_and_si512(bp, seven)), e);
+            hit = _mm512_mask_cmpeq_epi32_mask(lanes, v, e);
+            escaped[g] = hit;
+            any |= hit;
+            __m512d d0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
+            __m512d d1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
+            d0 = _mm512_mul_pd(_mm512_add_pd(d0, _mm512_loadu_pd(lo + first)), vinv);
+            d1 = _mm512_mul_pd(_mm512_add_pd(d1, _mm512_loadu_pd(lo + first + 8)), vinv);
+            if (out32) {
+                __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d0)), _mm512_cvtpd_ps(d1), 1);
+                _mm512_mask_storeu_ps(out32 + first, lanes, f);
+            } else {
+                _mm512_mask_storeu_pd(out64 + first, (__mmask8)lanes, d0);
+                _mm512_mask_storeu_pd(out64 + first + 8, (__mmask8)(lanes >> 8), d1);
+            }
+        }
+        return any != 0;
+    }
+    static int jr_escape_has_vbmi(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vbmi");
+    }
+    #else
+    static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n, const int32_t *bitpos,
+            const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo, double inv,
+            uint16_t *escaped, float *out32, double *out64) { return 0; }
+    static int jr_escape_has_vbmi(void) { return 0; }
+    #endif
     """
     int jr_escape_row(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
                       const double *lo, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
@@ -75,24 +138,32 @@ cdef extern from *:
                            const double *lo, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
                            double *out64) nogil
     int jr_escape_has_avx2()
+    int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n, const int32_t *bitpos,
+                           const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo,
+                           double inv, uint16_t *escaped, float *out32, double *out64) nogil
+    int jr_escape_has_vbmi()
+    int jr_ctz64(uint64_t m) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
-_PATHS = {"avx2": jr_escape_has_avx2() != 0, "portable": sys.byteorder == "little", "words": True}
+_PATHS = {"avx512vbmi": jr_escape_has_vbmi() != 0, "avx2": jr_escape_has_avx2() != 0,
+          "portable": sys.byteorder == "little", "words": True}
+cdef bint _vbmi = _PATHS["avx512vbmi"]
 cdef bint _avx2 = _PATHS["avx2"]
 cdef bint _fast = _PATHS["portable"]  # the 8-byte loads take the stream's byte order: little-endian hosts
 
 
 def _read_path(path=None) -> str:
-    """The read path that runs: "avx2" (the fast read compiled for AVX2), "portable" (the same, portable
-    build), or "words" (word by word: big-endian hosts). ``path`` (tests) picks one, the next one down where
-    this host lacks it."""
-    global _avx2, _fast
+    """The read path that runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI), "avx2" (the fast read compiled
+    for AVX2), "portable" (the same, portable build), or "words" (word by word: big-endian hosts). ``path``
+    (tests) picks one, the next one down where this host lacks it."""
+    global _vbmi, _avx2, _fast
     if path is not None:
         if path not in _PATHS:
             raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
-        _avx2 = path == "avx2" and _PATHS["avx2"]
-        _fast = path in ("avx2", "portable") and _PATHS["portable"]
-    return "avx2" if _avx2 and _fast else "portable" if _fast else "words"
+        _vbmi = path == "avx512vbmi" and _PATHS["avx512vbmi"]
+        _avx2 = path in ("avx512vbmi", "avx2") and _PATHS["avx2"]
+        _fast = path != "words" and _PATHS["portable"]
+    return "avx512vbmi" if _vbmi and _fast else "avx2" if _avx2 and _fast else "portable" if _fast else "words"
 
 ctypedef fused real_out:
     float
@@ -116,6 +187,22 @@ cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) n
     return lo
 
 
+cdef inline uint32_t _lower_bound_near(const uint32_t* a, uint32_t n, uint64_t key, uint32_t guess) noexcept nogil:
+    """:func:`_lower_bound` where a row's entries sit near their row's share of the block (``guess``): when the
+    bound lies inside the 32 entries around it (two or three cache lines), a search there without branches on the
+    data; else the whole segment's."""
+    cdef uint32_t lo = guess - 16 if guess > 16 else 0
+    cdef uint32_t size = min(n - lo, 32u) if lo < n else 0, half
+    cdef const uint32_t* base = a + lo
+    if size == 0 or <uint64_t>base[0] >= key and lo > 0 or <uint64_t>base[size - 1] < key and lo + size < n:
+        return _lower_bound(a, n, key)
+    while size > 1:
+        half = size >> 1
+        base = base + half if <uint64_t>base[half] < key else base
+        size -= half
+    return <uint32_t>(base - a) + (<uint64_t>base[0] < key)
+
+
 def pool_slack(n: int) -> int:
     """The compiled rule (tests compare it with cython_core.layout.pool_slack)."""
     return _slack(n)
@@ -130,6 +217,10 @@ cdef class _Tables:
     cdef const uint32_t* esc32
     cdef const double* lo_d
     cdef const int64_t* width
+    cdef const int32_t* bitpos  # the AVX-512 VBMI read's groups of 16 dimensions (jr_escape_row_vbmi)
+    cdef const int32_t* win
+    cdef const uint64_t* load
+    cdef bint lanes_fit  # every code and its shift fit a 32-bit lane (widths <= 25 bits): the VBMI read applies
     cdef Py_ssize_t dim, row_bits, block
     cdef int64_t top
     cdef double scale, inv, clamp
@@ -139,14 +230,30 @@ cdef class _Tables:
         width = np.ascontiguousarray(layout.bits, dtype=np.int64)
         offs = np.ascontiguousarray(layout.offsets, dtype=np.int64)
         esc = ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1)).astype(np.uint64)
-        esc32, lo_d = esc.astype(np.uint32), lo.astype(np.float64)
-        self._keep = (lo, width, offs, esc, esc32, lo_d)
+        groups, dim = -(-layout.dim // 16), layout.dim
+        # padded to whole groups (the padding lanes read bit 0 of their group and are never stored)
+        esc32, lo_d = np.zeros(groups * 16, np.uint32), np.zeros(groups * 16, np.float64)
+        esc32[:dim], lo_d[:dim] = esc, lo
+        starts = np.zeros(groups * 16, np.int64)
+        starts[:dim] = offs
+        starts = starts.reshape(groups, 16)
+        win = (starts[:, 0] >> 3).astype(np.int32)
+        bitpos = np.where(np.arange(groups * 16).reshape(groups, 16) < dim, starts - 8 * win[:, None], 0)
+        last = np.minimum(np.arange(groups) * 16 + 15, dim - 1)
+        reach = (last - np.arange(groups) * 16)  # each group's last lane
+        span = bitpos[np.arange(groups), reach] + width[last] + 7  # bits a group's codes reach at phase 7
+        load = np.array([(1 << int(b)) - 1 if b < 64 else (1 << 64) - 1 for b in -(-span // 8)], np.uint64)
+        bitpos = bitpos.astype(np.int32).reshape(-1)
+        self._keep = (lo, width, offs, esc, esc32, lo_d, bitpos, win, load)
         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
-        cdef const uint64_t[::1] esc_v = esc
+        cdef const uint64_t[::1] esc_v = esc, load_v = load
         cdef const uint32_t[::1] esc32_v = esc32
         cdef const double[::1] lo_d_v = lo_d
+        cdef const int32_t[::1] bitpos_v = bitpos, win_v = win
         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
         self.esc32, self.lo_d = &esc32_v[0], &lo_d_v[0]
+        self.bitpos, self.win, self.load = &bitpos_v[0], &win_v[0], &load_v[0]
+        self.lanes_fit = int(width.max()) <= 25
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
 
@@ -515,17 +622,26 @@ cdef class EscapeRows:
             JR_PREFETCH(self.w + (first << 3))
             first += 1
 
+    cdef inline uint32_t _guess(self, int64_t b, int64_t rr) noexcept nogil:
+        """Where row ``rr`` of block ``b``'s entries likely start in its segment: the row's share of them."""
+        return <uint32_t>((<uint64_t>self.sl[b] * <uint64_t>rr) // <uint64_t>self.t.block)
+
     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
         escape has no entry (a damaged table). On a little-endian host each code is one unaligned 8-byte load at
         its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped codes
-        are then replaced from the side table (:meth:`_patch_row`); elsewhere (or without memory for the row's
-        scratch codes) every row is read word by word (:meth:`_exact_row`)."""
+        are then replaced from the side table (:meth:`_patch_row`); values on a CPU with AVX-512 VBMI are read 16
+        codes at a time (``jr_escape_row_vbmi``, escapes patched by :meth:`_patch_groups`); elsewhere (or without
+        memory for the row's scratch codes) every row is read word by word (:meth:`_exact_row`)."""
         cdef Py_ssize_t i, dim = self.t.dim
         cdef int status = 0
         cdef uint32_t* scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
         cdef real_out* row_out
         cdef int64_t* row_codes
+        cdef bint groups = _vbmi and _fast and codes == NULL and self.t.lanes_fit
+        cdef uint64_t base
+        cdef float* out32 = NULL
+        cdef double* out64 = NULL
         for i in range(min(n, PREFETCH_ROWS)):
             self._prefetch(idx[i])
         for i in range(n):
@@ -533,7 +649,17 @@ cdef class EscapeRows:
                 self._prefetch(idx[i + PREFETCH_ROWS])
             row_out = out + i * dim if codes == NULL else out  # values, or (out NULL) this row's codes
             row_codes = NULL if codes == NULL else codes + i * dim
-            if scratch != NULL:
+            if groups and scratch != NULL:
+                base = <uint64_t>idx[i] * self.t.row_bits
+                if real_out is float:
+                    out32 = row_out
+                else:
+                    out64 = row_out
+                if jr_escape_row_vbmi((<const unsigned char*>self.w) + (base >> 3), base & 7, dim, self.t.bitpos,
+                                      self.t.win, self.t.load, self.t.esc32, self.t.lo_d, self.t.inv,
+                                      <uint16_t*>scratch, out32, out64):
+                    status = self._patch_groups(idx[i], row_out, <uint16_t*>scratch)
+            elif scratch != NULL:
                 if self._fast_row(idx[i], row_out, row_codes, scratch):
                     status = self._patch_row(idx[i], row_out, row_codes, scratch)
             else:
@@ -574,7 +700,8 @@ cdef class EscapeRows:
         row's first, found by binary search, while ``p`` is negative); False where the table lacks it."""
         cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
         if p[0] < 0:
-            p[0] = self.ss[b] + _lower_bound(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS)
+            p[0] = self.ss[b] + _lower_bound_near(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS,
+                                                  self._guess(b, rr))
             end[0] = self.ss[b] + self.sl[b]
         else:
             p[0] += 1
@@ -598,6 +725,34 @@ cdef class EscapeRows:
                 codes[j] = c
             else:
                 out[j] = <real_out>(<double>c * self.t.inv)
+        return 0
+
+    cdef int _patch_groups(self, int64_t r, real_out* out, const uint16_t* masks) noexcept nogil:
+        """Replace the escaped values of row ``r`` (``masks``: per group of 16 dimensions, the lanes that hold their
+        escape, as ``jr_escape_row_vbmi`` gives them) with the side table's, in dimension order (the masks read 64
+        dimensions at a time: fewer branches on which lanes escaped); -1 where the table lacks an entry."""
+        cdef Py_ssize_t g, groups = (self.t.dim + 15) >> 4, k
+        cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
+        cdef Py_ssize_t p = self.ss[b] + _lower_bound_near(self.pl + self.ss[b], self.sl[b],
+                                                           <uint64_t>rr << ENTRY_CODE_BITS, self._guess(b, rr))
+        cdef Py_ssize_t end = self.ss[b] + self.sl[b]
+        cdef uint64_t m
+        cdef uint32_t entry
+        cdef double inv = self.t.inv
+        cdef int64_t top = self.t.top
+        for g in range(0, groups, 4):
+            m = masks[g]
+            for k in range(1, min(4, groups - g)):
+                m |= <uint64_t>masks[g + k] << (16 * k)
+            while m:
+                if p >= end:
+                    return -1
+                entry = self.pl[p]
+                if (entry >> ENTRY_CODE_BITS) != <uint32_t>rr:
+                    return -1
+                out[(g << 4) + jr_ctz64(m)] = <real_out>(<double>(<int64_t>(entry & CODE_MASK) - top) * inv)
+                p += 1
+                m &= m - 1
         return 0
 
     cdef int _exact_row(self, int64_t r, real_out* out, int64_t* codes) noexcept nogil:

@@ -31,6 +31,56 @@ from libc.stdlib cimport free, malloc
 from cython_core._support cimport *  # the shared C helpers and argument-buffer rules
 
 from cython_core.errors import NonFiniteError
+
+cdef extern from *:
+    """
+    #include <string.h>
+    /* The codes of n values of a uniform spec (clipped to [lo, hi], rounded half to even as jr_round does,
+       offset removed) and how many were outside: _quantize_row's uniform loop, compiled for AVX2 (4 values at
+       once, chosen at run time on x86-64 CPUs that have it; -ffp-contract=off keeps the multiply and the add
+       apart: the same codes). */
+    #define JR_QUANT_BODY \
+        Py_ssize_t j; double sat = 0.0; \
+        for (j = 0; j < n; j++) { \
+            double v = (double)x[j], s; int64_t b; \
+            sat += (v < lo ? 1.0 : 0.0) + (v > hi ? 1.0 : 0.0); \
+            v = v >= lo ? v : lo; v = v <= hi ? v : hi; \
+            s = v * scale; s = s + 6755399441055744.0; \
+            memcpy(&b, &s, 8); \
+            codes[j] = (uint64_t)(b - INT64_C(0x4338000000000000) - offset); \
+        } \
+        return sat;
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    __attribute__((target("avx2"))) static double jr_quantize_f64_avx2(const double *x, Py_ssize_t n, double lo,
+            double hi, double scale, int64_t offset, uint64_t *codes) { JR_QUANT_BODY }
+    __attribute__((target("avx2"))) static double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo,
+            double hi, double scale, int64_t offset, uint64_t *codes) { JR_QUANT_BODY }
+    static int jr_quantize_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    #else
+    static double jr_quantize_f64_avx2(const double *x, Py_ssize_t n, double lo, double hi, double scale,
+            int64_t offset, uint64_t *codes) { return 0.0; }
+    static double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo, double hi, double scale,
+            int64_t offset, uint64_t *codes) { return 0.0; }
+    static int jr_quantize_has_avx2(void) { return 0; }
+    #endif
+    """
+    double jr_quantize_f64_avx2(const double *x, Py_ssize_t n, double lo, double hi, double scale, int64_t offset,
+                                uint64_t *codes) nogil
+    double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo, double hi, double scale, int64_t offset,
+                                uint64_t *codes) nogil
+    int jr_quantize_has_avx2()
+
+cdef bint _quantize_avx2 = jr_quantize_has_avx2() != 0
+
+
+def _quantize_path(avx2=None) -> str:
+    """The uniform quantize loop that runs: "avx2" or "portable"; ``avx2`` (tests) picks one (avx2 where the CPU
+    has it)."""
+    global _quantize_avx2
+    if avx2 is not None:
+        _quantize_avx2 = bool(avx2) and jr_quantize_has_avx2() != 0
+    return "avx2" if _quantize_avx2 else "portable"
+
 from cython_core.uniform import CodeLayout
 
 cdef enum:
@@ -136,7 +186,12 @@ cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t
     cdef int64_t nonfinite = 0
     cdef double sat0 = 0.0, sat1 = 0.0, v, w, lo, hi, scale
     cdef int64_t offset
-    if t.uniform:
+    if t.uniform and _quantize_avx2:
+        if real_in is float:
+            sat0 = jr_quantize_f32_avx2(x, dim, t.lo[0], t.hi[0], t.scale[0], t.offset[0], codes)
+        else:
+            sat0 = jr_quantize_f64_avx2(x, dim, t.lo[0], t.hi[0], t.scale[0], t.offset[0], codes)
+    elif t.uniform:
         lo, hi, scale, offset = t.lo[0], t.hi[0], t.scale[0], t.offset[0]
         for j in range(0, last, 2):
             v, w = x[j], x[j + 1]
@@ -151,7 +206,7 @@ cdef void _quantize_row(const real_in* x, _Tables t, uint64_t* codes, Py_ssize_t
             sat1 += _outside(w, t.lo[j + 1], t.hi[j + 1])
             codes[j] = _code(v, t.lo[j], t.hi[j], t.scale[j], t.offset[j])
             codes[j + 1] = _code(w, t.lo[j + 1], t.hi[j + 1], t.scale[j + 1], t.offset[j + 1])
-    if dim % 2:
+    if dim % 2 and not (t.uniform and _quantize_avx2):
         sat0 += _outside(x[last], t.lo[last], t.hi[last])
         codes[last] = _code(x[last], t.lo[last], t.hi[last], t.scale[last], t.offset[last])
     if t.code_nonfinite:
@@ -224,6 +279,16 @@ cdef inline Py_ssize_t _get_x(x, Py_buffer* xb, _Tables t) except -1:
     return 1 if xb.ndim == 1 else xb.shape[0]
 
 
+cdef int _check_encoded(Py_ssize_t bad, Py_ssize_t first, _Tables t) except -1:
+    """Raise what :func:`_encode` returned: -1 out of memory, else the count of non-finite values refused (the
+    first at flat position ``first``)."""
+    if bad < 0:
+        raise MemoryError()
+    if bad:
+        raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    return 0
+
+
 cdef tuple _quantize(x, storage, rows, spec, bint match):
     cdef _Tables t = _tables(spec)
     cdef int held = 1
@@ -271,10 +336,7 @@ cdef tuple _quantize(x, storage, rows, spec, bint match):
             PyBuffer_Release(&sb)
         if have_r:
             PyBuffer_Release(&rb)
-    if bad < 0:
-        raise MemoryError()
-    if bad:
-        raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    _check_encoded(bad, first, t)
     return (counts[0], counts[1], bool(held)) if match else (counts[0], counts[1])
 
 
@@ -301,6 +363,58 @@ def quantize_match(x, storage, rows, spec) -> tuple:
     return _quantize(x, storage, rows, spec, True)
 
 
+cdef Py_ssize_t _encode_view(Py_buffer* xb, Py_ssize_t n, const int64_t* rows, uint64_t* storage, _Tables t,
+                             Py_ssize_t* counts, Py_ssize_t* first, int* held) noexcept:
+    """:func:`_encode` on a float32 or float64 buffer (rows to storage, or compared with them given ``held``)."""
+    if _kind(xb) == F32:
+        return _encode(<const float*>xb.buf, n, rows, storage, t, counts, first, held, NULL)
+    return _encode(<const double*>xb.buf, n, rows, storage, t, counts, first, held, NULL)
+
+
+def quantize_continue(obs, next_obs, storage, Py_ssize_t first, Py_ssize_t following, spec) -> tuple:
+    """A replay buffer's usual add in one call: whether rows ``first``.. of ``storage`` hold ``obs`` (n, D) (as
+    :func:`quantize_match` compares them) and, when they do, ``next_obs`` (n, D) encoded into rows
+    ``following``.. (as :func:`quantize_pack_counts`). Nothing is written when the rows do not hold ``obs`` or a
+    value is refused. Returns ``(saturated, held)``, ``saturated`` the values of ``obs`` clipped."""
+    cdef _Tables t = _tables(spec)
+    cdef Py_buffer xb, yb, sb
+    cdef bint have_y = False, have_s = False
+    cdef int held = 1
+    cdef Py_ssize_t n, n_rows, i, at = 0, bad = 0
+    cdef Py_ssize_t counts[2]
+    cdef Py_ssize_t spare[2]
+    cdef int64_t* rows = NULL
+    n = _get_x(obs, &xb, t)
+    try:
+        if _get_x(next_obs, &yb, t) != n:
+            PyBuffer_Release(&yb)
+            raise ValueError(f"next_obs must have as many rows as obs ({n})")
+        have_y = True
+        n_rows = _get_words(storage, &sb, t, PyBUF_WRITABLE)
+        have_s = True
+        for name, row in (("first", first), ("following", following)):
+            if row < 0 or row + n > n_rows:
+                raise IndexError(f"{name} must be in 0..{n_rows - n} ({n} rows), got {row}")
+        rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
+        if rows == NULL:
+            raise MemoryError()
+        for i in range(n):
+            rows[i], rows[n + i] = first + i, following + i
+        counts[0] = counts[1] = spare[0] = spare[1] = 0
+        bad = _encode_view(&xb, n, rows, <uint64_t*>sb.buf, t, counts, &at, &held)
+        if bad == 0 and held:
+            bad = _encode_view(&yb, n, rows + n, <uint64_t*>sb.buf, t, spare, &at, NULL)
+    finally:
+        free(rows)
+        PyBuffer_Release(&xb)
+        if have_y:
+            PyBuffer_Release(&yb)
+        if have_s:
+            PyBuffer_Release(&sb)
+    _check_encoded(bad, at, t)
+    return counts[0], bool(held)
+
+
 # -- codes in and out ------------------------------------------------------------------------------
 
 def quantize_codes(x, spec) -> tuple:
@@ -325,10 +439,7 @@ def quantize_codes(x, spec) -> tuple:
             bad = _encode(<const double*>xb.buf, n, NULL, NULL, t, counts, &first, NULL, out_p)
     finally:
         PyBuffer_Release(&xb)
-    if bad < 0:
-        raise MemoryError()
-    if bad:
-        raise NonFiniteError(bad, first // t.dim, first % t.dim)
+    _check_encoded(bad, first, t)
     return out, counts[0], counts[1]
 
 

@@ -132,8 +132,8 @@ def test_public_functions_are_the_compiled_kernels():
     import cython_core._kernels as kernels  # fails if the extension was not built
 
     assert kernels.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts", "quantize_match", "quantize_codes",
-                 "pack_codes", "unpack_codes"):
+    for name in ("quantize_pack", "gather_unpack", "quantize_pack_counts", "quantize_match", "quantize_continue",
+                 "quantize_codes", "pack_codes", "unpack_codes"):
         assert getattr(cython_core, name) is getattr(kernels, name)
         assert type(getattr(kernels, name)).__name__ == "cython_function_or_method"
 
@@ -417,6 +417,58 @@ def test_match_counts_as_pack_and_holds_only_the_rows_pack_wrote(spec_args, n, p
     bit = rows[-1] * spec.row_bits + spec.row_bits - 1
     flipped[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
     assert cython_core.quantize_match(x, flipped, rows, spec)[2] is False
+
+
+@PROPERTY
+@edge_examples((2, np.float32, "code"), (4, np.float64, "error"))
+@given(specs, st.integers(1, 5), st.sampled_from([np.float32, np.float64]), policies)
+def test_quantize_continue_is_match_then_pack_and_writes_nothing_unless_held(spec_args, n, dtype, policy):
+    """One call of the usual replay add: rows ``first``.. hold ``obs``, so ``next_obs`` goes into rows
+    ``following``..; where they do not, or a value is refused, the storage is left as it was."""
+    spec = make_spec(*spec_args, nonfinite=policy)
+    obs = make_values(spec_args[0], spec, n, nonfinite=policy == "code").astype(dtype)
+    following = make_values(spec_args[0] + 1, spec, n, nonfinite=policy == "code").astype(dtype)
+    storage = garbage_words(np.random.default_rng(spec_args[0]), spec.words(2 * n + 2))
+    cython_core.quantize_pack_counts(obs, storage, np.arange(1, n + 1), spec)
+    before = storage.copy()
+    if not np.array_equal(ref.encode_codes(following, spec)[0], ref.encode_codes(obs, spec)[0]):
+        assert cython_core.quantize_continue(following, following, storage, 1, n + 1, spec)[1] is False
+        assert same_bits(storage, before)  # not held: nothing written
+    if policy == "error":
+        refused = following.copy()
+        refused[-1, -1] = np.nan
+        with pytest.raises(NonFiniteError):
+            cython_core.quantize_continue(obs, refused, storage, 1, n + 1, spec)
+        assert same_bits(storage, before)
+    want = before.copy()
+    cython_core.quantize_pack_counts(following, want, np.arange(n + 1, 2 * n + 1), spec)
+    saturated = cython_core.quantize_match(obs, storage, np.arange(1, n + 1), spec)[0]
+    assert cython_core.quantize_continue(obs, following, storage, 1, n + 1, spec) == (saturated, True)
+    assert same_bits(storage, want)
+
+
+@PROPERTY
+@edge_examples((2, np.float64, "code"), (4, np.float32, "error"))
+@given(specs, st.integers(1, 6), st.sampled_from([np.float32, np.float64]), policies)
+def test_the_avx2_quantize_loop_gives_the_portable_codes(spec_args, n, dtype, policy):
+    """Uniform specs quantize through a loop compiled for AVX2 where the CPU has it: the same codes and counts as
+    the portable loop, halves, bounds, saturation and non-finite values included."""
+    from cython_core._kernels import _quantize_path
+
+    seed, bits, dim, _ = spec_args
+    spec = make_spec(seed, bits, dim, True, nonfinite=policy)
+    x = make_values(seed + 1, spec, n, nonfinite=policy == "code").astype(dtype)
+    before = _quantize_path()
+    try:
+        results = []
+        for avx2 in (False, True):
+            _quantize_path(avx2)
+            codes, saturated, coded = cython_core.quantize_codes(x, spec)
+            results.append((codes.tobytes(), saturated, coded))
+    finally:
+        _quantize_path(before == "avx2")
+    assert results[0] == results[1]
+    assert np.array_equal(np.frombuffer(results[0][0], np.uint32).reshape(n, dim), ref.encode_codes(x, spec)[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -14,7 +14,7 @@ from cython_core import CodeLayout, EscapeLayout, EscapeRows, PackedRows
 from cython_core.layout import ENTRY_CODE_BITS, block_rows, pool_slack, words_for
 
 
-@pytest.fixture(params=["avx2", "portable", "words"])
+@pytest.fixture(params=["avx512vbmi", "avx2", "portable", "words"])
 def read_path(request):
     """Each read path in turn (the next one down where this host lacks it), restored after the test."""
     from cython_core._escape import _read_path
@@ -52,7 +52,7 @@ def test_every_code_comes_back_after_any_rewrites(dim, n_rows, seed, spread):
         truth[which] = codes
     before = _read_path()
     try:
-        for path in ("avx2", "portable", "words"):
+        for path in ("avx512vbmi", "avx2", "portable", "words"):
             _read_path(path)
             assert np.array_equal(rows.codes(np.arange(n_rows)), truth)
             assert rows.decode(np.arange(n_rows), np.empty((n_rows, dim), np.float64)).tobytes() == (
@@ -167,3 +167,34 @@ def test_a_fill_row_by_row_leaves_no_holes_and_a_full_pool_compacts_in_place():
             compactions += 1
     assert compactions >= 1
     assert np.array_equal(rows.codes(np.arange(n)), codes)
+
+
+@pytest.mark.parametrize("decimals, clamp", [(2, 127.0), (5, 127.0), (5, 300.0)])
+def test_every_read_path_gives_the_codes_values_on_wide_layouts(decimals, clamp):
+    """Widths up to the uniform width (15 bits at m = 2; 25 at m = 5, b = 127; 26 at b = 300, where the 16-lane
+    AVX-512 read does not apply and the next path reads), dimensions over several groups of 16 with a tail, rows at
+    every bit phase, escapes in most rows: each path's float32 and float64 values are the codes' own."""
+    from cython_core._escape import _read_path
+
+    rng = np.random.default_rng(decimals + int(clamp))
+    top = int(round(clamp * 10**decimals))
+    widest = (2 * top).bit_length()
+    before = _read_path()
+    try:
+        for dim in (1, 16, 37, 70):
+            bits = rng.integers(1, widest + 1, dim)
+            lo = np.where(bits < widest, rng.integers(-top, np.maximum(top - (1 << bits) + 2, 1 - top)), -top)
+            layout = EscapeLayout(lo, bits, decimals, clamp)
+            n = 67  # row_bits x 67 rows: every bit phase of a row's first byte
+            inside = np.minimum(lo + rng.integers(0, 2**40, (n, dim)) % ((1 << bits) - 1), top)
+            codes = np.where(rng.random((n, dim)) < 0.9, inside, rng.integers(-top, top + 1, (n, dim)))
+            rows = EscapeRows(n, layout)
+            rows.put_codes(codes, np.arange(n))
+            idx = rng.integers(0, n, 200)
+            for path in ("avx512vbmi", "avx2", "portable", "words"):
+                _read_path(path)
+                for dtype in (np.float32, np.float64):
+                    got = rows.decode(idx, np.empty((idx.size, dim), dtype))
+                    assert got.tobytes() == (codes[idx] * layout.inv_scale).astype(dtype).tobytes(), (path, dim)
+    finally:
+        _read_path(before)

@@ -26,6 +26,7 @@ changes any state); :class:`ObservationRows` holds ``n_rows`` rows of every colu
 
 import logging
 import warnings
+from functools import cached_property
 from os import PathLike
 from typing import Any, Callable, TypeVar, Union
 
@@ -42,6 +43,7 @@ from cython_core import (
     PackedRows,
     gather_unpack,
     quantize_codes,
+    quantize_continue,
     quantize_match,
     quantize_pack_counts,
 )
@@ -149,6 +151,17 @@ class CodeRowsColumn:
     def same(self, store: Any, rows: "np.ndarray | slice", codes: np.ndarray) -> np.ndarray:
         return (store.codes(_indices(rows, store.n_rows)) == codes).all(axis=1)
 
+    def continue_into(self, store: Any, first: int, following: int, n: int, obs: Any,
+                      next_obs: Any) -> "tuple[bool, int]":
+        """(held, saturated): whether rows ``first``.. hold ``n`` rows of ``obs`` already (their values clipped:
+        ``saturated``), and if so ``next_obs`` encoded straight into rows ``following``.. (nothing written where they
+        do not, or a value is rejected)."""
+        codes, saturated = self.match(store, first, n, obs)
+        if codes is not None:
+            return False, saturated
+        self.encode_into(store, following, n, next_obs)
+        return True, saturated
+
 
 class PackedColumn(CodeRowsColumn):
     """A Box of floats: rows of ``layout.dim`` k-bit codes at bit stride (:class:`cython_core.PackedRows`). A batch
@@ -178,6 +191,13 @@ class PackedColumn(CodeRowsColumn):
         arr = _float_rows(values, n, self)
         saturated, _, held = quantize_match(arr, store.storage, _rows_from(first, n), self.layout)
         return (None if held else self.encode(arr, n)[0]), saturated
+
+    def continue_into(self, store: PackedRows, first: int, following: int, n: int, obs: Any,
+                      next_obs: Any) -> "tuple[bool, int]":
+        """:meth:`CodeRowsColumn.continue_into` in one kernel call (:func:`cython_core.quantize_continue`)."""
+        saturated, held = quantize_continue(_float_rows(obs, n, self), _float_rows(next_obs, n, self), store.storage,
+                                            first, following, self.layout)
+        return held, saturated
 
     def allocate(self, n_rows: int, eager: bool) -> PackedRows:
         rows = PackedRows(n_rows, self.layout)
@@ -434,11 +454,11 @@ class ObservationCodec:
         #: values per row that are quantized (the others are stored as they are)
         self.quantized_values = sum(column.values for column in self.columns.values() if column.quantized)
 
-    @property
+    @cached_property
     def in_place(self) -> bool:
         """Whether a batch is encoded straight into its rows, all or nothing (:meth:`ObservationRows.encode_into`):
         one column (several could be rejected halfway), packed or calibrated (one kernel call that writes nothing
-        when it rejects the batch)."""
+        when it rejects the batch). Read on every add: computed once."""
         return not self.is_dict and self.columns[None].in_place
 
     @property

@@ -188,15 +188,35 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         first, following = pos * n, ((pos + 1) % size) * n
         continues = (pos or self.full) and size > 1  # rows ``first``.. hold the last next observations
         # Validate and encode everything first: a rejected transition changes nothing.
-        if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
-            obs_codes = stored.match(first, n, obs)
-        else:
-            obs_codes = self.codec.encode(obs, n)
-        row_action = np.asarray(action).reshape(n, self.action_dim)
+        try:
+            row_action = np.asarray(action).reshape(n, self.action_dim)
+        except ValueError:
+            self.codec.encode(obs, n)  # an observation of another space (a buffer loaded elsewhere) says so first
+            raise
         row_reward, row_done = _per_env(reward, n, "reward"), _per_env(done, n, "done")
         truncated = [bool(info.get("TimeLimit.truncated", False)) for info in infos]
         # One row per env: the following row is the transition's own, so every next observation is kept aside.
         any_end = size == 1 or True in truncated or any(row_done.tolist())
+        if continues and in_place and not any_end:
+            # The usual add: the stream goes on (rows ``first``.. hold ``obs`` already, as the previous transitions'
+            # next observations), so ``next_obs`` goes straight into the following rows (the oldest transition's
+            # observation, retired by this add); nothing written where the rows do not hold ``obs`` (an
+            # interrupted stream, sorted out below) or a value is rejected.
+            held, saturated = self.codec.columns[None].continue_into(stored.arrays[None], first, following, n, obs,
+                                                                     next_obs)
+            if held:
+                for row in range(first, first + n):
+                    if self.terminal_slot[row] != FREE:
+                        self._release(row)
+                stored.saturated += saturated
+                self._advance(row_action, row_reward, row_done, truncated)
+                if self.drift.enabled:  # (a call saved on every add of a buffer that does not recalibrate)
+                    self.drift.check(self._observation_stores(), self._rows_held, n)
+                return
+        if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
+            obs_codes = stored.match(first, n, obs)
+        else:
+            obs_codes = self.codec.encode(obs, n)
         if any_end:
             next_codes = self.codec.encode(next_obs, n)
             ends = (row_done != 0) | np.array(truncated, dtype=bool) | (size == 1)
@@ -219,17 +239,24 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             stored.put(keep + following, next_codes.select(keep))
         elif not in_place:
             stored.put(slice(following, following + n), Codes(next_codes.arrays, 0))  # counted as an observation
-        self.stored_values += (n + (int(ends.sum()) if any_end else 0)) * self.codec.quantized_values
-        self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
-        if self.handle_timeout_termination:
-            self.timeouts[pos] = truncated
-        self.pos = (pos + 1) % size
-        self.full = self.full or self.pos == 0
+        self.stored_values += int(ends.sum()) * self.codec.quantized_values if any_end else 0
+        self._advance(row_action, row_reward, row_done, truncated)
         if any_end:
             for env in np.flatnonzero(ends).tolist():
                 self._store_terminal(first + env, next_codes.select([env]))
             self.terminal_observations.saturated += end_saturated
-        self.drift.check(self._observation_stores(), self._rows_held, self.n_envs)
+        self.drift.check(self._observation_stores(), self._rows_held, n)
+
+    def _advance(self, row_action: np.ndarray, row_reward: np.ndarray, row_done: np.ndarray,
+                 truncated: "list[bool]") -> None:
+        """Write row ``pos``'s actions, rewards, dones (and timeouts), count its observations and move on."""
+        pos = self.pos
+        self.stored_values += self.n_envs * self.codec.quantized_values
+        self.actions[pos], self.rewards[pos], self.dones[pos] = row_action, row_reward, row_done
+        if self.handle_timeout_termination:
+            self.timeouts[pos] = truncated
+        self.pos = (pos + 1) % self.buffer_size
+        self.full = self.full or self.pos == 0
 
     def _observation_stores(self) -> "list[ObservationRows]":
         """The observation stores: the main one and the episode-end one."""
@@ -331,33 +358,49 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         rows = np.asarray(rows, dtype=np.int64)
         if not following:
             return self.stored_observations.decode(rows)
+        decoded = self.stored_observations.decode(self._following(rows))
+        self._patch_ends(decoded, rows)
+        return decoded
+
+    def _following(self, rows: np.ndarray) -> np.ndarray:
+        """The rows after transition rows ``rows`` (each env's next step, the ring wrapping)."""
+        if self.n_envs == 1:
+            return (rows + 1) % self.buffer_size
         step, env = np.divmod(rows, self.n_envs)
-        decoded = self.stored_observations.decode(((step + 1) % self.buffer_size) * self.n_envs + env)
-        slots = self.terminal_slot[rows]
+        return ((step + 1) % self.buffer_size) * self.n_envs + env
+
+    def _patch_ends(self, decoded: "dict[str | None, th.Tensor]", rows: np.ndarray) -> None:
+        """Overwrite the next observations ``decoded`` of transition rows ``rows`` with the terminal store's where
+        it keeps them (an episode end, or an interrupted stream)."""
+        slots = np.take(self.terminal_slot, rows)
         ends = np.flatnonzero(slots != FREE)
         if ends.size:
             for key, values in self.terminal_observations.decode(slots[ends].astype(np.int64)).items():
                 decoded[key][ends] = values
-        return decoded
 
     def _get_samples(self, batch_inds: np.ndarray, env: "VecNormalize | None" = None) -> Any:
         env_inds = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         steps = np.asarray(batch_inds, dtype=np.int64)
+        rows = steps * self.n_envs + env_inds  # one flat index per transition: np.take on each array's rows
         if self.n_steps == 1:
             last, discounts = steps, None
-            dones = (self.dones[steps, env_inds] * (1 - self.timeouts[steps, env_inds])).reshape(-1, 1)
-            rewards = self._normalize_reward(self.rewards[steps, env_inds].reshape(-1, 1), env)
+            dones = (np.take(self.dones.reshape(-1), rows) * (1 - np.take(self.timeouts.reshape(-1), rows)))
+            dones = dones.reshape(-1, 1)
+            rewards = self._normalize_reward(np.take(self.rewards.reshape(-1), rows).reshape(-1, 1), env)
         else:
             targets = n_step_targets(self.rewards, self.dones, self.timeouts, steps, env_inds, pos=self.pos,
                                      n_steps=self.n_steps, gamma=self.gamma,
                                      normalize_reward=lambda r: self._normalize_reward(r, env))
             last, dones, rewards = targets.last_steps, targets.dones, targets.returns
             discounts = self.to_torch(targets.discounts)
-        obs = self._observations(self.decode_rows(steps * self.n_envs + env_inds), env)
-        next_obs = self._observations(self.decode_rows(last * self.n_envs + env_inds, following=True), env)
+        last_rows = rows if last is steps else last * self.n_envs + env_inds
+        obs = self._observations(self.decode_rows(rows), env)
+        next_obs = self._observations(self.decode_rows(last_rows, following=True), env)
+        actions = np.take(self.actions.reshape(len(self.actions) * self.n_envs, -1), rows, axis=0)
         samples = DictReplayBufferSamples if self.codec.is_dict else ReplayBufferSamples
-        return samples(obs, self.to_torch(self.actions[steps, env_inds]), next_obs, self.to_torch(dones),
-                       self.to_torch(rewards), discounts)
+        # each array here is a new one of this call's: the tensors share it rather than copy it
+        return samples(obs, self.to_torch(actions, copy=False), next_obs, self.to_torch(dones, copy=False),
+                       self.to_torch(rewards, copy=False), discounts)
 
     def _observations(self, decoded: "dict[str | None, th.Tensor]", env: "VecNormalize | None") -> Any:
         """Decoded columns as SB3 returns them: on the device, normalized by ``env`` if given."""
