@@ -145,6 +145,7 @@ cdef extern from *:
     int jr_ctz64(uint64_t m) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
+REPACK_ROWS = 4096  # rows whose codes a re-pack holds at once
 _PATHS = {"avx512vbmi": jr_escape_has_vbmi() != 0, "avx2": jr_escape_has_avx2() != 0,
           "portable": sys.byteorder == "little", "words": True}
 cdef bint _vbmi = _PATHS["avx512vbmi"]
@@ -899,20 +900,29 @@ cdef class EscapeRows:
         self._make_room(0, shrink=True)
 
     def repack(self, layout, held=None) -> None:
-        """Re-write the rows ``held`` (indices; default every row) under ``layout`` (same dim, decimals and clamp),
-        every code kept, the other rows blank (zero words); the pool sized to what it holds; ``outside`` and
-        ``rows_put`` restart."""
+        """Re-write the rows ``held`` (a count n: rows 0..n-1; or indices; default every row) under ``layout`` (same
+        dim, decimals and clamp), every code kept, the other rows blank (zero words); the pool sized to what it
+        holds; ``outside`` and ``rows_put`` restart. :data:`REPACK_ROWS` rows' codes at a time: beside the new rows,
+        a re-pack of a device-sized store holds megabytes of codes, not 8 bytes a value of every row."""
         if not isinstance(layout, EscapeLayout):
             raise TypeError(f"layout must be an EscapeLayout, got {type(layout).__name__}")
         old = self.layout
         if (layout.dim, layout.decimals, layout.clamp) != (old.dim, old.decimals, old.clamp):
             raise ValueError(f"layout must keep dim, decimals and clamp ({old.dim}, {old.decimals}, {old.clamp!r})")
-        rows = np.arange(self.n_rows, dtype=np.int64) if held is None else np.asarray(held, dtype=np.int64)
-        codes = self.codes(rows)
+        if held is None or isinstance(held, (int, np.integer)) and not isinstance(held, bool):
+            count = self.n_rows if held is None else int(held)
+            if not 0 <= count <= self.n_rows:
+                raise ValueError(f"held must be a row count in 0..{self.n_rows}, got {count}")
+            chunks = lambda: (np.arange(first, min(first + REPACK_ROWS, count), dtype=np.int64)
+                              for first in range(0, count, REPACK_ROWS))
+        else:
+            indices = np.asarray(held, dtype=np.int64)
+            chunks = lambda: (indices[first:first + REPACK_ROWS] for first in range(0, indices.size, REPACK_ROWS))
+        outside = sum(int(np.count_nonzero(~layout.holds(self.codes(rows)))) for rows in chunks())
         fresh = EscapeRows(self.n_rows, layout, 0)
-        outside = int(np.count_nonzero(~layout.holds(codes)))
         fresh._make_room(outside + (outside >> 3) + fresh.seg_start.shape[0])
-        fresh.put_codes(codes, rows)
+        for rows in chunks():
+            fresh.put_codes(self.codes(rows), rows)
         fresh.trim()
         self.layout, self.t = layout, fresh.t
         self._attach(fresh.words, fresh.seg_start, fresh.seg_len, fresh.seg_cap, fresh.pool, self.outside)

@@ -198,3 +198,30 @@ def test_every_read_path_gives_the_codes_values_on_wide_layouts(decimals, clamp)
                     assert got.tobytes() == (codes[idx] * layout.inv_scale).astype(dtype).tobytes(), (path, dim)
     finally:
         _read_path(before)
+
+
+def test_a_repack_holds_a_chunk_of_codes_not_every_rows():
+    """A drift re-pack of a big store: every code kept, whether the rows held are a count or indices, and the
+    transient memory is the new rows plus a chunk's codes (REPACK_ROWS rows), not 8 bytes a value of every row."""
+    import tracemalloc
+
+    from cython_core._escape import REPACK_ROWS
+
+    rng = np.random.default_rng(5)
+    n, dim = 24 * REPACK_ROWS + 7, 24
+    layout = EscapeLayout(np.full(dim, -8), np.full(dim, 4), 1, 127.0)
+    rows = EscapeRows(n, layout)
+    codes = np.where(rng.random((n, dim)) < 0.97, rng.integers(-8, 6, (n, dim)), rng.integers(-300, 300, (n, dim)))
+    rows.put_codes(codes, np.arange(n))
+    wider = EscapeLayout(np.full(dim, -8), np.full(dim, 5), 1, 127.0)
+    tracemalloc.start()
+    rows.repack(wider, n - 5)  # a count: rows 0..n-6
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < codes.nbytes / 3  # every row's codes at once would be codes.nbytes
+    assert np.array_equal(rows.codes(np.arange(n - 5)), codes[:n - 5])
+    assert (rows.codes(np.arange(n - 5, n)) == wider.lo).all()
+    rows.repack(layout, np.arange(0, n - 5, 3))  # indices
+    assert np.array_equal(rows.codes(np.arange(0, n - 5, 3)), codes[:n - 5:3])
+    with pytest.raises(ValueError, match="held must be a row count"):
+        rows.repack(layout, n + 1)

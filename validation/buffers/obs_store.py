@@ -644,10 +644,6 @@ class Drift:
         return sum(breakdown.values())
 
 
-def _held_indices(held: Held) -> np.ndarray:
-    return np.arange(held, dtype=np.int64) if isinstance(held, int) else held
-
-
 def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: "list[Held]") -> "list[dict]":
     """Choose each calibrated column's widths again from every other row of up to :data:`SAMPLE_ROWS` of the first
     store's rows ``held[0]`` (those holding data; drawn at random, seeded by their count), and re-pack every store's
@@ -675,7 +671,7 @@ def recalibrate(codec: ObservationCodec, stores: "list[ObservationRows]", held: 
             continue
         entries = sum(int(store.arrays[key].live) for store in stores)
         for store, rows in zip(stores, held):
-            store.arrays[key].repack(new, _held_indices(rows))
+            store.arrays[key].repack(new, rows)
         column.layout = new
         events.append({"column": key, "rows": count, "row_bits_before": old.row_bits,
                        "row_bits_after": new.row_bits, "bits_before": before, "bits_after": after,
