@@ -258,7 +258,7 @@ def escape_report(fig: "dict[str, float]") -> str:
         f"  float32 np.take into a batch  {fig['escape_float32_take_us']:8.1f} us   (numpy; the same rows)",
         f"  EscapeRows.decode             {fig['escape_decode_us']:8.1f} us   "
         f"{fig['escape_decode_vs_float32_take']:.2f}x the float32 np.take ({fig['escape_path']} read)",
-        *(f"  EscapeRows.decode, {path + ' read':<14}{fig[f'escape_{path}_decode_us']:8.1f} us   "
+        *(f"{'  EscapeRows.decode, ' + path + ' read':<32}{fig[f'escape_{path}_decode_us']:8.1f} us   "
           f"{fig[f'escape_{path}_decode_vs_float32_take']:.2f}x the float32 np.take"
           for path in READ_PATHS if f"escape_{path}_decode_us" in fig),
         f"  EscapeRows.encode, one row    {fig['escape_encode_row_us']:8.2f} us   (float64 row; pack + side table)",

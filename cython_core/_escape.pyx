@@ -639,10 +639,8 @@ cdef class EscapeRows:
         cdef uint32_t* scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
         cdef real_out* row_out
         cdef int64_t* row_codes
-        cdef bint groups = _vbmi and _fast and codes == NULL and self.t.lanes_fit
-        cdef uint64_t base
-        cdef float* out32 = NULL
-        cdef double* out64 = NULL
+        cdef bint groups = self._groups_read() and codes == NULL
+        cdef Py_ssize_t stop
         for i in range(min(n, PREFETCH_ROWS)):
             self._prefetch(idx[i])
         for i in range(n):
@@ -651,15 +649,7 @@ cdef class EscapeRows:
             row_out = out + i * dim if codes == NULL else out  # values, or (out NULL) this row's codes
             row_codes = NULL if codes == NULL else codes + i * dim
             if groups and scratch != NULL:
-                base = <uint64_t>idx[i] * self.t.row_bits
-                if real_out is float:
-                    out32 = row_out
-                else:
-                    out64 = row_out
-                if jr_escape_row_vbmi((<const unsigned char*>self.w) + (base >> 3), base & 7, dim, self.t.bitpos,
-                                      self.t.win, self.t.load, self.t.esc32, self.t.lo_d, self.t.inv,
-                                      <uint16_t*>scratch, out32, out64):
-                    status = self._patch_groups(idx[i], row_out, <uint16_t*>scratch)
+                status = self._group_row(idx[i], row_out, <uint16_t*>scratch, -1, &stop)
             elif scratch != NULL:
                 if self._fast_row(idx[i], row_out, row_codes, scratch):
                     status = self._patch_row(idx[i], row_out, row_codes, scratch)
@@ -668,6 +658,56 @@ cdef class EscapeRows:
             if status < 0:
                 break
         free(scratch)
+        return status
+
+    cdef inline bint _groups_read(self) noexcept nogil:
+        """Whether values are read 16 codes at a time here (AVX-512 VBMI, codes of <= 25 bits)."""
+        return _vbmi and _fast and self.t.lanes_fit
+
+    cdef inline int _group_row(self, int64_t r, real_out* out, uint16_t* masks, Py_ssize_t start,
+                               Py_ssize_t* stop) noexcept nogil:
+        """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``), its escapes patched
+        (:meth:`_patch_groups`, from ``start`` when known); ``stop``: the entry after its last, -1 if it has none.
+        -1 where the table lacks an entry."""
+        cdef uint64_t base = <uint64_t>r * self.t.row_bits
+        cdef float* out32 = NULL
+        cdef double* out64 = NULL
+        if real_out is float:
+            out32 = out
+        else:
+            out64 = out
+        stop[0] = -1
+        if jr_escape_row_vbmi((<const unsigned char*>self.w) + (base >> 3), base & 7, self.t.dim, self.t.bitpos,
+                              self.t.win, self.t.load, self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64):
+            return self._patch_groups(r, out, masks, start, stop)
+        return 0
+
+    cdef int _unpack_pairs(self, const int64_t* idx, const int64_t* nxt, Py_ssize_t n, real_out* out,
+                           real_out* out_next) noexcept nogil:
+        """Rows idx[0..n) into ``out`` and rows nxt[0..n) into ``out_next``, a pair at a time (16 codes at a time):
+        where nxt[i] is the row after idx[i] in the same block, its entries start where idx[i]'s end, so its
+        search and its side-table lines are the first row's. -1 where the table lacks an entry."""
+        cdef Py_ssize_t i, dim = self.t.dim, stop
+        cdef int64_t a, b
+        cdef int status = 0
+        cdef uint16_t* masks = <uint16_t*>malloc(((dim + 15) >> 4) * sizeof(uint16_t))
+        if masks == NULL:
+            return -2
+        for i in range(min(n, PREFETCH_ROWS)):
+            self._prefetch(idx[i])
+            self._prefetch(nxt[i])
+        for i in range(n):
+            if i + PREFETCH_ROWS < n:
+                self._prefetch(idx[i + PREFETCH_ROWS])
+                self._prefetch(nxt[i + PREFETCH_ROWS])
+            a, b = idx[i], nxt[i]
+            status = self._group_row(a, out + i * dim, masks, -1, &stop)
+            if status == 0:
+                status = self._group_row(b, out_next + i * dim, masks,
+                                         stop if b == a + 1 and b % self.t.block != 0 else -1, &stop)
+            if status < 0:
+                break
+        free(masks)
         return status
 
     cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
@@ -728,14 +768,17 @@ cdef class EscapeRows:
                 out[j] = <real_out>(<double>c * self.t.inv)
         return 0
 
-    cdef int _patch_groups(self, int64_t r, real_out* out, const uint16_t* masks) noexcept nogil:
+    cdef int _patch_groups(self, int64_t r, real_out* out, const uint16_t* masks, Py_ssize_t start,
+                           Py_ssize_t* stop) noexcept nogil:
         """Replace the escaped values of row ``r`` (``masks``: per group of 16 dimensions, the lanes that hold their
         escape, as ``jr_escape_row_vbmi`` gives them) with the side table's, in dimension order (the masks read 64
-        dimensions at a time: fewer branches on which lanes escaped); -1 where the table lacks an entry."""
+        dimensions at a time: fewer branches on which lanes escaped); its first entry at ``start`` when that is
+        known (>= 0: where the row before it in its block ended), else searched. ``stop``: the entry after its
+        last. -1 where the table lacks an entry."""
         cdef Py_ssize_t g, groups = (self.t.dim + 15) >> 4, k
         cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
-        cdef Py_ssize_t p = self.ss[b] + _lower_bound_near(self.pl + self.ss[b], self.sl[b],
-                                                           <uint64_t>rr << ENTRY_CODE_BITS, self._guess(b, rr))
+        cdef Py_ssize_t p = start if start >= 0 else self.ss[b] + _lower_bound_near(
+            self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS, self._guess(b, rr))
         cdef Py_ssize_t end = self.ss[b] + self.sl[b]
         cdef uint64_t m
         cdef uint32_t entry
@@ -754,6 +797,7 @@ cdef class EscapeRows:
                 out[(g << 4) + jr_ctz64(m)] = <real_out>(<double>(<int64_t>(entry & CODE_MASK) - top) * inv)
                 p += 1
                 m &= m - 1
+        stop[0] = p
         return 0
 
     cdef int _exact_row(self, int64_t r, real_out* out, int64_t* codes) noexcept nogil:
@@ -836,6 +880,50 @@ cdef class EscapeRows:
         if status < 0:
             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
         return out
+
+    def decode_pairs(self, indices, following, out, out_following) -> None:
+        """Rows ``indices`` into ``out`` and rows ``following`` (one each) into ``out_following`` (writable
+        C-contiguous float32 or float64 arrays (n, D) of one dtype), as two :meth:`decode` calls give them; read a
+        pair at a time where values are read 16 codes at a time: a row and the one after it share their block's
+        side-table lines (what a replay buffer's sample reads: each transition's observation and its next one)."""
+        cdef Py_buffer ib, fb, ob, pb
+        cdef bint have_f = False, have_o = False, have_p = False
+        cdef int status = -2
+        cdef Py_ssize_t n = self._open_indices(indices, &ib)
+        try:
+            if self._open_indices(following, &fb) != n:
+                PyBuffer_Release(&fb)
+                raise ValueError(f"following must hold one row per index ({n})")
+            have_f = True
+            have_o = _try_buffer(out, &ob, PyBUF_WRITABLE)
+            have_p = _try_buffer(out_following, &pb, PyBUF_WRITABLE)
+            if not (have_o and have_p) or _kind(&ob) not in (F32, F64) or _kind(&pb) != _kind(&ob) \
+                    or ob.ndim != 2 or pb.ndim != 2 or ob.shape[0] != n or pb.shape[0] != n \
+                    or ob.shape[1] != self.t.dim or pb.shape[1] != self.t.dim:
+                raise ValueError(f"out and out_following must be writable C-contiguous float32 or float64 arrays of "
+                                 f"one dtype and shape ({n}, {self.t.dim})")
+            if self._groups_read():
+                if _kind(&ob) == F32:
+                    with nogil:
+                        status = self._unpack_pairs(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
+                                                    <float*>ob.buf, <float*>pb.buf)
+                else:
+                    with nogil:
+                        status = self._unpack_pairs(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
+                                                    <double*>ob.buf, <double*>pb.buf)
+        finally:
+            PyBuffer_Release(&ib)
+            if have_f:
+                PyBuffer_Release(&fb)
+            if have_o:
+                PyBuffer_Release(&ob)
+            if have_p:
+                PyBuffer_Release(&pb)
+        if status == -2:  # another read path (or no memory for the masks): two decodes
+            self.decode(indices, out)
+            self.decode(following, out_following)
+        elif status < 0:
+            raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
 
     def codes(self, indices):
         """The paper codes (int64 (n, D)) of rows ``indices``."""

@@ -225,3 +225,29 @@ def test_a_repack_holds_a_chunk_of_codes_not_every_rows():
     assert np.array_equal(rows.codes(np.arange(0, n - 5, 3)), codes[:n - 5:3])
     with pytest.raises(ValueError, match="held must be a row count"):
         rows.repack(layout, n + 1)
+
+
+def test_decode_pairs_is_two_decodes_on_every_read_path(read_path):
+    """A sample's observations and next ones read a pair at a time: each row and the one after it (across block
+    boundaries too), rows with and without escapes, and unrelated pairs, in float32 and float64, equal two
+    decodes; mismatched arguments are refused."""
+    rng = np.random.default_rng(9)
+    dim, n = 37, 3 * block_rows(37) + 5
+    layout = EscapeLayout(rng.integers(-20, 0, dim), rng.integers(1, 7, dim), 1, 127.0)
+    rows = EscapeRows(n, layout)
+    codes = np.where(rng.random((n, dim)) < 0.95, layout.lo + 1, rng.integers(-900, 900, (n, dim)))
+    codes[::4] = layout.lo  # every fourth row holds no escape
+    rows.put_codes(codes, np.arange(n))
+    first = np.concatenate([np.arange(n - 1), rng.integers(0, n, 50)])
+    following = np.concatenate([np.arange(1, n), rng.integers(0, n, 50)])
+    for dtype in (np.float32, np.float64):
+        out, out_following = np.empty((first.size, dim), dtype), np.empty((first.size, dim), dtype)
+        rows.decode_pairs(first, following, out, out_following)
+        assert out.tobytes() == (codes[first] * layout.inv_scale).astype(dtype).tobytes()
+        assert out_following.tobytes() == (codes[following] * layout.inv_scale).astype(dtype).tobytes()
+    with pytest.raises(ValueError, match="following must hold one row per index"):
+        rows.decode_pairs(first, following[:-1], out, out_following)
+    with pytest.raises(ValueError, match="out and out_following must be"):
+        rows.decode_pairs(first, following, out, np.empty((first.size, dim), np.float32))
+    with pytest.raises(IndexError):
+        rows.decode_pairs(first, following + n, out, out_following)

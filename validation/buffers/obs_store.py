@@ -328,6 +328,13 @@ class CalibratedColumn(CodeRowsColumn):
         store.decode(rows, out.numpy())
         return out.view(rows.size, *self.shape)
 
+    def decode_pair(self, store: EscapeRows, rows: np.ndarray, following: np.ndarray) -> "tuple[th.Tensor, th.Tensor]":
+        """Rows ``rows`` and ``following`` (one each) decoded in one pass: a row and the one after it share their
+        side-table lines (:meth:`cython_core.EscapeRows.decode_pairs`)."""
+        out = th.empty((2, rows.size, self.values), dtype=th.float32)
+        store.decode_pairs(rows, following, out[0].numpy(), out[1].numpy())
+        return out[0].view(rows.size, *self.shape), out[1].view(rows.size, *self.shape)
+
     def breakdown(self, label: str, store: EscapeRows) -> "dict[str, int]":
         """The planner's calibrated fields: the rows (their bits, in whole bytes), the words' tail, the side table's
         blocks and its pool of entries."""
@@ -551,6 +558,19 @@ class ObservationRows:
     def decode(self, rows: np.ndarray) -> "dict[str | None, th.Tensor]":
         """Rows decoded per column: float32 tensors for quantized columns, the space's dtype for the others."""
         return {key: column.decode(self.arrays[key], rows) for key, column in self.codec.columns.items()}
+
+    def decode_pair(self, rows: np.ndarray, following: np.ndarray) -> "tuple[dict, dict]":
+        """:meth:`decode` of ``rows`` and of ``following`` (one each: a sample's observations and next ones); a
+        calibrated column reads each pair in one pass."""
+        decoded: "dict[str | None, th.Tensor]" = {}
+        decoded_following: "dict[str | None, th.Tensor]" = {}
+        for key, column in self.codec.columns.items():
+            store = self.arrays[key]
+            if isinstance(column, CalibratedColumn):
+                decoded[key], decoded_following[key] = column.decode_pair(store, rows, following)
+            else:
+                decoded[key], decoded_following[key] = column.decode(store, rows), column.decode(store, following)
+        return decoded, decoded_following
 
     def owned(self) -> "list[np.ndarray]":
         """Every numpy array these rows own (a calibrated column's exception store included)."""

@@ -394,8 +394,9 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             last, dones, rewards = targets.last_steps, targets.dones, targets.returns
             discounts = self.to_torch(targets.discounts)
         last_rows = rows if last is steps else last * self.n_envs + env_inds
-        obs = self._observations(self.decode_rows(rows), env)
-        next_obs = self._observations(self.decode_rows(last_rows, following=True), env)
+        decoded, following = self.stored_observations.decode_pair(rows, self._following(last_rows))
+        self._patch_ends(following, last_rows)
+        obs, next_obs = self._observations(decoded, env), self._observations(following, env)
         actions = np.take(self.actions.reshape(len(self.actions) * self.n_envs, -1), rows, axis=0)
         samples = DictReplayBufferSamples if self.codec.is_dict else ReplayBufferSamples
         # each array here is a new one of this call's: the tensors share it rather than copy it
