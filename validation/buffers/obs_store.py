@@ -618,16 +618,18 @@ class Drift:
         self.written, self.next_check = 0, max(FIRST_CHECK, scanned)  # rows written to the main store, ever
         self.events: "list[dict]" = []
 
-    def check(self, stores: "list[ObservationRows]", held: "Callable[[], list[Held]]", added: int) -> None:
+    def check(self, stores: "Callable[[], list[ObservationRows]]", held: "Callable[[], list[Held]]",
+              added: int) -> None:
         """Count ``added`` rows written to the main store; re-choose the widths when they reach the next check (a
-        cheap test on most calls). ``held()``: the rows holding data in each store (:data:`Held`)."""
+        cheap test on every add: ``stores()``, the observation stores, and ``held()``, the rows holding data in each
+        (:data:`Held`), are asked only then)."""
         if not self.enabled:
             return
         self.written += added
         if self.written < self.next_check:
             return
         self.next_check = self.written + min(self.written, CHECK_EVERY)
-        for event in recalibrate(self.codec, stores, held()):
+        for event in recalibrate(self.codec, stores(), held()):
             event["rows"] = self.written  # rows written to the main store so far
             LOG.info("recalibrated %s after %d rows: %d -> %d bits per row, %.3f -> %.3f bits per value expected, "
                      "%d -> %d side-table entries", _label(event["column"]), event["rows"], event["row_bits_before"],

@@ -205,13 +205,10 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             held, saturated = self.codec.columns[None].continue_into(stored.arrays[None], first, following, n, obs,
                                                                      next_obs)
             if held:
-                for row in range(first, first + n):
-                    if self.terminal_slot[row] != FREE:
-                        self._release(row)
+                self._release(first)
                 stored.saturated += saturated
                 self._advance(row_action, row_reward, row_done, truncated)
-                if self.drift.enabled:  # (a call saved on every add of a buffer that does not recalibrate)
-                    self.drift.check(self._observation_stores(), self._rows_held, n)
+                self.drift.check(self._observation_stores, self._rows_held, n)
                 return
         if continues and in_place:  # compared with the rows in the kernel: no codes unless they differ
             obs_codes = stored.match(first, n, obs)
@@ -228,8 +225,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         else:
             next_codes = self.codec.encode(next_obs, n)
 
-        for row in range(first, first + n):
-            self._release(row)
+        self._release(first)
         if obs_codes.arrays is None or (continues and self._holds_or_keeps_replaced(obs_codes, first)):
             stored.saturated += obs_codes.saturated  # the stream goes on: the rows hold these codes already
         else:
@@ -245,7 +241,7 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
             for env in np.flatnonzero(ends).tolist():
                 self._store_terminal(first + env, next_codes.select([env]))
             self.terminal_observations.saturated += end_saturated
-        self.drift.check(self._observation_stores(), self._rows_held, n)
+        self.drift.check(self._observation_stores, self._rows_held, n)
 
     def _advance(self, row_action: np.ndarray, row_reward: np.ndarray, row_done: np.ndarray,
                  truncated: "list[bool]") -> None:
@@ -293,12 +289,13 @@ class QuantizedReplayBuffer(PersistentBuffer, ReplayBuffer):
         self.terminal_owner.fill(FREE)
         self.terminal_cursor = 0
 
-    def _release(self, row: int) -> None:
-        """Free the terminal slot of ``row`` (its transition is being overwritten)."""
-        slot = int(self.terminal_slot[row])
-        if slot != FREE:
-            self.terminal_owner[slot] = FREE
-            self.terminal_slot[row] = FREE
+    def _release(self, first: int) -> None:
+        """Free the terminal slots of rows ``first``.. (one per env: their transitions are being overwritten)."""
+        for row in range(first, first + self.n_envs):
+            slot = int(self.terminal_slot[row])
+            if slot != FREE:
+                self.terminal_owner[slot] = FREE
+                self.terminal_slot[row] = FREE
 
     def _in_target(self, row: int) -> bool:
         """Whether ``row``'s next observation enters a SAC/TD3 target: a time limit's, or (an interrupted stream)

@@ -121,7 +121,7 @@ class QuantizedRolloutBuffer(PersistentBuffer, RolloutBuffer):
             self.observations = placeholders
         self.stored_observations.put(slice(first, first + n), codes)
         self.stored_values += n * self.codec.quantized_values
-        self.drift.check(self._observation_stores(), self._rows_held, self.n_envs)
+        self.drift.check(self._observation_stores, self._rows_held, self.n_envs)
 
     def _observation_stores(self) -> "list[ObservationRows]":
         return [self.stored_observations]
