@@ -14,7 +14,8 @@ slack; a full pool is compacted in place, and grown by a quarter (a new pool) on
 Every write, and every read on a big-endian host, goes through whole words: a code is read from at most two
 words, a row of B bits touches at most ceil(B / 64) + 1. On a little-endian host a read loads 8 bytes at each
 code's own byte offset (no code waits on the one before), or, on a CPU with AVX-512 VBMI, 16 codes at a time (one
-masked load and one byte permute per group); a row's escapes are then patched from the side table. Decoding gives
+masked load and one byte permute per group), or with AVX2 8 at a time (two 16-byte windows and one in-lane byte
+shuffle per vector); a row's escapes are then patched from the side table. Decoding gives
 ``(double)code * (1 / 10^m)``, cast to the out dtype: the same bits as the uniform kernels give for the same input.
 """
 
@@ -81,7 +82,9 @@ cdef extern from *:
        escape. bitpos, esc and lo are padded to whole groups. Returns whether a code escaped. */
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
+    #include <string.h>
     #define JR_ESC_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+    #define JR_ESC_AVX2 __attribute__((target("avx2")))
     JR_ESC_VBMI static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n,
             const int32_t *bitpos, const int32_t *win, const uint64_t *load, const uint32_t *esc,
             const double *lo, double inv, uint16_t *escaped, float *out32, double *out64) {
@@ -124,11 +127,76 @@ cdef extern from *:
             && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
             && __builtin_cpu_supports("avx512vbmi");
     }
+    /* The same with AVX2, 4 codes per 128-bit lane (vpshufb picks within a lane): subgroup s of 4 dimensions reads
+       the 16 bytes at p + win[s] (every pick of its codes at any phase lies inside them: widths <= 25), lane l's
+       4 bytes picked at bit bitpos[l] + phase; two subgroups a vector, two vectors a group of 16 (escaped[g]
+       as above). avail: the stream's bytes from p; a group whose windows pass it (the stream's last rows) reads
+       a zero-padded copy of its bytes. */
+    JR_ESC_AVX2 static int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail,
+            Py_ssize_t n, const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
+            double inv, uint16_t *escaped, float *out32, double *out64) {
+        const __m256i vphase = _mm256_set1_epi32((int)phase), seven = _mm256_set1_epi32(7);
+        const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                                0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+        const __m256i step = _mm256_set1_epi32(0x03020100);
+        const __m256d vinv = _mm256_set1_pd(inv);
+        unsigned char near_end[64];  /* a group's last window starts <= 38 bytes after its first (12 x 25 bits) */
+        uint32_t any = 0, hit;
+        Py_ssize_t g, first, k, left, at, from;
+        for (g = 0, first = 0; first < n; g++, first += 16) {
+            const int32_t *w = win + 4 * g;
+            const unsigned char *q = p;
+            from = 0;
+            if (w[3] + 16 > avail) {
+                memset(near_end, 0, sizeof near_end);
+                memcpy(near_end, p + w[0], (size_t)(avail - w[0]));
+                q = near_end;
+                from = w[0];
+            }
+            hit = 0;
+            for (k = 0; k < 2 && (left = n - first - 8 * k) > 0; k++) {
+                at = first + 8 * k;
+                __m256i bp = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(bitpos + at)), vphase);
+                __m256i idx = _mm256_add_epi8(_mm256_shuffle_epi8(_mm256_srli_epi32(bp, 3), spread), step);
+                __m256i v = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(q + w[2 * k] - from))),
+                    _mm_loadu_si128((const __m128i *)(q + w[2 * k + 1] - from)), 1);
+                __m256i e = _mm256_loadu_si256((const __m256i *)(esc + at));
+                v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, idx), _mm256_and_si256(bp, seven)), e);
+                hit |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, e))) << (8 * k);
+                __m256d d0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(v));
+                __m256d d1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1));
+                d0 = _mm256_mul_pd(_mm256_add_pd(d0, _mm256_loadu_pd(lo + at)), vinv);
+                d1 = _mm256_mul_pd(_mm256_add_pd(d1, _mm256_loadu_pd(lo + at + 4)), vinv);
+                if (out32) {
+                    __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(d0)),
+                                                    _mm256_cvtpd_ps(d1), 1);
+                    if (left >= 8) _mm256_storeu_ps(out32 + at, f);
+                    else { float part[8]; _mm256_storeu_ps(part, f); memcpy(out32 + at, part, left * sizeof(float)); }
+                } else if (left >= 8) {
+                    _mm256_storeu_pd(out64 + at, d0);
+                    _mm256_storeu_pd(out64 + at + 4, d1);
+                } else {  /* the row's last lanes */
+                    double part[8];
+                    _mm256_storeu_pd(part, d0);
+                    _mm256_storeu_pd(part + 4, d1);
+                    memcpy(out64 + at, part, left * sizeof(double));
+                }
+            }
+            if (n - first < 16) hit &= (1u << (n - first)) - 1;
+            escaped[g] = (uint16_t)hit;
+            any |= hit;
+        }
+        return any != 0;
+    }
     #else
     static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n, const int32_t *bitpos,
             const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo, double inv,
             uint16_t *escaped, float *out32, double *out64) { return 0; }
     static int jr_escape_has_vbmi(void) { return 0; }
+    static int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail, Py_ssize_t n,
+            const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo, double inv,
+            uint16_t *escaped, float *out32, double *out64) { return 0; }
     #endif
     """
     int jr_escape_row(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
@@ -142,6 +210,9 @@ cdef extern from *:
                            const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo,
                            double inv, uint16_t *escaped, float *out32, double *out64) nogil
     int jr_escape_has_vbmi()
+    int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail, Py_ssize_t n,
+                             const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
+                             double inv, uint16_t *escaped, float *out32, double *out64) nogil
     int jr_ctz64(uint64_t m) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
@@ -154,8 +225,8 @@ cdef bint _fast = _PATHS["portable"]  # the 8-byte loads take the stream's byte 
 
 
 def _read_path(path=None) -> str:
-    """The read path that runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI), "avx2" (the fast read compiled
-    for AVX2), "portable" (the same, portable build), or "words" (word by word: big-endian hosts). ``path``
+    """The read path that runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI), "avx2" (8 at a time, AVX2),
+    "portable" (a code at a time, portable build), or "words" (word by word: big-endian hosts). ``path``
     (tests) picks one, the next one down where this host lacks it."""
     global _vbmi, _avx2, _fast
     if path is not None:
@@ -221,7 +292,9 @@ cdef class _Tables:
     cdef const int32_t* bitpos  # the AVX-512 VBMI read's groups of 16 dimensions (jr_escape_row_vbmi)
     cdef const int32_t* win
     cdef const uint64_t* load
-    cdef bint lanes_fit  # every code and its shift fit a 32-bit lane (widths <= 25 bits): the VBMI read applies
+    cdef const int32_t* bitpos4  # the AVX2 read's subgroups of 4 dimensions (jr_escape_row_pshufb)
+    cdef const int32_t* win4
+    cdef bint lanes_fit  # every code and its shift fit a 32-bit lane (widths <= 25 bits): the 16-code reads apply
     cdef Py_ssize_t dim, row_bits, block
     cdef int64_t top
     cdef double scale, inv, clamp
@@ -245,15 +318,22 @@ cdef class _Tables:
         span = bitpos[np.arange(groups), reach] + width[last] + 7  # bits a group's codes reach at phase 7
         load = np.array([(1 << int(b)) - 1 if b < 64 else (1 << 64) - 1 for b in -(-span // 8)], np.uint64)
         bitpos = bitpos.astype(np.int32).reshape(-1)
-        self._keep = (lo, width, offs, esc, esc32, lo_d, bitpos, win, load)
+        # the AVX2 read's subgroups of 4: each from its first code's byte (the padding ones from the last real one's)
+        starts, quads = starts.reshape(groups * 4, 4), -(-dim // 4)
+        win4 = (starts[:, 0] >> 3).astype(np.int32)
+        win4[quads:] = win4[quads - 1]
+        bitpos4 = np.where(np.arange(groups * 16).reshape(groups * 4, 4) < dim, starts - 8 * win4[:, None], 0)
+        bitpos4 = bitpos4.astype(np.int32).reshape(-1)
+        self._keep = (lo, width, offs, esc, esc32, lo_d, bitpos, win, load, bitpos4, win4)
         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
         cdef const uint64_t[::1] esc_v = esc, load_v = load
         cdef const uint32_t[::1] esc32_v = esc32
         cdef const double[::1] lo_d_v = lo_d
-        cdef const int32_t[::1] bitpos_v = bitpos, win_v = win
+        cdef const int32_t[::1] bitpos_v = bitpos, win_v = win, bitpos4_v = bitpos4, win4_v = win4
         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
         self.esc32, self.lo_d = &esc32_v[0], &lo_d_v[0]
         self.bitpos, self.win, self.load = &bitpos_v[0], &win_v[0], &load_v[0]
+        self.bitpos4, self.win4 = &bitpos4_v[0], &win4_v[0]
         self.lanes_fit = int(width.max()) <= 25
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
@@ -350,6 +430,7 @@ cdef class EscapeRows:
     cdef uint32_t* pl
     cdef int64_t* out_counts
     cdef Py_ssize_t pool_cap, need  # need: the room the block that found none asked for
+    cdef Py_ssize_t n_bytes  # the stream's bytes (the AVX2 read's loads stay inside them)
 
     def __init__(self, Py_ssize_t n_rows, layout, Py_ssize_t pool_capacity=0):
         if n_rows < 0 or pool_capacity < 0:
@@ -371,6 +452,7 @@ cdef class EscapeRows:
         self.words, self.seg_start, self.seg_len, self.seg_cap, self.pool, self.outside = \
             words, seg_start, seg_len, seg_cap, pool, outside
         self.w = &w[0]
+        self.n_bytes = w.shape[0] * 8
         self.ss = &ss[0] if ss.shape[0] else NULL
         self.sl = &sl[0] if sl.shape[0] else NULL
         self.sc = &sc[0] if sc.shape[0] else NULL
@@ -631,8 +713,8 @@ cdef class EscapeRows:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
         escape has no entry (a damaged table). On a little-endian host each code is one unaligned 8-byte load at
         its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped codes
-        are then replaced from the side table (:meth:`_patch_row`); values on a CPU with AVX-512 VBMI are read 16
-        codes at a time (``jr_escape_row_vbmi``, escapes patched by :meth:`_patch_groups`); elsewhere (or without
+        are then replaced from the side table (:meth:`_patch_row`); values on a CPU with AVX-512 VBMI or AVX2 are
+        read in groups of 16 codes (:meth:`_group_row`, escapes patched by :meth:`_patch_groups`); elsewhere (or without
         memory for the row's scratch codes) every row is read word by word (:meth:`_exact_row`)."""
         cdef Py_ssize_t i, dim = self.t.dim
         cdef int status = 0
@@ -661,24 +743,33 @@ cdef class EscapeRows:
         return status
 
     cdef inline bint _groups_read(self) noexcept nogil:
-        """Whether values are read 16 codes at a time here (AVX-512 VBMI, codes of <= 25 bits)."""
-        return _vbmi and _fast and self.t.lanes_fit
+        """Whether values are read in groups of 16 codes here (AVX-512 VBMI or AVX2, codes of <= 25 bits)."""
+        return (_vbmi or _avx2) and _fast and self.t.lanes_fit
 
     cdef inline int _group_row(self, int64_t r, real_out* out, uint16_t* masks, Py_ssize_t start,
                                Py_ssize_t* stop) noexcept nogil:
-        """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``), its escapes patched
+        """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``, or with AVX2
+        ``jr_escape_row_pshufb``, told the stream's bytes left from the row's first), its escapes patched
         (:meth:`_patch_groups`, from ``start`` when known); ``stop``: the entry after its last, -1 if it has none.
         -1 where the table lacks an entry."""
         cdef uint64_t base = <uint64_t>r * self.t.row_bits
+        cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)
         cdef float* out32 = NULL
         cdef double* out64 = NULL
+        cdef int escaped
         if real_out is float:
             out32 = out
         else:
             out64 = out
         stop[0] = -1
-        if jr_escape_row_vbmi((<const unsigned char*>self.w) + (base >> 3), base & 7, self.t.dim, self.t.bitpos,
-                              self.t.win, self.t.load, self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64):
+        if _vbmi:
+            escaped = jr_escape_row_vbmi(p, base & 7, self.t.dim, self.t.bitpos, self.t.win, self.t.load,
+                                         self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64)
+        else:
+            escaped = jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
+                                           self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.inv,
+                                           masks, out32, out64)
+        if escaped:
             return self._patch_groups(r, out, masks, start, stop)
         return 0
 
@@ -713,7 +804,8 @@ cdef class EscapeRows:
     cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
         """Row ``r`` into ``out`` (or ``codes``) as though nothing escaped; whether something did (little-endian
         hosts: the spare word keeps every 8-byte load inside the stream). The values come from ``jr_escape_row``
-        (its AVX2 build where the CPU has it); the codes are its unsigned codes plus ``lo``."""
+        (its AVX2 build where the CPU has it: there, values only at widths over 25 bits, which :meth:`_group_row`
+        cannot read); the codes are its unsigned codes plus ``lo``."""
         cdef Py_ssize_t j, dim = self.t.dim
         cdef uint64_t base = <uint64_t>r * self.t.row_bits
         cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)

@@ -200,6 +200,47 @@ def test_every_read_path_gives_the_codes_values_on_wide_layouts(decimals, clamp)
         _read_path(before)
 
 
+def test_no_read_path_reads_past_the_stream():
+    """Rows whose words end where an inaccessible page begins: every path decodes the last rows, alone and in
+    pairs, widths up to 25 bits over one to five groups of 16 (a read past the stream would crash the process)."""
+    import ctypes
+    import mmap
+
+    from cython_core._escape import _read_path
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    area = mmap.mmap(-1, 2 * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert libc.mprotect(ctypes.c_void_p(base + page), ctypes.c_size_t(page), 0) == 0  # PROT_NONE
+    rng = np.random.default_rng(11)
+    n = 9  # rows at several bit phases, the last one ending in the stream's last bytes
+    before = _read_path()
+    try:
+        for dim in (1, 3, 5, 17, 37, 70):
+            for widest in (1, 6, 25):
+                layout = EscapeLayout(np.full(dim, -100), rng.integers(1, widest + 1, dim), 5, 127.0)
+                codes = np.minimum(-100 + rng.integers(0, 1 << layout.bits, (n, dim)), layout.top)
+                state = EscapeRows(n, layout)
+                state.put_codes(codes, np.arange(n))
+                state = state.state()
+                words = np.frombuffer(area, np.uint64, state["words"].size, page - state["words"].nbytes)
+                words[:] = state["words"]
+                rows = EscapeRows._restore(*{**state, "words": words}.values())
+                for path in ("avx512vbmi", "avx2", "portable", "words"):
+                    _read_path(path)
+                    for dtype in (np.float32, np.float64):
+                        want = (codes * layout.inv_scale).astype(dtype)
+                        got = rows.decode(np.arange(n)[::-1], np.empty((n, dim), dtype))
+                        assert got.tobytes() == want[::-1].tobytes(), (path, dim, widest)
+                        out, out_following = np.empty((n - 1, dim), dtype), np.empty((n - 1, dim), dtype)
+                        rows.decode_pairs(np.arange(n - 1), np.arange(1, n), out, out_following)
+                        assert out_following.tobytes() == want[1:].tobytes(), (path, dim, widest)
+                del rows, words
+    finally:
+        _read_path(before)
+
+
 def test_a_repack_holds_a_chunk_of_codes_not_every_rows():
     """A drift re-pack of a big store: every code kept, whether the rows held are a count or indices, and the
     transient memory is the new rows plus a chunk's codes (REPACK_ROWS rows), not 8 bytes a value of every row."""
