@@ -5,10 +5,12 @@ Rows lie at bit stride in one stream of 64-bit words (row r at bit r x D*k; one 
 ``cython_core.layout.words_for``), so a row costs exactly its D*k bits. Per row, quantize_pack turns
 the D values into integer codes in a scratch row (no float temporary) and writes them into the stream,
 keeping the bits of the rows either side; gather_unpack prefetches the cache lines of the row it will
-decode 4 rows later, extracts codes with 8-byte loads (8 codes span exactly k bytes; offsets are
-constants for k = 12 and 15, plus the row's bit offset within its first byte) and either looks them up
-in a float32 table of all 2**k values (uniform specs, k <= 16, float32 out) or dequantizes them in a
-loop the compiler vectorizes. Both give the same bits.
+decode 16 rows later and, on a CPU with AVX-512 VBMI and k <= 25, decodes it 16 values at a time
+(``jr_unpack_row_vbmi``: one masked load and one byte permute per 16 codes). Elsewhere it extracts codes
+with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and 15, plus the row's
+bit offset within its first byte) and either looks them up in a float32 table of all 2**k values (uniform
+specs, k <= 16, float32 out) or dequantizes them in a loop the compiler vectorizes. All give the same bits
+(``_read_path()`` names the read, and picks one in tests).
 
 Bounds checks are off in this module: every index (``rows``, ``indices``) is validated against the
 storage's row count once, before any loop, and every buffer's dtype, shape and contiguity is checked
@@ -72,6 +74,87 @@ cdef extern from *:
 
 cdef bint _quantize_avx2 = jr_quantize_has_avx2() != 0
 
+cdef extern from *:
+    """
+    /* A row of n codes of `bits` (1..25) bits that starts at bit `phase` (0..7) of byte p, 16 dimensions at a time
+       with AVX-512 VBMI: 16 codes span exactly 2 * bits bytes, so group g is one masked load from p + 2 * bits * g
+       (the bytes its codes reach at this phase, nothing past the row's last byte), lane l's 4 bytes picked at bit
+       l * bits + phase (vpermb), shifted and masked, then converted as _dequantize_row converts them
+       (((double)(int32)(code ^ 2**31) + base) * inv, a separate add and multiply, no FMA: the same bits). base and
+       inv are per dimension, or one value each (uniform). */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define JR_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+    JR_VBMI static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        const __m512i spread = _mm512_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i bp = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(bits)),
+                                            _mm512_set1_epi32(phase));
+        const __m512i idx = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_srli_epi32(bp, 3), spread),
+                                            _mm512_set1_epi32(0x03020100));
+        const __m512i shift = _mm512_and_si512(bp, _mm512_set1_epi32(7));
+        const __m512i mask = _mm512_set1_epi32((int)((1u << bits) - 1)), sign = _mm512_set1_epi32((int)0x80000000u);
+        const uint64_t whole = ((uint64_t)1 << ((phase + 16 * bits + 7) >> 3)) - 1;
+        __m512d b0 = _mm512_set1_pd(base[0]), b1 = b0, i0 = _mm512_set1_pd(inv[0]), i1 = i0;
+        Py_ssize_t first;
+        for (first = 0; first < n; first += 16, p += 2 * bits) {
+            Py_ssize_t left = n - first;
+            __mmask16 lanes = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            uint64_t load = left >= 16 ? whole : ((uint64_t)1 << ((phase + left * bits + 7) >> 3)) - 1;
+            __m512i v = _mm512_permutexvar_epi8(idx, _mm512_maskz_loadu_epi8(load, p));
+            v = _mm512_xor_si512(_mm512_and_si512(_mm512_srlv_epi32(v, shift), mask), sign);
+            if (!uniform) {
+                b0 = _mm512_maskz_loadu_pd((__mmask8)lanes, base + first);
+                b1 = _mm512_maskz_loadu_pd((__mmask8)(lanes >> 8), base + first + 8);
+                i0 = _mm512_maskz_loadu_pd((__mmask8)lanes, inv + first);
+                i1 = _mm512_maskz_loadu_pd((__mmask8)(lanes >> 8), inv + first + 8);
+            }
+            __m512d d0 = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(v)), b0), i0);
+            __m512d d1 = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1)), b1), i1);
+            if (out32) {
+                __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d0)), _mm512_cvtpd_ps(d1), 1);
+                _mm512_mask_storeu_ps(out32 + first, lanes, f);
+            } else {
+                _mm512_mask_storeu_pd(out64 + first, (__mmask8)lanes, d0);
+                _mm512_mask_storeu_pd(out64 + first + 8, (__mmask8)(lanes >> 8), d1);
+            }
+        }
+    }
+    static int jr_unpack_has_vbmi(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vbmi");
+    }
+    #else
+    static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+            const double *inv, int uniform, float *out32, double *out64) {}
+    static int jr_unpack_has_vbmi(void) { return 0; }
+    #endif
+    """
+    void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                            const double *inv, int uniform, float *out32, double *out64) nogil
+    int jr_unpack_has_vbmi()
+
+_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "portable": True}
+cdef bint _vbmi = _PATHS["avx512vbmi"]
+
+
+def _read_path(path=None) -> str:
+    """The row read gather_unpack runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI, widths <= 25 bits) or
+    "portable" (8-code groups, a table lookup or a conversion loop). ``path`` (tests) picks one, "portable" where
+    this host lacks it."""
+    global _vbmi
+    if path is not None:
+        if path not in _PATHS:
+            raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
+        _vbmi = path == "avx512vbmi" and _PATHS["avx512vbmi"]
+    return "avx512vbmi" if _vbmi else "portable"
+
 
 def _quantize_path(avx2=None) -> str:
     """The uniform quantize loop that runs: "avx2" or "portable"; ``avx2`` (tests) picks one (avx2 where the CPU
@@ -84,7 +167,7 @@ def _quantize_path(avx2=None) -> str:
 from cython_core.uniform import CodeLayout
 
 cdef enum:
-    PREFETCH_ROWS = 4    # rows ahead whose cache lines are requested while this row decodes
+    PREFETCH_ROWS = 16   # rows ahead whose cache lines are requested while this row decodes
     TABLE_MAX_BITS = 16  # uniform specs up to this width decode float32 through a table (<= 256 KiB)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
 
@@ -103,6 +186,7 @@ cdef class _Tables:
     cdef Py_ssize_t dim, row_bits, groups
     cdef int bits
     cdef bint uniform, code_nonfinite
+    cdef bint lanes_fit         # a code and its bit phase fit a 32-bit lane (bits <= 25): the VBMI read applies
     cdef uint32_t nonfinite_code
     cdef float* table           # uniform specs, bits <= 16: the float32 value of every code
 
@@ -116,6 +200,7 @@ cdef class _Tables:
         self.base, self.offset = &base_v[0], &offset[0]
         self.dim, self.row_bits, self.bits = spec.dim, spec.row_bits, spec.bits
         self.uniform = all(np.all(a == a[0]) for a in (spec.lo, spec.hi, spec.scale))
+        self.lanes_fit = self.bits <= 25
         self.code_nonfinite = spec.nonfinite == "code"
         self.nonfinite_code = spec.nonfinite_code
         # Groups of 8 codes span exactly `bits` bytes, read with 8-byte loads (little-endian hosts only): a load
@@ -654,6 +739,8 @@ cdef inline void _prefetch(const uint64_t* words, uint64_t start, Py_ssize_t row
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
                  real_out* out) noexcept nogil:
     cdef Py_ssize_t i, row_bits = t.row_bits
+    cdef uint64_t start
+    cdef bint vbmi = _vbmi and t.lanes_fit
     cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
     if codes == NULL:
         return -1
@@ -662,6 +749,15 @@ cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tab
     for i in range(n):
         if i + PREFETCH_ROWS < n:
             _prefetch(storage, <uint64_t>idx[i + PREFETCH_ROWS] * row_bits, row_bits)
+        if vbmi:
+            start = <uint64_t>idx[i] * row_bits
+            if real_out is float:
+                jr_unpack_row_vbmi(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base,
+                                   t.inv, t.uniform, out + i * t.dim, NULL)
+            else:
+                jr_unpack_row_vbmi(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base,
+                                   t.inv, t.uniform, NULL, out + i * t.dim)
+            continue
         if real_out is float:
             if t.table != NULL:
                 _lookup_row(storage, <uint64_t>idx[i] * row_bits, t, codes, out + i * t.dim)
