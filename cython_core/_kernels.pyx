@@ -5,8 +5,9 @@ Rows lie at bit stride in one stream of 64-bit words (row r at bit r x D*k; one 
 ``cython_core.layout.words_for``), so a row costs exactly its D*k bits. Per row, quantize_pack turns
 the D values into integer codes in a scratch row (no float temporary) and writes them into the stream,
 keeping the bits of the rows either side; gather_unpack prefetches the cache lines of the row it will
-decode 16 rows later and, on a CPU with AVX-512 VBMI and k <= 25, decodes it 16 values at a time
-(``jr_unpack_row_vbmi``: one masked load and one byte permute per 16 codes). Elsewhere it extracts codes
+decode 16 rows later and, for k <= 25, decodes it 16 values at a time on a CPU with AVX-512 VBMI
+(``jr_unpack_row_vbmi``: one masked load and one byte permute per 16 codes) or 8 at a time with AVX2
+(``jr_unpack_row_avx2``: two 16-byte loads and one byte shuffle per 8 codes). Elsewhere it extracts codes
 with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and 15, plus the row's
 bit offset within its first byte) and either looks them up in a float32 table of all 2**k values (uniform
 specs, k <= 16, float32 out) or dequantizes them in a loop the compiler vectorizes. All give the same bits
@@ -85,6 +86,7 @@ cdef extern from *:
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
     #define JR_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+    #define JR_AVX2 __attribute__((target("avx2")))
     JR_VBMI static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n,
             const double *base, const double *inv, int uniform, float *out32, double *out64) {
         const __m512i spread = _mm512_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
@@ -124,6 +126,60 @@ cdef extern from *:
             }
         }
     }
+    /* The same row 8 dimensions at a time with AVX2: 8 codes span exactly `bits` bytes; each 128-bit lane takes
+       4 of them from its own 16-byte load (codes 0-3 from the group's first byte, 4-7 from the byte code 4 starts
+       in), its 4-byte windows picked by a byte shuffle, then shifted, masked and converted as above. A group is
+       read this way only while its loads end within 8 bytes past the row's last byte (inside the spare word);
+       the others, code by code (4-byte loads). */
+    JR_AVX2 static void jr_unpack_row_avx2(const unsigned char *p, int phase, int bits, Py_ssize_t n,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        const int up = (phase + 4 * bits) >> 3;
+        /* the last byte a group may start at: its second load then ends 8 bytes past the row's last byte */
+        const Py_ssize_t reach = (phase + n * bits - 1) / 8 + 8 - 15 - up;
+        const Py_ssize_t groups = reach < 0 ? 0 : reach / bits + 1 < n / 8 ? reach / bits + 1 : n / 8;
+        const __m256i lane = _mm256_set_epi32(3, 2, 1, 0, 3, 2, 1, 0);
+        const __m256i bp = _mm256_add_epi32(_mm256_mullo_epi32(lane, _mm256_set1_epi32(bits)),
+                                            _mm256_set_epi32(phase + 4 * bits - 8 * up, phase + 4 * bits - 8 * up,
+                                                             phase + 4 * bits - 8 * up, phase + 4 * bits - 8 * up,
+                                                             phase, phase, phase, phase));
+        const __m256i idx = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(bp, 3),
+                                                                _mm256_set1_epi32(0x01010101)),
+                                             _mm256_set1_epi32(0x03020100));
+        const __m256i shift = _mm256_and_si256(bp, _mm256_set1_epi32(7));
+        const __m256i mask = _mm256_set1_epi32((int)((1u << bits) - 1)), sign = _mm256_set1_epi32((int)0x80000000u);
+        __m256d b0 = _mm256_set1_pd(base[0]), b1 = b0, i0 = _mm256_set1_pd(inv[0]), i1 = i0;
+        Py_ssize_t j, g;
+        for (g = 0, j = 0; g < groups; g++, j += 8) {
+            const unsigned char *q = p + g * bits;
+            __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                _mm_loadu_si128((const __m128i *)(q + up)), 1);
+            v = _mm256_shuffle_epi8(v, idx);
+            v = _mm256_xor_si256(_mm256_and_si256(_mm256_srlv_epi32(v, shift), mask), sign);
+            if (!uniform) {
+                b0 = _mm256_loadu_pd(base + j); b1 = _mm256_loadu_pd(base + j + 4);
+                i0 = _mm256_loadu_pd(inv + j); i1 = _mm256_loadu_pd(inv + j + 4);
+            }
+            __m256d d0 = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), b0), i0);
+            __m256d d1 = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1)), b1), i1);
+            if (out32) {
+                _mm256_storeu_ps(out32 + j, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(d0)),
+                                                                 _mm256_cvtpd_ps(d1), 1));
+            } else {
+                _mm256_storeu_pd(out64 + j, d0);
+                _mm256_storeu_pd(out64 + j + 4, d1);
+            }
+        }
+        for (; j < n; j++) {
+            uint64_t bit = (uint64_t)phase + (uint64_t)j * bits;
+            uint32_t w, code;
+            double d;
+            memcpy(&w, p + (bit >> 3), 4);
+            code = (w >> (bit & 7)) & ((1u << bits) - 1);
+            d = ((double)(int32_t)(code ^ 0x80000000u) + base[uniform ? 0 : j]) * inv[uniform ? 0 : j];
+            if (out32) out32[j] = (float)d; else out64[j] = d;
+        }
+    }
+    static int jr_unpack_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
     static int jr_unpack_has_vbmi(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
@@ -133,27 +189,37 @@ cdef extern from *:
     #else
     static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
             const double *inv, int uniform, float *out32, double *out64) {}
+    #define jr_unpack_row_avx2 jr_unpack_row_vbmi
+    static int jr_unpack_has_avx2(void) { return 0; }
     static int jr_unpack_has_vbmi(void) { return 0; }
     #endif
     """
     void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
                             const double *inv, int uniform, float *out32, double *out64) nogil
+    void jr_unpack_row_avx2(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                            const double *inv, int uniform, float *out32, double *out64) nogil
+    int jr_unpack_has_avx2()
     int jr_unpack_has_vbmi()
 
-_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "portable": True}
+ctypedef void (*row_read)(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                          const double *inv, int uniform, float *out32, double *out64) noexcept nogil
+
+_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_unpack_has_avx2() != 0, "portable": True}
 cdef bint _vbmi = _PATHS["avx512vbmi"]
+cdef bint _avx2 = _PATHS["avx2"]
 
 
 def _read_path(path=None) -> str:
-    """The row read gather_unpack runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI, widths <= 25 bits) or
-    "portable" (8-code groups, a table lookup or a conversion loop). ``path`` (tests) picks one, "portable" where
-    this host lacks it."""
-    global _vbmi
+    """The row read gather_unpack runs for widths <= 25 bits: "avx512vbmi" (16 codes at a time), "avx2" (8 at a
+    time) or "portable" (8-code groups, a table lookup or a conversion loop; every width). ``path`` (tests) picks
+    one, the next one down where this host lacks it."""
+    global _vbmi, _avx2
     if path is not None:
         if path not in _PATHS:
             raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
         _vbmi = path == "avx512vbmi" and _PATHS["avx512vbmi"]
-    return "avx512vbmi" if _vbmi else "portable"
+        _avx2 = path in ("avx512vbmi", "avx2") and _PATHS["avx2"]
+    return "avx512vbmi" if _vbmi else "avx2" if _avx2 else "portable"
 
 
 def _quantize_path(avx2=None) -> str:
@@ -740,23 +806,27 @@ cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tab
                  real_out* out) noexcept nogil:
     cdef Py_ssize_t i, row_bits = t.row_bits
     cdef uint64_t start
-    cdef bint vbmi = _vbmi and t.lanes_fit
+    cdef row_read simd = NULL  # the row read for widths <= 25, where the host has one
     cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
     if codes == NULL:
         return -1
+    if t.lanes_fit and _vbmi:
+        simd = jr_unpack_row_vbmi
+    elif t.lanes_fit and _avx2:
+        simd = jr_unpack_row_avx2
     for i in range(min(n, PREFETCH_ROWS)):
         _prefetch(storage, <uint64_t>idx[i] * row_bits, row_bits)
     for i in range(n):
         if i + PREFETCH_ROWS < n:
             _prefetch(storage, <uint64_t>idx[i + PREFETCH_ROWS] * row_bits, row_bits)
-        if vbmi:
+        if simd != NULL:
             start = <uint64_t>idx[i] * row_bits
             if real_out is float:
-                jr_unpack_row_vbmi(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base,
-                                   t.inv, t.uniform, out + i * t.dim, NULL)
+                simd(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base, t.inv, t.uniform,
+                     out + i * t.dim, NULL)
             else:
-                jr_unpack_row_vbmi(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base,
-                                   t.inv, t.uniform, NULL, out + i * t.dim)
+                simd(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base, t.inv, t.uniform,
+                     NULL, out + i * t.dim)
             continue
         if real_out is float:
             if t.table != NULL:

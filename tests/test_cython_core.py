@@ -751,7 +751,7 @@ def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform)
         assert same_bits(out, expected)
 
 
-GATHER_PATHS = ("avx512vbmi", "portable")
+GATHER_PATHS = ("avx512vbmi", "avx2", "portable")
 
 
 @pytest.fixture(params=GATHER_PATHS)
@@ -813,7 +813,7 @@ def test_read_path_refuses_an_unknown_path():
     from cython_core._kernels import _read_path
 
     with pytest.raises(ValueError, match="path must be one of"):
-        _read_path("avx2")
+        _read_path("words")
 
 
 def seen_halfway(reset, call, halfway, attempts: int = 50) -> bool:
