@@ -766,9 +766,9 @@ def gather_path(request):
 
 @pytest.mark.parametrize("bits", range(1, 33))
 def test_every_read_path_decodes_every_width_and_bit_phase_as_the_reference(gather_path, bits):
-    """gather_unpack on each read path (avx512vbmi up to 25 bits, portable) against the reference, bit for bit:
-    dims 1..70 and 348, uniform and per-dimension specs, 9 rows in a row (a row starts at every bit phase its
-    stride reaches) and the last row the stream holds, float32 and float64 out."""
+    """gather_unpack on each read path (avx512vbmi and avx2 up to 25 bits, portable) against the reference, bit
+    for bit: dims 1..70 and 348, uniform and per-dimension specs, 9 rows in a row (a row starts at every bit phase
+    its stride reaches) and the last row the stream holds, float32 and float64 out."""
     for dim in [*range(1, 71), 348]:
         for uniform in (True, False):
             spec = make_spec(1000 * bits + dim, bits, dim, uniform)
