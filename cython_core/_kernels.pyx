@@ -5,10 +5,13 @@ Rows lie at bit stride in one stream of 64-bit words (row r at bit r x D*k; one 
 ``cython_core.layout.words_for``), so a row costs exactly its D*k bits. Per row, quantize_pack turns
 the D values into integer codes in a scratch row (no float temporary) and writes them into the stream,
 keeping the bits of the rows either side; gather_unpack prefetches the cache lines of the row it will
-decode 4 rows later, extracts codes with 8-byte loads (8 codes span exactly k bytes; offsets are
-constants for k = 12 and 15, plus the row's bit offset within its first byte) and either looks them up
-in a float32 table of all 2**k values (uniform specs, k <= 16, float32 out) or dequantizes them in a
-loop the compiler vectorizes. Both give the same bits.
+decode 16 rows later and, for k <= 25, decodes it 16 values at a time on a CPU with AVX-512 VBMI
+(``jr_unpack_row_vbmi``: one masked load and one byte permute per 16 codes) or 8 at a time with AVX2
+(``jr_unpack_row_avx2``: two 16-byte loads and one byte shuffle per 8 codes). Elsewhere it extracts codes
+with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and 15, plus the row's
+bit offset within its first byte) and either looks them up in a float32 table of all 2**k values (uniform
+specs, k <= 16, float32 out) or dequantizes them in a loop the compiler vectorizes. All give the same bits
+(``_read_path()`` names the read, and picks one in tests).
 
 Bounds checks are off in this module: every index (``rows``, ``indices``) is validated against the
 storage's row count once, before any loop, and every buffer's dtype, shape and contiguity is checked
@@ -72,6 +75,152 @@ cdef extern from *:
 
 cdef bint _quantize_avx2 = jr_quantize_has_avx2() != 0
 
+cdef extern from *:
+    """
+    /* A row of n codes of `bits` (1..25) bits that starts at bit `phase` (0..7) of byte p, 16 dimensions at a time
+       with AVX-512 VBMI: 16 codes span exactly 2 * bits bytes, so group g is one masked load from p + 2 * bits * g
+       (the bytes its codes reach at this phase, nothing past the row's last byte), lane l's 4 bytes picked at bit
+       l * bits + phase (vpermb), shifted and masked, then converted as _dequantize_row converts them
+       (((double)(int32)(code ^ 2**31) + base) * inv, a separate add and multiply, no FMA: the same bits). base and
+       inv are per dimension, or one value each (uniform). */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define JR_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+    #define JR_AVX2 __attribute__((target("avx2")))
+    JR_VBMI static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        const __m512i spread = _mm512_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
+                                               12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i bp = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(bits)),
+                                            _mm512_set1_epi32(phase));
+        const __m512i idx = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_srli_epi32(bp, 3), spread),
+                                            _mm512_set1_epi32(0x03020100));
+        const __m512i shift = _mm512_and_si512(bp, _mm512_set1_epi32(7));
+        const __m512i mask = _mm512_set1_epi32((int)((1u << bits) - 1)), sign = _mm512_set1_epi32((int)0x80000000u);
+        const uint64_t whole = ((uint64_t)1 << ((phase + 16 * bits + 7) >> 3)) - 1;
+        __m512d b0 = _mm512_set1_pd(base[0]), b1 = b0, i0 = _mm512_set1_pd(inv[0]), i1 = i0;
+        Py_ssize_t first;
+        for (first = 0; first < n; first += 16, p += 2 * bits) {
+            Py_ssize_t left = n - first;
+            __mmask16 lanes = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            uint64_t load = left >= 16 ? whole : ((uint64_t)1 << ((phase + left * bits + 7) >> 3)) - 1;
+            __m512i v = _mm512_permutexvar_epi8(idx, _mm512_maskz_loadu_epi8(load, p));
+            v = _mm512_xor_si512(_mm512_and_si512(_mm512_srlv_epi32(v, shift), mask), sign);
+            if (!uniform) {
+                b0 = _mm512_maskz_loadu_pd((__mmask8)lanes, base + first);
+                b1 = _mm512_maskz_loadu_pd((__mmask8)(lanes >> 8), base + first + 8);
+                i0 = _mm512_maskz_loadu_pd((__mmask8)lanes, inv + first);
+                i1 = _mm512_maskz_loadu_pd((__mmask8)(lanes >> 8), inv + first + 8);
+            }
+            __m512d d0 = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(v)), b0), i0);
+            __m512d d1 = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1)), b1), i1);
+            if (out32) {
+                __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d0)), _mm512_cvtpd_ps(d1), 1);
+                _mm512_mask_storeu_ps(out32 + first, lanes, f);
+            } else {
+                _mm512_mask_storeu_pd(out64 + first, (__mmask8)lanes, d0);
+                _mm512_mask_storeu_pd(out64 + first + 8, (__mmask8)(lanes >> 8), d1);
+            }
+        }
+    }
+    /* The same row 8 dimensions at a time with AVX2: 8 codes span exactly `bits` bytes; each 128-bit lane takes
+       4 of them from its own 16-byte load (codes 0-3 from the group's first byte, 4-7 from the byte code 4 starts
+       in), its 4-byte windows picked by a byte shuffle, then shifted, masked and converted as above. A group is
+       read this way only while its loads end within 8 bytes past the row's last byte (inside the spare word);
+       the others, code by code (4-byte loads). */
+    JR_AVX2 static void jr_unpack_row_avx2(const unsigned char *p, int phase, int bits, Py_ssize_t n,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        const int up = (phase + 4 * bits) >> 3;
+        /* the last byte a group may start at: its second load then ends 8 bytes past the row's last byte */
+        const Py_ssize_t reach = (phase + n * bits - 1) / 8 + 8 - 15 - up;
+        const Py_ssize_t groups = reach < 0 ? 0 : reach / bits + 1 < n / 8 ? reach / bits + 1 : n / 8;
+        const __m256i lane = _mm256_set_epi32(3, 2, 1, 0, 3, 2, 1, 0);
+        const __m256i bp = _mm256_add_epi32(_mm256_mullo_epi32(lane, _mm256_set1_epi32(bits)),
+                                            _mm256_set_epi32(phase + 4 * bits - 8 * up, phase + 4 * bits - 8 * up,
+                                                             phase + 4 * bits - 8 * up, phase + 4 * bits - 8 * up,
+                                                             phase, phase, phase, phase));
+        const __m256i idx = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(bp, 3),
+                                                                _mm256_set1_epi32(0x01010101)),
+                                             _mm256_set1_epi32(0x03020100));
+        const __m256i shift = _mm256_and_si256(bp, _mm256_set1_epi32(7));
+        const __m256i mask = _mm256_set1_epi32((int)((1u << bits) - 1)), sign = _mm256_set1_epi32((int)0x80000000u);
+        __m256d b0 = _mm256_set1_pd(base[0]), b1 = b0, i0 = _mm256_set1_pd(inv[0]), i1 = i0;
+        Py_ssize_t j, g;
+        for (g = 0, j = 0; g < groups; g++, j += 8) {
+            const unsigned char *q = p + g * bits;
+            __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                _mm_loadu_si128((const __m128i *)(q + up)), 1);
+            v = _mm256_shuffle_epi8(v, idx);
+            v = _mm256_xor_si256(_mm256_and_si256(_mm256_srlv_epi32(v, shift), mask), sign);
+            if (!uniform) {
+                b0 = _mm256_loadu_pd(base + j); b1 = _mm256_loadu_pd(base + j + 4);
+                i0 = _mm256_loadu_pd(inv + j); i1 = _mm256_loadu_pd(inv + j + 4);
+            }
+            __m256d d0 = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), b0), i0);
+            __m256d d1 = _mm256_mul_pd(_mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1)), b1), i1);
+            if (out32) {
+                _mm256_storeu_ps(out32 + j, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(d0)),
+                                                                 _mm256_cvtpd_ps(d1), 1));
+            } else {
+                _mm256_storeu_pd(out64 + j, d0);
+                _mm256_storeu_pd(out64 + j + 4, d1);
+            }
+        }
+        for (; j < n; j++) {
+            uint64_t bit = (uint64_t)phase + (uint64_t)j * bits;
+            uint32_t w, code;
+            double d;
+            memcpy(&w, p + (bit >> 3), 4);
+            code = (w >> (bit & 7)) & ((1u << bits) - 1);
+            d = ((double)(int32_t)(code ^ 0x80000000u) + base[uniform ? 0 : j]) * inv[uniform ? 0 : j];
+            if (out32) out32[j] = (float)d; else out64[j] = d;
+        }
+    }
+    static int jr_unpack_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    static int jr_unpack_has_vbmi(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vbmi");
+    }
+    #else
+    static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+            const double *inv, int uniform, float *out32, double *out64) {}
+    #define jr_unpack_row_avx2 jr_unpack_row_vbmi
+    static int jr_unpack_has_avx2(void) { return 0; }
+    static int jr_unpack_has_vbmi(void) { return 0; }
+    #endif
+    """
+    void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                            const double *inv, int uniform, float *out32, double *out64) nogil
+    void jr_unpack_row_avx2(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                            const double *inv, int uniform, float *out32, double *out64) nogil
+    int jr_unpack_has_avx2()
+    int jr_unpack_has_vbmi()
+
+ctypedef void (*row_read)(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
+                          const double *inv, int uniform, float *out32, double *out64) noexcept nogil
+
+_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_unpack_has_avx2() != 0, "portable": True}
+cdef bint _vbmi = _PATHS["avx512vbmi"]
+cdef bint _avx2 = _PATHS["avx2"]
+
+
+def _read_path(path=None) -> str:
+    """The row read gather_unpack runs for widths <= 25 bits: "avx512vbmi" (16 codes at a time), "avx2" (8 at a
+    time) or "portable" (8-code groups, a table lookup or a conversion loop; every width). ``path`` (tests) picks
+    one, the next one down where this host lacks it."""
+    global _vbmi, _avx2
+    if path is not None:
+        if path not in _PATHS:
+            raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
+        _vbmi = path == "avx512vbmi" and _PATHS["avx512vbmi"]
+        _avx2 = path in ("avx512vbmi", "avx2") and _PATHS["avx2"]
+    return "avx512vbmi" if _vbmi else "avx2" if _avx2 else "portable"
+
 
 def _quantize_path(avx2=None) -> str:
     """The uniform quantize loop that runs: "avx2" or "portable"; ``avx2`` (tests) picks one (avx2 where the CPU
@@ -84,7 +233,7 @@ def _quantize_path(avx2=None) -> str:
 from cython_core.uniform import CodeLayout
 
 cdef enum:
-    PREFETCH_ROWS = 4    # rows ahead whose cache lines are requested while this row decodes
+    PREFETCH_ROWS = 16   # rows ahead whose cache lines are requested while this row decodes
     TABLE_MAX_BITS = 16  # uniform specs up to this width decode float32 through a table (<= 256 KiB)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
 
@@ -103,6 +252,7 @@ cdef class _Tables:
     cdef Py_ssize_t dim, row_bits, groups
     cdef int bits
     cdef bint uniform, code_nonfinite
+    cdef bint lanes_fit         # a code and its bit phase fit a 32-bit lane (bits <= 25): the VBMI read applies
     cdef uint32_t nonfinite_code
     cdef float* table           # uniform specs, bits <= 16: the float32 value of every code
 
@@ -116,6 +266,7 @@ cdef class _Tables:
         self.base, self.offset = &base_v[0], &offset[0]
         self.dim, self.row_bits, self.bits = spec.dim, spec.row_bits, spec.bits
         self.uniform = all(np.all(a == a[0]) for a in (spec.lo, spec.hi, spec.scale))
+        self.lanes_fit = self.bits <= 25
         self.code_nonfinite = spec.nonfinite == "code"
         self.nonfinite_code = spec.nonfinite_code
         # Groups of 8 codes span exactly `bits` bytes, read with 8-byte loads (little-endian hosts only): a load
@@ -654,14 +805,29 @@ cdef inline void _prefetch(const uint64_t* words, uint64_t start, Py_ssize_t row
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
                  real_out* out) noexcept nogil:
     cdef Py_ssize_t i, row_bits = t.row_bits
+    cdef uint64_t start
+    cdef row_read simd = NULL  # the row read for widths <= 25, where the host has one
     cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
     if codes == NULL:
         return -1
+    if t.lanes_fit and _vbmi:
+        simd = jr_unpack_row_vbmi
+    elif t.lanes_fit and _avx2:
+        simd = jr_unpack_row_avx2
     for i in range(min(n, PREFETCH_ROWS)):
         _prefetch(storage, <uint64_t>idx[i] * row_bits, row_bits)
     for i in range(n):
         if i + PREFETCH_ROWS < n:
             _prefetch(storage, <uint64_t>idx[i + PREFETCH_ROWS] * row_bits, row_bits)
+        if simd != NULL:
+            start = <uint64_t>idx[i] * row_bits
+            if real_out is float:
+                simd(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base, t.inv, t.uniform,
+                     out + i * t.dim, NULL)
+            else:
+                simd(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base, t.inv, t.uniform,
+                     NULL, out + i * t.dim)
+            continue
         if real_out is float:
             if t.table != NULL:
                 _lookup_row(storage, <uint64_t>idx[i] * row_bits, t, codes, out + i * t.dim)

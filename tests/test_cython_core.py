@@ -751,6 +751,71 @@ def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform)
         assert same_bits(out, expected)
 
 
+GATHER_PATHS = ("avx512vbmi", "avx2", "portable")
+
+
+@pytest.fixture(params=GATHER_PATHS)
+def gather_path(request):
+    """gather_unpack's row read set to each path ("portable" where this host lacks one), restored afterwards."""
+    from cython_core._kernels import _read_path
+
+    before = _read_path()
+    yield _read_path(request.param)
+    _read_path(before)
+
+
+@pytest.mark.parametrize("bits", range(1, 33))
+def test_every_read_path_decodes_every_width_and_bit_phase_as_the_reference(gather_path, bits):
+    """gather_unpack on each read path (avx512vbmi and avx2 up to 25 bits, portable) against the reference, bit
+    for bit: dims 1..70 and 348, uniform and per-dimension specs, 9 rows in a row (a row starts at every bit phase
+    its stride reaches) and the last row the stream holds, float32 and float64 out."""
+    for dim in [*range(1, 71), 348]:
+        for uniform in (True, False):
+            spec = make_spec(1000 * bits + dim, bits, dim, uniform)
+            rng = np.random.default_rng(dim)
+            storage = garbage_words(rng, spec.words(10) + int(rng.integers(0, 2)))
+            indices = np.array([*range(9), held_rows(storage, spec) - 1, 3])
+            for dtype in (np.float32, np.float64):
+                out, want = np.full((11, dim), np.nan, dtype), np.empty((11, dim), dtype)
+                gather_unpack(storage, indices, spec, out)
+                ref.gather_unpack(storage, indices, spec, want)
+                assert same_bits(out, want), (gather_path, dim, uniform, dtype)
+
+
+def test_gather_reads_nothing_past_the_storage(gather_path):
+    """Storage ending at a page followed by an inaccessible one: every path decodes the last row the stream holds
+    (a read past the spare word would crash the process)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    area = mmap.mmap(-1, 2 * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert libc.mprotect(ctypes.c_void_p(base + page), ctypes.c_size_t(page), 0) == 0  # PROT_NONE
+    for bits in (1, 7, 12, 15, 16, 25, 26, 32):
+        for dim in (1, 3, 17, 348):
+            for uniform in (True, False):
+                spec = make_spec(bits + dim, bits, dim, uniform)
+                words = spec.words(2)
+                storage = np.frombuffer(area, np.uint64, words, page - 8 * words)
+                storage[:] = garbage_words(np.random.default_rng(bits), words)
+                last = np.array([held_rows(storage, spec) - 1])
+                for dtype in (np.float32, np.float64):
+                    out, want = np.empty((1, dim), dtype), np.empty((1, dim), dtype)
+                    gather_unpack(storage, last, spec, out)
+                    ref.gather_unpack(storage, last, spec, want)
+                    assert same_bits(out, want)
+                del storage
+
+
+def test_read_path_refuses_an_unknown_path():
+    from cython_core._kernels import _read_path
+
+    with pytest.raises(ValueError, match="path must be one of"):
+        _read_path("words")
+
+
 def seen_halfway(reset, call, halfway, attempts: int = 50) -> bool:
     """Whether a second Python thread, polling ``halfway()`` (one numpy read of the first and the last value the
     call writes), ever catches ``call()`` with its first value written and its last not yet. While a call holds
