@@ -66,7 +66,7 @@ def test_ppo_validation_end_to_end(planner_cli, tmp_path):
                                                       "training_starts", "end"}
     buffers = {n: run["measured"]["buffer_bytes"] for n, run in report["runs"].items()}
     assert buffers["ppo-packed"] < buffers["ppo-sb3"]  # 12-bit packed observations
-    assert "buffer memory, sb3 / packed (measured)" in r.stdout
+    assert "buffer memory a transition, sb3 / packed (measured)" in r.stdout
     with open(out / "timeseries.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["run"] for row in rows} == {"ppo-sb3", "ppo-packed"}

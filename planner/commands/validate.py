@@ -56,13 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-ms", type=float, default=20.0, help="psutil sampling period in ms (default 20)")
     p.add_argument("--force", action="store_true", help="run even if the prediction exceeds the profile's budget")
     p.add_argument("--confine", action="store_true",
-                   help="with --profile: run each training process in a memory cgroup limited to the profile's budget "
-                        "for training plus this host's measured runtime, swap off (cgroup v2, v1 as root, or "
-                        "systemd-run --user)")
+                   help="with --profile: run each training process in a memory cgroup limited to the device's memory "
+                        "for training (fit's budget and its safety margin) plus this host's measured runtime, swap "
+                        "off (cgroup v2, v1 as root, or systemd-run --user)")
     p.add_argument("--boundary", action="store_true",
                    help="with --profile, off-policy: train each storage (default sb3, sb3-optimize, packed, "
-                        "calibrated) with the buffer full at 0.95x and 1.05x fit's largest size that fits the profile, "
-                        "confined; exit status 1 if a run's outcome disagrees with the planner's verdict")
+                        "calibrated) with the buffer full at fit's largest size that fits the profile and 5%% past the "
+                        "largest the device's memory holds (its safety margin spent too), confined; exit status 1 if "
+                        "a run's outcome disagrees with the planner's verdict")
     p.add_argument("--out", help="report folder, which must be new or empty (default runs/validate-ENV-ALGO-TIME)")
     p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out first (never one that another "
                                                             "validation is writing into)")

@@ -26,10 +26,12 @@ GROUP_ENV = "PLANNER_VALIDATE_GROUP"  # the group the child must find itself in 
 
 
 def confine_limit(profile: DeviceProfile, runtime_bytes: int) -> int:
-    """The group's limit in bytes: what ``planner fit`` leaves models, optimizer and buffer on ``profile`` (total minus
-    OS reserve, runtime and safety margin) plus this host's own runtime.
+    """The group's limit in bytes: the device's own memory for training, this host's runtime in place of the
+    profile's. That is what ``planner fit`` leaves models, optimizer and buffer on ``profile`` plus its safety margin
+    (the margin is the device's memory too: ``fit`` keeps it back for what it does not model, the board does not),
+    plus this host's runtime.
 
-    :param profile: the device profile whose training budget the run must fit
+    :param profile: the device profile whose memory the run must fit
     :param runtime_bytes: what this host's training process costs beyond models, optimizer and buffer, in bytes
     """
     available = profile.budget().available
@@ -37,7 +39,7 @@ def confine_limit(profile: DeviceProfile, runtime_bytes: int) -> int:
         raise ValueError(f"profile {profile.name} leaves {available:,} B for training: nothing to confine to")
     if runtime_bytes < 0:
         raise ValueError(f"runtime_bytes must be at least 0, got {runtime_bytes:,}")
-    return available + runtime_bytes
+    return available + profile.margin + runtime_bytes
 
 
 def _read_int(path: Path) -> "int | None":

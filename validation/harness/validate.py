@@ -31,7 +31,7 @@ class Validation:
     _: KW_ONLY
     force: bool = False
     overwrite: bool = False  # clear a non-empty ``out`` first (else it is refused)
-    confine: "Confinement | None" = None  # hold each training run to the profile's budget + this host's runtime
+    confine: "Confinement | None" = None  # hold each run to the device's memory for training + this host's runtime
     boundary: bool = False  # the boundary experiment: a run the limit kills is an outcome, not the end
 
 
@@ -192,12 +192,13 @@ def confinement_record(job: Validation, probe: RunConfig, probe_run: dict, runti
     env_made = next((m["rss_bytes"] for m in probe_run["marks"] if m["name"] == "env_made"), None)
     return {"mechanism": job.confine.mechanism, "parent": str(job.confine.parent),
             "limit_bytes": confine_limit(job.profile, host_runtime),
-            "profile_available_bytes": job.profile.budget().available, "host_runtime_bytes": host_runtime,
+            "profile_available_bytes": job.profile.budget().available, "profile_margin_bytes": job.profile.margin,
+            "host_runtime_bytes": host_runtime,
             "probe_group_peak_bytes": charged, "probe_rss_runtime_bytes": runtime.training_bytes,
             "probe_env_made_rss_bytes": env_made,
-            "rule": "limit = the profile's available for training (total - OS reserve - runtime - margin) + this "
-                    "host's runtime, charged to the probe's group at its peak minus the planner's models, optimizer "
-                    "and buffer for the probe; swap off"}
+            "rule": "limit = the device's memory for training (total - OS reserve - runtime: fit's available and "
+                    "its safety margin) + this host's runtime, charged to the probe's group at its peak minus the "
+                    "planner's models, optimizer and buffer for the probe; swap off"}
 
 
 def group_notes(report: dict) -> "tuple[str, ...]":
@@ -255,15 +256,19 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
         quant = run.get("measured", {}).get("quantization")
         lines.append(f"{name}: {run.get('status', 'not started')}; {figures}"
                      + (f"; quantization {quant}" if quant else ""))
-    buffers = {run["config"]["storage"]: run.get("measured", {}).get("buffer_bytes")
-               for run in report["runs"].values() if "config" in run}
-    for name, measured in buffers.items():
-        if name != "sb3" and measured and buffers.get("sb3"):
-            lines.append(f"buffer memory, sb3 / {name} (measured): {buffers['sb3'] / measured:.2f}x")
+    per_row: "dict[str, float]" = {}  # per transition: the boundary runs' sizes differ by storage
+    for run in report["runs"].values():
+        measured = run.get("measured", {}).get("buffer_bytes")
+        if "config" in run and measured:
+            per_row.setdefault(run["config"]["storage"], measured / run["config"]["buffer_size"])
+    for name, measured in per_row.items():
+        if name != "sb3" and "sb3" in per_row:
+            lines.append(f"buffer memory a transition, sb3 / {name} (measured): {per_row['sb3'] / measured:.2f}x")
     group = report.get("confinement")
     if group:
         lines.append(f"confined ({group['mechanism']}): limit {_mb(group['limit_bytes'])} = {report['profile']['name']}"
-                     f"'s {_mb(group['profile_available_bytes'])} for training + this host's runtime "
+                     f"'s {_mb(group['profile_available_bytes'])} for training + its safety margin "
+                     f"{_mb(group['profile_margin_bytes'])} + this host's runtime "
                      f"{_mb(group['host_runtime_bytes'])} (charged to the probe's group), swap off")
     for name, run in report["runs"].items():
         usage = run.get("confinement")
@@ -272,7 +277,7 @@ def summary(report: dict, all_checks: "list[Check]") -> str:
                          f" ({100 * usage['peak_bytes'] / usage['limit_bytes']:.1f}%), OOM kill "
                          f"{'yes' if usage['oom_killed'] else 'no'}")
     if report.get("boundary"):
-        lines += ["", "boundary: fit's largest size and past it, each confined (MB = 10^6 B):",
+        lines += ["", "boundary: fit's largest size, and past the device's memory, each confined (MB = 10^6 B):",
                   grid_table(report["boundary"]), ""]
     if report.get("profile") and report["profile"]["differences_from_this_machine"]:
         lines.append("this machine differs from the profile: "
