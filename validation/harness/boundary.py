@@ -1,6 +1,7 @@
-"""The boundary experiment: each storage trained, buffer full, just inside ``planner fit``'s largest size that fits a
-profile and just past it, each run confined to the profile's budget plus this host's runtime. The planner says fits /
-does not fit; the confined run completes / is killed by the limit; the grid says whether they agree."""
+"""The boundary experiment: each storage trained, buffer full, at ``planner fit``'s largest size that fits a profile and
+just past the largest the device's memory holds, each run confined to the device's memory for training (``fit``'s
+budget and its safety margin) plus this host's runtime. The planner says fits / does not fit; the confined run
+completes / is killed by the limit; the grid says whether they agree."""
 
 from dataclasses import replace
 
