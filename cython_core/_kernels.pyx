@@ -58,22 +58,22 @@ cdef extern from *:
             double hi, double scale, int64_t offset, uint64_t *codes) { JR_QUANT_BODY }
     __attribute__((target("avx2"))) static double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo,
             double hi, double scale, int64_t offset, uint64_t *codes) { JR_QUANT_BODY }
-    static int jr_quantize_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    static int jr_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
     #else
     static double jr_quantize_f64_avx2(const double *x, Py_ssize_t n, double lo, double hi, double scale,
             int64_t offset, uint64_t *codes) { return 0.0; }
     static double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo, double hi, double scale,
             int64_t offset, uint64_t *codes) { return 0.0; }
-    static int jr_quantize_has_avx2(void) { return 0; }
+    static int jr_has_avx2(void) { return 0; }
     #endif
     """
     double jr_quantize_f64_avx2(const double *x, Py_ssize_t n, double lo, double hi, double scale, int64_t offset,
                                 uint64_t *codes) nogil
     double jr_quantize_f32_avx2(const float *x, Py_ssize_t n, double lo, double hi, double scale, int64_t offset,
                                 uint64_t *codes) nogil
-    int jr_quantize_has_avx2()
+    int jr_has_avx2()
 
-cdef bint _quantize_avx2 = jr_quantize_has_avx2() != 0
+cdef bint _quantize_avx2 = jr_has_avx2() != 0
 
 cdef extern from *:
     """
@@ -179,7 +179,6 @@ cdef extern from *:
             if (out32) out32[j] = (float)d; else out64[j] = d;
         }
     }
-    static int jr_unpack_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
     static int jr_unpack_has_vbmi(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
@@ -190,7 +189,6 @@ cdef extern from *:
     static void jr_unpack_row_vbmi(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
             const double *inv, int uniform, float *out32, double *out64) {}
     #define jr_unpack_row_avx2 jr_unpack_row_vbmi
-    static int jr_unpack_has_avx2(void) { return 0; }
     static int jr_unpack_has_vbmi(void) { return 0; }
     #endif
     """
@@ -198,13 +196,12 @@ cdef extern from *:
                             const double *inv, int uniform, float *out32, double *out64) nogil
     void jr_unpack_row_avx2(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
                             const double *inv, int uniform, float *out32, double *out64) nogil
-    int jr_unpack_has_avx2()
     int jr_unpack_has_vbmi()
 
 ctypedef void (*row_read)(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
                           const double *inv, int uniform, float *out32, double *out64) noexcept nogil
 
-_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_unpack_has_avx2() != 0, "portable": True}
+_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_has_avx2() != 0, "portable": True}
 cdef bint _vbmi = _PATHS["avx512vbmi"]
 cdef bint _avx2 = _PATHS["avx2"]
 
@@ -227,7 +224,7 @@ def _quantize_path(avx2=None) -> str:
     has it)."""
     global _quantize_avx2
     if avx2 is not None:
-        _quantize_avx2 = bool(avx2) and jr_quantize_has_avx2() != 0
+        _quantize_avx2 = bool(avx2) and jr_has_avx2() != 0
     return "avx2" if _quantize_avx2 else "portable"
 
 from cython_core.uniform import CodeLayout
@@ -252,7 +249,7 @@ cdef class _Tables:
     cdef Py_ssize_t dim, row_bits, groups
     cdef int bits
     cdef bint uniform, code_nonfinite
-    cdef bint lanes_fit         # a code and its bit phase fit a 32-bit lane (bits <= 25): the VBMI read applies
+    cdef bint lanes_fit         # a code and its bit phase fit a 32-bit lane (bits <= 25): the SIMD reads apply
     cdef uint32_t nonfinite_code
     cdef float* table           # uniform specs, bits <= 16: the float32 value of every code
 
