@@ -36,6 +36,8 @@ from cython_core.layout import block_rows, words_for
 
 cdef enum:
     PREFETCH_ROWS = 4
+    NEAR_ENTRIES = 64  # entries about a row's share of its block that a search reads first (_lower_bound_near)
+    CHUNK_ROWS = 64  # rows a read takes before it patches their escapes (_read_rows)
     NOGIL_VALUES = 8192
     ENTRY_CODE_BITS = 26  # cython_core.layout.ENTRY_CODE_BITS (tests/test_escape.py checks they agree)
     MAX_SEGMENT = 65535   # seg_cap is uint16
@@ -69,6 +71,8 @@ cdef extern from *:
     #define jr_escape_row_avx2 jr_escape_row
     static int jr_escape_has_avx2(void) { return 0; }
     #endif
+    /* A load that is kept (its line brought into the cache). */
+    static CYTHON_INLINE void jr_touch(const uint32_t *p) { (void)*(const volatile uint32_t *)p; }
     /* The lowest set bit of m (m != 0). */
     #if defined(__GNUC__) || defined(__clang__)
     #define jr_ctz64(m) __builtin_ctzll(m)
@@ -214,6 +218,7 @@ cdef extern from *:
                              const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
                              double inv, uint16_t *escaped, float *out32, double *out64) nogil
     int jr_ctz64(uint64_t m) nogil
+    void jr_touch(const uint32_t* p) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
 REPACK_ROWS = 4096  # rows whose codes a re-pack holds at once
@@ -261,10 +266,10 @@ cdef inline uint32_t _lower_bound(const uint32_t* a, uint32_t n, uint64_t key) n
 
 cdef inline uint32_t _lower_bound_near(const uint32_t* a, uint32_t n, uint64_t key, uint32_t guess) noexcept nogil:
     """:func:`_lower_bound` where a row's entries sit near their row's share of the block (``guess``): when the
-    bound lies inside the 32 entries around it (two or three cache lines), a search there without branches on the
+    bound lies inside the NEAR_ENTRIES around it (four or five cache lines), a search there without branches on the
     data; else the whole segment's."""
-    cdef uint32_t lo = guess - 16 if guess > 16 else 0
-    cdef uint32_t size = min(n - lo, 32u) if lo < n else 0, half
+    cdef uint32_t lo = guess - NEAR_ENTRIES // 2 if guess > NEAR_ENTRIES // 2 else 0
+    cdef uint32_t size = min(n - lo, <uint32_t>NEAR_ENTRIES) if lo < n else 0, half
     cdef const uint32_t* base = a + lo
     if size == 0 or <uint64_t>base[0] >= key and lo > 0 or <uint64_t>base[size - 1] < key and lo + size < n:
         return _lower_bound(a, n, key)
@@ -273,6 +278,21 @@ cdef inline uint32_t _lower_bound_near(const uint32_t* a, uint32_t n, uint64_t k
         base = base + half if <uint64_t>base[half] < key else base
         size -= half
     return <uint32_t>(base - a) + (<uint64_t>base[0] < key)
+
+
+cdef inline int64_t _nth_row(const int64_t* idx, const int64_t* nxt, Py_ssize_t k) noexcept nogil:
+    """The k-th row a read takes: idx[k], or, reading pairs (``nxt`` given), idx[k / 2] and nxt[k / 2] in turn."""
+    if nxt == NULL:
+        return idx[k]
+    return nxt[k >> 1] if k & 1 else idx[k >> 1]
+
+
+cdef inline real_out* _nth_out(real_out* out, real_out* out_next, Py_ssize_t k, Py_ssize_t dim,
+                               Py_ssize_t per) noexcept nogil:
+    """Where the k-th row a read takes goes (:func:`_nth_row`)."""
+    if per == 1:
+        return out + k * dim
+    return (out_next if k & 1 else out) + (k >> 1) * dim
 
 
 def pool_slack(n: int) -> int:
@@ -711,18 +731,19 @@ cdef class EscapeRows:
 
     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
-        escape has no entry (a damaged table). On a little-endian host each code is one unaligned 8-byte load at
-        its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped codes
-        are then replaced from the side table (:meth:`_patch_row`); values on a CPU with AVX-512 VBMI or AVX2 are
-        read in groups of 16 codes (:meth:`_group_row`, escapes patched by :meth:`_patch_groups`); elsewhere (or without
-        memory for the row's scratch codes) every row is read word by word (:meth:`_exact_row`)."""
+        escape has no entry (a damaged table), -2 without memory. Values on a CPU with AVX-512 VBMI or AVX2 are read
+        in groups of 16 codes (:meth:`_read_rows`). Else, on a little-endian host, each code is one unaligned 8-byte
+        load at its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped
+        codes are then replaced from the side table (:meth:`_patch_row`); elsewhere (or without memory for the
+        row's scratch codes) every row is read word by word (:meth:`_exact_row`)."""
         cdef Py_ssize_t i, dim = self.t.dim
         cdef int status = 0
-        cdef uint32_t* scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
+        cdef uint32_t* scratch
         cdef real_out* row_out
         cdef int64_t* row_codes
-        cdef bint groups = self._groups_read() and codes == NULL
-        cdef Py_ssize_t stop
+        if self._groups_read() and codes == NULL:
+            return self._read_rows(idx, NULL, n, out, NULL)
+        scratch = <uint32_t*>malloc(dim * sizeof(uint32_t)) if _fast else NULL
         for i in range(min(n, PREFETCH_ROWS)):
             self._prefetch(idx[i])
         for i in range(n):
@@ -730,9 +751,7 @@ cdef class EscapeRows:
                 self._prefetch(idx[i + PREFETCH_ROWS])
             row_out = out + i * dim if codes == NULL else out  # values, or (out NULL) this row's codes
             row_codes = NULL if codes == NULL else codes + i * dim
-            if groups and scratch != NULL:
-                status = self._group_row(idx[i], row_out, <uint16_t*>scratch, -1, &stop)
-            elif scratch != NULL:
+            if scratch != NULL:
                 if self._fast_row(idx[i], row_out, row_codes, scratch):
                     status = self._patch_row(idx[i], row_out, row_codes, scratch)
             else:
@@ -746,60 +765,87 @@ cdef class EscapeRows:
         """Whether values are read in groups of 16 codes here (AVX-512 VBMI or AVX2, codes of <= 25 bits)."""
         return (_vbmi or _avx2) and _fast and self.t.lanes_fit
 
-    cdef inline int _group_row(self, int64_t r, real_out* out, uint16_t* masks, Py_ssize_t start,
-                               Py_ssize_t* stop) noexcept nogil:
+    cdef int _read_rows(self, const int64_t* idx, const int64_t* nxt, Py_ssize_t n, real_out* out,
+                        real_out* out_next) noexcept nogil:
+        """Rows idx[0..n) into ``out`` (and, where ``nxt`` is given, rows nxt[0..n) into ``out_next``, a pair at a
+        time), 16 codes at a time, in chunks of CHUNK_ROWS rows: first every row of the chunk as though nothing
+        escaped (:meth:`_group_row`); then the side-table lines of the rows that escaped, in one loop of loads
+        (:meth:`_touch_entries`: their misses overlap, where a row's search would wait on each in turn); then
+        those rows' escapes patched (:meth:`_patch_groups`). Where nxt[i] is the row after idx[i] in the same
+        block, its entries start where idx[i]'s end. -1 where the table lacks an entry, -2 without memory for the
+        chunk's masks."""
+        cdef Py_ssize_t groups = (self.t.dim + 15) >> 4, dim = self.t.dim
+        cdef Py_ssize_t per = 1 if nxt == NULL else 2, total = n * per
+        cdef Py_ssize_t first, k, e, found, stop = -1, last = -1
+        cdef int status = 0
+        cdef int64_t r
+        cdef uint16_t* masks = <uint16_t*>malloc(CHUNK_ROWS * groups * sizeof(uint16_t) +
+                                                 CHUNK_ROWS * sizeof(Py_ssize_t))
+        cdef Py_ssize_t* escaped
+        if masks == NULL:
+            return -2
+        escaped = <Py_ssize_t*>(masks + CHUNK_ROWS * groups)
+        for k in range(min(total, PREFETCH_ROWS)):
+            self._prefetch(_nth_row(idx, nxt, k))
+        first = 0
+        while first < total:
+            found = 0
+            for k in range(first, min(first + CHUNK_ROWS, total)):
+                if k + PREFETCH_ROWS < total:
+                    self._prefetch(_nth_row(idx, nxt, k + PREFETCH_ROWS))
+                r = _nth_row(idx, nxt, k)
+                if self._group_row(r, _nth_out(out, out_next, k, dim, per), masks + (k - first) * groups):
+                    escaped[found] = k
+                    found += 1
+            for e in range(found):  # their side-table lines in one loop of loads: the misses overlap
+                self._touch_entries(_nth_row(idx, nxt, escaped[e]))
+            for e in range(found):
+                k = escaped[e]
+                r = _nth_row(idx, nxt, k)
+                # the second row of a pair, right after the first in its block: its entries follow the first's
+                status = self._patch_groups(r, _nth_out(out, out_next, k, dim, per), masks + (k - first) * groups,
+                                            stop if per == 2 and k & 1 and last == k - 1 and r == idx[k >> 1] + 1
+                                            and r % self.t.block != 0 else -1, &stop)
+                last = k
+                if status < 0:
+                    free(masks)
+                    return status
+            first += CHUNK_ROWS
+        free(masks)
+        return status
+
+    cdef inline void _touch_entries(self, int64_t r) noexcept nogil:
+        """Load the side-table lines the search for row ``r``'s first entry reads (:func:`_lower_bound_near`'s
+        window about the row's share of its block). Loads, not prefetches: on the AMD EPYC host measured, prefetched
+        lines still missed when the search read them."""
+        cdef int64_t b = r // self.t.block
+        cdef uint32_t guess = self._guess(b, r - b * self.t.block), n = self.sl[b]
+        cdef uint32_t lo = guess - NEAR_ENTRIES // 2 if guess > NEAR_ENTRIES // 2 else 0
+        cdef uint32_t k, last = min(lo + NEAR_ENTRIES, n) - 1
+        cdef const uint32_t* base = self.pl + self.ss[b]
+        if lo < n:
+            for k in range(lo, last, 16):
+                jr_touch(base + k)
+            jr_touch(base + last)
+
+    cdef inline bint _group_row(self, int64_t r, real_out* out, uint16_t* masks) noexcept nogil:
         """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``, or with AVX2
-        ``jr_escape_row_pshufb``, told the stream's bytes left from the row's first), its escapes patched
-        (:meth:`_patch_groups`, from ``start`` when known); ``stop``: the entry after its last, -1 if it has none.
-        -1 where the table lacks an entry."""
+        ``jr_escape_row_pshufb``, told the stream's bytes left from the row's first) as though nothing escaped;
+        ``masks``: per group of 16 dimensions, the lanes that hold their escape. Whether one did."""
         cdef uint64_t base = <uint64_t>r * self.t.row_bits
         cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)
         cdef float* out32 = NULL
         cdef double* out64 = NULL
-        cdef int escaped
         if real_out is float:
             out32 = out
         else:
             out64 = out
-        stop[0] = -1
         if _vbmi:
-            escaped = jr_escape_row_vbmi(p, base & 7, self.t.dim, self.t.bitpos, self.t.win, self.t.load,
-                                         self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64)
-        else:
-            escaped = jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
-                                           self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.inv,
-                                           masks, out32, out64)
-        if escaped:
-            return self._patch_groups(r, out, masks, start, stop)
-        return 0
-
-    cdef int _unpack_pairs(self, const int64_t* idx, const int64_t* nxt, Py_ssize_t n, real_out* out,
-                           real_out* out_next) noexcept nogil:
-        """Rows idx[0..n) into ``out`` and rows nxt[0..n) into ``out_next``, a pair at a time (16 codes at a time):
-        where nxt[i] is the row after idx[i] in the same block, its entries start where idx[i]'s end, so its
-        search and its side-table lines are the first row's. -1 where the table lacks an entry."""
-        cdef Py_ssize_t i, dim = self.t.dim, stop
-        cdef int64_t a, b
-        cdef int status = 0
-        cdef uint16_t* masks = <uint16_t*>malloc(((dim + 15) >> 4) * sizeof(uint16_t))
-        if masks == NULL:
-            return -2
-        for i in range(min(n, PREFETCH_ROWS)):
-            self._prefetch(idx[i])
-            self._prefetch(nxt[i])
-        for i in range(n):
-            if i + PREFETCH_ROWS < n:
-                self._prefetch(idx[i + PREFETCH_ROWS])
-                self._prefetch(nxt[i + PREFETCH_ROWS])
-            a, b = idx[i], nxt[i]
-            status = self._group_row(a, out + i * dim, masks, -1, &stop)
-            if status == 0:
-                status = self._group_row(b, out_next + i * dim, masks,
-                                         stop if b == a + 1 and b % self.t.block != 0 else -1, &stop)
-            if status < 0:
-                break
-        free(masks)
-        return status
+            return jr_escape_row_vbmi(p, base & 7, self.t.dim, self.t.bitpos, self.t.win, self.t.load,
+                                      self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64) != 0
+        return jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
+                                    self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.inv,
+                                    masks, out32, out64) != 0
 
     cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
         """Row ``r`` into ``out`` (or ``codes``) as though nothing escaped; whether something did (little-endian
@@ -969,6 +1015,8 @@ cdef class EscapeRows:
             PyBuffer_Release(&ib)
             if have_o:
                 PyBuffer_Release(&ob)
+        if status == -2:
+            raise MemoryError("no memory for a decode's escape masks")
         if status < 0:
             raise ValueError("the side table lacks an entry a row's escape points to (damaged rows)")
         return out
@@ -997,11 +1045,11 @@ cdef class EscapeRows:
             if self._groups_read():
                 if _kind(&ob) == F32:
                     with nogil:
-                        status = self._unpack_pairs(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
+                        status = self._read_rows(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
                                                     <float*>ob.buf, <float*>pb.buf)
                 else:
                     with nogil:
-                        status = self._unpack_pairs(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
+                        status = self._read_rows(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
                                                     <double*>ob.buf, <double*>pb.buf)
         finally:
             PyBuffer_Release(&ib)
