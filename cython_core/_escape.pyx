@@ -37,7 +37,7 @@ from cython_core.layout import block_rows, words_for
 cdef enum:
     PREFETCH_ROWS = 4
     NEAR_ENTRIES = 64  # entries about a row's share of its block that a search reads first (_lower_bound_near)
-    CHUNK_ROWS = 64  # rows a read takes before it patches their escapes (_read_rows)
+    CHUNK_ROWS = 64  # rows a read takes before it searches their first entries and patches them (_read_rows)
     NOGIL_VALUES = 8192
     ENTRY_CODE_BITS = 26  # cython_core.layout.ENTRY_CODE_BITS (tests/test_escape.py checks they agree)
     MAX_SEGMENT = 65535   # seg_cap is uint16
@@ -71,8 +71,23 @@ cdef extern from *:
     #define jr_escape_row_avx2 jr_escape_row
     static int jr_escape_has_avx2(void) { return 0; }
     #endif
-    /* A load that is kept (its line brought into the cache). */
-    static CYTHON_INLINE void jr_touch(const uint32_t *p) { (void)*(const volatile uint32_t *)p; }
+    /* Lower bounds in sorted uint32 runs, many at once: run i starts at cur[i] and holds len[i] >= 1 entries; on
+       return cur[i] points at its first entry >= key[i] (one past its last if none). Binary searches without a
+       branch on the data, a step of every search in turn: the loads of one step do not wait on one another, so
+       their cache misses overlap (one search alone waits on each of its loads in turn). */
+    static void jr_lower_bounds(const uint32_t **cur, uint32_t *len, const uint32_t *key, Py_ssize_t count) {
+        uint32_t widest = 0, half;
+        Py_ssize_t i;
+        for (i = 0; i < count; i++) widest = len[i] > widest ? len[i] : widest;
+        for (; widest > 1; widest -= widest >> 1) {
+            for (i = 0; i < count; i++) {
+                half = len[i] >> 1;
+                cur[i] += half & (0u - (uint32_t)(cur[i][half] < key[i]));
+                len[i] -= half;
+            }
+        }
+        for (i = 0; i < count; i++) cur[i] += cur[i][0] < key[i];
+    }
     /* The lowest set bit of m (m != 0). */
     #if defined(__GNUC__) || defined(__clang__)
     #define jr_ctz64(m) __builtin_ctzll(m)
@@ -117,7 +132,8 @@ cdef extern from *:
             d1 = _mm512_mul_pd(_mm512_add_pd(d1, _mm512_loadu_pd(lo + first + 8)), vinv);
             if (out32) {
                 __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d0)), _mm512_cvtpd_ps(d1), 1);
-                _mm512_mask_storeu_ps(out32 + first, lanes, f);
+                if (lanes == 0xFFFF) _mm512_storeu_ps(out32 + first, f);  /* a masked store costs more */
+                else _mm512_mask_storeu_ps(out32 + first, lanes, f);
             } else {
                 _mm512_mask_storeu_pd(out64 + first, (__mmask8)lanes, d0);
                 _mm512_mask_storeu_pd(out64 + first + 8, (__mmask8)(lanes >> 8), d1);
@@ -218,7 +234,7 @@ cdef extern from *:
                              const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
                              double inv, uint16_t *escaped, float *out32, double *out64) nogil
     int jr_ctz64(uint64_t m) nogil
-    void jr_touch(const uint32_t* p) nogil
+    void jr_lower_bounds(const uint32_t** cur, uint32_t* len, const uint32_t* key, Py_ssize_t count) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
 REPACK_ROWS = 4096  # rows whose codes a re-pack holds at once
@@ -316,6 +332,7 @@ cdef class _Tables:
     cdef const int32_t* win4
     cdef bint lanes_fit  # every code and its shift fit a 32-bit lane (widths <= 25 bits): the 16-code reads apply
     cdef Py_ssize_t dim, row_bits, block
+    cdef int block_shift  # log2(block) where block is a power of two (64 up to 1,023 dims), else -1
     cdef int64_t top
     cdef double scale, inv, clamp
 
@@ -356,7 +373,13 @@ cdef class _Tables:
         self.bitpos4, self.win4 = &bitpos4_v[0], &win4_v[0]
         self.lanes_fit = int(width.max()) <= 25
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
+        self.block_shift = self.block.bit_length() - 1 if self.block & (self.block - 1) == 0 else -1
         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
+
+
+cdef inline int64_t _block_of(_Tables t, int64_t r) noexcept nogil:
+    """The side-table block of row ``r`` (a shift where blocks are a power of two rows: a division costs more)."""
+    return r >> t.block_shift if t.block_shift >= 0 else r // t.block
 
 
 cdef _Tables _tables(layout):
@@ -769,64 +792,72 @@ cdef class EscapeRows:
                         real_out* out_next) noexcept nogil:
         """Rows idx[0..n) into ``out`` (and, where ``nxt`` is given, rows nxt[0..n) into ``out_next``, a pair at a
         time), 16 codes at a time, in chunks of CHUNK_ROWS rows: first every row of the chunk as though nothing
-        escaped (:meth:`_group_row`); then the side-table lines of the rows that escaped, in one loop of loads
-        (:meth:`_touch_entries`: their misses overlap, where a row's search would wait on each in turn); then
-        those rows' escapes patched (:meth:`_patch_groups`). Where nxt[i] is the row after idx[i] in the same
-        block, its entries start where idx[i]'s end. -1 where the table lacks an entry, -2 without memory for the
-        chunk's masks."""
+        escaped (:meth:`_group_row`); then the first entry of each row that escaped, all searched at once
+        (``jr_lower_bounds``: their cache misses overlap), except where a row follows the one before it in its
+        block (nxt[i] = idx[i] + 1, a replay buffer's next observation): its entries start where that row's end;
+        then their escapes patched (:meth:`_patch_groups`). -1 where the table lacks an entry, -2 without memory
+        for the chunk's masks."""
         cdef Py_ssize_t groups = (self.t.dim + 15) >> 4, dim = self.t.dim
         cdef Py_ssize_t per = 1 if nxt == NULL else 2, total = n * per
-        cdef Py_ssize_t first, k, e, found, stop = -1, last = -1
+        cdef Py_ssize_t first, k, e, found, searched, stop = -1
         cdef int status = 0
-        cdef int64_t r
-        cdef uint16_t* masks = <uint16_t*>malloc(CHUNK_ROWS * groups * sizeof(uint16_t) +
-                                                 CHUNK_ROWS * sizeof(Py_ssize_t))
-        cdef Py_ssize_t* escaped
-        if masks == NULL:
+        cdef int64_t r, b
+        cdef Py_ssize_t* escaped = <Py_ssize_t*>malloc(CHUNK_ROWS * (sizeof(Py_ssize_t) + sizeof(uint32_t*) +
+                                                                     2 * sizeof(uint32_t) + groups * sizeof(uint16_t)))
+        cdef const uint32_t** cur = <const uint32_t**>(escaped + CHUNK_ROWS)
+        cdef uint32_t* length = <uint32_t*>(cur + CHUNK_ROWS)
+        cdef uint32_t* key = length + CHUNK_ROWS
+        cdef uint16_t* masks = <uint16_t*>(key + CHUNK_ROWS)
+        if escaped == NULL:
             return -2
-        escaped = <Py_ssize_t*>(masks + CHUNK_ROWS * groups)
         for k in range(min(total, PREFETCH_ROWS)):
             self._prefetch(_nth_row(idx, nxt, k))
         first = 0
-        while first < total:
+        while first < total and status == 0:
             found = 0
             for k in range(first, min(first + CHUNK_ROWS, total)):
                 if k + PREFETCH_ROWS < total:
                     self._prefetch(_nth_row(idx, nxt, k + PREFETCH_ROWS))
-                r = _nth_row(idx, nxt, k)
-                if self._group_row(r, _nth_out(out, out_next, k, dim, per), masks + (k - first) * groups):
+                if self._group_row(_nth_row(idx, nxt, k), _nth_out(out, out_next, k, dim, per),
+                                   masks + (k - first) * groups):
                     escaped[found] = k
                     found += 1
-            for e in range(found):  # their side-table lines in one loop of loads: the misses overlap
-                self._touch_entries(_nth_row(idx, nxt, escaped[e]))
+            searched = 0
             for e in range(found):
+                if not self._follows(idx, nxt, escaped, e):
+                    r = _nth_row(idx, nxt, escaped[e])
+                    b = _block_of(self.t, r)
+                    if self.sl[b] == 0:  # an escape, and its block has no entry
+                        status = -1
+                        break
+                    cur[searched], length[searched] = self.pl + self.ss[b], self.sl[b]
+                    key[searched] = <uint32_t>(r - b * self.t.block) << ENTRY_CODE_BITS
+                    searched += 1
+            jr_lower_bounds(cur, length, key, searched)
+            searched = 0
+            for e in range(found if status == 0 else 0):
                 k = escaped[e]
-                r = _nth_row(idx, nxt, k)
-                # the second row of a pair, right after the first in its block: its entries follow the first's
-                status = self._patch_groups(r, _nth_out(out, out_next, k, dim, per), masks + (k - first) * groups,
-                                            stop if per == 2 and k & 1 and last == k - 1 and r == idx[k >> 1] + 1
-                                            and r % self.t.block != 0 else -1, &stop)
-                last = k
+                if not self._follows(idx, nxt, escaped, e):
+                    stop = cur[searched] - self.pl
+                    searched += 1
+                status = self._patch_groups(_nth_row(idx, nxt, k), _nth_out(out, out_next, k, dim, per),
+                                            masks + (k - first) * groups, stop, &stop)
                 if status < 0:
-                    free(masks)
-                    return status
+                    break
             first += CHUNK_ROWS
-        free(masks)
+        free(escaped)
         return status
 
-    cdef inline void _touch_entries(self, int64_t r) noexcept nogil:
-        """Load the side-table lines the search for row ``r``'s first entry reads (:func:`_lower_bound_near`'s
-        window about the row's share of its block). Loads, not prefetches: on the AMD EPYC host measured, prefetched
-        lines still missed when the search read them."""
-        cdef int64_t b = r // self.t.block
-        cdef uint32_t guess = self._guess(b, r - b * self.t.block), n = self.sl[b]
-        cdef uint32_t lo = guess - NEAR_ENTRIES // 2 if guess > NEAR_ENTRIES // 2 else 0
-        cdef uint32_t k, last = min(lo + NEAR_ENTRIES, n) - 1
-        cdef const uint32_t* base = self.pl + self.ss[b]
-        if lo < n:
-            for k in range(lo, last, 16):
-                jr_touch(base + k)
-            jr_touch(base + last)
+    cdef inline bint _follows(self, const int64_t* idx, const int64_t* nxt, const Py_ssize_t* escaped,
+                              Py_ssize_t e) noexcept nogil:
+        """Whether the e-th escaped row of a read (``escaped``: the rows a chunk found escaped, in order) is the
+        second of a pair whose first escaped too and lies just before it in its block (its entries follow)."""
+        cdef Py_ssize_t k = escaped[e]
+        cdef int64_t r
+        if nxt == NULL or not k & 1 or e == 0 or escaped[e - 1] != k - 1:
+            return False
+        r = nxt[k >> 1]
+        return r == idx[k >> 1] + 1 and _block_of(self.t, r) == _block_of(self.t, r - 1)
 
     cdef inline bint _group_row(self, int64_t r, real_out* out, uint16_t* masks) noexcept nogil:
         """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``, or with AVX2
@@ -877,7 +908,7 @@ cdef class EscapeRows:
     cdef inline bint _next_entry(self, int64_t r, Py_ssize_t* p, Py_ssize_t* end, int64_t* c) noexcept nogil:
         """The code (``c``) of row ``r``'s next escape, in dimension order: its block's entry after ``p`` (the
         row's first, found by binary search, while ``p`` is negative); False where the table lacks it."""
-        cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
+        cdef int64_t b = _block_of(self.t, r), rr = r - b * self.t.block
         if p[0] < 0:
             p[0] = self.ss[b] + _lower_bound_near(self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS,
                                                   self._guess(b, rr))
@@ -910,13 +941,11 @@ cdef class EscapeRows:
                            Py_ssize_t* stop) noexcept nogil:
         """Replace the escaped values of row ``r`` (``masks``: per group of 16 dimensions, the lanes that hold their
         escape, as ``jr_escape_row_vbmi`` gives them) with the side table's, in dimension order (the masks read 64
-        dimensions at a time: fewer branches on which lanes escaped); its first entry at ``start`` when that is
-        known (>= 0: where the row before it in its block ended), else searched. ``stop``: the entry after its
-        last. -1 where the table lacks an entry."""
+        dimensions at a time: fewer branches on which lanes escaped); its first entry at ``start`` (in ``pool``).
+        ``stop``: the entry after its last. -1 where the table lacks an entry."""
         cdef Py_ssize_t g, groups = (self.t.dim + 15) >> 4, k
-        cdef int64_t b = r // self.t.block, rr = r - b * self.t.block
-        cdef Py_ssize_t p = start if start >= 0 else self.ss[b] + _lower_bound_near(
-            self.pl + self.ss[b], self.sl[b], <uint64_t>rr << ENTRY_CODE_BITS, self._guess(b, rr))
+        cdef int64_t b = _block_of(self.t, r), rr = r - b * self.t.block
+        cdef Py_ssize_t p = start
         cdef Py_ssize_t end = self.ss[b] + self.sl[b]
         cdef uint64_t m
         cdef uint32_t entry
