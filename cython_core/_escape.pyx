@@ -44,6 +44,7 @@ cdef enum:
 
 cdef extern from *:
     """
+    #include <math.h>
     #include <stdint.h>
     /* A row as though nothing escaped, little-endian hosts: code j = (8 bytes at p + (phase + offs[j]) / 8)
        >> ((phase + offs[j]) % 8) & esc[j] (scalar integer work), then values = ((double)code + lo[j]) * inv in a
@@ -66,11 +67,25 @@ cdef extern from *:
     static int jr_escape_row(JR_ESC_ARGS) { JR_ESC_BODY }
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     __attribute__((target("avx2"))) static int jr_escape_row_avx2(JR_ESC_ARGS) { JR_ESC_BODY }
-    static int jr_escape_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    static int jr_escape_has_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
     #else
     #define jr_escape_row_avx2 jr_escape_row
     static int jr_escape_has_avx2(void) { return 0; }
     #endif
+    /* The float32 read's rule (jr_escape_row_vbmi): q = c * (float)inv, then q + (c - q * scale) * (float)inv,
+       each step an FMA; how many paper codes |c| <= 2^24 it gives other bits than (float)((double)c * inv). */
+    static int64_t jr_float_mismatches(double scale, double inv) {
+        const float s = (float)scale, i = (float)inv;
+        int64_t c, bad = 0;
+        for (c = -(INT64_C(1) << 24); c <= (INT64_C(1) << 24); c++) {
+            float cf = (float)c, q = cf * i;
+            bad += fmaf(fmaf(-q, s, cf), i, q) != (float)((double)c * inv);
+        }
+        return bad;
+    }
     /* Lower bounds in sorted uint32 runs, many at once: run i starts at cur[i] and holds len[i] >= 1 entries; on
        return cur[i] points at its first entry >= key[i] (one past its last if none). Binary searches without a
        branch on the data, a step of every search in turn: the loads of one step do not wait on one another, so
@@ -103,10 +118,11 @@ cdef extern from *:
     #include <immintrin.h>
     #include <string.h>
     #define JR_ESC_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
-    #define JR_ESC_AVX2 __attribute__((target("avx2")))
+    #define JR_ESC_AVX2 __attribute__((target("avx2,fma")))
     JR_ESC_VBMI static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n,
             const int32_t *bitpos, const int32_t *win, const uint64_t *load, const uint32_t *esc,
-            const double *lo, double inv, uint16_t *escaped, float *out32, double *out64) {
+            const double *lo, const int32_t *lo32, double inv, float scale32, uint16_t *escaped, float *out32,
+            double *out64) {
         const __m512i vphase = _mm512_set1_epi32((int)phase), seven = _mm512_set1_epi32(7);
         const __m512i spread = _mm512_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
                                                12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0,
@@ -114,6 +130,7 @@ cdef extern from *:
                                                12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
         const __m512i step = _mm512_set1_epi32(0x03020100);
         const __m512d vinv = _mm512_set1_pd(inv);
+        const __m512 vscale32 = _mm512_set1_ps(scale32), vinv32 = _mm512_set1_ps((float)inv);
         __mmask16 any = 0, lanes, hit;
         Py_ssize_t g, first;
         for (g = 0, first = 0; first < n; g++, first += 16) {
@@ -126,6 +143,14 @@ cdef extern from *:
             hit = _mm512_mask_cmpeq_epi32_mask(lanes, v, e);
             escaped[g] = hit;
             any |= hit;
+            if (out32 && scale32 > 0.0f) {  /* the paper code in float, divided by 10^m correctly rounded */
+                __m512 c = _mm512_cvtepi32_ps(_mm512_add_epi32(v, _mm512_loadu_si512(lo32 + first)));
+                __m512 q = _mm512_mul_ps(c, vinv32);
+                __m512 f = _mm512_fmadd_ps(_mm512_fnmadd_ps(q, vscale32, c), vinv32, q);
+                if (lanes == 0xFFFF) _mm512_storeu_ps(out32 + first, f);
+                else _mm512_mask_storeu_ps(out32 + first, lanes, f);
+                continue;
+            }
             __m512d d0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
             __m512d d1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
             d0 = _mm512_mul_pd(_mm512_add_pd(d0, _mm512_loadu_pd(lo + first)), vinv);
@@ -154,7 +179,8 @@ cdef extern from *:
        a zero-padded copy of its bytes. */
     JR_ESC_AVX2 static int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail,
             Py_ssize_t n, const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
-            double inv, uint16_t *escaped, float *out32, double *out64) {
+            const int32_t *lo32, double inv, float scale32, uint16_t *escaped, float *out32, double *out64) {
+        const __m256 vscale32 = _mm256_set1_ps(scale32), vinv32 = _mm256_set1_ps((float)inv);
         const __m256i vphase = _mm256_set1_epi32((int)phase), seven = _mm256_set1_epi32(7);
         const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
                                                 0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
@@ -184,6 +210,14 @@ cdef extern from *:
                 __m256i e = _mm256_loadu_si256((const __m256i *)(esc + at));
                 v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, idx), _mm256_and_si256(bp, seven)), e);
                 hit |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, e))) << (8 * k);
+                if (out32 && scale32 > 0.0f) {  /* float math, as jr_escape_row_vbmi */
+                    __m256 c = _mm256_cvtepi32_ps(_mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(lo32 + at))));
+                    __m256 qv = _mm256_mul_ps(c, vinv32);
+                    __m256 f = _mm256_fmadd_ps(_mm256_fnmadd_ps(qv, vscale32, c), vinv32, qv);
+                    if (left >= 8) _mm256_storeu_ps(out32 + at, f);
+                    else { float part[8]; _mm256_storeu_ps(part, f); memcpy(out32 + at, part, left * sizeof(float)); }
+                    continue;
+                }
                 __m256d d0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(v));
                 __m256d d1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1));
                 d0 = _mm256_mul_pd(_mm256_add_pd(d0, _mm256_loadu_pd(lo + at)), vinv);
@@ -211,12 +245,12 @@ cdef extern from *:
     }
     #else
     static int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n, const int32_t *bitpos,
-            const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo, double inv,
-            uint16_t *escaped, float *out32, double *out64) { return 0; }
+            const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo, const int32_t *lo32,
+            double inv, float scale32, uint16_t *escaped, float *out32, double *out64) { return 0; }
     static int jr_escape_has_vbmi(void) { return 0; }
     static int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail, Py_ssize_t n,
-            const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo, double inv,
-            uint16_t *escaped, float *out32, double *out64) { return 0; }
+            const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo, const int32_t *lo32,
+            double inv, float scale32, uint16_t *escaped, float *out32, double *out64) { return 0; }
     #endif
     """
     int jr_escape_row(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
@@ -228,15 +262,19 @@ cdef extern from *:
     int jr_escape_has_avx2()
     int jr_escape_row_vbmi(const unsigned char *p, uint64_t phase, Py_ssize_t n, const int32_t *bitpos,
                            const int32_t *win, const uint64_t *load, const uint32_t *esc, const double *lo,
-                           double inv, uint16_t *escaped, float *out32, double *out64) nogil
+                           const int32_t *lo32, double inv, float scale32, uint16_t *escaped, float *out32,
+                           double *out64) nogil
     int jr_escape_has_vbmi()
     int jr_escape_row_pshufb(const unsigned char *p, uint64_t phase, Py_ssize_t avail, Py_ssize_t n,
                              const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo,
-                             double inv, uint16_t *escaped, float *out32, double *out64) nogil
+                             const int32_t *lo32, double inv, float scale32, uint16_t *escaped, float *out32,
+                             double *out64) nogil
     int jr_ctz64(uint64_t m) nogil
+    int64_t jr_float_mismatches(double scale, double inv) nogil
     void jr_lower_bounds(const uint32_t** cur, uint32_t* len, const uint32_t* key, Py_ssize_t count) nogil
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
+FLOAT_SCALES = tuple(10.0 ** m for m in range(9))  # the 10^m whose float32 reads may use float math
 REPACK_ROWS = 4096  # rows whose codes a re-pack holds at once
 _PATHS = {"avx512vbmi": jr_escape_has_vbmi() != 0, "avx2": jr_escape_has_avx2() != 0,
           "portable": sys.byteorder == "little", "words": True}
@@ -311,6 +349,16 @@ cdef inline real_out* _nth_out(real_out* out, real_out* out_next, Py_ssize_t k, 
     return (out_next if k & 1 else out) + (k >> 1) * dim
 
 
+def float_mismatches(scale: float) -> int:
+    """How many paper codes |c| <= 2^24 the float32 read's float math (``scale`` = 10^m) decodes to other bits than
+    ``(float)(c * (1 / scale))`` (tests: none, for every m whose reads use it, FLOAT_SCALES)."""
+    cdef double s = scale, inv = 1.0 / scale
+    cdef int64_t bad
+    with nogil:
+        bad = jr_float_mismatches(s, inv)
+    return bad
+
+
 def pool_slack(n: int) -> int:
     """The compiled rule (tests compare it with cython_core.layout.pool_slack)."""
     return _slack(n)
@@ -324,6 +372,7 @@ cdef class _Tables:
     cdef const uint64_t* esc
     cdef const uint32_t* esc32
     cdef const double* lo_d
+    cdef const int32_t* lo32  # lo as int32 (the float32 conversion's: see scale32)
     cdef const int64_t* width
     cdef const int32_t* bitpos  # the AVX-512 VBMI read's groups of 16 dimensions (jr_escape_row_vbmi)
     cdef const int32_t* win
@@ -335,6 +384,7 @@ cdef class _Tables:
     cdef int block_shift  # log2(block) where block is a power of two (64 up to 1,023 dims), else -1
     cdef int64_t top
     cdef double scale, inv, clamp
+    cdef float scale32  # 10^m where float32 values come from float math exactly (codes < 2^24, m <= 8), else 0
 
     def __cinit__(self, layout):
         lo = np.ascontiguousarray(layout.lo, dtype=np.int64)
@@ -345,6 +395,7 @@ cdef class _Tables:
         # padded to whole groups (the padding lanes read bit 0 of their group and are never stored)
         esc32, lo_d = np.zeros(groups * 16, np.uint32), np.zeros(groups * 16, np.float64)
         esc32[:dim], lo_d[:dim] = esc, lo
+        lo32 = lo_d.astype(np.int32)
         starts = np.zeros(groups * 16, np.int64)
         starts[:dim] = offs
         starts = starts.reshape(groups, 16)
@@ -361,20 +412,25 @@ cdef class _Tables:
         win4[quads:] = win4[quads - 1]
         bitpos4 = np.where(np.arange(groups * 16).reshape(groups * 4, 4) < dim, starts - 8 * win4[:, None], 0)
         bitpos4 = bitpos4.astype(np.int32).reshape(-1)
-        self._keep = (lo, width, offs, esc, esc32, lo_d, bitpos, win, load, bitpos4, win4)
+        self._keep = (lo, width, offs, esc, esc32, lo_d, lo32, bitpos, win, load, bitpos4, win4)
         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
         cdef const uint64_t[::1] esc_v = esc, load_v = load
         cdef const uint32_t[::1] esc32_v = esc32
         cdef const double[::1] lo_d_v = lo_d
+        cdef const int32_t[::1] lo32_v = lo32
         cdef const int32_t[::1] bitpos_v = bitpos, win_v = win, bitpos4_v = bitpos4, win4_v = win4
         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
-        self.esc32, self.lo_d = &esc32_v[0], &lo_d_v[0]
+        self.esc32, self.lo_d, self.lo32 = &esc32_v[0], &lo_d_v[0], &lo32_v[0]
         self.bitpos, self.win, self.load = &bitpos_v[0], &win_v[0], &load_v[0]
         self.bitpos4, self.win4 = &bitpos4_v[0], &win4_v[0]
         self.lanes_fit = int(width.max()) <= 25
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
         self.block_shift = self.block.bit_length() - 1 if self.block & (self.block - 1) == 0 else -1
         self.top, self.scale, self.inv, self.clamp = layout.top, layout.scale, layout.inv_scale, layout.clamp
+        # c * (1 / 10^m) rounded to double then to float equals c / 10^m rounded to float for every |c| <= 2^24,
+        # m <= 8 (checked for every such c: tests/test_escape.py), which float math gets exactly with two FMAs
+        exact = layout.top < 2**24 and layout.scale in FLOAT_SCALES and layout.inv_scale == 1.0 / layout.scale
+        self.scale32 = layout.scale if exact else 0.0
 
 
 cdef inline int64_t _block_of(_Tables t, int64_t r) noexcept nogil:
@@ -873,10 +929,11 @@ cdef class EscapeRows:
             out64 = out
         if _vbmi:
             return jr_escape_row_vbmi(p, base & 7, self.t.dim, self.t.bitpos, self.t.win, self.t.load,
-                                      self.t.esc32, self.t.lo_d, self.t.inv, masks, out32, out64) != 0
+                                      self.t.esc32, self.t.lo_d, self.t.lo32, self.t.inv, self.t.scale32, masks,
+                                      out32, out64) != 0
         return jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
-                                    self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.inv,
-                                    masks, out32, out64) != 0
+                                    self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.lo32, self.t.inv,
+                                    self.t.scale32, masks, out32, out64) != 0
 
     cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
         """Row ``r`` into ``out`` (or ``codes``) as though nothing escaped; whether something did (little-endian

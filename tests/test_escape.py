@@ -169,11 +169,12 @@ def test_a_fill_row_by_row_leaves_no_holes_and_a_full_pool_compacts_in_place():
     assert np.array_equal(rows.codes(np.arange(n)), codes)
 
 
-@pytest.mark.parametrize("decimals, clamp", [(2, 127.0), (5, 127.0), (5, 300.0)])
+@pytest.mark.parametrize("decimals, clamp", [(2, 127.0), (5, 127.0), (5, 300.0), (0, 2.0**24 - 1), (8, 0.16)])
 def test_every_read_path_gives_the_codes_values_on_wide_layouts(decimals, clamp):
-    """Widths up to the uniform width (15 bits at m = 2; 25 at m = 5, b = 127; 26 at b = 300, where the 16-lane
-    AVX-512 read does not apply and the next path reads), dimensions over several groups of 16 with a tail, rows at
-    every bit phase, escapes in most rows: each path's float32 and float64 values are the codes' own."""
+    """Widths up to the uniform width (15 bits at m = 2; 25 at m = 5, b = 127, and at codes up to 2^24, where the
+    AVX-512 read converts float32 values with float math; 26 at b = 300, where the 16-lane AVX-512 read does not
+    apply and the next path reads), dimensions over several groups of 16 with a tail, rows at every bit phase,
+    escapes in most rows: each path's float32 and float64 values are the codes' own."""
     from cython_core._escape import _read_path
 
     rng = np.random.default_rng(decimals + int(clamp))
@@ -198,6 +199,16 @@ def test_every_read_path_gives_the_codes_values_on_wide_layouts(decimals, clamp)
                     assert got.tobytes() == (codes[idx] * layout.inv_scale).astype(dtype).tobytes(), (path, dim)
     finally:
         _read_path(before)
+
+
+def test_float_math_gives_the_float32_values_for_every_code_it_reads():
+    """The AVX-512 read converts codes |c| <= 2^24 to float32 with float math where m <= 8 (two FMAs: c / 10^m
+    correctly rounded); for every such code and m that is (float)(c * 10^-m) computed in double, bit for bit."""
+    from cython_core._escape import FLOAT_SCALES, float_mismatches
+
+    assert FLOAT_SCALES == tuple(10.0**m for m in range(9))
+    assert [float_mismatches(scale) for scale in FLOAT_SCALES] == [0] * 9
+    assert float_mismatches(1e12) > 0  # the check can fail: 10^12 is no float32
 
 
 def test_no_read_path_reads_past_the_stream():
