@@ -7,11 +7,14 @@ the D values into integer codes in a scratch row (no float temporary) and writes
 keeping the bits of the rows either side; gather_unpack prefetches the cache lines of the row it will
 decode 16 rows later and, for k <= 25, decodes it 16 values at a time on a CPU with AVX-512 VBMI
 (``jr_unpack_row_vbmi``: one masked load and one byte permute per 16 codes) or 8 at a time with AVX2
-(``jr_unpack_row_avx2``: two 16-byte loads and one byte shuffle per 8 codes). Elsewhere it extracts codes
-with 8-byte loads (8 codes span exactly k bytes; offsets are constants for k = 12 and 15, plus the row's
-bit offset within its first byte) and either looks them up in a float32 table of all 2**k values (uniform
-specs, k <= 16, float32 out) or dequantizes them in a loop the compiler vectorizes. All give the same bits
-(``_read_path()`` names the read, and picks one in tests).
+(``jr_unpack_row_avx2``: two 16-byte loads and one byte shuffle per 8 codes). Elsewhere (and for k > 25) a
+portable group read written with GCC / Clang generic vector extensions (``jr_unpack_row_vec``: SSE2 on baseline
+x86-64, NEON on aarch64): each 64-bit lane takes a code where a load leaves it (two 16-byte loads per 8 codes
+at k = 15 and 12, one 8-byte load per code otherwise), masks it into the mantissa of 2**52 and adds and
+multiplies by per-bit-phase constants (no shifts). Compilers without vector extensions and big-endian hosts
+read "scalar": codes extracted with 8-byte loads, then a float32 table of all 2**k values (uniform specs,
+k <= 16, float32 out) or a conversion loop the compiler vectorizes. All give the same bits (``_read_path()``
+names the read, and picks one in tests).
 
 Bounds checks are off in this module: every index (``rows``, ``indices``) is validated against the
 storage's row count once, before any loop, and every buffer's dtype, shape and contiguity is checked
@@ -198,25 +201,203 @@ cdef extern from *:
                             const double *inv, int uniform, float *out32, double *out64) nogil
     int jr_unpack_has_vbmi()
 
+cdef extern from *:
+    """
+    /* The portable group read: GCC / Clang generic vector extensions (SSE2 on baseline x86-64, NEON on aarch64; no
+       target attributes, no intrinsics), little-endian hosts. Each 64-bit lane holds one code at a bit s it already
+       sits at in a load (no shift, so no per-lane variable shift): and-ed with its mask (m << s) and 2**52's exponent
+       bits it is the double 2**52 + code * 2**s; adding C_s = offset * 2**s - 2**52 gives (code + offset) * 2**s and
+       multiplying by inv * 2**-s gives the value. Every step is exact but the multiply, which rounds
+       (code + offset) * inv as the other reads do (a power of two changes no rounding): the same bits.
+       Per-dimension specs use offset -2**31, inv 1 (the lane is then (double)(int32)(code ^ 2**31), exactly), then
+       ((that + base[j]) * inv[j]), a separate add and multiply (-ffp-contract=off). The masks, C_s and inv * 2**-s
+       of each lane depend on the row's bit phase (0..7) only: jr_vec_phases computes them once per spec.
+       A group of 8 codes spans exactly k bytes. k = 15 and 12: two 16-byte loads (at bytes 0 and 5, 0 and 4) hold
+       all 8 codes at s + k <= 52; other widths: code i from an 8-byte load at byte i * k / 8 (s <= 14). The loads
+       end at most 8 bytes past the group's last byte (the spare word keeps the last row's inside the stream);
+       the row's last codes, two at a time from 8-byte loads at their first byte, the last odd one alone. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) \\
+        && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__has_builtin)
+    #if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+    #define JR_VEC 1
+    #endif
+    #endif
+    #ifndef JR_VEC
+    #define JR_VEC 0
+    #endif
+    #define JR_PHASE_DOUBLES 384  /* 8 phases x (the groups' layout, the tail's) x 4 lane pairs x 3 x 2 lanes */
+    #if JR_VEC
+    typedef uint64_t jr_v2q __attribute__((vector_size(16)));
+    typedef double jr_v2d __attribute__((vector_size(16)));
+    typedef double jr_v4d __attribute__((vector_size(32)));
+    typedef float jr_v2f __attribute__((vector_size(8)));
+    typedef float jr_v4f __attribute__((vector_size(16)));
+    #define JR_ALWAYS static inline __attribute__((always_inline))
+    #define JR_TWO52 4503599627370496.0
+    /* lane l of pair j of a group: code jr_code(bits, j, l), from the load at byte jr_byte(bits, j, l) */
+    JR_ALWAYS int jr_code(int bits, int j, int l) {
+        static const signed char c15[8] = {0, 5, 1, 4, 2, 6, 3, 7}, c12[8] = {0, 6, 1, 7, 2, 3, 4, 5};
+        return bits == 15 ? c15[2 * j + l] : bits == 12 ? c12[2 * j + l] : 2 * j + l;
+    }
+    JR_ALWAYS int jr_byte(int bits, int j, int l) {
+        static const signed char b15[8] = {0, 8, 0, 5, 0, 8, 5, 13}, b12[8] = {0, 8, 0, 8, 0, 4, 4, 4};
+        return bits == 15 ? b15[2 * j + l] : bits == 12 ? b12[2 * j + l] : (jr_code(bits, j, l) * bits) >> 3;
+    }
+    /* ph[48 * phase + 24 * tail + 6 * pair + {0, 2, 4} + lane]: mask (bits), C_s, inv * 2**-s; offset = base52 +
+       2**52. Returns 0 where inv * 2**-s is not exact (a subnormal): the spec is then read another way. */
+    static int jr_vec_phases(int bits, double base52, double inv, double *ph) {
+        const uint64_t m = ((uint64_t)1 << bits) - 1;
+        int sh, t, j, l, exact = 1;
+        for (sh = 0; sh < 8; sh++)
+            for (t = 0; t < 2; t++)
+                for (j = 0; j < 4; j++)
+                    for (l = 0; l < 2; l++) {
+                        int code = t ? 2 * j + l : jr_code(bits, j, l);
+                        int s = sh + code * bits - 8 * (t ? (code * bits) >> 3 : jr_byte(bits, j, l));
+                        double *c = ph + 48 * sh + 24 * t + 6 * j + l;
+                        uint64_t mask = (m << s) | UINT64_C(0x4330000000000000);
+                        memcpy(c, &mask, 8);
+                        c[2] = ldexp(base52 + JR_TWO52, s) - JR_TWO52;
+                        c[4] = ldexp(inv, -s);
+                        exact &= ldexp(c[4], s) == inv;
+                    }
+        return exact;
+    }
+    JR_ALWAYS jr_v2d jr_vec_load2(const double *s) { jr_v2d v; memcpy(&v, s, 16); return v; }
+    JR_ALWAYS void jr_vec_row(const unsigned char *p, int sh, int bits, Py_ssize_t n, const double *ph,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        const jr_v2q magic = {UINT64_C(0x4330000000000000), UINT64_C(0x4330000000000000)};
+        const double *c = ph + 48 * sh;
+        const unsigned char *q = p;
+        jr_v2q mk[4];
+        jr_v2d ad[4], mu[4];
+        Py_ssize_t j;
+        int i;
+        for (i = 0; i < 4; i++) {
+            memcpy(&mk[i], c + 6 * i, 16); memcpy(&ad[i], c + 6 * i + 2, 16); memcpy(&mu[i], c + 6 * i + 4, 16);
+        }
+        for (j = 0; j + 8 <= n; j += 8, q += bits) {
+            jr_v2q v[4];
+            jr_v2d d[4], e[4];
+            if (bits == 15 || bits == 12) {
+                jr_v2q a, b;
+                memcpy(&a, q, 16);
+                memcpy(&b, q + (bits == 15 ? 5 : 4), 16);
+                a |= magic;
+                b |= magic;
+                v[0] = a;
+                v[1] = bits == 15 ? __builtin_shufflevector(a, b, 0, 2) : a;
+                v[2] = bits == 15 ? a : __builtin_shufflevector(a, b, 0, 2);
+                v[3] = bits == 15 ? b : __builtin_shufflevector(b, b, 0, 0);
+            } else {
+                for (i = 0; i < 4; i++) {
+                    jr_v2q w = {jr_load64(q + jr_byte(bits, i, 0)), jr_load64(q + jr_byte(bits, i, 1))};
+                    v[i] = w | magic;
+                }
+            }
+            for (i = 0; i < 4; i++) d[i] = ((jr_v2d)(v[i] & mk[i]) + ad[i]) * mu[i];
+            if (uniform && out32) {  /* converted, then put in order */
+                jr_v4f fa = __builtin_convertvector(__builtin_shufflevector(d[0], d[1], 0, 1, 2, 3), jr_v4f);
+                jr_v4f fb = __builtin_convertvector(__builtin_shufflevector(d[2], d[3], 0, 1, 2, 3), jr_v4f);
+                jr_v4f lo = fa, hi = fb;
+                if (bits == 15) {         /* fa = codes 0 5 1 4, fb = 2 6 3 7 */
+                    lo = __builtin_shufflevector(fa, fb, 0, 2, 4, 6); hi = __builtin_shufflevector(fa, fb, 3, 1, 5, 7);
+                } else if (bits == 12) {  /* fa = codes 0 6 1 7, fb = 2 3 4 5 */
+                    lo = __builtin_shufflevector(fa, fb, 0, 2, 4, 5); hi = __builtin_shufflevector(fa, fb, 6, 7, 1, 3);
+                }
+                memcpy(out32 + j, &lo, 16);
+                memcpy(out32 + j + 4, &hi, 16);
+                continue;
+            }
+            e[0] = d[0]; e[1] = d[1]; e[2] = d[2]; e[3] = d[3];  /* in order */
+            if (bits == 15) {         /* d = codes (0 5) (1 4) (2 6) (3 7) */
+                e[0] = __builtin_shufflevector(d[0], d[1], 0, 2); e[1] = __builtin_shufflevector(d[2], d[3], 0, 2);
+                e[2] = __builtin_shufflevector(d[1], d[0], 1, 3); e[3] = __builtin_shufflevector(d[2], d[3], 1, 3);
+            } else if (bits == 12) {  /* d = codes (0 6) (1 7) (2 3) (4 5) */
+                e[0] = __builtin_shufflevector(d[0], d[1], 0, 2); e[3] = __builtin_shufflevector(d[0], d[1], 1, 3);
+                e[1] = d[2]; e[2] = d[3];
+            }
+            if (!uniform)
+                for (i = 0; i < 4; i++) e[i] = (e[i] + jr_vec_load2(base + j + 2 * i)) * jr_vec_load2(inv + j + 2 * i);
+            if (out32) {
+                jr_v4f lo = __builtin_convertvector(__builtin_shufflevector(e[0], e[1], 0, 1, 2, 3), jr_v4f);
+                jr_v4f hi = __builtin_convertvector(__builtin_shufflevector(e[2], e[3], 0, 1, 2, 3), jr_v4f);
+                memcpy(out32 + j, &lo, 16);
+                memcpy(out32 + j + 4, &hi, 16);
+            } else {
+                memcpy(out64 + j, e, 64);
+            }
+        }
+        for (i = 0; j + 2 <= n; j += 2, i++) {  /* the last, partial group: its codes 2i, 2i + 1 */
+            jr_v2q w = {jr_load64(q + ((2 * i * bits) >> 3)), jr_load64(q + (((2 * i + 1) * bits) >> 3))}, mt;
+            jr_v2d at, ut, d;
+            memcpy(&mt, c + 24 + 6 * i, 16); memcpy(&at, c + 24 + 6 * i + 2, 16); memcpy(&ut, c + 24 + 6 * i + 4, 16);
+            d = ((jr_v2d)((w | magic) & mt) + at) * ut;
+            if (!uniform) d = (d + jr_vec_load2(base + j)) * jr_vec_load2(inv + j);
+            if (out32) {
+                jr_v2f f = __builtin_convertvector(d, jr_v2f);
+                memcpy(out32 + j, &f, 8);
+            } else {
+                memcpy(out64 + j, &d, 16);
+            }
+        }
+        if (j < n) {  /* the last code, as the conversion loop converts it */
+            uint64_t bit = (uint64_t)sh + (uint64_t)j * bits;
+            uint32_t code = (uint32_t)((jr_load64(p + (bit >> 3)) >> (bit & 7)) & (((uint64_t)1 << bits) - 1));
+            double d = ((double)(int32_t)(code ^ 0x80000000u) + base[uniform ? 0 : j]) * inv[uniform ? 0 : j];
+            if (out32) out32[j] = (float)d; else out64[j] = d;
+        }
+    }
+    /* one copy per (uniform, float32 / float64 out), with a constant width for k = 15 and 12 */
+    #define JR_VEC_WIDTH(B) do { \\
+        if (out32 && uniform) jr_vec_row(p, phase, B, n, ph, base, inv, 1, out32, NULL); \\
+        else if (out32) jr_vec_row(p, phase, B, n, ph, base, inv, 0, out32, NULL); \\
+        else if (uniform) jr_vec_row(p, phase, B, n, ph, base, inv, 1, NULL, out64); \\
+        else jr_vec_row(p, phase, B, n, ph, base, inv, 0, NULL, out64); } while (0)
+    static void jr_unpack_row_vec(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *ph,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {
+        switch (bits) {
+        case 15: JR_VEC_WIDTH(15); break;
+        case 12: JR_VEC_WIDTH(12); break;
+        default: JR_VEC_WIDTH(bits); break;
+        }
+    }
+    #else
+    static int jr_vec_phases(int bits, double base52, double inv, double *ph) { return 0; }
+    static void jr_unpack_row_vec(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *ph,
+            const double *base, const double *inv, int uniform, float *out32, double *out64) {}
+    #endif
+    """
+    bint JR_VEC
+    int JR_PHASE_DOUBLES
+    int jr_vec_phases(int bits, double base52, double inv, double *ph) nogil
+    void jr_unpack_row_vec(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *ph,
+                           const double *base, const double *inv, int uniform, float *out32, double *out64) nogil
+
+
 ctypedef void (*row_read)(const unsigned char *p, int phase, int bits, Py_ssize_t n, const double *base,
                           const double *inv, int uniform, float *out32, double *out64) noexcept nogil
 
-_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_has_avx2() != 0, "portable": True}
+_PATHS = {"avx512vbmi": jr_unpack_has_vbmi() != 0, "avx2": jr_has_avx2() != 0, "portable": JR_VEC != 0,
+          "scalar": True}
 cdef bint _vbmi = _PATHS["avx512vbmi"]
 cdef bint _avx2 = _PATHS["avx2"]
+cdef bint _vec = _PATHS["portable"]
 
 
 def _read_path(path=None) -> str:
-    """The row read gather_unpack runs for widths <= 25 bits: "avx512vbmi" (16 codes at a time), "avx2" (8 at a
-    time) or "portable" (8-code groups, a table lookup or a conversion loop; every width). ``path`` (tests) picks
-    one, the next one down where this host lacks it."""
-    global _vbmi, _avx2
+    """The row read gather_unpack runs: "avx512vbmi" (16 codes at a time) or "avx2" (8 at a time) for widths <= 25
+    bits, else "portable" (the generic-vector group read, every width; little-endian GCC / Clang builds) or "scalar"
+    (8-byte loads per 8 codes, a table lookup or a conversion loop: other compilers, big-endian hosts). ``path``
+    (tests) picks one, the next one down where this host lacks it."""
+    global _vbmi, _avx2, _vec
     if path is not None:
         if path not in _PATHS:
             raise ValueError(f"path must be one of {list(_PATHS)}, got {path!r}")
         _vbmi = path == "avx512vbmi" and _PATHS["avx512vbmi"]
         _avx2 = path in ("avx512vbmi", "avx2") and _PATHS["avx2"]
-    return "avx512vbmi" if _vbmi else "avx2" if _avx2 else "portable"
+        _vec = path != "scalar" and _PATHS["portable"]
+    return "avx512vbmi" if _vbmi else "avx2" if _avx2 else "portable" if _vec else "scalar"
 
 
 def _quantize_path(avx2=None) -> str:
@@ -231,10 +412,11 @@ from cython_core.uniform import CodeLayout
 
 cdef enum:
     PREFETCH_ROWS = 16   # rows ahead whose cache lines are requested while this row decodes
-    TABLE_MAX_BITS = 16  # uniform specs up to this width decode float32 through a table (<= 256 KiB)
+    TABLE_MAX_BITS = 16  # the scalar read decodes uniform specs up to this width to float32 by a table (<= 256 KiB)
     NOGIL_VALUES = 8192  # release the GIL only for calls at least this big (releasing costs ~0.1 us)
 
 cdef double TWO_31 = 2147483648.0
+cdef double TWO_52 = 4503599627370496.0
 
 
 cdef class _Tables:
@@ -251,7 +433,9 @@ cdef class _Tables:
     cdef bint uniform, code_nonfinite
     cdef bint lanes_fit         # a code and its bit phase fit a 32-bit lane (bits <= 25): the SIMD reads apply
     cdef uint32_t nonfinite_code
-    cdef float* table           # uniform specs, bits <= 16: the float32 value of every code
+    cdef float* table           # uniform specs, bits <= 16: the float32 value of every code (the scalar read's; made
+                                # at its first use)
+    cdef double* phases         # the portable read's constants per bit phase (jr_vec_phases); NULL: not this spec
 
     def __cinit__(self, spec):
         cdef const double[::1] lo = spec.lo, hi = spec.hi, scale = spec.scale, inv = spec.inv_scale
@@ -270,14 +454,31 @@ cdef class _Tables:
         # starts at most at the last code's byte, and the spare word keeps its 8 bytes inside the stream.
         self.groups = self.dim // 8 if JR_LITTLE_ENDIAN else 0
         self.table = NULL
-        if self.uniform and self.bits <= TABLE_MAX_BITS:
+        self.phases = NULL
+        if JR_VEC:
+            self.phases = <double*>malloc(JR_PHASE_DOUBLES * sizeof(double))
+            if self.phases == NULL:
+                raise MemoryError()
+            # uniform: offset - 2**52 (exact) and inv; per dimension, offset -2**31 and inv 1: each lane is then
+            # (double)(int32)(code ^ 2**31), to which the read adds base[j] and multiplies by inv[j]
+            if not jr_vec_phases(self.bits, base[0] - (TWO_52 + TWO_31) if self.uniform else -(TWO_52 + TWO_31),
+                                 self.inv[0] if self.uniform else 1.0, self.phases):
+                free(self.phases)
+                self.phases = NULL
+
+    cdef int _make_table(self) except -1:
+        """The float32 table of a uniform spec of at most TABLE_MAX_BITS bits, for the scalar read (at its first
+        use: the other reads need none)."""
+        if self.table == NULL and self.uniform and self.bits <= TABLE_MAX_BITS:
             self.table = <float*>malloc((<size_t>1 << self.bits) * sizeof(float))
             if self.table == NULL:
                 raise MemoryError()
             _fill_table(self)
+        return 0
 
     def __dealloc__(self):
         free(self.table)
+        free(self.phases)
 
 
 cdef _Tables _tables(spec):
@@ -799,11 +1000,17 @@ cdef inline void _prefetch(const uint64_t* words, uint64_t start, Py_ssize_t row
     JR_PREFETCH(last)
 
 
+cdef inline bint _scalar_read(_Tables t) noexcept nogil:
+    """Whether gather_unpack reads rows of ``t`` with the scalar read (no SIMD read for this width or host)."""
+    return not ((t.lanes_fit and (_vbmi or _avx2)) or (_vec and t.phases != NULL))
+
+
 cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tables t,
                  real_out* out) noexcept nogil:
     cdef Py_ssize_t i, row_bits = t.row_bits
     cdef uint64_t start
-    cdef row_read simd = NULL  # the row read for widths <= 25, where the host has one
+    cdef row_read simd = NULL  # the AVX-512 VBMI or AVX2 row read for widths <= 25, where the host has one
+    cdef bint vec = False      # else the portable group read, where this build has it
     cdef uint32_t* codes = <uint32_t*>malloc(t.dim * sizeof(uint32_t))
     if codes == NULL:
         return -1
@@ -811,13 +1018,23 @@ cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tab
         simd = jr_unpack_row_vbmi
     elif t.lanes_fit and _avx2:
         simd = jr_unpack_row_avx2
+    else:
+        vec = _vec and t.phases != NULL
     for i in range(min(n, PREFETCH_ROWS)):
         _prefetch(storage, <uint64_t>idx[i] * row_bits, row_bits)
     for i in range(n):
         if i + PREFETCH_ROWS < n:
             _prefetch(storage, <uint64_t>idx[i + PREFETCH_ROWS] * row_bits, row_bits)
+        start = <uint64_t>idx[i] * row_bits
+        if vec:
+            if real_out is float:
+                jr_unpack_row_vec(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.phases,
+                                  t.base, t.inv, t.uniform, out + i * t.dim, NULL)
+            else:
+                jr_unpack_row_vec(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.phases,
+                                  t.base, t.inv, t.uniform, NULL, out + i * t.dim)
+            continue
         if simd != NULL:
-            start = <uint64_t>idx[i] * row_bits
             if real_out is float:
                 simd(<const unsigned char*>storage + (start >> 3), start & 7, t.bits, t.dim, t.base, t.inv, t.uniform,
                      out + i * t.dim, NULL)
@@ -827,9 +1044,9 @@ cdef int _gather(const uint64_t* storage, const int64_t* idx, Py_ssize_t n, _Tab
             continue
         if real_out is float:
             if t.table != NULL:
-                _lookup_row(storage, <uint64_t>idx[i] * row_bits, t, codes, out + i * t.dim)
+                _lookup_row(storage, start, t, codes, out + i * t.dim)
                 continue
-        _unpack_row(storage, <uint64_t>idx[i] * row_bits, t, codes)
+        _unpack_row(storage, start, t, codes)
         _dequantize_row(codes, t, out + i * t.dim)
     free(codes)
     return 0
@@ -852,6 +1069,8 @@ def gather_unpack(storage, indices, spec, out) -> None:
         if kind not in (F32, F64) or ob.ndim != 2 or ob.shape[0] != n or ob.shape[1] != t.dim:
             raise ValueError(f"out must be a writable C-contiguous float32 array of shape ({n}, {t.dim}), "
                              f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        if kind == F32 and _scalar_read(t):
+            t._make_table()
         big = n * t.dim >= NOGIL_VALUES
         if kind == F32 and big:
             with nogil:

@@ -751,12 +751,13 @@ def test_big_blocks_release_the_gil_and_still_match_the_reference(bits, uniform)
         assert same_bits(out, expected)
 
 
-GATHER_PATHS = ("avx512vbmi", "avx2", "portable")
+GATHER_PATHS = ("avx512vbmi", "avx2", "portable", "scalar")
 
 
 @pytest.fixture(params=GATHER_PATHS)
 def gather_path(request):
-    """gather_unpack's row read set to each path ("portable" where this host lacks one), restored afterwards."""
+    """gather_unpack's row read set to each path (the next one down where this host lacks it), restored
+    afterwards."""
     from cython_core._kernels import _read_path
 
     before = _read_path()
@@ -766,9 +767,9 @@ def gather_path(request):
 
 @pytest.mark.parametrize("bits", range(1, 33))
 def test_every_read_path_decodes_every_width_and_bit_phase_as_the_reference(gather_path, bits):
-    """gather_unpack on each read path (avx512vbmi and avx2 up to 25 bits, portable) against the reference, bit
-    for bit: dims 1..70 and 348, uniform and per-dimension specs, 9 rows in a row (a row starts at every bit phase
-    its stride reaches) and the last row the stream holds, float32 and float64 out."""
+    """gather_unpack on each read path (avx512vbmi and avx2 up to 25 bits, portable and scalar every width) against
+    the reference, bit for bit: dims 1..70 and 348, uniform and per-dimension specs, 9 rows in a row (a row starts
+    at every bit phase its stride reaches) and the last row the stream holds, float32 and float64 out."""
     for dim in [*range(1, 71), 348]:
         for uniform in (True, False):
             spec = make_spec(1000 * bits + dim, bits, dim, uniform)
@@ -784,7 +785,8 @@ def test_every_read_path_decodes_every_width_and_bit_phase_as_the_reference(gath
 
 def test_gather_reads_nothing_past_the_storage(gather_path):
     """Storage ending at a page followed by an inaccessible one: every path decodes the last row the stream holds
-    (a read past the spare word would crash the process)."""
+    (a read past the spare word would crash the process), every width; dims 8, 16 and 64 end rows of some widths on
+    a word (the group loads' tightest case: the row's last group ends just before the spare word)."""
     import ctypes
     import mmap
 
@@ -793,8 +795,8 @@ def test_gather_reads_nothing_past_the_storage(gather_path):
     area = mmap.mmap(-1, 2 * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(area))
     assert libc.mprotect(ctypes.c_void_p(base + page), ctypes.c_size_t(page), 0) == 0  # PROT_NONE
-    for bits in (1, 7, 12, 15, 16, 25, 26, 32):
-        for dim in (1, 3, 17, 348):
+    for bits in range(1, 33):
+        for dim in (1, 3, 8, 16, 17, 64, 348):
             for uniform in (True, False):
                 spec = make_spec(bits + dim, bits, dim, uniform)
                 words = spec.words(2)
@@ -807,6 +809,22 @@ def test_gather_reads_nothing_past_the_storage(gather_path):
                     ref.gather_unpack(storage, last, spec, want)
                     assert same_bits(out, want)
                 del storage
+
+
+def test_tiny_steps_decode_as_the_reference(gather_path):
+    """Scales near the float64 range's top (inv_scale ~1e-305): the portable read's per-lane constants inv * 2**-s
+    would be subnormal (inexact) there, so such a spec is read another way; every path, the reference's bits."""
+    for scale in (1e300, 1e305, 1e307):
+        for bits in (10, 12, 15):
+            for dim in (9, 348):
+                spec = CodeLayout.per_dim(np.zeros(dim), np.full(dim, (2**bits - 2) / scale), np.full(dim, scale),
+                                          bits=bits)
+                storage = garbage_words(np.random.default_rng(bits), spec.words(10))
+                for dtype in (np.float32, np.float64):
+                    out, want = np.empty((10, dim), dtype), np.empty((10, dim), dtype)
+                    gather_unpack(storage, np.arange(10), spec, out)
+                    ref.gather_unpack(storage, np.arange(10), spec, want)
+                    assert same_bits(out, want), (scale, bits, dim, dtype)
 
 
 def test_read_path_refuses_an_unknown_path():
