@@ -272,8 +272,9 @@ cdef extern from *:
         const jr_v4w m_ = *(const jr_v4w_ld *)((t) + 4), a_ = *(const jr_v4w_ld *)((t) + 8); \
         const jr_v4f l_ = *(const jr_v4f_ld *)((t) + 12), i_ = *(const jr_v4f_ld *)((t) + 16);
     #define JR_F32_QUAD(q, ph, h, o32, o64) do { \
-        jr_v4w x_ = {*(const jr_u32_ld *)((q) + b0), *(const jr_u32_ld *)((q) + b1), \
-                     *(const jr_u32_ld *)((q) + b2), *(const jr_u32_ld *)((q) + b3)}; \
+        jr_v2u y0_ = {*(const jr_u64_ld *)((q) + b0), *(const jr_u64_ld *)((q) + b1)}; \
+        jr_v2u y1_ = {*(const jr_u64_ld *)((q) + b2), *(const jr_u64_ld *)((q) + b3)}; \
+        jr_v4w x_ = __builtin_shufflevector((jr_v4w)y0_, (jr_v4w)y1_, 0, 2, 4, 6); \
         x_ = ((x_ >> (uint32_t)(ph)) & m_) + a_; \
         h |= x_; \
         *(jr_v4f *)(o32) = ((jr_v4f)x_ + l_) / i_; \
