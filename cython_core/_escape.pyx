@@ -214,8 +214,9 @@ cdef extern from *:
          product as (code + lo[j]) * inv, so the same rounding and the same bits as JR_ESC_BODY (separate add and
          multiply); float32 out: that double's float. Per quad of dimensions 18 words (JR_VEC_QUAD_WORDS): 4 int32
          byte offsets, then 4 each of mask, add, lo2, invs.
-       - jr_escape_row_f32 (32-bit lanes, float32 out, where _f32_table allows: s + width <= 22, 2**s (code + lo)
-         below 2**24): divided by div[j] = 10**m * 2**s (exact), the float quotient (code + lo) / 10**m, correctly
+       - jr_escape_row_f32 (float32 out, where _f32_table allows: s + width <= 22, 2**s (code + lo) below 2**24;
+         the 8-byte loads narrowed to 32-bit lanes by one shuffle a quad, then shifted by the phase: phase + s +
+         width <= 29): divided by div[j] = 10**m * 2**s (exact), the float quotient (code + lo) / 10**m, correctly
          rounded: the float of (code + lo) * inv for every code the table was checked for (all of the layout's
          ranges). Per quad 20 words (JR_F32_QUAD_WORDS): 4 byte offsets, then 4 each of mask, add, lo2, div.
        escaped[g]: as jr_escape_row_vbmi gives it (a group whose lanes' bit K says an escape re-reads its lanes'
@@ -1260,8 +1261,9 @@ cdef class EscapeRows:
     def decode_pairs(self, indices, following, out, out_following) -> None:
         """Rows ``indices`` into ``out`` and rows ``following`` (one each) into ``out_following`` (writable
         C-contiguous float32 or float64 arrays (n, D) of one dtype), as two :meth:`decode` calls give them; read a
-        pair at a time where values are read 16 codes at a time: a row and the one after it share their block's
-        side-table lines (what a replay buffer's sample reads: each transition's observation and its next one)."""
+        pair at a time with AVX-512 VBMI or AVX2: a row and the one after it share their block's side-table lines
+        (what a replay buffer's sample reads: each transition's observation and its next one). The portable read
+        is faster as two decodes (4 rows at a time)."""
         cdef Py_buffer ib, fb, ob, pb
         cdef bint have_f = False, have_o = False, have_p = False
         cdef int status = -2
@@ -1278,7 +1280,7 @@ cdef class EscapeRows:
                     or ob.shape[1] != self.t.dim or pb.shape[1] != self.t.dim:
                 raise ValueError(f"out and out_following must be writable C-contiguous float32 or float64 arrays of "
                                  f"one dtype and shape ({n}, {self.t.dim})")
-            if self._groups_read():
+            if self._groups_read() and (_vbmi or _avx2):  # the portable read: two decodes, 4 rows at a time
                 if _kind(&ob) == F32:
                     with nogil:
                         status = self._unpack_pairs(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,
