@@ -14,7 +14,7 @@ authors' uint16 decode (1 sign bit, 7 integer bits, hundredths in the low byte) 
 training batch would be. Figures are medians over the repetitions; ratios compare medians of one run.
 
 The calibrated section (:func:`run_escape`) times ``EscapeRows.decode`` on a Humanoid-like escape layout
-(mean 6.6 bits per value, 40 of 348 dimensions 1 bit, widths 1..15, 0.1 % of values escaped) against
+(mean 6.5 bits per value, 40 of 348 dimensions 1 bit, widths 1..15, 0.1 % of values escaped) against
 ``np.take`` of the same rows' float32 values into a batch, the same way (each read path on its own copy of the
 rows), and ``EscapeRows.encode`` of one row.
 """

@@ -13,9 +13,12 @@ slack; a full pool is compacted in place, and grown by a quarter (a new pool) on
 
 Every write, and every read on a big-endian host, goes through whole words: a code is read from at most two
 words, a row of B bits touches at most ceil(B / 64) + 1. On a little-endian host a read loads 8 bytes at each
-code's own byte offset (no code waits on the one before), or, on a CPU with AVX-512 VBMI, 16 codes at a time (one
-masked load and one byte permute per group), or with AVX2 8 at a time (two 16-byte windows and one in-lane byte
-shuffle per vector); a row's escapes are then patched from the side table. Decoding gives
+code's own byte offset (no code waits on the one before): values (widths <= 25 bits) 16 codes at a time, on a CPU
+with AVX-512 VBMI (one masked load and one byte permute per group), or with AVX2 (two 16-byte windows and one
+in-lane byte shuffle per 8 codes), or else with the compiler's generic vectors (SSE2, NEON: each lane loaded at
+its code's byte, shifted by the row's phase, masked, and converted through the float's exponent bits, no per-lane
+shift; 4 rows at a time), and codes, or wider values, a code at a time; a row's escapes are then patched from the
+side table. Decoding gives
 ``(double)code * (1 / 10^m)``, cast to the out dtype: the same bits as the uniform kernels give for the same input.
 """
 
@@ -252,6 +255,174 @@ cdef extern from *:
             const int32_t *bitpos, const int32_t *win, const uint32_t *esc, const double *lo, const int32_t *lo32,
             double inv, float scale32, uint16_t *escaped, float *out32, double *out64) { return 0; }
     #endif
+    /* The same groups of 16 with GCC/Clang generic vectors, for any little-endian host: SSE2 on baseline x86-64,
+       NEON on aarch64, no target attributes and no intrinsics (a compiler without them, or a big-endian host,
+       reads a code at a time: jr_escape_has_vec() is 0). Code j is read from the bytes at q + byte[j], byte[j] =
+       offs[j] / 8 (the same address at every phase: at or before the code's first byte, so inside the stream),
+       shifted right by the row's phase (one count for every lane) and masked by mask[j] = esc[j] << s (s =
+       offs[j] % 8): raw = code << s, no per-lane shift. raw + add[j] has the exponent bits of a float (2**23)
+       or double (2**52) and a bit K (22 or 32) that is set only where raw is the escape (add = the exponent's
+       bits + 2**K - mask); as a float or double it is exactly 2**p + 2**K - mask + raw, and adding lo2[j] =
+       lo[j] * 2**s - 2**p - 2**K + mask gives 2**s (code + lo[j]) exactly. Then:
+       - jr_escape_row_vec (64-bit lanes, widths to 25 bits): times invs[j] = inv * 2**-s, the same real
+         product as (code + lo[j]) * inv, so the same rounding and the same bits as JR_ESC_BODY (separate add and
+         multiply); float32 out: that double's float. Per quad of dimensions 18 words (JR_VEC_QUAD_WORDS): 4 int32
+         byte offsets, then 4 each of mask, add, lo2, invs.
+       - jr_escape_row_f32 (float32 out, where _f32_table allows: s + width <= 22, 2**s (code + lo) below 2**24;
+         the 8-byte loads narrowed to 32-bit lanes by one shuffle a quad, then shifted by the phase: phase + s +
+         width <= 29): divided by div[j] = 10**m * 2**s (exact), the float quotient (code + lo) / 10**m, correctly
+         rounded: the float of (code + lo) * inv for every code the table was checked for (all of the layout's
+         ranges). Per quad 20 words (JR_F32_QUAD_WORDS): 4 byte offsets, then 4 each of mask, add, lo2, div.
+       escaped[g]: as jr_escape_row_vbmi gives it (a group whose lanes' bit K says an escape re-reads its lanes'
+       masks one at a time). The tables are padded to whole groups; a row's last 1..3 lanes are read as a whole
+       quad (the padding lanes read the row's first bytes) and stored and checked one at a time. The rows4 forms
+       read rows p[0..4), into consecutive rows of out (escape masks one row's after the other), sharing the
+       table's loads; bit r of their result is set where row r holds an escape. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && defined(__has_builtin)
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && __has_builtin(__builtin_shufflevector) \
+        && __has_builtin(__builtin_convertvector)
+    #define JR_ESC_VEC 1
+    #endif
+    #endif
+    enum { JR_VEC_QUAD_WORDS = 18, JR_F32_QUAD_WORDS = 20 };
+    #ifdef JR_ESC_VEC
+    typedef uint64_t jr_v2u __attribute__((vector_size(16)));
+    typedef uint32_t jr_v4w __attribute__((vector_size(16)));
+    typedef double jr_v2d __attribute__((vector_size(16), aligned(8)));  /* also float64 out: 8-byte aligned */
+    typedef float jr_v4f __attribute__((vector_size(16), aligned(4)));   /* also float32 out */
+    /* Loads from the tables and the stream (unaligned, any type's bytes). */
+    typedef uint64_t jr_v2u_ld __attribute__((vector_size(16), aligned(8), may_alias));
+    typedef uint32_t jr_v4w_ld __attribute__((vector_size(16), aligned(4), may_alias));
+    typedef double jr_v2d_ld __attribute__((vector_size(16), aligned(8), may_alias));
+    typedef float jr_v4f_ld __attribute__((vector_size(16), aligned(4), may_alias));
+    typedef uint64_t jr_u64_ld __attribute__((aligned(1), may_alias));
+    typedef uint32_t jr_u32_ld __attribute__((aligned(1), may_alias));
+    #define JR_VEC_LOAD_TABLE(t) \
+        const int32_t b0 = (int32_t)(uint32_t)(t)[0], b1 = (int32_t)((t)[0] >> 32); \
+        const int32_t b2 = (int32_t)(uint32_t)(t)[1], b3 = (int32_t)((t)[1] >> 32); \
+        const jr_v2u m0 = *(const jr_v2u_ld *)((t) + 2), m1 = *(const jr_v2u_ld *)((t) + 4); \
+        const jr_v2u a0 = *(const jr_v2u_ld *)((t) + 6), a1 = *(const jr_v2u_ld *)((t) + 8); \
+        const jr_v2d l0 = *(const jr_v2d_ld *)((t) + 10), l1 = *(const jr_v2d_ld *)((t) + 12); \
+        const jr_v2d i0 = *(const jr_v2d_ld *)((t) + 14), i1 = *(const jr_v2d_ld *)((t) + 16);
+    /* Two lanes (byte offsets c0, c1) of the row at q, phase ph, into the doubles d; h collects raw + add. */
+    #define JR_VEC_PAIR(q, ph, c0, c1, m, a, l, i, d, h) do { \
+        jr_v2u x_ = {*(const jr_u64_ld *)((q) + (c0)), *(const jr_u64_ld *)((q) + (c1))}; \
+        x_ = ((x_ >> (ph)) & (m)) + (a); \
+        h |= x_; \
+        d = ((jr_v2d)x_ + (l)) * (i); \
+    } while (0)
+    /* A quad of one row into o32 (f32) or o64. */
+    #define JR_VEC_QUAD(q, ph, h, o32, o64) do { \
+        jr_v2d d0_, d1_; \
+        JR_VEC_PAIR(q, ph, b0, b1, m0, a0, l0, i0, d0_, h); \
+        JR_VEC_PAIR(q, ph, b2, b3, m1, a1, l1, i1, d1_, h); \
+        if (f32) *(jr_v4f *)(o32) = __builtin_convertvector(__builtin_shufflevector(d0_, d1_, 0, 1, 2, 3), jr_v4f); \
+        else { *(jr_v2d *)(o64) = d0_; *(jr_v2d *)((o64) + 2) = d1_; } \
+    } while (0)
+    /* Whether lane k of quad table t holds its escape in the row at q. */
+    #define JR_VEC_ESCAPED(q, ph, t, k) \
+        (((*(const jr_u64_ld *)((q) + ((const int32_t *)(t))[k]) >> (ph)) & (t)[2 + (k)]) == (t)[2 + (k)])
+    #define JR_F32_LOAD_TABLE(t) \
+        const int32_t b0 = (int32_t)(t)[0], b1 = (int32_t)(t)[1], b2 = (int32_t)(t)[2], b3 = (int32_t)(t)[3]; \
+        const jr_v4w m_ = *(const jr_v4w_ld *)((t) + 4), a_ = *(const jr_v4w_ld *)((t) + 8); \
+        const jr_v4f l_ = *(const jr_v4f_ld *)((t) + 12), i_ = *(const jr_v4f_ld *)((t) + 16);
+    #define JR_F32_QUAD(q, ph, h, o32, o64) do { \
+        jr_v2u y0_ = {*(const jr_u64_ld *)((q) + b0), *(const jr_u64_ld *)((q) + b1)}; \
+        jr_v2u y1_ = {*(const jr_u64_ld *)((q) + b2), *(const jr_u64_ld *)((q) + b3)}; \
+        jr_v4w x_ = __builtin_shufflevector((jr_v4w)y0_, (jr_v4w)y1_, 0, 2, 4, 6); \
+        x_ = ((x_ >> (uint32_t)(ph)) & m_) + a_; \
+        h |= x_; \
+        *(jr_v4f *)(o32) = ((jr_v4f)x_ + l_) / i_; \
+    } while (0)
+    #define JR_F32_ESCAPED(q, ph, t, k) \
+        (((*(const jr_u32_ld *)((q) + (int32_t)(t)[k]) >> (ph)) & (t)[4 + (k)]) == (t)[4 + (k)])
+    /* The body of both reads: R (1 or 4) rows; T the table's word type, V its lanes' accumulator type. */
+    #define JR_VEC_BODY(T, V, WORDS, LOAD_TABLE, QUAD, ESCAPED, K) \
+        const Py_ssize_t groups = (n + 15) >> 4; \
+        const V bitk = (V){0} + ((T)1 << (K)); \
+        float *o32 = (float *)out; \
+        double *o64 = (double *)out; \
+        float part32[4]; \
+        double part64[4]; \
+        int any = 0, r; \
+        Py_ssize_t g, first, at, end, k; \
+        const T *t; \
+        for (g = 0, first = 0; first < n; g++, first += 16) { \
+            V h0 = {0}, h1 = {0}, h2 = {0}, h3 = {0}; \
+            end = n - first >= 16 ? first + 16 : n; \
+            for (at = first, t = table + (first >> 2) * WORDS; at + 4 <= end; at += 4, t += WORDS) { \
+                LOAD_TABLE(t) \
+                QUAD(q[0], ph[0], h0, o32 + at, o64 + at); \
+                if (R > 1) { \
+                    QUAD(q[1], ph[1], h1, o32 + n + at, o64 + n + at); \
+                    QUAD(q[2], ph[2], h2, o32 + 2 * n + at, o64 + 2 * n + at); \
+                    QUAD(q[3], ph[3], h3, o32 + 3 * n + at, o64 + 3 * n + at); \
+                } \
+            } \
+            if (at < end) {  /* the row's last 1..3 lanes */ \
+                LOAD_TABLE(t) \
+                for (r = 0; r < R; r++) { \
+                    V skip = {0}, h = {0}; \
+                    QUAD(q[r], ph[r], skip, part32, part64); \
+                    for (k = at; k < end; k++) { \
+                        if (f32) o32[r * n + k] = part32[k - at]; else o64[r * n + k] = part64[k - at]; \
+                        if (ESCAPED(q[r], ph[r], t, k - at)) h = bitk; \
+                    } \
+                    if (r == 0) h0 |= h; else if (r == 1) h1 |= h; else if (r == 2) h2 |= h; else h3 |= h; \
+                } \
+            } \
+            for (r = 0; r < R; r++) {  /* each row's escape mask: rare, a lane at a time */ \
+                jr_v2u h = (jr_v2u)((r == 0 ? h0 : r == 1 ? h1 : r == 2 ? h2 : h3) & bitk); \
+                uint32_t hit = 0; \
+                if (h[0] | h[1]) { \
+                    for (k = first; k < end; k++) \
+                        hit |= (uint32_t)ESCAPED(q[r], ph[r], table + (k >> 2) * WORDS, k & 3) << (k - first); \
+                    any |= (hit != 0) << r; \
+                } \
+                escaped[r * groups + g] = (uint16_t)hit; \
+            } \
+        } \
+        return any;
+    static inline __attribute__((always_inline)) int jr_escape_vec_body(const int R, const int f32,
+            const unsigned char *const *q, const uint64_t *ph, Py_ssize_t n, const uint64_t *table,
+            uint16_t *escaped, void *out) {
+        JR_VEC_BODY(uint64_t, jr_v2u, JR_VEC_QUAD_WORDS, JR_VEC_LOAD_TABLE, JR_VEC_QUAD, JR_VEC_ESCAPED, 32)
+    }
+    static inline __attribute__((always_inline)) int jr_escape_f32_body(const int R, const unsigned char *const *q,
+            const uint64_t *ph, Py_ssize_t n, const uint32_t *table, uint16_t *escaped, void *out) {
+        const int f32 = 1;
+        JR_VEC_BODY(uint32_t, jr_v4w, JR_F32_QUAD_WORDS, JR_F32_LOAD_TABLE, JR_F32_QUAD, JR_F32_ESCAPED, 22)
+    }
+    static int jr_escape_row_vec(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint64_t *table,
+            uint16_t *escaped, float *out32, double *out64) {
+        if (out32) return jr_escape_vec_body(1, 1, &p, &phase, n, table, escaped, out32);
+        return jr_escape_vec_body(1, 0, &p, &phase, n, table, escaped, out64);
+    }
+    static int jr_escape_rows4_vec(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+            const uint64_t *table, uint16_t *escaped, float *out32, double *out64) {
+        if (out32) return jr_escape_vec_body(4, 1, p, phase, n, table, escaped, out32);
+        return jr_escape_vec_body(4, 0, p, phase, n, table, escaped, out64);
+    }
+    static int jr_escape_row_f32(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint32_t *table,
+            uint16_t *escaped, float *out) {
+        return jr_escape_f32_body(1, &p, &phase, n, table, escaped, out);
+    }
+    static int jr_escape_rows4_f32(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+            const uint32_t *table, uint16_t *escaped, float *out) {
+        return jr_escape_f32_body(4, p, phase, n, table, escaped, out);
+    }
+    static int jr_escape_has_vec(void) { return 1; }
+    #else
+    static int jr_escape_row_vec(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint64_t *table,
+            uint16_t *escaped, float *out32, double *out64) { return 0; }
+    static int jr_escape_rows4_vec(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+            const uint64_t *table, uint16_t *escaped, float *out32, double *out64) { return 0; }
+    static int jr_escape_row_f32(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint32_t *table,
+            uint16_t *escaped, float *out) { return 0; }
+    static int jr_escape_rows4_f32(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+            const uint32_t *table, uint16_t *escaped, float *out) { return 0; }
+    static int jr_escape_has_vec(void) { return 0; }
+    #endif
     """
     int jr_escape_row(const unsigned char *p, uint64_t phase, const int64_t *offs, const uint32_t *esc,
                       const double *lo, double inv, Py_ssize_t n, uint32_t *codes, float *out32,
@@ -272,6 +443,18 @@ cdef extern from *:
     int jr_ctz64(uint64_t m) nogil
     int64_t jr_float_mismatches(double scale, double inv) nogil
     void jr_lower_bounds(const uint32_t** cur, uint32_t* len, const uint32_t* key, Py_ssize_t count) nogil
+    enum:
+        JR_VEC_QUAD_WORDS
+        JR_F32_QUAD_WORDS
+    int jr_escape_row_vec(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint64_t *table,
+                          uint16_t *escaped, float *out32, double *out64) nogil
+    int jr_escape_rows4_vec(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+                            const uint64_t *table, uint16_t *escaped, float *out32, double *out64) nogil
+    int jr_escape_row_f32(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint32_t *table,
+                          uint16_t *escaped, float *out) nogil
+    int jr_escape_rows4_f32(const unsigned char *const *p, const uint64_t *phase, Py_ssize_t n,
+                            const uint32_t *table, uint16_t *escaped, float *out) nogil
+    int jr_escape_has_vec()
 
 cdef uint32_t CODE_MASK = (1u << ENTRY_CODE_BITS) - 1
 FLOAT_SCALES = tuple(10.0 ** m for m in range(9))  # the 10^m whose float32 reads may use float math
@@ -281,12 +464,14 @@ _PATHS = {"avx512vbmi": jr_escape_has_vbmi() != 0, "avx2": jr_escape_has_avx2() 
 cdef bint _vbmi = _PATHS["avx512vbmi"]
 cdef bint _avx2 = _PATHS["avx2"]
 cdef bint _fast = _PATHS["portable"]  # the 8-byte loads take the stream's byte order: little-endian hosts
+cdef bint _vec = jr_escape_has_vec() != 0  # the portable read's groups of 16 (generic vectors; little-endian)
 
 
 def _read_path(path=None) -> str:
     """The read path that runs: "avx512vbmi" (16 codes at a time, AVX-512 VBMI), "avx2" (8 at a time, AVX2),
-    "portable" (a code at a time, portable build), or "words" (word by word: big-endian hosts). ``path``
-    (tests) picks one, the next one down where this host lacks it."""
+    "portable" (16 at a time with the compiler's generic vectors: SSE2, NEON; a code at a time without them), or
+    "words" (word by word: big-endian hosts). ``path`` (tests) picks one, the next one down where this host lacks
+    it."""
     global _vbmi, _avx2, _fast
     if path is not None:
         if path not in _PATHS:
@@ -364,6 +549,43 @@ def pool_slack(n: int) -> int:
     return _slack(n)
 
 
+def _f32_table(layout):
+    """The portable read's float32 table (``jr_escape_row_f32``), or None where that read would not give the
+    double read's bits: a code and its shift over 22 bits, 2**s * (code + lo) or lo2 not exact in float32, or a
+    quotient (code + lo) / 10**m (float32) that is not the float of (code + lo) * inv (double) for some code of
+    the dimensions' ranges (each one is tried)."""
+    dim, padded = layout.dim, -(-layout.dim // 16) * 16
+    width = np.asarray(layout.bits, np.int64)
+    offs = np.asarray(layout.offsets, np.int64)
+    s = offs & 7
+    if int((s + width).max()) > 22:
+        return None
+    lo = np.asarray(layout.lo, np.int64)
+    hi = lo + (np.int64(1) << width) - 2  # the largest code below the escape
+    if int((np.maximum(np.abs(lo), np.abs(hi)) << s).max()) >= 1 << 24 or int(hi.max()) - int(lo.min()) > 1 << 21:
+        return None
+    mask = np.zeros(padded, np.int64)
+    mask[:dim] = ((np.int64(1) << width) - 1) << s
+    lo2 = np.zeros(padded, np.float64)
+    lo2[:dim] = (lo << s) - (1 << 23) - (1 << 22) + mask[:dim]
+    div = np.ones(padded, np.float64)
+    div[:dim] = np.ldexp(layout.scale, s)
+    if np.any(lo2.astype(np.float32) != lo2) or np.any(div.astype(np.float32) != div):
+        return None
+    codes = np.arange(int(lo.min()), int(hi.max()) + 1, dtype=np.int64)
+    want = (codes.astype(np.float64) * layout.inv_scale).astype(np.float32)
+    for k in np.unique(s):
+        got = np.ldexp(codes.astype(np.float64), int(k)).astype(np.float32) / np.float32(np.ldexp(layout.scale, int(k)))
+        if not np.array_equal(got.view(np.uint32), want.view(np.uint32)):
+            return None
+    add = np.where(np.arange(padded) < dim, (1 << 22) - mask, 0) | 0x4B000000  # float 2**23's exponent bits
+    vbyte = np.zeros(padded, np.uint32)
+    vbyte[:dim] = offs >> 3
+    parts = [vbyte, mask.astype(np.uint32), add.astype(np.uint32),
+             lo2.astype(np.float32).view(np.uint32), div.astype(np.float32).view(np.uint32)]
+    return np.ascontiguousarray(np.concatenate([part.reshape(-1, 4) for part in parts], axis=1))
+
+
 cdef class _Tables:
     """Per-dimension arrays of one EscapeLayout, cached on it (layouts are immutable)."""
     cdef object _keep
@@ -379,6 +601,9 @@ cdef class _Tables:
     cdef const uint64_t* load
     cdef const int32_t* bitpos4  # the AVX2 read's subgroups of 4 dimensions (jr_escape_row_pshufb)
     cdef const int32_t* win4
+    cdef const uint64_t* vtable  # the portable read's groups of 16 dimensions (jr_escape_row_vec)
+    cdef const uint32_t* ftable  # its float32 read (jr_escape_row_f32) where f32_div: NULL elsewhere
+    cdef bint f32_div
     cdef bint lanes_fit  # every code and its shift fit a 32-bit lane (widths <= 25 bits): the 16-code reads apply
     cdef Py_ssize_t dim, row_bits, block
     cdef int block_shift  # log2(block) where block is a power of two (64 up to 1,023 dims), else -1
@@ -412,17 +637,40 @@ cdef class _Tables:
         win4[quads:] = win4[quads - 1]
         bitpos4 = np.where(np.arange(groups * 16).reshape(groups * 4, 4) < dim, starts - 8 * win4[:, None], 0)
         bitpos4 = bitpos4.astype(np.int32).reshape(-1)
-        self._keep = (lo, width, offs, esc, esc32, lo_d, lo32, bitpos, win, load, bitpos4, win4)
+        # the portable read's (jr_escape_row_vec), per quad of dimensions: each code's first byte and shift s
+        # (offs = 8 byte + s), mask: its escape << s, add: 2**52's bits + 2**32 - mask, lo2: lo * 2**s - 2**52 -
+        # 2**32 + mask, invs: inv * 2**-s (the sums exact: integers below 2**53; the scalings exact: powers of two)
+        shift = np.zeros(groups * 16, np.int64)
+        shift[:dim] = offs & 7
+        vbyte = np.zeros(groups * 16, np.int32)
+        vbyte[:dim] = offs >> 3
+        vmask = esc32.astype(np.uint64) << shift.astype(np.uint64)
+        vadd = (np.uint64(1 << 32) - vmask) | np.uint64(0x433 << 52)
+        vlo = np.ldexp(lo_d, shift) - 2.0**52 - 2.0**32 + vmask.astype(np.float64)
+        vinv = np.ldexp(np.full(groups * 16, float(layout.inv_scale)), -shift)
+        vtable = np.ascontiguousarray(np.concatenate(
+            [part.reshape(groups * 4, -1) for part in (vbyte.view(np.uint64), vmask, vadd, vlo.view(np.uint64),
+                                                        vinv.view(np.uint64))], axis=1))
+        assert vtable.shape[1] == JR_VEC_QUAD_WORDS
+        ftable = _f32_table(layout)
+        self.f32_div = ftable is not None
+        if ftable is None:
+            ftable = np.zeros((1, JR_F32_QUAD_WORDS), np.uint32)
+        assert ftable.shape[1] == JR_F32_QUAD_WORDS
+        self._keep = (lo, width, offs, esc, esc32, lo_d, lo32, bitpos, win, load, bitpos4, win4, vtable, ftable)
         cdef const int64_t[::1] lo_v = lo, width_v = width, offs_v = offs
         cdef const uint64_t[::1] esc_v = esc, load_v = load
         cdef const uint32_t[::1] esc32_v = esc32
         cdef const double[::1] lo_d_v = lo_d
         cdef const int32_t[::1] lo32_v = lo32
         cdef const int32_t[::1] bitpos_v = bitpos, win_v = win, bitpos4_v = bitpos4, win4_v = win4
+        cdef const uint64_t[:, ::1] vtable_v = vtable
+        cdef const uint32_t[:, ::1] ftable_v = ftable
         self.lo, self.width, self.offs, self.esc = &lo_v[0], &width_v[0], &offs_v[0], &esc_v[0]
         self.esc32, self.lo_d, self.lo32 = &esc32_v[0], &lo_d_v[0], &lo32_v[0]
         self.bitpos, self.win, self.load = &bitpos_v[0], &win_v[0], &load_v[0]
         self.bitpos4, self.win4 = &bitpos4_v[0], &win4_v[0]
+        self.vtable, self.ftable = &vtable_v[0, 0], &ftable_v[0, 0]
         self.lanes_fit = int(width.max()) <= 25
         self.dim, self.row_bits, self.block = layout.dim, layout.row_bits, block_rows(layout.dim)
         self.block_shift = self.block.bit_length() - 1 if self.block & (self.block - 1) == 0 else -1
@@ -810,8 +1058,9 @@ cdef class EscapeRows:
 
     cdef int _unpack(self, const int64_t* idx, Py_ssize_t n, real_out* out, int64_t* codes) noexcept nogil:
         """Rows idx[0..n) as values (``out``) or paper codes (``codes``, when ``out`` is NULL); -1 on a row whose
-        escape has no entry (a damaged table), -2 without memory. Values on a CPU with AVX-512 VBMI or AVX2 are read
-        in groups of 16 codes (:meth:`_read_rows`). Else, on a little-endian host, each code is one unaligned 8-byte
+        escape has no entry (a damaged table), -2 without memory. Values (codes of <= 25 bits) are read in groups of
+        16 codes (:meth:`_read_rows`: AVX-512 VBMI, AVX2 or the compiler's generic vectors). Else, on a little-endian
+        host, each code is one unaligned 8-byte
         load at its own bit offset, no code depending on the one before (:meth:`_fast_row`), and a row's escaped
         codes are then replaced from the side table (:meth:`_patch_row`); elsewhere (or without memory for the
         row's scratch codes) every row is read word by word (:meth:`_exact_row`)."""
@@ -841,23 +1090,27 @@ cdef class EscapeRows:
         return status
 
     cdef inline bint _groups_read(self) noexcept nogil:
-        """Whether values are read in groups of 16 codes here (AVX-512 VBMI or AVX2, codes of <= 25 bits)."""
-        return (_vbmi or _avx2) and _fast and self.t.lanes_fit
+        """Whether values are read in groups of 16 codes here (AVX-512 VBMI, AVX2 or the portable build's generic
+        vectors; codes of <= 25 bits)."""
+        return (_vbmi or _avx2 or _vec) and _fast and self.t.lanes_fit
 
     cdef int _read_rows(self, const int64_t* idx, const int64_t* nxt, Py_ssize_t n, real_out* out,
                         real_out* out_next) noexcept nogil:
         """Rows idx[0..n) into ``out`` (and, where ``nxt`` is given, rows nxt[0..n) into ``out_next``, a pair at a
         time), 16 codes at a time, in chunks of CHUNK_ROWS rows: first every row of the chunk as though nothing
-        escaped (:meth:`_group_row`); then the first entry of each row that escaped, all searched at once
+        escaped (:meth:`_group_row`; the portable read's single rows four at a time, :meth:`_group_rows4`); then the first entry of each row that escaped, all searched at once
         (``jr_lower_bounds``: their cache misses overlap), except where a row follows the one before it in its
         block (nxt[i] = idx[i] + 1, a replay buffer's next observation): its entries start where that row's end;
         then their escapes patched (:meth:`_patch_groups`). -1 where the table lacks an entry, -2 without memory
         for the chunk's masks."""
         cdef Py_ssize_t groups = (self.t.dim + 15) >> 4, dim = self.t.dim
         cdef Py_ssize_t per = 1 if nxt == NULL else 2, total = n * per
-        cdef Py_ssize_t first, k, e, found, searched, stop = -1
-        cdef int status = 0
+        cdef Py_ssize_t first, end, k, e, found, searched, stop = -1
+        cdef int status = 0, hit
         cdef int64_t r, b
+        # the portable read takes single rows four at a time, its prefetch a block of four further ahead
+        cdef bint fours = nxt == NULL and not (_vbmi or _avx2)
+        cdef Py_ssize_t ahead = 2 * PREFETCH_ROWS if fours else PREFETCH_ROWS
         cdef Py_ssize_t* escaped = <Py_ssize_t*>malloc(CHUNK_ROWS * (sizeof(Py_ssize_t) + sizeof(uint32_t*) +
                                                                      2 * sizeof(uint32_t) + groups * sizeof(uint16_t)))
         cdef const uint32_t** cur = <const uint32_t**>(escaped + CHUNK_ROWS)
@@ -866,18 +1119,30 @@ cdef class EscapeRows:
         cdef uint16_t* masks = <uint16_t*>(key + CHUNK_ROWS)
         if escaped == NULL:
             return -2
-        for k in range(min(total, PREFETCH_ROWS)):
+        for k in range(min(total, ahead)):
             self._prefetch(_nth_row(idx, nxt, k))
         first = 0
         while first < total and status == 0:
-            found = 0
-            for k in range(first, min(first + CHUNK_ROWS, total)):
-                if k + PREFETCH_ROWS < total:
-                    self._prefetch(_nth_row(idx, nxt, k + PREFETCH_ROWS))
+            found, end = 0, min(first + CHUNK_ROWS, total)
+            k = first
+            while k < end:
+                if fours and k + 4 <= end:  # four rows at once (CHUNK_ROWS is a multiple of 4)
+                    for e in range(k + ahead, min(k + ahead + 4, total)):
+                        self._prefetch(idx[e])
+                    hit = self._group_rows4(idx + k, out + k * dim, masks + (k - first) * groups)
+                    for e in range(4):
+                        if hit >> e & 1:
+                            escaped[found] = k + e
+                            found += 1
+                    k += 4
+                    continue
+                if k + ahead < total:
+                    self._prefetch(_nth_row(idx, nxt, k + ahead))
                 if self._group_row(_nth_row(idx, nxt, k), _nth_out(out, out_next, k, dim, per),
                                    masks + (k - first) * groups):
                     escaped[found] = k
                     found += 1
+                k += 1
             searched = 0
             for e in range(found):
                 if not self._follows(idx, nxt, escaped, e):
@@ -917,8 +1182,9 @@ cdef class EscapeRows:
 
     cdef inline bint _group_row(self, int64_t r, real_out* out, uint16_t* masks) noexcept nogil:
         """Row ``r``'s values into ``out`` 16 codes at a time (``jr_escape_row_vbmi``, or with AVX2
-        ``jr_escape_row_pshufb``, told the stream's bytes left from the row's first) as though nothing escaped;
-        ``masks``: per group of 16 dimensions, the lanes that hold their escape. Whether one did."""
+        ``jr_escape_row_pshufb``, told the stream's bytes left from the row's first; elsewhere the generic vectors'
+        ``jr_escape_row_f32`` for float32 values where the layout allows it, else ``jr_escape_row_vec``) as though
+        nothing escaped; ``masks``: per group of 16 dimensions, the lanes that hold their escape. Whether one did."""
         cdef uint64_t base = <uint64_t>r * self.t.row_bits
         cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)
         cdef float* out32 = NULL
@@ -931,15 +1197,37 @@ cdef class EscapeRows:
             return jr_escape_row_vbmi(p, base & 7, self.t.dim, self.t.bitpos, self.t.win, self.t.load,
                                       self.t.esc32, self.t.lo_d, self.t.lo32, self.t.inv, self.t.scale32, masks,
                                       out32, out64) != 0
-        return jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
-                                    self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.lo32, self.t.inv,
-                                    self.t.scale32, masks, out32, out64) != 0
+        if _avx2:
+            return jr_escape_row_pshufb(p, base & 7, self.n_bytes - <Py_ssize_t>(base >> 3), self.t.dim,
+                                        self.t.bitpos4, self.t.win4, self.t.esc32, self.t.lo_d, self.t.lo32,
+                                        self.t.inv, self.t.scale32, masks, out32, out64) != 0
+        if real_out is float and self.t.f32_div:
+            return jr_escape_row_f32(p, base & 7, self.t.dim, self.t.ftable, masks, out) != 0
+        return jr_escape_row_vec(p, base & 7, self.t.dim, self.t.vtable, masks, out32, out64) != 0
+
+    cdef inline int _group_rows4(self, const int64_t* idx, real_out* out, uint16_t* masks) noexcept nogil:
+        """Rows idx[0..4) into consecutive rows of ``out`` as :meth:`_group_row` reads them with the portable read
+        (``jr_escape_rows4_vec``, ``jr_escape_rows4_f32``: the rows share their tables' loads); ``masks``: room for
+        4 rows'. Bit r set where row r escaped."""
+        cdef const unsigned char* p[4]
+        cdef uint64_t phase[4]
+        cdef uint64_t base
+        cdef Py_ssize_t r
+        for r in range(4):
+            base = <uint64_t>idx[r] * self.t.row_bits
+            p[r] = (<const unsigned char*>self.w) + (base >> 3)
+            phase[r] = base & 7
+        if real_out is float and self.t.f32_div:
+            return jr_escape_rows4_f32(p, phase, self.t.dim, self.t.ftable, masks, out)
+        if real_out is float:
+            return jr_escape_rows4_vec(p, phase, self.t.dim, self.t.vtable, masks, out, NULL)
+        return jr_escape_rows4_vec(p, phase, self.t.dim, self.t.vtable, masks, NULL, out)
 
     cdef inline bint _fast_row(self, int64_t r, real_out* out, int64_t* codes, uint32_t* scratch) noexcept nogil:
         """Row ``r`` into ``out`` (or ``codes``) as though nothing escaped; whether something did (little-endian
         hosts: the spare word keeps every 8-byte load inside the stream). The values come from ``jr_escape_row``
-        (its AVX2 build where the CPU has it: there, values only at widths over 25 bits, which :meth:`_group_row`
-        cannot read); the codes are its unsigned codes plus ``lo``."""
+        (its AVX2 build where the CPU has it), where :meth:`_group_row` cannot read them (widths over 25 bits, or a
+        compiler without generic vectors); the codes are its unsigned codes plus ``lo``."""
         cdef Py_ssize_t j, dim = self.t.dim
         cdef uint64_t base = <uint64_t>r * self.t.row_bits
         cdef const unsigned char* p = (<const unsigned char*>self.w) + (base >> 3)
@@ -1110,8 +1398,9 @@ cdef class EscapeRows:
     def decode_pairs(self, indices, following, out, out_following) -> None:
         """Rows ``indices`` into ``out`` and rows ``following`` (one each) into ``out_following`` (writable
         C-contiguous float32 or float64 arrays (n, D) of one dtype), as two :meth:`decode` calls give them; read a
-        pair at a time where values are read 16 codes at a time: a row and the one after it share their block's
-        side-table lines (what a replay buffer's sample reads: each transition's observation and its next one)."""
+        pair at a time with AVX-512 VBMI or AVX2: a row and the one after it share their block's side-table lines
+        (what a replay buffer's sample reads: each transition's observation and its next one). The portable read
+        is faster as two decodes (4 rows at a time)."""
         cdef Py_buffer ib, fb, ob, pb
         cdef bint have_f = False, have_o = False, have_p = False
         cdef int status = -2
@@ -1128,7 +1417,7 @@ cdef class EscapeRows:
                     or ob.shape[1] != self.t.dim or pb.shape[1] != self.t.dim:
                 raise ValueError(f"out and out_following must be writable C-contiguous float32 or float64 arrays of "
                                  f"one dtype and shape ({n}, {self.t.dim})")
-            if self._groups_read():
+            if self._groups_read() and (_vbmi or _avx2):  # the portable read: two decodes, 4 rows at a time
                 if _kind(&ob) == F32:
                     with nogil:
                         status = self._read_rows(<const int64_t*>ib.buf, <const int64_t*>fb.buf, n,

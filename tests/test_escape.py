@@ -303,3 +303,40 @@ def test_decode_pairs_is_two_decodes_on_every_read_path(read_path):
         rows.decode_pairs(first, following, out, np.empty((first.size, dim), np.float32))
     with pytest.raises(IndexError):
         rows.decode_pairs(first, following + n, out, out_following)
+
+
+@pytest.mark.parametrize("decimals, widest, f32", [(2, 15, True), (5, 8, True), (5, 25, False)])
+def test_the_portable_group_read_at_every_phase_width_tail_and_batch_size(decimals, widest, f32):
+    """The portable read (generic vectors: a float32 division where the layout allows it, else 64-bit lanes and
+    the double product) gives the word-by-word read's bits: rows at every bit phase (the stream's last row too),
+    every width up to the uniform one, dims that are not a multiple of 4 or 16, escapes, batches of 4 rows at a
+    time with 0..3 more, float32 and float64."""
+    from cython_core._escape import _f32_table, _read_path
+
+    rng = np.random.default_rng(decimals * 100 + widest)
+    top = int(round(127.0 * 10**decimals))
+    before = _read_path()
+    try:
+        for dim in (1, 3, 5, 15, 17, 38):
+            bits = np.resize(np.arange(1, widest + 1), dim)[rng.permutation(dim)]
+            lo = -((np.int64(1) << bits) // 2) if widest < 25 else np.full(dim, -top)
+            layout = EscapeLayout(lo, bits, decimals, 127.0)
+            if dim >= 3:  # which read runs (one or two dimensions at m = 5 may allow the float32 one)
+                assert (_f32_table(layout) is not None) == f32
+            n = 8 * 3 + 1  # row_bits * n: every bit phase of a row's first byte
+            span = (np.int64(1) << bits) - 1
+            codes = np.where(rng.random((n, dim)) < 0.9, lo + rng.integers(0, 2**40, (n, dim)) % span,
+                             rng.integers(-top, top + 1, (n, dim)))
+            codes = np.clip(codes, -top, top)
+            rows = EscapeRows(n, layout)
+            rows.put_codes(codes, np.arange(n))
+            for size in (1, 2, 3, 4, 5, 7, 8, 11, n):
+                idx = np.concatenate([[n - 1], rng.integers(0, n, size - 1)])
+                for dtype in (np.float32, np.float64):
+                    want = (codes[idx] * layout.inv_scale).astype(dtype)
+                    _read_path("portable")
+                    got = rows.decode(idx, np.empty((size, dim), dtype))
+                    _read_path("words")
+                    assert got.tobytes() == want.tobytes() == rows.decode(idx, np.empty((size, dim), dtype)).tobytes()
+    finally:
+        _read_path(before)
