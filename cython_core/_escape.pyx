@@ -17,9 +17,11 @@ code's own byte offset (no code waits on the one before): values (widths <= 25 b
 with AVX-512 VBMI (one masked load and one byte permute per group), or with AVX2 (two 16-byte windows and one
 in-lane byte shuffle per 8 codes), or else with the compiler's generic vectors (SSE2, NEON: each lane loaded at
 its code's byte, shifted by the row's phase, masked, and converted through the float's exponent bits, no per-lane
-shift; 4 rows at a time), and codes, or wider values, a code at a time; a row's escapes are then patched from the
-side table. Decoding gives
-``(double)code * (1 / 10^m)``, cast to the out dtype: the same bits as the uniform kernels give for the same input.
+shift; 4 rows at a time), and codes, or wider values, a code at a time. Grouped reads take rows in chunks: the
+chunk's rows first, then the first side-table entry of each row that escaped, all searched at once (their cache
+misses overlap), then the escapes patched. Decoding gives ``(double)code * (1 / 10^m)``, cast to the out dtype:
+the same bits as the uniform kernels give for the same input (float32 values where float math gives those bits:
+see ``FLOAT_SCALES``).
 """
 
 import sys

@@ -138,7 +138,7 @@ def test_the_kernel_benchmarks_escape_section_runs_and_reports_its_ratio():
     fig = kernels.run_escape(n_rows=3000, dim=348, batch=256, repeats=5, seed=0)
     assert fig["escape_decode_vs_float32_take"] == fig["escape_decode_us"] / fig["escape_float32_take_us"]
     assert 6.0 < fig["escape_mean_bits"] < 7.0 and fig["escape_one_bit_dims"] == 40
-    assert 0.0005 < fig["escape_share"] < 0.002
+    assert 0.009 < fig["escape_share"] < 0.015  # the default: a real calibrated Humanoid buffer's 1.2 %
     assert "EscapeRows.decode" in kernels.escape_report(fig)
 
 
