@@ -275,8 +275,7 @@ cdef extern from *:
          width <= 29): divided by div[j] = 10**m * 2**s (exact), the float quotient (code + lo) / 10**m, correctly
          rounded: the float of (code + lo) * inv for every code the table was checked for (all of the layout's
          ranges). Per quad 20 words (JR_F32_QUAD_WORDS): 4 byte offsets, then 4 each of mask, add, lo2, div.
-       escaped[g]: as jr_escape_row_vbmi gives it (a group whose lanes' bit K says an escape re-reads its lanes'
-       masks one at a time). The tables are padded to whole groups; a row's last 1..3 lanes are read as a whole
+       escaped[g]: as jr_escape_row_vbmi gives it (each quad's lanes' bit K, JR_MASK2 / JR_MASK4). The tables are padded to whole groups; a row's last 1..3 lanes are read as a whole
        quad (the padding lanes read the row's first bytes) and stored and checked one at a time. The rows4 forms
        read rows p[0..4), into consecutive rows of out (escape masks one row's after the other), sharing the
        table's loads; bit r of their result is set where row r holds an escape. */
@@ -306,18 +305,34 @@ cdef extern from *:
         const jr_v2u a0 = *(const jr_v2u_ld *)((t) + 6), a1 = *(const jr_v2u_ld *)((t) + 8); \
         const jr_v2d l0 = *(const jr_v2d_ld *)((t) + 10), l1 = *(const jr_v2d_ld *)((t) + 12); \
         const jr_v2d i0 = *(const jr_v2d_ld *)((t) + 14), i1 = *(const jr_v2d_ld *)((t) + 16);
-    /* Two lanes (byte offsets c0, c1) of the row at q, phase ph, into the doubles d; h collects raw + add. */
-    #define JR_VEC_PAIR(q, ph, c0, c1, m, a, l, i, d, h) do { \
+    /* The lanes of x whose bit K is set, as bits from lane 0 up: SSE2's movemask on x86-64, NEON's across-lane add
+       on aarch64, else lane by lane (x: jr_v2u for MASK2, jr_v4w for MASK4). */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #define JR_MASK2(x, K) ((uint32_t)_mm_movemask_pd((__m128d)((x) << (63 - (K)))))
+    #define JR_MASK4(x, K) ((uint32_t)_mm_movemask_ps((__m128)((x) << (31 - (K)))))
+    #elif defined(__aarch64__) && defined(__ARM_NEON)
+    #include <arm_neon.h>
+    #define JR_MASK2(x, K) ((uint32_t)(((x)[0] >> (K)) & 1) | (uint32_t)(((x)[1] >> (K)) & 1) << 1)
+    #define JR_MASK4(x, K) ((uint32_t)vaddvq_u32((uint32x4_t)((((x) >> (K)) & 1) << (jr_v4w){0, 1, 2, 3})))
+    #else
+    #define JR_MASK2(x, K) ((uint32_t)(((x)[0] >> (K)) & 1) | (uint32_t)(((x)[1] >> (K)) & 1) << 1)
+    #define JR_MASK4(x, K) ((uint32_t)(((x)[0] >> (K)) & 1) | (uint32_t)(((x)[1] >> (K)) & 1) << 1 \
+                            | (uint32_t)(((x)[2] >> (K)) & 1) << 2 | (uint32_t)(((x)[3] >> (K)) & 1) << 3)
+    #endif
+    /* Two lanes (byte offsets c0, c1) of the row at q, phase ph, into the doubles d; their escapes into h's bits
+       sh and sh + 1. */
+    #define JR_VEC_PAIR(q, ph, c0, c1, m, a, l, i, d, h, sh) do { \
         jr_v2u x_ = {*(const jr_u64_ld *)((q) + (c0)), *(const jr_u64_ld *)((q) + (c1))}; \
         x_ = ((x_ >> (ph)) & (m)) + (a); \
-        h |= x_; \
+        h |= JR_MASK2(x_, 32) << (sh); \
         d = ((jr_v2d)x_ + (l)) * (i); \
     } while (0)
-    /* A quad of one row into o32 (f32) or o64. */
-    #define JR_VEC_QUAD(q, ph, h, o32, o64) do { \
+    /* A quad of one row into o32 (f32) or o64, its escapes into h's bits sh..sh + 3. */
+    #define JR_VEC_QUAD(q, ph, h, sh, o32, o64) do { \
         jr_v2d d0_, d1_; \
-        JR_VEC_PAIR(q, ph, b0, b1, m0, a0, l0, i0, d0_, h); \
-        JR_VEC_PAIR(q, ph, b2, b3, m1, a1, l1, i1, d1_, h); \
+        JR_VEC_PAIR(q, ph, b0, b1, m0, a0, l0, i0, d0_, h, sh); \
+        JR_VEC_PAIR(q, ph, b2, b3, m1, a1, l1, i1, d1_, h, (sh) + 2); \
         if (f32) *(jr_v4f *)(o32) = __builtin_convertvector(__builtin_shufflevector(d0_, d1_, 0, 1, 2, 3), jr_v4f); \
         else { *(jr_v2d *)(o64) = d0_; *(jr_v2d *)((o64) + 2) = d1_; } \
     } while (0)
@@ -328,20 +343,19 @@ cdef extern from *:
         const int32_t b0 = (int32_t)(t)[0], b1 = (int32_t)(t)[1], b2 = (int32_t)(t)[2], b3 = (int32_t)(t)[3]; \
         const jr_v4w m_ = *(const jr_v4w_ld *)((t) + 4), a_ = *(const jr_v4w_ld *)((t) + 8); \
         const jr_v4f l_ = *(const jr_v4f_ld *)((t) + 12), i_ = *(const jr_v4f_ld *)((t) + 16);
-    #define JR_F32_QUAD(q, ph, h, o32, o64) do { \
+    #define JR_F32_QUAD(q, ph, h, sh, o32, o64) do { \
         jr_v2u y0_ = {*(const jr_u64_ld *)((q) + b0), *(const jr_u64_ld *)((q) + b1)}; \
         jr_v2u y1_ = {*(const jr_u64_ld *)((q) + b2), *(const jr_u64_ld *)((q) + b3)}; \
         jr_v4w x_ = __builtin_shufflevector((jr_v4w)y0_, (jr_v4w)y1_, 0, 2, 4, 6); \
         x_ = ((x_ >> (uint32_t)(ph)) & m_) + a_; \
-        h |= x_; \
+        h |= JR_MASK4(x_, 22) << (sh); \
         *(jr_v4f *)(o32) = ((jr_v4f)x_ + l_) / i_; \
     } while (0)
     #define JR_F32_ESCAPED(q, ph, t, k) \
         (((*(const jr_u32_ld *)((q) + (int32_t)(t)[k]) >> (ph)) & (t)[4 + (k)]) == (t)[4 + (k)])
-    /* The body of both reads: R (1 or 4) rows; T the table's word type, V its lanes' accumulator type. */
-    #define JR_VEC_BODY(T, V, WORDS, LOAD_TABLE, QUAD, ESCAPED, K) \
+    /* The body of both reads: R (1 or 4) rows; T the table's word type. */
+    #define JR_VEC_BODY(T, WORDS, LOAD_TABLE, QUAD, ESCAPED) \
         const Py_ssize_t groups = (n + 15) >> 4; \
-        const V bitk = (V){0} + ((T)1 << (K)); \
         float *o32 = (float *)out; \
         double *o64 = (double *)out; \
         float part32[4]; \
@@ -350,37 +364,32 @@ cdef extern from *:
         Py_ssize_t g, first, at, end, k; \
         const T *t; \
         for (g = 0, first = 0; first < n; g++, first += 16) { \
-            V h0 = {0}, h1 = {0}, h2 = {0}, h3 = {0}; \
+            uint32_t h0 = 0, h1 = 0, h2 = 0, h3 = 0, skip = 0; \
             end = n - first >= 16 ? first + 16 : n; \
             for (at = first, t = table + (first >> 2) * WORDS; at + 4 <= end; at += 4, t += WORDS) { \
                 LOAD_TABLE(t) \
-                QUAD(q[0], ph[0], h0, o32 + at, o64 + at); \
+                QUAD(q[0], ph[0], h0, at - first, o32 + at, o64 + at); \
                 if (R > 1) { \
-                    QUAD(q[1], ph[1], h1, o32 + n + at, o64 + n + at); \
-                    QUAD(q[2], ph[2], h2, o32 + 2 * n + at, o64 + 2 * n + at); \
-                    QUAD(q[3], ph[3], h3, o32 + 3 * n + at, o64 + 3 * n + at); \
+                    QUAD(q[1], ph[1], h1, at - first, o32 + n + at, o64 + n + at); \
+                    QUAD(q[2], ph[2], h2, at - first, o32 + 2 * n + at, o64 + 2 * n + at); \
+                    QUAD(q[3], ph[3], h3, at - first, o32 + 3 * n + at, o64 + 3 * n + at); \
                 } \
             } \
-            if (at < end) {  /* the row's last 1..3 lanes */ \
+            if (at < end) {  /* the row's last 1..3 lanes (a whole quad read, its padding lanes unchecked) */ \
                 LOAD_TABLE(t) \
                 for (r = 0; r < R; r++) { \
-                    V skip = {0}, h = {0}; \
-                    QUAD(q[r], ph[r], skip, part32, part64); \
+                    uint32_t h = 0; \
+                    QUAD(q[r], ph[r], skip, 0, part32, part64); \
                     for (k = at; k < end; k++) { \
                         if (f32) o32[r * n + k] = part32[k - at]; else o64[r * n + k] = part64[k - at]; \
-                        if (ESCAPED(q[r], ph[r], t, k - at)) h = bitk; \
+                        h |= (uint32_t)(ESCAPED(q[r], ph[r], t, k - at)) << (k - first); \
                     } \
                     if (r == 0) h0 |= h; else if (r == 1) h1 |= h; else if (r == 2) h2 |= h; else h3 |= h; \
                 } \
             } \
-            for (r = 0; r < R; r++) {  /* each row's escape mask: rare, a lane at a time */ \
-                jr_v2u h = (jr_v2u)((r == 0 ? h0 : r == 1 ? h1 : r == 2 ? h2 : h3) & bitk); \
-                uint32_t hit = 0; \
-                if (h[0] | h[1]) { \
-                    for (k = first; k < end; k++) \
-                        hit |= (uint32_t)ESCAPED(q[r], ph[r], table + (k >> 2) * WORDS, k & 3) << (k - first); \
-                    any |= (hit != 0) << r; \
-                } \
+            for (r = 0; r < R; r++) {  /* each row's escape mask */ \
+                uint32_t hit = r == 0 ? h0 : r == 1 ? h1 : r == 2 ? h2 : h3; \
+                any |= (hit != 0) << r; \
                 escaped[r * groups + g] = (uint16_t)hit; \
             } \
         } \
@@ -388,12 +397,12 @@ cdef extern from *:
     static inline __attribute__((always_inline)) int jr_escape_vec_body(const int R, const int f32,
             const unsigned char *const *q, const uint64_t *ph, Py_ssize_t n, const uint64_t *table,
             uint16_t *escaped, void *out) {
-        JR_VEC_BODY(uint64_t, jr_v2u, JR_VEC_QUAD_WORDS, JR_VEC_LOAD_TABLE, JR_VEC_QUAD, JR_VEC_ESCAPED, 32)
+        JR_VEC_BODY(uint64_t, JR_VEC_QUAD_WORDS, JR_VEC_LOAD_TABLE, JR_VEC_QUAD, JR_VEC_ESCAPED)
     }
     static inline __attribute__((always_inline)) int jr_escape_f32_body(const int R, const unsigned char *const *q,
             const uint64_t *ph, Py_ssize_t n, const uint32_t *table, uint16_t *escaped, void *out) {
         const int f32 = 1;
-        JR_VEC_BODY(uint32_t, jr_v4w, JR_F32_QUAD_WORDS, JR_F32_LOAD_TABLE, JR_F32_QUAD, JR_F32_ESCAPED, 22)
+        JR_VEC_BODY(uint32_t, JR_F32_QUAD_WORDS, JR_F32_LOAD_TABLE, JR_F32_QUAD, JR_F32_ESCAPED)
     }
     static int jr_escape_row_vec(const unsigned char *p, uint64_t phase, Py_ssize_t n, const uint64_t *table,
             uint16_t *escaped, float *out32, double *out64) {
