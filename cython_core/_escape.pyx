@@ -42,7 +42,7 @@ from cython_core.layout import block_rows, words_for
 cdef enum:
     PREFETCH_ROWS = 4
     NEAR_ENTRIES = 64  # entries about a row's share of its block that a search reads first (_lower_bound_near)
-    CHUNK_ROWS = 64  # rows a read takes before it searches their first entries and patches them (_read_rows)
+    CHUNK_ROWS = 256  # rows a read takes before it searches their first entries and patches them (_read_rows)
     NOGIL_VALUES = 8192
     ENTRY_CODE_BITS = 26  # cython_core.layout.ENTRY_CODE_BITS (tests/test_escape.py checks they agree)
     MAX_SEGMENT = 65535   # seg_cap is uint16
