@@ -223,10 +223,13 @@ def test_check_verdicts(predicted, measured, tolerance, allowance, verdict):
 
 def test_a_short_run_says_which_checks_do_not_apply_and_a_plot_failure_cannot_leave_it_running(tmp_path, monkeypatch):
     # SAC's first update comes after step 101: in 50 steps none runs, so nothing is there to compare the
-    # optimizer state, the pre-update RSS or the training peak with. The RSS-once-built check, held to an
-    # exact tolerance here, fails on real figures; the status says so even though the plotting then fails.
+    # optimizer state, the pre-update RSS or the training peak with. The RSS-once-built check, its calibrated
+    # runtime put 1 GB off here, fails; the status says so even though the plotting then fails. (Held to an exact
+    # tolerance instead, it passed in one CI run: the probe's built RSS and the run's can agree to the page.)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(validation.harness.compare, "PEAK_TOL", 0)
+    runtime_of = validation.harness.validate.runtime_of
+    monkeypatch.setattr(validation.harness.validate, "runtime_of", lambda probe, run: replace(
+        runtime_of(probe, run), built_bytes=runtime_of(probe, run).built_bytes + 10**9))
 
     def broken_plot(*args, **kwargs):
         raise RuntimeError("no room on the canvas")
